@@ -1,0 +1,195 @@
+# husk: GNU make, out of tree into $(BUILD) (binaries in $(BUILD)/bin).
+#
+#   make            build libraries and programs
+#   make deps       install the Debian packages the build and tests need
+#   make check      deps, build, unit tests, bats tests
+#   make asan       the same under AddressSanitizer + UBSan (build/asan)
+#   make fuzz       libFuzzer targets (clang) into build/fuzz
+#   make bench      benchmarks (prints tables)
+#   make install    PREFIX=/usr/local DESTDIR=
+#
+# Sources are found by wildcard: a library is every .c in its folder, a
+# program every .c in its folder (see PROGRAMS below).
+
+BUILD   ?= build
+B       := $(BUILD)
+PREFIX  ?= /usr/local
+DESTDIR ?=
+BINDIR  ?= $(PREFIX)/bin
+LIBEXECDIR ?= $(PREFIX)/libexec/husk
+MANDIR  ?= $(PREFIX)/share/man
+SAN     ?=
+V       ?=
+
+ifeq ($(V),)
+Q := @
+else
+Q :=
+endif
+
+CC      ?= cc
+PKGS    := msgpack libseccomp libcap-ng jansson inih libnl-3.0 libnl-route-3.0
+
+# libev ships no pkg-config file in Debian; fall back to -lev.
+EV_CFLAGS := $(shell pkg-config --cflags libev 2>/dev/null)
+EV_LIBS   := $(shell pkg-config --libs libev 2>/dev/null || echo -lev)
+
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(EV_CFLAGS)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) $(EV_LIBS)
+
+WARN := -Wall -Wextra -Wshadow -Wformat=2 -Wformat-security \
+	-Wmissing-prototypes -Wstrict-prototypes -Wpointer-arith \
+	-Wundef -Wvla -Wno-unused-parameter -Wno-missing-field-initializers
+HARDEN_CFLAGS := -D_FORTIFY_SOURCE=2 -fstack-protector-strong -fPIE \
+	-fno-strict-overflow -fstack-clash-protection
+HARDEN_LDFLAGS := -pie -Wl,-z,relro,-z,now -Wl,-z,noexecstack
+
+OPT ?= -O2
+ifneq ($(SAN),)
+OPT := -O1
+SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer \
+	-fno-sanitize-recover=undefined
+HARDEN_CFLAGS := -fPIE
+endif
+
+CPPFLAGS += -D_GNU_SOURCE -I. $(PKG_CFLAGS)
+CFLAGS   += -std=gnu11 $(OPT) -g $(WARN) $(HARDEN_CFLAGS) $(SAN_FLAGS) \
+	    -MMD -MP
+ifneq ($(WERROR),)
+CFLAGS   += -Werror
+endif
+LDFLAGS  += $(HARDEN_LDFLAGS) $(SAN_FLAGS)
+LDLIBS   := $(PKG_LIBS)
+
+all: libs programs tests-build
+
+# ---------------------------------------------------------------- libs
+LIBHUSK_SRC := $(sort $(wildcard libhusk/*.c))
+LIBIPC_SRC  := $(sort $(wildcard libipc/*.c))
+LIBHUSK     := $(B)/lib/libhusk.a
+LIBIPC      := $(B)/lib/libipc.a
+LIBS        := $(LIBIPC) $(LIBHUSK)
+
+obj = $(patsubst %.c,$(B)/obj/%.o,$(1))
+
+$(B)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(LIBHUSK): $(call obj,$(LIBHUSK_SRC))
+	@mkdir -p $(dir $@)
+	$(Q)rm -f $@ && ar rcs $@ $^
+$(LIBIPC): $(call obj,$(LIBIPC_SRC))
+	@mkdir -p $(dir $@)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+libs: $(LIBS)
+
+# ------------------------------------------------------------ programs
+# $(call program,NAME,FOLDER): every .c in FOLDER, linked with the libs.
+PROGRAMS :=
+define program
+$(B)/bin/$(1): $(call obj,$(sort $(wildcard $(2)/*.c))) $(LIBS)
+	@mkdir -p $$(dir $$@)
+	@echo "  LD      $$@"
+	$(Q)$$(CC) $$(LDFLAGS) -o $$@ $$(filter %.o %.a,$$^) $$(LDLIBS)
+PROGRAMS += $(B)/bin/$(1)
+endef
+
+$(eval $(call program,husk-ipc,cmd/husk-ipc))
+# Programs built by later work register here when their folder exists.
+$(foreach p,$(wildcard */program.mk cmd/*/program.mk),$(eval include $(p)))
+
+programs: $(PROGRAMS)
+
+# --------------------------------------------------------------- tests
+# Every tests/unit/test_*.c is one cmocka binary; tests/helpers/*.c are
+# small programs the bats tests use.
+UNIT_SRC  := $(sort $(wildcard tests/unit/test_*.c))
+UNIT_BINS := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
+HELP_SRC  := $(sort $(wildcard tests/helpers/*.c))
+HELP_BINS := $(patsubst tests/helpers/%.c,$(B)/tests/helpers/%,$(HELP_SRC))
+
+$(B)/tests/%: $(B)/obj/tests/unit/%.o $(LIBS)
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $(filter %.o %.a,$^) $(LDLIBS) \
+		$(shell pkg-config --libs cmocka)
+$(B)/tests/helpers/%: $(B)/obj/tests/helpers/%.o $(LIBS)
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $(filter %.o %.a,$^) $(LDLIBS)
+
+tests-build: $(UNIT_BINS) $(HELP_BINS)
+
+# make check: everything a fresh clone needs, then every test.  The last
+# line is the runner's "N passed, N failed".
+check: deps
+	$(Q)$(MAKE) --no-print-directory WERROR=1 all
+	$(Q)BUILD=$(B) tests/run
+
+unit: tests-build
+	$(Q)BUILD=$(B) tests/run unit
+
+asan:
+	$(Q)$(MAKE) --no-print-directory deps
+	$(Q)$(MAKE) --no-print-directory BUILD=build/asan SAN=1 WERROR=1 all
+	$(Q)BUILD=build/asan HUSK_ASAN=1 \
+	    ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+	    UBSAN_OPTIONS=print_stacktrace=1 tests/run
+
+# ---------------------------------------------------------------- fuzz
+FUZZ_SRC  := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_BINS := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRC))
+FUZZ_LIBSRC := $(LIBHUSK_SRC) $(LIBIPC_SRC) $(FUZZ_EXTRA_SRC)
+FUZZ_TIME ?= 60
+
+build/fuzz/%: tests/fuzz/%.c $(FUZZ_LIBSRC)
+	@mkdir -p $(dir $@)
+	@echo "  FUZZ    $@"
+	$(Q)clang -D_GNU_SOURCE -I. $(PKG_CFLAGS) -std=gnu11 -g -O1 \
+	    -fsanitize=fuzzer,address,undefined -o $@ $^ $(LDLIBS)
+
+fuzz: deps $(FUZZ_BINS)
+
+fuzz-run: fuzz
+	$(Q)for f in $(FUZZ_BINS); do \
+	    n=$$(basename $$f); mkdir -p build/fuzz/corpus/$$n; \
+	    echo "== $$n ($(FUZZ_TIME)s)"; \
+	    $$f -max_total_time=$(FUZZ_TIME) -rss_limit_mb=2048 \
+	        -print_final_stats=1 build/fuzz/corpus/$$n \
+	        tests/fuzz/corpus/$$n 2>&1 | tail -n 12 || exit 1; \
+	done
+
+# --------------------------------------------------------------- bench
+BENCH_SRC  := $(sort $(wildcard bench/*.c))
+BENCH_BINS := $(patsubst bench/%.c,$(B)/bench/%,$(BENCH_SRC))
+$(B)/bench/%: $(B)/obj/bench/%.o $(LIBS)
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $(filter %.o %.a,$^) $(LDLIBS)
+
+bench: deps all $(BENCH_BINS)
+	$(Q)BUILD=$(B) bench/run
+
+# ---------------------------------------------------------------- deps
+deps:
+	$(Q)scripts/deps
+
+# ------------------------------------------------------------- install
+MAN_PAGES := $(sort $(wildcard man/*.[1-8]))
+install: programs
+	install -d $(DESTDIR)$(BINDIR)
+	for p in $(PROGRAMS); do install -m 0755 $$p $(DESTDIR)$(BINDIR)/; done
+	for m in $(MAN_PAGES); do s=$${m##*.}; \
+	    install -d $(DESTDIR)$(MANDIR)/man$$s; \
+	    install -m 0644 $$m $(DESTDIR)$(MANDIR)/man$$s/; done
+
+clean:
+	rm -rf $(B) build/asan build/fuzz
+
+.PHONY: all libs programs tests-build check unit asan fuzz fuzz-run \
+	bench deps install clean
+
+-include $(shell find $(B)/obj -name '*.d' 2>/dev/null)

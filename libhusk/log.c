@@ -1,0 +1,241 @@
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/time.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "err.h"
+#include "log.h"
+
+static struct {
+	char tag[96];
+	int level;
+	int format;
+	int fd;
+	bool own_fd;
+} lg = { "husk", HUSK_LOG_INFO, HUSK_LOG_TEXT, STDERR_FILENO, false };
+
+static const char *const level_names[] = { "error", "warning", "info",
+					   "debug" };
+
+void husk_log_init(const char *tag, int level, int format)
+{
+	husk_log_set_tag(tag);
+	lg.level = level;
+	lg.format = format;
+}
+
+void husk_log_set_tag(const char *tag)
+{
+	snprintf(lg.tag, sizeof(lg.tag), "%s", tag ? tag : "husk");
+}
+
+void husk_log_set_level(int level)
+{
+	lg.level = level;
+}
+
+int husk_log_get_level(void)
+{
+	return lg.level;
+}
+
+void husk_log_set_format(int format)
+{
+	lg.format = format;
+}
+
+int husk_log_open(const char *path)
+{
+	int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+
+	if (fd < 0)
+		return -1;
+	husk_log_set_fd(fd);
+	lg.own_fd = true;
+	return 0;
+}
+
+void husk_log_set_fd(int fd)
+{
+	if (lg.own_fd && lg.fd >= 0 && lg.fd != fd)
+		close(lg.fd);
+	lg.fd = fd;
+	lg.own_fd = false;
+}
+
+int husk_log_get_fd(void)
+{
+	return lg.fd;
+}
+
+int husk_log_level_parse(const char *s)
+{
+	if (!s)
+		return -1;
+	if (!strcasecmp(s, "error"))
+		return HUSK_LOG_ERROR;
+	if (!strcasecmp(s, "warn") || !strcasecmp(s, "warning"))
+		return HUSK_LOG_WARN;
+	if (!strcasecmp(s, "info"))
+		return HUSK_LOG_INFO;
+	if (!strcasecmp(s, "debug"))
+		return HUSK_LOG_DEBUG;
+	return -1;
+}
+
+int husk_log_format_parse(const char *s)
+{
+	if (s && !strcmp(s, "text"))
+		return HUSK_LOG_TEXT;
+	if (s && !strcmp(s, "json"))
+		return HUSK_LOG_JSON;
+	return -1;
+}
+
+/* JSON string escaping into out (bounded); returns bytes written. */
+static size_t json_escape(char *out, size_t cap, const char *s)
+{
+	size_t n = 0;
+
+	for (; *s && n + 7 < cap; s++) {
+		unsigned char ch = (unsigned char)*s;
+
+		if (ch == '"' || ch == '\\') {
+			out[n++] = '\\';
+			out[n++] = (char)ch;
+		} else if (ch == '\n') {
+			out[n++] = '\\';
+			out[n++] = 'n';
+		} else if (ch < 0x20 || ch == 0x7f) {
+			n += (size_t)snprintf(out + n, cap - n, "\\u%04x", ch);
+		} else {
+			out[n++] = (char)ch;
+		}
+	}
+	out[n] = '\0';
+	return n;
+}
+
+void husk_vlog(int level, const char *fmt, va_list ap)
+{
+	char msg[4096], line[8192 + 256], ts[64];
+	struct timeval tv;
+	struct tm tm;
+	int saved = errno, n;
+
+	if (level > lg.level || lg.fd < 0)
+		return;
+	if (level < 0)
+		level = 0;
+	if (level > HUSK_LOG_DEBUG)
+		level = HUSK_LOG_DEBUG;
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	gettimeofday(&tv, NULL);
+	gmtime_r(&tv.tv_sec, &tm);
+	n = (int)strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(ts + n, sizeof(ts) - (size_t)n, ".%06ldZ", (long)tv.tv_usec);
+
+	if (lg.format == HUSK_LOG_JSON) {
+		char emsg[8192], etag[200];
+
+		json_escape(emsg, sizeof(emsg), msg);
+		json_escape(etag, sizeof(etag), lg.tag);
+		n = snprintf(line, sizeof(line),
+			     "{\"level\":\"%s\",\"msg\":\"%s\",\"time\":\"%s\","
+			     "\"tag\":\"%s\"}\n",
+			     level_names[level], emsg, ts, etag);
+	} else {
+		n = snprintf(line, sizeof(line), "%s %s[%d]: %s: %s\n", ts,
+			     lg.tag, (int)getpid(), level_names[level], msg);
+	}
+	if (n > (int)sizeof(line) - 1)
+		n = (int)sizeof(line) - 1;
+	/* One write per line so concurrent writers do not interleave. */
+	if (write(lg.fd, line, (size_t)n) < 0) {
+		/* nowhere left to report it */
+	}
+	errno = saved;
+}
+
+void husk_log(int level, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	husk_vlog(level, fmt, ap);
+	va_end(ap);
+}
+
+static void vlog_errno(int level, int errnum, const char *fmt, va_list ap)
+{
+	char buf[4096];
+
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	husk_log(level, "%s: %s", buf, strerror(errnum));
+}
+
+void log_warn(const char *fmt, ...)
+{
+	int saved = errno;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vlog_errno(HUSK_LOG_WARN, saved, fmt, ap);
+	va_end(ap);
+	errno = saved;
+}
+
+void log_warnx(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	husk_vlog(HUSK_LOG_WARN, fmt, ap);
+	va_end(ap);
+}
+
+void log_info(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	husk_vlog(HUSK_LOG_INFO, fmt, ap);
+	va_end(ap);
+}
+
+void log_debug(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	husk_vlog(HUSK_LOG_DEBUG, fmt, ap);
+	va_end(ap);
+}
+
+void fatal(const char *fmt, ...)
+{
+	int saved = errno;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vlog_errno(HUSK_LOG_ERROR, saved, fmt, ap);
+	va_end(ap);
+	exit(HUSK_EXIT_SYSTEM);
+}
+
+void fatalx(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	husk_vlog(HUSK_LOG_ERROR, fmt, ap);
+	va_end(ap);
+	exit(HUSK_EXIT_SYSTEM);
+}
