@@ -66,6 +66,10 @@ int husk_path_join(const char *root, const char *rel, char **out,
  */
 int husk_open_beneath(int rootfd, const char *rel, int flags, mode_t mode,
 		      struct husk_err **err);
+/* The component walk alone (what husk_open_beneath falls back to on
+ * kernels without openat2); exposed so tests cover it everywhere. */
+int husk_open_beneath_walk(int rootfd, const char *rel, int flags,
+			   mode_t mode, struct husk_err **err);
 
 /* Parse a decimal integer in [min, max] with nothing after it. */
 int husk_parse_int(const char *s, long long min, long long max,
