@@ -1,0 +1,87 @@
+#!/usr/bin/env bats
+# husk_confine() seen from the inside: tests/helpers/confine_probe
+# confines itself, prints its /proc/self/status lines and, when asked,
+# makes a syscall outside its profile.
+
+setup() {
+	HUSK_SRC=${HUSK_SRC:-$(cd "$BATS_TEST_DIRNAME/../.." && pwd)}
+	BUILD=$(cd "$HUSK_SRC" && cd "${BUILD:-build}" && pwd)
+	PROBE=$BUILD/tests/helpers/confine_probe
+	[ -x "$PROBE" ] || skip "no $PROBE (make all)"
+	[ "$(id -u)" = 0 ] || skip "needs root to cut capabilities and switch ids"
+	cd "$BATS_TEST_TMPDIR"
+}
+
+asan_skip() {
+	# ASan's runtime makes syscalls of its own that no profile lists.
+	[ "${HUSK_ASAN:-}" != 1 ] || skip "seccomp kill checks under ASan"
+}
+
+# The CapEff mask of exactly one capability, as /proc prints it.
+cap_mask() {
+	printf '%016x' $((1 << $1))
+}
+
+@test "no_new_privs and the seccomp filter are on" {
+	run "$PROBE"
+	[ "$status" -eq 0 ]
+	[[ "$output" =~ NoNewPrivs:[[:space:]]+1 ]]
+	[[ "$output" =~ Seccomp:[[:space:]]+2 ]]
+}
+
+@test "capabilities are cut to CAP_NET_ADMIN in every set" {
+	run "$PROBE" --caps net_admin
+	[ "$status" -eq 0 ]
+	mask=$(cap_mask 12)
+	[[ "$output" =~ CapEff:[[:space:]]+$mask ]]
+	[[ "$output" =~ CapPrm:[[:space:]]+$mask ]]
+	[[ "$output" =~ CapBnd:[[:space:]]+$mask ]]
+	[[ "$output" =~ CapInh:[[:space:]]+0000000000000000 ]]
+	[[ "$output" =~ CapAmb:[[:space:]]+0000000000000000 ]]
+}
+
+@test "a syscall outside the profile kills with SIGSYS" {
+	asan_skip
+	run "$PROBE" --forbidden
+	# 159 = 128 + SIGSYS (31)
+	[ "$status" -eq 159 ]
+	[[ "$output" =~ Seccomp:[[:space:]]+2 ]]
+	[[ "$output" != *"getcwd returned"* ]]
+}
+
+@test "debug switch (HUSK_SECCOMP_DEBUG=1): survives and names the syscall" {
+	HUSK_SECCOMP_DEBUG=1 run "$PROBE" --forbidden
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"seccomp: confine_probe blocked syscall getcwd ("* ]]
+	[[ "$output" == *"getcwd returned -1 (Function not implemented)"* ]]
+}
+
+@test "debug option of the profile: same report" {
+	run "$PROBE" --debug --forbidden
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"blocked syscall getcwd"* ]]
+}
+
+@test "switch to uid 65534 with no capabilities kept" {
+	run "$PROBE" --uid 65534 --caps none
+	[ "$status" -eq 0 ]
+	[[ "$output" =~ Uid:[[:space:]]+65534[[:space:]]+65534[[:space:]]+65534[[:space:]]+65534 ]]
+	[[ "$output" =~ Gid:[[:space:]]+65534 ]]
+	[[ "$output" =~ CapEff:[[:space:]]+0000000000000000 ]]
+	[[ "$output" =~ CapPrm:[[:space:]]+0000000000000000 ]]
+	[[ "$output" =~ CapBnd:[[:space:]]+0000000000000000 ]]
+	[[ "$output" =~ NoNewPrivs:[[:space:]]+1 ]]
+}
+
+@test "switch to uid 65534 keeping CAP_NET_ADMIN" {
+	run "$PROBE" --uid 65534 --caps net_admin
+	[ "$status" -eq 0 ]
+	[[ "$output" =~ Uid:[[:space:]]+65534 ]]
+	[[ "$output" =~ CapEff:[[:space:]]+$(cap_mask 12) ]]
+}
+
+@test "unprivileged uid is still killed on a forbidden syscall" {
+	asan_skip
+	run "$PROBE" --uid 65534 --caps none --forbidden
+	[ "$status" -eq 159 ]
+}
