@@ -1,0 +1,171 @@
+/*
+ * Servers: a listening unix socket on the loop; every accepted peer is
+ * checked by SO_PEERCRED before anything is read from it.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "../libhusk/log.h"
+#include "../libhusk/util.h"
+#include "conn-int.h"
+#include "ipc.h"
+
+struct srv_conn {
+	struct srv_conn *next, *prev;
+	struct ipc_conn *c;
+};
+
+struct ipc_server {
+	struct ev_loop *loop;
+	int fd;
+	char *path;             /* unlinked on free; NULL for adopted fds */
+	ev_io lio;
+	struct ipc_server_opts o;
+	uid_t *allowed;
+	struct srv_conn *conns;
+	size_t nconns;
+};
+
+/* Accepting fails on a full descriptor table; back off until a close. */
+static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct ipc_server *s = w->data;
+
+	for (int i = 0; i < 64; i++) {
+		struct husk_err *e = NULL;
+		struct srv_conn *sc;
+		struct ipc_conn *c;
+		uid_t uid;
+		pid_t pid;
+		int fd;
+
+		fd = accept4(s->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if (errno != EAGAIN && errno != EWOULDBLOCK)
+				log_warn("ipc_server_accept: %s",
+					 s->path ? s->path : "accept");
+			return;
+		}
+		if (ipc_peer_cred(fd, &pid, &uid, NULL, &e) < 0) {
+			log_warnx("ipc_server_accept: %s", e->msg);
+			husk_err_free(e);
+			close(fd);
+			continue;
+		}
+		if (!ipc_uid_allowed(uid, s->allowed, s->o.nallowed)) {
+			log_warnx("ipc_server_accept: refusing pid %d uid %u on "
+				  "%s: uid not allowed", (int)pid,
+				  (unsigned)uid, s->path ? s->path : "socket");
+			close(fd);
+			continue;
+		}
+		c = ipc_conn_new(loop, fd, &s->o.conn, &e);
+		if (!c) {
+			log_warnx("ipc_server_accept: %s", e->msg);
+			husk_err_free(e);
+			continue;
+		}
+		sc = husk_xcalloc(1, sizeof(*sc));
+		sc->c = c;
+		sc->next = s->conns;
+		if (sc->next)
+			sc->next->prev = sc;
+		s->conns = sc;
+		s->nconns++;
+		ipc_conn_set_server(c, s);
+		if (s->o.on_accept)
+			s->o.on_accept(s, c, s->o.conn.arg);
+	}
+}
+
+void ipc_server_conn_gone(struct ipc_server *s, struct ipc_conn *c)
+{
+	for (struct srv_conn *sc = s->conns; sc; sc = sc->next) {
+		if (sc->c != c)
+			continue;
+		if (sc->prev)
+			sc->prev->next = sc->next;
+		else
+			s->conns = sc->next;
+		if (sc->next)
+			sc->next->prev = sc->prev;
+		s->nconns--;
+		free(sc);
+		return;
+	}
+}
+
+struct ipc_server *ipc_server_new_fd(struct ev_loop *loop, int listen_fd,
+				     const struct ipc_server_opts *o,
+				     struct husk_err **err)
+{
+	struct ipc_server *s;
+
+	if (!o || !o->conn.component) {
+		close(listen_fd);
+		husk_error(err, HUSK_E_INVALID,
+			   "ipc_server_new: a component name is needed");
+		return NULL;
+	}
+	s = husk_xcalloc(1, sizeof(*s));
+	s->loop = loop;
+	s->fd = listen_fd;
+	s->o = *o;
+	s->o.conn.role = IPC_ROLE_SERVER;
+	if (o->nallowed) {
+		s->allowed = husk_xcalloc(o->nallowed, sizeof(uid_t));
+		memcpy(s->allowed, o->allowed_uids, o->nallowed * sizeof(uid_t));
+	}
+	s->o.allowed_uids = s->allowed;
+	ev_io_init(&s->lio, accept_cb, listen_fd, EV_READ);
+	s->lio.data = s;
+	ev_io_start(loop, &s->lio);
+	return s;
+}
+
+struct ipc_server *ipc_server_new(struct ev_loop *loop, const char *path,
+				  const struct ipc_server_opts *o,
+				  struct husk_err **err)
+{
+	struct ipc_server *s;
+	int fd = ipc_listen_path(path, err);
+
+	if (fd < 0)
+		return NULL;
+	s = ipc_server_new_fd(loop, fd, o, err);
+	if (!s) {
+		unlink(path);
+		return NULL;
+	}
+	s->path = husk_xstrdup(path);
+	return s;
+}
+
+void ipc_server_free(struct ipc_server *s)
+{
+	if (!s)
+		return;
+	ev_io_stop(s->loop, &s->lio);
+	close(s->fd);
+	if (s->path)
+		unlink(s->path);
+	while (s->conns) {
+		struct ipc_conn *c = s->conns->c;
+
+		/* Closing unlinks it from the list (ipc_server_conn_gone). */
+		ipc_conn_close(c, NULL);
+	}
+	free(s->allowed);
+	free(s->path);
+	free(s);
+}
+
+size_t ipc_server_nconns(const struct ipc_server *s)
+{
+	return s->nconns;
+}
