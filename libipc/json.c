@@ -176,6 +176,9 @@ static json_t *json_bytes(const char *p, size_t len, bool nul_ok)
 	json_t *o;
 	char *b;
 
+	/* msgpack-c may give an empty string a NULL pointer. */
+	if (len == 0)
+		return json_string("");
 	if (utf8_clean((const unsigned char *)p, len, nul_ok))
 		return json_stringn(p, len);
 	b = base64((const unsigned char *)p, len);
@@ -194,6 +197,8 @@ static char *json_key(const msgpack_object *k, int depth)
 	json_t *j;
 	char *s;
 
+	if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == 0)
+		return strdup("");
 	if (k->type == MSGPACK_OBJECT_STR &&
 	    utf8_clean((const unsigned char *)k->via.str.ptr, k->via.str.size,
 		       false))

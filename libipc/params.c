@@ -51,7 +51,7 @@ const msgpack_object *ipc_map_get(const msgpack_object *map,
 		const msgpack_object *k = &map->via.map.ptr[i].key;
 
 		if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == klen &&
-		    memcmp(k->via.str.ptr, key, klen) == 0)
+		    (klen == 0 || memcmp(k->via.str.ptr, key, klen) == 0))
 			return &map->via.map.ptr[i].val;
 	}
 	return NULL;
@@ -81,13 +81,16 @@ int ipc_obj_str(const msgpack_object *o, const char *what, size_t maxlen,
 		return husk_error(err, HUSK_E_INVALID,
 				  "%s: string of %u bytes is longer than %zu",
 				  what, o->via.str.size, maxlen);
-	if (memchr(o->via.str.ptr, '\0', o->via.str.size))
+	/* An empty string may come with a NULL pointer. */
+	if (o->via.str.size &&
+	    memchr(o->via.str.ptr, '\0', o->via.str.size))
 		return husk_error(err, HUSK_E_INVALID,
 				  "%s: string contains a NUL byte", what);
 	s = malloc((size_t)o->via.str.size + 1);
 	if (!s)
 		return husk_error_sys(err, ENOMEM, "%s", what);
-	memcpy(s, o->via.str.ptr, o->via.str.size);
+	if (o->via.str.size)
+		memcpy(s, o->via.str.ptr, o->via.str.size);
 	s[o->via.str.size] = '\0';
 	*out = s;
 	return 0;
@@ -388,8 +391,10 @@ static long find_field(const struct ipc_field *fields, size_t nf,
 	if (k->type != MSGPACK_OBJECT_STR)
 		return -1;
 	for (size_t i = 0; i < nf; i++) {
-		if (strlen(fields[i].key) == k->via.str.size &&
-		    memcmp(fields[i].key, k->via.str.ptr, k->via.str.size) == 0)
+		size_t n = k->via.str.size;
+
+		if (strlen(fields[i].key) == n &&
+		    (n == 0 || memcmp(fields[i].key, k->via.str.ptr, n) == 0))
 			return (long)i;
 	}
 	return -1;
