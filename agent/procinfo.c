@@ -1,0 +1,121 @@
+/*
+ * list_processes: process records read from /proc in the guest, which
+ * has no ps.  Declared in cgroup.h (the pids come from cg_pids).
+ */
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "libhusk/cleanup.h"
+#include "libhusk/util.h"
+#include "libipc/ipc.h"
+#include "agent/cgroup.h"
+
+
+struct procrec {
+	pid_t pid, ppid;
+	uint32_t uid, gid;
+	char state[2];
+	char comm[64];
+	char *cmdline;          /* NUL-separated */
+	size_t cmdlen;
+};
+
+static int proc_read(pid_t pid, struct procrec *p)
+{
+	char path[64], buf[4096];
+	cleanup_free char *status = NULL;
+	char *rp;
+	const char *q;
+	cleanup_close int fd = -1;
+	ssize_t n;
+
+	memset(p, 0, sizeof(*p));
+	p->pid = pid;
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	n = husk_read_all(fd, buf, sizeof(buf) - 1);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	/* comm may hold spaces and ')': it ends at the last ')'. */
+	rp = strrchr(buf, ')');
+	q = strchr(buf, '(');
+	if (!rp || !q || q > rp)
+		return -1;
+	snprintf(p->comm, sizeof(p->comm), "%.*s", (int)(rp - q - 1), q + 1);
+	{
+		char st;
+		int ppid;
+
+		if (sscanf(rp + 1, " %c %d", &st, &ppid) != 2)
+			return -1;
+		p->state[0] = st;
+		p->ppid = ppid;
+	}
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	if (husk_read_file(AT_FDCWD, path, 1u << 16, &status, NULL, NULL) == 0) {
+		const char *u = strstr(status, "\nUid:");
+		const char *g = strstr(status, "\nGid:");
+		unsigned ru, eu;
+
+		/* The effective ids, as ps shows them. */
+		if (u && sscanf(u + 5, "%u %u", &ru, &eu) == 2)
+			p->uid = eu;
+		if (g && sscanf(g + 5, "%u %u", &ru, &eu) == 2)
+			p->gid = eu;
+	}
+	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
+	if (husk_read_file(AT_FDCWD, path, 1u << 17, &p->cmdline, &p->cmdlen,
+			   NULL) < 0) {
+		p->cmdline = NULL;
+		p->cmdlen = 0;
+	}
+	return 0;
+}
+
+static void pack_args(msgpack_packer *pk, const char *s, size_t len)
+{
+	uint32_t n = 0;
+
+	for (size_t i = 0; i < len; i += strlen(s + i) + 1)
+		n++;
+	msgpack_pack_array(pk, n);
+	for (size_t i = 0; i < len; i += strlen(s + i) + 1)
+		ipc_pack_str(pk, s + i);
+}
+
+int procinfo_pack(msgpack_packer *pk, const pid_t *pids, size_t n)
+{
+	struct procrec *recs = husk_xcalloc(n ? n : 1, sizeof(*recs));
+	size_t have = 0;
+
+	/* Read first: processes that exited meanwhile are left out. */
+	for (size_t i = 0; i < n; i++)
+		if (proc_read(pids[i], &recs[have]) == 0)
+			have++;
+		else
+			free(recs[have].cmdline);
+	msgpack_pack_array(pk, (uint32_t)have);
+	for (size_t i = 0; i < have; i++) {
+		struct procrec *p = &recs[i];
+
+		msgpack_pack_map(pk, 7);
+		ipc_pack_kv_int(pk, "pid", p->pid);
+		ipc_pack_kv_int(pk, "ppid", p->ppid);
+		ipc_pack_kv_uint(pk, "uid", p->uid);
+		ipc_pack_kv_uint(pk, "gid", p->gid);
+		ipc_pack_kv_str(pk, "state", p->state);
+		ipc_pack_kv_str(pk, "comm", p->comm);
+		ipc_pack_key(pk, "args");
+		pack_args(pk, p->cmdline ? p->cmdline : "", p->cmdlen);
+		free(p->cmdline);
+	}
+	free(recs);
+	return 0;
+}
