@@ -213,7 +213,7 @@ static int client_wait(struct ipc_client *cl, int timeout_ms,
 			break;
 		}
 		if (had == 0 && st->rx_nfds > 0)
-			st->rx_skip = ipc_framer_partial(&cl->fr) ? 1 : 0;
+			st->rx_skip = ipc_fds_skip(&cl->fr, buf, (size_t)n);
 		if (ipc_framer_feed(&cl->fr, buf, (size_t)n, client_frame, st,
 				    err) < 0) {
 			if (st->ferr) {

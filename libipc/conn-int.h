@@ -17,4 +17,8 @@ int ipc_hello_parse(const msgpack_object *map, const char *self,
 		    const char *expect, char peer[IPC_COMPONENT_MAX + 1],
 		    struct husk_err **err);
 
+/* Frames to complete before the one that owns descriptors received
+ * with data[0..n), given the framer's state before feeding data. */
+int ipc_fds_skip(const struct ipc_framer *f, const char *data, size_t n);
+
 #endif

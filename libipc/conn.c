@@ -866,10 +866,8 @@ static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
 			conn_eof(c);
 			break;
 		}
-		/* Descriptors belong to the frame whose first byte came with
-		 * them: if a frame is half read, that is the next one. */
 		if (had == 0 && c->rx_nfds > 0)
-			c->rx_skip = ipc_framer_partial(&c->fr) ? 1 : 0;
+			c->rx_skip = ipc_fds_skip(&c->fr, buf, (size_t)n);
 		if (ipc_framer_feed(&c->fr, buf, (size_t)n, frame_cb, c,
 				    &e) < 0) {
 			if (!c->closed && !c->flushing)
@@ -880,6 +878,51 @@ static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
 			break;
 	}
 	ipc_conn_unref(c);
+}
+
+/*
+ * Which frame do descriptors received with data[0..n) belong to?  The
+ * sender passes them with the first byte of one frame, and Linux ends
+ * a recvmsg right after the segment that carried descriptors, so they
+ * belong to the last frame that begins in this chunk.  Returns how many
+ * frames complete before that one.
+ */
+int ipc_fds_skip(const struct ipc_framer *f, const char *data, size_t n)
+{
+	const unsigned char *d = (const unsigned char *)data;
+	int partial = 0, starts = 0;
+	size_t pos = 0;
+
+	if (f->hdr_have > 0) {
+		uint8_t h[IPC_FRAME_HDR];
+		unsigned hh = f->hdr_have;
+		size_t rest;
+
+		partial = 1;
+		if (hh < IPC_FRAME_HDR) {
+			size_t take = IPC_FRAME_HDR - hh;
+
+			if (take > n)
+				return partial;
+			memcpy(h, f->hdr, hh);
+			memcpy(h + hh, d, take);
+			pos = take;
+			rest = (size_t)h[0] << 24 | (size_t)h[1] << 16 |
+			       (size_t)h[2] << 8 | h[3];
+		} else {
+			rest = f->len - f->have;
+		}
+		pos += rest;
+	}
+	while (pos < n) {
+		starts++;
+		if (n - pos < IPC_FRAME_HDR)
+			break;
+		pos += IPC_FRAME_HDR + ((size_t)d[pos] << 24 |
+			(size_t)d[pos + 1] << 16 | (size_t)d[pos + 2] << 8 |
+			d[pos + 3]);
+	}
+	return partial + (starts > 1 ? starts - 1 : 0);
 }
 
 /* ------------------------------------------------------- life cycle */
