@@ -1,0 +1,913 @@
+/*
+ * Networking in the guest: update_interface, update_routes,
+ * list_interfaces and list_routes over rtnetlink with libnl-route-3.
+ * The host names interfaces by MAC (the guest kernel picks the names);
+ * see docs/agent.md, "Networking in the guest".
+ */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <linux/rtnetlink.h>
+#include <netlink/netlink.h>
+#include <netlink/route/addr.h>
+#include <netlink/route/link.h>
+#include <netlink/route/route.h>
+
+#include "libhusk/cleanup.h"
+#include "libhusk/log.h"
+#include "libhusk/util.h"
+#include "libipc/ipc.h"
+#include "agent/agent.h"
+#include "agent/net.h"
+
+/* ------------------------------------------------------------------ */
+/* Params                                                              */
+
+int net_mac_parse(const char *s, unsigned char mac[6])
+{
+	for (int i = 0; i < 6; i++) {
+		if (!isxdigit((unsigned char)s[0]) ||
+		    !isxdigit((unsigned char)s[1]))
+			return -1;
+		mac[i] = (unsigned char)strtoul((char[]){ s[0], s[1], 0 },
+						NULL, 16);
+		s += 2;
+		if (i < 5 && *s++ != ':')
+			return -1;
+	}
+	return *s ? -1 : 0;
+}
+
+int net_addr_parse(const char *s, struct net_addr *a)
+{
+	memset(a, 0, sizeof(*a));
+	if (inet_pton(AF_INET, s, a->bytes) == 1) {
+		a->family = AF_INET;
+		a->prefix_len = 32;
+		return 0;
+	}
+	if (inet_pton(AF_INET6, s, a->bytes) == 1) {
+		a->family = AF_INET6;
+		a->prefix_len = 128;
+		return 0;
+	}
+	return -1;
+}
+
+int net_ifname_check(const char *name, const char *what,
+		     struct husk_err **err)
+{
+	size_t n = strlen(name);
+
+	if (n == 0 || n >= IFNAMSIZ)
+		return husk_error(err, HUSK_E_INVALID,
+				  "%s: expected 1 to %d bytes", what,
+				  IFNAMSIZ - 1);
+	if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+		return husk_error(err, HUSK_E_INVALID, "%s: \"%s\" is not a name",
+				  what, name);
+	for (const char *p = name; *p; p++)
+		if (*p == '/' || *p == ':' || isspace((unsigned char)*p) ||
+		    !isprint((unsigned char)*p))
+			return husk_error(err, HUSK_E_INVALID,
+					  "%s: \"%s\" has a character interface names cannot hold",
+					  what, name);
+	return 0;
+}
+
+static unsigned addr_bytes(int family)
+{
+	return family == AF_INET ? 4 : 16;
+}
+
+static int decode_addr_str(const msgpack_object *o, const char *what,
+			   struct net_addr *a, struct husk_err **err)
+{
+	cleanup_free char *s = NULL;
+
+	if (ipc_obj_str(o, what, INET6_ADDRSTRLEN, &s, err) < 0)
+		return -1;
+	if (net_addr_parse(s, a) < 0)
+		return husk_error(err, HUSK_E_INVALID,
+				  "%s: \"%s\" is not an IPv4 or IPv6 address",
+				  what, s);
+	return 0;
+}
+
+/* The value of key in map, or NULL when absent or nil. */
+static const msgpack_object *get(const msgpack_object *map, const char *key)
+{
+	const msgpack_object *v = ipc_map_get(map, key);
+
+	return v && v->type != MSGPACK_OBJECT_NIL ? v : NULL;
+}
+
+static int decode_iface_addr(const msgpack_object *o, const char *what,
+			     struct net_addr *a, struct husk_err **err)
+{
+	char w[96];
+	uint64_t plen;
+
+	if (ipc_obj_map(o, what, 8, err) < 0)
+		return -1;
+	snprintf(w, sizeof(w), "%s.address", what);
+	if (decode_addr_str(ipc_map_get(o, "address"), w, a, err) < 0)
+		return -1;
+	snprintf(w, sizeof(w), "%s.prefix_len", what);
+	if (ipc_obj_uint(ipc_map_get(o, "prefix_len"), w, a->prefix_len,
+			 &plen, err) < 0)
+		return -1;
+	a->prefix_len = (unsigned)plen;
+	return 0;
+}
+
+void net_iface_free(struct net_iface *i)
+{
+	free(i->addrs);
+	i->addrs = NULL;
+	i->naddrs = 0;
+}
+
+int net_iface_decode(const msgpack_object *params, struct net_iface *out,
+		     struct husk_err **err)
+{
+	const msgpack_object *o = ipc_map_get(params, "interface"), *v;
+	cleanup_free char *name = NULL, *mac = NULL;
+	char w[64];
+	uint64_t mtu = 0;
+	int n;
+
+	memset(out, 0, sizeof(*out));
+	out->up = true;
+	if (ipc_obj_map(o, "interface", 16, err) < 0)
+		return -1;
+	if (ipc_obj_str(ipc_map_get(o, "name"), "interface.name", 64, &name,
+			err) < 0 ||
+	    net_ifname_check(name, "interface.name", err) < 0)
+		return -1;
+	snprintf(out->name, sizeof(out->name), "%s", name);
+	if (ipc_obj_str(ipc_map_get(o, "mac"), "interface.mac", 32, &mac,
+			err) < 0)
+		return -1;
+	if (net_mac_parse(mac, out->mac) < 0)
+		return husk_error(err, HUSK_E_INVALID,
+				  "interface.mac: \"%s\" is not a MAC address such as 02:00:00:00:00:01",
+				  mac);
+	if ((v = get(o, "mtu"))) {
+		if (ipc_obj_uint(v, "interface.mtu", 65535, &mtu, err) < 0)
+			return -1;
+		if (mtu != 0 && mtu < 68)
+			return husk_error(err, HUSK_E_INVALID,
+					  "interface.mtu: %u is below 68",
+					  (unsigned)mtu);
+		out->mtu = (uint32_t)mtu;
+	}
+	if ((v = get(o, "up")) && ipc_obj_bool(v, "interface.up", &out->up,
+					       err) < 0)
+		return -1;
+	if (!(v = get(o, "addresses")))
+		return 0;
+	n = ipc_obj_array(v, "interface.addresses", NET_MAX_ADDRS, err);
+	if (n < 0)
+		return -1;
+	out->addrs = husk_xcalloc((size_t)n + 1, sizeof(*out->addrs));
+	for (int i = 0; i < n; i++) {
+		snprintf(w, sizeof(w), "interface.addresses[%d]", i);
+		if (decode_iface_addr(&v->via.array.ptr[i], w, &out->addrs[i],
+				      err) < 0) {
+			net_iface_free(out);
+			return -1;
+		}
+		out->naddrs++;
+	}
+	return 0;
+}
+
+/* "10.0.0.0/8", "fd00::/64", "10.0.0.1" (a host route), "" or
+ * "default". */
+static int decode_dest(const msgpack_object *o, const char *what,
+		       struct net_route *r, struct husk_err **err)
+{
+	cleanup_free char *s = NULL;
+	char *slash;
+	long long plen;
+
+	if (ipc_obj_str(o, what, INET6_ADDRSTRLEN + 4, &s, err) < 0)
+		return -1;
+	if (!*s || strcmp(s, "default") == 0) {
+		r->is_default = true;
+		return 0;
+	}
+	slash = strchr(s, '/');
+	if (slash)
+		*slash = '\0';
+	if (net_addr_parse(s, &r->dest) < 0)
+		return husk_error(err, HUSK_E_INVALID,
+				  "%s: \"%s\" is not an address", what, s);
+	if (slash) {
+		if (husk_parse_int(slash + 1, 0, r->dest.prefix_len, &plen) < 0)
+			return husk_error(err, HUSK_E_INVALID,
+					  "%s: bad prefix length \"%s\"", what,
+					  slash + 1);
+		r->dest.prefix_len = (unsigned)plen;
+	}
+	if (r->dest.prefix_len == 0)
+		r->is_default = true;
+	return 0;
+}
+
+static int decode_route(const msgpack_object *o, const char *what,
+			struct net_route *r, struct husk_err **err)
+{
+	cleanup_free char *dev = NULL;
+	const msgpack_object *v;
+	char w[96];
+	uint64_t scope;
+
+	memset(r, 0, sizeof(*r));
+	r->scope = -1;
+	if (ipc_obj_map(o, what, 16, err) < 0)
+		return -1;
+	snprintf(w, sizeof(w), "%s.dest", what);
+	if (decode_dest(ipc_map_get(o, "dest"), w, r, err) < 0)
+		return -1;
+	if ((v = get(o, "gateway")) && !(v->type == MSGPACK_OBJECT_STR &&
+					 v->via.str.size == 0)) {
+		snprintf(w, sizeof(w), "%s.gateway", what);
+		if (decode_addr_str(v, w, &r->gw, err) < 0)
+			return -1;
+		r->has_gw = true;
+	}
+	snprintf(w, sizeof(w), "%s.device", what);
+	if (ipc_obj_str(ipc_map_get(o, "device"), w, 64, &dev, err) < 0 ||
+	    net_ifname_check(dev, w, err) < 0)
+		return -1;
+	snprintf(r->device, sizeof(r->device), "%s", dev);
+	if ((v = get(o, "source")) && !(v->type == MSGPACK_OBJECT_STR &&
+					v->via.str.size == 0)) {
+		snprintf(w, sizeof(w), "%s.source", what);
+		if (decode_addr_str(v, w, &r->src, err) < 0)
+			return -1;
+		r->has_src = true;
+	}
+	if ((v = get(o, "scope"))) {
+		snprintf(w, sizeof(w), "%s.scope", what);
+		if (ipc_obj_uint(v, w, 255, &scope, err) < 0)
+			return -1;
+		r->scope = (int)scope;
+	}
+	/* One family for the whole route. */
+	r->family = r->dest.family ? r->dest.family :
+		    r->has_gw ? r->gw.family :
+		    r->has_src ? r->src.family : AF_INET;
+	if ((r->has_gw && r->gw.family != r->family) ||
+	    (r->has_src && r->src.family != r->family))
+		return husk_error(err, HUSK_E_INVALID,
+				  "%s: dest, gateway and source mix IPv4 and IPv6",
+				  what);
+	if (r->is_default && !r->has_gw && r->scope < 0)
+		log_debug("decode_route: %s: default route without gateway",
+			  what);
+	return 0;
+}
+
+int net_routes_decode(const msgpack_object *params, struct net_route **out,
+		      size_t *nout, struct husk_err **err)
+{
+	const msgpack_object *o = ipc_map_get(params, "routes");
+	struct net_route *v;
+	char w[64];
+	int n;
+
+	n = ipc_obj_array(o, "routes", NET_MAX_ROUTES, err);
+	if (n < 0)
+		return -1;
+	v = husk_xcalloc((size_t)n + 1, sizeof(*v));
+	for (int i = 0; i < n; i++) {
+		snprintf(w, sizeof(w), "routes[%d]", i);
+		if (decode_route(&o->via.array.ptr[i], w, &v[i], err) < 0) {
+			free(v);
+			return -1;
+		}
+	}
+	*out = v;
+	*nout = (size_t)n;
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Netlink                                                             */
+
+static int nl_fail(struct husk_err **err, int nlerr, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int nl_fail(struct husk_err **err, int nlerr, const char *fmt, ...)
+{
+	cleanup_free char *what = NULL;
+	va_list ap;
+	int code;
+
+	va_start(ap, fmt);
+	if (vasprintf(&what, fmt, ap) < 0)
+		what = NULL;
+	va_end(ap);
+	switch (nlerr < 0 ? -nlerr : nlerr) {
+	case NLE_EXIST:
+		code = HUSK_E_EXISTS;
+		break;
+	case NLE_NODEV:
+	case NLE_OBJ_NOTFOUND:
+	case NLE_NOADDR:
+		code = HUSK_E_NOT_FOUND;
+		break;
+	case NLE_PERM:
+		code = HUSK_E_PERMISSION;
+		break;
+	case NLE_INVAL:
+	case NLE_RANGE:
+		code = HUSK_E_INVALID;
+		break;
+	default:
+		code = HUSK_E_SYSTEM;
+	}
+	return husk_error(err, code, "%s: %s", what ? what : "netlink",
+			  nl_geterror(nlerr));
+}
+
+static void sock_freep(struct nl_sock **sk)
+{
+	if (*sk)
+		nl_socket_free(*sk);
+}
+
+static void cache_freep(struct nl_cache **c)
+{
+	if (*c)
+		nl_cache_free(*c);
+}
+
+static void nlobj_putp(void *p)
+{
+	struct nl_object **o = p;
+
+	if (*o)
+		nl_object_put(*o);
+}
+
+static void nladdr_putp(struct nl_addr **a)
+{
+	if (*a)
+		nl_addr_put(*a);
+}
+
+#define cleanup_sock  __attribute__((cleanup(sock_freep)))
+#define cleanup_cache __attribute__((cleanup(cache_freep)))
+#define cleanup_nlobj __attribute__((cleanup(nlobj_putp)))
+#define cleanup_nladdr __attribute__((cleanup(nladdr_putp)))
+
+static struct nl_sock *nl_open(struct husk_err **err)
+{
+	struct nl_sock *sk = nl_socket_alloc();
+	int rc;
+
+	if (!sk) {
+		husk_error_sys(err, ENOMEM, "netlink socket");
+		return NULL;
+	}
+	rc = nl_connect(sk, NETLINK_ROUTE);
+	if (rc < 0) {
+		nl_fail(err, rc, "netlink connect");
+		nl_socket_free(sk);
+		return NULL;
+	}
+	return sk;
+}
+
+static struct nl_addr *addr_build(const struct net_addr *a)
+{
+	struct nl_addr *n = nl_addr_build(a->family, a->bytes,
+					  addr_bytes(a->family));
+
+	if (n)
+		nl_addr_set_prefixlen(n, a->prefix_len);
+	return n;
+}
+
+static void pack_nladdr(msgpack_packer *pk, struct nl_addr *a, bool prefix)
+{
+	char buf[INET6_ADDRSTRLEN + 8] = "";
+	int fam = a ? nl_addr_get_family(a) : 0;
+
+	if (a && (fam == AF_INET || fam == AF_INET6) &&
+	    nl_addr_get_len(a) == addr_bytes(fam) &&
+	    inet_ntop(fam, nl_addr_get_binary_addr(a), buf, sizeof(buf)) &&
+	    prefix)
+		snprintf(buf + strlen(buf), sizeof(buf) - strlen(buf), "/%u",
+			 nl_addr_get_prefixlen(a));
+	ipc_pack_str(pk, buf);
+}
+
+static void mac_text(struct rtnl_link *l, char *buf, size_t size)
+{
+	struct nl_addr *a = rtnl_link_get_addr(l);
+	const unsigned char *m;
+
+	buf[0] = '\0';
+	if (!a || nl_addr_get_len(a) != 6)
+		return;
+	m = nl_addr_get_binary_addr(a);
+	snprintf(buf, size, "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2],
+		 m[3], m[4], m[5]);
+}
+
+static bool is_ip(int family)
+{
+	return family == AF_INET || family == AF_INET6;
+}
+
+/* {name, mac, mtu, up, addresses: [{address, prefix_len}]} */
+static void pack_iface(msgpack_packer *pk, struct rtnl_link *l,
+		       struct nl_cache *addrs)
+{
+	int idx = rtnl_link_get_ifindex(l);
+	const char *name = rtnl_link_get_name(l);
+	char mac[32];
+	uint32_t n = 0;
+
+	mac_text(l, mac, sizeof(mac));
+	msgpack_pack_map(pk, 5);
+	ipc_pack_kv_str(pk, "name", name ? name : "");
+	ipc_pack_kv_str(pk, "mac", mac);
+	ipc_pack_kv_uint(pk, "mtu", rtnl_link_get_mtu(l));
+	ipc_pack_kv_bool(pk, "up", rtnl_link_get_flags(l) & IFF_UP);
+	ipc_pack_key(pk, "addresses");
+	for (struct nl_object *o = nl_cache_get_first(addrs); o;
+	     o = nl_cache_get_next(o)) {
+		struct rtnl_addr *a = (struct rtnl_addr *)o;
+
+		if (rtnl_addr_get_ifindex(a) == idx &&
+		    is_ip(rtnl_addr_get_family(a)))
+			n++;
+	}
+	msgpack_pack_array(pk, n);
+	for (struct nl_object *o = nl_cache_get_first(addrs); o;
+	     o = nl_cache_get_next(o)) {
+		struct rtnl_addr *a = (struct rtnl_addr *)o;
+
+		if (rtnl_addr_get_ifindex(a) != idx ||
+		    !is_ip(rtnl_addr_get_family(a)))
+			continue;
+		msgpack_pack_map(pk, 2);
+		ipc_pack_key(pk, "address");
+		pack_nladdr(pk, rtnl_addr_get_local(a), false);
+		ipc_pack_kv_uint(pk, "prefix_len", rtnl_addr_get_prefixlen(a));
+	}
+}
+
+static struct rtnl_link *link_by_mac(struct nl_cache *links,
+				     const unsigned char mac[6])
+{
+	for (struct nl_object *o = nl_cache_get_first(links); o;
+	     o = nl_cache_get_next(o)) {
+		struct nl_addr *a = rtnl_link_get_addr((struct rtnl_link *)o);
+
+		if (a && nl_addr_get_len(a) == 6 &&
+		    memcmp(nl_addr_get_binary_addr(a), mac, 6) == 0) {
+			nl_object_get(o);
+			return (struct rtnl_link *)o;
+		}
+	}
+	return NULL;
+}
+
+static bool addr_wanted(const struct net_iface *w, struct rtnl_addr *a)
+{
+	struct nl_addr *l = rtnl_addr_get_local(a);
+	int fam = rtnl_addr_get_family(a);
+
+	if (!l || nl_addr_get_len(l) != addr_bytes(fam))
+		return false;
+	for (size_t i = 0; i < w->naddrs; i++)
+		if (w->addrs[i].family == fam &&
+		    (int)w->addrs[i].prefix_len == rtnl_addr_get_prefixlen(a) &&
+		    memcmp(w->addrs[i].bytes, nl_addr_get_binary_addr(l),
+			   addr_bytes(fam)) == 0)
+			return true;
+	return false;
+}
+
+/* IPv6 link-local addresses belong to the kernel (neighbour discovery
+ * needs them); they stay whatever the list says. */
+static bool addr_kernel_owned(struct rtnl_addr *a)
+{
+	struct nl_addr *l = rtnl_addr_get_local(a);
+	const unsigned char *b;
+
+	if (rtnl_addr_get_family(a) != AF_INET6 || !l ||
+	    nl_addr_get_len(l) != 16)
+		return false;
+	b = nl_addr_get_binary_addr(l);
+	return b[0] == 0xfe && (b[1] & 0xc0) == 0x80;
+}
+
+static int iface_addrs(struct nl_sock *sk, int idx, const struct net_iface *w,
+		       struct husk_err **err)
+{
+	cleanup_cache struct nl_cache *addrs = NULL;
+	int rc;
+
+	rc = rtnl_addr_alloc_cache(sk, &addrs);
+	if (rc < 0)
+		return nl_fail(err, rc, "interface.addresses: list");
+	for (struct nl_object *o = nl_cache_get_first(addrs); o;
+	     o = nl_cache_get_next(o)) {
+		struct rtnl_addr *a = (struct rtnl_addr *)o;
+
+		if (rtnl_addr_get_ifindex(a) != idx ||
+		    !is_ip(rtnl_addr_get_family(a)) || addr_kernel_owned(a) ||
+		    addr_wanted(w, a))
+			continue;
+		rc = rtnl_addr_delete(sk, a, 0);
+		if (rc < 0 && rc != -NLE_NOADDR && rc != -NLE_OBJ_NOTFOUND)
+			return nl_fail(err, rc, "interface.addresses: remove");
+	}
+	/* Removing a primary IPv4 address takes its secondaries along:
+	 * look again before adding. */
+	rc = nl_cache_refill(sk, addrs);
+	if (rc < 0)
+		return nl_fail(err, rc, "interface.addresses: list");
+	for (size_t i = 0; i < w->naddrs; i++) {
+		cleanup_nlobj struct rtnl_addr *a = NULL;
+		cleanup_nladdr struct nl_addr *local = NULL;
+		bool have = false;
+
+		for (struct nl_object *o = nl_cache_get_first(addrs); o && !have;
+		     o = nl_cache_get_next(o)) {
+			struct rtnl_addr *c = (struct rtnl_addr *)o;
+			struct net_iface one = { .naddrs = 1,
+						 .addrs = &w->addrs[i] };
+
+			have = rtnl_addr_get_ifindex(c) == idx &&
+			       addr_wanted(&one, c);
+		}
+		if (have)
+			continue;
+		a = rtnl_addr_alloc();
+		local = addr_build(&w->addrs[i]);
+		if (!a || !local)
+			return husk_error_sys(err, ENOMEM, "interface.addresses");
+		rtnl_addr_set_ifindex(a, idx);
+		rtnl_addr_set_family(a, w->addrs[i].family);
+		rc = rtnl_addr_set_local(a, local);
+		if (rc == 0)
+			rtnl_addr_set_prefixlen(a, (int)w->addrs[i].prefix_len);
+		if (rc == 0)
+			rc = rtnl_addr_add(sk, a, 0);
+		if (rc < 0 && rc != -NLE_EXIST)
+			return nl_fail(err, rc, "interface.addresses[%zu]: add",
+				       i);
+	}
+	return 0;
+}
+
+static int iface_apply(struct nl_sock *sk, const struct net_iface *w,
+		       int *ifindex, struct husk_err **err)
+{
+	cleanup_cache struct nl_cache *links = NULL;
+	cleanup_nlobj struct rtnl_link *link = NULL, *other = NULL,
+				       *down = NULL, *change = NULL;
+	const char *cur;
+	int rc;
+
+	rc = rtnl_link_alloc_cache(sk, AF_UNSPEC, &links);
+	if (rc < 0)
+		return nl_fail(err, rc, "interface: list links");
+	link = link_by_mac(links, w->mac);
+	if (!link)
+		return husk_error(err, HUSK_E_NOT_FOUND,
+				  "interface.mac: no interface has MAC %02x:%02x:%02x:%02x:%02x:%02x",
+				  w->mac[0], w->mac[1], w->mac[2], w->mac[3],
+				  w->mac[4], w->mac[5]);
+	*ifindex = rtnl_link_get_ifindex(link);
+	cur = rtnl_link_get_name(link);
+	change = rtnl_link_alloc();
+	if (!change)
+		return husk_error_sys(err, ENOMEM, "interface");
+	if (!cur || strcmp(cur, w->name) != 0) {
+		other = rtnl_link_get_by_name(links, w->name);
+		if (other)
+			return husk_error(err, HUSK_E_EXISTS,
+					  "interface.name: another interface is called \"%s\"",
+					  w->name);
+		/* The kernel renames only links that are down. */
+		down = rtnl_link_alloc();
+		if (!down)
+			return husk_error_sys(err, ENOMEM, "interface");
+		rtnl_link_unset_flags(down, IFF_UP);
+		rc = rtnl_link_change(sk, link, down, 0);
+		if (rc < 0)
+			return nl_fail(err, rc, "interface: set %s down",
+				       cur ? cur : "?");
+		rtnl_link_set_name(change, w->name);
+	}
+	if (w->mtu)
+		rtnl_link_set_mtu(change, w->mtu);
+	if (w->up)
+		rtnl_link_set_flags(change, IFF_UP);
+	else
+		rtnl_link_unset_flags(change, IFF_UP);
+	rc = rtnl_link_change(sk, link, change, 0);
+	if (rc < 0)
+		return nl_fail(err, rc, "interface \"%s\": rename, mtu or up",
+			       w->name);
+	return iface_addrs(sk, *ifindex, w, err);
+}
+
+/* ------------------------------------------------------------------ */
+/* Routes                                                              */
+
+/* Ours to replace: the main table's unicast routes, except the ones the
+ * kernel makes for an address's subnet. */
+static bool route_ours(struct rtnl_route *r)
+{
+	return rtnl_route_get_table(r) == RT_TABLE_MAIN &&
+	       rtnl_route_get_type(r) == RTN_UNICAST &&
+	       rtnl_route_get_protocol(r) != RTPROT_KERNEL &&
+	       is_ip(rtnl_route_get_family(r));
+}
+
+static bool route_listed(struct rtnl_route *r)
+{
+	return rtnl_route_get_table(r) == RT_TABLE_MAIN &&
+	       rtnl_route_get_type(r) == RTN_UNICAST &&
+	       is_ip(rtnl_route_get_family(r));
+}
+
+static int route_add(struct nl_sock *sk, const struct net_route *nr,
+		     int idx, size_t i, struct husk_err **err)
+{
+	cleanup_nlobj struct rtnl_route *r = rtnl_route_alloc();
+	cleanup_nladdr struct nl_addr *dst = NULL;
+	struct rtnl_nexthop *nh = rtnl_route_nh_alloc();
+	struct net_addr def = { .family = nr->family };
+	int rc;
+
+	if (!r || !nh) {
+		if (nh)
+			rtnl_route_nh_free(nh);
+		return husk_error_sys(err, ENOMEM, "routes[%zu]", i);
+	}
+	rtnl_route_set_family(r, (uint8_t)nr->family);
+	rtnl_route_set_table(r, RT_TABLE_MAIN);
+	rtnl_route_set_protocol(r, RTPROT_BOOT);
+	rtnl_route_set_type(r, RTN_UNICAST);
+	rtnl_route_set_scope(r, (uint8_t)(nr->scope >= 0 ? nr->scope :
+				 nr->has_gw ? RT_SCOPE_UNIVERSE :
+				 RT_SCOPE_LINK));
+	dst = addr_build(nr->is_default ? &def : &nr->dest);
+	rtnl_route_nh_set_ifindex(nh, idx);
+	if (nr->has_gw) {
+		cleanup_nladdr struct nl_addr *gw = addr_build(&nr->gw);
+
+		if (gw)
+			rtnl_route_nh_set_gateway(nh, gw);
+	}
+	rtnl_route_add_nexthop(r, nh);
+	if (!dst)
+		return husk_error_sys(err, ENOMEM, "routes[%zu]", i);
+	rc = rtnl_route_set_dst(r, dst);
+	if (rc == 0 && nr->has_src) {
+		cleanup_nladdr struct nl_addr *src = addr_build(&nr->src);
+
+		rc = src ? rtnl_route_set_pref_src(r, src) : -NLE_NOMEM;
+	}
+	if (rc == 0)
+		rc = rtnl_route_add(sk, r, NLM_F_REPLACE);
+	if (rc < 0)
+		return nl_fail(err, rc, "routes[%zu]: add", i);
+	return 0;
+}
+
+static int routes_apply(struct nl_sock *sk, const struct net_route *v,
+			size_t n, struct husk_err **err)
+{
+	cleanup_cache struct nl_cache *links = NULL, *routes = NULL;
+	cleanup_free int *idx = husk_xcalloc(n + 1, sizeof(*idx));
+	int rc;
+
+	rc = rtnl_link_alloc_cache(sk, AF_UNSPEC, &links);
+	if (rc < 0)
+		return nl_fail(err, rc, "routes: list links");
+	/* Every device must exist before anything is removed. */
+	for (size_t i = 0; i < n; i++) {
+		idx[i] = rtnl_link_name2i(links, v[i].device);
+		if (idx[i] <= 0)
+			return husk_error(err, HUSK_E_NOT_FOUND,
+					  "routes[%zu].device: no interface \"%s\"",
+					  i, v[i].device);
+	}
+	rc = rtnl_route_alloc_cache(sk, AF_UNSPEC, 0, &routes);
+	if (rc < 0)
+		return nl_fail(err, rc, "routes: list");
+	for (struct nl_object *o = nl_cache_get_first(routes); o;
+	     o = nl_cache_get_next(o)) {
+		if (!route_ours((struct rtnl_route *)o))
+			continue;
+		rc = rtnl_route_delete(sk, (struct rtnl_route *)o, 0);
+		if (rc < 0 && rc != -NLE_OBJ_NOTFOUND)
+			return nl_fail(err, rc, "routes: remove an old route");
+	}
+	/* A gateway must be reachable when its route goes in: device
+	 * routes first. */
+	for (int pass = 0; pass < 2; pass++)
+		for (size_t i = 0; i < n; i++)
+			if (v[i].has_gw == (pass == 1) &&
+			    route_add(sk, &v[i], idx[i], i, err) < 0)
+				return -1;
+	return 0;
+}
+
+/* {dest, gateway?, device, source?, scope} */
+static void pack_route(msgpack_packer *pk, struct rtnl_route *r,
+		       struct nl_cache *links)
+{
+	struct rtnl_nexthop *nh = rtnl_route_get_nnexthops(r) > 0 ?
+				  rtnl_route_nexthop_n(r, 0) : NULL;
+	struct nl_addr *dst = rtnl_route_get_dst(r);
+	struct nl_addr *gw = nh ? rtnl_route_nh_get_gateway(nh) : NULL;
+	struct nl_addr *src = rtnl_route_get_pref_src(r);
+	char dev[IFNAMSIZ] = "";
+
+	if (nh && !rtnl_link_i2name(links, rtnl_route_nh_get_ifindex(nh), dev,
+				    sizeof(dev)))
+		dev[0] = '\0';
+	msgpack_pack_map(pk, 3 + (gw != NULL) + (src != NULL));
+	ipc_pack_key(pk, "dest");
+	if (!dst || nl_addr_get_prefixlen(dst) == 0)
+		ipc_pack_str(pk, "default");
+	else
+		pack_nladdr(pk, dst, true);
+	if (gw) {
+		ipc_pack_key(pk, "gateway");
+		pack_nladdr(pk, gw, false);
+	}
+	ipc_pack_kv_str(pk, "device", dev);
+	if (src) {
+		ipc_pack_key(pk, "source");
+		pack_nladdr(pk, src, false);
+	}
+	ipc_pack_kv_uint(pk, "scope", rtnl_route_get_scope(r));
+}
+
+/* ------------------------------------------------------------------ */
+/* Handlers                                                            */
+
+/* In host mode these would rewire the host's network. */
+static bool net_refused(struct agent *a, struct ipc_conn *c,
+			struct ipc_msg *m)
+{
+	if (!a->host_mode || a->net_ok)
+		return false;
+	ipc_reply_error(c, m->msgid, HUSK_E_PERMISSION,
+			"%s: refused in host mode (it would change the host's network; run the agent in its own network namespace with net_ok)",
+			m->method);
+	return true;
+}
+
+static int snapshot(struct nl_sock *sk, struct nl_cache **links,
+		    struct nl_cache **addrs, struct nl_cache **routes,
+		    struct husk_err **err)
+{
+	int rc = rtnl_link_alloc_cache(sk, AF_UNSPEC, links);
+
+	if (rc == 0 && addrs)
+		rc = rtnl_addr_alloc_cache(sk, addrs);
+	if (rc == 0 && routes)
+		rc = rtnl_route_alloc_cache(sk, AF_UNSPEC, 0, routes);
+	if (rc < 0)
+		return nl_fail(err, rc, "netlink dump");
+	return 0;
+}
+
+void agent_m_update_interface(struct ipc_conn *c, struct ipc_msg *m,
+			      void *arg)
+{
+	cleanup_err struct husk_err *e = NULL;
+	cleanup_sock struct nl_sock *sk = NULL;
+	cleanup_cache struct nl_cache *links = NULL, *addrs = NULL;
+	struct net_iface w;
+	struct rtnl_link *l;
+	msgpack_packer *pk;
+	int idx = 0;
+
+	if (net_refused(arg, c, m))
+		return;
+	if (net_iface_decode(m->params, &w, &e) < 0) {
+		ipc_reply_err(c, m->msgid, e);
+		return;
+	}
+	if (!(sk = nl_open(&e)) || iface_apply(sk, &w, &idx, &e) < 0 ||
+	    snapshot(sk, &links, &addrs, NULL, &e) < 0) {
+		net_iface_free(&w);
+		ipc_reply_err(c, m->msgid, e);
+		return;
+	}
+	net_iface_free(&w);
+	l = rtnl_link_get(links, idx);
+	if (!l) {
+		ipc_reply_error(c, m->msgid, HUSK_E_NOT_FOUND,
+				"interface: gone while being configured");
+		return;
+	}
+	pk = ipc_reply_begin(c, m->msgid);
+	msgpack_pack_map(pk, 1);
+	ipc_pack_key(pk, "interface");
+	pack_iface(pk, l, addrs);
+	rtnl_link_put(l);
+	ipc_reply_send(c);
+}
+
+void agent_m_list_interfaces(struct ipc_conn *c, struct ipc_msg *m, void *arg)
+{
+	cleanup_err struct husk_err *e = NULL;
+	cleanup_sock struct nl_sock *sk = NULL;
+	cleanup_cache struct nl_cache *links = NULL, *addrs = NULL;
+	msgpack_packer *pk;
+
+	if (net_refused(arg, c, m))
+		return;
+	if (!(sk = nl_open(&e)) || snapshot(sk, &links, &addrs, NULL, &e) < 0) {
+		ipc_reply_err(c, m->msgid, e);
+		return;
+	}
+	pk = ipc_reply_begin(c, m->msgid);
+	msgpack_pack_map(pk, 1);
+	ipc_pack_key(pk, "interfaces");
+	msgpack_pack_array(pk, (uint32_t)nl_cache_nitems(links));
+	for (struct nl_object *o = nl_cache_get_first(links); o;
+	     o = nl_cache_get_next(o))
+		pack_iface(pk, (struct rtnl_link *)o, addrs);
+	ipc_reply_send(c);
+}
+
+static void reply_routes(struct ipc_conn *c, struct ipc_msg *m,
+			 struct nl_sock *sk)
+{
+	cleanup_err struct husk_err *e = NULL;
+	cleanup_cache struct nl_cache *links = NULL, *routes = NULL;
+	msgpack_packer *pk;
+	uint32_t n = 0;
+
+	if (snapshot(sk, &links, NULL, &routes, &e) < 0) {
+		ipc_reply_err(c, m->msgid, e);
+		return;
+	}
+	for (struct nl_object *o = nl_cache_get_first(routes); o;
+	     o = nl_cache_get_next(o))
+		n += route_listed((struct rtnl_route *)o);
+	pk = ipc_reply_begin(c, m->msgid);
+	msgpack_pack_map(pk, 1);
+	ipc_pack_key(pk, "routes");
+	msgpack_pack_array(pk, n);
+	for (struct nl_object *o = nl_cache_get_first(routes); o;
+	     o = nl_cache_get_next(o))
+		if (route_listed((struct rtnl_route *)o))
+			pack_route(pk, (struct rtnl_route *)o, links);
+	ipc_reply_send(c);
+}
+
+void agent_m_update_routes(struct ipc_conn *c, struct ipc_msg *m, void *arg)
+{
+	cleanup_err struct husk_err *e = NULL;
+	cleanup_sock struct nl_sock *sk = NULL;
+	cleanup_free struct net_route *v = NULL;
+	size_t n = 0;
+
+	if (net_refused(arg, c, m))
+		return;
+	if (net_routes_decode(m->params, &v, &n, &e) < 0 ||
+	    !(sk = nl_open(&e)) || routes_apply(sk, v, n, &e) < 0) {
+		ipc_reply_err(c, m->msgid, e);
+		return;
+	}
+	reply_routes(c, m, sk);
+}
+
+void agent_m_list_routes(struct ipc_conn *c, struct ipc_msg *m, void *arg)
+{
+	cleanup_err struct husk_err *e = NULL;
+	cleanup_sock struct nl_sock *sk = NULL;
+
+	if (net_refused(arg, c, m))
+		return;
+	if (!(sk = nl_open(&e))) {
+		ipc_reply_err(c, m->msgid, e);
+		return;
+	}
+	reply_routes(c, m, sk);
+}
