@@ -211,13 +211,15 @@ int husk_read_file(int dirfd, const char *name, size_t max, char **out,
 {
 	cleanup_close int fd = -1;
 	cleanup_free char *buf = NULL;
-	size_t cap = 4096, have = 0;
+	size_t cap = 4096, have = 0, lim;
 
+	/* One byte past max tells "exactly max" from "larger". */
+	lim = max < SIZE_MAX - 1 ? max + 1 : SIZE_MAX - 1;
 	fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0)
 		return husk_error_sys(err, errno, "open `%s`", name);
-	if (cap > max + 1)
-		cap = max + 1;
+	if (cap > lim)
+		cap = lim;
 	buf = husk_xmalloc(cap + 1);
 	for (;;) {
 		ssize_t n;
@@ -225,7 +227,7 @@ int husk_read_file(int dirfd, const char *name, size_t max, char **out,
 		if (have == cap) {
 			if (have > max)
 				break;
-			cap = cap * 2 > max + 1 ? max + 1 : cap * 2;
+			cap = cap > lim / 2 ? lim : cap * 2;
 			buf = realloc(husk_steal_ptr(buf), cap + 1);
 			if (!buf)
 				return husk_error_sys(err, ENOMEM, "read `%s`",
@@ -472,9 +474,9 @@ int husk_open_beneath(int rootfd, const char *rel, int flags, mode_t mode,
 			have_openat2 = 1;
 			return fd;
 		}
-		/* ENOSYS: old kernel; EPERM may be a seccomp filter that
-		 * predates openat2.  Either way the walk still works. */
-		if (errno != ENOSYS && !(errno == EPERM && have_openat2 < 0))
+		/* ENOSYS: an old kernel, or a seccomp profile that denies
+		 * openat2 with ENOSYS to ask for the walk. */
+		if (errno != ENOSYS)
 			return husk_error_sys(err, errno, "open `%s`", rel);
 		have_openat2 = 0;
 	}
