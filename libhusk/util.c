@@ -256,6 +256,17 @@ int husk_read_file(int dirfd, const char *name, size_t max, char **out,
 static int rmtree_fd(int dirfd, const char *name, int depth,
 		     struct husk_err **err);
 
+/* STATX_ATTR_MOUNT_ROOT (Linux 5.8); older kernels leave it clear. */
+static bool is_mount_root(int fd)
+{
+	struct statx stx;
+
+	if (statx(fd, "", AT_EMPTY_PATH, 0, &stx) < 0)
+		return false;
+	return (stx.stx_attributes_mask & 0x2000) &&
+	       (stx.stx_attributes & 0x2000);
+}
+
 /* Empty the directory fd (owned by the caller). */
 static int rmtree_contents(int fd, const char *name, int depth,
 			   struct husk_err **err)
@@ -305,6 +316,12 @@ static int rmtree_fd(int dirfd, const char *name, int depth,
 			return husk_error_sys(err, errno, "unlink `%s`", name);
 		return 0;
 	}
+	/* Never descend into a mount point: a bind mount left behind (a
+	 * container's root file system in a sandbox's share) would
+	 * otherwise have the user's files deleted through it. */
+	if (is_mount_root(fd))
+		return husk_error(err, HUSK_E_STATE, "remove `%s`: it is a "
+				  "mount point (still mounted)", name);
 	if (rmtree_contents(fd, name, depth, err) < 0)
 		return -1;
 	if (unlinkat(dirfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
