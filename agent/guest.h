@@ -1,0 +1,48 @@
+/*
+ * The agent's guest methods (guest.c): params decoded into these structs
+ * and the parts that need no connection, exposed for the unit tests.
+ */
+#ifndef HUSK_AGENT_GUEST_H
+#define HUSK_AGENT_GUEST_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <msgpack.h>
+
+#include "libhusk/err.h"
+#include "libipc/ipc.h"
+
+#define GUEST_COPY_CHUNK_MAX (1u << 20)   /* data per copy_file call */
+#define GUEST_COPY_FILE_MAX (64u << 20)   /* file_size */
+#define GUEST_SEED_MAX 4096
+
+struct guest_copy {
+	char *path;
+	struct ipc_bin data;
+	uint32_t mode;                  /* default 0644 */
+	uint32_t uid, gid;
+	uint64_t offset;
+	uint64_t file_size;
+};
+
+int guest_copy_decode(const msgpack_object *params, struct guest_copy *c,
+		      struct husk_err **err);
+void guest_copy_free(struct guest_copy *c);
+/* Write the chunk below one of roots (NULL-terminated), never through a
+ * symlink, creating parent directories 0755. */
+int guest_copy_write(char *const *roots, const struct guest_copy *c,
+		     struct husk_err **err);
+
+struct guest_time {
+	int64_t sec;
+	int64_t usec;
+};
+
+int guest_time_decode(const msgpack_object *params, struct guest_time *t,
+		      struct husk_err **err);
+/* data: 1..GUEST_SEED_MAX bytes (points into the message). */
+int guest_seed_decode(const msgpack_object *params, struct ipc_bin *data,
+		      struct husk_err **err);
+
+#endif
