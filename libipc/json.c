@@ -191,6 +191,14 @@ static json_t *json_bytes(const char *p, size_t len, bool nul_ok)
 
 static json_t *json_from_at(const msgpack_object *o, int depth);
 
+/*
+ * Keys that are not strings are shown as their JSON text, cut to this
+ * many bytes.  Uncut, a key that is a map whose key is a map... would
+ * be quoted again at every level, doubling its escapes each time: 32
+ * levels of that from a few hundred bytes of input exhaust memory.
+ */
+#define JSON_KEY_MAX 256
+
 /* A map key as text: strings as they are, anything else as JSON. */
 static char *json_key(const msgpack_object *k, int depth)
 {
@@ -208,6 +216,8 @@ static char *json_key(const msgpack_object *k, int depth)
 		return NULL;
 	s = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY | JSON_SORT_KEYS);
 	json_decref(j);
+	if (s)
+		s[ipc_utf8_cut(s, strlen(s), JSON_KEY_MAX)] = '\0';
 	return s;
 }
 

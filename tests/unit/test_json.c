@@ -195,6 +195,34 @@ static void test_keys(void **state)
 		      "\"null\":true,\"s\":\"v\"}");
 }
 
+/* Maps as keys of maps as keys...: each level's key text is cut, so
+ * the quoting cannot double at every level. */
+static void test_keys_nested(void **state)
+{
+	struct t *t = *state;
+	char *text;
+
+	for (int i = 0; i < 31; i++)
+		msgpack_pack_map(&t->pk, 1);
+	msgpack_pack_map(&t->pk, 1);
+	ipc_pack_kv_str(&t->pk, "a\"b", "v");
+	for (int i = 0; i < 31; i++)
+		msgpack_pack_nil(&t->pk);
+	text = render(t);
+	assert_true(strlen(text) < 4 * 256);
+	free(text);
+
+	/* A long key is cut to 256 bytes of its JSON text. */
+	msgpack_pack_map(&t->pk, 1);
+	msgpack_pack_array(&t->pk, 200);
+	for (int i = 0; i < 200; i++)
+		msgpack_pack_int(&t->pk, 1);
+	msgpack_pack_nil(&t->pk);
+	text = render(t);
+	assert_int_equal(strlen(text), 256 + strlen("{\"\":null}"));
+	free(text);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, t_setup, t_teardown)
 
 int main(void)
@@ -205,6 +233,7 @@ int main(void)
 		T(test_bin),
 		T(test_numbers),
 		T(test_keys),
+		T(test_keys_nested),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
