@@ -1,0 +1,62 @@
+/*
+ * The driver's confinement, applied once QEMU answers on QMP (until
+ * then the driver must fork and exec QEMU and virtiofsd).  What is left
+ * to do: serve RPC, talk QMP (passing tap descriptors), signal and reap
+ * its two children, rewrite its state file, stat paths it is given.
+ */
+#include <errno.h>
+#include <stddef.h>
+
+#include "hv.h"
+#include "libhusk/confine.h"
+
+static const char *const hv_syscalls[] = {
+	/* signal QEMU and virtiofsd (stop, kill, leftovers) */
+	"kill",
+	/* reap them: libev's child watcher and the final wait */
+	"wait4", "waitid",
+	/* the state file (husk_write_atomic) and QEMU's log tail for
+	 * errors */
+	"openat", "fchmod", "fsync", "rename", "renameat", "renameat2",
+	/* sockets and temporaries cleaned up at exit or on a failed write */
+	"unlink", "unlinkat",
+	/* hotplug_block and create check the paths they are given */
+	"stat", "lstat", "access", "faccessat", "faccessat2", "readlink",
+	/* dup of a tap descriptor queued for getfd */
+	"dup", "dup3",
+	/* clients connecting to the RPC socket (peer credentials) */
+	"getsockname", "getpeername",
+	/* /proc/<pid>/stat for the state file's start times */
+	"getdents64",
+	NULL,
+};
+
+/* Probes some libraries make; failing them is harmless. */
+static const struct husk_errno_rule hv_deny[] = {
+	{ "socket", EACCES },   /* no new sockets once confined */
+	{ "prctl", EPERM },
+	{ NULL, 0 },
+};
+
+/*
+ * No capabilities: QEMU and virtiofsd run as the driver's own user, so
+ * signalling them needs no CAP_KILL; everything else the driver opens
+ * after this point (its state directory) is its own.
+ */
+static const struct husk_profile hv_profile = {
+	.name = "husk-hypervisor",
+	.syscalls = hv_syscalls,
+	.deny = hv_deny,
+	.caps = NULL,
+	.rlimits = NULL,
+};
+
+int hv_confine(bool no_seccomp, bool debug, struct husk_err **err)
+{
+	struct husk_confine_opts o = {
+		.seccomp_debug = debug,
+		.no_seccomp = no_seccomp,
+	};
+
+	return husk_confine(&hv_profile, &o, err);
+}

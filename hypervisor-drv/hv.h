@@ -1,0 +1,152 @@
+/*
+ * husk-hypervisor: one per sandbox; owns QEMU (and virtiofsd) and is the
+ * only program that starts, stops or reconfigures the VM
+ * (docs/hypervisor.md).
+ *
+ *   main.c      options, set-up, the loop, leftovers of a dead driver
+ *   methods.c   the RPC method table and handlers, events to subscribers
+ *   qmp.c       the QMP client (QEMU's JSON monitor, untrusted bytes)
+ *   qemu.c      the QEMU command line, starting QEMU and virtiofsd
+ *   accel.c     KVM or TCG
+ *   confine.c   the driver's profile once QEMU runs
+ */
+#ifndef HUSK_HV_H
+#define HUSK_HV_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <ev.h>
+
+#include "libhusk/err.h"
+
+#define HV_COMPONENT "husk-hypervisor"
+#define HV_VERSION "0.1"
+
+#define HV_MAX_NETS 8           /* tap devices at create */
+#define HV_MAX_DEVICES 64       /* devices tracked for status */
+#define HV_MAX_VCPUS 64
+#define HV_MEM_BLOCK_MB 128     /* hot-plugged memory granularity */
+#define HV_MAX_PORTS 16         /* pcie-root-ports for hotplug */
+#define HV_DEV_ID_MAX 32        /* bytes of a device id */
+
+/* Descriptor numbers QEMU finds its inherited descriptors at. */
+#define HV_FD_QMP 3
+#define HV_FD_TAP0 4
+
+enum hv_machine { HV_MACHINE_Q35 = 0, HV_MACHINE_MICROVM = 1 };
+enum hv_accel { HV_ACCEL_AUTO = 0, HV_ACCEL_KVM = 1, HV_ACCEL_TCG = 2 };
+
+enum hv_state {
+	HV_ST_NEW = 0,          /* nothing configured */
+	HV_ST_CREATED,          /* validated, not started */
+	HV_ST_STARTING,         /* QEMU forked, QMP not ready */
+	HV_ST_RUNNING,
+	HV_ST_PAUSED,
+	HV_ST_STOPPED,          /* QEMU gone; final */
+};
+
+struct hv_net {
+	char id[HV_DEV_ID_MAX + 1];
+	char mac[18];
+	uint32_t mtu;           /* 0: the tap's */
+	int fd;                 /* the tap, owned until QEMU starts */
+};
+
+/* What `create` accepted, validated and resolved. */
+struct hv_config {
+	char *kernel;
+	char *initrd;
+	char *kernel_params;    /* extra, appended */
+	uint32_t vcpus, max_vcpus;
+	uint32_t memory_mb, max_memory_mb, memory_slots;
+	int machine;            /* enum hv_machine */
+	int accel_req;          /* enum hv_accel as asked */
+	int accel;              /* HV_ACCEL_KVM or HV_ACCEL_TCG in use */
+	char accel_reason[256];
+	char *shared_dir;
+	char *agent_socket;
+	char *console_log;
+	uint32_t pci_ports;     /* spare pcie-root-ports (q35) */
+	bool kernel_elf;        /* PVH vmlinux: boots with qboot */
+	uint32_t tsc_khz;       /* microvm: tsc_early_khz, 0 if unknown */
+	struct hv_net nets[HV_MAX_NETS];
+	int nnets;
+};
+
+/* Paths and programs the command lines need. */
+struct hv_paths {
+	const char *qemu;
+	const char *virtiofsd;
+	const char *vfs_socket;         /* virtiofsd's, in the state dir */
+	const char *bios;               /* qboot */
+};
+
+enum hv_dev_kind {
+	HV_DEV_CPU, HV_DEV_MEM, HV_DEV_BLOCK, HV_DEV_NET,
+};
+
+struct hv_device {
+	bool used;
+	int kind;               /* enum hv_dev_kind */
+	char id[HV_DEV_ID_MAX + 8];
+	char *path;             /* block: the file */
+	char mac[18];           /* net */
+	uint32_t size_mb;       /* mem */
+	int port;               /* root port index, -1 for none */
+	bool boot;              /* on the command line, not hot-plugged */
+	bool removing;          /* device_del sent */
+};
+
+/* qemu.c */
+void hv_config_free(struct hv_config *c);
+/* argv for QEMU (NULL-terminated, free with hv_argv_free). */
+char **hv_qemu_argv(const struct hv_config *c, const struct hv_paths *p);
+char **hv_virtiofsd_argv(const struct hv_config *c, const struct hv_paths *p,
+			 int listen_fd);
+void hv_argv_free(char **argv);
+/* The kernel command line the driver uses (malloc'ed). */
+char *hv_kernel_cmdline(const struct hv_config *c);
+bool hv_file_is_elf(const char *path);
+uint32_t hv_host_tsc_khz(void);
+uint64_t hv_host_mem_mb(void);
+/*
+ * Fork and exec argv with fds[i] at descriptor i + 3 in the child and
+ * nothing else open but stdio (stdout/stderr to logfd, stdin /dev/null).
+ * The child dies with SIGKILL when the driver dies (PDEATHSIG, checked
+ * against the getppid() race).  Returns the pid or -1.
+ */
+pid_t hv_spawn(char *const argv[], const int *fds, int nfds, int logfd,
+	       struct husk_err **err);
+/* Start time of pid in clock ticks since boot (/proc/pid/stat field
+ * 22); 0 when pid is gone. */
+unsigned long long hv_proc_starttime(pid_t pid);
+
+/* methods.c */
+struct ipc_method;
+extern const struct ipc_method *const hv_methods;
+struct hv_opts {
+	const char *sandbox;
+	const char *state_dir;
+	const char *qemu;
+	const char *virtiofsd;
+	bool no_seccomp;
+	bool seccomp_debug;
+};
+void hv_init(struct ev_loop *loop, const struct hv_opts *o);
+/* Stop the VM (forced) and wait for QEMU; for the driver's own exit. */
+void hv_shutdown(void);
+/* Report the VM of a previous driver as gone (final state). */
+void hv_set_gone(const char *why);
+struct ipc_conn;
+void hv_conn_closed(struct ipc_conn *c);
+
+/* main.c: the state file of a previous driver (pids it left). */
+int hv_state_write(pid_t qemu, pid_t vfs);
+void hv_state_clear(void);
+
+/* confine.c */
+int hv_confine(bool no_seccomp, bool debug, struct husk_err **err);
+
+#endif

@@ -1,0 +1,431 @@
+/*
+ * The QEMU and virtiofsd command lines, built from a validated
+ * hv_config, and starting the two as children that cannot outlive the
+ * driver.
+ *
+ * Boot path (docs/hypervisor.md, measured with make bench): q35 with
+ * qboot and the PVH vmlinux keeps PCIe hotplug at about microvm's cost
+ * with the same kernel; microvm is offered for sandboxes that need no
+ * hotplug.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <linux/close_range.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/sysinfo.h>
+#include <unistd.h>
+
+#include "hv.h"
+#include "libhusk/cleanup.h"
+#include "libhusk/util.h"
+
+/* ------------------------------------------------------------------ */
+/* Small helpers                                                       */
+
+struct strv {
+	char **v;
+	size_t n, cap;
+};
+
+static void strv_add(struct strv *s, const char *str)
+{
+	if (s->n + 2 > s->cap) {
+		s->cap = s->cap ? s->cap * 2 : 64;
+		s->v = realloc(s->v, s->cap * sizeof(char *));
+		if (!s->v)
+			abort();
+	}
+	s->v[s->n++] = husk_xstrdup(str);
+	s->v[s->n] = NULL;
+}
+
+static void __attribute__((format(printf, 2, 3)))
+strv_addf(struct strv *s, const char *fmt, ...)
+{
+	char *str;
+	va_list ap;
+
+	va_start(ap, fmt);
+	if (vasprintf(&str, fmt, ap) < 0)
+		abort();
+	va_end(ap);
+	strv_add(s, str);
+	free(str);
+}
+
+static void strv_add2(struct strv *s, const char *opt, const char *val)
+{
+	strv_add(s, opt);
+	strv_add(s, val);
+}
+
+void hv_argv_free(char **argv)
+{
+	if (!argv)
+		return;
+	for (char **p = argv; *p; p++)
+		free(*p);
+	free(argv);
+}
+
+/* A value inside QEMU's option syntax: commas are doubled. */
+static char *opt_esc(const char *s)
+{
+	size_t n = strlen(s), extra = 0;
+	char *out, *o;
+
+	for (const char *p = s; *p; p++)
+		extra += *p == ',';
+	out = o = husk_xmalloc(n + extra + 1);
+	for (const char *p = s; *p; p++) {
+		*o++ = *p;
+		if (*p == ',')
+			*o++ = ',';
+	}
+	*o = '\0';
+	return out;
+}
+
+void hv_config_free(struct hv_config *c)
+{
+	free(c->kernel);
+	free(c->initrd);
+	free(c->kernel_params);
+	free(c->shared_dir);
+	free(c->agent_socket);
+	free(c->console_log);
+	for (int i = 0; i < c->nnets; i++)
+		if (c->nets[i].fd >= 0)
+			close(c->nets[i].fd);
+	memset(c, 0, sizeof(*c));
+}
+
+bool hv_file_is_elf(const char *path)
+{
+	cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC);
+	unsigned char m[4];
+
+	return fd >= 0 && read(fd, m, 4) == 4 && m[0] == 0x7f &&
+	       m[1] == 'E' && m[2] == 'L' && m[3] == 'F';
+}
+
+/* TCG's TSC runs at the host's rate; "cpu MHz" is close enough for the
+ * guest's early calibration, which on microvm may otherwise never end. */
+uint32_t hv_host_tsc_khz(void)
+{
+	cleanup_fclose FILE *f = fopen("/proc/cpuinfo", "re");
+	char line[256];
+	double mhz;
+
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "cpu MHz : %lf", &mhz) == 1 && mhz > 0)
+			return (uint32_t)(mhz * 1000);
+	return 0;
+}
+
+uint64_t hv_host_mem_mb(void)
+{
+	struct sysinfo si;
+
+	if (sysinfo(&si) < 0)
+		return 0;
+	return (uint64_t)si.totalram * si.mem_unit >> 20;
+}
+
+unsigned long long hv_proc_starttime(pid_t pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long long start = 0;
+	cleanup_close int fd = -1;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	/* comm may hold spaces and parentheses: fields follow the last ')'. */
+	p = strrchr(buf, ')');
+	if (!p)
+		return 0;
+	/* state is field 3; starttime is field 22. */
+	if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u "
+		   "%*u %*u %*d %*d %*d %*d %*d %*d %llu", &start) != 1)
+		return 0;
+	return start;
+}
+
+/* ------------------------------------------------------------------ */
+/* Command lines                                                       */
+
+char *hv_kernel_cmdline(const struct hv_config *c)
+{
+	struct strv s = { 0 };
+	size_t len = 0;
+	char *out, *o;
+
+	/* Options measured to shorten a TCG boot (notes and docs). */
+	strv_add(&s, "console=ttyS0 quiet panic=-1 cryptomgr.notests");
+	strv_add(&s, "tsc=reliable no_timer_check noreplace-smp i8042.noaux");
+	strv_add(&s, "8250.nr_uarts=1 random.trust_cpu=on");
+	/* Without a local APIC timer a second vCPU would never tick. */
+	if (c->max_vcpus == 1)
+		strv_add(&s, "nolapic_timer");
+	if (c->machine == HV_MACHINE_MICROVM && c->tsc_khz)
+		strv_addf(&s, "tsc_early_khz=%u", c->tsc_khz);
+	if (c->shared_dir)
+		strv_add(&s, "husk.share=husk");
+	if (c->kernel_params && *c->kernel_params)
+		strv_add(&s, c->kernel_params);
+	for (size_t i = 0; i < s.n; i++)
+		len += strlen(s.v[i]) + 1;
+	out = o = husk_xmalloc(len + 1);
+	for (size_t i = 0; i < s.n; i++)
+		o += sprintf(o, "%s%s", i ? " " : "", s.v[i]);
+	*o = '\0';
+	hv_argv_free(s.v);
+	return out;
+}
+
+static void add_machine(struct strv *s, const struct hv_config *c,
+			const struct hv_paths *p)
+{
+	if (c->machine == HV_MACHINE_MICROVM) {
+		/* The stock kernel finds virtio-mmio devices only through
+		 * ACPI, and virtiofsd refuses legacy virtio-mmio. */
+		strv_add2(s, "-machine", "microvm,acpi=on");
+		strv_add2(s, "-global", "virtio-mmio.force-legacy=false");
+		return;
+	}
+	strv_add2(s, "-machine", "q35");
+	/* qboot skips SeaBIOS's device scan: 0.8 s under TCG. */
+	if (p->bios && access(p->bios, R_OK) == 0)
+		strv_add2(s, "-bios", p->bios);
+}
+
+static void add_memory(struct strv *s, const struct hv_config *c)
+{
+	if (c->machine == HV_MACHINE_Q35 && c->memory_slots > 0 &&
+	    c->max_memory_mb > c->memory_mb)
+		strv_addf(s, "-m"), strv_addf(s, "%uM,slots=%u,maxmem=%uM",
+					     c->memory_mb, c->memory_slots,
+					     c->max_memory_mb);
+	else
+		strv_addf(s, "-m"), strv_addf(s, "%uM", c->memory_mb);
+	if (c->shared_dir) {
+		/* vhost-user: virtiofsd maps guest RAM, so it must be a
+		 * shared memfd, which needs a NUMA node to hang from. */
+		strv_add(s, "-object");
+		strv_addf(s, "memory-backend-memfd,id=mem0,size=%uM,share=on",
+			  c->memory_mb);
+		strv_add2(s, "-numa", "node,memdev=mem0");
+	}
+}
+
+char **hv_qemu_argv(const struct hv_config *c, const struct hv_paths *p)
+{
+	const char *bus = c->machine == HV_MACHINE_MICROVM ? "device" : "pci";
+	struct strv s = { 0 };
+	cleanup_free char *cmdline = hv_kernel_cmdline(c);
+	cleanup_free char *agent = opt_esc(c->agent_socket);
+
+	strv_add(&s, p->qemu);
+	strv_add(&s, "-nodefaults");
+	strv_add(&s, "-no-user-config");
+	strv_add(&s, "-nographic");
+	strv_add2(&s, "-display", "none");
+	strv_add(&s, "-no-reboot");
+	add_machine(&s, c, p);
+	strv_add2(&s, "-accel", c->accel == HV_ACCEL_KVM ? "kvm" : "tcg");
+	/* max: every feature TCG emulates (rdrand for the guest's RNG);
+	 * host under KVM. */
+	strv_add2(&s, "-cpu", c->accel == HV_ACCEL_KVM ? "host" : "max");
+	strv_add(&s, "-smp");
+	strv_addf(&s, "%u,maxcpus=%u", c->vcpus, c->max_vcpus);
+	add_memory(&s, c);
+
+	strv_add2(&s, "-kernel", c->kernel);
+	if (c->initrd)
+		strv_add2(&s, "-initrd", c->initrd);
+	strv_add2(&s, "-append", cmdline);
+
+	if (c->console_log) {
+		cleanup_free char *log = opt_esc(c->console_log);
+
+		strv_add(&s, "-chardev");
+		strv_addf(&s, "file,id=con,path=%s", log);
+	} else {
+		strv_add2(&s, "-chardev", "null,id=con");
+	}
+	strv_add2(&s, "-serial", "chardev:con");
+
+	/* The agent channel: QEMU listens, the proxy connects. */
+	strv_add(&s, "-device");
+	strv_addf(&s, "virtio-serial-%s,id=vser0", bus);
+	strv_add(&s, "-chardev");
+	strv_addf(&s, "socket,id=agent,path=%s,server=on,wait=off", agent);
+	strv_add2(&s, "-device",
+		  "virtserialport,bus=vser0.0,chardev=agent,name=agent.channel.0");
+
+	if (c->shared_dir) {
+		cleanup_free char *vfs = opt_esc(p->vfs_socket);
+
+		strv_add(&s, "-chardev");
+		strv_addf(&s, "socket,id=vfs,path=%s", vfs);
+		strv_add(&s, "-device");
+		strv_addf(&s, "vhost-user-fs-%s,chardev=vfs,tag=husk", bus);
+	}
+	for (int i = 0; i < c->nnets; i++) {
+		const struct hv_net *n = &c->nets[i];
+
+		strv_add(&s, "-netdev");
+		strv_addf(&s, "tap,id=net-%s,fd=%d", n->id, HV_FD_TAP0 + i);
+		strv_add(&s, "-device");
+		if (n->mtu)
+			strv_addf(&s, "virtio-net-%s,netdev=net-%s,id=%s,"
+				  "mac=%s,host_mtu=%u", bus, n->id, n->id,
+				  n->mac, n->mtu);
+		else
+			strv_addf(&s, "virtio-net-%s,netdev=net-%s,id=%s,"
+				  "mac=%s", bus, n->id, n->id, n->mac);
+	}
+	if (c->machine == HV_MACHINE_Q35) {
+		for (uint32_t i = 0; i < c->pci_ports; i++) {
+			strv_add(&s, "-device");
+			strv_addf(&s, "pcie-root-port,id=rp%u,bus=pcie.0,"
+				  "chassis=%u", i, i + 1);
+		}
+	}
+
+	/* The monitor is a socketpair made by the driver: no path to race
+	 * for, and QEMU's death is an EOF on our end. */
+	strv_add(&s, "-chardev");
+	strv_addf(&s, "socket,id=qmp,fd=%d,server=off", HV_FD_QMP);
+	strv_add2(&s, "-mon", "chardev=qmp,mode=control");
+	strv_add2(&s, "-sandbox", "on,obsolete=deny,elevateprivileges=deny,"
+		  "spawn=deny,resourcecontrol=deny");
+	return s.v;
+}
+
+char **hv_virtiofsd_argv(const struct hv_config *c, const struct hv_paths *p,
+			 int listen_fd)
+{
+	struct strv s = { 0 };
+	cleanup_free char *src = opt_esc(c->shared_dir);
+
+	strv_add(&s, p->virtiofsd);
+	/* The listening socket is made by the driver (mode, place) and
+	 * handed over, so QEMU never races virtiofsd's bind. */
+	strv_addf(&s, "--fd=%d", listen_fd);
+	strv_add(&s, "-o");
+	strv_addf(&s, "source=%s", src);
+	/* auto: the guest revalidates after a second; containers' volumes
+	 * see host changes without cache=none's cost on every lookup. */
+	strv_add2(&s, "-o", "cache=auto");
+	strv_add2(&s, "-o", "sandbox=namespace");
+	strv_add(&s, "--thread-pool-size=1");
+	return s.v;
+}
+
+/* ------------------------------------------------------------------ */
+/* Children                                                            */
+
+/* In the child: put fds[i] at 3 + i, close the rest. */
+static int child_fds(const int *fds, int nfds)
+{
+	int high[16];
+
+	if (nfds > 16)
+		return -1;
+	/* Two passes so that a target number never clobbers a source. */
+	for (int i = 0; i < nfds; i++) {
+		high[i] = fcntl(fds[i], F_DUPFD, 64);
+		if (high[i] < 0)
+			return -1;
+	}
+	for (int i = 0; i < nfds; i++) {
+		if (dup2(high[i], 3 + i) < 0)
+			return -1;
+		close(high[i]);
+	}
+	/* Close-on-exec rather than closed: the exec-error pipe must
+	 * live until execv. */
+	if (syscall(SYS_close_range, 3 + nfds, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
+		for (int fd = 3 + nfds; fd < 4096; fd++)
+			fcntl(fd, F_SETFD, FD_CLOEXEC);
+	return 0;
+}
+
+/*
+ * Fork and exec.  The child is tied to the driver by PDEATHSIG, so a
+ * dead driver leaves no VM behind; the getppid() check covers a driver
+ * that died between fork() and prctl().  An exec failure comes back on
+ * a close-on-exec pipe as an errno.
+ */
+pid_t hv_spawn(char *const argv[], const int *fds, int nfds, int logfd,
+	       struct husk_err **err)
+{
+	pid_t parent = getpid(), pid;
+	int pfd[2], child_errno = 0;
+	ssize_t n;
+
+	if (pipe2(pfd, O_CLOEXEC) < 0)
+		return husk_error_sys(err, errno, "pipe");
+	pid = fork();
+	if (pid < 0) {
+		close(pfd[0]);
+		close(pfd[1]);
+		return husk_error_sys(err, errno, "fork for %s", argv[0]);
+	}
+	if (pid == 0) {
+		sigset_t all;
+		int null, e;
+
+		close(pfd[0]);
+		/* libev blocks the signals it watches; QEMU must not
+		 * inherit that, nor our handlers. */
+		sigemptyset(&all);
+		sigprocmask(SIG_SETMASK, &all, NULL);
+		for (int sig = 1; sig < NSIG; sig++)
+			signal(sig, SIG_DFL);
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 ||
+		    getppid() != parent)
+			_exit(127);
+		/* Out of the driver's terminal process group: a ^C in the
+		 * foreground reaches the driver, which stops the VM. */
+		setsid();
+		null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		if (null >= 0)
+			dup2(null, 0);
+		if (logfd >= 0) {
+			dup2(logfd, 1);
+			dup2(logfd, 2);
+		}
+		/* The pipe must not sit where child_fds puts fds. */
+		e = fcntl(pfd[1], F_DUPFD_CLOEXEC, 64);
+		if (e >= 0 && child_fds(fds, nfds) == 0)
+			execv(argv[0], argv);
+		child_errno = errno;
+		if (e >= 0 && write(e, &child_errno, sizeof(child_errno)) < 0)
+			_exit(127);
+		_exit(127);
+	}
+	close(pfd[1]);
+	do
+		n = read(pfd[0], &child_errno, sizeof(child_errno));
+	while (n < 0 && errno == EINTR);
+	close(pfd[0]);
+	if (n == sizeof(child_errno))
+		/* The child is reaped by the caller's child watcher. */
+		return husk_error_sys(err, child_errno, "exec %s", argv[0]);
+	return pid;
+}
