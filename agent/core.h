@@ -1,0 +1,182 @@
+/*
+ * The agent core's own state and the functions its files share:
+ * main.c (set-up, channel, method table), init.c (PID 1 in the guest),
+ * container.c (sandbox and containers), spawn.c (clone and the child
+ * hand-shake), rootfs.c and process.c (what the child does before
+ * execve), stream.c (stdio, flow control, exits and waits).
+ */
+#ifndef HUSK_AGENT_CORE_H
+#define HUSK_AGENT_CORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <ev.h>
+#include <seccomp.h>
+
+#include "agent/agent.h"
+#include "agent/spec.h"
+
+#define AGENT_VERSION "0.1.0"
+/* Largest write_stdin payload. */
+#define AGENT_STDIN_MAX (1u << 20)
+/* How long a child may take to report back (mounts on a slow share). */
+#define AGENT_CHILD_TIMEOUT_MS 30000
+
+enum ct_state { CT_CREATED, CT_RUNNING, CT_PAUSED, CT_STOPPED };
+
+struct proc;
+
+struct stream {
+	struct proc *p;
+	int no;                 /* 1 stdout (or the terminal), 2 stderr */
+	int fd;                 /* -1 once closed */
+	ev_io w;
+	uint64_t inflight;      /* sent and not yet acknowledged */
+	bool eof_sent;          /* the empty `output` went out */
+};
+
+/* A pending write_stdin (answered once written) or wait_process. */
+struct pending {
+	struct pending *next;
+	struct ipc_conn *c;     /* referenced */
+	uint32_t msgid;
+	char *data;
+	size_t len, off;
+};
+
+struct proc {
+	struct proc *next;
+	struct container *ct;
+	char *exec_id;          /* "" for the init */
+	pid_t pid;
+	bool exited;
+	int status;             /* exit code, or 128+signal */
+	bool tty;
+	int stdin_fd;           /* pipe or a dup of the terminal master */
+	bool stdin_closing;     /* close once the queue is written */
+	ev_io stdin_w;
+	struct pending *writes;
+	struct stream out[2];
+	ev_timer grace;         /* streams still open after the exit */
+	struct pending *waiters;
+	/* Hand-shake with the container init until start_container. */
+	int sync_fd, err_fd;
+};
+
+struct container {
+	struct container *next;
+	struct agent *a;
+	char *id;
+	int state;
+	int ns_flags;           /* namespaces the init made (CLONE_NEW*) */
+	bool joined_pidns;      /* in the sandbox's pid namespace */
+	struct cg *cg;
+	scmp_filter_ctx filter;         /* seccomp, for the init and execs */
+	struct proc *init;
+	struct proc *procs;     /* init first, then execs */
+};
+
+struct agent_core {
+	struct ev_loop *loop;
+	struct ipc_conn *conn;          /* the host connection, or NULL */
+	struct ipc_server *server;      /* host mode */
+	char *port_path;                /* VM mode: /dev/vportNpM */
+	ev_timer reopen_w;              /* VM mode: retry the port */
+	ev_child child_w;
+	ev_timer poweroff_w;
+	bool poweroff;
+	char *cgroup_root;
+	int cap_last;                   /* /proc/sys/kernel/cap_last_cap */
+	int self_pidns_fd;              /* our own pid namespace */
+	/* sandbox */
+	bool sandbox;
+	char *sandbox_id;
+	bool shared_pid_ns;
+	int sandbox_pidns_fd;           /* first container's, or -1 */
+	char *resolv_conf;              /* NULL when no dns was given */
+	struct container *containers;
+};
+
+/* A message from the child to the agent over the error pipe. */
+struct child_msg {
+	int32_t errnum;
+	int32_t ready;          /* 1: built, waiting for start */
+	char msg[504];
+};
+
+/* main.c */
+struct ipc_conn *agent_conn(struct agent *a);
+extern const struct ipc_method agent_methods[];
+
+/* init.c: PID 1 duties in the guest. */
+int init_guest(struct agent *a, bool *debug, struct husk_err **err);
+int init_find_port(const char *name, char **path, struct husk_err **err);
+void init_poweroff(void) __attribute__((noreturn));
+
+/* container.c */
+void ct_reaped(struct agent *a, pid_t pid, int wstatus);
+struct container *ct_find(struct agent *a, const char *id);
+struct proc *ct_proc(struct container *ct, const char *exec_id);
+void ct_m_create_sandbox(struct ipc_conn *c, struct ipc_msg *m, void *arg);
+void ct_m_destroy_sandbox(struct ipc_conn *c, struct ipc_msg *m, void *arg);
+void ct_m_create_container(struct ipc_conn *c, struct ipc_msg *m, void *arg);
+void ct_m_start_container(struct ipc_conn *c, struct ipc_msg *m, void *arg);
+void ct_m_remove_container(struct ipc_conn *c, struct ipc_msg *m, void *arg);
+void ct_m_pause_container(struct ipc_conn *c, struct ipc_msg *m, void *arg);
+void ct_m_resume_container(struct ipc_conn *c, struct ipc_msg *m, void *arg);
+void ct_m_update_container(struct ipc_conn *c, struct ipc_msg *m, void *arg);
+void ct_m_stats_container(struct ipc_conn *c, struct ipc_msg *m, void *arg);
+void ct_m_list_processes(struct ipc_conn *c, struct ipc_msg *m, void *arg);
+void ct_m_exec_process(struct ipc_conn *c, struct ipc_msg *m, void *arg);
+void ct_m_signal_process(struct ipc_conn *c, struct ipc_msg *m, void *arg);
+/* Find the container and process named by params (container_id,
+ * exec_id); replies with the error itself and returns NULL. */
+struct proc *ct_lookup_proc(struct agent *a, struct ipc_conn *c,
+			    struct ipc_msg *m);
+
+/* spawn.c: clone a container's init or an exec'd process. */
+struct spawn {
+	struct container *ct;
+	const struct spec *spec;        /* init: the whole spec; exec: NULL */
+	const struct spec_process *proc;
+	scmp_filter_ctx filter;         /* may be NULL */
+	struct proc *p;                 /* filled: pid, stdio, hand-shake */
+};
+int spawn_init(struct agent *a, struct spawn *sp, struct husk_err **err);
+int spawn_start(struct proc *p, struct husk_err **err);
+int spawn_exec(struct agent *a, struct spawn *sp, struct husk_err **err);
+
+/* Child side (never return): report and _exit. */
+void child_fail(int errfd, int errnum, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4), noreturn));
+void child_fail_err(int errfd, struct husk_err *e) __attribute__((noreturn));
+
+/* rootfs.c (child): build and enter the container's root. */
+void rootfs_setup(struct agent *a, const struct spec *s, int errfd);
+
+/* process.c (child): find the executable in the container... */
+char *proc_find_exe(const struct spec_process *p, int errfd);
+/* ...then apply ids, caps, rlimits, no_new_privs, seccomp, execve. */
+void proc_exec(struct agent *a, const struct spec_process *p,
+	       const char *exe, scmp_filter_ctx filter, int errfd)
+	__attribute__((noreturn));
+
+/* stream.c */
+struct proc *proc_new(struct container *ct, const char *exec_id);
+/* Take the parent's ends of the stdio (out: stdout, err: stderr or -1
+ * for a terminal) and start relaying. */
+void proc_stdio_start(struct proc *p, int in, int out, int err, bool tty);
+void proc_exited(struct proc *p, int status);
+void proc_free(struct proc *p);
+bool proc_done(const struct proc *p);
+/* A new host connection: fresh windows, pending EOFs go out. */
+void stream_conn_changed(struct agent *a);
+void st_m_output_ack(struct ipc_conn *c, struct ipc_msg *m, void *arg);
+void st_m_write_stdin(struct ipc_conn *c, struct ipc_msg *m, void *arg);
+void st_m_close_stdin(struct ipc_conn *c, struct ipc_msg *m, void *arg);
+void st_m_wait_process(struct ipc_conn *c, struct ipc_msg *m, void *arg);
+void st_m_tty_winresize(struct ipc_conn *c, struct ipc_msg *m, void *arg);
+
+#endif

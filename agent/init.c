@@ -1,0 +1,211 @@
+/*
+ * PID 1 in the guest: what an init does before the agent can serve.
+ *
+ *   1. load the modules listed in /lib/modules/load-order
+ *   2. leave the initramfs for a tmpfs root (switch_root's MS_MOVE and
+ *      chroot), because pivot_root(2) refuses to move away from rootfs
+ *      and every container needs it
+ *   3. mount proc, sys, dev, devpts (+ /dev/ptmx), shm, /run and the
+ *      cgroup2 hierarchy
+ *   4. log to /dev/console; read husk.log= and husk.share= from
+ *      /proc/cmdline
+ *   5. mount the virtio-fs share at AGENT_SHARED_DIR
+ * Then main.c finds the agent port (init_find_port) and serves.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/reboot.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "libhusk/cleanup.h"
+#include "libhusk/log.h"
+#include "libhusk/util.h"
+#include "agent/core.h"
+
+#define LOAD_ORDER "/lib/modules/load-order"
+#define NEWROOT "/.root"
+#define PORT_WAIT_MS 10000
+
+static int load_modules(struct husk_err **err)
+{
+	cleanup_fclose FILE *f = fopen(LOAD_ORDER, "re");
+	char line[512];
+
+	if (!f) {
+		if (errno == ENOENT)
+			return 0;
+		return husk_error_sys(err, errno, "open %s", LOAD_ORDER);
+	}
+	while (fgets(line, sizeof(line), f)) {
+		int fd;
+
+		line[strcspn(line, "\r\n")] = '\0';
+		if (!line[0] || line[0] == '#')
+			continue;
+		fd = open(line, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			return husk_error_sys(err, errno, "module %s", line);
+		if (syscall(SYS_finit_module, fd, "", 0) < 0 && errno != EEXIST) {
+			int e = errno;
+
+			close(fd);
+			return husk_error_sys(err, e, "load module %s", line);
+		}
+		close(fd);
+		log_debug("%s: %s", __func__, line);
+	}
+	return 0;
+}
+
+static int switch_to_tmpfs(struct husk_err **err)
+{
+	if (mkdir(NEWROOT, 0755) < 0 && errno != EEXIST)
+		return husk_error_sys(err, errno, "mkdir %s", NEWROOT);
+	if (mount("root", NEWROOT, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755") < 0)
+		return husk_error_sys(err, errno, "mount tmpfs on %s", NEWROOT);
+	if (chdir(NEWROOT) < 0 ||
+	    mount(".", "/", NULL, MS_MOVE, NULL) < 0 || chroot(".") < 0 ||
+	    chdir("/") < 0)
+		return husk_error_sys(err, errno, "switch to the tmpfs root");
+	return 0;
+}
+
+static const struct {
+	const char *src, *dst, *type;
+	unsigned long flags;
+	const char *data;
+} guest_mounts[] = {
+	{ "proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL },
+	{ "sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL },
+	{ "dev", "/dev", "devtmpfs", MS_NOSUID, "mode=0755" },
+	{ "devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
+	  "newinstance,ptmxmode=0666,mode=0620,gid=5" },
+	{ "shm", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777" },
+	{ "run", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755" },
+	{ "cgroup2", "/sys/fs/cgroup", "cgroup2",
+	  MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL },
+};
+
+static int mount_basics(struct husk_err **err)
+{
+	for (size_t i = 0; i < HUSK_ARRAY_SIZE(guest_mounts); i++) {
+		const char *d = guest_mounts[i].dst;
+
+		if (husk_mkdir_p(d, 0755, err) < 0)
+			return -1;
+		if (mount(guest_mounts[i].src, d, guest_mounts[i].type,
+			  guest_mounts[i].flags, guest_mounts[i].data) < 0 &&
+		    errno != EBUSY)
+			return husk_error_sys(err, errno, "mount %s on %s",
+					      guest_mounts[i].type, d);
+	}
+	unlink("/dev/ptmx");
+	if (symlink("pts/ptmx", "/dev/ptmx") < 0)
+		return husk_error_sys(err, errno, "symlink /dev/ptmx");
+	return 0;
+}
+
+/* husk.log=debug and husk.share=TAG from the kernel command line. */
+static void read_cmdline(bool *debug, char **share)
+{
+	cleanup_free char *s = NULL;
+	char *save = NULL;
+
+	if (husk_read_file(AT_FDCWD, "/proc/cmdline", 65536, &s, NULL,
+			   NULL) < 0)
+		return;
+	for (char *t = strtok_r(s, " \t\n", &save); t;
+	     t = strtok_r(NULL, " \t\n", &save)) {
+		if (strcmp(t, "husk.log=debug") == 0)
+			*debug = true;
+		else if (strncmp(t, "husk.share=", 11) == 0 && t[11]) {
+			free(*share);
+			*share = husk_xstrdup(t + 11);
+		}
+	}
+}
+
+static void log_to_console(void)
+{
+	int fd = open("/dev/console", O_WRONLY | O_NOCTTY | O_CLOEXEC);
+
+	if (fd >= 0)
+		husk_log_set_fd(fd);
+}
+
+int init_guest(struct agent *a, bool *debug, struct husk_err **err)
+{
+	cleanup_free char *share = husk_xstrdup("husk");
+
+	if (load_modules(err) < 0 || switch_to_tmpfs(err) < 0 ||
+	    mount_basics(err) < 0)
+		return -1;
+	log_to_console();
+	read_cmdline(debug, &share);
+	if (husk_mkdir_p(AGENT_SHARED_DIR, 0755, err) < 0)
+		return -1;
+	if (mount(share, AGENT_SHARED_DIR, "virtiofs", MS_NOSUID | MS_NODEV,
+		  NULL) < 0)
+		log_warn("%s: mount virtio-fs %s on %s (no share)", __func__,
+			 share, AGENT_SHARED_DIR);
+	if (sethostname("husk", 4) < 0)
+		log_warn("%s: sethostname", __func__);
+	return 0;
+}
+
+/* /dev/<port> of the virtio-serial port called name, once it opens. */
+int init_find_port(const char *name, char **path, struct husk_err **err)
+{
+	struct timespec ts = { 0, 10 * 1000 * 1000 };
+	uint64_t deadline = husk_now_ms() + PORT_WAIT_MS;
+	int last = ENOENT;
+
+	while (husk_now_ms() < deadline) {
+		cleanup_closedir DIR *d = opendir("/sys/class/virtio-ports");
+		struct dirent *de;
+
+		while (d && (de = readdir(d))) {
+			cleanup_free char *n = NULL, *f = NULL, *dev = NULL;
+			int fd;
+
+			if (de->d_name[0] == '.')
+				continue;
+			f = husk_xasprintf("/sys/class/virtio-ports/%s/name",
+					   de->d_name);
+			if (husk_read_file(AT_FDCWD, f, 256, &n, NULL, NULL) < 0)
+				continue;
+			n[strcspn(n, "\n")] = '\0';
+			if (strcmp(n, name) != 0)
+				continue;
+			dev = husk_xasprintf("/dev/%s", de->d_name);
+			/* The node may exist before it can be opened. */
+			fd = open(dev, O_RDWR | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+			if (fd >= 0) {
+				close(fd);
+				*path = husk_steal_ptr(dev);
+				return 0;
+			}
+			last = errno;
+			if (errno != ENXIO && errno != ENOENT)
+				return husk_error_sys(err, errno, "open %s", dev);
+		}
+		nanosleep(&ts, NULL);
+	}
+	return husk_error_sys(err, last, "virtio-serial port %s", name);
+}
+
+void init_poweroff(void)
+{
+	sync();
+	if (getpid() == 1)
+		reboot(RB_POWER_OFF);
+	_exit(HUSK_EXIT_SYSTEM);
+}

@@ -1,0 +1,372 @@
+/*
+ * husk-agent: the container engine inside the VM (PID 1), or on a host
+ * for tests with --channel.  Set-up, the host channel, the method
+ * table, then the loop.
+ *
+ * The agent does not confine itself (no seccomp, no capability cut): it
+ * is the guest's init and builds containers, which needs every
+ * privilege the guest has; the VM is its boundary (docs/agent.md).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "libhusk/cleanup.h"
+#include "libhusk/log.h"
+#include "libhusk/util.h"
+#include "agent/cgroup.h"
+#include "agent/core.h"
+
+#define PORT_NAME "agent.channel.0"
+#define REOPEN_SECONDS 0.2
+
+static struct agent agent;
+static struct agent_core core;
+
+struct ipc_conn *agent_conn(struct agent *a)
+{
+	struct ipc_conn *c = a->core->conn;
+
+	return c && !ipc_conn_closed(c) ? c : NULL;
+}
+
+static void m_ping(struct ipc_conn *c, struct ipc_msg *m, void *arg)
+{
+	ipc_reply_ok(c, m->msgid);
+}
+
+static void m_version(struct ipc_conn *c, struct ipc_msg *m, void *arg)
+{
+	msgpack_packer *pk = ipc_reply_begin(c, m->msgid);
+
+	msgpack_pack_map(pk, 2);
+	ipc_pack_kv_str(pk, "agent_version", AGENT_VERSION);
+	ipc_pack_kv_int(pk, "protocol", IPC_PROTOCOL_VERSION);
+	ipc_reply_send(c);
+}
+
+#define REQ IPC_M_REQUEST
+/* Every method of docs/agent-protocol.md; the host is the only peer. */
+const struct ipc_method agent_methods[] = {
+	{ "ping", REQ, m_ping },
+	{ "version", REQ, m_version },
+	{ "get_guest_details", REQ, agent_m_get_guest_details },
+	{ "online_cpu_mem", REQ, agent_m_online_cpu_mem },
+	{ "reseed_random_dev", REQ, agent_m_reseed_random_dev },
+	{ "set_guest_datetime", REQ, agent_m_set_guest_datetime },
+	{ "copy_file", REQ, agent_m_copy_file },
+	{ "create_sandbox", REQ, ct_m_create_sandbox },
+	{ "destroy_sandbox", REQ, ct_m_destroy_sandbox },
+	{ "create_container", REQ, ct_m_create_container },
+	{ "start_container", REQ, ct_m_start_container },
+	{ "remove_container", REQ, ct_m_remove_container },
+	{ "pause_container", REQ, ct_m_pause_container },
+	{ "resume_container", REQ, ct_m_resume_container },
+	{ "update_container", REQ, ct_m_update_container },
+	{ "stats_container", REQ, ct_m_stats_container },
+	{ "list_processes", REQ, ct_m_list_processes },
+	{ "exec_process", REQ, ct_m_exec_process },
+	{ "signal_process", REQ, ct_m_signal_process },
+	{ "wait_process", REQ, st_m_wait_process },
+	{ "write_stdin", REQ, st_m_write_stdin },
+	{ "close_stdin", REQ, st_m_close_stdin },
+	{ "tty_winresize", REQ, st_m_tty_winresize },
+	{ "output_ack", IPC_M_NOTIFY, st_m_output_ack },
+	{ "update_interface", REQ, agent_m_update_interface },
+	{ "update_routes", REQ, agent_m_update_routes },
+	{ "list_interfaces", REQ, agent_m_list_interfaces },
+	{ "list_routes", REQ, agent_m_list_routes },
+	{ NULL, 0, NULL },
+};
+
+/* ------------------------------------------------------------------ */
+/* the host channel                                                    */
+
+static void reopen_port(struct ev_loop *loop, ev_timer *w, int revents);
+
+static void on_ready(struct ipc_conn *c, void *arg)
+{
+	struct agent *a = arg;
+	struct ipc_conn *old = a->core->conn;
+
+	/* One host at a time: a new connection is the proxy coming back. */
+	a->core->conn = c;
+	if (old && old != c) {
+		log_info("%s: a new host connection replaces the old one",
+			 __func__);
+		ipc_conn_close(old, NULL);
+	}
+	log_debug("%s: host %s connected", __func__,
+		  ipc_conn_peer_component(c));
+	stream_conn_changed(a);
+}
+
+static void on_close(struct ipc_conn *c, const struct husk_err *why,
+		     void *arg)
+{
+	struct agent *a = arg;
+
+	if (why)
+		log_info("%s: host connection closed: %s", __func__, why->msg);
+	if (a->core->conn != c)
+		return;
+	a->core->conn = NULL;
+	stream_conn_changed(a);
+	if (!a->host_mode) {
+		ev_timer_set(&a->core->reopen_w, REOPEN_SECONDS, 0.);
+		ev_timer_start(a->core->loop, &a->core->reopen_w);
+	}
+}
+
+static void conn_opts(struct ipc_conn_opts *o, struct agent *a)
+{
+	memset(o, 0, sizeof(*o));
+	o->role = IPC_ROLE_SERVER;
+	o->component = AGENT_COMPONENT;
+	o->methods = agent_methods;
+	o->on_ready = on_ready;
+	o->on_close = on_close;
+	o->trusted = true;
+	o->arg = a;
+}
+
+/*
+ * VM mode: the virtio-serial port is a character device, not a socket.
+ * When the host side goes away the port reads EOF (and polls POLLHUP)
+ * until it comes back, so the connection is dropped and the port is
+ * reopened after a pause instead of spinning on it.
+ */
+static void reopen_port(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct agent *a = w->data;
+	struct ipc_conn_opts o;
+	struct husk_err *err = NULL;
+	struct ipc_conn *c;
+	int fd;
+
+	fd = open(a->core->port_path, O_RDWR | O_NONBLOCK | O_CLOEXEC |
+		  O_NOCTTY);
+	if (fd < 0) {
+		log_warn("%s: open %s", __func__, a->core->port_path);
+		goto retry;
+	}
+	conn_opts(&o, a);
+	c = ipc_conn_new(loop, fd, &o, &err);
+	if (!c) {
+		log_warnx("%s: %s", __func__, err->msg);
+		husk_err_free(err);
+		goto retry;
+	}
+	/* Not the current connection until its hello succeeds; but in VM
+	 * mode there is only this one. */
+	a->core->conn = c;
+	return;
+retry:
+	ev_timer_set(w, REOPEN_SECONDS, 0.);
+	ev_timer_start(loop, w);
+}
+
+static void child_cb(struct ev_loop *loop, ev_child *w, int revents)
+{
+	ct_reaped(w->data, w->rpid, w->rstatus);
+}
+
+/* ------------------------------------------------------------------ */
+/* set-up                                                              */
+
+static const char usage[] =
+	"usage: husk-agent [--channel unix:PATH] [--shared-dir DIR]\n"
+	"                  [--log-level error|warn|info|debug]\n"
+	"                  [--cgroup-root NAME] [--net] [--help] [--version]\n";
+
+/* PID 1 may start without 0, 1 and 2: fill them so that the pipes
+ * handed to containers never land there. */
+static void fill_std_fds(void)
+{
+	int fd;
+
+	do
+		fd = open("/dev/null", O_RDWR);
+	while (fd >= 0 && fd <= 2);
+	if (fd > 2)
+		close(fd);
+}
+
+static int read_cap_last(void)
+{
+	cleanup_free char *s = NULL;
+	long long v;
+
+	if (husk_read_file(AT_FDCWD, "/proc/sys/kernel/cap_last_cap", 32, &s,
+			   NULL, NULL) < 0)
+		return 40;
+	s[strcspn(s, "\n")] = '\0';
+	if (husk_parse_int(s, 0, 63, &v) < 0)
+		return 40;
+	return (int)v;
+}
+
+static int parse_args(int argc, char **argv, char **channel, int *level)
+{
+	static const struct option opts[] = {
+		{ "channel", required_argument, NULL, 'c' },
+		{ "shared-dir", required_argument, NULL, 's' },
+		{ "log-level", required_argument, NULL, 'l' },
+		{ "cgroup-root", required_argument, NULL, 'g' },
+		{ "net", no_argument, NULL, 'n' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int ch;
+
+	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'c':
+			if (strncmp(optarg, "unix:", 5) != 0 || !optarg[5]) {
+				fprintf(stderr, "husk-agent: --channel takes unix:PATH\n");
+				return -1;
+			}
+			*channel = optarg + 5;
+			break;
+		case 's':
+			agent.shared_dir = optarg;
+			break;
+		case 'l':
+			*level = husk_log_level_parse(optarg);
+			if (*level < 0) {
+				fprintf(stderr, "husk-agent: bad --log-level %s\n",
+					optarg);
+				return -1;
+			}
+			break;
+		case 'g':
+			if (!optarg[0] || optarg[0] == '/' ||
+			    strstr(optarg, "..")) {
+				fprintf(stderr, "husk-agent: bad --cgroup-root %s\n",
+					optarg);
+				return -1;
+			}
+			core.cgroup_root = optarg;
+			break;
+		case 'n':
+			agent.net_ok = true;
+			break;
+		case 'h':
+			fputs(usage, stdout);
+			exit(HUSK_EXIT_OK);
+		case 'V':
+			printf("husk-agent %s (protocol %d)\n", AGENT_VERSION,
+			       IPC_PROTOCOL_VERSION);
+			exit(HUSK_EXIT_OK);
+		default:
+			return -1;
+		}
+	}
+	if (optind != argc) {
+		fprintf(stderr, "husk-agent: unexpected argument %s\n",
+			argv[optind]);
+		return -1;
+	}
+	return 0;
+}
+
+static int start_host_mode(const char *channel, struct husk_err **err)
+{
+	struct ipc_server_opts so;
+
+	memset(&so, 0, sizeof(so));
+	conn_opts(&so.conn, &agent);
+	core.server = ipc_server_new(core.loop, channel, &so, err);
+	if (!core.server)
+		return -1;
+	log_info("%s: listening on %s, shared dir %s", __func__, channel,
+		 agent.shared_dir);
+	return 0;
+}
+
+static int start_vm_mode(struct husk_err **err)
+{
+	if (init_find_port(PORT_NAME, &core.port_path, err) < 0)
+		return -1;
+	log_info("%s: agent channel %s", __func__, core.port_path);
+	reopen_port(core.loop, &core.reopen_w, 0);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static char *copy_roots[] = { "/run/husk", NULL };
+	struct husk_err *err = NULL;
+	char *channel = NULL;
+	int level = HUSK_LOG_INFO;
+	bool debug = false;
+
+	agent.core = &core;
+	core.cgroup_root = "husk";
+	core.sandbox_pidns_fd = -1;
+	if (parse_args(argc, argv, &channel, &level) < 0) {
+		fputs(usage, stderr);
+		return HUSK_EXIT_USAGE;
+	}
+	agent.host_mode = channel != NULL;
+	husk_log_init("agent", level, HUSK_LOG_TEXT);
+	if (!agent.host_mode) {
+		if (getpid() != 1) {
+			fprintf(stderr, "husk-agent: without --channel it must run as PID 1 in the guest\n");
+			return HUSK_EXIT_USAGE;
+		}
+		if (init_guest(&agent, &debug, &err) < 0)
+			goto fatal;
+		if (debug && level < HUSK_LOG_DEBUG)
+			husk_log_set_level(HUSK_LOG_DEBUG);
+		if (!agent.shared_dir)
+			agent.shared_dir = AGENT_SHARED_DIR;
+	} else {
+		if (!agent.shared_dir) {
+			fprintf(stderr, "husk-agent: --channel needs --shared-dir\n");
+			return HUSK_EXIT_USAGE;
+		}
+		/* Orphans of our containers come back to us to be reaped. */
+		prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+	}
+	agent.shared_dir = realpath(agent.shared_dir, NULL);
+	if (!agent.shared_dir) {
+		husk_error_sys(&err, errno, "shared dir");
+		goto fatal;
+	}
+	agent.copy_roots = copy_roots;
+	fill_std_fds();
+	signal(SIGPIPE, SIG_IGN);
+	core.cap_last = read_cap_last();
+	core.self_pidns_fd = open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC);
+	if (core.self_pidns_fd < 0) {
+		husk_error_sys(&err, errno, "open /proc/self/ns/pid");
+		goto fatal;
+	}
+	if (cg_init(&err) < 0)
+		goto fatal;
+	core.loop = EV_DEFAULT;
+	ev_child_init(&core.child_w, child_cb, 0, 0);
+	core.child_w.data = &agent;
+	ev_child_start(core.loop, &core.child_w);
+	ev_timer_init(&core.reopen_w, reopen_port, REOPEN_SECONDS, 0.);
+	core.reopen_w.data = &agent;
+	if ((agent.host_mode ? start_host_mode(channel, &err) :
+	     start_vm_mode(&err)) < 0)
+		goto fatal;
+	ev_run(core.loop, 0);
+	return HUSK_EXIT_OK;
+fatal:
+	log_warnx("husk-agent: %s", err ? err->msg : "failed");
+	if (!agent.host_mode)
+		init_poweroff();
+	return husk_err_exit_code(err);
+}

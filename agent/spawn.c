@@ -1,0 +1,430 @@
+/*
+ * Cloning a container's processes and the hand-shake with them.
+ *
+ * The agent clones the child itself (raw clone(2), fork-like, with the
+ * spec's CLONE_NEW* flags), so the child is in its namespaces from its
+ * first instruction.  To join the sandbox's pid namespace (a pod that
+ * shares one) the agent setns(CLONE_NEWPID)s its pid_for_children
+ * there around the clone and back to its own: no intermediate process.
+ *
+ * Two cloexec pipes tie the child to the agent:
+ *   sync  agent -> child: '1' once the child is in its cgroup, '2'
+ *         (init only) on start_container;
+ *   err   child -> agent: one struct child_msg on failure (naming what
+ *         failed), {ready = 1} when the init is built and waits for '2',
+ *         and EOF when execve succeeded.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pty.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "libhusk/cleanup.h"
+#include "libhusk/log.h"
+#include "libhusk/util.h"
+#include "agent/cgroup.h"
+#include "agent/core.h"
+
+void child_fail(int errfd, int errnum, const char *fmt, ...)
+{
+	struct child_msg cm = { .errnum = errnum };
+	size_t n;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(cm.msg, sizeof(cm.msg), fmt, ap);
+	va_end(ap);
+	n = strlen(cm.msg);
+	if (errnum && n + 3 < sizeof(cm.msg))
+		snprintf(cm.msg + n, sizeof(cm.msg) - n, ": %s",
+			 strerror(errnum));
+	(void)!write(errfd, &cm, sizeof(cm));
+	_exit(127);
+}
+
+void child_fail_err(int errfd, struct husk_err *e)
+{
+	child_fail(errfd, 0, "%s", e && e->msg ? e->msg : "failed");
+}
+
+/* The child's ends of its stdio, and the agent's. */
+struct stdio {
+	int child[3];
+	int parent_in, parent_out, parent_err;
+};
+
+static void stdio_close(struct stdio *io)
+{
+	for (int i = 0; i < 3; i++)
+		if (io->child[i] >= 0 && (i == 0 || io->child[i] != io->child[0]))
+			close(io->child[i]);
+	for (int *fd = &io->parent_in; fd <= &io->parent_err; fd++)
+		if (*fd >= 0)
+			close(*fd);
+	io->child[0] = io->child[1] = io->child[2] = -1;
+	io->parent_in = io->parent_out = io->parent_err = -1;
+}
+
+static int stdio_make(const struct spec_process *p, struct stdio *io,
+		      struct husk_err **err)
+{
+	int fds[2];
+
+	io->child[0] = io->child[1] = io->child[2] = -1;
+	io->parent_in = io->parent_out = io->parent_err = -1;
+	if (p->terminal) {
+		struct winsize ws = { .ws_row = (unsigned short)p->rows,
+				      .ws_col = (unsigned short)p->cols };
+		char name[64];
+		int m, s;
+
+		m = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+		if (m < 0)
+			return husk_error_sys(err, errno, "open the pty master");
+		if (grantpt(m) < 0 || unlockpt(m) < 0 ||
+		    ptsname_r(m, name, sizeof(name)) != 0) {
+			close(m);
+			return husk_error_sys(err, errno, "unlock the pty");
+		}
+		s = open(name, O_RDWR | O_NOCTTY | O_CLOEXEC);
+		if (s < 0) {
+			close(m);
+			return husk_error_sys(err, errno, "open %s", name);
+		}
+		if (ws.ws_row && ws.ws_col)
+			ioctl(m, TIOCSWINSZ, &ws);
+		io->child[0] = io->child[1] = io->child[2] = s;
+		io->parent_out = m;
+		io->parent_in = fcntl(m, F_DUPFD_CLOEXEC, 3);
+		if (io->parent_in < 0) {
+			stdio_close(io);
+			return husk_error_sys(err, errno, "dup the pty master");
+		}
+		return 0;
+	}
+	for (int i = 0; i < 3; i++) {
+		if (pipe2(fds, O_CLOEXEC) < 0) {
+			stdio_close(io);
+			return husk_error_sys(err, errno, "pipe");
+		}
+		if (i == 0) {
+			io->child[0] = fds[0];
+			io->parent_in = fds[1];
+		} else {
+			io->child[i] = fds[1];
+			*(i == 1 ? &io->parent_out : &io->parent_err) = fds[0];
+		}
+	}
+	return 0;
+}
+
+/* Child: the first steps, common to init and exec. */
+static void child_begin(struct stdio *io, bool tty, int errfd)
+{
+	sigset_t all;
+
+	/* Dispositions and the mask survive execve: undo the agent's. */
+	sigemptyset(&all);
+	sigprocmask(SIG_SETMASK, &all, NULL);
+	for (int sig = 1; sig < NSIG; sig++)
+		signal(sig, SIG_DFL);
+	if (setsid() < 0)
+		child_fail(errfd, errno, "setsid");
+	if (tty && ioctl(io->child[0], TIOCSCTTY, 0) < 0)
+		child_fail(errfd, errno, "set the controlling terminal");
+	for (int i = 0; i < 3; i++)
+		if (dup2(io->child[i], i) < 0)
+			child_fail(errfd, errno, "dup2 stdio");
+}
+
+static int wait_byte(int fd, char want)
+{
+	char c;
+	ssize_t n;
+
+	do
+		n = read(fd, &c, 1);
+	while (n < 0 && errno == EINTR);
+	return n == 1 && c == want ? 0 : -1;
+}
+
+/* Read the child's report: 1 ready, 0 EOF (exec'd), -1 error. */
+static int read_report(int fd, pid_t pid, struct husk_err **err)
+{
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
+	struct child_msg cm;
+	ssize_t n;
+	int r;
+
+	do
+		r = poll(&pfd, 1, AGENT_CHILD_TIMEOUT_MS);
+	while (r < 0 && errno == EINTR);
+	if (r == 0) {
+		kill(pid, SIGKILL);
+		return husk_error(err, HUSK_E_TIMEOUT,
+				  "process %d did not report within %d ms",
+				  (int)pid, AGENT_CHILD_TIMEOUT_MS);
+	}
+	n = husk_read_all(fd, &cm, sizeof(cm));
+	if (n == 0)
+		return 0;
+	if (n != (ssize_t)sizeof(cm))
+		return husk_error(err, HUSK_E_INTERNAL,
+				  "short report from process %d", (int)pid);
+	if (cm.ready)
+		return 1;
+	cm.msg[sizeof(cm.msg) - 1] = '\0';
+	return husk_error(err, cm.errnum == ENOENT ? HUSK_E_NOT_FOUND :
+			  cm.errnum == EACCES || cm.errnum == EPERM ?
+			  HUSK_E_PERMISSION : HUSK_E_SYSTEM, "%s", cm.msg);
+}
+
+static pid_t raw_clone(int flags)
+{
+	return (pid_t)syscall(SYS_clone, (unsigned long)flags | SIGCHLD, NULL,
+			      NULL, NULL, NULL);
+}
+
+static void set_oom_score_adj(pid_t pid, const struct spec_process *p)
+{
+	char path[64], val[16];
+	int fd;
+
+	if (!p->has_oom_score_adj)
+		return;
+	snprintf(path, sizeof(path), "/proc/%d/oom_score_adj", (int)pid);
+	snprintf(val, sizeof(val), "%d", p->oom_score_adj);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0 || husk_write_all(fd, val, strlen(val)) < 0)
+		log_warn("%s: %s", __func__, path);
+	if (fd >= 0)
+		close(fd);
+}
+
+/*
+ * Clone with the hand-shake pipes and stdio in place; the child runs
+ * body().  On return the child is in its cgroup and has been told so.
+ */
+static int spawn_common(struct agent *a, struct spawn *sp, int flags,
+			int pidns_fd,
+			void (*body)(struct agent *, struct spawn *, int, int),
+			struct husk_err **err)
+{
+	struct agent_core *core = a->core;
+	struct stdio io;
+	int syncp[2] = { -1, -1 }, errp[2] = { -1, -1 };
+	pid_t pid;
+
+	if (stdio_make(sp->proc, &io, err) < 0)
+		return -1;
+	if (pipe2(syncp, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0) {
+		husk_error_sys(err, errno, "pipe");
+		goto fail;
+	}
+	if (pidns_fd >= 0 && setns(pidns_fd, CLONE_NEWPID) < 0) {
+		husk_error_sys(err, errno, "join the sandbox pid namespace");
+		goto fail;
+	}
+	pid = raw_clone(flags);
+	if (pid == 0) {
+		close(syncp[1]);
+		close(errp[0]);
+		child_begin(&io, sp->proc->terminal, errp[1]);
+		body(a, sp, syncp[0], errp[1]);
+		_exit(127);
+	}
+	if (pidns_fd >= 0 && setns(core->self_pidns_fd, CLONE_NEWPID) < 0)
+		fatal("%s: back to our pid namespace", __func__);
+	if (pid < 0) {
+		husk_error_sys(err, errno, "clone");
+		goto fail;
+	}
+	close(syncp[0]);
+	close(errp[1]);
+	sp->p->pid = pid;
+	sp->p->sync_fd = syncp[1];
+	sp->p->err_fd = errp[0];
+	for (int i = 0; i < 3; i++)
+		if (io.child[i] >= 0 && (i == 0 || io.child[i] != io.child[0]))
+			close(io.child[i]);
+	proc_stdio_start(sp->p, io.parent_in, io.parent_out, io.parent_err,
+			 sp->proc->terminal);
+	if (cg_attach(sp->ct->cg, pid, err) < 0) {
+		kill(pid, SIGKILL);
+		return -1;
+	}
+	set_oom_score_adj(pid, sp->proc);
+	if (husk_write_all(sp->p->sync_fd, "1", 1) < 0) {
+		kill(pid, SIGKILL);
+		return husk_error_sys(err, errno, "release process %d",
+				      (int)pid);
+	}
+	return 0;
+fail:
+	stdio_close(&io);
+	for (int i = 0; i < 2; i++) {
+		if (syncp[i] >= 0)
+			close(syncp[i]);
+		if (errp[i] >= 0)
+			close(errp[i]);
+	}
+	return -1;
+}
+
+static void init_body(struct agent *a, struct spawn *sp, int syncfd,
+		      int errfd)
+{
+	struct child_msg ready = { .ready = 1 };
+	cleanup_free char *exe = NULL;
+
+	if (wait_byte(syncfd, '1') < 0)
+		_exit(127);
+	if ((sp->spec->ns_flags & CLONE_NEWCGROUP) &&
+	    unshare(CLONE_NEWCGROUP) < 0)
+		child_fail(errfd, errno, "unshare the cgroup namespace");
+	rootfs_setup(a, sp->spec, errfd);
+	exe = proc_find_exe(sp->proc, errfd);
+	if (write(errfd, &ready, sizeof(ready)) != (ssize_t)sizeof(ready))
+		_exit(127);
+	if (wait_byte(syncfd, '2') < 0)
+		_exit(127);
+	proc_exec(a, sp->proc, exe, sp->filter, errfd);
+}
+
+int spawn_init(struct agent *a, struct spawn *sp, struct husk_err **err)
+{
+	struct agent_core *core = a->core;
+	int flags = sp->spec->ns_flags & ~CLONE_NEWCGROUP;
+	int pidns_fd = -1;
+	int r;
+
+	if ((flags & CLONE_NEWPID) && core->shared_pid_ns &&
+	    core->sandbox_pidns_fd >= 0) {
+		pidns_fd = core->sandbox_pidns_fd;
+		flags &= ~CLONE_NEWPID;
+		sp->ct->joined_pidns = true;
+	}
+	if (spawn_common(a, sp, flags, pidns_fd, init_body, err) < 0)
+		return -1;
+	r = read_report(sp->p->err_fd, sp->p->pid, err);
+	if (r == 1)
+		return 0;
+	if (r == 0)
+		husk_error(err, HUSK_E_INTERNAL,
+			   "container init exited before it was built");
+	kill(sp->p->pid, SIGKILL);
+	return -1;
+}
+
+int spawn_start(struct proc *p, struct husk_err **err)
+{
+	int r;
+
+	if (husk_write_all(p->sync_fd, "2", 1) < 0)
+		r = husk_error_sys(err, errno, "start process %d", (int)p->pid);
+	else
+		r = read_report(p->err_fd, p->pid, err);
+	close(p->sync_fd);
+	close(p->err_fd);
+	p->sync_fd = p->err_fd = -1;
+	return r < 0 ? -1 : 0;
+}
+
+/* Namespaces an exec joins, beside the pid one. */
+static const struct {
+	int flag;
+	const char *name;
+} exec_ns[] = {
+	{ CLONE_NEWIPC, "ipc" }, { CLONE_NEWUTS, "uts" },
+	{ CLONE_NEWCGROUP, "cgroup" }, { CLONE_NEWNS, "mnt" },
+};
+#define EXEC_NS_N (sizeof(exec_ns) / sizeof(exec_ns[0]))
+
+struct exec_ctx {
+	int nsfd[EXEC_NS_N];
+};
+static struct exec_ctx exec_ctx;
+
+static void exec_body(struct agent *a, struct spawn *sp, int syncfd,
+		      int errfd)
+{
+	cleanup_free char *exe = NULL;
+
+	for (size_t i = 0; i < EXEC_NS_N; i++)
+		if (exec_ctx.nsfd[i] >= 0 &&
+		    setns(exec_ctx.nsfd[i], exec_ns[i].flag) < 0)
+			child_fail(errfd, errno, "join the %s namespace",
+				   exec_ns[i].name);
+	if (wait_byte(syncfd, '1') < 0)
+		_exit(127);
+	exe = proc_find_exe(sp->proc, errfd);
+	proc_exec(a, sp->proc, exe, sp->filter, errfd);
+}
+
+static int open_ns(pid_t pid, const char *name, struct husk_err **err)
+{
+	char path[64];
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/ns/%s", (int)pid, name);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return husk_error_sys(err, errno, "open %s", path);
+	return fd;
+}
+
+int spawn_exec(struct agent *a, struct spawn *sp, struct husk_err **err)
+{
+	struct container *ct = sp->ct;
+	pid_t ipid = ct->init->pid;
+	int pidns_fd = -1, r = -1;
+
+	for (size_t i = 0; i < EXEC_NS_N; i++)
+		exec_ctx.nsfd[i] = -1;
+	if (ct->init->exited)
+		return husk_error(err, HUSK_E_STATE,
+				  "container %s: its init has exited", ct->id);
+	if ((ct->ns_flags & CLONE_NEWPID) || ct->joined_pidns) {
+		pidns_fd = open_ns(ipid, "pid", err);
+		if (pidns_fd < 0)
+			return -1;
+	}
+	for (size_t i = 0; i < EXEC_NS_N; i++) {
+		if (!(ct->ns_flags & exec_ns[i].flag))
+			continue;
+		exec_ctx.nsfd[i] = open_ns(ipid, exec_ns[i].name, err);
+		if (exec_ctx.nsfd[i] < 0)
+			goto out;
+	}
+	if (spawn_common(a, sp, 0, pidns_fd, exec_body, err) < 0)
+		goto out;
+	/* No start step for an exec: it runs on as soon as it is in its
+	 * cgroup, and reports execve's outcome. */
+	close(sp->p->sync_fd);
+	sp->p->sync_fd = -1;
+	r = read_report(sp->p->err_fd, sp->p->pid, err);
+	close(sp->p->err_fd);
+	sp->p->err_fd = -1;
+	if (r != 0) {
+		kill(sp->p->pid, SIGKILL);
+		r = -1;
+	}
+out:
+	if (pidns_fd >= 0)
+		close(pidns_fd);
+	for (size_t i = 0; i < EXEC_NS_N; i++)
+		if (exec_ctx.nsfd[i] >= 0)
+			close(exec_ctx.nsfd[i]);
+	return r;
+}

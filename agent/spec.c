@@ -1,0 +1,839 @@
+/*
+ * OCI runtime spec decoding: the host's config.json, carried as
+ * MessagePack, turned into struct spec once, with every type, bound and
+ * unsupported feature checked here.  Errors name the field with its
+ * full path ("spec.process.rlimits[2].type: unknown rlimit ...").
+ * This is a fuzz target (tests/fuzz/fuzz_spec.c): nothing here runs a
+ * system call.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/resource.h>
+
+#include <cap-ng.h>
+
+#include "libhusk/cleanup.h"
+#include "libhusk/util.h"
+#include "libipc/ipc.h"
+#include "agent/spec.h"
+
+#define WHAT_MAX 256
+
+/* A present, non-nil member of map, or NULL. */
+static const msgpack_object *member(const msgpack_object *map,
+				    const char *key)
+{
+	const msgpack_object *o = ipc_map_get(map, key);
+
+	return o && o->type != MSGPACK_OBJECT_NIL ? o : NULL;
+}
+
+/* Field names are cut at WHAT_MAX; vsnprintf keeps that quiet. */
+static void setwhat(char *buf, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void setwhat(char *buf, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, WHAT_MAX, fmt, ap);
+	va_end(ap);
+}
+
+static void path_of(char *buf, const char *parent, const char *key)
+{
+	setwhat(buf, "%s.%s", parent, key);
+}
+
+static int opt_str(const msgpack_object *map, const char *key,
+		   const char *parent, size_t maxlen, char **out,
+		   struct husk_err **err)
+{
+	const msgpack_object *o = member(map, key);
+	char what[WHAT_MAX];
+
+	if (!o)
+		return 0;
+	path_of(what, parent, key);
+	free(*out);
+	*out = NULL;
+	return ipc_obj_str(o, what, maxlen, out, err);
+}
+
+static int opt_bool(const msgpack_object *map, const char *key,
+		    const char *parent, bool *out, struct husk_err **err)
+{
+	const msgpack_object *o = member(map, key);
+	char what[WHAT_MAX];
+
+	if (!o)
+		return 0;
+	path_of(what, parent, key);
+	return ipc_obj_bool(o, what, out, err);
+}
+
+static int opt_map(const msgpack_object *map, const char *key,
+		   const char *parent, const msgpack_object **out,
+		   struct husk_err **err)
+{
+	const msgpack_object *o = member(map, key);
+	char what[WHAT_MAX];
+
+	*out = NULL;
+	if (!o)
+		return 0;
+	path_of(what, parent, key);
+	if (ipc_obj_map(o, what, SPEC_MAX_LIST, err) < 0)
+		return -1;
+	*out = o;
+	return 0;
+}
+
+/* Returns the count (0 when absent) or -1. */
+static int opt_array(const msgpack_object *map, const char *key,
+		     const char *parent, size_t maxn,
+		     const msgpack_object **out, struct husk_err **err)
+{
+	const msgpack_object *o = member(map, key);
+	char what[WHAT_MAX];
+
+	*out = NULL;
+	if (!o)
+		return 0;
+	path_of(what, parent, key);
+	*out = o;
+	return ipc_obj_array(o, what, maxn, err);
+}
+
+static int opt_strv(const msgpack_object *map, const char *key,
+		    const char *parent, size_t maxn, char ***out,
+		    struct husk_err **err)
+{
+	const msgpack_object *a;
+	char what[WHAT_MAX];
+	char **v;
+	int n;
+
+	n = opt_array(map, key, parent, maxn, &a, err);
+	if (n < 0)
+		return -1;
+	v = husk_xcalloc((size_t)n + 1, sizeof(*v));
+	for (int i = 0; i < n; i++) {
+		setwhat(what, "%s.%s[%d]", parent, key, i);
+		if (ipc_obj_str(&a->via.array.ptr[i], what, SPEC_MAX_STR,
+				&v[i], err) < 0) {
+			husk_cleanup_strvp(&v);
+			return -1;
+		}
+	}
+	husk_cleanup_strvp(out);
+	*out = v;
+	return 0;
+}
+
+/* A member that husk does not implement must be absent or empty. */
+static int refuse_nonempty(const msgpack_object *map, const char *key,
+			   const char *parent, const char *why,
+			   struct husk_err **err)
+{
+	const msgpack_object *o = member(map, key);
+
+	if (!o)
+		return 0;
+	if ((o->type == MSGPACK_OBJECT_STR && o->via.str.size == 0) ||
+	    (o->type == MSGPACK_OBJECT_ARRAY && o->via.array.size == 0) ||
+	    (o->type == MSGPACK_OBJECT_MAP && o->via.map.size == 0))
+		return 0;
+	return husk_error(err, HUSK_E_INVALID, "%s.%s: %s", parent, key, why);
+}
+
+/* ------------------------------------------------------------------ */
+/* process                                                             */
+
+static const struct {
+	const char *name;
+	int resource;
+} rlimit_names[] = {
+	{ "RLIMIT_AS", RLIMIT_AS }, { "RLIMIT_CORE", RLIMIT_CORE },
+	{ "RLIMIT_CPU", RLIMIT_CPU }, { "RLIMIT_DATA", RLIMIT_DATA },
+	{ "RLIMIT_FSIZE", RLIMIT_FSIZE }, { "RLIMIT_LOCKS", RLIMIT_LOCKS },
+	{ "RLIMIT_MEMLOCK", RLIMIT_MEMLOCK },
+	{ "RLIMIT_MSGQUEUE", RLIMIT_MSGQUEUE },
+	{ "RLIMIT_NICE", RLIMIT_NICE }, { "RLIMIT_NOFILE", RLIMIT_NOFILE },
+	{ "RLIMIT_NPROC", RLIMIT_NPROC }, { "RLIMIT_RSS", RLIMIT_RSS },
+	{ "RLIMIT_RTPRIO", RLIMIT_RTPRIO }, { "RLIMIT_RTTIME", RLIMIT_RTTIME },
+	{ "RLIMIT_SIGPENDING", RLIMIT_SIGPENDING },
+	{ "RLIMIT_STACK", RLIMIT_STACK },
+};
+
+static int decode_rlimits(const msgpack_object *proc, const char *parent,
+			  struct spec_process *p, struct husk_err **err)
+{
+	const msgpack_object *a;
+	char what[WHAT_MAX];
+	int n;
+
+	n = opt_array(proc, "rlimits", parent, 64, &a, err);
+	if (n <= 0)
+		return n;
+	p->rlimits = husk_xcalloc((size_t)n, sizeof(*p->rlimits));
+	for (int i = 0; i < n; i++) {
+		const msgpack_object *r = &a->via.array.ptr[i];
+		struct spec_rlimit *rl = &p->rlimits[i];
+		cleanup_free char *type = NULL;
+		size_t k;
+
+		setwhat(what, "%s.rlimits[%d]", parent, i);
+		if (ipc_obj_map(r, what, 8, err) < 0)
+			return -1;
+		if (opt_str(r, "type", what, 64, &type, err) < 0)
+			return -1;
+		for (k = 0; type && k < HUSK_ARRAY_SIZE(rlimit_names); k++)
+			if (strcmp(type, rlimit_names[k].name) == 0)
+				break;
+		if (!type || k == HUSK_ARRAY_SIZE(rlimit_names))
+			return husk_error(err, HUSK_E_INVALID,
+					  "%s.type: unknown rlimit \"%s\"",
+					  what, type ? type : "");
+		rl->resource = rlimit_names[k].resource;
+		char w2[WHAT_MAX];
+		path_of(w2, what, "soft");
+		if (ipc_obj_uint(ipc_map_get(r, "soft"), w2, UINT64_MAX,
+				 &rl->soft, err) < 0)
+			return -1;
+		path_of(w2, what, "hard");
+		if (ipc_obj_uint(ipc_map_get(r, "hard"), w2, UINT64_MAX,
+				 &rl->hard, err) < 0)
+			return -1;
+		if (rl->soft > rl->hard)
+			return husk_error(err, HUSK_E_INVALID,
+					  "%s: soft limit above the hard limit",
+					  what);
+		p->nrlimits++;
+	}
+	return 0;
+}
+
+static const char *const capset_names[CAPSET_N] = {
+	"bounding", "effective", "inheritable", "permitted", "ambient",
+};
+
+static int decode_caps(const msgpack_object *proc, const char *parent,
+		       struct spec_process *p, struct husk_err **err)
+{
+	const msgpack_object *caps;
+	char what[WHAT_MAX];
+
+	if (opt_map(proc, "capabilities", parent, &caps, err) < 0)
+		return -1;
+	if (!caps)
+		return 0;
+	p->has_caps = true;
+	path_of(what, parent, "capabilities");
+	for (int s = 0; s < CAPSET_N; s++) {
+		cleanup_strv char **names = NULL;
+
+		if (opt_strv(caps, capset_names[s], what, 64, &names, err) < 0)
+			return -1;
+		for (int i = 0; names && names[i]; i++) {
+			const char *n = names[i];
+			int cap;
+
+			if (strncasecmp(n, "CAP_", 4) == 0)
+				n += 4;
+			cap = capng_name_to_capability(n);
+			if (cap < 0 || cap > 63)
+				return husk_error(err, HUSK_E_INVALID,
+						  "%s.%s[%d]: unknown capability \"%s\"",
+						  what, capset_names[s], i,
+						  names[i]);
+			p->caps[s] |= 1ull << cap;
+		}
+	}
+	return 0;
+}
+
+static int decode_user(const msgpack_object *proc, const char *parent,
+		       struct spec_process *p, struct husk_err **err)
+{
+	const msgpack_object *u, *a;
+	char what[WHAT_MAX], w2[WHAT_MAX];
+	uint64_t v;
+	int n;
+
+	if (opt_map(proc, "user", parent, &u, err) < 0)
+		return -1;
+	if (!u)
+		return 0;
+	path_of(what, parent, "user");
+	if (refuse_nonempty(u, "username", what,
+			    "user names are not supported (give numeric ids)",
+			    err) < 0)
+		return -1;
+	path_of(w2, what, "uid");
+	if (ipc_obj_uint(ipc_map_get(u, "uid"), w2, UINT32_MAX - 1, &v,
+			 err) < 0)
+		return -1;
+	p->uid = (uint32_t)v;
+	path_of(w2, what, "gid");
+	if (ipc_obj_uint(ipc_map_get(u, "gid"), w2, UINT32_MAX - 1, &v,
+			 err) < 0)
+		return -1;
+	p->gid = (uint32_t)v;
+	if (member(u, "umask")) {
+		path_of(w2, what, "umask");
+		if (ipc_obj_uint(ipc_map_get(u, "umask"), w2, 0777, &v,
+				 err) < 0)
+			return -1;
+		p->umask = (int64_t)v;
+	}
+	n = opt_array(u, "additionalGids", what, 256, &a, err);
+	if (n < 0)
+		return -1;
+	p->gids = husk_xcalloc((size_t)n + 1, sizeof(*p->gids));
+	for (int i = 0; i < n; i++) {
+		setwhat(w2, "%s.additionalGids[%d]", what, i);
+		if (ipc_obj_uint(&a->via.array.ptr[i], w2, UINT32_MAX - 1, &v,
+				 err) < 0)
+			return -1;
+		p->gids[p->ngids++] = (gid_t)v;
+	}
+	return 0;
+}
+
+int spec_process_decode(const msgpack_object *o, const char *what,
+			struct spec_process *p, struct husk_err **err)
+{
+	const msgpack_object *cs;
+	char w2[WHAT_MAX];
+
+	memset(p, 0, sizeof(*p));
+	p->umask = -1;
+	if (ipc_obj_map(o, what, SPEC_MAX_LIST, err) < 0)
+		return -1;
+	if (opt_bool(o, "terminal", what, &p->terminal, err) < 0 ||
+	    opt_strv(o, "args", what, SPEC_MAX_ARGS, &p->args, err) < 0 ||
+	    opt_strv(o, "env", what, SPEC_MAX_ARGS, &p->env, err) < 0 ||
+	    opt_str(o, "cwd", what, 4096, &p->cwd, err) < 0 ||
+	    opt_bool(o, "noNewPrivileges", what, &p->no_new_privs, err) < 0 ||
+	    decode_user(o, what, p, err) < 0 ||
+	    decode_caps(o, what, p, err) < 0 ||
+	    decode_rlimits(o, what, p, err) < 0)
+		goto fail;
+	if (!p->args || !p->args[0] || !p->args[0][0]) {
+		husk_error(err, HUSK_E_INVALID, "%s.args: missing or empty",
+			   what);
+		goto fail;
+	}
+	if (!p->env)
+		p->env = husk_xcalloc(1, sizeof(char *));
+	if (!p->cwd)
+		p->cwd = husk_xstrdup("/");
+	if (p->cwd[0] != '/') {
+		husk_error(err, HUSK_E_INVALID,
+			   "%s.cwd: \"%s\" is not an absolute path", what,
+			   p->cwd);
+		goto fail;
+	}
+	if (opt_map(o, "consoleSize", what, &cs, err) < 0)
+		goto fail;
+	if (cs) {
+		uint64_t v;
+
+		path_of(w2, what, "consoleSize.height");
+		if (ipc_obj_uint(ipc_map_get(cs, "height"), w2, 65535, &v,
+				 err) < 0)
+			goto fail;
+		p->rows = (uint32_t)v;
+		path_of(w2, what, "consoleSize.width");
+		if (ipc_obj_uint(ipc_map_get(cs, "width"), w2, 65535, &v,
+				 err) < 0)
+			goto fail;
+		p->cols = (uint32_t)v;
+	}
+	if (member(o, "oomScoreAdj")) {
+		int64_t v;
+
+		path_of(w2, what, "oomScoreAdj");
+		if (ipc_obj_int(ipc_map_get(o, "oomScoreAdj"), w2, -1000, 1000,
+				&v, err) < 0)
+			goto fail;
+		p->has_oom_score_adj = true;
+		p->oom_score_adj = (int)v;
+	}
+	if (refuse_nonempty(o, "apparmorProfile", what,
+			    "AppArmor is not supported in the guest", err) < 0 ||
+	    refuse_nonempty(o, "selinuxLabel", what,
+			    "SELinux is not supported in the guest", err) < 0 ||
+	    refuse_nonempty(o, "ioPriority", what,
+			    "I/O priorities are not supported", err) < 0 ||
+	    refuse_nonempty(o, "scheduler", what,
+			    "scheduler settings are not supported", err) < 0 ||
+	    refuse_nonempty(o, "commandLine", what,
+			    "commandLine is a Windows field", err) < 0)
+		goto fail;
+	return 0;
+fail:
+	spec_process_free(p);
+	return -1;
+}
+
+void spec_process_free(struct spec_process *p)
+{
+	husk_cleanup_strvp(&p->args);
+	husk_cleanup_strvp(&p->env);
+	free(p->cwd);
+	free(p->gids);
+	free(p->rlimits);
+	memset(p, 0, sizeof(*p));
+}
+
+const char *spec_getenv(char *const *env, const char *name)
+{
+	size_t n = strlen(name);
+
+	for (; env && *env; env++)
+		if (strncmp(*env, name, n) == 0 && (*env)[n] == '=')
+			return *env + n + 1;
+	return NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* mounts                                                              */
+
+static const struct {
+	const char *name;
+	unsigned long set, clear;
+	int kind;       /* 0 flag, 1 bind, 2 rbind, 3 propagation */
+} mount_opts[] = {
+	{ "ro", MS_RDONLY, 0, 0 }, { "rw", 0, MS_RDONLY, 0 },
+	{ "nosuid", MS_NOSUID, 0, 0 }, { "suid", 0, MS_NOSUID, 0 },
+	{ "nodev", MS_NODEV, 0, 0 }, { "dev", 0, MS_NODEV, 0 },
+	{ "noexec", MS_NOEXEC, 0, 0 }, { "exec", 0, MS_NOEXEC, 0 },
+	{ "sync", MS_SYNCHRONOUS, 0, 0 }, { "async", 0, MS_SYNCHRONOUS, 0 },
+	{ "dirsync", MS_DIRSYNC, 0, 0 }, { "mand", MS_MANDLOCK, 0, 0 },
+	{ "nomand", 0, MS_MANDLOCK, 0 }, { "atime", 0, MS_NOATIME, 0 },
+	{ "noatime", MS_NOATIME, 0, 0 }, { "diratime", 0, MS_NODIRATIME, 0 },
+	{ "nodiratime", MS_NODIRATIME, 0, 0 },
+	{ "relatime", MS_RELATIME, 0, 0 }, { "norelatime", 0, MS_RELATIME, 0 },
+	{ "strictatime", MS_STRICTATIME, 0, 0 },
+	{ "nostrictatime", 0, MS_STRICTATIME, 0 },
+	{ "lazytime", MS_LAZYTIME, 0, 0 }, { "defaults", 0, 0, 0 },
+	{ "bind", MS_BIND, 0, 1 }, { "rbind", MS_BIND | MS_REC, 0, 2 },
+	{ "private", MS_PRIVATE, 0, 3 },
+	{ "rprivate", MS_PRIVATE | MS_REC, 0, 3 },
+	{ "slave", MS_SLAVE, 0, 3 }, { "rslave", MS_SLAVE | MS_REC, 0, 3 },
+	{ "shared", MS_SHARED, 0, 3 }, { "rshared", MS_SHARED | MS_REC, 0, 3 },
+	{ "unbindable", MS_UNBINDABLE, 0, 3 },
+	{ "runbindable", MS_UNBINDABLE | MS_REC, 0, 3 },
+};
+
+static void data_append(char **data, const char *opt)
+{
+	char *n;
+
+	if (!*data) {
+		*data = husk_xstrdup(opt);
+		return;
+	}
+	n = husk_xasprintf("%s,%s", *data, opt);
+	free(*data);
+	*data = n;
+}
+
+static int decode_mount_opts(const msgpack_object *m, const char *what,
+			     struct spec_mount *mt, struct husk_err **err)
+{
+	cleanup_strv char **opts = NULL;
+
+	if (opt_strv(m, "options", what, 64, &opts, err) < 0)
+		return -1;
+	for (int i = 0; opts && opts[i]; i++) {
+		size_t k;
+
+		for (k = 0; k < HUSK_ARRAY_SIZE(mount_opts); k++)
+			if (strcmp(opts[i], mount_opts[k].name) == 0)
+				break;
+		if (k == HUSK_ARRAY_SIZE(mount_opts)) {
+			if (strchr(opts[i], ','))
+				return husk_error(err, HUSK_E_INVALID,
+						  "%s.options[%d]: \"%s\" holds a comma",
+						  what, i, opts[i]);
+			data_append(&mt->data, opts[i]);
+			continue;
+		}
+		switch (mount_opts[k].kind) {
+		case 0:
+			mt->flags = (mt->flags | mount_opts[k].set) &
+				    ~mount_opts[k].clear;
+			break;
+		case 1:
+		case 2:
+			mt->bind = true;
+			mt->rec = mount_opts[k].kind == 2;
+			break;
+		default:
+			mt->propagation = mount_opts[k].set;
+			break;
+		}
+	}
+	return 0;
+}
+
+static int decode_mounts(const msgpack_object *root, struct spec *s,
+			 struct husk_err **err)
+{
+	const msgpack_object *a;
+	char what[WHAT_MAX];
+	int n;
+
+	n = opt_array(root, "mounts", "spec", SPEC_MAX_LIST, &a, err);
+	if (n <= 0)
+		return n;
+	s->mounts = husk_xcalloc((size_t)n, sizeof(*s->mounts));
+	for (int i = 0; i < n; i++) {
+		const msgpack_object *m = &a->via.array.ptr[i];
+		struct spec_mount *mt = &s->mounts[i];
+
+		s->nmounts++;
+		setwhat(what, "spec.mounts[%d]", i);
+		if (ipc_obj_map(m, what, 16, err) < 0 ||
+		    opt_str(m, "destination", what, 4096, &mt->dest, err) < 0 ||
+		    opt_str(m, "type", what, 64, &mt->type, err) < 0 ||
+		    opt_str(m, "source", what, 4096, &mt->source, err) < 0 ||
+		    decode_mount_opts(m, what, mt, err) < 0)
+			return -1;
+		if (!mt->dest || mt->dest[0] != '/')
+			return husk_error(err, HUSK_E_INVALID,
+					  "%s.destination: missing or not absolute",
+					  what);
+		if (mt->type && strcmp(mt->type, "bind") == 0)
+			mt->bind = true;
+		if (!mt->bind && !mt->type)
+			return husk_error(err, HUSK_E_INVALID,
+					  "%s.type: missing", what);
+		if (mt->bind && !mt->source)
+			return husk_error(err, HUSK_E_INVALID,
+					  "%s.source: missing for a bind mount",
+					  what);
+		if (refuse_nonempty(m, "uidMappings", what,
+				    "idmapped mounts are not supported",
+				    err) < 0 ||
+		    refuse_nonempty(m, "gidMappings", what,
+				    "idmapped mounts are not supported",
+				    err) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* linux                                                               */
+
+static int decode_namespaces(const msgpack_object *lx, struct spec *s,
+			     struct husk_err **err)
+{
+	static const struct {
+		const char *name;
+		int flag;
+	} ns[] = {
+		{ "pid", CLONE_NEWPID }, { "mount", CLONE_NEWNS },
+		{ "ipc", CLONE_NEWIPC }, { "uts", CLONE_NEWUTS },
+		{ "cgroup", CLONE_NEWCGROUP }, { "network", 0 },
+	};
+	const msgpack_object *a;
+	char what[WHAT_MAX];
+	int n;
+
+	n = opt_array(lx, "namespaces", "spec.linux", 16, &a, err);
+	if (n < 0)
+		return -1;
+	for (int i = 0; i < n; i++) {
+		const msgpack_object *e = &a->via.array.ptr[i];
+		cleanup_free char *type = NULL, *path = NULL;
+		size_t k;
+
+		setwhat(what, "spec.linux.namespaces[%d]", i);
+		if (ipc_obj_map(e, what, 4, err) < 0 ||
+		    opt_str(e, "type", what, 32, &type, err) < 0 ||
+		    opt_str(e, "path", what, 4096, &path, err) < 0)
+			return -1;
+		if (!type)
+			return husk_error(err, HUSK_E_INVALID, "%s.type: missing",
+					  what);
+		if (strcmp(type, "user") == 0)
+			return husk_error(err, HUSK_E_INVALID,
+					  "%s: user namespaces are not supported",
+					  what);
+		for (k = 0; k < HUSK_ARRAY_SIZE(ns); k++)
+			if (strcmp(type, ns[k].name) == 0)
+				break;
+		if (k == HUSK_ARRAY_SIZE(ns))
+			return husk_error(err, HUSK_E_INVALID,
+					  "%s.type: \"%s\" is not supported",
+					  what, type);
+		/* The VM is the sandbox's network namespace: a host path
+		 * names nothing in the guest. */
+		if (ns[k].flag == 0)
+			continue;
+		if (path && path[0])
+			return husk_error(err, HUSK_E_INVALID,
+					  "%s.path: joining a %s namespace by path is not supported (use create_sandbox shared_pid_ns)",
+					  what, type);
+		s->ns_flags |= ns[k].flag;
+	}
+	if (!(s->ns_flags & CLONE_NEWNS))
+		return husk_error(err, HUSK_E_INVALID,
+				  "spec.linux.namespaces: a mount namespace is required");
+	return 0;
+}
+
+static int decode_sysctl(const msgpack_object *lx, struct spec *s,
+			 struct husk_err **err)
+{
+	const msgpack_object *m;
+	char what[WHAT_MAX];
+	size_t n;
+
+	if (opt_map(lx, "sysctl", "spec.linux", &m, err) < 0)
+		return -1;
+	if (!m)
+		return 0;
+	n = m->via.map.size;
+	s->sysctl_keys = husk_xcalloc(n + 1, sizeof(char *));
+	s->sysctl_vals = husk_xcalloc(n + 1, sizeof(char *));
+	for (size_t i = 0; i < n; i++) {
+		const msgpack_object_kv *kv = &m->via.map.ptr[i];
+		char *k;
+
+		setwhat(what, "spec.linux.sysctl key %zu", i);
+		if (ipc_obj_str(&kv->key, what, 256, &s->sysctl_keys[i],
+				err) < 0)
+			return -1;
+		k = s->sysctl_keys[i];
+		if (!k[0] || strstr(k, "..") || k[0] == '.' || k[0] == '/' ||
+		    strchr(k, '/'))
+			return husk_error(err, HUSK_E_INVALID,
+					  "spec.linux.sysctl: bad key \"%s\"",
+					  k);
+		setwhat(what, "spec.linux.sysctl.%s", k);
+		if (ipc_obj_str(&kv->val, what, 4096, &s->sysctl_vals[i],
+				err) < 0)
+			return -1;
+		s->nsysctl++;
+	}
+	return 0;
+}
+
+static int decode_devices(const msgpack_object *lx, struct spec *s,
+			  struct husk_err **err)
+{
+	const msgpack_object *a;
+	char what[WHAT_MAX], w2[WHAT_MAX];
+	int n;
+
+	n = opt_array(lx, "devices", "spec.linux", 256, &a, err);
+	if (n <= 0)
+		return n;
+	s->devices = husk_xcalloc((size_t)n, sizeof(*s->devices));
+	for (int i = 0; i < n; i++) {
+		const msgpack_object *d = &a->via.array.ptr[i];
+		struct spec_device *dv = &s->devices[i];
+		cleanup_free char *type = NULL;
+		uint64_t v;
+
+		s->ndevices++;
+		setwhat(what, "spec.linux.devices[%d]", i);
+		if (ipc_obj_map(d, what, 16, err) < 0 ||
+		    opt_str(d, "path", what, 4096, &dv->path, err) < 0 ||
+		    opt_str(d, "type", what, 4, &type, err) < 0)
+			return -1;
+		if (!dv->path || strncmp(dv->path, "/dev/", 5) != 0 ||
+		    strstr(dv->path, ".."))
+			return husk_error(err, HUSK_E_INVALID,
+					  "%s.path: must be below /dev", what);
+		if (!type || strlen(type) != 1 || !strchr("cbpu", type[0]))
+			return husk_error(err, HUSK_E_INVALID,
+					  "%s.type: expected c, b, u or p", what);
+		dv->type = type[0] == 'u' ? 'c' : type[0];
+		dv->mode = 0666;
+		if (dv->type != 'p') {
+			path_of(w2, what, "major");
+			if (ipc_obj_int(ipc_map_get(d, "major"), w2, 0, 4095,
+					&dv->major, err) < 0)
+				return -1;
+			path_of(w2, what, "minor");
+			if (ipc_obj_int(ipc_map_get(d, "minor"), w2, 0,
+					(1 << 20) - 1, &dv->minor, err) < 0)
+				return -1;
+		}
+		if (member(d, "fileMode")) {
+			path_of(w2, what, "fileMode");
+			if (ipc_obj_uint(member(d, "fileMode"), w2, 07777, &v,
+					 err) < 0)
+				return -1;
+			dv->mode = (uint32_t)v;
+		}
+		if (member(d, "uid")) {
+			path_of(w2, what, "uid");
+			if (ipc_obj_uint(member(d, "uid"), w2, UINT32_MAX - 1,
+					 &v, err) < 0)
+				return -1;
+			dv->uid = (uint32_t)v;
+		}
+		if (member(d, "gid")) {
+			path_of(w2, what, "gid");
+			if (ipc_obj_uint(member(d, "gid"), w2, UINT32_MAX - 1,
+					 &v, err) < 0)
+				return -1;
+			dv->gid = (uint32_t)v;
+		}
+	}
+	return 0;
+}
+
+static int decode_propagation(const msgpack_object *lx, struct spec *s,
+			      struct husk_err **err)
+{
+	cleanup_free char *p = NULL;
+
+	s->root_propagation = MS_PRIVATE;
+	if (opt_str(lx, "rootfsPropagation", "spec.linux", 32, &p, err) < 0)
+		return -1;
+	if (!p || !p[0] || strcmp(p, "private") == 0 ||
+	    strcmp(p, "rprivate") == 0)
+		return 0;
+	if (strcmp(p, "slave") == 0 || strcmp(p, "rslave") == 0) {
+		s->root_propagation = MS_SLAVE;
+		return 0;
+	}
+	return husk_error(err, HUSK_E_INVALID,
+			  "spec.linux.rootfsPropagation: \"%s\" is not supported (private or slave)",
+			  p);
+}
+
+static int decode_linux(const msgpack_object *root, struct spec *s,
+			struct husk_err **err)
+{
+	const msgpack_object *lx, *o;
+
+	if (opt_map(root, "linux", "spec", &lx, err) < 0)
+		return -1;
+	if (!lx)
+		return husk_error(err, HUSK_E_INVALID,
+				  "spec.linux: missing (namespaces are required)");
+	if (refuse_nonempty(lx, "uidMappings", "spec.linux",
+			    "user namespaces are not supported", err) < 0 ||
+	    refuse_nonempty(lx, "gidMappings", "spec.linux",
+			    "user namespaces are not supported", err) < 0 ||
+	    refuse_nonempty(lx, "mountLabel", "spec.linux",
+			    "SELinux is not supported in the guest", err) < 0 ||
+	    refuse_nonempty(lx, "intelRdt", "spec.linux",
+			    "Intel RDT is not supported", err) < 0 ||
+	    refuse_nonempty(lx, "personality", "spec.linux",
+			    "personality is not supported", err) < 0 ||
+	    refuse_nonempty(lx, "timeOffsets", "spec.linux",
+			    "time namespaces are not supported", err) < 0)
+		return -1;
+	if (decode_namespaces(lx, s, err) < 0 ||
+	    decode_sysctl(lx, s, err) < 0 ||
+	    decode_devices(lx, s, err) < 0 ||
+	    decode_propagation(lx, s, err) < 0 ||
+	    opt_strv(lx, "maskedPaths", "spec.linux", SPEC_MAX_LIST,
+		     &s->masked_paths, err) < 0 ||
+	    opt_strv(lx, "readonlyPaths", "spec.linux", SPEC_MAX_LIST,
+		     &s->readonly_paths, err) < 0 ||
+	    opt_str(lx, "cgroupsPath", "spec.linux", 4096, &s->cgroups_path,
+		    err) < 0)
+		return -1;
+	if (opt_map(lx, "resources", "spec.linux", &o, err) < 0)
+		return -1;
+	if (o) {
+		if (cg_resources_decode(o, &s->res, err) < 0)
+			return husk_error_wrap(err, "spec.linux.resources");
+		s->has_resources = true;
+	}
+	if (opt_map(lx, "seccomp", "spec.linux", &o, err) < 0)
+		return -1;
+	if (o && oci_seccomp_decode(o, &s->seccomp, err) < 0)
+		return husk_error_wrap(err, "spec.linux.seccomp");
+	return 0;
+}
+
+int spec_decode(const msgpack_object *o, struct spec **out,
+		struct husk_err **err)
+{
+	struct spec *s = husk_xcalloc(1, sizeof(*s));
+	const msgpack_object *proc, *root;
+
+	cg_resources_init(&s->res);
+	if (ipc_obj_map(o, "spec", SPEC_MAX_LIST, err) < 0)
+		goto fail;
+	proc = member(o, "process");
+	if (!proc) {
+		husk_error(err, HUSK_E_INVALID, "spec.process: missing");
+		goto fail;
+	}
+	if (spec_process_decode(proc, "spec.process", &s->proc, err) < 0)
+		goto fail;
+	if (opt_map(o, "root", "spec", &root, err) < 0)
+		goto fail;
+	if (!root) {
+		husk_error(err, HUSK_E_INVALID, "spec.root: missing");
+		goto fail;
+	}
+	if (opt_str(root, "path", "spec.root", 4096, &s->root_path, err) < 0 ||
+	    opt_bool(root, "readonly", "spec.root", &s->root_readonly,
+		     err) < 0)
+		goto fail;
+	if (!s->root_path || !s->root_path[0]) {
+		husk_error(err, HUSK_E_INVALID, "spec.root.path: missing");
+		goto fail;
+	}
+	if (opt_str(o, "hostname", "spec", 64, &s->hostname, err) < 0 ||
+	    decode_mounts(o, s, err) < 0 || decode_linux(o, s, err) < 0)
+		goto fail;
+	if (s->hostname && s->hostname[0] && !(s->ns_flags & CLONE_NEWUTS)) {
+		husk_error(err, HUSK_E_INVALID,
+			   "spec.hostname: needs a uts namespace");
+		goto fail;
+	}
+	/* hooks run on the host; annotations are the host's business. */
+	*out = s;
+	return 0;
+fail:
+	spec_free(s);
+	return -1;
+}
+
+void spec_free(struct spec *s)
+{
+	if (!s)
+		return;
+	spec_process_free(&s->proc);
+	free(s->root_path);
+	free(s->hostname);
+	for (size_t i = 0; i < s->nmounts; i++) {
+		free(s->mounts[i].dest);
+		free(s->mounts[i].type);
+		free(s->mounts[i].source);
+		free(s->mounts[i].data);
+	}
+	free(s->mounts);
+	cg_resources_free(&s->res);
+	oci_seccomp_free(s->seccomp);
+	husk_cleanup_strvp(&s->sysctl_keys);
+	husk_cleanup_strvp(&s->sysctl_vals);
+	husk_cleanup_strvp(&s->masked_paths);
+	husk_cleanup_strvp(&s->readonly_paths);
+	free(s->cgroups_path);
+	for (size_t i = 0; i < s->ndevices; i++)
+		free(s->devices[i].path);
+	free(s->devices);
+	free(s);
+}
