@@ -66,9 +66,11 @@ all: libs programs tests-build
 # ---------------------------------------------------------------- libs
 LIBHUSK_SRC := $(sort $(wildcard libhusk/*.c))
 LIBIPC_SRC  := $(sort $(wildcard libipc/*.c))
+LIBSB_SRC   := $(sort $(wildcard sandbox/*.c))
 LIBHUSK     := $(B)/lib/libhusk.a
 LIBIPC      := $(B)/lib/libipc.a
-LIBS        := $(LIBIPC) $(LIBHUSK)
+LIBSB       := $(B)/lib/libsandbox.a
+LIBS        := $(LIBSB) $(LIBIPC) $(LIBHUSK)
 
 obj = $(patsubst %.c,$(B)/obj/%.o,$(1))
 
@@ -81,6 +83,9 @@ $(LIBHUSK): $(call obj,$(LIBHUSK_SRC))
 	@mkdir -p $(dir $@)
 	$(Q)rm -f $@ && ar rcs $@ $^
 $(LIBIPC): $(call obj,$(LIBIPC_SRC))
+	@mkdir -p $(dir $@)
+	$(Q)rm -f $@ && ar rcs $@ $^
+$(LIBSB): $(call obj,$(LIBSB_SRC))
 	@mkdir -p $(dir $@)
 	$(Q)rm -f $@ && ar rcs $@ $^
 
@@ -98,6 +103,7 @@ PROGRAMS += $(B)/bin/$(1)
 endef
 
 $(eval $(call program,husk-ipc,cmd/husk-ipc))
+$(eval $(call program,husk,cmd/husk))
 # Programs built by later work register here when their folder exists.
 $(foreach p,$(wildcard */program.mk cmd/*/program.mk),$(eval include $(p)))
 
@@ -172,6 +178,9 @@ $(B)/bench/%: $(B)/obj/bench/%.o $(LIBS)
 
 bench: deps all $(BENCH_BINS)
 	$(Q)BUILD=$(B) bench/run
+
+# --------------------------------------------------------------- guest
+-include guest/guest.mk
 
 # ---------------------------------------------------------------- deps
 deps:

@@ -1,0 +1,90 @@
+/*
+ * husk, the OCI runtime CLI: shared definitions of the verbs.
+ * main.c holds the command table and the global options; each verb has
+ * its own file, crun style.
+ */
+#ifndef HUSK_CLI_H
+#define HUSK_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <jansson.h>
+
+#include "libhusk/err.h"
+#include "libhusk/store.h"
+#include "sandbox/sandbox.h"
+
+#ifndef HUSK_VERSION
+#define HUSK_VERSION "0.1.0"
+#endif
+#define HUSK_OCI_VERSION "1.0.2"
+#define HUSK_DEFAULT_ROOT "/run/husk"
+#define HUSK_DEFAULT_CONFIG "/etc/husk/husk.conf"
+
+struct husk_ctx {
+	const char *root;
+	const char *config_path;
+	bool config_given;
+	const char *log_path;
+	int log_format;
+	bool debug;
+	bool systemd_cgroup;
+	struct husk_config cfg;
+	struct husk_store store;
+	bool store_open;
+};
+
+/* A verb: argv[0] is the verb's name. */
+struct husk_cmd {
+	const char *name;
+	int (*fn)(struct husk_ctx *ctx, int argc, char **argv,
+		  struct husk_err **err);
+	const char *args;
+	const char *summary;
+};
+
+/* Usage error (exit 100): sets err with HUSK_E_INVALID and marks it. */
+int husk_usage_error(struct husk_err **err, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+bool husk_err_is_usage(const struct husk_err *err);
+
+/* Open the state store under --root (once). */
+int husk_ctx_store(struct husk_ctx *ctx, struct husk_err **err);
+
+/* common.c */
+int husk_open_container(struct husk_ctx *ctx, const char *id, int lock,
+			struct husk_entry *e, struct husk_container *c,
+			struct husk_err **err);
+int husk_parse_signal(const char *s, struct husk_err **err);
+int husk_bad_option(struct husk_err **err, const char *verb,
+		    const char *opt);
+
+/* spec.c: runc's default config.json. */
+json_t *husk_default_spec(void);
+
+/* The verbs. */
+int cmd_create(struct husk_ctx *, int, char **, struct husk_err **);
+int cmd_start(struct husk_ctx *, int, char **, struct husk_err **);
+int cmd_run(struct husk_ctx *, int, char **, struct husk_err **);
+int cmd_state(struct husk_ctx *, int, char **, struct husk_err **);
+int cmd_kill(struct husk_ctx *, int, char **, struct husk_err **);
+int cmd_delete(struct husk_ctx *, int, char **, struct husk_err **);
+int cmd_list(struct husk_ctx *, int, char **, struct husk_err **);
+int cmd_ps(struct husk_ctx *, int, char **, struct husk_err **);
+int cmd_exec(struct husk_ctx *, int, char **, struct husk_err **);
+int cmd_pause(struct husk_ctx *, int, char **, struct husk_err **);
+int cmd_resume(struct husk_ctx *, int, char **, struct husk_err **);
+int cmd_update(struct husk_ctx *, int, char **, struct husk_err **);
+int cmd_events(struct husk_ctx *, int, char **, struct husk_err **);
+int cmd_spec(struct husk_ctx *, int, char **, struct husk_err **);
+int cmd_version(struct husk_ctx *, int, char **, struct husk_err **);
+int cmd_check(struct husk_ctx *, int, char **, struct husk_err **);
+int cmd_env(struct husk_ctx *, int, char **, struct husk_err **);
+int cmd_help(struct husk_ctx *, int, char **, struct husk_err **);
+
+const struct husk_cmd *husk_cmd_find(const char *name);
+void husk_cmd_usage(const struct husk_cmd *cmd, FILE *out);
+
+#endif

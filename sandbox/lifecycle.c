@@ -1,0 +1,477 @@
+/*
+ * A container's life on the host: create (sandbox or a place in a pod's
+ * sandbox, share its files, create it in the guest, start its shim),
+ * start, and destroy (whatever state it is in and whatever died first).
+ * Used by the CLI verbs and, later, the containerd shim.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "libhusk/cleanup.h"
+#include "libhusk/log.h"
+#include "libhusk/util.h"
+#include "sandbox.h"
+
+/* CRI annotations that put a container into an existing sandbox. */
+static const struct {
+	const char *type_key, *sandbox_key;
+} cri_keys[] = {
+	{ "io.kubernetes.cri.container-type", "io.kubernetes.cri.sandbox-id" },
+	{ "io.kubernetes.cri-o.ContainerType", "io.kubernetes.cri-o.SandboxID" },
+};
+
+int husk_pod_membership(const json_t *spec, const char *id, char **sid,
+			struct husk_err **err)
+{
+	for (size_t i = 0; i < sizeof(cri_keys) / sizeof(cri_keys[0]); i++) {
+		const char *type = husk_spec_annotation(spec,
+							cri_keys[i].type_key);
+		const char *sb = husk_spec_annotation(spec,
+						      cri_keys[i].sandbox_key);
+
+		if (!type)
+			continue;
+		if (!strcmp(type, "sandbox")) {
+			*sid = husk_xstrdup(id);
+			return 0;
+		}
+		if (strcmp(type, "container"))
+			return husk_error(err, HUSK_E_INVALID, "annotation %s: "
+					  "'%s' is neither sandbox nor "
+					  "container", cri_keys[i].type_key,
+					  type);
+		if (!sb || !*sb)
+			return husk_error(err, HUSK_E_INVALID, "annotation %s "
+					  "is container but %s is missing",
+					  cri_keys[i].type_key,
+					  cri_keys[i].sandbox_key);
+		if (husk_id_validate(sb, "sandbox id", err) < 0)
+			return -1;
+		*sid = husk_xstrdup(sb);
+		return 0;
+	}
+	*sid = husk_xstrdup(id);
+	return 0;
+}
+
+static char *now_rfc3339(void)
+{
+	struct timespec ts;
+	struct tm tm;
+	char buf[64];
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%S", &tm);
+	return husk_xasprintf("%s.%09ldZ", buf, ts.tv_nsec);
+}
+
+/*
+ * The shim is a child of the creating command (not a daemon): when the
+ * command exits it is reparented to the caller's subreaper (containerd's
+ * shim, for example), which then reaps it and gets the container's exit
+ * status, as with runc's init process.  It keeps our stdio.
+ */
+static pid_t spawn_shim(const struct husk_config *cfg, const char *proxy,
+			const char *cid, const char *eid, bool terminal,
+			const char *console, const char *log,
+			struct husk_err **err)
+{
+	char *argv[16];
+	int n = 0, pipefd[2], e = 0;
+	ssize_t r;
+	pid_t pid;
+
+	argv[n++] = cfg->shim_path;
+	argv[n++] = "--proxy";
+	argv[n++] = (char *)proxy;
+	argv[n++] = "--container";
+	argv[n++] = (char *)cid;
+	if (eid && *eid) {
+		argv[n++] = "--exec-id";
+		argv[n++] = (char *)eid;
+	}
+	if (terminal)
+		argv[n++] = "--terminal";
+	if (console) {
+		argv[n++] = "--console-socket";
+		argv[n++] = (char *)console;
+	}
+	argv[n++] = "--log";
+	argv[n++] = (char *)log;
+	argv[n] = NULL;
+	if (pipe2(pipefd, O_CLOEXEC) < 0)
+		return husk_error_sys(err, errno, "pipe");
+	pid = fork();
+	if (pid < 0)
+		return husk_error_sys(err, errno, "fork the shim");
+	if (pid == 0) {
+		sigset_t none;
+
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		for (int s = 1; s < NSIG; s++)
+			signal(s, SIG_DFL);
+		for (int fd = 3; fd < 1024; fd++)
+			if (fd != pipefd[1])
+				close(fd);
+		execv(argv[0], argv);
+		e = errno;
+		if (write(pipefd[1], &e, sizeof(e)) < 0)
+			_exit(127);
+		_exit(127);
+	}
+	close(pipefd[1]);
+	do {
+		r = read(pipefd[0], &e, sizeof(e));
+	} while (r < 0 && errno == EINTR);
+	close(pipefd[0]);
+	if (r == sizeof(e)) {
+		waitpid(pid, NULL, 0);
+		return husk_error_sys(err, e, "exec the shim `%s`", argv[0]);
+	}
+	return pid;
+}
+
+pid_t husk_shim_start(const struct husk_config *cfg, const char *root,
+		      const char *sid, const char *cid, const char *eid,
+		      bool terminal, const char *console,
+		      struct husk_err **err)
+{
+	struct husk_sbx_paths p;
+	cleanup_free char *log = NULL;
+	pid_t pid;
+
+	if (husk_sandbox_paths(root, sid, &p, err) < 0)
+		return -1;
+	log = husk_xasprintf("%s/shim-%s%s%s.log", p.dir, cid,
+			     eid && *eid ? "-" : "", eid ? eid : "");
+	pid = spawn_shim(cfg, p.proxy_sock, cid, eid, terminal, console, log,
+			 err);
+	husk_sandbox_paths_free(&p);
+	return pid;
+}
+
+static int agent_call(const char *root, const char *sid, const char *method,
+		      json_t *params, int timeout_ms, json_t **res,
+		      struct husk_err **err)
+{
+	struct husk_sbx_paths p;
+	int rc;
+
+	if (husk_sandbox_paths(root, sid, &p, err) < 0) {
+		json_decref(params);
+		return -1;
+	}
+	rc = husk_rpc_call(p.proxy_sock, "husk-proxy", method, params,
+			   timeout_ms, res, NULL, 0, err);
+	json_decref(params);
+	husk_sandbox_paths_free(&p);
+	return rc;
+}
+
+int husk_agent_call(const char *root, const char *sid, const char *method,
+		    json_t *params, int timeout_ms, json_t **res,
+		    struct husk_err **err)
+{
+	return agent_call(root, sid, method, params, timeout_ms, res, err);
+}
+
+static int write_pid_file(const char *path, pid_t pid, struct husk_err **err)
+{
+	char buf[32];
+	int n = snprintf(buf, sizeof(buf), "%d", (int)pid);
+
+	if (husk_write_atomic(AT_FDCWD, path, buf, (size_t)n, 0644, err) < 0)
+		return husk_error_wrap(err, "pid file");
+	return 0;
+}
+
+int husk_ct_create(struct husk_store *st, const struct husk_config *cfg,
+		   const char *id, const char *bundle,
+		   const struct husk_create_opts *o, struct husk_err **err)
+{
+	struct husk_entry e = { .dirfd = -1, .lockfd = -1 };
+	struct husk_entry se = { .dirfd = -1, .lockfd = -1 };
+	struct husk_container c = { 0 };
+	struct husk_sandbox sb = { 0 };
+	struct husk_bundle b = { 0 };
+	struct husk_sbx_paths p = { 0 };
+	cleanup_free char *sid = NULL;
+	json_t *gspec = NULL, *params, *state, *hooks;
+	bool terminal, own;
+	int rc = -1;
+
+	if (husk_id_validate(id, "container id", err) < 0)
+		return -1;
+	if (husk_bundle_load(bundle, &b, err) < 0)
+		return -1;
+	terminal = json_is_true(json_object_get(json_object_get(b.spec,
+								"process"),
+						"terminal"));
+	if (terminal && !o->console_socket && o->detach) {
+		husk_error(err, HUSK_E_INVALID, "process.terminal is true: a "
+			   "detached container needs --console-socket");
+		goto out_bundle;
+	}
+	if (!terminal && o->console_socket) {
+		husk_error(err, HUSK_E_INVALID, "--console-socket needs "
+			   "process.terminal true in config.json");
+		goto out_bundle;
+	}
+	if (husk_pod_membership(b.spec, id, &sid, err) < 0)
+		goto out_bundle;
+	own = !strcmp(sid, id);
+
+	if (husk_store_create(st, id, HUSK_LOCK_EXCL, &e, err) < 0)
+		goto out_bundle;
+	c.id = husk_xstrdup(id);
+	c.sandbox_id = husk_xstrdup(sid);
+	c.is_sandbox = own;
+	c.bundle = husk_xstrdup(b.path);
+	c.status = HUSK_ST_CREATING;
+	c.created = now_rfc3339();
+	c.annotations = json_incref(json_object_get(b.spec, "annotations"));
+	hooks = json_object_get(b.spec, "hooks");
+	c.hooks = hooks ? json_incref(hooks) : NULL;
+	c.binds = json_array();
+	if (husk_container_write(&e, &c, err) < 0)
+		goto fail;
+
+	if (own) {
+		if (husk_sandbox_start(&e, cfg, st->root, sid,
+				       json_string_value(json_object_get(
+					       b.spec, "hostname")),
+				       &sb, err) < 0)
+			goto fail;
+	} else {
+		if (husk_store_get(st, sid, HUSK_LOCK_EXCL, &se, err) < 0) {
+			husk_error_wrap(err, "sandbox %s", sid);
+			goto fail;
+		}
+		if (husk_sandbox_read(&se, &sb, err) < 0)
+			goto fail;
+		if (!husk_proc_alive(&sb.proxy)) {
+			husk_error(err, HUSK_E_UNAVAILABLE, "sandbox %s has no "
+				   "running proxy", sid);
+			goto fail;
+		}
+	}
+	if (husk_sandbox_paths(st->root, sid, &p, err) < 0)
+		goto fail;
+	if (husk_share_container(p.shared, id, &b, c.binds, err) < 0) {
+		/* Record the binds made so far: the clean-up undoes them. */
+		husk_container_write(&e, &c, NULL);
+		goto fail;
+	}
+	if (husk_container_write(&e, &c, err) < 0)
+		goto fail;
+
+	gspec = husk_guest_spec(b.spec, id);
+	params = json_pack("{s:s, s:O}", "container_id", id, "spec", gspec);
+	if (agent_call(st->root, sid, "create_container", params, 60000, NULL,
+		       err) < 0)
+		goto fail;
+
+	c.shim.pid = husk_shim_start(cfg, st->root, sid, id, "", terminal,
+				     o->console_socket, err);
+	if (c.shim.pid < 0) {
+		c.shim.pid = 0;
+		goto fail;
+	}
+	husk_proc_ref(c.shim.pid, &c.shim);
+	if (o->shim_pid)
+		*o->shim_pid = c.shim.pid;
+	if (husk_container_write(&e, &c, err) < 0)
+		goto fail;
+	if (o->pid_file && write_pid_file(o->pid_file, c.shim.pid, err) < 0)
+		goto fail;
+
+	state = husk_container_oci_state(&c, HUSK_ST_CREATING);
+	rc = husk_hooks_run(c.hooks, "prestart", state, cfg->hook_timeout,
+			    sb.netns, err);
+	if (rc == 0)
+		rc = husk_hooks_run(c.hooks, "createRuntime", state,
+				    cfg->hook_timeout, sb.netns, err);
+	if (rc == 0)
+		rc = husk_hooks_run(c.hooks, "createContainer", state,
+				    cfg->hook_timeout, NULL, err);
+	json_decref(state);
+	if (rc < 0)
+		goto fail;
+	c.status = HUSK_ST_CREATED;
+	rc = husk_container_write(&e, &c, err);
+	if (rc < 0)
+		goto fail;
+	goto out;
+fail:
+	rc = -1;
+	{
+		cleanup_err struct husk_err *e2 = NULL;
+
+		husk_entry_close(&se);
+		if (husk_ct_destroy(st, cfg, &e, &c, true, &e2) < 0)
+			log_warnx("husk_ct_create: clean-up after failure: %s",
+				  e2->msg);
+	}
+out:
+	json_decref(gspec);
+	husk_sandbox_paths_free(&p);
+	husk_sandbox_free(&sb);
+	husk_container_free(&c);
+	husk_entry_close(&se);
+	husk_entry_close(&e);
+out_bundle:
+	husk_bundle_free(&b);
+	return rc;
+}
+
+int husk_ct_start(struct husk_store *st, const struct husk_config *cfg,
+		  struct husk_entry *e, struct husk_container *c,
+		  struct husk_err **err)
+{
+	struct husk_sandbox sb = { 0 };
+	struct husk_entry se = { .dirfd = -1, .lockfd = -1 };
+	json_t *state;
+	int live = husk_live_status(c);
+
+	if (live != HUSK_ST_CREATED)
+		return husk_error(err, HUSK_E_STATE, "container %s is %s, not "
+				  "created", c->id, husk_status_name(live));
+	if (agent_call(st->root, c->sandbox_id, "start_container",
+		       json_pack("{s:s}", "container_id", c->id), 30000, NULL,
+		       err) < 0)
+		return -1;
+	c->status = HUSK_ST_RUNNING;
+	if (husk_container_write(e, c, err) < 0)
+		return -1;
+	/* Poststart hooks run after the process started; a failing one is
+	 * logged and the container keeps running (OCI runtime spec). */
+	if (!c->is_sandbox &&
+	    husk_store_get(st, c->sandbox_id, HUSK_LOCK_NONE, &se, NULL) == 0) {
+		husk_sandbox_read(&se, &sb, NULL);
+		husk_entry_close(&se);
+	} else if (c->is_sandbox) {
+		husk_sandbox_read(e, &sb, NULL);
+	}
+	state = husk_container_oci_state(c, HUSK_ST_RUNNING);
+	{
+		cleanup_err struct husk_err *e2 = NULL;
+
+		if (husk_hooks_run(c->hooks, "startContainer", state,
+				   cfg->hook_timeout, NULL, &e2) < 0 ||
+		    husk_hooks_run(c->hooks, "poststart", state,
+				   cfg->hook_timeout, sb.netns, &e2) < 0)
+			log_warnx("container %s: %s", c->id, e2->msg);
+	}
+	json_decref(state);
+	husk_sandbox_free(&sb);
+	return 0;
+}
+
+/* Containers of the store that live in sandbox sid (other than it). */
+static int members(struct husk_store *st, const char *sid, char ***out,
+		   struct husk_err **err)
+{
+	cleanup_strv char **ids = NULL;
+	char **res;
+	size_t n = 0, k = 0;
+
+	if (husk_store_list(st, &ids, err) < 0)
+		return -1;
+	while (ids[n])
+		n++;
+	res = husk_xcalloc(n + 1, sizeof(char *));
+	for (size_t i = 0; i < n; i++) {
+		struct husk_entry e = { .dirfd = -1, .lockfd = -1 };
+		struct husk_container c;
+
+		if (!strcmp(ids[i], sid) ||
+		    husk_store_get(st, ids[i], HUSK_LOCK_NONE, &e, NULL) < 0)
+			continue;
+		if (husk_container_read(&e, &c, NULL) == 0) {
+			if (!strcmp(c.sandbox_id, sid))
+				res[k++] = husk_xstrdup(ids[i]);
+			husk_container_free(&c);
+		}
+		husk_entry_close(&e);
+	}
+	*out = res;
+	return 0;
+}
+
+int husk_ct_destroy(struct husk_store *st, const struct husk_config *cfg,
+		    struct husk_entry *e, struct husk_container *c, bool force,
+		    struct husk_err **err)
+{
+	struct husk_sbx_paths p = { 0 };
+	struct husk_sandbox sb = { 0 };
+	cleanup_strv char **others = NULL;
+	bool have_sb = false;
+	json_t *state;
+
+	if (c->is_sandbox) {
+		if (members(st, c->id, &others, err) < 0)
+			return -1;
+		if (others[0] && !force)
+			return husk_error(err, HUSK_E_STATE, "sandbox %s still "
+					  "holds container %s: delete it first "
+					  "(or use --force)", c->id,
+					  others[0]);
+		for (char **o = others; *o; o++) {
+			struct husk_entry oe = { .dirfd = -1, .lockfd = -1 };
+			struct husk_container oc;
+			cleanup_err struct husk_err *e2 = NULL;
+
+			if (husk_store_get(st, *o, HUSK_LOCK_EXCL, &oe,
+					   &e2) < 0)
+				continue;
+			if (husk_container_read(&oe, &oc, &e2) == 0) {
+				husk_ct_destroy(st, cfg, &oe, &oc, true, &e2);
+				husk_container_free(&oc);
+			} else {
+				husk_entry_remove(&oe, NULL);
+			}
+			husk_entry_close(&oe);
+		}
+		have_sb = husk_sandbox_read(e, &sb, NULL) == 0;
+	}
+	if (husk_sandbox_paths(st->root, c->sandbox_id, &p, err) < 0)
+		return -1;
+
+	/* The container in the guest, while the guest is there to ask.  The
+	 * sandbox's own container goes with the VM. */
+	if (!c->is_sandbox) {
+		cleanup_err struct husk_err *e2 = NULL;
+
+		if (agent_call(st->root, c->sandbox_id, "remove_container",
+			       json_pack("{s:s, s:b}", "container_id", c->id,
+					 "force", 1), 10000, NULL, &e2) < 0)
+			log_debug("husk_ct_destroy: %s", e2->msg);
+	}
+	husk_proc_stop(&c->shim, force ? 500 : 2000);
+	if (have_sb)
+		husk_sandbox_stop(st->root, &sb, force, NULL);
+	husk_unshare_container(p.shared, c->id);
+
+	state = husk_container_oci_state(c, HUSK_ST_STOPPED);
+	{
+		cleanup_err struct husk_err *e2 = NULL;
+
+		if (husk_hooks_run(c->hooks, "poststop", state,
+				   cfg->hook_timeout, sb.netns, &e2) < 0)
+			log_warnx("container %s: %s", c->id, e2->msg);
+	}
+	json_decref(state);
+	husk_sandbox_free(&sb);
+	husk_sandbox_paths_free(&p);
+	return husk_entry_remove(e, err);
+}

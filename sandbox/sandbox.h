@@ -1,0 +1,244 @@
+/*
+ * The sandbox library: what the runtime CLI (cmd/husk) and the
+ * containerd shim share.  A sandbox is one VM with its helpers
+ * (husk-hypervisor, husk-proxy) and a state directory; containers live
+ * in a sandbox, each with a husk-shim per process on the host.
+ *
+ * State under the root (--root, /run/husk):
+ *   <root>/<id>/state.json      every container (atomic writes, flock)
+ *   <root>/<sandbox>/sandbox.json   the sandbox's helpers
+ *   <root>/<sandbox>/{hv,proxy,agent}.sock, *.log, shared/
+ */
+#ifndef HUSK_SANDBOX_H
+#define HUSK_SANDBOX_H
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+#include <jansson.h>
+
+#include "libhusk/err.h"
+#include "libhusk/store.h"
+
+/* ------------------------------------------------------------ config */
+
+/* Effective configuration: husk.conf(5) over the built-in defaults. */
+struct husk_config {
+	char *source;                   /* file read, or NULL */
+	/* [hypervisor] */
+	char *hypervisor_path;          /* husk-hypervisor */
+	char *qemu_path;
+	char *virtiofsd_path;
+	char *kernel;
+	char *initrd;
+	char *machine_type;
+	char *accel;                    /* auto|kvm|tcg */
+	char *kernel_params;
+	unsigned vcpus, max_vcpus;
+	unsigned memory_mb, max_memory_mb, memory_slots;
+	bool console_log;
+	/* [agent] */
+	unsigned agent_timeout;         /* seconds */
+	char *agent_log_level;
+	/* [proxy] */
+	char *proxy_path;
+	char *proxy_user;               /* "uid:gid" or "" */
+	/* [shim] */
+	char *shim_path;
+	/* [netmon] */
+	bool netmon_enable;
+	char *netmon_path;
+	/* [runtime] */
+	char *network_model;            /* tcfilter|macvtap|none */
+	bool debug;
+	unsigned hook_timeout;          /* seconds, when a hook has none */
+	/* [factory] */
+	bool factory_template;
+};
+
+void husk_config_defaults(struct husk_config *c);
+int husk_config_load(struct husk_config *c, const char *path, bool must,
+		     struct husk_err **err);
+void husk_config_free(struct husk_config *c);
+int husk_config_print(const struct husk_config *c, FILE *out);
+/* Directory the running binary lives in (for sibling helpers). */
+const char *husk_exe_dir(void);
+
+/* ------------------------------------------------------------ bundle */
+
+struct husk_bundle {
+	char *path;     /* absolute bundle directory */
+	char *rootfs;   /* absolute root file system */
+	json_t *spec;   /* config.json, validated */
+};
+
+int husk_bundle_load(const char *bundle, struct husk_bundle *b,
+		     struct husk_err **err);
+void husk_bundle_free(struct husk_bundle *b);
+/* Check every field husk reads; the error names the field. */
+int husk_spec_validate(const json_t *spec, struct husk_err **err);
+/* An OCI process object (exec --process); errors say "process.x". */
+int husk_process_validate(const json_t *process, struct husk_err **err);
+const char *husk_spec_annotation(const json_t *spec, const char *key);
+bool husk_cap_known(const char *name);
+
+/* ------------------------------------------------------------- state */
+
+enum husk_status {
+	HUSK_ST_CREATING = 0,
+	HUSK_ST_CREATED,
+	HUSK_ST_RUNNING,
+	HUSK_ST_PAUSED,
+	HUSK_ST_STOPPED,
+};
+
+const char *husk_status_name(int st);
+
+struct husk_proc_ref {
+	pid_t pid;
+	unsigned long long start;       /* /proc/<pid>/stat starttime */
+};
+
+/* state.json of one container. */
+struct husk_container {
+	char *id;
+	char *sandbox_id;
+	bool is_sandbox;
+	char *bundle;
+	int status;                     /* as recorded; see husk_live_status */
+	struct husk_proc_ref shim;      /* the container's pid for callers */
+	char *created;                  /* RFC 3339 */
+	json_t *annotations;            /* object */
+	json_t *hooks;                  /* spec's hooks, kept for poststop */
+	json_t *binds;                  /* array: host paths mounted in share */
+	char *owner;
+};
+
+/* sandbox.json: the sandbox's helpers. */
+struct husk_sandbox {
+	char *id;
+	struct husk_proc_ref hv, proxy;
+	char *accel;
+	char *netns;                    /* path, or NULL */
+	bool netns_created;
+};
+
+int husk_container_read(struct husk_entry *e, struct husk_container *c,
+			struct husk_err **err);
+int husk_container_write(struct husk_entry *e, const struct husk_container *c,
+			 struct husk_err **err);
+void husk_container_free(struct husk_container *c);
+json_t *husk_container_oci_state(const struct husk_container *c,
+				 int status);
+int husk_sandbox_read(struct husk_entry *e, struct husk_sandbox *s,
+		      struct husk_err **err);
+int husk_sandbox_write(struct husk_entry *e, const struct husk_sandbox *s,
+		       struct husk_err **err);
+void husk_sandbox_free(struct husk_sandbox *s);
+
+/* Is the process still the one recorded (pid reuse checked by start
+ * time; a zombie counts as gone)? */
+bool husk_proc_alive(const struct husk_proc_ref *p);
+int husk_proc_ref(pid_t pid, struct husk_proc_ref *out);
+/* The status as it is now: a created/running/paused container whose
+ * shim is gone is stopped. */
+int husk_live_status(const struct husk_container *c);
+
+/* ------------------------------------------------------------ helpers */
+
+#define HUSK_SPAWN_MAX_FDS 16
+/* fork+exec a helper detached from our session: stdin /dev/null,
+ * stdout and stderr to log (appended), every other descriptor closed
+ * except keep_fds.  Returns the pid. */
+pid_t husk_spawn(char *const argv[], const char *log, const int *keep_fds,
+		 int nkeep, struct husk_err **err);
+/* SIGTERM, wait up to ms, then SIGKILL; only if p is still that process. */
+void husk_proc_stop(const struct husk_proc_ref *p, unsigned ms);
+/* Socket path in a sandbox directory, checked against sun_path's size. */
+int husk_sock_path(const char *dir, const char *name, char **out,
+		   struct husk_err **err);
+
+/* --------------------------------------------------------- the VM */
+
+struct husk_sbx_paths {
+	char *dir;              /* <root>/<sandbox> */
+	char *hv_sock, *proxy_sock, *agent_sock;
+	char *shared;           /* the virtio-fs share */
+	char *hv_log, *proxy_log, *console_log;
+};
+
+int husk_sandbox_paths(const char *root, const char *sid,
+		       struct husk_sbx_paths *p, struct husk_err **err);
+void husk_sandbox_paths_free(struct husk_sbx_paths *p);
+
+/* Start the VM and the helpers of a new sandbox (its entry e locked);
+ * every started process is recorded in sandbox.json as it starts. */
+int husk_sandbox_start(struct husk_entry *e, const struct husk_config *cfg,
+		       const char *root, const char *sid,
+		       const char *hostname, struct husk_sandbox *s,
+		       struct husk_err **err);
+/* Stop the VM and helpers, whatever state they are in, and unmount the
+ * share.  force skips the polite steps. */
+int husk_sandbox_stop(const char *root, const struct husk_sandbox *s,
+		      bool force, struct husk_err **err);
+
+/* The spec as the guest gets it (docs/agent-protocol.md). */
+json_t *husk_guest_spec(const json_t *spec, const char *cid);
+/* Bind the container's root and bind-mount sources into the share;
+ * every mount made is appended to binds (so that a failure half-way
+ * still gets undone). */
+int husk_share_container(const char *shared, const char *cid,
+			 const struct husk_bundle *b, json_t *binds,
+			 struct husk_err **err);
+void husk_unshare_container(const char *shared, const char *cid);
+
+/* One call to a component's socket with JSON params and result. */
+int husk_rpc_call(const char *sock, const char *expect, const char *method,
+		  const json_t *params, int timeout_ms, json_t **result,
+		  const int *fds, int nfds, struct husk_err **err);
+
+/* -------------------------------------------------------- lifecycle */
+
+struct husk_create_opts {
+	const char *pid_file;
+	const char *console_socket;
+	bool detach;            /* no terminal of ours to hand the shim */
+	pid_t *shim_pid;        /* out, may be NULL */
+};
+
+/* The sandbox a container belongs to, from the CRI annotations of
+ * containerd and CRI-O (its own id when it is a sandbox). */
+int husk_pod_membership(const json_t *spec, const char *id, char **sid,
+			struct husk_err **err);
+int husk_ct_create(struct husk_store *st, const struct husk_config *cfg,
+		   const char *id, const char *bundle,
+		   const struct husk_create_opts *o, struct husk_err **err);
+int husk_ct_start(struct husk_store *st, const struct husk_config *cfg,
+		  struct husk_entry *e, struct husk_container *c,
+		  struct husk_err **err);
+/* Remove everything of the container (and, for a sandbox, its members
+ * and VM), then its state; e must be locked exclusively. */
+int husk_ct_destroy(struct husk_store *st, const struct husk_config *cfg,
+		    struct husk_entry *e, struct husk_container *c,
+		    bool force, struct husk_err **err);
+/* A shim for process eid ("" for init) of container cid. */
+pid_t husk_shim_start(const struct husk_config *cfg, const char *root,
+		      const char *sid, const char *cid, const char *eid,
+		      bool terminal, const char *console,
+		      struct husk_err **err);
+/* A call to the guest agent through the sandbox's proxy (params are
+ * consumed). */
+int husk_agent_call(const char *root, const char *sid, const char *method,
+		    json_t *params, int timeout_ms, json_t **res,
+		    struct husk_err **err);
+
+/* ------------------------------------------------------------- hooks */
+
+/* Run the hooks of one kind (e.g. "prestart") with the OCI state on
+ * stdin; stops at the first failure (its error names the hook). */
+int husk_hooks_run(const json_t *hooks, const char *kind,
+		   const json_t *state, unsigned default_timeout,
+		   const char *netns, struct husk_err **err);
+
+#endif

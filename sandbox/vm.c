@@ -1,0 +1,428 @@
+/*
+ * A sandbox's VM and its helpers: husk-hypervisor (QEMU, virtiofsd) and
+ * husk-proxy (the agent channel), started for the first container of a
+ * sandbox and stopped with it.  Every step is recorded in sandbox.json
+ * before the next one, so that delete --force finds whatever was
+ * started, whichever step failed or whichever process died.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "libhusk/cleanup.h"
+#include "libhusk/log.h"
+#include "libhusk/util.h"
+#include "sandbox.h"
+
+int husk_sandbox_paths(const char *root, const char *sid,
+		       struct husk_sbx_paths *p, struct husk_err **err)
+{
+	memset(p, 0, sizeof(*p));
+	p->dir = husk_xasprintf("%s/%s", root, sid);
+	if (husk_sock_path(p->dir, "hv.sock", &p->hv_sock, err) < 0 ||
+	    husk_sock_path(p->dir, "proxy.sock", &p->proxy_sock, err) < 0 ||
+	    husk_sock_path(p->dir, "agent.sock", &p->agent_sock, err) < 0) {
+		husk_sandbox_paths_free(p);
+		return -1;
+	}
+	p->shared = husk_xasprintf("%s/shared", p->dir);
+	p->hv_log = husk_xasprintf("%s/hypervisor.log", p->dir);
+	p->proxy_log = husk_xasprintf("%s/proxy.log", p->dir);
+	p->console_log = husk_xasprintf("%s/console.log", p->dir);
+	return 0;
+}
+
+void husk_sandbox_paths_free(struct husk_sbx_paths *p)
+{
+	free(p->dir);
+	free(p->hv_sock);
+	free(p->proxy_sock);
+	free(p->agent_sock);
+	free(p->shared);
+	free(p->hv_log);
+	free(p->proxy_log);
+	free(p->console_log);
+	memset(p, 0, sizeof(*p));
+}
+
+/*
+ * The shared directory is a mount of its own, marked shared, so that
+ * the rootfs and volume binds made in it later reach virtiofsd's view.
+ */
+static int share_setup(const char *shared, struct husk_err **err)
+{
+	if (mkdir(shared, 0755) < 0 && errno != EEXIST)
+		return husk_error_sys(err, errno, "mkdir `%s`", shared);
+	if (mount(shared, shared, NULL, MS_BIND, NULL) < 0)
+		return husk_error_sys(err, errno, "bind `%s`", shared);
+	if (mount(NULL, shared, NULL, MS_SHARED, NULL) < 0)
+		return husk_error_sys(err, errno, "make `%s` shared", shared);
+	return 0;
+}
+
+/* Wait for a helper's socket to answer; fail early if it died. */
+static int wait_ready(const char *what, pid_t pid, const char *sock,
+		      const char *expect, unsigned timeout_s,
+		      const char *log, struct husk_err **err)
+{
+	uint64_t deadline = husk_now_ms() + (uint64_t)timeout_s * 1000;
+	int status;
+
+	for (;;) {
+		cleanup_err struct husk_err *e = NULL;
+
+		if (husk_rpc_call(sock, expect, "ping", NULL, 1000, NULL,
+				  NULL, 0, &e) == 0)
+			return 0;
+		if (waitpid(pid, &status, WNOHANG) == pid)
+			return husk_error(err, HUSK_E_UNAVAILABLE, "%s exited "
+					  "during start-up (status %d): see %s",
+					  what, WIFEXITED(status) ?
+					  WEXITSTATUS(status) :
+					  128 + WTERMSIG(status), log);
+		if (husk_now_ms() >= deadline)
+			return husk_error(err, HUSK_E_TIMEOUT, "%s did not "
+					  "answer within %u s (%s): see %s",
+					  what, timeout_s,
+					  e && e->msg ? e->msg : "?", log);
+		{
+			struct timespec ts = { 0, 20 * 1000000L };
+
+			nanosleep(&ts, NULL);
+		}
+	}
+}
+
+static json_t *hv_create_params(const struct husk_config *cfg,
+				const struct husk_sbx_paths *p)
+{
+	json_t *j = json_pack("{s:s, s:s, s:s, s:i, s:i, s:i, s:i, s:i, s:s,"
+			      " s:s, s:s, s:s}",
+			      "kernel", cfg->kernel, "initrd", cfg->initrd,
+			      "kernel_params", cfg->kernel_params,
+			      "vcpus", cfg->vcpus, "max_vcpus", cfg->max_vcpus,
+			      "memory_mb", cfg->memory_mb,
+			      "max_memory_mb", cfg->max_memory_mb,
+			      "memory_slots", cfg->memory_slots,
+			      "machine", cfg->machine_type,
+			      "accel", cfg->accel, "shared_dir", p->shared,
+			      "agent_socket", p->agent_sock);
+
+	if (j && cfg->console_log)
+		json_object_set_new(j, "console_log",
+				    json_string(p->console_log));
+	return j;
+}
+
+static int start_hypervisor(const struct husk_config *cfg,
+			    const struct husk_sbx_paths *p, const char *sid,
+			    struct husk_sandbox *s, struct husk_entry *e,
+			    struct husk_err **err)
+{
+	char *argv[] = { cfg->hypervisor_path, "--socket", p->hv_sock,
+			 "--sandbox", (char *)sid, "--state-dir", p->dir,
+			 "--qemu", cfg->qemu_path, "--virtiofsd",
+			 cfg->virtiofsd_path, "--log-level",
+			 cfg->debug ? "debug" : "info", NULL };
+	json_t *params, *res = NULL;
+	pid_t pid;
+	int rc;
+
+	pid = husk_spawn(argv, p->hv_log, NULL, 0, err);
+	if (pid < 0)
+		return husk_error_wrap(err, "start the hypervisor driver");
+	husk_proc_ref(pid, &s->hv);
+	if (husk_sandbox_write(e, s, err) < 0)
+		return -1;
+	if (wait_ready("husk-hypervisor", pid, p->hv_sock, "husk-hypervisor",
+		       10, p->hv_log, err) < 0)
+		return -1;
+	params = hv_create_params(cfg, p);
+	rc = husk_rpc_call(p->hv_sock, "husk-hypervisor", "create", params,
+			   30000, NULL, NULL, 0, err);
+	json_decref(params);
+	if (rc < 0)
+		return -1;
+	if (husk_rpc_call(p->hv_sock, "husk-hypervisor", "start", NULL,
+			  60000, &res, NULL, 0, err) < 0)
+		return -1;
+	json_decref(res);
+	if (husk_rpc_call(p->hv_sock, "husk-hypervisor", "status", NULL,
+			  10000, &res, NULL, 0, err) < 0)
+		return -1;
+	free(s->accel);
+	s->accel = husk_xstrdup(json_string_value(json_object_get(res,
+								  "accel")) ?:
+				"?");
+	log_info("sandbox %s: VM started with %s (%s)", sid, s->accel,
+		 json_string_value(json_object_get(res, "accel_reason")) ?:
+		 "");
+	json_decref(res);
+	return husk_sandbox_write(e, s, err);
+}
+
+static int start_proxy(const struct husk_config *cfg,
+		       const struct husk_sbx_paths *p, const char *sid,
+		       struct husk_sandbox *s, struct husk_entry *e,
+		       struct husk_err **err)
+{
+	cleanup_free char *agent = husk_xasprintf("unix:%s", p->agent_sock);
+	char *argv[] = { cfg->proxy_path, "--agent", agent, "--socket",
+			 p->proxy_sock, "--sandbox", (char *)sid,
+			 "--log-level", cfg->debug ? "debug" : "info", NULL };
+	pid_t pid;
+
+	pid = husk_spawn(argv, p->proxy_log, NULL, 0, err);
+	if (pid < 0)
+		return husk_error_wrap(err, "start the proxy");
+	husk_proc_ref(pid, &s->proxy);
+	if (husk_sandbox_write(e, s, err) < 0)
+		return -1;
+	/* ping through the proxy reaches the agent: this is the wait for
+	 * the guest to boot. */
+	return wait_ready("the guest agent", pid, p->proxy_sock, "husk-proxy",
+			  cfg->agent_timeout, p->console_log, err);
+}
+
+int husk_sandbox_start(struct husk_entry *e, const struct husk_config *cfg,
+		       const char *root, const char *sid,
+		       const char *hostname, struct husk_sandbox *s,
+		       struct husk_err **err)
+{
+	struct husk_sbx_paths p;
+	json_t *params;
+	int rc = -1;
+
+	if (cfg->factory_template)
+		return husk_error(err, HUSK_E_NOT_IMPLEMENTED, "[factory] "
+				  "template = true: VM templates are not "
+				  "implemented yet");
+	if (husk_sandbox_paths(root, sid, &p, err) < 0)
+		return -1;
+	s->id = husk_xstrdup(sid);
+	if (husk_sandbox_write(e, s, err) < 0)
+		goto out;
+	if (share_setup(p.shared, err) < 0)
+		goto out;
+	if (start_hypervisor(cfg, &p, sid, s, e, err) < 0)
+		goto out;
+	if (start_proxy(cfg, &p, sid, s, e, err) < 0)
+		goto out;
+	params = json_pack("{s:s, s:s}", "sandbox_id", sid, "hostname",
+			   hostname ? hostname : sid);
+	rc = husk_rpc_call(p.proxy_sock, "husk-proxy", "create_sandbox",
+			   params, 30000, NULL, NULL, 0, err);
+	json_decref(params);
+out:
+	husk_sandbox_paths_free(&p);
+	return rc;
+}
+
+/* Unmount everything below dir (deepest first), then dir itself. */
+static void umount_tree(const char *dir)
+{
+	cleanup_fclose FILE *f = fopen("/proc/self/mountinfo", "re");
+	char line[4096], **list = NULL;
+	size_t n = 0, len = strlen(dir);
+
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		char mnt[4096];
+
+		/* field 5 is the mount point (octal escapes for spaces;
+		 * husk's own paths have none). */
+		if (sscanf(line, "%*s %*s %*s %*s %4095s", mnt) != 1)
+			continue;
+		if (strncmp(mnt, dir, len) || (mnt[len] && mnt[len] != '/'))
+			continue;
+		list = realloc(list, (n + 1) * sizeof(*list));
+		if (!list)
+			return;
+		list[n++] = husk_xstrdup(mnt);
+	}
+	/* Later mounts stack on earlier ones: unmount in reverse. */
+	while (n--) {
+		if (umount2(list[n], MNT_DETACH) < 0 && errno != EINVAL &&
+		    errno != ENOENT)
+			log_warn("umount_tree: umount %s", list[n]);
+		free(list[n]);
+	}
+	free(list);
+}
+
+int husk_sandbox_stop(const char *root, const struct husk_sandbox *s,
+		      bool force, struct husk_err **err)
+{
+	struct husk_sbx_paths p;
+
+	if (husk_sandbox_paths(root, s->id, &p, err) < 0)
+		return -1;
+	if (!force && husk_proc_alive(&s->proxy)) {
+		cleanup_err struct husk_err *e = NULL;
+		json_t *params = json_pack("{s:b}", "poweroff", 1);
+
+		if (husk_rpc_call(p.proxy_sock, "husk-proxy",
+				  "destroy_sandbox", params, 10000, NULL, NULL,
+				  0, &e) < 0)
+			log_debug("husk_sandbox_stop: %s", e->msg);
+		json_decref(params);
+	}
+	if (husk_proc_alive(&s->hv)) {
+		cleanup_err struct husk_err *e = NULL;
+		json_t *params = json_pack("{s:i}", "timeout_ms",
+					   force ? 0 : 3000);
+
+		if (husk_rpc_call(p.hv_sock, "husk-hypervisor", "stop", params,
+				  10000, NULL, NULL, 0, &e) < 0)
+			log_debug("husk_sandbox_stop: %s", e->msg);
+		json_decref(params);
+	}
+	/* The driver's children (QEMU, virtiofsd) die with it. */
+	husk_proc_stop(&s->proxy, 1000);
+	husk_proc_stop(&s->hv, 3000);
+	umount_tree(p.shared);
+	husk_sandbox_paths_free(&p);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Containers' files in the share                                      */
+
+static int bind_into(const char *src, const char *dst, bool rec,
+		     struct husk_err **err)
+{
+	struct stat st;
+
+	if (stat(src, &st) < 0)
+		return husk_error_sys(err, errno, "bind source `%s`", src);
+	if (S_ISDIR(st.st_mode)) {
+		if (husk_mkdir_p(dst, 0755, err) < 0)
+			return -1;
+	} else {
+		int fd = open(dst, O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+
+		if (fd < 0)
+			return husk_error_sys(err, errno, "create `%s`", dst);
+		close(fd);
+	}
+	if (mount(src, dst, NULL, MS_BIND | (rec ? MS_REC : 0), NULL) < 0)
+		return husk_error_sys(err, errno, "bind `%s` on `%s`", src,
+				      dst);
+	return 0;
+}
+
+static bool has_opt(const json_t *opts, const char *o)
+{
+	size_t i;
+	json_t *v;
+
+	json_array_foreach(opts, i, v)
+		if (json_is_string(v) && !strcmp(json_string_value(v), o))
+			return true;
+	return false;
+}
+
+/*
+ * The spec as the guest gets it: the root and bind mounts point into the
+ * share (relative paths, docs/agent-protocol.md), the hooks stay on the
+ * host, and namespace paths (host paths) are dropped: the guest's
+ * containers share the VM's network, and joining a pod's namespaces is
+ * the agent's job.
+ */
+json_t *husk_guest_spec(const json_t *spec, const char *cid)
+{
+	json_t *g = json_deep_copy(spec), *mounts, *m, *nss, *ns, *lnx;
+	size_t i;
+
+	json_object_del(g, "hooks");
+	json_object_set_new(json_object_get(g, "root"), "path",
+			    json_sprintf("%s/rootfs", cid));
+	mounts = json_object_get(g, "mounts");
+	json_array_foreach(mounts, i, m) {
+		json_t *type = json_object_get(m, "type");
+		json_t *opts = json_object_get(m, "options");
+
+		if ((json_is_string(type) &&
+		     !strcmp(json_string_value(type), "bind")) ||
+		    has_opt(opts, "bind") || has_opt(opts, "rbind")) {
+			json_object_set_new(m, "source",
+					    json_sprintf("%s/mounts/%zu", cid,
+							 i));
+			json_object_set_new(m, "type", json_string("bind"));
+		}
+	}
+	lnx = json_object_get(g, "linux");
+	nss = json_object_get(lnx, "namespaces");
+	for (i = json_array_size(nss); i-- > 0;) {
+		ns = json_array_get(nss, i);
+		if (!strcmp(json_string_value(json_object_get(ns, "type")) ?: "",
+			    "network"))
+			json_array_remove(nss, i);
+		else
+			json_object_del(ns, "path");
+	}
+	json_object_del(lnx, "cgroupsPath");
+	return g;
+}
+
+int husk_share_container(const char *shared, const char *cid,
+			 const struct husk_bundle *b, json_t *binds,
+			 struct husk_err **err)
+{
+	cleanup_free char *dir = husk_xasprintf("%s/%s", shared, cid);
+	cleanup_free char *rootfs = husk_xasprintf("%s/rootfs", dir);
+	json_t *mounts = json_object_get(b->spec, "mounts"), *m;
+	size_t i;
+
+	if (husk_mkdir_p(dir, 0755, err) < 0)
+		return -1;
+	if (bind_into(b->rootfs, rootfs, true, err) < 0)
+		return husk_error_wrap(err, "share the root file system");
+	json_array_append_new(binds, json_string(rootfs));
+	json_array_foreach(mounts, i, m) {
+		json_t *type = json_object_get(m, "type");
+		json_t *opts = json_object_get(m, "options");
+		const char *src = json_string_value(json_object_get(m,
+								    "source"));
+		cleanup_free char *dst = NULL, *abs = NULL;
+
+		if (!((json_is_string(type) &&
+		       !strcmp(json_string_value(type), "bind")) ||
+		      has_opt(opts, "bind") || has_opt(opts, "rbind")))
+			continue;
+		if (!src)
+			return husk_error(err, HUSK_E_INVALID, "config.json: "
+					  "mounts[%zu].source: a bind mount "
+					  "needs a source", i);
+		abs = src[0] == '/' ? husk_xstrdup(src) :
+				      husk_xasprintf("%s/%s", b->path, src);
+		dst = husk_xasprintf("%s/mounts/%zu", dir, i);
+		if (husk_mkdir_p(dst, 0755, err) < 0)
+			return -1;
+		rmdir(dst);
+		if (bind_into(abs, dst, has_opt(opts, "rbind"), err) < 0)
+			return husk_error_wrap(err, "config.json: mounts[%zu]",
+					       i);
+		json_array_append_new(binds, json_string(dst));
+	}
+	return 0;
+}
+
+void husk_unshare_container(const char *shared, const char *cid)
+{
+	cleanup_free char *dir = husk_xasprintf("%s/%s", shared, cid);
+	cleanup_err struct husk_err *e = NULL;
+
+	umount_tree(dir);
+	if (husk_rmtree_at(AT_FDCWD, dir, &e) < 0)
+		log_warnx("husk_unshare_container: %s", e->msg);
+}
