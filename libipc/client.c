@@ -48,6 +48,7 @@ struct client_state {
 	uint32_t want_id;
 	bool have;
 	struct husk_err *ferr;
+	char rbuf[READ_CHUNK];
 };
 
 static struct client_state *state(struct ipc_client *cl)
@@ -160,10 +161,9 @@ static int client_wait(struct ipc_client *cl, int timeout_ms,
 {
 	struct client_state *st = state(cl);
 	long long deadline = now_ms() + timeout_ms;
-	char *buf = NULL;
+	char *buf = st->rbuf;
 	int ret = -1;
 
-	buf = husk_xmalloc(READ_CHUNK);
 	while (!st->have) {
 		struct pollfd pfd = { .fd = cl->fd, .events = POLLIN };
 		int wait = -1, r, had = st->rx_nfds;
@@ -232,7 +232,6 @@ static int client_wait(struct ipc_client *cl, int timeout_ms,
 		ret = 0;
 	st->target = NULL;
 	st->have = false;
-	free(buf);
 	return ret;
 }
 

@@ -29,14 +29,16 @@
 #define READ_CHUNK (64u << 10)
 #define READS_PER_WAKEUP 8
 #define WRITE_IOV 64
+#define SPARE_MAX 8             /* queue buffers kept for reuse */
+#define SPARE_SIZE (256u << 10) /* ... if no larger than this */
 
 /* One framed message waiting to be written; fds go with its first byte. */
 struct wq_item {
 	struct wq_item *next;
-	size_t len, off;
+	char *data;             /* cap bytes, malloc'ed */
+	size_t cap, len, off;
 	int nfds;
 	int fds[IPC_MAX_FDS];
-	char data[];
 };
 
 struct pending {
@@ -77,6 +79,11 @@ struct ipc_conn {
 
 	struct wq_item *wq_head, *wq_tail;
 	size_t queued;
+	/* A streaming writer queues buffers of one size over and over;
+	 * reusing them spares malloc and the page faults of a heap that
+	 * grows and shrinks. */
+	struct wq_item *spare;
+	int nspare;
 
 	struct ipc_buf out;
 	uint32_t out_msgid;
@@ -177,7 +184,38 @@ static void wq_item_free(struct wq_item *it)
 {
 	for (int i = 0; i < it->nfds; i++)
 		close(it->fds[i]);
+	free(it->data);
 	free(it);
+}
+
+static void wq_item_recycle(struct ipc_conn *c, struct wq_item *it)
+{
+	for (int i = 0; i < it->nfds; i++)
+		close(it->fds[i]);
+	it->nfds = 0;
+	if (c->nspare >= SPARE_MAX || it->cap > SPARE_SIZE) {
+		wq_item_free(it);
+		return;
+	}
+	it->next = c->spare;
+	c->spare = it;
+	c->nspare++;
+}
+
+/* A spare item, preferably with room for len bytes, or a new one. */
+static struct wq_item *wq_item_get(struct ipc_conn *c, size_t len)
+{
+	struct wq_item *it, **pp;
+
+	for (pp = &c->spare; *pp; pp = &(*pp)->next) {
+		if ((*pp)->cap >= len || !(*pp)->next) {
+			it = *pp;
+			*pp = it->next;
+			c->nspare--;
+			return it;
+		}
+	}
+	return calloc(1, sizeof(*it));
 }
 
 static void queue_check_low(struct ipc_conn *c)
@@ -209,7 +247,7 @@ static void wq_consume(struct ipc_conn *c, size_t n)
 			c->wq_head = it->next;
 			if (!c->wq_head)
 				c->wq_tail = NULL;
-			free(it);
+			wq_item_recycle(c, it);
 		}
 	}
 }
@@ -296,10 +334,16 @@ static void write_cb(struct ev_loop *loop, ev_io *w, int revents)
 	ipc_conn_unref(c);
 }
 
-static struct wq_item *wq_item_new(const char *data, size_t len,
-				   const int *fds, int nfds)
+/*
+ * Queue the unsent data[0..len).  With from_out, data lies in c->out:
+ * rather than copy it, the item takes c->out's buffer and c->out gets
+ * the item's old one.
+ */
+static struct wq_item *wq_item_new(struct ipc_conn *c, const char *data,
+				   size_t len, const int *fds, int nfds,
+				   bool from_out)
 {
-	struct wq_item *it = malloc(sizeof(*it) + len);
+	struct wq_item *it = wq_item_get(c, len);
 
 	if (!it)
 		return NULL;
@@ -307,13 +351,37 @@ static struct wq_item *wq_item_new(const char *data, size_t len,
 	it->len = len;
 	it->off = 0;
 	it->nfds = 0;
-	memcpy(it->data, data, len);
+	if (from_out) {
+		msgpack_sbuffer *sb = &c->out.sb;
+		char *old = it->data;
+		size_t oldcap = it->cap;
+
+		it->data = sb->data;
+		it->cap = sb->alloc;
+		it->off = (size_t)(data - sb->data);
+		it->len = sb->size;
+		sb->data = old;
+		sb->alloc = old ? oldcap : 0;
+		sb->size = 0;
+	} else {
+		if (it->cap < len) {
+			char *d = realloc(it->data, len);
+
+			if (!d) {
+				wq_item_free(it);
+				return NULL;
+			}
+			it->data = d;
+			it->cap = len;
+		}
+		memcpy(it->data, data, len);
+	}
 	/* The caller keeps its descriptors; the queue owns copies. */
 	for (int i = 0; i < nfds; i++) {
 		int d = fcntl(fds[i], F_DUPFD_CLOEXEC, 3);
 
 		if (d < 0) {
-			wq_item_free(it);
+			wq_item_recycle(c, it);
 			return NULL;
 		}
 		it->fds[it->nfds++] = d;
@@ -328,7 +396,7 @@ static struct wq_item *wq_item_new(const char *data, size_t len,
  * here, so that callers are not surprised by on_close.
  */
 static int conn_queue(struct ipc_conn *c, const char *data, size_t len,
-		      const int *fds, int nfds)
+		      const int *fds, int nfds, bool from_out)
 {
 	struct wq_item *it;
 
@@ -360,7 +428,7 @@ static int conn_queue(struct ipc_conn *c, const char *data, size_t len,
 			nfds = 0;
 		}
 	}
-	it = wq_item_new(data, len, fds, nfds);
+	it = wq_item_new(c, data, len, fds, nfds, from_out);
 	if (!it)
 		return -1;
 	if (c->wq_tail)
@@ -382,7 +450,7 @@ static int conn_queue(struct ipc_conn *c, const char *data, size_t len,
 int ipc_conn_send_frame(struct ipc_conn *c, const char *data, size_t len,
 			const int *fds, int nfds)
 {
-	return conn_queue(c, data, len, fds, nfds);
+	return conn_queue(c, data, len, fds, nfds, false);
 }
 
 static int send_out(struct ipc_conn *c, const int *fds, int nfds)
@@ -394,7 +462,7 @@ static int send_out(struct ipc_conn *c, const int *fds, int nfds)
 		husk_err_free(e);
 		return -1;
 	}
-	return conn_queue(c, c->out.sb.data, c->out.sb.size, fds, nfds);
+	return conn_queue(c, c->out.sb.data, c->out.sb.size, fds, nfds, true);
 }
 
 /* ------------------------------------------------------------ replies */
@@ -418,7 +486,7 @@ int ipc_reply_send(struct ipc_conn *c)
 		(void)r;
 		return -1;
 	}
-	return conn_queue(c, c->out.sb.data, c->out.sb.size, NULL, 0);
+	return conn_queue(c, c->out.sb.data, c->out.sb.size, NULL, 0, true);
 }
 
 int ipc_reply_error(struct ipc_conn *c, uint32_t msgid, int code,
@@ -980,6 +1048,12 @@ static struct ipc_conn *conn_alloc(struct ev_loop *loop,
 
 static void conn_free(struct ipc_conn *c)
 {
+	while (c->spare) {
+		struct wq_item *it = c->spare;
+
+		c->spare = it->next;
+		wq_item_free(it);
+	}
 	ipc_framer_free(&c->fr);
 	ipc_buf_destroy(&c->out);
 	husk_err_free(c->flush_why);
