@@ -501,6 +501,10 @@ static int add_rule(scmp_filter_ctx ctx, const struct sc_rule *r,
 			rc = seccomp_rule_add_array(ctx, r->action, r->nrs[i], 1,
 						    &r->args[a]);
 	}
+	if (rc == -EEXIST)
+		return husk_error(err, HUSK_E_INVALID,
+				  "linux.seccomp.syscalls[%zu]: the rule for \"%s\" conflicts with an earlier one",
+				  r->index, r->names[i]);
 	if (rc < 0)
 		return husk_error_sys(err, -rc,
 				      "linux.seccomp.syscalls[%zu]: add rule for \"%s\"",
