@@ -1406,6 +1406,14 @@ static void hv_dispatch_unplug_vcpu(struct ipc_conn *c, struct ipc_msg *m,
 	if (ipc_decode(m->params, count_fields, &p, &e) < 0 ||
 	    hotplug_ready("unplug_vcpu", &e) < 0)
 		return reply_fail(c, m, e);
+	/* Seen here: the guest's ACPI eject of a TCG vCPU corrupts QEMU
+	 * 7.2's heap and it aborts, taking the sandbox with it. */
+	if (hv.cfg.accel != HV_ACCEL_KVM) {
+		ipc_reply_error(c, m->msgid, HUSK_E_NOT_IMPLEMENTED,
+				"unplug_vcpu: not under TCG (QEMU aborts on the "
+				"eject of a TCG vCPU)");
+		return;
+	}
 	for (int i = 0; i < HV_MAX_DEVICES; i++)
 		n += hv.dev[i].used && hv.dev[i].kind == HV_DEV_CPU &&
 		     !hv.dev[i].removing;
