@@ -314,10 +314,10 @@ static void readonly_paths(struct rctx *r)
 	}
 }
 
-static void masked_paths(struct rctx *r, int nullfd)
+/* Files are masked with the container's own /dev/null (a descriptor
+ * from before pivot_root would name a detached mount). */
+static void masked_paths(struct rctx *r)
 {
-	char np[32];
-
 	for (char **p = r->s->masked_paths; p && *p; p++) {
 		struct stat st;
 
@@ -329,8 +329,7 @@ static void masked_paths(struct rctx *r, int nullfd)
 		if (S_ISDIR(st.st_mode)) {
 			if (mount("tmpfs", *p, "tmpfs", MS_RDONLY, "size=0") < 0)
 				child_fail(r->errfd, errno, "mask %s", *p);
-		} else if (mount(fdpath(nullfd, np), *p, NULL, MS_BIND,
-				 NULL) < 0) {
+		} else if (mount("/dev/null", *p, NULL, MS_BIND, NULL) < 0) {
 			child_fail(r->errfd, errno, "mask %s", *p);
 		}
 	}
@@ -368,16 +367,11 @@ static int bind_rootfs(struct rctx *r)
 void rootfs_setup(struct agent *a, const struct spec *s, int errfd)
 {
 	struct rctx r = { .a = a, .s = s, .errfd = errfd };
-	int nullfd;
-
 	if (mount(NULL, "/", NULL, MS_REC | s->root_propagation, NULL) < 0)
 		child_fail(errfd, errno, "make mounts private");
 	r.sharedfd = open(a->shared_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (r.sharedfd < 0)
 		child_fail(errfd, errno, "open %s", a->shared_dir);
-	nullfd = open("/dev/null", O_PATH | O_CLOEXEC);
-	if (nullfd < 0)
-		child_fail(errfd, errno, "open /dev/null");
 	r.rootfd = bind_rootfs(&r);
 	for (size_t i = 0; i < s->nmounts; i++)
 		do_mount(&r, &s->mounts[i]);
@@ -389,8 +383,7 @@ void rootfs_setup(struct agent *a, const struct spec *s, int errfd)
 	enter_root(&r);
 	write_sysctls(&r);
 	readonly_paths(&r);
-	masked_paths(&r, nullfd);
-	close(nullfd);
+	masked_paths(&r);
 	if (s->root_readonly)
 		remount_bind(&r, "/", MS_RDONLY, "/ read-only");
 	if (s->hostname && s->hostname[0] &&
