@@ -116,10 +116,10 @@ static void conn_violation(struct ipc_conn *c, const struct husk_err *e)
 	const char *msg = e && e->msg ? e->msg : "protocol violation";
 
 	if (c->o.trusted)
-		log_warnx("ipc_conn: bug: peer %s (pid %d) broke the protocol: "
-			  "%s", peer_name(c), (int)c->peer_pid, msg);
+		log_warnx("conn_violation: bug: peer %s (pid %d) broke the "
+			  "protocol: %s", peer_name(c), (int)c->peer_pid, msg);
 	else
-		log_warnx("ipc_conn: peer %s (pid %d): %s; disconnecting",
+		log_warnx("conn_violation: peer %s (pid %d): %s; disconnecting",
 			  peer_name(c), (int)c->peer_pid, msg);
 	ipc_conn_close(c, e);
 }
