@@ -293,8 +293,9 @@ static void test_parse_good_shapes(void **state)
 		"94 01 01 c0 c0",
 		"94 01 01 c0 93 01 02 03",              /* any result */
 		"94 01 01 82 a4 63 6f 64 65 02 a7 6d 65 73 73 61 67 65 a0 c0",
-		"94 01 01 83 a4 63 6f 64 65 ff a7 6d 65 73 73 61 67 65 a0"
-		" a1 78 c0 c0",                         /* extra key, code -1 */
+		/* An extra key and a negative code. */
+		("94 01 01 83 a4 63 6f 64 65 ff a7 6d 65 73 73 61 67 65 a0"
+		 " a1 78 c0 c0"),
 		"93 02 a1 6d 80",
 	};
 	int code;
