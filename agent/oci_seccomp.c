@@ -88,7 +88,7 @@ static const struct {
 	{ "SCMP_CMP_MASKED_EQ", SCMP_CMP_MASKED_EQ },
 };
 
-static bool key_is(const msgpack_object *k, const char *s)
+static bool sc_key_is(const msgpack_object *k, const char *s)
 {
 	return k->type == MSGPACK_OBJECT_STR && strlen(s) == k->via.str.size &&
 	       memcmp(k->via.str.ptr, s, k->via.str.size) == 0;
@@ -96,11 +96,11 @@ static bool key_is(const msgpack_object *k, const char *s)
 
 static bool str_is(const msgpack_object *o, const char *s)
 {
-	return key_is(o, s);
+	return sc_key_is(o, s);
 }
 
 /* A key for an error message: printable ASCII, bounded. */
-static void key_text(const msgpack_object *k, char *buf, size_t size)
+static void sc_key_text(const msgpack_object *k, char *buf, size_t size)
 {
 	size_t n;
 
@@ -117,7 +117,7 @@ static void key_text(const msgpack_object *k, char *buf, size_t size)
 	buf[n] = '\0';
 }
 
-static int refuse(const char *what, struct husk_err **err)
+static int sc_refuse(const char *what, struct husk_err **err)
 {
 	return husk_error(err, HUSK_E_INVALID,
 			  "%s: not supported by husk-agent", what);
@@ -165,7 +165,7 @@ static int decode_action(const msgpack_object *o, const char *what,
 				  "%s: SCMP_ACT_NOTIFY is not supported by husk-agent",
 				  what);
 	else {
-		key_text(o, name, sizeof(name));
+		sc_key_text(o, name, sizeof(name));
 		return husk_error(err, HUSK_E_INVALID,
 				  "%s: unknown action \"%s\"", what, name);
 	}
@@ -195,7 +195,7 @@ static int decode_arches(const msgpack_object *o, struct oci_seccomp *s,
 				found = true;
 			}
 		if (!found) {
-			key_text(a, name, sizeof(name));
+			sc_key_text(a, name, sizeof(name));
 			return husk_error(err, HUSK_E_INVALID,
 					  "%s: unknown architecture \"%s\"",
 					  what, name);
@@ -227,7 +227,7 @@ static int decode_flags(const msgpack_object *o, struct oci_seccomp *s,
 		else {
 			/* NEW_LISTENER, TSYNC_ESRCH, WAIT_KILLABLE_RECV: the
 			 * notify API, which husk does not offer. */
-			key_text(f, name, sizeof(name));
+			sc_key_text(f, name, sizeof(name));
 			return husk_error(err, HUSK_E_INVALID,
 					  "%s: flag \"%s\" is not supported by husk-agent",
 					  what, name);
@@ -250,13 +250,13 @@ static int decode_arg(const msgpack_object *o, const char *what,
 	for (uint32_t i = 0; i < o->via.map.size; i++) {
 		const msgpack_object *k = &o->via.map.ptr[i].key;
 		const msgpack_object **slot =
-			key_is(k, "index") ? &index : key_is(k, "value") ? &value :
-			key_is(k, "valueTwo") ? &two : key_is(k, "op") ? &op : NULL;
+			sc_key_is(k, "index") ? &index : sc_key_is(k, "value") ? &value :
+			sc_key_is(k, "valueTwo") ? &two : sc_key_is(k, "op") ? &op : NULL;
 
-		key_text(k, key, sizeof(key));
+		sc_key_text(k, key, sizeof(key));
 		snprintf(w, sizeof(w), "%s.%s", what, key);
 		if (!slot)
-			return refuse(w, err);
+			return sc_refuse(w, err);
 		if (*slot)
 			return husk_error(err, HUSK_E_INVALID, "%s: given twice",
 					  w);
@@ -281,7 +281,7 @@ static int decode_arg(const msgpack_object *o, const char *what,
 			found = true;
 		}
 	if (!found) {
-		key_text(op, name, sizeof(name));
+		sc_key_text(op, name, sizeof(name));
 		return husk_error(err, HUSK_E_INVALID,
 				  "%s: unknown operator \"%s\"", w, name);
 	}
@@ -318,16 +318,16 @@ static int decode_rule(const msgpack_object *o, size_t index,
 		const msgpack_object *k = &o->via.map.ptr[i].key;
 		const msgpack_object *v = &o->via.map.ptr[i].val;
 		const msgpack_object **slot =
-			key_is(k, "names") ? &names : key_is(k, "action") ? &action :
-			key_is(k, "errnoRet") ? &eret : key_is(k, "args") ? &args :
+			sc_key_is(k, "names") ? &names : sc_key_is(k, "action") ? &action :
+			sc_key_is(k, "errnoRet") ? &eret : sc_key_is(k, "args") ? &args :
 			NULL;
 
-		key_text(k, key, sizeof(key));
+		sc_key_text(k, key, sizeof(key));
 		snprintf(w, sizeof(w), "%s.%s", what, key);
-		if (key_is(k, "comment"))
+		if (sc_key_is(k, "comment"))
 			continue;
 		if (!slot)
-			return refuse(w, err);
+			return sc_refuse(w, err);
 		if (*slot)
 			return husk_error(err, HUSK_E_INVALID, "%s: given twice",
 					  w);
@@ -416,23 +416,23 @@ int oci_seccomp_decode(const msgpack_object *o, struct oci_seccomp **out,
 		const msgpack_object *k = &o->via.map.ptr[i].key;
 		const msgpack_object *v = &o->via.map.ptr[i].val;
 		const msgpack_object **slot =
-			key_is(k, "defaultAction") ? &def :
-			key_is(k, "defaultErrnoRet") ? &deferr :
-			key_is(k, "architectures") ? &arches :
-			key_is(k, "flags") ? &flags :
-			key_is(k, "syscalls") ? &syscalls : NULL;
+			sc_key_is(k, "defaultAction") ? &def :
+			sc_key_is(k, "defaultErrnoRet") ? &deferr :
+			sc_key_is(k, "architectures") ? &arches :
+			sc_key_is(k, "flags") ? &flags :
+			sc_key_is(k, "syscalls") ? &syscalls : NULL;
 
-		key_text(k, key, sizeof(key));
+		sc_key_text(k, key, sizeof(key));
 		snprintf(w, sizeof(w), "linux.seccomp.%s", key);
 		if (!slot) {
 			/* listenerPath and listenerMetadata belong to the
 			 * notify API; empty ones say nothing. */
-			if ((key_is(k, "listenerPath") ||
-			     key_is(k, "listenerMetadata")) &&
+			if ((sc_key_is(k, "listenerPath") ||
+			     sc_key_is(k, "listenerMetadata")) &&
 			    (v->type == MSGPACK_OBJECT_NIL ||
 			     (v->type == MSGPACK_OBJECT_STR && !v->via.str.size)))
 				continue;
-			return refuse(w, err);
+			return sc_refuse(w, err);
 		}
 		if (*slot)
 			return husk_error(err, HUSK_E_INVALID, "%s: given twice",
