@@ -83,6 +83,7 @@ struct agent_core {
 	struct ipc_conn *conn;          /* the host connection, or NULL */
 	struct ipc_server *server;      /* host mode */
 	char *port_path;                /* VM mode: /dev/vportNpM */
+	int port_fd;                    /* VM mode: open for good */
 	ev_timer reopen_w;              /* VM mode: retry the port */
 	ev_child child_w;
 	ev_timer poweroff_w;
@@ -112,6 +113,7 @@ extern const struct ipc_method agent_methods[];
 
 /* init.c: PID 1 duties in the guest. */
 int init_guest(struct agent *a, bool *debug, struct husk_err **err);
+/* Returns the port's descriptor (non-blocking, cloexec). */
 int init_find_port(const char *name, char **path, struct husk_err **err);
 void init_poweroff(void) __attribute__((noreturn));
 

@@ -161,7 +161,9 @@ int init_guest(struct agent *a, bool *debug, struct husk_err **err)
 	return 0;
 }
 
-/* /dev/<port> of the virtio-serial port called name, once it opens. */
+/* Open /dev/<port> of the virtio-serial port called name, once it
+ * opens.  The descriptor is kept for good: closing the port discards
+ * what the host sent meanwhile (a hello, say). */
 int init_find_port(const char *name, char **path, struct husk_err **err)
 {
 	struct timespec ts = { 0, 10 * 1000 * 1000 };
@@ -189,9 +191,8 @@ int init_find_port(const char *name, char **path, struct husk_err **err)
 			/* The node may exist before it can be opened. */
 			fd = open(dev, O_RDWR | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
 			if (fd >= 0) {
-				close(fd);
 				*path = husk_steal_ptr(dev);
-				return 0;
+				return fd;
 			}
 			last = errno;
 			if (errno != ENXIO && errno != ENOENT)

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,7 +26,7 @@
 #include "agent/core.h"
 
 #define PORT_NAME "agent.channel.0"
-#define REOPEN_SECONDS 0.2
+#define REOPEN_SECONDS 0.05
 
 static struct agent agent;
 static struct agent_core core;
@@ -139,22 +140,27 @@ static void conn_opts(struct ipc_conn_opts *o, struct agent *a)
 
 /*
  * VM mode: the virtio-serial port is a character device, not a socket.
- * When the host side goes away the port reads EOF (and polls POLLHUP)
- * until it comes back, so the connection is dropped and the port is
- * reopened after a pause instead of spinning on it.
+ * It stays open for the agent's whole life: closing it tells QEMU the
+ * guest left, and what a host sends meanwhile waits in QEMU until the
+ * guest queues new buffers, which may be never.  While no host is
+ * connected the port polls POLLHUP and reads EOF, so each connection
+ * wraps a dup of the port, and after it ends a timer looks (without
+ * spinning on the HUP) for the next host before wrapping it again.
  */
 static void reopen_port(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct agent *a = w->data;
+	struct pollfd pfd = { .fd = a->core->port_fd, .events = POLLIN };
 	struct ipc_conn_opts o;
 	struct husk_err *err = NULL;
 	struct ipc_conn *c;
 	int fd;
 
-	fd = open(a->core->port_path, O_RDWR | O_NONBLOCK | O_CLOEXEC |
-		  O_NOCTTY);
+	if (poll(&pfd, 1, 0) < 0 || (pfd.revents & POLLHUP))
+		goto retry;
+	fd = fcntl(a->core->port_fd, F_DUPFD_CLOEXEC, 3);
 	if (fd < 0) {
-		log_warn("%s: open %s", __func__, a->core->port_path);
+		log_warn("%s: dup %s", __func__, a->core->port_path);
 		goto retry;
 	}
 	conn_opts(&o, a);
@@ -164,8 +170,7 @@ static void reopen_port(struct ev_loop *loop, ev_timer *w, int revents)
 		husk_err_free(err);
 		goto retry;
 	}
-	/* Not the current connection until its hello succeeds; but in VM
-	 * mode there is only this one. */
+	log_debug("%s: host present on %s", __func__, a->core->port_path);
 	a->core->conn = c;
 	return;
 retry:
@@ -294,7 +299,8 @@ static int start_host_mode(const char *channel, struct husk_err **err)
 
 static int start_vm_mode(struct husk_err **err)
 {
-	if (init_find_port(PORT_NAME, &core.port_path, err) < 0)
+	core.port_fd = init_find_port(PORT_NAME, &core.port_path, err);
+	if (core.port_fd < 0)
 		return -1;
 	log_info("%s: agent channel %s", __func__, core.port_path);
 	reopen_port(core.loop, &core.reopen_w, 0);
@@ -312,6 +318,7 @@ int main(int argc, char **argv)
 	agent.core = &core;
 	core.cgroup_root = "husk";
 	core.sandbox_pidns_fd = -1;
+	core.port_fd = -1;
 	if (parse_args(argc, argv, &channel, &level) < 0) {
 		fputs(usage, stderr);
 		return HUSK_EXIT_USAGE;
