@@ -32,7 +32,7 @@
 
 #define HV_QMP_TIMEOUT 10.      /* seconds for one QMP command */
 #define HV_GREETING_TIMEOUT 30. /* QEMU start under a loaded TCG host */
-#define HV_UNPLUG_TIMEOUT 15.   /* guest acknowledging a device_del */
+#define HV_UNPLUG_TIMEOUT 30.   /* guest acknowledging a device_del */
 #define HV_MAX_SUBS 16
 
 /* An RPC request being answered by a chain of QMP commands. */
@@ -1119,6 +1119,8 @@ static void hv_dispatch_subscribe(struct ipc_conn *c, struct ipc_msg *m,
 			continue;
 		ipc_conn_ref(c);
 		hv.subs[i] = c;
+		log_debug("hv_dispatch_subscribe: subscribed (pid %d)",
+			  (int)ipc_conn_peer_pid(c));
 		ipc_reply_ok(c, m->msgid);
 		return;
 	}

@@ -1,0 +1,345 @@
+#!/usr/bin/env bats
+# husk-hypervisor under TCG with the guest image (make guest).  One VM
+# is shared by the tests that need a booted guest (setup_file); the
+# supervision tests start their own, which need not boot to be killed.
+#
+# With the agent image (build/guest/initrd.img built with husk-agent)
+# the guest-side checks talk to the agent; with only the test init
+# they read its READY from the channel and skip what needs the agent.
+
+hv_env() {
+	HUSK_SRC=${HUSK_SRC:-$(cd "$BATS_TEST_DIRNAME/../.." && pwd)}
+	BUILD=$(cd "$HUSK_SRC" && cd "${BUILD:-build}" && pwd)
+	HV=$BUILD/bin/husk-hypervisor
+	IPC=$BUILD/bin/husk-ipc
+	TAPFD=$BUILD/tests/helpers/hv_tapfd
+	G=$BUILD/guest
+}
+
+# Wait until "$@" succeeds, up to $1 tenths of a second.
+poll() {
+	local n=$1
+	shift
+	for ((i = 0; i < n; i++)); do
+		"$@" && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+# start_driver DIR: a driver on DIR/hypervisor.sock; its pid in DIR/pid.
+start_driver() {
+	mkdir -p "$1"
+	chmod 700 "$1"
+	"$HV" --state-dir "$1/state" --log "$1/driver.log" \
+		--log-level debug >/dev/null 2>&1 3>&- &
+	echo $! >"$1/pid"
+	poll 50 test -S "$1/state/hypervisor.sock"
+}
+
+# vm_params DIR [EXTRA-JSON]: create's params for the image in use.
+vm_params() {
+	local share=$1/share
+	mkdir -p "$share"
+	echo "shared file" >"$share/hello"
+	jq -cn --arg k "$G/vmlinux" --arg i "$INITRD" --arg a "$1/agent.sock" \
+		--arg c "$1/console.log" --arg s "$share" --argjson x "${2:-{\}}" \
+		'{kernel: $k, initrd: $i, agent_socket: $a, console_log: $c,
+		  shared_dir: $s, vcpus: 1, max_vcpus: 2, memory_mb: 256,
+		  max_memory_mb: 512} + $x'
+}
+
+# agent METHOD PARAMS: call the guest agent on the channel, retrying:
+# a new host connection is not always answered at once (the guest may
+# still be booting, or be finishing the previous connection).
+agent() {
+	for ((try = 0; try < 12; try++)); do
+		"$IPC" -t 10 "$VMDIR/agent.sock" "$@" 2>/dev/null && return 0
+		sleep 0.5
+	done
+	return 1
+}
+
+# The guest takes hot-plugged CPUs and memory in after its ACPI
+# handler ran; the agent brings them online.
+guest_has() {
+	local r
+	r=$(agent online_cpu_mem '{}') || return 1
+	[ "$(jq -r .online_cpus <<<"$r")" = "$1" ] &&
+		[ "$(jq -r .mem_online_kb <<<"$r")" -ge "$2" ]
+}
+
+hv() {
+	"$IPC" -t 60 "$SOCK" "$@"
+}
+
+status_field() {
+	"$IPC" -t 10 "$1" status '{}' | jq -r ".$2"
+}
+
+pid_gone() {
+	! kill -0 "$1" 2>/dev/null || grep -q '^State:.*Z' "/proc/$1/status"
+}
+
+setup_file() {
+	hv_env
+	[ -x "$HV" ] && [ -x "$IPC" ] || return 0
+	[ -f "$G/vmlinux" ] || return 0
+	if grep -q husk-agent "$G/initrd.init" 2>/dev/null; then
+		export AGENT=1 INITRD=$G/initrd.img
+	else
+		export AGENT=0 INITRD=$G/initrd-testinit.img
+	fi
+	export VMDIR=$(mktemp -d "${TMPDIR:-/tmp}/husk-hv.XXXXXX")
+	export SOCK=$VMDIR/state/hypervisor.sock
+	start_driver "$VMDIR"
+	"$IPC" -t 60 "$SOCK" start "$(vm_params "$VMDIR")" >"$VMDIR/start.json"
+}
+
+teardown_file() {
+	[ -n "${VMDIR:-}" ] || return 0
+	for d in "$VMDIR" "$VMDIR"/*/; do
+		[ -f "$d/pid" ] && kill "$(cat "$d/pid")" 2>/dev/null
+	done
+	ip netns del husk-hv-test 2>/dev/null
+	rm -rf "$VMDIR"
+}
+
+setup() {
+	hv_env
+	[ -x "$HV" ] || skip "no $HV (make all)"
+	[ -x "$IPC" ] || skip "no $IPC (make all)"
+	[ -f "$G/vmlinux" ] && [ -f "$G/initrd-testinit.img" ] ||
+		skip "no guest image in $G (make guest)"
+	[ "$(id -u)" = 0 ] || skip "needs root (virtiofsd, taps, netns)"
+	DRV=$(cat "$VMDIR/pid")
+}
+
+@test "start: the VM runs under the detected accelerator" {
+	run jq -r .qemu_pid "$VMDIR/start.json"
+	echo "$output"
+	[ "$output" -gt 0 ]
+	run hv status '{}'
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ "$(jq -r .state <<<"$output")" = running ]
+	if grep -qE 'vmx|svm' /proc/cpuinfo; then
+		[ -n "$(jq -r .accel <<<"$output")" ]
+	else
+		[ "$(jq -r .accel <<<"$output")" = tcg ]
+		[[ "$(jq -r .accel_reason <<<"$output")" == *"no vmx/svm"* ]]
+	fi
+	kill -0 "$(jq -r .qemu_pid <<<"$output")"
+	kill -0 "$(jq -r .virtiofsd_pid <<<"$output")"
+	if [ "$AGENT" = 1 ]; then
+		run agent ping '{}'
+		[ "$status" -eq 0 ]
+	fi
+}
+
+@test "driver confinement: NoNewPrivs 1, Seccomp 2, CapEff 0" {
+	run grep -E '^(NoNewPrivs|Seccomp|CapEff):' "/proc/$DRV/status"
+	echo "$output"
+	[[ "$output" =~ NoNewPrivs:[[:space:]]+1 ]]
+	[[ "$output" =~ Seccomp:[[:space:]]+2 ]]
+	[[ "$output" =~ CapEff:[[:space:]]+0000000000000000 ]]
+}
+
+@test "QEMU runs with its own -sandbox and dies with the driver" {
+	qpid=$(status_field "$SOCK" qemu_pid)
+	tr '\0' ' ' <"/proc/$qpid/cmdline" | grep -q -- '-sandbox on,'
+	grep -qE '^Seccomp:[[:space:]]+2' "/proc/$qpid/status"
+}
+
+@test "pause and resume" {
+	run hv pause '{}'
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ "$(status_field "$SOCK" state)" = paused ]
+	run hv resume '{}'
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ "$(status_field "$SOCK" state)" = running ]
+}
+
+@test "hotplug a vCPU and memory; beyond the maximum is refused" {
+	run hv hotplug_vcpu '{"count": 1}'
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ "$(jq -r .vcpus <<<"$output")" = 2 ]
+	run hv hotplug_vcpu '{"count": 1}'
+	echo "$output"
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"params.count"*"max_vcpus is 2"* ]]
+	run hv hotplug_memory '{"size_mb": 100}'
+	echo "$output"
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"params.size_mb"*"multiple of 128"* ]]
+	run hv hotplug_memory '{"size_mb": 128}'
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ "$(jq -r .memory_mb <<<"$output")" = 384 ]
+	run hv hotplug_memory '{"size_mb": 256}'
+	echo "$output"
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"max_memory_mb is 512"* ]]
+	[ "$(status_field "$SOCK" state)" = running ]
+	if [ "$AGENT" = 1 ]; then
+		poll 100 guest_has 2 $((384 * 1024))
+		run agent get_guest_details '{}'
+		echo "$output"
+		[ "$(jq -r .online_cpus <<<"$output")" = 2 ]
+		[ "$(jq -r .mem_total_kb <<<"$output")" -gt 250000 ]
+	fi
+}
+
+@test "unplug_vcpu is refused under TCG with the reason" {
+	[ "$(status_field "$SOCK" accel)" = tcg ] || skip "KVM host"
+	run hv unplug_vcpu '{}'
+	echo "$output"
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"not under TCG"* ]]
+}
+
+@test "hotplug and unplug a block device" {
+	truncate -s 64M "$VMDIR/disk.img"
+	run hv hotplug_block "{\"id\": \"disk1\", \"path\": \"$VMDIR/disk.img\"}"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	hv status '{}' | jq -e '.devices[] | select(.id == "disk1" and .kind == "block")'
+	run hv hotplug_block "{\"id\": \"disk1\", \"path\": \"$VMDIR/disk.img\"}"
+	echo "$output"
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"'disk1' exists"* ]]
+	run hv hotplug_block '{"id": "disk2", "path": "/nonexistent"}'
+	echo "$output"
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"params.path"* ]]
+	run hv unplug_block '{"id": "disk1"}'
+	echo "$output"
+	[ "$status" -eq 0 ]
+	! hv status '{}' | jq -e '.devices[] | select(.id == "disk1")'
+}
+
+@test "hotplug and unplug a network device from a tap in a netns" {
+	ip netns add husk-hv-test
+	ip -n husk-hv-test tuntap add dev hvtap0 mode tap
+	run "$TAPFD" husk-hv-test hvtap0 "$SOCK" net1 02:00:00:00:aa:01 1400
+	echo "$output"
+	[ "$status" -eq 0 ]
+	hv status '{}' | jq -e '.devices[] | select(.id == "net1" and .mac == "02:00:00:00:aa:01")'
+	if [ "$AGENT" = 1 ]; then
+		has_mac() {
+			agent list_interfaces '{}' |
+				jq -e '.interfaces[] | select(.mac == "02:00:00:00:aa:01")'
+		}
+		poll 100 has_mac
+	fi
+	run hv unplug_net '{"id": "net1"}'
+	echo "$output"
+	[ "$status" -eq 0 ]
+	! hv status '{}' | jq -e '.devices[] | select(.id == "net1")'
+}
+
+@test "the guest answers on the agent channel, then its power-off is reported" {
+	if [ "$AGENT" = 1 ]; then
+		run agent ping '{}'
+		echo "$output"
+		[ "$status" -eq 0 ]
+		run hv stop '{"timeout_ms": 2000}'
+		echo "$output"
+		[ "$status" -eq 0 ]
+	else
+		# The test init writes READY once the host connects, then
+		# powers off.
+		run timeout 60 python3 -c 'import socket,sys
+		echo "$output"
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
+sys.stdout.write(s.recv(64).decode())' "$VMDIR/agent.sock"
+		[ "$output" = READY ]
+	fi
+	vfs=$(jq -r .virtiofsd_pid "$VMDIR/start.json")
+	poll 300 test "$(status_field "$SOCK" state)" = stopped
+	run status_field "$SOCK" exit_reason
+	echo "$output"
+	[[ "$output" == "shutdown: "* ]]
+	poll 50 pid_gone "$vfs"
+}
+
+@test "stop: a running VM is stopped, and the reason reported" {
+	d=$VMDIR/stop
+	start_driver "$d"
+	"$IPC" -t 60 "$d/state/hypervisor.sock" start "$(vm_params "$d")"
+	run "$IPC" -t 60 "$d/state/hypervisor.sock" stop '{"timeout_ms": 500}'
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$(jq -r .exit_reason <<<"$output")" == "shutdown: "* ]]
+	[ "$(status_field "$d/state/hypervisor.sock" state)" = stopped ]
+	run "$IPC" -t 10 "$d/state/hypervisor.sock" start '{}'
+	echo "$output"
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"the VM is stopped"* ]]
+}
+
+@test "kill -9 QEMU: the driver reports it to subscribers and stops virtiofsd" {
+	d=$VMDIR/killqemu
+	s=$d/state/hypervisor.sock
+	start_driver "$d"
+	run "$IPC" -t 60 "$s" start "$(vm_params "$d")"
+	echo "$output"
+	qpid=$(jq -r .qemu_pid <<<"$output")
+	vfs=$(jq -r .virtiofsd_pid <<<"$output")
+	"$IPC" -t 30 -n 1 --listen "$s" subscribe '{}' >"$d/events" 3>&- &
+	poll 50 grep -q subscribed "$d/driver.log"
+	kill -9 "$qpid"
+	poll 50 test "$(status_field "$s" state)" = stopped
+	[[ "$(status_field "$s" exit_reason)" == *"signal 9"* ]]
+	poll 50 pid_gone "$vfs"
+	poll 50 grep -q crashed "$d/events"
+}
+
+@test "kill -9 the driver: QEMU and virtiofsd go; a new driver reports the VM gone" {
+	d=$VMDIR/killdrv
+	s=$d/state/hypervisor.sock
+	start_driver "$d"
+	run "$IPC" -t 60 "$s" start "$(vm_params "$d")"
+	echo "$output"
+	qpid=$(jq -r .qemu_pid <<<"$output")
+	vfs=$(jq -r .virtiofsd_pid <<<"$output")
+	kill -9 "$(cat "$d/pid")"
+	poll 50 pid_gone "$qpid"
+	poll 50 pid_gone "$vfs"
+	start_driver "$d"
+	[ "$(status_field "$s" state)" = stopped ]
+	[[ "$(status_field "$s" exit_reason)" == *"previous driver died"* ]]
+}
+
+@test "bad configs are rejected with the field named" {
+	d=$VMDIR/bad
+	s=$d/state/hypervisor.sock
+	start_driver "$d"
+	bad() {
+		run "$IPC" -t 10 "$s" create "$(vm_params "$d" "$1")"
+		echo "$output"
+		[ "$status" -ne 0 ]
+		[[ "$output" == *"$2"* ]] || { echo "$output"; return 1; }
+	}
+	bad '{"kernel": "/nonexistent"}' "params.kernel: /nonexistent"
+	bad '{"initrd": "/nonexistent"}' "params.initrd"
+	bad '{"machine": "pc"}' "params.machine: 'pc' is not q35 or microvm"
+	bad '{"accel": "xen"}' "params.accel"
+	bad '{"memory_mb": 1024, "max_memory_mb": 512}' "params.max_memory_mb"
+	bad '{"memory_mb": 16777215}' "params.memory_mb"
+	bad '{"max_memory_mb": 4000000}' "more than the host's"
+	bad '{"vcpus": 3, "max_vcpus": 2}' "params.max_vcpus"
+	bad '{"machine": "microvm"}' "microvm has no hotplug"
+	bad '{"shared_dir": "/nonexistent"}' "params.shared_dir"
+	if ! grep -qE 'vmx|svm' /proc/cpuinfo; then
+		bad '{"accel": "kvm"}' "kvm cannot work on this host: no vmx/svm"
+	fi
+	[ "$(status_field "$s" state)" = new ]
+	run "$IPC" -t 10 "$s" create "$(vm_params "$d")"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ "$(status_field "$s" state)" = created ]
+}
