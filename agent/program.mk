@@ -15,8 +15,11 @@ $(B)/bin/husk-agent-static: $(AGENT_OBJS) $(LIBS)
 	$(Q)$(CC) -static -Wl,-z,relro,-z,now -Wl,-z,noexecstack -o $@ \
 		$(filter %.o %.a,$^) $(AGENT_STATIC_LIBS)
 
+# Sanitizer builds (make asan) have no static runtime: dynamic only.
+ifeq ($(SAN),)
 PROGRAMS += $(B)/bin/husk-agent-static
 guest: $(B)/bin/husk-agent-static
+endif
 
 # The OCI spec decoder is a fuzz target (tests/fuzz/fuzz_spec.c).
 FUZZ_EXTRA_SRC += agent/spec.c agent/cgroup.c agent/oci_seccomp.c

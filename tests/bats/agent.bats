@@ -282,3 +282,18 @@ run_sh() { "$CLIENT" --no-stdin "$S" run "${CID:-c1}" "$(sh_spec "$1")"; }
 	run ipc wait_process '{"container_id":"c1","exec_id":""}'
 	[ "$output" = '{"status":0}' ]
 }
+
+@test "agent: output held open by a daemonised child ends a second after the exit" {
+	local t0 t1
+	"$CLIENT" --detach "$S" run c1 "$(spec '["sleep","100"]')"
+	t0=$(date +%s%N)
+	# The exec's sh exits; its sleep (now the container init's child)
+	# keeps stdout open.
+	run "$CLIENT" --no-stdin "$S" exec c1 e1 \
+		'{"args":["sh","-c","sleep 5 & echo started"],"env":["PATH=/bin"],"cwd":"/"}'
+	t1=$(date +%s%N)
+	[ "$status" -eq 0 ]
+	[ "$output" = started ]
+	[ $(( (t1 - t0) / 1000000 )) -ge 900 ]
+	[ $(( (t1 - t0) / 1000000 )) -lt 4000 ]
+}
