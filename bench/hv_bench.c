@@ -1,0 +1,267 @@
+/*
+ * hv_bench: time from `start` (husk-hypervisor) to the guest agent
+ * answering a ping, per machine type, next to QEMU started directly
+ * with the same command line in the same run; and the driver's PSS.
+ *
+ *   hv_bench [runs]          (BUILD names the build directory)
+ *
+ * Uses build/guest/initrd.img when its init is husk-agent, else the
+ * test init (then "answering" is its READY on the channel).  Includes
+ * the driver's qemu.c for the command line and the spawn helper.
+ */
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "hypervisor-drv/qemu.c"
+#include "libipc/ipc.h"
+
+static char build[PATH_MAX], guest[PATH_MAX + 8], initrd[PATH_MAX + 32], tmp[64];
+static bool agent;
+
+static double now(void)
+{
+	return husk_now_ns() / 1e9;
+}
+
+/* Until the guest answers on the channel: a ping to the agent, or the
+ * test init's READY. */
+static int wait_guest(const char *sock)
+{
+	struct husk_err *e = NULL;
+
+	if (agent) {
+		struct ipc_client cl;
+		struct ipc_msg resp;
+		int rc;
+
+		if (ipc_client_connect(&cl, sock, "husk-ipc", NULL, 60000,
+				       &e) < 0)
+			goto fail;
+		msgpack_pack_map(ipc_client_begin(&cl, "ping"), 0);
+		rc = ipc_client_call(&cl, 60000, NULL, 0, &resp, &e);
+		if (rc == 0)
+			ipc_msg_free(&resp);
+		ipc_client_close(&cl);
+		if (rc < 0)
+			goto fail;
+		return 0;
+	} else {
+		int fd = ipc_connect_path(sock, 60000, &e);
+		char buf[8];
+
+		if (fd < 0)
+			goto fail;
+		if (read(fd, buf, sizeof(buf)) <= 0) {
+			close(fd);
+			return -1;
+		}
+		close(fd);
+		return 0;
+	}
+fail:
+	fprintf(stderr, "hv_bench: %s\n", e->msg);
+	husk_err_free(e);
+	return -1;
+}
+
+static struct hv_config config(int machine, const char *dir)
+{
+	struct hv_config c = {
+		.kernel = husk_xasprintf("%s/vmlinux", guest),
+		.initrd = husk_xstrdup(initrd),
+		.agent_socket = husk_xasprintf("%s/agent.sock", dir),
+		.vcpus = 1, .max_vcpus = 1, .memory_mb = 256,
+		.max_memory_mb = 256, .machine = machine,
+		.accel = HV_ACCEL_TCG,
+		.pci_ports = machine == HV_MACHINE_Q35 ? 4 : 0,
+	};
+
+	if (machine == HV_MACHINE_MICROVM)
+		c.tsc_khz = hv_host_tsc_khz();
+	return c;
+}
+
+/* QEMU started directly with the driver's command line. */
+static double bare(int machine)
+{
+	struct hv_paths p = {
+		.qemu = "/usr/bin/qemu-system-x86_64",
+		.bios = "/usr/share/qemu/qboot.rom",
+	};
+	struct hv_config c = config(machine, tmp);
+	struct husk_err *e = NULL;
+	char **argv = hv_qemu_argv(&c, &p);
+	int sp[2], null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+	double t0 = now(), t = -1;
+	pid_t pid;
+
+	unlink(c.agent_socket);
+	socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp);
+	pid = hv_spawn(argv, &sp[1], 1, null, &e);
+	close(sp[1]);
+	if (pid > 0 && wait_guest(c.agent_socket) == 0)
+		t = now() - t0;
+	if (pid > 0) {
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+	}
+	close(sp[0]);
+	close(null);
+	hv_argv_free(argv);
+	hv_config_free(&c);
+	return t;
+}
+
+static long pss_kb(pid_t pid)
+{
+	char path[64], line[256];
+	long kb = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/smaps_rollup", (int)pid);
+	f = fopen(path, "re");
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "Pss: %ld kB", &kb) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return kb;
+}
+
+/* The driver: start it, `start` the VM, wait for the guest. */
+static double driver(int machine, long *pss)
+{
+	char dir[128], sock[200], params[2048];
+	struct husk_err *e = NULL;
+	struct ipc_client cl;
+	struct ipc_msg resp;
+	double t0, t = -1;
+	pid_t pid;
+	int rc;
+
+	snprintf(dir, sizeof(dir), "%s/drv", tmp);
+	snprintf(sock, sizeof(sock), "%s/hypervisor.sock", dir);
+	pid = fork();
+	if (pid == 0) {
+		char *hv = husk_xasprintf("%s/bin/husk-hypervisor", build);
+		int null = open("/dev/null", O_WRONLY);
+
+		dup2(null, 2);
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		execl(hv, hv, "--state-dir", dir, "--log-level", "warn",
+		      (char *)NULL);
+		_exit(127);
+	}
+	if (ipc_client_connect(&cl, sock, "hv_bench", NULL, 5000, &e) < 0)
+		goto out;
+	snprintf(params, sizeof(params), "%s/agent.sock", dir);
+	unlink(params);
+	t0 = now();
+	{
+		msgpack_packer *pk = ipc_client_begin(&cl, "start");
+		char *k = husk_xasprintf("%s/vmlinux", guest);
+
+		msgpack_pack_map(pk, 5);
+		ipc_pack_kv_str(pk, "kernel", k);
+		ipc_pack_kv_str(pk, "initrd", initrd);
+		ipc_pack_kv_str(pk, "agent_socket", params);
+		ipc_pack_kv_str(pk, "machine", machine == HV_MACHINE_Q35 ?
+				"q35" : "microvm");
+		ipc_pack_kv_uint(pk, "pci_ports",
+				 machine == HV_MACHINE_Q35 ? 4 : 0);
+		free(k);
+	}
+	rc = ipc_client_call(&cl, 60000, NULL, 0, &resp, &e);
+	if (rc < 0)
+		goto out_close;
+	ipc_msg_free(&resp);
+	if (wait_guest(params) == 0)
+		t = now() - t0;
+	*pss = pss_kb(pid);
+out_close:
+	ipc_client_close(&cl);
+out:
+	if (e) {
+		fprintf(stderr, "hv_bench: %s\n", e->msg);
+		husk_err_free(e);
+	}
+	kill(pid, SIGTERM);
+	waitpid(pid, NULL, 0);
+	return t;
+}
+
+static int cmp(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n)
+{
+	qsort(v, n, sizeof(*v), cmp);
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+int main(int argc, char **argv)
+{
+	int runs = argc > 1 ? atoi(argv[1]) : 3;
+	const char *b = getenv("BUILD") ? getenv("BUILD") : "build";
+	char initfile[PATH_MAX + 32], init[256] = "";
+	FILE *f;
+
+	if (runs < 1 || runs > 20)
+		runs = 3;
+	if (!realpath(b, build)) {
+		fprintf(stderr, "hv_bench: no build dir %s\n", b);
+		return 111;
+	}
+	snprintf(guest, sizeof(guest), "%s/guest", build);
+	snprintf(initfile, sizeof(initfile), "%s/initrd.init", guest);
+	if ((f = fopen(initfile, "r"))) {
+		if (!fgets(init, sizeof(init), f))
+			init[0] = '\0';
+		fclose(f);
+	}
+	agent = strstr(init, "husk-agent") != NULL;
+	snprintf(initrd, sizeof(initrd), "%s/%s", guest,
+		 agent ? "initrd.img" : "initrd-testinit.img");
+	if (access(initrd, R_OK) < 0) {
+		printf("hv_bench: no guest image (make guest): skipped\n");
+		return 0;
+	}
+	snprintf(tmp, sizeof(tmp), "/tmp/hv_bench.XXXXXX");
+	if (!mkdtemp(tmp))
+		return 111;
+	signal(SIGPIPE, SIG_IGN);
+
+	printf("hypervisor driver: seconds from start to the guest %s "
+	       "(TCG, 1 vCPU, 256 MiB, median of %d)\n",
+	       agent ? "agent's ping answer" : "test init's READY", runs);
+	printf("%-8s %10s %10s %8s %12s\n", "machine", "bare qemu", "driver",
+	       "ratio", "driver PSS");
+	for (int m = HV_MACHINE_Q35; m <= HV_MACHINE_MICROVM; m++) {
+		double tb[20], td[20];
+		long pss = -1;
+
+		for (int r = 0; r < runs; r++) {
+			tb[r] = bare(m);
+			td[r] = driver(m, &pss);
+		}
+		double mb = median(tb, runs), md = median(td, runs);
+
+		printf("%-8s %10.3f %10.3f %8.3f %9ld kB\n",
+		       m == HV_MACHINE_Q35 ? "q35" : "microvm", mb, md,
+		       mb > 0 ? md / mb : 0, pss);
+	}
+	husk_rmtree_at(AT_FDCWD, tmp, NULL);
+	return 0;
+}
