@@ -178,6 +178,14 @@ retry:
 	ev_timer_start(loop, w);
 }
 
+/* Host mode: SIGTERM and SIGINT end the loop, so that an operator (or
+ * a sanitizer's leak check) sees a clean exit. */
+static void stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+	log_info("%s: signal %d, stopping", __func__, w->signum);
+	ev_break(loop, EVBREAK_ALL);
+}
+
 static void child_cb(struct ev_loop *loop, ev_child *w, int revents)
 {
 	ct_reaped(w->data, w->rpid, w->rstatus);
@@ -369,7 +377,18 @@ int main(int argc, char **argv)
 	if ((agent.host_mode ? start_host_mode(channel, &err) :
 	     start_vm_mode(&err)) < 0)
 		goto fatal;
+	if (agent.host_mode) {
+		static ev_signal term_w, int_w;
+
+		ev_signal_init(&term_w, stop_cb, SIGTERM);
+		ev_signal_init(&int_w, stop_cb, SIGINT);
+		ev_signal_start(core.loop, &term_w);
+		ev_signal_start(core.loop, &int_w);
+	}
 	ev_run(core.loop, 0);
+	if (core.server)
+		ipc_server_free(core.server);
+	free(agent.shared_dir);
 	return HUSK_EXIT_OK;
 fatal:
 	log_warnx("husk-agent: %s", err ? err->msg : "failed");
