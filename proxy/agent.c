@@ -1,0 +1,193 @@
+/*
+ * The agent connection: the proxy is its client (it sends the hello),
+ * and everything that comes back is hostile input.  Responses are
+ * matched to the calls the proxy forwarded by libipc's call table (an
+ * answer to an id never asked, or asked and answered, ends the
+ * connection there); the only notification the agent may send is
+ * output, checked by the stream table.  Anything else cuts it off.
+ *
+ * When the connection ends, for whatever reason, pending calls fail
+ * with the reason, subscriptions stay, and the proxy reconnects with a
+ * backoff: a VM that restarts comes back on the same channel socket.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "libhusk/log.h"
+#include "proxy.h"
+
+static void agent_dispatch_notify(struct ipc_conn *c, struct ipc_msg *m,
+				  void *arg);
+
+/* proxy_dispatch_agent: what the agent may send on its own. */
+static const struct ipc_method agent_methods[] = {
+	{ "output", IPC_M_NOTIFY, agent_dispatch_notify },
+	/* Anything else (output_ack, requests, unknown names) is refused
+	 * by agent_dispatch_notify, which names it in the log. */
+	{ "*", IPC_M_NOTIFY | IPC_M_REQUEST, agent_dispatch_notify },
+	{ NULL, 0, NULL },
+};
+
+void proxy_agent_cut(struct proxy *p, const struct husk_err *why)
+{
+	if (!p->agent)
+		return;
+	log_warnx("proxy_agent_cut: cutting the agent off: %s", why->msg);
+	ipc_conn_close(p->agent, why);
+}
+
+static void agent_dispatch_notify(struct ipc_conn *c, struct ipc_msg *m,
+				  void *arg)
+{
+	struct husk_err *err = NULL;
+
+	if (proxy->agent != c)
+		return;
+	if (pstreams_agent_msg(&proxy->streams, m, &err) < 0) {
+		husk_error_wrap(&err, "agent broke the protocol");
+		proxy_agent_cut(proxy, err);
+		husk_err_free(err);
+	}
+}
+
+static void agent_on_queue(struct ipc_conn *c, bool above, void *arg)
+{
+	/* An agent that does not read: stop reading the clients that feed
+	 * it, rather than queue their calls without bound. */
+	if (proxy->agent == c)
+		proxy_clients_pause(proxy, above);
+}
+
+static void agent_on_ready(struct ipc_conn *c, void *arg)
+{
+	struct proxy *p = proxy;
+
+	p->agent_ready = true;
+	p->retry_delay = PROXY_RETRY_MIN;
+	p->connects++;
+	log_info("agent_on_ready: connected to %s (%s)", p->agent_path,
+		 ipc_conn_peer_component(c));
+}
+
+static void schedule_retry(struct proxy *p)
+{
+	if (p->shutting_down)
+		return;
+	ev_timer_stop(p->loop, &p->retry);
+	ev_timer_set(&p->retry, p->retry_delay, 0.);
+	ev_timer_start(p->loop, &p->retry);
+	p->retry_delay *= 2;
+	if (p->retry_delay > PROXY_RETRY_MAX)
+		p->retry_delay = PROXY_RETRY_MAX;
+}
+
+static void agent_on_close(struct ipc_conn *c, const struct husk_err *why,
+			   void *arg)
+{
+	struct proxy *p = proxy;
+	bool was_ready = p->agent_ready;
+
+	if (p->agent != c)
+		return;
+	if (p->shutting_down) {
+		p->agent = NULL;
+		return;
+	}
+	snprintf(p->agent_reason, sizeof(p->agent_reason), "%s",
+		 why ? why->msg : "end of file");
+	if (was_ready)
+		log_warnx("agent_on_close: agent connection closed: %s",
+			  p->agent_reason);
+	else
+		log_debug("agent_on_close: connecting to %s failed: %s",
+			  p->agent_path, p->agent_reason);
+	p->agent = NULL;
+	p->agent_ready = false;
+	pstreams_agent_reset(&p->streams);
+	proxy_calls_fail(p, c, p->agent_reason);
+	if (p->agent_paused_clients)
+		proxy_clients_pause(p, false);
+	if (was_ready)
+		p->retry_delay = PROXY_RETRY_MIN;
+	schedule_retry(p);
+}
+
+/* One non-blocking attempt; the backoff between attempts is ours, so
+ * that a channel that is gone for long costs a connect every few
+ * seconds, not a busy retry. */
+static int connect_once(const char *path, struct husk_err **err)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return husk_error(err, HUSK_E_INVALID, "agent path too long");
+	strcpy(sa.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return husk_error_sys(err, errno, "socket");
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 &&
+	    errno != EINPROGRESS) {
+		husk_error_sys(err, errno, "connect `%s`", path);
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+void proxy_agent_start(struct proxy *p)
+{
+	struct ipc_conn_opts o = {
+		.role = IPC_ROLE_CLIENT,
+		.component = PROXY_COMPONENT,
+		.expect_peer = PROXY_AGENT_COMPONENT,
+		.methods = agent_methods,
+		.max_frame = p->frame_max,
+		.on_queue = agent_on_queue,
+		.on_ready = agent_on_ready,
+		.on_close = agent_on_close,
+		.trusted = false,
+		.arg = p,
+	};
+	struct husk_err *err = NULL;
+	struct ipc_conn *c = NULL;
+	int fd;
+
+	if (p->agent || p->shutting_down)
+		return;
+	fd = connect_once(p->agent_path, &err);
+	if (fd >= 0)
+		c = ipc_conn_new(p->loop, fd, &o, &err);
+	if (fd < 0 || !c) {
+		snprintf(p->agent_reason, sizeof(p->agent_reason), "%s",
+			 err->msg);
+		log_debug("proxy_agent_start: %s", err->msg);
+		husk_err_free(err);
+		schedule_retry(p);
+		return;
+	}
+	p->agent = c;
+}
+
+static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	proxy_agent_start(proxy);
+}
+
+void proxy_agent_init(struct proxy *p)
+{
+	p->retry_delay = PROXY_RETRY_MIN;
+	ev_timer_init(&p->retry, retry_cb, 0., 0.);
+	snprintf(p->agent_reason, sizeof(p->agent_reason), "connecting");
+}
+
+void proxy_agent_stop(struct proxy *p)
+{
+	ev_timer_stop(p->loop, &p->retry);
+	if (p->agent)
+		ipc_conn_close(p->agent, NULL);
+}

@@ -1,0 +1,455 @@
+/*
+ * Clients of the proxy: the runtime's short commands, the shims, the
+ * debug client.  A request for any method the proxy does not serve
+ * itself is forwarded to the agent under a new id (libipc's call table
+ * is the proxy-side id table) and the answer goes back under the
+ * client's id.  A client that leaves loses its subscriptions; answers
+ * to its calls that arrive later are dropped.
+ *
+ * A client that does not read what it is sent stops being read (its
+ * write queue passed the high mark) and stops getting output, so that
+ * neither its replies nor its streams grow the proxy without bound; the
+ * agent connection is never held up by it.
+ */
+#include <string.h>
+
+#include "libhusk/log.h"
+#include "libhusk/util.h"
+#include "proxy.h"
+
+static struct pclient *client_of(struct ipc_conn *c)
+{
+	return ipc_conn_arg(c);
+}
+
+/* ---------------------------------------------------- stream ops */
+
+static bool ops_can_deliver(void *sub, void *arg)
+{
+	struct pclient *cl = sub;
+
+	return !ipc_conn_closed(cl->conn) &&
+	       ipc_conn_queued(cl->conn) < PROXY_WQ_HIGH;
+}
+
+static void ops_deliver(void *sub, const struct pproc *p, int stream,
+			const char *data, uint32_t len, void *arg)
+{
+	struct pclient *cl = sub;
+	msgpack_packer *pk = ipc_notify_begin(cl->conn, "output");
+
+	if (!pk)
+		return;
+	msgpack_pack_map(pk, 4);
+	ipc_pack_kv_str(pk, "container_id", p->cid);
+	ipc_pack_kv_str(pk, "exec_id", p->eid);
+	ipc_pack_kv_uint(pk, "stream", stream);
+	ipc_pack_kv_bin(pk, "data", data, len);
+	ipc_notify_send(cl->conn);
+}
+
+static void ops_ack(const struct pproc *p, int stream, uint64_t n,
+		    void *arg)
+{
+	struct proxy *px = arg;
+	msgpack_packer *pk;
+
+	if (!px->agent || !px->agent_ready)
+		return;
+	pk = ipc_notify_begin(px->agent, "output_ack");
+	if (!pk)
+		return;
+	msgpack_pack_map(pk, 4);
+	ipc_pack_kv_str(pk, "container_id", p->cid);
+	ipc_pack_kv_str(pk, "exec_id", p->eid);
+	ipc_pack_kv_uint(pk, "stream", stream);
+	ipc_pack_kv_uint(pk, "bytes", n);
+	ipc_notify_send(px->agent);
+}
+
+const struct pstream_ops proxy_stream_ops = {
+	.can_deliver = ops_can_deliver,
+	.deliver = ops_deliver,
+	.ack = ops_ack,
+};
+
+/* ------------------------------------------------------ forwarding */
+
+static void call_free(struct proxy *p, struct pcall *call)
+{
+	if (call->prev)
+		call->prev->next = call->next;
+	else
+		p->calls = call->next;
+	if (call->next)
+		call->next->prev = call->prev;
+	if (call->client)
+		call->client->ncalls--;
+	p->ncalls--;
+	free(call->cid);
+	free(call->eid);
+	free(call);
+}
+
+static void call_reply_result(struct pcall *call, struct ipc_msg *resp)
+{
+	struct ipc_conn *c = call->client->conn;
+	msgpack_packer *pk = ipc_reply_begin(c, call->client_msgid);
+
+	if (!pk)
+		return;
+	msgpack_pack_object(pk, *resp->result);
+	ipc_reply_send(c);
+}
+
+/* What a successful answer means to the stream table. */
+static void call_effects(struct proxy *p, const struct pcall *call)
+{
+	switch (call->kind) {
+	case PCALL_REMOVE_CONTAINER:
+		pstreams_remove(&p->streams, call->cid);
+		break;
+	case PCALL_DESTROY_SANDBOX:
+		pstreams_remove(&p->streams, NULL);
+		break;
+	}
+}
+
+static void call_done(struct ipc_conn *c, struct ipc_msg *resp,
+		      const struct husk_err *err, void *arg)
+{
+	struct proxy *p = proxy;
+	struct pcall *call = arg;
+
+	if (!resp && err && err->code == HUSK_E_UNAVAILABLE &&
+	    p->agent == c) {
+		/* The connection is closing; agent_on_close has the reason
+		 * and answers the client then. */
+		call->failed = true;
+		return;
+	}
+	if (!err)
+		call_effects(p, call);
+	if (call->client) {
+		if (err)
+			ipc_reply_err(call->client->conn, call->client_msgid,
+				      err);
+		else
+			call_reply_result(call, resp);
+	}
+	call_free(p, call);
+}
+
+void proxy_calls_fail(struct proxy *p, struct ipc_conn *c,
+		      const char *reason)
+{
+	struct pcall *call, *next;
+
+	for (call = p->calls; call; call = next) {
+		next = call->next;
+		if (!call->failed)
+			ipc_call_cancel(c, call->agent_msgid);
+		if (call->client)
+			ipc_reply_error(call->client->conn,
+					call->client_msgid, HUSK_E_UNAVAILABLE,
+					"agent connection closed: %s", reason);
+		call_free(p, call);
+	}
+}
+
+/* The container (and exec) id a forwarded call names, if valid. */
+static char *param_id(const struct ipc_msg *m, const char *key)
+{
+	const msgpack_object *o = ipc_map_get(m->params, key);
+	struct husk_err *err = NULL;
+	char *s = NULL;
+
+	if (!o || ipc_obj_str(o, key, HUSK_ID_MAX, &s, &err) < 0) {
+		husk_err_free(err);
+		return NULL;
+	}
+	if (s[0] && husk_id_validate(s, key, &err) < 0) {
+		husk_err_free(err);
+		free(s);
+		return NULL;
+	}
+	return s;
+}
+
+/* Streams of a process exist as soon as the agent may write them; know
+ * them before the answer, which output may overtake. */
+static void call_classify(struct proxy *p, struct pcall *call,
+			  const struct ipc_msg *m)
+{
+	struct husk_err *err = NULL;
+	bool create = strcmp(m->method, "create_container") == 0;
+	bool exec = strcmp(m->method, "exec_process") == 0;
+
+	if (strcmp(m->method, "destroy_sandbox") == 0) {
+		call->kind = PCALL_DESTROY_SANDBOX;
+		return;
+	}
+	if (!create && !exec && strcmp(m->method, "remove_container") != 0)
+		return;
+	call->cid = param_id(m, "container_id");
+	if (!call->cid)
+		return;
+	if (!create && !exec) {
+		call->kind = PCALL_REMOVE_CONTAINER;
+		return;
+	}
+	call->eid = exec ? param_id(m, "exec_id") : husk_xstrdup("");
+	if (call->eid && pstreams_register(&p->streams, call->cid, call->eid,
+					   &err) < 0) {
+		log_warnx("call_classify: %s", err->msg);
+		husk_err_free(err);
+	}
+}
+
+static void client_forward(struct ipc_conn *c, struct ipc_msg *m, void *arg)
+{
+	struct proxy *p = proxy;
+	struct pclient *cl = client_of(c);
+	struct pcall *call;
+	msgpack_packer *pk;
+
+	if (!p->agent || !p->agent_ready) {
+		ipc_reply_error(c, m->msgid, HUSK_E_UNAVAILABLE,
+				"agent not connected: %s", p->agent_reason);
+		return;
+	}
+	if (strcmp(m->method, "output") == 0 ||
+	    strcmp(m->method, "output_ack") == 0) {
+		ipc_reply_error(c, m->msgid, HUSK_E_INVALID,
+				"%s is a notification", m->method);
+		return;
+	}
+	if (cl->ncalls >= PROXY_CLIENT_CALLS_MAX ||
+	    p->ncalls >= PROXY_CALLS_MAX) {
+		ipc_reply_error(c, m->msgid, HUSK_E_UNAVAILABLE,
+				"too many calls in flight");
+		return;
+	}
+	call = husk_xcalloc(1, sizeof(*call));
+	call->client = cl;
+	call->client_msgid = m->msgid;
+	call_classify(p, call, m);
+	pk = ipc_call_begin(p->agent, m->method);
+	if (pk)
+		msgpack_pack_object(pk, *m->params);
+	if (!pk || ipc_call_send(p->agent, 0., NULL, 0, call_done, call,
+				 &call->agent_msgid) < 0) {
+		ipc_reply_error(c, m->msgid, HUSK_E_UNAVAILABLE,
+				"cannot forward %s to the agent", m->method);
+		free(call->cid);
+		free(call->eid);
+		free(call);
+		return;
+	}
+	call->next = p->calls;
+	if (p->calls)
+		p->calls->prev = call;
+	p->calls = call;
+	p->ncalls++;
+	cl->ncalls++;
+}
+
+/* ------------------------------------------------- proxy methods */
+
+struct sub_params {
+	char *container_id;
+	char *exec_id;
+};
+
+static const struct ipc_field sub_fields[] = {
+	{ "container_id", IPC_F_STR, IPC_REQUIRED,
+	  offsetof(struct sub_params, container_id), 0, HUSK_ID_MAX },
+	{ "exec_id", IPC_F_STR, 0, offsetof(struct sub_params, exec_id), 0,
+	  HUSK_ID_MAX },
+	{ NULL },
+};
+
+static int sub_decode(const struct ipc_msg *m, struct sub_params *s,
+		      struct husk_err **err)
+{
+	memset(s, 0, sizeof(*s));
+	if (ipc_decode(m->params, sub_fields, s, err) < 0)
+		return -1;
+	if (!s->exec_id)
+		s->exec_id = husk_xstrdup("");
+	if (husk_id_validate(s->container_id, "params.container_id",
+			     err) < 0 ||
+	    (s->exec_id[0] &&
+	     husk_id_validate(s->exec_id, "params.exec_id", err) < 0)) {
+		ipc_decode_free(sub_fields, s);
+		return -1;
+	}
+	return 0;
+}
+
+static void client_subscribe(struct ipc_conn *c, struct ipc_msg *m,
+			     void *arg)
+{
+	struct husk_err *err = NULL;
+	struct sub_params s;
+	bool on = strcmp(m->method, "subscribe") == 0;
+	int r;
+
+	if (sub_decode(m, &s, &err) < 0)
+		goto fail;
+	if (on)
+		r = pstreams_subscribe(&proxy->streams, client_of(c),
+				       s.container_id, s.exec_id, &err);
+	else
+		r = pstreams_unsubscribe(&proxy->streams, client_of(c),
+					 s.container_id, s.exec_id, &err);
+	ipc_decode_free(sub_fields, &s);
+	if (r < 0)
+		goto fail;
+	ipc_reply_ok(c, m->msgid);
+	return;
+fail:
+	ipc_reply_err(c, m->msgid, err);
+	husk_err_free(err);
+}
+
+static void client_output_ack(struct ipc_conn *c, struct ipc_msg *m,
+			      void *arg)
+{
+	struct husk_err *err = NULL;
+
+	if (pstreams_client_ack(&proxy->streams, client_of(c), m->params,
+				&err) < 0) {
+		/* A client acknowledging what it never got is confused, not
+		 * dangerous: say so and keep it. */
+		log_warnx("client_output_ack: pid %d: %s",
+			  (int)client_of(c)->pid, err->msg);
+		husk_err_free(err);
+	}
+}
+
+static void client_status(struct ipc_conn *c, struct ipc_msg *m, void *arg)
+{
+	struct proxy *p = proxy;
+	msgpack_packer *pk = ipc_reply_begin(c, m->msgid);
+
+	if (!pk)
+		return;
+	msgpack_pack_map(pk, 10);
+	ipc_pack_kv_bool(pk, "agent_connected", p->agent_ready);
+	ipc_pack_kv_str(pk, "agent", p->agent_path);
+	ipc_pack_kv_str(pk, "sandbox", p->sandbox ? p->sandbox : "");
+	ipc_pack_kv_str(pk, "last_error",
+			p->agent_ready ? "" : p->agent_reason);
+	ipc_pack_kv_uint(pk, "connects", p->connects);
+	ipc_pack_kv_uint(pk, "clients", p->nclients);
+	ipc_pack_kv_uint(pk, "streams", p->streams.nprocs);
+	ipc_pack_kv_uint(pk, "subscribed",
+			 pstreams_count_sub(&p->streams, client_of(c)));
+	ipc_pack_kv_uint(pk, "calls", p->ncalls);
+	ipc_pack_kv_uint(pk, "unsubscribed_bytes", p->streams.unsub_bytes);
+	ipc_reply_send(c);
+}
+
+/* proxy_dispatch_client */
+static const struct ipc_method client_methods[] = {
+	{ "proxy_status", IPC_M_REQUEST, client_status },
+	{ "subscribe", IPC_M_REQUEST, client_subscribe },
+	{ "unsubscribe", IPC_M_REQUEST, client_subscribe },
+	{ "output_ack", IPC_M_NOTIFY, client_output_ack },
+	{ "*", IPC_M_REQUEST, client_forward },
+	{ NULL, 0, NULL },
+};
+
+/* -------------------------------------------------- connections */
+
+static void client_apply_pause(struct proxy *p, struct pclient *cl)
+{
+	ipc_conn_pause_read(cl->conn, cl->blocked || p->agent_paused_clients);
+}
+
+void proxy_clients_pause(struct proxy *p, bool pause)
+{
+	p->agent_paused_clients = pause;
+	for (struct pclient *cl = p->clients; cl; cl = cl->next)
+		client_apply_pause(p, cl);
+}
+
+static void client_on_accept(struct ipc_server *s, struct ipc_conn *c,
+			     void *arg)
+{
+	struct proxy *p = proxy;
+	struct pclient *cl = husk_xcalloc(1, sizeof(*cl));
+
+	cl->conn = c;
+	cl->pid = ipc_conn_peer_pid(c);
+	cl->next = p->clients;
+	if (p->clients)
+		p->clients->prev = cl;
+	p->clients = cl;
+	p->nclients++;
+	ipc_conn_set_arg(c, cl);
+	log_debug("client_on_accept: pid %d", (int)cl->pid);
+	if (p->agent_paused_clients)
+		client_apply_pause(p, cl);
+}
+
+static void client_on_queue(struct ipc_conn *c, bool above, void *arg)
+{
+	struct pclient *cl = client_of(c);
+
+	cl->blocked = above;
+	client_apply_pause(proxy, cl);
+	if (!above)
+		pstreams_flush(&proxy->streams, cl);
+}
+
+static void client_on_close(struct ipc_conn *c, const struct husk_err *why,
+			    void *arg)
+{
+	struct proxy *p = proxy;
+	struct pclient *cl = client_of(c);
+
+	if (!cl)
+		return;
+	if (why)
+		log_info("client_on_close: pid %d: %s", (int)cl->pid,
+			 why->msg);
+	pstreams_drop_sub(&p->streams, cl);
+	for (struct pcall *call = p->calls; call; call = call->next)
+		if (call->client == cl)
+			call->client = NULL;
+	if (cl->prev)
+		cl->prev->next = cl->next;
+	else
+		p->clients = cl->next;
+	if (cl->next)
+		cl->next->prev = cl->prev;
+	p->nclients--;
+	ipc_conn_set_arg(c, NULL);
+	free(cl);
+}
+
+int proxy_server_start(struct proxy *p, struct husk_err **err)
+{
+	struct ipc_server_opts o = {
+		.conn = {
+			.role = IPC_ROLE_SERVER,
+			.component = PROXY_COMPONENT,
+			.methods = client_methods,
+			.max_frame = p->frame_max,
+			.wq_high = PROXY_WQ_HIGH,
+			.wq_low = PROXY_WQ_LOW,
+			.on_queue = client_on_queue,
+			.on_close = client_on_close,
+			.trusted = false,
+			.arg = p,
+		},
+		.allowed_uids = p->allowed,
+		.nallowed = 2,
+		.on_accept = client_on_accept,
+	};
+
+	p->server = ipc_server_new(p->loop, p->socket_path, &o, err);
+	return p->server ? 0 : -1;
+}

@@ -1,0 +1,48 @@
+/*
+ * husk-proxy's confinement: no capabilities, the configured user, and
+ * the syscalls of a libev loop shuffling frames between sockets.
+ */
+#include <errno.h>
+#include <sys/resource.h>
+
+#include "libhusk/confine.h"
+#include "proxy.h"
+
+static const char *const proxy_syscalls[] = {
+	/* reconnecting to the agent channel when the VM comes back */
+	"socket", "connect", "getsockopt", "setsockopt",
+	/* removing the client socket when leaving */
+	"unlink", "unlinkat",
+	NULL,
+};
+
+static const struct husk_errno_rule proxy_deny[] = {
+	/* libc probes these; failing cleanly costs nothing */
+	{ "ioctl", ENOTTY },
+	{ NULL, 0 },
+};
+
+static const struct husk_rlimit_rule proxy_rlimits[] = {
+	/* no core dumps of a process holding guest data */
+	{ RLIMIT_CORE, 0, 0 },
+	{ -1, 0, 0 },
+};
+
+int proxy_confine(struct proxy *p, bool set_ids, uid_t uid, gid_t gid,
+		  struct husk_err **err)
+{
+	const struct husk_profile profile = {
+		.name = "husk-proxy",
+		.syscalls = proxy_syscalls,
+		.deny = proxy_deny,
+		.caps = NULL,
+		.rlimits = proxy_rlimits,
+	};
+	const struct husk_confine_opts o = {
+		.set_ids = set_ids,
+		.uid = uid,
+		.gid = gid,
+	};
+
+	return husk_confine(&profile, &o, err);
+}
