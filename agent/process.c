@@ -141,6 +141,15 @@ void proc_exec(struct agent *a, const struct spec_process *p,
 	if (chdir(p->cwd) < 0)
 		child_fail(errfd, errno, "chdir \"%s\"", p->cwd);
 	set_rlimits(p, errfd);
+	/* Without no_new_privs the kernel lets only a CAP_SYS_ADMIN holder
+	 * load a filter: load it while we still hold every capability (as
+	 * runc does); the profile then also governs the steps below. */
+	if (filter && !p->no_new_privs) {
+		r = seccomp_load(filter);
+		if (r < 0)
+			child_fail(errfd, -r, "load the seccomp filter");
+		filter = NULL;
+	}
 	if (p->has_caps) {
 		drop_bounding(a, p, errfd);
 		/* Keep the permitted set across setuid; capset() below

@@ -160,6 +160,18 @@ run_sh() { "$CLIENT" --no-stdin "$S" run "${CID:-c1}" "$(sh_spec "$1")"; }
 	[[ "$output" == *touched* ]]
 }
 
+@test "agent: a seccomp profile loads for an unprivileged user without no_new_privs" {
+	# The kernel allows that only to a CAP_SYS_ADMIN holder: the agent
+	# must load the filter before the capabilities go.
+	PROC=',"noNewPrivileges":false,"user":{"uid":1000,"gid":1000},"capabilities":{"bounding":["CAP_KILL"],"effective":["CAP_KILL"],"permitted":["CAP_KILL"]}'
+	LINUX=',"seccomp":{"defaultAction":"SCMP_ACT_ALLOW","architectures":["SCMP_ARCH_X86_64"],"syscalls":[{"names":["mkdir","mkdirat"],"action":"SCMP_ACT_ERRNO","errnoRet":1}]}'
+	run run_sh 'mkdir /tmp/x; echo "rc=$? uid=$(id -u)"; grep NoNewPrivs /proc/self/status'
+	echo "$output"
+	[[ "$output" == *"Operation not permitted"* ]]
+	[[ "$output" == *"rc=1 uid=1000"* ]]
+	[[ "$output" == *"NoNewPrivs:"*"0"* ]]
+}
+
 @test "agent: rlimits" {
 	PROC=',"rlimits":[{"type":"RLIMIT_NOFILE","soft":123,"hard":456}]'
 	run run_sh 'ulimit -n; ulimit -Hn'
