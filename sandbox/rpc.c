@@ -33,11 +33,11 @@ int husk_rpc_call(const char *sock, const char *expect, const char *method,
 		ipc_client_close(&cl);
 		return husk_error_wrap(err, "%s params", method);
 	}
-	log_debug("husk_rpc_call: %s %s", expect, method);
 	rc = ipc_client_call(&cl, timeout_ms, fds, nfds, &resp, err);
 	ipc_client_close(&cl);
 	if (rc < 0)
 		return husk_error_wrap(err, "%s %s", expect, method);
+	log_debug("husk_rpc_call: %s %s done", expect, method);
 	if (result)
 		*result = ipc_json_from_obj(resp.result);
 	ipc_msg_free(&resp);

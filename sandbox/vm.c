@@ -70,8 +70,9 @@ static int share_setup(const char *shared, struct husk_err **err)
 
 /* Wait for a helper's socket to answer; fail early if it died. */
 static int wait_ready(const char *what, pid_t pid, const char *sock,
-		      const char *expect, unsigned timeout_s,
-		      const char *log, struct husk_err **err)
+		      const char *expect, const char *method,
+		      unsigned timeout_s, const char *log,
+		      struct husk_err **err)
 {
 	uint64_t deadline = husk_now_ms() + (uint64_t)timeout_s * 1000;
 	int status;
@@ -79,7 +80,7 @@ static int wait_ready(const char *what, pid_t pid, const char *sock,
 	for (;;) {
 		cleanup_err struct husk_err *e = NULL;
 
-		if (husk_rpc_call(sock, expect, "ping", NULL, 1000, NULL,
+		if (husk_rpc_call(sock, expect, method, NULL, 1000, NULL,
 				  NULL, 0, &e) == 0)
 			return 0;
 		if (waitpid(pid, &status, WNOHANG) == pid)
@@ -143,7 +144,7 @@ static int start_hypervisor(const struct husk_config *cfg,
 	if (husk_sandbox_write(e, s, err) < 0)
 		return -1;
 	if (wait_ready("husk-hypervisor", pid, p->hv_sock, "husk-hypervisor",
-		       10, p->hv_log, err) < 0)
+		       "status", 10, p->hv_log, err) < 0)
 		return -1;
 	params = hv_create_params(cfg, p);
 	rc = husk_rpc_call(p->hv_sock, "husk-hypervisor", "create", params,
@@ -188,8 +189,12 @@ static int start_proxy(const struct husk_config *cfg,
 		return -1;
 	/* ping through the proxy reaches the agent: this is the wait for
 	 * the guest to boot. */
-	return wait_ready("the guest agent", pid, p->proxy_sock, "husk-proxy",
-			  cfg->agent_timeout, p->console_log, err);
+	if (wait_ready("husk-proxy", pid, p->proxy_sock, "husk-proxy",
+		       "ping", cfg->agent_timeout, p->proxy_log, err) < 0)
+		return husk_error_wrap(err, "waiting for the guest agent (the "
+				       "guest's console is in %s)",
+				       p->console_log);
+	return 0;
 }
 
 int husk_sandbox_start(struct husk_entry *e, const struct husk_config *cfg,
