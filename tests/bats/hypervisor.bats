@@ -77,6 +77,11 @@ status_field() {
 	"$IPC" -t 10 "$1" status '{}' | jq -r ".$2"
 }
 
+# state_is SOCK STATE: for poll (evaluated at each try).
+state_is() {
+	[ "$(status_field "$1" state)" = "$2" ]
+}
+
 pid_gone() {
 	! kill -0 "$1" 2>/dev/null || grep -q '^State:.*Z' "/proc/$1/status"
 }
@@ -259,7 +264,7 @@ sys.stdout.write(s.recv(64).decode())' "$VMDIR/agent.sock"
 		[ "$output" = READY ]
 	fi
 	vfs=$(jq -r .virtiofsd_pid "$VMDIR/start.json")
-	poll 300 test "$(status_field "$SOCK" state)" = stopped
+	poll 300 state_is "$SOCK" stopped
 	run status_field "$SOCK" exit_reason
 	echo "$output"
 	[[ "$output" == "shutdown: "* ]]
@@ -292,7 +297,7 @@ sys.stdout.write(s.recv(64).decode())' "$VMDIR/agent.sock"
 	"$IPC" -t 30 -n 1 --listen "$s" subscribe '{}' >"$d/events" 3>&- &
 	poll 50 grep -q subscribed "$d/driver.log"
 	kill -9 "$qpid"
-	poll 50 test "$(status_field "$s" state)" = stopped
+	poll 50 state_is "$s" stopped
 	[[ "$(status_field "$s" exit_reason)" == *"signal 9"* ]]
 	poll 50 pid_gone "$vfs"
 	poll 50 grep -q crashed "$d/events"
