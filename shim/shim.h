@@ -1,0 +1,119 @@
+/*
+ * husk-shim: stands in for one container process on the host
+ * (docs/shim.md).
+ *
+ *   main.c     options, set-up, confinement, the loop, leaving
+ *   io.c       the proxy connection: subscribe, wait, stdin, output, signals
+ *   tty.c      raw mode, window size, the --console-socket pty
+ *   decode.c   what the shim reads from the proxy (guest data), decoded
+ *   confine.c  the confinement profile
+ */
+#ifndef HUSK_SHIM_H
+#define HUSK_SHIM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <termios.h>
+
+#include "libipc/ipc.h"
+
+#define SHIM_COMPONENT "husk-shim"
+#define SHIM_PROXY_COMPONENT "husk-proxy"
+/* The agent's per-stream window; the proxy never has more than this in
+ * flight to us per stream, so anything beyond twice it is a bug. */
+#define SHIM_WINDOW (256u * 1024u)
+#define SHIM_QUEUE_MAX (2 * SHIM_WINDOW)
+/* write_stdin takes at most 1 MiB; reading 64 KiB keeps latency low. */
+#define SHIM_STDIN_CHUNK (64u * 1024u)
+
+struct ochunk {
+	struct ochunk *next;
+	uint32_t len, off;
+	char data[];
+};
+
+/* One of the process's output streams, written to one of our fds. */
+struct oqueue {
+	int num;                /* 1 stdout, 2 stderr */
+	int fd;
+	bool is_tty;            /* blocking fd: write small pieces */
+	int saved_flags;        /* to restore O_NONBLOCK at exit, -1 none */
+	ev_io w;
+	struct ochunk *head, *tail;
+	uint64_t queued;
+	bool eof;               /* end received */
+	bool broken;            /* our reader went away: discard */
+	bool done;              /* end received and everything written */
+};
+
+struct shim {
+	struct ev_loop *loop;
+	const char *proxy_path;
+	const char *cid, *eid;
+	bool terminal;
+	const char *console_socket;
+
+	struct ipc_conn *conn;
+	bool subscribed;
+
+	/* stdin relay */
+	int in_fd;
+	ev_io in_w;
+	bool in_busy;           /* a write_stdin in flight */
+	bool in_closed;
+
+	struct oqueue out[2];
+
+	/* the terminal we put in raw mode, and the one we read sizes from */
+	int raw_fd;
+	struct termios saved_tio;
+	int size_fd;
+	unsigned short rows, cols;
+	ev_timer size_poll;     /* console socket: no SIGWINCH reaches us */
+	int pty_slave;
+
+	bool have_status;
+	int status;
+	bool leaving;
+};
+
+extern struct shim *shim;
+
+/* Decoded output notification (decode.c). */
+struct shim_output {
+	char *container_id;
+	char *exec_id;
+	uint32_t stream;
+	struct ipc_bin data;
+};
+
+int shim_decode_output(const msgpack_object *params, struct shim_output *o,
+		       struct husk_err **err);
+void shim_output_free(struct shim_output *o);
+int shim_decode_status(const msgpack_object *result, int *status,
+		       struct husk_err **err);
+
+/* io.c */
+int shim_connect(struct shim *s, struct husk_err **err);
+void shim_signals_start(struct shim *s);
+void shim_send_winsize(struct shim *s);
+/* Leave when the process is gone and its output is written. */
+void shim_check_done(struct shim *s);
+
+/* tty.c */
+int shim_tty_setup(struct shim *s, struct husk_err **err);
+void shim_tty_restore(struct shim *s);
+/* Current size of the terminal; false when there is none. */
+bool shim_tty_size(struct shim *s, unsigned short *rows,
+		   unsigned short *cols);
+void shim_tty_start(struct shim *s);
+
+/* main.c */
+void shim_exit(struct shim *s, int code) __attribute__((noreturn));
+void shim_fail(struct shim *s, int code, const char *fmt, ...)
+	__attribute__((noreturn, format(printf, 3, 4)));
+
+/* confine.c */
+int shim_confine(struct shim *s, struct husk_err **err);
+
+#endif
