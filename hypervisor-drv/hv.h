@@ -7,7 +7,6 @@
  *   methods.c   the RPC method table and handlers, events to subscribers
  *   qmp.c       the QMP client (QEMU's JSON monitor, untrusted bytes)
  *   qemu.c      the QEMU command line, starting QEMU and virtiofsd
- *   accel.c     KVM or TCG
  *   confine.c   the driver's profile once QEMU runs
  */
 #ifndef HUSK_HV_H

@@ -22,7 +22,7 @@
 
 #include <jansson.h>
 
-#include "accel.h"
+#include "libhusk/accel.h"
 #include "hv.h"
 #include "qmp.h"
 #include "libhusk/cleanup.h"
@@ -714,7 +714,7 @@ static int resolve_accel(struct hv_config *c, const char *accel,
 			 "tcg asked for");
 		return 0;
 	}
-	kvm_ok = hv_accel_detect(reason, sizeof(reason));
+	kvm_ok = husk_accel_detect(reason, sizeof(reason));
 	if (c->accel_req == HV_ACCEL_KVM && !kvm_ok)
 		return husk_error(err, HUSK_E_INVALID, "params.accel: kvm "
 				  "cannot work on this host: %s", reason);

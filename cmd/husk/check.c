@@ -12,12 +12,7 @@
 
 #include "husk.h"
 
-/*
- * The accelerator decision is the hypervisor driver's; check reports the
- * same one by building the driver's detection code in (it has no other
- * dependency).
- */
-#include "hypervisor-drv/accel.c"
+#include "libhusk/accel.h"
 
 struct verdict {
 	int failed;
@@ -77,7 +72,7 @@ int cmd_check(struct husk_ctx *ctx, int argc, char **argv,
 	       "built-in defaults");
 	need_exec(&v, "qemu", c->qemu_path);
 	need_exec(&v, "virtiofsd", c->virtiofsd_path);
-	kvm = hv_accel_detect(reason, sizeof(reason));
+	kvm = husk_accel_detect(reason, sizeof(reason));
 	if (!strcmp(c->accel, "kvm") && !kvm)
 		line(&v, 2, "accelerator", "kvm is forced by the "
 		     "configuration but cannot work: %s", reason);

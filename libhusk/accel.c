@@ -38,7 +38,7 @@ static bool cpu_has_virt(void)
 	return false;
 }
 
-int hv_accel_detect(char *reason, size_t n)
+int husk_accel_detect(char *reason, size_t n)
 {
 	cleanup_close int kvm = -1;
 	int vm, ver;

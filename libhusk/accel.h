@@ -12,6 +12,6 @@
  * (n bytes) says why either way ("no vmx/svm in /proc/cpuinfo",
  * "KVM_CREATE_VM: Permission denied", ...).
  */
-int hv_accel_detect(char *reason, size_t n);
+int husk_accel_detect(char *reason, size_t n);
 
 #endif
