@@ -1,0 +1,281 @@
+/*
+ * testinit: a stand-in PID 1 for the guest image, used to measure a
+ * plain boot (make bench) and by tests/bats/guest.bats.
+ *
+ * It does what husk-agent must do first and nothing else: mount
+ * devtmpfs, proc and sysfs; load the modules listed in
+ * /lib/modules/load-order; find the virtio-serial port named
+ * agent.channel.0; write "READY\n" to it; print HUSK-TESTINIT-READY on
+ * the console; power off.
+ *
+ * With husk.testfs=PATH on the kernel command line it first mounts the
+ * virtio-fs share tagged "husk" on /mnt and, after READY, writes
+ * "FILE " and the contents of /mnt/PATH to the channel, so the host can
+ * see that the share works.
+ *
+ * Built with gcc -static: there is no libc in the image.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/reboot.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PORT_NAME "agent.channel.0"
+
+static int console = -1;
+
+static double
+uptime(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_BOOTTIME, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void __attribute__((format(printf, 1, 2)))
+say(const char *fmt, ...)
+{
+	char buf[512];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	if ((size_t)n >= sizeof(buf))
+		n = sizeof(buf) - 1;
+	if (console >= 0 && write(console, buf, n) < 0)
+		return;
+}
+
+static void
+sleep_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+static void __attribute__((noreturn))
+poweroff(void)
+{
+	sync();
+	reboot(RB_POWER_OFF);
+	/* Only reached if the kernel refused; PID 1 must not exit. */
+	for (;;)
+		pause();
+}
+
+static void
+load_modules(void)
+{
+	char path[256];
+	FILE *f;
+	int fd;
+
+	f = fopen("/lib/modules/load-order", "re");
+	if (f == NULL) {
+		say("testinit: /lib/modules/load-order: %s\n", strerror(errno));
+		return;
+	}
+	while (fgets(path, sizeof(path), f) != NULL) {
+		path[strcspn(path, "\n")] = '\0';
+		if (path[0] == '\0')
+			continue;
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0) {
+			say("testinit: open %s: %s\n", path, strerror(errno));
+			continue;
+		}
+		if (syscall(SYS_finit_module, fd, "", 0) < 0 && errno != EEXIST)
+			say("testinit: finit_module %s: %s\n", path,
+			    strerror(errno));
+		close(fd);
+	}
+	fclose(f);
+}
+
+/*
+ * The port shows up some time after virtio_console is loaded: the
+ * host announces its ports over the control queue, asynchronously.
+ */
+static int
+find_port(char *dev, size_t devlen, long timeout_ms)
+{
+	char path[300], name[64];
+	struct dirent *de;
+	long waited;
+	ssize_t n;
+	DIR *d;
+	int fd;
+
+	for (waited = 0; waited <= timeout_ms; waited += 5) {
+		d = opendir("/sys/class/virtio-ports");
+		while (d != NULL && (de = readdir(d)) != NULL) {
+			if (de->d_name[0] == '.')
+				continue;
+			snprintf(path, sizeof(path),
+			    "/sys/class/virtio-ports/%s/name", de->d_name);
+			fd = open(path, O_RDONLY | O_CLOEXEC);
+			if (fd < 0)
+				continue;
+			n = read(fd, name, sizeof(name) - 1);
+			close(fd);
+			if (n <= 0)
+				continue;
+			name[n] = '\0';
+			name[strcspn(name, "\n")] = '\0';
+			if (strcmp(name, PORT_NAME) == 0) {
+				snprintf(dev, devlen, "/dev/%s", de->d_name);
+				closedir(d);
+				return 0;
+			}
+		}
+		if (d != NULL)
+			closedir(d);
+		sleep_ms(5);
+	}
+	return -1;
+}
+
+/*
+ * The /dev node can exist before the port is ready to be opened
+ * (ENXIO), and devtmpfs may create the node a moment after sysfs shows
+ * the port (ENOENT).
+ */
+static int
+open_port(const char *dev, long timeout_ms)
+{
+	long waited;
+	int fd;
+
+	for (waited = 0;; waited += 5) {
+		fd = open(dev, O_RDWR | O_NOCTTY | O_CLOEXEC);
+		if (fd >= 0 || (errno != ENXIO && errno != ENOENT) ||
+		    waited >= timeout_ms)
+			return fd;
+		sleep_ms(5);
+	}
+}
+
+static int
+write_all(int fd, const char *buf, size_t len)
+{
+	ssize_t n;
+
+	while (len > 0) {
+		n = write(fd, buf, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		buf += n;
+		len -= n;
+	}
+	return 0;
+}
+
+/* Value of KEY=... on the kernel command line, or NULL. */
+static char *
+cmdline_get(const char *key, char *val, size_t vallen)
+{
+	char buf[4096], *tok, *save = NULL;
+	size_t klen = strlen(key);
+	ssize_t n;
+	int fd;
+
+	fd = open("/proc/cmdline", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return NULL;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return NULL;
+	buf[n] = '\0';
+	for (tok = strtok_r(buf, " \n", &save); tok != NULL;
+	     tok = strtok_r(NULL, " \n", &save)) {
+		if (strncmp(tok, key, klen) == 0 && tok[klen] == '=') {
+			snprintf(val, vallen, "%s", tok + klen + 1);
+			return val;
+		}
+	}
+	return NULL;
+}
+
+int
+main(void)
+{
+	char dev[300], testfs[200], path[300], file[4096];
+	double t_start, t_mods, t_fs = 0;
+	ssize_t flen = -1;
+	int fd;
+
+	/* Mounting and powering off are only sane as a VM's PID 1. */
+	if (getpid() != 1) {
+		fprintf(stderr, "testinit: not PID 1, refusing to run\n");
+		return 100;
+	}
+	t_start = uptime();
+	mount("devtmpfs", "/dev", "devtmpfs", MS_NOSUID, "mode=0755");
+	mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+	mount("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+	console = open("/dev/console", O_WRONLY | O_NOCTTY | O_CLOEXEC);
+
+	load_modules();
+	t_mods = uptime();
+
+	if (cmdline_get("husk.testfs", testfs, sizeof(testfs)) != NULL) {
+		if (mount("husk", "/mnt", "virtiofs", 0, NULL) < 0) {
+			say("testinit: mount virtiofs husk: %s\n",
+			    strerror(errno));
+		} else {
+			t_fs = uptime();
+			snprintf(path, sizeof(path), "/mnt/%s", testfs);
+			fd = open(path, O_RDONLY | O_CLOEXEC);
+			if (fd < 0)
+				say("testinit: open %s: %s\n", path,
+				    strerror(errno));
+			else {
+				flen = read(fd, file, sizeof(file));
+				close(fd);
+			}
+		}
+	}
+
+	if (find_port(dev, sizeof(dev), 10000) < 0) {
+		say("testinit: no virtio port named " PORT_NAME "\n");
+		poweroff();
+	}
+	fd = open_port(dev, 5000);
+	if (fd < 0) {
+		say("testinit: open %s: %s\n", dev, strerror(errno));
+		poweroff();
+	}
+	/* Blocks until the host end of the channel is connected. */
+	if (write_all(fd, "READY\n", 6) < 0)
+		say("testinit: write %s: %s\n", dev, strerror(errno));
+	if (flen >= 0 && (write_all(fd, "FILE ", 5) < 0 ||
+	    write_all(fd, file, flen) < 0))
+		say("testinit: write %s: %s\n", dev, strerror(errno));
+	close(fd);
+
+	say("HUSK-TESTINIT-READY\n");
+	say("testinit: init at %.3f s, modules loaded %.3f s, ",
+	    t_start, t_mods - t_start);
+	if (t_fs > 0)
+		say("virtiofs mounted at %.3f s, ", t_fs);
+	say("ready at %.3f s (guest clock)\n", uptime());
+	poweroff();
+}
