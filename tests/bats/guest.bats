@@ -1,0 +1,122 @@
+#!/usr/bin/env bats
+# The guest image from `make guest`: what is in the initramfs, that
+# guest/mkinitrd is reproducible, and one TCG boot of the test init
+# (guest/testinit.c) that must say READY on the agent channel and read
+# a file from a virtio-fs share.  Builds nothing: `make guest` must have
+# run (make check sees to it).
+
+setup_file() {
+	HUSK_SRC=${HUSK_SRC:-$(cd "$BATS_TEST_DIRNAME/../.." && pwd)}
+	cd "$HUSK_SRC" || return 1
+	G=$(cd "${BUILD:-build}" 2>/dev/null && pwd)/guest
+	# bats 1.8 cannot skip from setup_file: setup() skips instead.
+	MISSING=
+	for f in vmlinux vmlinuz initrd.img initrd-testinit.img testinit \
+	    bootwait kver kroot; do
+		[ -e "$G/$f" ] || { MISSING=$G/$f; break; }
+	done
+	export HUSK_SRC G MISSING
+	[ -z "$MISSING" ] || return 0
+
+	# One boot serves the boot tests below; it runs here so that a
+	# filtered run of the listing tests does not pay for it.
+	command -v qemu-system-x86_64 >/dev/null || return 0
+	export BOOT=$BATS_FILE_TMPDIR/boot
+	mkdir -p "$BOOT/share"
+	echo "husk-share-$$" > "$BOOT/share/probe.txt"
+	share=()
+	if [ "$(id -u)" = 0 ] && [ -x /usr/lib/qemu/virtiofsd ]; then
+		share=(--share "$BOOT/share" --testfs probe.txt)
+		touch "$BOOT/with-share"
+	fi
+	BUILD=$G/.. guest/boot-test --kernel "$G/vmlinux" \
+		--initrd "$G/initrd-testinit.img" "${share[@]}" \
+		--timeout 60 --out "$BOOT/channel" --log "$BOOT/console" \
+		>"$BOOT/seconds" 2>"$BOOT/stderr" || true
+}
+
+setup() {
+	[ -z "$MISSING" ] || skip "$MISSING missing: run 'make guest' first"
+	cd "$HUSK_SRC" || return 1
+}
+
+listing() {
+	cpio -it --quiet < "$1"
+}
+
+@test "initramfs has /init, the virtio modules and their load order" {
+	for img in "$G/initrd.img" "$G/initrd-testinit.img"; do
+		run listing "$img"
+		[ "$status" -eq 0 ]
+		[[ "$output" == *$'\n'init$'\n'* || "$output" == init$'\n'* ]]
+		for m in virtio_ring virtio virtio_pci virtio_mmio \
+		    virtio_console fuse virtiofs virtio_net virtio_blk; do
+			[[ "$output" == *"lib/modules/$m.ko"* ]] ||
+				{ echo "no $m.ko in $img"; false; }
+		done
+		[[ "$output" == *lib/modules/load-order* ]]
+	done
+}
+
+@test "load-order lists every module in the image, dependencies first" {
+	run sh -c "cpio -i --quiet --to-stdout lib/modules/load-order \
+		< '$G/initrd-testinit.img'"
+	[ "$status" -eq 0 ]
+	order=$output
+	listed=$(listing "$G/initrd-testinit.img" | grep '\.ko$' | sort)
+	[ "$(echo "$order" | sed 's,^/,,' | sort)" = "$listed" ]
+	pos() { echo "$order" | grep -n "/$1.ko\$" | cut -d: -f1; }
+	[ "$(pos virtio_ring)" -lt "$(pos virtio)" ]
+	[ "$(pos virtio)" -lt "$(pos virtio_pci)" ]
+	[ "$(pos virtio_pci_modern_dev)" -lt "$(pos virtio_pci)" ]
+	[ "$(pos virtio)" -lt "$(pos virtio_console)" ]
+	[ "$(pos fuse)" -lt "$(pos virtiofs)" ]
+}
+
+@test "modules are stored uncompressed (finit_module needs no decompressor)" {
+	run sh -c "cpio -i --quiet --to-stdout lib/modules/virtiofs.ko \
+		< '$G/initrd-testinit.img' | head -c 4 | od -An -c | tr -d ' '"
+	[ "$output" = '177ELF' ]
+}
+
+@test "entries are owned by root with a fixed mtime" {
+	run sh -c "cpio -itv --quiet < '$G/initrd-testinit.img' |
+		awk '\$3 != \"root\" || \$4 != \"root\"'"
+	[ "$status" -eq 0 ]
+	[ -z "$output" ]
+}
+
+@test "mkinitrd gives the same bytes twice" {
+	mk() {
+		guest/mkinitrd --init "$G/testinit" --kernel-root "$(cat "$G/kroot")" \
+			--kver "$(cat "$G/kver")" --out "$1"
+	}
+	[ -d "$(cat "$G/kroot")" ] || skip "kernel package cache gone: make guest-clean guest"
+	mk "$BATS_TEST_TMPDIR/a.img"
+	# A different umask and staging folder must not show in the result.
+	(umask 077; TMPDIR=$BATS_TEST_TMPDIR mk "$BATS_TEST_TMPDIR/b.img")
+	a=$(sha256sum < "$BATS_TEST_TMPDIR/a.img")
+	b=$(sha256sum < "$BATS_TEST_TMPDIR/b.img")
+	[ "$a" = "$b" ]
+}
+
+@test "vmlinux is an ELF kernel with a PVH entry note" {
+	run sh -c "readelf -n '$G/vmlinux' | grep -E 'Xen.*(\(0x00000012\)|PHYS32)'"
+	[ "$status" -eq 0 ]
+}
+
+@test "testinit boots under TCG and says READY on agent.channel.0 within 60 s" {
+	[ -n "${BOOT:-}" ] || skip "qemu-system-x86_64 not installed"
+	echo "boot-test: $(cat "$BOOT/seconds") s"
+	cat "$BOOT/stderr"
+	[ -s "$BOOT/seconds" ]
+	[ "$(head -n 1 "$BOOT/channel")" = READY ]
+	grep -q HUSK-TESTINIT-READY "$BOOT/console"
+}
+
+@test "the guest reads a file from the virtio-fs share" {
+	[ -n "${BOOT:-}" ] || skip "qemu-system-x86_64 not installed"
+	[ -e "$BOOT/with-share" ] || skip "virtiofsd needs root"
+	cat "$BOOT/console"
+	grep -qx "FILE husk-share-[0-9]*" "$BOOT/channel"
+}
