@@ -66,9 +66,10 @@ json_t *husk_default_spec(void)
 					   "mount", NULL };
 	json_t *spec, *process, *capsobj, *mounts, *lnx, *ns;
 
-	capsobj = json_pack("{s:o, s:o, s:o, s:o}", "bounding", strv(caps),
-			    "effective", strv(caps), "permitted", strv(caps),
-			    "ambient", strv(caps));
+	/* No inheritable or ambient set, as runc's default since
+	 * CVE-2022-29162. */
+	capsobj = json_pack("{s:o, s:o, s:o}", "bounding", strv(caps),
+			    "effective", strv(caps), "permitted", strv(caps));
 	process = json_pack("{s:b, s:{s:i, s:i}, s:[s], s:o, s:s, s:o, "
 			    "s:[{s:s, s:i, s:i}], s:b}",
 			    "terminal", 1, "user", "uid", 0, "gid", 0,
