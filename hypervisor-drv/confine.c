@@ -7,6 +7,8 @@
 #include <errno.h>
 #include <stddef.h>
 
+#include <linux/capability.h>
+
 #include "hv.h"
 #include "libhusk/confine.h"
 
@@ -28,6 +30,9 @@ static const char *const hv_syscalls[] = {
 	"getsockname", "getpeername",
 	/* /proc/<pid>/stat for the state file's start times */
 	"getdents64",
+	/* net_attach: TUNSETIFF on /dev/net/tun (the rtnetlink socket is
+	 * opened before confinement) */
+	"ioctl",
 	NULL,
 };
 
@@ -39,15 +44,22 @@ static const struct husk_errno_rule hv_deny[] = {
 };
 
 /*
- * No capabilities: QEMU and virtiofsd run as the driver's own user, so
- * signalling them needs no CAP_KILL; everything else the driver opens
- * after this point (its state directory) is its own.
+ * QEMU and virtiofsd run as the driver's own user, so signalling them
+ * needs no CAP_KILL; everything else the driver opens after this point
+ * (its state directory) is its own.
  */
+static const int hv_caps[] = {
+	/* net_attach/net_detach: taps, tc filters and links in the
+	 * sandbox's own network namespace (docs/network.md) */
+	CAP_NET_ADMIN,
+	-1,
+};
+
 static const struct husk_profile hv_profile = {
 	.name = "husk-hypervisor",
 	.syscalls = hv_syscalls,
 	.deny = hv_deny,
-	.caps = NULL,
+	.caps = hv_caps,
 	.rlimits = NULL,
 };
 

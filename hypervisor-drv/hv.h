@@ -7,6 +7,7 @@
  *   methods.c   the RPC method table and handlers, events to subscribers
  *   qmp.c       the QMP client (QEMU's JSON monitor, untrusted bytes)
  *   qemu.c      the QEMU command line, starting QEMU and virtiofsd
+ *   net.c       taps and tc mirred filters for the sandbox's links
  *   confine.c   the driver's profile once QEMU runs
  */
 #ifndef HUSK_HV_H
@@ -144,6 +145,23 @@ void hv_conn_closed(struct ipc_conn *c);
 /* main.c: the state file of a previous driver (pids it left). */
 int hv_state_write(pid_t qemu, pid_t vfs);
 void hv_state_clear(void);
+
+/* methods.c, for net.c: hot-plug without an RPC request. */
+typedef void hv_done_fn(void *arg, const struct husk_err *e);
+int hv_hotplug_check(const char *method, struct husk_err **err);
+int hv_hotplug_net(const char *id, const char *mac, uint32_t mtu, int tapfd,
+		   hv_done_fn *done, void *arg, struct husk_err **err);
+int hv_unplug_net(const char *id, hv_done_fn *done, void *arg,
+		  struct husk_err **err);
+
+/* net.c: the sandbox's links mirrored through taps (docs/network.md). */
+struct ipc_msg;
+void hv_net_init(struct ev_loop *loop);
+/* The VM is gone: filters and taps go too. */
+void hv_net_vm_gone(void);
+void hv_dispatch_net_attach(struct ipc_conn *c, struct ipc_msg *m, void *a);
+void hv_dispatch_net_detach(struct ipc_conn *c, struct ipc_msg *m, void *a);
+void hv_dispatch_net_list(struct ipc_conn *c, struct ipc_msg *m, void *a);
 
 /* confine.c */
 int hv_confine(bool no_seccomp, bool debug, struct husk_err **err);

@@ -45,6 +45,8 @@ struct op {
 	int fd;                 /* net: the tap, until sent */
 	ev_timer timer;         /* unplug: waiting for DEVICE_DELETED */
 	struct op *next;        /* in hv.unplugs */
+	hv_done_fn *done_cb;    /* internal callers (net.c): no reply */
+	void *done_arg;
 };
 
 static struct {
@@ -100,20 +102,25 @@ static void op_free(struct op *op)
 	if (op->fd >= 0)
 		close(op->fd);
 	json_decref(op->cpus);
-	ipc_conn_unref(op->c);
+	if (op->c)
+		ipc_conn_unref(op->c);
 	free(op);
 }
 
 static void op_fail(struct op *op, const struct husk_err *e)
 {
-	if (!ipc_conn_closed(op->c))
+	if (op->done_cb)
+		op->done_cb(op->done_arg, e);
+	else if (!ipc_conn_closed(op->c))
 		ipc_reply_err(op->c, op->msgid, e);
 	op_free(op);
 }
 
 static void op_ok(struct op *op)
 {
-	if (!ipc_conn_closed(op->c))
+	if (op->done_cb)
+		op->done_cb(op->done_arg, NULL);
+	else if (!ipc_conn_closed(op->c))
 		ipc_reply_ok(op->c, op->msgid);
 	op_free(op);
 }
@@ -290,6 +297,7 @@ static void qemu_gone(int status)
 	}
 	kill_vfs_later();
 	hv_state_write(0, hv.vfs_pid);
+	hv_net_vm_gone();
 
 	if (hv.start_op) {
 		log_tail(hv.qemu_log, tail, sizeof(tail));
@@ -1767,6 +1775,64 @@ static void hv_dispatch_unplug_net(struct ipc_conn *c, struct ipc_msg *m,
 	unplug_dev(c, m, "unplug_net", HV_DEV_NET);
 }
 
+/* For net.c: the same chains without an RPC request behind them;
+ * done(arg, error or NULL) is called once, possibly before this
+ * returns.  hv_hotplug_net owns tapfd whatever happens. */
+int hv_hotplug_check(const char *method, struct husk_err **err)
+{
+	return hotplug_ready(method, err);
+}
+
+int hv_hotplug_net(const char *id, const char *mac, uint32_t mtu, int tapfd,
+		   hv_done_fn *done, void *arg, struct husk_err **err)
+{
+	char fdname[HV_DEV_ID_MAX + 16];
+	struct op *op;
+	int dev;
+
+	if (valid_mac(mac, "mac", err) < 0 ||
+	    (dev = hotplug_dev_prepare("net_attach", HV_DEV_NET, id,
+				       err)) < 0) {
+		close(tapfd);
+		return -1;
+	}
+	snprintf(hv.dev[dev].mac, sizeof(hv.dev[dev].mac), "%s", mac);
+	hv.dev[dev].size_mb = mtu;
+	op = husk_xcalloc(1, sizeof(*op));
+	op->dev = dev;
+	op->fd = tapfd;
+	op->done_cb = done;
+	op->done_arg = arg;
+	snprintf(fdname, sizeof(fdname), "fd-%s", id);
+	call(op, "getfd", json_pack("{s:s}", "fdname", fdname), op->fd,
+	     fd_given);
+	return 0;
+}
+
+int hv_unplug_net(const char *id, hv_done_fn *done, void *arg,
+		  struct husk_err **err)
+{
+	struct op *op;
+	int dev;
+
+	if (hotplug_ready("net_detach", err) < 0)
+		return -1;
+	dev = dev_find(id);
+	if (dev < 0 || hv.dev[dev].kind != HV_DEV_NET)
+		return husk_error(err, HUSK_E_NOT_FOUND, "no net device '%s'",
+				  id);
+	if (hv.dev[dev].removing)
+		return husk_error(err, HUSK_E_STATE, "'%s' is being removed",
+				  id);
+	op = husk_xcalloc(1, sizeof(*op));
+	op->dev = -1;
+	op->fd = -1;
+	op->done_cb = done;
+	op->done_arg = arg;
+	unplug_start(op, dev);
+	return 0;
+}
+
 /* ------------------------------------------------------------------ */
 /* The table                                                           */
 
@@ -1785,6 +1851,9 @@ static const struct ipc_method method_table[] = {
 	{ "unplug_block", IPC_M_REQUEST, hv_dispatch_unplug_block },
 	{ "hotplug_net", IPC_M_REQUEST, hv_dispatch_hotplug_net },
 	{ "unplug_net", IPC_M_REQUEST, hv_dispatch_unplug_net },
+	{ "net_attach", IPC_M_REQUEST, hv_dispatch_net_attach },
+	{ "net_detach", IPC_M_REQUEST, hv_dispatch_net_detach },
+	{ "net_list", IPC_M_REQUEST, hv_dispatch_net_list },
 	{ NULL },
 };
 
@@ -1804,6 +1873,7 @@ void hv_init(struct ev_loop *loop, const struct hv_opts *o)
 	ev_child_start(loop, &hv.child);
 	ev_timer_init(&hv.stop_timer, on_stop_timer, 5., 0.);
 	ev_timer_init(&hv.vfs_kill, on_vfs_kill, 1., 0.);
+	hv_net_init(loop);
 }
 
 /* A previous driver's VM is gone: this driver reports that and runs
@@ -1818,6 +1888,7 @@ void hv_shutdown(void)
 {
 	int status;
 
+	hv_net_vm_gone();
 	if (hv.qemu_pid > 0) {
 		log_info("hv_shutdown: killing QEMU %d", (int)hv.qemu_pid);
 		kill(hv.qemu_pid, SIGKILL);

@@ -100,6 +100,7 @@ void husk_config_defaults(struct husk_config *c)
 	c->netmon_enable = false;
 	c->netmon_path = helper_path("husk-netmon");
 	c->network_model = husk_xstrdup("tcfilter");
+	c->host_network = false;
 	c->debug = false;
 	c->hook_timeout = 30;
 	c->factory_template = false;
@@ -152,6 +153,7 @@ static const struct key keys[] = {
 	{ "netmon", "path", K_STR, O(netmon_path), 0, 0, NULL },
 	{ "runtime", "network_model", K_STR, O(network_model), 0, 0,
 	  net_choices },
+	{ "runtime", "host_network", K_BOOL, O(host_network), 0, 0, NULL },
 	{ "runtime", "debug", K_BOOL, O(debug), 0, 0, NULL },
 	{ "runtime", "hook_timeout", K_UINT, O(hook_timeout), 1, 3600, NULL },
 	{ "factory", "template", K_BOOL, O(factory_template), 0, 0, NULL },

@@ -247,6 +247,9 @@ int husk_ct_create(struct husk_store *st, const struct husk_config *cfg,
 		goto fail;
 
 	if (own) {
+		if (husk_net_prepare(&e, cfg, st->root, sid, b.spec, &sb,
+				     err) < 0)
+			goto fail;
 		if (husk_sandbox_start(&e, cfg, st->root, sid,
 				       json_string_value(json_object_get(
 					       b.spec, "hostname")),

@@ -51,6 +51,7 @@ struct husk_config {
 	char *netmon_path;
 	/* [runtime] */
 	char *network_model;            /* tcfilter|macvtap|none */
+	bool host_network;              /* allow a spec without a netns */
 	bool debug;
 	unsigned hook_timeout;          /* seconds, when a hook has none */
 	/* [factory] */
@@ -122,6 +123,7 @@ struct husk_sandbox {
 	char *accel;
 	char *netns;                    /* path, or NULL */
 	bool netns_created;
+	struct husk_proc_ref netmon;    /* pid 0: none */
 };
 
 int husk_container_read(struct husk_entry *e, struct husk_container *c,
@@ -232,6 +234,46 @@ pid_t husk_shim_start(const struct husk_config *cfg, const char *root,
 int husk_agent_call(const char *root, const char *sid, const char *method,
 		    json_t *params, int timeout_ms, json_t **res,
 		    struct husk_err **err);
+
+/* ----------------------------------------------------------- network */
+/* sandbox/net.c; docs/network.md */
+
+/* The sandbox's network namespace from the spec: the given path, a new
+ * one husk makes (recorded in sandbox.json before anything else), or
+ * the host's when [runtime] host_network allows it. */
+int husk_net_prepare(struct husk_entry *e, const struct husk_config *cfg,
+		     const char *root, const char *sid, const json_t *spec,
+		     struct husk_sandbox *s, struct husk_err **err);
+/* Enter the namespace at path; *saved gets the caller's (-1 if path is
+ * NULL), for husk_netns_leave. */
+int husk_netns_enter(const char *path, int *saved, struct husk_err **err);
+void husk_netns_leave(int saved);
+/* Every Ethernet link of the sandbox's namespace mirrored into the VM,
+ * its addresses and the namespace's routes given to the guest; then
+ * husk-netmon started when configured. */
+int husk_net_setup(struct husk_entry *e, const struct husk_config *cfg,
+		   const char *root, const char *sid, struct husk_sandbox *s,
+		   struct husk_err **err);
+/* After the VM and its driver are gone: taps and filters a dead driver
+ * left, and the namespace if husk made it. */
+void husk_net_release(const struct husk_sandbox *s);
+/* One link: net_attach, then update_interface with over's fields
+ * (addresses, mtu) on top of the link's.  *iface gets the interface as
+ * given to the guest. */
+int husk_net_add_iface(const char *root, const char *sid,
+		       const json_t *over, json_t **iface,
+		       struct husk_err **err);
+int husk_net_del_iface(const char *root, const char *sid, const char *name,
+		       struct husk_err **err);
+/* The namespace's routes as update_routes takes them: main table,
+ * unicast, not the kernel's link routes, only through devices named in
+ * devices (a JSON array of names; NULL: any but lo and taps). */
+struct nl_sock;
+int husk_net_routes(struct nl_sock *sk, const json_t *devices, json_t **out,
+		    struct husk_err **err);
+/* husk_net_routes for the sandbox, sent to the agent. */
+int husk_net_sync_routes(const char *root, const char *sid,
+			 const char *netns, struct husk_err **err);
 
 /* ------------------------------------------------------------- hooks */
 

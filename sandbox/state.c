@@ -274,6 +274,8 @@ int husk_sandbox_write(struct husk_entry *e, const struct husk_sandbox *s,
 	if (!j)
 		return husk_error(err, HUSK_E_INTERNAL, "encode sandbox %s",
 				  s->id);
+	if (s->netmon.pid > 0)
+		json_object_set_new(j, "netmon", proc_json(&s->netmon));
 	rc = write_json(e, "sandbox.json", j, err);
 	json_decref(j);
 	return rc;
@@ -292,6 +294,8 @@ int husk_sandbox_read(struct husk_entry *e, struct husk_sandbox *s,
 	s->accel = jstrdup(j, "accel");
 	s->netns = jstrdup(j, "netns");
 	s->netns_created = json_is_true(json_object_get(j, "netns_created"));
+	if (json_object_get(j, "netmon"))
+		proc_from(json_object_get(j, "netmon"), &s->netmon);
 	if (!s->id || proc_from(json_object_get(j, "hypervisor"), &s->hv) ||
 	    proc_from(json_object_get(j, "proxy"), &s->proxy)) {
 		json_decref(j);

@@ -135,9 +135,14 @@ static int start_hypervisor(const struct husk_config *cfg,
 			 cfg->debug ? "debug" : "info", NULL };
 	json_t *params, *res = NULL;
 	pid_t pid;
-	int rc;
+	int rc, saved;
 
+	/* The driver, QEMU and virtiofsd live in the sandbox's network
+	 * namespace, where the driver makes its taps (docs/network.md). */
+	if (husk_netns_enter(s->netns, &saved, err) < 0)
+		return -1;
 	pid = husk_spawn(argv, p->hv_log, NULL, 0, err);
+	husk_netns_leave(saved);
 	if (pid < 0)
 		return husk_error_wrap(err, "start the hypervisor driver");
 	husk_proc_ref(pid, &s->hv);
@@ -226,6 +231,8 @@ int husk_sandbox_start(struct husk_entry *e, const struct husk_config *cfg,
 	rc = husk_rpc_call(p.proxy_sock, "husk-proxy", "create_sandbox",
 			   params, 30000, NULL, NULL, 0, err);
 	json_decref(params);
+	if (rc == 0)
+		rc = husk_net_setup(e, cfg, root, sid, s, err);
 out:
 	husk_sandbox_paths_free(&p);
 	return rc;
@@ -271,6 +278,7 @@ int husk_sandbox_stop(const char *root, const struct husk_sandbox *s,
 
 	if (husk_sandbox_paths(root, s->id, &p, err) < 0)
 		return -1;
+	husk_proc_stop(&s->netmon, 1000);
 	if (!force && husk_proc_alive(&s->proxy)) {
 		cleanup_err struct husk_err *e = NULL;
 		json_t *params = json_pack("{s:b}", "poweroff", 1);
@@ -294,6 +302,7 @@ int husk_sandbox_stop(const char *root, const struct husk_sandbox *s,
 	/* The driver's children (QEMU, virtiofsd) die with it. */
 	husk_proc_stop(&s->proxy, 1000);
 	husk_proc_stop(&s->hv, 3000);
+	husk_net_release(s);
 	umount_tree(p.shared);
 	husk_sandbox_paths_free(&p);
 	return 0;

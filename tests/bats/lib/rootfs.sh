@@ -16,7 +16,7 @@ make_rootfs() {
 	for a in sh echo cat id ps sleep true false env pwd ls grep head \
 		wc kill mkdir touch stat stty tty printf test ln rm cut tr \
 		sed awk hostname uname readlink mount umount ulimit \
-		dd seq trap nproc which expr; do
+		dd seq trap nproc which expr nc ping ip ifconfig route; do
 		ln -sf busybox "$dir/bin/$a"
 	done
 	printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' \
