@@ -306,6 +306,8 @@ static void client_subscribe(struct ipc_conn *c, struct ipc_msg *m,
 	ipc_decode_free(sub_fields, &s);
 	if (r < 0)
 		goto fail;
+	log_debug("client_subscribe: %s pid %d", on ? "subscribed" :
+		  "unsubscribed", (int)client_of(c)->pid);
 	ipc_reply_ok(c, m->msgid);
 	return;
 fail:
@@ -335,7 +337,7 @@ static void client_status(struct ipc_conn *c, struct ipc_msg *m, void *arg)
 
 	if (!pk)
 		return;
-	msgpack_pack_map(pk, 10);
+	msgpack_pack_map(pk, 11);
 	ipc_pack_kv_bool(pk, "agent_connected", p->agent_ready);
 	ipc_pack_kv_str(pk, "agent", p->agent_path);
 	ipc_pack_kv_str(pk, "sandbox", p->sandbox ? p->sandbox : "");
@@ -346,6 +348,8 @@ static void client_status(struct ipc_conn *c, struct ipc_msg *m, void *arg)
 	ipc_pack_kv_uint(pk, "streams", p->streams.nprocs);
 	ipc_pack_kv_uint(pk, "subscribed",
 			 pstreams_count_sub(&p->streams, client_of(c)));
+	ipc_pack_kv_uint(pk, "subscriptions",
+			 pstreams_count_sub(&p->streams, NULL));
 	ipc_pack_kv_uint(pk, "calls", p->ncalls);
 	ipc_pack_kv_uint(pk, "unsubscribed_bytes", p->streams.unsub_bytes);
 	ipc_reply_send(c);

@@ -138,7 +138,7 @@ void pstreams_remove(struct pstreams *t, const char *cid);
  * what tests/fuzz/fuzz_proxy.c feeds.) */
 int pstreams_agent_msg(struct pstreams *t, const struct ipc_msg *m,
 		       struct husk_err **err);
-/* For proxy_status. */
+/* For proxy_status: processes sub subscribed to (NULL: anyone). */
 size_t pstreams_count_sub(const struct pstreams *t, void *sub);
 
 /* ------------------------------------------------------------------ */

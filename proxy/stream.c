@@ -468,7 +468,7 @@ size_t pstreams_count_sub(const struct pstreams *t, void *sub)
 	size_t n = 0;
 
 	for (const struct pproc *p = t->head; p; p = p->next)
-		if (p->sub == sub)
+		if (sub ? p->sub == sub : p->sub != NULL)
 			n++;
 	return n;
 }
