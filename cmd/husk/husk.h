@@ -82,6 +82,7 @@ int cmd_spec(struct husk_ctx *, int, char **, struct husk_err **);
 int cmd_version(struct husk_ctx *, int, char **, struct husk_err **);
 int cmd_check(struct husk_ctx *, int, char **, struct husk_err **);
 int cmd_env(struct husk_ctx *, int, char **, struct husk_err **);
+int cmd_network(struct husk_ctx *, int, char **, struct husk_err **);
 int cmd_help(struct husk_ctx *, int, char **, struct husk_err **);
 
 const struct husk_cmd *husk_cmd_find(const char *name);

@@ -42,6 +42,9 @@ static const struct husk_cmd commands[] = {
 	{ "check", cmd_check, "",
 	  "check that this host can run husk (hypervisor, accelerator...)" },
 	{ "env", cmd_env, "", "print the effective configuration" },
+	{ "network", cmd_network,
+	  "add-iface|del-iface|list-ifaces|update-routes|list-routes ID "
+	  "[FILE]", "the sandbox's interfaces and routes, as JSON" },
 	{ "help", cmd_help, "[COMMAND]", "show help" },
 	{ NULL, NULL, NULL, NULL },
 };

@@ -1,0 +1,44 @@
+/*
+ * husk-netmon's confinement, applied once its rtnetlink sockets and
+ * its connections to the driver and the proxy are open: no
+ * capabilities (reading rtnetlink needs none, and changes go through
+ * the driver and the agent), no new sockets, no files.
+ */
+#include <errno.h>
+#include <stddef.h>
+
+#include "libhusk/confine.h"
+#include "netmon/netmon.h"
+
+static const char *const nm_syscalls[] = {
+	/* nothing beyond the base set: rtnetlink and the two RPC
+	 * connections are read and written with recvmsg/sendmsg, the
+	 * coalescing timer is libev's */
+	NULL,
+};
+
+/* Probes some libraries make; failing them is harmless. */
+static const struct husk_errno_rule nm_deny[] = {
+	{ "socket", EACCES },
+	{ "openat", EACCES },
+	{ "prctl", EPERM },
+	{ NULL, 0 },
+};
+
+static const struct husk_profile nm_profile = {
+	.name = "husk-netmon",
+	.syscalls = nm_syscalls,
+	.deny = nm_deny,
+	.caps = NULL,
+	.rlimits = NULL,
+};
+
+int nm_confine(bool no_seccomp, bool debug, struct husk_err **err)
+{
+	struct husk_confine_opts o = {
+		.seccomp_debug = debug,
+		.no_seccomp = no_seccomp,
+	};
+
+	return husk_confine(&nm_profile, &o, err);
+}
