@@ -98,10 +98,11 @@ wait_not_inside() {
 	[ "$status" -eq 0 ]
 	[[ "$output" == *"2 packets received"* ]]
 	head -c 200000 /dev/urandom >"$BATS_TEST_TMPDIR/blob"
-	hostns busybox nc -l -p 5001 >"$BATS_TEST_TMPDIR/got" &
+	# busybox nc -l ends the connection at EOF on its stdin: keep it open
+	sleep 30 | hostns busybox nc -l -p 5001 >"$BATS_TEST_TMPDIR/got" &
 	sleep 0.5
 	husk exec c1 sh -c 'head -c 200000 /dev/zero | nc -w 5 10.201.0.1 5001'
-	wait
+	wait $!
 	[ "$(stat -c %s "$BATS_TEST_TMPDIR/got")" -eq 200000 ]
 }
 
@@ -117,7 +118,7 @@ wait_not_inside() {
 	done
 	wait_inside "^150000" wc -c /tmp/got
 	sum=$(md5sum <"$BATS_TEST_TMPDIR/blob" | cut -d' ' -f1)
-	run husk exec c1 md5sum /tmp/got
+	run husk exec c1 busybox md5sum /tmp/got
 	[[ "$output" == "$sum"* ]]
 }
 
