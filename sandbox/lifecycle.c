@@ -469,8 +469,9 @@ int husk_ct_destroy(struct husk_store *st, const struct husk_config *cfg,
 	{
 		cleanup_err struct husk_err *e2 = NULL;
 
+		/* In the host's namespace: the sandbox's may be gone. */
 		if (husk_hooks_run(c->hooks, "poststop", state,
-				   cfg->hook_timeout, sb.netns, &e2) < 0)
+				   cfg->hook_timeout, NULL, &e2) < 0)
 			log_warnx("container %s: %s", c->id, e2->msg);
 	}
 	json_decref(state);

@@ -1,0 +1,257 @@
+#!/usr/bin/env bats
+# husk end to end, driven as engines drive runc: every VM here boots
+# under TCG on this machine, so each test shares what it can.
+
+load lib/husk.sh
+
+bats_require_minimum_version 1.5.0
+
+setup_file() {
+	export ROOT=$(mktemp -d /tmp/husk-e2e.XXXXXX)/root
+	export B="$BATS_FILE_TMPDIR/bundle"
+	make_bundle "$B" sleep 100000
+}
+
+teardown_file() {
+	for id in $("$HUSK_BIN" --root "$ROOT" list --quiet 2>/dev/null); do
+		"$HUSK_BIN" --root "$ROOT" delete --force "$id" || true
+	done
+	rm -rf "$(dirname "$ROOT")"
+}
+
+@test "create, start, state, kill, delete with a pid file" {
+	run husk_detached create --bundle "$B" --pid-file "$BATS_TEST_TMPDIR/pid" c1
+	[ "$status" -eq 0 ]
+	pid=$(cat "$BATS_TEST_TMPDIR/pid")
+	[ "$pid" -gt 0 ]
+	kill -0 "$pid"
+	run husk state c1
+	[ "$status" -eq 0 ]
+	[[ "$output" == *'"status": "created"'* ]]
+	[[ "$output" == *"\"pid\": $pid"* ]]
+	[[ "$output" == *"\"bundle\": \"$B\""* ]]
+	run husk start c1
+	[ "$status" -eq 0 ]
+	wait_status c1 running
+	run husk start c1
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"running, not created"* ]]
+	run husk delete c1
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"--force"* ]]
+	run husk kill c1 KILL
+	[ "$status" -eq 0 ]
+	wait_status c1 stopped
+	run husk state c1
+	[[ "$output" == *'"pid": 0'* ]]
+	run husk kill c1 TERM
+	[ "$status" -eq 1 ]
+	run husk delete c1
+	[ "$status" -eq 0 ]
+	assert_gone c1
+	run husk delete c1
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"container c1 does not exist"* ]]
+}
+
+@test "run in the foreground: output, guest kernel, exit codes" {
+	b="$BATS_TEST_TMPDIR/b"
+	make_bundle "$b" sh -c 'uname -r; echo to-stderr >&2; exit 3'
+	run --separate-stderr husk run --bundle "$b" r1
+	[ "$status" -eq 3 ]
+	[ "$output" != "$(uname -r)" ]
+	[[ "$output" == *cloud-amd64* ]]
+	[[ "$stderr" == *to-stderr* ]]
+	assert_gone r1
+	# A process killed by signal N: 128+N.  (The container's init is
+	# PID 1 of its pid namespace and cannot be killed from inside.)
+	make_bundle "$b" sleep 1000
+	"$HUSK_BIN" --root "$ROOT" run --bundle "$b" r2 </dev/null \
+		>"$BATS_TEST_TMPDIR/r2.out" 2>&1 &
+	pid=$!
+	wait_status r2 running
+	husk kill r2 KILL
+	rc=0
+	wait "$pid" || rc=$?
+	[ "$rc" -eq 137 ]
+	assert_gone r2
+}
+
+@test "run --detach, exec, ps, pause, resume, update, events, list" {
+	run husk_detached run --detach --bundle "$B" --pid-file "$BATS_TEST_TMPDIR/pid" d1
+	[ "$status" -eq 0 ]
+	wait_status d1 running
+
+	run husk exec d1 sh -c 'echo out; echo err >&2; exit 7'
+	[ "$status" -eq 7 ]
+	[[ "$output" == *out* && "$output" == *err* ]]
+
+	run husk exec --env FOO=bar --cwd /tmp --user 65534:65534 d1 sh -c 'echo $FOO $(pwd) $(id -u):$(id -g)'
+	[ "$status" -eq 0 ]
+	[ "$output" = "bar /tmp 65534:65534" ]
+
+	printf '{"args": ["sh", "-c", "echo from-process-json"], "cwd": "/", "env": ["PATH=/bin"]}' \
+		> "$BATS_TEST_TMPDIR/process.json"
+	run husk exec --process "$BATS_TEST_TMPDIR/process.json" d1
+	[ "$status" -eq 0 ]
+	[ "$output" = "from-process-json" ]
+
+	run script -qec "$HUSK_BIN --root $ROOT exec --tty d1 sh -c 'test -t 0 && echo is-a-tty'" /dev/null
+	[[ "$output" == *is-a-tty* ]]
+
+	run husk_detached exec --detach --pid-file "$BATS_TEST_TMPDIR/epid" d1 sleep 300
+	[ "$status" -eq 0 ]
+	[ -s "$BATS_TEST_TMPDIR/epid" ]
+
+	run husk ps d1
+	[ "$status" -eq 0 ]
+	[[ "$output" == *PID* && "$output" == *"sleep 100000"* && "$output" == *"sleep 300"* ]]
+	run husk ps --format json d1
+	[ "$status" -eq 0 ]
+	[[ "$output" == "["*"]" ]]
+
+	run husk pause d1
+	[ "$status" -eq 0 ]
+	wait_status d1 paused
+	run husk exec d1 true
+	[ "$status" -eq 1 ]
+	run husk resume d1
+	[ "$status" -eq 0 ]
+	wait_status d1 running
+
+	run husk update --memory 64M --pids-limit 50 d1
+	[ "$status" -eq 0 ]
+	run husk events --stats d1
+	[ "$status" -eq 0 ]
+	[[ "$output" == *'"type":"stats"'* && "$output" == *'"id":"d1"'* ]]
+	[[ "$output" == *'"limit":67108864'* ]]
+
+	run husk list
+	[[ "$output" == *"d1"*"running"* ]]
+	run husk list --format json
+	[[ "$output" == *'"id": "d1"'* || "$output" == *'"id":"d1"'* ]]
+	run husk list --quiet
+	[[ "$output" == *d1* ]]
+
+	run husk delete --force d1
+	[ "$status" -eq 0 ]
+	assert_gone d1
+}
+
+@test "two containers in one sandbox by CRI annotation" {
+	s="$BATS_TEST_TMPDIR/s" c="$BATS_TEST_TMPDIR/c"
+	make_bundle "$s" sleep 100000
+	set_annotations "$s" '{"io.kubernetes.cri.container-type": "sandbox"}'
+	make_bundle "$c" sleep 100000
+	set_annotations "$c" '{"io.kubernetes.cri.container-type": "container", "io.kubernetes.cri.sandbox-id": "pod1"}'
+	run husk_detached run --detach --bundle "$s" pod1
+	[ "$status" -eq 0 ]
+	run husk_detached run --detach --bundle "$c" app1
+	[ "$status" -eq 0 ]
+	wait_status app1 running
+	# One VM for both.
+	[ "$(pgrep -fc "qemu-system.*$ROOT/pod1/")" -eq 1 ]
+	[ "$(pgrep -fc "qemu-system.*$ROOT/app1/")" -eq 0 ]
+	run husk exec app1 sh -c 'echo in-app1'
+	[ "$output" = "in-app1" ]
+	run husk delete pod1
+	[ "$status" -eq 1 ]
+	run husk delete --force app1
+	[ "$status" -eq 0 ]
+	[ ! -e "$ROOT/app1" ]
+	husk state pod1
+	run husk delete --force pod1
+	[ "$status" -eq 0 ]
+	assert_gone pod1
+}
+
+@test "hooks of every kind get the state on stdin" {
+	b="$BATS_TEST_TMPDIR/h" out="$BATS_TEST_TMPDIR/hooks"
+	mkdir -p "$out"
+	make_bundle "$b" sh -c 'exit 0'
+	printf '#!/bin/sh\ncat > %s/$1\n' "$out" > "$BATS_TEST_TMPDIR/hook.sh"
+	chmod +x "$BATS_TEST_TMPDIR/hook.sh"
+	hooks=""
+	for k in prestart createRuntime createContainer startContainer poststart poststop; do
+		hooks="$hooks\"$k\": [{\"path\": \"$BATS_TEST_TMPDIR/hook.sh\", \"args\": [\"hook.sh\", \"$k\"], \"timeout\": 10}],"
+	done
+	sed -i "s|\"ociVersion\": \"1.0.2\",|\"ociVersion\": \"1.0.2\", \"hooks\": {${hooks%,}},|" "$b/config.json"
+	run husk run --bundle "$b" hk
+	[ "$status" -eq 0 ]
+	for k in prestart createRuntime createContainer startContainer poststart poststop; do
+		[ -s "$out/$k" ]
+		grep -q '"id":"hk"' "$out/$k"
+		grep -q "\"bundle\":\"$b\"" "$out/$k"
+	done
+	grep -q '"status":"creating"' "$out/prestart"
+	grep -q '"status":"running"' "$out/poststart"
+	grep -q '"status":"stopped"' "$out/poststop"
+	assert_gone hk
+
+	# A failing prestart hook fails the create and leaves nothing.
+	printf '#!/bin/sh\necho hook-said-no >&2\nexit 4\n' > "$BATS_TEST_TMPDIR/fail.sh"
+	chmod +x "$BATS_TEST_TMPDIR/fail.sh"
+	make_bundle "$b" true
+	sed -i "s|\"ociVersion\": \"1.0.2\",|\"ociVersion\": \"1.0.2\", \"hooks\": {\"prestart\": [{\"path\": \"$BATS_TEST_TMPDIR/fail.sh\"}]},|" "$b/config.json"
+	run husk_detached create --bundle "$b" hk2
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"hook prestart[0]"* && "$output" == *"exit status 4"* && "$output" == *hook-said-no* ]]
+	assert_gone hk2
+}
+
+# kill -9 one component of a running sandbox, then delete --force.
+kill_and_delete() {
+	local id=$1 pattern=$2 pid
+	run husk_detached run --detach --bundle "$B" "$id"
+	[ "$status" -eq 0 ]
+	wait_status "$id" running
+	pid=$(pgrep -f "$pattern" | head -n 1)
+	[ -n "$pid" ]
+	kill -9 "$pid"
+	run husk delete --force "$id"
+	[ "$status" -eq 0 ]
+	assert_gone "$id"
+	run husk state "$id"
+	[[ "$output" == *"does not exist"* ]]
+}
+
+@test "delete --force after kill -9 of the shim leaves nothing" {
+	kill_and_delete k-shim "husk-shim.*$ROOT/k-shim/"
+}
+
+@test "delete --force after kill -9 of the proxy leaves nothing" {
+	kill_and_delete k-proxy "husk-proxy.*$ROOT/k-proxy/"
+}
+
+@test "delete --force after kill -9 of the hypervisor driver leaves nothing" {
+	kill_and_delete k-hv "husk-hypervisor.*$ROOT/k-hv/"
+}
+
+@test "delete --force after kill -9 of QEMU leaves nothing" {
+	kill_and_delete k-qemu "qemu-system.*$ROOT/k-qemu/"
+}
+
+@test "delete --force after kill -9 of virtiofsd leaves nothing" {
+	kill_and_delete k-vfs "virtiofsd.*$ROOT/k-vfs/"
+}
+
+@test "ten sandboxes created and deleted in parallel" {
+	local i pids=()
+	for i in $(seq 0 9); do
+		"$HUSK_BIN" --root "$ROOT" run --detach --bundle "$B" "p$i" </dev/null \
+			>"$BATS_TEST_TMPDIR/p$i.out" 2>&1 &
+		pids+=($!)
+	done
+	for i in $(seq 0 9); do
+		wait "${pids[$i]}" || { cat "$BATS_TEST_TMPDIR/p$i.out"; false; }
+	done
+	run husk list --quiet
+	[ "$(echo "$output" | grep -c '^p[0-9]$')" -eq 10 ]
+	pids=()
+	for i in $(seq 0 9); do
+		"$HUSK_BIN" --root "$ROOT" delete --force "p$i" &
+		pids+=($!)
+	done
+	for p in "${pids[@]}"; do wait "$p"; done
+	for i in $(seq 0 9); do assert_gone "p$i"; done
+}
