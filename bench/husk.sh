@@ -57,7 +57,12 @@ printf '%-46s %8s %8s\n' "husk run true" "$h" "1.00"
 ratio() { awk -v a="$h" -v b="$1" 'BEGIN { if (b > 0) printf "%.2f", a / b }'; }
 printf '%-46s %8s %8s\n' "bare VM boot to agent ping (same image)" "$v" "$(ratio "$v")"
 for rt in crun runc; do
-	[ -n "${times[$rt]:-}" ] || { echo "$rt: not available"; continue; }
+	if [ -z "${times[$rt]:-}" ]; then
+		command -v $rt >/dev/null &&
+			err=$(cd "$d/bundle" && $rt --root "$d/$rt" run x 2>&1 </dev/null | tail -n 1)
+		printf '%-46s %8s\n' "$rt run true" "failed: ${err:-not installed}"
+		continue
+	fi
 	r=$(med $rt)
 	printf '%-46s %8s %8s\n' "$rt run true (namespaces only)" "$r" "$(ratio "$r")"
 done
