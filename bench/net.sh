@@ -50,23 +50,25 @@ jq --arg p "/run/netns/$NS" '.process.terminal = false | .process.args = ["sleep
 hx() { "$HUSK_BIN" --root "$ROOT" exec b1 "$@"; }
 
 # container -> host end: the clock runs on the host from the exec to
-# the listener's end (includes one `husk exec`, measured alone below)
+# the listener's end, less one `husk exec` (measured alone).  The
+# listener keeps its stdin open (busybox nc -l drops the connection at
+# EOF on its stdin); the sender closes at the end of its input.
 t0=$(now); hx true; t1=$(now)
 exec_s=$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')
-sleep 60 | ip netns exec "$HN" busybox nc -l -p 6001 >/dev/null &
+ip netns exec "$HN" busybox nc -l -p 6001 >/dev/null < <(sleep 60) &
 sleep 0.5
 t0=$(now)
-hx sh -c "head -c ${MB}000000 /dev/zero | nc 10.210.0.1 6001"
+hx sh -c "head -c ${MB}000000 /dev/zero | nc -w 1 10.210.0.1 6001"
 wait $!
 t1=$(now)
 tap_s=$(awk -v a="$t0" -v b="$t1" -v e="$exec_s" 'BEGIN { print b - a - e }')
 tap_rtt=$(hx ping -c 20 -i 0.2 -q 10.210.0.1 | sed -n 's|.*= [0-9.]*/\([0-9.]*\)/.*|\1|p')
 
 # the same between two plain namespaces
-sleep 60 | ip netns exec "$P2" busybox nc -l -p 6002 >/dev/null &
+ip netns exec "$P2" busybox nc -l -p 6002 >/dev/null < <(sleep 60) &
 sleep 0.5
 t0=$(now)
-ip netns exec "$P1" sh -c "head -c ${MB}000000 /dev/zero | busybox nc 10.211.0.1 6002"
+ip netns exec "$P1" sh -c "head -c ${MB}000000 /dev/zero | busybox nc -w 1 10.211.0.1 6002"
 wait $!
 t1=$(now)
 veth_s=$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')

@@ -22,7 +22,9 @@
 static bool link_name(const struct nlmsghdr *h, char name[IFNAMSIZ])
 {
 	const struct ifinfomsg *ifi = NLMSG_DATA(h);
-	size_t left = h->nlmsg_len - NLMSG_LENGTH(sizeof(*ifi));
+	/* int: RTA_NEXT goes below zero on an unaligned last attribute,
+	 * where RTA_OK then stops. */
+	int left = (int)(h->nlmsg_len - NLMSG_LENGTH(sizeof(*ifi)));
 	const struct rtattr *a = IFLA_RTA(ifi);
 
 	for (; RTA_OK(a, left); a = RTA_NEXT(a, left)) {
@@ -91,12 +93,24 @@ static unsigned classify_one(const struct nlmsghdr *h)
 
 unsigned nm_classify(const void *buf, size_t len)
 {
-	const struct nlmsghdr *h = buf;
+	const char *p = buf;
 	unsigned what = 0;
 
-	/* NLMSG_OK checks the header fits and nlmsg_len is sane. */
-	for (; NLMSG_OK(h, len); h = NLMSG_NEXT(h, len))
+	/* Each message must fit whole in what is left; the walk stops at
+	 * the first one that does not (NLMSG_NEXT would step past the end
+	 * of an unaligned last message). */
+	while (len >= sizeof(struct nlmsghdr)) {
+		const struct nlmsghdr *h = (const struct nlmsghdr *)p;
+		size_t step = NLMSG_ALIGN(h->nlmsg_len);
+
+		if (h->nlmsg_len < sizeof(*h) || h->nlmsg_len > len)
+			break;
 		what |= classify_one(h);
+		if (step >= len)
+			break;
+		p += step;
+		len -= step;
+	}
 	return what;
 }
 

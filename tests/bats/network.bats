@@ -99,7 +99,7 @@ wait_not_inside() {
 	[[ "$output" == *"2 packets received"* ]]
 	head -c 200000 /dev/urandom >"$BATS_TEST_TMPDIR/blob"
 	# busybox nc -l ends the connection at EOF on its stdin: keep it open
-	sleep 30 | hostns busybox nc -l -p 5001 >"$BATS_TEST_TMPDIR/got" &
+	hostns busybox nc -l -p 5001 >"$BATS_TEST_TMPDIR/got" < <(sleep 30) &
 	sleep 0.5
 	husk exec c1 sh -c 'head -c 200000 /dev/zero | nc -w 5 10.201.0.1 5001'
 	wait $!
