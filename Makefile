@@ -132,7 +132,7 @@ tests-build: $(UNIT_BINS) $(HELP_BINS)
 # make check: everything a fresh clone needs, then every test.  The last
 # line is the runner's "N passed, N failed".
 check: deps
-	$(Q)$(MAKE) --no-print-directory WERROR=1 all
+	$(Q)$(MAKE) --no-print-directory WERROR=1 all guest
 	$(Q)BUILD=$(B) tests/run
 
 unit: tests-build
@@ -182,6 +182,13 @@ bench: deps all $(BENCH_BINS)
 # --------------------------------------------------------------- guest
 -include guest/guest.mk
 
+# ---------------------------------------------------------------- demo
+# The first of the README's two commands: set up, build, and run a
+# busybox container in a VM.
+demo: deps
+	$(Q)$(MAKE) --no-print-directory all guest
+	$(Q)BUILD=$(B) scripts/demo
+
 # ---------------------------------------------------------------- deps
 deps:
 	$(Q)scripts/deps
@@ -199,6 +206,6 @@ clean:
 	rm -rf $(B) build/asan build/fuzz
 
 .PHONY: all libs programs tests-build check unit asan fuzz fuzz-run \
-	bench deps install clean
+	bench deps install clean demo
 
 -include $(shell find $(B)/obj -name '*.d' 2>/dev/null)

@@ -207,6 +207,10 @@ int husk_ct_create(struct husk_store *st, const struct husk_config *cfg,
 	struct husk_sbx_paths p = { 0 };
 	cleanup_free char *sid = NULL;
 	json_t *gspec = NULL, *params, *state, *hooks;
+	/* A copy whose numbers annotations and limits may change; its
+	 * strings stay the caller's. */
+	struct husk_config lcfg = *cfg;
+	unsigned grow_mb = 0, grow_cpus = 0;
 	bool terminal, own;
 	int rc = -1;
 
@@ -230,6 +234,18 @@ int husk_ct_create(struct husk_store *st, const struct husk_config *cfg,
 	if (husk_pod_membership(b.spec, id, &sid, err) < 0)
 		goto out_bundle;
 	own = !strcmp(sid, id);
+	if (husk_config_annotations(&lcfg, b.spec, err) < 0)
+		goto out_bundle;
+	husk_spec_sizing(b.spec, &grow_mb, &grow_cpus);
+	if (own) {
+		/* The sandbox's own limits size the VM at boot. */
+		lcfg.memory_mb += grow_mb;
+		lcfg.vcpus += grow_cpus;
+		if (lcfg.memory_mb > lcfg.max_memory_mb)
+			lcfg.memory_mb = lcfg.max_memory_mb;
+		if (lcfg.vcpus > lcfg.max_vcpus)
+			lcfg.vcpus = lcfg.max_vcpus;
+	}
 
 	if (husk_store_create(st, id, HUSK_LOCK_EXCL, &e, err) < 0)
 		goto out_bundle;
@@ -250,7 +266,7 @@ int husk_ct_create(struct husk_store *st, const struct husk_config *cfg,
 		if (husk_net_prepare(&e, cfg, st->root, sid, b.spec, &sb,
 				     err) < 0)
 			goto fail;
-		if (husk_sandbox_start(&e, cfg, st->root, sid,
+		if (husk_sandbox_start(&e, &lcfg, st->root, sid,
 				       json_string_value(json_object_get(
 					       b.spec, "hostname")),
 				       &sb, err) < 0)
@@ -267,6 +283,10 @@ int husk_ct_create(struct husk_store *st, const struct husk_config *cfg,
 				   "running proxy", sid);
 			goto fail;
 		}
+		/* A container joining a pod brings its limits by hotplug. */
+		if (husk_sandbox_grow(st->root, sid, grow_mb, grow_cpus,
+				      err) < 0)
+			goto fail;
 	}
 	if (husk_sandbox_paths(st->root, sid, &p, err) < 0)
 		goto fail;
@@ -293,6 +313,11 @@ int husk_ct_create(struct husk_store *st, const struct husk_config *cfg,
 	husk_proc_ref(c.shim.pid, &c.shim);
 	if (o->shim_pid)
 		*o->shim_pid = c.shim.pid;
+	c.cgroups = json_array();
+	if (husk_cgroup_enter(json_string_value(json_object_get(
+			json_object_get(b.spec, "linux"), "cgroupsPath")),
+			      c.shim.pid, c.cgroups, err) < 0)
+		goto fail;
 	if (husk_container_write(&e, &c, err) < 0)
 		goto fail;
 	if (o->pid_file && write_pid_file(o->pid_file, c.shim.pid, err) < 0)
@@ -461,6 +486,7 @@ int husk_ct_destroy(struct husk_store *st, const struct husk_config *cfg,
 			log_debug("husk_ct_destroy: %s", e2->msg);
 	}
 	husk_proc_stop(&c->shim, force ? 500 : 2000);
+	husk_cgroup_remove(c->cgroups);
 	if (have_sb)
 		husk_sandbox_stop(st->root, &sb, force, NULL);
 	husk_unshare_container(p.shared, c->id);

@@ -113,6 +113,7 @@ struct husk_container {
 	json_t *annotations;            /* object */
 	json_t *hooks;                  /* spec's hooks, kept for poststop */
 	json_t *binds;                  /* array: host paths mounted in share */
+	json_t *cgroups;                /* array: host cgroup dirs husk made */
 	char *owner;
 };
 
@@ -274,6 +275,23 @@ int husk_net_routes(struct nl_sock *sk, const json_t *devices, json_t **out,
 /* husk_net_routes for the sandbox, sent to the agent. */
 int husk_net_sync_routes(const char *root, const char *sid,
 			 const char *netns, struct husk_err **err);
+
+/* ------------------------------------------------------------ sizing */
+
+/* Memory (MiB, in 128 MiB blocks) and vCPUs a container's limits add to
+ * its sandbox's VM (0 when it sets none). */
+void husk_spec_sizing(const json_t *spec, unsigned *mem_mb, unsigned *vcpus);
+/* Apply the io.husk.config.* annotations (docs in husk.conf(5)). */
+int husk_config_annotations(struct husk_config *cfg, const json_t *spec,
+			    struct husk_err **err);
+/* Hot-plug memory and vCPUs into a running sandbox and online them. */
+int husk_sandbox_grow(const char *root, const char *sid, unsigned mem_mb,
+		      unsigned vcpus, struct husk_err **err);
+/* Put pid into the host cgroup path (linux.cgroupsPath) in every
+ * hierarchy; directories made are appended to made. */
+int husk_cgroup_enter(const char *path, pid_t pid, json_t *made,
+		      struct husk_err **err);
+void husk_cgroup_remove(const json_t *made);
 
 /* ------------------------------------------------------------- hooks */
 

@@ -179,6 +179,8 @@ int husk_container_write(struct husk_entry *e, const struct husk_container *c,
 		      "hooks", c->hooks ? c->hooks : json_null(),
 		      "binds", c->binds ? c->binds : json_array(),
 		      "owner", c->owner ? c->owner : "");
+	if (j && c->cgroups)
+		json_object_set(j, "cgroups", c->cgroups);
 	if (!j)
 		return husk_error(err, HUSK_E_INTERNAL, "encode state of %s",
 				  c->id);
@@ -224,6 +226,8 @@ int husk_container_read(struct husk_entry *e, struct husk_container *c,
 		c->hooks = json_incref(v);
 	if ((v = json_object_get(j, "binds")) && json_is_array(v))
 		c->binds = json_incref(v);
+	if ((v = json_object_get(j, "cgroups")) && json_is_array(v))
+		c->cgroups = json_incref(v);
 	json_decref(j);
 	return 0;
 }
@@ -238,6 +242,7 @@ void husk_container_free(struct husk_container *c)
 	json_decref(c->annotations);
 	json_decref(c->hooks);
 	json_decref(c->binds);
+	json_decref(c->cgroups);
 	memset(c, 0, sizeof(*c));
 }
 

@@ -105,13 +105,18 @@ static int wait_ready(const char *what, pid_t pid, const char *sock,
 static json_t *hv_create_params(const struct husk_config *cfg,
 				const struct husk_sbx_paths *p)
 {
+	/* Memory is hot-plugged in 128 MiB blocks: the room above the boot
+	 * size must be a whole number of them. */
+	unsigned max_mb = cfg->memory_mb +
+			  (cfg->max_memory_mb - cfg->memory_mb) / 128 * 128;
+
 	json_t *j = json_pack("{s:s, s:s, s:s, s:i, s:i, s:i, s:i, s:i, s:s,"
 			      " s:s, s:s, s:s}",
 			      "kernel", cfg->kernel, "initrd", cfg->initrd,
 			      "kernel_params", cfg->kernel_params,
 			      "vcpus", cfg->vcpus, "max_vcpus", cfg->max_vcpus,
 			      "memory_mb", cfg->memory_mb,
-			      "max_memory_mb", cfg->max_memory_mb,
+			      "max_memory_mb", max_mb,
 			      "memory_slots", cfg->memory_slots,
 			      "machine", cfg->machine_type,
 			      "accel", cfg->accel, "shared_dir", p->shared,

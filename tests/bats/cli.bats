@@ -171,6 +171,16 @@ write_spec() {
 	[ "$status" -eq 1 ]
 	[[ "$output" == *"nosuchpod"* && "$output" == *"does not exist"* ]]
 
+	write_spec '{"ociVersion": "1.0.2", "root": {"path": "rootfs"}, "process": {"args": ["sh"], "cwd": "/"}, "annotations": {"io.husk.config.hypervisor.kernel": "/evil"}}'
+	run husk create --bundle "$T/bundle" c1
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"io.husk.config.hypervisor.kernel: not one husk lets a container change"* ]]
+
+	write_spec '{"ociVersion": "1.0.2", "root": {"path": "rootfs"}, "process": {"args": ["sh"], "cwd": "/"}, "annotations": {"io.husk.config.hypervisor.memory_mb": "999999"}}'
+	run husk create --bundle "$T/bundle" c1
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"memory_mb: '999999' is not a whole number in [64, 2048]"* ]]
+
 	# Nothing of c1 is left behind by any of these.
 	run husk list --quiet
 	[ -z "$output" ]

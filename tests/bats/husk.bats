@@ -20,7 +20,13 @@ teardown_file() {
 }
 
 @test "create, start, state, kill, delete with a pid file" {
-	run husk_detached create --bundle "$B" --pid-file "$BATS_TEST_TMPDIR/pid" c1
+	b="$BATS_TEST_TMPDIR/b"
+	make_bundle "$b" sleep 100000
+	# The shim goes into the spec's cgroups path; the VM grows by the
+	# container's memory limit.
+	set_cgroups_path "$b" "/husk-test/c1"
+	set_memory_limit "$b" 134217728
+	run husk_detached create --bundle "$b" --pid-file "$BATS_TEST_TMPDIR/pid" c1
 	[ "$status" -eq 0 ]
 	pid=$(cat "$BATS_TEST_TMPDIR/pid")
 	[ "$pid" -gt 0 ]
@@ -29,10 +35,17 @@ teardown_file() {
 	[ "$status" -eq 0 ]
 	[[ "$output" == *'"status": "created"'* ]]
 	[[ "$output" == *"\"pid\": $pid"* ]]
-	[[ "$output" == *"\"bundle\": \"$B\""* ]]
+	[[ "$output" == *"\"bundle\": \"$b\""* ]]
+	for h in /sys/fs/cgroup/memory /sys/fs/cgroup/pids; do
+		[ -d "$h" ] || continue
+		grep -qx "$pid" "$h/husk-test/c1/cgroup.procs"
+	done
 	run husk start c1
 	[ "$status" -eq 0 ]
 	wait_status c1 running
+	# 256 MiB configured + 128 MiB limit (the guest kernel keeps about
+	# 100 MiB of a 256 MiB VM for itself).
+	[ "$(guest_mem_kb c1)" -gt 250000 ]
 	run husk start c1
 	[ "$status" -eq 1 ]
 	[[ "$output" == *"running, not created"* ]]
@@ -49,6 +62,8 @@ teardown_file() {
 	run husk delete c1
 	[ "$status" -eq 0 ]
 	assert_gone c1
+	[ ! -e /sys/fs/cgroup/memory/husk-test/c1 ]
+	[ ! -e /sys/fs/cgroup/memory/husk-test ]
 	run husk delete c1
 	[ "$status" -eq 1 ]
 	[[ "$output" == *"container c1 does not exist"* ]]
@@ -138,17 +153,49 @@ teardown_file() {
 	assert_gone d1
 }
 
+@test "create --console-socket hands the terminal over, as runc does" {
+	b="$BATS_TEST_TMPDIR/t" d=$(mktemp -d)
+	make_bundle "$b" sh
+	sed -i 's/"terminal": false/"terminal": true/' "$b/config.json"
+	"$BUILD/tests/helpers/recvtty" "$d/tty.sock" $'test -t 0 && echo is-a-tty; exit 3\n' 60 \
+		>"$BATS_TEST_TMPDIR/tty.out" 2>/dev/null &
+	rpid=$!
+	for i in $(seq 1 100); do [ -S "$d/tty.sock" ] && break; sleep 0.05; done
+	run husk_detached create --console-socket "$d/tty.sock" --bundle "$b" tt
+	[ "$status" -eq 0 ]
+	run husk start tt
+	[ "$status" -eq 0 ]
+	wait_status tt stopped
+	wait "$rpid"
+	grep -q "^is-a-tty" "$BATS_TEST_TMPDIR/tty.out"
+	run husk delete tt
+	[ "$status" -eq 0 ]
+	assert_gone tt
+	rm -rf "$d"
+}
+
 @test "two containers in one sandbox by CRI annotation" {
 	s="$BATS_TEST_TMPDIR/s" c="$BATS_TEST_TMPDIR/c"
 	make_bundle "$s" sleep 100000
-	set_annotations "$s" '{"io.kubernetes.cri.container-type": "sandbox"}'
+	set_annotations "$s" '{"io.kubernetes.cri.container-type": "sandbox", "io.husk.config.hypervisor.memory_mb": "320"}'
 	make_bundle "$c" sleep 100000
 	set_annotations "$c" '{"io.kubernetes.cri.container-type": "container", "io.kubernetes.cri.sandbox-id": "pod1"}'
+	set_memory_limit "$c" 134217728
 	run husk_detached run --detach --bundle "$s" pod1
 	[ "$status" -eq 0 ]
+	wait_status pod1 running
+	# The annotation sized the VM: 320 MiB, not the configured 256.
+	before=$(guest_mem_kb pod1)
+	[ "$before" -gt 200000 ]
 	run husk_detached run --detach --bundle "$c" app1
 	[ "$status" -eq 0 ]
 	wait_status app1 running
+	# app1's limit was hot-plugged into the pod's VM.
+	for i in $(seq 1 100); do
+		[ "$(guest_mem_kb app1)" -gt $((before + 100000)) ] && break
+		sleep 0.2
+	done
+	[ "$(guest_mem_kb app1)" -gt $((before + 100000)) ]
 	# One VM for both.
 	[ "$(pgrep -fc "qemu-system.*$ROOT/pod1/")" -eq 1 ]
 	[ "$(pgrep -fc "qemu-system.*$ROOT/app1/")" -eq 0 ]

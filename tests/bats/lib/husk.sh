@@ -84,3 +84,19 @@ husk_detached() {
 	cat "$out"
 	return $rc
 }
+
+# set_memory_limit DIR BYTES: linux.resources.memory.limit in the bundle.
+set_memory_limit() {
+	sed -i "s|\"resources\": {|\"resources\": {\"memory\": {\"limit\": $2},|" \
+		"$1/config.json"
+}
+
+# set_cgroups_path DIR PATH
+set_cgroups_path() {
+	sed -i "s|\"linux\": {|\"linux\": {\"cgroupsPath\": \"$2\",|" "$1/config.json"
+}
+
+# The guest's MemTotal in kB, as container ID sees it.
+guest_mem_kb() {
+	husk exec "$1" sh -c 'grep MemTotal /proc/meminfo' | awk '{ print $2 }'
+}

@@ -1,0 +1,332 @@
+/*
+ * Sizing a sandbox's VM from its containers' limits, as Kata does: the
+ * configured size is the base, and each container's memory limit and
+ * CPU quota are added on top (at boot for the sandbox's own container,
+ * by hotplug for a container joining a pod).  Also the annotations that
+ * may override a small, safe subset of the configuration, and the host
+ * cgroup the shim goes into (the spec's cgroupsPath).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "libhusk/cleanup.h"
+#include "libhusk/log.h"
+#include "libhusk/util.h"
+#include "sandbox.h"
+
+#define MEM_BLOCK_MB 128
+
+void husk_spec_sizing(const json_t *spec, unsigned *mem_mb, unsigned *vcpus)
+{
+	json_t *res = json_object_get(json_object_get(spec, "linux"),
+				      "resources");
+	json_t *mem = json_object_get(json_object_get(res, "memory"), "limit");
+	json_t *cpu = json_object_get(res, "cpu");
+	json_int_t quota = json_integer_value(json_object_get(cpu, "quota"));
+	json_int_t period = json_integer_value(json_object_get(cpu, "period"));
+
+	*mem_mb = 0;
+	*vcpus = 0;
+	if (json_is_integer(mem) && json_integer_value(mem) > 0) {
+		json_int_t mb = (json_integer_value(mem) + (1 << 20) - 1) >> 20;
+
+		/* Hot-plugged memory comes in blocks. */
+		mb = (mb + MEM_BLOCK_MB - 1) / MEM_BLOCK_MB * MEM_BLOCK_MB;
+		*mem_mb = mb > UINT_MAX ? UINT_MAX : (unsigned)mb;
+	}
+	if (quota > 0) {
+		if (period <= 0)
+			period = 100000;
+		*vcpus = (unsigned)((quota + period - 1) / period);
+	}
+}
+
+/* Annotations that may change the configuration, and their bounds. */
+static const struct {
+	const char *key;
+	size_t off;
+	unsigned min;
+	size_t max_off;         /* bound by another key, or 0 */
+	unsigned max;
+} overrides[] = {
+	{ "io.husk.config.hypervisor.vcpus",
+	  offsetof(struct husk_config, vcpus), 1,
+	  offsetof(struct husk_config, max_vcpus), 0 },
+	{ "io.husk.config.hypervisor.memory_mb",
+	  offsetof(struct husk_config, memory_mb), 64,
+	  offsetof(struct husk_config, max_memory_mb), 0 },
+	{ "io.husk.config.agent.timeout",
+	  offsetof(struct husk_config, agent_timeout), 1, 0, 3600 },
+};
+
+int husk_config_annotations(struct husk_config *cfg, const json_t *spec,
+			    struct husk_err **err)
+{
+	json_t *ann = json_object_get(spec, "annotations"), *v;
+	const char *key;
+
+	json_object_foreach(ann, key, v) {
+		const char *s = json_string_value(v);
+		bool known = false;
+		long long n;
+
+		if (strncmp(key, "io.husk.", 8))
+			continue;
+		if (!strcmp(key, "io.husk.config.hypervisor.machine_type")) {
+			if (!s || (strcmp(s, "q35") && strcmp(s, "microvm")))
+				return husk_error(err, HUSK_E_INVALID,
+						  "annotation %s: '%s' is not "
+						  "q35 or microvm", key,
+						  s ? s : "?");
+			/* Static strings: cfg's copy is never freed. */
+			cfg->machine_type = strcmp(s, "q35") ? "microvm" :
+							       "q35";
+			continue;
+		}
+		for (size_t i = 0; i < HUSK_ARRAY_SIZE(overrides); i++) {
+			unsigned *field, max;
+
+			if (strcmp(key, overrides[i].key))
+				continue;
+			known = true;
+			field = (unsigned *)((char *)cfg + overrides[i].off);
+			max = overrides[i].max_off ?
+			      *(unsigned *)((char *)cfg +
+					    overrides[i].max_off) :
+			      overrides[i].max;
+			if (!s || husk_parse_int(s, overrides[i].min, max,
+						 &n) < 0)
+				return husk_error(err, HUSK_E_INVALID,
+						  "annotation %s: '%s' is not "
+						  "a whole number in [%u, %u]",
+						  key, s ? s : "?",
+						  overrides[i].min, max);
+			*field = (unsigned)n;
+		}
+		if (!known)
+			return husk_error(err, HUSK_E_INVALID, "annotation %s: "
+					  "not one husk lets a container "
+					  "change (see husk.conf(5))", key);
+	}
+	return 0;
+}
+
+int husk_sandbox_grow(const char *root, const char *sid, unsigned mem_mb,
+		      unsigned vcpus, struct husk_err **err)
+{
+	struct husk_sbx_paths p;
+	json_int_t want_cpus, want_kb;
+	json_t *before = NULL;
+	uint64_t deadline;
+	int rc = 0;
+
+	if (!mem_mb && !vcpus)
+		return 0;
+	if (husk_sandbox_paths(root, sid, &p, err) < 0)
+		return -1;
+	if (husk_rpc_call(p.proxy_sock, "husk-proxy", "get_guest_details",
+			  NULL, 10000, &before, NULL, 0, err) < 0) {
+		husk_sandbox_paths_free(&p);
+		return -1;
+	}
+	want_cpus = json_integer_value(json_object_get(before,
+						       "online_cpus")) + vcpus;
+	want_kb = json_integer_value(json_object_get(before,
+						     "mem_online_kb")) +
+		  (json_int_t)mem_mb * 1024;
+	json_decref(before);
+	if (vcpus)
+		rc = husk_rpc_call(p.hv_sock, "husk-hypervisor", "hotplug_vcpu",
+				   json_pack("{s:i}", "count", vcpus), 30000,
+				   NULL, NULL, 0, err);
+	if (rc == 0 && mem_mb)
+		rc = husk_rpc_call(p.hv_sock, "husk-hypervisor",
+				   "hotplug_memory",
+				   json_pack("{s:i}", "size_mb", mem_mb), 30000,
+				   NULL, NULL, 0, err);
+	/* The guest sees the new CPUs and memory blocks only once its ACPI
+	 * handler ran (seconds under TCG): online them until all are. */
+	deadline = husk_now_ms() + 60000;
+	while (rc == 0) {
+		json_t *r = NULL;
+
+		rc = husk_rpc_call(p.proxy_sock, "husk-proxy", "online_cpu_mem",
+				   NULL, 30000, &r, NULL, 0, err);
+		if (rc == 0 &&
+		    json_integer_value(json_object_get(r, "online_cpus")) >=
+		    want_cpus &&
+		    json_integer_value(json_object_get(r, "mem_online_kb")) >=
+		    want_kb) {
+			json_decref(r);
+			break;
+		}
+		json_decref(r);
+		if (rc == 0 && husk_now_ms() > deadline)
+			rc = husk_error(err, HUSK_E_TIMEOUT, "the guest did not "
+					"bring the new CPUs and memory online "
+					"within 60 s");
+		if (rc == 0) {
+			struct timespec ts = { 0, 200 * 1000000L };
+
+			nanosleep(&ts, NULL);
+		}
+	}
+	husk_sandbox_paths_free(&p);
+	if (rc < 0)
+		return husk_error_wrap(err, "grow sandbox %s by %u MiB and %u "
+				       "vCPUs", sid, mem_mb, vcpus);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* The shim's host cgroup                                              */
+
+/* Hierarchies to place a process in: the v2 root, or every v1
+ * controller's mount. */
+static int hierarchies(char ***out)
+{
+	cleanup_fclose FILE *f = fopen("/proc/self/mountinfo", "re");
+	char line[4096], **v = NULL;
+	size_t n = 0;
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		char mnt[1024], fstype[64], *sep = strstr(line, " - ");
+
+		if (!sep || sscanf(line, "%*s %*s %*s %*s %1023s", mnt) != 1 ||
+		    sscanf(sep + 3, "%63s", fstype) != 1)
+			continue;
+		if (strcmp(fstype, "cgroup") && strcmp(fstype, "cgroup2"))
+			continue;
+		/* In a hybrid set-up the v2 mount holds no controllers:
+		 * the v1 ones are where limits live. */
+		if (!strcmp(fstype, "cgroup2") &&
+		    strcmp(mnt, "/sys/fs/cgroup"))
+			continue;
+		v = realloc(v, (n + 2) * sizeof(*v));
+		if (!v)
+			return -1;
+		v[n++] = husk_xstrdup(mnt);
+		v[n] = NULL;
+	}
+	*out = v;
+	return v ? 0 : -1;
+}
+
+/* cpuset directories start empty in v1: copy the parent's. */
+static void cpuset_inherit(const char *dir)
+{
+	static const char *const files[] = { "cpuset.cpus", "cpuset.mems" };
+	cleanup_free char *parent = husk_xstrdup(dir);
+	char *slash = strrchr(parent, '/');
+
+	if (!slash)
+		return;
+	*slash = '\0';
+	for (size_t i = 0; i < 2; i++) {
+		cleanup_free char *from = husk_xasprintf("%s/%s", parent,
+							 files[i]);
+		cleanup_free char *to = husk_xasprintf("%s/%s", dir, files[i]);
+		char *val = NULL;
+		size_t len;
+		int fd;
+
+		if (access(to, F_OK) < 0 ||
+		    husk_read_file(AT_FDCWD, from, 4096, &val, &len, NULL) < 0)
+			continue;
+		/* cgroupfs files take a plain write (no temp file, no
+		 * rename). */
+		fd = open(to, O_WRONLY | O_CLOEXEC);
+		if (fd < 0 || husk_write_all(fd, val, len) < 0)
+			log_warn("cpuset_inherit: %s", to);
+		if (fd >= 0)
+			close(fd);
+		free(val);
+	}
+}
+
+/* mkdir each missing level of dir below the hierarchy h, recording
+ * what was made so that delete removes exactly that. */
+static int mkdir_each(const char *h, const char *dir, json_t *made)
+{
+	cleanup_free char *p = husk_xstrdup(dir);
+	char *c = p + strlen(h);
+
+	while (c) {
+		c = strchr(c + 1, '/');
+		if (c)
+			*c = '\0';
+		if (mkdir(p, 0755) == 0) {
+			json_array_append_new(made, json_string(p));
+			if (strstr(h, "cpuset"))
+				cpuset_inherit(p);
+		} else if (errno != EEXIST) {
+			log_warn("husk_cgroup_enter: mkdir %s", p);
+			return -1;
+		}
+		if (c)
+			*c = '/';
+	}
+	return 0;
+}
+
+int husk_cgroup_enter(const char *path, pid_t pid, json_t *made,
+		      struct husk_err **err)
+{
+	cleanup_strv char **hs = NULL;
+	char buf[32];
+	int n = snprintf(buf, sizeof(buf), "%d\n", (int)pid);
+
+	if (!path || !*path)
+		return 0;
+	if (strchr(path, ':')) {
+		/* systemd's slice:prefix:name needs systemd's API. */
+		log_info("cgroupsPath %s is systemd's form: the shim stays in "
+			 "husk's cgroup", path);
+		return 0;
+	}
+	if (strstr(path, ".."))
+		return husk_error(err, HUSK_E_INVALID, "config.json: "
+				  "linux.cgroupsPath '%s' has '..'", path);
+	if (hierarchies(&hs) < 0)
+		return husk_error_sys(err, errno, "find cgroup mounts");
+	for (char **h = hs; *h; h++) {
+		cleanup_free char *dir = husk_xasprintf("%s/%s", *h,
+							path[0] == '/' ?
+							path + 1 : path);
+		cleanup_free char *procs = husk_xasprintf("%s/cgroup.procs",
+							  dir);
+		int fd;
+
+		if (mkdir_each(*h, dir, made) < 0)
+			continue;
+		fd = open(procs, O_WRONLY | O_CLOEXEC);
+		if (fd < 0 || write(fd, buf, (size_t)n) < 0)
+			log_warn("husk_cgroup_enter: %s", procs);
+		if (fd >= 0)
+			close(fd);
+	}
+	return 0;
+}
+
+void husk_cgroup_remove(const json_t *made)
+{
+	size_t i = json_array_size(made);
+
+	/* Deepest last made, first removed; a cgroup still in use stays. */
+	while (i-- > 0) {
+		const char *dir = json_string_value(json_array_get(made, i));
+
+		if (dir && rmdir(dir) < 0 && errno != ENOENT)
+			log_debug("husk_cgroup_remove: %s: %s", dir,
+				  strerror(errno));
+	}
+}
