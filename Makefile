@@ -138,9 +138,13 @@ check: deps
 unit: tests-build
 	$(Q)BUILD=$(B) tests/run unit
 
+# The host programs instrumented; the guest image (a static agent, not
+# instrumented) is the normal build's, shared by a link.
 asan:
 	$(Q)$(MAKE) --no-print-directory deps
+	$(Q)$(MAKE) --no-print-directory WERROR=1 guest
 	$(Q)$(MAKE) --no-print-directory BUILD=build/asan SAN=1 WERROR=1 all
+	$(Q)ln -sfn ../guest build/asan/guest
 	$(Q)BUILD=build/asan HUSK_ASAN=1 \
 	    ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
 	    UBSAN_OPTIONS=print_stacktrace=1 tests/run
