@@ -18,7 +18,8 @@
 #include "agent/agent.h"
 #include "agent/spec.h"
 
-#define AGENT_VERSION "0.1.0"
+#include "libhusk/version.h"
+#define AGENT_VERSION HUSK_VERSION
 /* Largest write_stdin payload. */
 #define AGENT_STDIN_MAX (1u << 20)
 /* How long a child may take to report back (mounts on a slow share). */

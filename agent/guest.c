@@ -27,9 +27,7 @@
 #include "agent/cgroup.h"
 #include "agent/guest.h"
 
-#ifndef HUSK_VERSION
-#define HUSK_VERSION "0.1.0"
-#endif
+#include "libhusk/version.h"
 
 #define SYS_CPU "/sys/devices/system/cpu"
 #define SYS_MEM "/sys/devices/system/memory"

@@ -22,7 +22,8 @@
 #include "libhusk/err.h"
 
 #define HV_COMPONENT "husk-hypervisor"
-#define HV_VERSION "0.1"
+#include "libhusk/version.h"
+#define HV_VERSION HUSK_VERSION
 
 #define HV_MAX_NETS 8           /* tap devices at create */
 #define HV_MAX_DEVICES 64       /* devices tracked for status */

@@ -32,7 +32,8 @@
 #include "sandbox/sandbox.h"
 
 #define NM_COMPONENT "husk-netmon"
-#define NM_VERSION "0.1"
+#include "libhusk/version.h"
+#define NM_VERSION HUSK_VERSION
 #define NM_COALESCE 0.1         /* seconds of quiet before a sync */
 #define NM_HV_TIMEOUT 60000     /* a hot-plug under a loaded TCG host */
 #define NM_AGENT_TIMEOUT 30000

@@ -22,9 +22,7 @@
 #include "libhusk/util.h"
 #include "libipc/ipc.h"
 
-#ifndef HUSK_VERSION
-#define HUSK_VERSION "0.1.0"
-#endif
+#include "libhusk/version.h"
 
 #define PROG "husk-ipc"
 /* Our request's id: the blocking client numbers its own from 1, so a

@@ -16,9 +16,7 @@
 #include "libhusk/store.h"
 #include "sandbox/sandbox.h"
 
-#ifndef HUSK_VERSION
-#define HUSK_VERSION "0.1.0"
-#endif
+#include "libhusk/version.h"
 #define HUSK_OCI_VERSION "1.0.2"
 #define HUSK_DEFAULT_ROOT "/run/husk"
 #define HUSK_DEFAULT_CONFIG "/etc/husk/husk.conf"
