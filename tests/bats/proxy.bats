@@ -17,8 +17,8 @@ teardown() { px_teardown; }
 pending_wait() {
 	px_ctr c1 'sleep 1000'
 	px_start c1
-	( "$IPC" -t 0 "$PS" wait_process '{"container_id":"c1","exec_id":""}' \
-		>"$T/wait.out" 2>&1; echo $? >"$T/wait.rc" ) &
+	( rc=0; "$IPC" -t 0 "$PS" wait_process '{"container_id":"c1","exec_id":""}' \
+		>"$T/wait.out" 2>&1 || rc=$?; echo $rc >"$T/wait.rc" ) &
 	WAITER=$!
 	for _ in $(seq 200); do
 		[ "$(pipc proxy_status | sed -n 's/.*"calls":\([0-9]*\).*/\1/p')" -ge 1 ] && break
@@ -97,7 +97,7 @@ proxy_alive() { kill -0 "$PROXY_PID"; }
 	run pipc subscribe '{"container_id":"c1"}'
 	[ "$status" -ne 0 ]
 	[[ "$output" == *"already has a subscriber"* ]]
-	kill "$s1"; wait "$s1" || true
+	kill -9 "$s1"; wait "$s1" || true
 }
 
 @test "proxy: output waits for a subscriber and is flushed to it" {
@@ -106,17 +106,16 @@ proxy_alive() { kill -0 "$PROXY_PID"; }
 	sleep 0.3
 	run pipc proxy_status
 	[[ "$output" == *'"unsubscribed_bytes":15'* ]]
-	run "$SHIM" --proxy "$PS" --container c1 </dev/null
-	[ "$status" -eq 0 ]
-	[ "${lines[0]}" = early ]
-	[[ "$output" == *late-err* ]]
+	"$SHIM" --proxy "$PS" --container c1 </dev/null >"$T/out" 2>"$T/err"
+	[ "$(cat "$T/out")" = early ]
+	[ "$(cat "$T/err")" = late-err ]
 }
 
 @test "proxy: requests while the agent is away fail clearly; it reconnects" {
 	pending_wait
 	kill "$AGENT_PID"; wait "$AGENT_PID" || true
 	wait "$WAITER" || true
-	[ "$(cat "$T/wait.rc")" -eq 112 ] || [ "$(cat "$T/wait.rc")" -eq 1 ]
+	[ "$(cat "$T/wait.rc")" -ne 0 ]
 	grep -q "agent connection closed" "$T/wait.out"
 	grep -q "code unavailable" "$T/wait.out"
 	run pipc ping '{}'

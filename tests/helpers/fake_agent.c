@@ -310,7 +310,6 @@ static void hostile(struct ipc_conn *c, uint32_t msgid)
 	} else if (strcmp(mode, "unsolicited") == 0) {
 		ipc_buf_init(&b);
 		pk = ipc_pack_response(&b, 0x7777777);
-		msgpack_pack_nil(pk);
 		msgpack_pack_map(pk, 0);
 		send_packed(&b);
 	} else if (strcmp(mode, "dup-answer") == 0) {
@@ -518,6 +517,7 @@ int main(int argc, char **argv)
 	struct husk_err *err = NULL;
 	struct ipc_server *srv;
 	ev_signal sterm, sint;
+	static const uid_t any_uid[] = { 0, 65534 };
 	int ch;
 
 	while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -544,6 +544,10 @@ int main(int argc, char **argv)
 			.on_close = on_close,
 		},
 		.on_accept = on_accept,
+		/* QEMU's channel socket checks nobody; a proxy running
+		 * as nobody must get through */
+		.allowed_uids = any_uid,
+		.nallowed = 2,
 	};
 	srv = ipc_server_new(loop, sock, &o, &err);
 	if (!srv) {
