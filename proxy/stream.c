@@ -446,8 +446,10 @@ void pstreams_agent_reset(struct pstreams *t)
 
 /* Subscribers of removed processes get the end of whatever stream had
  * not ended, so that a shim waiting for it does not wait forever. */
-void pstreams_remove(struct pstreams *t, const char *cid)
+void pstreams_remove(struct pstreams *t, const char *cid_arg)
 {
+	/* cid may be a process's own, which this frees */
+	char *cid = cid_arg ? husk_xstrdup(cid_arg) : NULL;
 	struct pproc *p, *n;
 
 	for (p = t->head; p; p = n) {
@@ -461,6 +463,7 @@ void pstreams_remove(struct pstreams *t, const char *cid)
 		}
 		proc_free(t, p);
 	}
+	free(cid);
 }
 
 size_t pstreams_count_sub(const struct pstreams *t, void *sub)
