@@ -29,7 +29,7 @@ static const struct husk_rlimit_rule proxy_rlimits[] = {
 };
 
 int proxy_confine(struct proxy *p, bool set_ids, uid_t uid, gid_t gid,
-		  struct husk_err **err)
+		  bool no_seccomp, struct husk_err **err)
 {
 	const struct husk_profile profile = {
 		.name = "husk-proxy",
@@ -42,6 +42,7 @@ int proxy_confine(struct proxy *p, bool set_ids, uid_t uid, gid_t gid,
 		.set_ids = set_ids,
 		.uid = uid,
 		.gid = gid,
+		.no_seccomp = no_seccomp,
 	};
 
 	return husk_confine(&profile, &o, err);

@@ -20,7 +20,7 @@ struct proxy *proxy;
 static const char usage_text[] =
 	"usage: husk-proxy --agent unix:PATH --socket PATH [--sandbox ID]\n"
 	"                  [--log FILE] [--log-level LEVEL] [--uid UID --gid GID]\n"
-	"                  [--frame-max BYTES]\n";
+	"                  [--frame-max BYTES] [--no-seccomp]\n";
 
 static void __attribute__((noreturn)) usage(const char *why)
 {
@@ -34,6 +34,7 @@ struct options {
 	const char *log;
 	int log_level;
 	bool set_ids;
+	bool no_seccomp;
 	long long uid, gid;
 };
 
@@ -49,6 +50,7 @@ static void parse_args(struct proxy *p, struct options *o, int argc,
 		{ "uid", required_argument, NULL, 'u' },
 		{ "gid", required_argument, NULL, 'g' },
 		{ "frame-max", required_argument, NULL, 'f' },
+		{ "no-seccomp", no_argument, NULL, 'N' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -94,6 +96,9 @@ static void parse_args(struct proxy *p, struct options *o, int argc,
 			    size > (256u << 20))
 				usage("--frame-max: 4096 bytes to 256M");
 			p->frame_max = (uint32_t)size;
+			break;
+		case 'N':
+			o->no_seccomp = true;
 			break;
 		case 'h':
 			fputs(usage_text, stdout);
@@ -152,7 +157,7 @@ int main(int argc, char **argv)
 		goto fail;
 
 	if (proxy_confine(&px, o.set_ids, (uid_t)o.uid, (gid_t)o.gid,
-			  &err) < 0)
+			  o.no_seccomp, &err) < 0)
 		goto fail;
 
 	ev_signal_init(&sigterm, shutdown_cb, SIGTERM);

@@ -216,6 +216,6 @@ void proxy_clients_pause(struct proxy *p, bool pause);
 
 /* confine.c */
 int proxy_confine(struct proxy *p, bool set_ids, uid_t uid, gid_t gid,
-		  struct husk_err **err);
+		  bool no_seccomp, struct husk_err **err);
 
 #endif

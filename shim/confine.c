@@ -27,7 +27,7 @@ int shim_confine(struct shim *s, struct husk_err **err)
 		.caps = NULL,
 		.rlimits = shim_rlimits,
 	};
-	const struct husk_confine_opts o = { 0 };
+	const struct husk_confine_opts o = { .no_seccomp = s->no_seccomp };
 
 	return husk_confine(&profile, &o, err);
 }

@@ -311,6 +311,7 @@ static bool forwarded(int sig)
 void shim_signals_start(struct shim *s)
 {
 	static ev_signal ws[65];
+	struct sigaction sa;
 
 	signal(SIGPIPE, SIG_IGN);
 	for (int sig = 1; sig < 65 && sig <= SIGRTMAX; sig++) {
@@ -318,6 +319,13 @@ void shim_signals_start(struct shim *s)
 			continue;
 		ev_signal_init(&ws[sig], signal_cb, sig);
 		ev_signal_start(s->loop, &ws[sig]);
+		/* A shell starts background jobs with SIGINT and SIGQUIT
+		 * ignored; the process should still get them.  (Blocked now,
+		 * so the default action cannot strike.) */
+		if (sigaction(sig, NULL, &sa) == 0 && sa.sa_handler == SIG_IGN) {
+			sa.sa_handler = SIG_DFL;
+			sigaction(sig, &sa, NULL);
+		}
 	}
 }
 

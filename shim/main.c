@@ -20,7 +20,7 @@ struct shim *shim;
 static const char usage_text[] =
 	"usage: husk-shim --proxy PATH --container ID [--exec-id EID]\n"
 	"                 [--terminal] [--console-socket PATH]\n"
-	"                 [--log FILE] [--log-level LEVEL]\n";
+	"                 [--log FILE] [--log-level LEVEL] [--no-seccomp]\n";
 
 static void __attribute__((noreturn)) usage(const char *why)
 {
@@ -69,6 +69,7 @@ static void parse_args(struct shim *s, struct options *o, int argc,
 		{ "console-socket", required_argument, NULL, 'C' },
 		{ "log", required_argument, NULL, 'l' },
 		{ "log-level", required_argument, NULL, 'L' },
+		{ "no-seccomp", no_argument, NULL, 'N' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -106,6 +107,9 @@ static void parse_args(struct shim *s, struct options *o, int argc,
 			if (o->log_level < 0)
 				usage("--log-level: error, warn, info or debug");
 			break;
+		case 'N':
+			s->no_seccomp = true;
+			break;
 		case 'h':
 			fputs(usage_text, stdout);
 			exit(0);
@@ -126,12 +130,12 @@ int main(int argc, char **argv)
 	static struct shim sh;
 	struct options o = { 0 };
 	struct husk_err *err = NULL;
-	char *tag;
+	static char tag[HUSK_ID_MAX * 2 + 8];
 
 	shim = &sh;
 	parse_args(&sh, &o, argc, argv);
-	tag = husk_xasprintf("shim/%s%s%s", sh.cid, sh.eid[0] ? "/" : "",
-			     sh.eid);
+	snprintf(tag, sizeof(tag), "shim/%s%s%s", sh.cid,
+		 sh.eid[0] ? "/" : "", sh.eid);
 	husk_log_init(tag, o.log_level, HUSK_LOG_TEXT);
 	if (o.log && husk_log_open(o.log) < 0) {
 		fprintf(stderr, "husk-shim: open `%s`: %s\n", o.log,

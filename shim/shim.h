@@ -52,6 +52,7 @@ struct shim {
 	const char *cid, *eid;
 	bool terminal;
 	const char *console_socket;
+	bool no_seccomp;        /* debugging only */
 
 	struct ipc_conn *conn;
 	bool subscribed;

@@ -22,6 +22,12 @@ PROXY=$B/bin/husk-proxy
 SHIM=$B/bin/husk-shim
 FAKE=$B/tests/helpers/fake_agent
 
+# LeakSanitizer stops the world with clone and ptrace at exit, which no
+# seccomp profile allows (as in confine.bats).
+if [ "${HUSK_ASAN:-}" = 1 ]; then
+	export ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0
+fi
+
 px_agent_kind() {
 	if [ -n "${AGENT_KIND:-}" ]; then
 		echo "$AGENT_KIND"
