@@ -1,0 +1,140 @@
+#!/usr/bin/env bats
+# husk-proxy and husk-shim with the agent in a VM: QEMU started here as
+# agent-vm.bats does (q35 + qboot + the PVH vmlinux under TCG, virtiofsd
+# for the share, the agent on the virtio-serial port), the proxy on the
+# channel socket, a busybox container run through a shim; then the VM
+# goes away under a waiting shim.
+
+load lib/rootfs.sh
+
+B=$(cd "${BUILD:-build}" && pwd)
+GUEST=$B/guest
+IPC=$B/bin/husk-ipc
+PROXY=$B/bin/husk-proxy
+SHIM=$B/bin/husk-shim
+VIRTIOFSD=${VIRTIOFSD:-/usr/lib/qemu/virtiofsd}
+
+setup_file() {
+	for f in vmlinux initrd.img initrd.init; do
+		[ -f "$GUEST/$f" ] || skip "$GUEST/$f missing (make guest)"
+	done
+	grep -q husk-agent-static "$GUEST/initrd.init" ||
+		skip "initrd.img was not built with the agent (make guest)"
+	[ -x "$PROXY" ] && [ -x "$SHIM" ] || skip "no husk-proxy/husk-shim (make all)"
+	[ -x "$VIRTIOFSD" ] || skip "no virtiofsd at $VIRTIOFSD"
+	command -v qemu-system-x86_64 >/dev/null || skip "no qemu-system-x86_64"
+	[ -f /usr/share/qemu/qboot.rom ] || skip "no qboot.rom"
+	[ "$(id -u)" = 0 ] || skip "virtiofsd needs root"
+
+	export VT=$(mktemp -d /tmp/husk-proxy-vm.XXXXXX)
+	chmod 0700 "$VT"
+	mkdir -p "$VT/share"
+	make_rootfs "$VT/share/rootfs"
+	"$VIRTIOFSD" --socket-path="$VT/vfs.sock" -o source="$VT/share" \
+		-o cache=none --thread-pool-size=1 2>"$VT/virtiofsd.log" &
+	echo $! >"$VT/virtiofsd.pid"
+	for _ in $(seq 300); do [ -S "$VT/vfs.sock" ] && break; sleep 0.01; done
+	local cmdline="console=ttyS0 quiet panic=-1 nolapic_timer cryptomgr.notests"
+	cmdline+=" tsc=reliable no_timer_check noreplace-smp i8042.noaux"
+	cmdline+=" 8250.nr_uarts=1 random.trust_cpu=on"
+	qemu-system-x86_64 -accel tcg -nodefaults -no-user-config -nographic \
+		-no-reboot -m 256 -smp 1 -M q35 -bios /usr/share/qemu/qboot.rom \
+		-kernel "$GUEST/vmlinux" -initrd "$GUEST/initrd.img" \
+		-append "$cmdline" \
+		-chardev "file,id=con,path=$VT/console.log" -serial chardev:con \
+		-device virtio-serial-pci,id=vser0 \
+		-chardev "socket,id=agent,path=$VT/agent.sock,server=on,wait=off" \
+		-device virtserialport,bus=vser0.0,chardev=agent,name=agent.channel.0 \
+		-object memory-backend-memfd,id=mem,size=256M,share=on \
+		-numa node,memdev=mem \
+		-chardev "socket,id=vfs,path=$VT/vfs.sock" \
+		-device vhost-user-fs-pci,chardev=vfs,tag=husk \
+		>"$VT/qemu.log" 2>&1 &
+	echo $! >"$VT/qemu.pid"
+	for _ in $(seq 500); do [ -S "$VT/agent.sock" ] && break; sleep 0.01; done
+	"$PROXY" --agent "unix:$VT/agent.sock" --socket "$VT/proxy.sock" \
+		--sandbox vm --log "$VT/proxy.log" --log-level debug &
+	echo $! >"$VT/proxy.pid"
+	for _ in $(seq 300); do [ -S "$VT/proxy.sock" ] && break; sleep 0.01; done
+}
+
+teardown_file() {
+	[ -n "${VT:-}" ] || return 0
+	local p
+	for p in proxy qemu virtiofsd; do
+		[ -f "$VT/$p.pid" ] || continue
+		kill "$(cat "$VT/$p.pid")" 2>/dev/null || true
+	done
+	rm -rf "$VT"
+}
+
+show_logs() {
+	echo "# guest console:"; tail -n 30 "$VT/console.log" | sed 's/^/#   /'
+	echo "# proxy log:"; tail -n 30 "$VT/proxy.log" | sed 's/^/#   /'
+}
+
+pipc() { "$IPC" -t 120 "$VT/proxy.sock" "$@"; }
+
+spec() {
+	printf '{"process":{"args":["sh","-c","%s"],"env":["PATH=/bin"],"cwd":"/"},"root":{"path":"rootfs"},"hostname":"vmc","mounts":[{"destination":"/proc","type":"proc","source":"proc"},{"destination":"/dev","type":"tmpfs","source":"tmpfs","options":["nosuid","mode=755"]}],"linux":{"namespaces":[{"type":"pid"},{"type":"mount"},{"type":"ipc"},{"type":"uts"}]}}' "$1"
+}
+
+subscribed() {
+	for _ in $(seq 400); do
+		pipc proxy_status | grep -q "\"subscriptions\":$1" && return 0
+		sleep 0.05
+	done
+	return 1
+}
+
+@test "proxy-vm: ping through the proxy reaches the agent in the VM" {
+	for _ in $(seq 120); do
+		pipc proxy_status | grep -q '"agent_connected":true' && break
+		sleep 0.5
+	done
+	run pipc ping '{}'
+	[ "$status" -eq 0 ] || show_logs
+	[ "$output" = "{}" ]
+	run pipc get_guest_details
+	[[ "$output" == *'"host_mode":false'* ]]
+	pipc -q create_sandbox '{"sandbox_id":"vm"}'
+}
+
+@test "proxy-vm: a container's output and status through a shim" {
+	pipc -q create_container "{\"container_id\":\"c1\",\"spec\":$(spec 'echo hello; hostname; dd if=/dev/zero bs=64k count=160 2>/dev/null | wc -c; echo oops >&2; exit 5')}"
+	"$SHIM" --proxy "$VT/proxy.sock" --container c1 </dev/null >"$VT/out" 2>"$VT/err" &
+	shim=$!
+	subscribed 1
+	pipc -q start_container '{"container_id":"c1"}'
+	st=0; wait "$shim" || st=$?
+	cat "$VT/out" "$VT/err"
+	[ "$st" -eq 5 ] || show_logs
+	[ "$(cat "$VT/out")" = "$(printf 'hello\nvmc\n10485760')" ]
+	[ "$(cat "$VT/err")" = oops ]
+}
+
+@test "proxy-vm: 64 MiB from the guest through the shim" {
+	pipc -q create_container "{\"container_id\":\"c2\",\"spec\":$(spec 'dd if=/dev/zero bs=64k count=1024 2>/dev/null')}"
+	"$SHIM" --proxy "$VT/proxy.sock" --container c2 </dev/null | wc -c >"$VT/count" &
+	reader=$!
+	subscribed 1
+	pipc -q start_container '{"container_id":"c2"}'
+	wait "$reader"
+	[ "$(cat "$VT/count")" -eq $((64 << 20)) ]
+}
+
+@test "proxy-vm: the VM going away makes a waiting shim exit 112" {
+	pipc -q create_container "{\"container_id\":\"c3\",\"spec\":$(spec 'sleep 1000')}"
+	"$SHIM" --proxy "$VT/proxy.sock" --container c3 </dev/null 2>"$VT/err3" &
+	shim=$!
+	subscribed 1
+	pipc -q start_container '{"container_id":"c3"}'
+	kill -9 "$(cat "$VT/qemu.pid")"
+	st=0; wait "$shim" || st=$?
+	cat "$VT/err3"
+	[ "$st" -eq 112 ]
+	grep -q "husk-shim: lost the agent" "$VT/err3"
+	kill -0 "$(cat "$VT/proxy.pid")"
+	run pipc ping '{}'
+	[[ "$output" == *"agent not connected"* ]]
+}
