@@ -279,3 +279,25 @@ watch_hwm() {
 	[ "$(px_status_field "$SHIM_PID" Seccomp)" = 2 ]
 	[ "$(px_status_field "$SHIM_PID" CapEff)" = 0000000000000000 ]
 }
+
+@test "shim: --console-socket hands a pty master over, as runc does" {
+	px_ctr c1 'sleep 1; stty size; read line; echo "got $line"; exit 3' true
+	mkfifo "$T/fifo"
+	exec 9<>"$T/fifo"
+	"$B/tests/helpers/shim_recvtty" "$T/console.sock" >"$T/tty.out" 2>"$T/tty.err" <"$T/fifo" &
+	recv=$!
+	px_wait_sock "$T/console.sock"
+	px_shim_bg c1 "" --terminal --console-socket "$T/console.sock" </dev/null
+	px_wait_subscribed 1
+	px_start c1
+	sleep 1.5
+	echo hello >"$T/fifo"
+	st=0; wait "$SHIM_PID" || st=$?
+	SHIM_PID=
+	wait "$recv" || true
+	cat "$T/tty.out"
+	[ "$st" -eq 3 ]
+	grep -q "^name: /dev/pts/" "$T/tty.err"
+	grep -q "^33 77" "$T/tty.out"
+	grep -q "got hello" "$T/tty.out"
+}
