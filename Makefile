@@ -17,6 +17,7 @@ PREFIX  ?= /usr/local
 DESTDIR ?=
 BINDIR  ?= $(PREFIX)/bin
 LIBEXECDIR ?= $(PREFIX)/libexec/husk
+DATADIR ?= $(PREFIX)/share/husk
 MANDIR  ?= $(PREFIX)/share/man
 SAN     ?=
 V       ?=
@@ -52,7 +53,8 @@ SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer \
 HARDEN_CFLAGS := -fPIE
 endif
 
-CPPFLAGS += -D_GNU_SOURCE -I. $(PKG_CFLAGS)
+CPPFLAGS += -D_GNU_SOURCE -I. $(PKG_CFLAGS) \
+	    -DHUSK_DATADIR='"$(DATADIR)"' -DHUSK_LIBEXECDIR='"$(LIBEXECDIR)"'
 CFLAGS   += -std=gnu11 $(OPT) -g $(WARN) $(HARDEN_CFLAGS) $(SAN_FLAGS) \
 	    -MMD -MP
 ifneq ($(WERROR),)
@@ -199,9 +201,13 @@ deps:
 
 # ------------------------------------------------------------- install
 MAN_PAGES := $(sort $(wildcard man/*.[1-8]))
+# Programs go together in BINDIR (husk finds its helpers beside
+# itself); the guest image, when built, in DATADIR.
 install: programs
 	install -d $(DESTDIR)$(BINDIR)
 	for p in $(PROGRAMS); do install -m 0755 $$p $(DESTDIR)$(BINDIR)/; done
+	for g in vmlinux initrd.img; do [ ! -f $(B)/guest/$$g ] || \
+	    install -D -m 0644 $(B)/guest/$$g $(DESTDIR)$(DATADIR)/$$g; done
 	for m in $(MAN_PAGES); do s=$${m##*.}; \
 	    install -d $(DESTDIR)$(MANDIR)/man$$s; \
 	    install -m 0644 $$m $(DESTDIR)$(MANDIR)/man$$s/; done
