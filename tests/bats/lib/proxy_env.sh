@@ -5,6 +5,8 @@
 #   AGENT_KIND=host  build/bin/husk-agent in host mode, busybox rootfs
 #                    (the default when it is built and we are root)
 #   AGENT_KIND=fake  tests/helpers/fake_agent: host processes, no rootfs
+#                    (what proxy.bats uses; shim.bats is only known to
+#                    pass with the host-mode agent)
 #
 #   px_setup / px_teardown   start / stop agent and proxy in $T
 #   px_ctr ID SCRIPT [TERM]  create container ID running `sh -c SCRIPT`
