@@ -1,6 +1,5 @@
 #!/usr/bin/env bats
-# husk-shim behind a real husk-proxy, with the agent in host mode (no VM;
-# AGENT_KIND=fake runs the same tests against tests/helpers/fake_agent).
+# husk-shim behind a real husk-proxy, with the agent in host mode (no VM).
 
 load lib/proxy_env.sh
 
