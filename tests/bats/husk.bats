@@ -157,7 +157,8 @@ teardown_file() {
 	b="$BATS_TEST_TMPDIR/t" d=$(mktemp -d)
 	make_bundle "$b" sh
 	sed -i 's/"terminal": false/"terminal": true/' "$b/config.json"
-	"$BUILD/tests/helpers/recvtty" "$d/tty.sock" $'test -t 0 && echo is-a-tty; exit 3\n' 60 \
+	printf 'test -t 0 && echo is-a-tty; exit 3\n' |
+		timeout 120 "$BUILD/tests/helpers/shim_recvtty" "$d/tty.sock" \
 		>"$BATS_TEST_TMPDIR/tty.out" 2>/dev/null &
 	rpid=$!
 	for i in $(seq 1 100); do [ -S "$d/tty.sock" ] && break; sleep 0.05; done
