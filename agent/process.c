@@ -7,6 +7,7 @@
  * it).  Failures go to the agent over the error pipe, naming the step.
  */
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <linux/capability.h>
@@ -162,6 +163,11 @@ void proc_exec(struct agent *a, const struct spec_process *p,
 		prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0);
 		set_caps(a, p, errfd);
 	}
+	/* On a host (tests, debugging) a container must not outlive the
+	 * agent; in a VM the agent is PID 1 and the VM goes with it.  Set
+	 * after the id changes, which clear it. */
+	if (a->host_mode)
+		prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
 	if (p->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
 		child_fail(errfd, errno, "PR_SET_NO_NEW_PRIVS");
 	if (filter) {

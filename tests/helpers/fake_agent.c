@@ -18,6 +18,7 @@
  * ping is answered normally, so a test can check the proxy works first.
  */
 #include <errno.h>
+#include <sys/prctl.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <pty.h>
@@ -164,6 +165,8 @@ static int spawn(struct fproc *p, struct husk_err **err)
 	if (p->terminal) {
 		pid = forkpty(&master, NULL, NULL, NULL);
 		if (pid == 0) {
+			/* Test processes die with the fake agent. */
+			prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
 			execvp(p->argv[0], p->argv);
 			_exit(127);
 		}
@@ -178,6 +181,7 @@ static int spawn(struct fproc *p, struct husk_err **err)
 			return husk_error_sys(err, errno, "pipe");
 		pid = fork();
 		if (pid == 0) {
+			prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
 			dup2(in[0], 0);
 			dup2(out[1], 1);
 			dup2(errp[1], 2);

@@ -74,8 +74,15 @@ px_start_agent() {
 		"$B/bin/husk-agent" --channel "unix:$AS" --shared-dir "$T/share" \
 			--cgroup-root "$CGROOT" 2>>"$T/agent.log" &
 	else
-		"$FAKE" --socket "$AS" ${FAKE_MODE:+--mode "$FAKE_MODE"} \
-			2>>"$T/agent.log" &
+		# The fake agent's processes run on the host, and a shell may
+		# fork its command: a pids cgroup of their own lets teardown
+		# find every one of them, whatever killed the agent.
+		FAKE_CG=/sys/fs/cgroup/pids/husk-px-fake-$$-${BATS_TEST_NUMBER:-0}
+		[ -d /sys/fs/cgroup/pids ] || FAKE_CG=/sys/fs/cgroup/husk-px-fake-$$-${BATS_TEST_NUMBER:-0}
+		mkdir -p "$FAKE_CG" 2>/dev/null || FAKE_CG=
+		sh -c '[ -z "$1" ] || echo $$ > "$1/cgroup.procs"; shift; exec "$@"' \
+			sh "$FAKE_CG" "$FAKE" --socket "$AS" \
+			${FAKE_MODE:+--mode "$FAKE_MODE"} 2>>"$T/agent.log" &
 	fi
 	AGENT_PID=$!
 	px_wait_sock "$AS"
@@ -103,6 +110,15 @@ px_teardown() {
 	fi
 	kill "${AGENT_PID:-0}" 2>/dev/null || true
 	wait "${AGENT_PID:-0}" 2>/dev/null || true
+	if [ -n "${FAKE_CG:-}" ] && [ -d "$FAKE_CG" ]; then
+		for _ in $(seq 50); do
+			pids=$(cat "$FAKE_CG/cgroup.procs" 2>/dev/null)
+			[ -n "$pids" ] || break
+			kill -9 $pids 2>/dev/null || true
+			sleep 0.02
+		done
+		rmdir "$FAKE_CG" 2>/dev/null || true
+	fi
 	if [ -z "${BATS_TEST_COMPLETED:-}" ]; then
 		echo "# proxy log:"; tail -n 40 "$T/proxy.log" | sed 's/^/#   /'
 		echo "# agent log:"; tail -n 20 "$T/agent.log" | sed 's/^/#   /'
