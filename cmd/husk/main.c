@@ -5,6 +5,8 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
+#include <unistd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +15,7 @@
 #include "husk.h"
 #include "libhusk/cleanup.h"
 #include "libhusk/log.h"
+#include "libhusk/util.h"
 
 static const struct husk_cmd commands[] = {
 	{ "create", cmd_create, "[OPTIONS] ID",
@@ -208,6 +211,7 @@ int main(int argc, char **argv)
 		.log_format = HUSK_LOG_TEXT,
 	};
 	cleanup_err struct husk_err *err = NULL;
+	cleanup_free char *abs_root = NULL;
 	const struct husk_cmd *cmd;
 	const char *env_conf;
 	int rc;
@@ -231,6 +235,17 @@ int main(int argc, char **argv)
 				      ctx.config_given, &err);
 		if (ctx.debug || ctx.cfg.debug)
 			husk_log_set_level(HUSK_LOG_DEBUG);
+	}
+	/* Helpers run elsewhere and mountinfo speaks in absolute paths:
+	 * the root must be absolute from here on. */
+	if (rc == 0 && ctx.root[0] != '/') {
+		char cwd[PATH_MAX];
+
+		if (!getcwd(cwd, sizeof(cwd)))
+			rc = husk_error_sys(&err, errno, "getcwd");
+		else
+			ctx.root = abs_root = husk_xasprintf("%s/%s", cwd,
+							     ctx.root);
 	}
 	if (rc == 0 && optind >= argc) {
 		usage(stderr);
