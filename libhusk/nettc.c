@@ -19,7 +19,8 @@
 #include "log.h"
 #include "nettc.h"
 
-#define INGRESS_HANDLE TC_HANDLE(0xffff, 0)
+/* TC_HANDLE(0xffff, 0), spelled out: the macro shifts a signed int. */
+#define INGRESS_HANDLE 0xffff0000u
 
 bool husk_net_is_tap(const char *ifname)
 {

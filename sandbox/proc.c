@@ -101,7 +101,9 @@ pid_t husk_spawn(char *const argv[], const char *log, const int *keep_fds,
 
 			if (nkeep > HUSK_SPAWN_MAX_FDS)
 				nkeep = HUSK_SPAWN_MAX_FDS;
-			memcpy(keep, keep_fds, sizeof(int) * (size_t)nkeep);
+			if (nkeep > 0)
+				memcpy(keep, keep_fds,
+				       sizeof(int) * (size_t)nkeep);
 			keep[nkeep] = pipefd[1];
 			close_others(keep, nkeep + 1);
 		}

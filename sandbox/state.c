@@ -168,16 +168,20 @@ int husk_container_write(struct husk_entry *e, const struct husk_container *c,
 	json_t *j;
 	int rc;
 
-	j = json_pack("{s:s, s:s, s:b, s:s, s:s, s:o, s:s, s:O, s:O, s:O, "
+	/* "o" steals a reference: the defaults are new, the members are
+	 * the container's and get one of their own. */
+	j = json_pack("{s:s, s:s, s:b, s:s, s:s, s:o, s:s, s:o, s:o, s:o, "
 		      "s:s}",
 		      "id", c->id, "sandbox_id", c->sandbox_id,
 		      "is_sandbox", c->is_sandbox, "bundle", c->bundle,
 		      "status", husk_status_name(c->status),
 		      "shim", proc_json(&c->shim), "created", c->created,
-		      "annotations", c->annotations ? c->annotations
-						   : json_object(),
-		      "hooks", c->hooks ? c->hooks : json_null(),
-		      "binds", c->binds ? c->binds : json_array(),
+		      "annotations", c->annotations ?
+				     json_incref(c->annotations) :
+				     json_object(),
+		      "hooks", c->hooks ? json_incref(c->hooks) : json_null(),
+		      "binds", c->binds ? json_incref(c->binds) :
+				json_array(),
 		      "owner", c->owner ? c->owner : "");
 	if (j && c->cgroups)
 		json_object_set(j, "cgroups", c->cgroups);
@@ -250,13 +254,14 @@ json_t *husk_container_oci_state(const struct husk_container *c, int status)
 {
 	json_t *st;
 
-	st = json_pack("{s:s, s:s, s:s, s:i, s:s, s:O}",
+	st = json_pack("{s:s, s:s, s:s, s:i, s:s, s:o}",
 		       "ociVersion", "1.0.2", "id", c->id,
 		       "status", husk_status_name(status),
 		       "pid", status == HUSK_ST_STOPPED ? 0 : (int)c->shim.pid,
 		       "bundle", c->bundle,
-		       "annotations", c->annotations ? c->annotations
-						    : json_object());
+		       "annotations", c->annotations ?
+				      json_incref(c->annotations) :
+				      json_object());
 	if (st) {
 		json_object_set_new(st, "created", json_string(c->created));
 		json_object_set_new(st, "owner", json_string(c->owner ?

@@ -222,6 +222,7 @@ int husk_sandbox_start(struct husk_entry *e, const struct husk_config *cfg,
 				  "implemented yet");
 	if (husk_sandbox_paths(root, sid, &p, err) < 0)
 		return -1;
+	free(s->id);
 	s->id = husk_xstrdup(sid);
 	if (husk_sandbox_write(e, s, err) < 0)
 		goto out;
