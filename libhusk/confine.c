@@ -57,6 +57,22 @@ const char *const husk_syscalls_base[] = {
 	NULL,
 };
 
+#if defined(__SANITIZE_ADDRESS__)
+/*
+ * Sanitizer builds only (make asan): what ASan's reports and
+ * LeakSanitizer's exit-time check need once a program is confined (a
+ * tracer thread that ptrace-stops the others, /proc reads, the report).
+ * Release builds never allow these.
+ */
+static const char *const sanitizer_syscalls[] = {
+	"clone", "clone3", "ptrace", "wait4", "waitid", "prctl",
+	"sched_yield", "getdents64", "openat", "readlink", "readlinkat",
+	"sigaltstack", "gettid", "getppid", "tgkill", "kill",
+	"process_vm_readv", "prlimit64", "pipe2", "dup", "dup2", "dup3",
+	"sched_getaffinity", "uname", NULL,
+};
+#endif
+
 /*
  * Debug mode: a SIGSYS handler that names the blocked syscall.  It runs
  * inside a failed syscall, so it only reads this table (filled before
@@ -223,6 +239,12 @@ static int load_filter(const struct husk_profile *p, bool debug,
 		seccomp_release(ctx);
 		return -1;
 	}
+#if defined(__SANITIZE_ADDRESS__)
+	if (allow_list(ctx, p, sanitizer_syscalls, err) < 0) {
+		seccomp_release(ctx);
+		return -1;
+	}
+#endif
 	/* Threads started before confinement (libraries' helpers) get the
 	 * same filter, or the load fails. */
 	rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1);
