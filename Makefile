@@ -148,7 +148,7 @@ asan:
 	$(Q)$(MAKE) --no-print-directory BUILD=build/asan SAN=1 WERROR=1 all
 	$(Q)ln -sfn ../guest build/asan/guest
 	$(Q)BUILD=build/asan HUSK_ASAN=1 \
-	    ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+	    ASAN_OPTIONS=abort_on_error=0 \
 	    UBSAN_OPTIONS=print_stacktrace=1 tests/run
 
 # ---------------------------------------------------------------- fuzz

@@ -64,6 +64,18 @@ const char *const husk_syscalls_base[] = {
  * tracer thread that ptrace-stops the others, /proc reads, the report).
  * Release builds never allow these.
  */
+/*
+ * LeakSanitizer's exit-time check ptrace-stops the process from a
+ * helper thread, which a confined process cannot do (it spins in
+ * sched_yield): programs that confine themselves run without it.
+ * (ASAN_OPTIONS in the environment can still turn it on.)
+ */
+const char *__lsan_default_options(void);
+const char *__lsan_default_options(void)
+{
+	return "detect_leaks=0";
+}
+
 static const char *const sanitizer_syscalls[] = {
 	"clone", "clone3", "ptrace", "wait4", "waitid", "prctl",
 	"sched_yield", "getdents64", "openat", "readlink", "readlinkat",
