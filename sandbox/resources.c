@@ -142,15 +142,21 @@ int husk_sandbox_grow(const char *root, const char *sid, unsigned mem_mb,
 						     "mem_online_kb")) +
 		  (json_int_t)mem_mb * 1024;
 	json_decref(before);
-	if (vcpus)
+	if (vcpus) {
+		json_t *params = json_pack("{s:i}", "count", vcpus);
+
 		rc = husk_rpc_call(p.hv_sock, "husk-hypervisor", "hotplug_vcpu",
-				   json_pack("{s:i}", "count", vcpus), 30000,
-				   NULL, NULL, 0, err);
-	if (rc == 0 && mem_mb)
+				   params, 30000, NULL, NULL, 0, err);
+		json_decref(params);
+	}
+	if (rc == 0 && mem_mb) {
+		json_t *params = json_pack("{s:i}", "size_mb", mem_mb);
+
 		rc = husk_rpc_call(p.hv_sock, "husk-hypervisor",
-				   "hotplug_memory",
-				   json_pack("{s:i}", "size_mb", mem_mb), 30000,
-				   NULL, NULL, 0, err);
+				   "hotplug_memory", params, 30000, NULL, NULL,
+				   0, err);
+		json_decref(params);
+	}
 	/* The guest sees the new CPUs and memory blocks only once its ACPI
 	 * handler ran (seconds under TCG): online them until all are. */
 	deadline = husk_now_ms() + 60000;
