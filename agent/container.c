@@ -395,6 +395,57 @@ static void poweroff_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	init_poweroff();
 }
 
+/* Seconds the containers get between SIGTERM and the power-off: well
+ * inside the driver's default stop timeout (5 s). */
+#define POWERDOWN_GRACE_MS 3000
+
+static void powerdown_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct agent *a = w->data;
+	struct agent_core *core = a->core;
+	bool alive = false;
+
+	for (struct container *ct = core->containers; ct; ct = ct->next)
+		alive |= ct_alive(ct);
+	if (alive && husk_now_ms() < core->powerdown_deadline)
+		return;
+	ev_timer_stop(loop, w);
+	while (core->containers) {
+		struct husk_err *err = NULL;
+
+		if (remove_ct(a, core->containers, true, &err) < 0) {
+			log_warnx("%s: %s", __func__, err->msg);
+			husk_err_free(err);
+			break;
+		}
+	}
+	log_info("%s: powering off", __func__);
+	init_poweroff();
+}
+
+void ct_powerdown(struct agent *a)
+{
+	struct agent_core *core = a->core;
+	int n = 0;
+
+	if (core->powerdown_deadline)
+		return;         /* pressed again: already going */
+	core->powerdown_deadline = husk_now_ms() + POWERDOWN_GRACE_MS;
+	for (struct container *ct = core->containers; ct; ct = ct->next) {
+		if (ct->state == CT_PAUSED) {
+			cg_freeze(ct->cg, false, NULL);
+			ct->state = CT_RUNNING;
+		}
+		ct_kill_all(ct, SIGTERM);
+		n++;
+	}
+	log_info("%s: SIGTERM to %d container(s), power-off in %d ms at "
+		 "most", __func__, n, n ? POWERDOWN_GRACE_MS : 0);
+	ev_timer_init(&core->powerdown_w, powerdown_cb, 0., 0.05);
+	core->powerdown_w.data = a;
+	ev_timer_again(core->loop, &core->powerdown_w);
+}
+
 void ct_m_destroy_sandbox(struct ipc_conn *c, struct ipc_msg *m, void *arg)
 {
 	struct agent *a = arg;

@@ -89,6 +89,8 @@ struct agent_core {
 	ev_child child_w;
 	ev_timer poweroff_w;
 	bool poweroff;
+	ev_timer powerdown_w;           /* the power button's grace */
+	uint64_t powerdown_deadline;    /* 0: not powering down */
 	char *cgroup_root;
 	int cap_last;                   /* /proc/sys/kernel/cap_last_cap */
 	int self_pidns_fd;              /* our own pid namespace */
@@ -117,6 +119,10 @@ int init_guest(struct agent *a, bool *debug, struct husk_err **err);
 /* Returns the port's descriptor (non-blocking, cloexec). */
 int init_find_port(const char *name, char **path, struct husk_err **err);
 void init_poweroff(void) __attribute__((noreturn));
+/* Watch the ACPI power button(s); `pressed` runs on a press.  Returns
+ * how many were found (0: none, the host's stop then kills). */
+int init_power_button(struct agent *a, struct ev_loop *loop,
+		      void (*pressed)(struct agent *a));
 
 /* container.c */
 void ct_reaped(struct agent *a, pid_t pid, int wstatus);
@@ -124,6 +130,8 @@ struct container *ct_find(struct agent *a, const char *id);
 struct proc *ct_proc(struct container *ct, const char *exec_id);
 void ct_m_create_sandbox(struct ipc_conn *c, struct ipc_msg *m, void *arg);
 void ct_m_destroy_sandbox(struct ipc_conn *c, struct ipc_msg *m, void *arg);
+/* The power button: SIGTERM to every container, a grace, then power off. */
+void ct_powerdown(struct agent *a);
 void ct_m_create_container(struct ipc_conn *c, struct ipc_msg *m, void *arg);
 void ct_m_start_container(struct ipc_conn *c, struct ipc_msg *m, void *arg);
 void ct_m_remove_container(struct ipc_conn *c, struct ipc_msg *m, void *arg);

@@ -131,9 +131,11 @@ void agent_m_get_guest_details(struct ipc_conn *c, struct ipc_msg *m,
 /* ------------------------------------------------------------------ */
 /* online_cpu_mem                                                      */
 
-/* In every dir/<prefix>N/file reading `off`, write `on`. */
+/* In every dir/<prefix>N/file reading `off`, write `on` (or `fallback`
+ * where the kernel refuses `on`). */
 static int online_all(const char *dir, const char *prefix, const char *file,
-		      const char *off, const char *on, struct husk_err **err)
+		      const char *off, const char *on, const char *fallback,
+		      struct husk_err **err)
 {
 	cleanup_closedir DIR *d = opendir(dir);
 	size_t pl = strlen(prefix);
@@ -153,7 +155,12 @@ static int online_all(const char *dir, const char *prefix, const char *file,
 		if (read_line(path, buf, sizeof(buf)) < 0 || strcmp(buf, off))
 			continue;
 		fd = open(path, O_WRONLY | O_CLOEXEC);
-		if (fd < 0 || husk_write_all(fd, on, strlen(on)) < 0) {
+		if (fd >= 0 && husk_write_all(fd, on, strlen(on)) == 0)
+			continue;
+		/* Memory goes online movable when the kernel lets it, so
+		 * that the host can take the DIMM back; else online. */
+		if (fd < 0 || !fallback ||
+		    husk_write_all(fd, fallback, strlen(fallback)) < 0) {
 			/* Keep going: one stubborn block should not leave
 			 * the others offline. */
 			husk_error_sys(err, errno, "online `%s`", path);
@@ -187,10 +194,10 @@ void agent_m_online_cpu_mem(struct ipc_conn *c, struct ipc_msg *m, void *arg)
 				"online_cpu_mem: not in host mode (it would change the host)");
 		return;
 	}
-	if (p.cpus && online_all(SYS_CPU, "cpu", "online", "0", "1", &e) < 0)
+	if (p.cpus && online_all(SYS_CPU, "cpu", "online", "0", "1", NULL, &e) < 0)
 		rc = -1;
 	if (p.memory && online_all(SYS_MEM, "memory", "state", "offline",
-				   "online", &e) < 0)
+				   "online_movable", "online", &e) < 0)
 		rc = -1;
 	if (rc < 0) {
 		ipc_reply_err(c, m->msgid, e);

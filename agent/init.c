@@ -10,7 +10,8 @@
  *   4. log to /dev/console; read husk.log= and husk.share= from
  *      /proc/cmdline
  *   5. mount the virtio-fs share at AGENT_SHARED_DIR
- * Then main.c finds the agent port (init_find_port) and serves.
+ * Then main.c finds the agent port (init_find_port) and serves, and
+ * watches the ACPI power button (init_power_button).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -18,6 +19,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/input.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/reboot.h>
 #include <sys/stat.h>
@@ -209,4 +212,90 @@ void init_poweroff(void)
 	if (getpid() == 1)
 		reboot(RB_POWER_OFF);
 	_exit(HUSK_EXIT_SYSTEM);
+}
+
+/* ------------------------------------------------------------------ */
+/* The ACPI power button                                               */
+
+/* The host's `system_powerdown` presses the guest's ACPI power button;
+ * the button driver (module button) reports it as KEY_POWER on an input
+ * device (module evdev gives it a /dev/input/eventN node). */
+
+#define POWER_BUTTONS 4
+
+static struct {
+	ev_io w[POWER_BUTTONS];
+	int n;
+	void (*pressed)(struct agent *a);
+	struct agent *a;
+} pb;
+
+static bool test_bit(const unsigned long *bits, unsigned bit)
+{
+	const unsigned per = 8 * sizeof(unsigned long);
+
+	return bits[bit / per] >> (bit % per) & 1;
+}
+
+static void on_button(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct input_event ev[16];
+	ssize_t n;
+
+	n = read(w->fd, ev, sizeof(ev));
+	if (n < 0) {
+		if (errno == EAGAIN || errno == EINTR)
+			return;
+		log_warnx("power button: read: %s", strerror(errno));
+		ev_io_stop(loop, w);
+		return;
+	}
+	for (size_t i = 0; i < (size_t)n / sizeof(ev[0]); i++)
+		if (ev[i].type == EV_KEY && ev[i].code == KEY_POWER &&
+		    ev[i].value == 1) {
+			log_info("power button pressed");
+			pb.pressed(pb.a);
+			return;
+		}
+}
+
+int init_power_button(struct agent *a, struct ev_loop *loop,
+		      void (*pressed)(struct agent *a))
+{
+	cleanup_closedir DIR *d = opendir("/dev/input");
+	struct dirent *de;
+
+	pb.pressed = pressed;
+	pb.a = a;
+	if (!d) {
+		log_info("power button: no /dev/input (modules button and "
+			 "evdev not loaded): stop comes from the host only");
+		return 0;
+	}
+	while ((de = readdir(d)) && pb.n < POWER_BUTTONS) {
+		unsigned long keys[KEY_MAX / (8 * sizeof(unsigned long)) + 1];
+		char path[300], name[64] = "";
+		int fd;
+
+		if (strncmp(de->d_name, "event", 5) != 0)
+			continue;
+		snprintf(path, sizeof(path), "/dev/input/%s", de->d_name);
+		fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		memset(keys, 0, sizeof(keys));
+		if (ioctl(fd, EVIOCGBIT(EV_KEY, sizeof(keys)), keys) < 0 ||
+		    !test_bit(keys, KEY_POWER)) {
+			close(fd);
+			continue;
+		}
+		ioctl(fd, EVIOCGNAME(sizeof(name) - 1), name);
+		log_info("power button: %s (%s)", path, name);
+		ev_io_init(&pb.w[pb.n], on_button, fd, EV_READ);
+		ev_io_start(loop, &pb.w[pb.n]);
+		pb.n++;
+	}
+	if (!pb.n)
+		log_info("power button: none found: stop comes from the host only");
+	return pb.n;
 }

@@ -377,6 +377,8 @@ int main(int argc, char **argv)
 	if ((agent.host_mode ? start_host_mode(channel, &err) :
 	     start_vm_mode(&err)) < 0)
 		goto fatal;
+	if (!agent.host_mode)
+		init_power_button(&agent, core.loop, ct_powerdown);
 	if (agent.host_mode) {
 		static ev_signal term_w, int_w;
 

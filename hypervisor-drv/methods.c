@@ -351,6 +351,59 @@ static void on_child(struct ev_loop *loop, ev_child *w, int revents)
 	}
 }
 
+/* ACPI _OST status of an ejection request (ACPI spec, _OST). */
+static const char *ost_status_name(json_int_t st)
+{
+	switch (st) {
+	case 1: return "failure";
+	case 2: return "unrecognized notify";
+	case 0x80: return "ejection not supported";
+	case 0x81: return "device in use by an application";
+	case 0x82: return "device busy";
+	case 0x83: return "ejection dependency busy";
+	default: return "unknown status";
+	}
+}
+
+/* The guest said no to a device_del: the unplug waiting on it fails at
+ * once instead of at its timeout, and the device stays in use. */
+static void acpi_ost(json_t *data)
+{
+	json_t *info = json_object_get(data, "info");
+	json_t *d = json_object_get(info, "device");
+	json_t *src = json_object_get(info, "source");
+	json_t *st = json_object_get(info, "status");
+	char id[HV_DEV_ID_MAX + 8];
+	json_int_t status;
+	int i;
+
+	if (!json_is_string(d) || !json_is_integer(src) ||
+	    !json_is_integer(st) || json_integer_value(src) != 3)
+		return;         /* not about an ejection request */
+	status = json_integer_value(st);
+	if (status == 0 || status == 0x84)
+		return;         /* done, or in progress */
+	qmp_clean(id, sizeof(id), json_string_value(d));
+	i = dev_find(id);
+	if (i < 0)
+		return;
+	for (struct op *op = hv.unplugs; op; op = op->next) {
+		struct husk_err *e = NULL;
+
+		if (op->dev != i)
+			continue;
+		op_list_remove(&hv.unplugs, op);
+		hv.dev[i].removing = false;
+		husk_error(&e, HUSK_E_STATE, "unplug %s: the guest refused to "
+			   "release it (ACPI _OST 0x%x: %s)", id,
+			   (unsigned)status, ost_status_name(status));
+		log_warnx("%s", e->msg);
+		op_fail(op, e);
+		husk_err_free(e);
+		return;
+	}
+}
+
 static void qmp_event(struct qmp *q, const char *event, json_t *data,
 		      void *arg)
 {
@@ -370,6 +423,8 @@ static void qmp_event(struct qmp *q, const char *event, json_t *data,
 	} else if (!strcmp(event, "GUEST_PANICKED")) {
 		hv.panicked = true;
 		emit("panicked", NULL, NULL, NULL, NULL);
+	} else if (!strcmp(event, "ACPI_DEVICE_OST")) {
+		acpi_ost(data);
 	} else if (!strcmp(event, "DEVICE_DELETED")) {
 		json_t *d = json_object_get(data, "device");
 		char id[HV_DEV_ID_MAX + 8];
@@ -1304,6 +1359,32 @@ static void hv_dispatch_hotplug_vcpu(struct ipc_conn *c, struct ipc_msg *m,
 
 static void unplug_cpu_next(struct op *op);
 
+/* A memory change is done: count it, answer memory_mb and the DIMM's id.
+ * A removed DIMM's slot is given back. */
+static void reply_memory(struct op *op, const char *dev_id, int64_t delta_mb)
+{
+	char id[HV_DEV_ID_MAX + 1];
+	msgpack_packer *pk;
+
+	snprintf(id, sizeof(id), "%s", dev_id);     /* released below */
+	hv.memory_mb = (uint32_t)((int64_t)hv.memory_mb + delta_mb);
+	if (delta_mb > 0) {
+		hv.dimms++;
+	} else {
+		hv.dimms--;
+		dev_release(op->dev);
+		op->dev = -1;
+	}
+	if (!ipc_conn_closed(op->c)) {
+		pk = ipc_reply_begin(op->c, op->msgid);
+		msgpack_pack_map(pk, 2);
+		ipc_pack_kv_uint(pk, "memory_mb", hv.memory_mb);
+		ipc_pack_kv_str(pk, "id", id);
+		ipc_reply_send(op->c);
+	}
+	op_free(op);
+}
+
 /* Unplug: device_del, then DEVICE_DELETED (the guest let go), then the
  * backend.  A guest that never answers leaves the device "removing". */
 
@@ -1316,6 +1397,10 @@ static void unplug_backend_done(struct qmp *q, json_t *ret,
 	if (e)
 		log_warnx("unplug: backend of %s: %s", hv.dev[op->dev].id,
 			  e->msg);
+	if (kind == HV_DEV_MEM) {
+		reply_memory(op, hv.dev[op->dev].id, -(int64_t)hv.dev[op->dev].size_mb);
+		return;
+	}
 	dev_release(op->dev);
 	op->dev = -1;
 	if (kind != HV_DEV_CPU) {
@@ -1416,12 +1501,17 @@ static void hv_dispatch_unplug_vcpu(struct ipc_conn *c, struct ipc_msg *m,
 	if (ipc_decode(m->params, count_fields, &p, &e) < 0 ||
 	    hotplug_ready("unplug_vcpu", &e) < 0)
 		return reply_fail(c, m, e);
-	/* Seen here: the guest's ACPI eject of a TCG vCPU corrupts QEMU
-	 * 7.2's heap and it aborts, taking the sandbox with it. */
+	/* Seen here with QEMU 7.2: the eject of a TCG vCPU succeeds, but
+	 * its address space stays registered, and the next change to the
+	 * memory map (any device_add, a pc-dimm or a vCPU) frees it again
+	 * and QEMU aborts ("double free or corruption"), taking the
+	 * sandbox with it.  Later QEMUs destroy a removed vCPU's address
+	 * spaces. */
 	if (hv.cfg.accel != HV_ACCEL_KVM) {
 		ipc_reply_error(c, m->msgid, HUSK_E_NOT_IMPLEMENTED,
-				"unplug_vcpu: not under TCG (QEMU aborts on the "
-				"eject of a TCG vCPU)");
+				"unplug_vcpu: not under TCG (QEMU 7.2 keeps a "
+				"removed TCG vCPU's address space and aborts at "
+				"the next device_add)");
 		return;
 	}
 	for (int i = 0; i < HV_MAX_DEVICES; i++)
@@ -1454,7 +1544,6 @@ static void dimm_added(struct qmp *q, json_t *ret, const struct husk_err *e,
 {
 	struct op *op = arg;
 	struct hv_device *d = &hv.dev[op->dev];
-	msgpack_packer *pk;
 
 	if (e) {
 		char name[HV_DEV_ID_MAX + 16];
@@ -1466,16 +1555,7 @@ static void dimm_added(struct qmp *q, json_t *ret, const struct husk_err *e,
 		op_fail(op, e);
 		return;
 	}
-	hv.memory_mb += d->size_mb;
-	hv.dimms++;
-	if (!ipc_conn_closed(op->c)) {
-		pk = ipc_reply_begin(op->c, op->msgid);
-		msgpack_pack_map(pk, 2);
-		ipc_pack_kv_uint(pk, "memory_mb", hv.memory_mb);
-		ipc_pack_kv_str(pk, "id", d->id);
-		ipc_reply_send(op->c);
-	}
-	op_free(op);
+	reply_memory(op, d->id, d->size_mb);
 }
 
 static void membackend_added(struct qmp *q, json_t *ret,
@@ -1763,6 +1843,15 @@ static void unplug_dev(struct ipc_conn *c, struct ipc_msg *m,
 	unplug_start(op, dev);
 }
 
+static void hv_dispatch_unplug_memory(struct ipc_conn *c, struct ipc_msg *m,
+				      void *a)
+{
+	/* The guest gives the DIMM up only if it can offline every block
+	 * of it: hot-plugged memory is onlined movable for that
+	 * (memhp_default_state in the kernel command line). */
+	unplug_dev(c, m, "unplug_memory", HV_DEV_MEM);
+}
+
 static void hv_dispatch_unplug_block(struct ipc_conn *c, struct ipc_msg *m,
 				     void *a)
 {
@@ -1847,6 +1936,7 @@ static const struct ipc_method method_table[] = {
 	{ "hotplug_vcpu", IPC_M_REQUEST, hv_dispatch_hotplug_vcpu },
 	{ "unplug_vcpu", IPC_M_REQUEST, hv_dispatch_unplug_vcpu },
 	{ "hotplug_memory", IPC_M_REQUEST, hv_dispatch_hotplug_memory },
+	{ "unplug_memory", IPC_M_REQUEST, hv_dispatch_unplug_memory },
 	{ "hotplug_block", IPC_M_REQUEST, hv_dispatch_hotplug_block },
 	{ "unplug_block", IPC_M_REQUEST, hv_dispatch_unplug_block },
 	{ "hotplug_net", IPC_M_REQUEST, hv_dispatch_hotplug_net },

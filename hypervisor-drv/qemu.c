@@ -182,6 +182,11 @@ char *hv_kernel_cmdline(const struct hv_config *c)
 		strv_add(&s, "nolapic_timer");
 	if (c->machine == HV_MACHINE_MICROVM && c->tsc_khz)
 		strv_addf(&s, "tsc_early_khz=%u", c->tsc_khz);
+	/* Hot-plugged memory online at once, and movable, so that a DIMM
+	 * can be offlined and unplugged again. */
+	if (c->machine == HV_MACHINE_Q35 && c->memory_slots > 0 &&
+	    c->max_memory_mb > c->memory_mb)
+		strv_add(&s, "memhp_default_state=online_movable");
 	if (c->shared_dir)
 		strv_add(&s, "husk.share=husk");
 	if (c->kernel_params && *c->kernel_params)

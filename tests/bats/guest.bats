@@ -50,7 +50,7 @@ listing() {
 		[ "$status" -eq 0 ]
 		[[ "$output" == *$'\n'init$'\n'* || "$output" == init$'\n'* ]]
 		for m in virtio_ring virtio virtio_pci virtio_mmio \
-		    virtio_console fuse virtiofs virtio_net virtio_blk; do
+		    virtio_console fuse virtiofs virtio_net virtio_blk button evdev; do
 			[[ "$output" == *"lib/modules/$m.ko"* ]] ||
 				{ echo "no $m.ko in $img"; false; }
 		done

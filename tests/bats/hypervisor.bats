@@ -187,6 +187,7 @@ setup() {
 	echo "$output"
 	[ "$status" -eq 0 ]
 	[ "$(jq -r .memory_mb <<<"$output")" = 384 ]
+	jq -r .id <<<"$output" >"$VMDIR/dimm"
 	run hv hotplug_memory '{"size_mb": 256}'
 	echo "$output"
 	[ "$status" -ne 0 ]
@@ -201,12 +202,44 @@ setup() {
 	fi
 }
 
+@test "unplug memory: the guest offlines the DIMM and QEMU takes it back" {
+	dimm=$(cat "$VMDIR/dimm")
+	[ -n "$dimm" ]
+	run hv unplug_memory '{"id": "nodimm"}'
+	echo "$output"
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"params.id: no memory device 'nodimm'"* ]]
+	if [ "$AGENT" = 1 ]; then
+		before=$(agent get_guest_details '{}' | jq -r .mem_total_kb)
+	fi
+	run hv unplug_memory "{\"id\": \"$dimm\"}"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ "$(jq -r .memory_mb <<<"$output")" = 256 ]
+	! hv status '{}' | jq -e ".devices[] | select(.id == \"$dimm\")"
+	[ "$(status_field "$SOCK" memory_mb)" = 256 ]
+	if [ "$AGENT" = 1 ]; then
+		run agent get_guest_details '{}'
+		echo "$output"
+		# 128 MiB fewer in the guest's MemTotal.
+		[ "$(jq -r .mem_total_kb <<<"$output")" -eq $((before - 131072)) ]
+		[ "$(jq -r .mem_online_kb <<<"$output")" -eq $((256 * 1024)) ]
+	fi
+	# The slot is free again: the DIMM can come back.
+	run hv hotplug_memory '{"size_mb": 128}'
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ "$(jq -r .memory_mb <<<"$output")" = 384 ]
+}
+
 @test "unplug_vcpu is refused under TCG with the reason" {
 	[ "$(status_field "$SOCK" accel)" = tcg ] || skip "KVM host"
 	run hv unplug_vcpu '{}'
 	echo "$output"
 	[ "$status" -ne 0 ]
-	[[ "$output" == *"not under TCG"* ]]
+	[[ "$output" == *"not under TCG"*"address space"* ]]
+	# The VM is unharmed.
+	[ "$(status_field "$SOCK" state)" = running ]
 }
 
 @test "hotplug and unplug a block device" {
@@ -254,9 +287,13 @@ setup() {
 		run agent ping '{}'
 		echo "$output"
 		[ "$status" -eq 0 ]
-		run hv stop '{"timeout_ms": 2000}'
+		# Graceful: the agent takes the ACPI power button and powers
+		# the guest off itself, long before QMP quit would come.
+		run hv stop '{"timeout_ms": 60000}'
 		echo "$output"
 		[ "$status" -eq 0 ]
+		[[ "$(jq -r .exit_reason <<<"$output")" == "shutdown: guest-shutdown"* ]]
+		grep -q "power button pressed" "$VMDIR/console.log"
 	else
 		# The test init writes READY once the host connects, then
 		# powers off.

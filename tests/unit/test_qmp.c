@@ -329,6 +329,12 @@ static void kernel_cmdline(void **state)
 	/* Two possible vCPUs: the local APIC timer must stay. */
 	assert_null(strstr(s, "nolapic_timer"));
 	assert_non_null(strstr(s, " husk.debug=1"));
+	/* Room for DIMMs: they come online movable, to be unpluggable. */
+	assert_non_null(strstr(s, " memhp_default_state=online_movable"));
+	free(s);
+	c.max_memory_mb = c.memory_mb;
+	s = hv_kernel_cmdline(&c);
+	assert_null(strstr(s, "memhp_default_state"));
 	free(s);
 	c.max_vcpus = 1;
 	c.shared_dir = "/share";
