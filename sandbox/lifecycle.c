@@ -283,9 +283,11 @@ int husk_ct_create(struct husk_store *st, const struct husk_config *cfg,
 				   "running proxy", sid);
 			goto fail;
 		}
-		/* A container joining a pod brings its limits by hotplug. */
+		/* A container joining a pod brings its limits by hotplug,
+		 * and gives them back when it goes. */
+		c.dimms = json_array();
 		if (husk_sandbox_grow(st->root, sid, grow_mb, grow_cpus,
-				      err) < 0)
+				      c.dimms, &c.grown_vcpus, err) < 0)
 			goto fail;
 	}
 	if (husk_sandbox_paths(st->root, sid, &p, err) < 0)
@@ -436,9 +438,22 @@ static int members(struct husk_store *st, const char *sid, char ***out,
 	return 0;
 }
 
+static int ct_destroy(struct husk_store *st, const struct husk_config *cfg,
+		      struct husk_entry *e, struct husk_container *c,
+		      bool force, bool vm_going, struct husk_err **err);
+
 int husk_ct_destroy(struct husk_store *st, const struct husk_config *cfg,
 		    struct husk_entry *e, struct husk_container *c, bool force,
 		    struct husk_err **err)
+{
+	return ct_destroy(st, cfg, e, c, force, false, err);
+}
+
+/* vm_going: the sandbox's VM goes next, so what the container added to
+ * it is not worth giving back. */
+static int ct_destroy(struct husk_store *st, const struct husk_config *cfg,
+		      struct husk_entry *e, struct husk_container *c,
+		      bool force, bool vm_going, struct husk_err **err)
 {
 	struct husk_sbx_paths p = { 0 };
 	struct husk_sandbox sb = { 0 };
@@ -463,7 +478,7 @@ int husk_ct_destroy(struct husk_store *st, const struct husk_config *cfg,
 					   &e2) < 0)
 				continue;
 			if (husk_container_read(&oe, &oc, &e2) == 0) {
-				husk_ct_destroy(st, cfg, &oe, &oc, true, &e2);
+				ct_destroy(st, cfg, &oe, &oc, true, true, &e2);
 				husk_container_free(&oc);
 			} else {
 				husk_entry_remove(&oe, NULL);
@@ -486,6 +501,9 @@ int husk_ct_destroy(struct husk_store *st, const struct husk_config *cfg,
 			log_debug("husk_ct_destroy: %s", e2->msg);
 	}
 	husk_proc_stop(&c->shim, force ? 500 : 2000);
+	if (!c->is_sandbox && !vm_going)
+		husk_sandbox_shrink(st->root, c->sandbox_id, c->dimms,
+				    c->grown_vcpus);
 	husk_cgroup_remove(c->cgroups);
 	if (have_sb)
 		husk_sandbox_stop(st->root, &sb, force, NULL);

@@ -119,7 +119,8 @@ int husk_config_annotations(struct husk_config *cfg, const json_t *spec,
 }
 
 int husk_sandbox_grow(const char *root, const char *sid, unsigned mem_mb,
-		      unsigned vcpus, struct husk_err **err)
+		      unsigned vcpus, json_t *dimms, unsigned *vcpus_added,
+		      struct husk_err **err)
 {
 	struct husk_sbx_paths p;
 	json_int_t want_cpus, want_kb;
@@ -147,14 +148,21 @@ int husk_sandbox_grow(const char *root, const char *sid, unsigned mem_mb,
 
 		rc = husk_rpc_call(p.hv_sock, "husk-hypervisor", "hotplug_vcpu",
 				   params, 30000, NULL, NULL, 0, err);
+		if (rc == 0 && vcpus_added)
+			*vcpus_added = vcpus;
 		json_decref(params);
 	}
 	if (rc == 0 && mem_mb) {
 		json_t *params = json_pack("{s:i}", "size_mb", mem_mb);
+		json_t *r = NULL, *id;
 
 		rc = husk_rpc_call(p.hv_sock, "husk-hypervisor",
-				   "hotplug_memory", params, 30000, NULL, NULL,
+				   "hotplug_memory", params, 30000, &r, NULL,
 				   0, err);
+		id = json_object_get(r, "id");
+		if (rc == 0 && dimms && json_is_string(id))
+			json_array_append(dimms, id);
+		json_decref(r);
 		json_decref(params);
 	}
 	/* The guest sees the new CPUs and memory blocks only once its ACPI
@@ -189,6 +197,49 @@ int husk_sandbox_grow(const char *root, const char *sid, unsigned mem_mb,
 		return husk_error_wrap(err, "grow sandbox %s by %u MiB and %u "
 				       "vCPUs", sid, mem_mb, vcpus);
 	return 0;
+}
+
+void husk_sandbox_shrink(const char *root, const char *sid,
+			 const json_t *dimms, unsigned vcpus)
+{
+	struct husk_sbx_paths p;
+	struct husk_err *err = NULL;
+	size_t i;
+	json_t *id;
+
+	if (!vcpus && json_array_size(dimms) == 0)
+		return;
+	if (husk_sandbox_paths(root, sid, &p, &err) < 0) {
+		log_warnx("shrink sandbox %s: %s", sid, err->msg);
+		husk_err_free(err);
+		return;
+	}
+	json_array_foreach(dimms, i, id) {
+		json_t *params = json_pack("{s:O}", "id", id);
+
+		/* The guest offlines the DIMM first: seconds under TCG. */
+		if (husk_rpc_call(p.hv_sock, "husk-hypervisor",
+				  "unplug_memory", params, 40000, NULL, NULL, 0,
+				  &err) < 0) {
+			log_warnx("shrink sandbox %s: DIMM %s stays: %s", sid,
+				  json_string_value(id), err->msg);
+			husk_err_free(err);
+			err = NULL;
+		}
+		json_decref(params);
+	}
+	if (vcpus) {
+		json_t *params = json_pack("{s:i}", "count", vcpus);
+
+		if (husk_rpc_call(p.hv_sock, "husk-hypervisor", "unplug_vcpu",
+				  params, 40000, NULL, NULL, 0, &err) < 0) {
+			log_info("shrink sandbox %s: %u vCPU(s) stay: %s", sid,
+				 vcpus, err->msg);
+			husk_err_free(err);
+		}
+		json_decref(params);
+	}
+	husk_sandbox_paths_free(&p);
 }
 
 /* ------------------------------------------------------------------ */

@@ -114,6 +114,10 @@ struct husk_container {
 	json_t *hooks;                  /* spec's hooks, kept for poststop */
 	json_t *binds;                  /* array: host paths mounted in share */
 	json_t *cgroups;                /* array: host cgroup dirs husk made */
+	/* What joining a pod's sandbox hot-plugged for this container, to
+	 * give back when it goes: DIMM ids (array) and vCPUs. */
+	json_t *dimms;
+	unsigned grown_vcpus;
 	char *owner;
 };
 
@@ -284,9 +288,17 @@ void husk_spec_sizing(const json_t *spec, unsigned *mem_mb, unsigned *vcpus);
 /* Apply the io.husk.config.* annotations (docs in husk.conf(5)). */
 int husk_config_annotations(struct husk_config *cfg, const json_t *spec,
 			    struct husk_err **err);
-/* Hot-plug memory and vCPUs into a running sandbox and online them. */
+/* Hot-plug memory and vCPUs into a running sandbox and online them;
+ * what was plugged, even on failure, goes to dimms (DIMM ids appended)
+ * and *vcpus_added. */
 int husk_sandbox_grow(const char *root, const char *sid, unsigned mem_mb,
-		      unsigned vcpus, struct husk_err **err);
+		      unsigned vcpus, json_t *dimms, unsigned *vcpus_added,
+		      struct husk_err **err);
+/* Give back what husk_sandbox_grow added: unplug the DIMMs (the guest
+ * may refuse one it cannot offline) and the vCPUs (not under TCG).
+ * Best effort: what cannot go is logged and stays with the sandbox. */
+void husk_sandbox_shrink(const char *root, const char *sid,
+			 const json_t *dimms, unsigned vcpus);
 /* Put pid into the host cgroup path (linux.cgroupsPath) in every
  * hierarchy; directories made are appended to made. */
 int husk_cgroup_enter(const char *path, pid_t pid, json_t *made,

@@ -185,6 +185,11 @@ int husk_container_write(struct husk_entry *e, const struct husk_container *c,
 		      "owner", c->owner ? c->owner : "");
 	if (j && c->cgroups)
 		json_object_set(j, "cgroups", c->cgroups);
+	if (j && c->dimms && json_array_size(c->dimms))
+		json_object_set(j, "dimms", c->dimms);
+	if (j && c->grown_vcpus)
+		json_object_set_new(j, "grown_vcpus",
+				    json_integer(c->grown_vcpus));
 	if (!j)
 		return husk_error(err, HUSK_E_INTERNAL, "encode state of %s",
 				  c->id);
@@ -232,6 +237,12 @@ int husk_container_read(struct husk_entry *e, struct husk_container *c,
 		c->binds = json_incref(v);
 	if ((v = json_object_get(j, "cgroups")) && json_is_array(v))
 		c->cgroups = json_incref(v);
+	if ((v = json_object_get(j, "dimms")) && json_is_array(v))
+		c->dimms = json_incref(v);
+	v = json_object_get(j, "grown_vcpus");
+	if (json_is_integer(v) && json_integer_value(v) > 0 &&
+	    json_integer_value(v) <= 1024)
+		c->grown_vcpus = (unsigned)json_integer_value(v);
 	json_decref(j);
 	return 0;
 }
@@ -247,6 +258,7 @@ void husk_container_free(struct husk_container *c)
 	json_decref(c->hooks);
 	json_decref(c->binds);
 	json_decref(c->cgroups);
+	json_decref(c->dimms);
 	memset(c, 0, sizeof(*c));
 }
 

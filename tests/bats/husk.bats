@@ -208,6 +208,11 @@ teardown_file() {
 	[ "$status" -eq 0 ]
 	[ ! -e "$ROOT/app1" ]
 	husk state pod1
+	# app1's DIMM went back: the guest offlined it, QEMU took it.
+	[ "$(guest_mem_kb pod1)" -eq "$before" ]
+	"${BUILD:-build}/bin/husk-ipc" -t 10 "$ROOT/pod1/hv.sock" status '{}' >"$BATS_TEST_TMPDIR/hv.json"
+	[ "$(jq -r .memory_mb "$BATS_TEST_TMPDIR/hv.json")" = 320 ]
+	! jq -e '.devices[] | select(.kind == "memory")' "$BATS_TEST_TMPDIR/hv.json"
 	run husk delete --force pod1
 	[ "$status" -eq 0 ]
 	assert_gone pod1
