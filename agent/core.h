@@ -154,6 +154,7 @@ struct spawn {
 	const struct spec_process *proc;
 	scmp_filter_ctx filter;         /* may be NULL */
 	struct proc *p;                 /* filled: pid, stdio, hand-shake */
+	int tty_sock;                   /* terminal: the master comes here */
 };
 int spawn_init(struct agent *a, struct spawn *sp, struct husk_err **err);
 int spawn_start(struct proc *p, struct husk_err **err);

@@ -13,6 +13,12 @@
  *   err   child -> agent: one struct child_msg on failure (naming what
  *         failed), {ready = 1} when the init is built and waits for '2',
  *         and EOF when execve succeeded.
+ *
+ * A terminal comes from the container's own devpts, as runc's does: the
+ * child opens /dev/ptmx once it is in its root (init) or mount
+ * namespace (exec), makes the peer its controlling terminal and stdio,
+ * and sends the master back over a third channel (a socketpair,
+ * SCM_RIGHTS) before it reports; the agent takes it after the report.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -25,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <termios.h>
@@ -58,10 +65,12 @@ void child_fail_err(int errfd, struct husk_err *e)
 	child_fail(errfd, 0, "%s", e && e->msg ? e->msg : "failed");
 }
 
-/* The child's ends of its stdio, and the agent's. */
+/* The child's ends of its stdio, and the agent's; for a terminal, the
+ * socketpair the child sends the pty master over instead. */
 struct stdio {
 	int child[3];
 	int parent_in, parent_out, parent_err;
+	int tty_child, tty_parent;
 };
 
 static void stdio_close(struct stdio *io)
@@ -72,8 +81,13 @@ static void stdio_close(struct stdio *io)
 	for (int *fd = &io->parent_in; fd <= &io->parent_err; fd++)
 		if (*fd >= 0)
 			close(*fd);
+	if (io->tty_child >= 0)
+		close(io->tty_child);
+	if (io->tty_parent >= 0)
+		close(io->tty_parent);
 	io->child[0] = io->child[1] = io->child[2] = -1;
 	io->parent_in = io->parent_out = io->parent_err = -1;
+	io->tty_child = io->tty_parent = -1;
 }
 
 static int stdio_make(const struct spec_process *p, struct stdio *io,
@@ -83,34 +97,13 @@ static int stdio_make(const struct spec_process *p, struct stdio *io,
 
 	io->child[0] = io->child[1] = io->child[2] = -1;
 	io->parent_in = io->parent_out = io->parent_err = -1;
+	io->tty_child = io->tty_parent = -1;
 	if (p->terminal) {
-		struct winsize ws = { .ws_row = (unsigned short)p->rows,
-				      .ws_col = (unsigned short)p->cols };
-		char name[64];
-		int m, s;
-
-		m = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
-		if (m < 0)
-			return husk_error_sys(err, errno, "open the pty master");
-		if (grantpt(m) < 0 || unlockpt(m) < 0 ||
-		    ptsname_r(m, name, sizeof(name)) != 0) {
-			close(m);
-			return husk_error_sys(err, errno, "unlock the pty");
-		}
-		s = open(name, O_RDWR | O_NOCTTY | O_CLOEXEC);
-		if (s < 0) {
-			close(m);
-			return husk_error_sys(err, errno, "open %s", name);
-		}
-		if (ws.ws_row && ws.ws_col)
-			ioctl(m, TIOCSWINSZ, &ws);
-		io->child[0] = io->child[1] = io->child[2] = s;
-		io->parent_out = m;
-		io->parent_in = fcntl(m, F_DUPFD_CLOEXEC, 3);
-		if (io->parent_in < 0) {
-			stdio_close(io);
-			return husk_error_sys(err, errno, "dup the pty master");
-		}
+		if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0,
+			       fds) < 0)
+			return husk_error_sys(err, errno, "socketpair");
+		io->tty_parent = fds[0];
+		io->tty_child = fds[1];
 		return 0;
 	}
 	for (int i = 0; i < 3; i++) {
@@ -141,11 +134,76 @@ static void child_begin(struct stdio *io, bool tty, int errfd)
 		signal(sig, SIG_DFL);
 	if (setsid() < 0)
 		child_fail(errfd, errno, "setsid");
-	if (tty && ioctl(io->child[0], TIOCSCTTY, 0) < 0)
-		child_fail(errfd, errno, "set the controlling terminal");
+	if (tty)
+		return;         /* child_tty, once in the container */
 	for (int i = 0; i < 3; i++)
 		if (dup2(io->child[i], i) < 0)
 			child_fail(errfd, errno, "dup2 stdio");
+}
+
+/* Child, in the container's root: a pty from its /dev/ptmx, the peer as
+ * controlling terminal and stdio (owned by the process's user, as runc
+ * does), the master sent to the agent over sock. */
+static void child_tty(const struct spec_process *p, int sock, int errfd)
+{
+	struct winsize ws = { .ws_row = (unsigned short)p->rows,
+			      .ws_col = (unsigned short)p->cols };
+	char byte = 'm';
+	int m, s;
+
+	m = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+	if (m < 0)
+		child_fail(errfd, errno, "terminal: open /dev/ptmx in the "
+			   "container");
+	if (unlockpt(m) < 0)
+		child_fail(errfd, errno, "terminal: unlock the pty");
+	/* The peer by the master, not by a path the container controls. */
+	s = ioctl(m, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+	if (s < 0)
+		child_fail(errfd, errno, "terminal: open the pty's peer");
+	if (fchown(s, p->uid, (gid_t)-1) < 0)
+		child_fail(errfd, errno, "terminal: chown the pty to %u",
+			   p->uid);
+	if (ws.ws_row && ws.ws_col)
+		ioctl(m, TIOCSWINSZ, &ws);
+	if (ioctl(s, TIOCSCTTY, 0) < 0)
+		child_fail(errfd, errno, "set the controlling terminal");
+	for (int i = 0; i < 3; i++)
+		if (dup2(s, i) < 0)
+			child_fail(errfd, errno, "dup2 stdio");
+	close(s);
+	if (ipc_send_fds(sock, &byte, 1, &m, 1) != 1)
+		child_fail(errfd, errno, "terminal: send the pty master");
+	close(m);
+	close(sock);
+}
+
+/* Agent: the master the child sent before it reported (so it waits in
+ * the socket); its stdio then starts. */
+static int take_tty(struct proc *pr, int sock, struct husk_err **err)
+{
+	int fds[1], nfds = 0, in;
+	bool trunc = false;
+	char byte;
+	ssize_t n;
+
+	do
+		n = ipc_recv_fds(sock, &byte, 1, fds, &nfds, 1, &trunc);
+	while (n < 0 && errno == EINTR);
+	close(sock);
+	if (n != 1 || nfds != 1) {
+		for (int i = 0; i < nfds; i++)
+			close(fds[i]);
+		return husk_error(err, HUSK_E_INTERNAL, "process %d sent no "
+				  "terminal", (int)pr->pid);
+	}
+	in = fcntl(fds[0], F_DUPFD_CLOEXEC, 3);
+	if (in < 0) {
+		close(fds[0]);
+		return husk_error_sys(err, errno, "dup the pty master");
+	}
+	proc_stdio_start(pr, in, fds[0], -1, true);
+	return 0;
 }
 
 static int wait_byte(int fd, char want)
@@ -226,6 +284,7 @@ static int spawn_common(struct agent *a, struct spawn *sp, int flags,
 	int syncp[2] = { -1, -1 }, errp[2] = { -1, -1 };
 	pid_t pid;
 
+	sp->tty_sock = -1;
 	if (stdio_make(sp->proc, &io, err) < 0)
 		return -1;
 	if (pipe2(syncp, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0) {
@@ -240,7 +299,10 @@ static int spawn_common(struct agent *a, struct spawn *sp, int flags,
 	if (pid == 0) {
 		close(syncp[1]);
 		close(errp[0]);
+		if (io.tty_parent >= 0)
+			close(io.tty_parent);
 		child_begin(&io, sp->proc->terminal, errp[1]);
+		sp->tty_sock = io.tty_child;
 		body(a, sp, syncp[0], errp[1]);
 		_exit(127);
 	}
@@ -258,8 +320,12 @@ static int spawn_common(struct agent *a, struct spawn *sp, int flags,
 	for (int i = 0; i < 3; i++)
 		if (io.child[i] >= 0 && (i == 0 || io.child[i] != io.child[0]))
 			close(io.child[i]);
-	proc_stdio_start(sp->p, io.parent_in, io.parent_out, io.parent_err,
-			 sp->proc->terminal);
+	if (io.tty_child >= 0)
+		close(io.tty_child);
+	sp->tty_sock = io.tty_parent;   /* take_tty, after the report */
+	if (!sp->proc->terminal)
+		proc_stdio_start(sp->p, io.parent_in, io.parent_out,
+				 io.parent_err, false);
 	if (cg_attach(sp->ct->cg, pid, err) < 0) {
 		kill(pid, SIGKILL);
 		return -1;
@@ -294,6 +360,8 @@ static void init_body(struct agent *a, struct spawn *sp, int syncfd,
 	    unshare(CLONE_NEWCGROUP) < 0)
 		child_fail(errfd, errno, "unshare the cgroup namespace");
 	rootfs_setup(a, sp->spec, errfd);
+	if (sp->proc->terminal)
+		child_tty(sp->proc, sp->tty_sock, errfd);
 	exe = proc_find_exe(sp->proc, errfd);
 	if (write(errfd, &ready, sizeof(ready)) != (ssize_t)sizeof(ready))
 		_exit(127);
@@ -318,11 +386,14 @@ int spawn_init(struct agent *a, struct spawn *sp, struct husk_err **err)
 	if (spawn_common(a, sp, flags, pidns_fd, init_body, err) < 0)
 		return -1;
 	r = read_report(sp->p->err_fd, sp->p->pid, err);
-	if (r == 1)
+	if (r == 1 && (!sp->proc->terminal ||
+		       take_tty(sp->p, husk_steal_fd(sp->tty_sock), err) == 0))
 		return 0;
 	if (r == 0)
 		husk_error(err, HUSK_E_INTERNAL,
 			   "container init exited before it was built");
+	if (sp->tty_sock >= 0)
+		close(husk_steal_fd(sp->tty_sock));
 	kill(sp->p->pid, SIGKILL);
 	return -1;
 }
@@ -368,6 +439,8 @@ static void exec_body(struct agent *a, struct spawn *sp, int syncfd,
 				   exec_ns[i].name);
 	if (wait_byte(syncfd, '1') < 0)
 		_exit(127);
+	if (sp->proc->terminal)
+		child_tty(sp->proc, sp->tty_sock, errfd);
 	exe = proc_find_exe(sp->proc, errfd);
 	proc_exec(a, sp->proc, exe, sp->filter, errfd);
 }
@@ -416,6 +489,11 @@ int spawn_exec(struct agent *a, struct spawn *sp, struct husk_err **err)
 	r = read_report(sp->p->err_fd, sp->p->pid, err);
 	close(sp->p->err_fd);
 	sp->p->err_fd = -1;
+	if (r == 0 && sp->proc->terminal &&
+	    take_tty(sp->p, husk_steal_fd(sp->tty_sock), err) < 0)
+		r = -1;
+	if (sp->tty_sock >= 0)
+		close(husk_steal_fd(sp->tty_sock));
 	if (r != 0) {
 		kill(sp->p->pid, SIGKILL);
 		r = -1;

@@ -114,6 +114,17 @@ run_sh() { "$CLIENT" --no-stdin "$S" run "${CID:-c1}" "$(sh_spec "$1")"; }
 	run run_sh 'test -t 0 && test -t 1 && echo tty; stty size'
 	[ "$status" -eq 0 ]
 	[ "$(printf '%s' "$output" | tr -d '\r')" = $'tty\n40 100' ]
+	# The pty is the container's own (its devpts instance), as with
+	# runc: tty names it, and it is the only one there.
+	CID=c3 run run_sh 'tty; ls -1 /dev/pts'
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ "$(printf '%s' "$output" | tr -d '\r')" = $'/dev/pts/0\n0\nptmx' ]
+	# It belongs to the process's user.
+	PROC=',"user":{"uid":1000,"gid":1000},"terminal":true'
+	CID=c4 run run_sh 'ls -ln "$(tty)" | awk "{ print \$3 }"'
+	echo "$output"
+	[ "$(printf '%s' "$output" | tr -d '\r')" = 1000 ]
 	run "$CLIENT" --no-stdin --winsize 50,120 "$S" run c2 "$(sh_spec 'sleep 1; stty size')"
 	[ "$(printf '%s' "$output" | tr -d '\r')" = '50 120' ]
 }
@@ -235,6 +246,11 @@ run_sh() { "$CLIENT" --no-stdin "$S" run "${CID:-c1}" "$(sh_spec "$1")"; }
 	[[ "$output" == *'exec "nosuchcmd": No such file or directory'* ]]
 	run "$CLIENT" --no-stdin "$S" exec c1 e1 '{"args":["true"],"cwd":"/"}'
 	[[ "$output" == *"already exists"* ]]
+	# An exec's terminal comes from the container's devpts too.
+	run "$CLIENT" --no-stdin "$S" exec c1 e3 '{"args":["tty"],"cwd":"/","terminal":true}'
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ "$(printf '%s' "$output" | tr -d '\r')" = /dev/pts/0 ]
 }
 
 @test "agent: signal one process, then all of a container" {

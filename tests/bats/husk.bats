@@ -157,7 +157,7 @@ teardown_file() {
 	b="$BATS_TEST_TMPDIR/t" d=$(mktemp -d)
 	make_bundle "$b" sh
 	sed -i 's/"terminal": false/"terminal": true/' "$b/config.json"
-	printf 'test -t 0 && echo is-a-tty; exit 3\n' |
+	printf 'test -t 0 && echo is-a-tty; echo "name=$(tty)"; exit 3\n' |
 		timeout 120 "$BUILD/tests/helpers/shim_recvtty" "$d/tty.sock" \
 		>"$BATS_TEST_TMPDIR/tty.out" 2>/dev/null &
 	rpid=$!
@@ -169,6 +169,8 @@ teardown_file() {
 	wait_status tt stopped
 	wait "$rpid"
 	grep -q "^is-a-tty" "$BATS_TEST_TMPDIR/tty.out"
+	# The container's own devpts gave the pty, as with runc.
+	grep -q "^name=/dev/pts/0" "$BATS_TEST_TMPDIR/tty.out"
 	run husk delete tt
 	[ "$status" -eq 0 ]
 	assert_gone tt
