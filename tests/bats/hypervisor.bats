@@ -232,6 +232,31 @@ setup() {
 	[ "$(jq -r .memory_mb <<<"$output")" = 384 ]
 }
 
+@test "unplug memory the guest cannot offline: refused at once, the DIMM stays" {
+	[ "$AGENT" = 1 ] || skip "needs the agent image"
+	d=$VMDIR/busy
+	s=$d/state/hypervisor.sock
+	start_driver "$d"
+	# Hot-plugged memory online for the kernel (the later parameter
+	# wins): kernel objects land on it at once and it cannot go.
+	"$IPC" -t 60 "$s" start "$(vm_params "$d" '{"kernel_params": "memhp_default_state=online_kernel"}')"
+	VMDIR=$d poll 300 agent ping '{}'
+	run "$IPC" -t 60 "$s" hotplug_memory '{"size_mb": 128}'
+	echo "$output"
+	[ "$status" -eq 0 ]
+	id=$(jq -r .id <<<"$output")
+	VMDIR=$d poll 100 guest_has 1 $((384 * 1024))
+	run "$IPC" -t 60 "$s" unplug_memory "{\"id\": \"$id\"}"
+	echo "$output"
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"the guest refused to release it"*"device busy"* ]]
+	"$IPC" -t 10 "$s" status '{}' |
+		jq -e ".devices[] | select(.id == \"$id\" and .removing == false)"
+	[ "$(status_field "$s" memory_mb)" = 384 ]
+	[ "$(status_field "$s" state)" = running ]
+	"$IPC" -t 60 "$s" stop '{"force": true}'
+}
+
 @test "unplug_vcpu is refused under TCG with the reason" {
 	[ "$(status_field "$SOCK" accel)" = tcg ] || skip "KVM host"
 	run hv unplug_vcpu '{}'
