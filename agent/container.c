@@ -108,6 +108,57 @@ static void reply_err(struct ipc_conn *c, uint32_t msgid,
 	husk_err_free(err);
 }
 
+/* A request answered once a child has reported (spawn_done_fn). */
+struct rpc_wait {
+	struct agent *a;
+	struct ipc_conn *c;     /* referenced */
+	uint32_t msgid;
+	char *what;             /* "create container c1": errors start so */
+};
+
+static struct rpc_wait *rpc_wait_new(struct agent *a, struct ipc_conn *c,
+				     const struct ipc_msg *m, char *what)
+{
+	struct rpc_wait *w = husk_xcalloc(1, sizeof(*w));
+
+	ipc_conn_ref(c);
+	w->a = a;
+	w->c = c;
+	w->msgid = m->msgid;
+	w->what = what;
+	return w;
+}
+
+static void rpc_wait_free(struct rpc_wait *w)
+{
+	ipc_conn_unref(w->c);
+	free(w->what);
+	free(w);
+}
+
+static void rpc_wait_fail(struct rpc_wait *w, const struct husk_err *e)
+{
+	struct husk_err *e2 = NULL;
+
+	if (ipc_conn_closed(w->c))
+		return;
+	husk_error(&e2, e ? e->code : HUSK_E_INTERNAL, "%s: %s", w->what,
+		   e && e->msg ? e->msg : "failed");
+	reply_err(w->c, w->msgid, e2);
+}
+
+static void rpc_wait_pid(struct rpc_wait *w, pid_t pid)
+{
+	msgpack_packer *pk;
+
+	if (ipc_conn_closed(w->c))
+		return;
+	pk = ipc_reply_begin(w->c, w->msgid);
+	msgpack_pack_map(pk, 1);
+	ipc_pack_kv_int(pk, "pid", pid);
+	ipc_reply_send(w->c);
+}
+
 struct container *ct_find(struct agent *a, const char *id)
 {
 	for (struct container *ct = a->core->containers; ct; ct = ct->next)
@@ -233,15 +284,18 @@ static int ct_stop(struct agent *a, struct container *ct,
 	struct timespec ts = { 0, 5 * 1000 * 1000 };
 	uint64_t deadline = husk_now_ms() + 10000;
 
-	if (ct->state == CT_PAUSED) {
-		cg_freeze(ct->cg, false, NULL);
-		ct->state = CT_RUNNING;
-	}
-	for (;;) {
+	for (bool thawed = false;; thawed = true) {
 		pid_t *pids = NULL;
 		size_t n = 0;
 
 		ct_kill_all(ct, SIGKILL);
+		/* Frozen (paused, or by someone else): SIGKILL is pending
+		 * and takes effect once thawed. */
+		if (!thawed) {
+			cg_freeze(ct->cg, false, NULL);
+			if (ct->state == CT_PAUSED)
+				ct->state = CT_RUNNING;
+		}
 		reap_now(a);
 		if (cg_pids(ct->cg, &pids, &n, NULL) < 0)
 			n = 0;
@@ -528,8 +582,54 @@ static struct container *ct_new(struct agent *a, const char *id,
 	return ct;
 }
 
+/* The init reported: built (r 1), or not. */
+static void create_done(struct proc *p, int r, const struct husk_err *e,
+			bool cancelled, void *arg)
+{
+	struct rpc_wait *w = arg;
+	struct agent *a = w->a;
+	struct agent_core *core = a->core;
+	struct container *ct = p->ct;
+
+	if (cancelled) {
+		rpc_wait_fail(w, e);
+	} else if (r != 1) {
+		struct husk_err *e2 = NULL;
+
+		if (r == 0)
+			husk_error(&e2, HUSK_E_INTERNAL, "container init "
+				   "exited before it was built");
+		rpc_wait_fail(w, e2 ? e2 : e);
+		husk_err_free(e2);
+		if (p->pid > 0 && !p->exited) {
+			int st;
+
+			kill(p->pid, SIGKILL);
+			if (waitpid(p->pid, &st, 0) == p->pid)
+				ct_reaped(a, p->pid, st);
+		}
+		ct_free(a, ct);
+	} else {
+		if (core->shared_pid_ns && core->sandbox_pidns_fd < 0 &&
+		    (ct->ns_flags & CLONE_NEWPID) && !ct->joined_pidns) {
+			char path[64];
+
+			snprintf(path, sizeof(path), "/proc/%d/ns/pid",
+				 (int)p->pid);
+			core->sandbox_pidns_fd = open(path,
+						      O_RDONLY | O_CLOEXEC);
+		}
+		ct->state = CT_CREATED;
+		log_info("%s: container %s, init pid %d", __func__, ct->id,
+			 (int)p->pid);
+		rpc_wait_pid(w, p->pid);
+	}
+	rpc_wait_free(w);
+}
+
+/* Build the container and clone its init; create_done answers. */
 static int create_ct(struct agent *a, const char *id,
-		     const msgpack_object *spec_obj, pid_t *pid,
+		     const msgpack_object *spec_obj, struct rpc_wait *w,
 		     struct husk_err **err)
 {
 	struct agent_core *core = a->core;
@@ -562,7 +662,7 @@ static int create_ct(struct agent *a, const char *id,
 	sp.p = ct->init;
 	ct->next = core->containers;
 	core->containers = ct;
-	if (spawn_init(a, &sp, err) < 0) {
+	if (spawn_init(a, &sp, create_done, w, err) < 0) {
 		if (ct->init->pid > 0) {
 			int st;
 
@@ -572,17 +672,6 @@ static int create_ct(struct agent *a, const char *id,
 		}
 		goto fail;
 	}
-	if (core->shared_pid_ns && core->sandbox_pidns_fd < 0 &&
-	    (s->ns_flags & CLONE_NEWPID)) {
-		char path[64];
-
-		snprintf(path, sizeof(path), "/proc/%d/ns/pid",
-			 (int)ct->init->pid);
-		core->sandbox_pidns_fd = open(path, O_RDONLY | O_CLOEXEC);
-	}
-	ct->state = CT_CREATED;
-	*pid = ct->init->pid;
-	log_info("%s: container %s, init pid %d", __func__, id, (int)*pid);
 	r = 0;
 	goto out;
 fail:
@@ -596,25 +685,55 @@ void ct_m_create_container(struct ipc_conn *c, struct ipc_msg *m, void *arg)
 {
 	struct agent *a = arg;
 	struct husk_err *err = NULL;
+	struct rpc_wait *w;
 	struct params p;
-	pid_t pid = 0;
 
 	if (decode(c, m, f_create, &p) < 0)
 		return;
 	if (!a->core->sandbox) {
 		ipc_reply_error(c, m->msgid, HUSK_E_STATE,
 				"no sandbox: call create_sandbox first");
-	} else if (create_ct(a, p.container_id, p.spec, &pid, &err) < 0) {
-		husk_error_wrap(&err, "create container %s", p.container_id);
-		reply_err(c, m->msgid, err);
-	} else {
-		msgpack_packer *pk = ipc_reply_begin(c, m->msgid);
-
-		msgpack_pack_map(pk, 1);
-		ipc_pack_kv_int(pk, "pid", pid);
-		ipc_reply_send(c);
+		goto out;
 	}
+	w = rpc_wait_new(a, c, m, husk_xasprintf("create container %s",
+						 p.container_id));
+	if (create_ct(a, p.container_id, p.spec, w, &err) < 0) {
+		rpc_wait_fail(w, err);
+		husk_err_free(err);
+		rpc_wait_free(w);
+	}
+out:
 	ipc_decode_free(f_create, &p);
+}
+
+/* The init's execve went through (r 0), or not. */
+static void start_done(struct proc *p, int r, const struct husk_err *e,
+		       bool cancelled, void *arg)
+{
+	struct rpc_wait *w = arg;
+
+	if (p->sync_fd >= 0)
+		close(p->sync_fd);
+	if (p->err_fd >= 0)
+		close(p->err_fd);
+	p->sync_fd = p->err_fd = -1;
+	if (cancelled || r < 0) {
+		rpc_wait_fail(w, e);
+	} else if (r != 0) {
+		struct husk_err *e2 = NULL;
+
+		husk_error(&e2, HUSK_E_INTERNAL, "process %d reported twice",
+			   (int)p->pid);
+		rpc_wait_fail(w, e2);
+		husk_err_free(e2);
+		kill(p->pid, SIGKILL);
+	} else {
+		if (p->ct->state == CT_CREATED)
+			p->ct->state = CT_RUNNING;
+		if (!ipc_conn_closed(w->c))
+			ipc_reply_ok(w->c, w->msgid);
+	}
+	rpc_wait_free(w);
 }
 
 void ct_m_start_container(struct ipc_conn *c, struct ipc_msg *m, void *arg)
@@ -632,13 +751,15 @@ void ct_m_start_container(struct ipc_conn *c, struct ipc_msg *m, void *arg)
 		ipc_reply_error(c, m->msgid, HUSK_E_STATE,
 				"container %s is not in the created state",
 				ct->id);
-	} else if (spawn_start(ct->init, &err) < 0) {
-		husk_error_wrap(&err, "start container %s", ct->id);
-		reply_err(c, m->msgid, err);
 	} else {
-		if (ct->state == CT_CREATED)
-			ct->state = CT_RUNNING;
-		ipc_reply_ok(c, m->msgid);
+		struct rpc_wait *w = rpc_wait_new(arg, c, m, husk_xasprintf(
+			"start container %s", ct->id));
+
+		if (spawn_start(ct->init, start_done, w, &err) < 0) {
+			rpc_wait_fail(w, err);
+			husk_err_free(err);
+			rpc_wait_free(w);
+		}
 	}
 out:
 	ipc_decode_free(f_cid, &p);
@@ -789,15 +910,41 @@ void ct_m_list_processes(struct ipc_conn *c, struct ipc_msg *m, void *arg)
 	ipc_decode_free(f_cid, &p);
 }
 
+/* The exec's execve went through (r 0), or not (the record stays until
+ * its child is reaped, and goes with remove_container). */
+static void exec_done(struct proc *p, int r, const struct husk_err *e,
+		      bool cancelled, void *arg)
+{
+	struct rpc_wait *w = arg;
+
+	if (p->err_fd >= 0)
+		close(p->err_fd);
+	p->err_fd = -1;
+	if (cancelled || r < 0) {
+		rpc_wait_fail(w, e);
+	} else if (r != 0) {
+		struct husk_err *e2 = NULL;
+
+		husk_error(&e2, HUSK_E_INTERNAL, "process %d reported ready",
+			   (int)p->pid);
+		rpc_wait_fail(w, e2);
+		husk_err_free(e2);
+		kill(p->pid, SIGKILL);
+	} else {
+		rpc_wait_pid(w, p->pid);
+	}
+	rpc_wait_free(w);
+}
+
 void ct_m_exec_process(struct ipc_conn *c, struct ipc_msg *m, void *arg)
 {
 	struct husk_err *err = NULL;
 	struct spec_process sproc;
 	struct spawn sp = { 0 };
 	struct container *ct;
+	struct rpc_wait *w;
 	struct proc *pr;
 	struct params p;
-	msgpack_packer *pk;
 
 	if (decode(c, m, f_exec, &p) < 0)
 		return;
@@ -835,20 +982,17 @@ void ct_m_exec_process(struct ipc_conn *c, struct ipc_msg *m, void *arg)
 	sp.p = pr;
 	pr->next = ct->init->next;
 	ct->init->next = pr;
-	if (spawn_exec(arg, &sp, &err) < 0) {
-		husk_error_wrap(&err, "exec in %s", ct->id);
-		reply_err(c, m->msgid, err);
+	w = rpc_wait_new(arg, c, m, husk_xasprintf("exec in %s", ct->id));
+	if (spawn_exec(arg, &sp, exec_done, w, &err) < 0) {
+		rpc_wait_fail(w, err);
+		husk_err_free(err);
+		rpc_wait_free(w);
 		/* Keep the record until its child is reaped: it is gone
 		 * with remove_container like any exec. */
 		if (pr->pid <= 0) {
 			ct->init->next = pr->next;
 			proc_free(pr);
 		}
-	} else {
-		pk = ipc_reply_begin(c, m->msgid);
-		msgpack_pack_map(pk, 1);
-		ipc_pack_kv_int(pk, "pid", pr->pid);
-		ipc_reply_send(c);
 	}
 	spec_process_free(&sproc);
 out:

@@ -64,6 +64,7 @@ struct proc {
 	struct pending *waiters;
 	/* Hand-shake with the container init until start_container. */
 	int sync_fd, err_fd;
+	struct spawn_wait *wait;        /* a report being waited for */
 };
 
 struct container {
@@ -156,9 +157,27 @@ struct spawn {
 	struct proc *p;                 /* filled: pid, stdio, hand-shake */
 	int tty_sock;                   /* terminal: the master comes here */
 };
-int spawn_init(struct agent *a, struct spawn *sp, struct husk_err **err);
-int spawn_start(struct proc *p, struct husk_err **err);
-int spawn_exec(struct agent *a, struct spawn *sp, struct husk_err **err);
+/*
+ * The child's report comes in the event loop, never blocking it (a
+ * child stuck on a hung share must not stop the agent).  Each spawn_*
+ * returns -1 (err set, nothing pending) or 0; then done() is called
+ * exactly once: r 1 (init built, waiting for start) or 0 (execve done)
+ * on success, -1 with err on failure (the child was killed), or with
+ * cancelled set when the process record goes first (proc_free): then
+ * only reply.  The terminal, if any, is started before done().
+ */
+typedef void spawn_done_fn(struct proc *p, int r, const struct husk_err *err,
+			   bool cancelled, void *arg);
+int spawn_init(struct agent *a, struct spawn *sp, spawn_done_fn *done,
+	       void *arg, struct husk_err **err);
+int spawn_start(struct proc *p, spawn_done_fn *done, void *arg,
+		struct husk_err **err);
+int spawn_exec(struct agent *a, struct spawn *sp, spawn_done_fn *done,
+	       void *arg, struct husk_err **err);
+/* From proc_free: done() with cancelled.  (A child that dies while
+ * its report is awaited leaves EOF, or its last words, in the pipe:
+ * proc_exited leaves err_fd to the wait then.) */
+void spawn_cancel(struct proc *p);
 
 /* Child side (never return): report and _exit. */
 void child_fail(int errfd, int errnum, const char *fmt, ...)

@@ -217,27 +217,21 @@ static int wait_byte(int fd, char want)
 	return n == 1 && c == want ? 0 : -1;
 }
 
-/* Read the child's report: 1 ready, 0 EOF (exec'd), -1 error. */
-static int read_report(int fd, pid_t pid, struct husk_err **err)
+/* Parse what the child wrote: 1 ready, 0 EOF (exec'd), -1 error, 2 not
+ * yet (the agent's end is non-blocking). */
+static int report_read(int fd, pid_t pid, struct husk_err **err)
 {
-	struct pollfd pfd = { .fd = fd, .events = POLLIN };
 	struct child_msg cm;
 	ssize_t n;
-	int r;
 
 	do
-		r = poll(&pfd, 1, AGENT_CHILD_TIMEOUT_MS);
-	while (r < 0 && errno == EINTR);
-	if (r == 0) {
-		kill(pid, SIGKILL);
-		return husk_error(err, HUSK_E_TIMEOUT,
-				  "process %d did not report within %d ms",
-				  (int)pid, AGENT_CHILD_TIMEOUT_MS);
-	}
-	n = husk_read_all(fd, &cm, sizeof(cm));
+		n = read(fd, &cm, sizeof(cm));
+	while (n < 0 && errno == EINTR);
+	if (n < 0 && errno == EAGAIN)
+		return 2;
 	if (n == 0)
 		return 0;
-	if (n != (ssize_t)sizeof(cm))
+	if (n != (ssize_t)sizeof(cm))   /* one write below PIPE_BUF */
 		return husk_error(err, HUSK_E_INTERNAL,
 				  "short report from process %d", (int)pid);
 	if (cm.ready)
@@ -246,6 +240,93 @@ static int read_report(int fd, pid_t pid, struct husk_err **err)
 	return husk_error(err, cm.errnum == ENOENT ? HUSK_E_NOT_FOUND :
 			  cm.errnum == EACCES || cm.errnum == EPERM ?
 			  HUSK_E_PERMISSION : HUSK_E_SYSTEM, "%s", cm.msg);
+}
+
+struct spawn_wait {
+	struct proc *p;
+	int tty_sock;           /* terminal: the master comes here */
+	spawn_done_fn *done;
+	void *arg;
+	ev_io w;
+	ev_timer t;
+};
+
+static struct ev_loop *wait_loop(struct proc *p)
+{
+	return p->ct->a->core->loop;
+}
+
+static void wait_finish(struct proc *p, int r, struct husk_err *e,
+			bool cancelled)
+{
+	struct spawn_wait *w = p->wait;
+
+	p->wait = NULL;
+	ev_io_stop(wait_loop(p), &w->w);
+	ev_timer_stop(wait_loop(p), &w->t);
+	if (r >= 0 && !cancelled && w->tty_sock >= 0 &&
+	    take_tty(p, husk_steal_fd(w->tty_sock), &e) < 0)
+		r = -1;
+	if (w->tty_sock >= 0)
+		close(w->tty_sock);
+	if (r < 0 && !cancelled && p->pid > 0 && !p->exited)
+		kill(p->pid, SIGKILL);
+	w->done(p, r, e, cancelled, w->arg);
+	husk_err_free(e);
+	free(w);
+}
+
+static void on_report(struct ev_loop *loop, ev_io *io, int revents)
+{
+	struct proc *p = io->data;
+	struct husk_err *e = NULL;
+	int r = report_read(p->err_fd, p->pid, &e);
+
+	if (r != 2)
+		wait_finish(p, r, e, false);
+}
+
+static void on_report_timeout(struct ev_loop *loop, ev_timer *t, int revents)
+{
+	struct proc *p = t->data;
+	struct husk_err *e = NULL;
+
+	husk_error(&e, HUSK_E_TIMEOUT, "process %d did not report within "
+		   "%d ms", (int)p->pid, AGENT_CHILD_TIMEOUT_MS);
+	wait_finish(p, -1, e, false);
+}
+
+/* Wait in the loop for p's report on p->err_fd. */
+static void wait_start(struct proc *p, int tty_sock, spawn_done_fn *done,
+		       void *arg)
+{
+	struct spawn_wait *w = husk_xcalloc(1, sizeof(*w));
+	int fl = fcntl(p->err_fd, F_GETFL);
+
+	if (fl >= 0)
+		fcntl(p->err_fd, F_SETFL, fl | O_NONBLOCK);
+	w->p = p;
+	w->tty_sock = tty_sock;
+	w->done = done;
+	w->arg = arg;
+	ev_io_init(&w->w, on_report, p->err_fd, EV_READ);
+	w->w.data = p;
+	ev_timer_init(&w->t, on_report_timeout,
+		      AGENT_CHILD_TIMEOUT_MS / 1000., 0.);
+	w->t.data = p;
+	p->wait = w;
+	ev_io_start(wait_loop(p), &w->w);
+	ev_timer_start(wait_loop(p), &w->t);
+}
+
+void spawn_cancel(struct proc *p)
+{
+	struct husk_err *e = NULL;
+
+	if (!p->wait)
+		return;
+	husk_error(&e, HUSK_E_STATE, "the container was removed");
+	wait_finish(p, -1, e, true);
 }
 
 static pid_t raw_clone(int flags)
@@ -370,12 +451,12 @@ static void init_body(struct agent *a, struct spawn *sp, int syncfd,
 	proc_exec(a, sp->proc, exe, sp->filter, errfd);
 }
 
-int spawn_init(struct agent *a, struct spawn *sp, struct husk_err **err)
+int spawn_init(struct agent *a, struct spawn *sp, spawn_done_fn *done,
+	       void *arg, struct husk_err **err)
 {
 	struct agent_core *core = a->core;
 	int flags = sp->spec->ns_flags & ~CLONE_NEWCGROUP;
 	int pidns_fd = -1;
-	int r;
 
 	if ((flags & CLONE_NEWPID) && core->shared_pid_ns &&
 	    core->sandbox_pidns_fd >= 0) {
@@ -383,33 +464,29 @@ int spawn_init(struct agent *a, struct spawn *sp, struct husk_err **err)
 		flags &= ~CLONE_NEWPID;
 		sp->ct->joined_pidns = true;
 	}
-	if (spawn_common(a, sp, flags, pidns_fd, init_body, err) < 0)
+	if (spawn_common(a, sp, flags, pidns_fd, init_body, err) < 0) {
+		if (sp->tty_sock >= 0)
+			close(husk_steal_fd(sp->tty_sock));
 		return -1;
-	r = read_report(sp->p->err_fd, sp->p->pid, err);
-	if (r == 1 && (!sp->proc->terminal ||
-		       take_tty(sp->p, husk_steal_fd(sp->tty_sock), err) == 0))
-		return 0;
-	if (r == 0)
-		husk_error(err, HUSK_E_INTERNAL,
-			   "container init exited before it was built");
-	if (sp->tty_sock >= 0)
-		close(husk_steal_fd(sp->tty_sock));
-	kill(sp->p->pid, SIGKILL);
-	return -1;
+	}
+	wait_start(sp->p, husk_steal_fd(sp->tty_sock), done, arg);
+	return 0;
 }
 
-int spawn_start(struct proc *p, struct husk_err **err)
+int spawn_start(struct proc *p, spawn_done_fn *done, void *arg,
+		struct husk_err **err)
 {
-	int r;
-
+	if (p->wait)
+		return husk_error(err, HUSK_E_STATE, "process %d is still "
+				  "being set up", (int)p->pid);
+	if (p->sync_fd < 0 || p->err_fd < 0)
+		return husk_error(err, HUSK_E_STATE, "process %d was started "
+				  "already, or has exited", (int)p->pid);
 	if (husk_write_all(p->sync_fd, "2", 1) < 0)
-		r = husk_error_sys(err, errno, "start process %d", (int)p->pid);
-	else
-		r = read_report(p->err_fd, p->pid, err);
-	close(p->sync_fd);
-	close(p->err_fd);
-	p->sync_fd = p->err_fd = -1;
-	return r < 0 ? -1 : 0;
+		return husk_error_sys(err, errno, "start process %d",
+				      (int)p->pid);
+	wait_start(p, -1, done, arg);
+	return 0;
 }
 
 /* Namespaces an exec joins, beside the pid one. */
@@ -457,7 +534,8 @@ static int open_ns(pid_t pid, const char *name, struct husk_err **err)
 	return fd;
 }
 
-int spawn_exec(struct agent *a, struct spawn *sp, struct husk_err **err)
+int spawn_exec(struct agent *a, struct spawn *sp, spawn_done_fn *done,
+	       void *arg, struct husk_err **err)
 {
 	struct container *ct = sp->ct;
 	pid_t ipid = ct->init->pid;
@@ -480,24 +558,17 @@ int spawn_exec(struct agent *a, struct spawn *sp, struct husk_err **err)
 		if (exec_ctx.nsfd[i] < 0)
 			goto out;
 	}
-	if (spawn_common(a, sp, 0, pidns_fd, exec_body, err) < 0)
+	if (spawn_common(a, sp, 0, pidns_fd, exec_body, err) < 0) {
+		if (sp->tty_sock >= 0)
+			close(husk_steal_fd(sp->tty_sock));
 		goto out;
+	}
 	/* No start step for an exec: it runs on as soon as it is in its
 	 * cgroup, and reports execve's outcome. */
 	close(sp->p->sync_fd);
 	sp->p->sync_fd = -1;
-	r = read_report(sp->p->err_fd, sp->p->pid, err);
-	close(sp->p->err_fd);
-	sp->p->err_fd = -1;
-	if (r == 0 && sp->proc->terminal &&
-	    take_tty(sp->p, husk_steal_fd(sp->tty_sock), err) < 0)
-		r = -1;
-	if (sp->tty_sock >= 0)
-		close(husk_steal_fd(sp->tty_sock));
-	if (r != 0) {
-		kill(sp->p->pid, SIGKILL);
-		r = -1;
-	}
+	wait_start(sp->p, husk_steal_fd(sp->tty_sock), done, arg);
+	r = 0;
 out:
 	if (pidns_fd >= 0)
 		close(pidns_fd);

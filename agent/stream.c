@@ -257,9 +257,12 @@ void proc_exited(struct proc *p, int status)
 	stdin_close(p);
 	if (p->sync_fd >= 0)
 		close(p->sync_fd);
-	if (p->err_fd >= 0)
+	p->sync_fd = -1;
+	/* A report still awaited reads what is left in the pipe. */
+	if (p->err_fd >= 0 && !p->wait) {
 		close(p->err_fd);
-	p->sync_fd = p->err_fd = -1;
+		p->err_fd = -1;
+	}
 	if (!proc_done(p))
 		ev_timer_start(loop_of(p), &p->grace);
 	proc_check_done(p);
@@ -269,6 +272,7 @@ void proc_free(struct proc *p)
 {
 	struct pending *w;
 
+	spawn_cancel(p);
 	fail_writes(p, "the container was removed");
 	while ((w = p->waiters)) {
 		p->waiters = w->next;

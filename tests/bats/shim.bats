@@ -300,3 +300,38 @@ watch_hwm() {
 	grep -q "^33 77" "$T/tty.out"
 	grep -q "got hello" "$T/tty.out"
 }
+
+@test "agent: a child slow to report holds up neither the agent nor other calls" {
+	[ "$KIND" = host ] || skip "needs the host-mode agent"
+	px_ctr c1 'sleep 100'
+	px_start c1
+	f=$(find /sys/fs/cgroup/freezer -type d -path "*/$CGROOT/sb/c1" | head -n 1)
+	[ -n "$f" ] || skip "no v1 freezer here"
+	# Frozen behind the agent's back: an exec's child joins the cgroup
+	# and cannot report until it thaws.
+	echo FROZEN >"$f/freezer.state"
+	pipc exec_process "{\"container_id\":\"c1\",\"exec_id\":\"e1\",\"process\":$(px_process 'true')}" >"$T/exec1.out" 2>&1 &
+	xpid=$!
+	sleep 1
+	# Meanwhile the agent answers through the same connection.
+	run pipc list_processes '{"container_id":"c1"}'
+	echo "$output"
+	[ "$status" -eq 0 ]
+	px_ctr c2 'true'
+	kill -0 "$xpid"
+	echo THAWED >"$f/freezer.state"
+	wait "$xpid"
+	grep -q '"pid"' "$T/exec1.out"
+	# Removed while an exec still waits: the exec gets an answer.
+	echo FROZEN >"$f/freezer.state"
+	pipc exec_process "{\"container_id\":\"c1\",\"exec_id\":\"e2\",\"process\":$(px_process 'true')}" >"$T/exec2.out" 2>&1 &
+	xpid=$!
+	sleep 0.5
+	run pipc remove_container '{"container_id":"c1","force":true}'
+	echo "$output"
+	[ "$status" -eq 0 ]
+	run wait "$xpid"
+	[ "$status" -ne 0 ]
+	cat "$T/exec2.out"
+	grep -q "exec in c1: the container was removed" "$T/exec2.out"
+}

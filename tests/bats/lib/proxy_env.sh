@@ -71,8 +71,10 @@ px_start_agent() {
 		mkdir -p "$T/share"
 		[ -d "$T/share/rootfs" ] || cp -a "$ROOTFS_TPL" "$T/share/rootfs"
 		CGROOT=husk-px-$$-${BATS_TEST_NUMBER:-0}
+		# stdout too: a child of its left behind must not hold
+		# bats' pipe open.
 		"$B/bin/husk-agent" --channel "unix:$AS" --shared-dir "$T/share" \
-			--cgroup-root "$CGROOT" 2>>"$T/agent.log" &
+			--cgroup-root "$CGROOT" >>"$T/agent.log" 2>&1 &
 	else
 		# The fake agent's processes run on the host, and a shell may
 		# fork its command: a pids cgroup of their own lets teardown
@@ -107,6 +109,13 @@ px_teardown() {
 		"$IPC" -q -t 5 "$PS" destroy_sandbox '{}' 2>/dev/null || true
 		kill "$PROXY_PID" 2>/dev/null || true
 		wait "$PROXY_PID" 2>/dev/null || true
+	fi
+	# A test that froze a container behind the agent's back and failed
+	# must not leave frozen processes behind.
+	if [ -n "${CGROOT:-}" ]; then
+		for c in $(find /sys/fs/cgroup/freezer -type d -path "*/$CGROOT/*" 2>/dev/null); do
+			echo THAWED >"$c/freezer.state" 2>/dev/null || true
+		done
 	fi
 	kill "${AGENT_PID:-0}" 2>/dev/null || true
 	wait "${AGENT_PID:-0}" 2>/dev/null || true
