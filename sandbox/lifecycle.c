@@ -259,6 +259,8 @@ int husk_ct_create(struct husk_store *st, const struct husk_config *cfg,
 	hooks = json_object_get(b.spec, "hooks");
 	c.hooks = hooks ? json_incref(hooks) : NULL;
 	c.binds = json_array();
+	c.sized_mb = grow_mb;
+	c.sized_vcpus = grow_cpus;
 	if (husk_container_write(&e, &c, err) < 0)
 		goto fail;
 

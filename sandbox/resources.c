@@ -161,7 +161,10 @@ int husk_sandbox_grow(const char *root, const char *sid, unsigned mem_mb,
 				   0, err);
 		id = json_object_get(r, "id");
 		if (rc == 0 && dimms && json_is_string(id))
-			json_array_append(dimms, id);
+			json_array_append_new(dimms, json_pack("{s:O, s:i}",
+							       "id", id,
+							       "size_mb",
+							       mem_mb));
 		json_decref(r);
 		json_decref(params);
 	}
@@ -215,7 +218,13 @@ void husk_sandbox_shrink(const char *root, const char *sid,
 		return;
 	}
 	json_array_foreach(dimms, i, id) {
-		json_t *params = json_pack("{s:O}", "id", id);
+		json_t *params;
+
+		if (json_is_object(id))
+			id = json_object_get(id, "id");
+		if (!json_is_string(id))
+			continue;
+		params = json_pack("{s:O}", "id", id);
 
 		/* The guest offlines the DIMM first: seconds under TCG. */
 		if (husk_rpc_call(p.hv_sock, "husk-hypervisor",
@@ -240,6 +249,110 @@ void husk_sandbox_shrink(const char *root, const char *sid,
 		json_decref(params);
 	}
 	husk_sandbox_paths_free(&p);
+}
+
+/* Unplug c's DIMMs, newest first, while they fit in want_mb; returns
+ * the MiB given back. */
+static unsigned unplug_dimms(const char *hv_sock, const char *sid,
+			     json_t *dimms, unsigned want_mb)
+{
+	unsigned freed = 0;
+
+	for (size_t i = json_array_size(dimms); i-- > 0;) {
+		json_t *d = json_array_get(dimms, i), *params;
+		json_int_t size = json_integer_value(json_object_get(d,
+								     "size_mb"));
+		const char *id = json_string_value(json_object_get(d, "id"));
+		struct husk_err *err = NULL;
+
+		if (!id || size <= 0 || (json_int_t)(want_mb - freed) < size)
+			continue;
+		params = json_pack("{s:s}", "id", id);
+		if (husk_rpc_call(hv_sock, "husk-hypervisor", "unplug_memory",
+				  params, 40000, NULL, NULL, 0, &err) < 0) {
+			log_warnx("shrink sandbox %s: DIMM %s stays: %s", sid,
+				  id, err->msg);
+			husk_err_free(err);
+		} else {
+			freed += (unsigned)size;
+			json_array_remove(dimms, i);
+		}
+		json_decref(params);
+	}
+	return freed;
+}
+
+/* The sizes an update asks for; a limit it does not name keeps its
+ * current size. */
+static void update_sizing(const struct husk_container *c, const json_t *res,
+			  unsigned *mem_mb, unsigned *vcpus)
+{
+	json_t *spec = json_pack("{s:{s:O}}", "linux", "resources", res);
+	json_t *cpu = json_object_get(res, "cpu");
+
+	husk_spec_sizing(spec, mem_mb, vcpus);
+	json_decref(spec);
+	if (!json_object_get(json_object_get(res, "memory"), "limit"))
+		*mem_mb = c->sized_mb;
+	if (!json_object_get(cpu, "quota"))
+		*vcpus = c->sized_vcpus;
+}
+
+int husk_ct_resize(const char *root, struct husk_container *c,
+		   const json_t *resources, bool after, struct husk_err **err)
+{
+	struct husk_sbx_paths p;
+	unsigned mem_mb, vcpus, added = 0;
+	int rc = 0;
+
+	update_sizing(c, resources, &mem_mb, &vcpus);
+	if (!c->dimms)
+		c->dimms = json_array();
+	if (!after) {
+		unsigned gmb = mem_mb > c->sized_mb ? mem_mb - c->sized_mb : 0;
+		unsigned gcpu = vcpus > c->sized_vcpus ?
+				vcpus - c->sized_vcpus : 0;
+		size_t had = json_array_size(c->dimms);
+
+		if (!gmb && !gcpu)
+			return 0;
+		rc = husk_sandbox_grow(root, c->sandbox_id, gmb, gcpu, c->dimms,
+				       &added, err);
+		if (json_array_size(c->dimms) > had)
+			c->sized_mb += gmb;
+		c->sized_vcpus += added;
+		c->grown_vcpus += added;
+		return rc;
+	}
+	if (mem_mb >= c->sized_mb &&
+	    (vcpus >= c->sized_vcpus || !c->grown_vcpus))
+		return 0;
+	if (husk_sandbox_paths(root, c->sandbox_id, &p, err) < 0)
+		return -1;
+	if (mem_mb < c->sized_mb)
+		c->sized_mb -= unplug_dimms(p.hv_sock, c->sandbox_id, c->dimms,
+					    c->sized_mb - mem_mb);
+	if (vcpus < c->sized_vcpus && c->grown_vcpus) {
+		unsigned n = c->sized_vcpus - vcpus;
+		json_t *params;
+		struct husk_err *e2 = NULL;
+
+		if (n > c->grown_vcpus)
+			n = c->grown_vcpus;
+		params = json_pack("{s:i}", "count", n);
+		if (husk_rpc_call(p.hv_sock, "husk-hypervisor", "unplug_vcpu",
+				  params, 40000, NULL, NULL, 0, &e2) < 0) {
+			log_info("update %s: %u vCPU(s) stay: %s", c->id, n,
+				 e2->msg);
+			husk_err_free(e2);
+		} else {
+			c->sized_vcpus -= n;
+			c->grown_vcpus -= n;
+		}
+		json_decref(params);
+	}
+	husk_sandbox_paths_free(&p);
+	return 0;
 }
 
 /* ------------------------------------------------------------------ */

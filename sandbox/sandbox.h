@@ -114,10 +114,13 @@ struct husk_container {
 	json_t *hooks;                  /* spec's hooks, kept for poststop */
 	json_t *binds;                  /* array: host paths mounted in share */
 	json_t *cgroups;                /* array: host cgroup dirs husk made */
-	/* What joining a pod's sandbox hot-plugged for this container, to
-	 * give back when it goes: DIMM ids (array) and vCPUs. */
+	/* What was hot-plugged into the VM for this container (joining a
+	 * pod, or `update`), to give back when it goes or shrinks: DIMMs
+	 * (array of {id, size_mb}) and vCPUs. */
 	json_t *dimms;
 	unsigned grown_vcpus;
+	/* What its limits account for in the VM now (MiB, vCPUs). */
+	unsigned sized_mb, sized_vcpus;
 	char *owner;
 };
 
@@ -299,6 +302,13 @@ int husk_sandbox_grow(const char *root, const char *sid, unsigned mem_mb,
  * Best effort: what cannot go is logged and stays with the sandbox. */
 void husk_sandbox_shrink(const char *root, const char *sid,
 			 const json_t *dimms, unsigned vcpus);
+/* `update` with new resources (the OCI linux.resources object): grow
+ * the VM before the agent applies them (after == false), shrink it
+ * after (after == true), by what the container's limits account for
+ * (c->sized_*); c's record is updated (the caller writes it).  Growing
+ * beyond the VM's maximum fails; shrinking is best effort. */
+int husk_ct_resize(const char *root, struct husk_container *c,
+		   const json_t *resources, bool after, struct husk_err **err);
 /* Put pid into the host cgroup path (linux.cgroupsPath) in every
  * hierarchy; directories made are appended to made. */
 int husk_cgroup_enter(const char *path, pid_t pid, json_t *made,

@@ -190,6 +190,11 @@ int husk_container_write(struct husk_entry *e, const struct husk_container *c,
 	if (j && c->grown_vcpus)
 		json_object_set_new(j, "grown_vcpus",
 				    json_integer(c->grown_vcpus));
+	if (j && c->sized_mb)
+		json_object_set_new(j, "sized_mb", json_integer(c->sized_mb));
+	if (j && c->sized_vcpus)
+		json_object_set_new(j, "sized_vcpus",
+				    json_integer(c->sized_vcpus));
 	if (!j)
 		return husk_error(err, HUSK_E_INTERNAL, "encode state of %s",
 				  c->id);
@@ -243,6 +248,14 @@ int husk_container_read(struct husk_entry *e, struct husk_container *c,
 	if (json_is_integer(v) && json_integer_value(v) > 0 &&
 	    json_integer_value(v) <= 1024)
 		c->grown_vcpus = (unsigned)json_integer_value(v);
+	v = json_object_get(j, "sized_mb");
+	if (json_is_integer(v) && json_integer_value(v) > 0 &&
+	    json_integer_value(v) <= (1 << 22))
+		c->sized_mb = (unsigned)json_integer_value(v);
+	v = json_object_get(j, "sized_vcpus");
+	if (json_is_integer(v) && json_integer_value(v) > 0 &&
+	    json_integer_value(v) <= 1024)
+		c->sized_vcpus = (unsigned)json_integer_value(v);
 	json_decref(j);
 	return 0;
 }

@@ -276,9 +276,20 @@ int cmd_update(struct husk_ctx *ctx, int argc, char **argv,
 		json_decref(res);
 		return -1;
 	}
-	rc = husk_agent_call(ctx->root, c.sandbox_id, "update_container",
-			     json_pack("{s:s, s:o}", "container_id", c.id,
-				       "resources", res), 30000, NULL, err);
+	/* Kata's way: the VM grows before a larger limit applies, and
+	 * gives back hot-plugged memory after a smaller one did. */
+	rc = husk_ct_resize(ctx->root, &c, res, false, err);
+	if (husk_container_write(&e, &c, rc < 0 ? NULL : err) < 0)
+		rc = -1;
+	if (rc == 0)
+		rc = husk_agent_call(ctx->root, c.sandbox_id,
+				     "update_container",
+				     json_pack("{s:s, s:O}", "container_id",
+					       c.id, "resources", res),
+				     30000, NULL, err);
+	if (rc == 0 && husk_ct_resize(ctx->root, &c, res, true, err) == 0)
+		rc = husk_container_write(&e, &c, err);
+	json_decref(res);
 	husk_container_free(&c);
 	husk_entry_close(&e);
 	return rc;

@@ -134,12 +134,25 @@ teardown_file() {
 	[ "$status" -eq 0 ]
 	wait_status d1 running
 
+	# A memory limit the VM did not have room for is hot-plugged first
+	# (a 128 MiB block), and given back when the limit goes.
+	m0=$(guest_mem_kb d1)
 	run husk update --memory 64M --pids-limit 50 d1
 	[ "$status" -eq 0 ]
+	[ "$(guest_mem_kb d1)" -eq $((m0 + 131072)) ]
 	run husk events --stats d1
 	[ "$status" -eq 0 ]
 	[[ "$output" == *'"type":"stats"'* && "$output" == *'"id":"d1"'* ]]
 	[[ "$output" == *'"limit":67108864'* ]]
+	run husk update --memory -1 d1
+	[ "$status" -eq 0 ]
+	[ "$(guest_mem_kb d1)" -eq "$m0" ]
+	# Beyond the VM's maximum: refused, nothing changed.
+	run husk update --memory 64G d1
+	echo "$output"
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"max_memory_mb"* ]]
+	[ "$(guest_mem_kb d1)" -eq "$m0" ]
 
 	run husk list
 	[[ "$output" == *"d1"*"running"* ]]
