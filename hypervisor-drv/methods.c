@@ -351,6 +351,40 @@ static void on_child(struct ev_loop *loop, ev_child *w, int revents)
 	}
 }
 
+/* The guest let a device go after its unplug had timed out (or without
+ * one): its backend goes now, and the counts follow. */
+static void dev_gone_late(int i)
+{
+	struct hv_device *d = &hv.dev[i];
+	char name[HV_DEV_ID_MAX + 16];
+
+	log_info("%s: the guest let %s go (no unplug waiting for it)",
+		 __func__, d->id);
+	switch (d->kind) {
+	case HV_DEV_BLOCK:
+		snprintf(name, sizeof(name), "blk-%s", d->id);
+		qmp_call(hv.qmp, "blockdev-del", json_pack("{s:s}",
+			 "node-name", name), -1, HV_QMP_TIMEOUT, NULL, NULL);
+		break;
+	case HV_DEV_NET:
+		snprintf(name, sizeof(name), "net-%s", d->id);
+		qmp_call(hv.qmp, "netdev_del", json_pack("{s:s}", "id", name),
+			 -1, HV_QMP_TIMEOUT, NULL, NULL);
+		break;
+	case HV_DEV_MEM:
+		snprintf(name, sizeof(name), "mem-%s", d->id);
+		qmp_call(hv.qmp, "object-del", json_pack("{s:s}", "id", name),
+			 -1, HV_QMP_TIMEOUT, NULL, NULL);
+		hv.memory_mb -= d->size_mb;
+		hv.dimms--;
+		break;
+	case HV_DEV_CPU:
+		hv.vcpus--;
+		break;
+	}
+	dev_release(i);
+}
+
 /* ACPI _OST status of an ejection request (ACPI spec, _OST). */
 static const char *ost_status_name(json_int_t st)
 {
@@ -444,7 +478,7 @@ static void qmp_event(struct qmp *q, const char *event, json_t *data,
 				ev_feed_event(hv.loop, &op->timer, EV_CUSTOM);
 				return;
 			}
-		dev_release(i);
+		dev_gone_late(i);
 	}
 }
 
