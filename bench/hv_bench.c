@@ -1,7 +1,8 @@
 /*
  * hv_bench: time from `start` (husk-hypervisor) to the guest agent
  * answering a ping, per machine type, next to QEMU started directly
- * with the same command line in the same run; and the driver's PSS.
+ * with the same command line in the same run; the driver's PSS; and
+ * (q35, agent image) a 128 MiB DIMM plugged and unplugged again.
  *
  *   hv_bench [runs]          (BUILD names the build directory)
  *
@@ -198,6 +199,115 @@ out:
 	return t;
 }
 
+static double median(double *v, int n);
+
+/* One RPC to the driver; seconds it took, or -1. */
+static double rpc_time(struct ipc_client *cl, const char *method,
+		       const char *key, const char *sval, unsigned uval,
+		       char *id_out, size_t id_len)
+{
+	struct husk_err *e = NULL;
+	struct ipc_msg resp;
+	msgpack_packer *pk;
+	double t0 = now();
+	int rc;
+
+	pk = ipc_client_begin(cl, method);
+	msgpack_pack_map(pk, 1);
+	if (sval)
+		ipc_pack_kv_str(pk, key, sval);
+	else
+		ipc_pack_kv_uint(pk, key, uval);
+	rc = ipc_client_call(cl, 60000, NULL, 0, &resp, &e);
+	if (rc < 0) {
+		fprintf(stderr, "hv_bench: %s: %s\n", method, e->msg);
+		husk_err_free(e);
+		return -1;
+	}
+	if (id_out) {
+		const msgpack_object *id = ipc_map_get(resp.result, "id");
+
+		if (id && id->type == MSGPACK_OBJECT_STR)
+			snprintf(id_out, id_len, "%.*s", (int)id->via.str.size,
+				 id->via.str.ptr);
+	}
+	ipc_msg_free(&resp);
+	return now() - t0;
+}
+
+/* q35 with room for DIMMs: runs x (hotplug_memory, unplug_memory) in
+ * one VM; medians in *plug and *unplug. */
+static int memory_cycle(int runs, double *plug, double *unplug)
+{
+	char dir[128], sock[200], agent_sock[256], id[64];
+	struct husk_err *e = NULL;
+	struct ipc_client cl;
+	struct ipc_msg resp;
+	double tp[20], tu[20];
+	int n = 0, rc = -1;
+	pid_t pid;
+
+	snprintf(dir, sizeof(dir), "%s/mem", tmp);
+	snprintf(sock, sizeof(sock), "%s/hypervisor.sock", dir);
+	snprintf(agent_sock, sizeof(agent_sock), "%s/agent.sock", dir);
+	pid = fork();
+	if (pid == 0) {
+		char *hv = husk_xasprintf("%s/bin/husk-hypervisor", build);
+		int null = open("/dev/null", O_WRONLY);
+
+		dup2(null, 2);
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		execl(hv, hv, "--state-dir", dir, "--log-level", "warn",
+		      (char *)NULL);
+		_exit(127);
+	}
+	if (ipc_client_connect(&cl, sock, "hv_bench", NULL, 5000, &e) < 0)
+		goto out;
+	{
+		msgpack_packer *pk = ipc_client_begin(&cl, "start");
+		char *k = husk_xasprintf("%s/vmlinux", guest);
+
+		msgpack_pack_map(pk, 6);
+		ipc_pack_kv_str(pk, "kernel", k);
+		ipc_pack_kv_str(pk, "initrd", initrd);
+		ipc_pack_kv_str(pk, "agent_socket", agent_sock);
+		ipc_pack_kv_uint(pk, "memory_mb", 256);
+		ipc_pack_kv_uint(pk, "max_memory_mb", 512);
+		ipc_pack_kv_uint(pk, "pci_ports", 1);
+		free(k);
+	}
+	if (ipc_client_call(&cl, 60000, NULL, 0, &resp, &e) < 0)
+		goto out_close;
+	ipc_msg_free(&resp);
+	if (wait_guest(agent_sock) < 0)
+		goto out_close;
+	for (; n < runs; n++) {
+		id[0] = '\0';
+		tp[n] = rpc_time(&cl, "hotplug_memory", "size_mb", NULL, 128,
+				 id, sizeof(id));
+		if (tp[n] < 0 || !id[0])
+			break;
+		tu[n] = rpc_time(&cl, "unplug_memory", "id", id, 0, NULL, 0);
+		if (tu[n] < 0)
+			break;
+	}
+	if (n == runs) {
+		*plug = median(tp, n);
+		*unplug = median(tu, n);
+		rc = 0;
+	}
+out_close:
+	ipc_client_close(&cl);
+out:
+	if (e) {
+		fprintf(stderr, "hv_bench: %s\n", e->msg);
+		husk_err_free(e);
+	}
+	kill(pid, SIGTERM);
+	waitpid(pid, NULL, 0);
+	return rc;
+}
+
 static int cmp(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
@@ -261,6 +371,15 @@ int main(int argc, char **argv)
 		printf("%-8s %10.3f %10.3f %8.3f %9ld kB\n",
 		       m == HV_MACHINE_Q35 ? "q35" : "microvm", mb, md,
 		       mb > 0 ? md / mb : 0, pss);
+	}
+	if (agent) {
+		double plug, unplug;
+
+		if (memory_cycle(runs, &plug, &unplug) == 0)
+			printf("q35 memory: hotplug_memory 128 MiB %.3f s "
+			       "(QMP), unplug_memory %.3f s (the guest "
+			       "offlines and ejects it), median of %d\n",
+			       plug, unplug, runs);
 	}
 	husk_rmtree_at(AT_FDCWD, tmp, NULL);
 	return 0;

@@ -98,6 +98,7 @@ struct hv_device {
 	int port;               /* root port index, -1 for none */
 	bool boot;              /* on the command line, not hot-plugged */
 	bool removing;          /* device_del sent */
+	bool taken;             /* mem: the guest's _OST said it took it */
 };
 
 /* qemu.c */

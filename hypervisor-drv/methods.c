@@ -44,7 +44,7 @@ struct op {
 	json_t *cpus;           /* vCPUs: query-hotpluggable-cpus answer */
 	int fd;                 /* net: the tap, until sent */
 	ev_timer timer;         /* unplug: waiting for DEVICE_DELETED */
-	struct op *next;        /* in hv.unplugs */
+	struct op *next;        /* in hv.unplugs or hv.untaken */
 	hv_done_fn *done_cb;    /* internal callers (net.c): no reply */
 	void *done_arg;
 };
@@ -66,6 +66,7 @@ static struct {
 	struct op *start_op;            /* `start` waiting for QMP */
 	struct op *stop_ops;            /* `stop`s waiting for the exit */
 	struct op *unplugs;             /* waiting for DEVICE_DELETED */
+	struct op *untaken;             /* unplugs waiting for the insert */
 	ev_timer stop_timer;
 	int stop_stage;                 /* 0 powerdown, 1 quit, 2 kill */
 	ev_child child;
@@ -315,6 +316,12 @@ static void qemu_gone(int status)
 		hv.unplugs = op->next;
 		op_fail(op, e);
 	}
+	while (hv.untaken) {
+		struct op *op = hv.untaken;
+
+		hv.untaken = op->next;
+		op_fail(op, e);
+	}
 	husk_err_free(e);
 	while (hv.stop_ops) {
 		struct op *op = hv.stop_ops;
@@ -385,6 +392,43 @@ static void dev_gone_late(int i)
 	dev_release(i);
 }
 
+static void unplug_start(struct op *op, int dev);
+
+/* The guest took a DIMM in (its _OST for the insertion): an unplug
+ * that was waiting for that goes ahead.  An eject requested while the
+ * guest still handles the insertion is lost (seen here). */
+static void dimm_taken(const char *id)
+{
+	int i = dev_find(id);
+
+	if (i < 0 || hv.dev[i].kind != HV_DEV_MEM)
+		return;
+	hv.dev[i].taken = true;
+	for (struct op *op = hv.untaken; op; op = op->next)
+		if (op->dev == i) {
+			op_list_remove(&hv.untaken, op);
+			ev_timer_stop(hv.loop, &op->timer);
+			op->timer.data = NULL;
+			unplug_start(op, i);
+			return;
+		}
+}
+
+static void on_untaken_timeout(struct ev_loop *loop, ev_timer *w,
+			       int revents)
+{
+	struct op *op = w->data;
+	struct hv_device *d = &hv.dev[op->dev];
+	struct husk_err *e = NULL;
+
+	op_list_remove(&hv.untaken, op);
+	d->removing = false;
+	husk_error(&e, HUSK_E_TIMEOUT, "unplug %s: the guest did not take "
+		   "it in within %.0fs", d->id, HV_UNPLUG_TIMEOUT);
+	op_fail(op, e);
+	husk_err_free(e);
+}
+
 /* ACPI _OST status of an ejection request (ACPI spec, _OST). */
 static const char *ost_status_name(json_int_t st)
 {
@@ -412,7 +456,14 @@ static void acpi_ost(json_t *data)
 	int i;
 
 	if (!json_is_string(d) || !json_is_integer(src) ||
-	    !json_is_integer(st) || json_integer_value(src) != 3)
+	    !json_is_integer(st))
+		return;
+	if (json_integer_value(src) == 1 && json_integer_value(st) == 0) {
+		qmp_clean(id, sizeof(id), json_string_value(d));
+		dimm_taken(id);
+		return;
+	}
+	if (json_integer_value(src) != 3)
 		return;         /* not about an ejection request */
 	status = json_integer_value(st);
 	if (status == 0 || status == 0x84)
@@ -1874,6 +1925,17 @@ static void unplug_dev(struct ipc_conn *c, struct ipc_msg *m,
 	if (e)
 		return reply_fail(c, m, e);
 	op = op_new(c, m);
+	if (kind == HV_DEV_MEM && !hv.dev[dev].taken) {
+		hv.dev[dev].removing = true;
+		op->dev = dev;
+		ev_timer_init(&op->timer, on_untaken_timeout,
+			      HV_UNPLUG_TIMEOUT, 0.);
+		op->timer.data = op;
+		ev_timer_start(hv.loop, &op->timer);
+		op->next = hv.untaken;
+		hv.untaken = op;
+		return;
+	}
 	unplug_start(op, dev);
 }
 

@@ -230,6 +230,12 @@ setup() {
 	echo "$output"
 	[ "$status" -eq 0 ]
 	[ "$(jq -r .memory_mb <<<"$output")" = 384 ]
+	# Unplugged at once: the eject waits until the guest has taken the
+	# DIMM in (an eject sent during the insertion would be lost).
+	run hv unplug_memory "{\"id\": \"$(jq -r .id <<<"$output")\"}"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ "$(jq -r .memory_mb <<<"$output")" = 256 ]
 }
 
 @test "unplug memory the guest cannot offline: refused at once, the DIMM stays" {
