@@ -44,6 +44,7 @@ struct op {
 	json_t *cpus;           /* vCPUs: query-hotpluggable-cpus answer */
 	int fd;                 /* net: the tap, until sent */
 	ev_timer timer;         /* unplug: waiting for DEVICE_DELETED */
+	double timeout;         /* unplug: seconds for the guest */
 	struct op *next;        /* in hv.unplugs or hv.untaken */
 	hv_done_fn *done_cb;    /* internal callers (net.c): no reply */
 	void *done_arg;
@@ -93,6 +94,7 @@ static struct op *op_new(struct ipc_conn *c, const struct ipc_msg *m)
 	op->msgid = m->msgid;
 	op->dev = -1;
 	op->fd = -1;
+	op->timeout = HV_UNPLUG_TIMEOUT;
 	return op;
 }
 
@@ -424,7 +426,7 @@ static void on_untaken_timeout(struct ev_loop *loop, ev_timer *w,
 	op_list_remove(&hv.untaken, op);
 	d->removing = false;
 	husk_error(&e, HUSK_E_TIMEOUT, "unplug %s: the guest did not take "
-		   "it in within %.0fs", d->id, HV_UNPLUG_TIMEOUT);
+		   "it in within %gs", d->id, op->timeout);
 	op_fail(op, e);
 	husk_err_free(e);
 }
@@ -1512,7 +1514,7 @@ static void on_unplug_event(struct ev_loop *loop, ev_timer *w, int revents)
 		struct husk_err *e = NULL;
 
 		husk_error(&e, HUSK_E_TIMEOUT, "unplug %s: the guest did not "
-			   "release it in %.0fs", d->id, HV_UNPLUG_TIMEOUT);
+			   "release it in %gs", d->id, op->timeout);
 		op_fail(op, e);
 		husk_err_free(e);
 		return;
@@ -1549,7 +1551,7 @@ static void unplug_sent(struct qmp *q, json_t *ret, const struct husk_err *e,
 		return;
 	}
 	hv.dev[op->dev].removing = true;
-	ev_timer_init(&op->timer, on_unplug_event, HV_UNPLUG_TIMEOUT, 0.);
+	ev_timer_init(&op->timer, on_unplug_event, op->timeout, 0.);
 	op->timer.data = op;
 	ev_timer_start(hv.loop, &op->timer);
 	op->next = hv.unplugs;
@@ -1712,6 +1714,7 @@ struct dev_params {
 	char *id, *path, *mac;
 	bool readonly;
 	uint32_t mtu;
+	uint32_t timeout_ms;    /* unplug: for the guest to let go */
 };
 
 #define DP(f) offsetof(struct dev_params, f)
@@ -1731,6 +1734,7 @@ static const struct ipc_field net_hp_fields[] = {
 
 static const struct ipc_field id_fields[] = {
 	{ "id", IPC_F_STR, IPC_REQUIRED, DP(id), 0, HV_DEV_ID_MAX },
+	{ "timeout_ms", IPC_F_UINT32, 0, DP(timeout_ms), 0, 600000 },
 	{ NULL },
 };
 
@@ -1921,15 +1925,20 @@ static void unplug_dev(struct ipc_conn *c, struct ipc_msg *m,
 	else if (hv.dev[dev].removing)
 		husk_error(&e, HUSK_E_STATE, "params.id: '%s' is being removed",
 			   p.id);
+	else if (p.timeout_ms && p.timeout_ms < 100)
+		husk_error(&e, HUSK_E_INVALID, "params.timeout_ms: %u is below "
+			   "100", p.timeout_ms);
 	ipc_decode_free(id_fields, &p);
 	if (e)
 		return reply_fail(c, m, e);
 	op = op_new(c, m);
+	if (p.timeout_ms)
+		op->timeout = p.timeout_ms / 1000.;
 	if (kind == HV_DEV_MEM && !hv.dev[dev].taken) {
 		hv.dev[dev].removing = true;
 		op->dev = dev;
 		ev_timer_init(&op->timer, on_untaken_timeout,
-			      HV_UNPLUG_TIMEOUT, 0.);
+			      op->timeout, 0.);
 		op->timer.data = op;
 		ev_timer_start(hv.loop, &op->timer);
 		op->next = hv.untaken;
@@ -1984,6 +1993,7 @@ int hv_hotplug_net(const char *id, const char *mac, uint32_t mtu, int tapfd,
 	snprintf(hv.dev[dev].mac, sizeof(hv.dev[dev].mac), "%s", mac);
 	hv.dev[dev].size_mb = mtu;
 	op = husk_xcalloc(1, sizeof(*op));
+	op->timeout = HV_UNPLUG_TIMEOUT;
 	op->dev = dev;
 	op->fd = tapfd;
 	op->done_cb = done;
@@ -2010,6 +2020,7 @@ int hv_unplug_net(const char *id, hv_done_fn *done, void *arg,
 		return husk_error(err, HUSK_E_STATE, "'%s' is being removed",
 				  id);
 	op = husk_xcalloc(1, sizeof(*op));
+	op->timeout = HV_UNPLUG_TIMEOUT;
 	op->dev = -1;
 	op->fd = -1;
 	op->done_cb = done;

@@ -291,6 +291,28 @@ setup() {
 	echo "$output"
 	[ "$status" -eq 0 ]
 	! hv status '{}' | jq -e '.devices[] | select(.id == "disk1")'
+	# A guest that cannot answer (paused): the unplug gives up, the
+	# device stays `removing`; when the guest lets it go later, its
+	# backend goes too, so the same id plugs again.
+	run hv hotplug_block "{\"id\": \"disk3\", \"path\": \"$VMDIR/disk.img\"}"
+	[ "$status" -eq 0 ]
+	hv pause '{}'
+	run hv unplug_block '{"id": "disk3", "timeout_ms": 1000}'
+	echo "$output"
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"unplug disk3: the guest did not release it in 1s"* ]]
+	hv status '{}' | jq -e '.devices[] | select(.id == "disk3" and .removing)'
+	run hv unplug_block '{"id": "disk3", "timeout_ms": 50}'
+	[[ "$output" == *"being removed"* ]]
+	hv resume '{}'
+	gone() { ! hv status '{}' | jq -e '.devices[] | select(.id == "disk3")' >/dev/null; }
+	poll 300 gone
+	run hv hotplug_block "{\"id\": \"disk3\", \"path\": \"$VMDIR/disk.img\"}"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	run hv unplug_block '{"id": "disk3"}'
+	[ "$status" -eq 0 ]
+	[ "$(status_field "$SOCK" state)" = running ]
 }
 
 @test "hotplug and unplug a network device from a tap in a netns" {
