@@ -84,6 +84,13 @@ int cmd_check(struct husk_ctx *ctx, int argc, char **argv,
 	else
 		line(&v, 1, "accelerator", "TCG, software emulation: slow "
 		     "(%s)", reason);
+	/* What the accelerator means for resizing (docs/hypervisor.md). */
+	if (!strcmp(c->accel, "tcg") || (strcmp(c->accel, "kvm") && !kvm))
+		line(&v, 0, "hotplug", "vCPUs and memory in, memory out (husk "
+		     "does not unplug vCPUs under TCG: QEMU 7.2 aborts "
+		     "after it)");
+	else
+		line(&v, 0, "hotplug", "vCPUs and memory, in and out");
 	need_file(&v, "guest kernel", c->kernel, "make guest");
 	need_file(&v, "guest initrd", c->initrd, "make guest");
 	need_exec(&v, "hypervisor-drv", c->hypervisor_path);
