@@ -583,13 +583,14 @@ static struct container *ct_new(struct agent *a, const char *id,
 }
 
 /* The init reported: built (r 1), or not. */
-static void create_done(struct proc *p, int r, const struct husk_err *e,
+static bool create_done(struct proc *p, int r, const struct husk_err *e,
 			bool cancelled, void *arg)
 {
 	struct rpc_wait *w = arg;
 	struct agent *a = w->a;
 	struct agent_core *core = a->core;
 	struct container *ct = p->ct;
+	bool alive = !cancelled;
 
 	if (cancelled) {
 		rpc_wait_fail(w, e);
@@ -609,6 +610,7 @@ static void create_done(struct proc *p, int r, const struct husk_err *e,
 				ct_reaped(a, p->pid, st);
 		}
 		ct_free(a, ct);
+		alive = false;
 	} else {
 		if (core->shared_pid_ns && core->sandbox_pidns_fd < 0 &&
 		    (ct->ns_flags & CLONE_NEWPID) && !ct->joined_pidns) {
@@ -625,6 +627,7 @@ static void create_done(struct proc *p, int r, const struct husk_err *e,
 		rpc_wait_pid(w, p->pid);
 	}
 	rpc_wait_free(w);
+	return alive;
 }
 
 /* Build the container and clone its init; create_done answers. */
@@ -707,7 +710,7 @@ out:
 }
 
 /* The init's execve went through (r 0), or not. */
-static void start_done(struct proc *p, int r, const struct husk_err *e,
+static bool start_done(struct proc *p, int r, const struct husk_err *e,
 		       bool cancelled, void *arg)
 {
 	struct rpc_wait *w = arg;
@@ -734,6 +737,7 @@ static void start_done(struct proc *p, int r, const struct husk_err *e,
 			ipc_reply_ok(w->c, w->msgid);
 	}
 	rpc_wait_free(w);
+	return true;
 }
 
 void ct_m_start_container(struct ipc_conn *c, struct ipc_msg *m, void *arg)
@@ -912,7 +916,7 @@ void ct_m_list_processes(struct ipc_conn *c, struct ipc_msg *m, void *arg)
 
 /* The exec's execve went through (r 0), or not (the record stays until
  * its child is reaped, and goes with remove_container). */
-static void exec_done(struct proc *p, int r, const struct husk_err *e,
+static bool exec_done(struct proc *p, int r, const struct husk_err *e,
 		      bool cancelled, void *arg)
 {
 	struct rpc_wait *w = arg;
@@ -934,6 +938,7 @@ static void exec_done(struct proc *p, int r, const struct husk_err *e,
 		rpc_wait_pid(w, p->pid);
 	}
 	rpc_wait_free(w);
+	return true;
 }
 
 void ct_m_exec_process(struct ipc_conn *c, struct ipc_msg *m, void *arg)

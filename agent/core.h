@@ -65,6 +65,7 @@ struct proc {
 	/* Hand-shake with the container init until start_container. */
 	int sync_fd, err_fd;
 	struct spawn_wait *wait;        /* a report being waited for */
+	bool exit_held;                 /* exited; handled after the wait */
 };
 
 struct container {
@@ -164,9 +165,12 @@ struct spawn {
  * exactly once: r 1 (init built, waiting for start) or 0 (execve done)
  * on success, -1 with err on failure (the child was killed), or with
  * cancelled set when the process record goes first (proc_free): then
- * only reply.  The terminal, if any, is started before done().
+ * only reply.  The terminal, if any, is started before done().  done()
+ * returns whether p still exists; a process that exited while its
+ * report was awaited has its exit handled after done() (the answer to
+ * the request goes out before the exit notification).
  */
-typedef void spawn_done_fn(struct proc *p, int r, const struct husk_err *err,
+typedef bool spawn_done_fn(struct proc *p, int r, const struct husk_err *err,
 			   bool cancelled, void *arg);
 int spawn_init(struct agent *a, struct spawn *sp, spawn_done_fn *done,
 	       void *arg, struct husk_err **err);
@@ -200,6 +204,8 @@ struct proc *proc_new(struct container *ct, const char *exec_id);
  * for a terminal) and start relaying. */
 void proc_stdio_start(struct proc *p, int in, int out, int err, bool tty);
 void proc_exited(struct proc *p, int status);
+/* The rest of proc_exited, held while a report was awaited. */
+void proc_exit_finish(struct proc *p);
 void proc_free(struct proc *p);
 bool proc_done(const struct proc *p);
 /* A new host connection: fresh windows, pending EOFs go out. */

@@ -271,7 +271,9 @@ static void wait_finish(struct proc *p, int r, struct husk_err *e,
 		close(w->tty_sock);
 	if (r < 0 && !cancelled && p->pid > 0 && !p->exited)
 		kill(p->pid, SIGKILL);
-	w->done(p, r, e, cancelled, w->arg);
+	if (w->done(p, r, e, cancelled, w->arg) && !cancelled &&
+	    p->exit_held)
+		proc_exit_finish(p);
 	husk_err_free(e);
 	free(w);
 }

@@ -253,16 +253,25 @@ void proc_exited(struct proc *p, int status)
 	p->status = status;
 	log_debug("%s: %s/%s (pid %d) exited with %d", __func__, p->ct->id,
 		  p->exec_id, (int)p->pid, status);
+	/* A report still awaited reads what is left in the pipe, and its
+	 * answer goes out before the exit does. */
+	if (p->wait) {
+		p->exit_held = true;
+		return;
+	}
+	proc_exit_finish(p);
+}
+
+void proc_exit_finish(struct proc *p)
+{
+	p->exit_held = false;
 	fail_writes(p, "the process has exited");
 	stdin_close(p);
 	if (p->sync_fd >= 0)
 		close(p->sync_fd);
-	p->sync_fd = -1;
-	/* A report still awaited reads what is left in the pipe. */
-	if (p->err_fd >= 0 && !p->wait) {
+	if (p->err_fd >= 0)
 		close(p->err_fd);
-		p->err_fd = -1;
-	}
+	p->sync_fd = p->err_fd = -1;
 	if (!proc_done(p))
 		ev_timer_start(loop_of(p), &p->grace);
 	proc_check_done(p);
