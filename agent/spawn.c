@@ -32,7 +32,9 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
@@ -149,12 +151,21 @@ static void child_tty(const struct spec_process *p, int sock, int errfd)
 	struct winsize ws = { .ws_row = (unsigned short)p->rows,
 			      .ws_col = (unsigned short)p->cols };
 	char byte = 'm';
+	struct stat st;
 	int m, s;
 
-	m = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+	/* The image may have put anything there: only the pty
+	 * multiplexer (5:2) will do. */
+	m = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC);
 	if (m < 0)
 		child_fail(errfd, errno, "terminal: open /dev/ptmx in the "
 			   "container");
+	if (fstat(m, &st) < 0 || !S_ISCHR(st.st_mode) ||
+	    major(st.st_rdev) != 5 || minor(st.st_rdev) != 2)
+		child_fail(errfd, 0, "terminal: /dev/ptmx in the container "
+			   "is not the pty multiplexer");
+	if (fcntl(m, F_SETFL, O_RDWR) < 0)
+		child_fail(errfd, errno, "terminal: /dev/ptmx");
 	if (unlockpt(m) < 0)
 		child_fail(errfd, errno, "terminal: unlock the pty");
 	/* The peer by the master, not by a path the container controls. */

@@ -120,6 +120,14 @@ run_sh() { "$CLIENT" --no-stdin "$S" run "${CID:-c1}" "$(sh_spec "$1")"; }
 	echo "$output"
 	[ "$status" -eq 0 ]
 	[ "$(printf '%s' "$output" | tr -d '\r')" = $'/dev/pts/0\n0\nptmx' ]
+	# Whatever an image puts at /dev/ptmx is not taken for one.
+	mkdir -p "$T/share/rootfs/dev"
+	echo not-a-pty >"$T/share/rootfs/dev/ptmx"
+	MOUNTS='{"destination":"/proc","type":"proc","source":"proc"}' CID=c5 run run_sh 'true'
+	echo "$output"
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"/dev/ptmx in the container is not the pty multiplexer"* ]]
+	rm -f "$T/share/rootfs/dev/ptmx"
 	# It belongs to the process's user.
 	PROC=',"user":{"uid":1000,"gid":1000},"terminal":true'
 	CID=c4 run run_sh 'ls -ln "$(tty)" | awk "{ print \$3 }"'
