@@ -138,6 +138,35 @@ static long pss_kb(pid_t pid)
 }
 
 /* The driver: start it, `start` the VM, wait for the guest. */
+/* A driver on dir (quiet, dies with us). */
+static pid_t spawn_driver(const char *dir)
+{
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		char *hv = husk_xasprintf("%s/bin/husk-hypervisor", build);
+		int null = open("/dev/null", O_WRONLY);
+
+		dup2(null, 2);
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		execl(hv, hv, "--state-dir", dir, "--log-level", "warn",
+		      (char *)NULL);
+		_exit(127);
+	}
+	return pid;
+}
+
+/* Say what went wrong, and stop the driver (and its VM). */
+static void end_driver(pid_t pid, struct husk_err *e)
+{
+	if (e) {
+		fprintf(stderr, "hv_bench: %s\n", e->msg);
+		husk_err_free(e);
+	}
+	kill(pid, SIGTERM);
+	waitpid(pid, NULL, 0);
+}
+
 static double driver(int machine, long *pss)
 {
 	char dir[128], sock[200], params[2048];
@@ -150,17 +179,7 @@ static double driver(int machine, long *pss)
 
 	snprintf(dir, sizeof(dir), "%s/drv", tmp);
 	snprintf(sock, sizeof(sock), "%s/hypervisor.sock", dir);
-	pid = fork();
-	if (pid == 0) {
-		char *hv = husk_xasprintf("%s/bin/husk-hypervisor", build);
-		int null = open("/dev/null", O_WRONLY);
-
-		dup2(null, 2);
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		execl(hv, hv, "--state-dir", dir, "--log-level", "warn",
-		      (char *)NULL);
-		_exit(127);
-	}
+	pid = spawn_driver(dir);
 	if (ipc_client_connect(&cl, sock, "hv_bench", NULL, 5000, &e) < 0)
 		goto out;
 	snprintf(params, sizeof(params), "%s/agent.sock", dir);
@@ -190,12 +209,7 @@ static double driver(int machine, long *pss)
 out_close:
 	ipc_client_close(&cl);
 out:
-	if (e) {
-		fprintf(stderr, "hv_bench: %s\n", e->msg);
-		husk_err_free(e);
-	}
-	kill(pid, SIGTERM);
-	waitpid(pid, NULL, 0);
+	end_driver(pid, e);
 	return t;
 }
 
@@ -250,17 +264,7 @@ static int memory_cycle(int runs, double *plug, double *unplug)
 	snprintf(dir, sizeof(dir), "%s/mem", tmp);
 	snprintf(sock, sizeof(sock), "%s/hypervisor.sock", dir);
 	snprintf(agent_sock, sizeof(agent_sock), "%s/agent.sock", dir);
-	pid = fork();
-	if (pid == 0) {
-		char *hv = husk_xasprintf("%s/bin/husk-hypervisor", build);
-		int null = open("/dev/null", O_WRONLY);
-
-		dup2(null, 2);
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		execl(hv, hv, "--state-dir", dir, "--log-level", "warn",
-		      (char *)NULL);
-		_exit(127);
-	}
+	pid = spawn_driver(dir);
 	if (ipc_client_connect(&cl, sock, "hv_bench", NULL, 5000, &e) < 0)
 		goto out;
 	{
@@ -299,12 +303,7 @@ static int memory_cycle(int runs, double *plug, double *unplug)
 out_close:
 	ipc_client_close(&cl);
 out:
-	if (e) {
-		fprintf(stderr, "hv_bench: %s\n", e->msg);
-		husk_err_free(e);
-	}
-	kill(pid, SIGTERM);
-	waitpid(pid, NULL, 0);
+	end_driver(pid, e);
 	return rc;
 }
 
