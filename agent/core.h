@@ -23,7 +23,7 @@
 /* Largest write_stdin payload. */
 #define AGENT_STDIN_MAX (1u << 20)
 /* How long a child may take to report back (mounts on a slow share). */
-#define AGENT_CHILD_TIMEOUT_MS 30000
+#define AGENT_CHILD_TIMEOUT_MS 45000
 
 enum ct_state { CT_CREATED, CT_RUNNING, CT_PAUSED, CT_STOPPED };
 

@@ -379,7 +379,7 @@ int husk_ct_start(struct husk_store *st, const struct husk_config *cfg,
 		return husk_error(err, HUSK_E_STATE, "container %s is %s, not "
 				  "created", c->id, husk_status_name(live));
 	if (agent_call(st->root, c->sandbox_id, "start_container",
-		       json_pack("{s:s}", "container_id", c->id), 30000, NULL,
+		       json_pack("{s:s}", "container_id", c->id), 60000, NULL,
 		       err) < 0)
 		return -1;
 	c->status = HUSK_ST_RUNNING;

@@ -275,7 +275,7 @@ int cmd_exec(struct husk_ctx *ctx, int argc, char **argv,
 		 rnd[7]);
 	if (husk_agent_call(ctx->root, c.sandbox_id, "exec_process",
 			    json_pack("{s:s, s:s, s:O}", "container_id", c.id,
-				      "exec_id", eid, "process", proc), 30000,
+				      "exec_id", eid, "process", proc), 60000,
 			    NULL, err) < 0)
 		goto out;
 	shim = husk_shim_start(&ctx->cfg, ctx->root, c.sandbox_id, c.id, eid,
