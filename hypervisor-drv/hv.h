@@ -34,7 +34,9 @@
 
 /* Descriptor numbers QEMU finds its inherited descriptors at. */
 #define HV_FD_QMP 3
-#define HV_FD_TAP0 4
+#define HV_FD_AGENT 4           /* the agent socket, listening */
+#define HV_FD_TAP0 5            /* then one per tap; then virtiofsd's */
+#define HV_FD_VFS(c) (HV_FD_TAP0 + (c)->nnets)
 
 enum hv_machine { HV_MACHINE_Q35 = 0, HV_MACHINE_MICROVM = 1 };
 enum hv_accel { HV_ACCEL_AUTO = 0, HV_ACCEL_KVM = 1, HV_ACCEL_TCG = 2 };

@@ -582,16 +582,15 @@ static const struct qmp_ops qmp_ops = {
 	.on_close = qmp_closed,
 };
 
-/* A listening socket for virtiofsd at path (replaced if stale). */
+/* A listening socket at path (replaced if stale) for virtiofsd or for
+ * QEMU's agent channel. */
 static int vfs_listen(const char *path, struct husk_err **err)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct sockaddr_un sa;
 	cleanup_close int fd = -1;
 
-	if (strlen(path) >= sizeof(sa.sun_path))
-		return husk_error(err, HUSK_E_INVALID, "socket path %s too long",
-				  path);
-	strcpy(sa.sun_path, path);
+	if (ipc_sockaddr(&sa, path, err) < 0)
+		return -1;
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return husk_error_sys(err, errno, "socket");
@@ -642,31 +641,64 @@ static int start_vm(struct husk_err **err)
 		.vfs_socket = hv.vfs_socket,
 		.bios = "/usr/share/qemu/qboot.rom",
 	};
-	int fds[1 + HV_MAX_NETS], sp[2], logfd;
+	int fds[3 + HV_MAX_NETS], nfds, sp[2], logfd, agent_fd, vfs_fd = -1;
 	char **argv;
 
-	if (hv.cfg.shared_dir && start_virtiofsd(&p, err) < 0)
+	if (hv.cfg.shared_dir) {
+		if (start_virtiofsd(&p, err) < 0)
+			return -1;
+		/* QEMU's end, connected here: it waits in the backlog
+		 * until virtiofsd accepts. */
+		vfs_fd = ipc_connect_path(hv.vfs_socket, 0, err);
+		if (vfs_fd < 0) {
+			kill_vfs_later();
+			return -1;
+		}
+	}
+	agent_fd = vfs_listen(hv.cfg.agent_socket, err);
+	if (agent_fd < 0) {
+		if (vfs_fd >= 0)
+			close(vfs_fd);
+		kill_vfs_later();
 		return -1;
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0)
+	}
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0) {
+		close(agent_fd);
+		if (vfs_fd >= 0)
+			close(vfs_fd);
+		kill_vfs_later();
 		return husk_error_sys(err, errno, "socketpair");
+	}
 	logfd = open_log(hv.qemu_log, err);
 	if (logfd < 0) {
 		close(sp[0]);
 		close(sp[1]);
+		close(agent_fd);
+		if (vfs_fd >= 0)
+			close(vfs_fd);
+		kill_vfs_later();
 		return -1;
 	}
+	/* At 3, 4, 5...: QMP, the agent socket, the taps, virtiofsd. */
 	fds[0] = sp[1];
+	fds[1] = agent_fd;
 	for (int i = 0; i < hv.cfg.nnets; i++)
-		fds[1 + i] = hv.cfg.nets[i].fd;
+		fds[2 + i] = hv.cfg.nets[i].fd;
+	nfds = 2 + hv.cfg.nnets;
+	if (vfs_fd >= 0)
+		fds[nfds++] = vfs_fd;
 	argv = hv_qemu_argv(&hv.cfg, &p);
 	if (husk_log_get_level() >= HUSK_LOG_DEBUG)
 		for (char **a = argv; *a; a++)
 			log_debug("start_vm: argv %s", *a);
 	hv.start_ms = husk_now_ms();
-	hv.qemu_pid = hv_spawn(argv, fds, 1 + hv.cfg.nnets, logfd, err);
+	hv.qemu_pid = hv_spawn(argv, fds, nfds, logfd, err);
 	hv_argv_free(argv);
 	close(logfd);
 	close(sp[1]);
+	close(agent_fd);
+	if (vfs_fd >= 0)
+		close(vfs_fd);
 	for (int i = 0; i < hv.cfg.nnets; i++) {
 		close(hv.cfg.nets[i].fd);
 		hv.cfg.nets[i].fd = -1;
@@ -706,7 +738,7 @@ static const struct ipc_field create_fields[] = {
 	{ "machine", IPC_F_STR, IPC_NULLABLE, CP(machine), 0, 16 },
 	{ "accel", IPC_F_STR, IPC_NULLABLE, CP(accel), 0, 16 },
 	{ "shared_dir", IPC_F_STR, IPC_NULLABLE, CP(shared_dir), 0, 4096 },
-	{ "agent_socket", IPC_F_STR, IPC_REQUIRED, CP(agent_socket), 0, 107 },
+	{ "agent_socket", IPC_F_STR, IPC_REQUIRED, CP(agent_socket), 0, 4096 },
 	{ "console_log", IPC_F_STR, IPC_NULLABLE, CP(console_log), 0, 4096 },
 	{ "vcpus", IPC_F_UINT32, 0, CP(vcpus), 0, HV_MAX_VCPUS },
 	{ "max_vcpus", IPC_F_UINT32, 0, CP(max_vcpus), 0, HV_MAX_VCPUS },
@@ -2098,5 +2130,7 @@ void hv_shutdown(void)
 			hv.vfs_pid = 0;
 	}
 	unlink(hv.vfs_socket);
+	if (hv.cfg.agent_socket)
+		unlink(hv.cfg.agent_socket);
 	hv_state_clear();
 }

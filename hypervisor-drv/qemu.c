@@ -241,7 +241,6 @@ char **hv_qemu_argv(const struct hv_config *c, const struct hv_paths *p)
 	const char *bus = c->machine == HV_MACHINE_MICROVM ? "device" : "pci";
 	struct strv s = { 0 };
 	cleanup_free char *cmdline = hv_kernel_cmdline(c);
-	cleanup_free char *agent = opt_esc(c->agent_socket);
 
 	strv_add(&s, p->qemu);
 	strv_add(&s, "-nodefaults");
@@ -273,19 +272,19 @@ char **hv_qemu_argv(const struct hv_config *c, const struct hv_paths *p)
 	}
 	strv_add2(&s, "-serial", "chardev:con");
 
-	/* The agent channel: QEMU listens, the proxy connects. */
+	/* The agent channel: QEMU listens, the proxy connects.  The driver
+	 * binds the socket (any path length) and hands it over. */
 	strv_add(&s, "-device");
 	strv_addf(&s, "virtio-serial-%s,id=vser0", bus);
 	strv_add(&s, "-chardev");
-	strv_addf(&s, "socket,id=agent,path=%s,server=on,wait=off", agent);
+	strv_addf(&s, "socket,id=agent,fd=%d,server=on,wait=off", HV_FD_AGENT);
 	strv_add2(&s, "-device",
 		  "virtserialport,bus=vser0.0,chardev=agent,name=agent.channel.0");
 
 	if (c->shared_dir) {
-		cleanup_free char *vfs = opt_esc(p->vfs_socket);
-
+		/* Connected by the driver (any path length). */
 		strv_add(&s, "-chardev");
-		strv_addf(&s, "socket,id=vfs,path=%s", vfs);
+		strv_addf(&s, "socket,id=vfs,fd=%d", HV_FD_VFS(c));
 		strv_add(&s, "-device");
 		strv_addf(&s, "vhost-user-fs-%s,chardev=vfs,tag=husk", bus);
 	}

@@ -1110,12 +1110,10 @@ struct ipc_conn *ipc_conn_new(struct ev_loop *loop, int fd,
 static int try_connect(struct ipc_conn *c, struct husk_err **err)
 {
 	cleanup_close int fd = -1;
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct sockaddr_un sa;
 
-	if (strlen(c->path) >= sizeof(sa.sun_path))
-		return husk_error(err, HUSK_E_TOO_LARGE,
-				  "socket path `%s` is too long", c->path);
-	strcpy(sa.sun_path, c->path);
+	if (ipc_sockaddr(&sa, c->path, err) < 0)
+		return -1;
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return husk_error_sys(err, errno, "socket");

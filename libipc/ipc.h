@@ -246,6 +246,13 @@ ssize_t ipc_recv_fds(int sock, void *buf, size_t len, int *fds, int *nfds,
  * (non-blocking, cloexec).
  */
 int ipc_listen_path(const char *path, struct husk_err **err);
+/* A unix socket address for path.  A path longer than sun_path goes
+ * through its directory: /proc/self/fd/N/name, N an O_PATH descriptor
+ * of the directory opened at the first use and kept (so a process that
+ * has confined itself can still reach it). */
+struct sockaddr_un;
+int ipc_sockaddr(struct sockaddr_un *sa, const char *path,
+		 struct husk_err **err);
 /* Blocking connect with a timeout in milliseconds (retries ENOENT and
  * ECONNREFUSED until the timeout, for servers still starting). */
 int ipc_connect_path(const char *path, int timeout_ms, struct husk_err **err);

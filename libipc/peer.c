@@ -126,16 +126,90 @@ ssize_t ipc_recv_fds(int sock, void *buf, size_t len, int *fds, int *nfds,
 	return n;
 }
 
+/* Directories of long socket paths, opened O_PATH once and kept: a
+ * process that confined itself can still reach them (no openat). */
+#define DIRFD_CACHE 8
+static struct {
+	char *dir;
+	int fd;
+} dirfds[DIRFD_CACHE];
+
+static int dir_fd(const char *dir, struct husk_err **err)
+{
+	struct stat a, b;
+	int free_slot = -1, fd;
+
+	for (int i = 0; i < DIRFD_CACHE; i++) {
+		if (!dirfds[i].dir) {
+			if (free_slot < 0)
+				free_slot = i;
+			continue;
+		}
+		if (strcmp(dirfds[i].dir, dir) != 0)
+			continue;
+		/* Still the same directory (not removed and made again)? */
+		if (fstat(dirfds[i].fd, &a) == 0 && stat(dir, &b) == 0 &&
+		    (a.st_dev != b.st_dev || a.st_ino != b.st_ino)) {
+			close(dirfds[i].fd);
+			free(dirfds[i].dir);
+			dirfds[i].dir = NULL;
+			free_slot = i;
+			break;
+		}
+		return dirfds[i].fd;
+	}
+	fd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return husk_error_sys(err, errno, "socket directory `%s`", dir);
+	if (free_slot < 0) {
+		/* Full: the oldest goes (its users have connected). */
+		close(dirfds[0].fd);
+		free(dirfds[0].dir);
+		memmove(&dirfds[0], &dirfds[1],
+			sizeof(dirfds[0]) * (DIRFD_CACHE - 1));
+		free_slot = DIRFD_CACHE - 1;
+	}
+	dirfds[free_slot].dir = husk_xstrdup(dir);
+	dirfds[free_slot].fd = fd;
+	return fd;
+}
+
+int ipc_sockaddr(struct sockaddr_un *sa, const char *path,
+		 struct husk_err **err)
+{
+	const char *slash;
+	char *dir;
+	int fd, n;
+
+	memset(sa, 0, sizeof(*sa));
+	sa->sun_family = AF_UNIX;
+	if (strlen(path) < sizeof(sa->sun_path)) {
+		strcpy(sa->sun_path, path);
+		return 0;
+	}
+	/* Longer than sun_path: through its directory's descriptor. */
+	slash = strrchr(path, '/');
+	if (!slash || slash == path || !slash[1])
+		return husk_error(err, HUSK_E_TOO_LARGE,
+				  "socket path `%s` is too long", path);
+	dir = husk_xstrdup(path);
+	dir[slash - path] = '\0';
+	fd = dir_fd(dir, err);
+	free(dir);
+	if (fd < 0)
+		return -1;
+	n = snprintf(sa->sun_path, sizeof(sa->sun_path), "/proc/self/fd/%d/%s",
+		     fd, slash + 1);
+	if (n < 0 || (size_t)n >= sizeof(sa->sun_path))
+		return husk_error(err, HUSK_E_TOO_LARGE, "socket name `%s` is "
+				  "too long", slash + 1);
+	return 0;
+}
+
 static int fill_addr(struct sockaddr_un *sa, const char *path,
 		     struct husk_err **err)
 {
-	memset(sa, 0, sizeof(*sa));
-	sa->sun_family = AF_UNIX;
-	if (strlen(path) >= sizeof(sa->sun_path))
-		return husk_error(err, HUSK_E_TOO_LARGE,
-				  "socket path `%s` is too long", path);
-	strcpy(sa->sun_path, path);
-	return 0;
+	return ipc_sockaddr(sa, path, err);
 }
 
 /* The directory holding a socket is its real access control. */

@@ -121,12 +121,11 @@ static void agent_on_close(struct ipc_conn *c, const struct husk_err *why,
  * seconds, not a busy retry. */
 static int connect_once(const char *path, struct husk_err **err)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	struct sockaddr_un sa;
 	int fd;
 
-	if (strlen(path) >= sizeof(sa.sun_path))
-		return husk_error(err, HUSK_E_INVALID, "agent path too long");
-	strcpy(sa.sun_path, path);
+	if (ipc_sockaddr(&sa, path, err) < 0)
+		return -1;
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return husk_error_sys(err, errno, "socket");

@@ -323,3 +323,19 @@ kill_and_delete() {
 	for p in "${pids[@]}"; do wait "$p"; done
 	for i in $(seq 0 9); do assert_gone "p$i"; done
 }
+
+@test "a --root and id longer than a socket path allows" {
+	# containerd's ids are 64 characters; with a long root every
+	# socket path of the sandbox is beyond sun_path's 108 bytes.
+	local long="$BATS_TEST_TMPDIR/$(printf 'r%.0s' $(seq 1 60))"
+	local id=$(printf 'a%.0s' $(seq 1 64))
+	b="$BATS_TEST_TMPDIR/lb"
+	make_bundle "$b" echo long-ok
+	[ $(( ${#long} + ${#id} + 16 )) -gt 108 ]
+	run timeout 180 "$HUSK_BIN" --root "$long" run --bundle "$b" "$id"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *long-ok* ]]
+	[ ! -e "$long/$id" ]
+	! pgrep -f "qemu-system.*$id"
+}

@@ -244,6 +244,44 @@ static void test_connect_path(void **state)
 	close(lfd);
 }
 
+/* A path longer than sun_path: listen, connect and the event-loop
+ * connection all reach it through its directory. */
+static void test_long_path(void **state)
+{
+	struct fx *f = *state;
+	struct husk_err *e = NULL;
+	char *dir = husk_xasprintf("%s/%0120d", f->dir, 0);
+	char *path = husk_xasprintf("%s/test.sock", dir);
+	struct stat st;
+	int lfd, fd;
+
+	assert_true(strlen(path) > 108);
+	assert_int_equal(mkdir(dir, 0700), 0);
+	lfd = ipc_listen_path(path, &e);
+	if (lfd < 0)
+		fail_msg("ipc_listen_path: %s", e->msg);
+	assert_int_equal(lstat(path, &st), 0);
+	assert_true(S_ISSOCK(st.st_mode));
+	assert_int_equal(st.st_mode & 0777, 0600);
+	fd = ipc_connect_path(path, 1000, &e);
+	assert_true(fd >= 0);
+	close(fd);
+	close(lfd);
+	/* The event loop's connect, and a server there. */
+	free(f->path);
+	f->path = path;
+	start_server(f, NULL, 0);
+	connect_client(f);
+	tl_run_until(f->loop, &f->ready, 1);
+	tl_run_until(f->loop, &f->srv_ready, 1);
+	assert_int_equal(f->accepted, 1);
+	ipc_server_free(f->srv);
+	f->srv = NULL;
+	tl_run_until(f->loop, &f->closed, 1);
+	rmdir(dir);
+	free(dir);
+}
+
 static void test_send_recv_fds(void **state)
 {
 	int sv[2], p[2], fds[IPC_MAX_FDS], nfds = 0;
@@ -300,6 +338,7 @@ int main(void)
 		T(test_dir_mode_refused),
 		T(test_stale_socket),
 		T(test_connect_path),
+		T(test_long_path),
 		T(test_send_recv_fds),
 #undef T
 	};

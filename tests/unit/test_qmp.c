@@ -252,7 +252,7 @@ static void argv_q35(void **state)
 
 	test_config(&c);
 	c.shared_dir = "/share";
-	c.console_log = "/run/s/console.log";
+	c.console_log = "/run/s,b/console.log";
 	argv = hv_qemu_argv(&c, &paths);
 	assert_string_equal(argv[0], paths.qemu);
 	assert_true(has_arg(argv, "-nodefaults"));
@@ -266,19 +266,22 @@ static void argv_q35(void **state)
 	assert_true(has_pair(argv, "-object", "memory-backend-memfd,id=mem0,"
 			     "size=256M,share=on"));
 	assert_true(has_pair(argv, "-numa", "node,memdev=mem0"));
-	/* Commas in a path are doubled inside QEMU's option syntax. */
-	assert_true(has_pair(argv, "-chardev", "socket,id=agent,path=/run/s,,b/"
-			     "agent.sock,server=on,wait=off"));
+	/* The agent socket is bound by the driver and handed over. */
+	assert_true(has_pair(argv, "-chardev", "socket,id=agent,fd=4,"
+			     "server=on,wait=off"));
 	assert_true(has_pair(argv, "-device", "virtserialport,bus=vser0.0,"
 			     "chardev=agent,name=agent.channel.0"));
 	assert_true(has_pair(argv, "-device", "vhost-user-fs-pci,chardev=vfs,"
 			     "tag=husk"));
+	/* No taps: virtiofsd's connection comes right after the agent's. */
+	assert_true(has_pair(argv, "-chardev", "socket,id=vfs,fd=5"));
 	assert_true(has_pair(argv, "-device", "pcie-root-port,id=rp1,"
 			     "bus=pcie.0,chassis=2"));
 	assert_false(has_pair(argv, "-device", "pcie-root-port,id=rp2,"
 			      "bus=pcie.0,chassis=3"));
+	/* Commas in a path are doubled inside QEMU's option syntax. */
 	assert_true(has_pair(argv, "-chardev", "file,id=con,"
-			     "path=/run/s/console.log"));
+			     "path=/run/s,,b/console.log"));
 	assert_true(has_pair(argv, "-chardev", "socket,id=qmp,fd=3,"
 			     "server=off"));
 	assert_true(has_pair(argv, "-sandbox", "on,obsolete=deny,"
@@ -308,7 +311,7 @@ static void argv_microvm_kvm_nets(void **state)
 	assert_true(has_pair(argv, "-cpu", "host"));
 	assert_true(has_pair(argv, "-m", "256M"));
 	assert_true(has_pair(argv, "-device", "virtio-serial-device,id=vser0"));
-	assert_true(has_pair(argv, "-netdev", "tap,id=net-eth0,fd=4"));
+	assert_true(has_pair(argv, "-netdev", "tap,id=net-eth0,fd=5"));
 	assert_true(has_pair(argv, "-device", "virtio-net-device,"
 			     "netdev=net-eth0,id=eth0,mac=02:00:00:00:00:01,"
 			     "host_mtu=1400"));
