@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -156,6 +157,17 @@ int main(int argc, char **argv)
 	if (proxy_server_start(&px, &err) < 0)
 		goto fail;
 
+	/* An agent path beyond sun_path is reached through its directory's
+	 * descriptor: open it now, as the filter has no openat. */
+	{
+		struct sockaddr_un sa;
+		struct husk_err *e2 = NULL;
+
+		if (ipc_sockaddr(&sa, px.agent_path, &e2) < 0) {
+			log_warnx("main: %s", e2->msg);
+			husk_err_free(e2);
+		}
+	}
 	if (proxy_confine(&px, o.set_ids, (uid_t)o.uid, (gid_t)o.gid,
 			  o.no_seccomp, &err) < 0)
 		goto fail;
