@@ -582,6 +582,19 @@ static struct container *ct_new(struct agent *a, const char *id,
 	return ct;
 }
 
+/* An init that will not be: killed and reaped now, before its
+ * container (and cgroup) goes. */
+static void kill_reap(struct agent *a, struct proc *p)
+{
+	int st;
+
+	if (p->pid <= 0 || p->exited)
+		return;
+	kill(p->pid, SIGKILL);
+	if (waitpid(p->pid, &st, 0) == p->pid)
+		ct_reaped(a, p->pid, st);
+}
+
 /* The init reported: built (r 1), or not. */
 static bool create_done(struct proc *p, int r, const struct husk_err *e,
 			bool cancelled, void *arg)
@@ -602,13 +615,7 @@ static bool create_done(struct proc *p, int r, const struct husk_err *e,
 				   "exited before it was built");
 		rpc_wait_fail(w, e2 ? e2 : e);
 		husk_err_free(e2);
-		if (p->pid > 0 && !p->exited) {
-			int st;
-
-			kill(p->pid, SIGKILL);
-			if (waitpid(p->pid, &st, 0) == p->pid)
-				ct_reaped(a, p->pid, st);
-		}
+		kill_reap(a, p);
 		ct_free(a, ct);
 		alive = false;
 	} else {
@@ -666,13 +673,7 @@ static int create_ct(struct agent *a, const char *id,
 	ct->next = core->containers;
 	core->containers = ct;
 	if (spawn_init(a, &sp, create_done, w, err) < 0) {
-		if (ct->init->pid > 0) {
-			int st;
-
-			kill(ct->init->pid, SIGKILL);
-			if (waitpid(ct->init->pid, &st, 0) == ct->init->pid)
-				ct_reaped(a, ct->init->pid, st);
-		}
+		kill_reap(a, ct->init);
 		goto fail;
 	}
 	r = 0;

@@ -362,34 +362,53 @@ static void on_child(struct ev_loop *loop, ev_child *w, int revents)
 
 /* The guest let a device go after its unplug had timed out (or without
  * one): its backend goes now, and the counts follow. */
-static void dev_gone_late(int i)
+/* The QMP command and arguments that remove device d's backend
+ * (blk-, net- or mem-<id>); NULL for a vCPU, which has none. */
+static const char *backend_del(const struct hv_device *d, json_t **args)
 {
-	struct hv_device *d = &hv.dev[i];
 	char name[HV_DEV_ID_MAX + 16];
 
-	log_info("%s: the guest let %s go (no unplug waiting for it)",
-		 __func__, d->id);
 	switch (d->kind) {
 	case HV_DEV_BLOCK:
 		snprintf(name, sizeof(name), "blk-%s", d->id);
-		qmp_call(hv.qmp, "blockdev-del", json_pack("{s:s}",
-			 "node-name", name), -1, HV_QMP_TIMEOUT, NULL, NULL);
-		break;
+		*args = json_pack("{s:s}", "node-name", name);
+		return "blockdev-del";
 	case HV_DEV_NET:
 		snprintf(name, sizeof(name), "net-%s", d->id);
-		qmp_call(hv.qmp, "netdev_del", json_pack("{s:s}", "id", name),
-			 -1, HV_QMP_TIMEOUT, NULL, NULL);
-		break;
+		*args = json_pack("{s:s}", "id", name);
+		return "netdev_del";
 	case HV_DEV_MEM:
 		snprintf(name, sizeof(name), "mem-%s", d->id);
-		qmp_call(hv.qmp, "object-del", json_pack("{s:s}", "id", name),
-			 -1, HV_QMP_TIMEOUT, NULL, NULL);
+		*args = json_pack("{s:s}", "id", name);
+		return "object-del";
+	}
+	*args = NULL;
+	return NULL;
+}
+
+/* Remove d's backend, answer unawaited: clean-up after a failed plug
+ * or a removal nobody waits for. */
+static void backend_drop(const struct hv_device *d)
+{
+	json_t *args;
+	const char *cmd = backend_del(d, &args);
+
+	if (cmd)
+		qmp_call(hv.qmp, cmd, args, -1, HV_QMP_TIMEOUT, NULL, NULL);
+}
+
+static void dev_gone_late(int i)
+{
+	struct hv_device *d = &hv.dev[i];
+
+	log_info("%s: the guest let %s go (no unplug waiting for it)",
+		 __func__, d->id);
+	backend_drop(d);
+	if (d->kind == HV_DEV_MEM) {
 		hv.memory_mb -= d->size_mb;
 		hv.dimms--;
-		break;
-	case HV_DEV_CPU:
+	} else if (d->kind == HV_DEV_CPU) {
 		hv.vcpus--;
-		break;
 	}
 	dev_release(i);
 }
@@ -584,7 +603,7 @@ static const struct qmp_ops qmp_ops = {
 
 /* A listening socket at path (replaced if stale) for virtiofsd or for
  * QEMU's agent channel. */
-static int vfs_listen(const char *path, struct husk_err **err)
+static int listen_socket(const char *path, struct husk_err **err)
 {
 	struct sockaddr_un sa;
 	cleanup_close int fd = -1;
@@ -615,7 +634,7 @@ static int start_virtiofsd(const struct hv_paths *p, struct husk_err **err)
 	cleanup_close int lfd = -1, logfd = -1;
 	char **argv;
 
-	lfd = vfs_listen(hv.vfs_socket, err);
+	lfd = listen_socket(hv.vfs_socket, err);
 	if (lfd < 0)
 		return -1;
 	logfd = open_log(hv.vfs_log, err);
@@ -655,7 +674,7 @@ static int start_vm(struct husk_err **err)
 			return -1;
 		}
 	}
-	agent_fd = vfs_listen(hv.cfg.agent_socket, err);
+	agent_fd = listen_socket(hv.cfg.agent_socket, err);
 	if (agent_fd < 0) {
 		if (vfs_fd >= 0)
 			close(vfs_fd);
@@ -1538,7 +1557,8 @@ static void on_unplug_event(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct op *op = w->data;
 	struct hv_device *d = &hv.dev[op->dev];
-	char name[HV_DEV_ID_MAX + 16];
+	const char *cmd;
+	json_t *args;
 
 	ev_timer_stop(loop, w);
 	op_list_remove(&hv.unplugs, op);
@@ -1551,26 +1571,11 @@ static void on_unplug_event(struct ev_loop *loop, ev_timer *w, int revents)
 		husk_err_free(e);
 		return;
 	}
-	switch (d->kind) {
-	case HV_DEV_BLOCK:
-		snprintf(name, sizeof(name), "blk-%s", d->id);
-		call(op, "blockdev-del", json_pack("{s:s}", "node-name", name),
-		     -1, unplug_backend_done);
-		break;
-	case HV_DEV_NET:
-		snprintf(name, sizeof(name), "net-%s", d->id);
-		call(op, "netdev_del", json_pack("{s:s}", "id", name), -1,
-		     unplug_backend_done);
-		break;
-	case HV_DEV_MEM:
-		snprintf(name, sizeof(name), "mem-%s", d->id);
-		call(op, "object-del", json_pack("{s:s}", "id", name), -1,
-		     unplug_backend_done);
-		break;
-	default:
+	cmd = backend_del(d, &args);
+	if (cmd)
+		call(op, cmd, args, -1, unplug_backend_done);
+	else
 		unplug_backend_done(NULL, NULL, NULL, op);
-		break;
-	}
 }
 
 static void unplug_sent(struct qmp *q, json_t *ret, const struct husk_err *e,
@@ -1665,11 +1670,7 @@ static void dimm_added(struct qmp *q, json_t *ret, const struct husk_err *e,
 	struct hv_device *d = &hv.dev[op->dev];
 
 	if (e) {
-		char name[HV_DEV_ID_MAX + 16];
-
-		snprintf(name, sizeof(name), "mem-%s", d->id);
-		qmp_call(hv.qmp, "object-del", json_pack("{s:s}", "id", name),
-			 -1, HV_QMP_TIMEOUT, NULL, NULL);
+		backend_drop(d);
 		dev_release(op->dev);
 		op_fail(op, e);
 		return;
@@ -1775,7 +1776,6 @@ static void device_added(struct qmp *q, json_t *ret, const struct husk_err *e,
 {
 	struct op *op = arg;
 	struct hv_device *d = &hv.dev[op->dev];
-	char name[HV_DEV_ID_MAX + 16];
 
 	if (!e) {
 		log_info("hotplug: %s %s on rp%d", kind_name(d->kind), d->id,
@@ -1783,15 +1783,7 @@ static void device_added(struct qmp *q, json_t *ret, const struct husk_err *e,
 		op_ok(op);
 		return;
 	}
-	if (d->kind == HV_DEV_BLOCK) {
-		snprintf(name, sizeof(name), "blk-%s", d->id);
-		qmp_call(hv.qmp, "blockdev-del", json_pack("{s:s}", "node-name",
-			 name), -1, HV_QMP_TIMEOUT, NULL, NULL);
-	} else {
-		snprintf(name, sizeof(name), "net-%s", d->id);
-		qmp_call(hv.qmp, "netdev_del", json_pack("{s:s}", "id", name),
-			 -1, HV_QMP_TIMEOUT, NULL, NULL);
-	}
+	backend_drop(d);
 	dev_release(op->dev);
 	op_fail(op, e);
 }

@@ -206,12 +206,6 @@ int ipc_sockaddr(struct sockaddr_un *sa, const char *path,
 	return 0;
 }
 
-static int fill_addr(struct sockaddr_un *sa, const char *path,
-		     struct husk_err **err)
-{
-	return ipc_sockaddr(sa, path, err);
-}
-
 /* The directory holding a socket is its real access control. */
 static int check_parent(const char *path, struct husk_err **err)
 {
@@ -277,7 +271,7 @@ int ipc_listen_path(const char *path, struct husk_err **err)
 	mode_t old;
 	int r;
 
-	if (fill_addr(&sa, path, err) < 0 || check_parent(path, err) < 0 ||
+	if (ipc_sockaddr(&sa, path, err) < 0 || check_parent(path, err) < 0 ||
 	    remove_stale(path, &sa, err) < 0)
 		return -1;
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
@@ -311,7 +305,7 @@ int ipc_connect_path(const char *path, int timeout_ms, struct husk_err **err)
 	long long deadline = now_ms() + (timeout_ms < 0 ? 0 : timeout_ms);
 	struct sockaddr_un sa;
 
-	if (fill_addr(&sa, path, err) < 0)
+	if (ipc_sockaddr(&sa, path, err) < 0)
 		return -1;
 	for (;;) {
 		cleanup_close int fd = -1;

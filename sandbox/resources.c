@@ -202,57 +202,8 @@ int husk_sandbox_grow(const char *root, const char *sid, unsigned mem_mb,
 	return 0;
 }
 
-void husk_sandbox_shrink(const char *root, const char *sid,
-			 const json_t *dimms, unsigned vcpus)
-{
-	struct husk_sbx_paths p;
-	struct husk_err *err = NULL;
-	size_t i;
-	json_t *id;
-
-	if (!vcpus && json_array_size(dimms) == 0)
-		return;
-	if (husk_sandbox_paths(root, sid, &p, &err) < 0) {
-		log_warnx("shrink sandbox %s: %s", sid, err->msg);
-		husk_err_free(err);
-		return;
-	}
-	json_array_foreach(dimms, i, id) {
-		json_t *params;
-
-		if (json_is_object(id))
-			id = json_object_get(id, "id");
-		if (!json_is_string(id))
-			continue;
-		params = json_pack("{s:O}", "id", id);
-
-		/* The guest offlines the DIMM first: seconds under TCG. */
-		if (husk_rpc_call(p.hv_sock, "husk-hypervisor",
-				  "unplug_memory", params, 40000, NULL, NULL, 0,
-				  &err) < 0) {
-			log_warnx("shrink sandbox %s: DIMM %s stays: %s", sid,
-				  json_string_value(id), err->msg);
-			husk_err_free(err);
-			err = NULL;
-		}
-		json_decref(params);
-	}
-	if (vcpus) {
-		json_t *params = json_pack("{s:i}", "count", vcpus);
-
-		if (husk_rpc_call(p.hv_sock, "husk-hypervisor", "unplug_vcpu",
-				  params, 40000, NULL, NULL, 0, &err) < 0) {
-			log_info("shrink sandbox %s: %u vCPU(s) stay: %s", sid,
-				 vcpus, err->msg);
-			husk_err_free(err);
-		}
-		json_decref(params);
-	}
-	husk_sandbox_paths_free(&p);
-}
-
-/* Unplug c's DIMMs, newest first, while they fit in want_mb; returns
- * the MiB given back. */
+/* Unplug DIMMs of dimms ({id, size_mb}), newest first, while they fit
+ * in want_mb; those gone leave the array.  Returns the MiB given back. */
 static unsigned unplug_dimms(const char *hv_sock, const char *sid,
 			     json_t *dimms, unsigned want_mb)
 {
@@ -280,6 +231,42 @@ static unsigned unplug_dimms(const char *hv_sock, const char *sid,
 		json_decref(params);
 	}
 	return freed;
+}
+
+/* Unplug n hot-plugged vCPUs; false (logged) when they stay. */
+static bool unplug_vcpus(const char *hv_sock, const char *sid, unsigned n)
+{
+	json_t *params = json_pack("{s:i}", "count", n);
+	struct husk_err *err = NULL;
+	bool ok = true;
+
+	if (husk_rpc_call(hv_sock, "husk-hypervisor", "unplug_vcpu", params,
+			  40000, NULL, NULL, 0, &err) < 0) {
+		log_info("sandbox %s: %u vCPU(s) stay: %s", sid, n, err->msg);
+		husk_err_free(err);
+		ok = false;
+	}
+	json_decref(params);
+	return ok;
+}
+
+void husk_sandbox_shrink(const char *root, const char *sid, json_t *dimms,
+			 unsigned vcpus)
+{
+	struct husk_sbx_paths p;
+	struct husk_err *err = NULL;
+
+	if (!vcpus && json_array_size(dimms) == 0)
+		return;
+	if (husk_sandbox_paths(root, sid, &p, &err) < 0) {
+		log_warnx("shrink sandbox %s: %s", sid, err->msg);
+		husk_err_free(err);
+		return;
+	}
+	unplug_dimms(p.hv_sock, sid, dimms, UINT_MAX);
+	if (vcpus)
+		unplug_vcpus(p.hv_sock, sid, vcpus);
+	husk_sandbox_paths_free(&p);
 }
 
 /* The sizes an update asks for; a limit it does not name keeps its
@@ -334,22 +321,13 @@ int husk_ct_resize(const char *root, struct husk_container *c,
 					    c->sized_mb - mem_mb);
 	if (vcpus < c->sized_vcpus && c->grown_vcpus) {
 		unsigned n = c->sized_vcpus - vcpus;
-		json_t *params;
-		struct husk_err *e2 = NULL;
 
 		if (n > c->grown_vcpus)
 			n = c->grown_vcpus;
-		params = json_pack("{s:i}", "count", n);
-		if (husk_rpc_call(p.hv_sock, "husk-hypervisor", "unplug_vcpu",
-				  params, 40000, NULL, NULL, 0, &e2) < 0) {
-			log_info("update %s: %u vCPU(s) stay: %s", c->id, n,
-				 e2->msg);
-			husk_err_free(e2);
-		} else {
+		if (unplug_vcpus(p.hv_sock, c->sandbox_id, n)) {
 			c->sized_vcpus -= n;
 			c->grown_vcpus -= n;
 		}
-		json_decref(params);
 	}
 	husk_sandbox_paths_free(&p);
 	return 0;

@@ -298,10 +298,11 @@ int husk_sandbox_grow(const char *root, const char *sid, unsigned mem_mb,
 		      unsigned vcpus, json_t *dimms, unsigned *vcpus_added,
 		      struct husk_err **err);
 /* Give back what husk_sandbox_grow added: unplug the DIMMs (the guest
- * may refuse one it cannot offline) and the vCPUs (not under TCG).
+ * may refuse one it cannot offline; those gone leave dimms) and the
+ * vCPUs (not under TCG).
  * Best effort: what cannot go is logged and stays with the sandbox. */
-void husk_sandbox_shrink(const char *root, const char *sid,
-			 const json_t *dimms, unsigned vcpus);
+void husk_sandbox_shrink(const char *root, const char *sid, json_t *dimms,
+			 unsigned vcpus);
 /* `update` with new resources (the OCI linux.resources object): grow
  * the VM before the agent applies them (after == false), shrink it
  * after (after == true), by what the container's limits account for
