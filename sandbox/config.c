@@ -92,6 +92,11 @@ void husk_config_defaults(struct husk_config *c)
 	c->max_memory_mb = 2048;
 	c->memory_slots = 8;
 	c->console_log = true;
+	/* The share's top holds only directories and mount points: a
+	 * pod of 100 containers with 20 mounts each needs ~2500 inodes
+	 * and no data. */
+	c->share_size_mb = 4;
+	c->share_inodes = 16384;
 	c->agent_timeout = 60;
 	c->agent_log_level = husk_xstrdup("info");
 	c->proxy_path = helper_path("husk-proxy");
@@ -143,6 +148,10 @@ static const struct key keys[] = {
 	{ "hypervisor", "memory_slots", K_UINT, O(memory_slots), 0, 255,
 	  NULL },
 	{ "hypervisor", "console_log", K_BOOL, O(console_log), 0, 0, NULL },
+	{ "hypervisor", "share_size_mb", K_UINT, O(share_size_mb), 1, 1024,
+	  NULL },
+	{ "hypervisor", "share_inodes", K_UINT, O(share_inodes), 256,
+	  1u << 22, NULL },
 	{ "agent", "timeout", K_UINT, O(agent_timeout), 1, 3600, NULL },
 	{ "agent", "log_level", K_STR, O(agent_log_level), 0, 0,
 	  level_choices },

@@ -294,7 +294,7 @@ int husk_ct_create(struct husk_store *st, const struct husk_config *cfg,
 	}
 	if (husk_sandbox_paths(st->root, sid, &p, err) < 0)
 		goto fail;
-	if (husk_share_container(p.shared, id, &b, c.binds, err) < 0) {
+	if (husk_share_container(&p, id, &b, c.binds, err) < 0) {
 		/* Record the binds made so far: the clean-up undoes them. */
 		husk_container_write(&e, &c, NULL);
 		goto fail;
@@ -509,7 +509,7 @@ static int ct_destroy(struct husk_store *st, const struct husk_config *cfg,
 	husk_cgroup_remove(c->cgroups);
 	if (have_sb)
 		husk_sandbox_stop(st->root, &sb, force, NULL);
-	husk_unshare_container(p.shared, c->id);
+	husk_unshare_container(&p, c->id);
 
 	state = husk_container_oci_state(c, HUSK_ST_STOPPED);
 	{

@@ -7,7 +7,7 @@
  * State under the root (--root, /run/husk):
  *   <root>/<id>/state.json      every container (atomic writes, flock)
  *   <root>/<sandbox>/sandbox.json   the sandbox's helpers
- *   <root>/<sandbox>/{hv,proxy,agent}.sock, *.log, shared/
+ *   <root>/<sandbox>/{hv,proxy,agent}.sock, *.log, shared/, share-stage/
  */
 #ifndef HUSK_SANDBOX_H
 #define HUSK_SANDBOX_H
@@ -38,6 +38,8 @@ struct husk_config {
 	unsigned vcpus, max_vcpus;
 	unsigned memory_mb, max_memory_mb, memory_slots;
 	bool console_log;
+	unsigned share_size_mb;         /* the share's tmpfs (docs/share.md) */
+	unsigned share_inodes;
 	/* [agent] */
 	unsigned agent_timeout;         /* seconds */
 	char *agent_log_level;
@@ -174,7 +176,8 @@ int husk_sock_path(const char *dir, const char *name, char **out,
 struct husk_sbx_paths {
 	char *dir;              /* <root>/<sandbox> */
 	char *hv_sock, *proxy_sock, *agent_sock;
-	char *shared;           /* the virtio-fs share */
+	char *shared;           /* what virtiofsd serves: read-only view */
+	char *stage;            /* the share's tmpfs, where the host builds */
 	char *hv_log, *proxy_log, *console_log;
 };
 
@@ -195,13 +198,23 @@ int husk_sandbox_stop(const char *root, const struct husk_sandbox *s,
 
 /* The spec as the guest gets it (docs/agent-protocol.md). */
 json_t *husk_guest_spec(const json_t *spec, const char *cid);
-/* Bind the container's root and bind-mount sources into the share;
+
+/* sandbox/share.c; docs/share.md */
+/* The share's tmpfs (staging) and its read-only view (served). */
+int husk_share_setup(const struct husk_config *cfg,
+		     const struct husk_sbx_paths *p, struct husk_err **err);
+/* Unmount the view and the tmpfs with every bind in them. */
+void husk_share_teardown(const struct husk_sbx_paths *p);
+/* Is this spec mount a bind (type bind, or option bind/rbind)? */
+bool husk_mount_is_bind(const json_t *m);
+/* Bind the container's root and bind-mount sources into the share,
+ * beneath descriptors, nosuid,nodev, read-only where the spec says;
  * every mount made is appended to binds (so that a failure half-way
  * still gets undone). */
-int husk_share_container(const char *shared, const char *cid,
+int husk_share_container(const struct husk_sbx_paths *p, const char *cid,
 			 const struct husk_bundle *b, json_t *binds,
 			 struct husk_err **err);
-void husk_unshare_container(const char *shared, const char *cid);
+void husk_unshare_container(const struct husk_sbx_paths *p, const char *cid);
 
 /* One call to a component's socket with JSON params and result. */
 int husk_rpc_call(const char *sock, const char *expect, const char *method,

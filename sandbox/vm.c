@@ -34,6 +34,7 @@ int husk_sandbox_paths(const char *root, const char *sid,
 		return -1;
 	}
 	p->shared = husk_xasprintf("%s/shared", p->dir);
+	p->stage = husk_xasprintf("%s/share-stage", p->dir);
 	p->hv_log = husk_xasprintf("%s/hypervisor.log", p->dir);
 	p->proxy_log = husk_xasprintf("%s/proxy.log", p->dir);
 	p->console_log = husk_xasprintf("%s/console.log", p->dir);
@@ -47,25 +48,11 @@ void husk_sandbox_paths_free(struct husk_sbx_paths *p)
 	free(p->proxy_sock);
 	free(p->agent_sock);
 	free(p->shared);
+	free(p->stage);
 	free(p->hv_log);
 	free(p->proxy_log);
 	free(p->console_log);
 	memset(p, 0, sizeof(*p));
-}
-
-/*
- * The shared directory is a mount of its own, marked shared, so that
- * the rootfs and volume binds made in it later reach virtiofsd's view.
- */
-static int share_setup(const char *shared, struct husk_err **err)
-{
-	if (mkdir(shared, 0755) < 0 && errno != EEXIST)
-		return husk_error_sys(err, errno, "mkdir `%s`", shared);
-	if (mount(shared, shared, NULL, MS_BIND, NULL) < 0)
-		return husk_error_sys(err, errno, "bind `%s`", shared);
-	if (mount(NULL, shared, NULL, MS_SHARED, NULL) < 0)
-		return husk_error_sys(err, errno, "make `%s` shared", shared);
-	return 0;
 }
 
 /* Wait for a helper's socket to answer; fail early if it died. */
@@ -226,7 +213,7 @@ int husk_sandbox_start(struct husk_entry *e, const struct husk_config *cfg,
 	s->id = husk_xstrdup(sid);
 	if (husk_sandbox_write(e, s, err) < 0)
 		goto out;
-	if (share_setup(p.shared, err) < 0)
+	if (husk_share_setup(cfg, &p, err) < 0)
 		goto out;
 	if (start_hypervisor(cfg, &p, sid, s, e, err) < 0)
 		goto out;
@@ -242,39 +229,6 @@ int husk_sandbox_start(struct husk_entry *e, const struct husk_config *cfg,
 out:
 	husk_sandbox_paths_free(&p);
 	return rc;
-}
-
-/* Unmount everything below dir (deepest first), then dir itself. */
-static void umount_tree(const char *dir)
-{
-	cleanup_fclose FILE *f = fopen("/proc/self/mountinfo", "re");
-	char line[4096], **list = NULL;
-	size_t n = 0, len = strlen(dir);
-
-	if (!f)
-		return;
-	while (fgets(line, sizeof(line), f)) {
-		char mnt[4096];
-
-		/* field 5 is the mount point (octal escapes for spaces;
-		 * husk's own paths have none). */
-		if (sscanf(line, "%*s %*s %*s %*s %4095s", mnt) != 1)
-			continue;
-		if (strncmp(mnt, dir, len) || (mnt[len] && mnt[len] != '/'))
-			continue;
-		list = realloc(list, (n + 1) * sizeof(*list));
-		if (!list)
-			return;
-		list[n++] = husk_xstrdup(mnt);
-	}
-	/* Later mounts stack on earlier ones: unmount in reverse. */
-	while (n--) {
-		if (umount2(list[n], MNT_DETACH) < 0 && errno != EINVAL &&
-		    errno != ENOENT)
-			log_warn("umount_tree: umount %s", list[n]);
-		free(list[n]);
-	}
-	free(list);
 }
 
 int husk_sandbox_stop(const char *root, const struct husk_sandbox *s,
@@ -309,47 +263,13 @@ int husk_sandbox_stop(const char *root, const struct husk_sandbox *s,
 	husk_proc_stop(&s->proxy, 1000);
 	husk_proc_stop(&s->hv, 3000);
 	husk_net_release(s);
-	umount_tree(p.shared);
+	husk_share_teardown(&p);
 	husk_sandbox_paths_free(&p);
 	return 0;
 }
 
 /* ------------------------------------------------------------------ */
 /* Containers' files in the share                                      */
-
-static int bind_into(const char *src, const char *dst, bool rec,
-		     struct husk_err **err)
-{
-	struct stat st;
-
-	if (stat(src, &st) < 0)
-		return husk_error_sys(err, errno, "bind source `%s`", src);
-	if (S_ISDIR(st.st_mode)) {
-		if (husk_mkdir_p(dst, 0755, err) < 0)
-			return -1;
-	} else {
-		int fd = open(dst, O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
-
-		if (fd < 0)
-			return husk_error_sys(err, errno, "create `%s`", dst);
-		close(fd);
-	}
-	if (mount(src, dst, NULL, MS_BIND | (rec ? MS_REC : 0), NULL) < 0)
-		return husk_error_sys(err, errno, "bind `%s` on `%s`", src,
-				      dst);
-	return 0;
-}
-
-static bool has_opt(const json_t *opts, const char *o)
-{
-	size_t i;
-	json_t *v;
-
-	json_array_foreach(opts, i, v)
-		if (json_is_string(v) && !strcmp(json_string_value(v), o))
-			return true;
-	return false;
-}
 
 /*
  * The spec as the guest gets it: the root and bind mounts point into the
@@ -368,12 +288,7 @@ json_t *husk_guest_spec(const json_t *spec, const char *cid)
 			    json_sprintf("%s/rootfs", cid));
 	mounts = json_object_get(g, "mounts");
 	json_array_foreach(mounts, i, m) {
-		json_t *type = json_object_get(m, "type");
-		json_t *opts = json_object_get(m, "options");
-
-		if ((json_is_string(type) &&
-		     !strcmp(json_string_value(type), "bind")) ||
-		    has_opt(opts, "bind") || has_opt(opts, "rbind")) {
+		if (husk_mount_is_bind(m)) {
 			json_object_set_new(m, "source",
 					    json_sprintf("%s/mounts/%zu", cid,
 							 i));
@@ -392,57 +307,4 @@ json_t *husk_guest_spec(const json_t *spec, const char *cid)
 	}
 	json_object_del(lnx, "cgroupsPath");
 	return g;
-}
-
-int husk_share_container(const char *shared, const char *cid,
-			 const struct husk_bundle *b, json_t *binds,
-			 struct husk_err **err)
-{
-	cleanup_free char *dir = husk_xasprintf("%s/%s", shared, cid);
-	cleanup_free char *rootfs = husk_xasprintf("%s/rootfs", dir);
-	json_t *mounts = json_object_get(b->spec, "mounts"), *m;
-	size_t i;
-
-	if (husk_mkdir_p(dir, 0755, err) < 0)
-		return -1;
-	if (bind_into(b->rootfs, rootfs, true, err) < 0)
-		return husk_error_wrap(err, "share the root file system");
-	json_array_append_new(binds, json_string(rootfs));
-	json_array_foreach(mounts, i, m) {
-		json_t *type = json_object_get(m, "type");
-		json_t *opts = json_object_get(m, "options");
-		const char *src = json_string_value(json_object_get(m,
-								    "source"));
-		cleanup_free char *dst = NULL, *abs = NULL;
-
-		if (!((json_is_string(type) &&
-		       !strcmp(json_string_value(type), "bind")) ||
-		      has_opt(opts, "bind") || has_opt(opts, "rbind")))
-			continue;
-		if (!src)
-			return husk_error(err, HUSK_E_INVALID, "config.json: "
-					  "mounts[%zu].source: a bind mount "
-					  "needs a source", i);
-		abs = src[0] == '/' ? husk_xstrdup(src) :
-				      husk_xasprintf("%s/%s", b->path, src);
-		dst = husk_xasprintf("%s/mounts/%zu", dir, i);
-		if (husk_mkdir_p(dst, 0755, err) < 0)
-			return -1;
-		rmdir(dst);
-		if (bind_into(abs, dst, has_opt(opts, "rbind"), err) < 0)
-			return husk_error_wrap(err, "config.json: mounts[%zu]",
-					       i);
-		json_array_append_new(binds, json_string(dst));
-	}
-	return 0;
-}
-
-void husk_unshare_container(const char *shared, const char *cid)
-{
-	cleanup_free char *dir = husk_xasprintf("%s/%s", shared, cid);
-	cleanup_err struct husk_err *e = NULL;
-
-	umount_tree(dir);
-	if (husk_rmtree_at(AT_FDCWD, dir, &e) < 0)
-		log_warnx("husk_unshare_container: %s", e->msg);
 }
