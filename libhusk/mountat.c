@@ -117,6 +117,59 @@ int husk_mkfile_at(int dirfd, const char *name, mode_t mode,
 	return fd;
 }
 
+int husk_mkpath_in_root(int rootfd, const char *path, bool as_file,
+			struct husk_err **err)
+{
+	cleanup_free char *norm = NULL, *prefix = NULL;
+	cleanup_close int dirfd = -1;
+	char *save = NULL, *comp, *next;
+	size_t plen = 0;
+
+	if (husk_path_join("/", path, &norm, err) < 0)
+		return -1;
+	prefix = husk_xcalloc(1, strlen(norm) + 2);
+	dirfd = fcntl(rootfd, F_DUPFD_CLOEXEC, 3);
+	if (dirfd < 0)
+		return husk_error_sys(err, errno, "dup");
+	for (comp = strtok_r(norm, "/", &save); comp; comp = next) {
+		struct husk_err *e = NULL;
+		int fd;
+
+		next = strtok_r(NULL, "/", &save);
+		plen += (size_t)sprintf(prefix + plen, "/%s", comp);
+		fd = husk_open_beneath(rootfd, prefix, O_PATH, 0, &e);
+		if (fd < 0 && e->code == HUSK_E_NOT_FOUND) {
+			husk_err_clear(&e);
+			if (!next && as_file) {
+				fd = openat(dirfd, comp, O_CREAT | O_EXCL |
+					    O_WRONLY | O_NOFOLLOW | O_CLOEXEC,
+					    0644);
+				if (fd < 0 && errno != EEXIST)
+					return husk_error_sys(err, errno,
+							      "create `%s`",
+							      prefix);
+				if (fd >= 0)
+					close(fd);
+			} else if (mkdirat(dirfd, comp, 0755) < 0 &&
+				   errno != EEXIST) {
+				return husk_error_sys(err, errno, "mkdir `%s`",
+						      prefix);
+			}
+			fd = husk_open_beneath(rootfd, prefix, O_PATH, 0, &e);
+		}
+		if (fd < 0) {
+			husk_error(err, e ? e->code : HUSK_E_SYSTEM, "mount "
+				   "point `%s`: %s", path,
+				   e ? e->msg : "cannot open");
+			husk_err_free(e);
+			return -1;
+		}
+		close(dirfd);
+		dirfd = fd;
+	}
+	return husk_steal_fd(dirfd);
+}
+
 int husk_bind_fd(int srcfd, int tfd, unsigned flags, const char *what,
 		 struct husk_err **err)
 {

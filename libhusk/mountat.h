@@ -28,6 +28,17 @@ int husk_mkdir_beneath(int dirfd, const char *rel, mode_t mode,
 int husk_mkfile_at(int dirfd, const char *name, mode_t mode,
 		   struct husk_err **err);
 
+/*
+ * Make the mount point path inside the root file system rootfd, as runc
+ * does before a root becomes read-only: every component is resolved
+ * beneath rootfd (an image's symlinks stay inside it; ".." above the
+ * root is refused), missing directories are made 0755 and the last one
+ * an empty file when as_file; a symlink whose target is missing is an
+ * error.  Returns an O_PATH descriptor on it.
+ */
+int husk_mkpath_in_root(int rootfd, const char *path, bool as_file,
+			struct husk_err **err);
+
 /* Attributes every bind gets: nosuid and nodev always. */
 #define HUSK_BIND_REC    0x1u   /* with the mounts below the source */
 #define HUSK_BIND_RDONLY 0x2u   /* read-only, on every mount of it */

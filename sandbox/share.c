@@ -179,7 +179,7 @@ static int open_source(const struct husk_bundle *b, int *bundlefd,
 
 static int share_mount(int mdir, const struct husk_bundle *b, int *bundlefd,
 		       const json_t *m, size_t i, const char *where,
-		       json_t *binds, struct husk_err **err)
+		       json_t *binds, bool *is_file, struct husk_err **err)
 {
 	const json_t *opts = json_object_get(m, "options");
 	const char *src = json_string_value(json_object_get(m, "source"));
@@ -198,10 +198,11 @@ static int share_mount(int mdir, const struct husk_bundle *b, int *bundlefd,
 	if (fstat(sfd, &st) < 0)
 		return husk_error_sys(err, errno, "config.json: "
 				      "mounts[%zu].source `%s`", i, src);
+	*is_file = !S_ISDIR(st.st_mode);
 	snprintf(name, sizeof(name), "%zu", i);
 	snprintf(what, sizeof(what), "mounts[%zu]", i);
-	tfd = S_ISDIR(st.st_mode) ? husk_mkdir_beneath(mdir, name, 0755, err) :
-				    husk_mkfile_at(mdir, name, 0644, err);
+	tfd = *is_file ? husk_mkfile_at(mdir, name, 0644, err) :
+			 husk_mkdir_beneath(mdir, name, 0755, err);
 	if (tfd < 0)
 		return husk_error_wrap(err, "config.json: mounts[%zu]: the "
 				       "mount point in the share", i);
@@ -213,6 +214,49 @@ static int share_mount(int mdir, const struct husk_bundle *b, int *bundlefd,
 		return husk_error_wrap(err, "config.json: source `%s`", src);
 	json_array_append_new(binds, json_sprintf("%s/mounts/%s", where,
 						  name));
+	return 0;
+}
+
+/* Is mounts[i]'s destination at or below an earlier mount's (whose file
+ * system, not the root's, then holds its mount point)? */
+static bool dest_covered(const json_t *mounts, size_t i, const char *dest)
+{
+	for (size_t j = 0; j < i; j++) {
+		const char *d = json_string_value(json_object_get(
+			json_array_get(mounts, j), "destination"));
+		size_t n = d ? strlen(d) : 0;
+
+		while (n > 1 && d[n - 1] == '/')
+			n--;
+		if (n > 1 && !strncmp(dest, d, n) &&
+		    (dest[n] == '/' || !dest[n]))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * A read-only root cannot get mount points in the guest (the host's bind
+ * refuses the agent's mkdir), so the host makes the missing ones in the
+ * root file system first, beneath it, as runc does before it makes a
+ * root read-only.  Those below another mount are the guest's to make.
+ */
+static int make_mount_point(int rootfd, const json_t *mounts, size_t i,
+			    bool is_file, struct husk_err **err)
+{
+	const char *dest = json_string_value(json_object_get(
+		json_array_get(mounts, i), "destination"));
+	int fd;
+
+	if (!dest || !strcmp(dest, "/") || dest_covered(mounts, i, dest))
+		return 0;
+	fd = husk_mkpath_in_root(rootfd, dest, is_file, err);
+	if (fd < 0)
+		return husk_error_wrap(err, "config.json: mounts[%zu]: "
+				       "root.readonly is true and the mount "
+				       "point is missing in the root file "
+				       "system", i);
+	close(fd);
 	return 0;
 }
 
@@ -239,6 +283,23 @@ int husk_share_container(const struct husk_sbx_paths *p, const char *cid,
 	if (sfd < 0)
 		return husk_error_sys(err, errno, "open the root file system "
 				      "`%s`", b->rootfs);
+	json_array_foreach(mounts, i, m) {
+		bool is_file = false;
+
+		if (husk_mount_is_bind(m)) {
+			if (mdir < 0) {
+				mdir = husk_mkdir_beneath(dir, "mounts", 0755,
+							  err);
+				if (mdir < 0)
+					return -1;
+			}
+			if (share_mount(mdir, b, &bundlefd, m, i, where,
+					binds, &is_file, err) < 0)
+				return -1;
+		}
+		if (ro && make_mount_point(sfd, mounts, i, is_file, err) < 0)
+			return -1;
+	}
 	tfd = husk_mkdir_beneath(dir, "rootfs", 0755, err);
 	if (tfd < 0)
 		return -1;
@@ -249,18 +310,6 @@ int husk_share_container(const struct husk_sbx_paths *p, const char *cid,
 			 err) < 0)
 		return husk_error_wrap(err, "share the root file system");
 	json_array_append_new(binds, json_sprintf("%s/rootfs", where));
-	json_array_foreach(mounts, i, m) {
-		if (!husk_mount_is_bind(m))
-			continue;
-		if (mdir < 0) {
-			mdir = husk_mkdir_beneath(dir, "mounts", 0755, err);
-			if (mdir < 0)
-				return -1;
-		}
-		if (share_mount(mdir, b, &bundlefd, m, i, where, binds,
-				err) < 0)
-			return -1;
-	}
 	return 0;
 }
 

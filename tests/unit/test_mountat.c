@@ -221,6 +221,52 @@ static void test_mkfile_at(void **state)
 	husk_err_clear(&err);
 }
 
+/* An image's absolute symlink is resolved inside the image: the mount
+ * point is made there, never on the host. */
+static void test_mkpath_in_root_stays_inside(void **state)
+{
+	struct tmp *t = *state;
+	struct husk_err *err = NULL;
+	cleanup_free char *root = at(t, "root"), *victim = at(t, "victim");
+	cleanup_free char *link = at(t, "root/var");
+	cleanup_free char *in = husk_xasprintf("%s%s/run/x", root, victim);
+	cleanup_free char *f = at(t, "root/etc/hosts");
+	cleanup_free char *out = at(t, "victim/run");
+	cleanup_close int rfd = -1;
+	struct stat st;
+	int fd;
+
+	assert_int_equal(mkdir(root, 0755), 0);
+	assert_int_equal(mkdir(victim, 0755), 0);
+	/* var -> <tmp>/victim, absolute: on the host it leaves the root. */
+	assert_int_equal(symlink(victim, link), 0);
+	rfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	/* The link's target as the image has it (inside the root). */
+	fd = husk_mkdir_beneath(rfd, victim + 1, 0755, &err);
+	assert_true(fd >= 0);
+	close(fd);
+	fd = husk_mkpath_in_root(rfd, "/var/../var/run/x", false, &err);
+	assert_true(fd >= 0);
+	close(fd);
+	assert_int_equal(stat(in, &st), 0);
+	assert_true(S_ISDIR(st.st_mode));
+	assert_int_equal(access(out, F_OK), -1);
+	/* A link whose target the image lacks: refused, nothing made. */
+	assert_int_equal(unlink(link), 0);
+	assert_int_equal(symlink("/nowhere", link), 0);
+	assert_int_equal(husk_mkpath_in_root(rfd, "/var/y", false, &err), -1);
+	husk_err_clear(&err);
+
+	fd = husk_mkpath_in_root(rfd, "/etc/hosts", true, &err);
+	assert_true(fd >= 0);
+	close(fd);
+	assert_int_equal(stat(f, &st), 0);
+	assert_true(S_ISREG(st.st_mode));
+	/* "/.." is "/": refused as text rather than clamped. */
+	assert_int_equal(husk_mkpath_in_root(rfd, "/../x", false, &err), -1);
+	husk_err_clear(&err);
+}
+
 /* ----------------------------------------------------------- binds */
 
 static void test_bind_fd_ro_nosuid_nodev(void **state)
@@ -376,6 +422,9 @@ int main(void)
 			tmp_setup, tmp_teardown),
 		cmocka_unit_test_setup_teardown(test_mkfile_at, tmp_setup,
 						tmp_teardown),
+		cmocka_unit_test_setup_teardown(
+			test_mkpath_in_root_stays_inside, tmp_setup,
+			tmp_teardown),
 		cmocka_unit_test_setup_teardown(test_bind_fd_ro_nosuid_nodev,
 						tmp_setup, tmp_teardown),
 		cmocka_unit_test_setup_teardown(test_bind_fd_recursive_ro,
