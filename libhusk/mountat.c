@@ -183,6 +183,10 @@ int husk_bind_fd(int srcfd, int tfd, unsigned flags, const char *what,
 		attr.attr_set |= MOUNT_ATTR_RDONLY;
 	if (flags & HUSK_BIND_NOEXEC)
 		attr.attr_set |= MOUNT_ATTR_NOEXEC;
+	if (flags & HUSK_BIND_SLAVE)
+		attr.propagation = MS_SLAVE;
+	else if (flags & HUSK_BIND_PRIVATE)
+		attr.propagation = MS_PRIVATE;
 	tree = open_tree(srcfd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC |
 			 AT_EMPTY_PATH | rec);
 	if (tree < 0)

@@ -43,6 +43,10 @@ int husk_mkpath_in_root(int rootfd, const char *path, bool as_file,
 #define HUSK_BIND_REC    0x1u   /* with the mounts below the source */
 #define HUSK_BIND_RDONLY 0x2u   /* read-only, on every mount of it */
 #define HUSK_BIND_NOEXEC 0x4u
+/* Propagation from the source's mount (default: as cloned, a peer of a
+ * shared source): none, or from the source to the bind only. */
+#define HUSK_BIND_PRIVATE 0x8u
+#define HUSK_BIND_SLAVE   0x10u
 
 /*
  * Bind the tree at srcfd (a descriptor on the source, O_PATH is enough)

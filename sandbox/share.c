@@ -129,6 +129,23 @@ static bool opts_readonly(const json_t *opts)
 	return ro;
 }
 
+/*
+ * What reaches the share from the source's mount later: nothing (runc's
+ * default for binds, rprivate), or the host's new mounts with a slave or
+ * shared option (Kubernetes' HostToContainer, Bidirectional); nothing
+ * goes the other way, the guest cannot mount on the host.
+ */
+static unsigned propagation(const json_t *opts)
+{
+	static const char *const from_host[] = { "rslave", "slave", "rshared",
+						 "shared" };
+
+	for (size_t i = 0; i < HUSK_ARRAY_SIZE(from_host); i++)
+		if (has_opt(opts, from_host[i]))
+			return HUSK_BIND_SLAVE;
+	return HUSK_BIND_PRIVATE;
+}
+
 /* The staging tmpfs, where the container's files are built; an error
  * when the sandbox has none (its served view may then be writable by
  * the guest, and nothing is built there). */
@@ -210,6 +227,7 @@ static int share_mount(int mdir, const struct husk_bundle *b, int *bundlefd,
 		flags |= HUSK_BIND_REC;
 	if (opts_readonly(opts))
 		flags |= HUSK_BIND_RDONLY;
+	flags |= propagation(opts);
 	if (husk_bind_fd(sfd, tfd, flags, what, err) < 0)
 		return husk_error_wrap(err, "config.json: source `%s`", src);
 	json_array_append_new(binds, json_sprintf("%s/mounts/%s", where,
@@ -305,7 +323,7 @@ int husk_share_container(const struct husk_sbx_paths *p, const char *cid,
 		return -1;
 	/* root.readonly holds on the host too: the agent's remount in the
 	 * guest is only as strong as the guest. */
-	if (husk_bind_fd(sfd, tfd, HUSK_BIND_REC |
+	if (husk_bind_fd(sfd, tfd, HUSK_BIND_REC | HUSK_BIND_PRIVATE |
 			 (ro ? HUSK_BIND_RDONLY : 0), "the root file system",
 			 err) < 0)
 		return husk_error_wrap(err, "share the root file system");

@@ -373,6 +373,35 @@ static void test_bind_fd_propagates_attributes(void **state)
 	assert_null(mnt_opts(vm));
 }
 
+/* A source on a shared mount: a private bind gets none of its later
+ * mounts, a slave bind gets them. */
+static void test_bind_fd_propagation_from_source(void **state)
+{
+	struct tmp *t = *state;
+	struct husk_err *err = NULL;
+	cleanup_free char *src = at(t, "src"), *sub = at(t, "src/sub");
+	cleanup_free char *priv = at(t, "priv/sub"), *slave = at(t, "slave/sub");
+	cleanup_close int sfd = -1, pfd = -1, lfd = -1;
+	cleanup_free char *o = NULL;
+
+	NEED_NS();
+	assert_int_equal(mkdir(src, 0755), 0);
+	assert_int_equal(mount("t", src, "tmpfs", 0, "size=64k"), 0);
+	assert_int_equal(mount(NULL, src, NULL, MS_SHARED, NULL), 0);
+	assert_int_equal(mkdir(sub, 0755), 0);
+	sfd = open(src, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	pfd = husk_mkdir_beneath(t->fd, "priv", 0755, &err);
+	lfd = husk_mkdir_beneath(t->fd, "slave", 0755, &err);
+	assert_int_equal(husk_bind_fd(sfd, pfd, HUSK_BIND_REC |
+				      HUSK_BIND_PRIVATE, "p", &err), 0);
+	assert_int_equal(husk_bind_fd(sfd, lfd, HUSK_BIND_REC |
+				      HUSK_BIND_SLAVE, "s", &err), 0);
+	assert_int_equal(mount("t", sub, "tmpfs", 0, "size=64k"), 0);
+	o = mnt_opts(slave);
+	assert_non_null(o);
+	assert_null(mnt_opts(priv));
+}
+
 /* -------------------------------------------------------- unmounts */
 
 static void test_umount_at_never_follows(void **state)
@@ -431,6 +460,9 @@ int main(void)
 						tmp_setup, tmp_teardown),
 		cmocka_unit_test_setup_teardown(
 			test_bind_fd_propagates_attributes, tmp_setup,
+			tmp_teardown),
+		cmocka_unit_test_setup_teardown(
+			test_bind_fd_propagation_from_source, tmp_setup,
 			tmp_teardown),
 		cmocka_unit_test_setup_teardown(test_umount_at_never_follows,
 						tmp_setup, tmp_teardown),
