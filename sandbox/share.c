@@ -194,6 +194,16 @@ static int open_source(const struct husk_bundle *b, int *bundlefd,
 	return fd;
 }
 
+/* A full tmpfs says which knob to turn. */
+static int stage_error(struct husk_err **err)
+{
+	if (err && *err && (*err)->errnum == ENOSPC)
+		return husk_error_wrap(err, "the share is full (raise "
+				       "[hypervisor] share_inodes or "
+				       "share_size_mb)");
+	return -1;
+}
+
 static int share_mount(int mdir, const struct husk_bundle *b, int *bundlefd,
 		       const json_t *m, size_t i, const char *where,
 		       json_t *binds, bool *is_file, struct husk_err **err)
@@ -220,9 +230,11 @@ static int share_mount(int mdir, const struct husk_bundle *b, int *bundlefd,
 	snprintf(what, sizeof(what), "mounts[%zu]", i);
 	tfd = *is_file ? husk_mkfile_at(mdir, name, 0644, err) :
 			 husk_mkdir_beneath(mdir, name, 0755, err);
-	if (tfd < 0)
+	if (tfd < 0) {
+		stage_error(err);
 		return husk_error_wrap(err, "config.json: mounts[%zu]: the "
 				       "mount point in the share", i);
+	}
 	if (has_opt(opts, "rbind"))
 		flags |= HUSK_BIND_REC;
 	if (opts_readonly(opts))
@@ -296,7 +308,7 @@ int husk_share_container(const struct husk_sbx_paths *p, const char *cid,
 		return -1;
 	dir = husk_mkdir_beneath(stage, cid, 0755, err);
 	if (dir < 0)
-		return -1;
+		return stage_error(err);
 	sfd = open(b->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (sfd < 0)
 		return husk_error_sys(err, errno, "open the root file system "
@@ -309,7 +321,7 @@ int husk_share_container(const struct husk_sbx_paths *p, const char *cid,
 				mdir = husk_mkdir_beneath(dir, "mounts", 0755,
 							  err);
 				if (mdir < 0)
-					return -1;
+					return stage_error(err);
 			}
 			if (share_mount(mdir, b, &bundlefd, m, i, where,
 					binds, &is_file, err) < 0)
@@ -320,7 +332,7 @@ int husk_share_container(const struct husk_sbx_paths *p, const char *cid,
 	}
 	tfd = husk_mkdir_beneath(dir, "rootfs", 0755, err);
 	if (tfd < 0)
-		return -1;
+		return stage_error(err);
 	/* root.readonly holds on the host too: the agent's remount in the
 	 * guest is only as strong as the guest. */
 	if (husk_bind_fd(sfd, tfd, HUSK_BIND_REC | HUSK_BIND_PRIVATE |

@@ -260,6 +260,44 @@ static void test_relative_source_stays_in_bundle(void **state)
 	json_decref(binds);
 }
 
+/* The inode bound holds, and the error names the knob. */
+static void test_share_full(void **state)
+{
+	struct fix *f = *state;
+	struct husk_err *err = NULL;
+	json_t *binds = json_array();
+	cleanup_free char *vol = at(f, "vol");
+	char cid[16];
+	int i, rc = 0;
+
+	NEED_NS();
+	mkdirs(f, "bundle/rootfs");
+	mkdirs(f, "vol");
+	f->cfg.share_inodes = 16;
+	f->b.spec = json_pack("{s:{s:s}, s:[{s:s, s:s, s:s},"
+			      " {s:s, s:s, s:s}]}",
+			      "root", "path", "rootfs", "mounts",
+			      "destination", "/a", "type", "bind", "source",
+			      vol, "destination", "/b", "type", "bind",
+			      "source", vol);
+	assert_int_equal(husk_share_setup(&f->cfg, &f->p, &err), 0);
+	for (i = 0; i < 16 && rc == 0; i++) {
+		snprintf(cid, sizeof(cid), "c%d", i);
+		rc = husk_share_container(&f->p, cid, &f->b, binds, &err);
+	}
+	assert_int_equal(rc, -1);
+	assert_true(i > 1);
+	if (!strstr(err->msg, "share_inodes"))
+		fail_msg("error: %s", err->msg);
+	husk_err_clear(&err);
+	while (i-- > 0) {
+		snprintf(cid, sizeof(cid), "c%d", i);
+		husk_unshare_container(&f->p, cid);
+	}
+	assert_int_equal(count_mounts(f->p.stage), 1);
+	json_decref(binds);
+}
+
 /* A share built by an older husk (the served directory written by the
  * guest): unsharing follows none of the guest's symlinks. */
 static void test_unshare_follows_nothing(void **state)
@@ -293,6 +331,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(
 			test_relative_source_stays_in_bundle, fix_setup,
 			fix_teardown),
+		cmocka_unit_test_setup_teardown(test_share_full, fix_setup,
+						fix_teardown),
 		cmocka_unit_test_setup_teardown(test_unshare_follows_nothing,
 						fix_setup, fix_teardown),
 	};
