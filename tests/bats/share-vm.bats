@@ -67,7 +67,7 @@ join() {
 			'.mounts += [{destination: "/vol", type: "bind", source: $s, options: $o}]' \
 			"$dir/config.json" >"$dir/config.json.new"
 		mv "$dir/config.json.new" "$dir/config.json"
-		[ "$(jq '.mounts | length' "$dir/config.json")" -eq 8 ]
+		[ "$(jq '.mounts | length' "$dir/config.json")" -eq 8 ] || return 1
 	fi
 	husk_detached create --bundle "$dir" "$id"
 }
@@ -113,7 +113,6 @@ victim_intact() {
 	run husk exec pod ln -s "$VICTIM" /mnt2/ctrB
 	[ "$status" -ne 0 ]
 	run join "$BATS_TEST_TMPDIR/b" ctrB "$HV/rw"
-	echo "$output"
 	[ "$status" -eq 0 ]
 	husk start ctrB
 	wait_status ctrB running
