@@ -130,6 +130,11 @@ victim_intact() {
 	[ ! -e "$ROOT/pod/share-stage/ctrB" ]
 	run grep " $ROOT/pod/share[^ ]*/ctrB" /proc/self/mountinfo
 	[ "$status" -ne 0 ]
+	# Nor in virtiofsd's namespace: the unmount propagated there.
+	pid=$(pgrep -f "virtiofsd.*source=$ROOT/pod/shared" | head -n 1)
+	[ -n "$pid" ]
+	run grep " /ctrB/" "/proc/$pid/mountinfo"
+	[ "$status" -ne 0 ]
 	victim_intact
 	rm -f "$HV/rw/seen"
 }
