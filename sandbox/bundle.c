@@ -553,8 +553,15 @@ static int open_in_bundle(int dirfd, const char *rel)
 			break;
 	}
 	if (fd < 0 && errno == ENOSYS) {
-		/* An old kernel: the walk refuses every symlink. */
+		struct stat st;
+
+		/* An old kernel: the walk refuses every symlink (its last
+		 * step, O_PATH|O_NOFOLLOW, opens a link as itself). */
 		fd = husk_open_beneath_walk(dirfd, rel, O_PATH, 0, NULL);
+		if (fd >= 0 && (fstat(fd, &st) < 0 || S_ISLNK(st.st_mode))) {
+			close(fd);
+			fd = -1;
+		}
 		if (fd < 0)
 			errno = EXDEV;
 	}
