@@ -428,3 +428,16 @@ plant_state() {
 		[ ! -e "$ROOT/$id" ]
 	done
 }
+
+@test "control characters in what the CLI echoes back are escaped" {
+	run husk state $'a\e[2J\e]0;x\ab\r\nhusk: forged'
+	[ "$status" -ne 0 ]
+	[[ "$output" == *'container id `a\x1b[2J\x1b]0;x\x07b\x0d\x0ahusk: forged`'* ]]
+	[[ "$output" != *$'\e'* && "$output" != *$'\r'* ]]
+	[ "$(printf '%s\n' "$output" | wc -l)" -eq 1 ]
+	run husk --log "$T/log" state $'x\e[1A'
+	[ "$status" -ne 0 ]
+	run grep -c $'\e' "$T/log"
+	[ "$output" = 0 ]
+	grep -q 'x\\x1b\[1A' "$T/log"
+}
