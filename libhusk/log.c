@@ -12,6 +12,7 @@
 
 #include "err.h"
 #include "log.h"
+#include "util.h"
 
 static struct {
 	char tag[96];
@@ -125,7 +126,7 @@ static size_t json_escape(char *out, size_t cap, const char *s)
 
 void husk_vlog(int level, const char *fmt, va_list ap)
 {
-	char msg[4096], line[8192 + 256], ts[64];
+	char raw[4096], msg[8192], line[16384 + 256], ts[64];
 	struct timeval tv;
 	struct tm tm;
 	int saved = errno, n;
@@ -136,14 +137,17 @@ void husk_vlog(int level, const char *fmt, va_list ap)
 		level = 0;
 	if (level > HUSK_LOG_DEBUG)
 		level = HUSK_LOG_DEBUG;
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	vsnprintf(raw, sizeof(raw), fmt, ap);
+	/* Messages carry names and errors from peers and the guest: no
+	 * byte of theirs may move a terminal's cursor or forge a line. */
+	husk_escape_buf(raw, strlen(raw), msg, sizeof(msg));
 	gettimeofday(&tv, NULL);
 	gmtime_r(&tv.tv_sec, &tm);
 	n = (int)strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
 	snprintf(ts + n, sizeof(ts) - (size_t)n, ".%06ldZ", (long)tv.tv_usec);
 
 	if (lg.format == HUSK_LOG_JSON) {
-		char emsg[8192], etag[200];
+		char emsg[16384], etag[200];
 
 		json_escape(emsg, sizeof(emsg), msg);
 		json_escape(etag, sizeof(etag), lg.tag);

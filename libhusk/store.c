@@ -15,6 +15,31 @@
 
 #define LOCK_NAME ".lock"
 
+/*
+ * The state says which processes delete kills, which mounts it undoes
+ * and which namespace files it removes: a root another user can write
+ * to (or owns) could plant a state that steers a root delete.
+ */
+static int root_check(int fd, const char *root, struct husk_err **err)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) < 0)
+		return husk_error_sys(err, errno, "stat state root `%s`", root);
+	if (st.st_uid != geteuid())
+		return husk_error(err, HUSK_E_PERMISSION, "state root `%s` is "
+				  "owned by uid %u, not by uid %u (%s): use "
+				  "a directory of ours", root,
+				  (unsigned)st.st_uid, (unsigned)geteuid(),
+				  geteuid() == 0 ? "root" : "us");
+	if (st.st_mode & (S_IWGRP | S_IWOTH))
+		return husk_error(err, HUSK_E_PERMISSION, "state root `%s` is "
+				  "writable by %s (mode %04o): make it 0700",
+				  root, (st.st_mode & S_IWOTH) ? "others" :
+				  "its group", (unsigned)(st.st_mode & 07777));
+	return 0;
+}
+
 int husk_store_open(struct husk_store *s, const char *root,
 		    struct husk_err **err)
 {
@@ -25,6 +50,11 @@ int husk_store_open(struct husk_store *s, const char *root,
 	s->rootfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (s->rootfd < 0)
 		return husk_error_sys(err, errno, "open state root `%s`", root);
+	if (root_check(s->rootfd, root, err) < 0) {
+		close(s->rootfd);
+		s->rootfd = -1;
+		return -1;
+	}
 	s->root = husk_xstrdup(root);
 	return 0;
 }

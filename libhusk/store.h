@@ -35,7 +35,8 @@ enum {
 	HUSK_LOCK_NB = 4,       /* fail with HUSK_E_STATE instead of waiting */
 };
 
-/* Open (and create, 0700) the root. */
+/* Open (and create, 0700) the root; one we do not own or that group or
+ * others may write is refused (HUSK_E_PERMISSION). */
 int husk_store_open(struct husk_store *s, const char *root,
 		    struct husk_err **err);
 void husk_store_close(struct husk_store *s);

@@ -45,11 +45,112 @@ int husk_id_validate(const char *id, const char *what, struct husk_err **err)
 				  "%s `%s` must not start with '%c'", what, id,
 				  id[0]);
 	for (size_t i = 0; i < len; i++)
-		if (!id_char_ok((unsigned char)id[i]))
+		if (!id_char_ok((unsigned char)id[i])) {
+			/* The id may come from a damaged state file or a
+			 * peer: shown escaped. */
+			cleanup_free char *shown = husk_escape(id, len);
+
 			return husk_error(err, HUSK_E_INVALID,
 					  "%s `%s`: only A-Z a-z 0-9 _ . + - "
-					  "are allowed", what, id);
+					  "are allowed", what, shown);
+		}
 	return 0;
+}
+
+/* Length of the well-formed UTF-8 sequence at s (at most n bytes), 0 if
+ * it is not one (overlong forms, surrogates and values over U+10FFFF
+ * included); *cp gets its value. */
+static size_t utf8_seq(const unsigned char *s, size_t n, uint32_t *cp)
+{
+	size_t len;
+	uint32_t v, min;
+
+	if (s[0] < 0x80) {
+		*cp = s[0];
+		return 1;
+	}
+	if (s[0] >= 0xc2 && s[0] <= 0xdf) {
+		len = 2;
+		v = s[0] & 0x1f;
+		min = 0x80;
+	} else if (s[0] >= 0xe0 && s[0] <= 0xef) {
+		len = 3;
+		v = s[0] & 0x0f;
+		min = 0x800;
+	} else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
+		len = 4;
+		v = s[0] & 0x07;
+		min = 0x10000;
+	} else {
+		return 0;
+	}
+	if (n < len)
+		return 0;
+	for (size_t i = 1; i < len; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		v = (v << 6) | (s[i] & 0x3f);
+	}
+	if (v < min || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff))
+		return 0;
+	*cp = v;
+	return len;
+}
+
+size_t husk_escape_buf(const char *s, size_t len, char *out, size_t cap)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t o = 0, i = 0;
+
+	if (cap == 0)
+		return 0;
+	while (i < len) {
+		uint32_t cp = 0;
+		size_t n = utf8_seq(p + i, len - i, &cp);
+		/* Tab is kept: it moves the cursor and nothing else. */
+		bool ctl = n == 0 || (cp < 0x20 && cp != '\t') || cp == 0x7f ||
+			   (cp >= 0x80 && cp <= 0x9f);
+
+		if (!ctl) {
+			if (o + n >= cap)
+				break;
+			memcpy(out + o, p + i, n);
+			o += n;
+			i += n;
+			continue;
+		}
+		/* A C1 control is escaped byte by byte, as is a byte
+		 * that starts no character. */
+		if (n == 0)
+			n = 1;
+		if (o + 4 * n >= cap)
+			break;
+		for (size_t k = 0; k < n; k++)
+			o += (size_t)snprintf(out + o, cap - o, "\\x%02x",
+					      p[i + k]);
+		i += n;
+	}
+	out[o] = '\0';
+	return o;
+}
+
+char *husk_escape(const char *s, size_t len)
+{
+	size_t cap = len * 4 + 1;
+	char *out = husk_xmalloc(cap);
+
+	husk_escape_buf(s, len, out, cap);
+	return out;
+}
+
+bool husk_is_name(const char *s, size_t len)
+{
+	if (len == 0)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)s[i] <= 0x20 || (unsigned char)s[i] >= 0x7f)
+			return false;
+	return true;
 }
 
 static int mkdir_one(const char *path, mode_t mode, struct husk_err **err)
@@ -206,17 +307,52 @@ int husk_write_atomic(int dirfd, const char *name, const void *data,
 	return 0;
 }
 
+static const char *file_kind(mode_t m)
+{
+	switch (m & S_IFMT) {
+	case S_IFDIR: return "a directory";
+	case S_IFIFO: return "a fifo";
+	case S_IFCHR: return "a character device";
+	case S_IFBLK: return "a block device";
+	case S_IFSOCK: return "a socket";
+	case S_IFLNK: return "a symbolic link";
+	}
+	return "not a file";
+}
+
 int husk_read_file(int dirfd, const char *name, size_t max, char **out,
 		   size_t *len, struct husk_err **err)
 {
+	return husk_read_file_flags(dirfd, name, 0, max, out, len, err);
+}
+
+int husk_read_file_flags(int dirfd, const char *name, int extra_flags,
+			 size_t max, char **out, size_t *len,
+			 struct husk_err **err)
+{
 	cleanup_close int fd = -1;
+	struct stat st;
 	cleanup_free char *buf = NULL;
 	size_t cap = 4096, have = 0, lim;
 
 	/* One byte past max tells "exactly max" from "larger". */
 	lim = max < SIZE_MAX - 1 ? max + 1 : SIZE_MAX - 1;
-	fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-	if (fd < 0)
+	/* Non-blocking open: a fifo planted where a file belongs must not
+	 * hang us; then only a regular file is read. */
+	fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK |
+		    extra_flags);
+	if (fd < 0) {
+		if (errno == ELOOP && (extra_flags & O_NOFOLLOW))
+			return husk_error(err, HUSK_E_INVALID, "`%s` is a "
+					  "symbolic link, not a file", name);
+		return husk_error_sys(err, errno, "open `%s`", name);
+	}
+	if (fstat(fd, &st) < 0)
+		return husk_error_sys(err, errno, "stat `%s`", name);
+	if (!S_ISREG(st.st_mode))
+		return husk_error(err, HUSK_E_INVALID, "`%s` is %s, not a "
+				  "regular file", name, file_kind(st.st_mode));
+	if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) < 0)
 		return husk_error_sys(err, errno, "open `%s`", name);
 	if (cap > lim)
 		cap = lim;

@@ -38,6 +38,25 @@ int husk_write_atomic(int dirfd, const char *name, const void *data,
 int husk_read_file(int dirfd, const char *name, size_t max, char **out,
 		   size_t *len, struct husk_err **err);
 
+/* husk_read_file with more open flags (O_NOFOLLOW). */
+int husk_read_file_flags(int dirfd, const char *name, int extra_flags,
+			 size_t max, char **out, size_t *len,
+			 struct husk_err **err);
+
+/*
+ * Text from a less trusted party (a peer, the guest, a state file) made
+ * inert for a log line or a terminal: C0 controls but tab, DEL, C1
+ * controls and bytes that are not well-formed UTF-8 become \xNN;
+ * printable UTF-8 is kept.  husk_escape returns a malloc'ed string;
+ * husk_escape_buf writes at most cap bytes with the NUL, cut on a
+ * character, and returns the length written.
+ */
+char *husk_escape(const char *s, size_t len);
+size_t husk_escape_buf(const char *s, size_t len, char *out, size_t cap);
+/* A protocol name (method, component): 1.. bytes of printable ASCII
+ * without space. */
+bool husk_is_name(const char *s, size_t len);
+
 /* write()/read() the whole buffer, retrying on EINTR and short I/O.
  * Return 0 or -1 with errno; husk_read_all returns bytes read (< len at
  * EOF). */

@@ -628,7 +628,7 @@ int ipc_hello_parse(const msgpack_object *map, const char *self,
 		return husk_error(err, HUSK_E_INVALID,
 				  "hello needs version and component");
 	if (ipc_obj_uint(v, "params.version", UINT32_MAX, &version, err) < 0 ||
-	    ipc_obj_str(n, "params.component", IPC_COMPONENT_MAX, &name,
+	    ipc_obj_name(n, "params.component", IPC_COMPONENT_MAX, &name,
 			err) < 0)
 		return -1;
 	if (version != IPC_PROTOCOL_VERSION)

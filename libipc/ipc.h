@@ -162,6 +162,10 @@ const msgpack_object *ipc_map_get(const msgpack_object *map,
 /* `what` names the value in errors ("params.id"). */
 int ipc_obj_str(const msgpack_object *o, const char *what, size_t maxlen,
 		char **out, struct husk_err **err);
+/* ipc_obj_str for a name (hello's component): printable ASCII without
+ * space, so that it is safe in every log line. */
+int ipc_obj_name(const msgpack_object *o, const char *what, size_t maxlen,
+		 char **out, struct husk_err **err);
 int ipc_obj_int(const msgpack_object *o, const char *what, int64_t min,
 		int64_t max, int64_t *out, struct husk_err **err);
 int ipc_obj_uint(const msgpack_object *o, const char *what, uint64_t max,

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../libhusk/util.h"
 #include "codec.h"
 #include "ipc.h"
 
@@ -82,9 +83,11 @@ static int msg_method(struct ipc_msg *m, const msgpack_object *o,
 		return husk_error(err, HUSK_E_PROTOCOL,
 				  "method: %u bytes is longer than %d",
 				  s->size, IPC_METHOD_MAX);
-	if (memchr(s->ptr, '\0', s->size))
-		return husk_error(err, HUSK_E_PROTOCOL,
-				  "method: contains a NUL byte");
+	/* Method names are printable ASCII words: one that is not never
+	 * reaches a log line or a handler. */
+	if (!husk_is_name(s->ptr, s->size))
+		return husk_error(err, HUSK_E_PROTOCOL, "method: not a name "
+				  "(a control, space or non-ASCII byte)");
 	memcpy(m->method, s->ptr, s->size);
 	m->method[s->size] = '\0';
 	return 0;
@@ -236,7 +239,7 @@ int ipc_error_decode(const msgpack_object *error, struct husk_err **err)
 {
 	const msgpack_object *code = ipc_map_get(error, "code");
 	const msgpack_object *msg = ipc_map_get(error, "message");
-	char text[IPC_ERRMSG_MAX + 1];
+	char text[4 * IPC_ERRMSG_MAX + 1];
 	size_t n;
 	int c;
 
@@ -249,13 +252,10 @@ int ipc_error_decode(const msgpack_object *error, struct husk_err **err)
 		c = (int)code->via.u64;
 	else
 		c = HUSK_E_INTERNAL;
+	/* The peer's text is escaped here, once: the error goes on to logs
+	 * and to the terminal of whoever ran the command. */
 	n = ipc_utf8_cut(msg->via.str.ptr, msg->via.str.size, IPC_ERRMSG_MAX);
-	for (size_t i = 0; i < n; i++) {
-		unsigned char ch = (unsigned char)msg->via.str.ptr[i];
-
-		text[i] = (ch < 0x20 || ch == 0x7f) ? '?' : (char)ch;
-	}
-	text[n] = '\0';
+	n = husk_escape_buf(msg->via.str.ptr, n, text, sizeof(text));
 	return husk_error(err, c, "%s", n ? text : husk_errcode_name(c));
 }
 

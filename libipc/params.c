@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "../libhusk/cleanup.h"
+#include "../libhusk/util.h"
 #include "codec.h"
 #include "ipc.h"
 
@@ -94,6 +95,22 @@ int ipc_obj_str(const msgpack_object *o, const char *what, size_t maxlen,
 	s[o->via.str.size] = '\0';
 	*out = s;
 	return 0;
+}
+
+int ipc_obj_name(const msgpack_object *o, const char *what, size_t maxlen,
+		 char **out, struct husk_err **err)
+{
+	if (obj_expect(o, what, MSGPACK_OBJECT_STR, "a string", err) < 0)
+		return -1;
+	if (o->via.str.size > maxlen)
+		return husk_error(err, HUSK_E_INVALID,
+				  "%s: string of %u bytes is longer than %zu",
+				  what, o->via.str.size, maxlen);
+	if (!husk_is_name(o->via.str.ptr, o->via.str.size))
+		return husk_error(err, HUSK_E_INVALID, "%s: not a name (empty, "
+				  "or a control, space or non-ASCII byte)",
+				  what);
+	return ipc_obj_str(o, what, maxlen, out, err);
 }
 
 static int obj_integer(const msgpack_object *o, const char *what,

@@ -7,10 +7,12 @@
 #include <stdarg.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/openat2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "libhusk/cleanup.h"
@@ -416,6 +418,11 @@ static int check_linux(const json_t *l, struct husk_err **err)
 	return 0;
 }
 
+int husk_hooks_validate(const json_t *hooks, struct husk_err **err)
+{
+	return check_hooks(hooks, err);
+}
+
 int husk_process_validate(const json_t *process, struct husk_err **err)
 {
 	return check_process(process, err);
@@ -474,17 +481,199 @@ int husk_spec_validate(const json_t *spec, struct husk_err **err)
 	return 0;
 }
 
+/* ------------------------------------------------------------------ */
+/* Where the root and the bind sources are                             */
+
+/*
+ * Host directories that are never a container's root: the guest could
+ * read and (root not read-only) write the host's own files through the
+ * share.  An absolute root.path elsewhere is the caller's to give.
+ */
+static const char *const system_dirs[] = {
+	"/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32",
+	"/lib64", "/libx32", "/media", "/mnt", "/opt", "/proc", "/root",
+	"/run", "/sbin", "/snap", "/srv", "/sys", "/tmp", "/usr", "/var",
+	"/usr/bin", "/usr/include", "/usr/lib", "/usr/lib32", "/usr/lib64",
+	"/usr/libexec", "/usr/libx32", "/usr/local", "/usr/sbin",
+	"/usr/share", "/usr/src", "/var/cache", "/var/lib", "/var/local",
+	"/var/log", "/var/mail", "/var/opt", "/var/run", "/var/spool",
+	"/var/tmp", NULL,
+};
+/* ... and trees no root may lie in. */
+static const char *const system_trees[] = {
+	"/boot", "/dev", "/etc", "/proc", "/sys", NULL,
+};
+
+static bool path_in(const char *path, const char *dir)
+{
+	size_t n = strlen(dir);
+
+	return !strncmp(path, dir, n) && (path[n] == '/' || !path[n]);
+}
+
+/* Refuse the host's system directories by name and by identity (a bind
+ * mount or a symlink of one elsewhere is the same directory). */
+static int root_not_system(int fd, const char *path, struct husk_err **err)
+{
+	struct stat st, sys;
+
+	if (fstat(fd, &st) < 0)
+		return husk_error_sys(err, errno, "config.json: root.path "
+				      "`%s`", path);
+	for (const char *const *t = system_trees; *t; t++)
+		if (path_in(path, *t))
+			return husk_error(err, HUSK_E_INVALID, "config.json: "
+					  "root.path `%s` is in the host's "
+					  "%s: a container's root must be a "
+					  "directory of its own", path, *t);
+	for (const char *const *d = system_dirs; *d; d++)
+		if (!strcmp(path, *d) ||
+		    (stat(*d, &sys) == 0 && sys.st_dev == st.st_dev &&
+		     sys.st_ino == st.st_ino))
+			return husk_error(err, HUSK_E_INVALID, "config.json: "
+					  "root.path `%s` is the host's %s: "
+					  "a container's root must be a "
+					  "directory of its own", path, *d);
+	return 0;
+}
+
+/* rel beneath the bundle: no "..", absolute symlink or symlink that
+ * leads out of it, no magic link (/proc/self/...). */
+static int open_in_bundle(int dirfd, const char *rel)
+{
+	struct open_how how = {
+		.flags = O_PATH | O_CLOEXEC,
+		.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS,
+	};
+	int fd;
+
+	for (int i = 0; i < 16; i++) {
+		fd = (int)syscall(SYS_openat2, dirfd, rel, &how, sizeof(how));
+		if (fd >= 0 || errno != EAGAIN)
+			break;
+	}
+	if (fd < 0 && errno == ENOSYS) {
+		struct stat st;
+
+		/* An old kernel: the walk refuses every symlink (its last
+		 * step, O_PATH|O_NOFOLLOW, opens a link as itself). */
+		fd = husk_open_beneath_walk(dirfd, rel, O_PATH, 0, NULL);
+		if (fd >= 0 && (fstat(fd, &st) < 0 || S_ISLNK(st.st_mode))) {
+			close(fd);
+			fd = -1;
+		}
+		if (fd < 0)
+			errno = EXDEV;
+	}
+	return fd;
+}
+
+/*
+ * One path of the spec (field names it) to a descriptor of what it is
+ * now, and that object's absolute path: relative ones beneath the
+ * bundle, absolute ones as the caller gave them (the OCI spec allows a
+ * root or a volume anywhere).
+ */
+static int resolve(int dirfd, const char *field, const char *path,
+		   int *fd_out, char **path_out, struct husk_err **err)
+{
+	char link[64], buf[PATH_MAX];
+	cleanup_close int fd = -1;
+	ssize_t n;
+
+	if (!*path)
+		return husk_error(err, HUSK_E_INVALID, "config.json: %s is "
+				  "empty", field);
+	if (path[0] == '/')
+		fd = open(path, O_PATH | O_CLOEXEC);
+	else
+		fd = open_in_bundle(dirfd, path);
+	if (fd < 0 && (errno == EXDEV || errno == ELOOP) && path[0] != '/')
+		return husk_error(err, HUSK_E_INVALID, "config.json: %s `%s` "
+				  "leads out of the bundle (through `..` or a "
+				  "symlink): relative paths stay in the bundle",
+				  field, path);
+	if (fd < 0)
+		return husk_error_sys(err, errno, "config.json: %s `%s`",
+				      field, path);
+	snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+	n = readlink(link, buf, sizeof(buf) - 1);
+	if (n <= 0 || buf[0] != '/')
+		return husk_error_sys(err, n < 0 ? errno : ENOENT,
+				      "config.json: %s `%s`: where it leads",
+				      field, path);
+	buf[n] = '\0';
+	*path_out = husk_xstrdup(buf);
+	*fd_out = husk_steal_fd(fd);
+	return 0;
+}
+
+static bool is_bind(const json_t *m)
+{
+	const json_t *type = json_object_get(m, "type");
+	size_t i;
+	json_t *o;
+
+	if (json_is_string(type) && !strcmp(json_string_value(type), "bind"))
+		return true;
+	json_array_foreach(json_object_get(m, "options"), i, o)
+		if (json_is_string(o) &&
+		    (!strcmp(json_string_value(o), "bind") ||
+		     !strcmp(json_string_value(o), "rbind")))
+			return true;
+	return false;
+}
+
+static int resolve_paths(int dirfd, struct husk_bundle *b,
+			 struct husk_err **err)
+{
+	const char *root = json_string_value(json_object_get(
+				json_object_get(b->spec, "root"), "path"));
+	json_t *mounts = json_object_get(b->spec, "mounts"), *m;
+	struct stat st;
+	size_t i;
+
+	if (resolve(dirfd, "root.path", root, &b->rootfd, &b->rootfs,
+		    err) < 0)
+		return -1;
+	if (fstat(b->rootfd, &st) < 0)
+		return husk_error_sys(err, errno, "config.json: root.path "
+				      "`%s`", b->rootfs);
+	if (!S_ISDIR(st.st_mode))
+		return husk_error(err, HUSK_E_INVALID, "config.json: root.path "
+				  "`%s` is not a directory", b->rootfs);
+	if (root_not_system(b->rootfd, b->rootfs, err) < 0)
+		return -1;
+
+	b->nsrcs = json_array_size(mounts);
+	b->srcs = husk_xcalloc(b->nsrcs, sizeof(*b->srcs));
+	for (i = 0; i < b->nsrcs; i++)
+		b->srcs[i].fd = -1;
+	json_array_foreach(mounts, i, m) {
+		const char *src = json_string_value(json_object_get(m,
+								    "source"));
+		char f[64];
+
+		if (!is_bind(m) || !src)
+			continue;
+		snprintf(f, sizeof(f), "mounts[%zu].source", i);
+		if (resolve(dirfd, f, src, &b->srcs[i].fd, &b->srcs[i].path,
+			    err) < 0)
+			return -1;
+	}
+	return 0;
+}
+
 int husk_bundle_load(const char *bundle, struct husk_bundle *b,
 		     struct husk_err **err)
 {
 	cleanup_free char *text = NULL;
 	cleanup_close int dirfd = -1;
 	json_error_t jerr;
-	const char *root;
-	struct stat st;
 	size_t len;
 
 	memset(b, 0, sizeof(*b));
+	b->rootfd = -1;
 	b->path = realpath(bundle, NULL);
 	if (!b->path)
 		return husk_error_sys(err, errno, "bundle `%s`", bundle);
@@ -493,8 +682,10 @@ int husk_bundle_load(const char *bundle, struct husk_bundle *b,
 		husk_error_sys(err, errno, "bundle `%s`", bundle);
 		goto fail;
 	}
-	if (husk_read_file(dirfd, "config.json", SPEC_MAX, &text, &len,
-			   err) < 0) {
+	/* A regular file: not a fifo that would hang us, a device or a
+	 * symlink to somewhere else. */
+	if (husk_read_file_flags(dirfd, "config.json", O_NOFOLLOW, SPEC_MAX,
+				 &text, &len, err) < 0) {
 		husk_error_wrap(err, "bundle `%s`", bundle);
 		goto fail;
 	}
@@ -506,23 +697,8 @@ int husk_bundle_load(const char *bundle, struct husk_bundle *b,
 	}
 	if (husk_spec_validate(b->spec, err) < 0)
 		goto fail;
-	root = json_string_value(json_object_get(json_object_get(b->spec,
-								 "root"),
-						 "path"));
-	if (root[0] == '/')
-		b->rootfs = husk_xstrdup(root);
-	else
-		b->rootfs = husk_xasprintf("%s/%s", b->path, root);
-	if (stat(b->rootfs, &st) < 0) {
-		husk_error_sys(err, errno, "config.json: root.path `%s`",
-			       b->rootfs);
+	if (resolve_paths(dirfd, b, err) < 0)
 		goto fail;
-	}
-	if (!S_ISDIR(st.st_mode)) {
-		husk_error(err, HUSK_E_INVALID, "config.json: root.path `%s` "
-			   "is not a directory", b->rootfs);
-		goto fail;
-	}
 	return 0;
 fail:
 	husk_bundle_free(b);
@@ -531,10 +707,20 @@ fail:
 
 void husk_bundle_free(struct husk_bundle *b)
 {
+	/* b->path is set first: without it nothing else was. */
+	if (b->path && b->rootfd >= 0)
+		close(b->rootfd);
+	for (size_t i = 0; i < b->nsrcs; i++) {
+		if (b->srcs[i].fd >= 0)
+			close(b->srcs[i].fd);
+		free(b->srcs[i].path);
+	}
+	free(b->srcs);
 	json_decref(b->spec);
 	free(b->path);
 	free(b->rootfs);
 	memset(b, 0, sizeof(*b));
+	b->rootfd = -1;
 }
 
 const char *husk_spec_annotation(const json_t *spec, const char *key)

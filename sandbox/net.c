@@ -71,6 +71,25 @@ void husk_netns_leave(int saved)
 	close(saved);
 }
 
+static bool same_ns(const struct stat *a, const char *path)
+{
+	struct stat b;
+
+	return stat(path, &b) == 0 && a->st_dev == b.st_dev &&
+	       a->st_ino == b.st_ino;
+}
+
+bool husk_netns_is_host(const char *path)
+{
+	struct stat st;
+
+	if (stat(path, &st) < 0)
+		return false;
+	return same_ns(&st, "/proc/1/ns/net") ||
+	       same_ns(&st, "/proc/self/ns/net") ||
+	       same_ns(&st, "/proc/thread-self/ns/net");
+}
+
 static int netns_check(const char *path, struct husk_err **err)
 {
 	struct statfs sf;
@@ -170,8 +189,29 @@ int husk_net_prepare(struct husk_entry *e, const struct husk_config *cfg,
 	}
 	path = json_string_value(json_object_get(net, "path"));
 	if (path && *path) {
+		if (husk_state_netns_check(root, sid, path, false, err) < 0)
+			return husk_error_wrap(err, "config.json: linux."
+					       "namespaces: network");
 		if (netns_check(path, err) < 0)
 			return -1;
+		/* Mirroring the host's links would hand the guest the
+		 * host's traffic, and delete would scrub the host's
+		 * taps: the host's namespace is taken only as "no
+		 * namespace of its own". */
+		if (husk_netns_is_host(path)) {
+			if (!cfg->host_network)
+				return husk_error(err, HUSK_E_INVALID,
+						  "config.json: linux."
+						  "namespaces: `%s` is the "
+						  "host's network namespace: "
+						  "set [runtime] host_network "
+						  "= true in husk.conf to "
+						  "allow that", path);
+			log_info("sandbox %s: `%s` is the host's network "
+				 "namespace; no interface is mirrored", sid,
+				 path);
+			return 0;
+		}
 		s->netns = husk_xstrdup(path);
 		s->netns_created = false;
 		return 0;

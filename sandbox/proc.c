@@ -133,9 +133,12 @@ static void sleep_ms(unsigned ms)
 		;
 }
 
-/* Reap if it is our child; harmless otherwise. */
+/* Reap if it is our child; harmless otherwise.  Never pid 0 or -1 (a
+ * record of "none"): that would reap any child of ours. */
 static void reap(pid_t pid)
 {
+	if (pid <= 1)
+		return;
 	while (waitpid(pid, NULL, WNOHANG) < 0 && errno == EINTR)
 		;
 }

@@ -70,10 +70,22 @@ const char *husk_exe_dir(void);
 
 /* ------------------------------------------------------------ bundle */
 
+/*
+ * A bundle as checked.  The root and every bind source are resolved
+ * once (relative ones beneath the bundle, never out of it) and kept as
+ * O_PATH descriptors: mount from those (/proc/self/fd/N, open_tree),
+ * not from the paths, so what was checked is what is mounted.
+ */
 struct husk_bundle {
 	char *path;     /* absolute bundle directory */
-	char *rootfs;   /* absolute root file system */
+	char *rootfs;   /* absolute root file system, resolved */
+	int rootfd;     /* O_PATH of rootfs, a directory, not the host's */
 	json_t *spec;   /* config.json, validated */
+	size_t nsrcs;   /* = the number of spec mounts */
+	struct husk_bundle_src {
+		int fd;         /* O_PATH of mounts[i]'s bind source, or -1 */
+		char *path;     /* its absolute path, or NULL */
+	} *srcs;
 };
 
 int husk_bundle_load(const char *bundle, struct husk_bundle *b,
@@ -83,6 +95,8 @@ void husk_bundle_free(struct husk_bundle *b);
 int husk_spec_validate(const json_t *spec, struct husk_err **err);
 /* An OCI process object (exec --process); errors say "process.x". */
 int husk_process_validate(const json_t *process, struct husk_err **err);
+/* The spec's "hooks" object alone (state.json keeps it for delete). */
+int husk_hooks_validate(const json_t *hooks, struct husk_err **err);
 const char *husk_spec_annotation(const json_t *spec, const char *key);
 bool husk_cap_known(const char *name);
 
@@ -148,6 +162,16 @@ int husk_sandbox_read(struct husk_entry *e, struct husk_sandbox *s,
 int husk_sandbox_write(struct husk_entry *e, const struct husk_sandbox *s,
 		       struct husk_err **err);
 void husk_sandbox_free(struct husk_sandbox *s);
+
+/* Checks on paths a state file names, so that a damaged file cannot
+ * steer delete: a cgroup directory husk made (below /sys/fs/cgroup, no
+ * "..") and a network namespace (the one husk made at
+ * <root>/<sid>/netns, or one below the state directory, /var/run/netns,
+ * /run/netns or /proc).  The error shows the path escaped. */
+int husk_state_cgroup_check(const char *path, struct husk_err **err);
+int husk_state_netns_check(const char *root, const char *sid,
+			   const char *path, bool created,
+			   struct husk_err **err);
 
 /* Is the process still the one recorded (pid reuse checked by start
  * time; a zombie counts as gone)? */
@@ -269,6 +293,9 @@ int husk_net_prepare(struct husk_entry *e, const struct husk_config *cfg,
  * NULL), for husk_netns_leave. */
 int husk_netns_enter(const char *path, int *saved, struct husk_err **err);
 void husk_netns_leave(int saved);
+/* Does path name the host's network namespace (init's) or the caller's
+ * own?  False when it cannot be looked at. */
+bool husk_netns_is_host(const char *path);
 /* Every Ethernet link of the sandbox's namespace mirrored into the VM,
  * its addresses and the namespace's routes given to the guest; then
  * husk-netmon started when configured. */

@@ -12,10 +12,13 @@
 #include <time.h>
 
 #include "libhusk/cleanup.h"
+#include "libhusk/log.h"
 #include "libhusk/util.h"
 #include "sandbox.h"
 
 #define STATE_MAX (1u << 20)
+/* The kernel's highest pid_max (PID_MAX_LIMIT on 64-bit). */
+#define PID_LIMIT (4 * 1024 * 1024)
 
 static const char *const status_names[] = {
 	[HUSK_ST_CREATING] = "creating",
@@ -88,11 +91,14 @@ bool husk_proc_alive(const struct husk_proc_ref *p)
 	struct husk_proc_ref now;
 	char st;
 
-	if (p->pid <= 0)
+	/* Without a start time the pid cannot be told from a reused one:
+	 * a record without it (the process was gone when it was made, or
+	 * the file is damaged) names no live process of ours. */
+	if (p->pid <= 1 || p->start == 0)
 		return false;
 	if (husk_proc_ref(p->pid, &now) < 0)
 		return false;
-	if (p->start && now.start != p->start)
+	if (now.start != p->start)
 		return false;
 	st = proc_state(p->pid);
 	return st && st != 'Z' && st != 'X';
@@ -118,17 +124,101 @@ static json_t *proc_json(const struct husk_proc_ref *p)
 			 (json_int_t)p->start);
 }
 
-static int proc_from(json_t *j, struct husk_proc_ref *p)
+/* A recorded process: pid 0 is "none yet"; otherwise a pid the kernel
+ * can hand out (never init) with the start time it had. */
+static int proc_from(json_t *j, const char *field, struct husk_proc_ref *p,
+		     struct husk_err **err)
 {
 	json_t *pid = json_object_get(j, "pid");
 	json_t *start = json_object_get(j, "start");
 
-	if (!json_is_integer(pid) || !json_is_integer(start) ||
-	    json_integer_value(pid) < 0 || json_integer_value(pid) > INT32_MAX)
-		return -1;
+	if (!json_is_integer(pid) || !json_is_integer(start))
+		return husk_error(err, HUSK_E_INTERNAL, "%s: pid and start "
+				  "must be integers", field);
+	if (json_integer_value(pid) < 0 ||
+	    json_integer_value(pid) > PID_LIMIT ||
+	    json_integer_value(pid) == 1)
+		return husk_error(err, HUSK_E_INTERNAL, "%s: pid %lld is not "
+				  "a process husk starts", field,
+				  (long long)json_integer_value(pid));
+	if (json_integer_value(start) < 0)
+		return husk_error(err, HUSK_E_INTERNAL, "%s: start %lld is "
+				  "negative", field,
+				  (long long)json_integer_value(start));
 	p->pid = (pid_t)json_integer_value(pid);
 	p->start = (unsigned long long)json_integer_value(start);
 	return 0;
+}
+
+/* Absolute, and no ".", ".." or empty component to go elsewhere by. */
+static bool path_clean(const char *path)
+{
+	const char *p = path;
+
+	if (!path || path[0] != '/')
+		return false;
+	while (*p) {
+		const char *q;
+		size_t n;
+
+		p++;
+		q = strchrnul(p, '/');
+		n = (size_t)(q - p);
+		if (n == 0 || (n == 1 && p[0] == '.') ||
+		    (n == 2 && p[0] == '.' && p[1] == '.'))
+			return false;
+		p = q;
+	}
+	return true;
+}
+
+/* path is below dir (lexically; dir without a trailing slash). */
+static bool path_below(const char *path, const char *dir)
+{
+	size_t n = strlen(dir);
+
+	return !strncmp(path, dir, n) && path[n] == '/' && path[n + 1];
+}
+
+int husk_state_cgroup_check(const char *path, struct husk_err **err)
+{
+	if (!path_clean(path) || !path_below(path, "/sys/fs/cgroup")) {
+		cleanup_free char *shown = husk_escape(path, strlen(path));
+
+		return husk_error(err, HUSK_E_INVALID, "`%s` is not a "
+				  "directory below /sys/fs/cgroup", shown);
+	}
+	return 0;
+}
+
+int husk_state_netns_check(const char *root, const char *sid,
+			   const char *path, bool created,
+			   struct husk_err **err)
+{
+	static const char *const places[] = { "/var/run/netns",
+					      "/run/netns", "/proc", NULL };
+	cleanup_free char *own = husk_xasprintf("%s/%s/netns", root, sid);
+	cleanup_free char *shown = husk_escape(path, strlen(path));
+
+	/* One husk made is unmounted and unlinked by delete: only ever its
+	 * own file in the sandbox's directory. */
+	if (created) {
+		if (strcmp(path, own))
+			return husk_error(err, HUSK_E_INVALID, "network "
+					  "namespace `%s` husk made is not "
+					  "`%s`", shown, own);
+		return 0;
+	}
+	if (path_clean(path)) {
+		if (path_below(path, root))
+			return 0;
+		for (const char *const *pl = places; *pl; pl++)
+			if (path_below(path, *pl))
+				return 0;
+	}
+	return husk_error(err, HUSK_E_INVALID, "network namespace `%s` is not "
+			  "below the state directory, /var/run/netns, "
+			  "/run/netns or /proc", shown);
 }
 
 static int write_json(struct husk_entry *e, const char *name, json_t *j,
@@ -210,6 +300,60 @@ static char *jstrdup(json_t *o, const char *key)
 	return json_is_string(v) ? husk_xstrdup(json_string_value(v)) : NULL;
 }
 
+/* The fields that name the container and what it runs: without them
+ * right nothing else of the file can be trusted. */
+static int container_core(struct husk_entry *e, json_t *j,
+			  struct husk_container *c, struct husk_err **err)
+{
+	json_t *v;
+
+	if (!c->id || strcmp(c->id, e->id))
+		return husk_error(err, HUSK_E_INTERNAL, "id is not `%s`",
+				  e->id);
+	if (!c->sandbox_id)
+		return husk_error(err, HUSK_E_INTERNAL, "sandbox_id missing");
+	if (husk_id_validate(c->sandbox_id, "sandbox_id", err) < 0)
+		return -1;
+	if (c->is_sandbox && strcmp(c->sandbox_id, c->id))
+		return husk_error(err, HUSK_E_INTERNAL, "a sandbox's "
+				  "sandbox_id is not its id");
+	if (!c->bundle || c->bundle[0] != '/')
+		return husk_error(err, HUSK_E_INTERNAL, "bundle is not an "
+				  "absolute path");
+	if (!c->created)
+		return husk_error(err, HUSK_E_INTERNAL, "created missing");
+	v = json_object_get(j, "status");
+	c->status = json_is_string(v) ? status_parse(json_string_value(v)) : -1;
+	if (c->status < 0)
+		return husk_error(err, HUSK_E_INTERNAL, "status unknown");
+	return proc_from(json_object_get(j, "shim"), "shim", &c->shim, err);
+}
+
+/* Cgroup directories delete removes: each below /sys/fs/cgroup, else
+ * left alone with a warning (the rest of the clean-up goes on). */
+static json_t *cgroups_from(const char *id, json_t *v)
+{
+	json_t *out = json_array(), *d;
+	size_t i;
+
+	json_array_foreach(v, i, d) {
+		cleanup_err struct husk_err *e = NULL;
+
+		if (!json_is_string(d)) {
+			log_warnx("state of %s: cgroups[%zu] is not a string: "
+				  "ignored", id, i);
+			continue;
+		}
+		if (husk_state_cgroup_check(json_string_value(d), &e) < 0) {
+			log_warnx("state of %s: cgroups[%zu]: %s: left alone",
+				  id, i, e->msg);
+			continue;
+		}
+		json_array_append(out, d);
+	}
+	return out;
+}
+
 int husk_container_read(struct husk_entry *e, struct husk_container *c,
 			struct husk_err **err)
 {
@@ -225,23 +369,27 @@ int husk_container_read(struct husk_entry *e, struct husk_container *c,
 	c->created = jstrdup(j, "created");
 	c->owner = jstrdup(j, "owner");
 	c->is_sandbox = json_is_true(json_object_get(j, "is_sandbox"));
-	v = json_object_get(j, "status");
-	c->status = json_is_string(v) ? status_parse(json_string_value(v)) : -1;
-	if (!c->id || !c->sandbox_id || !c->bundle || !c->created ||
-	    c->status < 0 || proc_from(json_object_get(j, "shim"), &c->shim)) {
+	if (container_core(e, j, c, err) < 0) {
 		json_decref(j);
 		husk_container_free(c);
-		return husk_error(err, HUSK_E_INTERNAL, "state of %s is "
-				  "damaged", e->id);
+		return husk_error_wrap(err, "state of %s is damaged", e->id);
 	}
 	if ((v = json_object_get(j, "annotations")) && json_is_object(v))
 		c->annotations = json_incref(v);
-	if ((v = json_object_get(j, "hooks")) && json_is_object(v))
-		c->hooks = json_incref(v);
+	if ((v = json_object_get(j, "hooks")) && json_is_object(v)) {
+		cleanup_err struct husk_err *he = NULL;
+
+		/* Hooks run as root at delete: only well-formed ones. */
+		if (husk_hooks_validate(v, &he) == 0)
+			c->hooks = json_incref(v);
+		else
+			log_warnx("state of %s: %s: hooks not run", e->id,
+				  he->msg);
+	}
 	if ((v = json_object_get(j, "binds")) && json_is_array(v))
 		c->binds = json_incref(v);
 	if ((v = json_object_get(j, "cgroups")) && json_is_array(v))
-		c->cgroups = json_incref(v);
+		c->cgroups = cgroups_from(e->id, v);
 	if ((v = json_object_get(j, "dimms")) && json_is_array(v))
 		c->dimms = json_incref(v);
 	v = json_object_get(j, "grown_vcpus");
@@ -316,6 +464,53 @@ int husk_sandbox_write(struct husk_entry *e, const struct husk_sandbox *s,
 	return rc;
 }
 
+static int sandbox_core(struct husk_entry *e, json_t *j,
+			struct husk_sandbox *s, struct husk_err **err)
+{
+	if (!s->id || strcmp(s->id, e->id))
+		return husk_error(err, HUSK_E_INTERNAL, "id is not `%s`",
+				  e->id);
+	if (proc_from(json_object_get(j, "hypervisor"), "hypervisor", &s->hv,
+		      err) < 0 ||
+	    proc_from(json_object_get(j, "proxy"), "proxy", &s->proxy,
+		      err) < 0)
+		return -1;
+	if (json_object_get(j, "netmon") &&
+	    proc_from(json_object_get(j, "netmon"), "netmon", &s->netmon,
+		      err) < 0)
+		return -1;
+	return 0;
+}
+
+/*
+ * The namespace delete scrubs of taps (and, if husk made it, unmounts
+ * and unlinks): one in a place namespaces are kept, and never the
+ * host's, else forgotten with a warning.
+ */
+static void netns_from(struct husk_entry *e, struct husk_sandbox *s)
+{
+	cleanup_err struct husk_err *ne = NULL;
+
+	if (!s->netns)
+		return;
+	if (husk_state_netns_check(e->store->root, s->id, s->netns,
+				   s->netns_created, &ne) < 0) {
+		log_warnx("sandbox state of %s: %s: left alone", e->id,
+			  ne->msg);
+	} else if (husk_netns_is_host(s->netns)) {
+		cleanup_free char *shown = husk_escape(s->netns,
+						       strlen(s->netns));
+
+		log_warnx("sandbox state of %s: network namespace `%s` is "
+			  "the host's: left alone", e->id, shown);
+	} else {
+		return;
+	}
+	free(s->netns);
+	s->netns = NULL;
+	s->netns_created = false;
+}
+
 int husk_sandbox_read(struct husk_entry *e, struct husk_sandbox *s,
 		      struct husk_err **err)
 {
@@ -329,15 +524,13 @@ int husk_sandbox_read(struct husk_entry *e, struct husk_sandbox *s,
 	s->accel = jstrdup(j, "accel");
 	s->netns = jstrdup(j, "netns");
 	s->netns_created = json_is_true(json_object_get(j, "netns_created"));
-	if (json_object_get(j, "netmon"))
-		proc_from(json_object_get(j, "netmon"), &s->netmon);
-	if (!s->id || proc_from(json_object_get(j, "hypervisor"), &s->hv) ||
-	    proc_from(json_object_get(j, "proxy"), &s->proxy)) {
+	if (sandbox_core(e, j, s, err) < 0) {
 		json_decref(j);
 		husk_sandbox_free(s);
-		return husk_error(err, HUSK_E_INTERNAL, "sandbox state of %s "
-				  "is damaged", e->id);
+		return husk_error_wrap(err, "sandbox state of %s is damaged",
+				       e->id);
 	}
+	netns_from(e, s);
 	json_decref(j);
 	return 0;
 }

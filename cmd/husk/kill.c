@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "husk.h"
+#include "libhusk/log.h"
 #include "libhusk/util.h"
 
 int cmd_kill(struct husk_ctx *ctx, int argc, char **argv,
@@ -102,6 +103,7 @@ int cmd_delete(struct husk_ctx *ctx, int argc, char **argv,
 		if (force && *err && (*err)->code != HUSK_E_NOT_FOUND &&
 		    husk_store_get(&ctx->store, argv[optind], HUSK_LOCK_EXCL,
 				   &e, NULL) == 0) {
+			log_warnx("%s: removing its state only", (*err)->msg);
 			husk_err_clear(err);
 			rc = husk_entry_remove(&e, err);
 			husk_entry_close(&e);

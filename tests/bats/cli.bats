@@ -247,3 +247,197 @@ write_spec() {
 	grep -q '"level":"error"' "$T/log.json"
 	grep -q 'does not exist' "$T/log.json"
 }
+
+# A spec whose root.path is $1 (JSON string) and mounts $2 (JSON array).
+spec_root() {
+	write_spec "{\"ociVersion\": \"1.0.2\", \"root\": {\"path\": $1}, \"process\": {\"args\": [\"sh\"], \"cwd\": \"/\"}, \"mounts\": ${2:-[]}}"
+}
+
+@test "config.json must be a regular file: a fifo, a directory, a device, a symlink are refused at once" {
+	mkfifo "$T/bundle/config.json"
+	# A fifo would block a plain open: timeout turns a hang into 124.
+	run timeout 20 "$HUSK" --root "$ROOT" create --bundle "$T/bundle" c1
+	[ "$status" -eq 1 ]
+	[[ "$output" == *'`config.json` is a fifo, not a regular file'* ]]
+	rm "$T/bundle/config.json"
+	mkdir "$T/bundle/config.json"
+	run husk create --bundle "$T/bundle" c1
+	[ "$status" -eq 1 ]
+	[[ "$output" == *'`config.json` is a directory, not a regular file'* ]]
+	rmdir "$T/bundle/config.json"
+	mknod "$T/bundle/config.json" c 1 5
+	run timeout 20 "$HUSK" --root "$ROOT" create --bundle "$T/bundle" c1
+	[ "$status" -eq 1 ]
+	[[ "$output" == *'`config.json` is a character device, not a regular file'* ]]
+	rm "$T/bundle/config.json"
+	mkdir "$T/bundle.real"
+	"$HUSK" spec --bundle "$T/bundle.real"
+	ln -s "$T/bundle.real/config.json" "$T/bundle/config.json"
+	run husk create --bundle "$T/bundle" c1
+	[ "$status" -eq 1 ]
+	[[ "$output" == *'`config.json` is a symbolic link, not a file'* ]]
+	[ -z "$(ls -A "$ROOT" 2>/dev/null)" ]
+}
+
+@test "root.path: the host's / and system directories are refused, by name and through a link" {
+	ln -s / "$T/hostroot"
+	ln -s /usr "$T/hostusr"
+	for p in / /usr /usr/ /etc /etc/ssl /var/lib /proc/self /sys/fs /dev \
+		 /boot "$T/hostroot" "$T/hostusr" "$T/../../usr"; do
+		spec_root "\"$p\""
+		run husk create --bundle "$T/bundle" c1
+		[ "$status" -eq 1 ]
+		[[ "$output" == *"config.json: root.path \`"*"\` is "*"the host's /"*"a container's root must be a directory of its own"* ]]
+	done
+	spec_root '"/"'
+	run husk create --bundle "$T/bundle" c1
+	[[ "$output" == *'root.path `/` is the host'"'"'s /:'* ]]
+	spec_root "\"$T/hostusr\""
+	run husk create --bundle "$T/bundle" c1
+	[[ "$output" == *'root.path `/usr` is the host'"'"'s /usr'* ]]
+	[ -z "$(ls -A "$ROOT" 2>/dev/null)" ]
+}
+
+@test "relative root.path and bind sources stay in the bundle: no .., no symlink out" {
+	mkdir -p "$T/outside" "$T/bundle/vol"
+	ln -s "$T/outside" "$T/bundle/abs-link"
+	ln -s ../outside "$T/bundle/rel-link"
+	ln -s /proc/self/root "$T/bundle/magic"
+	for p in ../outside rootfs/../../outside abs-link rel-link abs-link/ magic; do
+		spec_root "\"$p\""
+		run husk create --bundle "$T/bundle" c1
+		[ "$status" -eq 1 ]
+		[[ "$output" == *"config.json: root.path \`$p\` leads out of the bundle"* ]]
+	done
+	for p in ../outside abs-link rel-link vol/../../outside; do
+		spec_root '"rootfs"' "[{\"destination\": \"/v\", \"type\": \"bind\", \"source\": \"$p\", \"options\": [\"rbind\"]}]"
+		run husk create --bundle "$T/bundle" c1
+		[ "$status" -eq 1 ]
+		[[ "$output" == *"config.json: mounts[0].source \`$p\` leads out of the bundle"* ]]
+	done
+	# A symlink that stays inside is followed; a missing source is named.
+	ln -s rootfs "$T/bundle/root-link"
+	spec_root '"rootfs"' '[{"destination": "/v", "type": "bind", "source": "nosuch"}]'
+	run husk create --bundle "$T/bundle" c1
+	[ "$status" -eq 1 ]
+	[[ "$output" == *'mounts[0].source `nosuch`: No such file'* ]]
+	spec_root '"root-link"' '[{"destination": "/v", "type": "bind", "source": "nosuch"}]'
+	run husk create --bundle "$T/bundle" c1
+	[[ "$output" == *'mounts[0].source `nosuch`'* ]]
+	[ -z "$(ls -A "$ROOT" 2>/dev/null)" ]
+}
+
+@test "the state root must be ours and not writable by group or others" {
+	mkdir -m 0777 "$T/ww"
+	chmod 0777 "$T/ww"
+	run "$HUSK" --root "$T/ww" list
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"state root \`$T/ww\` is writable by others (mode 0777): make it 0700"* ]]
+	chmod 0770 "$T/ww"
+	run "$HUSK" --root "$T/ww" state c1
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"is writable by its group (mode 0770)"* ]]
+	chmod 0700 "$T/ww"
+	chown 65534 "$T/ww"
+	run "$HUSK" --root "$T/ww" delete --force c1
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"state root \`$T/ww\` is owned by uid 65534, not by uid 0 (root)"* ]]
+	chown 0 "$T/ww"
+	run "$HUSK" --root "$T/ww" list
+	[ "$status" -eq 0 ]
+	# One husk makes is 0700.
+	run husk list
+	[ "$status" -eq 0 ]
+	[ "$(stat -c %a "$ROOT")" = 700 ]
+}
+
+# A state entry written by hand: state.json $2 and sandbox.json $3.
+plant_state() {
+	mkdir -p -m 0700 "$ROOT/$1"
+	: >"$ROOT/$1/.lock"
+	printf '%s\n' "$2" >"$ROOT/$1/state.json"
+	[ -z "$3" ] || printf '%s\n' "$3" >"$ROOT/$1/sandbox.json"
+}
+
+@test "a damaged state cannot steer delete --force: bad fields are refused, the rest is removed" {
+	run husk list
+	mkdir -p "$T/victim-cg" "$ROOT/c1/cg"
+	: >"$T/victim-ns"
+	: >"$T/victim-ns2"
+	cp /etc/passwd "$T/passwd.before"
+	plant_state c1 "{\"id\": \"c1\", \"sandbox_id\": \"c1\", \"is_sandbox\": true, \"bundle\": \"$T/bundle\", \"status\": \"stopped\", \"shim\": {\"pid\": 0, \"start\": 0}, \"created\": \"2026-01-01T00:00:00Z\", \"cgroups\": [\"/sys/fs/cgroup/../..$T/victim-cg\", \"$T/victim-cg\", \"/sys/fs/cgroup\"]}" \
+		"{\"id\": \"c1\", \"hypervisor\": {\"pid\": 0, \"start\": 0}, \"proxy\": {\"pid\": 0, \"start\": 0}, \"accel\": \"tcg\", \"netns\": \"$ROOT/c1/../../victim-ns\", \"netns_created\": true}"
+	run husk delete --force c1
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"state of c1: cgroups[0]: \`/sys/fs/cgroup/../..$T/victim-cg\` is not a directory below /sys/fs/cgroup: left alone"* ]]
+	[[ "$output" == *"cgroups[1]: \`$T/victim-cg\` is not a directory below /sys/fs/cgroup"* ]]
+	[[ "$output" == *"cgroups[2]"* ]]
+	[[ "$output" == *"sandbox state of c1: network namespace \`$ROOT/c1/../../victim-ns\` husk made is not \`$ROOT/c1/netns\`: left alone"* ]]
+	[ -d "$T/victim-cg" ]
+	[ -f "$T/victim-ns" ]
+	[ ! -e "$ROOT/c1" ]
+
+	# A given namespace outside the places they live, or the host's: not
+	# scrubbed, not unmounted.
+	plant_state c2 "{\"id\": \"c2\", \"sandbox_id\": \"c2\", \"is_sandbox\": true, \"bundle\": \"$T/bundle\", \"status\": \"stopped\", \"shim\": {\"pid\": 0, \"start\": 0}, \"created\": \"2026-01-01T00:00:00Z\"}" \
+		"{\"id\": \"c2\", \"hypervisor\": {\"pid\": 0, \"start\": 0}, \"proxy\": {\"pid\": 0, \"start\": 0}, \"accel\": \"tcg\", \"netns\": \"/etc/passwd\", \"netns_created\": false}"
+	run husk delete --force c2
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"network namespace \`/etc/passwd\` is not below the state directory, /var/run/netns, /run/netns or /proc: left alone"* ]]
+	cmp /etc/passwd "$T/passwd.before"
+	[ ! -e "$ROOT/c2" ]
+	plant_state c3 "{\"id\": \"c3\", \"sandbox_id\": \"c3\", \"is_sandbox\": true, \"bundle\": \"$T/bundle\", \"status\": \"stopped\", \"shim\": {\"pid\": 0, \"start\": 0}, \"created\": \"2026-01-01T00:00:00Z\"}" \
+		"{\"id\": \"c3\", \"hypervisor\": {\"pid\": 0, \"start\": 0}, \"proxy\": {\"pid\": 0, \"start\": 0}, \"accel\": \"tcg\", \"netns\": \"/proc/$$/ns/net\", \"netns_created\": false}"
+	run husk delete --force c3
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"network namespace \`/proc/$$/ns/net\` is the host's: left alone"* ]]
+	[ ! -e "$ROOT/c3" ]
+}
+
+@test "a damaged state's ids and pids are refused by name; delete --force removes the state alone" {
+	run husk list
+	plant_state c4 "{\"id\": \"c4\", \"sandbox_id\": \"c4\", \"is_sandbox\": true, \"bundle\": \"$T/bundle\", \"status\": \"running\", \"shim\": {\"pid\": 1, \"start\": 0}, \"created\": \"2026-01-01T00:00:00Z\"}"
+	run husk state c4
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"state of c4 is damaged: shim: pid 1 is not a process husk starts"* ]]
+	run husk delete --force c4
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"state of c4 is damaged"*"removing its state only"* ]]
+	[ ! -e "$ROOT/c4" ]
+	kill -0 1
+
+	plant_state c5 "{\"id\": \"c5\", \"sandbox_id\": \"../../etc\", \"is_sandbox\": false, \"bundle\": \"$T/bundle\", \"status\": \"stopped\", \"shim\": {\"pid\": 0, \"start\": 0}, \"created\": \"2026-01-01T00:00:00Z\"}"
+	run husk state c5
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"state of c5 is damaged: sandbox_id \`../../etc\` must not start with '.'"* ]]
+	plant_state c6 "{\"id\": \"other\", \"sandbox_id\": \"c6\", \"is_sandbox\": true, \"bundle\": \"$T/bundle\", \"status\": \"stopped\", \"shim\": {\"pid\": -5, \"start\": 0}, \"created\": \"2026-01-01T00:00:00Z\"}"
+	run husk state c6
+	[[ "$output" == *"state of c6 is damaged: id is not \`c6\`"* ]]
+	plant_state c7 "{\"id\": \"c7\", \"sandbox_id\": \"c7\", \"is_sandbox\": true, \"bundle\": \"$T/bundle\", \"status\": \"stopped\", \"shim\": {\"pid\": -5, \"start\": 0}, \"created\": \"2026-01-01T00:00:00Z\"}"
+	run husk state c7
+	[[ "$output" == *"shim: pid -5 is not a process husk starts"* ]]
+	# A state file that is a fifo does not hang a reader.
+	rm "$ROOT/c7/state.json"
+	mkfifo "$ROOT/c7/state.json"
+	run timeout 20 "$HUSK" --root "$ROOT" state c7
+	[ "$status" -eq 1 ]
+	[[ "$output" == *'`state.json` is a fifo, not a regular file'* ]]
+	for id in c5 c6 c7; do
+		run husk delete --force $id
+		[ "$status" -eq 0 ]
+		[ ! -e "$ROOT/$id" ]
+	done
+}
+
+@test "control characters in what the CLI echoes back are escaped" {
+	run husk state $'a\e[2J\e]0;x\ab\r\nhusk: forged'
+	[ "$status" -ne 0 ]
+	[[ "$output" == *'container id `a\x1b[2J\x1b]0;x\x07b\x0d\x0ahusk: forged`'* ]]
+	[[ "$output" != *$'\e'* && "$output" != *$'\r'* ]]
+	[ "$(printf '%s\n' "$output" | wc -l)" -eq 1 ]
+	run husk --log "$T/log" state $'x\e[1A'
+	[ "$status" -ne 0 ]
+	run grep -c $'\e' "$T/log"
+	[ "$output" = 0 ]
+	grep -q 'x\\x1b\[1A' "$T/log"
+}

@@ -292,3 +292,49 @@ wait_not_inside() {
 	[[ "$output" == *"macvtap is not implemented"* ]]
 	assert_gone c5
 }
+
+@test "the host's network namespace by path is refused unless host_network, then nothing is mirrored" {
+	b="$BATS_TEST_TMPDIR/b"
+	make_bundle "$b" sleep 100000
+	# init's namespace file may be closed to us (a test host in a
+	# container): then the caller's own stands for the host's.
+	hostns=/proc/1/ns/net
+	stat -L "$hostns" >/dev/null 2>&1 || hostns="/proc/$$/ns/net"
+	for p in "$hostns" /proc/self/ns/net "/proc/$$/ns/net"; do
+		net_bundle "$b" "$p"
+		run husk create --bundle "$b" c6 </dev/null
+		[ "$status" -ne 0 ]
+		[[ "$output" == *"is the host's network namespace"* ]]
+		[[ "$output" == *"host_network = true"* ]]
+		assert_gone c6
+	done
+	# With host_network the sandbox runs, as with no namespace: no tap,
+	# no filter, no netmon in the host's namespace, and delete scrubs
+	# nothing there.
+	printf '[runtime]\nhost_network = true\n[netmon]\nenable = true\n' \
+		>"$BATS_TEST_TMPDIR/h.conf"
+	before=$(ip -o link show | grep -c _husk || true)
+	net_bundle "$b" "$hostns"
+	"$HUSK_BIN" --root "$ROOT" --config "$BATS_TEST_TMPDIR/h.conf" \
+		create --bundle "$b" c6 </dev/null >"$BATS_TEST_TMPDIR/out" 2>&1 ||
+		{ cat "$BATS_TEST_TMPDIR/out"; false; }
+	[ "$(jq -r .netns "$ROOT/c6/sandbox.json")" = null ]
+	[ "$(jq -r '.netmon.pid // 0' "$ROOT/c6/sandbox.json")" = 0 ]
+	[ "$(ip -o link show | grep -c _husk || true)" -eq "$before" ]
+	run husk delete --force c6
+	[ "$status" -eq 0 ]
+	assert_gone c6
+}
+
+@test "a network namespace path outside the places namespaces live is refused" {
+	b="$BATS_TEST_TMPDIR/b"
+	make_bundle "$b" true
+	for p in /etc/passwd /run/netns/../../etc/passwd "$ROOT/../x"; do
+		net_bundle "$b" "$p"
+		run husk create --bundle "$b" c7 </dev/null
+		[ "$status" -ne 0 ]
+		[[ "$output" == *"is not below the state directory, /var/run/netns, /run/netns or /proc"* ]]
+		assert_gone c7
+	done
+	[ -f /etc/passwd ]
+}

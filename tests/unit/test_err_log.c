@@ -158,8 +158,11 @@ static void test_json_shape(void **state)
 	assert_int_equal(json_object_size(j), 4);
 	assert_string_equal(json_string_value(json_object_get(j, "level")),
 			    "info");
+	/* Controls are escaped before the JSON encoding, so that a reader
+	 * that decodes the line gets inert text too. */
 	assert_string_equal(json_string_value(json_object_get(j, "msg")),
-			    "main: started \"quoted\"\n\tand a control \x01 char");
+			    "main: started \"quoted\"\\x0a\tand a control "
+			    "\\x01 char");
 	assert_string_equal(json_string_value(json_object_get(j, "tag")),
 			    "proxy/sb1");
 	t = json_string_value(json_object_get(j, "time"));
@@ -221,6 +224,31 @@ static void test_levels(void **state)
 	husk_log_init("husk", HUSK_LOG_INFO, HUSK_LOG_TEXT);
 }
 
+static void emit_hostile(void)
+{
+	log_warnx("peer said: %s", "ok\r\n2026-01-01 husk[1]: error: forged"
+		  "\x1b[2J\x1b]0;title\x07\xc2\x9b" "1A");
+}
+
+/* A peer's text in a text line: one line, no byte a terminal acts on. */
+static void test_text_escaped(void **state)
+{
+	const char *out;
+
+	(void)state;
+	husk_log_init("t", HUSK_LOG_INFO, HUSK_LOG_TEXT);
+	out = capture(emit_hostile);
+	assert_int_equal(count_lines(out), 1);
+	assert_null(strchr(out, '\r'));
+	assert_null(strchr(out, '\x1b'));
+	assert_null(strchr(out, '\x07'));
+	assert_null(strstr(out, "\xc2\x9b"));
+	assert_non_null(strstr(out, "peer said: ok\\x0d\\x0a2026-01-01 "
+			       "husk[1]: error: forged\\x1b[2J\\x1b]0;title"
+			       "\\x07\\xc2\\x9b1A\n"));
+	husk_log_init("husk", HUSK_LOG_INFO, HUSK_LOG_TEXT);
+}
+
 static void test_parse(void **state)
 {
 	(void)state;
@@ -245,6 +273,7 @@ int main(void)
 		cmocka_unit_test(test_exit_codes),
 		cmocka_unit_test(test_json_shape),
 		cmocka_unit_test(test_levels),
+		cmocka_unit_test(test_text_escaped),
 		cmocka_unit_test(test_parse),
 	};
 

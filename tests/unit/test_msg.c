@@ -242,6 +242,15 @@ static const struct shape_case bad_shapes[] = {
 	{ "94 00 01 a0 80", "method empty" },
 	{ "94 00 01 a3 61 00 62 80", "method with NUL" },
 	{ "94 00 01 c4 01 6d 80", "method binary" },
+	/* Method names are printable ASCII: no terminal escape, no line
+	 * break, no space, no C1 control, no stray UTF-8 byte. */
+	{ "94 00 01 a5 61 1b 5b 32 4a 80", "method with ESC [2J" },
+	{ "94 00 01 a4 61 0d 0a 62 80", "method with CR LF" },
+	{ "94 00 01 a3 61 20 62 80", "method with a space" },
+	{ "94 00 01 a3 61 7f 62 80", "method with DEL" },
+	{ "94 00 01 a3 61 c2 9b 80", "method with a C1 CSI" },
+	{ "94 00 01 a2 61 ff 80", "method with a non-UTF-8 byte" },
+	{ "93 02 a3 61 0a 62 80", "notify method with LF" },
 	{ "94 00 01 a1 6d 90", "params an array" },
 	{ "94 00 01 a1 6d c0", "params nil" },
 	{ "94 00 01 a1 6d 05", "params an integer" },
@@ -514,9 +523,20 @@ static void test_error_decode_message(void **state)
 	struct husk_err *err = NULL;
 	char *big;
 
+	/* Controls are escaped, NUL included (it does not cut the text). */
 	error_decode(code_inval, "bad\n\x1b[31mred\x7f\0x", 15, &err);
 	assert_int_equal(err->code, HUSK_E_INVALID);
-	assert_string_equal(err->msg, "bad??[31mred??x");
+	assert_string_equal(err->msg, "bad\\x0a\\x1b[31mred\\x7f\\x00x");
+	husk_err_clear(&err);
+	/* A forged second line: CR LF and a fake log prefix stay on one
+	 * line. */
+	error_decode(code_inval, "x\r\nhusk: error: forged", 22, &err);
+	assert_string_equal(err->msg, "x\\x0d\\x0ahusk: error: forged");
+	assert_null(strchr(err->msg, '\n'));
+	husk_err_clear(&err);
+	/* Printable UTF-8 kept; C1 CSI (U+009B) and a lone byte escaped. */
+	error_decode(code_inval, "caf\xc3\xa9 \xc2\x9b" "2J \xff", 12, &err);
+	assert_string_equal(err->msg, "caf\xc3\xa9 \\xc2\\x9b2J \\xff");
 	husk_err_clear(&err);
 
 	big = malloc(IPC_ERRMSG_MAX + 100);

@@ -70,6 +70,37 @@ static void pack_str_n(msgpack_packer *pk, char c, size_t n)
 /* ------------------------------------------------------------------ */
 /* Getters                                                             */
 
+/* The hello's component: a name, or refused without echoing it. */
+static void test_name(void **state)
+{
+	static const char *const bad[] = { "husk\x1b[2J", "a\r\nb", "a b",
+					   "caf\xc3\xa9", "x\x7f", NULL };
+	struct t *t = *state;
+	char *s = NULL;
+
+	ipc_pack_str(&t->pk, "husk-agent");
+	assert_int_equal(ipc_obj_name(obj(t), "params.component", 64, &s,
+				      &t->err), 0);
+	assert_string_equal(s, "husk-agent");
+	free(s);
+	for (const char *const *b = bad; *b; b++) {
+		ipc_pack_str(&t->pk, *b);
+		assert_int_equal(ipc_obj_name(obj(t), "params.component", 64,
+					      &s, &t->err), -1);
+		expect_err(t, "params.component: not a name (empty, or a "
+			   "control, space or non-ASCII byte)");
+	}
+	ipc_pack_str(&t->pk, "");
+	assert_int_equal(ipc_obj_name(obj(t), "params.component", 64, &s,
+				      &t->err), -1);
+	husk_err_clear(&t->err);
+	pack_str_n(&t->pk, 'a', 65);
+	assert_int_equal(ipc_obj_name(obj(t), "params.component", 64, &s,
+				      &t->err), -1);
+	expect_err(t, "params.component: string of 65 bytes is longer than "
+		   "64");
+}
+
 static void test_str(void **state)
 {
 	struct t *t = *state;
@@ -610,6 +641,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		T(test_str),
+		T(test_name),
 		T(test_int_bounds),
 		T(test_uint_bounds),
 		T(test_bool_bin),

@@ -60,6 +60,40 @@ static void test_open_mode(void **state)
 	assert_string_equal(f->s.root, f->root);
 }
 
+/* A root others could write to, or that is not ours, is refused; one
+ * with the sticky or set-gid bit but no write for others is fine. */
+static void test_open_root_checked(void **state)
+{
+	struct fix *f = *state;
+	struct husk_store s2;
+	struct husk_err *err = NULL;
+	char root[160];
+
+	snprintf(root, sizeof(root), "%s/shared", f->dir);
+	assert_int_equal(mkdir(root, 0700), 0);
+	assert_int_equal(chmod(root, 0777), 0);
+	assert_int_equal(husk_store_open(&s2, root, &err), -1);
+	assert_int_equal(err->code, HUSK_E_PERMISSION);
+	assert_non_null(strstr(err->msg, "is writable by others (mode "
+				"0777): make it 0700"));
+	assert_int_equal(s2.rootfd, -1);
+	husk_err_clear(&err);
+	assert_int_equal(chmod(root, 0730), 0);
+	assert_int_equal(husk_store_open(&s2, root, &err), -1);
+	assert_non_null(strstr(err->msg, "writable by its group"));
+	husk_err_clear(&err);
+	assert_int_equal(chmod(root, 0755), 0);
+	assert_int_equal(husk_store_open(&s2, root, &err), 0);
+	husk_store_close(&s2);
+	if (geteuid() == 0) {
+		assert_int_equal(chown(root, 65534, 0), 0);
+		assert_int_equal(husk_store_open(&s2, root, &err), -1);
+		assert_non_null(strstr(err->msg, "is owned by uid 65534, not "
+					"by uid 0 (root)"));
+		husk_err_clear(&err);
+	}
+}
+
 static void test_create_get_remove(void **state)
 {
 	struct fix *f = *state;
@@ -313,6 +347,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		T(test_open_mode),
+		T(test_open_root_checked),
 		T(test_create_get_remove),
 		T(test_bad_ids),
 		T(test_list),

@@ -538,6 +538,118 @@ static void test_io_all(void **state)
 	assert_int_equal(errno, EBADF);
 }
 
+/* A fifo, a directory, a device and a symlink where a file is read:
+ * refused at once (a fifo must not block), each named. */
+static void test_read_file_kinds(void **state)
+{
+	struct tmp *t = *state;
+	struct husk_err *err = NULL;
+	char *data = NULL;
+
+	assert_int_equal(mkfifoat(t->fd, "fifo", 0600), 0);
+	assert_int_equal(husk_read_file(t->fd, "fifo", 10, &data, NULL, &err),
+			 -1);
+	assert_int_equal(err->code, HUSK_E_INVALID);
+	assert_non_null(strstr(err->msg, "`fifo` is a fifo, not a regular "
+				"file"));
+	husk_err_clear(&err);
+	assert_int_equal(mkdirat(t->fd, "dir", 0700), 0);
+	assert_int_equal(husk_read_file(t->fd, "dir", 10, &data, NULL, &err),
+			 -1);
+	assert_non_null(strstr(err->msg, "is a directory"));
+	husk_err_clear(&err);
+	assert_int_equal(husk_read_file(AT_FDCWD, "/dev/zero", 10, &data,
+					NULL, &err), -1);
+	assert_non_null(strstr(err->msg, "is a character device"));
+	husk_err_clear(&err);
+	write_file(t->fd, "f", "x");
+	assert_int_equal(symlinkat("f", t->fd, "link"), 0);
+	assert_int_equal(husk_read_file_flags(t->fd, "link", O_NOFOLLOW, 10,
+					      &data, NULL, &err), -1);
+	assert_non_null(strstr(err->msg, "`link` is a symbolic link"));
+	husk_err_clear(&err);
+	/* Without O_NOFOLLOW a link to a file is read. */
+	assert_int_equal(husk_read_file(t->fd, "link", 10, &data, NULL, &err),
+			 0);
+	assert_string_equal(data, "x");
+	free(data);
+}
+
+/* ------------------------------------------------------------ escape */
+
+static void esc_is(const char *in, size_t len, const char *want)
+{
+	char *got = husk_escape(in, len);
+
+	if (strcmp(got, want))
+		fail_msg("escape: got \"%s\", want \"%s\"", got, want);
+	free(got);
+}
+
+static void test_escape(void **state)
+{
+	char buf[16];
+
+	(void)state;
+	esc_is("plain text", 10, "plain text");
+	esc_is("tab\tkept", 8, "tab\tkept");
+	/* ESC sequences: clear screen, colour, OSC title, cursor up. */
+	esc_is("\x1b[2J\x1b[31mred", 12, "\\x1b[2J\\x1b[31mred");
+	esc_is("\x1b]0;pwned\x07", 10, "\\x1b]0;pwned\\x07");
+	esc_is("a\x1b[1Ab", 6, "a\\x1b[1Ab");
+	/* CR LF injection: a forged log line stays on this one. */
+	esc_is("ok\r\n2026 husk: error: x", 23,
+		      "ok\\x0d\\x0a2026 husk: error: x");
+	esc_is("\b\b\bfake", 7, "\\x08\\x08\\x08fake");
+	/* Every C0 control but tab, and DEL. */
+	for (unsigned c = 1; c < 0x20; c++) {
+		char in[1] = { (char)c }, want[8];
+
+		if (c == '\t')
+			continue;
+		snprintf(want, sizeof(want), "\\x%02x", c);
+		esc_is(in, 1, want);
+	}
+	esc_is("\x7f", 1, "\\x7f");
+	/* A NUL inside the given length does not end the text. */
+	esc_is("a\0b", 3, "a\\x00b");
+	/* UTF-8: printable kept, C1 controls (U+009B CSI, U+0085 NEL)
+	 * escaped, bytes that are not UTF-8 escaped one by one. */
+	esc_is("caf\xc3\xa9 \xe2\x98\x83 \xf0\x9f\x98\x80", 14,
+		      "caf\xc3\xa9 \xe2\x98\x83 \xf0\x9f\x98\x80");
+	esc_is("\xc2\x9b" "2J\xc2\x85", 6, "\\xc2\\x9b2J\\xc2\\x85");
+	esc_is("\x9b" "2J", 3, "\\x9b2J");
+	esc_is("\xff\xfe", 2, "\\xff\\xfe");
+	esc_is("\xc0\xaf", 2, "\\xc0\\xaf");          /* overlong / */
+	esc_is("\xed\xa0\x80", 3, "\\xed\\xa0\\x80");   /* surrogate */
+	esc_is("\xe2\x98", 2, "\\xe2\\x98");          /* cut short */
+	esc_is("", 0, "");
+	/* Bounded: cut on a whole escape, always terminated. */
+	assert_int_equal(husk_escape_buf("\x1b\x1b\x1b\x1b", 4, buf, 10),
+			 8);
+	assert_string_equal(buf, "\\x1b\\x1b");
+	assert_int_equal(husk_escape_buf("abc\xc3\xa9", 5, buf, 5), 3);
+	assert_string_equal(buf, "abc");
+	/* Names: printable ASCII without space. */
+	assert_true(husk_is_name("husk-agent", 10));
+	assert_false(husk_is_name("", 0));
+	assert_false(husk_is_name("a b", 3));
+	assert_false(husk_is_name("a\x1b", 2));
+	assert_false(husk_is_name("caf\xc3\xa9", 5));
+}
+
+static void test_id_invalid_shown_escaped(void **state)
+{
+	struct husk_err *err = NULL;
+
+	(void)state;
+	assert_int_equal(husk_id_validate("a\x1b[2Jb", "container id", &err),
+			 -1);
+	assert_non_null(strstr(err->msg, "`a\\x1b[2Jb`"));
+	assert_null(strchr(err->msg, '\x1b'));
+	husk_err_clear(&err);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, tmp_setup, tmp_teardown)
 
 int main(void)
@@ -551,6 +663,9 @@ int main(void)
 		T(test_open_beneath_walk),
 		T(test_write_atomic),
 		T(test_read_file_max),
+		T(test_read_file_kinds),
+		cmocka_unit_test(test_escape),
+		cmocka_unit_test(test_id_invalid_shown_escaped),
 		T(test_rmtree),
 		T(test_mkdir_p),
 		cmocka_unit_test(test_parse_int),
