@@ -173,6 +173,15 @@ static int open_source(const struct husk_bundle *b, int *bundlefd,
 {
 	int fd;
 
+	/* The descriptor the bundle was checked with, where it has one. */
+	if (i < b->nsrcs && b->srcs[i].fd >= 0) {
+		fd = fcntl(b->srcs[i].fd, F_DUPFD_CLOEXEC, 3);
+		if (fd < 0)
+			return husk_error_sys(err, errno, "config.json: "
+					      "mounts[%zu].source `%s`", i,
+					      src);
+		return fd;
+	}
 	if (src[0] == '/') {
 		fd = open(src, O_PATH | O_CLOEXEC);
 		if (fd < 0)
@@ -309,7 +318,8 @@ int husk_share_container(const struct husk_sbx_paths *p, const char *cid,
 	dir = husk_mkdir_beneath(stage, cid, 0755, err);
 	if (dir < 0)
 		return stage_error(err);
-	sfd = open(b->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	sfd = b->rootfd >= 0 ? fcntl(b->rootfd, F_DUPFD_CLOEXEC, 3) :
+			       open(b->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (sfd < 0)
 		return husk_error_sys(err, errno, "open the root file system "
 				      "`%s`", b->rootfs);

@@ -118,6 +118,7 @@ static int fix_setup(void **state)
 		return -1;
 	f->b.path = at(f, "bundle");
 	f->b.rootfs = at(f, "bundle/rootfs");
+	f->b.rootfd = -1;
 	*state = f;
 	return 0;
 }
