@@ -20,6 +20,8 @@
 #define HUSK_OCI_VERSION "1.0.2"
 #define HUSK_DEFAULT_ROOT "/run/husk"
 #define HUSK_DEFAULT_CONFIG "/etc/husk/husk.conf"
+/* exec's own failures (runc's), apart from the process's statuses. */
+#define HUSK_EXIT_EXEC 255
 
 struct husk_ctx {
 	const char *root;
@@ -32,6 +34,7 @@ struct husk_ctx {
 	struct husk_config cfg;
 	struct husk_store store;
 	bool store_open;
+	int fail_exit;          /* a verb's exit code for any error, or 0 */
 };
 
 /* A verb: argv[0] is the verb's name. */

@@ -213,7 +213,8 @@ int main(int argc, char **argv)
 	cleanup_err struct husk_err *err = NULL;
 	cleanup_free char *abs_root = NULL;
 	const struct husk_cmd *cmd;
-	const char *env_conf;
+	const char *env_conf, *msg;
+	bool usage_err;
 	int rc;
 
 	husk_log_init("husk", HUSK_LOG_WARN, HUSK_LOG_TEXT);
@@ -265,12 +266,16 @@ int main(int argc, char **argv)
 	husk_config_free(&ctx.cfg);
 	if (rc >= 0 && !err)
 		return rc;
-	if (husk_err_is_usage(err)) {
-		fprintf(stderr, "husk: %s\n", err->msg + sizeof(usage_mark) - 1);
-		return HUSK_EXIT_USAGE;
-	}
+	usage_err = husk_err_is_usage(err);
+	msg = !err || !err->msg ? "failed" :
+	      usage_err ? err->msg + sizeof(usage_mark) - 1 : err->msg;
+	/* containerd shows the last line of --log when a runtime fails. */
 	if (ctx.log_path)
-		husk_log(HUSK_LOG_ERROR, "%s", err && err->msg ? err->msg : "?");
-	fprintf(stderr, "husk: %s\n", err && err->msg ? err->msg : "failed");
+		husk_log(HUSK_LOG_ERROR, "%s", msg);
+	fprintf(stderr, "husk: %s\n", msg);
+	if (ctx.fail_exit)
+		return ctx.fail_exit;
+	if (usage_err)
+		return HUSK_EXIT_USAGE;
 	return err ? husk_err_exit_code(err) : HUSK_EXIT_FAIL;
 }
