@@ -29,7 +29,7 @@ static const struct husk_cmd commands[] = {
 	  "delete a container and what it holds" },
 	{ "list", cmd_list, "[--format table|json] [--quiet]",
 	  "list containers" },
-	{ "ps", cmd_ps, "[--format table|json] ID",
+	{ "ps", cmd_ps, "[--format table|json] ID [PS-OPTIONS]",
 	  "list the processes of a container" },
 	{ "exec", cmd_exec, "[OPTIONS] ID [COMMAND [ARG...]]",
 	  "run another process in a container" },

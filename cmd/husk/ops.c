@@ -1,4 +1,4 @@
-/* husk ps, pause, resume, update, events: calls to the guest agent. */
+/* husk pause, resume, update, events: calls to the guest agent. */
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -46,90 +46,6 @@ static int one_id(int argc, char **argv, const char *verb,
 	if (argc != 2 || argv[1][0] == '-')
 		return husk_usage_error(err, "%s needs exactly one container "
 					"id", verb);
-	return 0;
-}
-
-int cmd_ps(struct husk_ctx *ctx, int argc, char **argv,
-	   struct husk_err **err)
-{
-	static const struct option opts[] = {
-		{ "format", required_argument, NULL, 'f' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	const char *format = "table";
-	struct husk_entry e;
-	struct husk_container c;
-	json_t *res = NULL, *procs, *p;
-	size_t i;
-	int ch, rc;
-
-	optind = 1;
-	opterr = 0;
-	while ((ch = getopt_long_only(argc, argv, "+f:h", opts, NULL)) != -1) {
-		switch (ch) {
-		case 'f':
-			format = optarg;
-			break;
-		case 'h':
-			husk_cmd_usage(husk_cmd_find("ps"), stdout);
-			return 0;
-		default:
-			return husk_bad_option(err, "ps", argv[optind - 1]);
-		}
-	}
-	if (strcmp(format, "table") && strcmp(format, "json"))
-		return husk_usage_error(err, "ps --format: '%s' is not table "
-					"or json", format);
-	if (optind != argc - 1)
-		return husk_usage_error(err, "ps needs exactly one container "
-					"id");
-	if (open_live(ctx, argv[optind], LIVE_MASK, HUSK_LOCK_SHARED, &e, &c,
-		      err) < 0)
-		return -1;
-	rc = husk_agent_call(ctx->root, c.sandbox_id, "list_processes",
-			     json_pack("{s:s}", "container_id", c.id), 10000,
-			     &res, err);
-	husk_container_free(&c);
-	husk_entry_close(&e);
-	if (rc < 0)
-		return -1;
-	procs = json_object_get(res, "processes");
-	if (!strcmp(format, "json")) {
-		/* runc prints the pids as a JSON array. */
-		json_t *pids = json_array();
-		cleanup_free char *text = NULL;
-
-		json_array_foreach(procs, i, p)
-			json_array_append(pids, json_object_get(p, "pid"));
-		text = json_dumps(pids, JSON_COMPACT);
-		printf("%s\n", text ? text : "[]");
-		json_decref(pids);
-	} else {
-		printf("%-8s %-8s %-6s %-5s %s\n", "PID", "PPID", "UID",
-		       "STAT", "CMD");
-		json_array_foreach(procs, i, p) {
-			json_t *args = json_object_get(p, "args"), *a;
-			size_t k;
-
-			printf("%-8" JSON_INTEGER_FORMAT " %-8"
-			       JSON_INTEGER_FORMAT " %-6" JSON_INTEGER_FORMAT
-			       " %-5s",
-			       json_integer_value(json_object_get(p, "pid")),
-			       json_integer_value(json_object_get(p, "ppid")),
-			       json_integer_value(json_object_get(p, "uid")),
-			       json_string_value(json_object_get(p, "state"))
-			       ?: "?");
-			if (json_array_size(args))
-				json_array_foreach(args, k, a)
-					printf(" %s", json_string_value(a) ?: "");
-			else
-				printf(" [%s]", json_string_value(
-					json_object_get(p, "comm")) ?: "?");
-			printf("\n");
-		}
-	}
-	json_decref(res);
 	return 0;
 }
 
