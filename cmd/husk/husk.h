@@ -85,6 +85,7 @@ int cmd_check(struct husk_ctx *, int, char **, struct husk_err **);
 int cmd_env(struct husk_ctx *, int, char **, struct husk_err **);
 int cmd_network(struct husk_ctx *, int, char **, struct husk_err **);
 int cmd_help(struct husk_ctx *, int, char **, struct husk_err **);
+int cmd_refused(struct husk_ctx *, int, char **, struct husk_err **);
 
 const struct husk_cmd *husk_cmd_find(const char *name);
 void husk_cmd_usage(const struct husk_cmd *cmd, FILE *out);

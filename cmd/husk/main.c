@@ -49,6 +49,8 @@ static const struct husk_cmd commands[] = {
 	  "add-iface|del-iface|list-ifaces|update-routes|list-routes ID "
 	  "[FILE]", "the sandbox's interfaces and routes, as JSON" },
 	{ "help", cmd_help, "[COMMAND]", "show help" },
+	{ "checkpoint", cmd_refused, "ID", "refused: see husk(8)" },
+	{ "restore", cmd_refused, "ID", "refused: see husk(8)" },
 	{ NULL, NULL, NULL, NULL },
 };
 
@@ -82,7 +84,7 @@ static void usage(FILE *out)
 		"  --help, --version\n\ncommands:\n",
 		HUSK_DEFAULT_ROOT, HUSK_DEFAULT_CONFIG);
 	for (const struct husk_cmd *c = commands; c->name; c++)
-		fprintf(out, "  %-9s %s\n", c->name, c->summary);
+		fprintf(out, "  %-10s %s\n", c->name, c->summary);
 }
 
 static const char usage_mark[] = "usage: ";
@@ -130,6 +132,18 @@ int cmd_help(struct husk_ctx *ctx, int argc, char **argv,
 		return husk_usage_error(err, "unknown command '%s'", argv[1]);
 	husk_cmd_usage(c, stdout);
 	return 0;
+}
+
+/* runc verbs a VM runtime cannot offer: a clear error, not "unknown". */
+int cmd_refused(struct husk_ctx *ctx, int argc, char **argv,
+		struct husk_err **err)
+{
+	(void)ctx;
+	(void)argc;
+	return husk_error(err, HUSK_E_INVALID, "%s: refused: husk cannot "
+			  "checkpoint or restore a container (CRIU works on "
+			  "host processes, and the container's run inside "
+			  "a VM)", argv[0]);
 }
 
 enum { OPT_ROOT = 256, OPT_LOG, OPT_LOG_FORMAT, OPT_DEBUG, OPT_SYSTEMD,

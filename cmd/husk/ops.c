@@ -112,7 +112,8 @@ int cmd_update(struct husk_ctx *ctx, int argc, char **argv,
 	       struct husk_err **err)
 {
 	enum { O_RES = 1, O_MEM, O_SWAP, O_RESV, O_QUOTA, O_PERIOD, O_SHARES,
-	       O_CPUS, O_MEMS, O_PIDS, O_HELP };
+	       O_CPUS, O_MEMS, O_PIDS, O_BLKIO, O_RT_PERIOD, O_RT_RUNTIME,
+	       O_RDT, O_HELP };
 	static const struct option opts[] = {
 		{ "resources", required_argument, NULL, O_RES },
 		{ "r", required_argument, NULL, O_RES },
@@ -125,6 +126,11 @@ int cmd_update(struct husk_ctx *ctx, int argc, char **argv,
 		{ "cpuset-cpus", required_argument, NULL, O_CPUS },
 		{ "cpuset-mems", required_argument, NULL, O_MEMS },
 		{ "pids-limit", required_argument, NULL, O_PIDS },
+		{ "blkio-weight", required_argument, NULL, O_BLKIO },
+		{ "cpu-rt-period", required_argument, NULL, O_RT_PERIOD },
+		{ "cpu-rt-runtime", required_argument, NULL, O_RT_RUNTIME },
+		{ "l3-cache-schema", required_argument, NULL, O_RDT },
+		{ "mem-bw-schema", required_argument, NULL, O_RDT },
 		{ "help", no_argument, NULL, O_HELP },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -154,6 +160,20 @@ int cmd_update(struct husk_ctx *ctx, int argc, char **argv,
 					    false, err); break;
 		case O_PIDS: rc = set_num(res, "pids", "limit", optarg, false,
 					  err); break;
+		/* As the config's linux.resources: the agent applies them
+		 * or refuses naming the field. */
+		case O_BLKIO: rc = set_num(res, "blockIO", "weight", optarg,
+					   false, err); break;
+		case O_RT_PERIOD: rc = set_num(res, "cpu", "realtimePeriod",
+					       optarg, false, err); break;
+		case O_RT_RUNTIME: rc = set_num(res, "cpu", "realtimeRuntime",
+						optarg, false, err); break;
+		case O_RDT:
+			rc = husk_error(err, HUSK_E_INVALID, "update "
+					"--l3-cache-schema, --mem-bw-schema: "
+					"refused: Intel RDT is not available "
+					"in a VM");
+			break;
 		case O_CPUS:
 		case O_MEMS:
 			if (!json_object_get(res, "cpu"))

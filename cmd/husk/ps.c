@@ -102,31 +102,45 @@ static int add_col(struct layout *l, const char *name, const char *header,
 	return 0;
 }
 
-/* "pid,user=WHO args": procps' -o list; NAME=HEADER runs to the end. */
+/* Where a NAME=HEADER's header ends: at a comma that starts another
+ * keyword (procps reads "pid=,args=" as two empty headers), else at
+ * the end of the list (a header may hold commas and spaces). */
+static size_t header_len(const char *h)
+{
+	for (const char *c = strchr(h, ','); c; c = strchr(c + 1, ',')) {
+		size_t n = strcspn(c + 1, ",=");
+
+		if (keyword_find(c + 1, n))
+			return (size_t)(c - h);
+	}
+	return strlen(h);
+}
+
+/* "pid,user=WHO args": procps' -o list. */
 static int add_format(struct layout *l, const char *list,
 		      struct husk_err **err)
 {
 	cleanup_free char *s = husk_xstrdup(list);
-	char *p = s;
+	size_t len = strlen(s), i = 0, n, next;
 
 	l->custom = true;
-	while (*p) {
-		size_t n = strcspn(p, ", ");
-		char *eq = memchr(p, '=', n);
-		char save;
+	while (i < len) {
+		char *hdr = NULL;
 
-		if (eq) {
-			*eq = '\0';
-			if (add_col(l, p, eq + 1, err) < 0)
-				return -1;
-			return 0;
+		n = strcspn(s + i, ", =");
+		next = i + n + 1;
+		if (s[i + n] == '=') {
+			size_t h;
+
+			hdr = s + i + n + 1;
+			h = header_len(hdr);
+			next = i + n + 1 + h + 1;
+			hdr[h] = '\0';
 		}
-		save = p[n];
-		p[n] = '\0';
-		if (n && add_col(l, p, NULL, err) < 0)
+		s[i + n] = '\0';
+		if (n && add_col(l, s + i, hdr, err) < 0)
 			return -1;
-		p[n] = save;
-		p += n + (save != '\0');
+		i = next;
 	}
 	return 0;
 }
@@ -414,7 +428,11 @@ static void print_table(const struct layout *l, const json_t *procs)
 	cleanup_strv char **cells = husk_xcalloc((rows + 1) * l->n + 1,
 						 sizeof(*cells));
 	time_t now = time(NULL);
+	bool header = false;
 
+	/* procps leaves the header out when every column's is empty. */
+	for (size_t c = 0; c < l->n; c++)
+		header |= l->cols[c].header[0] != '\0';
 	for (size_t c = 0; c < l->n; c++) {
 		cells[c] = husk_xstrdup(l->cols[c].header);
 		w[c] = strlen(cells[c]);
@@ -427,7 +445,7 @@ static void print_table(const struct layout *l, const json_t *procs)
 				w[c] = strlen(v);
 		}
 	}
-	for (size_t r = 0; r <= rows; r++) {
+	for (size_t r = header ? 0 : 1; r <= rows; r++) {
 		for (size_t c = 0; c < l->n; c++) {
 			const char *v = cells[r * l->n + c];
 			size_t pad = w[c] - strlen(v);
