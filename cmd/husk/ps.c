@@ -9,6 +9,7 @@
 #include <getopt.h>
 #include <grp.h>
 #include <pwd.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -290,6 +291,44 @@ static void put_escaped(FILE *out, const char *s)
 	}
 }
 
+/* The proxy hands bytes that are not UTF-8 over as {"base64": ...}:
+ * decoded, so that put_escaped shows them (a NUL as the text \x00). */
+static char *guest_text(const json_t *v)
+{
+	static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnop"
+				  "qrstuvwxyz0123456789+/";
+	const char *b = json_string_value(json_object_get(v, "base64"));
+	uint32_t acc = 0;
+	size_t n = 0, bits = 0;
+	char *out;
+
+	if (json_is_string(v))
+		return husk_xstrdup(json_string_value(v));
+	if (!b)
+		return husk_xstrdup("?");
+	out = husk_xcalloc(1, strlen(b) * 4 + 1);
+	for (; *b && *b != '='; b++) {
+		const char *c = strchr(tab, *b);
+
+		if (!c)
+			break;
+		acc = (acc << 6) | (uint32_t)(c - tab);
+		bits += 6;
+		if (bits >= 8) {
+			unsigned char byte = (unsigned char)(acc >>
+							     (bits - 8));
+
+			bits -= 8;
+			if (byte)
+				out[n++] = (char)byte;
+			else
+				n += (size_t)sprintf(out + n, "\\x00");
+		}
+	}
+	out[n] = '\0';
+	return out;
+}
+
 static long long jint(const json_t *p, const char *k)
 {
 	return json_integer_value(json_object_get(p, k));
@@ -365,12 +404,17 @@ static char *fmt_args(const json_t *p)
 	char *out = NULL, *next;
 	size_t i;
 
-	if (!json_array_size(args))
-		return husk_xasprintf("[%s]", json_string_value(
-			json_object_get(p, "comm")) ?: "?");
+	if (!json_array_size(args)) {
+		cleanup_free char *comm = guest_text(json_object_get(p,
+								     "comm"));
+
+		return husk_xasprintf("[%s]", comm);
+	}
 	json_array_foreach(args, i, a) {
+		cleanup_free char *t = guest_text(a);
+
 		next = husk_xasprintf("%s%s%s", out ? out : "", out ? " " : "",
-				      json_string_value(a) ?: "");
+				      t);
 		free(out);
 		out = next;
 	}
@@ -413,9 +457,7 @@ static char *cell(const struct keyword *kw, const json_t *p, time_t now)
 						       (double)el : 0.0);
 	case K_VSZ: return husk_xasprintf("%lld", jint(p, "vsz_kb"));
 	case K_RSS: return husk_xasprintf("%lld", jint(p, "rss_kb"));
-	case K_COMM:
-		return husk_xstrdup(json_string_value(
-			json_object_get(p, "comm")) ?: "?");
+	case K_COMM: return guest_text(json_object_get(p, "comm"));
 	case K_ARGS: return fmt_args(p);
 	}
 	return husk_xstrdup("?");
