@@ -971,9 +971,12 @@ void ct_m_exec_process(struct ipc_conn *c, struct ipc_msg *m, void *arg)
 				p.exec_id);
 		goto out;
 	}
-	if (ct->state != CT_RUNNING) {
+	/* A created container's init is built and waits in its
+	 * namespaces: an exec joins them as runc's does. */
+	if (ct->state != CT_RUNNING && ct->state != CT_CREATED) {
 		ipc_reply_error(c, m->msgid, HUSK_E_STATE,
-				"container %s is not running", ct->id);
+				"container %s is not created or running",
+				ct->id);
 		goto out;
 	}
 	if (spec_process_decode(p.process, "params.process", &sproc,

@@ -124,6 +124,41 @@ static size_t json_escape(char *out, size_t cap, const char *s)
 	return n;
 }
 
+/* A logrus text value: bare when it is all [A-Za-z0-9-._/@^+], else
+ * double-quoted with Go's escapes (\" \\ \n \t \r \xNN). */
+static size_t logfmt_value(char *out, size_t cap, const char *s)
+{
+	size_t n = 0;
+	bool bare = *s != '\0';
+
+	for (const char *p = s; *p && bare; p++)
+		bare = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		       (*p >= '0' && *p <= '9') || strchr("-._/@^+", *p);
+	if (bare) {
+		snprintf(out, cap, "%s", s);
+		return strlen(out);
+	}
+	out[n++] = '"';
+	for (; *s && n + 6 < cap; s++) {
+		unsigned char ch = (unsigned char)*s;
+
+		if (ch == '"' || ch == '\\') {
+			out[n++] = '\\';
+			out[n++] = (char)ch;
+		} else if (ch == '\n' || ch == '\t' || ch == '\r') {
+			out[n++] = '\\';
+			out[n++] = ch == '\n' ? 'n' : ch == '\t' ? 't' : 'r';
+		} else if (ch < 0x20 || ch == 0x7f) {
+			n += (size_t)snprintf(out + n, cap - n, "\\x%02x", ch);
+		} else {
+			out[n++] = (char)ch;
+		}
+	}
+	out[n++] = '"';
+	out[n] = '\0';
+	return n;
+}
+
 void husk_vlog(int level, const char *fmt, va_list ap)
 {
 	char raw[4096], msg[8192], line[16384 + 256], ts[64];
@@ -156,8 +191,14 @@ void husk_vlog(int level, const char *fmt, va_list ap)
 			     "\"tag\":\"%s\"}\n",
 			     level_names[level], emsg, ts, etag);
 	} else {
-		n = snprintf(line, sizeof(line), "%s %s[%d]: %s: %s\n", ts,
-			     lg.tag, (int)getpid(), level_names[level], msg);
+		char qmsg[8192], qtag[200];
+
+		/* runc's (logrus') text shape, then our tag and pid. */
+		logfmt_value(qmsg, sizeof(qmsg), msg);
+		logfmt_value(qtag, sizeof(qtag), lg.tag);
+		n = snprintf(line, sizeof(line), "time=\"%s\" level=%s msg=%s "
+			     "tag=%s pid=%d\n", ts, level_names[level], qmsg,
+			     qtag, (int)getpid());
 	}
 	if (n > (int)sizeof(line) - 1)
 		n = (int)sizeof(line) - 1;

@@ -2,8 +2,10 @@
  * Logging for daemons, vmd style: log_warn() appends strerror(errno),
  * log_warnx() does not; fatal()/fatalx() log and exit(HUSK_EXIT_SYSTEM).
  * Messages start with the function's name by convention.  Every line
- * carries the process tag ("proxy/<sandbox>").  Output is plain text or
- * JSON lines in runc's --log-format json shape:
+ * carries the process tag ("proxy/<sandbox>").  Output is runc's: text
+ * lines in logrus' shape, with the tag and pid as extra fields,
+ *   time="2026-11-22T13:00:00.000000Z" level=info msg="..." tag=husk pid=1
+ * or JSON lines (--log-format json)
  *   {"level":"info","msg":"...","time":"2026-11-22T13:00:00.000000Z"}
  * with an extra "tag" key.
  */

@@ -43,12 +43,14 @@ static const struct {
 	{ "POLL", SIGPOLL }, { "PWR", SIGPWR }, { "SYS", SIGSYS },
 };
 
-/* "TERM", "SIGTERM", "term", "15", "RTMIN+3". */
+/* "TERM", "SIGTERM", "term", "15", "RTMIN+3"; 0 (runc's "is it
+ * there?"). */
 int husk_parse_signal(const char *s, struct husk_err **err)
 {
+	const char *given = s;
 	long long n;
 
-	if (husk_parse_int(s, 1, SIGRTMAX, &n) == 0)
+	if (husk_parse_int(s, 0, SIGRTMAX, &n) == 0)
 		return (int)n;
 	if (!strncasecmp(s, "SIG", 3))
 		s += 3;
@@ -61,7 +63,9 @@ int husk_parse_signal(const char *s, struct husk_err **err)
 	if (!strncasecmp(s, "RTMAX-", 6) &&
 	    husk_parse_int(s + 6, 0, SIGRTMAX - SIGRTMIN, &n) == 0)
 		return SIGRTMAX - (int)n;
-	return husk_usage_error(err, "unknown signal '%s'", s);
+	return husk_usage_error(err, "unknown signal '%s' (a name such as "
+				"TERM or SIGTERM, or a number 0-%d)", given,
+				SIGRTMAX);
 }
 
 /* Reject options after the verb that the verb does not know. */

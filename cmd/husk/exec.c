@@ -11,7 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include "husk.h"
@@ -20,6 +22,7 @@
 
 struct exec_args {
 	const char *process_file, *pid_file, *console, *cwd, *user;
+	const char *apparmor, *label;
 	bool tty, detach, nnp;
 	json_t *env, *caps, *gids;
 	char **cmd;
@@ -113,6 +116,13 @@ static json_t *build_process(const struct exec_args *a,
 	}
 	if (a->nnp)
 		json_object_set_new(p, "noNewPrivileges", json_true());
+	/* As the config's own fields: the guest decides what it can do
+	 * with them (husk-agent(8)). */
+	if (a->apparmor)
+		json_object_set_new(p, "apparmorProfile",
+				    json_string(a->apparmor));
+	if (a->label)
+		json_object_set_new(p, "selinuxLabel", json_string(a->label));
 	if (json_array_size(a->caps)) {
 		json_t *caps = json_object_get(p, "capabilities");
 		static const char *const sets[] = { "bounding", "effective",
@@ -147,7 +157,8 @@ static int parse_exec(int argc, char **argv, struct exec_args *a,
 		      struct husk_err **err)
 {
 	enum { O_PROC = 1, O_PID, O_CONS, O_CWD, O_USER, O_ENV, O_TTY, O_DET,
-	       O_CAP, O_NNP, O_GID, O_IGN, O_HELP };
+	       O_CAP, O_NNP, O_GID, O_AA, O_LABEL, O_FDS, O_CGROUP, O_PAUSED,
+	       O_HELP };
 	static const struct option opts[] = {
 		{ "process", required_argument, NULL, O_PROC },
 		{ "p", required_argument, NULL, O_PROC },
@@ -167,9 +178,11 @@ static int parse_exec(int argc, char **argv, struct exec_args *a,
 		{ "no-new-privs", no_argument, NULL, O_NNP },
 		{ "additional-gids", required_argument, NULL, O_GID },
 		{ "g", required_argument, NULL, O_GID },
-		{ "apparmor", required_argument, NULL, O_IGN },
-		{ "process-label", required_argument, NULL, O_IGN },
-		{ "preserve-fds", required_argument, NULL, O_IGN },
+		{ "apparmor", required_argument, NULL, O_AA },
+		{ "process-label", required_argument, NULL, O_LABEL },
+		{ "preserve-fds", required_argument, NULL, O_FDS },
+		{ "cgroup", required_argument, NULL, O_CGROUP },
+		{ "ignore-paused", no_argument, NULL, O_PAUSED },
 		{ "help", no_argument, NULL, O_HELP },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -188,7 +201,29 @@ static int parse_exec(int argc, char **argv, struct exec_args *a,
 		case O_TTY: a->tty = true; break;
 		case O_DET: a->detach = true; break;
 		case O_NNP: a->nnp = true; break;
-		case O_IGN: break;
+		case O_AA: a->apparmor = optarg; break;
+		case O_LABEL: a->label = optarg; break;
+		case O_FDS:
+			if (husk_parse_int(optarg, 0, INT32_MAX, &n) < 0)
+				return husk_usage_error(err, "exec "
+					"--preserve-fds: '%s' is not a "
+					"number", optarg);
+			if (n > 0)
+				return husk_error(err, HUSK_E_INVALID, "exec "
+					"--preserve-fds %s: refused: a "
+					"descriptor cannot cross into the "
+					"VM (only 0 is accepted)", optarg);
+			break;
+		case O_CGROUP:
+			return husk_error(err, HUSK_E_INVALID, "exec --cgroup "
+				"%s: refused: the container's cgroups are "
+				"in the VM, and husk-agent places an exec in "
+				"the container's own cgroup only", optarg);
+		case O_PAUSED:
+			return husk_error(err, HUSK_E_INVALID, "exec "
+				"--ignore-paused: refused: a process "
+				"started in a frozen container cannot "
+				"report to husk-agent until it is resumed");
 		case O_ENV:
 			if (!strchr(optarg, '='))
 				return husk_usage_error(err, "exec --env: '%s' "
@@ -236,6 +271,56 @@ static int parse_exec(int argc, char **argv, struct exec_args *a,
 	return 0;
 }
 
+/* The pid file's directory must be there before anything starts: a
+ * process that runs with no way to name it is worse than no process. */
+static int check_pid_file(const char *path, struct husk_err **err)
+{
+	cleanup_free char *dir = husk_xstrdup(path);
+	char *slash = strrchr(dir, '/');
+	struct stat st;
+
+	if (!slash)
+		return 0;
+	if (slash == dir)
+		slash[1] = '\0';
+	else
+		*slash = '\0';
+	if (stat(dir, &st) < 0)
+		return husk_error_sys(err, errno, "exec --pid-file %s: `%s`",
+				      path, dir);
+	if (!S_ISDIR(st.st_mode))
+		return husk_error(err, HUSK_E_INVALID, "exec --pid-file %s: "
+				  "`%s` is not a directory", path, dir);
+	return 0;
+}
+
+/* The exec started in the guest but husk could not finish setting it
+ * up: it goes, and so does its shim. */
+static void undo_exec(struct husk_ctx *ctx, const struct husk_container *c,
+		      const char *eid, pid_t shim)
+{
+	husk_agent_call(ctx->root, c->sandbox_id, "signal_process",
+			json_pack("{s:s, s:s, s:i}", "container_id", c->id,
+				  "exec_id", eid, "signal", SIGKILL),
+			10000, NULL, NULL);
+	if (shim <= 0)
+		return;
+	/* It exits once the agent reports the exit; bounded all the same. */
+	for (int i = 0; i < 100; i++) {
+		struct timespec ts = { 0, 50 * 1000 * 1000 };
+
+		if (waitpid(shim, NULL, WNOHANG) != 0)
+			return;
+		nanosleep(&ts, NULL);
+	}
+	kill(shim, SIGKILL);
+	waitpid(shim, NULL, 0);
+}
+
+/*
+ * Every failure of husk's own exits 255 (runc's code), whatever it is,
+ * usage errors included: a caller tells it from the process's status.
+ */
 int cmd_exec(struct husk_ctx *ctx, int argc, char **argv,
 	     struct husk_err **err)
 {
@@ -246,21 +331,27 @@ int cmd_exec(struct husk_ctx *ctx, int argc, char **argv,
 	json_t *proc = NULL;
 	unsigned char rnd[8];
 	char eid[32];
-	pid_t shim;
+	pid_t shim = -1;
+	bool started = false;
 	int rc, status, live;
 
+	ctx->fail_exit = HUSK_EXIT_EXEC;
 	rc = parse_exec(argc, argv, &a, err);
 	if (rc) {
 		rc = rc > 0 ? 0 : -1;
 		goto out;
 	}
 	rc = -1;
+	if (a.pid_file && check_pid_file(a.pid_file, err) < 0)
+		goto out;
 	if (husk_open_container(ctx, a.id, HUSK_LOCK_SHARED, &e, &c, err) < 0)
 		goto out;
+	/* A created container's namespaces exist already: runc execs into
+	 * it, and so does husk. */
 	live = husk_live_status(&c);
-	if (live != HUSK_ST_RUNNING) {
+	if (live != HUSK_ST_RUNNING && live != HUSK_ST_CREATED) {
 		husk_error(err, HUSK_E_STATE, "container %s is %s, not "
-			   "running", c.id, husk_status_name(live));
+			   "created or running", c.id, husk_status_name(live));
 		goto out;
 	}
 	proc = build_process(&a, &c, err);
@@ -278,20 +369,24 @@ int cmd_exec(struct husk_ctx *ctx, int argc, char **argv,
 				      "exec_id", eid, "process", proc), 60000,
 			    NULL, err) < 0)
 		goto out;
+	started = true;
 	shim = husk_shim_start(&ctx->cfg, ctx->root, c.sandbox_id, c.id, eid,
 			       json_is_true(json_object_get(proc, "terminal")),
 			       a.console, err);
 	if (shim < 0)
 		goto out;
-	husk_entry_close(&e);
 	if (a.pid_file) {
 		char buf[32];
 		int n = snprintf(buf, sizeof(buf), "%d", (int)shim);
 
 		if (husk_write_atomic(AT_FDCWD, a.pid_file, buf, (size_t)n,
-				      0644, err) < 0)
+				      0644, err) < 0) {
+			husk_error_wrap(err, "exec --pid-file");
 			goto out;
+		}
 	}
+	started = false;
+	husk_entry_close(&e);
 	if (a.detach) {
 		rc = 0;
 		goto out;
@@ -305,6 +400,8 @@ int cmd_exec(struct husk_ctx *ctx, int argc, char **argv,
 		}
 	rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 out:
+	if (started)
+		undo_exec(ctx, &c, eid, shim);
 	json_decref(proc);
 	json_decref(a.env);
 	json_decref(a.caps);

@@ -20,6 +20,8 @@
 #define HUSK_OCI_VERSION "1.0.2"
 #define HUSK_DEFAULT_ROOT "/run/husk"
 #define HUSK_DEFAULT_CONFIG "/etc/husk/husk.conf"
+/* exec's own failures (runc's), apart from the process's statuses. */
+#define HUSK_EXIT_EXEC 255
 
 struct husk_ctx {
 	const char *root;
@@ -32,6 +34,7 @@ struct husk_ctx {
 	struct husk_config cfg;
 	struct husk_store store;
 	bool store_open;
+	int fail_exit;          /* a verb's exit code for any error, or 0 */
 };
 
 /* A verb: argv[0] is the verb's name. */
@@ -82,6 +85,7 @@ int cmd_check(struct husk_ctx *, int, char **, struct husk_err **);
 int cmd_env(struct husk_ctx *, int, char **, struct husk_err **);
 int cmd_network(struct husk_ctx *, int, char **, struct husk_err **);
 int cmd_help(struct husk_ctx *, int, char **, struct husk_err **);
+int cmd_refused(struct husk_ctx *, int, char **, struct husk_err **);
 
 const struct husk_cmd *husk_cmd_find(const char *name);
 void husk_cmd_usage(const struct husk_cmd *cmd, FILE *out);

@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "husk.h"
 #include "libhusk/log.h"
@@ -54,6 +55,10 @@ int cmd_kill(struct husk_ctx *ctx, int argc, char **argv,
 		rc = husk_error(err, HUSK_E_STATE, "container %s is %s: "
 				"nothing to signal", c.id,
 				husk_status_name(live));
+	else if (sig == 0)
+		/* runc's kill 0 asks whether the process is there; the shim
+		 * lives exactly as long as the process does. */
+		rc = 0;
 	else
 		rc = husk_agent_call(ctx->root, c.sandbox_id, "signal_process",
 				     json_pack("{s:s, s:s, s:i, s:b}",
@@ -63,6 +68,42 @@ int cmd_kill(struct husk_ctx *ctx, int argc, char **argv,
 	husk_container_free(&c);
 	husk_entry_close(&e);
 	return rc;
+}
+
+/*
+ * What a create that died half-way leaves: a directory with no lock
+ * (killed between mkdir and the lock), or an entry with no readable
+ * state.json.  Helpers a damaged entry records in sandbox.json are
+ * stopped before it goes.  Gone already is fine: --force is idempotent.
+ */
+static int delete_leftover(struct husk_ctx *ctx, const char *id,
+			   struct husk_err **err)
+{
+	struct husk_entry e;
+	struct husk_sandbox sb;
+	struct stat st;
+
+	if (husk_store_get(&ctx->store, id, HUSK_LOCK_EXCL, &e, NULL) == 0) {
+		if (husk_sandbox_read(&e, &sb, NULL) == 0) {
+			husk_sandbox_stop(ctx->root, &sb, true, NULL);
+			husk_sandbox_free(&sb);
+		}
+		if (husk_entry_remove(&e, err) < 0) {
+			husk_entry_close(&e);
+			return -1;
+		}
+		return 0;
+	}
+	if (fstatat(ctx->store.rootfd, id, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+		if (errno == ENOENT)
+			return 0;
+		return husk_error_sys(err, errno, "delete %s", id);
+	}
+	if (!S_ISDIR(st.st_mode))
+		return husk_error(err, HUSK_E_STATE, "delete %s: `%s/%s` is "
+				  "not a state directory; not removed", id,
+				  ctx->root, id);
+	return husk_rmtree_at(ctx->store.rootfd, id, err);
 }
 
 int cmd_delete(struct husk_ctx *ctx, int argc, char **argv,
@@ -96,20 +137,18 @@ int cmd_delete(struct husk_ctx *ctx, int argc, char **argv,
 	if (optind != argc - 1)
 		return husk_usage_error(err, "delete needs exactly one "
 					"container id");
+	if (husk_id_validate(argv[optind], "container id", err) < 0)
+		return -1;
 	if (husk_open_container(ctx, argv[optind], HUSK_LOCK_EXCL, &e, &c,
 				err) < 0) {
-		/* A create that died before writing any state leaves an
-		 * empty entry: --force clears it, as runc does. */
-		if (force && *err && (*err)->code != HUSK_E_NOT_FOUND &&
-		    husk_store_get(&ctx->store, argv[optind], HUSK_LOCK_EXCL,
-				   &e, NULL) == 0) {
+		/* runc's delete --force of an id that is not there (or only
+		 * half there, or whose state is damaged) succeeds. */
+		if (!force || !ctx->store_open)
+			return -1;
+		if (*err && (*err)->code != HUSK_E_NOT_FOUND)
 			log_warnx("%s: removing its state only", (*err)->msg);
-			husk_err_clear(err);
-			rc = husk_entry_remove(&e, err);
-			husk_entry_close(&e);
-			return rc;
-		}
-		return -1;
+		husk_err_clear(err);
+		return delete_leftover(ctx, argv[optind], err);
 	}
 	live = husk_live_status(&c);
 	if (!force && live != HUSK_ST_STOPPED && live != HUSK_ST_CREATED)

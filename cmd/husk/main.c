@@ -29,7 +29,7 @@ static const struct husk_cmd commands[] = {
 	  "delete a container and what it holds" },
 	{ "list", cmd_list, "[--format table|json] [--quiet]",
 	  "list containers" },
-	{ "ps", cmd_ps, "[--format table|json] ID",
+	{ "ps", cmd_ps, "[--format table|json] ID [PS-OPTIONS]",
 	  "list the processes of a container" },
 	{ "exec", cmd_exec, "[OPTIONS] ID [COMMAND [ARG...]]",
 	  "run another process in a container" },
@@ -49,6 +49,8 @@ static const struct husk_cmd commands[] = {
 	  "add-iface|del-iface|list-ifaces|update-routes|list-routes ID "
 	  "[FILE]", "the sandbox's interfaces and routes, as JSON" },
 	{ "help", cmd_help, "[COMMAND]", "show help" },
+	{ "checkpoint", cmd_refused, "ID", "refused: see husk(8)" },
+	{ "restore", cmd_refused, "ID", "refused: see husk(8)" },
 	{ NULL, NULL, NULL, NULL },
 };
 
@@ -82,7 +84,7 @@ static void usage(FILE *out)
 		"  --help, --version\n\ncommands:\n",
 		HUSK_DEFAULT_ROOT, HUSK_DEFAULT_CONFIG);
 	for (const struct husk_cmd *c = commands; c->name; c++)
-		fprintf(out, "  %-9s %s\n", c->name, c->summary);
+		fprintf(out, "  %-10s %s\n", c->name, c->summary);
 }
 
 static const char usage_mark[] = "usage: ";
@@ -130,6 +132,18 @@ int cmd_help(struct husk_ctx *ctx, int argc, char **argv,
 		return husk_usage_error(err, "unknown command '%s'", argv[1]);
 	husk_cmd_usage(c, stdout);
 	return 0;
+}
+
+/* runc verbs a VM runtime cannot offer: a clear error, not "unknown". */
+int cmd_refused(struct husk_ctx *ctx, int argc, char **argv,
+		struct husk_err **err)
+{
+	(void)ctx;
+	(void)argc;
+	return husk_error(err, HUSK_E_INVALID, "%s: refused: husk cannot "
+			  "checkpoint or restore a container (CRIU works on "
+			  "host processes, and the container's run inside "
+			  "a VM)", argv[0]);
 }
 
 enum { OPT_ROOT = 256, OPT_LOG, OPT_LOG_FORMAT, OPT_DEBUG, OPT_SYSTEMD,
@@ -213,7 +227,8 @@ int main(int argc, char **argv)
 	cleanup_err struct husk_err *err = NULL;
 	cleanup_free char *abs_root = NULL;
 	const struct husk_cmd *cmd;
-	const char *env_conf;
+	const char *env_conf, *msg;
+	bool usage_err;
 	int rc;
 
 	husk_log_init("husk", HUSK_LOG_WARN, HUSK_LOG_TEXT);
@@ -265,12 +280,16 @@ int main(int argc, char **argv)
 	husk_config_free(&ctx.cfg);
 	if (rc >= 0 && !err)
 		return rc;
-	if (husk_err_is_usage(err)) {
-		fprintf(stderr, "husk: %s\n", err->msg + sizeof(usage_mark) - 1);
-		return HUSK_EXIT_USAGE;
-	}
+	usage_err = husk_err_is_usage(err);
+	msg = !err || !err->msg ? "failed" :
+	      usage_err ? err->msg + sizeof(usage_mark) - 1 : err->msg;
+	/* containerd shows the last line of --log when a runtime fails. */
 	if (ctx.log_path)
-		husk_log(HUSK_LOG_ERROR, "%s", err && err->msg ? err->msg : "?");
-	fprintf(stderr, "husk: %s\n", err && err->msg ? err->msg : "failed");
+		husk_log(HUSK_LOG_ERROR, "%s", msg);
+	fprintf(stderr, "husk: %s\n", msg);
+	if (ctx.fail_exit)
+		return ctx.fail_exit;
+	if (usage_err)
+		return HUSK_EXIT_USAGE;
 	return err ? husk_err_exit_code(err) : HUSK_EXIT_FAIL;
 }

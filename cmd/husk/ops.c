@@ -1,4 +1,4 @@
-/* husk ps, pause, resume, update, events: calls to the guest agent. */
+/* husk pause, resume, update, events: calls to the guest agent. */
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -9,6 +9,7 @@
 
 #include "husk.h"
 #include "libhusk/cleanup.h"
+#include "libhusk/log.h"
 #include "libhusk/util.h"
 
 /* Open a container that must be in one of the states in mask. */
@@ -45,90 +46,6 @@ static int one_id(int argc, char **argv, const char *verb,
 	if (argc != 2 || argv[1][0] == '-')
 		return husk_usage_error(err, "%s needs exactly one container "
 					"id", verb);
-	return 0;
-}
-
-int cmd_ps(struct husk_ctx *ctx, int argc, char **argv,
-	   struct husk_err **err)
-{
-	static const struct option opts[] = {
-		{ "format", required_argument, NULL, 'f' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	const char *format = "table";
-	struct husk_entry e;
-	struct husk_container c;
-	json_t *res = NULL, *procs, *p;
-	size_t i;
-	int ch, rc;
-
-	optind = 1;
-	opterr = 0;
-	while ((ch = getopt_long_only(argc, argv, "+f:h", opts, NULL)) != -1) {
-		switch (ch) {
-		case 'f':
-			format = optarg;
-			break;
-		case 'h':
-			husk_cmd_usage(husk_cmd_find("ps"), stdout);
-			return 0;
-		default:
-			return husk_bad_option(err, "ps", argv[optind - 1]);
-		}
-	}
-	if (strcmp(format, "table") && strcmp(format, "json"))
-		return husk_usage_error(err, "ps --format: '%s' is not table "
-					"or json", format);
-	if (optind != argc - 1)
-		return husk_usage_error(err, "ps needs exactly one container "
-					"id");
-	if (open_live(ctx, argv[optind], LIVE_MASK, HUSK_LOCK_SHARED, &e, &c,
-		      err) < 0)
-		return -1;
-	rc = husk_agent_call(ctx->root, c.sandbox_id, "list_processes",
-			     json_pack("{s:s}", "container_id", c.id), 10000,
-			     &res, err);
-	husk_container_free(&c);
-	husk_entry_close(&e);
-	if (rc < 0)
-		return -1;
-	procs = json_object_get(res, "processes");
-	if (!strcmp(format, "json")) {
-		/* runc prints the pids as a JSON array. */
-		json_t *pids = json_array();
-		cleanup_free char *text = NULL;
-
-		json_array_foreach(procs, i, p)
-			json_array_append(pids, json_object_get(p, "pid"));
-		text = json_dumps(pids, JSON_COMPACT);
-		printf("%s\n", text ? text : "[]");
-		json_decref(pids);
-	} else {
-		printf("%-8s %-8s %-6s %-5s %s\n", "PID", "PPID", "UID",
-		       "STAT", "CMD");
-		json_array_foreach(procs, i, p) {
-			json_t *args = json_object_get(p, "args"), *a;
-			size_t k;
-
-			printf("%-8" JSON_INTEGER_FORMAT " %-8"
-			       JSON_INTEGER_FORMAT " %-6" JSON_INTEGER_FORMAT
-			       " %-5s",
-			       json_integer_value(json_object_get(p, "pid")),
-			       json_integer_value(json_object_get(p, "ppid")),
-			       json_integer_value(json_object_get(p, "uid")),
-			       json_string_value(json_object_get(p, "state"))
-			       ?: "?");
-			if (json_array_size(args))
-				json_array_foreach(args, k, a)
-					printf(" %s", json_string_value(a) ?: "");
-			else
-				printf(" [%s]", json_string_value(
-					json_object_get(p, "comm")) ?: "?");
-			printf("\n");
-		}
-	}
-	json_decref(res);
 	return 0;
 }
 
@@ -195,7 +112,8 @@ int cmd_update(struct husk_ctx *ctx, int argc, char **argv,
 	       struct husk_err **err)
 {
 	enum { O_RES = 1, O_MEM, O_SWAP, O_RESV, O_QUOTA, O_PERIOD, O_SHARES,
-	       O_CPUS, O_MEMS, O_PIDS, O_HELP };
+	       O_CPUS, O_MEMS, O_PIDS, O_BLKIO, O_RT_PERIOD, O_RT_RUNTIME,
+	       O_RDT, O_HELP };
 	static const struct option opts[] = {
 		{ "resources", required_argument, NULL, O_RES },
 		{ "r", required_argument, NULL, O_RES },
@@ -208,6 +126,11 @@ int cmd_update(struct husk_ctx *ctx, int argc, char **argv,
 		{ "cpuset-cpus", required_argument, NULL, O_CPUS },
 		{ "cpuset-mems", required_argument, NULL, O_MEMS },
 		{ "pids-limit", required_argument, NULL, O_PIDS },
+		{ "blkio-weight", required_argument, NULL, O_BLKIO },
+		{ "cpu-rt-period", required_argument, NULL, O_RT_PERIOD },
+		{ "cpu-rt-runtime", required_argument, NULL, O_RT_RUNTIME },
+		{ "l3-cache-schema", required_argument, NULL, O_RDT },
+		{ "mem-bw-schema", required_argument, NULL, O_RDT },
 		{ "help", no_argument, NULL, O_HELP },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -237,6 +160,20 @@ int cmd_update(struct husk_ctx *ctx, int argc, char **argv,
 					    false, err); break;
 		case O_PIDS: rc = set_num(res, "pids", "limit", optarg, false,
 					  err); break;
+		/* As the config's linux.resources: the agent applies them
+		 * or refuses naming the field. */
+		case O_BLKIO: rc = set_num(res, "blockIO", "weight", optarg,
+					   false, err); break;
+		case O_RT_PERIOD: rc = set_num(res, "cpu", "realtimePeriod",
+					       optarg, false, err); break;
+		case O_RT_RUNTIME: rc = set_num(res, "cpu", "realtimeRuntime",
+						optarg, false, err); break;
+		case O_RDT:
+			rc = husk_error(err, HUSK_E_INVALID, "update "
+					"--l3-cache-schema, --mem-bw-schema: "
+					"refused: Intel RDT is not available "
+					"in a VM");
+			break;
 		case O_CPUS:
 		case O_MEMS:
 			if (!json_object_get(res, "cpu"))
@@ -295,6 +232,32 @@ int cmd_update(struct husk_ctx *ctx, int argc, char **argv,
 	return rc;
 }
 
+static json_t *num(const json_t *o, const char *k1, const char *k2)
+{
+	return json_integer(json_integer_value(
+		json_object_get(json_object_get(o, k1), k2)));
+}
+
+/* The agent's stats in the shape of runc's (types.Stats): what the
+ * guest's cgroup knows, nothing made up (no per-CPU or device split). */
+static json_t *runc_stats(const json_t *s)
+{
+	return json_pack("{s:{s:{s:o, s:o, s:o}}, s:{s:o, s:{s:o, s:o, s:o, "
+			 "s:i}}, s:{s:o, s:o}, s:{s:[{s:s, s:o}, {s:s, s:o}]}}",
+			 "cpu", "usage", "total", num(s, "cpu", "usage_ns"),
+			 "kernel", num(s, "cpu", "system_ns"),
+			 "user", num(s, "cpu", "user_ns"),
+			 "memory", "cache", num(s, "memory", "cache"),
+			 "usage", "limit", num(s, "memory", "limit"),
+			 "usage", num(s, "memory", "usage"),
+			 "max", num(s, "memory", "max_usage"), "failcnt", 0,
+			 "pids", "current", num(s, "pids", "current"),
+			 "limit", num(s, "pids", "limit"),
+			 "blkio", "ioServiceBytesRecursive",
+			 "op", "Read", "value", num(s, "io", "read_bytes"),
+			 "op", "Write", "value", num(s, "io", "write_bytes"));
+}
+
 static int print_stats(struct husk_ctx *ctx, const struct husk_container *c,
 		       struct husk_err **err)
 {
@@ -306,12 +269,34 @@ static int print_stats(struct husk_ctx *ctx, const struct husk_container *c,
 			    &res, err) < 0)
 		return -1;
 	ev = json_pack("{s:s, s:s, s:o}", "type", "stats", "id", c->id,
-		       "data", res);
+		       "data", runc_stats(res));
+	json_decref(res);
 	text = json_dumps(ev, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	json_decref(ev);
 	printf("%s\n", text ? text : "{}");
 	fflush(stdout);
 	return 0;
+}
+
+/* The container's status now; HUSK_ST_STOPPED + 1 once it is deleted. */
+#define EV_GONE (HUSK_ST_STOPPED + 1)
+static int current_status(struct husk_ctx *ctx, const char *id,
+			  struct husk_err **err)
+{
+	struct husk_entry e;
+	struct husk_container c;
+	int live;
+
+	if (husk_open_container(ctx, id, HUSK_LOCK_NONE, &e, &c, err) < 0) {
+		if ((*err)->code != HUSK_E_NOT_FOUND)
+			return -1;
+		husk_err_clear(err);
+		return EV_GONE;
+	}
+	live = husk_live_status(&c);
+	husk_container_free(&c);
+	husk_entry_close(&e);
+	return live;
 }
 
 int cmd_events(struct husk_ctx *ctx, int argc, char **argv,
@@ -327,7 +312,7 @@ int cmd_events(struct husk_ctx *ctx, int argc, char **argv,
 	struct husk_container c;
 	bool stats = false;
 	double interval = 5;
-	int ch, rc = 0;
+	int ch, rc = 0, live;
 
 	optind = 1;
 	opterr = 0;
@@ -340,15 +325,18 @@ int cmd_events(struct husk_ctx *ctx, int argc, char **argv,
 			char *end;
 
 			interval = strtod(optarg, &end);
-			/* runc takes Go durations: "5s", "500ms". */
+			/* runc takes Go durations: "5s", "500ms", "1m". */
 			if (!strcmp(end, "ms"))
 				interval /= 1000;
+			else if (!strcmp(end, "m"))
+				interval *= 60;
 			else if (*end && strcmp(end, "s"))
 				interval = -1;
-			if (interval <= 0)
+			if (!(interval > 0 && interval < 1e6))
 				return husk_usage_error(err, "events "
 					"--interval: '%s' is not a positive "
-					"duration", optarg);
+					"duration (such as 5s or 500ms)",
+					optarg);
 			break;
 		}
 		case 'h':
@@ -370,15 +358,33 @@ int cmd_events(struct husk_ctx *ctx, int argc, char **argv,
 		husk_container_free(&c);
 		return rc;
 	}
-	/* Until the container stops: a stats event per interval. */
-	while (rc == 0 && husk_live_status(&c) != HUSK_ST_STOPPED) {
-		struct timespec ts = { (time_t)interval,
-				       (long)((interval - (time_t)interval) *
-					      1e9) };
+	/*
+	 * A stats event per interval until the container is deleted.  A
+	 * failed read is logged and the stream goes on, as runc's does;
+	 * the state is looked at often so that a delete ends it soon.
+	 */
+	for (live = HUSK_ST_RUNNING; live != EV_GONE;) {
+		uint64_t next = husk_now_ms() + (uint64_t)(interval * 1000);
 
-		rc = print_stats(ctx, &c, err);
-		if (rc == 0)
+		if (live != HUSK_ST_STOPPED && print_stats(ctx, &c, err) < 0) {
+			log_warnx("events %s: %s", c.id, (*err)->msg);
+			husk_err_clear(err);
+		}
+		do {
+			struct timespec ts = { 0, 200 * 1000 * 1000 };
+			uint64_t now = husk_now_ms();
+
+			if (next - now < 200)
+				ts.tv_nsec = (long)(next - now) * 1000000;
 			nanosleep(&ts, NULL);
+			live = current_status(ctx, c.id, err);
+			if (live < 0) {
+				rc = -1;
+				break;
+			}
+		} while (live != EV_GONE && husk_now_ms() < next);
+		if (rc < 0)
+			break;
 	}
 	husk_container_free(&c);
 	return rc;

@@ -1,10 +1,94 @@
 /* husk state, husk list: what the store says, with live status. */
+#include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <pwd.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "husk.h"
 #include "libhusk/cleanup.h"
+#include "libhusk/util.h"
+
+/* The bundle's root.path made absolute, as runc reports it ("" if the
+ * bundle no longer says).  The bundle is the caller's: still, never
+ * block on a FIFO put where config.json was. */
+static char *bundle_rootfs(const char *bundle)
+{
+	cleanup_free char *path = husk_xasprintf("%s/config.json", bundle);
+	cleanup_free char *buf = NULL;
+	cleanup_close int fd = -1;
+	const char *root;
+	struct stat st;
+	json_t *spec;
+	ssize_t n;
+	char *out;
+
+	fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
+	    st.st_size > (1 << 22))
+		return husk_xstrdup("");
+	buf = husk_xcalloc(1, (size_t)st.st_size + 1);
+	n = husk_read_all(fd, buf, (size_t)st.st_size);
+	if (n < 0)
+		return husk_xstrdup("");
+	spec = json_loadb(buf, (size_t)n, 0, NULL);
+	root = json_string_value(json_object_get(json_object_get(spec, "root"),
+						 "path"));
+	if (!root || !*root)
+		out = husk_xstrdup("");
+	else if (root[0] == '/')
+		out = husk_xstrdup(root);
+	else
+		out = husk_xasprintf("%s/%s", bundle, root);
+	json_decref(spec);
+	return out;
+}
+
+/* runc's owner: the user owning the container's state directory. */
+static char *state_owner(const struct husk_entry *e,
+			 const struct husk_container *c)
+{
+	struct passwd *pw;
+	struct stat st;
+
+	if (c->owner && *c->owner)
+		return husk_xstrdup(c->owner);
+	if (fstat(e->dirfd, &st) < 0)
+		return husk_xstrdup("");
+	pw = getpwuid(st.st_uid);
+	if (pw)
+		return husk_xstrdup(pw->pw_name);
+	return husk_xasprintf("#%u", (unsigned)st.st_uid);
+}
+
+/* runc's state and list object: ociVersion, id, pid, status, bundle,
+ * rootfs, created, annotations (when there are any), owner. */
+static json_t *runc_state(const struct husk_entry *e,
+			  const struct husk_container *c, int live)
+{
+	cleanup_free char *rootfs = c->bundle ? bundle_rootfs(c->bundle) :
+						husk_xstrdup("");
+	cleanup_free char *owner = state_owner(e, c);
+	json_t *st = json_object();
+
+	json_object_set_new(st, "ociVersion", json_string(HUSK_OCI_VERSION));
+	json_object_set_new(st, "id", json_string(c->id));
+	json_object_set_new(st, "pid", json_integer(live == HUSK_ST_STOPPED ?
+						    0 : c->shim.pid));
+	json_object_set_new(st, "status",
+			    json_string(husk_status_name(live)));
+	json_object_set_new(st, "bundle", json_string(c->bundle ?: ""));
+	json_object_set_new(st, "rootfs", json_string(rootfs));
+	json_object_set_new(st, "created", json_string(c->created ?: ""));
+	if (json_object_size(c->annotations))
+		json_object_set(st, "annotations", c->annotations);
+	json_object_set_new(st, "owner", json_string(owner));
+	return st;
+}
 
 static bool want_help(int argc, char **argv, const char *verb)
 {
@@ -32,7 +116,7 @@ int cmd_state(struct husk_ctx *ctx, int argc, char **argv,
 	if (husk_open_container(ctx, argv[1], HUSK_LOCK_NONE, &e, &c,
 				err) < 0)
 		return -1;
-	st = husk_container_oci_state(&c, husk_live_status(&c));
+	st = runc_state(&e, &c, husk_live_status(&c));
 	text = json_dumps(st, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 	json_decref(st);
 	husk_container_free(&c);
@@ -104,20 +188,21 @@ int cmd_list(struct husk_ctx *ctx, int argc, char **argv,
 		live = husk_live_status(&ct);
 		if (quiet)
 			printf("%s\n", ct.id);
-		else if (!strcmp(format, "table"))
+		else if (!strcmp(format, "table")) {
+			cleanup_free char *owner = state_owner(&e, &ct);
+
 			printf("%-20s %-8d %-10s %-40s %-30s %s\n", ct.id,
 			       live == HUSK_ST_STOPPED ? 0 : (int)ct.shim.pid,
 			       husk_status_name(live), ct.bundle, ct.created,
-			       ct.owner && *ct.owner ? ct.owner : "root");
-		else
-			json_array_append_new(arr,
-					      husk_container_oci_state(&ct,
-								       live));
+			       owner);
+		} else
+			json_array_append_new(arr, runc_state(&e, &ct, live));
 		husk_container_free(&ct);
 		husk_entry_close(&e);
 	}
 	if (!quiet && !strcmp(format, "json")) {
-		cleanup_free char *text = json_dumps(arr, JSON_COMPACT);
+		cleanup_free char *text = json_dumps(arr, JSON_COMPACT |
+						    JSON_PRESERVE_ORDER);
 
 		printf("%s\n", text ? text : "[]");
 	}

@@ -56,11 +56,12 @@ write_spec() {
 	run husk create --bogus c1
 	[ "$status" -eq 100 ]
 	[[ "$output" == *"--bogus"* ]]
+	# exec's own failures are all 255 (runc's), usage ones too.
 	run husk exec c1
-	[ "$status" -eq 100 ]
+	[ "$status" -eq 255 ]
 	[[ "$output" == *"needs a command"* ]]
 	run husk exec --tty --detach c1 sh
-	[ "$status" -eq 100 ]
+	[ "$status" -eq 255 ]
 	[[ "$output" == *"--console-socket"* ]]
 	run husk update --memory lots c1
 	[ "$status" -eq 100 ]
@@ -90,7 +91,7 @@ write_spec() {
 	[ "$status" -eq 1 ]
 	[[ "$output" == *"does not exist"* ]]
 	run husk exec nosuch true
-	[ "$status" -eq 1 ]
+	[ "$status" -eq 255 ]
 	[[ "$output" == *"does not exist"* ]]
 	run husk list --quiet
 	[ "$status" -eq 0 ]

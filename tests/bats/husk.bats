@@ -129,7 +129,7 @@ teardown_file() {
 	[ "$status" -eq 0 ]
 	wait_status d1 paused
 	run husk exec d1 true
-	[ "$status" -eq 1 ]
+	[ "$status" -eq 255 ]
 	run husk resume d1
 	[ "$status" -eq 0 ]
 	wait_status d1 running

@@ -15,6 +15,7 @@
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
+#include <time.h>
 
 #include "agent/cgroup.c"
 #include "agent/procinfo.c"
@@ -475,6 +476,17 @@ static void test_procinfo(void **state)
 	assert_true(at_str_eq(at_get(rec, "comm"), "a) S 1 (b"));
 	assert_int_equal(at_uint(rec, "uid"), geteuid());
 	assert_int_equal(at_uint(rec, "gid"), getegid());
+	/* The fields after the comm, read past the last ')': a start
+	 * made absolute by btime (the child is seconds old, not a boot
+	 * time or the epoch), a mapped process's sizes. */
+	assert_true(at_uint(rec, "start") <= (uint64_t)time(NULL) + 1);
+	assert_true(at_uint(rec, "start") + 3600 > (uint64_t)time(NULL));
+	assert_true(at_uint(rec, "vsz_kb") > 0);
+	assert_true(at_uint(rec, "rss_kb") > 0);
+	assert_int_equal(at_get(rec, "tty")->type,
+			 MSGPACK_OBJECT_POSITIVE_INTEGER);
+	assert_int_equal(at_get(rec, "cpu_ms")->type,
+			 MSGPACK_OBJECT_POSITIVE_INTEGER);
 	rec = &a->via.array.ptr[1];
 	assert_true(at_get(rec, "state")->type == MSGPACK_OBJECT_STR);
 	assert_int_equal(at_get(rec, "args")->type, MSGPACK_OBJECT_ARRAY);

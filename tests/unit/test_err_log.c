@@ -203,7 +203,15 @@ static void test_levels(void **state)
 	assert_non_null(strstr(out, "e1"));
 	assert_non_null(strstr(out, "i1"));
 	assert_null(strstr(out, "d1"));
-	assert_non_null(strstr(out, " t["));
+	/* runc's (logrus') text shape: time, level, msg, then our fields. */
+	assert_int_equal(strncmp(out, "time=\"", 6), 0);
+	assert_non_null(strstr(out, "Z\" level=error msg=e1 tag=t pid="));
+	assert_non_null(strstr(out, " level=warning msg=w1 tag=t pid="));
+	out = capture(emit_json);
+	assert_non_null(strstr(out, " level=info msg=\"main: started "
+			       "\\\"quoted\\\"\\n\\tand a control \\x01 char\" "
+			       "tag=t pid="));
+	assert_int_equal(count_lines(out), 1);
 
 	husk_log_set_level(HUSK_LOG_ERROR);
 	assert_int_equal(husk_log_get_level(), HUSK_LOG_ERROR);
