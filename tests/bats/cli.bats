@@ -440,5 +440,6 @@ plant_state() {
 	[ "$status" -ne 0 ]
 	run grep -c $'\e' "$T/log"
 	[ "$output" = 0 ]
-	grep -q 'x\\x1b\[1A' "$T/log"
+	# The log line quotes the escaped text as logrus does (\\ for \).
+	grep -q 'x\\\\x1b\[1A' "$T/log"
 }
