@@ -292,6 +292,30 @@ px_hwm_under() {
 	[[ "$output" == *'"agent_connected":true'* ]]
 }
 
+@test "proxy: clients' queues past 64 MiB in all: the largest is cut off" {
+	px_hostile_restart fat
+	# ten clients with 7 answers of 900 KiB unread each (each held in a
+	# 1 MiB buffer): 7 MiB, under one client's 8 MiB, 70 MiB in all
+	pids=
+	for i in $(seq 10); do
+		"$B/tests/helpers/lazy_client" "$PS" fat 7 30 >"$T/lazy$i" 2>&1 3>&- &
+		pids="$pids $!"
+	done
+	for _ in $(seq 600); do
+		grep -q "client_check_queue: client pid [0-9]* cut off: clients' write queues over 67108864 bytes in all, this one the largest" "$T/proxy.log" && break
+		sleep 0.05
+	done
+	kill $pids 2>/dev/null || true
+	wait $pids || true
+	grep "client_check_queue" "$T/proxy.log"
+	grep -q "clients' write queues over 67108864 bytes in all, this one the largest" "$T/proxy.log"
+	run grep -q "write queue over 8388608 bytes" "$T/proxy.log"
+	[ "$status" -ne 0 ]
+	px_hwm_under 102400
+	run pipc ping '{}'
+	[ "$status" -eq 0 ]
+}
+
 @test "proxy: usage errors exit 100" {
 	run "$PROXY" --socket "$T/x.sock"
 	[ "$status" -eq 100 ]

@@ -3,11 +3,11 @@
  * the answers (tests/bats/proxy.bats: the cap on a client's write
  * queue).
  *
- *   lazy_client SOCKET METHOD N
+ *   lazy_client SOCKET METHOD N [SECONDS]
  *
  * Says hello, sends N requests of METHOD with params {}, then waits
  * without reading until the proxy closes the connection: exits 0 when
- * it does (within 60 s), 1 if not.
+ * it does (within SECONDS, default 60), 1 if not.
  */
 #include <poll.h>
 #include <stdio.h>
@@ -23,10 +23,13 @@ int main(int argc, char **argv)
 	struct ipc_client cl;
 	struct husk_err *err = NULL;
 	struct pollfd pfd;
-	long long n;
+	long long n, secs = 60;
 
-	if (argc != 4 || husk_parse_int(argv[3], 1, 100000, &n) < 0) {
-		fprintf(stderr, "usage: lazy_client SOCKET METHOD N\n");
+	if ((argc != 4 && argc != 5) ||
+	    husk_parse_int(argv[3], 1, 100000, &n) < 0 ||
+	    (argc == 5 && husk_parse_int(argv[4], 1, 3600, &secs) < 0)) {
+		fprintf(stderr, "usage: lazy_client SOCKET METHOD N "
+				"[SECONDS]\n");
 		return 100;
 	}
 	husk_log_init("lazy_client", HUSK_LOG_WARN, HUSK_LOG_TEXT);
@@ -53,7 +56,7 @@ int main(int argc, char **argv)
 	fflush(stdout);
 	pfd.fd = cl.fd;
 	pfd.events = POLLRDHUP;
-	if (poll(&pfd, 1, 60000) == 1 &&
+	if (poll(&pfd, 1, (int)secs * 1000) == 1 &&
 	    (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR))) {
 		printf("closed by the proxy\n");
 		return 0;
