@@ -81,7 +81,8 @@ static const struct ipc_field f_exec[] = {
 };
 static const struct ipc_field f_signal[] = {
 	F_CID, F_EID,
-	{ "signal", IPC_F_INT64, IPC_REQUIRED, P(signal), 1, 64 },
+	/* 0 checks that the process is there, as kill(2)'s does. */
+	{ "signal", IPC_F_INT64, IPC_REQUIRED, P(signal), 0, 64 },
 	{ "all", IPC_F_BOOL, IPC_NULLABLE, P(all), 0, 0 },
 	F_END,
 };
@@ -577,6 +578,7 @@ static struct container *ct_new(struct agent *a, const char *id,
 	ct->a = a;
 	ct->id = husk_xstrdup(id);
 	ct->ns_flags = s->ns_flags;
+	ct->personality = s->has_personality ? (long)s->personality : -1;
 	ct->init = proc_new(ct, "");
 	ct->procs = ct->init;
 	return ct;
@@ -656,6 +658,8 @@ static int create_ct(struct agent *a, const char *id,
 				  "container %s already exists", id);
 	if (spec_decode(spec_obj, &s, err) < 0 || check_sysctls(a, s, err) < 0)
 		goto out;
+	proc_log_notes(id, s->notes);
+	proc_log_notes(id, s->proc.notes);
 	ct = ct_new(a, id, s);
 	cgname = husk_xasprintf("%s/%s/%s", core->cgroup_root,
 				core->sandbox_id, id);
@@ -981,6 +985,7 @@ void ct_m_exec_process(struct ipc_conn *c, struct ipc_msg *m, void *arg)
 		reply_err(c, m->msgid, err);
 		goto out;
 	}
+	proc_log_notes(ct->id, sproc.notes);
 	pr = proc_new(ct, p.exec_id);
 	sp.ct = ct;
 	sp.proc = &sproc;

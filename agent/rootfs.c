@@ -195,8 +195,25 @@ static void do_mount(struct rctx *r, const struct spec_mount *m)
 		  m->flags, m->data) < 0)
 		child_fail(r->errfd, errno, "mount %s on %s", type, m->dest);
 	close(tfd);
+	if (m->propagation) {
+		/* The new mount, by resolving the path again. */
+		tfd = mkpath(r, m->dest, false);
+		if (mount(NULL, fdpath(tfd, tp), NULL, m->propagation,
+			  NULL) < 0)
+			child_fail(r->errfd, errno, "propagation of %s",
+				   m->dest);
+		close(tfd);
+	}
 	if (strcmp(m->dest, "/dev") == 0 && strcmp(type, "tmpfs") == 0)
 		r->dev_tmpfs = true;
+}
+
+static bool spec_lists_device(const struct spec *s, const char *path)
+{
+	for (size_t i = 0; i < s->ndevices; i++)
+		if (strcmp(s->devices[i].path, path) == 0)
+			return true;
+	return false;
 }
 
 static void default_devices(struct rctx *r)
@@ -214,6 +231,8 @@ static void default_devices(struct rctx *r)
 
 	for (size_t i = 0; i < HUSK_ARRAY_SIZE(devs); i++) {
 		snprintf(rel, sizeof(rel), "/dev/%s", devs[i]);
+		if (spec_lists_device(r->s, rel))
+			continue;       /* made by extra_devices, as given */
 		fd = mkpath(r, rel, true);
 		if (mount(rel, fdpath(fd, tp), NULL, MS_BIND, NULL) < 0)
 			child_fail(r->errfd, errno, "bind %s", rel);
@@ -227,8 +246,12 @@ static void default_devices(struct rctx *r)
 	close(devfd);
 }
 
+/* linux.devices, with the type, numbers, mode, uid and gid given; a
+ * node the image already has is left as it is, as runc leaves it. */
 static void extra_devices(struct rctx *r)
 {
+	mode_t old = umask(0);
+
 	for (size_t i = 0; i < r->s->ndevices; i++) {
 		const struct spec_device *d = &r->s->devices[i];
 		mode_t type = d->type == 'b' ? S_IFBLK :
@@ -240,12 +263,22 @@ static void extra_devices(struct rctx *r)
 		*base++ = '\0';
 		dfd = mkpath(r, dir, false);
 		if (mknodat(dfd, base, type | (d->mode & 07777),
-			    makedev(d->major, d->minor)) < 0 && errno != EEXIST)
-			child_fail(r->errfd, errno, "mknod %s", d->path);
+			    makedev(d->major, d->minor)) < 0) {
+			if (errno != EEXIST)
+				child_fail(r->errfd, errno, "mknod %s",
+					   d->path);
+			close(dfd);
+			continue;
+		}
 		if (fchownat(dfd, base, d->uid, d->gid, AT_SYMLINK_NOFOLLOW) < 0)
 			child_fail(r->errfd, errno, "chown %s", d->path);
+		/* chown clears set-id bits: the mode goes last. */
+		if (d->mode & 07000 &&
+		    fchmodat(dfd, base, d->mode & 07777, 0) < 0)
+			child_fail(r->errfd, errno, "chmod %s", d->path);
 		close(dfd);
 	}
+	umask(old);
 }
 
 static void bind_resolv(struct rctx *r)
@@ -335,6 +368,70 @@ static void masked_paths(struct rctx *r)
 	}
 }
 
+/* Mountinfo's octal escapes (\040 for a space) undone in place. */
+static void unescape(char *s)
+{
+	char *o = s;
+
+	for (; *s; s++) {
+		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' &&
+		    s[2] >= '0' && s[2] <= '7' && s[3] >= '0' && s[3] <= '7') {
+			*o++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 +
+				      (s[3] - '0'));
+			s += 3;
+		} else {
+			*o++ = *s;
+		}
+	}
+	*o = '\0';
+}
+
+/* pivot_root refuses a new root whose parent mount is shared (and with
+ * rootfsPropagation shared it would be): make the mount the rootfs
+ * lives on private, as runc does. */
+static void parent_mount_private(struct rctx *r, const char *path)
+{
+	cleanup_free char *text = NULL, *best = NULL;
+	bool shared = false;
+	size_t bestlen = 0;
+
+	if (husk_read_file(AT_FDCWD, "/proc/self/mountinfo", 1u << 22, &text,
+			   NULL, NULL) < 0)
+		child_fail(r->errfd, errno, "read /proc/self/mountinfo");
+	for (char *line = text, *next; line && *line; line = next) {
+		char *f[7] = { 0 }, *save = NULL;
+		size_t n;
+		int i = 0;
+
+		next = strchr(line, '\n');
+		if (next)
+			*next++ = '\0';
+		for (char *t = strtok_r(line, " ", &save); t && i < 7;
+		     t = strtok_r(NULL, " ", &save))
+			f[i++] = t;
+		if (i < 7)
+			continue;
+		unescape(f[4]);
+		n = strlen(f[4]);
+		/* A prefix at a component boundary, the longest wins. */
+		if (strncmp(path, f[4], n) != 0 ||
+		    (n > 1 && path[n] && path[n] != '/') || n < bestlen)
+			continue;
+		free(best);
+		best = husk_xstrdup(f[4]);
+		bestlen = n;
+		shared = strncmp(f[6], "shared:", 7) == 0 ||
+			 strstr(f[6], " shared:") != NULL;
+		/* Optional fields run up to the "-" separator. */
+		for (char *t = strtok_r(NULL, " ", &save); t && strcmp(t, "-");
+		     t = strtok_r(NULL, " ", &save))
+			if (strncmp(t, "shared:", 7) == 0)
+				shared = true;
+	}
+	if (best && shared && mount(NULL, best, NULL, MS_PRIVATE, NULL) < 0)
+		child_fail(r->errfd, errno, "make %s private", best);
+}
+
 /* Bind the rootfs onto itself and return an fd on that new mount. */
 static int bind_rootfs(struct rctx *r)
 {
@@ -353,6 +450,7 @@ static int bind_rootfs(struct rctx *r)
 	if (n < 0)
 		child_fail(r->errfd, errno, "readlink %s", rp);
 	path[n] = '\0';
+	parent_mount_private(r, path);
 	if (mount(path, path, NULL, MS_BIND | MS_REC, NULL) < 0)
 		child_fail(r->errfd, errno, "bind the rootfs %s", path);
 	nfd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
@@ -367,8 +465,14 @@ static int bind_rootfs(struct rctx *r)
 void rootfs_setup(struct agent *a, const struct spec *s, int errfd)
 {
 	struct rctx r = { .a = a, .s = s, .errfd = errfd };
-	if (mount(NULL, "/", NULL, MS_REC | s->root_propagation, NULL) < 0)
-		child_fail(errfd, errno, "make mounts private");
+	unsigned long prop = s->root_propagation;
+
+	/* An unbindable root could not be bound below: it becomes so once
+	 * it is the root. */
+	if (prop & MS_UNBINDABLE)
+		prop = MS_PRIVATE | (prop & MS_REC);
+	if (mount(NULL, "/", NULL, prop, NULL) < 0)
+		child_fail(errfd, errno, "set the propagation of /");
 	r.sharedfd = open(a->shared_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (r.sharedfd < 0)
 		child_fail(errfd, errno, "open %s", a->shared_dir);
@@ -381,6 +485,11 @@ void rootfs_setup(struct agent *a, const struct spec *s, int errfd)
 	bind_resolv(&r);
 	close(r.sharedfd);
 	enter_root(&r);
+	/* After pivot_root, so that "/" is the container's root and not
+	 * the mount it came from (runc's order). */
+	if (s->has_root_propagation &&
+	    mount(NULL, "/", NULL, s->root_propagation, NULL) < 0)
+		child_fail(errfd, errno, "spec.linux.rootfsPropagation");
 	write_sysctls(&r);
 	readonly_paths(&r);
 	masked_paths(&r);
@@ -389,4 +498,7 @@ void rootfs_setup(struct agent *a, const struct spec *s, int errfd)
 	if (s->hostname && s->hostname[0] &&
 	    sethostname(s->hostname, strlen(s->hostname)) < 0)
 		child_fail(errfd, errno, "sethostname");
+	if (s->domainname && s->domainname[0] &&
+	    setdomainname(s->domainname, strlen(s->domainname)) < 0)
+		child_fail(errfd, errno, "setdomainname");
 }

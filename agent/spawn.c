@@ -461,7 +461,7 @@ static void init_body(struct agent *a, struct spawn *sp, int syncfd,
 		_exit(127);
 	if (wait_byte(syncfd, '2') < 0)
 		_exit(127);
-	proc_exec(a, sp->proc, exe, sp->filter, errfd);
+	proc_exec(a, sp->proc, sp->ct->personality, exe, sp->filter, errfd);
 }
 
 int spawn_init(struct agent *a, struct spawn *sp, spawn_done_fn *done,
@@ -532,7 +532,7 @@ static void exec_body(struct agent *a, struct spawn *sp, int syncfd,
 	if (sp->proc->terminal)
 		child_tty(sp->proc, sp->tty_sock, errfd);
 	exe = proc_find_exe(sp->proc, errfd);
-	proc_exec(a, sp->proc, exe, sp->filter, errfd);
+	proc_exec(a, sp->proc, sp->ct->personality, exe, sp->filter, errfd);
 }
 
 static int open_ns(pid_t pid, const char *name, struct husk_err **err)

@@ -152,6 +152,42 @@ static int refuse_nonempty(const msgpack_object *map, const char *key,
 	return husk_error(err, HUSK_E_INVALID, "%s.%s: %s", parent, key, why);
 }
 
+/* Append "what: why" to a notes list (logged when the container is
+ * made): a field accepted but not applicable in the VM. */
+static void note_add(char ***notes, const char *what, const char *why)
+{
+	size_t n = 0;
+	char **v;
+
+	while (*notes && (*notes)[n])
+		n++;
+	if (n >= 64)
+		return;
+	v = husk_xcalloc(n + 2, sizeof(char *));
+	if (n)
+		memcpy(v, *notes, n * sizeof(char *));
+	v[n] = husk_xasprintf("%s: %s", what, why);
+	free(*notes);
+	*notes = v;
+}
+
+/* A member present and not empty is noted as not applied. */
+static void note_nonempty(const msgpack_object *map, const char *key,
+			  const char *parent, const char *why, char ***notes)
+{
+	const msgpack_object *o = member(map, key);
+	char what[WHAT_MAX];
+
+	if (!o)
+		return;
+	if ((o->type == MSGPACK_OBJECT_STR && o->via.str.size == 0) ||
+	    (o->type == MSGPACK_OBJECT_ARRAY && o->via.array.size == 0) ||
+	    (o->type == MSGPACK_OBJECT_MAP && o->via.map.size == 0))
+		return;
+	path_of(what, parent, key);
+	note_add(notes, what, why);
+}
+
 /* ------------------------------------------------------------------ */
 /* process                                                             */
 
@@ -271,10 +307,9 @@ static int decode_user(const msgpack_object *proc, const char *parent,
 	if (!u)
 		return 0;
 	path_of(what, parent, "user");
-	if (refuse_nonempty(u, "username", what,
-			    "user names are not supported (give numeric ids)",
-			    err) < 0)
-		return -1;
+	note_nonempty(u, "username", what,
+		      "a Windows field; Linux takes the numeric ids",
+		      &p->notes);
 	path_of(w2, what, "uid");
 	if (ipc_obj_uint(ipc_map_get(u, "uid"), w2, UINT32_MAX - 1, &v,
 			 err) < 0)
@@ -302,6 +337,129 @@ static int decode_user(const msgpack_object *proc, const char *parent,
 				 err) < 0)
 			return -1;
 		p->gids[p->ngids++] = (gid_t)v;
+	}
+	return 0;
+}
+
+/* process.ioPriority: {class, priority}, for ioprio_set(2). */
+static int decode_io_priority(const msgpack_object *proc, const char *parent,
+			      struct spec_process *p, struct husk_err **err)
+{
+	static const char *const classes[] = {
+		NULL, "IOPRIO_CLASS_RT", "IOPRIO_CLASS_BE", "IOPRIO_CLASS_IDLE",
+	};
+	const msgpack_object *io;
+	cleanup_free char *cls = NULL;
+	char what[WHAT_MAX], w2[WHAT_MAX];
+	uint64_t v = 0;
+
+	if (opt_map(proc, "ioPriority", parent, &io, err) < 0)
+		return -1;
+	if (!io)
+		return 0;
+	path_of(what, parent, "ioPriority");
+	if (opt_str(io, "class", what, 32, &cls, err) < 0)
+		return -1;
+	for (int i = 1; cls && i < 4; i++)
+		if (strcmp(cls, classes[i]) == 0)
+			p->io_class = i;
+	if (!p->io_class)
+		return husk_error(err, HUSK_E_INVALID,
+				  "%s.class: expected IOPRIO_CLASS_RT, _BE or _IDLE",
+				  what);
+	if (member(io, "priority")) {
+		path_of(w2, what, "priority");
+		if (ipc_obj_uint(member(io, "priority"), w2, 7, &v, err) < 0)
+			return -1;
+	}
+	p->io_prio = (int)v;
+	return 0;
+}
+
+/* process.scheduler: a policy for sched_setattr(2). */
+static int decode_scheduler(const msgpack_object *proc, const char *parent,
+			    struct spec_process *p, struct husk_err **err)
+{
+	static const struct {
+		const char *name;
+		int policy;
+	} pols[] = {
+		{ "SCHED_OTHER", 0 }, { "SCHED_FIFO", 1 }, { "SCHED_RR", 2 },
+		{ "SCHED_BATCH", 3 }, { "SCHED_IDLE", 5 },
+		{ "SCHED_DEADLINE", 6 },
+	};
+	static const char *const times[] = { "runtime", "deadline", "period" };
+	const msgpack_object *sc;
+	cleanup_free char *pol = NULL;
+	cleanup_strv char **flags = NULL;
+	char what[WHAT_MAX], w2[WHAT_MAX];
+	size_t k;
+	uint64_t u;
+	int64_t i;
+
+	if (opt_map(proc, "scheduler", parent, &sc, err) < 0)
+		return -1;
+	if (!sc)
+		return 0;
+	path_of(what, parent, "scheduler");
+	if (opt_str(sc, "policy", what, 32, &pol, err) < 0)
+		return -1;
+	for (k = 0; pol && k < HUSK_ARRAY_SIZE(pols); k++)
+		if (strcmp(pol, pols[k].name) == 0)
+			break;
+	if (!pol || k == HUSK_ARRAY_SIZE(pols))
+		return husk_error(err, HUSK_E_INVALID,
+				  "%s.policy: unknown policy \"%s\"", what,
+				  pol ? pol : "");
+	p->has_sched = true;
+	p->sched_policy = pols[k].policy;
+	if (member(sc, "nice")) {
+		path_of(w2, what, "nice");
+		if (ipc_obj_int(member(sc, "nice"), w2, -20, 19, &i, err) < 0)
+			return -1;
+		p->sched_nice = (int)i;
+	}
+	if (member(sc, "priority")) {
+		path_of(w2, what, "priority");
+		if (ipc_obj_int(member(sc, "priority"), w2, 0, 99, &i,
+				err) < 0)
+			return -1;
+		p->sched_priority = (int)i;
+	}
+	for (int t = 0; t < 3; t++) {
+		if (!member(sc, times[t]))
+			continue;
+		path_of(w2, what, times[t]);
+		if (ipc_obj_uint(member(sc, times[t]), w2, UINT64_MAX, &u,
+				 err) < 0)
+			return -1;
+		p->sched_times[t] = u;
+	}
+	if (opt_strv(sc, "flags", what, 16, &flags, err) < 0)
+		return -1;
+	for (int f = 0; flags && flags[f]; f++) {
+		static const struct {
+			const char *name;
+			uint64_t bit;
+		} fl[] = {
+			{ "SCHED_FLAG_RESET_ON_FORK", 0x01 },
+			{ "SCHED_FLAG_RECLAIM", 0x02 },
+			{ "SCHED_FLAG_DL_OVERRUN", 0x04 },
+			{ "SCHED_FLAG_KEEP_POLICY", 0x08 },
+			{ "SCHED_FLAG_KEEP_PARAMS", 0x10 },
+			{ "SCHED_FLAG_UTIL_CLAMP_MIN", 0x20 },
+			{ "SCHED_FLAG_UTIL_CLAMP_MAX", 0x40 },
+		};
+		size_t j;
+
+		for (j = 0; j < HUSK_ARRAY_SIZE(fl); j++)
+			if (strcmp(flags[f], fl[j].name) == 0)
+				break;
+		if (j == HUSK_ARRAY_SIZE(fl))
+			return husk_error(err, HUSK_E_INVALID,
+					  "%s.flags[%d]: unknown flag \"%s\"",
+					  what, f, flags[f]);
+		p->sched_flags |= fl[j].bit;
 	}
 	return 0;
 }
@@ -366,16 +524,16 @@ int spec_process_decode(const msgpack_object *o, const char *what,
 		p->has_oom_score_adj = true;
 		p->oom_score_adj = (int)v;
 	}
-	if (refuse_nonempty(o, "apparmorProfile", what,
-			    "AppArmor is not supported in the guest", err) < 0 ||
-	    refuse_nonempty(o, "selinuxLabel", what,
-			    "SELinux is not supported in the guest", err) < 0 ||
-	    refuse_nonempty(o, "ioPriority", what,
-			    "I/O priorities are not supported", err) < 0 ||
-	    refuse_nonempty(o, "scheduler", what,
-			    "scheduler settings are not supported", err) < 0 ||
-	    refuse_nonempty(o, "commandLine", what,
-			    "commandLine is a Windows field", err) < 0)
+	note_nonempty(o, "apparmorProfile", what,
+		      "the guest kernel runs no AppArmor; the VM is the "
+		      "boundary", &p->notes);
+	note_nonempty(o, "selinuxLabel", what,
+		      "the guest kernel runs no SELinux; the VM is the "
+		      "boundary", &p->notes);
+	note_nonempty(o, "commandLine", what, "a Windows field",
+		      &p->notes);
+	if (decode_io_priority(o, what, p, err) < 0 ||
+	    decode_scheduler(o, what, p, err) < 0)
 		goto fail;
 	return 0;
 fail:
@@ -390,6 +548,7 @@ void spec_process_free(struct spec_process *p)
 	free(p->cwd);
 	free(p->gids);
 	free(p->rlimits);
+	husk_cleanup_strvp(&p->notes);
 	memset(p, 0, sizeof(*p));
 }
 
@@ -674,10 +833,12 @@ static int decode_devices(const msgpack_object *lx, struct spec *s,
 		}
 		if (member(d, "fileMode")) {
 			path_of(w2, what, "fileMode");
-			if (ipc_obj_uint(member(d, "fileMode"), w2, 07777, &v,
-					 err) < 0)
+			/* Type bits (S_IFCHR...) may come along: the type
+			 * is `type`'s. */
+			if (ipc_obj_uint(member(d, "fileMode"), w2, 0177777,
+					 &v, err) < 0)
 				return -1;
-			dv->mode = (uint32_t)v;
+			dv->mode = (uint32_t)v & 07777;
 		}
 		if (member(d, "uid")) {
 			path_of(w2, what, "uid");
@@ -697,24 +858,70 @@ static int decode_devices(const msgpack_object *lx, struct spec *s,
 	return 0;
 }
 
+/* Propagation names, as in mounts[].options and rootfsPropagation. */
+static const struct {
+	const char *name;
+	unsigned long flags;
+} propagations[] = {
+	{ "private", MS_PRIVATE }, { "rprivate", MS_PRIVATE | MS_REC },
+	{ "slave", MS_SLAVE }, { "rslave", MS_SLAVE | MS_REC },
+	{ "shared", MS_SHARED }, { "rshared", MS_SHARED | MS_REC },
+	{ "unbindable", MS_UNBINDABLE },
+	{ "runbindable", MS_UNBINDABLE | MS_REC },
+};
+
 static int decode_propagation(const msgpack_object *lx, struct spec *s,
 			      struct husk_err **err)
 {
 	cleanup_free char *p = NULL;
 
-	s->root_propagation = MS_PRIVATE;
+	/* runc's default: the container sees the guest's later mounts
+	 * under what it was given, and none of its own leak out. */
+	s->root_propagation = MS_SLAVE | MS_REC;
 	if (opt_str(lx, "rootfsPropagation", "spec.linux", 32, &p, err) < 0)
 		return -1;
-	if (!p || !p[0] || strcmp(p, "private") == 0 ||
-	    strcmp(p, "rprivate") == 0)
+	if (!p || !p[0])
 		return 0;
-	if (strcmp(p, "slave") == 0 || strcmp(p, "rslave") == 0) {
-		s->root_propagation = MS_SLAVE;
-		return 0;
-	}
+	for (size_t i = 0; i < HUSK_ARRAY_SIZE(propagations); i++)
+		if (strcmp(p, propagations[i].name) == 0) {
+			s->root_propagation = propagations[i].flags;
+			s->has_root_propagation = true;
+			return 0;
+		}
 	return husk_error(err, HUSK_E_INVALID,
-			  "spec.linux.rootfsPropagation: \"%s\" is not supported (private or slave)",
+			  "spec.linux.rootfsPropagation: \"%s\" is not one of private, rprivate, slave, rslave, shared, rshared, unbindable, runbindable",
 			  p);
+}
+
+/* linux.personality: {domain: LINUX or LINUX32, flags: []}. */
+static int decode_personality(const msgpack_object *lx, struct spec *s,
+			      struct husk_err **err)
+{
+	const msgpack_object *pm;
+	cleanup_free char *dom = NULL;
+	cleanup_strv char **flags = NULL;
+	const char *what = "spec.linux.personality";
+
+	if (opt_map(lx, "personality", "spec.linux", &pm, err) < 0)
+		return -1;
+	if (!pm)
+		return 0;
+	if (opt_str(pm, "domain", what, 16, &dom, err) < 0 ||
+	    opt_strv(pm, "flags", what, 16, &flags, err) < 0)
+		return -1;
+	if (dom && strcmp(dom, "LINUX") == 0)
+		s->personality = 0x0000;         /* PER_LINUX */
+	else if (dom && strcmp(dom, "LINUX32") == 0)
+		s->personality = 0x0008;         /* PER_LINUX32 */
+	else
+		return husk_error(err, HUSK_E_INVALID,
+				  "%s.domain: expected LINUX or LINUX32", what);
+	s->has_personality = true;
+	/* The spec defines no flag names yet; runc ignores them too. */
+	if (flags && flags[0])
+		note_add(&s->notes, "spec.linux.personality.flags",
+			 "no flags are defined by the spec; ignored");
+	return 0;
 }
 
 static int decode_linux(const msgpack_object *root, struct spec *s,
@@ -731,19 +938,20 @@ static int decode_linux(const msgpack_object *root, struct spec *s,
 			    "user namespaces are not supported", err) < 0 ||
 	    refuse_nonempty(lx, "gidMappings", "spec.linux",
 			    "user namespaces are not supported", err) < 0 ||
-	    refuse_nonempty(lx, "mountLabel", "spec.linux",
-			    "SELinux is not supported in the guest", err) < 0 ||
-	    refuse_nonempty(lx, "intelRdt", "spec.linux",
-			    "Intel RDT is not supported", err) < 0 ||
-	    refuse_nonempty(lx, "personality", "spec.linux",
-			    "personality is not supported", err) < 0 ||
 	    refuse_nonempty(lx, "timeOffsets", "spec.linux",
 			    "time namespaces are not supported", err) < 0)
 		return -1;
+	note_nonempty(lx, "mountLabel", "spec.linux",
+		      "the guest kernel runs no SELinux; the VM is the boundary",
+		      &s->notes);
+	note_nonempty(lx, "intelRdt", "spec.linux",
+		      "the VM has no resctrl file system (cache and memory "
+		      "bandwidth allocation are the host's)", &s->notes);
 	if (decode_namespaces(lx, s, err) < 0 ||
 	    decode_sysctl(lx, s, err) < 0 ||
 	    decode_devices(lx, s, err) < 0 ||
 	    decode_propagation(lx, s, err) < 0 ||
+	    decode_personality(lx, s, err) < 0 ||
 	    opt_strv(lx, "maskedPaths", "spec.linux", SPEC_MAX_LIST,
 		     &s->masked_paths, err) < 0 ||
 	    opt_strv(lx, "readonlyPaths", "spec.linux", SPEC_MAX_LIST,
@@ -796,11 +1004,18 @@ int spec_decode(const msgpack_object *o, struct spec **out,
 		goto fail;
 	}
 	if (opt_str(o, "hostname", "spec", 64, &s->hostname, err) < 0 ||
+	    opt_str(o, "domainname", "spec", 64, &s->domainname, err) < 0 ||
 	    decode_mounts(o, s, err) < 0 || decode_linux(o, s, err) < 0)
 		goto fail;
 	if (s->hostname && s->hostname[0] && !(s->ns_flags & CLONE_NEWUTS)) {
 		husk_error(err, HUSK_E_INVALID,
 			   "spec.hostname: needs a uts namespace");
+		goto fail;
+	}
+	if (s->domainname && s->domainname[0] &&
+	    !(s->ns_flags & CLONE_NEWUTS)) {
+		husk_error(err, HUSK_E_INVALID,
+			   "spec.domainname: needs a uts namespace");
 		goto fail;
 	}
 	/* hooks run on the host; annotations are the host's business. */
@@ -818,6 +1033,8 @@ void spec_free(struct spec *s)
 	spec_process_free(&s->proc);
 	free(s->root_path);
 	free(s->hostname);
+	free(s->domainname);
+	husk_cleanup_strvp(&s->notes);
 	for (size_t i = 0; i < s->nmounts; i++) {
 		free(s->mounts[i].dest);
 		free(s->mounts[i].type);

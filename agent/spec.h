@@ -47,6 +47,14 @@ struct spec_process {
 	bool no_new_privs;
 	bool has_oom_score_adj;
 	int oom_score_adj;
+	int io_class;                   /* IOPRIO_CLASS_*; 0: not given */
+	int io_prio;                    /* 0..7 */
+	bool has_sched;                 /* scheduler given */
+	int sched_policy;               /* SCHED_* */
+	int sched_nice, sched_priority;
+	uint64_t sched_flags;
+	uint64_t sched_times[3];        /* runtime, deadline, period (ns) */
+	char **notes;                   /* fields not applied, for the log */
 };
 
 struct spec_mount {
@@ -84,7 +92,12 @@ struct spec {
 	char *cgroups_path;
 	struct spec_device *devices;
 	size_t ndevices;
-	unsigned long root_propagation; /* MS_* for "/", default MS_PRIVATE */
+	unsigned long root_propagation; /* MS_* (| MS_REC) for "/" */
+	bool has_root_propagation;      /* rootfsPropagation given */
+	char *domainname;
+	bool has_personality;
+	unsigned long personality;      /* PER_LINUX or PER_LINUX32 */
+	char **notes;                   /* fields not applied, for the log */
 };
 
 /* Decode a whole config.json (a map). */

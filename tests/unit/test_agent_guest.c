@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 
 #include "agent/cgroup.c"
+#include "agent/cgroup_limits.c"
 #include "agent/guest.c"
 #include "tests/unit/agent_testlib.h"
 
