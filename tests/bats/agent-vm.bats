@@ -20,6 +20,16 @@ teardown_file() {
 	vm_stop
 }
 
+# A busybox sh init that records each trapped signal's name in /got
+# and exits 3 on TERM; /ready once the traps are set.
+trap_spec() {
+	jq -nc --arg s 'for s in HUP INT USR1 USR2 QUIT WINCH; do trap "echo $s >>/got" $s; done; trap "echo TERM >>/got; exit 3" TERM; touch /ready; while :; do sleep 0.1; done' \
+		'{process: {args: ["sh", "-c", $s], env: ["PATH=/bin"], cwd: "/"},
+		  root: {path: "rootfs"},
+		  mounts: [{destination: "/proc", type: "proc", source: "proc"}],
+		  linux: {namespaces: [{type: "pid"}, {type: "mount"}]}}'
+}
+
 show_console() {
 	echo "# guest console:"
 	sed 's/^/#   /' "$VT/console.log" | tail -n 40
@@ -39,6 +49,48 @@ show_console() {
 	run "$CLIENT" --no-stdin "$VT/agent.sock" run c1 "$spec"
 	[ "$status" -eq 0 ] || show_console
 	[ "$output" = $'hello\nvmc' ]
+}
+
+# docker 20.10's config.json (tests/unit/fixtures), with the rootfs
+# under the share and docker's own binds (the host side's job) left out.
+docker_spec() {
+	jq -c --arg cmd "$1" '.root.path = "rootfs"
+		| .mounts |= map(select(.type != "bind"))
+		| .process.args = ["sh", "-c", $cmd]
+		| .process.env = ["PATH=/bin"]' \
+		"$HUSK_SRC/tests/unit/fixtures/docker-20.10-config.json"
+}
+
+@test "agent-vm: docker 20.10's spec runs; its blkio weight is the container's io.weight" {
+	# blockIO.weight 300 is io.weight 1 + (300 - 10) * 9999 / 990 on
+	# the guest's cgroup v2 (iocost; BFQ is not loaded); the throttle
+	# names 254:0, a disk this guest does not have: skipped.
+	run "$CLIENT" --no-stdin "$VT/agent.sock" run d1 \
+		"$(docker_spec 'cat /sys/fs/cgroup/io.weight; cat /proc/sys/net/ipv4/ip_unprivileged_port_start; stat -c "%a %u:%g" /dev/fuse')"
+	echo "$output"
+	[ "$status" -eq 0 ] || show_console
+	[ "${lines[0]}" = "default 2930" ]
+	[ "${lines[1]}" = 0 ]
+	[ "${lines[2]}" = "666 0:0" ]
+}
+
+@test "agent-vm: a trap in the container's init sees every signal kill sends" {
+	# PID 1 of the container's pid namespace: only signals it has a
+	# handler for reach it, and the trap is that handler.
+	"$CLIENT" --detach "$VT/agent.sock" run t1 "$(trap_spec)"
+	local sig want
+	for _ in $(seq 300); do [ -e "$VT/share/rootfs/ready" ] && break; sleep 0.1; done
+	[ -e "$VT/share/rootfs/ready" ] || show_console
+	for sig in 1 2 10 12 3 28; do
+		"$IPC" "$VT/agent.sock" signal_process "{\"container_id\":\"t1\",\"exec_id\":\"\",\"signal\":$sig}"
+		want=$(kill -l "$sig")
+		for _ in $(seq 300); do grep -qx "$want" "$VT/share/rootfs/got" 2>/dev/null && break; sleep 0.1; done
+		grep -qx "$want" "$VT/share/rootfs/got"
+	done
+	"$IPC" "$VT/agent.sock" signal_process '{"container_id":"t1","exec_id":"","signal":15}'
+	run "$IPC" -t 60 "$VT/agent.sock" wait_process '{"container_id":"t1","exec_id":""}'
+	[ "$output" = '{"status":3}' ]
+	rm -f "$VT/share/rootfs/ready" "$VT/share/rootfs/got"
 }
 
 @test "agent-vm: destroy_sandbox with poweroff stops the VM" {

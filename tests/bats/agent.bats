@@ -376,3 +376,39 @@ docker_spec() {
 	[ "${lines[0]}" = hello ]
 	[ "${lines[1]}" = "character special file a:e5 666 0:0" ]
 }
+
+# A busybox sh init that records each trapped signal's name in /got
+# and exits 3 on TERM; /ready once the traps are set.
+trap_spec() {
+	jq -nc --arg s 'for s in HUP INT USR1 USR2 QUIT WINCH ALRM; do trap "echo $s >>/got" $s; done; trap "echo TERM >>/got; exit 3" TERM; touch /ready; while :; do sleep 0.1; done' \
+		'{process: {args: ["sh", "-c", $s], env: ["PATH=/bin"], cwd: "/"},
+		  root: {path: "rootfs"},
+		  mounts: [{destination: "/proc", type: "proc", source: "proc"}],
+		  linux: {namespaces: [{type: "pid"}, {type: "mount"}]}}'
+}
+
+@test "agent: a trap in the container's init sees every signal kill sends" {
+	# The agent is started here in the background, so it inherits
+	# SIGINT and SIGQUIT ignored: the container's process must not.
+	"$CLIENT" --detach "$S" run c1 "$(trap_spec)"
+	local sig want r=$T/share/rootfs
+	for _ in $(seq 100); do [ -e "$r/ready" ] && break; sleep 0.05; done
+	[ -e "$r/ready" ]
+	# Nothing blocked; ignored only what sh itself ignores (nothing
+	# of the eight: bits 1, 2, 3, 10, 12, 14, 15, 28).
+	run grep -E '^Sig(Blk|Ign)' "/proc/$(pgrep -P "$AGENT_PID" -x sh)/status"
+	echo "$output"
+	[ "${lines[0]}" = "SigBlk:	0000000000000000" ]
+	[ $(( 0x${lines[1]#SigIgn:	} & 0x8006a07 )) -eq 0 ]
+	for sig in 1 2 10 12 3 28 14; do
+		ipc signal_process "{\"container_id\":\"c1\",\"exec_id\":\"\",\"signal\":$sig}"
+		want=$(kill -l "$sig")
+		for _ in $(seq 100); do grep -qx "$want" "$r/got" 2>/dev/null && break; sleep 0.05; done
+		grep -qx "$want" "$r/got"
+	done
+	ipc signal_process '{"container_id":"c1","exec_id":"","signal":0}'
+	ipc signal_process '{"container_id":"c1","exec_id":"","signal":15}'
+	run ipc wait_process '{"container_id":"c1","exec_id":""}'
+	[ "$output" = '{"status":3}' ]
+	[ "$(cat "$r/got")" = "$(printf 'HUP\nINT\nUSR1\nUSR2\nQUIT\nWINCH\nALRM\nTERM')" ]
+}
