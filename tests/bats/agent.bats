@@ -42,6 +42,9 @@ teardown() {
 		find "$c" -depth -type d -exec rmdir {} + 2>/dev/null || true
 	done
 	umount -R "$T/share" 2>/dev/null || true
+	# What a test mounted below $T (deepest first).
+	awk -v t="$T/" 'index($5, t) == 1 { print $5 }' /proc/self/mountinfo |
+		sort -r | while read -r m; do umount -l "$m" 2>/dev/null; done
 	rm -rf "$T"
 }
 
@@ -411,4 +414,79 @@ trap_spec() {
 	run ipc wait_process '{"container_id":"c1","exec_id":""}'
 	[ "$output" = '{"status":3}' ]
 	[ "$(cat "$r/got")" = "$(printf 'HUP\nINT\nUSR1\nUSR2\nQUIT\nWINCH\nALRM\nTERM')" ]
+}
+
+# An exec's process object running sh -c SCRIPT.
+sh_proc() {
+	jq -nc --arg s "$1" '{args: ["sh", "-c", $s], env: ["PATH=/bin"], cwd: "/"}'
+}
+
+@test "agent: mount propagation options and rootfsPropagation work as with runc" {
+	local v=$T/share/vol
+	mkdir -p "$v"
+	mount --bind "$v" "$v"
+	mount --make-shared "$v"
+	mkdir -p "$v/sub" "$v/fromct"
+	local base=$MOUNTS
+	MOUNTS="$base"',{"destination":"/vs","type":"bind","source":"vol","options":["rbind","rslave"]},
+{"destination":"/vp","type":"bind","source":"vol","options":["rbind","rprivate"]},
+{"destination":"/vu","type":"bind","source":"vol","options":["rbind","runbindable"]},
+{"destination":"/t","type":"tmpfs","source":"t","options":["shared"]}'
+	"$CLIENT" --detach "$S" run c1 "$(spec '["sleep","100"]')"
+	# A mount the host makes afterwards reaches the slave only.
+	mount -t tmpfs late "$v/sub"
+	run "$CLIENT" --no-stdin "$S" exec c1 e1 "$(sh_proc '
+		for m in /vs /vp /vu /t /; do
+			awk -v m=$m '"'"'$5 == m { o = ""; for (i = 7; $i != "-"; i++) o = o " " $i; print m ":" o }'"'"' /proc/self/mountinfo
+		done
+		echo vs_sub=$(grep -c " /vs/sub " /proc/self/mountinfo)
+		echo vp_sub=$(grep -c " /vp/sub " /proc/self/mountinfo)')"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "${lines[0]}" =~ ^/vs:\ master:[0-9]+$ ]]
+	[ "${lines[1]}" = "/vp:" ]
+	[ "${lines[2]}" = "/vu: unbindable" ]
+	[[ "${lines[3]}" =~ ^/t:\ shared:[0-9]+$ ]]
+	# runc's default root propagation, rslave: private here, since
+	# the host's / is.
+	[ "${lines[4]}" = "/:" ]
+	[ "${lines[5]}" = vs_sub=1 ]
+	[ "${lines[6]}" = vp_sub=0 ]
+	umount "$v/sub"
+
+	# docker's rshared volumes: rootfsPropagation shared, and a mount
+	# the container makes comes out to the host.
+	LINUX=',"rootfsPropagation":"shared"'
+	MOUNTS="$base"',{"destination":"/vsh","type":"bind","source":"vol","options":["rbind","rshared"]}'
+	"$CLIENT" --detach "$S" run c2 "$(spec '["sleep","100"]')"
+	run "$CLIENT" --no-stdin "$S" exec c2 e1 "$(sh_proc 'mount -t tmpfs fromct /vsh/fromct && awk '"'"'$5 == "/" { print $7 }'"'"' /proc/self/mountinfo')"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" =~ ^shared:[0-9]+$ ]]
+	mountpoint -q "$v/fromct"
+	umount "$v/fromct"
+	# Without it (rslave), nothing comes out.
+	LINUX=
+	MOUNTS="$base"',{"destination":"/vs","type":"bind","source":"vol","options":["rbind","rshared"]}'
+	"$CLIENT" --detach "$S" run c3 "$(spec '["sleep","100"]')"
+	run "$CLIENT" --no-stdin "$S" exec c3 e1 "$(sh_proc 'mount -t tmpfs fromct /vs/fromct && grep -c " /vs/fromct " /proc/self/mountinfo')"
+	[ "$output" = 1 ]
+	run mountpoint -q "$v/fromct"
+	[ "$status" -ne 0 ]
+}
+
+@test "agent: linux.devices get their type, numbers, mode, uid and gid" {
+	LINUX=',"devices":[{"path":"/dev/fuse","type":"c","major":10,"minor":229,"fileMode":432,"uid":1000,"gid":5},
+{"path":"/dev/xblk/loop9","type":"b","major":7,"minor":9,"fileMode":24992,"uid":0,"gid":6},
+{"path":"/dev/null","type":"c","major":1,"minor":3,"fileMode":438,"uid":0,"gid":0},
+{"path":"/dev/myfifo","type":"p","fileMode":420,"uid":1,"gid":1}]' \
+		run run_sh 'for d in /dev/fuse /dev/xblk/loop9 /dev/null /dev/myfifo; do stat -c "%n %F %t:%T %a %u:%g" $d; done; echo ok >/dev/null && echo null-ok'
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ "${lines[0]}" = "/dev/fuse character special file a:e5 660 1000:5" ]
+	[ "${lines[1]}" = "/dev/xblk/loop9 block special file 7:9 640 0:6" ]
+	# Listed: made as given rather than bound from the agent's /dev.
+	[ "${lines[2]}" = "/dev/null character special file 1:3 666 0:0" ]
+	[ "${lines[3]}" = "/dev/myfifo fifo 0:0 644 1:1" ]
+	[ "${lines[4]}" = null-ok ]
 }
