@@ -160,6 +160,23 @@ static void do_bind(struct rctx *r, const struct spec_mount *m)
 	close(tfd);
 }
 
+static bool userns(const struct rctx *r)
+{
+	return r->s->ns_flags & CLONE_NEWUSER;
+}
+
+static void bind_sys(struct rctx *r, int tfd, const struct spec_mount *m)
+{
+	char tp[32];
+	int fd;
+
+	if (mount("/sys", fdpath(tfd, tp), NULL, MS_BIND | MS_REC, NULL) < 0)
+		child_fail(r->errfd, errno, "bind /sys on %s", m->dest);
+	fd = mkpath(r, m->dest, false);
+	remount_bind(r, fdpath(fd, tp), m->flags & ~MS_REC, m->dest);
+	close(fd);
+}
+
 static void do_mount(struct rctx *r, const struct spec_mount *m)
 {
 	const char *type = m->type;
@@ -172,13 +189,28 @@ static void do_mount(struct rctx *r, const struct spec_mount *m)
 	}
 	/* OCI "cgroup" means the hierarchy the guest has, read-only. */
 	if (strcmp(type, "cgroup") == 0 || strcmp(type, "cgroup2") == 0) {
+		bool v2 = strcmp(cg_version(), "v2") == 0;
+		int rc = -1;
+
 		tfd = mkpath(r, m->dest, false);
-		if (strcmp(cg_version(), "v2") == 0) {
-			if (mount("cgroup2", fdpath(tfd, tp), "cgroup2",
-				  m->flags, NULL) < 0)
-				child_fail(r->errfd, errno, "mount cgroup2 on %s",
-					   m->dest);
-		} else {
+		/* Read-only is a property of the mount, set after: asked
+		 * of the (shared) super block, a user namespace gets
+		 * EBUSY. */
+		if (v2)
+			rc = mount("cgroup2", fdpath(tfd, tp), "cgroup2",
+				   m->flags & ~MS_RDONLY, NULL);
+		if (rc < 0 && v2 &&
+		    !((errno == EPERM || errno == EBUSY) && userns(r)))
+			child_fail(r->errfd, errno, "mount cgroup2 on %s",
+				   m->dest);
+		if (rc == 0 && (m->flags & MS_RDONLY)) {
+			close(tfd);
+			tfd = mkpath(r, m->dest, false);
+			remount_bind(r, fdpath(tfd, tp), m->flags, m->dest);
+		}
+		if (rc < 0) {
+			/* v1, or a user namespace without a cgroup
+			 * namespace of its own: the guest's, bound. */
 			if (mount("/sys/fs/cgroup", fdpath(tfd, tp), NULL,
 				  MS_BIND | MS_REC, NULL) < 0)
 				child_fail(r->errfd, errno, "bind cgroups on %s",
@@ -193,8 +225,17 @@ static void do_mount(struct rctx *r, const struct spec_mount *m)
 	}
 	tfd = mkpath(r, m->dest, false);
 	if (mount(m->source ? m->source : type, fdpath(tfd, tp), type,
-		  m->flags, m->data) < 0)
+		  m->flags, m->data) < 0) {
+		/* sysfs wants a network namespace of the user namespace's
+		 * own; the container shares the VM's: bind the guest's,
+		 * as runc does without one. */
+		if (errno == EPERM && userns(r) && strcmp(type, "sysfs") == 0) {
+			bind_sys(r, tfd, m);
+			close(tfd);
+			return;
+		}
 		child_fail(r->errfd, errno, "mount %s on %s", type, m->dest);
+	}
 	close(tfd);
 	if (m->propagation) {
 		/* The new mount, by resolving the path again. */
@@ -247,6 +288,41 @@ static void default_devices(struct rctx *r)
 	close(devfd);
 }
 
+/* In a user namespace mknod of a device is refused: the guest's node
+ * of the same path is bound instead (runc binds the host's), and must
+ * be the device the spec names. */
+static void bind_device(struct rctx *r, int dfd, const char *base,
+			const struct spec_device *d)
+{
+	char sp[32], tp[32];
+	struct stat st;
+	int sfd, tfd, cfd;
+
+	sfd = open(d->path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (sfd < 0)
+		child_fail(r->errfd, errno, "%s: a user namespace cannot "
+			   "mknod; the guest's %s to bind", d->path, d->path);
+	if (fstat(sfd, &st) < 0 ||
+	    (d->type == 'b' ? !S_ISBLK(st.st_mode) : !S_ISCHR(st.st_mode)) ||
+	    major(st.st_rdev) != (unsigned)d->major ||
+	    minor(st.st_rdev) != (unsigned)d->minor)
+		child_fail(r->errfd, 0, "%s: the guest's node is not %c "
+			   "%lld:%lld", d->path, d->type, (long long)d->major,
+			   (long long)d->minor);
+	cfd = openat(dfd, base, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC |
+		     O_NOFOLLOW, 0600);
+	if (cfd < 0 && errno != EEXIST)
+		child_fail(r->errfd, errno, "create %s", d->path);
+	if (cfd >= 0)
+		close(cfd);
+	tfd = openat(dfd, base, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (tfd < 0 || mount(fdpath(sfd, sp), fdpath(tfd, tp), NULL, MS_BIND,
+			     NULL) < 0)
+		child_fail(r->errfd, errno, "bind %s", d->path);
+	close(tfd);
+	close(sfd);
+}
+
 /* linux.devices, with the type, numbers, mode, uid and gid given; a
  * node the image already has is left as it is, as runc leaves it. */
 static void extra_devices(struct rctx *r)
@@ -263,6 +339,11 @@ static void extra_devices(struct rctx *r)
 
 		*base++ = '\0';
 		dfd = mkpath(r, dir, false);
+		if (userns(r) && d->type != 'p') {
+			bind_device(r, dfd, base, d);
+			close(dfd);
+			continue;
+		}
 		if (mknodat(dfd, base, type | (d->mode & 07777),
 			    makedev(d->major, d->minor)) < 0) {
 			if (errno != EEXIST)

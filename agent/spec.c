@@ -7,6 +7,7 @@
  * system call.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <sched.h>
 #include <stdio.h>
@@ -703,7 +704,8 @@ static int decode_namespaces(const msgpack_object *lx, struct spec *s,
 	} ns[] = {
 		{ "pid", CLONE_NEWPID }, { "mount", CLONE_NEWNS },
 		{ "ipc", CLONE_NEWIPC }, { "uts", CLONE_NEWUTS },
-		{ "cgroup", CLONE_NEWCGROUP }, { "network", 0 },
+		{ "cgroup", CLONE_NEWCGROUP }, { "user", CLONE_NEWUSER },
+		{ "network", 0 },
 	};
 	const msgpack_object *a;
 	char what[WHAT_MAX];
@@ -725,10 +727,6 @@ static int decode_namespaces(const msgpack_object *lx, struct spec *s,
 		if (!type)
 			return husk_error(err, HUSK_E_INVALID, "%s.type: missing",
 					  what);
-		if (strcmp(type, "user") == 0)
-			return husk_error(err, HUSK_E_INVALID,
-					  "%s: user namespaces are not supported",
-					  what);
 		for (k = 0; k < HUSK_ARRAY_SIZE(ns); k++)
 			if (strcmp(type, ns[k].name) == 0)
 				break;
@@ -749,6 +747,64 @@ static int decode_namespaces(const msgpack_object *lx, struct spec *s,
 	if (!(s->ns_flags & CLONE_NEWNS))
 		return husk_error(err, HUSK_E_INVALID,
 				  "spec.linux.namespaces: a mount namespace is required");
+	return 0;
+}
+
+/* linux.uidMappings / gidMappings: {containerID, hostID, size}, as
+ * /proc/PID/uid_map takes them (at most 340 lines). */
+static int decode_idmaps(const msgpack_object *lx, const char *key,
+			 struct spec_idmap **out, size_t *nout,
+			 struct husk_err **err)
+{
+	static const char *const f[] = { "containerID", "hostID", "size" };
+	const msgpack_object *a;
+	char what[WHAT_MAX], w2[WHAT_MAX];
+	int n;
+
+	n = opt_array(lx, key, "spec.linux", 340, &a, err);
+	if (n <= 0)
+		return n;
+	*out = husk_xcalloc((size_t)n, sizeof(**out));
+	for (int i = 0; i < n; i++) {
+		const msgpack_object *m = &a->via.array.ptr[i];
+		struct spec_idmap *im = &(*out)[i];
+		uint64_t v[3];
+
+		setwhat(what, "spec.linux.%s[%d]", key, i);
+		if (ipc_obj_map(m, what, 8, err) < 0)
+			return -1;
+		for (int k = 0; k < 3; k++) {
+			path_of(w2, what, f[k]);
+			if (ipc_obj_uint(ipc_map_get(m, f[k]), w2, UINT32_MAX,
+					 &v[k], err) < 0)
+				return -1;
+		}
+		if (v[2] == 0 || v[0] + v[2] > (1ull << 32) ||
+		    v[1] + v[2] > (1ull << 32))
+			return husk_error(err, HUSK_E_INVALID,
+					  "%s.size: %" PRIu64 " ids from %" PRIu64 " (container) and %" PRIu64 " (host) leave the 32-bit id range or are none",
+					  what, v[2], v[0], v[1]);
+		im->container_id = (uint32_t)v[0];
+		im->host_id = (uint32_t)v[1];
+		im->size = (uint32_t)v[2];
+		(*nout)++;
+	}
+	return 0;
+}
+
+/* A user namespace needs both maps, and the maps need one. */
+static int check_userns(struct spec *s, struct husk_err **err)
+{
+	bool userns = s->ns_flags & CLONE_NEWUSER;
+
+	if (!userns && (s->nuid_maps || s->ngid_maps))
+		return husk_error(err, HUSK_E_INVALID,
+				  "spec.linux.%s: given without a user namespace in spec.linux.namespaces",
+				  s->nuid_maps ? "uidMappings" : "gidMappings");
+	if (userns && (!s->nuid_maps || !s->ngid_maps))
+		return husk_error(err, HUSK_E_INVALID,
+				  "spec.linux.%s: a user namespace needs it",
+				  !s->nuid_maps ? "uidMappings" : "gidMappings");
 	return 0;
 }
 
@@ -934,11 +990,7 @@ static int decode_linux(const msgpack_object *root, struct spec *s,
 	if (!lx)
 		return husk_error(err, HUSK_E_INVALID,
 				  "spec.linux: missing (namespaces are required)");
-	if (refuse_nonempty(lx, "uidMappings", "spec.linux",
-			    "user namespaces are not supported", err) < 0 ||
-	    refuse_nonempty(lx, "gidMappings", "spec.linux",
-			    "user namespaces are not supported", err) < 0 ||
-	    refuse_nonempty(lx, "timeOffsets", "spec.linux",
+	if (refuse_nonempty(lx, "timeOffsets", "spec.linux",
 			    "time namespaces are not supported", err) < 0)
 		return -1;
 	note_nonempty(lx, "mountLabel", "spec.linux",
@@ -952,12 +1004,18 @@ static int decode_linux(const msgpack_object *root, struct spec *s,
 	    decode_devices(lx, s, err) < 0 ||
 	    decode_propagation(lx, s, err) < 0 ||
 	    decode_personality(lx, s, err) < 0 ||
+	    decode_idmaps(lx, "uidMappings", &s->uid_maps, &s->nuid_maps,
+			  err) < 0 ||
+	    decode_idmaps(lx, "gidMappings", &s->gid_maps, &s->ngid_maps,
+			  err) < 0 ||
 	    opt_strv(lx, "maskedPaths", "spec.linux", SPEC_MAX_LIST,
 		     &s->masked_paths, err) < 0 ||
 	    opt_strv(lx, "readonlyPaths", "spec.linux", SPEC_MAX_LIST,
 		     &s->readonly_paths, err) < 0 ||
 	    opt_str(lx, "cgroupsPath", "spec.linux", 4096, &s->cgroups_path,
 		    err) < 0)
+		return -1;
+	if (check_userns(s, err) < 0)
 		return -1;
 	if (opt_map(lx, "resources", "spec.linux", &o, err) < 0)
 		return -1;
@@ -1035,6 +1093,8 @@ void spec_free(struct spec *s)
 	free(s->hostname);
 	free(s->domainname);
 	husk_cleanup_strvp(&s->notes);
+	free(s->uid_maps);
+	free(s->gid_maps);
 	for (size_t i = 0; i < s->nmounts; i++) {
 		free(s->mounts[i].dest);
 		free(s->mounts[i].type);

@@ -74,6 +74,11 @@ struct spec_device {
 	uint32_t mode, uid, gid;
 };
 
+/* One line of /proc/PID/uid_map or gid_map. */
+struct spec_idmap {
+	uint32_t container_id, host_id, size;
+};
+
 struct spec {
 	struct spec_process proc;
 	char *root_path;                /* relative to the shared dir */
@@ -98,6 +103,8 @@ struct spec {
 	bool has_personality;
 	unsigned long personality;      /* PER_LINUX or PER_LINUX32 */
 	char **notes;                   /* fields not applied, for the log */
+	struct spec_idmap *uid_maps, *gid_maps; /* with CLONE_NEWUSER */
+	size_t nuid_maps, ngid_maps;
 };
 
 /* Decode a whole config.json (a map). */

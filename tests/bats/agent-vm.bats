@@ -89,8 +89,30 @@ docker_spec() {
 	done
 	"$IPC" "$VT/agent.sock" signal_process '{"container_id":"t1","exec_id":"","signal":15}'
 	run "$IPC" -t 60 "$VT/agent.sock" wait_process '{"container_id":"t1","exec_id":""}'
+	echo "$output"
 	[ "$output" = '{"status":3}' ]
 	rm -f "$VT/share/rootfs/ready" "$VT/share/rootfs/got"
+}
+
+@test "agent-vm: a user namespace in the guest, with the guest's sysfs and cgroups" {
+	local sp
+	sp=$(jq -nc '{process: {args: ["sh", "-c", "id -u; cat /proc/self/uid_map; ls /sys/fs/cgroup/cgroup.procs; ls -d /sys/class"],
+			env: ["PATH=/bin"], cwd: "/"},
+		root: {path: "rootfs"},
+		mounts: [{destination: "/proc", type: "proc", source: "proc"},
+			{destination: "/dev", type: "tmpfs", source: "tmpfs", options: ["nosuid", "mode=755"]},
+			{destination: "/sys", type: "sysfs", source: "sysfs", options: ["nosuid", "noexec", "nodev", "ro"]},
+			{destination: "/sys/fs/cgroup", type: "cgroup", source: "cgroup", options: ["ro", "nosuid", "noexec", "nodev"]}],
+		linux: {namespaces: [{type: "pid"}, {type: "mount"}, {type: "user"}, {type: "cgroup"}],
+			uidMappings: [{containerID: 0, hostID: 100000, size: 65536}],
+			gidMappings: [{containerID: 0, hostID: 100000, size: 65536}]}}')
+	run "$CLIENT" --no-stdin "$VT/agent.sock" run u1 "$sp"
+	echo "$output"
+	[ "$status" -eq 0 ] || show_console
+	[ "${lines[0]}" = 0 ]
+	[ "$(echo ${lines[1]})" = "0 100000 65536" ]
+	[ "${lines[2]}" = /sys/fs/cgroup/cgroup.procs ]
+	[ "${lines[3]}" = /sys/class ]
 }
 
 @test "agent-vm: destroy_sandbox with poweroff stops the VM" {

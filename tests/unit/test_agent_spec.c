@@ -282,6 +282,53 @@ static void test_io_priority_scheduler(void **state)
 		      "spec.process.scheduler.policy: unknown policy \"SCHED_NOPE\"");
 }
 
+static void test_user_namespace(void **state)
+{
+	struct at *t = *state;
+	struct spec *s;
+
+	assert_int_equal(decode_with(t, "",
+		", 'namespaces': [{'type': 'mount'}, {'type': 'user'}],"
+		" 'uidMappings': [{'containerID': 0, 'hostID': 100000, 'size': 65536},"
+		"  {'containerID': 65536, 'hostID': 4294901760, 'size': 65536}],"
+		" 'gidMappings': [{'containerID': 0, 'hostID': 200000, 'size': 1}]",
+		"", &s), 0);
+	assert_true(s->ns_flags & CLONE_NEWUSER);
+	assert_int_equal(s->nuid_maps, 2);
+	assert_int_equal(s->uid_maps[0].host_id, 100000);
+	assert_int_equal(s->uid_maps[1].host_id, 4294901760u);
+	assert_int_equal(s->ngid_maps, 1);
+	assert_int_equal(s->gid_maps[0].size, 1);
+	spec_free(s);
+
+	assert_int_equal(decode_with(t, "",
+		", 'uidMappings': [{'containerID': 0, 'hostID': 1, 'size': 1}],"
+		" 'gidMappings': [{'containerID': 0, 'hostID': 1, 'size': 1}]",
+		"", &s), -1);
+	at_expect_err(t, HUSK_E_INVALID,
+		      "spec.linux.uidMappings: given without a user namespace in spec.linux.namespaces");
+	assert_int_equal(decode_with(t, "",
+		", 'namespaces': [{'type': 'mount'}, {'type': 'user'}],"
+		" 'uidMappings': [{'containerID': 0, 'hostID': 1, 'size': 1}]",
+		"", &s), -1);
+	at_expect_err(t, HUSK_E_INVALID,
+		      "spec.linux.gidMappings: a user namespace needs it");
+	assert_int_equal(decode_with(t, "",
+		", 'namespaces': [{'type': 'mount'}, {'type': 'user'}],"
+		" 'uidMappings': [{'containerID': 0, 'hostID': 4294967295, 'size': 2}],"
+		" 'gidMappings': [{'containerID': 0, 'hostID': 1, 'size': 1}]",
+		"", &s), -1);
+	at_expect_err(t, HUSK_E_INVALID,
+		      "spec.linux.uidMappings[0].size: 2 ids from 0 (container) and 4294967295 (host) leave the 32-bit id range or are none");
+	assert_int_equal(decode_with(t, "",
+		", 'namespaces': [{'type': 'mount'}, {'type': 'user'}],"
+		" 'uidMappings': [{'containerID': 0, 'hostID': 1}],"
+		" 'gidMappings': [{'containerID': 0, 'hostID': 1, 'size': 1}]",
+		"", &s), -1);
+	at_expect_err(t, HUSK_E_INVALID,
+		      "spec.linux.uidMappings[0].size: missing");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -298,6 +345,8 @@ int main(void)
 						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_io_priority_scheduler,
 						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_user_namespace, setup,
+						teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
