@@ -1,8 +1,9 @@
 /*
  * OCI runtime spec decoding: the host's config.json, carried as
  * MessagePack, turned into struct spec once, with every type, bound and
- * unsupported feature checked here.  Errors name the field with its
- * full path ("spec.process.rlimits[2].type: unknown rlimit ...").
+ * unsupported feature checked here (the process object in
+ * spec_process.c).  Errors name the field with its full path
+ * ("spec.process.rlimits[2].type: unknown rlimit ...").
  * This is a fuzz target (tests/fuzz/fuzz_spec.c): nothing here runs a
  * system call.
  */
@@ -14,19 +15,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
-#include <sys/resource.h>
-
-#include <cap-ng.h>
 
 #include "libhusk/cleanup.h"
 #include "libhusk/util.h"
 #include "libipc/ipc.h"
-#include "agent/spec.h"
-
-#define WHAT_MAX 256
+#include "agent/spec_int.h"
 
 /* A present, non-nil member of map, or NULL. */
-static const msgpack_object *member(const msgpack_object *map,
+const msgpack_object *spec_member(const msgpack_object *map,
 				    const char *key)
 {
 	const msgpack_object *o = ipc_map_get(map, key);
@@ -35,9 +31,7 @@ static const msgpack_object *member(const msgpack_object *map,
 }
 
 /* Field names are cut at WHAT_MAX; vsnprintf keeps that quiet. */
-static void setwhat(char *buf, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-static void setwhat(char *buf, const char *fmt, ...)
+void spec_setwhat(char *buf, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -46,49 +40,49 @@ static void setwhat(char *buf, const char *fmt, ...)
 	va_end(ap);
 }
 
-static void path_of(char *buf, const char *parent, const char *key)
+void spec_path_of(char *buf, const char *parent, const char *key)
 {
-	setwhat(buf, "%s.%s", parent, key);
+	spec_setwhat(buf, "%s.%s", parent, key);
 }
 
-static int opt_str(const msgpack_object *map, const char *key,
+int spec_opt_str(const msgpack_object *map, const char *key,
 		   const char *parent, size_t maxlen, char **out,
 		   struct husk_err **err)
 {
-	const msgpack_object *o = member(map, key);
+	const msgpack_object *o = spec_member(map, key);
 	char what[WHAT_MAX];
 
 	if (!o)
 		return 0;
-	path_of(what, parent, key);
+	spec_path_of(what, parent, key);
 	free(*out);
 	*out = NULL;
 	return ipc_obj_str(o, what, maxlen, out, err);
 }
 
-static int opt_bool(const msgpack_object *map, const char *key,
+int spec_opt_bool(const msgpack_object *map, const char *key,
 		    const char *parent, bool *out, struct husk_err **err)
 {
-	const msgpack_object *o = member(map, key);
+	const msgpack_object *o = spec_member(map, key);
 	char what[WHAT_MAX];
 
 	if (!o)
 		return 0;
-	path_of(what, parent, key);
+	spec_path_of(what, parent, key);
 	return ipc_obj_bool(o, what, out, err);
 }
 
-static int opt_map(const msgpack_object *map, const char *key,
+int spec_opt_map(const msgpack_object *map, const char *key,
 		   const char *parent, const msgpack_object **out,
 		   struct husk_err **err)
 {
-	const msgpack_object *o = member(map, key);
+	const msgpack_object *o = spec_member(map, key);
 	char what[WHAT_MAX];
 
 	*out = NULL;
 	if (!o)
 		return 0;
-	path_of(what, parent, key);
+	spec_path_of(what, parent, key);
 	if (ipc_obj_map(o, what, SPEC_MAX_LIST, err) < 0)
 		return -1;
 	*out = o;
@@ -96,22 +90,22 @@ static int opt_map(const msgpack_object *map, const char *key,
 }
 
 /* Returns the count (0 when absent) or -1. */
-static int opt_array(const msgpack_object *map, const char *key,
+int spec_opt_array(const msgpack_object *map, const char *key,
 		     const char *parent, size_t maxn,
 		     const msgpack_object **out, struct husk_err **err)
 {
-	const msgpack_object *o = member(map, key);
+	const msgpack_object *o = spec_member(map, key);
 	char what[WHAT_MAX];
 
 	*out = NULL;
 	if (!o)
 		return 0;
-	path_of(what, parent, key);
+	spec_path_of(what, parent, key);
 	*out = o;
 	return ipc_obj_array(o, what, maxn, err);
 }
 
-static int opt_strv(const msgpack_object *map, const char *key,
+int spec_opt_strv(const msgpack_object *map, const char *key,
 		    const char *parent, size_t maxn, char ***out,
 		    struct husk_err **err)
 {
@@ -120,12 +114,12 @@ static int opt_strv(const msgpack_object *map, const char *key,
 	char **v;
 	int n;
 
-	n = opt_array(map, key, parent, maxn, &a, err);
+	n = spec_opt_array(map, key, parent, maxn, &a, err);
 	if (n < 0)
 		return -1;
 	v = husk_xcalloc((size_t)n + 1, sizeof(*v));
 	for (int i = 0; i < n; i++) {
-		setwhat(what, "%s.%s[%d]", parent, key, i);
+		spec_setwhat(what, "%s.%s[%d]", parent, key, i);
 		if (ipc_obj_str(&a->via.array.ptr[i], what, SPEC_MAX_STR,
 				&v[i], err) < 0) {
 			husk_cleanup_strvp(&v);
@@ -138,11 +132,11 @@ static int opt_strv(const msgpack_object *map, const char *key,
 }
 
 /* A member that husk does not implement must be absent or empty. */
-static int refuse_nonempty(const msgpack_object *map, const char *key,
+int spec_refuse_nonempty(const msgpack_object *map, const char *key,
 			   const char *parent, const char *why,
 			   struct husk_err **err)
 {
-	const msgpack_object *o = member(map, key);
+	const msgpack_object *o = spec_member(map, key);
 
 	if (!o)
 		return 0;
@@ -155,7 +149,7 @@ static int refuse_nonempty(const msgpack_object *map, const char *key,
 
 /* Append "what: why" to a notes list (logged when the container is
  * made): a field accepted but not applicable in the VM. */
-static void note_add(char ***notes, const char *what, const char *why)
+void spec_note_add(char ***notes, const char *what, const char *why)
 {
 	size_t n = 0;
 	char **v;
@@ -173,10 +167,10 @@ static void note_add(char ***notes, const char *what, const char *why)
 }
 
 /* A member present and not empty is noted as not applied. */
-static void note_nonempty(const msgpack_object *map, const char *key,
+void spec_note_nonempty(const msgpack_object *map, const char *key,
 			  const char *parent, const char *why, char ***notes)
 {
-	const msgpack_object *o = member(map, key);
+	const msgpack_object *o = spec_member(map, key);
 	char what[WHAT_MAX];
 
 	if (!o)
@@ -185,382 +179,8 @@ static void note_nonempty(const msgpack_object *map, const char *key,
 	    (o->type == MSGPACK_OBJECT_ARRAY && o->via.array.size == 0) ||
 	    (o->type == MSGPACK_OBJECT_MAP && o->via.map.size == 0))
 		return;
-	path_of(what, parent, key);
-	note_add(notes, what, why);
-}
-
-/* ------------------------------------------------------------------ */
-/* process                                                             */
-
-static const struct {
-	const char *name;
-	int resource;
-} rlimit_names[] = {
-	{ "RLIMIT_AS", RLIMIT_AS }, { "RLIMIT_CORE", RLIMIT_CORE },
-	{ "RLIMIT_CPU", RLIMIT_CPU }, { "RLIMIT_DATA", RLIMIT_DATA },
-	{ "RLIMIT_FSIZE", RLIMIT_FSIZE }, { "RLIMIT_LOCKS", RLIMIT_LOCKS },
-	{ "RLIMIT_MEMLOCK", RLIMIT_MEMLOCK },
-	{ "RLIMIT_MSGQUEUE", RLIMIT_MSGQUEUE },
-	{ "RLIMIT_NICE", RLIMIT_NICE }, { "RLIMIT_NOFILE", RLIMIT_NOFILE },
-	{ "RLIMIT_NPROC", RLIMIT_NPROC }, { "RLIMIT_RSS", RLIMIT_RSS },
-	{ "RLIMIT_RTPRIO", RLIMIT_RTPRIO }, { "RLIMIT_RTTIME", RLIMIT_RTTIME },
-	{ "RLIMIT_SIGPENDING", RLIMIT_SIGPENDING },
-	{ "RLIMIT_STACK", RLIMIT_STACK },
-};
-
-static int decode_rlimits(const msgpack_object *proc, const char *parent,
-			  struct spec_process *p, struct husk_err **err)
-{
-	const msgpack_object *a;
-	char what[WHAT_MAX];
-	int n;
-
-	n = opt_array(proc, "rlimits", parent, 64, &a, err);
-	if (n <= 0)
-		return n;
-	p->rlimits = husk_xcalloc((size_t)n, sizeof(*p->rlimits));
-	for (int i = 0; i < n; i++) {
-		const msgpack_object *r = &a->via.array.ptr[i];
-		struct spec_rlimit *rl = &p->rlimits[i];
-		cleanup_free char *type = NULL;
-		size_t k;
-
-		setwhat(what, "%s.rlimits[%d]", parent, i);
-		if (ipc_obj_map(r, what, 8, err) < 0)
-			return -1;
-		if (opt_str(r, "type", what, 64, &type, err) < 0)
-			return -1;
-		for (k = 0; type && k < HUSK_ARRAY_SIZE(rlimit_names); k++)
-			if (strcmp(type, rlimit_names[k].name) == 0)
-				break;
-		if (!type || k == HUSK_ARRAY_SIZE(rlimit_names))
-			return husk_error(err, HUSK_E_INVALID,
-					  "%s.type: unknown rlimit \"%s\"",
-					  what, type ? type : "");
-		rl->resource = rlimit_names[k].resource;
-		char w2[WHAT_MAX];
-		path_of(w2, what, "soft");
-		if (ipc_obj_uint(ipc_map_get(r, "soft"), w2, UINT64_MAX,
-				 &rl->soft, err) < 0)
-			return -1;
-		path_of(w2, what, "hard");
-		if (ipc_obj_uint(ipc_map_get(r, "hard"), w2, UINT64_MAX,
-				 &rl->hard, err) < 0)
-			return -1;
-		if (rl->soft > rl->hard)
-			return husk_error(err, HUSK_E_INVALID,
-					  "%s: soft limit above the hard limit",
-					  what);
-		p->nrlimits++;
-	}
-	return 0;
-}
-
-static const char *const capset_names[CAPSET_N] = {
-	"bounding", "effective", "inheritable", "permitted", "ambient",
-};
-
-static int decode_caps(const msgpack_object *proc, const char *parent,
-		       struct spec_process *p, struct husk_err **err)
-{
-	const msgpack_object *caps;
-	char what[WHAT_MAX];
-
-	if (opt_map(proc, "capabilities", parent, &caps, err) < 0)
-		return -1;
-	if (!caps)
-		return 0;
-	p->has_caps = true;
-	path_of(what, parent, "capabilities");
-	for (int s = 0; s < CAPSET_N; s++) {
-		cleanup_strv char **names = NULL;
-
-		if (opt_strv(caps, capset_names[s], what, 64, &names, err) < 0)
-			return -1;
-		for (int i = 0; names && names[i]; i++) {
-			const char *n = names[i];
-			int cap;
-
-			if (strncasecmp(n, "CAP_", 4) == 0)
-				n += 4;
-			cap = capng_name_to_capability(n);
-			if (cap < 0 || cap > 63)
-				return husk_error(err, HUSK_E_INVALID,
-						  "%s.%s[%d]: unknown capability \"%s\"",
-						  what, capset_names[s], i,
-						  names[i]);
-			p->caps[s] |= 1ull << cap;
-		}
-	}
-	return 0;
-}
-
-static int decode_user(const msgpack_object *proc, const char *parent,
-		       struct spec_process *p, struct husk_err **err)
-{
-	const msgpack_object *u, *a;
-	char what[WHAT_MAX], w2[WHAT_MAX];
-	uint64_t v;
-	int n;
-
-	if (opt_map(proc, "user", parent, &u, err) < 0)
-		return -1;
-	if (!u)
-		return 0;
-	path_of(what, parent, "user");
-	note_nonempty(u, "username", what,
-		      "a Windows field; Linux takes the numeric ids",
-		      &p->notes);
-	path_of(w2, what, "uid");
-	if (ipc_obj_uint(ipc_map_get(u, "uid"), w2, UINT32_MAX - 1, &v,
-			 err) < 0)
-		return -1;
-	p->uid = (uint32_t)v;
-	path_of(w2, what, "gid");
-	if (ipc_obj_uint(ipc_map_get(u, "gid"), w2, UINT32_MAX - 1, &v,
-			 err) < 0)
-		return -1;
-	p->gid = (uint32_t)v;
-	if (member(u, "umask")) {
-		path_of(w2, what, "umask");
-		if (ipc_obj_uint(ipc_map_get(u, "umask"), w2, 0777, &v,
-				 err) < 0)
-			return -1;
-		p->umask = (int64_t)v;
-	}
-	n = opt_array(u, "additionalGids", what, 256, &a, err);
-	if (n < 0)
-		return -1;
-	p->gids = husk_xcalloc((size_t)n + 1, sizeof(*p->gids));
-	for (int i = 0; i < n; i++) {
-		setwhat(w2, "%s.additionalGids[%d]", what, i);
-		if (ipc_obj_uint(&a->via.array.ptr[i], w2, UINT32_MAX - 1, &v,
-				 err) < 0)
-			return -1;
-		p->gids[p->ngids++] = (gid_t)v;
-	}
-	return 0;
-}
-
-/* process.ioPriority: {class, priority}, for ioprio_set(2). */
-static int decode_io_priority(const msgpack_object *proc, const char *parent,
-			      struct spec_process *p, struct husk_err **err)
-{
-	static const char *const classes[] = {
-		NULL, "IOPRIO_CLASS_RT", "IOPRIO_CLASS_BE", "IOPRIO_CLASS_IDLE",
-	};
-	const msgpack_object *io;
-	cleanup_free char *cls = NULL;
-	char what[WHAT_MAX], w2[WHAT_MAX];
-	uint64_t v = 0;
-
-	if (opt_map(proc, "ioPriority", parent, &io, err) < 0)
-		return -1;
-	if (!io)
-		return 0;
-	path_of(what, parent, "ioPriority");
-	if (opt_str(io, "class", what, 32, &cls, err) < 0)
-		return -1;
-	for (int i = 1; cls && i < 4; i++)
-		if (strcmp(cls, classes[i]) == 0)
-			p->io_class = i;
-	if (!p->io_class)
-		return husk_error(err, HUSK_E_INVALID,
-				  "%s.class: expected IOPRIO_CLASS_RT, _BE or _IDLE",
-				  what);
-	if (member(io, "priority")) {
-		path_of(w2, what, "priority");
-		if (ipc_obj_uint(member(io, "priority"), w2, 7, &v, err) < 0)
-			return -1;
-	}
-	p->io_prio = (int)v;
-	return 0;
-}
-
-/* process.scheduler: a policy for sched_setattr(2). */
-static int decode_scheduler(const msgpack_object *proc, const char *parent,
-			    struct spec_process *p, struct husk_err **err)
-{
-	static const struct {
-		const char *name;
-		int policy;
-	} pols[] = {
-		{ "SCHED_OTHER", 0 }, { "SCHED_FIFO", 1 }, { "SCHED_RR", 2 },
-		{ "SCHED_BATCH", 3 }, { "SCHED_IDLE", 5 },
-		{ "SCHED_DEADLINE", 6 },
-	};
-	static const char *const times[] = { "runtime", "deadline", "period" };
-	const msgpack_object *sc;
-	cleanup_free char *pol = NULL;
-	cleanup_strv char **flags = NULL;
-	char what[WHAT_MAX], w2[WHAT_MAX];
-	size_t k;
-	uint64_t u;
-	int64_t i;
-
-	if (opt_map(proc, "scheduler", parent, &sc, err) < 0)
-		return -1;
-	if (!sc)
-		return 0;
-	path_of(what, parent, "scheduler");
-	if (opt_str(sc, "policy", what, 32, &pol, err) < 0)
-		return -1;
-	for (k = 0; pol && k < HUSK_ARRAY_SIZE(pols); k++)
-		if (strcmp(pol, pols[k].name) == 0)
-			break;
-	if (!pol || k == HUSK_ARRAY_SIZE(pols))
-		return husk_error(err, HUSK_E_INVALID,
-				  "%s.policy: unknown policy \"%s\"", what,
-				  pol ? pol : "");
-	p->has_sched = true;
-	p->sched_policy = pols[k].policy;
-	if (member(sc, "nice")) {
-		path_of(w2, what, "nice");
-		if (ipc_obj_int(member(sc, "nice"), w2, -20, 19, &i, err) < 0)
-			return -1;
-		p->sched_nice = (int)i;
-	}
-	if (member(sc, "priority")) {
-		path_of(w2, what, "priority");
-		if (ipc_obj_int(member(sc, "priority"), w2, 0, 99, &i,
-				err) < 0)
-			return -1;
-		p->sched_priority = (int)i;
-	}
-	for (int t = 0; t < 3; t++) {
-		if (!member(sc, times[t]))
-			continue;
-		path_of(w2, what, times[t]);
-		if (ipc_obj_uint(member(sc, times[t]), w2, UINT64_MAX, &u,
-				 err) < 0)
-			return -1;
-		p->sched_times[t] = u;
-	}
-	if (opt_strv(sc, "flags", what, 16, &flags, err) < 0)
-		return -1;
-	for (int f = 0; flags && flags[f]; f++) {
-		static const struct {
-			const char *name;
-			uint64_t bit;
-		} fl[] = {
-			{ "SCHED_FLAG_RESET_ON_FORK", 0x01 },
-			{ "SCHED_FLAG_RECLAIM", 0x02 },
-			{ "SCHED_FLAG_DL_OVERRUN", 0x04 },
-			{ "SCHED_FLAG_KEEP_POLICY", 0x08 },
-			{ "SCHED_FLAG_KEEP_PARAMS", 0x10 },
-			{ "SCHED_FLAG_UTIL_CLAMP_MIN", 0x20 },
-			{ "SCHED_FLAG_UTIL_CLAMP_MAX", 0x40 },
-		};
-		size_t j;
-
-		for (j = 0; j < HUSK_ARRAY_SIZE(fl); j++)
-			if (strcmp(flags[f], fl[j].name) == 0)
-				break;
-		if (j == HUSK_ARRAY_SIZE(fl))
-			return husk_error(err, HUSK_E_INVALID,
-					  "%s.flags[%d]: unknown flag \"%s\"",
-					  what, f, flags[f]);
-		p->sched_flags |= fl[j].bit;
-	}
-	return 0;
-}
-
-int spec_process_decode(const msgpack_object *o, const char *what,
-			struct spec_process *p, struct husk_err **err)
-{
-	const msgpack_object *cs;
-	char w2[WHAT_MAX];
-
-	memset(p, 0, sizeof(*p));
-	p->umask = -1;
-	if (ipc_obj_map(o, what, SPEC_MAX_LIST, err) < 0)
-		return -1;
-	if (opt_bool(o, "terminal", what, &p->terminal, err) < 0 ||
-	    opt_strv(o, "args", what, SPEC_MAX_ARGS, &p->args, err) < 0 ||
-	    opt_strv(o, "env", what, SPEC_MAX_ARGS, &p->env, err) < 0 ||
-	    opt_str(o, "cwd", what, 4096, &p->cwd, err) < 0 ||
-	    opt_bool(o, "noNewPrivileges", what, &p->no_new_privs, err) < 0 ||
-	    decode_user(o, what, p, err) < 0 ||
-	    decode_caps(o, what, p, err) < 0 ||
-	    decode_rlimits(o, what, p, err) < 0)
-		goto fail;
-	if (!p->args || !p->args[0] || !p->args[0][0]) {
-		husk_error(err, HUSK_E_INVALID, "%s.args: missing or empty",
-			   what);
-		goto fail;
-	}
-	if (!p->env)
-		p->env = husk_xcalloc(1, sizeof(char *));
-	if (!p->cwd)
-		p->cwd = husk_xstrdup("/");
-	if (p->cwd[0] != '/') {
-		husk_error(err, HUSK_E_INVALID,
-			   "%s.cwd: \"%s\" is not an absolute path", what,
-			   p->cwd);
-		goto fail;
-	}
-	if (opt_map(o, "consoleSize", what, &cs, err) < 0)
-		goto fail;
-	if (cs) {
-		uint64_t v;
-
-		path_of(w2, what, "consoleSize.height");
-		if (ipc_obj_uint(ipc_map_get(cs, "height"), w2, 65535, &v,
-				 err) < 0)
-			goto fail;
-		p->rows = (uint32_t)v;
-		path_of(w2, what, "consoleSize.width");
-		if (ipc_obj_uint(ipc_map_get(cs, "width"), w2, 65535, &v,
-				 err) < 0)
-			goto fail;
-		p->cols = (uint32_t)v;
-	}
-	if (member(o, "oomScoreAdj")) {
-		int64_t v;
-
-		path_of(w2, what, "oomScoreAdj");
-		if (ipc_obj_int(ipc_map_get(o, "oomScoreAdj"), w2, -1000, 1000,
-				&v, err) < 0)
-			goto fail;
-		p->has_oom_score_adj = true;
-		p->oom_score_adj = (int)v;
-	}
-	note_nonempty(o, "apparmorProfile", what,
-		      "the guest kernel runs no AppArmor; the VM is the "
-		      "boundary", &p->notes);
-	note_nonempty(o, "selinuxLabel", what,
-		      "the guest kernel runs no SELinux; the VM is the "
-		      "boundary", &p->notes);
-	note_nonempty(o, "commandLine", what, "a Windows field",
-		      &p->notes);
-	if (decode_io_priority(o, what, p, err) < 0 ||
-	    decode_scheduler(o, what, p, err) < 0)
-		goto fail;
-	return 0;
-fail:
-	spec_process_free(p);
-	return -1;
-}
-
-void spec_process_free(struct spec_process *p)
-{
-	husk_cleanup_strvp(&p->args);
-	husk_cleanup_strvp(&p->env);
-	free(p->cwd);
-	free(p->gids);
-	free(p->rlimits);
-	husk_cleanup_strvp(&p->notes);
-	memset(p, 0, sizeof(*p));
-}
-
-const char *spec_getenv(char *const *env, const char *name)
-{
-	size_t n = strlen(name);
-
-	for (; env && *env; env++)
-		if (strncmp(*env, name, n) == 0 && (*env)[n] == '=')
-			return *env + n + 1;
-	return NULL;
+	spec_path_of(what, parent, key);
+	spec_note_add(notes, what, why);
 }
 
 /* ------------------------------------------------------------------ */
@@ -611,7 +231,7 @@ static int decode_mount_opts(const msgpack_object *m, const char *what,
 {
 	cleanup_strv char **opts = NULL;
 
-	if (opt_strv(m, "options", what, 64, &opts, err) < 0)
+	if (spec_opt_strv(m, "options", what, 64, &opts, err) < 0)
 		return -1;
 	for (int i = 0; opts && opts[i]; i++) {
 		size_t k;
@@ -652,7 +272,7 @@ static int decode_mounts(const msgpack_object *root, struct spec *s,
 	char what[WHAT_MAX];
 	int n;
 
-	n = opt_array(root, "mounts", "spec", SPEC_MAX_LIST, &a, err);
+	n = spec_opt_array(root, "mounts", "spec", SPEC_MAX_LIST, &a, err);
 	if (n <= 0)
 		return n;
 	s->mounts = husk_xcalloc((size_t)n, sizeof(*s->mounts));
@@ -661,11 +281,11 @@ static int decode_mounts(const msgpack_object *root, struct spec *s,
 		struct spec_mount *mt = &s->mounts[i];
 
 		s->nmounts++;
-		setwhat(what, "spec.mounts[%d]", i);
+		spec_setwhat(what, "spec.mounts[%d]", i);
 		if (ipc_obj_map(m, what, 16, err) < 0 ||
-		    opt_str(m, "destination", what, 4096, &mt->dest, err) < 0 ||
-		    opt_str(m, "type", what, 64, &mt->type, err) < 0 ||
-		    opt_str(m, "source", what, 4096, &mt->source, err) < 0 ||
+		    spec_opt_str(m, "destination", what, 4096, &mt->dest, err) < 0 ||
+		    spec_opt_str(m, "type", what, 64, &mt->type, err) < 0 ||
+		    spec_opt_str(m, "source", what, 4096, &mt->source, err) < 0 ||
 		    decode_mount_opts(m, what, mt, err) < 0)
 			return -1;
 		if (!mt->dest || mt->dest[0] != '/')
@@ -681,10 +301,10 @@ static int decode_mounts(const msgpack_object *root, struct spec *s,
 			return husk_error(err, HUSK_E_INVALID,
 					  "%s.source: missing for a bind mount",
 					  what);
-		if (refuse_nonempty(m, "uidMappings", what,
+		if (spec_refuse_nonempty(m, "uidMappings", what,
 				    "idmapped mounts are not supported",
 				    err) < 0 ||
-		    refuse_nonempty(m, "gidMappings", what,
+		    spec_refuse_nonempty(m, "gidMappings", what,
 				    "idmapped mounts are not supported",
 				    err) < 0)
 			return -1;
@@ -711,7 +331,7 @@ static int decode_namespaces(const msgpack_object *lx, struct spec *s,
 	char what[WHAT_MAX];
 	int n;
 
-	n = opt_array(lx, "namespaces", "spec.linux", 16, &a, err);
+	n = spec_opt_array(lx, "namespaces", "spec.linux", 16, &a, err);
 	if (n < 0)
 		return -1;
 	for (int i = 0; i < n; i++) {
@@ -719,10 +339,10 @@ static int decode_namespaces(const msgpack_object *lx, struct spec *s,
 		cleanup_free char *type = NULL, *path = NULL;
 		size_t k;
 
-		setwhat(what, "spec.linux.namespaces[%d]", i);
+		spec_setwhat(what, "spec.linux.namespaces[%d]", i);
 		if (ipc_obj_map(e, what, 4, err) < 0 ||
-		    opt_str(e, "type", what, 32, &type, err) < 0 ||
-		    opt_str(e, "path", what, 4096, &path, err) < 0)
+		    spec_opt_str(e, "type", what, 32, &type, err) < 0 ||
+		    spec_opt_str(e, "path", what, 4096, &path, err) < 0)
 			return -1;
 		if (!type)
 			return husk_error(err, HUSK_E_INVALID, "%s.type: missing",
@@ -761,7 +381,7 @@ static int decode_idmaps(const msgpack_object *lx, const char *key,
 	char what[WHAT_MAX], w2[WHAT_MAX];
 	int n;
 
-	n = opt_array(lx, key, "spec.linux", 340, &a, err);
+	n = spec_opt_array(lx, key, "spec.linux", 340, &a, err);
 	if (n <= 0)
 		return n;
 	*out = husk_xcalloc((size_t)n, sizeof(**out));
@@ -770,11 +390,11 @@ static int decode_idmaps(const msgpack_object *lx, const char *key,
 		struct spec_idmap *im = &(*out)[i];
 		uint64_t v[3];
 
-		setwhat(what, "spec.linux.%s[%d]", key, i);
+		spec_setwhat(what, "spec.linux.%s[%d]", key, i);
 		if (ipc_obj_map(m, what, 8, err) < 0)
 			return -1;
 		for (int k = 0; k < 3; k++) {
-			path_of(w2, what, f[k]);
+			spec_path_of(w2, what, f[k]);
 			if (ipc_obj_uint(ipc_map_get(m, f[k]), w2, UINT32_MAX,
 					 &v[k], err) < 0)
 				return -1;
@@ -815,7 +435,7 @@ static int decode_sysctl(const msgpack_object *lx, struct spec *s,
 	char what[WHAT_MAX];
 	size_t n;
 
-	if (opt_map(lx, "sysctl", "spec.linux", &m, err) < 0)
+	if (spec_opt_map(lx, "sysctl", "spec.linux", &m, err) < 0)
 		return -1;
 	if (!m)
 		return 0;
@@ -826,7 +446,7 @@ static int decode_sysctl(const msgpack_object *lx, struct spec *s,
 		const msgpack_object_kv *kv = &m->via.map.ptr[i];
 		char *k;
 
-		setwhat(what, "spec.linux.sysctl key %zu", i);
+		spec_setwhat(what, "spec.linux.sysctl key %zu", i);
 		if (ipc_obj_str(&kv->key, what, 256, &s->sysctl_keys[i],
 				err) < 0)
 			return -1;
@@ -836,7 +456,7 @@ static int decode_sysctl(const msgpack_object *lx, struct spec *s,
 			return husk_error(err, HUSK_E_INVALID,
 					  "spec.linux.sysctl: bad key \"%s\"",
 					  k);
-		setwhat(what, "spec.linux.sysctl.%s", k);
+		spec_setwhat(what, "spec.linux.sysctl.%s", k);
 		if (ipc_obj_str(&kv->val, what, 4096, &s->sysctl_vals[i],
 				err) < 0)
 			return -1;
@@ -852,7 +472,7 @@ static int decode_devices(const msgpack_object *lx, struct spec *s,
 	char what[WHAT_MAX], w2[WHAT_MAX];
 	int n;
 
-	n = opt_array(lx, "devices", "spec.linux", 256, &a, err);
+	n = spec_opt_array(lx, "devices", "spec.linux", 256, &a, err);
 	if (n <= 0)
 		return n;
 	s->devices = husk_xcalloc((size_t)n, sizeof(*s->devices));
@@ -863,10 +483,10 @@ static int decode_devices(const msgpack_object *lx, struct spec *s,
 		uint64_t v;
 
 		s->ndevices++;
-		setwhat(what, "spec.linux.devices[%d]", i);
+		spec_setwhat(what, "spec.linux.devices[%d]", i);
 		if (ipc_obj_map(d, what, 16, err) < 0 ||
-		    opt_str(d, "path", what, 4096, &dv->path, err) < 0 ||
-		    opt_str(d, "type", what, 4, &type, err) < 0)
+		    spec_opt_str(d, "path", what, 4096, &dv->path, err) < 0 ||
+		    spec_opt_str(d, "type", what, 4, &type, err) < 0)
 			return -1;
 		if (!dv->path || strncmp(dv->path, "/dev/", 5) != 0 ||
 		    strstr(dv->path, ".."))
@@ -878,34 +498,34 @@ static int decode_devices(const msgpack_object *lx, struct spec *s,
 		dv->type = type[0] == 'u' ? 'c' : type[0];
 		dv->mode = 0666;
 		if (dv->type != 'p') {
-			path_of(w2, what, "major");
+			spec_path_of(w2, what, "major");
 			if (ipc_obj_int(ipc_map_get(d, "major"), w2, 0, 4095,
 					&dv->major, err) < 0)
 				return -1;
-			path_of(w2, what, "minor");
+			spec_path_of(w2, what, "minor");
 			if (ipc_obj_int(ipc_map_get(d, "minor"), w2, 0,
 					(1 << 20) - 1, &dv->minor, err) < 0)
 				return -1;
 		}
-		if (member(d, "fileMode")) {
-			path_of(w2, what, "fileMode");
+		if (spec_member(d, "fileMode")) {
+			spec_path_of(w2, what, "fileMode");
 			/* Type bits (S_IFCHR...) may come along: the type
 			 * is `type`'s. */
-			if (ipc_obj_uint(member(d, "fileMode"), w2, 0177777,
+			if (ipc_obj_uint(spec_member(d, "fileMode"), w2, 0177777,
 					 &v, err) < 0)
 				return -1;
 			dv->mode = (uint32_t)v & 07777;
 		}
-		if (member(d, "uid")) {
-			path_of(w2, what, "uid");
-			if (ipc_obj_uint(member(d, "uid"), w2, UINT32_MAX - 1,
+		if (spec_member(d, "uid")) {
+			spec_path_of(w2, what, "uid");
+			if (ipc_obj_uint(spec_member(d, "uid"), w2, UINT32_MAX - 1,
 					 &v, err) < 0)
 				return -1;
 			dv->uid = (uint32_t)v;
 		}
-		if (member(d, "gid")) {
-			path_of(w2, what, "gid");
-			if (ipc_obj_uint(member(d, "gid"), w2, UINT32_MAX - 1,
+		if (spec_member(d, "gid")) {
+			spec_path_of(w2, what, "gid");
+			if (ipc_obj_uint(spec_member(d, "gid"), w2, UINT32_MAX - 1,
 					 &v, err) < 0)
 				return -1;
 			dv->gid = (uint32_t)v;
@@ -934,7 +554,7 @@ static int decode_propagation(const msgpack_object *lx, struct spec *s,
 	/* runc's default: the container sees the guest's later mounts
 	 * under what it was given, and none of its own leak out. */
 	s->root_propagation = MS_SLAVE | MS_REC;
-	if (opt_str(lx, "rootfsPropagation", "spec.linux", 32, &p, err) < 0)
+	if (spec_opt_str(lx, "rootfsPropagation", "spec.linux", 32, &p, err) < 0)
 		return -1;
 	if (!p || !p[0])
 		return 0;
@@ -958,12 +578,12 @@ static int decode_personality(const msgpack_object *lx, struct spec *s,
 	cleanup_strv char **flags = NULL;
 	const char *what = "spec.linux.personality";
 
-	if (opt_map(lx, "personality", "spec.linux", &pm, err) < 0)
+	if (spec_opt_map(lx, "personality", "spec.linux", &pm, err) < 0)
 		return -1;
 	if (!pm)
 		return 0;
-	if (opt_str(pm, "domain", what, 16, &dom, err) < 0 ||
-	    opt_strv(pm, "flags", what, 16, &flags, err) < 0)
+	if (spec_opt_str(pm, "domain", what, 16, &dom, err) < 0 ||
+	    spec_opt_strv(pm, "flags", what, 16, &flags, err) < 0)
 		return -1;
 	if (dom && strcmp(dom, "LINUX") == 0)
 		s->personality = 0x0000;         /* PER_LINUX */
@@ -975,7 +595,7 @@ static int decode_personality(const msgpack_object *lx, struct spec *s,
 	s->has_personality = true;
 	/* The spec defines no flag names yet; runc ignores them too. */
 	if (flags && flags[0])
-		note_add(&s->notes, "spec.linux.personality.flags",
+		spec_note_add(&s->notes, "spec.linux.personality.flags",
 			 "no flags are defined by the spec; ignored");
 	return 0;
 }
@@ -985,18 +605,18 @@ static int decode_linux(const msgpack_object *root, struct spec *s,
 {
 	const msgpack_object *lx, *o;
 
-	if (opt_map(root, "linux", "spec", &lx, err) < 0)
+	if (spec_opt_map(root, "linux", "spec", &lx, err) < 0)
 		return -1;
 	if (!lx)
 		return husk_error(err, HUSK_E_INVALID,
 				  "spec.linux: missing (namespaces are required)");
-	if (refuse_nonempty(lx, "timeOffsets", "spec.linux",
+	if (spec_refuse_nonempty(lx, "timeOffsets", "spec.linux",
 			    "time namespaces are not supported", err) < 0)
 		return -1;
-	note_nonempty(lx, "mountLabel", "spec.linux",
+	spec_note_nonempty(lx, "mountLabel", "spec.linux",
 		      "the guest kernel runs no SELinux; the VM is the boundary",
 		      &s->notes);
-	note_nonempty(lx, "intelRdt", "spec.linux",
+	spec_note_nonempty(lx, "intelRdt", "spec.linux",
 		      "the VM has no resctrl file system (cache and memory "
 		      "bandwidth allocation are the host's)", &s->notes);
 	if (decode_namespaces(lx, s, err) < 0 ||
@@ -1008,23 +628,23 @@ static int decode_linux(const msgpack_object *root, struct spec *s,
 			  err) < 0 ||
 	    decode_idmaps(lx, "gidMappings", &s->gid_maps, &s->ngid_maps,
 			  err) < 0 ||
-	    opt_strv(lx, "maskedPaths", "spec.linux", SPEC_MAX_LIST,
+	    spec_opt_strv(lx, "maskedPaths", "spec.linux", SPEC_MAX_LIST,
 		     &s->masked_paths, err) < 0 ||
-	    opt_strv(lx, "readonlyPaths", "spec.linux", SPEC_MAX_LIST,
+	    spec_opt_strv(lx, "readonlyPaths", "spec.linux", SPEC_MAX_LIST,
 		     &s->readonly_paths, err) < 0 ||
-	    opt_str(lx, "cgroupsPath", "spec.linux", 4096, &s->cgroups_path,
+	    spec_opt_str(lx, "cgroupsPath", "spec.linux", 4096, &s->cgroups_path,
 		    err) < 0)
 		return -1;
 	if (check_userns(s, err) < 0)
 		return -1;
-	if (opt_map(lx, "resources", "spec.linux", &o, err) < 0)
+	if (spec_opt_map(lx, "resources", "spec.linux", &o, err) < 0)
 		return -1;
 	if (o) {
 		if (cg_resources_decode(o, &s->res, err) < 0)
 			return husk_error_wrap(err, "spec.linux.resources");
 		s->has_resources = true;
 	}
-	if (opt_map(lx, "seccomp", "spec.linux", &o, err) < 0)
+	if (spec_opt_map(lx, "seccomp", "spec.linux", &o, err) < 0)
 		return -1;
 	if (o && oci_seccomp_decode(o, &s->seccomp, err) < 0)
 		return husk_error_wrap(err, "spec.linux.seccomp");
@@ -1040,29 +660,29 @@ int spec_decode(const msgpack_object *o, struct spec **out,
 	cg_resources_init(&s->res);
 	if (ipc_obj_map(o, "spec", SPEC_MAX_LIST, err) < 0)
 		goto fail;
-	proc = member(o, "process");
+	proc = spec_member(o, "process");
 	if (!proc) {
 		husk_error(err, HUSK_E_INVALID, "spec.process: missing");
 		goto fail;
 	}
 	if (spec_process_decode(proc, "spec.process", &s->proc, err) < 0)
 		goto fail;
-	if (opt_map(o, "root", "spec", &root, err) < 0)
+	if (spec_opt_map(o, "root", "spec", &root, err) < 0)
 		goto fail;
 	if (!root) {
 		husk_error(err, HUSK_E_INVALID, "spec.root: missing");
 		goto fail;
 	}
-	if (opt_str(root, "path", "spec.root", 4096, &s->root_path, err) < 0 ||
-	    opt_bool(root, "readonly", "spec.root", &s->root_readonly,
+	if (spec_opt_str(root, "path", "spec.root", 4096, &s->root_path, err) < 0 ||
+	    spec_opt_bool(root, "readonly", "spec.root", &s->root_readonly,
 		     err) < 0)
 		goto fail;
 	if (!s->root_path || !s->root_path[0]) {
 		husk_error(err, HUSK_E_INVALID, "spec.root.path: missing");
 		goto fail;
 	}
-	if (opt_str(o, "hostname", "spec", 64, &s->hostname, err) < 0 ||
-	    opt_str(o, "domainname", "spec", 64, &s->domainname, err) < 0 ||
+	if (spec_opt_str(o, "hostname", "spec", 64, &s->hostname, err) < 0 ||
+	    spec_opt_str(o, "domainname", "spec", 64, &s->domainname, err) < 0 ||
 	    decode_mounts(o, s, err) < 0 || decode_linux(o, s, err) < 0)
 		goto fail;
 	if (s->hostname && s->hostname[0] && !(s->ns_flags & CLONE_NEWUTS)) {

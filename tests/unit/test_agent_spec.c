@@ -15,6 +15,7 @@
 #include <sys/mount.h>
 
 #include "agent/spec.c"
+#include "agent/spec_process.c"
 #include "agent/cgroup_res.c"
 #include "agent/oci_seccomp.c"
 #include "tests/unit/agent_testlib.h"
