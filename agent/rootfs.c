@@ -40,6 +40,7 @@ struct rctx {
 	int sharedfd;           /* the shared directory */
 	int rootfd;             /* the rootfs, on its own bind mount */
 	bool dev_tmpfs;         /* the spec mounts a tmpfs on /dev */
+	int *clones;            /* per mount: its bind source, cloned */
 };
 
 static const char *fdpath(int fd, char buf[static 32])
@@ -128,27 +129,63 @@ static void remount_bind(struct rctx *r, const char *path,
 		child_fail(r->errfd, errno, "remount %s", what);
 }
 
-static void do_bind(struct rctx *r, const struct spec_mount *m)
+/*
+ * Bind sources are cloned (open_tree) before "/" is made a slave: a
+ * clone of a shared mount is a peer of it, so a bind keeps the
+ * propagation its source has in the guest, changed only as the spec's
+ * root propagation changes it (runc binds from the host's mounts as its
+ * rootfsPropagation left them).  docker's `rshared` volumes of two
+ * containers see each other's mounts that way, while nothing else the
+ * container mounts can propagate out.
+ */
+static void clone_bind_sources(struct rctx *r)
 {
-	struct husk_err *e = NULL;
-	char sp[32], tp[32];
-	struct stat st;
-	int sfd, tfd;
+	unsigned long rp = r->s->root_propagation;
 
-	sfd = husk_open_beneath(r->sharedfd, m->source, O_PATH | O_CLOEXEC,
-				0, &e);
-	if (sfd < 0)
-		child_fail(r->errfd, 0, "bind %s: source %s", m->dest,
-			   e ? e->msg : m->source);
-	if (fstat(sfd, &st) < 0)
+	r->clones = husk_xcalloc(r->s->nmounts + 1, sizeof(int));
+	for (size_t i = 0; i < r->s->nmounts; i++) {
+		const struct spec_mount *m = &r->s->mounts[i];
+		struct mount_attr at = { .propagation = rp & ~MS_REC };
+		struct husk_err *e = NULL;
+		int sfd, fd;
+
+		r->clones[i] = -1;
+		if (!m->bind)
+			continue;
+		sfd = husk_open_beneath(r->sharedfd, m->source,
+					O_PATH | O_CLOEXEC, 0, &e);
+		if (sfd < 0)
+			child_fail(r->errfd, 0, "bind %s: source %s", m->dest,
+				   e ? e->msg : m->source);
+		fd = open_tree(sfd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC |
+			       AT_EMPTY_PATH | (m->rec ? AT_RECURSIVE : 0));
+		if (fd < 0)
+			child_fail(r->errfd, errno, "bind %s on %s", m->source,
+				   m->dest);
+		close(sfd);
+		if ((rp & MS_REC) &&
+		    mount_setattr(fd, "", AT_EMPTY_PATH | AT_RECURSIVE, &at,
+				  sizeof(at)) < 0)
+			child_fail(r->errfd, errno, "propagation of %s",
+				   m->source);
+		r->clones[i] = fd;
+	}
+}
+
+static void do_bind(struct rctx *r, const struct spec_mount *m, int clone)
+{
+	char tp[32];
+	struct stat st;
+	int tfd;
+
+	if (fstat(clone, &st) < 0)
 		child_fail(r->errfd, errno, "stat %s", m->source);
 	tfd = mkpath(r, m->dest, !S_ISDIR(st.st_mode));
-	if (mount(fdpath(sfd, sp), fdpath(tfd, tp), NULL,
-		  MS_BIND | (m->rec ? MS_REC : 0), NULL) < 0)
+	if (move_mount(clone, "", tfd, "", MOVE_MOUNT_F_EMPTY_PATH |
+		       MOVE_MOUNT_T_EMPTY_PATH) < 0)
 		child_fail(r->errfd, errno, "bind %s on %s", m->source,
 			   m->dest);
 	close(tfd);
-	close(sfd);
 	/* The new mount is reached by resolving the path again. */
 	tfd = mkpath(r, m->dest, !S_ISDIR(st.st_mode));
 	fdpath(tfd, tp);
@@ -177,14 +214,17 @@ static void bind_sys(struct rctx *r, int tfd, const struct spec_mount *m)
 	close(fd);
 }
 
-static void do_mount(struct rctx *r, const struct spec_mount *m)
+static void do_mount(struct rctx *r, size_t i)
 {
+	const struct spec_mount *m = &r->s->mounts[i];
 	const char *type = m->type;
 	char tp[32];
 	int tfd;
 
 	if (m->bind) {
-		do_bind(r, m);
+		do_bind(r, m, r->clones[i]);
+		close(r->clones[i]);
+		r->clones[i] = -1;
 		return;
 	}
 	/* OCI "cgroup" means the hierarchy the guest has, read-only. */
@@ -386,10 +426,22 @@ static void bind_resolv(struct rctx *r)
 
 static void enter_root(struct rctx *r)
 {
+	int oldfd = open("/", O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+
+	if (oldfd < 0)
+		child_fail(r->errfd, errno, "open the old root");
 	if (fchdir(r->rootfd) < 0)
 		child_fail(r->errfd, errno, "chdir to the rootfs");
 	if (syscall(SYS_pivot_root, ".", ".") < 0)
 		child_fail(r->errfd, errno, "pivot_root");
+	/* "." is still the new root (mount(2) does not cross the old
+	 * root stacked on it); the old root by its descriptor. */
+	if (fchdir(oldfd) < 0)
+		child_fail(r->errfd, errno, "chdir to the old root");
+	close(oldfd);
+	/* Unmounting the old root must not propagate to the guest. */
+	if (mount(NULL, ".", NULL, MS_SLAVE | MS_REC, NULL) < 0)
+		child_fail(r->errfd, errno, "make the old root a slave");
 	if (umount2(".", MNT_DETACH) < 0)
 		child_fail(r->errfd, errno, "detach the old root");
 	if (chdir("/") < 0)
@@ -450,70 +502,6 @@ static void masked_paths(struct rctx *r)
 	}
 }
 
-/* Mountinfo's octal escapes (\040 for a space) undone in place. */
-static void unescape(char *s)
-{
-	char *o = s;
-
-	for (; *s; s++) {
-		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' &&
-		    s[2] >= '0' && s[2] <= '7' && s[3] >= '0' && s[3] <= '7') {
-			*o++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 +
-				      (s[3] - '0'));
-			s += 3;
-		} else {
-			*o++ = *s;
-		}
-	}
-	*o = '\0';
-}
-
-/* pivot_root refuses a new root whose parent mount is shared (and with
- * rootfsPropagation shared it would be): make the mount the rootfs
- * lives on private, as runc does. */
-static void parent_mount_private(struct rctx *r, const char *path)
-{
-	cleanup_free char *text = NULL, *best = NULL;
-	bool shared = false;
-	size_t bestlen = 0;
-
-	if (husk_read_file(AT_FDCWD, "/proc/self/mountinfo", 1u << 22, &text,
-			   NULL, NULL) < 0)
-		child_fail(r->errfd, errno, "read /proc/self/mountinfo");
-	for (char *line = text, *next; line && *line; line = next) {
-		char *f[7] = { 0 }, *save = NULL;
-		size_t n;
-		int i = 0;
-
-		next = strchr(line, '\n');
-		if (next)
-			*next++ = '\0';
-		for (char *t = strtok_r(line, " ", &save); t && i < 7;
-		     t = strtok_r(NULL, " ", &save))
-			f[i++] = t;
-		if (i < 7)
-			continue;
-		unescape(f[4]);
-		n = strlen(f[4]);
-		/* A prefix at a component boundary, the longest wins. */
-		if (strncmp(path, f[4], n) != 0 ||
-		    (n > 1 && path[n] && path[n] != '/') || n < bestlen)
-			continue;
-		free(best);
-		best = husk_xstrdup(f[4]);
-		bestlen = n;
-		shared = strncmp(f[6], "shared:", 7) == 0 ||
-			 strstr(f[6], " shared:") != NULL;
-		/* Optional fields run up to the "-" separator. */
-		for (char *t = strtok_r(NULL, " ", &save); t && strcmp(t, "-");
-		     t = strtok_r(NULL, " ", &save))
-			if (strncmp(t, "shared:", 7) == 0)
-				shared = true;
-	}
-	if (best && shared && mount(NULL, best, NULL, MS_PRIVATE, NULL) < 0)
-		child_fail(r->errfd, errno, "make %s private", best);
-}
-
 /* Bind the rootfs onto itself and return an fd on that new mount. */
 static int bind_rootfs(struct rctx *r)
 {
@@ -532,7 +520,6 @@ static int bind_rootfs(struct rctx *r)
 	if (n < 0)
 		child_fail(r->errfd, errno, "readlink %s", rp);
 	path[n] = '\0';
-	parent_mount_private(r, path);
 	if (mount(path, path, NULL, MS_BIND | MS_REC, NULL) < 0)
 		child_fail(r->errfd, errno, "bind the rootfs %s", path);
 	nfd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
@@ -547,20 +534,23 @@ static int bind_rootfs(struct rctx *r)
 void rootfs_setup(struct agent *a, const struct spec *s, int errfd)
 {
 	struct rctx r = { .a = a, .s = s, .errfd = errfd };
-	unsigned long prop = s->root_propagation;
+	unsigned long rp = s->root_propagation;
 
-	/* An unbindable root could not be bound below: it becomes so once
-	 * it is the root. */
-	if (prop & MS_UNBINDABLE)
-		prop = MS_PRIVATE | (prop & MS_REC);
-	if (mount(NULL, "/", NULL, prop, NULL) < 0)
-		child_fail(errfd, errno, "set the propagation of /");
 	r.sharedfd = open(a->shared_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (r.sharedfd < 0)
 		child_fail(errfd, errno, "open %s", a->shared_dir);
+	clone_bind_sources(&r);
+	/* Nothing the container mounts may reach the guest, and pivot_root
+	 * wants no shared mount around the new root: every mount a slave
+	 * (or private for rprivate) until the root is the container's;
+	 * the spec's propagation is applied after pivot_root. */
+	if (mount(NULL, "/", NULL, rp == (MS_PRIVATE | MS_REC) ? rp :
+		  MS_SLAVE | MS_REC, NULL) < 0)
+		child_fail(errfd, errno, "set the propagation of /");
 	r.rootfd = bind_rootfs(&r);
 	for (size_t i = 0; i < s->nmounts; i++)
-		do_mount(&r, &s->mounts[i]);
+		do_mount(&r, i);
+	free(r.clones);
 	if (r.dev_tmpfs)
 		default_devices(&r);
 	extra_devices(&r);
@@ -568,9 +558,11 @@ void rootfs_setup(struct agent *a, const struct spec *s, int errfd)
 	close(r.sharedfd);
 	enter_root(&r);
 	/* After pivot_root, so that "/" is the container's root and not
-	 * the mount it came from (runc's order). */
+	 * the mount it came from (runc's order); from private, as runc's
+	 * root was bound from a private parent. */
 	if (s->has_root_propagation &&
-	    mount(NULL, "/", NULL, s->root_propagation, NULL) < 0)
+	    (mount(NULL, "/", NULL, MS_PRIVATE, NULL) < 0 ||
+	     mount(NULL, "/", NULL, rp, NULL) < 0))
 		child_fail(errfd, errno, "spec.linux.rootfsPropagation");
 	write_sysctls(&r);
 	readonly_paths(&r);

@@ -115,6 +115,37 @@ docker_spec() {
 	[ "${lines[3]}" = /sys/class ]
 }
 
+@test "agent-vm: rshared volumes of two containers see each other's mounts" {
+	# docker's `-v vol:/v:rshared`: rootfsPropagation shared and an
+	# rshared bind.  The guest's mounts are shared (as a systemd host's),
+	# so a mount one container makes under the volume reaches the other.
+	mkdir -p "$VT/share/vol/x"
+	local sp
+	sp=$(jq -nc '{process: {args: ["sleep", "1000"], env: ["PATH=/bin"], cwd: "/"},
+		root: {path: "rootfs"},
+		mounts: [{destination: "/proc", type: "proc", source: "proc"},
+			{destination: "/v", type: "bind", source: "vol", options: ["rbind", "rshared"]}],
+		linux: {namespaces: [{type: "pid"}, {type: "mount"}], rootfsPropagation: "shared"}}')
+	"$CLIENT" --detach "$VT/agent.sock" run pa "$sp"
+	"$CLIENT" --detach "$VT/agent.sock" run pb "$sp"
+	run "$CLIENT" --no-stdin "$VT/agent.sock" exec pa e1 \
+		'{"args":["mount","-t","tmpfs","fromA","/v/x"],"env":["PATH=/bin"],"cwd":"/"}'
+	[ "$status" -eq 0 ] || show_console
+	run "$CLIENT" --no-stdin "$VT/agent.sock" exec pb e1 \
+		'{"args":["sh","-c","grep -c \" /v/x \" /proc/self/mountinfo"],"env":["PATH=/bin"],"cwd":"/"}'
+	echo "$output"
+	[ "$output" = 1 ]
+	# An unmount travels the same way (and leaves the guest clean).
+	run "$CLIENT" --no-stdin "$VT/agent.sock" exec pb e2 \
+		'{"args":["umount","/v/x"],"env":["PATH=/bin"],"cwd":"/"}'
+	[ "$status" -eq 0 ]
+	run "$CLIENT" --no-stdin "$VT/agent.sock" exec pa e2 \
+		'{"args":["sh","-c","grep -c \" /v/x \" /proc/self/mountinfo"],"env":["PATH=/bin"],"cwd":"/"}'
+	[ "$output" = 0 ]
+	"$IPC" "$VT/agent.sock" remove_container '{"container_id":"pa","force":true}'
+	"$IPC" "$VT/agent.sock" remove_container '{"container_id":"pb","force":true}'
+}
+
 @test "agent-vm: destroy_sandbox with poweroff stops the VM" {
 	"$IPC" "$VT/agent.sock" destroy_sandbox '{"poweroff":true}'
 	local pid
