@@ -14,6 +14,7 @@
  *
  * Everything here runs in the child and fails through child_fail().
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -197,6 +198,88 @@ static void do_bind(struct rctx *r, const struct spec_mount *m, int clone)
 	close(tfd);
 }
 
+/* tmpcopyup: copy the tree at `from` into `to` (the new tmpfs) with
+ * modes, owners and times; nothing is followed (the image's symlinks
+ * are copied as links).  Bounded in depth. */
+static void copy_tree(struct rctx *r, int from, int to, const char *what,
+		      int depth)
+{
+	DIR *d;
+	struct dirent *e;
+
+	if (depth > 64)
+		child_fail(r->errfd, 0, "tmpcopyup %s: nested too deep", what);
+	d = fdopendir(dup(from));
+	if (!d)
+		child_fail(r->errfd, errno, "tmpcopyup %s", what);
+	while ((e = readdir(d))) {
+		const char *n = e->d_name;
+		struct timespec ts[2];
+		struct stat st;
+		int a = -1, b = -1;
+
+		if (strcmp(n, ".") == 0 || strcmp(n, "..") == 0)
+			continue;
+		if (fstatat(from, n, &st, AT_SYMLINK_NOFOLLOW) < 0)
+			child_fail(r->errfd, errno, "tmpcopyup %s/%s", what, n);
+		if (S_ISDIR(st.st_mode)) {
+			if (mkdirat(to, n, 0700) < 0)
+				goto fail;
+			a = openat(from, n, O_RDONLY | O_DIRECTORY |
+				   O_NOFOLLOW | O_CLOEXEC);
+			b = openat(to, n, O_RDONLY | O_DIRECTORY |
+				   O_NOFOLLOW | O_CLOEXEC);
+			if (a < 0 || b < 0)
+				goto fail;
+			copy_tree(r, a, b, what, depth + 1);
+		} else if (S_ISREG(st.st_mode)) {
+			char buf[65536];
+			ssize_t k;
+
+			a = openat(from, n, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+			b = openat(to, n, O_WRONLY | O_CREAT | O_EXCL |
+				   O_NOFOLLOW | O_CLOEXEC, 0600);
+			if (a < 0 || b < 0)
+				goto fail;
+			while ((k = read(a, buf, sizeof(buf))) > 0)
+				if (husk_write_all(b, buf, (size_t)k) < 0)
+					goto fail;
+			if (k < 0)
+				goto fail;
+		} else if (S_ISLNK(st.st_mode)) {
+			char target[PATH_MAX];
+			ssize_t k = readlinkat(from, n, target,
+					       sizeof(target) - 1);
+
+			if (k < 0)
+				goto fail;
+			target[k] = '\0';
+			if (symlinkat(target, to, n) < 0)
+				goto fail;
+		} else if (mknodat(to, n, st.st_mode & (S_IFMT | 07777),
+				   st.st_rdev) < 0) {
+			goto fail;
+		}
+		if (fchownat(to, n, st.st_uid, st.st_gid,
+			     AT_SYMLINK_NOFOLLOW) < 0)
+			goto fail;
+		if (!S_ISLNK(st.st_mode) &&
+		    fchmodat(to, n, st.st_mode & 07777, 0) < 0)
+			goto fail;
+		ts[0] = st.st_atim;
+		ts[1] = st.st_mtim;
+		utimensat(to, n, ts, AT_SYMLINK_NOFOLLOW);
+		if (a >= 0)
+			close(a);
+		if (b >= 0)
+			close(b);
+		continue;
+fail:
+		child_fail(r->errfd, errno, "tmpcopyup %s/%s", what, n);
+	}
+	closedir(d);
+}
+
 static bool userns(const struct rctx *r)
 {
 	return r->s->ns_flags & CLONE_NEWUSER;
@@ -219,7 +302,7 @@ static void do_mount(struct rctx *r, size_t i)
 	const struct spec_mount *m = &r->s->mounts[i];
 	const char *type = m->type;
 	char tp[32];
-	int tfd;
+	int tfd, below = -1;
 
 	if (m->bind) {
 		do_bind(r, m, r->clones[i]);
@@ -264,6 +347,12 @@ static void do_mount(struct rctx *r, size_t i)
 		return;
 	}
 	tfd = mkpath(r, m->dest, false);
+	if (m->copyup && strcmp(type, "tmpfs") == 0) {
+		/* What the image has there, read from below the tmpfs. */
+		below = openat(tfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (below < 0)
+			child_fail(r->errfd, errno, "tmpcopyup %s", m->dest);
+	}
 	if (mount(m->source ? m->source : type, fdpath(tfd, tp), type,
 		  m->flags, m->data) < 0) {
 		/* sysfs wants a network namespace of the user namespace's
@@ -277,6 +366,18 @@ static void do_mount(struct rctx *r, size_t i)
 		child_fail(r->errfd, errno, "mount %s on %s", type, m->dest);
 	}
 	close(tfd);
+	if (below >= 0) {
+		int top;
+
+		tfd = mkpath(r, m->dest, false);
+		top = openat(tfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (top < 0)
+			child_fail(r->errfd, errno, "tmpcopyup %s", m->dest);
+		copy_tree(r, below, top, m->dest, 0);
+		close(top);
+		close(tfd);
+		close(below);
+	}
 	if (m->propagation) {
 		/* The new mount, by resolving the path again. */
 		tfd = mkpath(r, m->dest, false);

@@ -189,7 +189,8 @@ void spec_note_nonempty(const msgpack_object *map, const char *key,
 static const struct {
 	const char *name;
 	unsigned long set, clear;
-	int kind;       /* 0 flag, 1 bind, 2 rbind, 3 propagation */
+	int kind;       /* 0 flag, 1 bind, 2 rbind, 3 propagation,
+			 * 4 tmpcopyup */
 } mount_opts[] = {
 	{ "ro", MS_RDONLY, 0, 0 }, { "rw", 0, MS_RDONLY, 0 },
 	{ "nosuid", MS_NOSUID, 0, 0 }, { "suid", 0, MS_NOSUID, 0 },
@@ -211,6 +212,11 @@ static const struct {
 	{ "shared", MS_SHARED, 0, 3 }, { "rshared", MS_SHARED | MS_REC, 0, 3 },
 	{ "unbindable", MS_UNBINDABLE, 0, 3 },
 	{ "runbindable", MS_UNBINDABLE | MS_REC, 0, 3 },
+	{ "nosymfollow", MS_NOSYMFOLLOW, 0, 0 },
+	{ "symfollow", 0, MS_NOSYMFOLLOW, 0 },
+	/* runc's extension: a tmpfs starts with what the image has at
+	 * its destination. */
+	{ "tmpcopyup", 0, 0, 4 },
 };
 
 static void data_append(char **data, const char *opt)
@@ -256,6 +262,9 @@ static int decode_mount_opts(const msgpack_object *m, const char *what,
 		case 2:
 			mt->bind = true;
 			mt->rec = mount_opts[k].kind == 2;
+			break;
+		case 4:
+			mt->copyup = true;
 			break;
 		default:
 			mt->propagation = mount_opts[k].set;

@@ -65,6 +65,7 @@ struct spec_mount {
 	unsigned long flags;            /* MS_* except bind/propagation */
 	unsigned long propagation;      /* MS_PRIVATE, ... or 0 */
 	char *data;                     /* options the kernel parses */
+	bool copyup;                    /* tmpcopyup (a tmpfs only) */
 };
 
 struct spec_device {

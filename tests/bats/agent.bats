@@ -500,7 +500,12 @@ userns_spec() {
 	# The mapped root must reach the rootfs: that is the bundle's
 	# business, as with runc.
 	chmod 0755 "$T"
-	run "$CLIENT" --no-stdin "$S" run c1 "$(userns_spec '["sh","-c","id -u; id -g; awk \"{ print \\$1, \\$2, \\$3 }\" /proc/self/uid_map /proc/self/gid_map; stat -c \"%u:%g\" /bin/busybox; touch /tmp/x; ls /sys/fs/cgroup >/dev/null && echo sys-ok"]')"
+	mkdir -p "$T/share/data" "$T/share/rootfs/data"
+	echo from-the-share >"$T/share/data/f"
+	local base=$MOUNTS
+	MOUNTS="$base"',{"destination":"/data","type":"bind","source":"data","options":["rbind","ro"]}'
+	run "$CLIENT" --no-stdin "$S" run c1 "$(userns_spec '["sh","-c","id -u; id -g; awk \"{ print \\$1, \\$2, \\$3 }\" /proc/self/uid_map /proc/self/gid_map; stat -c \"%u:%g\" /bin/busybox; touch /tmp/x; ls /sys/fs/cgroup >/dev/null && echo sys-ok; cat /data/f"]')"
+	MOUNTS=$base
 	echo "$output"
 	[ "$status" -eq 0 ]
 	[ "${lines[0]}" = 0 ]
@@ -512,6 +517,7 @@ userns_spec() {
 	[ "${lines[4]}" = "65534:65534" ]
 	[[ "${lines[5]}" == *"Permission denied"* ]]
 	[ "${lines[6]}" = sys-ok ]
+	[ "${lines[7]}" = from-the-share ]
 	# A user of the container is the mapped host id; an exec joins the
 	# same namespace.
 	PROC=',"user":{"uid":1000,"gid":1000}'
@@ -530,4 +536,23 @@ userns_spec() {
 	[[ "$output" == *"spec.linux.uidMappings: given without a user namespace in spec.linux.namespaces"* ]]
 	run ipc create_container "{\"container_id\":\"c3\",\"spec\":$(userns_spec '["true"]' | jq -c 'del(.linux.gidMappings)')}"
 	[[ "$output" == *"spec.linux.gidMappings: a user namespace needs it"* ]]
+}
+
+@test "agent: tmpcopyup fills a tmpfs with what the image has there" {
+	local d=$T/share/rootfs/opt/seed
+	mkdir -p "$d/sub"
+	echo seeded >"$d/sub/f"
+	chmod 0640 "$d/sub/f"
+	chown 5:6 "$d/sub/f"
+	ln -s sub/f "$d/link"
+	MOUNTS="$MOUNTS"',{"destination":"/opt/seed","type":"tmpfs","source":"tmpfs","options":["tmpcopyup","mode=755"]}' \
+		run run_sh 'cat /opt/seed/link; stat -c "%a %u:%g" /opt/seed/sub/f; readlink /opt/seed/link; grep -c " /opt/seed tmpfs " /proc/self/mounts; echo new >/opt/seed/sub/g'
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ "${lines[0]}" = seeded ]
+	[ "${lines[1]}" = "640 5:6" ]
+	[ "${lines[2]}" = sub/f ]
+	[ "${lines[3]}" = 1 ]
+	# Writes stay in the tmpfs.
+	[ ! -e "$d/sub/g" ]
 }
