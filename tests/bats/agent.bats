@@ -556,3 +556,21 @@ userns_spec() {
 	# Writes stay in the tmpfs.
 	[ ! -e "$d/sub/g" ]
 }
+
+@test "agent: personality, domainname, scheduler and ioPriority are applied" {
+	PROC=',"ioPriority":{"class":"IOPRIO_CLASS_BE","priority":6},"scheduler":{"policy":"SCHED_BATCH","nice":7}'
+	LINUX=',"personality":{"domain":"LINUX32"}'
+	TOP=',"domainname":"example.org"'
+	run run_sh 'uname -m; cat /proc/sys/kernel/domainname; cut -d" " -f19,41 /proc/self/stat; busybox ionice -p $$'
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ "${lines[0]}" = i686 ]
+	[ "${lines[1]}" = example.org ]
+	# nice 7, policy 3 (SCHED_BATCH), inherited by cut.
+	[ "${lines[2]}" = "7 3" ]
+	[[ "${lines[3]}" == *"best-effort"*"6"* ]]
+	# An exec has the container's personality too.
+	"$CLIENT" --detach "$S" run c2 "$(spec '["sleep","100"]')"
+	run "$CLIENT" --no-stdin "$S" exec c2 e1 '{"args":["uname","-m"],"env":["PATH=/bin"],"cwd":"/"}'
+	[ "$output" = i686 ]
+}
