@@ -48,7 +48,7 @@ static struct {
 /* Files                                                               */
 
 int cg_read_small(const char *dir, const char *file, char *buf,
-		      size_t size)
+		  size_t size)
 {
 	char path[PATH_MAX];
 	cleanup_close int fd = -1;
@@ -77,7 +77,7 @@ bool cg_file_exists(const char *dir, const char *file)
 
 /* Write val to dir/file; `what` names the OCI field for the error. */
 int cg_write(const char *dir, const char *file, const char *val,
-		    const char *what, struct husk_err **err)
+	     const char *what, struct husk_err **err)
 {
 	char path[PATH_MAX];
 	cleanup_close int fd = -1;
@@ -98,8 +98,8 @@ int cg_write(const char *dir, const char *file, const char *val,
 }
 
 int cg_write_i64(const char *dir, const char *file, int64_t v,
-			const char *unlimited, const char *what,
-			struct husk_err **err)
+		 const char *unlimited, const char *what,
+		 struct husk_err **err)
 {
 	char buf[32];
 

@@ -574,6 +574,146 @@ static void test_live_v2(void **state)
 	cg_init(NULL);
 }
 
+/* A directory of plain files standing in for a cgroup: what
+ * cgroup_limits.c writes where, for settings real cgroups here may not
+ * offer.  FILES are made empty first; others stay missing. */
+static char *fake_dir(const char *const *files)
+{
+	char *d = strdup("/tmp/husk-fakecg.XXXXXX");
+
+	assert_non_null(mkdtemp(d));
+	for (; *files; files++) {
+		char p[PATH_MAX];
+		FILE *f;
+
+		snprintf(p, sizeof(p), "%s/%s", d, *files);
+		f = fopen(p, "w");
+		assert_non_null(f);
+		fclose(f);
+	}
+	return d;
+}
+
+static void fake_rm(char *d)
+{
+	char cmd[PATH_MAX + 16];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", d);
+	assert_int_equal(system(cmd), 0);
+	free(d);
+}
+
+static int truncate_at(const char *dir, const char *file)
+{
+	char p[PATH_MAX];
+
+	snprintf(p, sizeof(p), "%s/%s", dir, file);
+	return truncate(p, 0);
+}
+
+static void expect_file(const char *dir, const char *file, const char *want)
+{
+	char buf[256];
+
+	assert_true(cg_read_small(dir, file, buf, sizeof(buf)) >= 0);
+	assert_string_equal(buf, want);
+}
+
+static void test_limits_blkio_v2(void **state)
+{
+	static const char *const files[] = {
+		"io.weight", "io.max", "memory.high", "cpu.max.burst", NULL,
+	};
+	struct at *t = *state;
+	struct cg cg = { .name = "fake" };
+	struct cg_resources r;
+
+	if (access("/sys/dev/block/254:0", F_OK) < 0 ||
+	    access("/sys/dev/block/259:4000", F_OK) == 0)
+		skip();
+	cg.v2 = fake_dir(files);
+	/* weight 300 is io.weight 1 + 290 * 9999 / 990 (iocost); a
+	 * throttle for a device the machine lacks is skipped; hugetlb,
+	 * with no file here, is logged; unified files are written. */
+	assert_int_equal(decode(t,
+		"{'blockIO': {'weight': 300, 'leafWeight': 20,"
+		"  'throttleReadBpsDevice': [{'major': 259, 'minor': 4000, 'rate': 5},"
+		"   {'major': 254, 'minor': 0, 'rate': 1048576}]},"
+		" 'hugepageLimits': [{'pageSize': '2MB', 'limit': 0}],"
+		" 'network': {'classID': 7}, 'rdma': {'x': {'hcaHandles': 1}},"
+		" 'cpu': {'burst': 1000},"
+		" 'unified': {'memory.high': '1G'}}", &r), 0);
+	if (cg_update(&cg, &r, &t->err) < 0)
+		fail_msg("cg_update: %s", t->err->msg);
+	expect_file(cg.v2, "io.weight", "default 2930");
+	expect_file(cg.v2, "io.max", "254:0 rbps=1048576");
+	expect_file(cg.v2, "memory.high", "1G");
+	expect_file(cg.v2, "cpu.max.burst", "1000");
+	cg_resources_free(&r);
+	/* 0 lifts a throttle: "max" on v2.  (A plain file is not
+	 * truncated by the write, a cgroup file has no length.) */
+	assert_int_equal(truncate_at(cg.v2, "io.max"), 0);
+	assert_int_equal(decode(t,
+		"{'blockIO': {'throttleWriteIOPSDevice': [{'major': 254,"
+		"  'minor': 0, 'rate': 0}]}}", &r), 0);
+	assert_int_equal(cg_update(&cg, &r, &t->err), 0);
+	expect_file(cg.v2, "io.max", "254:0 wiops=max");
+	cg_resources_free(&r);
+	/* A unified file the hierarchy lacks is an error, as with runc. */
+	assert_int_equal(decode(t, "{'unified': {'pids.max': '5'}}", &r), 0);
+	assert_int_equal(cg_update(&cg, &r, &t->err), -1);
+	assert_non_null(strstr(t->err->msg, "linux.resources.unified.pids.max: `"));
+	husk_err_clear(&t->err);
+	cg_resources_free(&r);
+	fake_rm(cg.v2);
+}
+
+static void test_limits_v1(void **state)
+{
+	static const char *const blkio[] = {
+		"blkio.weight", "blkio.throttle.write_bps_device",
+		"blkio.weight_device", NULL,
+	};
+	static const char *const mem[] = {
+		"memory.swappiness", "memory.oom_control", NULL,
+	};
+	static const char *const none[] = { NULL };
+	struct at *t = *state;
+	struct cg cg = { .name = "fake" };
+	struct cg_resources r;
+
+	if (access("/sys/dev/block/254:0", F_OK) < 0)
+		skip();
+	cg.v1[C_BLKIO] = fake_dir(blkio);
+	cg.v1[C_MEMORY] = fake_dir(mem);
+	cg.v1[C_NET_CLS] = fake_dir(none);
+	assert_int_equal(decode(t,
+		"{'blockIO': {'weight': 300, 'weightDevice': [{'major': 254,"
+		"  'minor': 0, 'weight': 700}],"
+		"  'throttleWriteBpsDevice': [{'major': 254, 'minor': 0, 'rate': 4096}]},"
+		" 'memory': {'swappiness': 10, 'disableOOMKiller': true},"
+		" 'network': {'classID': 7}}", &r), 0);
+	if (cg_update(&cg, &r, &t->err) < 0)
+		fail_msg("cg_update: %s", t->err->msg);
+	expect_file(cg.v1[C_BLKIO], "blkio.weight", "300");
+	expect_file(cg.v1[C_BLKIO], "blkio.weight_device", "254:0 700");
+	expect_file(cg.v1[C_BLKIO], "blkio.throttle.write_bps_device",
+		    "254:0 4096");
+	expect_file(cg.v1[C_MEMORY], "memory.swappiness", "10");
+	expect_file(cg.v1[C_MEMORY], "memory.oom_control", "1");
+	cg_resources_free(&r);
+	/* unified needs v2. */
+	assert_int_equal(decode(t, "{'unified': {'memory.high': '1G'}}", &r),
+			 0);
+	assert_int_equal(cg_update(&cg, &r, &t->err), -1);
+	at_expect_err(t, HUSK_E_NOT_IMPLEMENTED,
+		      "linux.resources.unified: needs cgroup v2 (this hierarchy is v1)");
+	cg_resources_free(&r);
+	fake_rm(cg.v1[C_BLKIO]);
+	fake_rm(cg.v1[C_MEMORY]);
+	fake_rm(cg.v1[C_NET_CLS]);
+}
+
 static void test_procinfo(void **state)
 {
 	struct at *t = *state;
@@ -636,6 +776,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_live, setup, teardown_live),
 		cmocka_unit_test_setup_teardown(test_live_v2, setup,
 						teardown_live),
+		cmocka_unit_test_setup_teardown(test_limits_blkio_v2, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_limits_v1, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_procinfo, setup, teardown),
 	};
 
