@@ -173,6 +173,19 @@ static void clone_bind_sources(struct rctx *r)
 	}
 }
 
+/* rro, rnosuid...: the attributes for the mount and all below it. */
+static void set_rattr(struct rctx *r, int tfd, const struct spec_mount *m)
+{
+	struct mount_attr at = { .attr_set = m->rattr_set,
+				 .attr_clr = m->rattr_clr };
+
+	if ((m->rattr_set || m->rattr_clr) &&
+	    mount_setattr(tfd, "", AT_EMPTY_PATH | AT_RECURSIVE, &at,
+			  sizeof(at)) < 0)
+		child_fail(r->errfd, errno, "recursive options of %s",
+			   m->dest);
+}
+
 static void do_bind(struct rctx *r, const struct spec_mount *m, int clone)
 {
 	char tp[32];
@@ -195,6 +208,7 @@ static void do_bind(struct rctx *r, const struct spec_mount *m, int clone)
 	if (m->propagation &&
 	    mount(NULL, tp, NULL, m->propagation, NULL) < 0)
 		child_fail(r->errfd, errno, "propagation of %s", m->dest);
+	set_rattr(r, tfd, m);
 	close(tfd);
 }
 
@@ -378,13 +392,15 @@ static void do_mount(struct rctx *r, size_t i)
 		close(tfd);
 		close(below);
 	}
-	if (m->propagation) {
+	if (m->propagation || m->rattr_set || m->rattr_clr) {
 		/* The new mount, by resolving the path again. */
 		tfd = mkpath(r, m->dest, false);
-		if (mount(NULL, fdpath(tfd, tp), NULL, m->propagation,
+		if (m->propagation &&
+		    mount(NULL, fdpath(tfd, tp), NULL, m->propagation,
 			  NULL) < 0)
 			child_fail(r->errfd, errno, "propagation of %s",
 				   m->dest);
+		set_rattr(r, tfd, m);
 		close(tfd);
 	}
 	if (strcmp(m->dest, "/dev") == 0 && strcmp(type, "tmpfs") == 0)

@@ -190,7 +190,8 @@ static const struct {
 	const char *name;
 	unsigned long set, clear;
 	int kind;       /* 0 flag, 1 bind, 2 rbind, 3 propagation,
-			 * 4 tmpcopyup */
+			 * 4 tmpcopyup, 5 recursive attribute
+			 * (MOUNT_ATTR_*: set, clear) */
 } mount_opts[] = {
 	{ "ro", MS_RDONLY, 0, 0 }, { "rw", 0, MS_RDONLY, 0 },
 	{ "nosuid", MS_NOSUID, 0, 0 }, { "suid", 0, MS_NOSUID, 0 },
@@ -217,6 +218,24 @@ static const struct {
 	/* runc's extension: a tmpfs starts with what the image has at
 	 * its destination. */
 	{ "tmpcopyup", 0, 0, 4 },
+	/* runtime-spec 1.1's recursive options, for the whole tree of a
+	 * mount (mount_setattr(2)); an atime mode replaces the old one. */
+	{ "rro", MOUNT_ATTR_RDONLY, 0, 5 }, { "rrw", 0, MOUNT_ATTR_RDONLY, 5 },
+	{ "rnosuid", MOUNT_ATTR_NOSUID, 0, 5 },
+	{ "rsuid", 0, MOUNT_ATTR_NOSUID, 5 },
+	{ "rnodev", MOUNT_ATTR_NODEV, 0, 5 }, { "rdev", 0, MOUNT_ATTR_NODEV, 5 },
+	{ "rnoexec", MOUNT_ATTR_NOEXEC, 0, 5 },
+	{ "rexec", 0, MOUNT_ATTR_NOEXEC, 5 },
+	{ "rnodiratime", MOUNT_ATTR_NODIRATIME, 0, 5 },
+	{ "rdiratime", 0, MOUNT_ATTR_NODIRATIME, 5 },
+	{ "rnosymfollow", MOUNT_ATTR_NOSYMFOLLOW, 0, 5 },
+	{ "rsymfollow", 0, MOUNT_ATTR_NOSYMFOLLOW, 5 },
+	{ "rrelatime", MOUNT_ATTR_RELATIME, MOUNT_ATTR__ATIME, 5 },
+	{ "rnorelatime", MOUNT_ATTR_RELATIME, MOUNT_ATTR__ATIME, 5 },
+	{ "rnoatime", MOUNT_ATTR_NOATIME, MOUNT_ATTR__ATIME, 5 },
+	{ "ratime", MOUNT_ATTR_RELATIME, MOUNT_ATTR__ATIME, 5 },
+	{ "rstrictatime", MOUNT_ATTR_STRICTATIME, MOUNT_ATTR__ATIME, 5 },
+	{ "rnostrictatime", MOUNT_ATTR_RELATIME, MOUNT_ATTR__ATIME, 5 },
 };
 
 static void data_append(char **data, const char *opt)
@@ -265,6 +284,18 @@ static int decode_mount_opts(const msgpack_object *m, const char *what,
 			break;
 		case 4:
 			mt->copyup = true;
+			break;
+		case 5:
+			if (mount_opts[k].clear == MOUNT_ATTR__ATIME) {
+				mt->rattr_set &= ~MOUNT_ATTR__ATIME;
+				mt->rattr_clr |= MOUNT_ATTR__ATIME;
+				mt->rattr_set |= mount_opts[k].set;
+				break;
+			}
+			mt->rattr_set = (mt->rattr_set | mount_opts[k].set) &
+					~mount_opts[k].clear;
+			mt->rattr_clr = (mt->rattr_clr | mount_opts[k].clear) &
+					~mount_opts[k].set;
 			break;
 		default:
 			mt->propagation = mount_opts[k].set;

@@ -66,6 +66,7 @@ struct spec_mount {
 	unsigned long propagation;      /* MS_PRIVATE, ... or 0 */
 	char *data;                     /* options the kernel parses */
 	bool copyup;                    /* tmpcopyup (a tmpfs only) */
+	uint64_t rattr_set, rattr_clr;  /* MOUNT_ATTR_* for the whole tree */
 };
 
 struct spec_device {

@@ -574,3 +574,19 @@ userns_spec() {
 	run "$CLIENT" --no-stdin "$S" exec c2 e1 '{"args":["uname","-m"],"env":["PATH=/bin"],"cwd":"/"}'
 	[ "$output" = i686 ]
 }
+
+@test "agent: recursive mount options (rro, rnoexec) reach the mounts below" {
+	local v=$T/share/vol
+	mkdir -p "$v/sub"
+	mount -t tmpfs below "$v/sub"
+	MOUNTS="$MOUNTS"',{"destination":"/v","type":"bind","source":"vol","options":["rbind","ro"]},
+{"destination":"/rv","type":"bind","source":"vol","options":["rbind","rro","rnoexec"]}' \
+		run run_sh 'touch /v/sub/a && echo v-sub-writable; touch /rv/sub/b 2>&1; grep " /rv/sub " /proc/self/mountinfo | cut -d" " -f6'
+	echo "$output"
+	[ "$status" -eq 0 ]
+	# Plain ro covers the bind itself, not the tmpfs below it.
+	[ "${lines[0]}" = v-sub-writable ]
+	[[ "${lines[1]}" == *"Read-only file system"* ]]
+	[[ "${lines[2]}" == ro,*noexec* ]]
+	umount "$v/sub"
+}

@@ -206,6 +206,21 @@ static void test_mount_propagation(void **state)
 	/* The last one given wins. */
 	assert_int_equal(s->mounts[3].propagation, MS_PRIVATE);
 	spec_free(s);
+
+	/* Recursive attributes: the later undoes the earlier; an atime
+	 * mode replaces the one before. */
+	assert_int_equal(decode_with(t, "", "",
+		", 'mounts': [{'destination': '/a', 'type': 'bind', 'source': 'x',"
+		" 'options': ['rbind', 'rro', 'rnosuid', 'rnoatime', 'rrw',"
+		"  'rstrictatime', 'tmpcopyup', 'nosymfollow']}]", &s), 0);
+	assert_int_equal(s->mounts[0].rattr_set,
+			 MOUNT_ATTR_NOSUID | MOUNT_ATTR_STRICTATIME);
+	assert_int_equal(s->mounts[0].rattr_clr,
+			 MOUNT_ATTR_RDONLY | MOUNT_ATTR__ATIME);
+	assert_true(s->mounts[0].copyup);
+	assert_int_equal(s->mounts[0].flags, MS_NOSYMFOLLOW);
+	assert_null(s->mounts[0].data);
+	spec_free(s);
 }
 
 static void test_devices(void **state)
