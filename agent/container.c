@@ -975,9 +975,13 @@ void ct_m_exec_process(struct ipc_conn *c, struct ipc_msg *m, void *arg)
 				p.exec_id);
 		goto out;
 	}
-	if (ct->state != CT_RUNNING) {
+	/* A created container's namespaces and root are built (its init
+	 * waits before execve): runc execs into it too. */
+	if (ct->state != CT_RUNNING && ct->state != CT_CREATED) {
 		ipc_reply_error(c, m->msgid, HUSK_E_STATE,
-				"container %s is not running", ct->id);
+				"container %s is %s", ct->id,
+				ct->state == CT_PAUSED ? "paused" :
+				"not running");
 		goto out;
 	}
 	if (spec_process_decode(p.process, "params.process", &sproc,

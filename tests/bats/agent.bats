@@ -590,3 +590,18 @@ userns_spec() {
 	[[ "${lines[2]}" == ro,*noexec* ]]
 	umount "$v/sub"
 }
+
+@test "agent: exec into a created container works, as with runc; into a paused one it is refused" {
+	ipc create_sandbox '{"sandbox_id":"sb"}'
+	ipc create_container "{\"container_id\":\"c1\",\"spec\":$(sh_spec 'echo started; sleep 100')}"
+	run "$CLIENT" --no-stdin "$S" exec c1 e1 '{"args":["sh","-c","hostname; ls /proc/1/ns/mnt >/dev/null && echo in-ns"],"env":["PATH=/bin"],"cwd":"/"}'
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ "$output" = $'ctr\nin-ns' ]
+	ipc start_container '{"container_id":"c1"}'
+	ipc pause_container '{"container_id":"c1"}'
+	run "$CLIENT" --no-stdin "$S" exec c1 e2 '{"args":["true"],"cwd":"/"}'
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"container c1 is paused"* ]]
+	ipc resume_container '{"container_id":"c1"}'
+}
