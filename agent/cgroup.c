@@ -389,6 +389,9 @@ static void cg_free(struct cg *cg)
 	free(cg->v2);
 	for (int i = 0; i < CG_NCTRL; i++)
 		free(cg->v1[i]);
+	/* Its program goes with the cgroup; our descriptor with it. */
+	if (cg->dev_prog >= 0)
+		close(cg->dev_prog);
 	free(cg);
 }
 
@@ -402,6 +405,7 @@ int cg_create(const char *name, const struct cg_resources *r,
 	if (cg_name_check(name, err) < 0)
 		return -1;
 	cg = husk_xcalloc(1, sizeof(*cg));
+	cg->dev_prog = -1;
 	cg->name = husk_xstrdup(name);
 	if (cgs.version == 2) {
 		if (cg_mkdirs(cgs.v2_base, name, -1, &cg->v2, err) < 0)

@@ -37,6 +37,16 @@ struct cg_kv {
 	char *key, *val;
 };
 
+/* A linux.resources.devices rule: type 'a', 'b' or 'c', -1 for a
+ * wildcard number, access as CG_DEV_* bits. */
+enum { CG_DEV_MKNOD = 1, CG_DEV_READ = 2, CG_DEV_WRITE = 4 };
+struct cg_devrule {
+	bool allow;
+	char type;
+	int64_t major, minor;
+	unsigned access;
+};
+
 /* OCI linux.resources.  Every number starts CG_UNSET (pointers NULL,
  * counts 0) and only what was given is written; cgroup_limits.c
  * writes what the guest has a file for and logs the rest. */
@@ -67,7 +77,9 @@ struct cg_resources {
 	struct cg_named *net_prios;
 	size_t nnet_prios;
 	size_t nrdma;                   /* rdma entries (not applied) */
-	size_t ndevice_rules;           /* devices[] (not applied) */
+	struct cg_devrule *dev_rules;   /* devices[], then what
+					 * cg_resources_add_devices adds */
+	size_t ndevice_rules;
 	struct cg_kv *unified;
 	size_t nunified;
 	char **notes;                   /* fields ignored, for the log */
@@ -81,6 +93,13 @@ void cg_resources_init(struct cg_resources *r);
 int cg_resources_decode(const msgpack_object *o, struct cg_resources *r,
 			struct husk_err **err);
 void cg_resources_free(struct cg_resources *r);
+/* When r has device rules: append an allow rule for each of the spec's
+ * linux.devices (type, major, minor), then runc's always-allowed
+ * devices (mknod of any, null, zero, full, random, urandom, tty, ptmx,
+ * pts, tun), as runc does. */
+void cg_resources_add_devices(struct cg_resources *r, const char *types,
+			      const int64_t *majors, const int64_t *minors,
+			      size_t n);
 
 /* Find the hierarchy: cgroup2 at /sys/fs/cgroup, or v1 controllers under
  * /sys/fs/cgroup/<controller>.  Called once at start-up (after the guest
@@ -107,7 +126,7 @@ int cg_freeze(struct cg *cg, bool frozen, struct husk_err **err);
 int cg_pids(struct cg *cg, pid_t **pids, size_t *n, struct husk_err **err);
 /* Pack the stats map of docs/agent-protocol.md (stats_container). */
 int cg_stats_pack(struct cg *cg, msgpack_packer *pk, struct husk_err **err);
-/* Remove the (empty) cgroup and free cg. */
+/* Remove the (empty) cgroup and free cg (and its device program). */
 int cg_destroy(struct cg *cg, struct husk_err **err);
 
 /* Pack an array of process records (list_processes) read from /proc. */

@@ -31,7 +31,23 @@ struct cg {
 	char *v2;                       /* absolute directory (v2) */
 	char *v1[CG_NCTRL];             /* absolute directory (v1); NULL
 					 * when the controller is missing */
+	int dev_prog;                   /* v2 device program, or -1 */
 };
+
+/* cgroup_dev.c: decode linux.resources.devices into r->dev_rules... */
+int cg_devrules_decode(const msgpack_object *a, struct cg_resources *r,
+		       struct husk_err **err);
+/* ...and make them a cgroup v2 device program (struct bpf_insn, n of
+ * them). */
+struct cg_dev_prog {
+	void *insns;
+	size_t n;
+};
+struct cg_dev_prog *cg_dev_program(const struct cg_devrule *rules, size_t n);
+void cg_dev_program_free(struct cg_dev_prog *p);
+/* Load and attach it (replacing the one cg had); v1: logged. */
+int cg_dev_apply(struct cg *cg, const struct cg_devrule *rules, size_t n,
+		 struct husk_err **err);
 
 /* Files of a cgroup directory. */
 int cg_read_small(const char *dir, const char *file, char *buf, size_t size);

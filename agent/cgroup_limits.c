@@ -362,7 +362,7 @@ static int blkio_update(const struct cg *cg, const struct cg_resources *r,
 	return 0;
 }
 
-static int extras_update(const struct cg *cg, const struct cg_resources *r,
+static int extras_update(struct cg *cg, const struct cg_resources *r,
 			 struct husk_err **err)
 {
 	const char *mem = cg->v2 ? cg->v2 : cg->v1[C_MEMORY];
@@ -457,10 +457,9 @@ static int extras_update(const struct cg *cg, const struct cg_resources *r,
 	if (r->nrdma)
 		not_here(cg, "linux.resources.rdma",
 			 "no RDMA device is passed into the VM");
-	if (r->ndevice_rules)
-		log_debug("cgroup %s: linux.resources.devices: %zu rules not "
-			  "applied (the agent builds the container's /dev)",
-			  cg->name, r->ndevice_rules);
+	if (r->ndevice_rules &&
+	    cg_dev_apply(cg, r->dev_rules, r->ndevice_rules, err) < 0)
+		return -1;
 	if (r->nunified && !cg->v2)
 		return husk_error(err, HUSK_E_NOT_IMPLEMENTED,
 				  "linux.resources.unified: needs cgroup v2 "

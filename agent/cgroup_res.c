@@ -63,6 +63,7 @@ void cg_resources_free(struct cg_resources *r)
 		free(r->unified[i].val);
 	}
 	free(r->unified);
+	free(r->dev_rules);
 	husk_cleanup_strvp(&r->notes);
 	cg_resources_init(r);
 }
@@ -658,62 +659,6 @@ static int decode_unified(const msgpack_object *m, struct cg_resources *r,
 	return 0;
 }
 
-/* linux.resources.devices: checked, counted, not applied (the guest's
- * /dev is the agent's own; docs/agent.md says why). */
-static int decode_device_rules(const msgpack_object *a,
-			       struct cg_resources *r, struct husk_err **err)
-{
-	const char *what = "linux.resources.devices";
-	char w[128];
-	int n = ipc_obj_array(a, what, 4096, err);
-
-	if (n < 0)
-		return -1;
-	for (int i = 0; i < n; i++) {
-		const msgpack_object *d = &a->via.array.ptr[i];
-		cleanup_free char *type = NULL, *access = NULL;
-		const msgpack_object *v;
-		int64_t x;
-		bool b;
-
-		snprintf(w, sizeof(w), "%s[%d]", what, i);
-		if (ipc_obj_map(d, w, 16, err) < 0)
-			return -1;
-		snprintf(w, sizeof(w), "%s[%d].allow", what, i);
-		if (ipc_obj_bool(ipc_map_get(d, "allow"), w, &b, err) < 0)
-			return -1;
-		v = ipc_map_get(d, "type");
-		snprintf(w, sizeof(w), "%s[%d].type", what, i);
-		if (v && v->type != MSGPACK_OBJECT_NIL &&
-		    (ipc_obj_str(v, w, 4, &type, err) < 0))
-			return -1;
-		if (type && strcmp(type, "a") && strcmp(type, "b") &&
-		    strcmp(type, "c"))
-			return husk_error(err, HUSK_E_INVALID,
-					  "%s: expected a, b or c", w);
-		v = ipc_map_get(d, "access");
-		snprintf(w, sizeof(w), "%s[%d].access", what, i);
-		if (v && v->type != MSGPACK_OBJECT_NIL &&
-		    ipc_obj_str(v, w, 8, &access, err) < 0)
-			return -1;
-		if (access && access[strspn(access, "rwm")])
-			return husk_error(err, HUSK_E_INVALID,
-					  "%s: expected letters of \"rwm\"", w);
-		for (int f = 0; f < 2; f++) {
-			const char *name = f ? "minor" : "major";
-
-			v = ipc_map_get(d, name);
-			if (!v || v->type == MSGPACK_OBJECT_NIL)
-				continue;
-			snprintf(w, sizeof(w), "%s[%d].%s", what, i, name);
-			if (ipc_obj_int(v, w, -1, UINT32_MAX, &x, err) < 0)
-				return -1;
-		}
-		r->ndevice_rules++;
-	}
-	return 0;
-}
-
 int cg_resources_decode(const msgpack_object *o, struct cg_resources *r,
 			struct husk_err **err)
 {
@@ -753,7 +698,7 @@ int cg_resources_decode(const msgpack_object *o, struct cg_resources *r,
 		else if (key_is(k, "pids"))
 			rc = decode_pids(v, r, err);
 		else if (key_is(k, "devices"))
-			rc = decode_device_rules(v, r, err);
+			rc = cg_devrules_decode(v, r, err);
 		else if (key_is(k, "blockIO"))
 			rc = decode_blkio(v, r, err);
 		else if (key_is(k, "hugepageLimits"))

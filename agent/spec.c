@@ -640,6 +640,25 @@ static int decode_personality(const msgpack_object *lx, struct spec *s,
 	return 0;
 }
 
+/* The device rules runc would give the cgroup: the spec's, then its
+ * linux.devices, then the devices every container may use. */
+static void add_device_rules(struct spec *s)
+{
+	char *types = husk_xcalloc(s->ndevices + 1, 1);
+	int64_t *maj = husk_xcalloc(s->ndevices + 1, sizeof(*maj));
+	int64_t *min = husk_xcalloc(s->ndevices + 1, sizeof(*min));
+
+	for (size_t i = 0; i < s->ndevices; i++) {
+		types[i] = s->devices[i].type;
+		maj[i] = s->devices[i].major;
+		min[i] = s->devices[i].minor;
+	}
+	cg_resources_add_devices(&s->res, types, maj, min, s->ndevices);
+	free(types);
+	free(maj);
+	free(min);
+}
+
 static int decode_linux(const msgpack_object *root, struct spec *s,
 			struct husk_err **err)
 {
@@ -683,6 +702,7 @@ static int decode_linux(const msgpack_object *root, struct spec *s,
 		if (cg_resources_decode(o, &s->res, err) < 0)
 			return husk_error_wrap(err, "spec.linux.resources");
 		s->has_resources = true;
+		add_device_rules(s);
 	}
 	if (spec_opt_map(lx, "seccomp", "spec.linux", &o, err) < 0)
 		return -1;

@@ -65,13 +65,19 @@ docker_spec() {
 	# blockIO.weight 300 is io.weight 1 + (300 - 10) * 9999 / 990 on
 	# the guest's cgroup v2 (iocost; BFQ is not loaded); the throttle
 	# names 254:0, a disk this guest does not have: skipped.
+	# Its device rules are the cgroup's device program: /dev/mem (1:1)
+	# may be made (mknod of any device is allowed, as runc allows it)
+	# but not read; /dev/zero and /dev/fuse (listed) may.
 	run "$CLIENT" --no-stdin "$VT/agent.sock" run d1 \
-		"$(docker_spec 'cat /sys/fs/cgroup/io.weight; cat /proc/sys/net/ipv4/ip_unprivileged_port_start; stat -c "%a %u:%g" /dev/fuse')"
+		"$(docker_spec 'cat /sys/fs/cgroup/io.weight; cat /proc/sys/net/ipv4/ip_unprivileged_port_start; stat -c "%a %u:%g" /dev/fuse; mknod /dev/m c 1 1 && head -c 1 /dev/m; head -c 3 /dev/zero | wc -c; exec 3</dev/fuse && echo fuse-ok')"
 	echo "$output"
 	[ "$status" -eq 0 ] || show_console
 	[ "${lines[0]}" = "default 2930" ]
 	[ "${lines[1]}" = 0 ]
 	[ "${lines[2]}" = "666 0:0" ]
+	[[ "${lines[3]}" == *"/dev/m: Operation not permitted" ]]
+	[ "${lines[4]}" = 3 ]
+	[ "${lines[5]}" = fuse-ok ]
 }
 
 @test "agent-vm: a trap in the container's init sees every signal kill sends" {

@@ -19,6 +19,7 @@
 #include "agent/cgroup.c"
 #include "agent/cgroup_res.c"
 #include "agent/cgroup_limits.c"
+#include "agent/cgroup_dev.c"
 #include "agent/procinfo.c"
 #include "tests/unit/agent_testlib.h"
 
@@ -714,6 +715,116 @@ static void test_limits_v1(void **state)
 	fake_rm(cg.v1[C_NET_CLS]);
 }
 
+/* Run a device program as the kernel would for one request: only the
+ * instructions cgroup_dev.c emits. */
+static int run_dev_prog(const struct cg_dev_prog *p, char type, int major,
+			int minor, unsigned access)
+{
+	const struct bpf_insn *v = p->insns;
+	uint32_t ctx[3] = {
+		(access << 16) | (type == 'b' ? BPF_DEVCG_DEV_BLOCK :
+				  BPF_DEVCG_DEV_CHAR),
+		(uint32_t)major, (uint32_t)minor,
+	};
+	uint64_t reg[11] = { 0 };
+
+	for (size_t pc = 0; pc < p->n; pc++) {
+		const struct bpf_insn *i = &v[pc];
+
+		switch (i->code) {
+		case BPF_LDX | BPF_MEM | BPF_W:
+			assert_int_equal(i->src_reg, 1);
+			reg[i->dst_reg] = ctx[i->off / 4];
+			break;
+		case BPF_ALU64 | BPF_MOV | BPF_X:
+			reg[i->dst_reg] = reg[i->src_reg];
+			break;
+		case BPF_ALU64 | BPF_MOV | BPF_K:
+			reg[i->dst_reg] = (uint64_t)(int64_t)i->imm;
+			break;
+		case BPF_ALU64 | BPF_AND | BPF_K:
+			reg[i->dst_reg] &= (uint64_t)(int64_t)i->imm;
+			break;
+		case BPF_ALU64 | BPF_RSH | BPF_K:
+			reg[i->dst_reg] >>= i->imm;
+			break;
+		case BPF_JMP | BPF_JNE | BPF_K:
+			if (reg[i->dst_reg] != (uint64_t)(int64_t)i->imm)
+				pc += (size_t)i->off;
+			break;
+		case BPF_JMP | BPF_JEQ | BPF_K:
+			if (reg[i->dst_reg] == (uint64_t)(int64_t)i->imm)
+				pc += (size_t)i->off;
+			break;
+		case BPF_JMP | BPF_EXIT:
+			return (int)reg[0];
+		default:
+			fail_msg("instruction %zu: code %#x", pc, i->code);
+		}
+		assert_true(pc < p->n);
+	}
+	fail_msg("ran off the end");
+	return -1;
+}
+
+static void test_device_program(void **state)
+{
+	struct at *t = *state;
+	struct cg_resources r;
+	struct cg_dev_prog *p;
+	const char types[] = { 'c', 'b' };
+	const int64_t maj[] = { 10, 7 }, min[] = { 229, 9 };
+	enum { M = CG_DEV_MKNOD, R = CG_DEV_READ, W = CG_DEV_WRITE };
+
+	/* docker's: deny all, then some; then linux.devices and runc's. */
+	assert_int_equal(decode(t,
+		"{'devices': [{'allow': false, 'access': 'rwm'},"
+		" {'allow': true, 'type': 'c', 'major': 1, 'minor': 5, 'access': 'rwm'},"
+		" {'allow': true, 'type': 'c', 'major': 4, 'access': 'r'},"
+		" {'allow': false, 'type': 'c', 'major': 4, 'minor': 7, 'access': 'r'},"
+		" {'allow': true, 'type': 'b', 'major': 8, 'minor': 0}]}", &r), 0);
+	assert_int_equal(r.ndevice_rules, 5);
+	assert_int_equal(r.dev_rules[4].access, M | R | W);
+	cg_resources_add_devices(&r, types, maj, min, 2);
+	assert_int_equal(r.ndevice_rules, 5 + 2 + 11);
+	p = cg_dev_program(r.dev_rules, r.ndevice_rules);
+	assert_int_equal(run_dev_prog(p, 'c', 1, 5, R | W), 1);   /* zero */
+	assert_int_equal(run_dev_prog(p, 'c', 1, 1, R), 0);       /* mem */
+	assert_int_equal(run_dev_prog(p, 'c', 1, 1, M), 1);       /* mknod */
+	assert_int_equal(run_dev_prog(p, 'c', 4, 1, R), 1);       /* tty1 r */
+	assert_int_equal(run_dev_prog(p, 'c', 4, 1, W), 0);       /* not w */
+	assert_int_equal(run_dev_prog(p, 'c', 4, 1, R | W), 0);
+	assert_int_equal(run_dev_prog(p, 'c', 4, 7, R), 0);       /* later deny */
+	assert_int_equal(run_dev_prog(p, 'b', 8, 0, R | W), 1);
+	assert_int_equal(run_dev_prog(p, 'c', 8, 0, R), 0);       /* type */
+	assert_int_equal(run_dev_prog(p, 'c', 10, 229, R | W), 1); /* fuse */
+	assert_int_equal(run_dev_prog(p, 'b', 7, 9, R), 1);       /* loop9 */
+	assert_int_equal(run_dev_prog(p, 'b', 7, 8, R), 0);
+	assert_int_equal(run_dev_prog(p, 'c', 136, 3, R | W), 1); /* pts */
+	assert_int_equal(run_dev_prog(p, 'c', 5, 2, R | W), 1);   /* ptmx */
+	assert_int_equal(run_dev_prog(p, 'c', 1, 3, R | W), 1);   /* null */
+	cg_dev_program_free(p);
+	cg_resources_free(&r);
+
+	/* Without a deny-all, what no rule names stays allowed. */
+	assert_int_equal(decode(t,
+		"{'devices': [{'allow': false, 'type': 'b', 'access': 'w'}]}",
+		&r), 0);
+	cg_resources_add_devices(&r, NULL, NULL, NULL, 0);
+	p = cg_dev_program(r.dev_rules, r.ndevice_rules);
+	assert_int_equal(run_dev_prog(p, 'b', 8, 0, R), 1);
+	assert_int_equal(run_dev_prog(p, 'b', 8, 0, W), 0);
+	assert_int_equal(run_dev_prog(p, 'c', 1, 1, R | W), 1);
+	cg_dev_program_free(p);
+	cg_resources_free(&r);
+
+	/* No rules: nothing added, no program. */
+	assert_int_equal(decode(t, "{'devices': []}", &r), 0);
+	cg_resources_add_devices(&r, NULL, NULL, NULL, 0);
+	assert_int_equal(r.ndevice_rules, 0);
+	cg_resources_free(&r);
+}
+
 static void test_procinfo(void **state)
 {
 	struct at *t = *state;
@@ -779,6 +890,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_limits_blkio_v2, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_limits_v1, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_device_program, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(test_procinfo, setup, teardown),
 	};
 

@@ -17,6 +17,7 @@
 #include "agent/spec.c"
 #include "agent/spec_process.c"
 #include "agent/cgroup_res.c"
+#include "agent/cgroup_dev.c"
 #include "agent/oci_seccomp.c"
 #include "tests/unit/agent_testlib.h"
 
@@ -102,7 +103,8 @@ static void test_docker_20_10(void **state)
 	assert_int_equal(s->res.nthrottle[CG_RBPS], 1);
 	assert_int_equal(s->res.throttle[CG_RBPS][0].major, 254);
 	assert_int_equal(s->res.throttle[CG_RBPS][0].value, 1048576);
-	assert_int_equal(s->res.ndevice_rules, 14);
+	/* docker's 14, /dev/fuse, runc's 11 always-allowed. */
+	assert_int_equal(s->res.ndevice_rules, 14 + 1 + 11);
 	assert_true(s->res.memory_oom_kill_disable == CG_UNSET);
 	assert_true(s->res.cpu_shares == CG_UNSET);
 	assert_true(s->res.pids_limit == CG_UNSET);
