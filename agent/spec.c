@@ -183,6 +183,38 @@ void spec_note_nonempty(const msgpack_object *map, const char *key,
 	spec_note_add(notes, what, why);
 }
 
+void spec_note_unknown(const msgpack_object *map,
+			const char *const *known, const char *parent,
+			char ***notes)
+{
+	for (uint32_t i = 0; i < map->via.map.size; i++) {
+		const msgpack_object *k = &map->via.map.ptr[i].key;
+		char what[WHAT_MAX], name[64];
+		size_t j, n;
+
+		if (k->type != MSGPACK_OBJECT_STR)
+			continue;
+		for (j = 0; known[j]; j++)
+			if (strlen(known[j]) == k->via.str.size &&
+			    memcmp(known[j], k->via.str.ptr,
+				   k->via.str.size) == 0)
+				break;
+		if (known[j])
+			continue;
+		/* Printable and bounded, for the log. */
+		n = k->via.str.size < sizeof(name) - 1 ? k->via.str.size :
+		    sizeof(name) - 1;
+		for (j = 0; j < n; j++)
+			name[j] = k->via.str.ptr[j] > ' ' &&
+				  k->via.str.ptr[j] < 0x7f ?
+				  k->via.str.ptr[j] : '?';
+		name[n] = '\0';
+		spec_path_of(what, parent, name);
+		spec_note_add(notes, what, "not a runtime-spec field this "
+			      "agent knows; ignored");
+	}
+}
+
 /* ------------------------------------------------------------------ */
 /* mounts                                                              */
 
@@ -662,6 +694,12 @@ static void add_device_rules(struct spec *s)
 static int decode_linux(const msgpack_object *root, struct spec *s,
 			struct husk_err **err)
 {
+	static const char *const known[] = {
+		"namespaces", "uidMappings", "gidMappings", "timeOffsets",
+		"devices", "cgroupsPath", "rootfsPropagation", "resources",
+		"intelRdt", "sysctl", "seccomp", "maskedPaths",
+		"readonlyPaths", "mountLabel", "personality", NULL,
+	};
 	const msgpack_object *lx, *o;
 
 	if (spec_opt_map(root, "linux", "spec", &lx, err) < 0)
@@ -669,6 +707,7 @@ static int decode_linux(const msgpack_object *root, struct spec *s,
 	if (!lx)
 		return husk_error(err, HUSK_E_INVALID,
 				  "spec.linux: missing (namespaces are required)");
+	spec_note_unknown(lx, known, "spec.linux", &s->notes);
 	if (spec_refuse_nonempty(lx, "timeOffsets", "spec.linux",
 			    "time namespaces are not supported", err) < 0)
 		return -1;
@@ -714,12 +753,19 @@ static int decode_linux(const msgpack_object *root, struct spec *s,
 int spec_decode(const msgpack_object *o, struct spec **out,
 		struct husk_err **err)
 {
+	/* Other platforms' sections (windows, solaris, vm, zos) are
+	 * noted like any unknown key. */
+	static const char *const known[] = {
+		"ociVersion", "process", "root", "hostname", "domainname",
+		"mounts", "hooks", "annotations", "linux", NULL,
+	};
 	struct spec *s = husk_xcalloc(1, sizeof(*s));
 	const msgpack_object *proc, *root;
 
 	cg_resources_init(&s->res);
 	if (ipc_obj_map(o, "spec", SPEC_MAX_LIST, err) < 0)
 		goto fail;
+	spec_note_unknown(o, known, "spec", &s->notes);
 	proc = spec_member(o, "process");
 	if (!proc) {
 		husk_error(err, HUSK_E_INVALID, "spec.process: missing");

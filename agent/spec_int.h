@@ -47,4 +47,9 @@ void spec_note_add(char ***notes, const char *what, const char *why);
 void spec_note_nonempty(const msgpack_object *map, const char *key,
 			const char *parent, const char *why, char ***notes);
 
+/* Note every key of map not in known (NULL-terminated). */
+void spec_note_unknown(const msgpack_object *map,
+		       const char *const *known, const char *parent,
+		       char ***notes);
+
 #endif

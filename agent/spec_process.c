@@ -293,6 +293,12 @@ static int decode_scheduler(const msgpack_object *proc, const char *parent,
 int spec_process_decode(const msgpack_object *o, const char *what,
 			struct spec_process *p, struct husk_err **err)
 {
+	static const char *const known[] = {
+		"terminal", "consoleSize", "cwd", "env", "args",
+		"commandLine", "rlimits", "apparmorProfile", "capabilities",
+		"noNewPrivileges", "oomScoreAdj", "scheduler", "selinuxLabel",
+		"ioPriority", "user", NULL,
+	};
 	const msgpack_object *cs;
 	char w2[WHAT_MAX];
 
@@ -300,6 +306,7 @@ int spec_process_decode(const msgpack_object *o, const char *what,
 	p->umask = -1;
 	if (ipc_obj_map(o, what, SPEC_MAX_LIST, err) < 0)
 		return -1;
+	spec_note_unknown(o, known, what, &p->notes);
 	if (spec_opt_bool(o, "terminal", what, &p->terminal, err) < 0 ||
 	    spec_opt_strv(o, "args", what, SPEC_MAX_ARGS, &p->args, err) < 0 ||
 	    spec_opt_strv(o, "env", what, SPEC_MAX_ARGS, &p->env, err) < 0 ||

@@ -148,6 +148,17 @@ static void test_noted_fields(void **state)
 	assert_true(has_note(s->proc.notes, "spec.process.user.username: "));
 	assert_true(has_note(s->notes, "spec.linux.mountLabel: "));
 	assert_true(has_note(s->notes, "spec.linux.intelRdt: "));
+	assert_null(s->notes[2]);
+	spec_free(s);
+	/* Keys the spec does not have (or newer than 1.0.2 and not
+	 * applied) are noted, as the spec asks, not refused. */
+	assert_int_equal(decode_with(t, ", 'execCPUAffinity': {'initial': '0'}",
+		", 'netDevices': {'eth1': {}}", ", 'windows': {}, 'x\\ny': 1",
+		&s), 0);
+	assert_true(has_note(s->proc.notes, "spec.process.execCPUAffinity: not a runtime-spec field"));
+	assert_true(has_note(s->notes, "spec.linux.netDevices: not a runtime-spec field"));
+	assert_true(has_note(s->notes, "spec.windows: not a runtime-spec field"));
+	assert_true(has_note(s->notes, "spec.x?y: not a runtime-spec field"));
 	spec_free(s);
 	/* Empty ones say nothing. */
 	assert_int_equal(decode_with(t, ", 'apparmorProfile': ''",
