@@ -842,11 +842,22 @@ void ct_m_update_container(struct ipc_conn *c, struct ipc_msg *m, void *arg)
 	if (cg_resources_decode(p.resources, &r, &err) < 0) {
 		husk_error_wrap(&err, "params.resources");
 		reply_err(c, m->msgid, err);
-	} else if (cg_update(ct->cg, &r, &err) < 0) {
+		goto done;
+	}
+	/* Device rules are the container's from its spec (with its
+	 * linux.devices, which an update does not carry); runc's update
+	 * leaves them too. */
+	if (r.ndevice_rules) {
+		log_info("container %s: update: linux.resources.devices: kept "
+			 "as created; not applied", ct->id);
+		r.ndevice_rules = 0;
+	}
+	if (cg_update(ct->cg, &r, &err) < 0) {
 		reply_err(c, m->msgid, err);
 	} else {
 		ipc_reply_ok(c, m->msgid);
 	}
+done:
 	cg_resources_free(&r);
 out:
 	ipc_decode_free(f_update, &p);

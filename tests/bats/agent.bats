@@ -605,3 +605,10 @@ userns_spec() {
 	[[ "$output" == *"container c1 is paused"* ]]
 	ipc resume_container '{"container_id":"c1"}'
 }
+
+@test "agent: update_container changes limits and keeps the device rules it was made with" {
+	"$CLIENT" --detach "$S" run c1 "$(sh_spec 'sleep 100')"
+	ipc update_container '{"container_id":"c1","resources":{"devices":[{"allow":false,"access":"rwm"}],"pids":{"limit":50},"blockIO":{"weight":200}}}'
+	[ "$(cat "$(cgdir pids c1)/pids.max")" = 50 ]
+	grep -q 'container c1: update: linux.resources.devices: kept as created; not applied' "$T/agent.log"
+}
