@@ -4,7 +4,8 @@
  * error names the field (`linux.resources.blockIO.weight: 5 is out of
  * range [10, 1000]`).  Every member of runtime-spec 1.0.2 is accepted
  * (as runc accepts it); whether the guest can apply it is
- * cgroup_limits.c's business.  As the spec asks, a key this code does
+ * cgroup_limits.c's business (device rules: cgroup_dev.c, which also
+ * decodes them).  As the spec asks, a key this code does
  * not know is not an error: it is noted and logged when applied.
  * Nothing here runs a system call (it is part of the spec fuzz target).
  */
