@@ -393,7 +393,7 @@ trap_spec() {
 	# SIGINT and SIGQUIT ignored: the container's process must not.
 	"$CLIENT" --detach "$S" run c1 "$(trap_spec)"
 	local sig want r=$T/share/rootfs
-	for _ in $(seq 100); do [ -e "$r/ready" ] && break; sleep 0.05; done
+	for _ in $(seq 600); do [ -e "$r/ready" ] && break; sleep 0.05; done
 	[ -e "$r/ready" ]
 	# Nothing blocked; ignored only what sh itself ignores (nothing
 	# of the eight: bits 1, 2, 3, 10, 12, 14, 15, 28).
@@ -404,7 +404,7 @@ trap_spec() {
 	for sig in 1 2 10 12 3 28 14; do
 		ipc signal_process "{\"container_id\":\"c1\",\"exec_id\":\"\",\"signal\":$sig}"
 		want=$(kill -l "$sig")
-		for _ in $(seq 100); do grep -qx "$want" "$r/got" 2>/dev/null && break; sleep 0.05; done
+		for _ in $(seq 600); do grep -qx "$want" "$r/got" 2>/dev/null && break; sleep 0.05; done
 		grep -qx "$want" "$r/got"
 	done
 	ipc signal_process '{"container_id":"c1","exec_id":"","signal":0}'
