@@ -138,6 +138,8 @@ static void conn_opts(struct ipc_conn_opts *o, struct agent *a)
 	o->on_ready = on_ready;
 	o->on_close = on_close;
 	o->trusted = true;
+	/* The port outlives the host's connections (reopen_port). */
+	o->rehello = true;
 	o->arg = a;
 }
 

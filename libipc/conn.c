@@ -860,6 +860,14 @@ static void dispatch(struct ipc_conn *c, struct ipc_msg *m)
 		return;
 	}
 	if (strcmp(m->method, "hello") == 0) {
+		if (c->o.rehello && c->o.role == IPC_ROLE_SERVER &&
+		    m->type == IPC_REQUEST) {
+			log_info("ipc_conn_dispatch: peer %s says hello again: "
+				 "a new peer on the same channel",
+				 peer_name(c));
+			server_hello(c, m);
+			return;
+		}
 		refuse(c, m, HUSK_E_STATE, "hello already done");
 		return;
 	}

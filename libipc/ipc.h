@@ -332,6 +332,11 @@ struct ipc_conn_opts {
 	 * (siblings) log it as a bug, untrusted ones (guest, clients) as a
 	 * warning. */
 	bool trusted;
+	/* A server whose descriptor outlives its peers' connections (the
+	 * guest's virtio-serial port: a host that reconnects before the
+	 * guest sees the hang-up speaks on the same descriptor) takes a
+	 * new hello as a new peer: it is answered and on_ready runs again. */
+	bool rehello;
 	void *arg;
 };
 

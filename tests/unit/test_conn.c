@@ -448,6 +448,34 @@ static void test_dispatch_flags(void **state)
 	assert_int_equal(f->closed, 0);
 }
 
+/* A channel that outlives its peers (the guest's port) takes a second
+ * hello as a new peer; without the option it is refused. */
+static void test_rehello(void **state)
+{
+	struct fx *f = *state;
+	struct ipc_conn_opts co = opts(f, IPC_ROLE_CLIENT);
+	struct ipc_conn_opts so = opts(f, IPC_ROLE_SERVER);
+	msgpack_packer *pk;
+
+	so.rehello = true;
+	make_pair(f, &co, &so, true);
+	assert_int_equal(f->ready, 2);
+	pk = ipc_call_begin(f->cli, "hello");
+	msgpack_pack_map(pk, 2);
+	ipc_pack_kv_uint(pk, "version", IPC_PROTOCOL_VERSION);
+	ipc_pack_kv_str(pk, "component", "test-client");
+	assert_int_equal(ipc_call_send(f->cli, 0, NULL, 0, on_result,
+				       &f->res[0], NULL), 0);
+	tl_run_until(f->loop, &f->ndone, 1);
+	assert_int_equal(f->res[0].code, 0);
+	/* The server's on_ready ran again. */
+	assert_int_equal(f->ready, 3);
+	call(f, "echo", 7, 0, 1);
+	tl_run_until(f->loop, &f->ndone, 2);
+	assert_int_equal(f->res[1].n, 7);
+	assert_int_equal(f->closed, 0);
+}
+
 static void test_out_of_order(void **state)
 {
 	struct fx *f = *state;
@@ -724,6 +752,7 @@ int main(void)
 		T(test_version_mismatch),
 		T(test_request_before_hello),
 		T(test_hello_timeout),
+		T(test_rehello),
 		T(test_unknown_method),
 		T(test_dispatch_flags),
 		T(test_out_of_order),
