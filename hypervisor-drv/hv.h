@@ -100,6 +100,7 @@ struct hv_paths {
 	const char *vfs_socket;         /* virtiofsd's, in the state dir */
 	const char *bios;               /* qboot */
 	const char *kernel, *initrd;    /* as QEMU sees them (its jail) */
+	const char *name;               /* -name: which sandbox, for ps */
 };
 
 enum hv_dev_kind {

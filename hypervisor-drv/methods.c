@@ -56,7 +56,7 @@ static struct {
 	struct hv_opts o;
 	int state;                      /* enum hv_state */
 	struct hv_config cfg;
-	char *vfs_socket, *qemu_log, *vfs_log;
+	char *vfs_socket, *qemu_log, *vfs_log, *vm_name;
 	pid_t qemu_pid, vfs_pid;
 	uint64_t start_ms;
 	struct qmp *qmp;
@@ -671,6 +671,7 @@ static int start_vm(struct husk_err **err)
 		.bios = "/usr/share/qemu/qboot.rom",
 		.kernel = HV_JAIL_KERNEL,
 		.initrd = HV_JAIL_INITRD,
+		.name = hv.vm_name,
 	};
 	struct hv_jail jail = {
 		.kvm = hv.cfg.accel == HV_ACCEL_KVM,
@@ -2192,6 +2193,7 @@ void hv_init(struct ev_loop *loop, const struct hv_opts *o)
 	hv.vfs_socket = husk_xasprintf("%s/virtiofsd.sock", o->state_dir);
 	hv.qemu_log = husk_xasprintf("%s/qemu.log", o->state_dir);
 	hv.vfs_log = husk_xasprintf("%s/virtiofsd.log", o->state_dir);
+	hv.vm_name = husk_xasprintf("%s/vm", o->state_dir);
 	ev_child_init(&hv.child, on_child, 0, 0);
 	ev_child_start(loop, &hv.child);
 	ev_timer_init(&hv.stop_timer, on_stop_timer, 5., 0.);

@@ -248,6 +248,14 @@ char **hv_qemu_argv(const struct hv_config *c, const struct hv_paths *p)
 	strv_add(&s, "-nographic");
 	strv_add2(&s, "-display", "none");
 	strv_add(&s, "-no-reboot");
+	/* Jailed, QEMU's command line names no host path: the name tells
+	 * ps and pgrep which sandbox it runs. */
+	if (p->name) {
+		cleanup_free char *name = opt_esc(p->name);
+
+		strv_add(&s, "-name");
+		strv_addf(&s, "guest=%s", name);
+	}
 	add_machine(&s, c, p);
 	strv_add2(&s, "-accel", c->accel == HV_ACCEL_KVM ? "kvm" : "tcg");
 	/* max: every feature TCG emulates (rdrand for the guest's RNG);
