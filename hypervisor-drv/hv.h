@@ -38,6 +38,7 @@
 #define HV_QEMU_UID_BASE 2140000000u
 #define HV_QEMU_UID_COUNT 65536u
 #define HV_UID_LOCK_DIR "/run/husk-qemu-uids"
+#define HV_QEMU_NPROC 1024      /* RLIMIT_NPROC of QEMU's uid */
 
 /* Descriptor numbers QEMU finds its inherited descriptors at. */
 #define HV_FD_QMP 3

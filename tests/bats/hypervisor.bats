@@ -173,6 +173,8 @@ setup() {
 	done
 	[[ "$output" =~ NoNewPrivs:[[:space:]]+1 ]]
 	[[ "$output" =~ Seccomp:[[:space:]]+2 ]]
+	grep -qE '^Max processes +1024 +1024 ' "/proc/$qpid/limits"
+	grep -qE '^Max core file size +0 +0 ' "/proc/$qpid/limits"
 	# Its lease is held by the driver, in a root-only directory.
 	[ "$(stat -c %u:%a /run/husk-qemu-uids)" = 0:700 ]
 	run flock -n "/run/husk-qemu-uids/$uid" true
