@@ -369,3 +369,28 @@ kill_and_delete() {
 	[ -p "$vol/fifo" ]
 	assert_gone suid1
 }
+
+@test "QEMU runs as a uid of [hypervisor] qemu_uid_base's range, with nothing of root's" {
+	printf '[hypervisor]\nqemu_uid_base = 2150000000\nqemu_uid_count = 4\n' \
+		>"$BATS_TEST_TMPDIR/husk.conf"
+	export HUSK_CONFIG=$BATS_TEST_TMPDIR/husk.conf
+	run husk_detached run --detach --bundle "$B" q1
+	echo "$output"
+	[ "$status" -eq 0 ]
+	wait_status q1 running
+	qpid=$(awk '$1 == "qemu" { print $2 }' "$ROOT/q1/hypervisor.state")
+	run grep -E '^(Uid|Cap[A-Za-z]+|NoNewPrivs|Seccomp):' "/proc/$qpid/status"
+	echo "$output"
+	[[ "$output" =~ Uid:[[:space:]]+215000000[0-3][[:space:]] ]]
+	for set in Inh Prm Eff Bnd Amb; do
+		[[ "$output" =~ Cap$set:[[:space:]]+0000000000000000 ]]
+	done
+	[[ "$output" =~ NoNewPrivs:[[:space:]]+1 ]]
+	[[ "$output" =~ Seccomp:[[:space:]]+2 ]]
+	# Neither the host's /run nor the sandbox's state is in its view.
+	run grep -E " /run[ /]|$ROOT" "/proc/$qpid/mountinfo"
+	[ "$status" -ne 0 ]
+	run husk delete --force q1
+	[ "$status" -eq 0 ]
+	assert_gone q1
+}
