@@ -9,7 +9,7 @@
  *   qemu.c      the QEMU command line, starting QEMU and virtiofsd
  *   net.c       taps and tc mirred filters for the sandbox's links
  *   jail.c      QEMU's uid and namespaces, virtiofsd's extra filter
- *   console.c   the guest's console, read and written with a bound
+ *   console.c   the console and the children's output, with a bound
  *   confine.c   the driver's profile once QEMU runs
  */
 #ifndef HUSK_HV_H
@@ -34,6 +34,7 @@
 #define HV_MAX_PORTS 16         /* pcie-root-ports for hotplug */
 #define HV_DEV_ID_MAX 32        /* bytes of a device id */
 #define HV_CONSOLE_MAX_KB 1024  /* console.log's default bound */
+#define HV_LOG_MAX_KB 1024      /* qemu.log's and virtiofsd.log's */
 /* QEMU's uids: one per sandbox from this range (husk.conf(5)). */
 #define HV_QEMU_UID_BASE 2140000000u
 #define HV_QEMU_UID_COUNT 65536u
@@ -213,13 +214,19 @@ int hv_kvm_gid(const char *group, gid_t *gid, char *why, size_t n);
 int hv_jail_enter(void *arg);
 int hv_vfs_filter(void *arg);
 
-/* console.c: the guest's serial console (docs/hypervisor.md). */
-/* A socketpair: returns QEMU's end, keeps the other and starts reading
- * it into path, rotated once at max_kb. */
-int hv_console_open(struct ev_loop *loop, const char *path, uint32_t max_kb,
-		    struct husk_err **err);
-void hv_console_close(void);
-uint64_t hv_console_bytes(void);
+/* console.c: output the guest can drive (the console, QEMU's and
+ * virtiofsd's stdout/stderr), written to path with a bound of max_kb,
+ * rotated once (docs/hypervisor.md). */
+struct hv_sink;
+/* A socketpair (sock) or a pipe: *peer is the writer's end, for the
+ * child; the driver reads the other. */
+struct hv_sink *hv_sink_new(struct ev_loop *loop, const char *path,
+			    uint32_t max_kb, bool sock, int *peer,
+			    struct husk_err **err);
+/* Read what is there now (the writer died: its last words). */
+void hv_sink_drain(struct hv_sink *s);
+void hv_sink_free(struct hv_sink *s);
+uint64_t hv_sink_bytes(const struct hv_sink *s);
 
 /* confine.c */
 int hv_confine(bool no_seccomp, bool debug, struct husk_err **err);

@@ -76,6 +76,7 @@ static struct {
 	struct ipc_conn *subs[HV_MAX_SUBS];
 	bool confined;
 	int uid_lock;                   /* QEMU's uid lease (jail.c) */
+	struct hv_sink *con, *qemu_out, *vfs_out;       /* console.c */
 	uid_t qemu_uid;
 	int next_fdset;                 /* QMP add-fd sets, from 1 */
 } hv;
@@ -313,6 +314,8 @@ static void qemu_gone(int status)
 	hv_net_vm_gone();
 
 	if (hv.start_op) {
+		/* QEMU's last words may still sit in the pipe. */
+		hv_sink_drain(hv.qemu_out);
 		log_tail(hv.qemu_log, tail, sizeof(tail));
 		husk_error(&e, HUSK_E_UNAVAILABLE, "start: %s%s%s",
 			   hv.exit_reason, tail[0] ? ": " : "", tail);
@@ -630,13 +633,15 @@ static int listen_socket(const char *path, struct husk_err **err)
 	return husk_steal_fd(fd);
 }
 
-static int open_log(const char *path, struct husk_err **err)
+/* A child's stdout and stderr: the writer's end of a bounded sink. */
+static int open_log(struct hv_sink **sink, const char *path,
+		    struct husk_err **err)
 {
-	int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	int fd;
 
-	if (fd < 0)
-		return husk_error_sys(err, errno, "open %s", path);
-	return fd;
+	hv_sink_free(*sink);
+	*sink = hv_sink_new(hv.loop, path, HV_LOG_MAX_KB, false, &fd, err);
+	return *sink ? fd : -1;
 }
 
 static int start_virtiofsd(const struct hv_paths *p, struct husk_err **err)
@@ -647,7 +652,7 @@ static int start_virtiofsd(const struct hv_paths *p, struct husk_err **err)
 	lfd = listen_socket(hv.vfs_socket, err);
 	if (lfd < 0)
 		return -1;
-	logfd = open_log(hv.vfs_log, err);
+	logfd = open_log(&hv.vfs_out, hv.vfs_log, err);
 	if (logfd < 0)
 		return -1;
 	argv = hv_virtiofsd_argv(&hv.cfg, p, 3);
@@ -697,9 +702,10 @@ static int start_vm(struct husk_err **err)
 	jail.uid = hv.qemu_uid;
 	jail.gid = hv.qemu_uid;
 	if (hv.cfg.console_log) {
-		con_fd = hv_console_open(hv.loop, hv.cfg.console_log,
-					 hv.cfg.console_max_kb, err);
-		if (con_fd < 0)
+		hv_sink_free(hv.con);
+		hv.con = hv_sink_new(hv.loop, hv.cfg.console_log,
+				     hv.cfg.console_max_kb, true, &con_fd, err);
+		if (!hv.con)
 			return -1;
 	}
 	if (hv.cfg.shared_dir) {
@@ -718,7 +724,7 @@ static int start_vm(struct husk_err **err)
 		husk_error_sys(err, errno, "socketpair");
 		goto fail;
 	}
-	logfd = open_log(hv.qemu_log, err);
+	logfd = open_log(&hv.qemu_out, hv.qemu_log, err);
 	if (logfd < 0)
 		goto fail;
 	/* At 3, 4, 5...: QMP, the agent socket, the taps, virtiofsd, the
@@ -770,7 +776,6 @@ fail: {
 		if (open_fds[i] >= 0)
 			close(open_fds[i]);
 	}
-	hv_console_close();
 	kill_vfs_later();
 	return -1;
 }
@@ -1352,7 +1357,7 @@ static void hv_dispatch_status(struct ipc_conn *c, struct ipc_msg *m, void *a)
 	ipc_pack_kv_int(pk, "qemu_pid", hv.qemu_pid);
 	ipc_pack_kv_int(pk, "virtiofsd_pid", hv.vfs_pid);
 	ipc_pack_kv_uint(pk, "qemu_uid", hv.uid_lock >= 0 ? hv.qemu_uid : 0);
-	ipc_pack_kv_uint(pk, "console_bytes", hv_console_bytes());
+	ipc_pack_kv_uint(pk, "console_bytes", hv_sink_bytes(hv.con));
 	ipc_pack_kv_uint(pk, "uptime_ms", up);
 	ipc_pack_kv_uint(pk, "vcpus", hv.qemu_pid > 0 ? hv.vcpus :
 			 hv.cfg.vcpus);
