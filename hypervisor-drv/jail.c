@@ -124,7 +124,8 @@ int hv_kvm_gid(const char *group, gid_t *gid, char *why, size_t n)
 		}
 		gr = getgrnam(group);
 		if (!gr) {
-			snprintf(why, n, "kvm_group '%s' is not a group", group);
+			snprintf(why, n, "kvm_group '%s' is not a group",
+				 group);
 			return -1;
 		}
 		*gid = gr->gr_gid;

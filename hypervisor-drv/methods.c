@@ -697,7 +697,8 @@ static int start_vm(struct husk_err **err)
 					   err);
 		if (hv.uid_lock < 0)
 			return husk_error_wrap(err, "start: QEMU's uid");
-		log_info("start_vm: QEMU runs as uid %u", (unsigned)hv.qemu_uid);
+		log_info("start_vm: QEMU runs as uid %u",
+			 (unsigned)hv.qemu_uid);
 	}
 	jail.uid = hv.qemu_uid;
 	jail.gid = hv.qemu_uid;
