@@ -4,7 +4,12 @@
  * (docs/hypervisor.md).
  *
  *   main.c      options, set-up, the loop, leftovers of a dead driver
- *   methods.c   the RPC method table and handlers, events to subscribers
+ *   methods.c   the RPC method table, requests in flight, devices,
+ *               events to subscribers; stop, pause, status
+ *   life.c      QEMU's life: starting it (and virtiofsd), QMP, its exit
+ *   create.c    create and start: params checked, the accelerator
+ *   hotplug.c   vCPUs, memory, block and net devices plugged, unplugged
+ *   state.h     the VM's state shared by those four
  *   qmp.c       the QMP client (QEMU's JSON monitor, untrusted bytes)
  *   qemu.c      the QEMU command line, starting QEMU and virtiofsd
  *   net.c       taps and tc mirred filters for the sandbox's links
@@ -176,7 +181,7 @@ void hv_conn_closed(struct ipc_conn *c);
 int hv_state_write(pid_t qemu, pid_t vfs);
 void hv_state_clear(void);
 
-/* methods.c, for net.c: hot-plug without an RPC request. */
+/* hotplug.c, for net.c: hot-plug without an RPC request. */
 typedef void hv_done_fn(void *arg, const struct husk_err *e);
 int hv_hotplug_check(const char *method, struct husk_err **err);
 int hv_hotplug_net(const char *id, const char *mac, uint32_t mtu, int tapfd,

@@ -3,7 +3,7 @@
  *
  * Set-up: options, log, the state directory, leftovers of a driver that
  * died (their pids are in the state file), the RPC socket.  The driver
- * confines itself once QEMU runs (methods.c: started()), because until
+ * confines itself once QEMU runs (life.c: started()), because until
  * then it must still fork and exec.
  */
 #include <errno.h>
