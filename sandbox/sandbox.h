@@ -40,6 +40,9 @@ struct husk_config {
 	bool console_log;
 	unsigned share_size_mb;         /* the share's tmpfs (docs/share.md) */
 	unsigned share_inodes;
+	unsigned console_log_max_kb;    /* rotated once at this size */
+	unsigned qemu_uid_base, qemu_uid_count; /* QEMU's uids, one each */
+	char *kvm_group;                /* "" : /dev/kvm's own group */
 	/* [agent] */
 	unsigned agent_timeout;         /* seconds */
 	char *agent_log_level;
