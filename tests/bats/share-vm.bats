@@ -1,7 +1,8 @@
 #!/usr/bin/env bats
 # The share against a hostile guest (docs/share.md, issue 11 items 1, 2,
-# 5 and 6): a privileged container in a pod (CAP_SYS_ADMIN, no seccomp)
-# mounts the share itself, as guest root can, and tries to plant
+# 5 and 6): a privileged container in a pod (CAP_SYS_ADMIN and
+# CAP_SYS_PTRACE, no seccomp, the guest's PID namespace) reaches the
+# agent's mount of the share, as guest root can, and tries to plant
 # symlinks where the host builds, to write through read-only binds, to
 # make setuid files and device nodes the host would honour, and to fill
 # the share.  One pod VM serves every test; the containers that join it
@@ -21,12 +22,18 @@ setup_file() {
 	echo original >"$HV/ro/f"
 	printf '[hypervisor]\nshare_size_mb = 2\nshare_inodes = 4096\n' >"$CONF"
 	make_bundle "$POD" sleep 100000
-	mkdir -p "$POD/rootfs/mnt2"
+	# /mnt2 is the top of the share as the guest kernel has it: the
+	# agent's own virtio-fs mount, reached through PID 1's root as an
+	# escaped container reaches it.  (A second `mount -t virtiofs husk`
+	# may come back as one of the submounts virtiofsd announces, such
+	# as the pod's rootfs, and then plants nothing where it means to.)
+	ln -s /proc/1/root/run/husk/shared "$POD/rootfs/mnt2"
 	set_annotations "$POD" '{"io.kubernetes.cri.container-type": "sandbox"}'
 	# The hostile guest: what an escaped container has.
-	caps='["CAP_SYS_ADMIN","CAP_MKNOD","CAP_FOWNER","CAP_FSETID","CAP_CHOWN","CAP_DAC_OVERRIDE","CAP_SETUID","CAP_SETGID","CAP_KILL"]'
+	caps='["CAP_SYS_ADMIN","CAP_SYS_PTRACE","CAP_MKNOD","CAP_FOWNER","CAP_FSETID","CAP_CHOWN","CAP_DAC_OVERRIDE","CAP_SETUID","CAP_SETGID","CAP_KILL"]'
 	jq --argjson c "$caps" --arg rw "$HV/rw" --arg ro "$HV/ro" '
 	    .process.capabilities = {bounding: $c, effective: $c, permitted: $c}
+	    | .linux.namespaces |= map(select(.type != "pid"))
 	    | .process.noNewPrivileges = false
 	    | del(.linux.seccomp) | .root.readonly = false
 	    | .mounts += [{destination: "/volrw", type: "bind", source: $rw,
@@ -40,7 +47,8 @@ setup_file() {
 		cat "$BATS_FILE_TMPDIR/run.err" >&2
 		return 1
 	}
-	"$HUSK_BIN" --root "$ROOT" exec pod mount -t virtiofs husk /mnt2
+	# The guest's root reaches the top of the share.
+	"$HUSK_BIN" --root "$ROOT" exec pod test -d /mnt2/pod/rootfs
 }
 
 teardown_file() {
