@@ -151,8 +151,9 @@ static void do_bind(struct rctx *r, const struct spec_mount *m)
 	close(sfd);
 	/* The new mount is reached by resolving the path again. */
 	tfd = mkpath(r, m->dest, !S_ISDIR(st.st_mode));
+	fdpath(tfd, tp);
 	if (m->flags & ~MS_REC)
-		remount_bind(r, fdpath(tfd, tp), m->flags, m->dest);
+		remount_bind(r, tp, m->flags, m->dest);
 	if (m->propagation &&
 	    mount(NULL, tp, NULL, m->propagation, NULL) < 0)
 		child_fail(r->errfd, errno, "propagation of %s", m->dest);

@@ -86,6 +86,17 @@ int cmd_ps(struct husk_ctx *ctx, int argc, char **argv,
 	if (open_live(ctx, argv[optind], LIVE_MASK, HUSK_LOCK_SHARED, &e, &c,
 		      err) < 0)
 		return -1;
+	if (!strcmp(format, "json")) {
+		/* runc prints host pids as a JSON array, and engines look
+		 * them up on the host (`docker top` runs ps(1) and keeps the
+		 * rows with those pids): the guest's pids would pick
+		 * unrelated host processes.  The host process standing for
+		 * the container is its shim. */
+		printf("[%d]\n", (int)c.shim.pid);
+		husk_container_free(&c);
+		husk_entry_close(&e);
+		return 0;
+	}
 	rc = husk_agent_call(ctx->root, c.sandbox_id, "list_processes",
 			     json_pack("{s:s}", "container_id", c.id), 10000,
 			     &res, err);
@@ -94,17 +105,7 @@ int cmd_ps(struct husk_ctx *ctx, int argc, char **argv,
 	if (rc < 0)
 		return -1;
 	procs = json_object_get(res, "processes");
-	if (!strcmp(format, "json")) {
-		/* runc prints the pids as a JSON array. */
-		json_t *pids = json_array();
-		cleanup_free char *text = NULL;
-
-		json_array_foreach(procs, i, p)
-			json_array_append(pids, json_object_get(p, "pid"));
-		text = json_dumps(pids, JSON_COMPACT);
-		printf("%s\n", text ? text : "[]");
-		json_decref(pids);
-	} else {
+	{
 		printf("%-8s %-8s %-6s %-5s %s\n", "PID", "PPID", "UID",
 		       "STAT", "CMD");
 		json_array_foreach(procs, i, p) {
