@@ -142,7 +142,7 @@ engines_import_image() {
 # husk's state roots the engines used: dockerd's runtime root and ours.
 _engines_husk_roots() {
 	local r
-	for r in "$EN"/dexec/runtime-*/* "$EN/runc-root"; do
+	for r in "$EN"/dexec/runtime-*/* "$EN"/runc-root/*; do
 		[ -d "$r" ] && echo "$r"
 	done
 }
