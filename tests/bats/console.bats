@@ -94,3 +94,16 @@ recvtty() {
 	[ "$status" -eq 0 ]
 	assert_gone pc
 }
+
+@test "a console socket nobody listens on fails the create with the shim's reason, leaving nothing" {
+	b="$BATS_TEST_TMPDIR/t" D=$(mktemp -d "$BATS_TEST_TMPDIR/c.XXXXXX")
+	make_bundle "$b" sh
+	sed -i 's/"terminal": false/"terminal": true/' "$b/config.json"
+	run timeout 120 "$HUSK_BIN" --root "$ROOT" create \
+		--console-socket "$D/nobody.sock" --bundle "$b" cf
+	echo "$output"
+	[ "$status" -ne 0 ]
+	[ "$status" -ne 124 ]
+	[[ "$output" == *husk-shim* && "$output" == *--console-socket* ]]
+	assert_gone cf
+}
