@@ -2,8 +2,10 @@
  * Container cgroups: cgroup v2 (the guest mounts cgroup2 at
  * /sys/fs/cgroup) and cgroup v1 (a host running the agent in host mode
  * may have one hierarchy per controller under /sys/fs/cgroup/<name>),
- * behind the interface of cgroup.h.  docs/agent.md, "Cgroups", has the
- * mapping of OCI fields to files.
+ * behind the interface of cgroup.h: the hierarchy, files, freezing,
+ * processes and stats.  OCI linux.resources are decoded in
+ * cgroup_res.c and written in cgroup_limits.c; docs/agent.md,
+ * "Cgroups", has the mapping of OCI fields to files.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -24,25 +26,16 @@
 #include "libhusk/log.h"
 #include "libhusk/util.h"
 #include "libipc/ipc.h"
-#include "agent/cgroup.h"
+#include "agent/cgroup_int.h"
 
-#define CG_MOUNT "/sys/fs/cgroup"
-#define CG_NAME_MAX 1024
-#define CG_CPUSET_MAX 1024
-#define CG_FILE_MAX (4u << 20)
-
-enum {
-	C_MEMORY, C_CPU, C_CPUACCT, C_PIDS, C_FREEZER, C_CPUSET, C_BLKIO,
-	CG_NCTRL
-};
-
-static const char *const v1_names[CG_NCTRL] = {
+const char *const cg_v1_names[CG_NCTRL] = {
 	"memory", "cpu", "cpuacct", "pids", "freezer", "cpuset", "blkio",
+	"hugetlb", "net_cls", "net_prio",
 };
 
 /* Controllers a v2 parent hands down to its children. */
 static const char *const v2_ctrls[] = {
-	"cpu", "memory", "pids", "cpuset", "io",
+	"cpu", "memory", "pids", "cpuset", "io", "hugetlb",
 };
 
 static struct {
@@ -51,335 +44,11 @@ static struct {
 	char *v1_base[CG_NCTRL];        /* v1: our own cgroup per controller */
 } cgs;
 
-struct cg {
-	char *name;
-	char *v2;                       /* absolute directory (v2) */
-	char *v1[CG_NCTRL];             /* absolute directory (v1); NULL
-					 * when the controller is missing */
-};
-
-/* ------------------------------------------------------------------ */
-/* Resources: OCI linux.resources                                     */
-
-void cg_resources_init(struct cg_resources *r)
-{
-	r->memory_limit = CG_UNSET;
-	r->memory_reservation = CG_UNSET;
-	r->memory_swap = CG_UNSET;
-	r->cpu_shares = CG_UNSET;
-	r->cpu_quota = CG_UNSET;
-	r->cpu_period = CG_UNSET;
-	r->pids_limit = CG_UNSET;
-	r->cpuset_cpus = NULL;
-	r->cpuset_mems = NULL;
-}
-
-void cg_resources_free(struct cg_resources *r)
-{
-	if (!r)
-		return;
-	free(r->cpuset_cpus);
-	free(r->cpuset_mems);
-	r->cpuset_cpus = NULL;
-	r->cpuset_mems = NULL;
-}
-
-/* A map key for an error message: printable ASCII, bounded. */
-static void key_text(const msgpack_object *k, char *buf, size_t size)
-{
-	size_t i, n;
-
-	if (k->type != MSGPACK_OBJECT_STR) {
-		snprintf(buf, size, "<%s key>", "non-string");
-		return;
-	}
-	n = k->via.str.size < size - 1 ? k->via.str.size : size - 1;
-	for (i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)k->via.str.ptr[i];
-
-		buf[i] = isprint(c) ? (char)c : '?';
-	}
-	buf[n] = '\0';
-}
-
-static bool key_is(const msgpack_object *k, const char *s)
-{
-	return k->type == MSGPACK_OBJECT_STR && strlen(s) == k->via.str.size &&
-	       memcmp(k->via.str.ptr, s, k->via.str.size) == 0;
-}
-
-/* Present and not "empty": nil, 0, false, "", [] and {} are empty. */
-static bool obj_nonempty(const msgpack_object *o)
-{
-	switch (o->type) {
-	case MSGPACK_OBJECT_NIL:
-		return false;
-	case MSGPACK_OBJECT_BOOLEAN:
-		return o->via.boolean;
-	case MSGPACK_OBJECT_POSITIVE_INTEGER:
-	case MSGPACK_OBJECT_NEGATIVE_INTEGER:
-		return o->via.i64 != 0;
-	case MSGPACK_OBJECT_STR:
-		return o->via.str.size > 0;
-	case MSGPACK_OBJECT_ARRAY:
-		return o->via.array.size > 0;
-	case MSGPACK_OBJECT_MAP:
-		return o->via.map.size > 0;
-	default:
-		return true;
-	}
-}
-
-static int refuse(const char *what, struct husk_err **err)
-{
-	return husk_error(err, HUSK_E_INVALID,
-			  "%s: not supported by husk-agent", what);
-}
-
-/* "0-3,5": digits, commas and dashes only. */
-static int decode_cpuset(const msgpack_object *o, const char *what,
-			 char **out, struct husk_err **err)
-{
-	char *s = NULL;
-
-	if (ipc_obj_str(o, what, CG_CPUSET_MAX, &s, err) < 0)
-		return -1;
-	for (const char *p = s; *p; p++)
-		if (!isdigit((unsigned char)*p) && *p != ',' && *p != '-') {
-			free(s);
-			return husk_error(err, HUSK_E_INVALID,
-					  "%s: expected a list such as \"0-3,5\"",
-					  what);
-		}
-	free(*out);
-	*out = NULL;
-	if (*s)
-		*out = s;
-	else
-		free(s);
-	return 0;
-}
-
-/* An OCI limit where 0 means "leave as it is" and -1 "unlimited". */
-static int decode_limit(const msgpack_object *o, const char *what,
-			int64_t *out, struct husk_err **err)
-{
-	int64_t v;
-
-	if (ipc_obj_int(o, what, -1, INT64_MAX, &v, err) < 0)
-		return -1;
-	*out = v == 0 ? CG_UNSET : v;
-	return 0;
-}
-
-static int decode_memory(const msgpack_object *m, struct cg_resources *r,
-			 struct husk_err **err)
-{
-	char what[128], key[64];
-
-	if (ipc_obj_map(m, "linux.resources.memory", 64, err) < 0)
-		return -1;
-	for (uint32_t i = 0; i < m->via.map.size; i++) {
-		const msgpack_object *k = &m->via.map.ptr[i].key;
-		const msgpack_object *v = &m->via.map.ptr[i].val;
-		int64_t ignored;
-		bool b;
-
-		key_text(k, key, sizeof(key));
-		snprintf(what, sizeof(what), "linux.resources.memory.%s", key);
-		if (v->type == MSGPACK_OBJECT_NIL)
-			continue;
-		if (key_is(k, "limit")) {
-			if (decode_limit(v, what, &r->memory_limit, err) < 0)
-				return -1;
-		} else if (key_is(k, "reservation")) {
-			if (decode_limit(v, what, &r->memory_reservation,
-					 err) < 0)
-				return -1;
-		} else if (key_is(k, "swap")) {
-			if (decode_limit(v, what, &r->memory_swap, err) < 0)
-				return -1;
-		} else if (key_is(k, "kernel") || key_is(k, "kernelTCP")) {
-			/* Deprecated by the kernel and the runtime spec;
-			 * accepted and ignored, as runc does. */
-			if (ipc_obj_int(v, what, INT64_MIN, INT64_MAX,
-					&ignored, err) < 0)
-				return -1;
-		} else if (key_is(k, "useHierarchy")) {
-			/* Always on in the kernels husk supports. */
-			if (ipc_obj_bool(v, what, &b, err) < 0)
-				return -1;
-		} else if (key_is(k, "disableOOMKiller") ||
-			   key_is(k, "checkBeforeUpdate")) {
-			if (ipc_obj_bool(v, what, &b, err) < 0)
-				return -1;
-			if (b)
-				return refuse(what, err);
-		} else {
-			/* swappiness and anything newer than this code. */
-			return refuse(what, err);
-		}
-	}
-	return 0;
-}
-
-static int decode_cpu(const msgpack_object *m, struct cg_resources *r,
-		      struct husk_err **err)
-{
-	char what[128], key[64];
-
-	if (ipc_obj_map(m, "linux.resources.cpu", 64, err) < 0)
-		return -1;
-	for (uint32_t i = 0; i < m->via.map.size; i++) {
-		const msgpack_object *k = &m->via.map.ptr[i].key;
-		const msgpack_object *v = &m->via.map.ptr[i].val;
-		uint64_t u;
-		int64_t s;
-
-		key_text(k, key, sizeof(key));
-		snprintf(what, sizeof(what), "linux.resources.cpu.%s", key);
-		if (v->type == MSGPACK_OBJECT_NIL)
-			continue;
-		if (key_is(k, "shares")) {
-			if (ipc_obj_uint(v, what, 262144, &u, err) < 0)
-				return -1;
-			if (u == 1)
-				return husk_error(err, HUSK_E_INVALID,
-						  "%s: 1 is out of range [2, 262144]",
-						  what);
-			r->cpu_shares = u ? (int64_t)u : CG_UNSET;
-		} else if (key_is(k, "quota")) {
-			if (ipc_obj_int(v, what, -1, INT64_MAX / 1000, &s,
-					err) < 0)
-				return -1;
-			if (s > 0 && s < 1000)
-				return husk_error(err, HUSK_E_INVALID,
-						  "%s: %" PRId64 " is below the kernel's minimum of 1000 microseconds",
-						  what, s);
-			r->cpu_quota = s ? s : CG_UNSET;
-		} else if (key_is(k, "period")) {
-			if (ipc_obj_uint(v, what, 1000000, &u, err) < 0)
-				return -1;
-			if (u > 0 && u < 1000)
-				return husk_error(err, HUSK_E_INVALID,
-						  "%s: %" PRIu64 " is out of range [1000, 1000000]",
-						  what, u);
-			r->cpu_period = u ? (int64_t)u : CG_UNSET;
-		} else if (key_is(k, "cpus")) {
-			if (decode_cpuset(v, what, &r->cpuset_cpus, err) < 0)
-				return -1;
-		} else if (key_is(k, "mems")) {
-			if (decode_cpuset(v, what, &r->cpuset_mems, err) < 0)
-				return -1;
-		} else if (key_is(k, "realtimeRuntime") ||
-			   key_is(k, "realtimePeriod") ||
-			   key_is(k, "burst") || key_is(k, "idle")) {
-			if (v->type != MSGPACK_OBJECT_POSITIVE_INTEGER &&
-			    v->type != MSGPACK_OBJECT_NEGATIVE_INTEGER)
-				return ipc_obj_int(v, what, 0, 0, &s, err);
-			if (obj_nonempty(v))
-				return refuse(what, err);
-		} else {
-			return refuse(what, err);
-		}
-	}
-	return 0;
-}
-
-static int decode_pids(const msgpack_object *m, struct cg_resources *r,
-		       struct husk_err **err)
-{
-	char what[128], key[64];
-
-	if (ipc_obj_map(m, "linux.resources.pids", 16, err) < 0)
-		return -1;
-	for (uint32_t i = 0; i < m->via.map.size; i++) {
-		const msgpack_object *k = &m->via.map.ptr[i].key;
-		const msgpack_object *v = &m->via.map.ptr[i].val;
-		int64_t s;
-
-		key_text(k, key, sizeof(key));
-		snprintf(what, sizeof(what), "linux.resources.pids.%s", key);
-		if (v->type == MSGPACK_OBJECT_NIL)
-			continue;
-		if (!key_is(k, "limit"))
-			return refuse(what, err);
-		if (ipc_obj_int(v, what, INT64_MIN, INT64_MAX, &s, err) < 0)
-			return -1;
-		r->pids_limit = s == 0 ? CG_UNSET : s < 0 ? -1 : s;
-	}
-	return 0;
-}
-
-int cg_resources_decode(const msgpack_object *o, struct cg_resources *r,
-			struct husk_err **err)
-{
-	static const char *const refused[] = {
-		"blockIO", "hugepageLimits", "network", "rdma", "unified",
-	};
-	static const char *const once[] = {
-		"memory", "cpu", "pids", "devices", "blockIO",
-		"hugepageLimits", "network", "rdma", "unified",
-	};
-	unsigned seen = 0;
-	char what[128], key[64];
-
-	if (!o || o->type == MSGPACK_OBJECT_NIL)
-		return 0;
-	if (ipc_obj_map(o, "linux.resources", 64, err) < 0)
-		goto fail;
-	for (uint32_t i = 0; i < o->via.map.size; i++) {
-		const msgpack_object *k = &o->via.map.ptr[i].key;
-		const msgpack_object *v = &o->via.map.ptr[i].val;
-		bool known = false;
-		int rc = 0;
-
-		key_text(k, key, sizeof(key));
-		snprintf(what, sizeof(what), "linux.resources.%s", key);
-		for (size_t j = 0; j < HUSK_ARRAY_SIZE(once); j++)
-			if (key_is(k, once[j])) {
-				if (seen & (1u << j)) {
-					husk_error(err, HUSK_E_INVALID,
-						   "%s: given twice", what);
-					goto fail;
-				}
-				seen |= 1u << j;
-			}
-		if (v->type == MSGPACK_OBJECT_NIL)
-			continue;
-		if (key_is(k, "memory"))
-			rc = decode_memory(v, r, err);
-		else if (key_is(k, "cpu"))
-			rc = decode_cpu(v, r, err);
-		else if (key_is(k, "pids"))
-			rc = decode_pids(v, r, err);
-		else if (key_is(k, "devices"))
-			/* The agent builds the guest's /dev itself; device
-			 * cgroup rules add nothing inside the VM. */
-			rc = ipc_obj_array(v, what, 4096, err) < 0 ? -1 : 0;
-		else {
-			for (size_t j = 0; j < HUSK_ARRAY_SIZE(refused); j++)
-				if (key_is(k, refused[j]))
-					known = true;
-			if (!known || obj_nonempty(v)) {
-				refuse(what, err);
-				goto fail;
-			}
-		}
-		if (rc < 0)
-			goto fail;
-	}
-	return 0;
-fail:
-	cg_resources_free(r);
-	return -1;
-}
-
 /* ------------------------------------------------------------------ */
 /* Files                                                               */
 
-static int read_small(const char *dir, const char *file, char *buf,
-		      size_t size)
+int cg_read_small(const char *dir, const char *file, char *buf,
+		  size_t size)
 {
 	char path[PATH_MAX];
 	cleanup_close int fd = -1;
@@ -398,7 +67,7 @@ static int read_small(const char *dir, const char *file, char *buf,
 	return (int)n;
 }
 
-static bool file_exists(const char *dir, const char *file)
+bool cg_file_exists(const char *dir, const char *file)
 {
 	char path[PATH_MAX];
 
@@ -407,8 +76,8 @@ static bool file_exists(const char *dir, const char *file)
 }
 
 /* Write val to dir/file; `what` names the OCI field for the error. */
-static int cg_write(const char *dir, const char *file, const char *val,
-		    const char *what, struct husk_err **err)
+int cg_write(const char *dir, const char *file, const char *val,
+	     const char *what, struct husk_err **err)
 {
 	char path[PATH_MAX];
 	cleanup_close int fd = -1;
@@ -428,9 +97,9 @@ static int cg_write(const char *dir, const char *file, const char *val,
 	return 0;
 }
 
-static int cg_write_i64(const char *dir, const char *file, int64_t v,
-			const char *unlimited, const char *what,
-			struct husk_err **err)
+int cg_write_i64(const char *dir, const char *file, int64_t v,
+		 const char *unlimited, const char *what,
+		 struct husk_err **err)
 {
 	char buf[32];
 
@@ -441,8 +110,18 @@ static int cg_write_i64(const char *dir, const char *file, int64_t v,
 	return cg_write(dir, file, buf, what, err);
 }
 
+int cg_need_v1(const struct cg *cg, int ctrl, const char *what,
+	       struct husk_err **err)
+{
+	if (cg->v1[ctrl])
+		return 0;
+	return husk_error(err, HUSK_E_NOT_IMPLEMENTED,
+			  "%s: the cgroup v1 %s controller is not mounted",
+			  what, cg_v1_names[ctrl]);
+}
+
 /* The number after `key ` on a line of a flat keyed file. */
-static uint64_t keyed_value(const char *text, const char *key)
+uint64_t cg_keyed_value(const char *text, const char *key)
 {
 	size_t kl = strlen(key);
 
@@ -456,18 +135,18 @@ static uint64_t keyed_value(const char *text, const char *key)
 	return 0;
 }
 
-static uint64_t read_u64(const char *dir, const char *file)
+uint64_t cg_read_u64(const char *dir, const char *file)
 {
 	char buf[64];
 
-	if (!dir || read_small(dir, file, buf, sizeof(buf)) <= 0)
+	if (!dir || cg_read_small(dir, file, buf, sizeof(buf)) <= 0)
 		return 0;
 	if (strcmp(buf, "max") == 0)
 		return 0;
 	return strtoull(buf, NULL, 10);
 }
 
-static char *read_text(const char *dir, const char *file)
+char *cg_read_text(const char *dir, const char *file)
 {
 	char path[PATH_MAX];
 	char *s = NULL;
@@ -544,14 +223,14 @@ static int cg_init_at(const char *mnt, struct husk_err **err)
 		cleanup_free char *rel = NULL;
 		char dir[PATH_MAX];
 
-		snprintf(dir, sizeof(dir), "%s/%s", mnt, v1_names[i]);
+		snprintf(dir, sizeof(dir), "%s/%s", mnt, cg_v1_names[i]);
 		if (statfs(dir, &sfs) < 0 || sfs.f_type != CGROUP_SUPER_MAGIC) {
-			log_debug("cg_init: no v1 %s controller", v1_names[i]);
+			log_debug("cg_init: no v1 %s controller", cg_v1_names[i]);
 			continue;
 		}
 		/* Below our own cgroup: a host agent stays inside the limits
 		 * it was started with. */
-		rel = self_path(self, v1_names[i]);
+		rel = self_path(self, cg_v1_names[i]);
 		if (!rel || strcmp(rel, "/") == 0)
 			cgs.v1_base[i] = husk_xstrdup(dir);
 		else
@@ -615,9 +294,9 @@ static void v2_enable(const char *dir)
 {
 	char have[512], on[512], word[16], h[520], o[520];
 
-	if (read_small(dir, "cgroup.controllers", have, sizeof(have)) < 0)
+	if (cg_read_small(dir, "cgroup.controllers", have, sizeof(have)) < 0)
 		return;
-	if (read_small(dir, "cgroup.subtree_control", on, sizeof(on)) < 0)
+	if (cg_read_small(dir, "cgroup.subtree_control", on, sizeof(on)) < 0)
 		on[0] = '\0';
 	for (size_t i = 0; i < HUSK_ARRAY_SIZE(v2_ctrls); i++) {
 		const char *c = v2_ctrls[i];
@@ -652,9 +331,9 @@ static int v1_cpuset_inherit(const char *dir, struct husk_err **err)
 	for (size_t i = 0; i < HUSK_ARRAY_SIZE(files); i++) {
 		char cur[CG_CPUSET_MAX + 1];
 
-		if (read_small(dir, files[i], cur, sizeof(cur)) > 0)
+		if (cg_read_small(dir, files[i], cur, sizeof(cur)) > 0)
 			continue;
-		if (read_small(parent, files[i], val, sizeof(val)) <= 0)
+		if (cg_read_small(parent, files[i], val, sizeof(val)) <= 0)
 			continue;
 		if (cg_write(dir, files[i], val, "cgroup", err) < 0)
 			return -1;
@@ -710,6 +389,9 @@ static void cg_free(struct cg *cg)
 	free(cg->v2);
 	for (int i = 0; i < CG_NCTRL; i++)
 		free(cg->v1[i]);
+	/* Its program goes with the cgroup; our descriptor with it. */
+	if (cg->dev_prog >= 0)
+		close(cg->dev_prog);
 	free(cg);
 }
 
@@ -723,6 +405,7 @@ int cg_create(const char *name, const struct cg_resources *r,
 	if (cg_name_check(name, err) < 0)
 		return -1;
 	cg = husk_xcalloc(1, sizeof(*cg));
+	cg->dev_prog = -1;
 	cg->name = husk_xstrdup(name);
 	if (cgs.version == 2) {
 		if (cg_mkdirs(cgs.v2_base, name, -1, &cg->v2, err) < 0)
@@ -744,210 +427,6 @@ fail:
 	husk_error_wrap(err, "cgroup `%s`", name);
 	cg_destroy(cg, NULL);
 	return -1;
-}
-
-/* ------------------------------------------------------------------ */
-/* Limits                                                              */
-
-#define F_MEM_LIMIT "linux.resources.memory.limit"
-#define F_MEM_RES   "linux.resources.memory.reservation"
-#define F_MEM_SWAP  "linux.resources.memory.swap"
-#define F_SHARES    "linux.resources.cpu.shares"
-#define F_QUOTA     "linux.resources.cpu.quota"
-#define F_PERIOD    "linux.resources.cpu.period"
-#define F_CPUS      "linux.resources.cpu.cpus"
-#define F_MEMS      "linux.resources.cpu.mems"
-#define F_PIDS      "linux.resources.pids.limit"
-
-/* OCI swap is memory+swap; v2's memory.swap.max is swap alone. */
-static int v2_swap(const struct cg_resources *r, int64_t *out,
-		   struct husk_err **err)
-{
-	if (r->memory_swap == -1) {
-		*out = -1;
-		return 0;
-	}
-	if (r->memory_limit == CG_UNSET || r->memory_limit == -1)
-		return husk_error(err, HUSK_E_INVALID,
-				  F_MEM_SWAP ": needs a memory.limit on cgroup v2");
-	if (r->memory_swap < r->memory_limit)
-		return husk_error(err, HUSK_E_INVALID,
-				  F_MEM_SWAP ": %" PRId64 " is below memory.limit %" PRId64,
-				  r->memory_swap, r->memory_limit);
-	*out = r->memory_swap - r->memory_limit;
-	return 0;
-}
-
-static int v2_update(const char *d, const struct cg_resources *r,
-		     struct husk_err **err)
-{
-	char buf[64];
-
-	if (r->memory_limit != CG_UNSET &&
-	    cg_write_i64(d, "memory.max", r->memory_limit, "max",
-			 F_MEM_LIMIT, err) < 0)
-		return -1;
-	if (r->memory_reservation != CG_UNSET &&
-	    cg_write_i64(d, "memory.low", r->memory_reservation, "max",
-			 F_MEM_RES, err) < 0)
-		return -1;
-	if (r->memory_swap != CG_UNSET) {
-		int64_t swap = 0;
-
-		if (v2_swap(r, &swap, err) < 0)
-			return -1;
-		/* Without swap accounting "unlimited" is what we have. */
-		if (!(swap < 0 && !file_exists(d, "memory.swap.max")) &&
-		    cg_write_i64(d, "memory.swap.max", swap, "max",
-				 F_MEM_SWAP, err) < 0)
-			return -1;
-	}
-	if (r->cpu_shares != CG_UNSET) {
-		uint64_t w = 1 + ((uint64_t)(r->cpu_shares - 2) * 9999) / 262142;
-
-		snprintf(buf, sizeof(buf), "%" PRIu64, w);
-		if (cg_write(d, "cpu.weight", buf, F_SHARES, err) < 0)
-			return -1;
-	}
-	if (r->cpu_quota != CG_UNSET || r->cpu_period != CG_UNSET) {
-		char quota[32] = "max";
-
-		if (r->cpu_quota > 0)
-			snprintf(quota, sizeof(quota), "%" PRId64, r->cpu_quota);
-		if (r->cpu_quota == CG_UNSET) {
-			char cur[64];
-
-			/* Keep the quota, change the period. */
-			if (read_small(d, "cpu.max", cur, sizeof(cur)) > 0)
-				snprintf(quota, sizeof(quota), "%.*s",
-					 (int)strcspn(cur, " "), cur);
-		}
-		if (r->cpu_period != CG_UNSET)
-			snprintf(buf, sizeof(buf), "%s %" PRId64, quota,
-				 r->cpu_period);
-		else
-			snprintf(buf, sizeof(buf), "%s", quota);
-		if (cg_write(d, "cpu.max", buf,
-			     r->cpu_quota != CG_UNSET ? F_QUOTA : F_PERIOD,
-			     err) < 0)
-			return -1;
-	}
-	if (r->pids_limit != CG_UNSET &&
-	    cg_write_i64(d, "pids.max", r->pids_limit, "max", F_PIDS,
-			 err) < 0)
-		return -1;
-	if (r->cpuset_cpus &&
-	    cg_write(d, "cpuset.cpus", r->cpuset_cpus, F_CPUS, err) < 0)
-		return -1;
-	if (r->cpuset_mems &&
-	    cg_write(d, "cpuset.mems", r->cpuset_mems, F_MEMS, err) < 0)
-		return -1;
-	return 0;
-}
-
-static int need_v1(const struct cg *cg, int ctrl, const char *what,
-		   struct husk_err **err)
-{
-	if (cg->v1[ctrl])
-		return 0;
-	return husk_error(err, HUSK_E_NOT_IMPLEMENTED,
-			  "%s: the cgroup v1 %s controller is not mounted",
-			  what, v1_names[ctrl]);
-}
-
-static int v1_memory(const struct cg *cg, const struct cg_resources *r,
-		     struct husk_err **err)
-{
-	const char *d = cg->v1[C_MEMORY];
-	bool swap_first = false;
-	int64_t swap = r->memory_swap;
-
-	if (r->memory_limit == CG_UNSET && r->memory_reservation == CG_UNSET &&
-	    swap == CG_UNSET)
-		return 0;
-	if (need_v1(cg, C_MEMORY, r->memory_limit != CG_UNSET ? F_MEM_LIMIT :
-		    swap != CG_UNSET ? F_MEM_SWAP : F_MEM_RES, err) < 0)
-		return -1;
-	if (swap != CG_UNSET && !file_exists(d, "memory.memsw.limit_in_bytes")) {
-		if (swap != -1)
-			return husk_error(err, HUSK_E_NOT_IMPLEMENTED,
-					  F_MEM_SWAP ": the kernel has no swap accounting");
-		swap = CG_UNSET;
-	}
-	if (swap != CG_UNSET) {
-		if (r->memory_limit > 0 && swap > 0 && swap < r->memory_limit)
-			return husk_error(err, HUSK_E_INVALID,
-					  F_MEM_SWAP ": %" PRId64 " is below memory.limit %" PRId64,
-					  swap, r->memory_limit);
-		/* memory <= memory+swap at every step: raise memsw first,
-		 * lower it last. */
-		uint64_t cur = read_u64(d, "memory.memsw.limit_in_bytes");
-		swap_first = swap == -1 || (uint64_t)swap > cur;
-	}
-	if (swap_first && cg_write_i64(d, "memory.memsw.limit_in_bytes", swap,
-				       "-1", F_MEM_SWAP, err) < 0)
-		return -1;
-	if (r->memory_limit != CG_UNSET &&
-	    cg_write_i64(d, "memory.limit_in_bytes", r->memory_limit, "-1",
-			 F_MEM_LIMIT, err) < 0)
-		return -1;
-	if (swap != CG_UNSET && !swap_first &&
-	    cg_write_i64(d, "memory.memsw.limit_in_bytes", swap, "-1",
-			 F_MEM_SWAP, err) < 0)
-		return -1;
-	if (r->memory_reservation != CG_UNSET &&
-	    cg_write_i64(d, "memory.soft_limit_in_bytes",
-			 r->memory_reservation, "-1", F_MEM_RES, err) < 0)
-		return -1;
-	return 0;
-}
-
-static int v1_update(const struct cg *cg, const struct cg_resources *r,
-		     struct husk_err **err)
-{
-	if (v1_memory(cg, r, err) < 0)
-		return -1;
-	if (r->cpu_shares != CG_UNSET &&
-	    (need_v1(cg, C_CPU, F_SHARES, err) < 0 ||
-	     cg_write_i64(cg->v1[C_CPU], "cpu.shares", r->cpu_shares, NULL,
-			  F_SHARES, err) < 0))
-		return -1;
-	if (r->cpu_period != CG_UNSET &&
-	    (need_v1(cg, C_CPU, F_PERIOD, err) < 0 ||
-	     cg_write_i64(cg->v1[C_CPU], "cpu.cfs_period_us", r->cpu_period,
-			  NULL, F_PERIOD, err) < 0))
-		return -1;
-	if (r->cpu_quota != CG_UNSET &&
-	    (need_v1(cg, C_CPU, F_QUOTA, err) < 0 ||
-	     cg_write_i64(cg->v1[C_CPU], "cpu.cfs_quota_us", r->cpu_quota,
-			  "-1", F_QUOTA, err) < 0))
-		return -1;
-	if (r->pids_limit != CG_UNSET &&
-	    (need_v1(cg, C_PIDS, F_PIDS, err) < 0 ||
-	     cg_write_i64(cg->v1[C_PIDS], "pids.max", r->pids_limit, "max",
-			  F_PIDS, err) < 0))
-		return -1;
-	if (r->cpuset_cpus &&
-	    (need_v1(cg, C_CPUSET, F_CPUS, err) < 0 ||
-	     cg_write(cg->v1[C_CPUSET], "cpuset.cpus", r->cpuset_cpus, F_CPUS,
-		      err) < 0))
-		return -1;
-	if (r->cpuset_mems &&
-	    (need_v1(cg, C_CPUSET, F_MEMS, err) < 0 ||
-	     cg_write(cg->v1[C_CPUSET], "cpuset.mems", r->cpuset_mems, F_MEMS,
-		      err) < 0))
-		return -1;
-	return 0;
-}
-
-int cg_update(struct cg *cg, const struct cg_resources *r,
-	      struct husk_err **err)
-{
-	if (!r)
-		return 0;
-	if (cg->v2)
-		return v2_update(cg->v2, r, err);
-	return v1_update(cg, r, err);
 }
 
 /* ------------------------------------------------------------------ */
@@ -981,11 +460,11 @@ static bool frozen_is(const struct cg *cg, bool frozen)
 	char buf[256];
 
 	if (cg->v2) {
-		cleanup_free char *ev = read_text(cg->v2, "cgroup.events");
+		cleanup_free char *ev = cg_read_text(cg->v2, "cgroup.events");
 
-		return ev && keyed_value(ev, "frozen") == (frozen ? 1u : 0u);
+		return ev && cg_keyed_value(ev, "frozen") == (frozen ? 1u : 0u);
 	}
-	if (read_small(cg->v1[C_FREEZER], "freezer.state", buf,
+	if (cg_read_small(cg->v1[C_FREEZER], "freezer.state", buf,
 		       sizeof(buf)) < 0)
 		return false;
 	return strcmp(buf, frozen ? "FROZEN" : "THAWED") == 0;
@@ -1005,7 +484,7 @@ int cg_freeze(struct cg *cg, bool frozen, struct husk_err **err)
 {
 	uint64_t deadline = husk_now_ms() + 5000;
 
-	if (!cg->v2 && need_v1(cg, C_FREEZER, "freeze", err) < 0)
+	if (!cg->v2 && cg_need_v1(cg, C_FREEZER, "freeze", err) < 0)
 		return -1;
 	if (freeze_write(cg, frozen, err) < 0)
 		return -1;
@@ -1092,19 +571,19 @@ static uint64_t limit_or_zero(uint64_t v)
 
 static void v2_stats(const char *d, struct cg_stats *s)
 {
-	cleanup_free char *cpu = read_text(d, "cpu.stat");
-	cleanup_free char *mem = read_text(d, "memory.stat");
-	cleanup_free char *io = read_text(d, "io.stat");
+	cleanup_free char *cpu = cg_read_text(d, "cpu.stat");
+	cleanup_free char *mem = cg_read_text(d, "memory.stat");
+	cleanup_free char *io = cg_read_text(d, "io.stat");
 
-	s->cpu_usage = keyed_value(cpu, "usage_usec") * 1000;
-	s->cpu_user = keyed_value(cpu, "user_usec") * 1000;
-	s->cpu_system = keyed_value(cpu, "system_usec") * 1000;
-	s->mem_usage = read_u64(d, "memory.current");
-	s->mem_limit = limit_or_zero(read_u64(d, "memory.max"));
-	s->mem_max = read_u64(d, "memory.peak");
-	s->mem_cache = keyed_value(mem, "file");
-	s->pids_current = read_u64(d, "pids.current");
-	s->pids_limit = read_u64(d, "pids.max");
+	s->cpu_usage = cg_keyed_value(cpu, "usage_usec") * 1000;
+	s->cpu_user = cg_keyed_value(cpu, "user_usec") * 1000;
+	s->cpu_system = cg_keyed_value(cpu, "system_usec") * 1000;
+	s->mem_usage = cg_read_u64(d, "memory.current");
+	s->mem_limit = limit_or_zero(cg_read_u64(d, "memory.max"));
+	s->mem_max = cg_read_u64(d, "memory.peak");
+	s->mem_cache = cg_keyed_value(mem, "file");
+	s->pids_current = cg_read_u64(d, "pids.current");
+	s->pids_limit = cg_read_u64(d, "pids.max");
 	/* "8:0 rbytes=1 wbytes=2 rios=3 ..." per device. */
 	for (char *p = io; p && *p;) {
 		char *r = strstr(p, "rbytes="), *w = strstr(p, "wbytes=");
@@ -1121,24 +600,24 @@ static void v2_stats(const char *d, struct cg_stats *s)
 static void v1_stats(const struct cg *cg, struct cg_stats *s)
 {
 	const char *acct = cg->v1[C_CPUACCT], *m = cg->v1[C_MEMORY];
-	cleanup_free char *stat = read_text(acct, "cpuacct.stat");
-	cleanup_free char *mem = read_text(m, "memory.stat");
-	cleanup_free char *io = read_text(cg->v1[C_BLKIO],
+	cleanup_free char *stat = cg_read_text(acct, "cpuacct.stat");
+	cleanup_free char *mem = cg_read_text(m, "memory.stat");
+	cleanup_free char *io = cg_read_text(cg->v1[C_BLKIO],
 					  "blkio.throttle.io_service_bytes");
 	long hz = sysconf(_SC_CLK_TCK);
 
 	if (hz <= 0)
 		hz = 100;
-	s->cpu_usage = read_u64(acct, "cpuacct.usage");
-	s->cpu_user = keyed_value(stat, "user") * (1000000000ull / (uint64_t)hz);
-	s->cpu_system = keyed_value(stat, "system") *
+	s->cpu_usage = cg_read_u64(acct, "cpuacct.usage");
+	s->cpu_user = cg_keyed_value(stat, "user") * (1000000000ull / (uint64_t)hz);
+	s->cpu_system = cg_keyed_value(stat, "system") *
 			(1000000000ull / (uint64_t)hz);
-	s->mem_usage = read_u64(m, "memory.usage_in_bytes");
-	s->mem_limit = limit_or_zero(read_u64(m, "memory.limit_in_bytes"));
-	s->mem_max = read_u64(m, "memory.max_usage_in_bytes");
-	s->mem_cache = keyed_value(mem, "cache");
-	s->pids_current = read_u64(cg->v1[C_PIDS], "pids.current");
-	s->pids_limit = read_u64(cg->v1[C_PIDS], "pids.max");
+	s->mem_usage = cg_read_u64(m, "memory.usage_in_bytes");
+	s->mem_limit = limit_or_zero(cg_read_u64(m, "memory.limit_in_bytes"));
+	s->mem_max = cg_read_u64(m, "memory.max_usage_in_bytes");
+	s->mem_cache = cg_keyed_value(mem, "cache");
+	s->pids_current = cg_read_u64(cg->v1[C_PIDS], "pids.current");
+	s->pids_limit = cg_read_u64(cg->v1[C_PIDS], "pids.max");
 	/* "8:0 Read 4096" lines per device, then "Total N". */
 	for (char *p = io; p && *p;) {
 		char *nl = strchr(p, '\n');

@@ -81,7 +81,8 @@ static const struct ipc_field f_exec[] = {
 };
 static const struct ipc_field f_signal[] = {
 	F_CID, F_EID,
-	{ "signal", IPC_F_INT64, IPC_REQUIRED, P(signal), 1, 64 },
+	/* 0 checks that the process is there, as kill(2)'s does. */
+	{ "signal", IPC_F_INT64, IPC_REQUIRED, P(signal), 0, 64 },
 	{ "all", IPC_F_BOOL, IPC_NULLABLE, P(all), 0, 0 },
 	F_END,
 };
@@ -577,6 +578,7 @@ static struct container *ct_new(struct agent *a, const char *id,
 	ct->a = a;
 	ct->id = husk_xstrdup(id);
 	ct->ns_flags = s->ns_flags;
+	ct->personality = s->has_personality ? (long)s->personality : -1;
 	ct->init = proc_new(ct, "");
 	ct->procs = ct->init;
 	return ct;
@@ -656,6 +658,8 @@ static int create_ct(struct agent *a, const char *id,
 				  "container %s already exists", id);
 	if (spec_decode(spec_obj, &s, err) < 0 || check_sysctls(a, s, err) < 0)
 		goto out;
+	proc_log_notes(id, s->notes);
+	proc_log_notes(id, s->proc.notes);
 	ct = ct_new(a, id, s);
 	cgname = husk_xasprintf("%s/%s/%s", core->cgroup_root,
 				core->sandbox_id, id);
@@ -838,11 +842,22 @@ void ct_m_update_container(struct ipc_conn *c, struct ipc_msg *m, void *arg)
 	if (cg_resources_decode(p.resources, &r, &err) < 0) {
 		husk_error_wrap(&err, "params.resources");
 		reply_err(c, m->msgid, err);
-	} else if (cg_update(ct->cg, &r, &err) < 0) {
+		goto done;
+	}
+	/* Device rules are the container's from its spec (with its
+	 * linux.devices, which an update does not carry); runc's update
+	 * leaves them too. */
+	if (r.ndevice_rules) {
+		log_info("container %s: update: linux.resources.devices: kept "
+			 "as created; not applied", ct->id);
+		r.ndevice_rules = 0;
+	}
+	if (cg_update(ct->cg, &r, &err) < 0) {
 		reply_err(c, m->msgid, err);
 	} else {
 		ipc_reply_ok(c, m->msgid);
 	}
+done:
 	cg_resources_free(&r);
 out:
 	ipc_decode_free(f_update, &p);
@@ -971,9 +986,13 @@ void ct_m_exec_process(struct ipc_conn *c, struct ipc_msg *m, void *arg)
 				p.exec_id);
 		goto out;
 	}
-	if (ct->state != CT_RUNNING) {
+	/* A created container's namespaces and root are built (its init
+	 * waits before execve): runc execs into it too. */
+	if (ct->state != CT_RUNNING && ct->state != CT_CREATED) {
 		ipc_reply_error(c, m->msgid, HUSK_E_STATE,
-				"container %s is not running", ct->id);
+				"container %s is %s", ct->id,
+				ct->state == CT_PAUSED ? "paused" :
+				"not running");
 		goto out;
 	}
 	if (spec_process_decode(p.process, "params.process", &sproc,
@@ -981,6 +1000,7 @@ void ct_m_exec_process(struct ipc_conn *c, struct ipc_msg *m, void *arg)
 		reply_err(c, m->msgid, err);
 		goto out;
 	}
+	proc_log_notes(ct->id, sproc.notes);
 	pr = proc_new(ct, p.exec_id);
 	sp.ct = ct;
 	sp.proc = &sproc;

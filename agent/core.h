@@ -75,6 +75,7 @@ struct container {
 	int state;
 	int ns_flags;           /* namespaces the init made (CLONE_NEW*) */
 	bool joined_pidns;      /* in the sandbox's pid namespace */
+	long personality;       /* linux.personality, or -1 */
 	struct cg *cg;
 	scmp_filter_ctx filter;         /* seccomp, for the init and execs */
 	struct proc *init;
@@ -193,10 +194,13 @@ void rootfs_setup(struct agent *a, const struct spec *s, int errfd);
 
 /* process.c (child): find the executable in the container... */
 char *proc_find_exe(const struct spec_process *p, int errfd);
-/* ...then apply ids, caps, rlimits, no_new_privs, seccomp, execve. */
+/* ...then apply ids, caps, rlimits, no_new_privs, seccomp, execve;
+ * personality is the container's (-1: none). */
 void proc_exec(struct agent *a, const struct spec_process *p,
-	       const char *exe, scmp_filter_ctx filter, int errfd)
-	__attribute__((noreturn));
+	       long personality, const char *exe, scmp_filter_ctx filter,
+	       int errfd) __attribute__((noreturn));
+/* Log the fields of a spec that were accepted but not applied. */
+void proc_log_notes(const char *who, char *const *notes);
 
 /* stream.c */
 struct proc *proc_new(struct container *ct, const char *exec_id);

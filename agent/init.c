@@ -161,6 +161,12 @@ int init_guest(struct agent *a, bool *debug, struct husk_err **err)
 			 share, AGENT_SHARED_DIR);
 	if (sethostname("husk", 4) < 0)
 		log_warn("%s: sethostname", __func__);
+	/* Every mount shared, as systemd makes a host's: a container's
+	 * rslave (runc's default), shared or rshared propagation then
+	 * means what it means with runc (docker's `rshared` volumes see
+	 * each other's mounts). */
+	if (mount(NULL, "/", NULL, MS_REC | MS_SHARED, NULL) < 0)
+		log_warn("%s: make / rshared", __func__);
 	return 0;
 }
 

@@ -15,11 +15,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/personality.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "libhusk/log.h"
 #include "libhusk/util.h"
 #include "agent/core.h"
 
@@ -133,8 +135,51 @@ static void set_caps(struct agent *a, const struct spec_process *p,
 	}
 }
 
+/* The kernel's struct sched_attr (sched_setattr(2)); glibc has no
+ * wrapper. */
+struct husk_sched_attr {
+	uint32_t size;
+	uint32_t sched_policy;
+	uint64_t sched_flags;
+	int32_t sched_nice;
+	uint32_t sched_priority;
+	uint64_t sched_runtime, sched_deadline, sched_period;
+};
+
+/* ioPriority and scheduler, while the capabilities they may need
+ * (CAP_SYS_NICE, CAP_SYS_ADMIN) are still held. */
+static void set_sched(const struct spec_process *p, int errfd)
+{
+	if (p->io_class &&
+	    syscall(SYS_ioprio_set, 1 /* IOPRIO_WHO_PROCESS */, 0,
+		    (p->io_class << 13) | p->io_prio) < 0)
+		child_fail(errfd, errno, "process.ioPriority");
+	if (p->has_sched) {
+		struct husk_sched_attr at = {
+			.size = sizeof(at),
+			.sched_policy = (uint32_t)p->sched_policy,
+			.sched_flags = p->sched_flags,
+			.sched_nice = p->sched_nice,
+			.sched_priority = (uint32_t)p->sched_priority,
+			.sched_runtime = p->sched_times[0],
+			.sched_deadline = p->sched_times[1],
+			.sched_period = p->sched_times[2],
+		};
+
+		if (syscall(SYS_sched_setattr, 0, &at, 0) < 0)
+			child_fail(errfd, errno, "process.scheduler");
+	}
+}
+
+void proc_log_notes(const char *who, char *const *notes)
+{
+	for (; notes && *notes; notes++)
+		log_info("container %s: %s; not applied", who, *notes);
+}
+
 void proc_exec(struct agent *a, const struct spec_process *p,
-	       const char *exe, scmp_filter_ctx filter, int errfd)
+	       long persona, const char *exe, scmp_filter_ctx filter,
+	       int errfd)
 {
 	int r;
 
@@ -142,6 +187,9 @@ void proc_exec(struct agent *a, const struct spec_process *p,
 	if (chdir(p->cwd) < 0)
 		child_fail(errfd, errno, "chdir \"%s\"", p->cwd);
 	set_rlimits(p, errfd);
+	set_sched(p, errfd);
+	if (persona >= 0 && personality((unsigned long)persona) < 0)
+		child_fail(errfd, errno, "spec.linux.personality");
 	/* Without no_new_privs the kernel lets only a CAP_SYS_ADMIN holder
 	 * load a filter: load it while we still hold every capability (as
 	 * runc does); the profile then also governs the steps below. */

@@ -22,4 +22,6 @@ guest: $(B)/bin/husk-agent-static
 endif
 
 # The OCI spec decoder is a fuzz target (tests/fuzz/fuzz_spec.c).
-FUZZ_EXTRA_SRC += agent/spec.c agent/cgroup.c agent/oci_seccomp.c
+FUZZ_EXTRA_SRC += agent/spec.c agent/spec_process.c agent/cgroup.c \
+	agent/cgroup_res.c agent/cgroup_limits.c agent/cgroup_dev.c \
+	agent/oci_seccomp.c

@@ -22,6 +22,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
 #include <pty.h>
 #include <sched.h>
@@ -364,6 +365,48 @@ static void set_oom_score_adj(pid_t pid, const struct spec_process *p)
 		close(fd);
 }
 
+/* /proc/PID/{uid,gid}_map in one write, as the kernel wants it.  The
+ * agent holds CAP_SETUID and CAP_SETGID where the child's namespace
+ * was made, so setgroups stays "allow" (runc writes "deny" only for
+ * an unprivileged writer). */
+static int write_idmap(pid_t pid, const char *file,
+		       const struct spec_idmap *m, size_t n,
+		       struct husk_err **err)
+{
+	char path[64], *buf = husk_xcalloc(n, 40);
+	size_t len = 0;
+	int fd, r = 0;
+
+	for (size_t i = 0; i < n; i++)
+		len += (size_t)sprintf(buf + len, "%u %u %u\n",
+				       m[i].container_id, m[i].host_id,
+				       m[i].size);
+	snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, file);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0 || write(fd, buf, len) != (ssize_t)len)
+		r = husk_error_sys(err, errno, "spec.linux.%s: write %s",
+				   file[0] == 'u' ? "uidMappings" :
+				   "gidMappings", path);
+	if (fd >= 0)
+		close(fd);
+	free(buf);
+	return r;
+}
+
+/* Child, once its maps are written: root of its user namespace, so
+ * that what it makes is owned by a mapped id (runc's order). */
+static void become_ns_root(int errfd)
+{
+	if (setgroups(0, NULL) < 0)
+		child_fail(errfd, errno, "setgroups in the user namespace");
+	if (setresgid(0, 0, 0) < 0)
+		child_fail(errfd, errno, "setgid 0 in the user namespace "
+			   "(is gid 0 in spec.linux.gidMappings?)");
+	if (setresuid(0, 0, 0) < 0)
+		child_fail(errfd, errno, "setuid 0 in the user namespace "
+			   "(is uid 0 in spec.linux.uidMappings?)");
+}
+
 /*
  * Clone with the hand-shake pipes and stdio in place; the child runs
  * body().  On return the child is in its cgroup and has been told so.
@@ -425,6 +468,14 @@ static int spawn_common(struct agent *a, struct spawn *sp, int flags,
 		return -1;
 	}
 	set_oom_score_adj(pid, sp->proc);
+	if (sp->spec && (sp->spec->ns_flags & CLONE_NEWUSER) &&
+	    (write_idmap(pid, "uid_map", sp->spec->uid_maps,
+			 sp->spec->nuid_maps, err) < 0 ||
+	     write_idmap(pid, "gid_map", sp->spec->gid_maps,
+			 sp->spec->ngid_maps, err) < 0)) {
+		kill(pid, SIGKILL);
+		return -1;
+	}
 	if (husk_write_all(sp->p->sync_fd, "1", 1) < 0) {
 		kill(pid, SIGKILL);
 		return husk_error_sys(err, errno, "release process %d",
@@ -450,6 +501,8 @@ static void init_body(struct agent *a, struct spawn *sp, int syncfd,
 
 	if (wait_byte(syncfd, '1') < 0)
 		_exit(127);
+	if (sp->spec->ns_flags & CLONE_NEWUSER)
+		become_ns_root(errfd);
 	if ((sp->spec->ns_flags & CLONE_NEWCGROUP) &&
 	    unshare(CLONE_NEWCGROUP) < 0)
 		child_fail(errfd, errno, "unshare the cgroup namespace");
@@ -461,7 +514,7 @@ static void init_body(struct agent *a, struct spawn *sp, int syncfd,
 		_exit(127);
 	if (wait_byte(syncfd, '2') < 0)
 		_exit(127);
-	proc_exec(a, sp->proc, exe, sp->filter, errfd);
+	proc_exec(a, sp->proc, sp->ct->personality, exe, sp->filter, errfd);
 }
 
 int spawn_init(struct agent *a, struct spawn *sp, spawn_done_fn *done,
@@ -507,6 +560,8 @@ static const struct {
 	int flag;
 	const char *name;
 } exec_ns[] = {
+	/* The user namespace first: it owns the others. */
+	{ CLONE_NEWUSER, "user" },
 	{ CLONE_NEWIPC, "ipc" }, { CLONE_NEWUTS, "uts" },
 	{ CLONE_NEWCGROUP, "cgroup" }, { CLONE_NEWNS, "mnt" },
 };
@@ -522,17 +577,21 @@ static void exec_body(struct agent *a, struct spawn *sp, int syncfd,
 {
 	cleanup_free char *exe = NULL;
 
-	for (size_t i = 0; i < EXEC_NS_N; i++)
-		if (exec_ctx.nsfd[i] >= 0 &&
-		    setns(exec_ctx.nsfd[i], exec_ns[i].flag) < 0)
+	for (size_t i = 0; i < EXEC_NS_N; i++) {
+		if (exec_ctx.nsfd[i] < 0)
+			continue;
+		if (setns(exec_ctx.nsfd[i], exec_ns[i].flag) < 0)
 			child_fail(errfd, errno, "join the %s namespace",
 				   exec_ns[i].name);
+		if (exec_ns[i].flag == CLONE_NEWUSER)
+			become_ns_root(errfd);
+	}
 	if (wait_byte(syncfd, '1') < 0)
 		_exit(127);
 	if (sp->proc->terminal)
 		child_tty(sp->proc, sp->tty_sock, errfd);
 	exe = proc_find_exe(sp->proc, errfd);
-	proc_exec(a, sp->proc, exe, sp->filter, errfd);
+	proc_exec(a, sp->proc, sp->ct->personality, exe, sp->filter, errfd);
 }
 
 static int open_ns(pid_t pid, const char *name, struct husk_err **err)

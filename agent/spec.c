@@ -1,31 +1,28 @@
 /*
  * OCI runtime spec decoding: the host's config.json, carried as
  * MessagePack, turned into struct spec once, with every type, bound and
- * unsupported feature checked here.  Errors name the field with its
- * full path ("spec.process.rlimits[2].type: unknown rlimit ...").
+ * unsupported feature checked here (the process object in
+ * spec_process.c).  Errors name the field with its full path
+ * ("spec.process.rlimits[2].type: unknown rlimit ...").
  * This is a fuzz target (tests/fuzz/fuzz_spec.c): nothing here runs a
  * system call.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
-#include <sys/resource.h>
-
-#include <cap-ng.h>
 
 #include "libhusk/cleanup.h"
 #include "libhusk/util.h"
 #include "libipc/ipc.h"
-#include "agent/spec.h"
-
-#define WHAT_MAX 256
+#include "agent/spec_int.h"
 
 /* A present, non-nil member of map, or NULL. */
-static const msgpack_object *member(const msgpack_object *map,
+const msgpack_object *spec_member(const msgpack_object *map,
 				    const char *key)
 {
 	const msgpack_object *o = ipc_map_get(map, key);
@@ -34,9 +31,7 @@ static const msgpack_object *member(const msgpack_object *map,
 }
 
 /* Field names are cut at WHAT_MAX; vsnprintf keeps that quiet. */
-static void setwhat(char *buf, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-static void setwhat(char *buf, const char *fmt, ...)
+void spec_setwhat(char *buf, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -45,49 +40,49 @@ static void setwhat(char *buf, const char *fmt, ...)
 	va_end(ap);
 }
 
-static void path_of(char *buf, const char *parent, const char *key)
+void spec_path_of(char *buf, const char *parent, const char *key)
 {
-	setwhat(buf, "%s.%s", parent, key);
+	spec_setwhat(buf, "%s.%s", parent, key);
 }
 
-static int opt_str(const msgpack_object *map, const char *key,
+int spec_opt_str(const msgpack_object *map, const char *key,
 		   const char *parent, size_t maxlen, char **out,
 		   struct husk_err **err)
 {
-	const msgpack_object *o = member(map, key);
+	const msgpack_object *o = spec_member(map, key);
 	char what[WHAT_MAX];
 
 	if (!o)
 		return 0;
-	path_of(what, parent, key);
+	spec_path_of(what, parent, key);
 	free(*out);
 	*out = NULL;
 	return ipc_obj_str(o, what, maxlen, out, err);
 }
 
-static int opt_bool(const msgpack_object *map, const char *key,
+int spec_opt_bool(const msgpack_object *map, const char *key,
 		    const char *parent, bool *out, struct husk_err **err)
 {
-	const msgpack_object *o = member(map, key);
+	const msgpack_object *o = spec_member(map, key);
 	char what[WHAT_MAX];
 
 	if (!o)
 		return 0;
-	path_of(what, parent, key);
+	spec_path_of(what, parent, key);
 	return ipc_obj_bool(o, what, out, err);
 }
 
-static int opt_map(const msgpack_object *map, const char *key,
+int spec_opt_map(const msgpack_object *map, const char *key,
 		   const char *parent, const msgpack_object **out,
 		   struct husk_err **err)
 {
-	const msgpack_object *o = member(map, key);
+	const msgpack_object *o = spec_member(map, key);
 	char what[WHAT_MAX];
 
 	*out = NULL;
 	if (!o)
 		return 0;
-	path_of(what, parent, key);
+	spec_path_of(what, parent, key);
 	if (ipc_obj_map(o, what, SPEC_MAX_LIST, err) < 0)
 		return -1;
 	*out = o;
@@ -95,22 +90,22 @@ static int opt_map(const msgpack_object *map, const char *key,
 }
 
 /* Returns the count (0 when absent) or -1. */
-static int opt_array(const msgpack_object *map, const char *key,
+int spec_opt_array(const msgpack_object *map, const char *key,
 		     const char *parent, size_t maxn,
 		     const msgpack_object **out, struct husk_err **err)
 {
-	const msgpack_object *o = member(map, key);
+	const msgpack_object *o = spec_member(map, key);
 	char what[WHAT_MAX];
 
 	*out = NULL;
 	if (!o)
 		return 0;
-	path_of(what, parent, key);
+	spec_path_of(what, parent, key);
 	*out = o;
 	return ipc_obj_array(o, what, maxn, err);
 }
 
-static int opt_strv(const msgpack_object *map, const char *key,
+int spec_opt_strv(const msgpack_object *map, const char *key,
 		    const char *parent, size_t maxn, char ***out,
 		    struct husk_err **err)
 {
@@ -119,12 +114,12 @@ static int opt_strv(const msgpack_object *map, const char *key,
 	char **v;
 	int n;
 
-	n = opt_array(map, key, parent, maxn, &a, err);
+	n = spec_opt_array(map, key, parent, maxn, &a, err);
 	if (n < 0)
 		return -1;
 	v = husk_xcalloc((size_t)n + 1, sizeof(*v));
 	for (int i = 0; i < n; i++) {
-		setwhat(what, "%s.%s[%d]", parent, key, i);
+		spec_setwhat(what, "%s.%s[%d]", parent, key, i);
 		if (ipc_obj_str(&a->via.array.ptr[i], what, SPEC_MAX_STR,
 				&v[i], err) < 0) {
 			husk_cleanup_strvp(&v);
@@ -137,11 +132,11 @@ static int opt_strv(const msgpack_object *map, const char *key,
 }
 
 /* A member that husk does not implement must be absent or empty. */
-static int refuse_nonempty(const msgpack_object *map, const char *key,
+int spec_refuse_nonempty(const msgpack_object *map, const char *key,
 			   const char *parent, const char *why,
 			   struct husk_err **err)
 {
-	const msgpack_object *o = member(map, key);
+	const msgpack_object *o = spec_member(map, key);
 
 	if (!o)
 		return 0;
@@ -152,255 +147,72 @@ static int refuse_nonempty(const msgpack_object *map, const char *key,
 	return husk_error(err, HUSK_E_INVALID, "%s.%s: %s", parent, key, why);
 }
 
-/* ------------------------------------------------------------------ */
-/* process                                                             */
-
-static const struct {
-	const char *name;
-	int resource;
-} rlimit_names[] = {
-	{ "RLIMIT_AS", RLIMIT_AS }, { "RLIMIT_CORE", RLIMIT_CORE },
-	{ "RLIMIT_CPU", RLIMIT_CPU }, { "RLIMIT_DATA", RLIMIT_DATA },
-	{ "RLIMIT_FSIZE", RLIMIT_FSIZE }, { "RLIMIT_LOCKS", RLIMIT_LOCKS },
-	{ "RLIMIT_MEMLOCK", RLIMIT_MEMLOCK },
-	{ "RLIMIT_MSGQUEUE", RLIMIT_MSGQUEUE },
-	{ "RLIMIT_NICE", RLIMIT_NICE }, { "RLIMIT_NOFILE", RLIMIT_NOFILE },
-	{ "RLIMIT_NPROC", RLIMIT_NPROC }, { "RLIMIT_RSS", RLIMIT_RSS },
-	{ "RLIMIT_RTPRIO", RLIMIT_RTPRIO }, { "RLIMIT_RTTIME", RLIMIT_RTTIME },
-	{ "RLIMIT_SIGPENDING", RLIMIT_SIGPENDING },
-	{ "RLIMIT_STACK", RLIMIT_STACK },
-};
-
-static int decode_rlimits(const msgpack_object *proc, const char *parent,
-			  struct spec_process *p, struct husk_err **err)
+/* Append "what: why" to a notes list (logged when the container is
+ * made): a field accepted but not applicable in the VM. */
+void spec_note_add(char ***notes, const char *what, const char *why)
 {
-	const msgpack_object *a;
+	size_t n = 0;
+	char **v;
+
+	while (*notes && (*notes)[n])
+		n++;
+	if (n >= 64)
+		return;
+	v = husk_xcalloc(n + 2, sizeof(char *));
+	if (n)
+		memcpy(v, *notes, n * sizeof(char *));
+	v[n] = husk_xasprintf("%s: %s", what, why);
+	free(*notes);
+	*notes = v;
+}
+
+/* A member present and not empty is noted as not applied. */
+void spec_note_nonempty(const msgpack_object *map, const char *key,
+			  const char *parent, const char *why, char ***notes)
+{
+	const msgpack_object *o = spec_member(map, key);
 	char what[WHAT_MAX];
-	int n;
 
-	n = opt_array(proc, "rlimits", parent, 64, &a, err);
-	if (n <= 0)
-		return n;
-	p->rlimits = husk_xcalloc((size_t)n, sizeof(*p->rlimits));
-	for (int i = 0; i < n; i++) {
-		const msgpack_object *r = &a->via.array.ptr[i];
-		struct spec_rlimit *rl = &p->rlimits[i];
-		cleanup_free char *type = NULL;
-		size_t k;
+	if (!o)
+		return;
+	if ((o->type == MSGPACK_OBJECT_STR && o->via.str.size == 0) ||
+	    (o->type == MSGPACK_OBJECT_ARRAY && o->via.array.size == 0) ||
+	    (o->type == MSGPACK_OBJECT_MAP && o->via.map.size == 0))
+		return;
+	spec_path_of(what, parent, key);
+	spec_note_add(notes, what, why);
+}
 
-		setwhat(what, "%s.rlimits[%d]", parent, i);
-		if (ipc_obj_map(r, what, 8, err) < 0)
-			return -1;
-		if (opt_str(r, "type", what, 64, &type, err) < 0)
-			return -1;
-		for (k = 0; type && k < HUSK_ARRAY_SIZE(rlimit_names); k++)
-			if (strcmp(type, rlimit_names[k].name) == 0)
+void spec_note_unknown(const msgpack_object *map,
+			const char *const *known, const char *parent,
+			char ***notes)
+{
+	for (uint32_t i = 0; i < map->via.map.size; i++) {
+		const msgpack_object *k = &map->via.map.ptr[i].key;
+		char what[WHAT_MAX], name[64];
+		size_t j, n;
+
+		if (k->type != MSGPACK_OBJECT_STR)
+			continue;
+		for (j = 0; known[j]; j++)
+			if (strlen(known[j]) == k->via.str.size &&
+			    memcmp(known[j], k->via.str.ptr,
+				   k->via.str.size) == 0)
 				break;
-		if (!type || k == HUSK_ARRAY_SIZE(rlimit_names))
-			return husk_error(err, HUSK_E_INVALID,
-					  "%s.type: unknown rlimit \"%s\"",
-					  what, type ? type : "");
-		rl->resource = rlimit_names[k].resource;
-		char w2[WHAT_MAX];
-		path_of(w2, what, "soft");
-		if (ipc_obj_uint(ipc_map_get(r, "soft"), w2, UINT64_MAX,
-				 &rl->soft, err) < 0)
-			return -1;
-		path_of(w2, what, "hard");
-		if (ipc_obj_uint(ipc_map_get(r, "hard"), w2, UINT64_MAX,
-				 &rl->hard, err) < 0)
-			return -1;
-		if (rl->soft > rl->hard)
-			return husk_error(err, HUSK_E_INVALID,
-					  "%s: soft limit above the hard limit",
-					  what);
-		p->nrlimits++;
+		if (known[j])
+			continue;
+		/* Printable and bounded, for the log. */
+		n = k->via.str.size < sizeof(name) - 1 ? k->via.str.size :
+		    sizeof(name) - 1;
+		for (j = 0; j < n; j++)
+			name[j] = k->via.str.ptr[j] > ' ' &&
+				  k->via.str.ptr[j] < 0x7f ?
+				  k->via.str.ptr[j] : '?';
+		name[n] = '\0';
+		spec_path_of(what, parent, name);
+		spec_note_add(notes, what, "not a runtime-spec field this "
+			      "agent knows; ignored");
 	}
-	return 0;
-}
-
-static const char *const capset_names[CAPSET_N] = {
-	"bounding", "effective", "inheritable", "permitted", "ambient",
-};
-
-static int decode_caps(const msgpack_object *proc, const char *parent,
-		       struct spec_process *p, struct husk_err **err)
-{
-	const msgpack_object *caps;
-	char what[WHAT_MAX];
-
-	if (opt_map(proc, "capabilities", parent, &caps, err) < 0)
-		return -1;
-	if (!caps)
-		return 0;
-	p->has_caps = true;
-	path_of(what, parent, "capabilities");
-	for (int s = 0; s < CAPSET_N; s++) {
-		cleanup_strv char **names = NULL;
-
-		if (opt_strv(caps, capset_names[s], what, 64, &names, err) < 0)
-			return -1;
-		for (int i = 0; names && names[i]; i++) {
-			const char *n = names[i];
-			int cap;
-
-			if (strncasecmp(n, "CAP_", 4) == 0)
-				n += 4;
-			cap = capng_name_to_capability(n);
-			if (cap < 0 || cap > 63)
-				return husk_error(err, HUSK_E_INVALID,
-						  "%s.%s[%d]: unknown capability \"%s\"",
-						  what, capset_names[s], i,
-						  names[i]);
-			p->caps[s] |= 1ull << cap;
-		}
-	}
-	return 0;
-}
-
-static int decode_user(const msgpack_object *proc, const char *parent,
-		       struct spec_process *p, struct husk_err **err)
-{
-	const msgpack_object *u, *a;
-	char what[WHAT_MAX], w2[WHAT_MAX];
-	uint64_t v;
-	int n;
-
-	if (opt_map(proc, "user", parent, &u, err) < 0)
-		return -1;
-	if (!u)
-		return 0;
-	path_of(what, parent, "user");
-	if (refuse_nonempty(u, "username", what,
-			    "user names are not supported (give numeric ids)",
-			    err) < 0)
-		return -1;
-	path_of(w2, what, "uid");
-	if (ipc_obj_uint(ipc_map_get(u, "uid"), w2, UINT32_MAX - 1, &v,
-			 err) < 0)
-		return -1;
-	p->uid = (uint32_t)v;
-	path_of(w2, what, "gid");
-	if (ipc_obj_uint(ipc_map_get(u, "gid"), w2, UINT32_MAX - 1, &v,
-			 err) < 0)
-		return -1;
-	p->gid = (uint32_t)v;
-	if (member(u, "umask")) {
-		path_of(w2, what, "umask");
-		if (ipc_obj_uint(ipc_map_get(u, "umask"), w2, 0777, &v,
-				 err) < 0)
-			return -1;
-		p->umask = (int64_t)v;
-	}
-	n = opt_array(u, "additionalGids", what, 256, &a, err);
-	if (n < 0)
-		return -1;
-	p->gids = husk_xcalloc((size_t)n + 1, sizeof(*p->gids));
-	for (int i = 0; i < n; i++) {
-		setwhat(w2, "%s.additionalGids[%d]", what, i);
-		if (ipc_obj_uint(&a->via.array.ptr[i], w2, UINT32_MAX - 1, &v,
-				 err) < 0)
-			return -1;
-		p->gids[p->ngids++] = (gid_t)v;
-	}
-	return 0;
-}
-
-int spec_process_decode(const msgpack_object *o, const char *what,
-			struct spec_process *p, struct husk_err **err)
-{
-	const msgpack_object *cs;
-	char w2[WHAT_MAX];
-
-	memset(p, 0, sizeof(*p));
-	p->umask = -1;
-	if (ipc_obj_map(o, what, SPEC_MAX_LIST, err) < 0)
-		return -1;
-	if (opt_bool(o, "terminal", what, &p->terminal, err) < 0 ||
-	    opt_strv(o, "args", what, SPEC_MAX_ARGS, &p->args, err) < 0 ||
-	    opt_strv(o, "env", what, SPEC_MAX_ARGS, &p->env, err) < 0 ||
-	    opt_str(o, "cwd", what, 4096, &p->cwd, err) < 0 ||
-	    opt_bool(o, "noNewPrivileges", what, &p->no_new_privs, err) < 0 ||
-	    decode_user(o, what, p, err) < 0 ||
-	    decode_caps(o, what, p, err) < 0 ||
-	    decode_rlimits(o, what, p, err) < 0)
-		goto fail;
-	if (!p->args || !p->args[0] || !p->args[0][0]) {
-		husk_error(err, HUSK_E_INVALID, "%s.args: missing or empty",
-			   what);
-		goto fail;
-	}
-	if (!p->env)
-		p->env = husk_xcalloc(1, sizeof(char *));
-	if (!p->cwd)
-		p->cwd = husk_xstrdup("/");
-	if (p->cwd[0] != '/') {
-		husk_error(err, HUSK_E_INVALID,
-			   "%s.cwd: \"%s\" is not an absolute path", what,
-			   p->cwd);
-		goto fail;
-	}
-	if (opt_map(o, "consoleSize", what, &cs, err) < 0)
-		goto fail;
-	if (cs) {
-		uint64_t v;
-
-		path_of(w2, what, "consoleSize.height");
-		if (ipc_obj_uint(ipc_map_get(cs, "height"), w2, 65535, &v,
-				 err) < 0)
-			goto fail;
-		p->rows = (uint32_t)v;
-		path_of(w2, what, "consoleSize.width");
-		if (ipc_obj_uint(ipc_map_get(cs, "width"), w2, 65535, &v,
-				 err) < 0)
-			goto fail;
-		p->cols = (uint32_t)v;
-	}
-	if (member(o, "oomScoreAdj")) {
-		int64_t v;
-
-		path_of(w2, what, "oomScoreAdj");
-		if (ipc_obj_int(ipc_map_get(o, "oomScoreAdj"), w2, -1000, 1000,
-				&v, err) < 0)
-			goto fail;
-		p->has_oom_score_adj = true;
-		p->oom_score_adj = (int)v;
-	}
-	if (refuse_nonempty(o, "apparmorProfile", what,
-			    "AppArmor is not supported in the guest", err) < 0 ||
-	    refuse_nonempty(o, "selinuxLabel", what,
-			    "SELinux is not supported in the guest", err) < 0 ||
-	    refuse_nonempty(o, "ioPriority", what,
-			    "I/O priorities are not supported", err) < 0 ||
-	    refuse_nonempty(o, "scheduler", what,
-			    "scheduler settings are not supported", err) < 0 ||
-	    refuse_nonempty(o, "commandLine", what,
-			    "commandLine is a Windows field", err) < 0)
-		goto fail;
-	return 0;
-fail:
-	spec_process_free(p);
-	return -1;
-}
-
-void spec_process_free(struct spec_process *p)
-{
-	husk_cleanup_strvp(&p->args);
-	husk_cleanup_strvp(&p->env);
-	free(p->cwd);
-	free(p->gids);
-	free(p->rlimits);
-	memset(p, 0, sizeof(*p));
-}
-
-const char *spec_getenv(char *const *env, const char *name)
-{
-	size_t n = strlen(name);
-
-	for (; env && *env; env++)
-		if (strncmp(*env, name, n) == 0 && (*env)[n] == '=')
-			return *env + n + 1;
-	return NULL;
 }
 
 /* ------------------------------------------------------------------ */
@@ -409,7 +221,9 @@ const char *spec_getenv(char *const *env, const char *name)
 static const struct {
 	const char *name;
 	unsigned long set, clear;
-	int kind;       /* 0 flag, 1 bind, 2 rbind, 3 propagation */
+	int kind;       /* 0 flag, 1 bind, 2 rbind, 3 propagation,
+			 * 4 tmpcopyup, 5 recursive attribute
+			 * (MOUNT_ATTR_*: set, clear) */
 } mount_opts[] = {
 	{ "ro", MS_RDONLY, 0, 0 }, { "rw", 0, MS_RDONLY, 0 },
 	{ "nosuid", MS_NOSUID, 0, 0 }, { "suid", 0, MS_NOSUID, 0 },
@@ -431,6 +245,29 @@ static const struct {
 	{ "shared", MS_SHARED, 0, 3 }, { "rshared", MS_SHARED | MS_REC, 0, 3 },
 	{ "unbindable", MS_UNBINDABLE, 0, 3 },
 	{ "runbindable", MS_UNBINDABLE | MS_REC, 0, 3 },
+	{ "nosymfollow", MS_NOSYMFOLLOW, 0, 0 },
+	{ "symfollow", 0, MS_NOSYMFOLLOW, 0 },
+	/* runc's extension: a tmpfs starts with what the image has at
+	 * its destination. */
+	{ "tmpcopyup", 0, 0, 4 },
+	/* runtime-spec 1.1's recursive options, for the whole tree of a
+	 * mount (mount_setattr(2)); an atime mode replaces the old one. */
+	{ "rro", MOUNT_ATTR_RDONLY, 0, 5 }, { "rrw", 0, MOUNT_ATTR_RDONLY, 5 },
+	{ "rnosuid", MOUNT_ATTR_NOSUID, 0, 5 },
+	{ "rsuid", 0, MOUNT_ATTR_NOSUID, 5 },
+	{ "rnodev", MOUNT_ATTR_NODEV, 0, 5 }, { "rdev", 0, MOUNT_ATTR_NODEV, 5 },
+	{ "rnoexec", MOUNT_ATTR_NOEXEC, 0, 5 },
+	{ "rexec", 0, MOUNT_ATTR_NOEXEC, 5 },
+	{ "rnodiratime", MOUNT_ATTR_NODIRATIME, 0, 5 },
+	{ "rdiratime", 0, MOUNT_ATTR_NODIRATIME, 5 },
+	{ "rnosymfollow", MOUNT_ATTR_NOSYMFOLLOW, 0, 5 },
+	{ "rsymfollow", 0, MOUNT_ATTR_NOSYMFOLLOW, 5 },
+	{ "rrelatime", MOUNT_ATTR_RELATIME, MOUNT_ATTR__ATIME, 5 },
+	{ "rnorelatime", MOUNT_ATTR_RELATIME, MOUNT_ATTR__ATIME, 5 },
+	{ "rnoatime", MOUNT_ATTR_NOATIME, MOUNT_ATTR__ATIME, 5 },
+	{ "ratime", MOUNT_ATTR_RELATIME, MOUNT_ATTR__ATIME, 5 },
+	{ "rstrictatime", MOUNT_ATTR_STRICTATIME, MOUNT_ATTR__ATIME, 5 },
+	{ "rnostrictatime", MOUNT_ATTR_RELATIME, MOUNT_ATTR__ATIME, 5 },
 };
 
 static void data_append(char **data, const char *opt)
@@ -451,7 +288,7 @@ static int decode_mount_opts(const msgpack_object *m, const char *what,
 {
 	cleanup_strv char **opts = NULL;
 
-	if (opt_strv(m, "options", what, 64, &opts, err) < 0)
+	if (spec_opt_strv(m, "options", what, 64, &opts, err) < 0)
 		return -1;
 	for (int i = 0; opts && opts[i]; i++) {
 		size_t k;
@@ -477,6 +314,21 @@ static int decode_mount_opts(const msgpack_object *m, const char *what,
 			mt->bind = true;
 			mt->rec = mount_opts[k].kind == 2;
 			break;
+		case 4:
+			mt->copyup = true;
+			break;
+		case 5:
+			if (mount_opts[k].clear == MOUNT_ATTR__ATIME) {
+				mt->rattr_set &= ~MOUNT_ATTR__ATIME;
+				mt->rattr_clr |= MOUNT_ATTR__ATIME;
+				mt->rattr_set |= mount_opts[k].set;
+				break;
+			}
+			mt->rattr_set = (mt->rattr_set | mount_opts[k].set) &
+					~mount_opts[k].clear;
+			mt->rattr_clr = (mt->rattr_clr | mount_opts[k].clear) &
+					~mount_opts[k].set;
+			break;
 		default:
 			mt->propagation = mount_opts[k].set;
 			break;
@@ -492,7 +344,7 @@ static int decode_mounts(const msgpack_object *root, struct spec *s,
 	char what[WHAT_MAX];
 	int n;
 
-	n = opt_array(root, "mounts", "spec", SPEC_MAX_LIST, &a, err);
+	n = spec_opt_array(root, "mounts", "spec", SPEC_MAX_LIST, &a, err);
 	if (n <= 0)
 		return n;
 	s->mounts = husk_xcalloc((size_t)n, sizeof(*s->mounts));
@@ -501,11 +353,11 @@ static int decode_mounts(const msgpack_object *root, struct spec *s,
 		struct spec_mount *mt = &s->mounts[i];
 
 		s->nmounts++;
-		setwhat(what, "spec.mounts[%d]", i);
+		spec_setwhat(what, "spec.mounts[%d]", i);
 		if (ipc_obj_map(m, what, 16, err) < 0 ||
-		    opt_str(m, "destination", what, 4096, &mt->dest, err) < 0 ||
-		    opt_str(m, "type", what, 64, &mt->type, err) < 0 ||
-		    opt_str(m, "source", what, 4096, &mt->source, err) < 0 ||
+		    spec_opt_str(m, "destination", what, 4096, &mt->dest, err) < 0 ||
+		    spec_opt_str(m, "type", what, 64, &mt->type, err) < 0 ||
+		    spec_opt_str(m, "source", what, 4096, &mt->source, err) < 0 ||
 		    decode_mount_opts(m, what, mt, err) < 0)
 			return -1;
 		if (!mt->dest || mt->dest[0] != '/')
@@ -521,10 +373,10 @@ static int decode_mounts(const msgpack_object *root, struct spec *s,
 			return husk_error(err, HUSK_E_INVALID,
 					  "%s.source: missing for a bind mount",
 					  what);
-		if (refuse_nonempty(m, "uidMappings", what,
+		if (spec_refuse_nonempty(m, "uidMappings", what,
 				    "idmapped mounts are not supported",
 				    err) < 0 ||
-		    refuse_nonempty(m, "gidMappings", what,
+		    spec_refuse_nonempty(m, "gidMappings", what,
 				    "idmapped mounts are not supported",
 				    err) < 0)
 			return -1;
@@ -544,13 +396,14 @@ static int decode_namespaces(const msgpack_object *lx, struct spec *s,
 	} ns[] = {
 		{ "pid", CLONE_NEWPID }, { "mount", CLONE_NEWNS },
 		{ "ipc", CLONE_NEWIPC }, { "uts", CLONE_NEWUTS },
-		{ "cgroup", CLONE_NEWCGROUP }, { "network", 0 },
+		{ "cgroup", CLONE_NEWCGROUP }, { "user", CLONE_NEWUSER },
+		{ "network", 0 },
 	};
 	const msgpack_object *a;
 	char what[WHAT_MAX];
 	int n;
 
-	n = opt_array(lx, "namespaces", "spec.linux", 16, &a, err);
+	n = spec_opt_array(lx, "namespaces", "spec.linux", 16, &a, err);
 	if (n < 0)
 		return -1;
 	for (int i = 0; i < n; i++) {
@@ -558,17 +411,13 @@ static int decode_namespaces(const msgpack_object *lx, struct spec *s,
 		cleanup_free char *type = NULL, *path = NULL;
 		size_t k;
 
-		setwhat(what, "spec.linux.namespaces[%d]", i);
+		spec_setwhat(what, "spec.linux.namespaces[%d]", i);
 		if (ipc_obj_map(e, what, 4, err) < 0 ||
-		    opt_str(e, "type", what, 32, &type, err) < 0 ||
-		    opt_str(e, "path", what, 4096, &path, err) < 0)
+		    spec_opt_str(e, "type", what, 32, &type, err) < 0 ||
+		    spec_opt_str(e, "path", what, 4096, &path, err) < 0)
 			return -1;
 		if (!type)
 			return husk_error(err, HUSK_E_INVALID, "%s.type: missing",
-					  what);
-		if (strcmp(type, "user") == 0)
-			return husk_error(err, HUSK_E_INVALID,
-					  "%s: user namespaces are not supported",
 					  what);
 		for (k = 0; k < HUSK_ARRAY_SIZE(ns); k++)
 			if (strcmp(type, ns[k].name) == 0)
@@ -593,6 +442,64 @@ static int decode_namespaces(const msgpack_object *lx, struct spec *s,
 	return 0;
 }
 
+/* linux.uidMappings / gidMappings: {containerID, hostID, size}, as
+ * /proc/PID/uid_map takes them (at most 340 lines). */
+static int decode_idmaps(const msgpack_object *lx, const char *key,
+			 struct spec_idmap **out, size_t *nout,
+			 struct husk_err **err)
+{
+	static const char *const f[] = { "containerID", "hostID", "size" };
+	const msgpack_object *a;
+	char what[WHAT_MAX], w2[WHAT_MAX];
+	int n;
+
+	n = spec_opt_array(lx, key, "spec.linux", 340, &a, err);
+	if (n <= 0)
+		return n;
+	*out = husk_xcalloc((size_t)n, sizeof(**out));
+	for (int i = 0; i < n; i++) {
+		const msgpack_object *m = &a->via.array.ptr[i];
+		struct spec_idmap *im = &(*out)[i];
+		uint64_t v[3];
+
+		spec_setwhat(what, "spec.linux.%s[%d]", key, i);
+		if (ipc_obj_map(m, what, 8, err) < 0)
+			return -1;
+		for (int k = 0; k < 3; k++) {
+			spec_path_of(w2, what, f[k]);
+			if (ipc_obj_uint(ipc_map_get(m, f[k]), w2, UINT32_MAX,
+					 &v[k], err) < 0)
+				return -1;
+		}
+		if (v[2] == 0 || v[0] + v[2] > (1ull << 32) ||
+		    v[1] + v[2] > (1ull << 32))
+			return husk_error(err, HUSK_E_INVALID,
+					  "%s.size: %" PRIu64 " ids from %" PRIu64 " (container) and %" PRIu64 " (host) leave the 32-bit id range or are none",
+					  what, v[2], v[0], v[1]);
+		im->container_id = (uint32_t)v[0];
+		im->host_id = (uint32_t)v[1];
+		im->size = (uint32_t)v[2];
+		(*nout)++;
+	}
+	return 0;
+}
+
+/* A user namespace needs both maps, and the maps need one. */
+static int check_userns(struct spec *s, struct husk_err **err)
+{
+	bool userns = s->ns_flags & CLONE_NEWUSER;
+
+	if (!userns && (s->nuid_maps || s->ngid_maps))
+		return husk_error(err, HUSK_E_INVALID,
+				  "spec.linux.%s: given without a user namespace in spec.linux.namespaces",
+				  s->nuid_maps ? "uidMappings" : "gidMappings");
+	if (userns && (!s->nuid_maps || !s->ngid_maps))
+		return husk_error(err, HUSK_E_INVALID,
+				  "spec.linux.%s: a user namespace needs it",
+				  !s->nuid_maps ? "uidMappings" : "gidMappings");
+	return 0;
+}
+
 static int decode_sysctl(const msgpack_object *lx, struct spec *s,
 			 struct husk_err **err)
 {
@@ -600,7 +507,7 @@ static int decode_sysctl(const msgpack_object *lx, struct spec *s,
 	char what[WHAT_MAX];
 	size_t n;
 
-	if (opt_map(lx, "sysctl", "spec.linux", &m, err) < 0)
+	if (spec_opt_map(lx, "sysctl", "spec.linux", &m, err) < 0)
 		return -1;
 	if (!m)
 		return 0;
@@ -611,7 +518,7 @@ static int decode_sysctl(const msgpack_object *lx, struct spec *s,
 		const msgpack_object_kv *kv = &m->via.map.ptr[i];
 		char *k;
 
-		setwhat(what, "spec.linux.sysctl key %zu", i);
+		spec_setwhat(what, "spec.linux.sysctl key %zu", i);
 		if (ipc_obj_str(&kv->key, what, 256, &s->sysctl_keys[i],
 				err) < 0)
 			return -1;
@@ -621,7 +528,7 @@ static int decode_sysctl(const msgpack_object *lx, struct spec *s,
 			return husk_error(err, HUSK_E_INVALID,
 					  "spec.linux.sysctl: bad key \"%s\"",
 					  k);
-		setwhat(what, "spec.linux.sysctl.%s", k);
+		spec_setwhat(what, "spec.linux.sysctl.%s", k);
 		if (ipc_obj_str(&kv->val, what, 4096, &s->sysctl_vals[i],
 				err) < 0)
 			return -1;
@@ -637,7 +544,7 @@ static int decode_devices(const msgpack_object *lx, struct spec *s,
 	char what[WHAT_MAX], w2[WHAT_MAX];
 	int n;
 
-	n = opt_array(lx, "devices", "spec.linux", 256, &a, err);
+	n = spec_opt_array(lx, "devices", "spec.linux", 256, &a, err);
 	if (n <= 0)
 		return n;
 	s->devices = husk_xcalloc((size_t)n, sizeof(*s->devices));
@@ -648,10 +555,10 @@ static int decode_devices(const msgpack_object *lx, struct spec *s,
 		uint64_t v;
 
 		s->ndevices++;
-		setwhat(what, "spec.linux.devices[%d]", i);
+		spec_setwhat(what, "spec.linux.devices[%d]", i);
 		if (ipc_obj_map(d, what, 16, err) < 0 ||
-		    opt_str(d, "path", what, 4096, &dv->path, err) < 0 ||
-		    opt_str(d, "type", what, 4, &type, err) < 0)
+		    spec_opt_str(d, "path", what, 4096, &dv->path, err) < 0 ||
+		    spec_opt_str(d, "type", what, 4, &type, err) < 0)
 			return -1;
 		if (!dv->path || strncmp(dv->path, "/dev/", 5) != 0 ||
 		    strstr(dv->path, ".."))
@@ -663,32 +570,34 @@ static int decode_devices(const msgpack_object *lx, struct spec *s,
 		dv->type = type[0] == 'u' ? 'c' : type[0];
 		dv->mode = 0666;
 		if (dv->type != 'p') {
-			path_of(w2, what, "major");
+			spec_path_of(w2, what, "major");
 			if (ipc_obj_int(ipc_map_get(d, "major"), w2, 0, 4095,
 					&dv->major, err) < 0)
 				return -1;
-			path_of(w2, what, "minor");
+			spec_path_of(w2, what, "minor");
 			if (ipc_obj_int(ipc_map_get(d, "minor"), w2, 0,
 					(1 << 20) - 1, &dv->minor, err) < 0)
 				return -1;
 		}
-		if (member(d, "fileMode")) {
-			path_of(w2, what, "fileMode");
-			if (ipc_obj_uint(member(d, "fileMode"), w2, 07777, &v,
-					 err) < 0)
+		if (spec_member(d, "fileMode")) {
+			spec_path_of(w2, what, "fileMode");
+			/* Type bits (S_IFCHR...) may come along: the type
+			 * is `type`'s. */
+			if (ipc_obj_uint(spec_member(d, "fileMode"), w2, 0177777,
+					 &v, err) < 0)
 				return -1;
-			dv->mode = (uint32_t)v;
+			dv->mode = (uint32_t)v & 07777;
 		}
-		if (member(d, "uid")) {
-			path_of(w2, what, "uid");
-			if (ipc_obj_uint(member(d, "uid"), w2, UINT32_MAX - 1,
+		if (spec_member(d, "uid")) {
+			spec_path_of(w2, what, "uid");
+			if (ipc_obj_uint(spec_member(d, "uid"), w2, UINT32_MAX - 1,
 					 &v, err) < 0)
 				return -1;
 			dv->uid = (uint32_t)v;
 		}
-		if (member(d, "gid")) {
-			path_of(w2, what, "gid");
-			if (ipc_obj_uint(member(d, "gid"), w2, UINT32_MAX - 1,
+		if (spec_member(d, "gid")) {
+			spec_path_of(w2, what, "gid");
+			if (ipc_obj_uint(spec_member(d, "gid"), w2, UINT32_MAX - 1,
 					 &v, err) < 0)
 				return -1;
 			dv->gid = (uint32_t)v;
@@ -697,68 +606,144 @@ static int decode_devices(const msgpack_object *lx, struct spec *s,
 	return 0;
 }
 
+/* Propagation names, as in mounts[].options and rootfsPropagation. */
+static const struct {
+	const char *name;
+	unsigned long flags;
+} propagations[] = {
+	{ "private", MS_PRIVATE }, { "rprivate", MS_PRIVATE | MS_REC },
+	{ "slave", MS_SLAVE }, { "rslave", MS_SLAVE | MS_REC },
+	{ "shared", MS_SHARED }, { "rshared", MS_SHARED | MS_REC },
+	{ "unbindable", MS_UNBINDABLE },
+	{ "runbindable", MS_UNBINDABLE | MS_REC },
+};
+
 static int decode_propagation(const msgpack_object *lx, struct spec *s,
 			      struct husk_err **err)
 {
 	cleanup_free char *p = NULL;
 
-	s->root_propagation = MS_PRIVATE;
-	if (opt_str(lx, "rootfsPropagation", "spec.linux", 32, &p, err) < 0)
+	/* runc's default: the container sees the guest's later mounts
+	 * under what it was given, and none of its own leak out. */
+	s->root_propagation = MS_SLAVE | MS_REC;
+	if (spec_opt_str(lx, "rootfsPropagation", "spec.linux", 32, &p, err) < 0)
 		return -1;
-	if (!p || !p[0] || strcmp(p, "private") == 0 ||
-	    strcmp(p, "rprivate") == 0)
+	if (!p || !p[0])
 		return 0;
-	if (strcmp(p, "slave") == 0 || strcmp(p, "rslave") == 0) {
-		s->root_propagation = MS_SLAVE;
-		return 0;
-	}
+	for (size_t i = 0; i < HUSK_ARRAY_SIZE(propagations); i++)
+		if (strcmp(p, propagations[i].name) == 0) {
+			s->root_propagation = propagations[i].flags;
+			s->has_root_propagation = true;
+			return 0;
+		}
 	return husk_error(err, HUSK_E_INVALID,
-			  "spec.linux.rootfsPropagation: \"%s\" is not supported (private or slave)",
+			  "spec.linux.rootfsPropagation: \"%s\" is not one of private, rprivate, slave, rslave, shared, rshared, unbindable, runbindable",
 			  p);
+}
+
+/* linux.personality: {domain: LINUX or LINUX32, flags: []}. */
+static int decode_personality(const msgpack_object *lx, struct spec *s,
+			      struct husk_err **err)
+{
+	const msgpack_object *pm;
+	cleanup_free char *dom = NULL;
+	cleanup_strv char **flags = NULL;
+	const char *what = "spec.linux.personality";
+
+	if (spec_opt_map(lx, "personality", "spec.linux", &pm, err) < 0)
+		return -1;
+	if (!pm)
+		return 0;
+	if (spec_opt_str(pm, "domain", what, 16, &dom, err) < 0 ||
+	    spec_opt_strv(pm, "flags", what, 16, &flags, err) < 0)
+		return -1;
+	if (dom && strcmp(dom, "LINUX") == 0)
+		s->personality = 0x0000;         /* PER_LINUX */
+	else if (dom && strcmp(dom, "LINUX32") == 0)
+		s->personality = 0x0008;         /* PER_LINUX32 */
+	else
+		return husk_error(err, HUSK_E_INVALID,
+				  "%s.domain: expected LINUX or LINUX32", what);
+	s->has_personality = true;
+	/* The spec defines no flag names yet; runc ignores them too. */
+	if (flags && flags[0])
+		spec_note_add(&s->notes, "spec.linux.personality.flags",
+			 "no flags are defined by the spec; ignored");
+	return 0;
+}
+
+/* The device rules runc would give the cgroup: the spec's, then its
+ * linux.devices, then the devices every container may use. */
+static void add_device_rules(struct spec *s)
+{
+	char *types = husk_xcalloc(s->ndevices + 1, 1);
+	int64_t *maj = husk_xcalloc(s->ndevices + 1, sizeof(*maj));
+	int64_t *min = husk_xcalloc(s->ndevices + 1, sizeof(*min));
+
+	for (size_t i = 0; i < s->ndevices; i++) {
+		types[i] = s->devices[i].type;
+		maj[i] = s->devices[i].major;
+		min[i] = s->devices[i].minor;
+	}
+	cg_resources_add_devices(&s->res, types, maj, min, s->ndevices);
+	free(types);
+	free(maj);
+	free(min);
 }
 
 static int decode_linux(const msgpack_object *root, struct spec *s,
 			struct husk_err **err)
 {
+	static const char *const known[] = {
+		"namespaces", "uidMappings", "gidMappings", "timeOffsets",
+		"devices", "cgroupsPath", "rootfsPropagation", "resources",
+		"intelRdt", "sysctl", "seccomp", "maskedPaths",
+		"readonlyPaths", "mountLabel", "personality", NULL,
+	};
 	const msgpack_object *lx, *o;
 
-	if (opt_map(root, "linux", "spec", &lx, err) < 0)
+	if (spec_opt_map(root, "linux", "spec", &lx, err) < 0)
 		return -1;
 	if (!lx)
 		return husk_error(err, HUSK_E_INVALID,
 				  "spec.linux: missing (namespaces are required)");
-	if (refuse_nonempty(lx, "uidMappings", "spec.linux",
-			    "user namespaces are not supported", err) < 0 ||
-	    refuse_nonempty(lx, "gidMappings", "spec.linux",
-			    "user namespaces are not supported", err) < 0 ||
-	    refuse_nonempty(lx, "mountLabel", "spec.linux",
-			    "SELinux is not supported in the guest", err) < 0 ||
-	    refuse_nonempty(lx, "intelRdt", "spec.linux",
-			    "Intel RDT is not supported", err) < 0 ||
-	    refuse_nonempty(lx, "personality", "spec.linux",
-			    "personality is not supported", err) < 0 ||
-	    refuse_nonempty(lx, "timeOffsets", "spec.linux",
+	spec_note_unknown(lx, known, "spec.linux", &s->notes);
+	if (spec_refuse_nonempty(lx, "timeOffsets", "spec.linux",
 			    "time namespaces are not supported", err) < 0)
 		return -1;
+	spec_note_nonempty(lx, "mountLabel", "spec.linux",
+		      "the guest kernel runs no SELinux; the VM is the boundary",
+		      &s->notes);
+	spec_note_nonempty(lx, "intelRdt", "spec.linux",
+		      "the VM has no resctrl file system (cache and memory "
+		      "bandwidth allocation are the host's)", &s->notes);
 	if (decode_namespaces(lx, s, err) < 0 ||
 	    decode_sysctl(lx, s, err) < 0 ||
 	    decode_devices(lx, s, err) < 0 ||
 	    decode_propagation(lx, s, err) < 0 ||
-	    opt_strv(lx, "maskedPaths", "spec.linux", SPEC_MAX_LIST,
+	    decode_personality(lx, s, err) < 0 ||
+	    decode_idmaps(lx, "uidMappings", &s->uid_maps, &s->nuid_maps,
+			  err) < 0 ||
+	    decode_idmaps(lx, "gidMappings", &s->gid_maps, &s->ngid_maps,
+			  err) < 0 ||
+	    spec_opt_strv(lx, "maskedPaths", "spec.linux", SPEC_MAX_LIST,
 		     &s->masked_paths, err) < 0 ||
-	    opt_strv(lx, "readonlyPaths", "spec.linux", SPEC_MAX_LIST,
+	    spec_opt_strv(lx, "readonlyPaths", "spec.linux", SPEC_MAX_LIST,
 		     &s->readonly_paths, err) < 0 ||
-	    opt_str(lx, "cgroupsPath", "spec.linux", 4096, &s->cgroups_path,
+	    spec_opt_str(lx, "cgroupsPath", "spec.linux", 4096, &s->cgroups_path,
 		    err) < 0)
 		return -1;
-	if (opt_map(lx, "resources", "spec.linux", &o, err) < 0)
+	if (check_userns(s, err) < 0)
+		return -1;
+	if (spec_opt_map(lx, "resources", "spec.linux", &o, err) < 0)
 		return -1;
 	if (o) {
 		if (cg_resources_decode(o, &s->res, err) < 0)
 			return husk_error_wrap(err, "spec.linux.resources");
 		s->has_resources = true;
+		add_device_rules(s);
 	}
-	if (opt_map(lx, "seccomp", "spec.linux", &o, err) < 0)
+	if (spec_opt_map(lx, "seccomp", "spec.linux", &o, err) < 0)
 		return -1;
 	if (o && oci_seccomp_decode(o, &s->seccomp, err) < 0)
 		return husk_error_wrap(err, "spec.linux.seccomp");
@@ -768,39 +753,53 @@ static int decode_linux(const msgpack_object *root, struct spec *s,
 int spec_decode(const msgpack_object *o, struct spec **out,
 		struct husk_err **err)
 {
+	/* Other platforms' sections (windows, solaris, vm, zos) are
+	 * noted like any unknown key. */
+	static const char *const known[] = {
+		"ociVersion", "process", "root", "hostname", "domainname",
+		"mounts", "hooks", "annotations", "linux", NULL,
+	};
 	struct spec *s = husk_xcalloc(1, sizeof(*s));
 	const msgpack_object *proc, *root;
 
 	cg_resources_init(&s->res);
 	if (ipc_obj_map(o, "spec", SPEC_MAX_LIST, err) < 0)
 		goto fail;
-	proc = member(o, "process");
+	spec_note_unknown(o, known, "spec", &s->notes);
+	proc = spec_member(o, "process");
 	if (!proc) {
 		husk_error(err, HUSK_E_INVALID, "spec.process: missing");
 		goto fail;
 	}
 	if (spec_process_decode(proc, "spec.process", &s->proc, err) < 0)
 		goto fail;
-	if (opt_map(o, "root", "spec", &root, err) < 0)
+	if (spec_opt_map(o, "root", "spec", &root, err) < 0)
 		goto fail;
 	if (!root) {
 		husk_error(err, HUSK_E_INVALID, "spec.root: missing");
 		goto fail;
 	}
-	if (opt_str(root, "path", "spec.root", 4096, &s->root_path, err) < 0 ||
-	    opt_bool(root, "readonly", "spec.root", &s->root_readonly,
+	if (spec_opt_str(root, "path", "spec.root", 4096, &s->root_path, err) < 0 ||
+	    spec_opt_bool(root, "readonly", "spec.root", &s->root_readonly,
 		     err) < 0)
 		goto fail;
 	if (!s->root_path || !s->root_path[0]) {
 		husk_error(err, HUSK_E_INVALID, "spec.root.path: missing");
 		goto fail;
 	}
-	if (opt_str(o, "hostname", "spec", 64, &s->hostname, err) < 0 ||
+	if (spec_opt_str(o, "hostname", "spec", 64, &s->hostname, err) < 0 ||
+	    spec_opt_str(o, "domainname", "spec", 64, &s->domainname, err) < 0 ||
 	    decode_mounts(o, s, err) < 0 || decode_linux(o, s, err) < 0)
 		goto fail;
 	if (s->hostname && s->hostname[0] && !(s->ns_flags & CLONE_NEWUTS)) {
 		husk_error(err, HUSK_E_INVALID,
 			   "spec.hostname: needs a uts namespace");
+		goto fail;
+	}
+	if (s->domainname && s->domainname[0] &&
+	    !(s->ns_flags & CLONE_NEWUTS)) {
+		husk_error(err, HUSK_E_INVALID,
+			   "spec.domainname: needs a uts namespace");
 		goto fail;
 	}
 	/* hooks run on the host; annotations are the host's business. */
@@ -818,6 +817,10 @@ void spec_free(struct spec *s)
 	spec_process_free(&s->proc);
 	free(s->root_path);
 	free(s->hostname);
+	free(s->domainname);
+	husk_cleanup_strvp(&s->notes);
+	free(s->uid_maps);
+	free(s->gid_maps);
 	for (size_t i = 0; i < s->nmounts; i++) {
 		free(s->mounts[i].dest);
 		free(s->mounts[i].type);

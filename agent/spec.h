@@ -47,6 +47,14 @@ struct spec_process {
 	bool no_new_privs;
 	bool has_oom_score_adj;
 	int oom_score_adj;
+	int io_class;                   /* IOPRIO_CLASS_*; 0: not given */
+	int io_prio;                    /* 0..7 */
+	bool has_sched;                 /* scheduler given */
+	int sched_policy;               /* SCHED_* */
+	int sched_nice, sched_priority;
+	uint64_t sched_flags;
+	uint64_t sched_times[3];        /* runtime, deadline, period (ns) */
+	char **notes;                   /* fields not applied, for the log */
 };
 
 struct spec_mount {
@@ -57,6 +65,8 @@ struct spec_mount {
 	unsigned long flags;            /* MS_* except bind/propagation */
 	unsigned long propagation;      /* MS_PRIVATE, ... or 0 */
 	char *data;                     /* options the kernel parses */
+	bool copyup;                    /* tmpcopyup (a tmpfs only) */
+	uint64_t rattr_set, rattr_clr;  /* MOUNT_ATTR_* for the whole tree */
 };
 
 struct spec_device {
@@ -64,6 +74,11 @@ struct spec_device {
 	char type;                      /* 'c', 'b', 'p' */
 	int64_t major, minor;
 	uint32_t mode, uid, gid;
+};
+
+/* One line of /proc/PID/uid_map or gid_map. */
+struct spec_idmap {
+	uint32_t container_id, host_id, size;
 };
 
 struct spec {
@@ -84,7 +99,14 @@ struct spec {
 	char *cgroups_path;
 	struct spec_device *devices;
 	size_t ndevices;
-	unsigned long root_propagation; /* MS_* for "/", default MS_PRIVATE */
+	unsigned long root_propagation; /* MS_* (| MS_REC) for "/" */
+	bool has_root_propagation;      /* rootfsPropagation given */
+	char *domainname;
+	bool has_personality;
+	unsigned long personality;      /* PER_LINUX or PER_LINUX32 */
+	char **notes;                   /* fields not applied, for the log */
+	struct spec_idmap *uid_maps, *gid_maps; /* with CLONE_NEWUSER */
+	size_t nuid_maps, ngid_maps;
 };
 
 /* Decode a whole config.json (a map). */

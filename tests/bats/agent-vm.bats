@@ -20,6 +20,16 @@ teardown_file() {
 	vm_stop
 }
 
+# A busybox sh init that records each trapped signal's name in /got
+# and exits 3 on TERM; /ready once the traps are set.
+trap_spec() {
+	jq -nc --arg s 'for s in HUP INT USR1 USR2 QUIT WINCH; do trap "echo $s >>/got" $s; done; trap "echo TERM >>/got; exit 3" TERM; touch /ready; while :; do sleep 0.1; done' \
+		'{process: {args: ["sh", "-c", $s], env: ["PATH=/bin"], cwd: "/"},
+		  root: {path: "rootfs"},
+		  mounts: [{destination: "/proc", type: "proc", source: "proc"}],
+		  linux: {namespaces: [{type: "pid"}, {type: "mount"}]}}'
+}
+
 show_console() {
 	echo "# guest console:"
 	sed 's/^/#   /' "$VT/console.log" | tail -n 40
@@ -39,6 +49,111 @@ show_console() {
 	run "$CLIENT" --no-stdin "$VT/agent.sock" run c1 "$spec"
 	[ "$status" -eq 0 ] || show_console
 	[ "$output" = $'hello\nvmc' ]
+}
+
+# docker 20.10's config.json (tests/unit/fixtures), with the rootfs
+# under the share and docker's own binds (the host side's job) left out.
+docker_spec() {
+	jq -c --arg cmd "$1" '.root.path = "rootfs"
+		| .mounts |= map(select(.type != "bind"))
+		| .process.args = ["sh", "-c", $cmd]
+		| .process.env = ["PATH=/bin"]' \
+		"$HUSK_SRC/tests/unit/fixtures/docker-20.10-config.json"
+}
+
+@test "agent-vm: docker 20.10's spec runs; its blkio weight is the container's io.weight" {
+	# blockIO.weight 300 is io.weight 1 + (300 - 10) * 9999 / 990 on
+	# the guest's cgroup v2 (iocost; BFQ is not loaded); the throttle
+	# names 254:0, a disk this guest does not have: skipped.
+	# Its device rules are the cgroup's device program: /dev/mem (1:1)
+	# may be made (mknod of any device is allowed, as runc allows it)
+	# but not read; /dev/zero and /dev/fuse (listed) may.
+	run "$CLIENT" --no-stdin "$VT/agent.sock" run d1 \
+		"$(docker_spec 'cat /sys/fs/cgroup/io.weight; cat /proc/sys/net/ipv4/ip_unprivileged_port_start; stat -c "%a %u:%g" /dev/fuse; mknod /dev/m c 1 1 && head -c 1 /dev/m; head -c 3 /dev/zero | wc -c; exec 3</dev/fuse && echo fuse-ok')"
+	echo "$output"
+	[ "$status" -eq 0 ] || show_console
+	[ "${lines[0]}" = "default 2930" ]
+	[ "${lines[1]}" = 0 ]
+	[ "${lines[2]}" = "666 0:0" ]
+	[[ "${lines[3]}" == *"/dev/m: Operation not permitted" ]]
+	[ "${lines[4]}" = 3 ]
+	[ "${lines[5]}" = fuse-ok ]
+}
+
+@test "agent-vm: a trap in the container's init sees every signal kill sends" {
+	# PID 1 of the container's pid namespace: only signals it has a
+	# handler for reach it, and the trap is that handler.
+	"$CLIENT" --detach "$VT/agent.sock" run t1 "$(trap_spec)"
+	local sig want
+	for _ in $(seq 300); do [ -e "$VT/share/rootfs/ready" ] && break; sleep 0.1; done
+	[ -e "$VT/share/rootfs/ready" ] || show_console
+	for sig in 1 2 10 12 3 28; do
+		"$IPC" "$VT/agent.sock" signal_process "{\"container_id\":\"t1\",\"exec_id\":\"\",\"signal\":$sig}"
+		want=$(kill -l "$sig")
+		for _ in $(seq 300); do grep -qx "$want" "$VT/share/rootfs/got" 2>/dev/null && break; sleep 0.1; done
+		grep -qx "$want" "$VT/share/rootfs/got"
+	done
+	"$IPC" "$VT/agent.sock" signal_process '{"container_id":"t1","exec_id":"","signal":15}'
+	# Seen before the next call: a host connection opened the instant
+	# the last one closed can be taken by the agent for the old one
+	# (virtio-serial shows no hang-up then).
+	for _ in $(seq 300); do grep -qx TERM "$VT/share/rootfs/got" 2>/dev/null && break; sleep 0.1; done
+	run "$IPC" -t 60 "$VT/agent.sock" wait_process '{"container_id":"t1","exec_id":""}'
+	echo "$output"
+	[ "$output" = '{"status":3}' ]
+	rm -f "$VT/share/rootfs/ready" "$VT/share/rootfs/got"
+}
+
+@test "agent-vm: a user namespace in the guest, with the guest's sysfs and cgroups" {
+	local sp
+	sp=$(jq -nc '{process: {args: ["sh", "-c", "id -u; cat /proc/self/uid_map; ls /sys/fs/cgroup/cgroup.procs; ls -d /sys/class"],
+			env: ["PATH=/bin"], cwd: "/"},
+		root: {path: "rootfs"},
+		mounts: [{destination: "/proc", type: "proc", source: "proc"},
+			{destination: "/dev", type: "tmpfs", source: "tmpfs", options: ["nosuid", "mode=755"]},
+			{destination: "/sys", type: "sysfs", source: "sysfs", options: ["nosuid", "noexec", "nodev", "ro"]},
+			{destination: "/sys/fs/cgroup", type: "cgroup", source: "cgroup", options: ["ro", "nosuid", "noexec", "nodev"]}],
+		linux: {namespaces: [{type: "pid"}, {type: "mount"}, {type: "user"}, {type: "cgroup"}],
+			uidMappings: [{containerID: 0, hostID: 100000, size: 65536}],
+			gidMappings: [{containerID: 0, hostID: 100000, size: 65536}]}}')
+	run "$CLIENT" --no-stdin "$VT/agent.sock" run u1 "$sp"
+	echo "$output"
+	[ "$status" -eq 0 ] || show_console
+	[ "${lines[0]}" = 0 ]
+	[ "$(echo ${lines[1]})" = "0 100000 65536" ]
+	[ "${lines[2]}" = /sys/fs/cgroup/cgroup.procs ]
+	[ "${lines[3]}" = /sys/class ]
+}
+
+@test "agent-vm: rshared volumes of two containers see each other's mounts" {
+	# docker's `-v vol:/v:rshared`: rootfsPropagation shared and an
+	# rshared bind.  The guest's mounts are shared (as a systemd host's),
+	# so a mount one container makes under the volume reaches the other.
+	mkdir -p "$VT/share/vol/x"
+	local sp
+	sp=$(jq -nc '{process: {args: ["sleep", "1000"], env: ["PATH=/bin"], cwd: "/"},
+		root: {path: "rootfs"},
+		mounts: [{destination: "/proc", type: "proc", source: "proc"},
+			{destination: "/v", type: "bind", source: "vol", options: ["rbind", "rshared"]}],
+		linux: {namespaces: [{type: "pid"}, {type: "mount"}], rootfsPropagation: "shared"}}')
+	"$CLIENT" --detach "$VT/agent.sock" run pa "$sp"
+	"$CLIENT" --detach "$VT/agent.sock" run pb "$sp"
+	run "$CLIENT" --no-stdin "$VT/agent.sock" exec pa e1 \
+		'{"args":["mount","-t","tmpfs","fromA","/v/x"],"env":["PATH=/bin"],"cwd":"/"}'
+	[ "$status" -eq 0 ] || show_console
+	run "$CLIENT" --no-stdin "$VT/agent.sock" exec pb e1 \
+		'{"args":["sh","-c","grep -c \" /v/x \" /proc/self/mountinfo"],"env":["PATH=/bin"],"cwd":"/"}'
+	echo "$output"
+	[ "$output" = 1 ]
+	# An unmount travels the same way (and leaves the guest clean).
+	run "$CLIENT" --no-stdin "$VT/agent.sock" exec pb e2 \
+		'{"args":["umount","/v/x"],"env":["PATH=/bin"],"cwd":"/"}'
+	[ "$status" -eq 0 ]
+	run "$CLIENT" --no-stdin "$VT/agent.sock" exec pa e2 \
+		'{"args":["sh","-c","grep -c \" /v/x \" /proc/self/mountinfo"],"env":["PATH=/bin"],"cwd":"/"}'
+	[ "$output" = 0 ]
+	"$IPC" "$VT/agent.sock" remove_container '{"container_id":"pa","force":true}'
+	"$IPC" "$VT/agent.sock" remove_container '{"container_id":"pb","force":true}'
 }
 
 @test "agent-vm: destroy_sandbox with poweroff stops the VM" {

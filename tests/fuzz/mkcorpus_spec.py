@@ -58,12 +58,52 @@ full = {"ociVersion": "1.0.2", "process": proc,
 minimal = {"process": {"args": ["true"]}, "root": {"path": "r"},
            "linux": {"namespaces": [{"type": "mount"}]}}
 bad = {"process": {"args": ["true"]}, "root": {"path": "r"},
-       "linux": {"namespaces": [{"type": "user"}],
+       "linux": {"namespaces": [{"type": "user"}, {"type": "mount"}],
                  "uidMappings": [{"containerID": 0, "hostID": 1, "size": 1}]}}
+
+# docker 20.10's config.json (the unit tests' fixture).
+import json
+with open("tests/unit/fixtures/docker-20.10-config.json") as f:
+    docker = json.load(f)
+# Every linux.resources member, the user namespace and the fields a VM
+# only logs.
+every = json.loads(json.dumps(full))
+every["process"].update({
+    "apparmorProfile": "docker-default", "selinuxLabel": "x",
+    "ioPriority": {"class": "IOPRIO_CLASS_BE", "priority": 4},
+    "scheduler": {"policy": "SCHED_BATCH", "nice": 5,
+                  "flags": ["SCHED_FLAG_RESET_ON_FORK"]}})
+every["domainname"] = "example.org"
+every["linux"]["namespaces"] = ns + [{"type": "user"}, {"type": "cgroup"}]
+every["linux"].update({
+    "uidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}],
+    "gidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}],
+    "mountLabel": "l", "intelRdt": {"closID": "c"},
+    "personality": {"domain": "LINUX32"}, "rootfsPropagation": "rshared",
+    "resources": {
+        "memory": {"limit": 67108864, "swappiness": 60,
+                   "disableOOMKiller": True, "checkBeforeUpdate": True},
+        "cpu": {"shares": 512, "realtimeRuntime": 1000,
+                "realtimePeriod": 100000, "burst": 0, "idle": 1},
+        "blockIO": {"weight": 500, "leafWeight": 100,
+                    "weightDevice": [{"major": 8, "minor": 0,
+                                      "weight": 600}],
+                    "throttleReadBpsDevice": [{"major": 8, "minor": 0,
+                                               "rate": 1048576}],
+                    "throttleWriteIOPSDevice": [{"major": 8, "minor": 0,
+                                                 "rate": 10}]},
+        "hugepageLimits": [{"pageSize": "2MB", "limit": 4194304}],
+        "network": {"classID": 1048577,
+                    "priorities": [{"name": "eth0", "priority": 5}]},
+        "rdma": {"mlx5_1": {"hcaHandles": 3, "hcaObjects": 100}},
+        "unified": {"memory.high": "1G"},
+        "devices": [{"allow": False, "access": "rwm"}],
+        "somethingNew": 1}})
 
 out = "tests/fuzz/corpus/fuzz_spec"
 os.makedirs(out, exist_ok=True)
 for name, o in (("full", full), ("minimal", minimal), ("bad", bad),
-                ("process", proc)):
+                ("process", proc), ("docker-20.10", docker),
+                ("every-field", every)):
     with open(os.path.join(out, name), "wb") as f:
         f.write(pack(o))

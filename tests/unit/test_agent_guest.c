@@ -14,6 +14,8 @@
 #include <sys/stat.h>
 
 #include "agent/cgroup.c"
+#include "agent/cgroup_limits.c"
+#include "agent/cgroup_dev.c"
 #include "agent/guest.c"
 #include "tests/unit/agent_testlib.h"
 
