@@ -139,8 +139,15 @@ wait_log() {
 		return 1
 	}
 	wait_for '^/ #'
-	tmux -L "$sess" send-keys -t 0 'echo hi-$((6*7)); stty size' Enter
+	tmux -L "$sess" send-keys -t 0 'echo hi-$((6*7))' Enter
 	wait_for "^hi-42"
+	# docker sends the window size once the container started, as it
+	# does to runc; the shell may be up before it arrives.
+	for _ in $(seq 1 30); do
+		tmux -L "$sess" send-keys -t 0 'stty size' Enter
+		pane | grep -q "^24 80" && break
+		sleep 1
+	done
 	wait_for "^24 80"
 	tmux -L "$sess" send-keys -t 0 'exit 9' Enter
 	for _ in $(seq 1 300); do [ -s "$EN/it.rc" ] && break; sleep 0.1; done
