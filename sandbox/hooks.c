@@ -1,8 +1,10 @@
 /*
  * OCI hooks: each runs with the container's state JSON on stdin, its own
  * args and env, inside the sandbox's network namespace when it has one
- * (prestart and createRuntime hooks set up networking there), and is
- * killed when its timeout passes.
+ * (prestart and createRuntime hooks set up networking there), in the
+ * working directory its kind gets from runc (the bundle, or the
+ * container's root file system for createContainer and startContainer),
+ * and is killed when its timeout passes.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -39,7 +41,7 @@ static char **strv_from(const json_t *a, const char *first)
 }
 
 static void child_exec(const json_t *hook, int in, int out,
-		       const char *netns)
+		       const char *netns, const char *cwd)
 {
 	cleanup_strv char **args = NULL, **env = NULL;
 	const char *path = json_string_value(json_object_get(hook, "path"));
@@ -58,6 +60,11 @@ static void child_exec(const json_t *hook, int in, int out,
 		}
 		close(fd);
 	}
+	if (cwd && chdir(cwd) < 0) {
+		dprintf(2, "change to directory %s: %s\n", cwd,
+			strerror(errno));
+		_exit(126);
+	}
 	args = json_array_size(a) ? strv_from(a, NULL) : strv_from(NULL, path);
 	env = strv_from(json_object_get(hook, "env"), NULL);
 	execve(path, args, env);
@@ -66,7 +73,8 @@ static void child_exec(const json_t *hook, int in, int out,
 }
 
 static int run_one(const json_t *hook, const char *name, const char *state,
-		   unsigned timeout, const char *netns, struct husk_err **err)
+		   unsigned timeout, const char *netns, const char *cwd,
+		   struct husk_err **err)
 {
 	const char *path = json_string_value(json_object_get(hook, "path"));
 	int in[2], out[2], status = 0;
@@ -89,7 +97,7 @@ static int run_one(const json_t *hook, const char *name, const char *state,
 		return husk_error_sys(err, errno, "fork");
 	}
 	if (pid == 0)
-		child_exec(hook, in[0], out[1], netns);
+		child_exec(hook, in[0], out[1], netns, cwd);
 	close(in[0]);
 	close(out[1]);
 	/* A hook that does not read its stdin must not block us. */
@@ -159,9 +167,11 @@ static int run_one(const json_t *hook, const char *name, const char *state,
 
 int husk_hooks_run(const json_t *hooks, const char *kind,
 		   const json_t *state, unsigned default_timeout,
-		   const char *netns, struct husk_err **err)
+		   const char *netns, const char *cwd, struct husk_err **err)
 {
 	cleanup_free char *text = NULL;
+	bool warn_only = !strcmp(kind, "poststart") ||
+			 !strcmp(kind, "poststop");
 	json_t *list = json_object_get(hooks, kind), *hook;
 	size_t i;
 
@@ -180,7 +190,15 @@ int husk_hooks_run(const json_t *hooks, const char *kind,
 
 		snprintf(name, sizeof(name), "hook %s[%zu]", kind, i);
 		log_debug("husk_hooks_run: %s", name);
-		if (run_one(hook, name, text, timeout, netns, err) < 0)
+		if (warn_only) {
+			cleanup_err struct husk_err *e = NULL;
+
+			if (run_one(hook, name, text, timeout, netns, cwd,
+				    &e) < 0)
+				log_warnx("%s", e->msg);
+			continue;
+		}
+		if (run_one(hook, name, text, timeout, netns, cwd, err) < 0)
 			return -1;
 	}
 	return 0;

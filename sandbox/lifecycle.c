@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,22 +75,76 @@ static char *now_rfc3339(void)
 	return husk_xasprintf("%s.%09ldZ", buf, ts.tv_nsec);
 }
 
+/* How long the shim has to connect to the proxy and subscribe (it
+ * retries the connection for 10 s itself). */
+#define SHIM_READY_MS 30000
+
+/*
+ * Wait for the shim's ready line: "ok" once it relays, else the reason
+ * it failed.  So a create that returns success has a shim that holds
+ * the terminal or the stdio, and a failing one says why.
+ */
+static int shim_wait_ready(pid_t pid, int fd, struct husk_err **err)
+{
+	char buf[512];
+	size_t have = 0;
+	uint64_t deadline = husk_now_ms() + SHIM_READY_MS;
+
+	for (;;) {
+		struct pollfd p = { fd, POLLIN, 0 };
+		uint64_t now = husk_now_ms();
+		ssize_t n;
+		int r;
+
+		if (now >= deadline) {
+			kill(pid, SIGKILL);
+			waitpid(pid, NULL, 0);
+			return husk_error(err, HUSK_E_TIMEOUT, "the shim did not "
+					  "get ready within %d s",
+					  SHIM_READY_MS / 1000);
+		}
+		r = poll(&p, 1, (int)(deadline - now));
+		if (r < 0 && errno != EINTR)
+			return husk_error_sys(err, errno, "poll the shim");
+		if (r <= 0)
+			continue;
+		n = read(fd, buf + have, sizeof(buf) - 1 - have);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0 || (have += (size_t)n) == sizeof(buf) - 1)
+			break;
+	}
+	buf[have] = '\0';
+	if (!strcmp(buf, "ok\n"))
+		return 0;
+	/* It failed and is leaving (or died without a word). */
+	waitpid(pid, NULL, 0);
+	buf[strcspn(buf, "\n")] = '\0';
+	return husk_error(err, HUSK_E_UNAVAILABLE, "husk-shim: %s",
+			  *buf ? buf : "exited before it was ready");
+}
+
 /*
  * The shim is a child of the creating command (not a daemon): when the
  * command exits it is reparented to the caller's subreaper (containerd's
  * shim, for example), which then reaps it and gets the container's exit
- * status, as with runc's init process.  It keeps our stdio.
+ * status, as with runc's init process.  Without a console socket it
+ * keeps our stdio, as runc's init does; with one it keeps none of it.
+ * We return once it relays.
  */
 static pid_t spawn_shim(const struct husk_config *cfg, const char *proxy,
 			const char *cid, const char *eid, bool terminal,
 			const char *console, const char *log,
 			struct husk_err **err)
 {
-	char *argv[16];
-	int n = 0, pipefd[2], e = 0;
+	char *argv[18], readyarg[16];
+	int n = 0, pipefd[2], ready[2], e = 0;
 	ssize_t r;
 	pid_t pid;
 
+	if (pipe2(ready, O_CLOEXEC) < 0)
+		return husk_error_sys(err, errno, "pipe");
+	snprintf(readyarg, sizeof(readyarg), "%d", ready[1]);
 	argv[n++] = cfg->shim_path;
 	argv[n++] = "--proxy";
 	argv[n++] = (char *)proxy;
@@ -107,12 +162,22 @@ static pid_t spawn_shim(const struct husk_config *cfg, const char *proxy,
 	}
 	argv[n++] = "--log";
 	argv[n++] = (char *)log;
+	argv[n++] = "--ready-fd";
+	argv[n++] = readyarg;
 	argv[n] = NULL;
-	if (pipe2(pipefd, O_CLOEXEC) < 0)
-		return husk_error_sys(err, errno, "pipe");
+	if (pipe2(pipefd, O_CLOEXEC) < 0) {
+		e = errno;
+		close(ready[0]);
+		close(ready[1]);
+		return husk_error_sys(err, e, "pipe");
+	}
 	pid = fork();
-	if (pid < 0)
-		return husk_error_sys(err, errno, "fork the shim");
+	if (pid < 0) {
+		e = errno;
+		close(ready[0]); close(ready[1]);
+		close(pipefd[0]); close(pipefd[1]);
+		return husk_error_sys(err, e, "fork the shim");
+	}
 	if (pid == 0) {
 		sigset_t none;
 
@@ -121,8 +186,9 @@ static pid_t spawn_shim(const struct husk_config *cfg, const char *proxy,
 		for (int s = 1; s < NSIG; s++)
 			signal(s, SIG_DFL);
 		for (int fd = 3; fd < 1024; fd++)
-			if (fd != pipefd[1])
+			if (fd != pipefd[1] && fd != ready[1])
 				close(fd);
+		fcntl(ready[1], F_SETFD, 0);
 		execv(argv[0], argv);
 		e = errno;
 		if (write(pipefd[1], &e, sizeof(e)) < 0)
@@ -130,15 +196,19 @@ static pid_t spawn_shim(const struct husk_config *cfg, const char *proxy,
 		_exit(127);
 	}
 	close(pipefd[1]);
+	close(ready[1]);
 	do {
 		r = read(pipefd[0], &e, sizeof(e));
 	} while (r < 0 && errno == EINTR);
 	close(pipefd[0]);
 	if (r == sizeof(e)) {
+		close(ready[0]);
 		waitpid(pid, NULL, 0);
 		return husk_error_sys(err, e, "exec the shim `%s`", argv[0]);
 	}
-	return pid;
+	r = shim_wait_ready(pid, ready[0], err);
+	close(ready[0]);
+	return r < 0 ? -1 : pid;
 }
 
 pid_t husk_shim_start(const struct husk_config *cfg, const char *root,
@@ -327,15 +397,19 @@ int husk_ct_create(struct husk_store *st, const struct husk_config *cfg,
 	if (o->pid_file && write_pid_file(o->pid_file, c.shim.pid, err) < 0)
 		goto fail;
 
+	/* As runc 1.1 runs them: all three see "creating" and the
+	 * container's pid; prestart and createRuntime in the bundle and the
+	 * sandbox's network namespace, createContainer in the root file
+	 * system (the guest's namespaces are out of a host hook's reach). */
 	state = husk_container_oci_state(&c, HUSK_ST_CREATING);
 	rc = husk_hooks_run(c.hooks, "prestart", state, cfg->hook_timeout,
-			    sb.netns, err);
+			    sb.netns, b.path, err);
 	if (rc == 0)
 		rc = husk_hooks_run(c.hooks, "createRuntime", state,
-				    cfg->hook_timeout, sb.netns, err);
+				    cfg->hook_timeout, sb.netns, b.path, err);
 	if (rc == 0)
 		rc = husk_hooks_run(c.hooks, "createContainer", state,
-				    cfg->hook_timeout, NULL, err);
+				    cfg->hook_timeout, NULL, b.rootfs, err);
 	json_decref(state);
 	if (rc < 0)
 		goto fail;
@@ -366,6 +440,29 @@ out_bundle:
 	return rc;
 }
 
+/* startContainer hooks: before the process runs, with "created" and
+ * the container's root file system as working directory (runc runs them
+ * in the container just before exec).  A failure fails the start. */
+static int start_hooks(const struct husk_config *cfg,
+		       const struct husk_container *c, struct husk_err **err)
+{
+	struct husk_bundle b = { 0 };
+	json_t *state;
+	int rc;
+
+	if (!json_array_size(json_object_get(c->hooks, "startContainer")))
+		return 0;
+	if (husk_bundle_load(c->bundle, &b, err) < 0)
+		return husk_error_wrap(err, "startContainer hooks need the "
+				       "bundle's root file system");
+	state = husk_container_oci_state(c, HUSK_ST_CREATED);
+	rc = husk_hooks_run(c->hooks, "startContainer", state,
+			    cfg->hook_timeout, NULL, b.rootfs, err);
+	json_decref(state);
+	husk_bundle_free(&b);
+	return rc;
+}
+
 int husk_ct_start(struct husk_store *st, const struct husk_config *cfg,
 		  struct husk_entry *e, struct husk_container *c,
 		  struct husk_err **err)
@@ -378,6 +475,8 @@ int husk_ct_start(struct husk_store *st, const struct husk_config *cfg,
 	if (live != HUSK_ST_CREATED)
 		return husk_error(err, HUSK_E_STATE, "container %s is %s, not "
 				  "created", c->id, husk_status_name(live));
+	if (start_hooks(cfg, c, err) < 0)
+		return -1;
 	if (agent_call(st->root, c->sandbox_id, "start_container",
 		       json_pack("{s:s}", "container_id", c->id), 60000, NULL,
 		       err) < 0)
@@ -395,15 +494,8 @@ int husk_ct_start(struct husk_store *st, const struct husk_config *cfg,
 		husk_sandbox_read(e, &sb, NULL);
 	}
 	state = husk_container_oci_state(c, HUSK_ST_RUNNING);
-	{
-		cleanup_err struct husk_err *e2 = NULL;
-
-		if (husk_hooks_run(c->hooks, "startContainer", state,
-				   cfg->hook_timeout, NULL, &e2) < 0 ||
-		    husk_hooks_run(c->hooks, "poststart", state,
-				   cfg->hook_timeout, sb.netns, &e2) < 0)
-			log_warnx("container %s: %s", c->id, e2->msg);
-	}
+	husk_hooks_run(c->hooks, "poststart", state, cfg->hook_timeout,
+		       sb.netns, c->bundle, NULL);
 	json_decref(state);
 	husk_sandbox_free(&sb);
 	return 0;
@@ -462,6 +554,7 @@ static int ct_destroy(struct husk_store *st, const struct husk_config *cfg,
 	cleanup_strv char **others = NULL;
 	bool have_sb = false;
 	json_t *state;
+	int rc;
 
 	if (c->is_sandbox) {
 		if (members(st, c->id, &others, err) < 0)
@@ -510,18 +603,16 @@ static int ct_destroy(struct husk_store *st, const struct husk_config *cfg,
 	if (have_sb)
 		husk_sandbox_stop(st->root, &sb, force, NULL);
 	husk_unshare_container(&p, c->id);
-
-	state = husk_container_oci_state(c, HUSK_ST_STOPPED);
-	{
-		cleanup_err struct husk_err *e2 = NULL;
-
-		/* In the host's namespace: the sandbox's may be gone. */
-		if (husk_hooks_run(c->hooks, "poststop", state,
-				   cfg->hook_timeout, NULL, &e2) < 0)
-			log_warnx("container %s: %s", c->id, e2->msg);
-	}
-	json_decref(state);
 	husk_sandbox_free(&sb);
 	husk_sandbox_paths_free(&p);
-	return husk_entry_remove(e, err);
+
+	/* Poststop hooks run once the container is gone, state included
+	 * (as runc 1.1 does), in the host's namespace: the sandbox's is
+	 * gone too.  Their failures are logged. */
+	state = husk_container_oci_state(c, HUSK_ST_STOPPED);
+	rc = husk_entry_remove(e, err);
+	husk_hooks_run(c->hooks, "poststop", state, cfg->hook_timeout, NULL,
+		       NULL, NULL);
+	json_decref(state);
+	return rc;
 }

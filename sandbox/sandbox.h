@@ -368,9 +368,12 @@ void husk_cgroup_remove(const json_t *made);
 /* ------------------------------------------------------------- hooks */
 
 /* Run the hooks of one kind (e.g. "prestart") with the OCI state on
- * stdin; stops at the first failure (its error names the hook). */
+ * stdin, in netns (NULL: ours) with cwd as working directory (NULL:
+ * ours); stops at the first failure (its error names the hook), except
+ * for poststart and poststop, whose failures are logged and the others
+ * still run (OCI runtime spec). */
 int husk_hooks_run(const json_t *hooks, const char *kind,
 		   const json_t *state, unsigned default_timeout,
-		   const char *netns, struct husk_err **err);
+		   const char *netns, const char *cwd, struct husk_err **err);
 
 #endif

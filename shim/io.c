@@ -331,6 +331,16 @@ void shim_signals_start(struct shim *s)
 
 /* ------------------------------------------------------ connection */
 
+void shim_ready(struct shim *s)
+{
+	if (s->ready_fd < 0)
+		return;
+	if (write(s->ready_fd, "ok\n", 3) < 0)
+		log_debug("shim_ready: %s", strerror(errno));
+	close(s->ready_fd);
+	s->ready_fd = -1;
+}
+
 static void subscribe_done(struct ipc_conn *c, struct ipc_msg *resp,
 			   const struct husk_err *err, void *arg)
 {
@@ -344,6 +354,7 @@ static void subscribe_done(struct ipc_conn *c, struct ipc_msg *resp,
 			  s->cid, s->eid, err->msg);
 	}
 	s->subscribed = true;
+	shim_ready(s);
 	pk = ipc_call_begin(s->conn, "wait_process");
 	pack_ids(s, pk, 0);
 	ipc_call_send(s->conn, 0., NULL, 0, wait_done, NULL, NULL);

@@ -3,6 +3,7 @@
  * leaves with the process's exit status (docs/shim.md, husk-shim(8)).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -20,7 +21,8 @@ struct shim *shim;
 static const char usage_text[] =
 	"usage: husk-shim --proxy PATH --container ID [--exec-id EID]\n"
 	"                 [--terminal] [--console-socket PATH]\n"
-	"                 [--log FILE] [--log-level LEVEL] [--no-seccomp]\n";
+	"                 [--log FILE] [--log-level LEVEL] [--ready-fd FD]\n"
+	"                 [--no-seccomp]\n";
 
 static void __attribute__((noreturn)) usage(const char *why)
 {
@@ -48,9 +50,53 @@ void shim_fail(struct shim *s, int code, const char *fmt, ...)
 	shim_tty_restore(s);
 	if (husk_log_get_fd() != 2)
 		log_warnx("shim_fail: %s", msg);
-	/* After raw mode, a line needs its carriage return. */
-	fprintf(stderr, "husk-shim: %s\n", msg);
+	/* Whoever started us and waits for the ready line gets the reason
+	 * instead (our stderr may be a log nobody reads). */
+	if (s->ready_fd >= 0) {
+		dprintf(s->ready_fd, "%s\n", msg);
+		close(s->ready_fd);
+		s->ready_fd = -1;
+	}
+	if (!s->detached_stdio)
+		fprintf(stderr, "husk-shim: %s\n", msg);
 	shim_exit(s, code);
+}
+
+static int ready_fd_parse(const char *arg)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(arg, &end, 10);
+	if (errno || *end || end == arg || v < 3 || v > 1023 ||
+	    fcntl((int)v, F_GETFD) < 0)
+		usage("--ready-fd: an open descriptor above 2");
+	fcntl((int)v, F_SETFD, FD_CLOEXEC);
+	return (int)v;
+}
+
+/*
+ * With --console-socket the process's terminal is the pty we hand over:
+ * nothing of our caller's stdio is ours to keep.  A caller that reads
+ * `husk create`'s output to its end (an engine, `$(...)`) would wait for
+ * us as long as the container lives.  Our stdin becomes /dev/null, our
+ * stdout and stderr the log (or /dev/null).
+ */
+static void drop_stdio(struct shim *s)
+{
+	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+	int out = husk_log_get_fd() > 2 ? husk_log_get_fd() : null;
+
+	if (null < 0 || dup2(null, 0) < 0 || dup2(out, 1) < 0 ||
+	    dup2(out, 2) < 0) {
+		fprintf(stderr, "husk-shim: put /dev/null on stdio: %s\n",
+			strerror(errno));
+		exit(HUSK_EXIT_SYSTEM);
+	}
+	if (null > 2)
+		close(null);
+	s->detached_stdio = true;
 }
 
 struct options {
@@ -69,6 +115,7 @@ static void parse_args(struct shim *s, struct options *o, int argc,
 		{ "console-socket", required_argument, NULL, 'C' },
 		{ "log", required_argument, NULL, 'l' },
 		{ "log-level", required_argument, NULL, 'L' },
+		{ "ready-fd", required_argument, NULL, 'R' },
 		{ "no-seccomp", no_argument, NULL, 'N' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -78,6 +125,7 @@ static void parse_args(struct shim *s, struct options *o, int argc,
 
 	o->log_level = HUSK_LOG_WARN;
 	s->eid = "";
+	s->ready_fd = -1;
 	while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'p':
@@ -106,6 +154,9 @@ static void parse_args(struct shim *s, struct options *o, int argc,
 			o->log_level = husk_log_level_parse(optarg);
 			if (o->log_level < 0)
 				usage("--log-level: error, warn, info or debug");
+			break;
+		case 'R':
+			s->ready_fd = ready_fd_parse(optarg);
 			break;
 		case 'N':
 			s->no_seccomp = true;
@@ -143,6 +194,8 @@ int main(int argc, char **argv)
 		return HUSK_EXIT_SYSTEM;
 	}
 	tzset();
+	if (sh.console_socket)
+		drop_stdio(&sh);
 
 	sh.loop = ev_default_loop(EVFLAG_AUTO | EVFLAG_SIGNALFD);
 	if (!sh.loop) {

@@ -53,6 +53,10 @@ struct shim {
 	bool terminal;
 	const char *console_socket;
 	bool no_seccomp;        /* debugging only */
+	/* --ready-fd: "ok" once subscribed, else why we failed, then
+	 * closed; -1 when not asked for or already told. */
+	int ready_fd;
+	bool detached_stdio;    /* console mode: our stdio is not the caller's */
 
 	struct ipc_conn *conn;
 	bool subscribed;
@@ -98,6 +102,8 @@ int shim_decode_status(const msgpack_object *result, int *status,
 int shim_connect(struct shim *s, struct husk_err **err);
 void shim_signals_start(struct shim *s);
 void shim_send_winsize(struct shim *s);
+/* Tell --ready-fd's reader that we relay now. */
+void shim_ready(struct shim *s);
 /* Leave when the process is gone and its output is written. */
 void shim_check_done(struct shim *s);
 

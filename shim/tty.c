@@ -82,8 +82,10 @@ static int console_socket(struct shim *s, struct husk_err **err)
 	s->in_fd = slave;
 	s->size_fd = slave;
 	for (int i = 0; i < 2; i++) {
+		s->out[i].num = i + 1;
 		s->out[i].fd = slave;
 		s->out[i].is_tty = false;
+		s->out[i].saved_flags = -1;
 	}
 	return 0;
 }
@@ -110,13 +112,15 @@ int shim_tty_setup(struct shim *s, struct husk_err **err)
 	s->raw_fd = -1;
 	s->size_fd = -1;
 	s->pty_slave = -1;
+	/* Console mode: stdio is /dev/null and the log (main.c), and the
+	 * pty is all we relay. */
+	if (s->console_socket)
+		return console_socket(s, err);
 	s->in_fd = fcntl(0, F_GETFD) < 0 ? -1 : 0;
 	out_setup(&s->out[0], 1, 1);
 	out_setup(&s->out[1], 2, 2);
 	if (!s->terminal)
 		return 0;
-	if (s->console_socket)
-		return console_socket(s, err);
 	if (isatty(0)) {
 		s->size_fd = 0;
 		return make_raw(s, 0, err);

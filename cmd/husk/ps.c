@@ -560,6 +560,21 @@ int cmd_ps(struct husk_ctx *ctx, int argc, char **argv,
 				err) < 0)
 		goto out;
 	live = husk_live_status(&c);
+	if (!strcmp(format, "json")) {
+		/* runc prints host pids, and engines look them up on the
+		 * host (`docker top` runs ps(1) there and keeps the rows
+		 * with those pids): the guest's pids would pick unrelated
+		 * host processes.  The host process standing for the
+		 * container is its shim; a stopped one has none. */
+		if (live == HUSK_ST_STOPPED)
+			printf("[]\n");
+		else
+			printf("[%d]\n", (int)c.shim.pid);
+		husk_container_free(&c);
+		husk_entry_close(&e);
+		rc = 0;
+		goto out;
+	}
 	/* A stopped container has no processes: an empty list, as runc. */
 	if (live == HUSK_ST_STOPPED)
 		res = json_pack("{s:[]}", "processes");
@@ -572,21 +587,7 @@ int cmd_ps(struct husk_ctx *ctx, int argc, char **argv,
 	if (!res)
 		goto out;
 	procs = json_object_get(res, "processes");
-	if (!strcmp(format, "json")) {
-		/* runc prints the pids as a JSON array. */
-		json_t *pids = json_array();
-		cleanup_free char *text = NULL;
-
-		json_array_foreach(procs, i, p)
-			if (json_is_integer(json_object_get(p, "pid")))
-				json_array_append(pids,
-						  json_object_get(p, "pid"));
-		text = json_dumps(pids, JSON_COMPACT);
-		printf("%s\n", text ? text : "[]");
-		json_decref(pids);
-	} else {
-		print_table(&l, json_is_array(procs) ? procs : NULL);
-	}
+	print_table(&l, json_is_array(procs) ? procs : NULL);
 	json_decref(res);
 	rc = 0;
 out:

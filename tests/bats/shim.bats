@@ -3,6 +3,8 @@
 
 load lib/proxy_env.sh
 
+bats_require_minimum_version 1.5.0
+
 setup_file() { px_setup_file; }
 setup() { px_setup; }
 teardown() {
@@ -299,6 +301,50 @@ watch_hwm() {
 	grep -q "^name: /dev/pts/" "$T/tty.err"
 	grep -q "^33 77" "$T/tty.out"
 	grep -q "got hello" "$T/tty.out"
+}
+
+@test "shim: --console-socket keeps none of the caller's stdio; --ready-fd says when it relays" {
+	px_ctr c1 'read line; echo "got $line"; exit 4' true
+	mkfifo "$T/fifo"
+	exec 9<>"$T/fifo"
+	"$B/tests/helpers/shim_recvtty" "$T/console.sock" >"$T/tty.out" 2>"$T/tty.err" <"$T/fifo" &
+	recv=$!
+	px_wait_sock "$T/console.sock"
+	# The caller reads the output of a command that leaves the shim
+	# behind to its end, as `out=$(husk create ...)` does: that end
+	# comes while the shim still runs.
+	T=$T timeout 20 bash -c 'out=$("$@" 3>"$T/ready" & echo $! >"$T/shim.pid"; echo started); echo "returned $out"' \
+		_ "$SHIM" --proxy "$PS" --container c1 --terminal \
+		--console-socket "$T/console.sock" --log "$T/shim.log" \
+		--ready-fd 3 >"$T/res" 2>&1 </dev/null || true
+	SHIM_PID=$(cat "$T/shim.pid")
+	cat "$T/res"
+	[ "$(cat "$T/res")" = "returned started" ]
+	for _ in $(seq 200); do [ -s "$T/ready" ] && break; sleep 0.025; done
+	[ "$(cat "$T/ready")" = ok ]
+	kill -0 "$SHIM_PID"
+	# Its stdio: /dev/null and the log.
+	[ "$(readlink "/proc/$SHIM_PID/fd/0")" = /dev/null ]
+	[ "$(readlink "/proc/$SHIM_PID/fd/1")" = "$T/shim.log" ]
+	[ "$(readlink "/proc/$SHIM_PID/fd/2")" = "$T/shim.log" ]
+	# and it still relays the terminal.
+	px_start c1
+	echo hello >"$T/fifo"
+	wait "$recv" || true
+	grep -q "got hello" "$T/tty.out"
+	for _ in $(seq 400); do kill -0 "$SHIM_PID" 2>/dev/null || break; sleep 0.025; done
+	run ! kill -0 "$SHIM_PID"
+	SHIM_PID=
+
+	# A shim that cannot relay says why on the ready descriptor.
+	run "$SHIM" --proxy "$PS" --container c1 --terminal \
+		--console-socket "$T/no.sock" --ready-fd 3 3>"$T/ready2"
+	[ "$status" -ne 0 ]
+	grep -q -- "--console-socket" "$T/ready2"
+	[ "$(cat "$T/ready2")" != ok ]
+	run "$SHIM" --proxy "$PS" --container c1 --ready-fd 1
+	[ "$status" -eq 100 ]
+	[[ "$output" == *"--ready-fd"* ]]
 }
 
 @test "agent: a child slow to report holds up neither the agent nor other calls" {

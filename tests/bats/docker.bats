@@ -1,0 +1,181 @@
+#!/usr/bin/env bats
+# docker (Debian's docker.io) with husk as a runtime: a private dockerd
+# and containerd started here, an image made from busybox-static with
+# `docker import`, no registry.  One container (one TCG VM) at a time.
+
+load lib/engines.sh
+
+bats_require_minimum_version 1.5.0
+
+IMG=husk-busybox:test
+
+setup_file() {
+	engines_skip_unless_ready docker
+	engines_setup
+	engines_start_containerd
+	engines_start_dockerd
+	engines_import_image "$IMG"
+}
+
+teardown_file() {
+	engines_teardown
+	[ -n "${EN:-}" ] && rm -rf "$EN"
+	true
+}
+
+teardown() {
+	[ -n "${BATS_TEST_COMPLETED:-}" ] || engines_show_logs
+	tmux -L "husk-dk-$$" kill-server 2>/dev/null || true
+}
+
+hk_run() {
+	dk run --runtime husk --network none "$@"
+}
+
+# Wait until container $1 has printed $2 (docker logs).
+wait_log() {
+	for _ in $(seq 1 300); do
+		dk logs "$1" 2>&1 | grep -q -- "$2" && return 0
+		sleep 0.1
+	done
+	dk logs "$1"
+	return 1
+}
+
+@test "docker run --rm: output from the VM and the exit code" {
+	run --separate-stderr timeout 180 "$DOCKER_BIN" -H "unix://$EN/docker.sock" \
+		run --rm --runtime husk --network none "$IMG" \
+		sh -c 'uname -r; echo to-stderr >&2; exit 7'
+	echo "$output / $stderr"
+	[ "$status" -eq 7 ]
+	[ -n "$output" ]
+	[ "$output" != "$(uname -r)" ]
+	[[ "$stderr" == *to-stderr* ]]
+	# --rm removed it, and husk has nothing of it either.
+	[ -z "$(dk ps -aq)" ]
+	grep -q " create .*--bundle" "$EN/runtime.calls"
+	for r in $(_engines_husk_roots); do
+		run "$BUILD/bin/husk" --root "$r" list --quiet
+		[ -z "$output" ]
+	done
+}
+
+@test "docker run -d, exec with and without -t, logs, top, stop (SIGTERM seen)" {
+	run timeout 180 "$DOCKER_BIN" -H "unix://$EN/docker.sock" run -d \
+		--runtime husk --network none --name d1 "$IMG" \
+		sh -c 'trap "echo got-TERM; exit 0" TERM; echo started; while true; do sleep 1; done'
+	[ "$status" -eq 0 ]
+	wait_log d1 started
+	[ "$(dk inspect -f '{{.State.Running}}' d1)" = true ]
+
+	run timeout 60 "$DOCKER_BIN" -H "unix://$EN/docker.sock" exec d1 \
+		sh -c 'echo in-exec; test -t 0 || echo no-tty; exit 5'
+	[ "$status" -eq 5 ]
+	[[ "$output" == *in-exec* && "$output" == *no-tty* ]]
+
+	# -t: a terminal in the guest, through a pty here.
+	run timeout 60 script -qec "$DOCKER_BIN -H unix://$EN/docker.sock exec -t d1 sh -c 'test -t 0 && echo is-a-tty; tty'" /dev/null
+	[ "$status" -eq 0 ]
+	[[ "$output" == *is-a-tty* && "$output" == */dev/pts/* ]]
+
+	run dk logs d1
+	[[ "$output" == *started* ]]
+
+	# docker top lists host processes: the one standing for the
+	# container is its shim.
+	run timeout 60 "$DOCKER_BIN" -H "unix://$EN/docker.sock" top d1
+	[ "$status" -eq 0 ]
+	echo "$output"
+	[ "$(echo "$output" | wc -l)" -eq 2 ]
+	[[ "$output" == *husk-shim* ]]
+	id=$(dk inspect -f '{{.Id}}' d1)
+	[[ "$output" == *"--container $id"* ]]
+
+	run timeout 60 "$DOCKER_BIN" -H "unix://$EN/docker.sock" stop -t 30 d1
+	[ "$status" -eq 0 ]
+	[ "$(dk inspect -f '{{.State.ExitCode}}' d1)" -eq 0 ]
+	run dk logs d1
+	[[ "$output" == *got-TERM* ]]
+	run dk rm d1
+	[ "$status" -eq 0 ]
+	[ -z "$(dk ps -aq)" ]
+}
+
+@test "docker kill stops it with SIGKILL; docker rm removes it" {
+	run timeout 180 "$DOCKER_BIN" -H "unix://$EN/docker.sock" run -d \
+		--runtime husk --network none --name k1 "$IMG" \
+		sh -c 'trap "" TERM; echo started; while true; do sleep 1; done'
+	[ "$status" -eq 0 ]
+	wait_log k1 started
+	# A signal the process traps reaches it and leaves it running.
+	run dk exec k1 true
+	[ "$status" -eq 0 ]
+	run timeout 60 "$DOCKER_BIN" -H "unix://$EN/docker.sock" kill k1
+	[ "$status" -eq 0 ]
+	for _ in $(seq 1 100); do
+		[ "$(dk inspect -f '{{.State.Running}}' k1)" = false ] && break
+		sleep 0.1
+	done
+	[ "$(dk inspect -f '{{.State.Running}} {{.State.ExitCode}}' k1)" = "false 137" ]
+	run timeout 60 "$DOCKER_BIN" -H "unix://$EN/docker.sock" rm k1
+	[ "$status" -eq 0 ]
+	run dk inspect k1
+	[ "$status" -ne 0 ]
+	for r in $(_engines_husk_roots); do
+		run "$BUILD/bin/husk" --root "$r" list --quiet
+		[ -z "$output" ]
+	done
+}
+
+@test "docker run -it through a pty answers typed input" {
+	command -v tmux >/dev/null || skip "no tmux"
+	sess=husk-dk-$$
+	tmux -L "$sess" new-session -d -x 80 -y 24 \
+		"$DOCKER_BIN -H unix://$EN/docker.sock run -it --rm --runtime husk --network none $IMG sh; echo \$? >$EN/it.rc; sleep 60"
+	pane() { tmux -L "$sess" capture-pane -p -t 0; }
+	wait_for() {
+		for _ in $(seq 1 600); do pane | grep -q -- "$1" && return 0; sleep 0.2; done
+		pane
+		return 1
+	}
+	wait_for '^/ #'
+	tmux -L "$sess" send-keys -t 0 'echo hi-$((6*7))' Enter
+	wait_for "^hi-42"
+	# docker sends the window size once the container started, as it
+	# does to runc; the shell may be up before it arrives.
+	for _ in $(seq 1 30); do
+		tmux -L "$sess" send-keys -t 0 'stty size' Enter
+		pane | grep -q "^24 80" && break
+		sleep 1
+	done
+	wait_for "^24 80"
+	tmux -L "$sess" send-keys -t 0 'exit 9' Enter
+	for _ in $(seq 1 300); do [ -s "$EN/it.rc" ] && break; sleep 0.1; done
+	tmux -L "$sess" kill-server 2>/dev/null || true
+	[ "$(cat "$EN/it.rc")" = 9 ]
+}
+
+@test "nothing left after docker rm -f and stopping the daemons" {
+	run timeout 180 "$DOCKER_BIN" -H "unix://$EN/docker.sock" run -d \
+		--runtime husk --network none --name f1 "$IMG" sleep 100000
+	[ "$status" -eq 0 ]
+	for _ in $(seq 1 100); do
+		[ "$(dk inspect -f '{{.State.Running}}' f1)" = true ] && break
+		sleep 0.1
+	done
+	id=$(dk inspect -f '{{.Id}}' f1)
+	pgrep -f "qemu-system.*$id" >/dev/null
+	run timeout 60 "$DOCKER_BIN" -H "unix://$EN/docker.sock" rm -f f1
+	[ "$status" -eq 0 ]
+	for _ in $(seq 1 100); do
+		pgrep -f "$id" >/dev/null || break
+		sleep 0.1
+	done
+	run ! pgrep -af "$id"
+	_engines_kill_pidfile "$EN/dockerd.bgpid"
+	_engines_kill_pidfile "$EN/containerd.pid"
+	engines_assert_clean
+	for r in $(_engines_husk_roots); do
+		[ -z "$(ls -A "$r")" ]
+	done
+}
