@@ -517,7 +517,7 @@ int cmd_ps(struct husk_ctx *ctx, int argc, char **argv,
 	struct layout l = { .n = 0 };
 	struct husk_entry e;
 	struct husk_container c;
-	json_t *res = NULL, *procs, *p;
+	json_t *res = NULL, *procs;
 	size_t i;
 	int ch, rc = -1, live;
 
