@@ -27,7 +27,7 @@ show_console() {
 
 @test "agent-vm: the agent answers ping over virtio-serial" {
 	run "$IPC" -t 90 "$VT/agent.sock" ping
-	[ "$status" -eq 0 ] || show_console
+	[ "$status" -eq 0 ] || { show_console; false; }
 	[ "$output" = "{}" ]
 	run "$IPC" "$VT/agent.sock" get_guest_details
 	[[ "$output" == *'"host_mode":false'* ]]
@@ -37,7 +37,7 @@ show_console() {
 @test "agent-vm: echo hello in a busybox container from virtio-fs" {
 	local spec='{"process":{"args":["sh","-c","echo hello; hostname"],"env":["PATH=/bin"],"cwd":"/"},"root":{"path":"rootfs"},"hostname":"vmc","mounts":[{"destination":"/proc","type":"proc","source":"proc"},{"destination":"/dev","type":"tmpfs","source":"tmpfs","options":["nosuid","mode=755"]}],"linux":{"namespaces":[{"type":"pid"},{"type":"mount"},{"type":"ipc"},{"type":"uts"}]}}'
 	run "$CLIENT" --no-stdin "$VT/agent.sock" run c1 "$spec"
-	[ "$status" -eq 0 ] || show_console
+	[ "$status" -eq 0 ] || { show_console; false; }
 	[ "$output" = $'hello\nvmc' ]
 }
 
@@ -46,6 +46,7 @@ show_console() {
 	local pid
 	pid=$(cat "$VT/qemu.pid")
 	for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-	! kill -0 "$pid" 2>/dev/null
+	run kill -0 "$pid"
+	[ "$status" -ne 0 ]
 	grep -q "reboot: Power down" "$VT/console.log"
 }
