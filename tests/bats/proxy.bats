@@ -30,7 +30,8 @@ proxy_alive() { kill -0 "$PROXY_PID"; }
 
 @test "proxy: ping reaches the agent, proxy_status reports" {
 	run pipc ping '{}'
-	[ "$status" -eq 0 ] && [ "$output" = "{}" ]
+	[ "$status" -eq 0 ]
+	[ "$output" = "{}" ]
 	run pipc version
 	[[ "$output" == *'"agent_version":"fake"'* ]]
 	run pipc proxy_status
@@ -83,7 +84,8 @@ proxy_alive() { kill -0 "$PROXY_PID"; }
 	px_start c1
 	run "$IPC" -t 0.1 "$PS" wait_process '{"container_id":"c1"}'
 	[ "$status" -ne 0 ]
-	sleep 0.7         # the late answer arrives and is dropped
+	# the late answer arrives and is dropped: no call left
+	wait_for calls_pending 0
 	run pipc wait_process '{"container_id":"c1"}'
 	[ "$output" = '{"status":3}' ]
 	proxy_alive
@@ -103,9 +105,7 @@ proxy_alive() { kill -0 "$PROXY_PID"; }
 @test "proxy: output waits for a subscriber and is flushed to it" {
 	px_ctr c1 'echo early; echo late-err >&2'
 	px_start c1
-	sleep 0.3
-	run pipc proxy_status
-	[[ "$output" == *'"unsubscribed_bytes":15'* ]]
+	wait_for unsubscribed_bytes 15
 	"$SHIM" --proxy "$PS" --container c1 </dev/null >"$T/out" 2>"$T/err"
 	[ "$(cat "$T/out")" = early ]
 	[ "$(cat "$T/err")" = late-err ]
@@ -129,8 +129,14 @@ proxy_alive() { kill -0 "$PROXY_PID"; }
 	[[ "$output" == *'"connects":2'* ]]
 }
 
-# The fake agent turns hostile when pinged with {hostile: true}.
+# calls_pending N, unsubscribed_bytes N: proxy_status says so.
+calls_pending() { pipc proxy_status | grep -q "\"calls\":$1[,}]"; }
+unsubscribed_bytes() { pipc proxy_status | grep -q "\"unsubscribed_bytes\":$1[,}]"; }
+
+# The fake agent turns hostile when pinged with {hostile: true}; the
+# proxy must close the connection for the reason $2 (a grep pattern).
 hostile() {
+	[ -n "$2" ]
 	kill "$PROXY_PID"; wait "$PROXY_PID" || true
 	kill "$AGENT_PID"; wait "$AGENT_PID" || true
 	rm -f "$T/agent.log"
@@ -141,7 +147,7 @@ hostile() {
 	run pipc ping '{"hostile":true}'
 	wait "$WAITER" || true
 	echo "wait: $(cat "$T/wait.out")"
-	grep -q "agent connection closed" "$T/wait.out"
+	grep -q "agent connection closed: .*$2" "$T/wait.out"
 	grep -q "code unavailable" "$T/wait.out"
 	grep -q "agent connection closed: .*$2" "$T/proxy.log"
 	proxy_alive
@@ -151,16 +157,16 @@ hostile() {
 	[ "$status" -eq 0 ]
 }
 
-@test "proxy: hostile agent: garbage bytes" { hostile garbage ""; }
-@test "proxy: hostile agent: oversized frame" { hostile oversize "frame"; }
-@test "proxy: hostile agent: malformed message" { hostile malformed ""; }
+@test "proxy: hostile agent: garbage bytes" { hostile garbage "type 0xc1 at byte 0 is not accepted"; }
+@test "proxy: hostile agent: oversized frame" { hostile oversize "frame of [0-9]* bytes is over the limit"; }
+@test "proxy: hostile agent: malformed message" { hostile malformed "message type: expected 0, 1 or 2"; }
 @test "proxy: hostile agent: answer to an id never asked" { hostile unsolicited "unknown msgid"; }
 @test "proxy: hostile agent: the same answer twice" { hostile dup-answer "unknown msgid"; }
 @test "proxy: hostile agent: output for processes nobody created" { hostile flood "never created"; }
 @test "proxy: hostile agent: output beyond the window" { hostile window "overruns the window"; }
 @test "proxy: hostile agent: output after the end of a stream" { hostile after-eof "after its end"; }
 @test "proxy: hostile agent: output_ack sent to the host" { hostile bad-notify "unexpected notification output_ack"; }
-@test "proxy: hostile agent: a request to the host" { hostile request ""; }
+@test "proxy: hostile agent: a request to the host" { hostile request "agent broke the protocol: unexpected request ping"; }
 
 @test "proxy: usage errors exit 100" {
 	run "$PROXY" --socket "$T/x.sock"
