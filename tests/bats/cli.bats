@@ -101,10 +101,17 @@ write_spec() {
 }
 
 @test "bad ids are refused before anything is touched" {
-	for id in "../x" "a/b" ".hidden" "-dash" "" "$(printf 'x%.0s' {1..129})"; do
-		run husk create --bundle "$T/bundle" -- "$id"
-		[ "$status" -ne 0 ]
-		[[ "$output" == *"id"* ]]
+	# A valid bundle: only the id can be what is refused.
+	"$HUSK" spec --bundle "$T/bundle"
+	local ids=("../x" "a/b" ".hidden" "-dash" "" "$(printf 'x%.0s' {1..129})")
+	local why=("must not start with '.'" "only A-Z a-z 0-9 _ . + - are allowed"
+		"must not start with '.'" "must not start with '-'" "is empty"
+		"is longer than 128 bytes")
+	for i in "${!ids[@]}"; do
+		run husk create --bundle "$T/bundle" -- "${ids[$i]}"
+		echo "$output"
+		[ "$status" -eq 1 ]
+		[[ "$output" == *"container id"*"${why[$i]}"* ]]
 	done
 	[ ! -e "$T/x" ]
 	run ls -A "$ROOT"

@@ -100,8 +100,8 @@ wait_not_inside() {
 	head -c 200000 /dev/urandom >"$BATS_TEST_TMPDIR/blob"
 	# busybox nc -l ends the connection at EOF on its stdin: keep it open
 	hostns busybox nc -l -p 5001 >"$BATS_TEST_TMPDIR/got" < <(sleep 30) &
-	# listening: port 5001 (0x1389) in state LISTEN (0A)
-	wait_for hostns grep -q ':1389 00000000:0000 0A' /proc/net/tcp
+	listening() { [ -n "$(hostns ss -Hltn 'sport = :5001')" ]; }
+	wait_for listening
 	husk exec c1 sh -c 'head -c 200000 /dev/zero | nc -w 5 10.201.0.1 5001'
 	wait $!
 	[ "$(stat -c %s "$BATS_TEST_TMPDIR/got")" -eq 200000 ]

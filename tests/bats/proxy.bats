@@ -80,10 +80,12 @@ proxy_alive() { kill -0 "$PROXY_PID"; }
 }
 
 @test "proxy: a client that leaves mid-call costs nothing to the others" {
-	px_ctr c1 'sleep 0.5; exit 3'
+	# The process ends only once the client has left.
+	px_ctr c1 "while [ ! -e $T/go ]; do sleep 0.05; done; exit 3"
 	px_start c1
 	run "$IPC" -t 0.1 "$PS" wait_process '{"container_id":"c1"}'
 	[ "$status" -ne 0 ]
+	touch "$T/go"
 	# the late answer arrives and is dropped: no call left
 	wait_for calls_pending 0
 	run pipc wait_process '{"container_id":"c1"}'
