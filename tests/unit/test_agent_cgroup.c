@@ -384,8 +384,8 @@ static void test_live(void **state)
 	at_uint(at_get(st, "io"), "write_bytes");
 
 	/* Not empty: rmdir refuses, after its retries, and says why; the
-	 * directory stays. */
-	for (int i = 0; i < CG_NCTRL + 1; i++) {
+	 * directory stays (one hierarchy is enough: each costs a second). */
+	for (int i = CG_NCTRL; i >= 0; i--) {
 		const char *d = i < CG_NCTRL ? cg->v1[i] : cg->v2;
 		const char *base = i < CG_NCTRL ? cgs.v1_base[i] : cgs.v2_base;
 
@@ -396,6 +396,7 @@ static void test_live(void **state)
 		assert_non_null(strstr(t->err->msg, strerror(EBUSY)));
 		husk_err_clear(&t->err);
 		assert_int_equal(access(d, F_OK), 0);
+		break;
 	}
 	/* Empty: it goes. */
 	reap(child);
