@@ -190,6 +190,7 @@ write_spec() {
 
 	# Nothing of c1 is left behind by any of these.
 	run husk list --quiet
+	[ "$status" -eq 0 ]
 	[ -z "$output" ]
 	[ -z "$(ls -A "$ROOT" 2>/dev/null)" ]
 }
