@@ -138,12 +138,13 @@ tests-build: $(UNIT_BINS) $(HELP_BINS)
 # make check: everything a fresh clone needs, then every test (bats
 # files linted first), then what guards the decoders: the fuzz targets
 # replay their corpora, and the unit tests run under ASan and UBSan.
-# The runner's last line is "N passed, N failed".
+# Each part runs whatever the one before gave; each runner ends with
+# "N passed, N failed".
 check: deps
 	$(Q)$(MAKE) --no-print-directory WERROR=1 all guest
-	$(Q)BUILD=$(B) tests/run
-	$(Q)$(MAKE) --no-print-directory fuzz-replay
-	$(Q)$(MAKE) --no-print-directory unit-asan
+	$(Q)rc=0; BUILD=$(B) tests/run || rc=1; \
+	    $(MAKE) --no-print-directory fuzz-replay || rc=1; \
+	    $(MAKE) --no-print-directory unit-asan || rc=1; exit $$rc
 
 # The unit tests alone, instrumented (build/asan); `make asan` runs
 # every test so.
