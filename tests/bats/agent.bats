@@ -322,8 +322,9 @@ run_sh() { "$CLIENT" --no-stdin "$S" run "${CID:-c1}" "$(sh_spec "$1")"; }
 
 @test "agent: a new connection replaces the old one and output continues" {
 	# The process writes only once the first host has gone and a new
-	# one is connected: its output must reach the new one.
-	"$CLIENT" --detach "$S" run c1 "$(sh_spec 'while [ ! -e /go ]; do sleep 0.05; done; echo late')"
+	# one is connected: its output must reach the new one.  It ends
+	# only after that, so the output is the one notification.
+	"$CLIENT" --detach "$S" run c1 "$(sh_spec 'while [ ! -e /go ]; do sleep 0.05; done; echo late; while [ ! -e /done ]; do sleep 0.05; done')"
 	"$IPC" -t 60 --listen --count 1 "$S" ping '{}' >"$T/listen" 2>&1 &
 	listener=$!
 	wait_for grep -qx '{}' "$T/listen"
@@ -333,6 +334,7 @@ run_sh() { "$CLIENT" --no-stdin "$S" run "${CID:-c1}" "$(sh_spec "$1")"; }
 	cat "$T/listen"
 	[ "$st" -eq 0 ]
 	grep -q '"method":"output".*"late' "$T/listen"
+	touch "$T/share/rootfs/done"
 	run ipc wait_process '{"container_id":"c1","exec_id":""}'
 	[ "$output" = '{"status":0}' ]
 }
