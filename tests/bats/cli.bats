@@ -255,3 +255,32 @@ write_spec() {
 	grep -q '"level":"error"' "$T/log.json"
 	grep -q 'does not exist' "$T/log.json"
 }
+
+@test "version, --log-format text, and HUSK_CONFIG under --config" {
+	run husk version
+	[ "$status" -eq 0 ]
+	[[ "${lines[0]}" == "husk version "* ]]
+	[[ "${lines[1]}" == "spec: 1.0."* ]]
+	# text: a UTC timestamp, the program and pid, the level, the message
+	run husk --log "$T/log.txt" --log-format text state nosuch
+	[ "$status" -eq 1 ]
+	cat "$T/log.txt"
+	grep -qE '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+Z husk\[[0-9]+\]: error: container nosuch does not exist$' "$T/log.txt"
+	run husk --log-format yaml state nosuch
+	[ "$status" -eq 100 ]
+	[[ "$output" == *"--log-format: 'yaml' is not text or json"* ]]
+	# HUSK_CONFIG stands for the default file; --config wins over it.
+	printf '[hypervisor]\nvcpus = 3\nmax_vcpus = 4\n' >"$T/env.conf"
+	printf '[hypervisor]\nvcpus = 2\n' >"$T/opt.conf"
+	run env HUSK_CONFIG="$T/env.conf" "$HUSK" --root "$ROOT" env
+	[ "$status" -eq 0 ]
+	[[ "${lines[0]}" == *"($T/env.conf)"* ]]
+	[[ "$output" == *$'\nvcpus = 3\n'* ]]
+	run env HUSK_CONFIG="$T/env.conf" "$HUSK" --root "$ROOT" --config "$T/opt.conf" env
+	[ "$status" -eq 0 ]
+	[[ "${lines[0]}" == *"($T/opt.conf)"* ]]
+	[[ "$output" == *$'\nvcpus = 2\n'* ]]
+	run env HUSK_CONFIG="$T/nope.conf" "$HUSK" --root "$ROOT" env
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"open configuration \`$T/nope.conf\`: No such file or directory"* ]]
+}
