@@ -347,3 +347,50 @@ kill_and_delete() {
 	[ ! -e "$long/$id" ]
 	! pgrep -f "qemu-system.*$id"
 }
+
+@test "run --keep forwards its signals; kill: TERM by default, by number, --all" {
+	b="$BATS_TEST_TMPDIR/sig"
+	# Each handler leaves a mark in /dev/shm (the container's tmpfs).
+	# (No quotes: make_bundle writes the arguments into JSON as they are.)
+	make_bundle "$b" sh -c 'u1() { touch /dev/shm/init-USR1; }; te() { touch /dev/shm/init-TERM; }; u2() { touch /dev/shm/init-USR2; }; trap u1 USR1; trap te TERM; trap u2 USR2; touch /dev/shm/ready; while :; do sleep 0.1; done'
+	"$HUSK_BIN" --root "$ROOT" run --keep --bundle "$b" sg </dev/null \
+		>"$BATS_TEST_TMPDIR/sg.out" 2>&1 &
+	pid=$!
+	marked() { husk exec sg test -e "/dev/shm/$1"; }
+	wait_for marked ready
+	# A signal to husk run reaches the container's process.
+	kill -USR1 "$pid"
+	wait_for marked init-USR1
+	# kill with no signal sends TERM.
+	run husk kill sg
+	[ "$status" -eq 0 ]
+	wait_for marked init-TERM
+	# Without --all only the container's process gets it; with it,
+	# every process of the container.
+	husk exec -d sg sh -c 'trap "touch /dev/shm/exec-USR2" USR2; touch /dev/shm/exec-ready; while :; do sleep 0.1; done'
+	wait_for marked exec-ready
+	run husk kill sg USR2
+	[ "$status" -eq 0 ]
+	wait_for marked init-USR2
+	run marked exec-USR2
+	[ "$status" -ne 0 ]
+	husk exec sg rm /dev/shm/init-USR2
+	run husk kill --all sg USR2
+	[ "$status" -eq 0 ]
+	wait_for marked exec-USR2
+	wait_for marked init-USR2
+	# A number: 9 ends it, and run says 128+9.
+	run husk kill sg 9
+	[ "$status" -eq 0 ]
+	st=0
+	wait "$pid" || st=$?
+	cat "$BATS_TEST_TMPDIR/sg.out"
+	[ "$st" -eq 137 ]
+	# --keep: the stopped container stays until deleted.
+	run husk state sg
+	[ "$status" -eq 0 ]
+	[[ "$output" == *'"status": "stopped"'* ]]
+	run husk delete sg
+	[ "$status" -eq 0 ]
+	assert_gone sg
+}
