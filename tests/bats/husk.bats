@@ -394,3 +394,36 @@ kill_and_delete() {
 	[ "$status" -eq 0 ]
 	assert_gone sg
 }
+
+@test "a component that dies under run or exec in the foreground: 112" {
+	# QEMU killed under `husk run`.
+	"$HUSK_BIN" --root "$ROOT" run --bundle "$B" dq </dev/null \
+		>"$BATS_TEST_TMPDIR/dq.out" 2>&1 &
+	pid=$!
+	wait_status dq running
+	kill -9 "$(pgrep -f "qemu-system.*$ROOT/dq/" | head -n 1)"
+	st=0
+	wait "$pid" || st=$?
+	cat "$BATS_TEST_TMPDIR/dq.out"
+	[ "$st" -eq 112 ]
+	# and, without --keep, run deleted what was left
+	assert_gone dq
+	run husk state dq
+	[[ "$output" == *"does not exist"* ]]
+	# The proxy killed under `husk exec`.
+	run husk_detached run --detach --bundle "$B" dp
+	[ "$status" -eq 0 ]
+	wait_status dp running
+	"$HUSK_BIN" --root "$ROOT" exec dp sh -c 'touch /dev/shm/in; sleep 1000' </dev/null \
+		>"$BATS_TEST_TMPDIR/dp.out" 2>&1 &
+	pid=$!
+	wait_for husk exec dp test -e /dev/shm/in
+	kill -9 "$(pgrep -f "husk-proxy.*$ROOT/dp/" | head -n 1)"
+	st=0
+	wait "$pid" || st=$?
+	cat "$BATS_TEST_TMPDIR/dp.out"
+	[ "$st" -eq 112 ]
+	run husk delete --force dp
+	[ "$status" -eq 0 ]
+	assert_gone dp
+}
