@@ -427,3 +427,27 @@ kill_and_delete() {
 	[ "$status" -eq 0 ]
 	assert_gone dp
 }
+
+@test "delete --force of a pod's own container takes its members along" {
+	s="$BATS_TEST_TMPDIR/s" c="$BATS_TEST_TMPDIR/c"
+	make_bundle "$s" sleep 100000
+	set_annotations "$s" '{"io.kubernetes.cri.container-type": "sandbox"}'
+	make_bundle "$c" sleep 100000
+	set_annotations "$c" '{"io.kubernetes.cri.container-type": "container", "io.kubernetes.cri.sandbox-id": "pod2"}'
+	run husk_detached run --detach --bundle "$s" pod2
+	[ "$status" -eq 0 ]
+	wait_status pod2 running
+	run husk_detached run --detach --bundle "$c" app2
+	[ "$status" -eq 0 ]
+	wait_status app2 running
+	run husk delete --force pod2
+	echo "$output"
+	[ "$status" -eq 0 ]
+	assert_gone app2
+	assert_gone pod2
+	run husk state app2
+	[[ "$output" == *"container app2 does not exist"* ]]
+	run husk list --quiet
+	[ "$status" -eq 0 ]
+	[[ "$output" != *pod2* && "$output" != *app2* ]]
+}
