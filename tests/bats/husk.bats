@@ -451,3 +451,42 @@ kill_and_delete() {
 	[ "$status" -eq 0 ]
 	[[ "$output" != *pod2* && "$output" != *app2* ]]
 }
+
+@test "update: cpu, cpuset, memory reservation and --resources, read back in the guest" {
+	run husk_detached run --detach --bundle "$B" up
+	[ "$status" -eq 0 ]
+	wait_status up running
+	# A file of the container's own cgroup in the guest.
+	cgfile() {
+		husk exec up sh -c 'cat "/sys/fs/cgroup$(sed -n "s/^0:://p" /proc/self/cgroup)/'"$1"'"'
+	}
+	run husk update --cpu-quota 50000 --cpu-period 100000 --cpu-share 512 \
+		--memory-reservation 32M up
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ "$(cgfile cpu.max)" = "50000 100000" ]
+	# runc's conversion: 1 + (512 - 2) * 9999 / 262142
+	[ "$(cgfile cpu.weight)" = 20 ]
+	[ "$(cgfile memory.low)" = 33554432 ]
+	run husk update --cpuset-cpus 0 --cpuset-mems 0 up
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ "$(cgfile cpuset.cpus)" = 0 ]
+	[ "$(cgfile cpuset.mems)" = 0 ]
+	echo '{"pids": {"limit": 77}}' >"$BATS_TEST_TMPDIR/res.json"
+	run husk update --resources "$BATS_TEST_TMPDIR/res.json" up
+	[ "$status" -eq 0 ]
+	[ "$(cgfile pids.max)" = 77 ]
+	run husk update --resources - up <<<'{"pids": {"limit": 78}}'
+	[ "$status" -eq 0 ]
+	[ "$(cgfile pids.max)" = 78 ]
+	run husk update --cpu-quota soon up
+	[ "$status" -eq 100 ]
+	[[ "$output" == *"'soon' is not a valid value for cpu.quota"* ]]
+	run husk update --resources - up <<<'[1]'
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"update --resources -: not a JSON object"* ]]
+	run husk delete --force up
+	[ "$status" -eq 0 ]
+	assert_gone up
+}
