@@ -490,3 +490,19 @@ kill_and_delete() {
 	[ "$status" -eq 0 ]
 	assert_gone up
 }
+
+@test "--debug: the steps at debug level in the log, none without it" {
+	b="$BATS_TEST_TMPDIR/dbg"
+	make_bundle "$b" echo dbg-ok
+	run husk --debug --log "$BATS_TEST_TMPDIR/debug.log" run --bundle "$b" dbg
+	[ "$status" -eq 0 ]
+	[[ "$output" == *dbg-ok* ]]
+	cat "$BATS_TEST_TMPDIR/debug.log"
+	grep -q ': debug: ' "$BATS_TEST_TMPDIR/debug.log"
+	run husk --log "$BATS_TEST_TMPDIR/quiet.log" run --bundle "$b" dbg2
+	[ "$status" -eq 0 ]
+	run grep -c ': debug: ' "$BATS_TEST_TMPDIR/quiet.log"
+	[ "$output" = 0 ]
+	assert_gone dbg
+	assert_gone dbg2
+}
