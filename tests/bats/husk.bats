@@ -506,3 +506,28 @@ kill_and_delete() {
 	assert_gone dbg
 	assert_gone dbg2
 }
+
+@test "exec --additional-gids, --cap and --no-new-privs" {
+	b="$BATS_TEST_TMPDIR/xo"
+	make_bundle "$b" sleep 100000
+	# no_new_privs off in the container, so that the option shows
+	sed -i 's/"noNewPrivileges": true/"noNewPrivileges": false/' "$b/config.json"
+	run husk_detached run --detach --bundle "$b" xo
+	[ "$status" -eq 0 ]
+	wait_status xo running
+	run husk exec --user 1000:1000 --additional-gids 10 --additional-gids 20 xo id -G
+	[ "$status" -eq 0 ]
+	[[ " $output " == *" 10 "* && " $output " == *" 20 "* ]]
+	# CAP_SYS_TIME is bit 25 (0x2000000): not in the spec's sets, added
+	# by --cap.
+	capeff() { husk exec "$@" xo sh -c 'grep ^CapEff /proc/self/status' | awk '{ print $2 }'; }
+	[ $(( 0x$(capeff) & 0x2000000 )) -eq 0 ]
+	[ $(( 0x$(capeff --cap CAP_SYS_TIME) & 0x2000000 )) -ne 0 ]
+	run husk exec xo sh -c 'grep ^NoNewPrivs /proc/self/status'
+	[[ "$output" == *"NoNewPrivs:"*"0" ]]
+	run husk exec --no-new-privs xo sh -c 'grep ^NoNewPrivs /proc/self/status'
+	[[ "$output" == *"NoNewPrivs:"*"1" ]]
+	run husk delete --force xo
+	[ "$status" -eq 0 ]
+	assert_gone xo
+}
