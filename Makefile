@@ -2,9 +2,13 @@
 #
 #   make            build libraries and programs
 #   make deps       install the Debian packages the build and tests need
-#   make check      deps, build, unit tests, bats tests
-#   make asan       the same under AddressSanitizer + UBSan (build/asan)
+#   make check      deps, build, lint, unit and bats tests, fuzz corpora
+#                   replayed, unit tests under ASan + UBSan
+#   make asan       every test under AddressSanitizer + UBSan (build/asan)
 #   make fuzz       libFuzzer targets (clang) into build/fuzz
+#   make fuzz-replay  each target's corpus run once
+#   make unit-asan  the unit tests under ASan + UBSan
+#   make lint       tests/lint-bats over the bats files
 #   make bench      benchmarks (prints tables)
 #   make install    PREFIX=/usr/local DESTDIR=
 #
@@ -131,11 +135,27 @@ $(B)/tests/helpers/%: $(B)/obj/tests/helpers/%.o $(LIBS)
 
 tests-build: $(UNIT_BINS) $(HELP_BINS)
 
-# make check: everything a fresh clone needs, then every test.  The last
-# line is the runner's "N passed, N failed".
+# make check: everything a fresh clone needs, then every test (bats
+# files linted first), then what guards the decoders: the fuzz targets
+# replay their corpora, and the unit tests run under ASan and UBSan.
+# Each part runs whatever the one before gave; each runner ends with
+# "N passed, N failed".
 check: deps
 	$(Q)$(MAKE) --no-print-directory WERROR=1 all guest
-	$(Q)BUILD=$(B) tests/run
+	$(Q)rc=0; BUILD=$(B) tests/run || rc=1; \
+	    $(MAKE) --no-print-directory fuzz-replay || rc=1; \
+	    $(MAKE) --no-print-directory unit-asan || rc=1; exit $$rc
+
+# The unit tests alone, instrumented (build/asan); `make asan` runs
+# every test so.
+unit-asan: deps
+	$(Q)$(MAKE) --no-print-directory BUILD=build/asan SAN=1 WERROR=1 \
+	    tests-build
+	$(Q)BUILD=build/asan HUSK_ASAN=1 ASAN_OPTIONS=abort_on_error=0 \
+	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 tests/run unit
+
+lint:
+	$(Q)tests/lint-bats
 
 unit: tests-build
 	$(Q)BUILD=$(B) tests/run unit
@@ -155,15 +175,39 @@ asan:
 FUZZ_SRC  := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BINS := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRC))
 FUZZ_LIBSRC := $(LIBHUSK_SRC) $(LIBIPC_SRC) $(FUZZ_EXTRA_SRC)
+FUZZ_OBJS := $(patsubst %.c,build/fuzz/obj/%.o,$(FUZZ_LIBSRC))
+FUZZ_CFLAGS := -D_GNU_SOURCE -I. $(PKG_CFLAGS) -std=gnu11 -g -O1 -MMD -MP
 FUZZ_TIME ?= 60
 
-build/fuzz/%: tests/fuzz/%.c $(FUZZ_LIBSRC)
+# The library sources once, instrumented; each target links them.
+build/fuzz/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	@echo "  FUZZCC  $<"
+	$(Q)clang $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link,address,undefined \
+	    -c -o $@ $<
+
+$(FUZZ_BINS): build/fuzz/%: tests/fuzz/%.c $(FUZZ_OBJS)
 	@mkdir -p $(dir $@)
 	@echo "  FUZZ    $@"
-	$(Q)clang -D_GNU_SOURCE -I. $(PKG_CFLAGS) -std=gnu11 -g -O1 \
-	    -fsanitize=fuzzer,address,undefined -o $@ $^ $(LDLIBS)
+	$(Q)clang $(FUZZ_CFLAGS) -fsanitize=fuzzer,address,undefined \
+	    -o $@ $^ $(LDLIBS)
+
+-include $(FUZZ_OBJS:.o=.d) $(FUZZ_BINS:=.d)
 
 fuzz: deps $(FUZZ_BINS)
+
+# Every input of each target's corpus run once (no fuzzing): a decoder
+# that crashes or trips a sanitizer on one fails the check.
+fuzz-replay: fuzz
+	$(Q)for f in $(FUZZ_BINS); do \
+	    n=$$(basename $$f); \
+	    $$f -rss_limit_mb=2048 tests/fuzz/corpus/$$n/* \
+	        >build/fuzz/$$n.replay.log 2>&1 || { \
+	        tail -n 40 build/fuzz/$$n.replay.log; \
+	        echo "fuzz-replay: $$n failed (build/fuzz/$$n.replay.log)"; \
+	        exit 1; }; \
+	    echo "  REPLAY  $$n: $$(ls tests/fuzz/corpus/$$n | wc -l) inputs"; \
+	done
 
 fuzz-run: fuzz
 	$(Q)for f in $(FUZZ_BINS); do \
@@ -227,6 +271,7 @@ clean:
 	rm -rf $(B) build/asan build/fuzz
 
 .PHONY: all libs programs tests-build check unit asan fuzz fuzz-run \
+	fuzz-replay unit-asan lint \
 	bench deps install clean demo
 
 -include $(shell find $(B)/obj -name '*.d' 2>/dev/null)

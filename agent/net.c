@@ -779,6 +779,37 @@ static bool net_refused(struct agent *a, struct ipc_conn *c,
 	return true;
 }
 
+/* list_interfaces' result: {interfaces: [...]} */
+static void pack_interfaces(msgpack_packer *pk, struct nl_cache *links,
+			    struct nl_cache *addrs)
+{
+	msgpack_pack_map(pk, 1);
+	ipc_pack_key(pk, "interfaces");
+	msgpack_pack_array(pk, (uint32_t)nl_cache_nitems(links));
+	for (struct nl_object *o = nl_cache_get_first(links); o;
+	     o = nl_cache_get_next(o))
+		pack_iface(pk, (struct rtnl_link *)o, addrs);
+}
+
+/* list_routes' and update_routes' result: {routes: [...]}, the routes
+ * route_listed keeps. */
+static void pack_routes(msgpack_packer *pk, struct nl_cache *routes,
+			struct nl_cache *links)
+{
+	uint32_t n = 0;
+
+	for (struct nl_object *o = nl_cache_get_first(routes); o;
+	     o = nl_cache_get_next(o))
+		n += route_listed((struct rtnl_route *)o);
+	msgpack_pack_map(pk, 1);
+	ipc_pack_key(pk, "routes");
+	msgpack_pack_array(pk, n);
+	for (struct nl_object *o = nl_cache_get_first(routes); o;
+	     o = nl_cache_get_next(o))
+		if (route_listed((struct rtnl_route *)o))
+			pack_route(pk, (struct rtnl_route *)o, links);
+}
+
 static int snapshot(struct nl_sock *sk, struct nl_cache **links,
 		    struct nl_cache **addrs, struct nl_cache **routes,
 		    struct husk_err **err)
@@ -837,7 +868,6 @@ void agent_m_list_interfaces(struct ipc_conn *c, struct ipc_msg *m, void *arg)
 	cleanup_err struct husk_err *e = NULL;
 	cleanup_sock struct nl_sock *sk = NULL;
 	cleanup_cache struct nl_cache *links = NULL, *addrs = NULL;
-	msgpack_packer *pk;
 
 	if (net_refused(arg, c, m))
 		return;
@@ -845,13 +875,7 @@ void agent_m_list_interfaces(struct ipc_conn *c, struct ipc_msg *m, void *arg)
 		ipc_reply_err(c, m->msgid, e);
 		return;
 	}
-	pk = ipc_reply_begin(c, m->msgid);
-	msgpack_pack_map(pk, 1);
-	ipc_pack_key(pk, "interfaces");
-	msgpack_pack_array(pk, (uint32_t)nl_cache_nitems(links));
-	for (struct nl_object *o = nl_cache_get_first(links); o;
-	     o = nl_cache_get_next(o))
-		pack_iface(pk, (struct rtnl_link *)o, addrs);
+	pack_interfaces(ipc_reply_begin(c, m->msgid), links, addrs);
 	ipc_reply_send(c);
 }
 
@@ -860,24 +884,12 @@ static void reply_routes(struct ipc_conn *c, struct ipc_msg *m,
 {
 	cleanup_err struct husk_err *e = NULL;
 	cleanup_cache struct nl_cache *links = NULL, *routes = NULL;
-	msgpack_packer *pk;
-	uint32_t n = 0;
 
 	if (snapshot(sk, &links, NULL, &routes, &e) < 0) {
 		ipc_reply_err(c, m->msgid, e);
 		return;
 	}
-	for (struct nl_object *o = nl_cache_get_first(routes); o;
-	     o = nl_cache_get_next(o))
-		n += route_listed((struct rtnl_route *)o);
-	pk = ipc_reply_begin(c, m->msgid);
-	msgpack_pack_map(pk, 1);
-	ipc_pack_key(pk, "routes");
-	msgpack_pack_array(pk, n);
-	for (struct nl_object *o = nl_cache_get_first(routes); o;
-	     o = nl_cache_get_next(o))
-		if (route_listed((struct rtnl_route *)o))
-			pack_route(pk, (struct rtnl_route *)o, links);
+	pack_routes(ipc_reply_begin(c, m->msgid), routes, links);
 	ipc_reply_send(c);
 }
 

@@ -102,10 +102,17 @@ write_spec() {
 }
 
 @test "bad ids are refused before anything is touched" {
-	for id in "../x" "a/b" ".hidden" "-dash" "" "$(printf 'x%.0s' {1..129})"; do
-		run husk create --bundle "$T/bundle" -- "$id"
-		[ "$status" -ne 0 ]
-		[[ "$output" == *"id"* ]]
+	# A valid bundle: only the id can be what is refused.
+	"$HUSK" spec --bundle "$T/bundle"
+	local ids=("../x" "a/b" ".hidden" "-dash" "" "$(printf 'x%.0s' {1..129})")
+	local why=("must not start with '.'" "only A-Z a-z 0-9 _ . + - are allowed"
+		"must not start with '.'" "must not start with '-'" "is empty"
+		"is longer than 128 bytes")
+	for i in "${!ids[@]}"; do
+		run husk create --bundle "$T/bundle" -- "${ids[$i]}"
+		echo "$output"
+		[ "$status" -eq 1 ]
+		[[ "$output" == *"container id"*"${why[$i]}"* ]]
 	done
 	[ ! -e "$T/x" ]
 	run ls -A "$ROOT"
@@ -184,6 +191,7 @@ write_spec() {
 
 	# Nothing of c1 is left behind by any of these.
 	run husk list --quiet
+	[ "$status" -eq 0 ]
 	[ -z "$output" ]
 	[ -z "$(ls -A "$ROOT" 2>/dev/null)" ]
 }
@@ -442,4 +450,33 @@ plant_state() {
 	[ "$output" = 0 ]
 	# The log line quotes the escaped text as logrus does (\\ for \).
 	grep -q 'x\\\\x1b\[1A' "$T/log"
+}
+
+@test "version, --log-format text, and HUSK_CONFIG under --config" {
+	run husk version
+	[ "$status" -eq 0 ]
+	[[ "${lines[0]}" == "husk version "* ]]
+	[[ "${lines[1]}" == "spec: 1.0."* ]]
+	# text: runc's (logrus') shape: time, level, msg, then tag and pid
+	run husk --log "$T/log.txt" --log-format text state nosuch
+	[ "$status" -eq 1 ]
+	cat "$T/log.txt"
+	grep -qE '^time="[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+Z" level=error msg="container nosuch does not exist" tag=husk pid=[0-9]+$' "$T/log.txt"
+	run husk --log-format yaml state nosuch
+	[ "$status" -eq 100 ]
+	[[ "$output" == *"--log-format: 'yaml' is not text or json"* ]]
+	# HUSK_CONFIG stands for the default file; --config wins over it.
+	printf '[hypervisor]\nvcpus = 3\nmax_vcpus = 4\n' >"$T/env.conf"
+	printf '[hypervisor]\nvcpus = 2\n' >"$T/opt.conf"
+	run env HUSK_CONFIG="$T/env.conf" "$HUSK" --root "$ROOT" env
+	[ "$status" -eq 0 ]
+	[[ "${lines[0]}" == *"($T/env.conf)"* ]]
+	[[ "$output" == *$'\nvcpus = 3\n'* ]]
+	run env HUSK_CONFIG="$T/env.conf" "$HUSK" --root "$ROOT" --config "$T/opt.conf" env
+	[ "$status" -eq 0 ]
+	[[ "${lines[0]}" == *"($T/opt.conf)"* ]]
+	[[ "$output" == *$'\nvcpus = 2\n'* ]]
+	run env HUSK_CONFIG="$T/nope.conf" "$HUSK" --root "$ROOT" env
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"open configuration \`$T/nope.conf\`: No such file or directory"* ]]
 }

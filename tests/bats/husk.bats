@@ -121,9 +121,13 @@ teardown_file() {
 	run husk ps d1
 	[ "$status" -eq 0 ]
 	[[ "$output" == *PID* && "$output" == *"sleep 100000"* && "$output" == *"sleep 300"* ]]
+	ps_pid=$(awk '/ sleep 300$/ { print $1 }' <<<"$output")
+	ps_rows=$((${#lines[@]} - 1))
 	run husk ps --format json d1
 	[ "$status" -eq 0 ]
-	[[ "$output" == "["*"]" ]]
+	# runc's form: the pids, the exec's among them.
+	[ "$(jq length <<<"$output")" -eq "$ps_rows" ]
+	jq -e --argjson p "$ps_pid" 'any(.[]; . == $p)' <<<"$output"
 
 	run husk pause d1
 	[ "$status" -eq 0 ]
@@ -139,6 +143,10 @@ teardown_file() {
 	m0=$(guest_mem_kb d1)
 	run husk update --memory 64M --pids-limit 50 d1
 	[ "$status" -eq 0 ]
+	# pids.max of the container's own cgroup in the guest.
+	run husk exec d1 sh -c 'cat "/sys/fs/cgroup$(sed -n "s/^0:://p" /proc/self/cgroup)/pids.max"'
+	[ "$status" -eq 0 ]
+	[ "$output" = 50 ]
 	[ "$(guest_mem_kb d1)" -eq $((m0 + 131072)) ]
 	run husk events --stats d1
 	[ "$status" -eq 0 ]
@@ -227,7 +235,7 @@ teardown_file() {
 	[ "$(guest_mem_kb pod1)" -eq "$before" ]
 	"${BUILD:-build}/bin/husk-ipc" -t 10 "$ROOT/pod1/hv.sock" status '{}' >"$BATS_TEST_TMPDIR/hv.json"
 	[ "$(jq -r .memory_mb "$BATS_TEST_TMPDIR/hv.json")" = 320 ]
-	! jq -e '.devices[] | select(.kind == "memory")' "$BATS_TEST_TMPDIR/hv.json"
+	[ "$(jq '[.devices[] | select(.kind == "memory")] | length' "$BATS_TEST_TMPDIR/hv.json")" -eq 0 ]
 	run husk delete --force pod1
 	[ "$status" -eq 0 ]
 	assert_gone pod1
@@ -422,4 +430,188 @@ kill_and_delete() {
 	run husk delete --force q1
 	[ "$status" -eq 0 ]
 	assert_gone q1
+}
+
+@test "run --keep forwards its signals; kill: TERM by default, by number, --all" {
+	b="$BATS_TEST_TMPDIR/sig"
+	# Each handler leaves a mark in /dev/shm (the container's tmpfs).
+	# (No quotes: make_bundle writes the arguments into JSON as they are.)
+	make_bundle "$b" sh -c 'u1() { touch /dev/shm/init-USR1; }; te() { touch /dev/shm/init-TERM; }; u2() { touch /dev/shm/init-USR2; }; trap u1 USR1; trap te TERM; trap u2 USR2; touch /dev/shm/ready; while :; do sleep 0.1; done'
+	"$HUSK_BIN" --root "$ROOT" run --keep --bundle "$b" sg </dev/null \
+		>"$BATS_TEST_TMPDIR/sg.out" 2>&1 &
+	pid=$!
+	marked() { husk exec sg test -e "/dev/shm/$1"; }
+	wait_for marked ready
+	# A signal to husk run reaches the container's process.
+	kill -USR1 "$pid"
+	wait_for marked init-USR1
+	# kill with no signal sends TERM.
+	run husk kill sg
+	[ "$status" -eq 0 ]
+	wait_for marked init-TERM
+	# Without --all only the container's process gets it; with it,
+	# every process of the container.
+	husk exec -d sg sh -c 'trap "touch /dev/shm/exec-USR2" USR2; touch /dev/shm/exec-ready; while :; do sleep 0.1; done'
+	wait_for marked exec-ready
+	run husk kill sg USR2
+	[ "$status" -eq 0 ]
+	wait_for marked init-USR2
+	run marked exec-USR2
+	[ "$status" -ne 0 ]
+	husk exec sg rm /dev/shm/init-USR2
+	run husk kill --all sg USR2
+	[ "$status" -eq 0 ]
+	wait_for marked exec-USR2
+	wait_for marked init-USR2
+	# A number: 9 ends it, and run says 128+9.
+	run husk kill sg 9
+	[ "$status" -eq 0 ]
+	st=0
+	wait "$pid" || st=$?
+	cat "$BATS_TEST_TMPDIR/sg.out"
+	[ "$st" -eq 137 ]
+	# --keep: the stopped container stays until deleted.
+	run husk state sg
+	[ "$status" -eq 0 ]
+	[[ "$output" == *'"status": "stopped"'* ]]
+	run husk delete sg
+	[ "$status" -eq 0 ]
+	assert_gone sg
+}
+
+@test "a component that dies under run or exec in the foreground: 112" {
+	# QEMU killed under `husk run`.
+	"$HUSK_BIN" --root "$ROOT" run --bundle "$B" dq </dev/null \
+		>"$BATS_TEST_TMPDIR/dq.out" 2>&1 &
+	pid=$!
+	wait_status dq running
+	kill -9 "$(pgrep -f "qemu-system.*$ROOT/dq/" | head -n 1)"
+	st=0
+	wait "$pid" || st=$?
+	cat "$BATS_TEST_TMPDIR/dq.out"
+	[ "$st" -eq 112 ]
+	# and, without --keep, run deleted what was left
+	assert_gone dq
+	run husk state dq
+	[[ "$output" == *"does not exist"* ]]
+	# The proxy killed under `husk exec`.
+	run husk_detached run --detach --bundle "$B" dp
+	[ "$status" -eq 0 ]
+	wait_status dp running
+	"$HUSK_BIN" --root "$ROOT" exec dp sh -c 'touch /dev/shm/in; sleep 1000' </dev/null \
+		>"$BATS_TEST_TMPDIR/dp.out" 2>&1 &
+	pid=$!
+	wait_for husk exec dp test -e /dev/shm/in
+	kill -9 "$(pgrep -f "husk-proxy.*$ROOT/dp/" | head -n 1)"
+	st=0
+	wait "$pid" || st=$?
+	cat "$BATS_TEST_TMPDIR/dp.out"
+	[ "$st" -eq 112 ]
+	run husk delete --force dp
+	[ "$status" -eq 0 ]
+	assert_gone dp
+}
+
+@test "delete --force of a pod's own container takes its members along" {
+	s="$BATS_TEST_TMPDIR/s" c="$BATS_TEST_TMPDIR/c"
+	make_bundle "$s" sleep 100000
+	set_annotations "$s" '{"io.kubernetes.cri.container-type": "sandbox"}'
+	make_bundle "$c" sleep 100000
+	set_annotations "$c" '{"io.kubernetes.cri.container-type": "container", "io.kubernetes.cri.sandbox-id": "pod2"}'
+	run husk_detached run --detach --bundle "$s" pod2
+	[ "$status" -eq 0 ]
+	wait_status pod2 running
+	run husk_detached run --detach --bundle "$c" app2
+	[ "$status" -eq 0 ]
+	wait_status app2 running
+	run husk delete --force pod2
+	echo "$output"
+	[ "$status" -eq 0 ]
+	assert_gone app2
+	assert_gone pod2
+	run husk state app2
+	[[ "$output" == *"container app2 does not exist"* ]]
+	run husk list --quiet
+	[ "$status" -eq 0 ]
+	[[ "$output" != *pod2* && "$output" != *app2* ]]
+}
+
+@test "update: cpu, cpuset, memory reservation and --resources, read back in the guest" {
+	run husk_detached run --detach --bundle "$B" up
+	[ "$status" -eq 0 ]
+	wait_status up running
+	# A file of the container's own cgroup in the guest.
+	cgfile() {
+		husk exec up sh -c 'cat "/sys/fs/cgroup$(sed -n "s/^0:://p" /proc/self/cgroup)/'"$1"'"'
+	}
+	run husk update --cpu-quota 50000 --cpu-period 100000 --cpu-share 512 \
+		--memory-reservation 32M up
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ "$(cgfile cpu.max)" = "50000 100000" ]
+	# runc's conversion: 1 + (512 - 2) * 9999 / 262142
+	[ "$(cgfile cpu.weight)" = 20 ]
+	[ "$(cgfile memory.low)" = 33554432 ]
+	run husk update --cpuset-cpus 0 --cpuset-mems 0 up
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ "$(cgfile cpuset.cpus)" = 0 ]
+	[ "$(cgfile cpuset.mems)" = 0 ]
+	echo '{"pids": {"limit": 77}}' >"$BATS_TEST_TMPDIR/res.json"
+	run husk update --resources "$BATS_TEST_TMPDIR/res.json" up
+	[ "$status" -eq 0 ]
+	[ "$(cgfile pids.max)" = 77 ]
+	run husk update --resources - up <<<'{"pids": {"limit": 78}}'
+	[ "$status" -eq 0 ]
+	[ "$(cgfile pids.max)" = 78 ]
+	run husk update --cpu-quota soon up
+	[ "$status" -eq 100 ]
+	[[ "$output" == *"'soon' is not a valid value for cpu.quota"* ]]
+	run husk update --resources - up <<<'[1]'
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"update --resources -: not a JSON object"* ]]
+	run husk delete --force up
+	[ "$status" -eq 0 ]
+	assert_gone up
+}
+
+@test "--debug: the steps at debug level in the log, none without it" {
+	b="$BATS_TEST_TMPDIR/dbg"
+	make_bundle "$b" echo dbg-ok
+	run husk --debug --log "$BATS_TEST_TMPDIR/debug.log" run --bundle "$b" dbg
+	[ "$status" -eq 0 ]
+	[[ "$output" == *dbg-ok* ]]
+	cat "$BATS_TEST_TMPDIR/debug.log"
+	grep -q ': debug: ' "$BATS_TEST_TMPDIR/debug.log"
+	run husk --log "$BATS_TEST_TMPDIR/quiet.log" run --bundle "$b" dbg2
+	[ "$status" -eq 0 ]
+	run grep -c ': debug: ' "$BATS_TEST_TMPDIR/quiet.log"
+	[ "$output" = 0 ]
+	assert_gone dbg
+	assert_gone dbg2
+}
+
+@test "exec --additional-gids, --cap and --no-new-privs" {
+	b="$BATS_TEST_TMPDIR/xo"
+	make_bundle "$b" sleep 100000
+	# no_new_privs off in the container, so that the option shows
+	sed -i 's/"noNewPrivileges": true/"noNewPrivileges": false/' "$b/config.json"
+	run husk_detached run --detach --bundle "$b" xo
+	[ "$status" -eq 0 ]
+	wait_status xo running
+	run husk exec --user 1000:1000 --additional-gids 10 --additional-gids 20 xo id -G
+	[ "$status" -eq 0 ]
+	[[ " $output " == *" 10 "* && " $output " == *" 20 "* ]]
+	# CAP_SYS_TIME is bit 25 (0x2000000): not in the spec's sets, added
+	# by --cap.
+	capeff() { husk exec "$@" xo sh -c 'grep ^CapEff /proc/self/status' | awk '{ print $2 }'; }
+	[ $(( 0x$(capeff) & 0x2000000 )) -eq 0 ]
+	[ $(( 0x$(capeff --cap CAP_SYS_TIME) & 0x2000000 )) -ne 0 ]
+	run husk exec xo sh -c 'grep ^NoNewPrivs /proc/self/status'
+	[[ "$output" == *"NoNewPrivs:"*"0" ]]
+	run husk exec --no-new-privs xo sh -c 'grep ^NoNewPrivs /proc/self/status'
+	[[ "$output" == *"NoNewPrivs:"*"1" ]]
+	run husk delete --force xo
+	[ "$status" -eq 0 ]
+	assert_gone xo
 }

@@ -344,7 +344,9 @@ setup() {
 	echo "$output"
 	[ "$status" -eq 0 ]
 	[ "$(jq -r .memory_mb <<<"$output")" = 256 ]
-	! hv status '{}' | jq -e ".devices[] | select(.id == \"$dimm\")"
+	run hv status '{}'
+	[ "$status" -eq 0 ]
+	[ "$(jq --arg d "$dimm" '[.devices[] | select(.id == $d)] | length' <<<"$output")" -eq 0 ]
 	[ "$(status_field "$SOCK" memory_mb)" = 256 ]
 	if [ "$AGENT" = 1 ]; then
 		run agent get_guest_details '{}'
@@ -418,7 +420,9 @@ setup() {
 	run hv unplug_block '{"id": "disk1"}'
 	echo "$output"
 	[ "$status" -eq 0 ]
-	! hv status '{}' | jq -e '.devices[] | select(.id == "disk1")'
+	run hv status '{}'
+	[ "$status" -eq 0 ]
+	[ "$(jq '[.devices[] | select(.id == "disk1")] | length' <<<"$output")" -eq 0 ]
 	# A guest that cannot answer (paused): the unplug gives up, the
 	# device stays `removing`; when the guest lets it go later, its
 	# backend goes too, so the same id plugs again.
@@ -484,9 +488,10 @@ setup() {
 		# The test init writes READY once the host connects, then
 		# powers off.
 		run timeout 60 python3 -c 'import socket,sys
-		echo "$output"
 s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
-sys.stdout.write(s.recv(64).decode())' "$VMDIR/agent.sock"
+sys.stdout.write(s.makefile().readline())' "$VMDIR/agent.sock"
+		echo "$output"
+		[ "$status" -eq 0 ]
 		[ "$output" = READY ]
 	fi
 	vfs=$(jq -r .virtiofsd_pid "$VMDIR/start.json")

@@ -53,7 +53,7 @@ subscribed() {
 		sleep 0.5
 	done
 	run pipc ping '{}'
-	[ "$status" -eq 0 ] || show_logs
+	[ "$status" -eq 0 ] || { show_logs; false; }
 	[ "$output" = "{}" ]
 	run pipc get_guest_details
 	[[ "$output" == *'"host_mode":false'* ]]
@@ -68,7 +68,7 @@ subscribed() {
 	pipc -q start_container '{"container_id":"c1"}'
 	st=0; wait "$shim" || st=$?
 	cat "$VT/out" "$VT/err"
-	[ "$st" -eq 5 ] || show_logs
+	[ "$st" -eq 5 ] || { show_logs; false; }
 	[ "$(cat "$VT/out")" = "$(printf 'hello\nvmc\n10485760')" ]
 	[ "$(cat "$VT/err")" = oops ]
 }

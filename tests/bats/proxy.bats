@@ -30,7 +30,8 @@ proxy_alive() { kill -0 "$PROXY_PID"; }
 
 @test "proxy: ping reaches the agent, proxy_status reports" {
 	run pipc ping '{}'
-	[ "$status" -eq 0 ] && [ "$output" = "{}" ]
+	[ "$status" -eq 0 ]
+	[ "$output" = "{}" ]
 	run pipc version
 	[[ "$output" == *'"agent_version":"fake"'* ]]
 	run pipc proxy_status
@@ -80,10 +81,12 @@ proxy_alive() { kill -0 "$PROXY_PID"; }
 }
 
 @test "proxy: a client that leaves mid-call costs nothing to the others" {
-	px_ctr c1 'sleep 0.5; exit 3'
+	# The process ends only once the client has left.
+	px_ctr c1 "while [ ! -e $T/go ]; do sleep 0.05; done; exit 3"
 	px_start c1
 	run "$IPC" -t 0.1 "$PS" wait_process '{"container_id":"c1"}'
 	[ "$status" -ne 0 ]
+	touch "$T/go"
 	# The call stays until the agent answers; then the answer is
 	# dropped and the entry freed.
 	px_status_until '"calls":0,.*"orphaned_calls":0,'
@@ -108,9 +111,7 @@ proxy_alive() { kill -0 "$PROXY_PID"; }
 @test "proxy: output waits for a subscriber and is flushed to it" {
 	px_ctr c1 'echo early; echo late-err >&2'
 	px_start c1
-	sleep 0.3
-	run pipc proxy_status
-	[[ "$output" == *'"unsubscribed_bytes":15'* ]]
+	wait_for unsubscribed_bytes 15
 	"$SHIM" --proxy "$PS" --container c1 </dev/null >"$T/out" 2>"$T/err"
 	[ "$(cat "$T/out")" = early ]
 	[ "$(cat "$T/err")" = late-err ]
@@ -134,8 +135,14 @@ proxy_alive() { kill -0 "$PROXY_PID"; }
 	[[ "$output" == *'"connects":2'* ]]
 }
 
-# The fake agent turns hostile when pinged with {hostile: true}.
+# calls_pending N, unsubscribed_bytes N: proxy_status says so.
+calls_pending() { pipc proxy_status | grep -q "\"calls\":$1[,}]"; }
+unsubscribed_bytes() { pipc proxy_status | grep -q "\"unsubscribed_bytes\":$1[,}]"; }
+
+# The fake agent turns hostile when pinged with {hostile: true}; the
+# proxy must close the connection for the reason $2 (a grep pattern).
 hostile() {
+	[ -n "$2" ]
 	kill "$PROXY_PID"; wait "$PROXY_PID" || true
 	kill "$AGENT_PID"; wait "$AGENT_PID" || true
 	rm -f "$T/agent.log"
@@ -146,7 +153,7 @@ hostile() {
 	run pipc ping '{"hostile":true}'
 	wait "$WAITER" || true
 	echo "wait: $(cat "$T/wait.out")"
-	grep -q "agent connection closed" "$T/wait.out"
+	grep -q "agent connection closed: .*$2" "$T/wait.out"
 	grep -q "code unavailable" "$T/wait.out"
 	grep -q "agent connection closed: .*$2" "$T/proxy.log"
 	proxy_alive
@@ -156,16 +163,16 @@ hostile() {
 	[ "$status" -eq 0 ]
 }
 
-@test "proxy: hostile agent: garbage bytes" { hostile garbage ""; }
-@test "proxy: hostile agent: oversized frame" { hostile oversize "frame"; }
-@test "proxy: hostile agent: malformed message" { hostile malformed ""; }
+@test "proxy: hostile agent: garbage bytes" { hostile garbage "type 0xc1 at byte 0 is not accepted"; }
+@test "proxy: hostile agent: oversized frame" { hostile oversize "frame of [0-9]* bytes is over the limit"; }
+@test "proxy: hostile agent: malformed message" { hostile malformed "message type: expected 0, 1 or 2"; }
 @test "proxy: hostile agent: answer to an id never asked" { hostile unsolicited "unknown msgid"; }
 @test "proxy: hostile agent: the same answer twice" { hostile dup-answer "unknown msgid"; }
 @test "proxy: hostile agent: output for processes nobody created" { hostile flood "never created"; }
 @test "proxy: hostile agent: output beyond the window" { hostile window "overruns the window"; }
 @test "proxy: hostile agent: output after the end of a stream" { hostile after-eof "after its end"; }
 @test "proxy: hostile agent: output_ack sent to the host" { hostile bad-notify "unexpected notification output_ack"; }
-@test "proxy: hostile agent: a request to the host" { hostile request ""; }
+@test "proxy: hostile agent: a request to the host" { hostile request "agent broke the protocol: unexpected request ping"; }
 
 # --- Bounds against a hostile guest (docs/proxy.md, "Bounds") ---------
 

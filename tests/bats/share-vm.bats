@@ -261,7 +261,9 @@ victim_intact() {
 	[ "$status" -ne 0 ]
 	run husk exec pod sh -c 'for i in $(seq 1 5000); do mkdir /mnt2/pod/d$i || exit 1; done'
 	[ "$status" -ne 0 ]
-	[ ! -e "$stage/fill" ] && [ ! -e "$stage/pod/fill" ] && [ ! -e "$stage/pod/d1" ]
+	[ ! -e "$stage/fill" ]
+	[ ! -e "$stage/pod/fill" ]
+	[ ! -e "$stage/pod/d1" ]
 	# The tmpfs holds directories and mount points only.
 	used=$(df -k --output=used "$stage" | tail -n 1)
 	[ "$used" -lt 64 ]

@@ -6,6 +6,7 @@
  *   notify_me  replies {}, then sends three "tick" {n} notifications
  *   sleep      {ms}: answers {"slept": ms} after ms milliseconds
  *   hang_up    closes the connection without answering
+ *   note       (a notification) prints "note PARAMS-JSON" on stderr
  * until SIGTERM or SIGINT.
  */
 #include <signal.h>
@@ -13,6 +14,7 @@
 #include <stdlib.h>
 
 #include <ev.h>
+#include <jansson.h>
 
 #include "libhusk/err.h"
 #include "libhusk/util.h"
@@ -98,6 +100,16 @@ static void hang_up(struct ipc_conn *c, struct ipc_msg *m, void *arg)
 	ipc_conn_close(c, NULL);
 }
 
+static void note(struct ipc_conn *c, struct ipc_msg *m, void *arg)
+{
+	json_t *j = ipc_json_from_obj(m->params);
+	char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+
+	fprintf(stderr, "note %s\n", s ? s : "?");
+	free(s);
+	json_decref(j);
+}
+
 static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 {
 	ev_break(loop, EVBREAK_ALL);
@@ -112,6 +124,7 @@ int main(int argc, char **argv)
 		{ "notify_me", IPC_M_REQUEST, notify_me },
 		{ "sleep", IPC_M_REQUEST, do_sleep },
 		{ "hang_up", IPC_M_REQUEST | IPC_M_NOTIFY, hang_up },
+		{ "note", IPC_M_NOTIFY, note },
 		{ NULL, 0, NULL },
 	};
 	struct ipc_server_opts o = {

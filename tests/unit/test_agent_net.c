@@ -273,12 +273,11 @@ static int net_child(void)
 	      t->err->msg);
 	net_iface_free(&w);
 
+	/* What list_interfaces answers. */
 	CHECK(snapshot(sk, &links, &addrs, NULL, &t->err) == 0, "snapshot");
-	msgpack_pack_array(&t->pk, (uint32_t)nl_cache_nitems(links));
-	for (struct nl_object *o = nl_cache_get_first(links); o;
-	     o = nl_cache_get_next(o))
-		pack_iface(&t->pk, (struct rtnl_link *)o, addrs);
-	ifs = at_obj(t);
+	pack_interfaces(&t->pk, links, addrs);
+	ifs = ipc_map_get(at_obj(t), "interfaces");
+	CHECK(ifs && ifs->type == MSGPACK_OBJECT_ARRAY, "no interfaces array");
 	eth = find_by(ifs, "name", "eth7");
 	CHECK(eth, "no eth7 in list_interfaces");
 	CHECK(at_str_eq(ipc_map_get(eth, "mac"), "02:00:00:00:00:42"), "mac");
@@ -313,15 +312,11 @@ static int net_child(void)
 	CHECK(routes_apply(sk, rv, nr, &t->err) == 0, "routes_apply: %s",
 	      t->err->msg);
 	free(rv);
+	/* What list_routes and update_routes answer. */
 	CHECK(snapshot(sk, &links, NULL, &routes, &t->err) == 0, "snapshot");
-	msgpack_pack_array(&t->pk, (uint32_t)nl_cache_nitems(routes));
-	for (struct nl_object *o = nl_cache_get_first(routes); o;
-	     o = nl_cache_get_next(o))
-		if (route_listed((struct rtnl_route *)o))
-			pack_route(&t->pk, (struct rtnl_route *)o, links);
-		else
-			msgpack_pack_nil(&t->pk);
-	rts = at_obj(t);
+	pack_routes(&t->pk, routes, links);
+	rts = ipc_map_get(at_obj(t), "routes");
+	CHECK(rts && rts->type == MSGPACK_OBJECT_ARRAY, "no routes array");
 	def = find_by(rts, "dest", "default");
 	CHECK(def, "no default route");
 	CHECK(at_str_eq(ipc_map_get(def, "gateway"), "10.9.5.1"), "gateway");
@@ -344,13 +339,11 @@ static int net_child(void)
 	      t->err->msg);
 	free(rv);
 	CHECK(snapshot(sk, &links, NULL, &routes, &t->err) == 0, "snapshot");
-	for (struct nl_object *o = nl_cache_get_first(routes); o;
-	     o = nl_cache_get_next(o)) {
-		struct nl_addr *d = rtnl_route_get_dst((struct rtnl_route *)o);
-
-		CHECK(!route_listed((struct rtnl_route *)o) || !d ||
-		      nl_addr_get_prefixlen(d) != 0, "default route kept");
-	}
+	pack_routes(&t->pk, routes, links);
+	rts = ipc_map_get(at_obj(t), "routes");
+	CHECK(rts && rts->type == MSGPACK_OBJECT_ARRAY, "no routes array");
+	CHECK(!find_by(rts, "dest", "default"), "default route kept");
+	CHECK(find_by(rts, "dest", "10.9.5.0/24"), "listed route gone");
 	/* An unknown device fails before anything changes. */
 	CHECK(net_routes_decode(at_json(t,
 		"{'routes': [{'dest': '10.7.0.0/16', 'device': 'nosuch0'}]}"),

@@ -217,6 +217,7 @@ static void test_share_layout_and_teardown(void **state)
 	assert_int_equal(count_mounts(stage_c), 0);
 	assert_int_equal(access(stage_c, F_OK), -1);
 	/* The volumes' files are all there. */
+	free(made);
 	made = at(f, "bundle/data/f");
 	assert_int_equal(access(made, F_OK), 0);
 

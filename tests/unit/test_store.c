@@ -232,6 +232,33 @@ static void test_files(void **state)
 	husk_entry_close(&e);
 }
 
+/* Whether pid waits for a lock: a "->" line of /proc/locks names it. */
+static bool waits_for_lock(pid_t pid)
+{
+	char line[256], want[32];
+	bool found = false;
+	FILE *f = fopen("/proc/locks", "r");
+
+	if (!f)
+		return false;
+	snprintf(want, sizeof(want), " %d ", (int)pid);
+	while (!found && fgets(line, sizeof(line), f))
+		found = strstr(line, "->") && strstr(line, want);
+	fclose(f);
+	return found;
+}
+
+/* Wait until pid blocks on a lock; the bound (30 s) only ends a hang. */
+static bool wait_lock_waiter(pid_t pid)
+{
+	for (int i = 0; i < 3000; i++) {
+		if (waits_for_lock(pid))
+			return true;
+		usleep(10 * 1000);
+	}
+	return false;
+}
+
 /*
  * A child takes the exclusive lock and holds it until told to go on;
  * the parent's non-blocking lock fails with HUSK_E_STATE and a blocking
@@ -243,7 +270,6 @@ static void test_lock_between_processes(void **state)
 	struct husk_err *err = NULL;
 	struct husk_entry e;
 	int ready[2], go[2], status;
-	uint64_t t0, waited;
 	pid_t pid;
 	char c;
 
@@ -262,8 +288,9 @@ static void test_lock_between_processes(void **state)
 			_exit(1);
 		if (write(ready[1], "r", 1) != 1 || read(go[0], &c, 1) != 1)
 			_exit(2);
-		/* hold a little longer so the parent really waits */
-		usleep(200 * 1000);
+		/* hold it until the parent really waits for it */
+		if (!wait_lock_waiter(getppid()))
+			_exit(3);
 		husk_entry_close(&ce);
 		_exit(0);
 	}
@@ -288,11 +315,9 @@ static void test_lock_between_processes(void **state)
 	husk_entry_close(&e);
 
 	assert_int_equal(write(go[1], "g", 1), 1);
-	t0 = husk_now_ms();
 	assert_int_equal(husk_store_get(&f->s, "locked", HUSK_LOCK_EXCL, &e,
 					&err), 0);
-	waited = husk_now_ms() - t0;
-	assert_true(waited >= 100);
+	/* 0: the child saw us blocked before it let go */
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	husk_entry_close(&e);
@@ -327,7 +352,9 @@ static void test_lock_then_removed(void **state)
 			_exit(1);
 		if (write(ready[1], "r", 1) != 1)
 			_exit(2);
-		usleep(200 * 1000);
+		/* removed only once the parent waits for the lock */
+		if (!wait_lock_waiter(getppid()))
+			_exit(4);
 		_exit(husk_entry_remove(&ce, NULL) < 0 ? 3 : 0);
 	}
 	assert_int_equal(read(ready[0], &c, 1), 1);

@@ -8,6 +8,7 @@
 #                         mounts, sockets, state
 
 source "$(dirname "${BASH_SOURCE[0]}")/rootfs.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/wait.sh"
 
 HUSK_BIN="${BUILD:-build}/bin/husk"
 

@@ -16,6 +16,7 @@
 #   pipc METHOD JSON         husk-ipc through the proxy
 
 load lib/rootfs.sh
+load lib/wait.sh
 
 HUSK_SRC=${HUSK_SRC:-$(cd "$BATS_TEST_DIRNAME/../.." && pwd)}
 B=$(cd "$HUSK_SRC" && cd "${BUILD:-build}" && pwd)
