@@ -71,7 +71,7 @@ docker_spec() {
 	run "$CLIENT" --no-stdin "$VT/agent.sock" run d1 \
 		"$(docker_spec 'cat /sys/fs/cgroup/io.weight; cat /proc/sys/net/ipv4/ip_unprivileged_port_start; stat -c "%a %u:%g" /dev/fuse; mknod /dev/m c 1 1 && head -c 1 /dev/m; head -c 3 /dev/zero | wc -c; exec 3</dev/fuse && echo fuse-ok')"
 	echo "$output"
-	[ "$status" -eq 0 ] || show_console
+	[ "$status" -eq 0 ] || { show_console; false; }
 	[ "${lines[0]}" = "default 2930" ]
 	[ "${lines[1]}" = 0 ]
 	[ "${lines[2]}" = "666 0:0" ]
@@ -86,7 +86,7 @@ docker_spec() {
 	"$CLIENT" --detach "$VT/agent.sock" run t1 "$(trap_spec)"
 	local sig want
 	for _ in $(seq 300); do [ -e "$VT/share/rootfs/ready" ] && break; sleep 0.1; done
-	[ -e "$VT/share/rootfs/ready" ] || show_console
+	[ -e "$VT/share/rootfs/ready" ] || { show_console; false; }
 	for sig in 1 2 10 12 3 28; do
 		"$IPC" "$VT/agent.sock" signal_process "{\"container_id\":\"t1\",\"exec_id\":\"\",\"signal\":$sig}"
 		want=$(kill -l "$sig")
@@ -118,7 +118,7 @@ docker_spec() {
 			gidMappings: [{containerID: 0, hostID: 100000, size: 65536}]}}')
 	run "$CLIENT" --no-stdin "$VT/agent.sock" run u1 "$sp"
 	echo "$output"
-	[ "$status" -eq 0 ] || show_console
+	[ "$status" -eq 0 ] || { show_console; false; }
 	[ "${lines[0]}" = 0 ]
 	[ "$(echo ${lines[1]})" = "0 100000 65536" ]
 	[ "${lines[2]}" = /sys/fs/cgroup/cgroup.procs ]
@@ -140,7 +140,7 @@ docker_spec() {
 	"$CLIENT" --detach "$VT/agent.sock" run pb "$sp"
 	run "$CLIENT" --no-stdin "$VT/agent.sock" exec pa e1 \
 		'{"args":["mount","-t","tmpfs","fromA","/v/x"],"env":["PATH=/bin"],"cwd":"/"}'
-	[ "$status" -eq 0 ] || show_console
+	[ "$status" -eq 0 ] || { show_console; false; }
 	run "$CLIENT" --no-stdin "$VT/agent.sock" exec pb e1 \
 		'{"args":["sh","-c","grep -c \" /v/x \" /proc/self/mountinfo"],"env":["PATH=/bin"],"cwd":"/"}'
 	echo "$output"

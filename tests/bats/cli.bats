@@ -365,7 +365,9 @@ plant_state() {
 	mkdir -p -m 0700 "$ROOT/$1"
 	: >"$ROOT/$1/.lock"
 	printf '%s\n' "$2" >"$ROOT/$1/state.json"
-	[ -z "$3" ] || printf '%s\n' "$3" >"$ROOT/$1/sandbox.json"
+	if [ -n "$3" ]; then
+		printf '%s\n' "$3" >"$ROOT/$1/sandbox.json"
+	fi
 }
 
 @test "a damaged state cannot steer delete --force: bad fields are refused, the rest is removed" {

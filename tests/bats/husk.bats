@@ -401,7 +401,8 @@ kill_and_delete() {
 	[[ "$output" == *"fifo=0"* ]]
 	ls -la "$vol"
 	[ "$(cat "$vol/f")" = x ]
-	[ ! -u "$vol/f" ] && [ ! -g "$vol/f" ]
+	[ ! -u "$vol/f" ]
+	[ ! -g "$vol/f" ]
 	[ ! -e "$vol/null" ]
 	[ -p "$vol/fifo" ]
 	assert_gone suid1

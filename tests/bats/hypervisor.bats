@@ -250,7 +250,8 @@ setup() {
 		grep -qa "^SUID $t: Operation not permitted" "$d/console.log"
 	done
 	ls -la "$d/share/vol"
-	[ -f "$d/share/vol/plain" ] && [ -p "$d/share/vol/fifo" ]
+	[ -f "$d/share/vol/plain" ]
+	[ -p "$d/share/vol/fifo" ]
 	run find "$d/share/vol" -perm /6000 -o -type c -o -type b
 	[ -z "$output" ]
 	[ ! -e "$d/share/vol/created" ] && [ ! -e "$d/share/vol/mknod-reg" ]
@@ -510,7 +511,9 @@ sys.stdout.write(s.makefile().readline())' "$VMDIR/agent.sock"
 	uid1=$(status_field "$SOCK" qemu_uid)
 	uid2=$(status_field "$d/state/hypervisor.sock" qemu_uid)
 	echo "uids $uid1 $uid2"
-	[ "$uid1" -gt 0 ] && [ "$uid2" -gt 0 ] && [ "$uid1" != "$uid2" ]
+	[ "$uid1" -gt 0 ]
+	[ "$uid2" -gt 0 ]
+	[ "$uid1" != "$uid2" ]
 	qpid2=$(status_field "$d/state/hypervisor.sock" qemu_pid)
 	grep -qE "^Uid:[[:space:]]+$uid2[[:space:]]" "/proc/$qpid2/status"
 	run "$IPC" -t 60 "$d/state/hypervisor.sock" stop '{"timeout_ms": 500}'
