@@ -525,7 +525,7 @@ static void test_live(void **state)
 		const char *d = i < CG_NCTRL ? cg->v1[i] : cg->v2;
 		const char *base = i < CG_NCTRL ? cgs.v1_base[i] : cgs.v2_base;
 
-		if (!d || !file_exists(d, "cgroup.procs"))
+		if (!d || !cg_file_exists(d, "cgroup.procs"))
 			continue;
 		assert_int_equal(cg_rmdirs(d, strlen(base), &t->err), -1);
 		assert_non_null(strstr(t->err->msg, "cgroup: rmdir `"));
