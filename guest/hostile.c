@@ -1,0 +1,832 @@
+/*
+ * hostile: a guest that attacks its host, for tests/bats/hostile-vm.bats
+ * (docs/hostile-guest.md).  Packed as /init of initrd-hostile.img.
+ *
+ * It does what the agent does first (modules, /proc, /sys, /dev, the
+ * agent.channel.0 port), then speaks just enough of the agent protocol
+ * (docs/agent-protocol.md) to pass for an agent: it answers the hello,
+ * ping, create_sandbox, create_container and the other requests with
+ * plausible results, never answers wait_process, and answers
+ * get_guest_details and online_cpu_mem with absurd numbers.
+ *
+ * The attacks, each started either by the request
+ *
+ *     hostile {attack: str, count: uint?}      (answered {} first)
+ *
+ * sent through the proxy (which forwards methods it does not know), or
+ * at boot by husk.attack=NAME[:COUNT] on the kernel command line
+ * (started after the first hello is answered; console-flood at once):
+ *
+ *   console-flood   COUNT MiB (default 64) on /dev/console, from a child
+ *                   process, so requests are still answered meanwhile;
+ *                   the request {attack: "flood-wait"} is answered when
+ *                   it is over
+ *   output-flood    1-byte `output` notifications for COUNT (default
+ *                   10000) made-up processes
+ *   garbage         a frame whose payload is not MessagePack
+ *   oversize        a frame header announcing 4 GiB - 16 bytes
+ *   bad-reply       a response to a msgid the host never used
+ *   storm           on each of the next COUNT (default 50) connections,
+ *                   answers the hello and then sends garbage, so the
+ *                   host drops and reconnects at once
+ *   port-storm      closes and reopens the port COUNT (default 200)
+ *                   times: each is a VSERPORT_CHANGE event for QEMU's
+ *                   QMP client
+ *
+ * Progress goes to the console as lines starting "hostile: ".
+ * Built with gcc -static (guest/guest.mk): there is no libc in the image.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PORT_NAME	"agent.channel.0"
+#define FRAME_MAX	(4u << 20)
+#define WRITE_WAIT_MS	5000
+
+static int console = -1;
+static int port = -1;
+static char port_dev[300];
+
+static void __attribute__((format(printf, 1, 2)))
+say(const char *fmt, ...)
+{
+	char buf[512];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (n < 0 || console < 0)
+		return;
+	if ((size_t)n >= sizeof(buf))
+		n = sizeof(buf) - 1;
+	if (write(console, buf, n) < 0)
+		return;
+}
+
+static void
+sleep_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+/* ------------------------------------------------------------------ */
+/* Boot: what PID 1 must do before there is a port                     */
+
+static void
+boot(void)
+{
+	char path[256];
+	FILE *f;
+	int fd;
+
+	mkdir("/dev", 0755);
+	mkdir("/proc", 0755);
+	mkdir("/sys", 0755);
+	mount("dev", "/dev", "devtmpfs", MS_NOSUID, "mode=0755");
+	mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+	mount("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+	console = open("/dev/console", O_WRONLY | O_NOCTTY | O_CLOEXEC);
+	f = fopen("/lib/modules/load-order", "re");
+	if (f == NULL) {
+		say("hostile: /lib/modules/load-order: %s\n", strerror(errno));
+		return;
+	}
+	while (fgets(path, sizeof(path), f) != NULL) {
+		path[strcspn(path, "\n")] = '\0';
+		if (path[0] == '\0')
+			continue;
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		if (syscall(SYS_finit_module, fd, "", 0) < 0 && errno != EEXIST)
+			say("hostile: finit_module %s: %s\n", path,
+			    strerror(errno));
+		close(fd);
+	}
+	fclose(f);
+}
+
+/* The port appears some time after virtio_console loads, and may fail
+ * with ENXIO for a moment after its node appears. */
+static int
+open_port(long timeout_ms)
+{
+	char path[300], name[64];
+	struct dirent *de;
+	long waited;
+	ssize_t n;
+	DIR *d;
+	int fd;
+
+	for (waited = 0; waited <= timeout_ms; waited += 10) {
+		d = opendir("/sys/class/virtio-ports");
+		while (d != NULL && (de = readdir(d)) != NULL) {
+			if (de->d_name[0] == '.')
+				continue;
+			snprintf(path, sizeof(path),
+				 "/sys/class/virtio-ports/%s/name", de->d_name);
+			fd = open(path, O_RDONLY | O_CLOEXEC);
+			if (fd < 0)
+				continue;
+			n = read(fd, name, sizeof(name) - 1);
+			close(fd);
+			if (n <= 0)
+				continue;
+			name[n] = '\0';
+			name[strcspn(name, "\n")] = '\0';
+			if (strcmp(name, PORT_NAME) != 0)
+				continue;
+			snprintf(port_dev, sizeof(port_dev), "/dev/%s",
+				 de->d_name);
+			fd = open(port_dev, O_RDWR | O_NONBLOCK | O_NOCTTY |
+				  O_CLOEXEC);
+			if (fd >= 0) {
+				closedir(d);
+				return fd;
+			}
+		}
+		if (d != NULL)
+			closedir(d);
+		sleep_ms(10);
+	}
+	return -1;
+}
+
+/* ------------------------------------------------------------------ */
+/* MessagePack, as little as the attacks need                          */
+
+struct buf {
+	uint8_t *p;
+	size_t len, cap;
+};
+
+static void
+put(struct buf *b, const void *p, size_t n)
+{
+	if (b->len + n > b->cap) {
+		size_t cap = b->cap ? b->cap : 4096;
+
+		while (cap < b->len + n)
+			cap *= 2;
+		b->p = realloc(b->p, cap);
+		if (b->p == NULL) {
+			say("hostile: out of memory\n");
+			_exit(1);
+		}
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, p, n);
+	b->len += n;
+}
+
+static void
+put_be(struct buf *b, uint8_t tag, uint64_t v, int bytes)
+{
+	uint8_t x[9];
+
+	x[0] = tag;
+	for (int i = 0; i < bytes; i++)
+		x[1 + i] = v >> (8 * (bytes - 1 - i));
+	put(b, x, 1 + bytes);
+}
+
+static void
+put_uint(struct buf *b, uint64_t v)
+{
+	uint8_t c = v;
+
+	if (v < 128)
+		put(b, &c, 1);
+	else if (v <= 0xffffffffu)
+		put_be(b, 0xce, v, 4);
+	else
+		put_be(b, 0xcf, v, 8);
+}
+
+static void
+put_strn(struct buf *b, const char *s, size_t n)
+{
+	uint8_t c = 0xa0 | n;
+
+	if (n < 32)
+		put(b, &c, 1);
+	else
+		put_be(b, 0xdb, n, 4);
+	put(b, s, n);
+}
+
+static void put_str(struct buf *b, const char *s) { put_strn(b, s, strlen(s)); }
+
+static void
+put_hdr(struct buf *b, uint8_t fix, unsigned n)
+{
+	uint8_t c = fix | n;	/* n < 16 everywhere here */
+
+	put(b, &c, 1);
+}
+
+static void put_nil(struct buf *b) { put(b, "\xc0", 1); }
+
+/* Start a frame: 4 bytes for the length, written by frame_end. */
+static size_t
+frame_begin(struct buf *b)
+{
+	put(b, "\0\0\0\0", 4);
+	return b->len;
+}
+
+static void
+frame_end(struct buf *b, size_t start)
+{
+	uint32_t n = b->len - start;
+	uint8_t *h = b->p + start - 4;
+
+	h[0] = n >> 24;
+	h[1] = n >> 16;
+	h[2] = n >> 8;
+	h[3] = n;
+}
+
+/* A reader that fails (p = NULL) on anything it does not expect. */
+struct rd {
+	const uint8_t *p, *end;
+};
+
+static uint64_t
+rd_be(struct rd *r, int bytes)
+{
+	uint64_t v = 0;
+
+	if (r->p == NULL || r->end - r->p < bytes) {
+		r->p = NULL;
+		return 0;
+	}
+	for (int i = 0; i < bytes; i++)
+		v = v << 8 | *r->p++;
+	return v;
+}
+
+static uint8_t rd_u8(struct rd *r) { return rd_be(r, 1); }
+
+static uint64_t
+rd_uint(struct rd *r)
+{
+	uint8_t c = rd_u8(r);
+
+	if (c < 0x80)
+		return c;
+	switch (c) {
+	case 0xcc: return rd_be(r, 1);
+	case 0xcd: return rd_be(r, 2);
+	case 0xce: return rd_be(r, 4);
+	case 0xcf: return rd_be(r, 8);
+	}
+	r->p = NULL;
+	return 0;
+}
+
+static uint32_t
+rd_count(struct rd *r, uint8_t fix, uint8_t c16)
+{
+	uint8_t c = rd_u8(r);
+
+	if ((c & 0xf0) == fix)
+		return c & 0x0f;
+	if (c == c16)
+		return rd_be(r, 2);
+	if (c == c16 + 1)
+		return rd_be(r, 4);
+	r->p = NULL;
+	return 0;
+}
+
+static const char *
+rd_str(struct rd *r, size_t *n)
+{
+	uint8_t c = rd_u8(r);
+	const char *s;
+
+	if ((c & 0xe0) == 0xa0)
+		*n = c & 0x1f;
+	else if (c == 0xd9)
+		*n = rd_be(r, 1);
+	else if (c == 0xda)
+		*n = rd_be(r, 2);
+	else if (c == 0xdb)
+		*n = rd_be(r, 4);
+	else
+		r->p = NULL;
+	if (r->p == NULL || (size_t)(r->end - r->p) < *n) {
+		r->p = NULL;
+		return NULL;
+	}
+	s = (const char *)r->p;
+	r->p += *n;
+	return s;
+}
+
+/* Skip one object; the host is trusted to nest sanely, depth is capped
+ * anyway. */
+static void
+rd_skip(struct rd *r, int depth)
+{
+	uint8_t c;
+	uint64_t n = 0;
+	size_t len;
+
+	if (r->p == NULL || r->p >= r->end || depth > 32) {
+		r->p = NULL;
+		return;
+	}
+	c = *r->p;
+	if ((c & 0xe0) == 0xa0 || (c >= 0xd9 && c <= 0xdb)) {
+		rd_str(r, &len);
+		return;
+	}
+	if ((c & 0xf0) == 0x90 || c == 0xdc || c == 0xdd) {
+		n = rd_count(r, 0x90, 0xdc);
+		while (r->p && n--)
+			rd_skip(r, depth + 1);
+		return;
+	}
+	if ((c & 0xf0) == 0x80 || c == 0xde || c == 0xdf) {
+		n = rd_count(r, 0x80, 0xde) * 2ull;
+		while (r->p && n--)
+			rd_skip(r, depth + 1);
+		return;
+	}
+	r->p++;
+	switch (c) {
+	case 0xc4: n = rd_be(r, 1); break;
+	case 0xc5: n = rd_be(r, 2); break;
+	case 0xc6: n = rd_be(r, 4); break;
+	case 0xcc: case 0xd0: n = 1; break;
+	case 0xcd: case 0xd1: n = 2; break;
+	case 0xca: case 0xce: case 0xd2: n = 4; break;
+	case 0xcb: case 0xcf: case 0xd3: n = 8; break;
+	}
+	if (r->p == NULL || (uint64_t)(r->end - r->p) < n) {
+		r->p = NULL;
+		return;
+	}
+	r->p += n;
+}
+
+/* ------------------------------------------------------------------ */
+/* The port                                                            */
+
+/* Write it all, waiting while the virtqueue is full; fails once the
+ * host is gone. */
+static int
+port_write(const void *p, size_t n)
+{
+	const uint8_t *c = p;
+	struct pollfd pfd = { .fd = port, .events = POLLOUT };
+
+	while (n > 0) {
+		ssize_t w = write(port, c, n);
+
+		if (w > 0) {
+			c += w;
+			n -= w;
+			continue;
+		}
+		if (w < 0 && errno != EAGAIN && errno != EINTR)
+			return -1;
+		if (poll(&pfd, 1, WRITE_WAIT_MS) <= 0 ||
+		    (pfd.revents & (POLLHUP | POLLERR)))
+			return -1;
+	}
+	return 0;
+}
+
+static int
+send_buf(struct buf *b)
+{
+	int rc = port_write(b->p, b->len);
+
+	b->len = 0;
+	return rc;
+}
+
+static void
+reply(uint32_t msgid, void (*result)(struct buf *, void *), void *arg)
+{
+	struct buf b = { 0 };
+	size_t s = frame_begin(&b);
+
+	put_hdr(&b, 0x90, 4);
+	put_uint(&b, 1);
+	put_uint(&b, msgid);
+	put_nil(&b);
+	if (result)
+		result(&b, arg);
+	else
+		put_hdr(&b, 0x80, 0);
+	frame_end(&b, s);
+	send_buf(&b);
+	free(b.p);
+}
+
+/* ------------------------------------------------------------------ */
+/* Attacks                                                             */
+
+static unsigned storm_left;
+static pid_t flood_pid = -1;
+static int64_t flood_waiter = -1;	/* msgid of a flood-wait, or -1 */
+
+static void
+console_flood(uint64_t mib)
+{
+	static char line[1024];
+
+	if (flood_pid > 0) {
+		say("hostile: console flood already running\n");
+		return;
+	}
+	flood_pid = fork();
+	if (flood_pid != 0)
+		return;
+	memset(line, 'F', sizeof(line) - 1);
+	line[sizeof(line) - 1] = '\n';
+	say("hostile: console flood of %llu MiB\n", (unsigned long long)mib);
+	for (uint64_t i = 0; i < mib * 1024; i++)
+		if (write(console, line, sizeof(line)) < 0)
+			break;
+	say("\nhostile: console flood done\n");
+	_exit(0);
+}
+
+static void
+output_flood(uint64_t count)
+{
+	struct buf b = { 0 };
+	char id[32];
+	uint64_t i;
+
+	say("hostile: output flood of %llu processes\n",
+	    (unsigned long long)count);
+	for (i = 0; i < count; i++) {
+		size_t s = frame_begin(&b);
+
+		snprintf(id, sizeof(id), "ghost-%llu", (unsigned long long)i);
+		put_hdr(&b, 0x90, 3);
+		put_uint(&b, 2);
+		put_str(&b, "output");
+		put_hdr(&b, 0x80, 4);
+		put_str(&b, "container_id");
+		put_str(&b, id);
+		put_str(&b, "exec_id");
+		put_str(&b, "");
+		put_str(&b, "stream");
+		put_uint(&b, 1);
+		put_str(&b, "data");
+		put(&b, "\xc4\x01x", 3);
+		frame_end(&b, s);
+		if (b.len >= 65536 && send_buf(&b) < 0)
+			break;
+	}
+	if (i == count && send_buf(&b) < 0)
+		i--;
+	free(b.p);
+	say("hostile: output flood sent %llu of %llu\n",
+	    (unsigned long long)i, (unsigned long long)count);
+}
+
+static void
+garbage(void)
+{
+	static const uint8_t g[] = { 0, 0, 0, 8, 0xc1, 0xc1, 0xc1, 0xc1,
+				     0xff, 0x00, 0x13, 0x37 };
+
+	say("hostile: garbage frame\n");
+	port_write(g, sizeof(g));
+}
+
+static void
+oversize(void)
+{
+	static uint8_t g[4 + 4096] = { 0xff, 0xff, 0xff, 0xf0 };
+
+	say("hostile: oversized frame\n");
+	port_write(g, sizeof(g));
+}
+
+static void
+bad_reply(void)
+{
+	struct buf b = { 0 };
+
+	say("hostile: reply to msgid 3141592653\n");
+	for (int i = 0; i < 2; i++) {
+		size_t s = frame_begin(&b);
+
+		put_hdr(&b, 0x90, 4);
+		put_uint(&b, 1);
+		put_uint(&b, i ? 0 : 3141592653u);
+		put_nil(&b);
+		put_hdr(&b, 0x80, 0);
+		frame_end(&b, s);
+	}
+	send_buf(&b);
+	free(b.p);
+}
+
+static void
+port_storm(uint64_t count)
+{
+	uint64_t i;
+
+	say("hostile: port storm of %llu\n", (unsigned long long)count);
+	for (i = 0; i < count; i++) {
+		close(port);
+		port = open(port_dev, O_RDWR | O_NONBLOCK | O_NOCTTY |
+			    O_CLOEXEC);
+		if (port < 0) {
+			port = open_port(10000);
+			if (port < 0) {
+				say("hostile: port gone\n");
+				break;
+			}
+		}
+	}
+	say("hostile: port storm done (%llu)\n", (unsigned long long)i);
+}
+
+static int
+attack(const char *name, size_t n, uint64_t count)
+{
+#define IS(s) (n == strlen(s) && memcmp(name, s, n) == 0)
+	if (IS("console-flood"))
+		console_flood(count ? count : 64);
+	else if (IS("output-flood"))
+		output_flood(count ? count : 10000);
+	else if (IS("garbage"))
+		garbage();
+	else if (IS("oversize"))
+		oversize();
+	else if (IS("bad-reply"))
+		bad_reply();
+	else if (IS("storm")) {
+		storm_left = count ? count : 50;
+		say("hostile: storm of %u connections\n", storm_left);
+		garbage();
+		storm_left--;
+	} else if (IS("port-storm"))
+		port_storm(count ? count : 200);
+	else {
+		say("hostile: unknown attack %.*s\n", (int)n, name);
+		return -1;
+	}
+	return 0;
+#undef IS
+}
+
+/* ------------------------------------------------------------------ */
+/* The agent's part                                                    */
+
+static void
+hello_result(struct buf *b, void *arg)
+{
+	(void)arg;
+	put_hdr(b, 0x80, 2);
+	put_str(b, "version");
+	put_uint(b, 1);
+	put_str(b, "component");
+	put_str(b, "husk-agent");
+}
+
+static void
+pid_result(struct buf *b, void *arg)
+{
+	(void)arg;
+	put_hdr(b, 0x80, 1);
+	put_str(b, "pid");
+	put_uint(b, 1);
+}
+
+/* Numbers no guest has, next to the limits of the host's integer types,
+ * and text with terminal escapes and newlines. */
+static void
+absurd_result(struct buf *b, void *arg)
+{
+	static const char *const keys[] = {
+		"mem_block_size", "online_cpus", "mem_total_kb",
+		"mem_online_kb",
+	};
+
+	(void)arg;
+	put_hdr(b, 0x80, 8);
+	for (size_t i = 0; i < 4; i++) {
+		put_str(b, keys[i]);
+		put_uint(b, i % 2 ? INT64_MAX : UINT64_MAX);
+	}
+	put_str(b, "kernel");
+	put_str(b, "6.6.6\x1b[2J\r\nhusk: all is well\x07");
+	put_str(b, "agent_version");
+	put_str(b, "hostile");
+	put_str(b, "cgroup");
+	put_str(b, "v9");
+	put_str(b, "host_mode");
+	put_uint(b, 7);
+}
+
+static char boot_attack[64];
+static uint64_t boot_count;
+static int hellos;
+
+static void
+handle_request(uint32_t msgid, const char *m, size_t mlen, struct rd *params)
+{
+	const char *name = NULL;
+	size_t nlen = 0;
+	uint64_t count = 0;
+#define IS(s) (mlen == strlen(s) && memcmp(m, s, mlen) == 0)
+
+	if (IS("hello")) {
+		reply(msgid, hello_result, NULL);
+		hellos++;
+		say("hostile: hello %d\n", hellos);
+		if (storm_left > 0) {
+			storm_left--;
+			garbage();
+			if (storm_left == 0)
+				say("hostile: storm done\n");
+		} else if (hellos == 1 && boot_attack[0] &&
+			   strcmp(boot_attack, "console-flood") != 0)
+			attack(boot_attack, strlen(boot_attack), boot_count);
+	} else if (IS("get_guest_details") || IS("online_cpu_mem")) {
+		reply(msgid, absurd_result, NULL);
+	} else if (IS("create_container") || IS("exec_process")) {
+		reply(msgid, pid_result, NULL);
+	} else if (IS("wait_process")) {
+		/* never answered: the process runs for ever */
+	} else if (IS("hostile")) {
+		uint32_t n = rd_count(params, 0x80, 0xde);
+
+		while (params->p && n--) {
+			size_t klen;
+			const char *k = rd_str(params, &klen);
+
+			if (k && klen == 6 && !memcmp(k, "attack", 6))
+				name = rd_str(params, &nlen);
+			else if (k && klen == 5 && !memcmp(k, "count", 5))
+				count = rd_uint(params);
+			else
+				rd_skip(params, 1);
+		}
+		if (name && nlen == 10 && !memcmp(name, "flood-wait", 10)) {
+			/* answered once the console flood is over: the
+			 * console itself may no longer say so */
+			if (flood_pid > 0)
+				flood_waiter = msgid;
+			else
+				reply(msgid, NULL, NULL);
+			return;
+		}
+		reply(msgid, NULL, NULL);
+		if (name)
+			attack(name, nlen, count);
+	} else {
+		reply(msgid, NULL, NULL);
+	}
+#undef IS
+}
+
+static void
+handle_frame(const uint8_t *p, size_t n)
+{
+	struct rd r = { p, p + n };
+	uint32_t len = rd_count(&r, 0x90, 0xdc);
+	uint64_t type = rd_uint(&r), msgid;
+	const char *m;
+	size_t mlen;
+
+	/* Requests only: the host's notifications (output_ack) and our
+	 * own made-up state need no answer. */
+	if (r.p == NULL || len != 4 || type != 0)
+		return;
+	msgid = rd_uint(&r);
+	m = rd_str(&r, &mlen);
+	if (r.p == NULL)
+		return;
+	handle_request(msgid, m, mlen, &r);
+}
+
+static void
+read_cmdline(void)
+{
+	char buf[4096], *t, *save = NULL;
+	ssize_t n;
+	int fd = open("/proc/cmdline", O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return;
+	buf[n] = '\0';
+	for (t = strtok_r(buf, " \t\n", &save); t;
+	     t = strtok_r(NULL, " \t\n", &save)) {
+		char *c;
+
+		if (strncmp(t, "husk.attack=", 12) != 0)
+			continue;
+		snprintf(boot_attack, sizeof(boot_attack), "%s", t + 12);
+		c = strchr(boot_attack, ':');
+		if (c) {
+			*c = '\0';
+			boot_count = strtoull(c + 1, NULL, 10);
+		}
+	}
+}
+
+int
+main(void)
+{
+	static uint8_t in[FRAME_MAX + 4];
+	size_t have = 0;
+
+	boot();
+	signal(SIGPIPE, SIG_IGN);
+	read_cmdline();
+	say("hostile: up, boot attack '%s'\n", boot_attack);
+	if (strcmp(boot_attack, "console-flood") == 0)
+		attack(boot_attack, strlen(boot_attack), boot_count);
+	port = open_port(30000);
+	if (port < 0) {
+		say("hostile: no %s port\n", PORT_NAME);
+		for (;;)
+			pause();
+	}
+	say("hostile: serving on %s\n", port_dev);
+	for (;;) {
+		struct pollfd pfd = { .fd = port, .events = POLLIN };
+		ssize_t n;
+		pid_t dead;
+
+		while ((dead = waitpid(-1, NULL, WNOHANG)) > 0)
+			if (dead == flood_pid) {
+				flood_pid = -1;
+				if (flood_waiter >= 0)
+					reply(flood_waiter, NULL, NULL);
+				flood_waiter = -1;
+			}
+		if (poll(&pfd, 1, 200) < 0 && errno != EINTR)
+			sleep_ms(50);
+		if (!(pfd.revents & POLLIN)) {
+			/* No host (POLLHUP): what was half read is gone. */
+			if (pfd.revents & POLLHUP) {
+				have = 0;
+				sleep_ms(20);
+			}
+			continue;
+		}
+		n = read(port, in + have, sizeof(in) - have);
+		if (n <= 0) {
+			if (n == 0 || (errno != EAGAIN && errno != EINTR))
+				have = 0;
+			if (n == 0)
+				sleep_ms(20);
+			continue;
+		}
+		have += n;
+		for (;;) {
+			uint32_t len;
+
+			if (have < 4)
+				break;
+			len = (uint32_t)in[0] << 24 | in[1] << 16 |
+			      in[2] << 8 | in[3];
+			if (len > FRAME_MAX) {
+				have = 0;	/* the host is trusted */
+				break;
+			}
+			if (have < 4 + (size_t)len)
+				break;
+			handle_frame(in + 4, len);
+			memmove(in, in + 4 + len, have - 4 - len);
+			have -= 4 + len;
+		}
+	}
+}
