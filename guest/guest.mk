@@ -47,10 +47,10 @@ $(GUEST_B)/testinit: guest/testinit.c
 	@echo "  CC      $@"
 	$(Q)$(GUEST_CC) -static $(GUEST_CFLAGS) -o $@ $<
 
-$(GUEST_B)/hostile: guest/hostile.c
+$(GUEST_B)/hostile: guest/hostile.c guest/hostile_mp.c guest/hostile.h
 	@mkdir -p $(dir $@)
 	@echo "  CC      $@"
-	$(Q)$(GUEST_CC) -static $(GUEST_CFLAGS) -o $@ $<
+	$(Q)$(GUEST_CC) -static $(GUEST_CFLAGS) -o $@ $(filter %.c,$^)
 
 $(GUEST_B)/bootwait: guest/bootwait.c
 	@mkdir -p $(dir $@)
