@@ -97,8 +97,6 @@ frame_end(struct buf *b, size_t start)
 	h[3] = n;
 }
 
-
-
 uint64_t
 rd_be(struct rd *r, int bytes)
 {
