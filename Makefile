@@ -5,6 +5,7 @@
 #   make check      deps, build, unit tests, bats tests
 #   make asan       the same under AddressSanitizer + UBSan (build/asan)
 #   make fuzz       libFuzzer targets (clang) into build/fuzz
+#   make fuzz-run   run them (FUZZ_TIME=s or FUZZ_RUNS=n each), table of executions
 #   make bench      benchmarks (prints tables)
 #   make install    PREFIX=/usr/local DESTDIR=
 #
@@ -155,7 +156,12 @@ asan:
 FUZZ_SRC  := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BINS := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRC))
 FUZZ_LIBSRC := $(LIBHUSK_SRC) $(LIBIPC_SRC) $(FUZZ_EXTRA_SRC)
-FUZZ_TIME ?= 60
+# make fuzz-run [FUZZ_TIME=s] [FUZZ_RUNS=n] [FUZZ_TARGETS="fuzz_msg ..."]:
+# every target (or those) one after the other, then a table of
+# executions per target (tests/fuzz/run; 60 s each by default).
+FUZZ_TIME ?=
+FUZZ_RUNS ?=
+FUZZ_TARGETS ?=
 
 build/fuzz/%: tests/fuzz/%.c $(FUZZ_LIBSRC)
 	@mkdir -p $(dir $@)
@@ -166,13 +172,8 @@ build/fuzz/%: tests/fuzz/%.c $(FUZZ_LIBSRC)
 fuzz: deps $(FUZZ_BINS)
 
 fuzz-run: fuzz
-	$(Q)for f in $(FUZZ_BINS); do \
-	    n=$$(basename $$f); mkdir -p build/fuzz/corpus/$$n; \
-	    echo "== $$n ($(FUZZ_TIME)s)"; \
-	    $$f -max_total_time=$(FUZZ_TIME) -rss_limit_mb=2048 \
-	        -print_final_stats=1 build/fuzz/corpus/$$n \
-	        tests/fuzz/corpus/$$n 2>&1 | tail -n 12 || exit 1; \
-	done
+	$(Q)FUZZ_TIME=$(FUZZ_TIME) FUZZ_RUNS=$(FUZZ_RUNS) FUZZ_DIR=build/fuzz \
+	    tests/fuzz/run $(FUZZ_TARGETS)
 
 # --------------------------------------------------------------- bench
 BENCH_SRC  := $(sort $(wildcard bench/*.c))
