@@ -203,7 +203,9 @@ deps:
 # ------------------------------------------------------------- install
 MAN_PAGES := $(sort $(wildcard man/*.[1-8]))
 # Programs go together in BINDIR (husk finds its helpers beside
-# itself); the guest image, when built, in DATADIR.
+# itself); the guest image, when built, in DATADIR.  PROXY_USER must be
+# the name the CLI looks for (HUSK_PROXY_USER in sandbox/sandbox.h).
+PROXY_USER := husk-proxy
 install: programs
 	install -d $(DESTDIR)$(BINDIR)
 	for p in $(PROGRAMS); do install -m 0755 $$p $(DESTDIR)$(BINDIR)/; done
@@ -212,6 +214,15 @@ install: programs
 	for m in $(MAN_PAGES); do s=$${m##*.}; \
 	    install -d $(DESTDIR)$(MANDIR)/man$$s; \
 	    install -m 0644 $$m $(DESTDIR)$(MANDIR)/man$$s/; done
+	@# The proxy runs as this system user when it exists ([proxy] user
+	@# in husk.conf(5)); a staged install (DESTDIR) leaves it to the
+	@# package's scripts.
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && \
+	    ! getent passwd $(PROXY_USER) >/dev/null; then \
+	    useradd --system --user-group --no-create-home \
+	        --home-dir /nonexistent --shell /usr/sbin/nologin \
+	        --comment "husk proxy" $(PROXY_USER) && \
+	    echo "created system user $(PROXY_USER) for husk-proxy"; fi
 
 clean:
 	rm -rf $(B) build/asan build/fuzz

@@ -132,6 +132,9 @@ static void conn_opts(struct ipc_conn_opts *o, struct agent *a)
 	o->role = IPC_ROLE_SERVER;
 	o->component = AGENT_COMPONENT;
 	o->methods = agent_methods;
+	/* The proxy reads no more from a guest (docs/proxy.md); a larger
+	 * answer becomes an error the caller sees, not a cut channel. */
+	o->max_frame_send = IPC_AGENT_FRAME_MAX;
 	o->on_ready = on_ready;
 	o->on_close = on_close;
 	o->trusted = true;

@@ -181,7 +181,7 @@ static int trap_install(const char *profile, struct husk_err **err)
 	return 0;
 }
 
-static bool env_debug(void)
+bool husk_seccomp_debug_env(void)
 {
 	const char *v = getenv("HUSK_SECCOMP_DEBUG");
 
@@ -196,6 +196,89 @@ static bool denied(const struct husk_profile *p, const char *name)
 	return false;
 }
 
+static bool has_arg_rule(const struct husk_profile *p, const char *name)
+{
+	for (const struct husk_arg_rule *r = p->allow_args; r && r->syscall;
+	     r++)
+		if (!strcmp(r->syscall, name))
+			return true;
+	return false;
+}
+
+static int scmp_op(enum husk_arg_op op)
+{
+	switch (op) {
+	case HUSK_ARG_EQ: return SCMP_CMP_EQ;
+	case HUSK_ARG_NE: return SCMP_CMP_NE;
+	case HUSK_ARG_LT: return SCMP_CMP_LT;
+	case HUSK_ARG_LE: return SCMP_CMP_LE;
+	case HUSK_ARG_GT: return SCMP_CMP_GT;
+	case HUSK_ARG_GE: return SCMP_CMP_GE;
+	case HUSK_ARG_MASKED_EQ: return SCMP_CMP_MASKED_EQ;
+	}
+	return -1;
+}
+
+int husk_profile_check(const struct husk_profile *p, struct husk_err **err)
+{
+	const char *name = p->name ? p->name : "?";
+
+	for (const struct husk_arg_rule *r = p->allow_args; r && r->syscall;
+	     r++) {
+		if (r->arg > 5)
+			return husk_error(err, HUSK_E_INVALID,
+					  "profile %s: %s: argument index %u "
+					  "(0..5)", name, r->syscall, r->arg);
+		if (scmp_op(r->op) < 0)
+			return husk_error(err, HUSK_E_INVALID,
+					  "profile %s: %s: unknown argument "
+					  "operator %d", name, r->syscall,
+					  (int)r->op);
+		if (r->op != HUSK_ARG_MASKED_EQ && r->mask)
+			return husk_error(err, HUSK_E_INVALID,
+					  "profile %s: %s: a mask needs "
+					  "HUSK_ARG_MASKED_EQ", name,
+					  r->syscall);
+		if (denied(p, r->syscall))
+			return husk_error(err, HUSK_E_INVALID,
+					  "profile %s: %s is both denied and "
+					  "allowed by argument", name,
+					  r->syscall);
+	}
+	return 0;
+}
+
+/* One row of allow_args as a conditional allow rule; rows for the same
+ * syscall add up (libseccomp ORs the rules of one syscall). */
+static int allow_args(scmp_filter_ctx ctx, const struct husk_profile *p,
+		      struct husk_err **err)
+{
+	for (const struct husk_arg_rule *r = p->allow_args; r && r->syscall;
+	     r++) {
+		int nr = seccomp_syscall_resolve_name(r->syscall);
+		struct scmp_arg_cmp cmp = {
+			.arg = r->arg,
+			.op = (enum scmp_compare)scmp_op(r->op),
+			.datum_a = r->op == HUSK_ARG_MASKED_EQ ? r->mask
+							       : r->value,
+			.datum_b = r->op == HUSK_ARG_MASKED_EQ ? r->value : 0,
+		};
+		int rc;
+
+		if (nr == __NR_SCMP_ERROR) {
+			log_debug("confine: %s: unknown syscall %s skipped",
+				  p->name, r->syscall);
+			continue;
+		}
+		rc = seccomp_rule_add_array(ctx, SCMP_ACT_ALLOW, nr, 1, &cmp);
+		if (rc < 0 && rc != -EEXIST)
+			return husk_error_sys(err, -rc,
+					      "seccomp allow %s (argument %u)",
+					      r->syscall, r->arg);
+	}
+	return 0;
+}
+
 static int allow_list(scmp_filter_ctx ctx, const struct husk_profile *p,
 		      const char *const *names, struct husk_err **err)
 {
@@ -208,7 +291,7 @@ static int allow_list(scmp_filter_ctx ctx, const struct husk_profile *p,
 				  p->name, *names);
 			continue;
 		}
-		if (denied(p, *names))
+		if (denied(p, *names) || has_arg_rule(p, *names))
 			continue;
 		rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0);
 		if (rc < 0 && rc != -EEXIST)
@@ -229,6 +312,17 @@ static int load_filter(const struct husk_profile *p, bool debug,
 	ctx = seccomp_init(debug ? SCMP_ACT_TRAP : SCMP_ACT_KILL_PROCESS);
 	if (!ctx)
 		return husk_error(err, HUSK_E_SYSTEM, "seccomp_init failed");
+	/* Only the native architecture is in the filter.  A call through
+	 * another ABI (int 0x80 for i386, the x32 bit on x86-64, which
+	 * libseccomp checks too) would be matched against the wrong
+	 * syscall numbers: it kills the whole process, debug mode or not
+	 * (libseccomp's default kills only the thread). */
+	rc = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH,
+			      SCMP_ACT_KILL_PROCESS);
+	if (rc < 0) {
+		seccomp_release(ctx);
+		return husk_error_sys(err, -rc, "seccomp bad-arch action");
+	}
 	for (const struct husk_errno_rule *r = p->deny; r && r->syscall;
 	     r++) {
 		int nr = seccomp_syscall_resolve_name(r->syscall);
@@ -247,7 +341,8 @@ static int load_filter(const struct husk_profile *p, bool debug,
 		}
 	}
 	if (allow_list(ctx, p, husk_syscalls_base, err) < 0 ||
-	    allow_list(ctx, p, p->syscalls, err) < 0) {
+	    allow_list(ctx, p, p->syscalls, err) < 0 ||
+	    allow_args(ctx, p, err) < 0) {
 		seccomp_release(ctx);
 		return -1;
 	}
@@ -350,6 +445,8 @@ int husk_confine(const struct husk_profile *p,
 
 	if (!o)
 		o = &none;
+	if (husk_profile_check(p, err) < 0)
+		return -1;
 	dir = o->dir ? o->dir : "/";
 	if (chdir(dir) < 0)
 		return husk_error_sys(err, errno, "confine: chdir `%s`", dir);
@@ -364,7 +461,7 @@ int husk_confine(const struct husk_profile *p,
 			  p->name);
 		return 0;
 	}
-	if (load_filter(p, o->seccomp_debug || env_debug(), err) < 0)
+	if (load_filter(p, o->seccomp_debug || husk_seccomp_debug_env(), err) < 0)
 		return husk_error_wrap(err, "confine %s", p->name);
 	return 0;
 }

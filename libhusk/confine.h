@@ -8,9 +8,12 @@
  *      bounding, ambient) to `caps` with libcap-ng
  *   4. rlimits
  *   5. prctl(PR_SET_NO_NEW_PRIVS)
- *   6. load the seccomp allow-list: `syscalls` allowed, `deny` answered
- *      with an errno, anything else kills the process (SIGSYS) or, in
- *      debug mode, is reported on the log fd and fails with ENOSYS.
+ *   6. load the seccomp allow-list: `syscalls` allowed, `allow_args`
+ *      allowed for the arguments they name, `deny` answered with an
+ *      errno, anything else kills the process (SIGSYS) or, in debug
+ *      mode, is reported on the log fd and fails with ENOSYS.  A
+ *      syscall of a foreign architecture (i386 or x32 from x86-64)
+ *      kills the process in either mode.
  *
  * A program keeps its profile in <dir>/confine.c beside its main.c; the
  * format is described in docs/confinement.md.
@@ -19,6 +22,8 @@
 #define HUSK_CONFINE_H
 
 #include <stdbool.h>
+#include <stdint.h>
+#include <sys/mman.h>
 #include <sys/types.h>
 #include <sys/resource.h>
 
@@ -28,6 +33,41 @@ struct husk_errno_rule {
 	const char *syscall;
 	int errnum;
 };
+
+/* How an argument is compared with `value` (libseccomp's SCMP_CMP_*). */
+enum husk_arg_op {
+	HUSK_ARG_EQ = 1,        /* arg == value */
+	HUSK_ARG_NE,            /* arg != value */
+	HUSK_ARG_LT,            /* arg <  value (unsigned, 64-bit) */
+	HUSK_ARG_LE,
+	HUSK_ARG_GT,
+	HUSK_ARG_GE,
+	HUSK_ARG_MASKED_EQ,     /* (arg & mask) == value */
+};
+
+/*
+ * One use of a syscall that is allowed (OpenSSH's SC_ALLOW_ARG and
+ * SC_ALLOW_ARG_MASK): the call runs when argument `arg` (0..5)
+ * compares with `value` as `op` says.  Several rows for one syscall
+ * allow any of them; a call that matches none gets the default action
+ * (killed, or reported in debug mode).  A syscall named here is allowed
+ * only by its rows, even when husk_syscalls_base or `syscalls` name it
+ * (that is how mmap and mprotect lose PROT_EXEC).  A syscall cannot be
+ * both here and in `deny`.
+ */
+struct husk_arg_rule {
+	const char *syscall;
+	unsigned arg;
+	enum husk_arg_op op;
+	uint64_t value;
+	uint64_t mask;          /* HUSK_ARG_MASKED_EQ only */
+};
+
+/* Rows for a program that never maps executable memory once confined:
+ * mmap and mprotect only without PROT_EXEC. */
+#define HUSK_ARGS_NO_EXEC_MAPPINGS                                       \
+	{ "mmap", 2, HUSK_ARG_MASKED_EQ, 0, PROT_EXEC },                 \
+	{ "mprotect", 2, HUSK_ARG_MASKED_EQ, 0, PROT_EXEC }
 
 struct husk_rlimit_rule {
 	int resource;           /* RLIMIT_* */
@@ -43,6 +83,9 @@ struct husk_profile {
 	/* Syscalls answered with an errno instead of running; terminated by
 	 * { NULL, 0 }.  May be NULL. */
 	const struct husk_errno_rule *deny;
+	/* Syscalls allowed only for given arguments; terminated by
+	 * { NULL }.  May be NULL. */
+	const struct husk_arg_rule *allow_args;
 	/* Capabilities kept (CAP_*), terminated by -1.  NULL keeps none. */
 	const int *caps;
 	/* rlimits, terminated by { -1 }.  May be NULL. */
@@ -66,6 +109,15 @@ struct husk_confine_opts {
 
 int husk_confine(const struct husk_profile *p,
 		 const struct husk_confine_opts *o, struct husk_err **err);
+
+/* Checks a profile's tables without applying anything (husk_confine
+ * does it first): an argument index past 5, an unknown operator, a
+ * syscall both denied and allowed by argument are errors. */
+int husk_profile_check(const struct husk_profile *p, struct husk_err **err);
+
+/* True when HUSK_SECCOMP_DEBUG is exactly "1" in the environment (any
+ * other value, empty included, leaves the filter killing). */
+bool husk_seccomp_debug_env(void);
 
 /* Syscalls every husk program needs (malloc, stdio, libev's loop,
  * time, exit); always allowed.  NULL-terminated. */

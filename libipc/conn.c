@@ -31,10 +31,12 @@
 #define WRITE_IOV 64
 #define SPARE_MAX 8             /* queue buffers kept for reuse */
 #define SPARE_SIZE (256u << 10) /* ... if no larger than this */
+#define SMALL_COPY 4096         /* messages copied, not swapped, below */
 
 /* One framed message waiting to be written; fds go with its first byte. */
 struct wq_item {
 	struct wq_item *next;
+	size_t cost;            /* counted in queued when queued */
 	char *data;             /* cap bytes, malloc'ed */
 	size_t cap, len, off;
 	int nfds;
@@ -78,7 +80,8 @@ struct ipc_conn {
 	int rx_skip;            /* frames to complete before rx_fds' frame */
 
 	struct wq_item *wq_head, *wq_tail;
-	size_t queued;
+	size_t queued;          /* cost of the items (ipc_conn_queued) */
+	size_t nqueued;
 	/* A streaming writer queues buffers of one size over and over;
 	 * reusing them spares malloc and the page faults of a heap that
 	 * grows and shrinks. */
@@ -113,15 +116,40 @@ static const char *peer_name(const struct ipc_conn *c)
  */
 static void conn_violation(struct ipc_conn *c, const struct husk_err *e)
 {
+	/* An untrusted peer that reconnects and misbehaves over and over
+	 * gets a bounded number of lines. */
+	static struct ipc_ratelimit rl = { .interval = 60., .burst = 20 };
 	const char *msg = e && e->msg ? e->msg : "protocol violation";
+	unsigned held = 0;
 
 	if (c->o.trusted)
 		log_warnx("conn_violation: bug: peer %s (pid %d) broke the "
 			  "protocol: %s", peer_name(c), (int)c->peer_pid, msg);
-	else
-		log_warnx("conn_violation: peer %s (pid %d): %s; disconnecting",
-			  peer_name(c), (int)c->peer_pid, msg);
+	else if (ipc_ratelimit(&rl, ev_now(c->loop), &held))
+		log_warnx("conn_violation: peer %s (pid %d): %s; disconnecting"
+			  "%s", peer_name(c), (int)c->peer_pid, msg,
+			  held ? " (earlier lines like this suppressed)" : "");
 	ipc_conn_close(c, e);
+}
+
+bool ipc_ratelimit(struct ipc_ratelimit *rl, double now,
+		   unsigned *suppressed)
+{
+	if (suppressed)
+		*suppressed = 0;
+	if (rl->n == 0 || now - rl->start >= rl->interval) {
+		rl->start = now;
+		rl->n = 0;
+	}
+	if (rl->n >= rl->burst) {
+		rl->dropped++;
+		return false;
+	}
+	rl->n++;
+	if (suppressed)
+		*suppressed = rl->dropped;
+	rl->dropped = 0;
+	return true;
 }
 
 static struct husk_err *err_copy(const struct husk_err *e)
@@ -208,6 +236,10 @@ static struct wq_item *wq_item_get(struct ipc_conn *c, size_t len)
 	struct wq_item *it, **pp;
 
 	for (pp = &c->spare; *pp; pp = &(*pp)->next) {
+		/* A small message in a big spare would hold (and count)
+		 * the whole spare. */
+		if (len <= SMALL_COPY && (*pp)->cap > SMALL_COPY)
+			continue;
 		if ((*pp)->cap >= len || !(*pp)->next) {
 			it = *pp;
 			*pp = it->next;
@@ -216,6 +248,13 @@ static struct wq_item *wq_item_get(struct ipc_conn *c, size_t len)
 		}
 	}
 	return calloc(1, sizeof(*it));
+}
+
+static void wq_done(struct ipc_conn *c, struct wq_item *it)
+{
+	c->queued -= it->cost;
+	c->nqueued--;
+	wq_item_recycle(c, it);
 }
 
 static void queue_check_low(struct ipc_conn *c)
@@ -238,7 +277,6 @@ static void wq_consume(struct ipc_conn *c, size_t n)
 			take = n;
 		it->off += take;
 		n -= take;
-		c->queued -= take;
 		/* The descriptors went with the first byte. */
 		for (int i = 0; i < it->nfds; i++)
 			close(it->fds[i]);
@@ -247,7 +285,7 @@ static void wq_consume(struct ipc_conn *c, size_t n)
 			c->wq_head = it->next;
 			if (!c->wq_head)
 				c->wq_tail = NULL;
-			wq_item_recycle(c, it);
+			wq_done(c, it);
 		}
 	}
 }
@@ -351,7 +389,9 @@ static struct wq_item *wq_item_new(struct ipc_conn *c, const char *data,
 	it->len = len;
 	it->off = 0;
 	it->nfds = 0;
-	if (from_out) {
+	/* A small message would keep c->out's whole buffer (8 KiB or more):
+	 * copy it instead. */
+	if (from_out && len > SMALL_COPY) {
 		msgpack_sbuffer *sb = &c->out.sb;
 		char *old = it->data;
 		size_t oldcap = it->cap;
@@ -436,7 +476,9 @@ static int conn_queue(struct ipc_conn *c, const char *data, size_t len,
 	else
 		c->wq_head = it;
 	c->wq_tail = it;
-	c->queued += len;
+	it->cost = it->cap + IPC_WQ_ITEM_COST;
+	c->queued += it->cost;
+	c->nqueued++;
 	if (!c->connecting)
 		ev_io_start(c->loop, &c->wio);
 	if (!c->above && c->queued > c->o.wq_high) {
@@ -457,7 +499,7 @@ static int send_out(struct ipc_conn *c, const int *fds, int nfds)
 {
 	struct husk_err *e = NULL;
 
-	if (ipc_buf_finish(&c->out, c->o.max_frame, &e) < 0) {
+	if (ipc_buf_finish(&c->out, c->o.max_frame_send, &e) < 0) {
 		log_warnx("ipc_conn_send: %s", e->msg);
 		husk_err_free(e);
 		return -1;
@@ -478,7 +520,7 @@ int ipc_reply_send(struct ipc_conn *c)
 {
 	struct husk_err *e = NULL;
 
-	if (ipc_buf_finish(&c->out, c->o.max_frame, &e) < 0) {
+	if (ipc_buf_finish(&c->out, c->o.max_frame_send, &e) < 0) {
 		/* Tell the caller rather than leave it waiting. */
 		int r = ipc_reply_err(c, c->out_msgid, e);
 
@@ -1023,6 +1065,8 @@ static struct ipc_conn *conn_alloc(struct ev_loop *loop,
 	c->o.expect_peer = o->expect_peer ? c->expect : NULL;
 	if (!c->o.max_frame)
 		c->o.max_frame = IPC_FRAME_MAX_DEFAULT;
+	if (!c->o.max_frame_send)
+		c->o.max_frame_send = c->o.max_frame;
 	if (c->o.hello_timeout <= 0)
 		c->o.hello_timeout = HELLO_TIMEOUT_DEFAULT;
 	if (!c->o.wq_high)
@@ -1203,6 +1247,7 @@ void ipc_conn_close(struct ipc_conn *c, const struct husk_err *why)
 	}
 	c->wq_tail = NULL;
 	c->queued = 0;
+	c->nqueued = 0;
 	for (int i = 0; i < c->rx_nfds; i++)
 		close(c->rx_fds[i]);
 	c->rx_nfds = 0;
@@ -1302,6 +1347,11 @@ uid_t ipc_conn_peer_uid(const struct ipc_conn *c)
 size_t ipc_conn_queued(const struct ipc_conn *c)
 {
 	return c->queued;
+}
+
+size_t ipc_conn_queued_msgs(const struct ipc_conn *c)
+{
+	return c->nqueued;
 }
 
 void ipc_conn_pause_read(struct ipc_conn *c, bool pause)

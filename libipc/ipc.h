@@ -37,6 +37,22 @@
 #define IPC_MAX_DEPTH 32         /* nesting of arrays and maps */
 #define IPC_MAX_FDS 16           /* descriptors with one message */
 #define IPC_ERRMSG_MAX 4096      /* bytes of an error message kept */
+/*
+ * Frames the guest's agent sends to the host.  The largest legitimate
+ * one is a list_processes answer (records with command lines of up to
+ * 128 KiB each); output notifications carry at most 64 KiB.  The agent
+ * refuses to send more (the caller gets "frame too large") and the
+ * proxy refuses to read more (the connection is cut), so a hostile
+ * guest makes the proxy buffer at most this much per frame.
+ */
+#define IPC_AGENT_FRAME_MAX (1u << 20)
+/* What a queued message costs beyond its buffer (the queue item and
+ * its allocations' headers): write queues count it, so that many tiny
+ * messages weigh what they hold. */
+#define IPC_WQ_ITEM_COST 128u
+/* Accepting paused for this long when the descriptor table is full
+ * (EMFILE, ENFILE) or memory is short, instead of spinning. */
+#define IPC_ACCEPT_PAUSE 0.5
 
 /* ------------------------------------------------------------------ */
 /* Frames                                                              */
@@ -292,10 +308,14 @@ struct ipc_conn_opts {
 	const char *expect_peer;        /* NULL: any component */
 	const struct ipc_method *methods; /* terminated by name NULL */
 	uint32_t max_frame;             /* 0: IPC_FRAME_MAX_DEFAULT */
+	/* Frames we send, when the peer reads more (or less) than it may
+	 * send us (0: max_frame). */
+	uint32_t max_frame_send;
 	double hello_timeout;           /* seconds; 0: 10 */
-	/* Write-queue watermarks in bytes (0: 1 MiB / 256 KiB).  on_queue is
-	 * called with above=true when the queue grows past high and with
-	 * above=false when it drains below low. */
+	/* Write-queue watermarks (0: 1 MiB / 256 KiB), compared with
+	 * ipc_conn_queued().  on_queue is called with above=true when the
+	 * queue grows past high and with above=false when it drains below
+	 * low. */
 	size_t wq_high, wq_low;
 	void (*on_queue)(struct ipc_conn *c, bool above, void *arg);
 	/* After the hello succeeded. */
@@ -338,8 +358,12 @@ const char *ipc_conn_peer_component(const struct ipc_conn *c);
 /* From SO_PEERCRED; -1 when fd is not a unix socket. */
 pid_t ipc_conn_peer_pid(const struct ipc_conn *c);
 uid_t ipc_conn_peer_uid(const struct ipc_conn *c);
-/* Bytes waiting in the write queue. */
+/* What the write queue holds: the buffers of the messages waiting
+ * (their unsent bytes and the room around them) plus IPC_WQ_ITEM_COST
+ * per message. */
 size_t ipc_conn_queued(const struct ipc_conn *c);
+/* Messages waiting in the write queue. */
+size_t ipc_conn_queued_msgs(const struct ipc_conn *c);
 /* Stop or restart reading from the peer (backpressure). */
 void ipc_conn_pause_read(struct ipc_conn *c, bool pause);
 
@@ -401,6 +425,23 @@ struct ipc_server *ipc_server_new_fd(struct ev_loop *loop, int listen_fd,
 /* Close the listener and every connection; unlink the path. */
 void ipc_server_free(struct ipc_server *s);
 size_t ipc_server_nconns(const struct ipc_server *s);
+
+/*
+ * At most `burst` log lines per `interval` seconds for one kind of
+ * event (a hostile peer must not fill the disk through our log).
+ * ipc_ratelimit() says whether to log now; when it lets a line through
+ * after some were held back, *suppressed says how many.
+ */
+struct ipc_ratelimit {
+	double interval;
+	unsigned burst;
+	double start;
+	unsigned n;
+	unsigned dropped;
+};
+
+bool ipc_ratelimit(struct ipc_ratelimit *rl, double now,
+		   unsigned *suppressed);
 
 /* ------------------------------------------------------------------ */
 /* Blocking client, for short-lived commands                          */

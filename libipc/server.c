@@ -23,13 +23,48 @@ struct ipc_server {
 	int fd;
 	char *path;             /* unlinked on free; NULL for adopted fds */
 	ev_io lio;
+	ev_timer pause;         /* accepting stopped: table full */
+	struct ipc_ratelimit rl;
 	struct ipc_server_opts o;
 	uid_t *allowed;
 	struct srv_conn *conns;
 	size_t nconns;
 };
 
-/* Accepting fails on a full descriptor table; back off until a close. */
+/*
+ * Accepting fails on a full descriptor table (or short memory) with the
+ * peer still queued, so the listening socket stays readable: stop
+ * watching it for IPC_ACCEPT_PAUSE seconds, or until one of our
+ * connections closes, rather than spin.
+ */
+static void accept_pause(struct ipc_server *s, int e)
+{
+	unsigned held = 0;
+
+	ev_io_stop(s->loop, &s->lio);
+	if (ev_is_active(&s->pause))
+		return;
+	if (ipc_ratelimit(&s->rl, ev_now(s->loop), &held))
+		log_warnx("ipc_server_accept: %s: %s; accepting paused for "
+			  "%.1f s (%zu connections)%s",
+			  s->path ? s->path : "socket", strerror(e),
+			  IPC_ACCEPT_PAUSE, s->nconns,
+			  held ? " (earlier lines like this suppressed)" : "");
+	ev_timer_set(&s->pause, IPC_ACCEPT_PAUSE, 0.);
+	ev_timer_start(s->loop, &s->pause);
+}
+
+static void accept_resume(struct ipc_server *s)
+{
+	ev_timer_stop(s->loop, &s->pause);
+	ev_io_start(s->loop, &s->lio);
+}
+
+static void pause_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	accept_resume(w->data);
+}
+
 static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct ipc_server *s = w->data;
@@ -46,7 +81,10 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 		if (fd < 0) {
 			if (errno == EINTR || errno == ECONNABORTED)
 				continue;
-			if (errno != EAGAIN && errno != EWOULDBLOCK)
+			if (errno == EMFILE || errno == ENFILE ||
+			    errno == ENOBUFS || errno == ENOMEM)
+				accept_pause(s, errno);
+			else if (errno != EAGAIN && errno != EWOULDBLOCK)
 				log_warn("ipc_server_accept: %s",
 					 s->path ? s->path : "accept");
 			return;
@@ -96,6 +134,9 @@ void ipc_server_conn_gone(struct ipc_server *s, struct ipc_conn *c)
 			sc->next->prev = sc->prev;
 		s->nconns--;
 		free(sc);
+		/* A descriptor came free: try the waiting peers now. */
+		if (ev_is_active(&s->pause))
+			accept_resume(s);
 		return;
 	}
 }
@@ -124,6 +165,10 @@ struct ipc_server *ipc_server_new_fd(struct ev_loop *loop, int listen_fd,
 	s->o.allowed_uids = s->allowed;
 	ev_io_init(&s->lio, accept_cb, listen_fd, EV_READ);
 	s->lio.data = s;
+	ev_timer_init(&s->pause, pause_cb, IPC_ACCEPT_PAUSE, 0.);
+	s->pause.data = s;
+	s->rl.interval = 60.;
+	s->rl.burst = 5;
 	ev_io_start(loop, &s->lio);
 	return s;
 }
@@ -151,6 +196,7 @@ void ipc_server_free(struct ipc_server *s)
 	if (!s)
 		return;
 	ev_io_stop(s->loop, &s->lio);
+	ev_timer_stop(s->loop, &s->pause);
 	close(s->fd);
 	if (s->path)
 		unlink(s->path);

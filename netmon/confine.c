@@ -25,10 +25,17 @@ static const struct husk_errno_rule nm_deny[] = {
 	{ NULL, 0 },
 };
 
+static const struct husk_arg_rule nm_args[] = {
+	/* malloc and libev map data, never code */
+	HUSK_ARGS_NO_EXEC_MAPPINGS,
+	{ NULL, 0, 0, 0, 0 },
+};
+
 static const struct husk_profile nm_profile = {
 	.name = "husk-netmon",
 	.syscalls = nm_syscalls,
 	.deny = nm_deny,
+	.allow_args = nm_args,
 	.caps = NULL,
 	.rlimits = NULL,
 };

@@ -25,6 +25,7 @@
 #include <netlink/netlink.h>
 #include <netlink/socket.h>
 
+#include "libhusk/confine.h"
 #include "libhusk/log.h"
 #include "libhusk/util.h"
 #include "libipc/ipc.h"
@@ -384,7 +385,7 @@ int main(int argc, char **argv)
 	ev_signal_init(&sigint, on_signal, SIGINT);
 	ev_signal_start(nm.loop, &sigterm);
 	ev_signal_start(nm.loop, &sigint);
-	if (nm_confine(no_seccomp, getenv("HUSK_SECCOMP_DEBUG") != NULL,
+	if (nm_confine(no_seccomp, husk_seccomp_debug_env(),
 		       &e) < 0)
 		fatalx("main: %s", e->msg);
 

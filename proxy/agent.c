@@ -11,9 +11,11 @@
  * backoff: a VM that restarts comes back on the same channel socket.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -32,11 +34,28 @@ static const struct ipc_method agent_methods[] = {
 	{ NULL, 0, NULL },
 };
 
+/* A guest that resets its channel over and over must not fill the log:
+ * lines about the connection go through one rate limit. */
+static bool agent_log_ok(struct proxy *p, const char **note)
+{
+	unsigned held = 0;
+
+	if (!ipc_ratelimit(&p->log_rl, ev_now(p->loop), &held))
+		return false;
+	*note = held ? " (earlier agent connection lines suppressed: rate "
+		       "limit)" : "";
+	return true;
+}
+
 void proxy_agent_cut(struct proxy *p, const struct husk_err *why)
 {
+	const char *note;
+
 	if (!p->agent)
 		return;
-	log_warnx("proxy_agent_cut: cutting the agent off: %s", why->msg);
+	if (agent_log_ok(p, &note))
+		log_warnx("proxy_agent_cut: cutting the agent off: %s%s",
+			  why->msg, note);
 	ipc_conn_close(p->agent, why);
 }
 
@@ -66,11 +85,14 @@ static void agent_on_ready(struct ipc_conn *c, void *arg)
 {
 	struct proxy *p = proxy;
 
+	const char *note;
+
 	p->agent_ready = true;
-	p->retry_delay = PROXY_RETRY_MIN;
+	p->ready_at = ev_now(p->loop);
 	p->connects++;
-	log_info("agent_on_ready: connected to %s (%s)", p->agent_path,
-		 ipc_conn_peer_component(c));
+	if (agent_log_ok(p, &note))
+		log_info("agent_on_ready: connected to %s (%s)%s",
+			 p->agent_path, ipc_conn_peer_component(c), note);
 }
 
 static void schedule_retry(struct proxy *p)
@@ -90,6 +112,7 @@ static void agent_on_close(struct ipc_conn *c, const struct husk_err *why,
 {
 	struct proxy *p = proxy;
 	bool was_ready = p->agent_ready;
+	const char *note;
 
 	if (p->agent != c)
 		return;
@@ -99,10 +122,10 @@ static void agent_on_close(struct ipc_conn *c, const struct husk_err *why,
 	}
 	snprintf(p->agent_reason, sizeof(p->agent_reason), "%s",
 		 why ? why->msg : "end of file");
-	if (was_ready)
-		log_warnx("agent_on_close: agent connection closed: %s",
-			  p->agent_reason);
-	else
+	if (was_ready && agent_log_ok(p, &note))
+		log_warnx("agent_on_close: agent connection closed: %s%s",
+			  p->agent_reason, note);
+	else if (!was_ready)
 		log_debug("agent_on_close: connecting to %s failed: %s",
 			  p->agent_path, p->agent_reason);
 	p->agent = NULL;
@@ -111,7 +134,9 @@ static void agent_on_close(struct ipc_conn *c, const struct husk_err *why,
 	proxy_calls_fail(p, c, p->agent_reason);
 	if (p->agent_paused_clients)
 		proxy_clients_pause(p, false);
-	if (was_ready)
+	/* Only a connection that held for a while starts the backoff over:
+	 * one that a guest resets at once keeps it growing. */
+	if (was_ready && ev_now(p->loop) - p->ready_at >= PROXY_STABLE_SECS)
 		p->retry_delay = PROXY_RETRY_MIN;
 	schedule_retry(p);
 }
@@ -119,18 +144,38 @@ static void agent_on_close(struct ipc_conn *c, const struct husk_err *why,
 /* One non-blocking attempt; the backoff between attempts is ours, so
  * that a channel that is gone for long costs a connect every few
  * seconds, not a busy retry. */
-static int connect_once(const char *path, struct husk_err **err)
+static int try_connect(int fd, const struct sockaddr_un *sa)
 {
-	struct sockaddr_un sa;
-	int fd;
+	if (connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) == 0 ||
+	    errno == EINPROGRESS)
+		return 0;
+	return -1;
+}
 
-	if (ipc_sockaddr(&sa, path, err) < 0)
+static int connect_once(struct proxy *p, struct husk_err **err)
+{
+	const char *path = p->agent_path;
+	struct sockaddr_un sa;
+	int fd, rc;
+
+	if (p->agent_fd >= 0) {
+		memset(&sa, 0, sizeof(sa));
+		sa.sun_family = AF_UNIX;
+		snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d",
+			 p->agent_fd);
+	} else if (ipc_sockaddr(&sa, path, err) < 0) {
 		return -1;
+	}
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return husk_error_sys(err, errno, "socket");
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 &&
-	    errno != EINPROGRESS) {
+	rc = try_connect(fd, &sa);
+	/* The socket held was bound anew (a new channel): its path may
+	 * lead to the new one. */
+	if (rc < 0 && errno == ECONNREFUSED && p->agent_fd >= 0 &&
+	    ipc_sockaddr(&sa, path, NULL) == 0)
+		rc = try_connect(fd, &sa);
+	if (rc < 0) {
 		husk_error_sys(err, errno, "connect `%s`", path);
 		close(fd);
 		return -1;
@@ -145,7 +190,10 @@ void proxy_agent_start(struct proxy *p)
 		.component = PROXY_COMPONENT,
 		.expect_peer = PROXY_AGENT_COMPONENT,
 		.methods = agent_methods,
-		.max_frame = p->frame_max,
+		/* what the guest may send us; what we forward to it is
+		 * bounded like the clients' frames */
+		.max_frame = IPC_AGENT_FRAME_MAX,
+		.max_frame_send = p->frame_max,
 		.on_queue = agent_on_queue,
 		.on_ready = agent_on_ready,
 		.on_close = agent_on_close,
@@ -158,7 +206,7 @@ void proxy_agent_start(struct proxy *p)
 
 	if (p->agent || p->shutting_down)
 		return;
-	fd = connect_once(p->agent_path, &err);
+	fd = connect_once(p, &err);
 	if (fd >= 0)
 		c = ipc_conn_new(p->loop, fd, &o, &err);
 	if (fd < 0 || !c) {
@@ -177,8 +225,30 @@ static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	proxy_agent_start(proxy);
 }
 
+void proxy_agent_hold_path(struct proxy *p)
+{
+	struct stat st;
+	int fd = open(p->agent_path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+
+	if (fd < 0) {
+		log_debug("proxy_agent_hold_path: %s: %s (reached by path)",
+			  p->agent_path, strerror(errno));
+		return;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISSOCK(st.st_mode)) {
+		log_warnx("proxy_agent_hold_path: %s is not a socket",
+			  p->agent_path);
+		close(fd);
+		return;
+	}
+	p->agent_fd = fd;
+}
+
 void proxy_agent_init(struct proxy *p)
 {
+	p->agent_fd = -1;
+	p->log_rl.interval = PROXY_LOG_INTERVAL;
+	p->log_rl.burst = PROXY_LOG_BURST;
 	p->retry_delay = PROXY_RETRY_MIN;
 	ev_timer_init(&p->retry, retry_cb, 0., 0.);
 	snprintf(p->agent_reason, sizeof(p->agent_reason), "connecting");

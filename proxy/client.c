@@ -91,6 +91,46 @@ static void call_free(struct proxy *p, struct pcall *call)
 	free(call);
 }
 
+/*
+ * Replies are queued whether the client reads or not (the agent answers
+ * the calls a client made before it stopped reading), and their size is
+ * the guest's choice: a client whose queue passes
+ * PROXY_CLIENT_QUEUE_MAX, or the largest queue when all of them pass
+ * PROXY_CLIENTS_QUEUE_MAX, is disconnected.
+ */
+static void client_check_queue(struct proxy *p, struct pclient *cl)
+{
+	struct pclient *big = cl;
+	size_t q = ipc_conn_queued(cl->conn), total = 0;
+	struct husk_err *why = NULL;
+
+	if (q <= PROXY_WQ_HIGH)
+		return;
+	for (struct pclient *o = p->clients; o; o = o->next) {
+		total += ipc_conn_queued(o->conn);
+		if (ipc_conn_queued(o->conn) > ipc_conn_queued(big->conn))
+			big = o;
+	}
+	if (q > PROXY_CLIENT_QUEUE_MAX)
+		husk_error(&why, HUSK_E_TOO_LARGE, "write queue over %u bytes "
+			   "(%zu bytes in %zu messages): not reading",
+			   PROXY_CLIENT_QUEUE_MAX, q,
+			   ipc_conn_queued_msgs(cl->conn));
+	else if (total > PROXY_CLIENTS_QUEUE_MAX) {
+		cl = big;
+		husk_error(&why, HUSK_E_TOO_LARGE, "clients' write queues "
+			   "over %u bytes in all, this one the largest (%zu "
+			   "bytes)", PROXY_CLIENTS_QUEUE_MAX,
+			   ipc_conn_queued(cl->conn));
+	} else {
+		return;
+	}
+	log_warnx("client_check_queue: client pid %d cut off: %s",
+		  (int)cl->pid, why->msg);
+	ipc_conn_close(cl->conn, why);
+	husk_err_free(why);
+}
+
 static void call_reply_result(struct pcall *call, struct ipc_msg *resp)
 {
 	struct ipc_conn *c = call->client->conn;
@@ -136,6 +176,11 @@ static void call_done(struct ipc_conn *c, struct ipc_msg *resp,
 				      err);
 		else
 			call_reply_result(call, resp);
+		/* May close the client, which unties its calls. */
+		client_check_queue(p, call->client);
+	} else {
+		log_debug("call_done: answer %u for a client that left "
+			  "dropped", call->agent_msgid);
 	}
 	call_free(p, call);
 }
@@ -330,6 +375,26 @@ static void client_output_ack(struct ipc_conn *c, struct ipc_msg *m,
 	}
 }
 
+static size_t clients_queued(const struct proxy *p)
+{
+	size_t n = 0;
+
+	for (const struct pclient *cl = p->clients; cl; cl = cl->next)
+		n += ipc_conn_queued(cl->conn);
+	return n;
+}
+
+/* Calls still waiting for an answer whose client left. */
+static size_t orphans(const struct proxy *p)
+{
+	size_t n = 0;
+
+	for (const struct pcall *call = p->calls; call; call = call->next)
+		if (!call->client)
+			n++;
+	return n;
+}
+
 static void client_status(struct ipc_conn *c, struct ipc_msg *m, void *arg)
 {
 	struct proxy *p = proxy;
@@ -337,7 +402,7 @@ static void client_status(struct ipc_conn *c, struct ipc_msg *m, void *arg)
 
 	if (!pk)
 		return;
-	msgpack_pack_map(pk, 11);
+	msgpack_pack_map(pk, 15);
 	ipc_pack_kv_bool(pk, "agent_connected", p->agent_ready);
 	ipc_pack_kv_str(pk, "agent", p->agent_path);
 	ipc_pack_kv_str(pk, "sandbox", p->sandbox ? p->sandbox : "");
@@ -352,6 +417,10 @@ static void client_status(struct ipc_conn *c, struct ipc_msg *m, void *arg)
 			 pstreams_count_sub(&p->streams, NULL));
 	ipc_pack_kv_uint(pk, "calls", p->ncalls);
 	ipc_pack_kv_uint(pk, "unsubscribed_bytes", p->streams.unsub_bytes);
+	ipc_pack_kv_uint(pk, "orphaned_calls", orphans(p));
+	ipc_pack_kv_uint(pk, "unknown_streams", p->streams.nunknown);
+	ipc_pack_kv_uint(pk, "held_bytes", p->streams.held);
+	ipc_pack_kv_uint(pk, "queued_bytes", clients_queued(p));
 	ipc_reply_send(c);
 }
 

@@ -4,13 +4,15 @@
  */
 #include <errno.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 
 #include "libhusk/confine.h"
 #include "proxy.h"
 
 static const char *const proxy_syscalls[] = {
-	/* reconnecting to the agent channel when the VM comes back */
-	"socket", "connect", "getsockopt", "setsockopt",
+	/* reconnecting to the agent channel when the VM comes back
+	 * (socket itself: AF_UNIX only, below) */
+	"connect", "getsockopt", "setsockopt",
 	/* removing the client socket when leaving */
 	"unlink", "unlinkat",
 	NULL,
@@ -20,6 +22,14 @@ static const struct husk_errno_rule proxy_deny[] = {
 	/* libc probes these; failing cleanly costs nothing */
 	{ "ioctl", ENOTTY },
 	{ NULL, 0 },
+};
+
+static const struct husk_arg_rule proxy_args[] = {
+	/* the agent channel is a unix socket; nothing else is opened */
+	{ "socket", 0, HUSK_ARG_EQ, AF_UNIX, 0 },
+	/* malloc and libev map data, never code */
+	HUSK_ARGS_NO_EXEC_MAPPINGS,
+	{ NULL, 0, 0, 0, 0 },
 };
 
 static const struct husk_rlimit_rule proxy_rlimits[] = {
@@ -35,6 +45,7 @@ int proxy_confine(struct proxy *p, bool set_ids, uid_t uid, gid_t gid,
 		.name = "husk-proxy",
 		.syscalls = proxy_syscalls,
 		.deny = proxy_deny,
+		.allow_args = proxy_args,
 		.caps = NULL,
 		.rlimits = proxy_rlimits,
 	};

@@ -157,9 +157,13 @@ int main(int argc, char **argv)
 	if (proxy_server_start(&px, &err) < 0)
 		goto fail;
 
-	/* An agent path beyond sun_path is reached through its directory's
-	 * descriptor: open it now, as the filter has no openat. */
-	{
+	/* The channel socket is held by an O_PATH descriptor (reached
+	 * through /proc/self/fd, whatever the length of its path and the
+	 * modes of its directories); if it is not there yet, an agent path
+	 * beyond sun_path is reached through its directory's descriptor:
+	 * open it now, as the filter has no openat. */
+	proxy_agent_hold_path(&px);
+	if (px.agent_fd < 0) {
 		struct sockaddr_un sa;
 		struct husk_err *e2 = NULL;
 

@@ -25,28 +25,57 @@
 #define PROXY_WINDOW (256u * 1024u)
 /* Processes the proxy keeps stream state for (live and finished). */
 #define PROXY_MAX_PROCS 4096
-/* Streams may sit unread with nobody subscribed to them: at most this
- * many bytes in all, and at most this many processes the proxy has not
- * seen created (output for a process it never heard of is "plausible"
- * only in small numbers, e.g. after a proxy restart). */
+/*
+ * Bounds on what a hostile guest can make the proxy hold (docs/proxy.md,
+ * "Bounds").  Output is counted by what it holds in memory: each
+ * buffered chunk's size plus PROXY_CHUNK_COST, small outputs being
+ * appended to the last chunk while it has room (a chunk for them is
+ * PROXY_CHUNK_MIN bytes), so a flood of 1-byte outputs weighs about
+ * what its bytes do.
+ */
+#define PROXY_CHUNK_MIN 1024u
+#define PROXY_CHUNK_COST 64u
+/* Output held for processes nobody subscribed to, and for every
+ * process; beyond either the agent is cut off. */
 #define PROXY_UNSUB_BYTES_MAX (32u << 20)
+#define PROXY_HELD_BYTES_MAX (64u << 20)
+/* One stream's bytes held (buffered and delivered but not acknowledged)
+ * across agent connections: each new connection starts a fresh window,
+ * the bytes of the old one are still here. */
+#define PROXY_STREAM_HELD_MAX (2u * PROXY_WINDOW)
+/* Entries for processes the proxy never saw created (output for them
+ * is plausible only in small numbers, e.g. after a proxy restart). */
 #define PROXY_UNKNOWN_PROCS_MAX 64
-/* Calls in flight to the agent: per client and in all. */
+/* Calls in flight to the agent: per client and in all (calls of clients
+ * that left count until answered or the connection ends). */
 #define PROXY_CLIENT_CALLS_MAX 1024
 #define PROXY_CALLS_MAX 8192
-/* Write-queue watermarks of client connections. */
+/* Write-queue watermarks of client connections (ipc_conn_queued: bytes
+ * plus a cost per message). */
 #define PROXY_WQ_HIGH (512u * 1024u)
 #define PROXY_WQ_LOW (128u * 1024u)
-/* Reconnect backoff, seconds. */
+/* A client's write queue past this (replies to a client that does not
+ * read), or the clients' queues past PROXY_CLIENTS_QUEUE_MAX in all:
+ * the client (the largest queue) is disconnected. */
+#define PROXY_CLIENT_QUEUE_MAX (8u << 20)
+#define PROXY_CLIENTS_QUEUE_MAX (64u << 20)
+/* Reconnect backoff, seconds; a connection that lasted less than
+ * PROXY_STABLE_SECS does not reset it (a guest that resets its channel
+ * over and over gets a connect every PROXY_RETRY_MAX seconds). */
 #define PROXY_RETRY_MIN 0.05
 #define PROXY_RETRY_MAX 2.0
+#define PROXY_STABLE_SECS 10.0
+/* Log lines about the agent connection (connected, closed, cut off):
+ * at most PROXY_LOG_BURST per PROXY_LOG_INTERVAL seconds. */
+#define PROXY_LOG_BURST 10
+#define PROXY_LOG_INTERVAL 60.0
 
 /* ------------------------------------------------------------------ */
 /* stream.c: output of the sandbox's processes                         */
 
 struct pchunk {
 	struct pchunk *next;
-	uint32_t len;
+	uint32_t len, cap;
 	char data[];
 };
 
@@ -54,6 +83,7 @@ struct pchunk {
 struct pout {
 	struct pchunk *head, *tail;  /* received, not yet delivered */
 	uint64_t buffered;           /* bytes in the chunks */
+	uint64_t held;               /* what the chunks cost (PROXY_CHUNK_COST) */
 	uint64_t inflight;           /* delivered to the subscriber, not acked */
 	uint64_t agent_unacked;      /* from this agent connection, not acked */
 	uint64_t total;              /* bytes received, for proxy_status */
@@ -85,8 +115,10 @@ struct pstream_ops {
 struct pstreams {
 	struct pproc *head;
 	size_t nprocs;
-	size_t nunknown;             /* !known with buffered data */
+	size_t nunknown;             /* entries not known */
 	uint64_t unsub_bytes;        /* buffered in unsubscribed processes */
+	uint64_t unsub_held;         /* ... what they cost */
+	uint64_t held;               /* what every chunk costs */
 	const struct pstream_ops *ops;
 	void *arg;
 };
@@ -159,8 +191,11 @@ struct proxy {
 	bool agent_ready;            /* hello done */
 	bool agent_paused_clients;   /* agent queue high: clients paused */
 	char agent_reason[256];      /* why the last connection ended */
+	int agent_fd;                /* O_PATH of the channel socket, or -1 */
 	ev_timer retry;
 	double retry_delay;
+	double ready_at;             /* when the hello of this one was done */
+	struct ipc_ratelimit log_rl; /* lines about the agent connection */
 	uint64_t connects;           /* successful hellos, for proxy_status */
 
 	struct pstreams streams;
@@ -205,6 +240,10 @@ void proxy_agent_start(struct proxy *p);
 void proxy_agent_stop(struct proxy *p);
 /* Cut the agent off: log the reason; its calls fail with it. */
 void proxy_agent_cut(struct proxy *p, const struct husk_err *why);
+/* Before confinement: hold the channel socket by an O_PATH descriptor,
+ * so that reconnecting needs no search permission on its directories
+ * once the proxy runs as another user. */
+void proxy_agent_hold_path(struct proxy *p);
 
 /* client.c */
 extern const struct pstream_ops proxy_stream_ops;

@@ -93,31 +93,41 @@ void pstreams_init(struct pstreams *t, const struct pstream_ops *ops,
 	t->arg = arg;
 }
 
-static bool has_data(const struct pproc *p)
-{
-	return p->out[0].buffered || p->out[1].buffered;
-}
-
 static uint64_t proc_buffered(const struct pproc *p)
 {
 	return p->out[0].buffered + p->out[1].buffered;
 }
 
-/* Keep nunknown and unsub_bytes true around a change to p. */
+static uint64_t proc_held(const struct pproc *p)
+{
+	return p->out[0].held + p->out[1].held;
+}
+
+/* Keep unsub_bytes and the held totals true around a change to p. */
 static void account_out(struct pstreams *t, const struct pproc *p)
 {
-	if (!p->sub)
+	if (!p->sub) {
 		t->unsub_bytes -= proc_buffered(p);
-	if (!p->known && has_data(p))
-		t->nunknown--;
+		t->unsub_held -= proc_held(p);
+	}
+	t->held -= proc_held(p);
 }
 
 static void account_in(struct pstreams *t, const struct pproc *p)
 {
-	if (!p->sub)
+	if (!p->sub) {
 		t->unsub_bytes += proc_buffered(p);
-	if (!p->known && has_data(p))
-		t->nunknown++;
+		t->unsub_held += proc_held(p);
+	}
+	t->held += proc_held(p);
+}
+
+/* p becomes known (created through the proxy, or subscribed to). */
+static void make_known(struct pstreams *t, struct pproc *p)
+{
+	if (!p->known)
+		t->nunknown--;
+	p->known = true;
 }
 
 static void out_clear(struct pout *o)
@@ -130,11 +140,14 @@ static void out_clear(struct pout *o)
 	}
 	o->head = o->tail = NULL;
 	o->buffered = 0;
+	o->held = 0;
 }
 
 static void proc_free(struct pstreams *t, struct pproc *p)
 {
 	account_out(t, p);
+	if (!p->known)
+		t->nunknown--;
 	if (p->prev)
 		p->prev->next = p->next;
 	else
@@ -167,7 +180,7 @@ struct pproc *pstreams_find(struct pstreams *t, const char *cid,
 static bool finished(const struct pproc *p)
 {
 	return p->out[0].eof_received && p->out[1].eof_received &&
-	       !has_data(p);
+	       !proc_buffered(p);
 }
 
 /* Make room for one more process: forget the oldest one that has ended
@@ -189,19 +202,30 @@ static int make_room(struct pstreams *t, struct husk_err **err)
 	return 0;
 }
 
+/* The entry of cid/eid; a new one when create (known: the proxy saw it
+ * created or a client subscribed; else output made it up). */
 static struct pproc *proc_get(struct pstreams *t, const char *cid,
-			      const char *eid, bool create,
+			      const char *eid, bool create, bool known,
 			      struct husk_err **err)
 {
 	struct pproc *p = pstreams_find(t, cid, eid);
 
 	if (p || !create)
 		return p;
+	if (!known && t->nunknown >= PROXY_UNKNOWN_PROCS_MAX) {
+		husk_error(err, HUSK_E_TOO_LARGE,
+			   "output for more than %d processes never created "
+			   "(last %s/%s)", PROXY_UNKNOWN_PROCS_MAX, cid, eid);
+		return NULL;
+	}
 	if (make_room(t, err) < 0)
 		return NULL;
 	p = husk_xcalloc(1, sizeof(*p));
 	p->cid = husk_xstrdup(cid);
 	p->eid = husk_xstrdup(eid);
+	p->known = known;
+	if (!known)
+		t->nunknown++;
 	p->next = t->head;
 	if (t->head)
 		t->head->prev = p;
@@ -220,6 +244,7 @@ static void deliver_one(struct pstreams *t, struct pproc *p, int s)
 		if (!o->head)
 			o->tail = NULL;
 		o->buffered -= c->len;
+		o->held -= c->cap + PROXY_CHUNK_COST;
 		o->inflight += c->len;
 		t->ops->deliver(p->sub, p, s, c->data, c->len, t->arg);
 		free(c);
@@ -236,37 +261,60 @@ static void proc_flush(struct pstreams *t, struct pproc *p)
 {
 	if (!p->sub)
 		return;
+	account_out(t, p);
 	deliver_one(t, p, 1);
 	deliver_one(t, p, 2);
+	account_in(t, p);
 }
 
+/* Append to the last chunk while it has room, so that many small
+ * outputs share one allocation. */
 static void buffer(struct pout *o, const char *data, uint32_t len)
 {
-	struct pchunk *c = husk_xmalloc(sizeof(*c) + len);
+	struct pchunk *c = o->tail;
 
-	c->next = NULL;
-	c->len = len;
-	memcpy(c->data, data, len);
-	if (o->tail)
-		o->tail->next = c;
-	else
-		o->head = c;
-	o->tail = c;
+	if (!c || c->cap - c->len < len) {
+		uint32_t cap = len < PROXY_CHUNK_MIN ? PROXY_CHUNK_MIN : len;
+
+		c = husk_xmalloc(sizeof(*c) + cap);
+		c->next = NULL;
+		c->len = 0;
+		c->cap = cap;
+		if (o->tail)
+			o->tail->next = c;
+		else
+			o->head = c;
+		o->tail = c;
+		o->held += cap + PROXY_CHUNK_COST;
+	}
+	memcpy(c->data + c->len, data, len);
+	c->len += len;
 	o->buffered += len;
 }
 
+/* Would len more bytes of stream num of p pass a bound?  Checked before
+ * anything is kept, so the bounds hold at all times (give or take the
+ * one chunk a message may start). */
 static int check_caps(struct pstreams *t, const struct pproc *p,
+		      const struct pout *s, unsigned num, uint32_t len,
 		      struct husk_err **err)
 {
-	if (t->unsub_bytes > PROXY_UNSUB_BYTES_MAX)
+	if (s->buffered + s->inflight + len > PROXY_STREAM_HELD_MAX)
+		return husk_error(err, HUSK_E_TOO_LARGE,
+				  "output for %s/%s stream %u: %llu bytes "
+				  "held across agent connections (at most %u)",
+				  p->cid, p->eid, num,
+				  (unsigned long long)(s->buffered +
+						       s->inflight + len),
+				  PROXY_STREAM_HELD_MAX);
+	if (!p->sub && t->unsub_held + len > PROXY_UNSUB_BYTES_MAX)
 		return husk_error(err, HUSK_E_TOO_LARGE,
 				  "more than %u bytes of output nobody "
 				  "subscribed to", PROXY_UNSUB_BYTES_MAX);
-	if (t->nunknown > PROXY_UNKNOWN_PROCS_MAX)
+	if (t->held + len > PROXY_HELD_BYTES_MAX)
 		return husk_error(err, HUSK_E_TOO_LARGE,
-				  "output for more than %d processes never "
-				  "created (last %s/%s)",
-				  PROXY_UNKNOWN_PROCS_MAX, p->cid, p->eid);
+				  "more than %u bytes of output held",
+				  PROXY_HELD_BYTES_MAX);
 	return 0;
 }
 
@@ -280,7 +328,7 @@ int pstreams_output(struct pstreams *t, const msgpack_object *params,
 
 	if (pstream_decode_output(params, &o, err) < 0)
 		return husk_error_wrap(err, "output");
-	p = proc_get(t, o.container_id, o.exec_id, true, err);
+	p = proc_get(t, o.container_id, o.exec_id, true, false, err);
 	if (!p)
 		goto out;
 	s = &p->out[o.stream - 1];
@@ -304,13 +352,15 @@ int pstreams_output(struct pstreams *t, const msgpack_object *params,
 			   (unsigned long long)s->agent_unacked, o.data.len);
 		goto out;
 	}
+	if (check_caps(t, p, s, o.stream, o.data.len, err) < 0)
+		goto out;
 	s->agent_unacked += o.data.len;
 	s->total += o.data.len;
 	account_out(t, p);
 	buffer(s, o.data.p, o.data.len);
 	account_in(t, p);
 	proc_flush(t, p);
-	ret = check_caps(t, p, err);
+	ret = 0;
 out:
 	pstream_params_free(&o);
 	return ret;
@@ -319,20 +369,18 @@ out:
 int pstreams_register(struct pstreams *t, const char *cid, const char *eid,
 		      struct husk_err **err)
 {
-	struct pproc *p = proc_get(t, cid, eid, true, err);
+	struct pproc *p = proc_get(t, cid, eid, true, true, err);
 
 	if (!p)
 		return -1;
-	account_out(t, p);
-	p->known = true;
-	account_in(t, p);
+	make_known(t, p);
 	return 0;
 }
 
 int pstreams_subscribe(struct pstreams *t, void *sub, const char *cid,
 		       const char *eid, struct husk_err **err)
 {
-	struct pproc *p = proc_get(t, cid, eid, true, err);
+	struct pproc *p = proc_get(t, cid, eid, true, true, err);
 
 	if (!p)
 		return -1;
@@ -343,7 +391,7 @@ int pstreams_subscribe(struct pstreams *t, void *sub, const char *cid,
 		return 0;
 	account_out(t, p);
 	p->sub = sub;
-	p->known = true;
+	make_known(t, p);
 	account_in(t, p);
 	proc_flush(t, p);
 	return 0;

@@ -43,7 +43,7 @@ struct husk_config {
 	char *agent_log_level;
 	/* [proxy] */
 	char *proxy_path;
-	char *proxy_user;               /* "uid:gid" or "" */
+	char *proxy_user;               /* name, "uid:gid", "root" or "" */
 	/* [shim] */
 	char *shim_path;
 	/* [netmon] */
@@ -65,6 +65,12 @@ void husk_config_free(struct husk_config *c);
 int husk_config_print(const struct husk_config *c, FILE *out);
 /* Directory the running binary lives in (for sibling helpers). */
 const char *husk_exe_dir(void);
+/* The user `make install` creates for the proxy; [proxy] user "" means
+ * this one when it exists. */
+#define HUSK_PROXY_USER "husk-proxy"
+/* The ids [proxy] user names; *set is false for root. */
+int husk_proxy_ids(const char *spec, bool *set, uid_t *uid, gid_t *gid,
+		   struct husk_err **err);
 
 /* ------------------------------------------------------------ bundle */
 

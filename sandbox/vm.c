@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -180,17 +181,82 @@ static int start_hypervisor(const struct husk_config *cfg,
 	return husk_sandbox_write(e, s, err);
 }
 
+/*
+ * [proxy] user: "" is HUSK_PROXY_USER when that user exists (`make
+ * install` creates it), else root; "root" is root; else a user name or
+ * UID:GID, which must resolve.  *set is false for root.
+ */
+int husk_proxy_ids(const char *spec, bool *set, uid_t *uid, gid_t *gid,
+		   struct husk_err **err)
+{
+	const char *name = spec && spec[0] ? spec : HUSK_PROXY_USER;
+	const char *colon = strchr(name, ':');
+	struct passwd *pw;
+	long long u, g;
+
+	*set = false;
+	if (!strcmp(name, "root"))
+		return 0;
+	if (colon) {
+		cleanup_free char *us = husk_xstrdup(name);
+
+		us[colon - name] = '\0';
+		if (husk_parse_int(us, 0, UINT32_MAX - 1, &u) < 0 ||
+		    husk_parse_int(colon + 1, 0, UINT32_MAX - 1, &g) < 0)
+			return husk_error(err, HUSK_E_INVALID, "[proxy] user: "
+					  "`%s` is not UID:GID", name);
+		*uid = (uid_t)u;
+		*gid = (gid_t)g;
+	} else {
+		errno = 0;
+		pw = getpwnam(name);
+		if (!pw && (!spec || !spec[0]))
+			return 0;       /* no such user installed: root */
+		if (!pw)
+			return husk_error(err, HUSK_E_INVALID, "[proxy] user: "
+					  "no user `%s`%s", name, errno ?
+					  " (lookup failed)" : "");
+		*uid = pw->pw_uid;
+		*gid = pw->pw_gid;
+	}
+	*set = *uid != 0;
+	return 0;
+}
+
 static int start_proxy(const struct husk_config *cfg,
 		       const struct husk_sbx_paths *p, const char *sid,
 		       struct husk_sandbox *s, struct husk_entry *e,
 		       struct husk_err **err)
 {
 	cleanup_free char *agent = husk_xasprintf("unix:%s", p->agent_sock);
+	char uid_s[16], gid_s[16];
 	char *argv[] = { cfg->proxy_path, "--agent", agent, "--socket",
 			 p->proxy_sock, "--sandbox", (char *)sid,
-			 "--log-level", cfg->debug ? "debug" : "info", NULL };
+			 "--log-level", cfg->debug ? "debug" : "info",
+			 NULL, NULL, NULL, NULL, NULL };
+	bool set;
+	uid_t uid;
+	gid_t gid;
 	pid_t pid;
 
+	if (husk_proxy_ids(cfg->proxy_user, &set, &uid, &gid, err) < 0)
+		return -1;
+	if (set) {
+		/* The proxy reaches the channel socket by a descriptor it
+		 * opens as root; connecting still needs write permission
+		 * on the socket itself.  The sandbox directory is root's
+		 * and 0700: nothing but us can swap what is chowned. */
+		if (fchownat(AT_FDCWD, p->agent_sock, uid, gid,
+			     AT_SYMLINK_NOFOLLOW) < 0)
+			return husk_error_sys(err, errno, "chown `%s` to the "
+					      "proxy user", p->agent_sock);
+		snprintf(uid_s, sizeof(uid_s), "%u", (unsigned)uid);
+		snprintf(gid_s, sizeof(gid_s), "%u", (unsigned)gid);
+		argv[9] = "--uid";
+		argv[10] = uid_s;
+		argv[11] = "--gid";
+		argv[12] = gid_s;
+	}
 	pid = husk_spawn(argv, p->proxy_log, NULL, 0, err);
 	if (pid < 0)
 		return husk_error_wrap(err, "start the proxy");

@@ -303,6 +303,35 @@ kill_and_delete() {
 	kill_and_delete k-vfs "virtiofsd.*$ROOT/k-vfs/"
 }
 
+@test "[proxy] user: the proxy runs as that user, unprivileged and confined" {
+	export HUSK_CONFIG="$BATS_TEST_TMPDIR/husk.conf"
+	printf '[proxy]\nuser = "65534:65534"\n' >"$HUSK_CONFIG"
+	run husk_detached run --detach --bundle "$B" pu
+	[ "$status" -eq 0 ]
+	wait_status pu running
+	pid=$(pgrep -f "husk-proxy.*$ROOT/pu/" | head -n 1)
+	[ -n "$pid" ]
+	grep -E '^(Uid|Gid|CapEff|NoNewPrivs|Seccomp):' /proc/$pid/status
+	grep -Eq '^Uid:\s+65534\s+65534\s+65534\s+65534$' /proc/$pid/status
+	grep -Eq '^Gid:\s+65534\s+65534\s+65534\s+65534$' /proc/$pid/status
+	grep -Eq '^CapEff:\s+0000000000000000$' /proc/$pid/status
+	grep -Eq '^NoNewPrivs:\s+1$' /proc/$pid/status
+	grep -Eq '^Seccomp:\s+2$' /proc/$pid/status
+	# The CLI (root) and the shims still reach it, and it the agent.
+	run husk exec pu sh -c 'echo through-the-proxy'
+	[ "$status" -eq 0 ]
+	[ "$output" = through-the-proxy ]
+	run husk delete --force pu
+	[ "$status" -eq 0 ]
+	assert_gone pu
+	printf '[proxy]\nuser = "husk-no-such-user"\n' >"$HUSK_CONFIG"
+	run husk_detached run --detach --bundle "$B" pu2
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"[proxy] user: no user \`husk-no-such-user\`"* ]]
+	run husk delete --force pu2
+	assert_gone pu2
+}
+
 @test "ten sandboxes created and deleted in parallel" {
 	local i pids=()
 	for i in $(seq 0 9); do

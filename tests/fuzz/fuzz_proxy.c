@@ -40,8 +40,8 @@ static const struct pstream_ops ops = { can_deliver, deliver, ack };
 
 static void check(const struct pstreams *t)
 {
-	uint64_t unsub = 0;
-	size_t n = 0;
+	uint64_t unsub = 0, unsub_held = 0, held = 0;
+	size_t n = 0, unknown = 0;
 
 	for (const struct pproc *p = t->head; p; p = p->next, n++) {
 		for (int s = 0; s < 2; s++) {
@@ -50,11 +50,21 @@ static void check(const struct pstreams *t)
 			if (o->agent_unacked > PROXY_WINDOW ||
 			    o->agent_unacked > o->buffered + o->inflight)
 				abort();
-			if (!p->sub)
+			if (!p->sub) {
 				unsub += o->buffered;
+				unsub_held += o->held;
+			}
+			held += o->held;
+			if (o->buffered + o->inflight > PROXY_STREAM_HELD_MAX)
+				abort();
 		}
+		if (!p->known)
+			unknown++;
 	}
-	if (n != t->nprocs || unsub != t->unsub_bytes || n > PROXY_MAX_PROCS)
+	if (n != t->nprocs || unsub != t->unsub_bytes || n > PROXY_MAX_PROCS ||
+	    unsub_held != t->unsub_held || held != t->held ||
+	    held > PROXY_HELD_BYTES_MAX + PROXY_CHUNK_MIN + PROXY_CHUNK_COST ||
+	    unknown != t->nunknown || unknown > PROXY_UNKNOWN_PROCS_MAX)
 		abort();
 }
 

@@ -545,6 +545,63 @@ static void test_watermarks(void **state)
 	assert_int_equal(f->above, 1);
 }
 
+/* Tiny messages count what they hold, not only their bytes: the high
+ * mark is reached with far fewer of them than their payload allows. */
+static void test_watermarks_count_messages(void **state)
+{
+	struct fx *f = *state;
+	struct ipc_conn_opts co = opts(f, IPC_ROLE_CLIENT);
+	struct ipc_conn_opts so = opts(f, IPC_ROLE_SERVER);
+	int sent = 0;
+	size_t msgs;
+
+	co.wq_high = 64 << 10;
+	co.wq_low = 16 << 10;
+	co.on_queue = on_queue;
+	make_pair(f, &co, &so, true);
+	ipc_conn_pause_read(f->srv, true);
+	while (!f->above && sent < 200000) {
+		notify(f->cli, "note", sent);
+		sent++;
+	}
+	assert_int_equal(f->above, 1);
+	msgs = ipc_conn_queued_msgs(f->cli);
+	assert_true(msgs > 0);
+	/* each note is under 32 bytes on the wire */
+	assert_true(msgs * 32 < co.wq_high);
+	assert_true(ipc_conn_queued(f->cli) >= msgs * IPC_WQ_ITEM_COST);
+	ipc_conn_pause_read(f->srv, false);
+	tl_run_until(f->loop, &f->notes, sent);
+	tl_run_until(f->loop, &f->below, 1);
+	assert_int_equal(ipc_conn_queued_msgs(f->cli), 0);
+	assert_int_equal(ipc_conn_queued(f->cli), 0);
+}
+
+/* max_frame bounds what we read, max_frame_send what we send. */
+static void test_frame_limits_per_direction(void **state)
+{
+	struct fx *f = *state;
+	struct ipc_conn_opts co = opts(f, IPC_ROLE_CLIENT);
+	struct ipc_conn_opts so = opts(f, IPC_ROLE_SERVER);
+	static char blob[4096];
+	msgpack_packer *pk;
+
+	co.max_frame = 1024;            /* reads at most 1 KiB */
+	co.max_frame_send = 64 << 10;   /* sends up to 64 KiB */
+	so.max_frame_send = 1024;       /* sends at most 1 KiB */
+	make_pair(f, &co, &so, true);
+	pk = ipc_notify_begin(f->cli, "blob");
+	msgpack_pack_map(pk, 1);
+	ipc_pack_kv_bin(pk, "data", blob, sizeof(blob));
+	assert_int_equal(ipc_notify_send(f->cli), 0);
+	tl_run_until(f->loop, &f->blobs, 1);
+	pk = ipc_notify_begin(f->srv, "blob");
+	msgpack_pack_map(pk, 1);
+	ipc_pack_kv_bin(pk, "data", blob, sizeof(blob));
+	assert_int_equal(ipc_notify_send(f->srv), -1);
+	assert_int_equal(f->closed, 0);
+}
+
 static void test_pause_read(void **state)
 {
 	struct fx *f = *state;
@@ -675,6 +732,8 @@ int main(void)
 		T(test_pending_fail_on_close),
 		T(test_watermarks),
 		T(test_pause_read),
+		T(test_watermarks_count_messages),
+		T(test_frame_limits_per_direction),
 		T(test_oversized_frame),
 		T(test_malformed_frame),
 		T(test_fd_passing),

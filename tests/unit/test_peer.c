@@ -6,6 +6,7 @@
 #include <cmocka.h>
 
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
@@ -282,6 +283,56 @@ static void test_long_path(void **state)
 	free(dir);
 }
 
+/*
+ * A full descriptor table: accept4 fails with EMFILE while the peer
+ * stays queued, so the listening socket stays readable.  The server
+ * must stop watching it (a few loop iterations, not thousands), then
+ * accept the peer once a descriptor is free again.
+ */
+static void test_accept_emfile_pauses(void **state)
+{
+	struct fx *f = *state;
+	struct sockaddr_un sa;
+	struct rlimit old, rl;
+	int fill[4096], nfill = 0, peer;
+	unsigned before, spins;
+
+	start_server(f, NULL, 0);
+	assert_int_equal(ipc_sockaddr(&sa, f->path, NULL), 0);
+	peer = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(peer >= 0);
+	assert_int_equal(connect(peer, (struct sockaddr *)&sa, sizeof(sa)),
+			 0);
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+	rl = old;
+	rl.rlim_cur = 256;
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &rl), 0);
+	while (nfill < 4096) {
+		int d = dup(0);
+
+		if (d < 0) {
+			assert_int_equal(errno, EMFILE);
+			break;
+		}
+		fill[nfill++] = d;
+	}
+	before = ev_iteration(f->loop);
+	tl_run_for(f->loop, 0.3);
+	spins = ev_iteration(f->loop) - before;
+	/* tl_run_for wakes every 10 ms: about 30 iterations when paused,
+	 * one per failed accept otherwise. */
+	if (spins > 200)
+		fail_msg("the loop ran %u times in 0.3 s on EMFILE", spins);
+	assert_int_equal(f->accepted, 0);
+	while (nfill > 0)
+		close(fill[--nfill]);
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+	/* Accepting resumes after IPC_ACCEPT_PAUSE. */
+	tl_run_until(f->loop, &f->accepted, 1);
+	assert_int_equal(ipc_server_nconns(f->srv), 1);
+	close(peer);
+}
+
 static void test_send_recv_fds(void **state)
 {
 	int sv[2], p[2], fds[IPC_MAX_FDS], nfds = 0;
@@ -340,6 +391,7 @@ int main(void)
 		T(test_connect_path),
 		T(test_long_path),
 		T(test_send_recv_fds),
+		T(test_accept_emfile_pauses),
 #undef T
 	};
 
