@@ -13,6 +13,12 @@
  * "FILE " and the contents of /mnt/PATH to the channel, so the host can
  * see that the share works.
  *
+ * Hostile-guest modes for the host's tests (tests/bats/hypervisor.bats):
+ * husk.testflood=KB writes KB KiB to the console, then
+ * HUSK-FLOOD-DONE; husk.testsuid=DIR tries, in DIR of the share, to
+ * make setuid/setgid files and directories and device nodes, and
+ * prints one "SUID <what>: <result>" line per try.
+ *
  * Built with gcc -static: there is no libc in the image.
  */
 #include <dirent.h>
@@ -24,6 +30,8 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/reboot.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -214,10 +222,68 @@ cmdline_get(const char *key, char *val, size_t vallen)
 	return NULL;
 }
 
+static void
+flood(const char *kb)
+{
+	static char buf[4096];
+	long n = strtol(kb, NULL, 10);
+
+	for (size_t i = 0; i < sizeof(buf); i++)
+		buf[i] = i % 64 == 63 ? '\n' : 'A' + (char)(i % 26);
+	for (long i = 0; i < n * 1024 / (long)sizeof(buf); i++)
+		if (console >= 0 && write_all(console, buf, sizeof(buf)) < 0)
+			break;
+	say("\nHUSK-FLOOD-DONE\n");
+}
+
+static void
+suid_try(const char *what, int rc)
+{
+	say("SUID %s: %s\n", what, rc < 0 ? strerror(errno) : "done");
+}
+
+/* Each try as a guest root would make it; the host's answer shows. */
+static void
+suid_tests(const char *dir)
+{
+	char path[300];
+	int fd;
+
+	if (mount("husk", "/mnt", "virtiofs", 0, NULL) < 0) {
+		say("SUID mount: %s\n", strerror(errno));
+		return;
+	}
+	umask(0);
+	snprintf(path, sizeof(path), "/mnt/%s/plain", dir);
+	fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0755);
+	suid_try("create plain", fd);
+	if (fd >= 0)
+		close(fd);
+	suid_try("chmod 4755", chmod(path, 04755));
+	suid_try("chmod 2755", chmod(path, 02755));
+	snprintf(path, sizeof(path), "/mnt/%s/created", dir);
+	fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 04755);
+	suid_try("create 4755", fd);
+	if (fd >= 0)
+		close(fd);
+	snprintf(path, sizeof(path), "/mnt/%s/sgid-dir", dir);
+	suid_try("mkdir 2775", mkdir(path, 02775));
+	snprintf(path, sizeof(path), "/mnt/%s/mknod-reg", dir);
+	suid_try("mknod reg 4755", mknod(path, S_IFREG | 04755, 0));
+	snprintf(path, sizeof(path), "/mnt/%s/null", dir);
+	suid_try("mknod chr 1:3", mknod(path, S_IFCHR | 0666, makedev(1, 3)));
+	snprintf(path, sizeof(path), "/mnt/%s/sda", dir);
+	suid_try("mknod blk 8:0", mknod(path, S_IFBLK | 0600, makedev(8, 0)));
+	snprintf(path, sizeof(path), "/mnt/%s/fifo", dir);
+	suid_try("mknod fifo", mknod(path, S_IFIFO | 0600, 0));
+	say("HUSK-SUID-DONE\n");
+	umount("/mnt");
+}
+
 int
 main(void)
 {
-	char dev[300], testfs[200], path[300], file[4096];
+	char dev[300], testfs[200], path[300], file[4096], arg[64];
 	double t_start, t_mods, t_fs = 0;
 	ssize_t flen = -1;
 	int fd;
@@ -235,6 +301,11 @@ main(void)
 
 	load_modules();
 	t_mods = uptime();
+
+	if (cmdline_get("husk.testflood", arg, sizeof(arg)) != NULL)
+		flood(arg);
+	if (cmdline_get("husk.testsuid", arg, sizeof(arg)) != NULL)
+		suid_tests(arg);
 
 	if (cmdline_get("husk.testfs", testfs, sizeof(testfs)) != NULL) {
 		if (mount("husk", "/mnt", "virtiofs", 0, NULL) < 0) {

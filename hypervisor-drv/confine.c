@@ -43,12 +43,12 @@ static const struct husk_errno_rule hv_deny[] = {
 	{ NULL, 0 },
 };
 
-/*
- * QEMU and virtiofsd run as the driver's own user, so signalling them
- * needs no CAP_KILL; everything else the driver opens after this point
- * (its state directory) is its own.
- */
+/* Everything the driver opens after this point (its state directory,
+ * console.log, hotplug_block's files) is root's own or open to it. */
 static const int hv_caps[] = {
+	/* stop's last stage and a QEMU that broke QMP: SIGKILL to QEMU,
+	 * which runs as a uid of its own (jail.c) */
+	CAP_KILL,
 	/* net_attach/net_detach: taps, tc filters and links in the
 	 * sandbox's own network namespace (docs/network.md) */
 	CAP_NET_ADMIN,

@@ -8,6 +8,8 @@
  *   qmp.c       the QMP client (QEMU's JSON monitor, untrusted bytes)
  *   qemu.c      the QEMU command line, starting QEMU and virtiofsd
  *   net.c       taps and tc mirred filters for the sandbox's links
+ *   jail.c      QEMU's uid and namespaces, virtiofsd's extra filter
+ *   console.c   the guest's console, read and written with a bound
  *   confine.c   the driver's profile once QEMU runs
  */
 #ifndef HUSK_HV_H
@@ -31,12 +33,23 @@
 #define HV_MEM_BLOCK_MB 128     /* hot-plugged memory granularity */
 #define HV_MAX_PORTS 16         /* pcie-root-ports for hotplug */
 #define HV_DEV_ID_MAX 32        /* bytes of a device id */
+#define HV_CONSOLE_MAX_KB 1024  /* console.log's default bound */
+/* QEMU's uids: one per sandbox from this range (husk.conf(5)). */
+#define HV_QEMU_UID_BASE 2140000000u
+#define HV_QEMU_UID_COUNT 65536u
+#define HV_UID_LOCK_DIR "/run/husk-qemu-uids"
 
 /* Descriptor numbers QEMU finds its inherited descriptors at. */
 #define HV_FD_QMP 3
 #define HV_FD_AGENT 4           /* the agent socket, listening */
 #define HV_FD_TAP0 5            /* then one per tap; then virtiofsd's */
 #define HV_FD_VFS(c) (HV_FD_TAP0 + (c)->nnets)
+/* The console's socketpair end, after virtiofsd's (when shared). */
+#define HV_FD_CON(c) (HV_FD_VFS(c) + ((c)->shared_dir ? 1 : 0))
+
+/* Where QEMU finds the kernel and initrd inside its jail. */
+#define HV_JAIL_KERNEL "/boot/vmlinux"
+#define HV_JAIL_INITRD "/boot/initrd"
 
 enum hv_machine { HV_MACHINE_Q35 = 0, HV_MACHINE_MICROVM = 1 };
 enum hv_accel { HV_ACCEL_AUTO = 0, HV_ACCEL_KVM = 1, HV_ACCEL_TCG = 2 };
@@ -71,6 +84,8 @@ struct hv_config {
 	char *shared_dir;
 	char *agent_socket;
 	char *console_log;
+	uint32_t console_max_kb;        /* console.log's bound (console.c) */
+	uint32_t kvm_gid;               /* KVM: QEMU's group for /dev/kvm */
 	uint32_t pci_ports;     /* spare pcie-root-ports (q35) */
 	bool kernel_elf;        /* PVH vmlinux: boots with qboot */
 	uint32_t tsc_khz;       /* microvm: tsc_early_khz, 0 if unknown */
@@ -84,6 +99,7 @@ struct hv_paths {
 	const char *virtiofsd;
 	const char *vfs_socket;         /* virtiofsd's, in the state dir */
 	const char *bios;               /* qboot */
+	const char *kernel, *initrd;    /* as QEMU sees them (its jail) */
 };
 
 enum hv_dev_kind {
@@ -95,6 +111,7 @@ struct hv_device {
 	int kind;               /* enum hv_dev_kind */
 	char id[HV_DEV_ID_MAX + 8];
 	char *path;             /* block: the file */
+	int fdset;              /* block: QMP fd set holding it, or 0 */
 	char mac[18];           /* net */
 	uint32_t size_mb;       /* mem */
 	int port;               /* root port index, -1 for none */
@@ -121,8 +138,11 @@ uint64_t hv_host_mem_mb(void);
  * The child dies with SIGKILL when the driver dies (PDEATHSIG, checked
  * against the getppid() race).  Returns the pid or -1.
  */
+typedef int hv_setup_fn(void *arg);
+/* setup (may be NULL) runs in the child last before exec; -1 with
+ * errno fails the spawn. */
 pid_t hv_spawn(char *const argv[], const int *fds, int nfds, int logfd,
-	       struct husk_err **err);
+	       hv_setup_fn *setup, void *arg, struct husk_err **err);
 /* Start time of pid in clock ticks since boot (/proc/pid/stat field
  * 22); 0 when pid is gone. */
 unsigned long long hv_proc_starttime(pid_t pid);
@@ -137,6 +157,9 @@ struct hv_opts {
 	const char *virtiofsd;
 	bool no_seccomp;
 	bool seccomp_debug;
+	uint32_t qemu_uid_base, qemu_uid_count;
+	const char *uid_lock_dir;       /* per-uid lock files, root-only */
+	const char *kvm_group;          /* NULL: /dev/kvm's own */
 };
 void hv_init(struct ev_loop *loop, const struct hv_opts *o);
 /* Stop the VM (forced) and wait for QEMU; for the driver's own exit. */
@@ -166,6 +189,35 @@ void hv_net_vm_gone(void);
 void hv_dispatch_net_attach(struct ipc_conn *c, struct ipc_msg *m, void *a);
 void hv_dispatch_net_detach(struct ipc_conn *c, struct ipc_msg *m, void *a);
 void hv_dispatch_net_list(struct ipc_conn *c, struct ipc_msg *m, void *a);
+
+/* jail.c */
+struct hv_jail {
+	uid_t uid;
+	gid_t gid;
+	bool kvm;               /* bind /dev/kvm, join kvm_gid */
+	gid_t kvm_gid;          /* 0: /dev/kvm is open to all */
+	const char *root;       /* an existing directory to build / over */
+	const char *qemu;       /* the binary, bound if not under /usr */
+	const char *kernel, *initrd;    /* host paths, bound at HV_JAIL_* */
+	pid_t parent;           /* the driver, for the PDEATHSIG race */
+};
+/* Lease a free uid of [base, base + count); returns the lock's
+ * descriptor, held for the driver's life. */
+int hv_uid_lease(const char *dir, uint32_t base, uint32_t count,
+		 uid_t *uid, struct husk_err **err);
+int hv_kvm_gid(const char *group, gid_t *gid, char *why, size_t n);
+/* hv_spawn setup hooks: QEMU's jail (arg: struct hv_jail), virtiofsd's
+ * filter (arg unused). */
+int hv_jail_enter(void *arg);
+int hv_vfs_filter(void *arg);
+
+/* console.c: the guest's serial console (docs/hypervisor.md). */
+/* A socketpair: returns QEMU's end, keeps the other and starts reading
+ * it into path, rotated once at max_kb. */
+int hv_console_open(struct ev_loop *loop, const char *path, uint32_t max_kb,
+		    struct husk_err **err);
+void hv_console_close(void);
+uint64_t hv_console_bytes(void);
 
 /* confine.c */
 int hv_confine(bool no_seccomp, bool debug, struct husk_err **err);

@@ -28,7 +28,8 @@ static const char usage[] =
 "usage: husk-hypervisor --state-dir DIR [--socket PATH] [--sandbox ID]\n"
 "                       [--log FILE] [--log-level LEVEL] [--log-format FMT]\n"
 "                       [--qemu PATH] [--virtiofsd PATH] [--foreground]\n"
-"                       [--no-seccomp]\n"
+"                       [--qemu-uids BASE:COUNT] [--uid-lock-dir DIR]\n"
+"                       [--kvm-group GROUP] [--no-seccomp]\n"
 "       husk-hypervisor --help | --version\n";
 
 static char *state_dir;
@@ -106,6 +107,21 @@ static void leftovers(void)
 /* ------------------------------------------------------------------ */
 /* Signals and connections                                             */
 
+/* BASE:COUNT of QEMU's uids. */
+static int parse_uids(const char *s, struct hv_opts *o)
+{
+	unsigned long long base, count;
+	int used = 0;
+
+	if (sscanf(s, "%llu:%llu%n", &base, &count, &used) != 2 ||
+	    s[used] || base == 0 || count == 0 ||
+	    base + count > 0xfffffffeULL)
+		return -1;
+	o->qemu_uid_base = (uint32_t)base;
+	o->qemu_uid_count = (uint32_t)count;
+	return 0;
+}
+
 static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 {
 	log_info("on_signal: %s: stopping", strsignal(w->signum));
@@ -134,6 +150,9 @@ int main(int argc, char **argv)
 		{ "virtiofsd", required_argument, NULL, 'v' },
 		{ "foreground", no_argument, NULL, 'f' },
 		{ "no-seccomp", no_argument, NULL, 'S' },
+		{ "qemu-uids", required_argument, NULL, 'U' },
+		{ "uid-lock-dir", required_argument, NULL, 'K' },
+		{ "kvm-group", required_argument, NULL, 'G' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -142,6 +161,9 @@ int main(int argc, char **argv)
 		.sandbox = "vm",
 		.qemu = "/usr/bin/qemu-system-x86_64",
 		.virtiofsd = "/usr/lib/qemu/virtiofsd",
+		.qemu_uid_base = HV_QEMU_UID_BASE,
+		.qemu_uid_count = HV_QEMU_UID_COUNT,
+		.uid_lock_dir = HV_UID_LOCK_DIR,
 	};
 	const char *socket = NULL, *logfile = NULL;
 	int level = HUSK_LOG_INFO, format = HUSK_LOG_TEXT, opt;
@@ -162,6 +184,16 @@ int main(int argc, char **argv)
 		case 'v': o.virtiofsd = optarg; break;
 		case 'f': break;
 		case 'S': o.no_seccomp = true; break;
+		case 'K': o.uid_lock_dir = optarg; break;
+		case 'G': o.kvm_group = optarg; break;
+		case 'U':
+			if (parse_uids(optarg, &o) < 0) {
+				fprintf(stderr, "husk-hypervisor: bad "
+					"--qemu-uids %s: BASE:COUNT, BASE >= 1, "
+					"COUNT >= 1, below 2^32 - 1\n", optarg);
+				return HUSK_EXIT_USAGE;
+			}
+			break;
 		case 'L':
 			level = husk_log_level_parse(optarg);
 			if (level < 0) {

@@ -42,7 +42,8 @@ struct op {
 	int dev;                /* index into hv.dev, -1 for none */
 	uint32_t want, done;    /* vCPUs: how many, how many so far */
 	json_t *cpus;           /* vCPUs: query-hotpluggable-cpus answer */
-	int fd;                 /* net: the tap, until sent */
+	int fd;                 /* net: the tap; block: the file; until sent */
+	bool readonly, blkdev;  /* block: how it was opened, what it is */
 	ev_timer timer;         /* unplug: waiting for DEVICE_DELETED */
 	double timeout;         /* unplug: seconds for the guest */
 	struct op *next;        /* in hv.unplugs or hv.untaken */
@@ -74,6 +75,9 @@ static struct {
 	ev_timer vfs_kill;
 	struct ipc_conn *subs[HV_MAX_SUBS];
 	bool confined;
+	int uid_lock;                   /* QEMU's uid lease (jail.c) */
+	uid_t qemu_uid;
+	int next_fdset;                 /* QMP add-fd sets, from 1 */
 } hv;
 
 static const char *const state_names[] = {
@@ -165,6 +169,12 @@ static int dev_new(int kind, const char *id)
 
 static void dev_release(int i)
 {
+	/* After the backend's removal (QMP keeps the order): the set's
+	 * descriptor closes in QEMU. */
+	if (hv.dev[i].fdset > 0 && hv.qmp)
+		qmp_call(hv.qmp, "remove-fd", json_pack("{s:i}", "fdset-id",
+							 hv.dev[i].fdset),
+			 -1, HV_QMP_TIMEOUT, NULL, NULL);
 	free(hv.dev[i].path);
 	memset(&hv.dev[i], 0, sizeof(hv.dev[i]));
 }
@@ -641,7 +651,7 @@ static int start_virtiofsd(const struct hv_paths *p, struct husk_err **err)
 	if (logfd < 0)
 		return -1;
 	argv = hv_virtiofsd_argv(&hv.cfg, p, 3);
-	hv.vfs_pid = hv_spawn(argv, &lfd, 1, logfd, err);
+	hv.vfs_pid = hv_spawn(argv, &lfd, 1, logfd, hv_vfs_filter, NULL, err);
 	hv_argv_free(argv);
 	if (hv.vfs_pid < 0) {
 		hv.vfs_pid = 0;
@@ -659,46 +669,59 @@ static int start_vm(struct husk_err **err)
 		.qemu = hv.o.qemu, .virtiofsd = hv.o.virtiofsd,
 		.vfs_socket = hv.vfs_socket,
 		.bios = "/usr/share/qemu/qboot.rom",
+		.kernel = HV_JAIL_KERNEL,
+		.initrd = HV_JAIL_INITRD,
 	};
-	int fds[3 + HV_MAX_NETS], nfds, sp[2], logfd, agent_fd, vfs_fd = -1;
+	struct hv_jail jail = {
+		.kvm = hv.cfg.accel == HV_ACCEL_KVM,
+		.kvm_gid = hv.cfg.kvm_gid,
+		.root = hv.o.state_dir,
+		.qemu = hv.o.qemu,
+		.kernel = hv.cfg.kernel, .initrd = hv.cfg.initrd,
+		.parent = getpid(),
+	};
+	int fds[4 + HV_MAX_NETS], nfds, sp[2] = { -1, -1 }, logfd = -1;
+	int agent_fd = -1, vfs_fd = -1, con_fd = -1;
 	char **argv;
 
+	if (hv.uid_lock < 0) {
+		hv.uid_lock = hv_uid_lease(hv.o.uid_lock_dir,
+					   hv.o.qemu_uid_base,
+					   hv.o.qemu_uid_count, &hv.qemu_uid,
+					   err);
+		if (hv.uid_lock < 0)
+			return husk_error_wrap(err, "start: QEMU's uid");
+		log_info("start_vm: QEMU runs as uid %u", (unsigned)hv.qemu_uid);
+	}
+	jail.uid = hv.qemu_uid;
+	jail.gid = hv.qemu_uid;
+	if (hv.cfg.console_log) {
+		con_fd = hv_console_open(hv.loop, hv.cfg.console_log,
+					 hv.cfg.console_max_kb, err);
+		if (con_fd < 0)
+			return -1;
+	}
 	if (hv.cfg.shared_dir) {
 		if (start_virtiofsd(&p, err) < 0)
-			return -1;
+			goto fail;
 		/* QEMU's end, connected here: it waits in the backlog
 		 * until virtiofsd accepts. */
 		vfs_fd = ipc_connect_path(hv.vfs_socket, 0, err);
-		if (vfs_fd < 0) {
-			kill_vfs_later();
-			return -1;
-		}
+		if (vfs_fd < 0)
+			goto fail;
 	}
 	agent_fd = listen_socket(hv.cfg.agent_socket, err);
-	if (agent_fd < 0) {
-		if (vfs_fd >= 0)
-			close(vfs_fd);
-		kill_vfs_later();
-		return -1;
-	}
+	if (agent_fd < 0)
+		goto fail;
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0) {
-		close(agent_fd);
-		if (vfs_fd >= 0)
-			close(vfs_fd);
-		kill_vfs_later();
-		return husk_error_sys(err, errno, "socketpair");
+		husk_error_sys(err, errno, "socketpair");
+		goto fail;
 	}
 	logfd = open_log(hv.qemu_log, err);
-	if (logfd < 0) {
-		close(sp[0]);
-		close(sp[1]);
-		close(agent_fd);
-		if (vfs_fd >= 0)
-			close(vfs_fd);
-		kill_vfs_later();
-		return -1;
-	}
-	/* At 3, 4, 5...: QMP, the agent socket, the taps, virtiofsd. */
+	if (logfd < 0)
+		goto fail;
+	/* At 3, 4, 5...: QMP, the agent socket, the taps, virtiofsd, the
+	 * console. */
 	fds[0] = sp[1];
 	fds[1] = agent_fd;
 	for (int i = 0; i < hv.cfg.nnets; i++)
@@ -706,28 +729,31 @@ static int start_vm(struct husk_err **err)
 	nfds = 2 + hv.cfg.nnets;
 	if (vfs_fd >= 0)
 		fds[nfds++] = vfs_fd;
+	if (con_fd >= 0)
+		fds[nfds++] = con_fd;
 	argv = hv_qemu_argv(&hv.cfg, &p);
 	if (husk_log_get_level() >= HUSK_LOG_DEBUG)
 		for (char **a = argv; *a; a++)
 			log_debug("start_vm: argv %s", *a);
 	hv.start_ms = husk_now_ms();
-	hv.qemu_pid = hv_spawn(argv, fds, nfds, logfd, err);
+	hv.qemu_pid = hv_spawn(argv, fds, nfds, logfd, hv_jail_enter, &jail,
+			       err);
 	hv_argv_free(argv);
-	close(logfd);
-	close(sp[1]);
-	close(agent_fd);
-	if (vfs_fd >= 0)
-		close(vfs_fd);
 	for (int i = 0; i < hv.cfg.nnets; i++) {
 		close(hv.cfg.nets[i].fd);
 		hv.cfg.nets[i].fd = -1;
 	}
 	if (hv.qemu_pid < 0) {
 		hv.qemu_pid = 0;
-		close(sp[0]);
-		kill_vfs_later();
-		return -1;
+		goto fail;
 	}
+	close(logfd);
+	close(sp[1]);
+	close(agent_fd);
+	if (vfs_fd >= 0)
+		close(vfs_fd);
+	if (con_fd >= 0)
+		close(con_fd);
 	fcntl(sp[0], F_SETFL, O_NONBLOCK);
 	hv.qmp = qmp_new(hv.loop, sp[0], HV_GREETING_TIMEOUT, &qmp_ops, NULL);
 	hv.state = HV_ST_STARTING;
@@ -736,6 +762,16 @@ static int start_vm(struct husk_err **err)
 	hv_state_write(hv.qemu_pid, hv.vfs_pid);
 	log_info("start_vm: QEMU pid %d", (int)hv.qemu_pid);
 	return 0;
+fail: {
+	int open_fds[] = { logfd, sp[0], sp[1], agent_fd, vfs_fd, con_fd };
+
+	for (size_t i = 0; i < sizeof(open_fds) / sizeof(*open_fds); i++)
+		if (open_fds[i] >= 0)
+			close(open_fds[i]);
+	}
+	hv_console_close();
+	kill_vfs_later();
+	return -1;
 }
 
 /* ------------------------------------------------------------------ */
@@ -745,7 +781,7 @@ struct create_params {
 	char *kernel, *initrd, *kernel_params, *machine, *accel;
 	char *shared_dir, *agent_socket, *console_log;
 	uint32_t vcpus, max_vcpus, memory_mb, max_memory_mb, memory_slots;
-	uint32_t pci_ports;
+	uint32_t pci_ports, console_log_max_kb;
 	const msgpack_object *nets;
 };
 
@@ -759,6 +795,8 @@ static const struct ipc_field create_fields[] = {
 	{ "shared_dir", IPC_F_STR, IPC_NULLABLE, CP(shared_dir), 0, 4096 },
 	{ "agent_socket", IPC_F_STR, IPC_REQUIRED, CP(agent_socket), 0, 4096 },
 	{ "console_log", IPC_F_STR, IPC_NULLABLE, CP(console_log), 0, 4096 },
+	{ "console_log_max_kb", IPC_F_UINT32, 0, CP(console_log_max_kb), 0,
+	  1u << 22 },
 	{ "vcpus", IPC_F_UINT32, 0, CP(vcpus), 0, HV_MAX_VCPUS },
 	{ "max_vcpus", IPC_F_UINT32, 0, CP(max_vcpus), 0, HV_MAX_VCPUS },
 	{ "memory_mb", IPC_F_UINT32, 0, CP(memory_mb), 0, 1u << 22 },
@@ -814,6 +852,12 @@ static int readable_file(const char *path, const char *what,
 	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
 		return husk_error(err, HUSK_E_INVALID, "%s: %s is not a file",
 				  what, path);
+	/* QEMU opens it as its own uid, with none of root's rights. */
+	if (!(st.st_mode & S_IROTH))
+		return husk_error(err, HUSK_E_INVALID, "%s: %s is not "
+				  "readable by others (mode %04o), and QEMU "
+				  "runs as an unprivileged user", what, path,
+				  st.st_mode & 07777);
 	return 0;
 }
 
@@ -898,6 +942,7 @@ static int resolve_accel(struct hv_config *c, const char *accel,
 			 struct husk_err **err)
 {
 	char reason[200];
+	gid_t kvm_gid = 0;
 	int kvm_ok;
 
 	if (!accel || !strcmp(accel, "auto"))
@@ -916,6 +961,10 @@ static int resolve_accel(struct hv_config *c, const char *accel,
 		return 0;
 	}
 	kvm_ok = husk_accel_detect(reason, sizeof(reason));
+	if (kvm_ok && hv_kvm_gid(hv.o.kvm_group, &kvm_gid, reason,
+				 sizeof(reason)) < 0)
+		kvm_ok = 0;
+	c->kvm_gid = kvm_gid;
 	if (c->accel_req == HV_ACCEL_KVM && !kvm_ok)
 		return husk_error(err, HUSK_E_INVALID, "params.accel: kvm "
 				  "cannot work on this host: %s", reason);
@@ -992,6 +1041,9 @@ static int config_from_params(struct create_params *p, struct ipc_msg *m,
 	if (p->console_log &&
 	    valid_socket_path(p->console_log, "params.console_log", err) < 0)
 		return -1;
+	if (p->console_log_max_kb < 4)
+		return husk_error(err, HUSK_E_INVALID, "params.console_log_max_kb:"
+				  " %u is below 4", p->console_log_max_kb);
 	if (decode_nets(p->nets, m, c, err) < 0)
 		return -1;
 
@@ -1007,6 +1059,7 @@ static int config_from_params(struct create_params *p, struct ipc_msg *m,
 	c->max_memory_mb = p->max_memory_mb;
 	c->memory_slots = p->memory_slots;
 	c->pci_ports = p->pci_ports;
+	c->console_max_kb = p->console_log_max_kb;
 	c->kernel_elf = hv_file_is_elf(c->kernel);
 	if (c->machine == HV_MACHINE_MICROVM)
 		c->tsc_khz = hv_host_tsc_khz();
@@ -1017,6 +1070,7 @@ static int do_create(struct ipc_msg *m, struct husk_err **err)
 {
 	struct create_params p = {
 		.vcpus = 1, .memory_mb = 256, .pci_ports = 4,
+		.console_log_max_kb = HV_CONSOLE_MAX_KB,
 	};
 	struct hv_config c = { 0 };
 	int rc;
@@ -1287,7 +1341,7 @@ static void hv_dispatch_status(struct ipc_conn *c, struct ipc_msg *m, void *a)
 	/* starting is running to callers: QEMU is there, QMP comes next. */
 	if (hv.state == HV_ST_STARTING)
 		state = "running";
-	msgpack_pack_map(pk, 14);
+	msgpack_pack_map(pk, 16);
 	ipc_pack_kv_str(pk, "state", state);
 	ipc_pack_kv_str(pk, "accel", !cfg ? "" :
 			hv.cfg.accel == HV_ACCEL_KVM ? "kvm" : "tcg");
@@ -1296,6 +1350,8 @@ static void hv_dispatch_status(struct ipc_conn *c, struct ipc_msg *m, void *a)
 			hv.cfg.machine == HV_MACHINE_Q35 ? "q35" : "microvm");
 	ipc_pack_kv_int(pk, "qemu_pid", hv.qemu_pid);
 	ipc_pack_kv_int(pk, "virtiofsd_pid", hv.vfs_pid);
+	ipc_pack_kv_uint(pk, "qemu_uid", hv.uid_lock >= 0 ? hv.qemu_uid : 0);
+	ipc_pack_kv_uint(pk, "console_bytes", hv_console_bytes());
 	ipc_pack_kv_uint(pk, "uptime_ms", up);
 	ipc_pack_kv_uint(pk, "vcpus", hv.qemu_pid > 0 ? hv.vcpus :
 			 hv.cfg.vcpus);
@@ -1864,22 +1920,69 @@ static int hotplug_dev_prepare(const char *method, int kind,
 	return dev;
 }
 
+/* The file is QEMU's now (in fd set d->fdset): the block node opens
+ * it through /dev/fdset/N, so QEMU never opens a host path. */
+static void fd_added(struct qmp *q, json_t *ret, const struct husk_err *e,
+		     void *arg)
+{
+	struct op *op = arg;
+	struct hv_device *d = &hv.dev[op->dev];
+	char name[HV_DEV_ID_MAX + 16], file[32];
+	json_int_t set = 0;
+
+	if (e) {
+		dev_release(op->dev);
+		op_fail(op, e);
+		return;
+	}
+	if (json_unpack(ret, "{s:I}", "fdset-id", &set) < 0 || set <= 0 ||
+	    set > INT32_MAX) {
+		dev_release(op->dev);
+		op_fail_msg(op, HUSK_E_PROTOCOL, "add-fd: no fdset-id in "
+			    "QEMU's answer");
+		return;
+	}
+	d->fdset = (int)set;
+	close(op->fd);
+	op->fd = -1;
+	snprintf(name, sizeof(name), "blk-%s", d->id);
+	snprintf(file, sizeof(file), "/dev/fdset/%d", d->fdset);
+	call(op, "blockdev-add",
+	     json_pack("{s:s, s:s, s:b, s:{s:s, s:s, s:b}}", "driver", "raw",
+		       "node-name", name, "read-only", op->readonly, "file",
+		       "driver", op->blkdev ? "host_device" : "file",
+		       "filename", file, "read-only", op->readonly),
+	     -1, backend_added);
+}
+
+/*
+ * The driver opens the file (QEMU's uid could not, and must not name
+ * host paths) and hands it over with add-fd; its access mode is the
+ * one QEMU asks the fd set for.
+ */
 static void hv_dispatch_hotplug_block(struct ipc_conn *c, struct ipc_msg *m,
 				      void *a)
 {
 	struct dev_params p = { 0 };
 	struct husk_err *e = NULL;
+	cleanup_close int fd = -1;
 	struct stat st;
-	char name[HV_DEV_ID_MAX + 16];
 	struct op *op;
 	int dev;
 
 	if (ipc_decode(m->params, block_fields, &p, &e) < 0)
 		return reply_fail(c, m, e);
-	if (p.path[0] != '/' || stat(p.path, &st) < 0 ||
-	    !(S_ISREG(st.st_mode) || S_ISBLK(st.st_mode)))
+	if (p.path[0] != '/')
 		husk_error(&e, HUSK_E_INVALID, "params.path: %s is not an "
-			   "existing file or block device", p.path);
+			   "absolute path", p.path);
+	else if ((fd = open(p.path, (p.readonly ? O_RDONLY : O_RDWR) |
+			    O_NOCTTY | O_CLOEXEC)) < 0)
+		husk_error(&e, HUSK_E_INVALID, "params.path: open %s: %s",
+			   p.path, strerror(errno));
+	else if (fstat(fd, &st) < 0 ||
+		 !(S_ISREG(st.st_mode) || S_ISBLK(st.st_mode)))
+		husk_error(&e, HUSK_E_INVALID, "params.path: %s is not a "
+			   "file or block device", p.path);
 	dev = e ? -1 : hotplug_dev_prepare("hotplug_block", HV_DEV_BLOCK,
 					   p.id, &e);
 	if (dev < 0) {
@@ -1889,13 +1992,11 @@ static void hv_dispatch_hotplug_block(struct ipc_conn *c, struct ipc_msg *m,
 	hv.dev[dev].path = husk_steal_ptr(p.path);
 	op = op_new(c, m);
 	op->dev = dev;
-	snprintf(name, sizeof(name), "blk-%s", p.id);
-	call(op, "blockdev-add",
-	     json_pack("{s:s, s:s, s:b, s:{s:s, s:s, s:b}}", "driver", "raw",
-		       "node-name", name, "read-only", p.readonly, "file",
-		       "driver", S_ISBLK(st.st_mode) ? "host_device" : "file",
-		       "filename", hv.dev[dev].path, "read-only", p.readonly),
-	     -1, backend_added);
+	op->readonly = p.readonly;
+	op->blkdev = S_ISBLK(st.st_mode);
+	op->fd = husk_steal_fd(fd);
+	call(op, "add-fd", json_pack("{s:i}", "fdset-id", ++hv.next_fdset),
+	     op->fd, fd_added);
 	ipc_decode_free(block_fields, &p);
 }
 
@@ -2087,6 +2188,7 @@ void hv_init(struct ev_loop *loop, const struct hv_opts *o)
 {
 	hv.loop = loop;
 	hv.o = *o;
+	hv.uid_lock = -1;
 	hv.vfs_socket = husk_xasprintf("%s/virtiofsd.sock", o->state_dir);
 	hv.qemu_log = husk_xasprintf("%s/qemu.log", o->state_dir);
 	hv.vfs_log = husk_xasprintf("%s/virtiofsd.log", o->state_dir);

@@ -257,16 +257,16 @@ char **hv_qemu_argv(const struct hv_config *c, const struct hv_paths *p)
 	strv_addf(&s, "%u,maxcpus=%u", c->vcpus, c->max_vcpus);
 	add_memory(&s, c);
 
-	strv_add2(&s, "-kernel", c->kernel);
+	/* Jailed, QEMU sees them at fixed paths (jail.c). */
+	strv_add2(&s, "-kernel", p->kernel ? p->kernel : c->kernel);
 	if (c->initrd)
-		strv_add2(&s, "-initrd", c->initrd);
+		strv_add2(&s, "-initrd", p->initrd ? p->initrd : c->initrd);
 	strv_add2(&s, "-append", cmdline);
 
 	if (c->console_log) {
-		cleanup_free char *log = opt_esc(c->console_log);
-
+		/* The driver reads it and bounds the log (console.c). */
 		strv_add(&s, "-chardev");
-		strv_addf(&s, "file,id=con,path=%s", log);
+		strv_addf(&s, "socket,id=con,fd=%d,server=off", HV_FD_CON(c));
 	} else {
 		strv_add2(&s, "-chardev", "null,id=con");
 	}
@@ -336,6 +336,13 @@ char **hv_virtiofsd_argv(const struct hv_config *c, const struct hv_paths *p,
 	 * see host changes without cache=none's cost on every lookup. */
 	strv_add2(&s, "-o", "cache=auto");
 	strv_add2(&s, "-o", "sandbox=namespace");
+	/* Serving files keeps chown, dac_override, fowner and setuid/
+	 * setgid (fsuid switching); a guest needs no device node, file
+	 * capability or setuid bit made on the host. */
+	strv_add2(&s, "-o", "modcaps=-mknod:-setfcap:-fsetid");
+	/* Each host mount under the share is its own file system in the
+	 * guest (no inode number clashes across them). */
+	strv_add2(&s, "-o", "announce_submounts");
 	strv_add(&s, "--thread-pool-size=1");
 	return s.v;
 }
@@ -376,7 +383,7 @@ static int child_fds(const int *fds, int nfds)
  * a close-on-exec pipe as an errno.
  */
 pid_t hv_spawn(char *const argv[], const int *fds, int nfds, int logfd,
-	       struct husk_err **err)
+	       hv_setup_fn *setup, void *arg, struct husk_err **err)
 {
 	pid_t parent = getpid(), pid;
 	int pfd[2], child_errno = 0;
@@ -416,7 +423,8 @@ pid_t hv_spawn(char *const argv[], const int *fds, int nfds, int logfd,
 		}
 		/* The pipe must not sit where child_fds puts fds. */
 		e = fcntl(pfd[1], F_DUPFD_CLOEXEC, 64);
-		if (e >= 0 && child_fds(fds, nfds) == 0)
+		if (e >= 0 && child_fds(fds, nfds) == 0 &&
+		    (!setup || setup(arg) == 0))
 			execv(argv[0], argv);
 		child_errno = errno;
 		if (e >= 0 && write(e, &child_errno, sizeof(child_errno)) < 0)

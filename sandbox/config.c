@@ -92,6 +92,10 @@ void husk_config_defaults(struct husk_config *c)
 	c->max_memory_mb = 2048;
 	c->memory_slots = 8;
 	c->console_log = true;
+	c->console_log_max_kb = 1024;
+	c->qemu_uid_base = 2140000000u;
+	c->qemu_uid_count = 65536;
+	c->kvm_group = husk_xstrdup("");
 	c->agent_timeout = 60;
 	c->agent_log_level = husk_xstrdup("info");
 	c->proxy_path = helper_path("husk-proxy");
@@ -143,6 +147,13 @@ static const struct key keys[] = {
 	{ "hypervisor", "memory_slots", K_UINT, O(memory_slots), 0, 255,
 	  NULL },
 	{ "hypervisor", "console_log", K_BOOL, O(console_log), 0, 0, NULL },
+	{ "hypervisor", "console_log_max_kb", K_UINT, O(console_log_max_kb),
+	  4, 1u << 22, NULL },
+	{ "hypervisor", "qemu_uid_base", K_UINT, O(qemu_uid_base), 1,
+	  0xfffffffeu, NULL },
+	{ "hypervisor", "qemu_uid_count", K_UINT, O(qemu_uid_count), 1,
+	  1u << 24, NULL },
+	{ "hypervisor", "kvm_group", K_STR, O(kvm_group), 0, 0, NULL },
 	{ "agent", "timeout", K_UINT, O(agent_timeout), 1, 3600, NULL },
 	{ "agent", "log_level", K_STR, O(agent_log_level), 0, 0,
 	  level_choices },
@@ -294,6 +305,12 @@ int husk_config_load(struct husk_config *c, const char *path, bool must,
 				  "%s: [hypervisor] vcpus (%u) is more than "
 				  "max_vcpus (%u)", path, c->vcpus,
 				  c->max_vcpus);
+	if ((unsigned long long)c->qemu_uid_base + c->qemu_uid_count >
+	    0xfffffffeULL)
+		return husk_error(err, HUSK_E_INVALID,
+				  "%s: [hypervisor] qemu_uid_base (%u) + "
+				  "qemu_uid_count (%u) passes 4294967294",
+				  path, c->qemu_uid_base, c->qemu_uid_count);
 	if (c->memory_mb > c->max_memory_mb)
 		return husk_error(err, HUSK_E_INVALID,
 				  "%s: [hypervisor] memory_mb (%u) is more "

@@ -38,6 +38,9 @@ struct husk_config {
 	unsigned vcpus, max_vcpus;
 	unsigned memory_mb, max_memory_mb, memory_slots;
 	bool console_log;
+	unsigned console_log_max_kb;    /* rotated once at this size */
+	unsigned qemu_uid_base, qemu_uid_count; /* QEMU's uids, one each */
+	char *kvm_group;                /* "" : /dev/kvm's own group */
 	/* [agent] */
 	unsigned agent_timeout;         /* seconds */
 	char *agent_log_level;

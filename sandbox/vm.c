@@ -123,9 +123,12 @@ static json_t *hv_create_params(const struct husk_config *cfg,
 			      "accel", cfg->accel, "shared_dir", p->shared,
 			      "agent_socket", p->agent_sock);
 
-	if (j && cfg->console_log)
+	if (j && cfg->console_log) {
 		json_object_set_new(j, "console_log",
 				    json_string(p->console_log));
+		json_object_set_new(j, "console_log_max_kb",
+				    json_integer(cfg->console_log_max_kb));
+	}
 	return j;
 }
 
@@ -134,11 +137,15 @@ static int start_hypervisor(const struct husk_config *cfg,
 			    struct husk_sandbox *s, struct husk_entry *e,
 			    struct husk_err **err)
 {
+	cleanup_free char *uids = husk_xasprintf("%u:%u", cfg->qemu_uid_base,
+						 cfg->qemu_uid_count);
 	char *argv[] = { cfg->hypervisor_path, "--socket", p->hv_sock,
 			 "--sandbox", (char *)sid, "--state-dir", p->dir,
 			 "--qemu", cfg->qemu_path, "--virtiofsd",
 			 cfg->virtiofsd_path, "--log-level",
-			 cfg->debug ? "debug" : "info", NULL };
+			 cfg->debug ? "debug" : "info", "--qemu-uids", uids,
+			 cfg->kvm_group[0] ? "--kvm-group" : NULL,
+			 cfg->kvm_group, NULL };
 	json_t *params, *res = NULL;
 	pid_t pid;
 	int rc, saved;

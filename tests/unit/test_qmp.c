@@ -243,6 +243,8 @@ static const struct hv_paths paths = {
 	.virtiofsd = "/usr/lib/qemu/virtiofsd",
 	.vfs_socket = "/run/s/vfs.sock",
 	.bios = NULL,
+	.kernel = HV_JAIL_KERNEL,
+	.initrd = HV_JAIL_INITRD,
 };
 
 static void argv_q35(void **state)
@@ -279,9 +281,12 @@ static void argv_q35(void **state)
 			     "bus=pcie.0,chassis=2"));
 	assert_false(has_pair(argv, "-device", "pcie-root-port,id=rp2,"
 			      "bus=pcie.0,chassis=3"));
-	/* Commas in a path are doubled inside QEMU's option syntax. */
-	assert_true(has_pair(argv, "-chardev", "file,id=con,"
-			     "path=/run/s,,b/console.log"));
+	/* The console comes to the driver after virtiofsd's socket. */
+	assert_true(has_pair(argv, "-chardev", "socket,id=con,fd=6,"
+			     "server=off"));
+	assert_true(has_pair(argv, "-serial", "chardev:con"));
+	/* Jailed, QEMU finds the kernel and initrd at fixed paths. */
+	assert_true(has_pair(argv, "-kernel", "/boot/vmlinux"));
 	assert_true(has_pair(argv, "-chardev", "socket,id=qmp,fd=3,"
 			     "server=off"));
 	assert_true(has_pair(argv, "-sandbox", "on,obsolete=deny,"
@@ -359,6 +364,9 @@ static void virtiofsd_argv(void **state)
 	assert_true(has_arg(argv, "--fd=3"));
 	assert_true(has_pair(argv, "-o", "source=/srv/a,,b"));
 	assert_true(has_pair(argv, "-o", "cache=auto"));
+	assert_true(has_pair(argv, "-o", "sandbox=namespace"));
+	assert_true(has_pair(argv, "-o", "modcaps=-mknod:-setfcap:-fsetid"));
+	assert_true(has_pair(argv, "-o", "announce_submounts"));
 	hv_argv_free(argv);
 }
 
