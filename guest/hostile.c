@@ -11,7 +11,8 @@
  *
  * The attacks, each started either by the request
  *
- *     hostile {attack: str, count: uint?}      (answered {} first)
+ *     hostile {attack: str, count: uint?, each: uint?, size: uint?,
+ *              streams: uint?}                 (answered {} first)
  *
  * sent through the proxy (which forwards methods it does not know), or
  * at boot by husk.attack=NAME[:COUNT] on the kernel command line
@@ -21,8 +22,9 @@
  *                   process, so requests are still answered meanwhile;
  *                   the request {attack: "flood-wait"} is answered when
  *                   it is over
- *   output-flood    1-byte `output` notifications for COUNT (default
- *                   10000) made-up processes
+ *   output-flood    `output` notifications for COUNT (default 10000)
+ *                   made-up processes ghost-N: EACH rounds (1) of an
+ *                   output of SIZE bytes (1) on each of STREAMS (1 or 2)
  *   garbage         a frame whose payload is not MessagePack
  *   oversize        a frame header announcing 4 GiB - 16 bytes
  *   bad-reply       a response to a msgid the host never used
@@ -258,40 +260,62 @@ console_flood(uint64_t mib)
 	_exit(0);
 }
 
+/* Shape of an output flood (the hostile request's other keys). */
+static struct {
+	uint64_t each;		/* outputs per process and stream (1) */
+	uint64_t size;		/* bytes per output (1, at most 65536) */
+	uint64_t streams;	/* 1: stdout only, 2: stdout and stderr */
+} flood = { 1, 1, 1 };
+
+/* Round after round, one output of each made-up process's streams in
+ * turn, as many processes writing at once would send. */
 static void
 output_flood(uint64_t count)
 {
+	static const char data[65536];
+	uint64_t size = flood.size < 1 ? 1 : flood.size > 65536 ? 65536 :
+			flood.size;
+	uint64_t streams = flood.streams == 2 ? 2 : 1, sent = 0;
+	uint64_t total = count * (flood.each ? flood.each : 1) * streams;
 	struct buf b = { 0 };
 	char id[32];
-	uint64_t i;
+	int failed = 0;
 
-	say("hostile: output flood of %llu processes\n",
-	    (unsigned long long)count);
-	for (i = 0; i < count; i++) {
-		size_t s = frame_begin(&b);
+	say("hostile: output flood: %llu processes x %llu x %llu bytes x "
+	    "%llu streams\n", (unsigned long long)count,
+	    (unsigned long long)flood.each, (unsigned long long)size,
+	    (unsigned long long)streams);
+	for (uint64_t r = 0; r < (flood.each ? flood.each : 1) && !failed; r++)
+		for (uint64_t i = 0; i < count * streams && !failed; i++) {
+			size_t s = frame_begin(&b);
 
-		snprintf(id, sizeof(id), "ghost-%llu", (unsigned long long)i);
-		put_hdr(&b, 0x90, 3);
-		put_uint(&b, 2);
-		put_str(&b, "output");
-		put_hdr(&b, 0x80, 4);
-		put_str(&b, "container_id");
-		put_str(&b, id);
-		put_str(&b, "exec_id");
-		put_str(&b, "");
-		put_str(&b, "stream");
-		put_uint(&b, 1);
-		put_str(&b, "data");
-		put(&b, "\xc4\x01x", 3);
-		frame_end(&b, s);
-		if (b.len >= 65536 && send_buf(&b) < 0)
-			break;
-	}
-	if (i == count && send_buf(&b) < 0)
-		i--;
+			snprintf(id, sizeof(id), "ghost-%llu",
+				 (unsigned long long)(i / streams));
+			put_hdr(&b, 0x90, 3);
+			put_uint(&b, 2);
+			put_str(&b, "output");
+			put_hdr(&b, 0x80, 4);
+			put_str(&b, "container_id");
+			put_str(&b, id);
+			put_str(&b, "exec_id");
+			put_str(&b, "");
+			put_str(&b, "stream");
+			put_uint(&b, 1 + i % streams);
+			put_str(&b, "data");
+			put_be(&b, 0xc6, size, 4);
+			put(&b, data, size);
+			frame_end(&b, s);
+			sent++;
+			if (b.len >= 65536 && send_buf(&b) < 0)
+				failed = 1;
+		}
+	if (!failed && b.len && send_buf(&b) < 0)
+		failed = 1;
 	free(b.p);
-	say("hostile: output flood sent %llu of %llu\n",
-	    (unsigned long long)i, (unsigned long long)count);
+	/* what a failed write held is lost with the connection */
+	say("hostile: output flood sent %llu of %llu%s\n",
+	    (unsigned long long)sent, (unsigned long long)total,
+	    failed ? " (cut off)" : "");
 }
 
 static void
@@ -465,6 +489,8 @@ handle_request(uint32_t msgid, const char *m, size_t mlen, struct rd *params)
 	} else if (IS("hostile")) {
 		uint32_t n = rd_count(params, 0x80, 0xde);
 
+		flood.each = flood.size = flood.streams = 1;
+
 		while (params->p && n--) {
 			size_t klen;
 			const char *k = rd_str(params, &klen);
@@ -473,6 +499,12 @@ handle_request(uint32_t msgid, const char *m, size_t mlen, struct rd *params)
 				name = rd_str(params, &nlen);
 			else if (k && klen == 5 && !memcmp(k, "count", 5))
 				count = rd_uint(params);
+			else if (k && klen == 4 && !memcmp(k, "each", 4))
+				flood.each = rd_uint(params);
+			else if (k && klen == 4 && !memcmp(k, "size", 4))
+				flood.size = rd_uint(params);
+			else if (k && klen == 7 && !memcmp(k, "streams", 7))
+				flood.streams = rd_uint(params);
 			else
 				rd_skip(params, 1);
 		}
