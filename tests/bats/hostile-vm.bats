@@ -6,7 +6,7 @@
 #   hx    initrd-hostile.img ([hypervisor] initrd in its husk.conf):
 #         guest/hostile.c as PID 1, which passes for an agent and attacks
 #         when asked.  An attack is asked for with the request
-#         `hostile {attack, count}` sent to hx's proxy, which forwards it
+#         `hostile {attack, count, ...}` sent to hx's proxy, which forwards it
 #         to the guest like any method it does not serve; the guest
 #         answers {} and then attacks.
 # Each test plays one attack and shows it stopped: the specific line in
@@ -16,7 +16,17 @@
 # in its container).  The hx sandbox's container is lost at the first
 # cut-off (its shim loses the agent); the sandbox itself serves on.
 #
-#   tests/run bats tests/bats/hostile-vm.bats      (root; make all guest)
+# The tests run in order on the same two VMs (about 2 minutes); the
+# rate limits of the proxy's log lines (10 a minute about the agent
+# connection, 20 for libipc's violations) are budgeted by that order:
+# each line grepped for is among the first of its minute.
+#
+#   make all guest      (guest builds build/guest/initrd-hostile.img)
+#   tests/run bats tests/bats/hostile-vm.bats      (as root)
+#
+# By hand: HUSK_CONFIG=FILE husk create ... with such a configuration,
+# then husk-ipc ROOT/ID/proxy.sock hostile '{"attack":"garbage"}'; or
+# kernel_params = husk.attack=NAME[:COUNT] for an attack at boot.
 
 load lib/husk.sh
 
