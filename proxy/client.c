@@ -402,7 +402,7 @@ static void client_status(struct ipc_conn *c, struct ipc_msg *m, void *arg)
 
 	if (!pk)
 		return;
-	msgpack_pack_map(pk, 15);
+	msgpack_pack_map(pk, 16);
 	ipc_pack_kv_bool(pk, "agent_connected", p->agent_ready);
 	ipc_pack_kv_str(pk, "agent", p->agent_path);
 	ipc_pack_kv_str(pk, "sandbox", p->sandbox ? p->sandbox : "");
@@ -421,6 +421,8 @@ static void client_status(struct ipc_conn *c, struct ipc_msg *m, void *arg)
 	ipc_pack_kv_uint(pk, "unknown_streams", p->streams.nunknown);
 	ipc_pack_kv_uint(pk, "held_bytes", p->streams.held);
 	ipc_pack_kv_uint(pk, "queued_bytes", clients_queued(p));
+	ipc_pack_kv_uint(pk, "reconnect_delay_ms",
+			 (uint64_t)(p->retry_delay * 1000 + 0.5));
 	ipc_reply_send(c);
 }
 

@@ -84,11 +84,15 @@ proxy_alive() { kill -0 "$PROXY_PID"; }
 	px_start c1
 	run "$IPC" -t 0.1 "$PS" wait_process '{"container_id":"c1"}'
 	[ "$status" -ne 0 ]
-	sleep 0.7         # the late answer arrives and is dropped
+	# The call stays until the agent answers; then the answer is
+	# dropped and the entry freed.
+	px_status_until '"calls":0,.*"orphaned_calls":0,'
+	grep -q "call_done: answer [0-9]* for a client that left dropped" "$T/proxy.log"
 	run pipc wait_process '{"container_id":"c1"}'
 	[ "$output" = '{"status":3}' ]
 	proxy_alive
-	! grep -q "cutting the agent off" "$T/proxy.log"
+	run grep -q "cutting the agent off" "$T/proxy.log"
+	[ "$status" -ne 0 ]
 }
 
 @test "proxy: one subscriber per process" {
@@ -162,6 +166,155 @@ hostile() {
 @test "proxy: hostile agent: output after the end of a stream" { hostile after-eof "after its end"; }
 @test "proxy: hostile agent: output_ack sent to the host" { hostile bad-notify "unexpected notification output_ack"; }
 @test "proxy: hostile agent: a request to the host" { hostile request ""; }
+
+# --- Bounds against a hostile guest (docs/proxy.md, "Bounds") ---------
+
+# restart the fake agent in mode $1 and the proxy in front of it
+px_hostile_restart() {
+	kill "$PROXY_PID"; wait "$PROXY_PID" || true
+	kill "$AGENT_PID"; wait "$AGENT_PID" || true
+	rm -f "$T/agent.log" "$T/proxy.log"
+	FAKE_MODE=$1 px_start_agent
+	px_start_proxy
+	pipc -q create_sandbox '{"sandbox_id":"sb"}'
+}
+
+# poll proxy_status until it matches the regex $1 (bounded)
+px_status_until() {
+	for _ in $(seq 600); do
+		[[ "$(pipc proxy_status)" =~ $1 ]] && return 0
+		sleep 0.05
+	done
+	echo "proxy_status never matched $1: $(pipc proxy_status)"
+	return 1
+}
+
+# VmHWM of the proxy under $1 KiB
+px_hwm_under() {
+	local hwm
+	hwm=$(px_hwm "$PROXY_PID")
+	echo "# proxy VmHWM ${hwm} KiB (bound $1)" >&3
+	[ "$hwm" -lt "$1" ]
+}
+
+@test "proxy: hostile agent: frame just over the agent frame limit (1 MiB)" {
+	hostile big "frame of 1048577 bytes is over the limit of 1048576"
+}
+
+@test "proxy: hostile agent: 1-byte outputs for 100000 made-up processes" {
+	hostile flood1 "output for more than 64 processes never created"
+	px_hwm_under 8192
+	run pipc proxy_status
+	[[ "$output" == *'"unknown_streams":64,'* ]]
+}
+
+@test "proxy: hostile agent: ends of streams for 100000 made-up processes" {
+	hostile eof-ghosts "output for more than 64 processes never created"
+	px_hwm_under 8192
+}
+
+@test "proxy: hostile agent: a window of 1-byte outputs is held at its size" {
+	px_hostile_restart drip
+	px_ctr c1 'sleep 1000'
+	px_start c1
+	run pipc ping '{"hostile":true}'
+	[ "$status" -eq 0 ]
+	px_status_until '"unsubscribed_bytes":524288'
+	run pipc proxy_status
+	echo "$output"
+	[[ "$output" == *'"connects":1,'* ]]
+	held=$(echo "$output" | sed -n 's/.*"held_bytes":\([0-9]*\).*/\1/p')
+	# 2 streams x 256 chunks of PROXY_CHUNK_MIN (1024) + 64
+	[ "$held" -le $((2 * 256 * 1088)) ]
+	px_hwm_under 8192
+	# Nothing was lost: a subscriber gets every byte.
+	"$SHIM" --proxy "$PS" --container c1 </dev/null >"$T/out" 2>"$T/err" 3>&- &
+	s=$!
+	px_status_until '"unsubscribed_bytes":0,'
+	for _ in $(seq 400); do
+		[ "$(stat -c %s "$T/out")" = 262144 ] && [ "$(stat -c %s "$T/err")" = 262144 ] && break
+		sleep 0.05
+	done
+	kill -9 "$s"; wait "$s" || true
+	[ "$(tr -d o <"$T/out" | wc -c)" = 0 ]
+	[ "$(tr -d e <"$T/err" | wc -c)" = 0 ]
+	[ "$(stat -c %s "$T/out")" = 262144 ]
+	[ "$(stat -c %s "$T/err")" = 262144 ]
+}
+
+@test "proxy: hostile agent: window credit across reconnects is bounded" {
+	px_hostile_restart window-reset
+	px_ctr c1 'sleep 1000'
+	px_start c1
+	# each round: a full window of c1's stdout, then the agent drops
+	# the connection and the proxy comes back with a fresh window
+	for round in 1 2; do
+		run pipc ping '{"hostile":true}'
+		px_status_until "\"connects\":$((round + 1)),.*\"agent_connected\":true|\"agent_connected\":true.*\"connects\":$((round + 1)),"
+	done
+	run pipc proxy_status
+	[[ "$output" == *'"unsubscribed_bytes":524288'* ]]
+	run pipc ping '{"hostile":true}'
+	grep "agent connection closed: .*output for c1/ stream 1: 589824 bytes held across agent connections (at most 524288)" "$T/proxy.log"
+	run pipc proxy_status
+	[[ "$output" == *'"unsubscribed_bytes":524288'* ]]
+	proxy_alive
+}
+
+@test "proxy: hostile agent: a channel reset over and over backs off, logs little" {
+	px_hostile_restart flap
+	run pipc ping '{"hostile":true}'
+	px_status_until '"connects":([7-9]|[1-9][0-9]),'
+	run pipc proxy_status
+	echo "$output"
+	# a connection that lasted less than PROXY_STABLE_SECS does not
+	# start the backoff over: it reached its 2 s ceiling
+	[[ "$output" == *'"reconnect_delay_ms":2000'* ]]
+	n=$(grep -c 'agent_on_ready: connected\|agent_on_close: agent connection closed' "$T/proxy.log")
+	echo "lines: $n"
+	# 7 connects would be 14 lines; PROXY_LOG_BURST is 10 a minute
+	[ "$n" -le 10 ]
+	proxy_alive
+}
+
+@test "proxy: a client that does not read its answers is cut off at 8 MiB" {
+	px_hostile_restart fat
+	run "$B/tests/helpers/lazy_client" "$PS" fat 20
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"closed by the proxy"* ]]
+	grep -q "client_check_queue: client pid [0-9]* cut off: write queue over 8388608 bytes" "$T/proxy.log"
+	px_hwm_under 32768
+	# everyone else is served
+	run pipc ping '{}'
+	[ "$status" -eq 0 ]
+	run pipc proxy_status
+	[[ "$output" == *'"agent_connected":true'* ]]
+}
+
+@test "proxy: clients' queues past 64 MiB in all: the largest is cut off" {
+	px_hostile_restart fat
+	# ten clients with 7 answers of 900 KiB unread each (each held in a
+	# 1 MiB buffer): 7 MiB, under one client's 8 MiB, 70 MiB in all
+	pids=
+	for i in $(seq 10); do
+		"$B/tests/helpers/lazy_client" "$PS" fat 7 30 >"$T/lazy$i" 2>&1 3>&- &
+		pids="$pids $!"
+	done
+	for _ in $(seq 600); do
+		grep -q "client_check_queue: client pid [0-9]* cut off: clients' write queues over 67108864 bytes in all, this one the largest" "$T/proxy.log" && break
+		sleep 0.05
+	done
+	kill $pids 2>/dev/null || true
+	wait $pids || true
+	grep "client_check_queue" "$T/proxy.log"
+	grep -q "clients' write queues over 67108864 bytes in all, this one the largest" "$T/proxy.log"
+	run grep -q "write queue over 8388608 bytes" "$T/proxy.log"
+	[ "$status" -ne 0 ]
+	px_hwm_under 102400
+	run pipc ping '{}'
+	[ "$status" -eq 0 ]
+}
 
 @test "proxy: usage errors exit 100" {
 	run "$PROXY" --socket "$T/x.sock"

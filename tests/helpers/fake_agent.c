@@ -14,8 +14,15 @@
  *
  * A hostile MODE makes it misbehave when it gets "ping" with params
  * {hostile: true}: garbage, oversize, unsolicited, dup-answer,
- * malformed, flood, window, bad-notify, request, after-eof.  Any other
- * ping is answered normally, so a test can check the proxy works first.
+ * malformed, flood, window, bad-notify, request, after-eof, and for the
+ * proxy's bounds (docs/proxy.md): flood1 (1-byte outputs for 100000
+ * made-up processes), eof-ghosts (ends of streams for as many), drip
+ * (a full window of 1-byte outputs on both streams of container c1),
+ * big (a frame just over IPC_AGENT_FRAME_MAX), window-reset (a full
+ * window of c1, then the agent drops the connection), flap (drop every
+ * connection once its hello is done, from then on).  Mode fat answers
+ * every request "fat" with 900 KiB.  Any other ping is answered
+ * normally, so a test can check the proxy works first.
  */
 #include <errno.h>
 #include <sys/prctl.h>
@@ -71,6 +78,7 @@ static struct ev_loop *loop;
 static struct ipc_conn *host;   /* the one host connection */
 static struct fproc *procs;
 static const char *mode = "normal";
+static bool flapping;
 
 static struct fproc *find(const char *cid, const char *eid)
 {
@@ -300,6 +308,51 @@ static void ignore_result(struct ipc_conn *c, struct ipc_msg *resp,
 {
 }
 
+/* Output for made-up processes: n of them, len bytes each (0: the end
+ * of the stream). */
+static void ghosts(const char *prefix, int n, size_t len)
+{
+	for (int i = 0; i < n && host; i++) {
+		struct fproc fake = { .eid = "" };
+		char cid[48];
+
+		snprintf(cid, sizeof(cid), "%s%d", prefix, i);
+		fake.cid = cid;
+		send_output(&fake, 1, "x", len);
+	}
+}
+
+static void hostile_bounds(struct ipc_conn *c, uint32_t msgid)
+{
+	static char zero[CHUNK];
+	struct fproc c1 = { .cid = "c1", .eid = "" };
+
+	if (strcmp(mode, "flood1") == 0) {
+		ghosts("ghost1-", 100000, 1);
+	} else if (strcmp(mode, "eof-ghosts") == 0) {
+		ghosts("ghost0-", 100000, 0);
+	} else if (strcmp(mode, "drip") == 0) {
+		for (unsigned i = 0; i < WINDOW && host; i++) {
+			send_output(&c1, 1, "o", 1);
+			send_output(&c1, 2, "e", 1);
+		}
+		ipc_reply_ok(c, msgid);
+	} else if (strcmp(mode, "big") == 0) {
+		uint32_t n = IPC_AGENT_FRAME_MAX + 1;
+		char hdr[8] = { (char)(n >> 24), (char)(n >> 16),
+				(char)(n >> 8), (char)n, 'x', 'x', 'x', 'x' };
+
+		send_raw(hdr, sizeof(hdr));
+	} else if (strcmp(mode, "window-reset") == 0) {
+		for (unsigned i = 0; i < WINDOW / CHUNK && host; i++)
+			send_output(&c1, 1, zero, sizeof(zero));
+		ipc_conn_close_after_flush(c);
+	} else if (strcmp(mode, "flap") == 0) {
+		flapping = true;
+		ipc_conn_close_after_flush(c);
+	}
+}
+
 static void hostile(struct ipc_conn *c, uint32_t msgid)
 {
 	struct ipc_buf b;
@@ -354,6 +407,8 @@ static void hostile(struct ipc_conn *c, uint32_t msgid)
 		pk = ipc_call_begin(c, "ping");
 		msgpack_pack_map(pk, 0);
 		ipc_call_send(c, 0, NULL, 0, ignore_result, NULL, NULL);
+	} else {
+		hostile_bounds(c, msgid);
 	}
 }
 
@@ -374,6 +429,15 @@ static void m_handle(struct ipc_conn *c, struct ipc_msg *m, void *arg)
 	if (q.container_id)
 		p = find(q.container_id, q.exec_id);
 
+	if (strcmp(meth, "fat") == 0 && strcmp(mode, "fat") == 0) {
+		static char fat[900u << 10];
+
+		pk = ipc_reply_begin(c, m->msgid);
+		msgpack_pack_map(pk, 1);
+		ipc_pack_kv_bin(pk, "data", fat, sizeof(fat));
+		ipc_reply_send(c);
+		goto out;
+	}
 	if (strcmp(meth, "output_ack") == 0) {
 		if (p && q.stream >= 1 && q.bytes <= p->out[q.stream - 1].unacked) {
 			struct fstream *s = &p->out[q.stream - 1];
@@ -496,6 +560,13 @@ static void on_accept(struct ipc_server *s, struct ipc_conn *c, void *arg)
 	host = c;
 }
 
+/* flap: every host connection is dropped once its hello is done. */
+static void on_ready(struct ipc_conn *c, void *arg)
+{
+	if (flapping)
+		ipc_conn_close_after_flush(c);
+}
+
 static void on_close(struct ipc_conn *c, const struct husk_err *why,
 		     void *arg)
 {
@@ -545,6 +616,7 @@ int main(int argc, char **argv)
 			.component = "husk-agent",
 			.methods = methods,
 			.max_frame = 8u << 20,
+			.on_ready = on_ready,
 			.on_close = on_close,
 		},
 		.on_accept = on_accept,
