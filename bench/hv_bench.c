@@ -106,7 +106,7 @@ static double bare(int machine)
 
 	unlink(c.agent_socket);
 	socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp);
-	pid = hv_spawn(argv, &sp[1], 1, null, &e);
+	pid = hv_spawn(argv, &sp[1], 1, null, NULL, NULL, &e);
 	close(sp[1]);
 	if (pid > 0 && wait_guest(c.agent_socket) == 0)
 		t = now() - t0;

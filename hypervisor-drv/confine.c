@@ -8,6 +8,8 @@
 #include <stddef.h>
 
 #include <linux/capability.h>
+#include <linux/if_tun.h>
+#include <sys/ioctl.h>
 
 #include "hv.h"
 #include "libhusk/confine.h"
@@ -30,10 +32,19 @@ static const char *const hv_syscalls[] = {
 	"getsockname", "getpeername",
 	/* /proc/<pid>/stat for the state file's start times */
 	"getdents64",
-	/* net_attach: TUNSETIFF on /dev/net/tun (the rtnetlink socket is
-	 * opened before confinement) */
-	"ioctl",
 	NULL,
+};
+
+static const struct husk_arg_rule hv_args[] = {
+	/* net_attach: a tap from /dev/net/tun (the rtnetlink socket is
+	 * opened before confinement) */
+	{ "ioctl", 1, HUSK_ARG_EQ, TUNSETIFF, 0 },
+	/* libc's isatty() on a log stream; reads a terminal's mode only */
+	{ "ioctl", 1, HUSK_ARG_EQ, TCGETS, 0 },
+	/* nothing is loaded once QEMU runs (getgrnam's NSS modules are
+	 * loaded at create) */
+	HUSK_ARGS_NO_EXEC_MAPPINGS,
+	{ NULL },
 };
 
 /* Probes some libraries make; failing them is harmless. */
@@ -59,6 +70,7 @@ static const struct husk_profile hv_profile = {
 	.name = "husk-hypervisor",
 	.syscalls = hv_syscalls,
 	.deny = hv_deny,
+	.allow_args = hv_args,
 	.caps = hv_caps,
 	.rlimits = NULL,
 };

@@ -1,17 +1,18 @@
 /*
- * The guest's serial console, read by the driver and written to
- * console.log with a bound (docs/hypervisor.md, "Console").
+ * Output the guest can drive, written to files with a bound
+ * (docs/hypervisor.md, "Console and logs"): the guest's serial console
+ * (console.log), and QEMU's and virtiofsd's stdout and stderr
+ * (qemu.log, virtiofsd.log), which carry messages a guest can provoke
+ * (a broken virtio queue, a failed request) as often as it likes.
  *
- * The guest writes its console as fast as the emulated UART goes, and
- * a hostile one never stops: QEMU gets one end of a socketpair as the
- * serial chardev, and the driver copies what arrives to the log.  When
- * the log reaches max_kb it becomes console.log.1 (replacing an older
- * one) and a new console.log starts, so the disk holds at most twice
- * the bound and the newest output is kept.  One read of at most
- * CON_CHUNK bytes per loop turn, into a fixed buffer: the flood costs
- * no memory and the RPC clients get their turns in between.  Once the
- * log cannot be written (a full disk), output is read and dropped, so
- * the guest never blocks on its console.
+ * The children write into a socketpair or a pipe whose other end the
+ * driver reads.  When a log reaches its bound it becomes <log>.1
+ * (replacing an older one) and a new one starts, so the disk holds at
+ * most twice the bound and the newest output is kept.  One read of at
+ * most SINK_CHUNK bytes per loop turn, into a fixed buffer: a flood
+ * costs no memory and the RPC clients get their turns in between.  A
+ * log that cannot be written (a full disk) is dropped with one warning
+ * and reading goes on, so the writer never blocks.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -19,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "hv.h"
@@ -26,124 +28,149 @@
 #include "libhusk/log.h"
 #include "libhusk/util.h"
 
-#define CON_CHUNK (64 * 1024)
+#define SINK_CHUNK (64 * 1024)
 
-static struct {
+struct hv_sink {
 	struct ev_loop *loop;
-	ev_io io;
-	int fd;                 /* console.log, -1 when it cannot be */
-	char *path, *old;       /* console.log, console.log.1 */
+	ev_io io;               /* io.fd -1 once closed */
+	int fd;                 /* the log, -1 when it cannot be written */
+	char *path, *old;       /* <log>, <log>.1 */
 	uint64_t max, size;     /* bytes: the bound, in the current log */
-	uint64_t total;         /* bytes the guest wrote */
+	uint64_t total;         /* bytes read in all */
 	bool warned;
-} con = { .fd = -1 };
+};
 
-static int log_open(void)
+static void warn_once(struct hv_sink *s, const char *what)
 {
-	int fd = open(con.path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND |
-		      O_NOFOLLOW | O_CLOEXEC, 0600);
-
-	if (fd < 0 && !con.warned) {
-		log_warn("console: open %s (output dropped)", con.path);
-		con.warned = true;
-	}
-	return fd;
+	if (!s->warned)
+		log_warn("sink: %s %s (output dropped)", what, s->path);
+	s->warned = true;
 }
 
-/* console.log becomes console.log.1; a new one starts. */
-static void rotate(void)
+/* Appends: a driver restarted on the same directory keeps what the
+ * previous one wrote, and its size counts. */
+static void log_open(struct hv_sink *s, bool trunc)
 {
-	if (con.fd >= 0)
-		close(con.fd);
-	if (rename(con.path, con.old) < 0 && errno != ENOENT &&
-	    !con.warned) {
-		log_warn("console: rename %s", con.path);
-		con.warned = true;
-	}
-	con.fd = log_open();
-	con.size = 0;
+	struct stat st;
+
+	s->fd = open(s->path, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW |
+		     O_CLOEXEC | (trunc ? O_TRUNC : 0), 0600);
+	s->size = 0;
+	if (s->fd < 0)
+		warn_once(s, "open");
+	else if (fstat(s->fd, &st) == 0)
+		s->size = (uint64_t)st.st_size;
 }
 
-static void put(const char *buf, size_t n)
+static void rotate(struct hv_sink *s)
+{
+	if (s->fd >= 0)
+		close(s->fd);
+	if (rename(s->path, s->old) < 0 && errno != ENOENT)
+		warn_once(s, "rename");
+	log_open(s, true);
+}
+
+static void put(struct hv_sink *s, const char *buf, size_t n)
 {
 	while (n > 0) {
-		size_t room = con.max - con.size, len = n < room ? n : room;
-		ssize_t w;
+		uint64_t room = s->size < s->max ? s->max - s->size : 0;
+		size_t len = n < room ? n : (size_t)room;
 
 		if (room == 0) {
-			rotate();
+			rotate(s);
+			/* A log that cannot be opened: count and drop. */
+			if (s->fd < 0)
+				s->size = 0;
 			continue;
 		}
-		if (con.fd >= 0) {
-			w = write(con.fd, buf, len);
-			if (w < 0) {
-				if (!con.warned)
-					log_warn("console: write %s (output "
-						 "dropped)", con.path);
-				con.warned = true;
-				close(con.fd);
-				con.fd = -1;
-			}
+		if (s->fd >= 0 && write(s->fd, buf, len) < 0) {
+			warn_once(s, "write");
+			close(s->fd);
+			s->fd = -1;
 		}
-		con.size += len;
+		s->size += len;
 		buf += len;
 		n -= len;
 	}
 }
 
-static void on_read(struct ev_loop *loop, ev_io *w, int revents)
+/* One read; false once nothing more can come. */
+static bool read_once(struct hv_sink *s)
 {
-	static char buf[CON_CHUNK];
-	ssize_t n = read(w->fd, buf, sizeof(buf));
+	static char buf[SINK_CHUNK];
+	ssize_t n = read(s->io.fd, buf, sizeof(buf));
 
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
-		return;
+		return errno == EINTR;
 	if (n <= 0) {
-		/* QEMU is gone (or its end broke): nothing more comes. */
-		hv_console_close();
-		return;
+		/* Every writer is gone (or the channel broke). */
+		ev_io_stop(s->loop, &s->io);
+		close(s->io.fd);
+		s->io.fd = -1;
+		return false;
 	}
-	con.total += (uint64_t)n;
-	put(buf, (size_t)n);
+	s->total += (uint64_t)n;
+	put(s, buf, (size_t)n);
+	return true;
 }
 
-int hv_console_open(struct ev_loop *loop, const char *path, uint32_t max_kb,
-		    struct husk_err **err)
+static void on_read(struct ev_loop *loop, ev_io *w, int revents)
 {
-	int sp[2];
+	read_once(w->data);
+}
 
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0)
-		return husk_error_sys(err, errno, "socketpair");
-	/* Nothing goes back to the guest's UART; no shutdown(SHUT_WR)
+struct hv_sink *hv_sink_new(struct ev_loop *loop, const char *path,
+			    uint32_t max_kb, bool sock, int *peer,
+			    struct husk_err **err)
+{
+	struct hv_sink *s;
+	int p[2];
+
+	if (sock ? socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p) :
+	    pipe2(p, O_CLOEXEC)) {
+		husk_error_sys(err, errno, sock ? "socketpair" : "pipe");
+		return NULL;
+	}
+	/* Nothing goes back on a console socket, but no shutdown(SHUT_WR)
 	 * either: QEMU would read the EOF as a disconnect and stop
 	 * writing. */
-	fcntl(sp[0], F_SETFL, O_NONBLOCK);
-	free(con.path);
-	free(con.old);
-	con.path = husk_xstrdup(path);
-	con.old = husk_xasprintf("%s.1", path);
-	con.max = (uint64_t)max_kb << 10;
-	con.size = con.total = 0;
-	con.loop = loop;
-	con.fd = log_open();
-	ev_io_init(&con.io, on_read, sp[0], EV_READ);
-	ev_io_start(loop, &con.io);
-	return sp[1];
+	fcntl(p[0], F_SETFL, O_NONBLOCK);
+	s = husk_xcalloc(1, sizeof(*s));
+	s->loop = loop;
+	s->path = husk_xstrdup(path);
+	s->old = husk_xasprintf("%s.1", path);
+	s->max = (uint64_t)max_kb << 10;
+	log_open(s, false);
+	ev_io_init(&s->io, on_read, p[0], EV_READ);
+	s->io.data = s;
+	ev_io_start(loop, &s->io);
+	*peer = p[1];
+	return s;
 }
 
-void hv_console_close(void)
+void hv_sink_drain(struct hv_sink *s)
 {
-	if (!con.loop || con.io.fd < 0)
+	while (s && s->io.fd >= 0 && read_once(s))
+		;
+}
+
+void hv_sink_free(struct hv_sink *s)
+{
+	if (!s)
 		return;
-	ev_io_stop(con.loop, &con.io);
-	close(con.io.fd);
-	con.io.fd = -1;
-	if (con.fd >= 0)
-		close(con.fd);
-	con.fd = -1;
+	if (s->io.fd >= 0) {
+		ev_io_stop(s->loop, &s->io);
+		close(s->io.fd);
+	}
+	if (s->fd >= 0)
+		close(s->fd);
+	free(s->path);
+	free(s->old);
+	free(s);
 }
 
-uint64_t hv_console_bytes(void)
+uint64_t hv_sink_bytes(const struct hv_sink *s)
 {
-	return con.total;
+	return s ? s->total : 0;
 }

@@ -4,12 +4,17 @@
  * (docs/hypervisor.md).
  *
  *   main.c      options, set-up, the loop, leftovers of a dead driver
- *   methods.c   the RPC method table and handlers, events to subscribers
+ *   methods.c   the RPC method table, requests in flight, devices,
+ *               events to subscribers; stop, pause, status
+ *   life.c      QEMU's life: starting it (and virtiofsd), QMP, its exit
+ *   create.c    create and start: params checked, the accelerator
+ *   hotplug.c   vCPUs, memory, block and net devices plugged, unplugged
+ *   state.h     the VM's state shared by those four
  *   qmp.c       the QMP client (QEMU's JSON monitor, untrusted bytes)
  *   qemu.c      the QEMU command line, starting QEMU and virtiofsd
  *   net.c       taps and tc mirred filters for the sandbox's links
  *   jail.c      QEMU's uid and namespaces, virtiofsd's extra filter
- *   console.c   the guest's console, read and written with a bound
+ *   console.c   the console and the children's output, with a bound
  *   confine.c   the driver's profile once QEMU runs
  */
 #ifndef HUSK_HV_H
@@ -34,10 +39,12 @@
 #define HV_MAX_PORTS 16         /* pcie-root-ports for hotplug */
 #define HV_DEV_ID_MAX 32        /* bytes of a device id */
 #define HV_CONSOLE_MAX_KB 1024  /* console.log's default bound */
+#define HV_LOG_MAX_KB 1024      /* qemu.log's and virtiofsd.log's */
 /* QEMU's uids: one per sandbox from this range (husk.conf(5)). */
 #define HV_QEMU_UID_BASE 2140000000u
 #define HV_QEMU_UID_COUNT 65536u
 #define HV_UID_LOCK_DIR "/run/husk-qemu-uids"
+#define HV_QEMU_NPROC 1024      /* RLIMIT_NPROC of QEMU's uid */
 
 /* Descriptor numbers QEMU finds its inherited descriptors at. */
 #define HV_FD_QMP 3
@@ -100,6 +107,7 @@ struct hv_paths {
 	const char *vfs_socket;         /* virtiofsd's, in the state dir */
 	const char *bios;               /* qboot */
 	const char *kernel, *initrd;    /* as QEMU sees them (its jail) */
+	const char *name;               /* -name: which sandbox, for ps */
 };
 
 enum hv_dev_kind {
@@ -173,7 +181,7 @@ void hv_conn_closed(struct ipc_conn *c);
 int hv_state_write(pid_t qemu, pid_t vfs);
 void hv_state_clear(void);
 
-/* methods.c, for net.c: hot-plug without an RPC request. */
+/* hotplug.c, for net.c: hot-plug without an RPC request. */
 typedef void hv_done_fn(void *arg, const struct husk_err *e);
 int hv_hotplug_check(const char *method, struct husk_err **err);
 int hv_hotplug_net(const char *id, const char *mac, uint32_t mtu, int tapfd,
@@ -211,13 +219,19 @@ int hv_kvm_gid(const char *group, gid_t *gid, char *why, size_t n);
 int hv_jail_enter(void *arg);
 int hv_vfs_filter(void *arg);
 
-/* console.c: the guest's serial console (docs/hypervisor.md). */
-/* A socketpair: returns QEMU's end, keeps the other and starts reading
- * it into path, rotated once at max_kb. */
-int hv_console_open(struct ev_loop *loop, const char *path, uint32_t max_kb,
-		    struct husk_err **err);
-void hv_console_close(void);
-uint64_t hv_console_bytes(void);
+/* console.c: output the guest can drive (the console, QEMU's and
+ * virtiofsd's stdout/stderr), written to path with a bound of max_kb,
+ * rotated once (docs/hypervisor.md). */
+struct hv_sink;
+/* A socketpair (sock) or a pipe: *peer is the writer's end, for the
+ * child; the driver reads the other. */
+struct hv_sink *hv_sink_new(struct ev_loop *loop, const char *path,
+			    uint32_t max_kb, bool sock, int *peer,
+			    struct husk_err **err);
+/* Read what is there now (the writer died: its last words). */
+void hv_sink_drain(struct hv_sink *s);
+void hv_sink_free(struct hv_sink *s);
+uint64_t hv_sink_bytes(const struct hv_sink *s);
 
 /* confine.c */
 int hv_confine(bool no_seccomp, bool debug, struct husk_err **err);

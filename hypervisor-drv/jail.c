@@ -124,7 +124,8 @@ int hv_kvm_gid(const char *group, gid_t *gid, char *why, size_t n)
 		}
 		gr = getgrnam(group);
 		if (!gr) {
-			snprintf(why, n, "kvm_group '%s' is not a group", group);
+			snprintf(why, n, "kvm_group '%s' is not a group",
+				 group);
 			return -1;
 		}
 		*gid = gr->gr_gid;
@@ -265,6 +266,10 @@ static int drop_privileges(const struct hv_jail *j)
 	struct __user_cap_data_struct d[2];
 	gid_t groups[1] = { j->kvm_gid };
 	struct rlimit core = { 0, 0 };
+	/* Threads of QEMU's uid, which is its alone: vCPUs (at most 64),
+	 * I/O workers and the like fit many times over; a runaway QEMU
+	 * cannot take the host's pids. */
+	struct rlimit nproc = { HV_QEMU_NPROC, HV_QEMU_NPROC };
 
 	for (int cap = 0; prctl(PR_CAPBSET_READ, cap, 0, 0, 0) >= 0; cap++)
 		if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0)
@@ -281,7 +286,8 @@ static int drop_privileges(const struct hv_jail *j)
 	memset(d, 0, sizeof(d));
 	if (syscall(SYS_capset, &h, d) < 0)
 		return -1;
-	if (setrlimit(RLIMIT_CORE, &core) < 0)
+	if (setrlimit(RLIMIT_CORE, &core) < 0 ||
+	    setrlimit(RLIMIT_NPROC, &nproc) < 0)
 		return -1;
 	return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
 }

@@ -3,7 +3,7 @@
  *
  * Set-up: options, log, the state directory, leftovers of a driver that
  * died (their pids are in the state file), the RPC socket.  The driver
- * confines itself once QEMU runs (methods.c: started()), because until
+ * confines itself once QEMU runs (life.c: started()), because until
  * then it must still fork and exec.
  */
 #include <errno.h>
@@ -18,6 +18,7 @@
 
 #include "hv.h"
 #include "libhusk/cleanup.h"
+#include "libhusk/confine.h"
 #include "libhusk/log.h"
 #include "libhusk/util.h"
 #include "libipc/ipc.h"
@@ -239,7 +240,7 @@ int main(int argc, char **argv)
 	state_dir = husk_xstrdup(o.state_dir);
 	if (!socket)
 		socket = husk_xasprintf("%s/hypervisor.sock", o.state_dir);
-	if (getenv("HUSK_SECCOMP_DEBUG"))
+	if (husk_seccomp_debug_env())
 		o.seccomp_debug = true;
 
 	signal(SIGPIPE, SIG_IGN);

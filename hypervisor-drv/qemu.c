@@ -248,6 +248,14 @@ char **hv_qemu_argv(const struct hv_config *c, const struct hv_paths *p)
 	strv_add(&s, "-nographic");
 	strv_add2(&s, "-display", "none");
 	strv_add(&s, "-no-reboot");
+	/* Jailed, QEMU's command line names no host path: the name tells
+	 * ps and pgrep which sandbox it runs. */
+	if (p->name) {
+		cleanup_free char *name = opt_esc(p->name);
+
+		strv_add(&s, "-name");
+		strv_addf(&s, "guest=%s", name);
+	}
 	add_machine(&s, c, p);
 	strv_add2(&s, "-accel", c->accel == HV_ACCEL_KVM ? "kvm" : "tcg");
 	/* max: every feature TCG emulates (rdrand for the guest's RNG);
@@ -379,14 +387,16 @@ static int child_fds(const int *fds, int nfds)
 /*
  * Fork and exec.  The child is tied to the driver by PDEATHSIG, so a
  * dead driver leaves no VM behind; the getppid() check covers a driver
- * that died between fork() and prctl().  An exec failure comes back on
- * a close-on-exec pipe as an errno.
+ * that died between fork() and prctl() (setup sets both again when it
+ * changes the child's uid, which clears the signal).  A failure of
+ * setup or exec comes back on a close-on-exec pipe as a step and an
+ * errno.
  */
 pid_t hv_spawn(char *const argv[], const int *fds, int nfds, int logfd,
 	       hv_setup_fn *setup, void *arg, struct husk_err **err)
 {
 	pid_t parent = getpid(), pid;
-	int pfd[2], child_errno = 0;
+	int pfd[2], child_err[2] = { 0, 0 };     /* in setup?, errno */
 	ssize_t n;
 
 	if (pipe2(pfd, O_CLOEXEC) < 0)
@@ -423,21 +433,26 @@ pid_t hv_spawn(char *const argv[], const int *fds, int nfds, int logfd,
 		}
 		/* The pipe must not sit where child_fds puts fds. */
 		e = fcntl(pfd[1], F_DUPFD_CLOEXEC, 64);
-		if (e >= 0 && child_fds(fds, nfds) == 0 &&
-		    (!setup || setup(arg) == 0))
-			execv(argv[0], argv);
-		child_errno = errno;
-		if (e >= 0 && write(e, &child_errno, sizeof(child_errno)) < 0)
+		if (e >= 0 && child_fds(fds, nfds) == 0) {
+			if (setup && setup(arg) < 0)
+				child_err[0] = 1;
+			else
+				execv(argv[0], argv);
+		}
+		child_err[1] = errno;
+		if (e >= 0 && write(e, child_err, sizeof(child_err)) < 0)
 			_exit(127);
 		_exit(127);
 	}
 	close(pfd[1]);
 	do
-		n = read(pfd[0], &child_errno, sizeof(child_errno));
+		n = read(pfd[0], child_err, sizeof(child_err));
 	while (n < 0 && errno == EINTR);
 	close(pfd[0]);
-	if (n == sizeof(child_errno))
-		/* The child is reaped by the caller's child watcher. */
-		return husk_error_sys(err, child_errno, "exec %s", argv[0]);
+	/* The child is reaped by the caller's child watcher. */
+	if (n == sizeof(child_err))
+		return husk_error_sys(err, child_err[1], "%s %s", child_err[0] ?
+				      "confine the child for" : "exec",
+				      argv[0]);
 	return pid;
 }

@@ -368,3 +368,58 @@ kill_and_delete() {
 	[ ! -e "$long/$id" ]
 	! pgrep -f "qemu-system.*$id"
 }
+
+@test "a container root makes no setuid file or device node in a writable volume" {
+	# The container has CAP_MKNOD and CAP_FSETID, so the guest kernel
+	# lets both through; virtiofsd's filter on the host refuses them
+	# (docs/hypervisor.md, "virtiofsd").
+	b="$BATS_TEST_TMPDIR/b"
+	vol="$BATS_TEST_TMPDIR/vol"
+	mkdir -p "$vol"
+	make_bundle "$b" sh -c 'echo x >/vol/f; busybox chmod u+s /vol/f; echo chmod=$?; busybox mknod /vol/null c 1 3; echo mknod=$?; busybox mknod /vol/fifo p; echo fifo=$?'
+	caps='["CAP_CHOWN","CAP_DAC_OVERRIDE","CAP_FOWNER","CAP_FSETID","CAP_MKNOD","CAP_SETUID","CAP_SETGID"]'
+	jq --arg v "$vol" --argjson c "$caps" '
+		.process.capabilities.bounding = $c |
+		.process.capabilities.effective = $c |
+		.process.capabilities.permitted = $c |
+		.mounts += [{destination: "/vol", type: "bind", source: $v,
+			     options: ["rbind", "rw"]}]' "$b/config.json" >"$b/c.json"
+	mv "$b/c.json" "$b/config.json"
+	run husk run --bundle "$b" suid1
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"chmod=1"* ]]
+	[[ "$output" == *"mknod=1"* ]]
+	[[ "$output" == *"fifo=0"* ]]
+	ls -la "$vol"
+	[ "$(cat "$vol/f")" = x ]
+	[ ! -u "$vol/f" ] && [ ! -g "$vol/f" ]
+	[ ! -e "$vol/null" ]
+	[ -p "$vol/fifo" ]
+	assert_gone suid1
+}
+
+@test "QEMU runs as a uid of [hypervisor] qemu_uid_base's range, with nothing of root's" {
+	printf '[hypervisor]\nqemu_uid_base = 2150000000\nqemu_uid_count = 4\n' \
+		>"$BATS_TEST_TMPDIR/husk.conf"
+	export HUSK_CONFIG=$BATS_TEST_TMPDIR/husk.conf
+	run husk_detached run --detach --bundle "$B" q1
+	echo "$output"
+	[ "$status" -eq 0 ]
+	wait_status q1 running
+	qpid=$(awk '$1 == "qemu" { print $2 }' "$ROOT/q1/hypervisor.state")
+	run grep -E '^(Uid|Cap[A-Za-z]+|NoNewPrivs|Seccomp):' "/proc/$qpid/status"
+	echo "$output"
+	[[ "$output" =~ Uid:[[:space:]]+215000000[0-3][[:space:]] ]]
+	for set in Inh Prm Eff Bnd Amb; do
+		[[ "$output" =~ Cap$set:[[:space:]]+0000000000000000 ]]
+	done
+	[[ "$output" =~ NoNewPrivs:[[:space:]]+1 ]]
+	[[ "$output" =~ Seccomp:[[:space:]]+2 ]]
+	# Neither the host's /run nor the sandbox's state is in its view.
+	run grep -E " /run[ /]|$ROOT" "/proc/$qpid/mountinfo"
+	[ "$status" -ne 0 ]
+	run husk delete --force q1
+	[ "$status" -eq 0 ]
+	assert_gone q1
+}

@@ -173,6 +173,8 @@ setup() {
 	done
 	[[ "$output" =~ NoNewPrivs:[[:space:]]+1 ]]
 	[[ "$output" =~ Seccomp:[[:space:]]+2 ]]
+	grep -qE '^Max processes +1024 +1024 ' "/proc/$qpid/limits"
+	grep -qE '^Max core file size +0 +0 ' "/proc/$qpid/limits"
 	# Its lease is held by the driver, in a root-only directory.
 	[ "$(stat -c %u:%a /run/husk-qemu-uids)" = 0:700 ]
 	run flock -n "/run/husk-qemu-uids/$uid" true
@@ -550,6 +552,21 @@ sys.stdout.write(s.recv(64).decode())' "$VMDIR/agent.sock"
 	[[ "$(status_field "$s" exit_reason)" == *"previous driver died"* ]]
 }
 
+@test "QEMU failing at start: its own message in start's error" {
+	# Its stderr reaches qemu.log through the driver; the last words
+	# are read before the error is made.
+	d=$VMDIR/fail
+	s=$d/state/hypervisor.sock
+	start_driver "$d"
+	: >"$d/empty"
+	chmod 644 "$d/empty"
+	run "$IPC" -t 60 "$s" start "$(vm_params "$d" '{"kernel": "'"$d/empty"'"}')"
+	echo "$output"
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"QEMU exited with status 1: qemu: could not load kernel '/boot/vmlinux'"* ]]
+	grep -q "could not load kernel" "$d/state/qemu.log"
+}
+
 @test "bad configs are rejected with the field named" {
 	d=$VMDIR/bad
 	s=$d/state/hypervisor.sock
@@ -570,6 +587,11 @@ sys.stdout.write(s.recv(64).decode())' "$VMDIR/agent.sock"
 	bad '{"vcpus": 3, "max_vcpus": 2}' "params.max_vcpus"
 	bad '{"machine": "microvm"}' "microvm has no hotplug"
 	bad '{"shared_dir": "/nonexistent"}' "params.shared_dir"
+	bad '{"console_log_max_kb": 2}' "params.console_log_max_kb: 2 is below 4"
+	# QEMU opens the kernel as its own unprivileged user.
+	: >"$d/private"
+	chmod 600 "$d/private"
+	bad '{"kernel": "'"$d/private"'"}' "params.kernel: $d/private is not readable by others (mode 0600)"
 	if ! grep -qE 'vmx|svm' /proc/cpuinfo; then
 		bad '{"accel": "kvm"}' "kvm cannot work on this host: no vmx/svm"
 	fi

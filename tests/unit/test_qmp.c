@@ -245,6 +245,7 @@ static const struct hv_paths paths = {
 	.bios = NULL,
 	.kernel = HV_JAIL_KERNEL,
 	.initrd = HV_JAIL_INITRD,
+	.name = "/run/s,b/vm",
 };
 
 static void argv_q35(void **state)
@@ -287,6 +288,7 @@ static void argv_q35(void **state)
 	assert_true(has_pair(argv, "-serial", "chardev:con"));
 	/* Jailed, QEMU finds the kernel and initrd at fixed paths. */
 	assert_true(has_pair(argv, "-kernel", "/boot/vmlinux"));
+	assert_true(has_pair(argv, "-name", "guest=/run/s,,b/vm"));
 	assert_true(has_pair(argv, "-chardev", "socket,id=qmp,fd=3,"
 			     "server=off"));
 	assert_true(has_pair(argv, "-sandbox", "on,obsolete=deny,"
