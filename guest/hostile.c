@@ -28,6 +28,7 @@
  *   garbage         a frame whose payload is not MessagePack
  *   oversize        a frame header announcing 4 GiB - 16 bytes
  *   bad-reply       a response to a msgid the host never used
+ *   request         a request of its own to the host (destroy_sandbox)
  *   storm           on each of the next COUNT (default 50) connections,
  *                   answers the hello and then sends garbage, so the
  *                   host drops and reconnects at once
@@ -357,6 +358,27 @@ bad_reply(void)
 	free(b.p);
 }
 
+/* The guest calls the host, as if it were one of the proxy's clients:
+ * methods that would end the sandbox, or speak for a shim. */
+static void
+request(void)
+{
+	struct buf b = { 0 };
+	size_t s = frame_begin(&b);
+
+	say("hostile: request destroy_sandbox from the guest\n");
+	put_hdr(&b, 0x90, 4);
+	put_uint(&b, 0);
+	put_uint(&b, 7);
+	put_str(&b, "destroy_sandbox");
+	put_hdr(&b, 0x80, 1);
+	put_str(&b, "poweroff");
+	put(&b, "\xc3", 1);
+	frame_end(&b, s);
+	send_buf(&b);
+	free(b.p);
+}
+
 static void
 port_storm(uint64_t count)
 {
@@ -392,6 +414,8 @@ attack(const char *name, size_t n, uint64_t count)
 		oversize();
 	else if (IS("bad-reply"))
 		bad_reply();
+	else if (IS("request"))
+		request();
 	else if (IS("storm")) {
 		storm_left = count ? count : 50;
 		say("hostile: storm of %u connections\n", storm_left);

@@ -305,6 +305,34 @@ assert_disk_bounded() {
 	assert_good_unaffected
 }
 
+@test "hostile-vm: a request from the guest: cut off, the calls pending fail with the reason" {
+	# A call the guest never answers is pending when it attacks; its
+	# error is the record here (the log's agent lines may be past
+	# this minute's budget by now).
+	calls=$(hx proxy_status | field calls)
+	"$IPC" -t 120 "$ROOT/hx/proxy.sock" wait_process \
+		'{"container_id":"hx","exec_id":""}' >"$BATS_TEST_TMPDIR/wait" 2>&1 &
+	waiter=$!
+	for _ in $(seq 300); do
+		[ "$(hx proxy_status | field calls)" -gt "$calls" ] && break
+		sleep 0.1
+	done
+	run hx hostile '{"attack":"request"}'
+	[ "$status" -eq 0 ]
+	st=0; wait "$waiter" || st=$?
+	cat "$BATS_TEST_TMPDIR/wait"
+	[ "$st" -ne 0 ]
+	grep -q "agent connection closed: agent broke the protocol: unexpected request destroy_sandbox" \
+		"$BATS_TEST_TMPDIR/wait"
+	hx_connected
+	# the sandbox was not destroyed: its VM runs, its agent answers
+	run "$IPC" -t 30 "$ROOT/hx/hv.sock" status
+	[[ "$output" == *'"state":"running"'* ]]
+	run hx ping
+	[ "$output" = "{}" ]
+	assert_good_unaffected
+}
+
 @test "hostile-vm: closing and reopening the port 500 times: the driver shrugs" {
 	hvlines=$(wc -l <"$ROOT/hx/hypervisor.log")
 	run hx hostile '{"attack":"port-storm","count":500}'
