@@ -232,8 +232,47 @@ reply(uint32_t msgid, void (*result)(struct buf *, void *), void *arg)
 	free(b.p);
 }
 
+/* An `invalid` error (docs/protocol.md), for a test that asked for an
+ * attack there is not. */
+static void
+reply_invalid(uint32_t msgid, const char *what, size_t n)
+{
+	struct buf b = { 0 };
+	size_t s = frame_begin(&b);
+	char msg[128];
+
+	snprintf(msg, sizeof(msg), "params.attack: no attack '%.*s'",
+		 (int)(n > 64 ? 64 : n), what);
+	put_hdr(&b, 0x90, 4);
+	put_uint(&b, 1);
+	put_uint(&b, msgid);
+	put_hdr(&b, 0x80, 2);
+	put_str(&b, "code");
+	put_uint(&b, 2);
+	put_str(&b, "message");
+	put_str(&b, msg);
+	put_nil(&b);
+	frame_end(&b, s);
+	send_buf(&b);
+	free(b.p);
+}
+
 /* ------------------------------------------------------------------ */
 /* Attacks                                                             */
+
+static const char *const attacks[] = {
+	"console-flood", "output-flood", "garbage", "oversize", "bad-reply",
+	"request", "storm", "port-storm", NULL,
+};
+
+static int
+known_attack(const char *name, size_t n)
+{
+	for (size_t i = 0; attacks[i]; i++)
+		if (n == strlen(attacks[i]) && memcmp(name, attacks[i], n) == 0)
+			return 1;
+	return 0;
+}
 
 static unsigned storm_left;
 static pid_t flood_pid = -1;
@@ -539,6 +578,10 @@ handle_request(uint32_t msgid, const char *m, size_t mlen, struct rd *params)
 				flood_waiter = msgid;
 			else
 				reply(msgid, NULL, NULL);
+			return;
+		}
+		if (name && !known_attack(name, nlen)) {
+			reply_invalid(msgid, name, nlen);
 			return;
 		}
 		reply(msgid, NULL, NULL);

@@ -197,6 +197,11 @@ assert_disk_bounded() {
 	[ "$status" -eq 0 ] || show_logs
 	[ "$output" = "{}" ]
 	hx_console "hostile: hello"
+	# a misspelt attack is an error, not a test that passes for nothing
+	run hx hostile '{"attack":"nosuch"}'
+	echo "$output"
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"params.attack: no attack 'nosuch'"* ]]
 	assert_good_unaffected
 }
 
