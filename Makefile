@@ -9,6 +9,7 @@
 #   make fuzz-replay  each target's corpus run once
 #   make unit-asan  the unit tests under ASan + UBSan
 #   make lint       tests/lint-bats over the bats files
+#   make fuzz-run   run them (FUZZ_TIME=s or FUZZ_RUNS=n each), table of executions
 #   make bench      benchmarks (prints tables)
 #   make install    PREFIX=/usr/local DESTDIR=
 #
@@ -177,7 +178,12 @@ FUZZ_BINS := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRC))
 FUZZ_LIBSRC := $(LIBHUSK_SRC) $(LIBIPC_SRC) $(FUZZ_EXTRA_SRC)
 FUZZ_OBJS := $(patsubst %.c,build/fuzz/obj/%.o,$(FUZZ_LIBSRC))
 FUZZ_CFLAGS := -D_GNU_SOURCE -I. $(PKG_CFLAGS) -std=gnu11 -g -O1 -MMD -MP
-FUZZ_TIME ?= 60
+# make fuzz-run [FUZZ_TIME=s] [FUZZ_RUNS=n] [FUZZ_TARGETS="fuzz_msg ..."]:
+# every target (or those) one after the other, then a table of
+# executions per target (tests/fuzz/run; 60 s each by default).
+FUZZ_TIME ?=
+FUZZ_RUNS ?=
+FUZZ_TARGETS ?=
 
 # The library sources once, instrumented; each target links them.
 build/fuzz/obj/%.o: %.c
@@ -210,13 +216,8 @@ fuzz-replay: fuzz
 	done
 
 fuzz-run: fuzz
-	$(Q)for f in $(FUZZ_BINS); do \
-	    n=$$(basename $$f); mkdir -p build/fuzz/corpus/$$n; \
-	    echo "== $$n ($(FUZZ_TIME)s)"; \
-	    $$f -max_total_time=$(FUZZ_TIME) -rss_limit_mb=2048 \
-	        -print_final_stats=1 build/fuzz/corpus/$$n \
-	        tests/fuzz/corpus/$$n 2>&1 | tail -n 12 || exit 1; \
-	done
+	$(Q)FUZZ_TIME=$(FUZZ_TIME) FUZZ_RUNS=$(FUZZ_RUNS) FUZZ_DIR=build/fuzz \
+	    tests/fuzz/run $(FUZZ_TARGETS)
 
 # --------------------------------------------------------------- bench
 BENCH_SRC  := $(sort $(wildcard bench/*.c))

@@ -1,7 +1,11 @@
 # guest/guest.mk: the guest kernel and initramfs (included by the top
 # Makefile, which sets B, the build folder).
 #
-#   make guest        $(B)/guest/{vmlinuz,vmlinux,initrd.img,initrd-testinit.img}
+#   make guest        $(B)/guest/{vmlinuz,vmlinux,initrd.img,initrd-testinit.img,
+#                     initrd-hostile.img}
+#   make guest-hostile $(B)/guest/initrd-hostile.img alone: the hostile
+#                     guest of tests/bats/hostile-vm.bats (~2 s; `guest`
+#                     builds it too)
 #   make guest-clean  remove them (the package cache stays)
 #
 # The kernel is Debian's linux-image-cloud-amd64, downloaded once into
@@ -23,7 +27,8 @@ GUEST_KSTAMP := $(GUEST_B)/kernel.stamp
 
 # The test-init image first: it does not wait on the agent's build.
 guest: $(GUEST_B)/vmlinuz $(GUEST_B)/vmlinux $(GUEST_B)/bootwait \
-	$(GUEST_B)/initrd-testinit.img $(GUEST_B)/initrd.img
+	$(GUEST_B)/initrd-testinit.img $(GUEST_B)/initrd-hostile.img \
+	$(GUEST_B)/initrd.img
 
 # Download, unpack and vmlinux extraction happen once; guest-clean (or
 # a new fetch-kernel) redoes them, and picks up a newer kernel package.
@@ -41,6 +46,11 @@ $(GUEST_B)/testinit: guest/testinit.c
 	@mkdir -p $(dir $@)
 	@echo "  CC      $@"
 	$(Q)$(GUEST_CC) -static $(GUEST_CFLAGS) -o $@ $<
+
+$(GUEST_B)/hostile: guest/hostile.c guest/hostile_mp.c guest/hostile.h
+	@mkdir -p $(dir $@)
+	@echo "  CC      $@"
+	$(Q)$(GUEST_CC) -static $(GUEST_CFLAGS) -o $@ $(filter %.c,$^)
 
 $(GUEST_B)/bootwait: guest/bootwait.c
 	@mkdir -p $(dir $@)
@@ -66,9 +76,15 @@ $(GUEST_B)/initrd-testinit.img: $(GUEST_B)/testinit guest/mkinitrd $(GUEST_KSTAM
 	@echo "  INITRD  $@"
 	$(Q)$(call guest_initrd,$(GUEST_B)/testinit)
 
+$(GUEST_B)/initrd-hostile.img: $(GUEST_B)/hostile guest/mkinitrd $(GUEST_KSTAMP)
+	@echo "  INITRD  $@"
+	$(Q)$(call guest_initrd,$(GUEST_B)/hostile)
+
+guest-hostile: $(GUEST_B)/vmlinux $(GUEST_B)/initrd-hostile.img
+
 guest-clean:
 	rm -rf $(GUEST_B)
 
 FORCE:
 
-.PHONY: guest guest-clean FORCE
+.PHONY: guest guest-hostile guest-clean FORCE

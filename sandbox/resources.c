@@ -118,6 +118,29 @@ int husk_config_annotations(struct husk_config *cfg, const json_t *spec,
 	return 0;
 }
 
+/* Beyond any VM QEMU can make (240 vCPUs, 4 TiB in husk.conf). */
+#define GUEST_CPUS_MAX		4096
+#define GUEST_MEM_KB_MAX	(1LL << 40)
+
+/* A count from get_guest_details: an integer in [0, max], or an error
+ * naming it (the text from the guest is printed as JSON, escaped). */
+static int guest_number(const json_t *details, const char *key,
+			json_int_t max, json_int_t *out, struct husk_err **err)
+{
+	json_t *v = json_object_get(details, key);
+	cleanup_free char *txt = NULL;
+
+	if (json_is_integer(v) && json_integer_value(v) >= 0 &&
+	    json_integer_value(v) <= max) {
+		*out = json_integer_value(v);
+		return 0;
+	}
+	txt = v ? json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
+	return husk_error(err, HUSK_E_PROTOCOL, "the guest reports %s %.64s: "
+			  "not an integer in [0, %lld]", key,
+			  txt ? txt : "(missing)", (long long)max);
+}
+
 int husk_sandbox_grow(const char *root, const char *sid, unsigned mem_mb,
 		      unsigned vcpus, json_t *dimms, unsigned *vcpus_added,
 		      struct husk_err **err)
@@ -137,11 +160,18 @@ int husk_sandbox_grow(const char *root, const char *sid, unsigned mem_mb,
 		husk_sandbox_paths_free(&p);
 		return -1;
 	}
-	want_cpus = json_integer_value(json_object_get(before,
-						       "online_cpus")) + vcpus;
-	want_kb = json_integer_value(json_object_get(before,
-						     "mem_online_kb")) +
-		  (json_int_t)mem_mb * 1024;
+	/* The guest is hostile: numbers it makes up must not overflow the
+	 * sums below. */
+	if (guest_number(before, "online_cpus", GUEST_CPUS_MAX, &want_cpus,
+			 err) < 0 ||
+	    guest_number(before, "mem_online_kb", GUEST_MEM_KB_MAX, &want_kb,
+			 err) < 0) {
+		json_decref(before);
+		husk_sandbox_paths_free(&p);
+		return husk_error_wrap(err, "grow sandbox %s", sid);
+	}
+	want_cpus += vcpus;
+	want_kb += (json_int_t)mem_mb * 1024;
 	json_decref(before);
 	if (vcpus) {
 		json_t *params = json_pack("{s:i}", "count", vcpus);
