@@ -214,9 +214,11 @@ static void test_decode_every_field(void **state)
 		" 'blockIO': {'weight': 0}, 'pids': {'limit': 0}}", &r), 0);
 	assert_true(r.blkio_weight == CG_UNSET);
 	assert_true(r.memory_oom_kill_disable == CG_UNSET);
+	cg_resources_free(&r);
 	/* swappiness -1 (or its uint64 image) is "not set", as in runc. */
 	assert_int_equal(decode(t, "{'memory': {'swappiness': -1}}", &r), 0);
 	assert_true(r.memory_swappiness == CG_UNSET);
+	cg_resources_free(&r);
 	msgpack_pack_map(&t->pk, 1);
 	ipc_pack_key(&t->pk, "memory");
 	msgpack_pack_map(&t->pk, 1);
