@@ -1,5 +1,8 @@
 /*
- * The driver's RPC methods (docs/hypervisor.md) and the VM they act on.
+ * The driver's RPC methods (docs/hypervisor.md) and the VM they act on:
+ * requests in flight, devices, events to subscribers; stop, pause,
+ * resume, status, subscribe; the method table (state.h lists the
+ * files that serve the rest).
  *
  * One VM per driver.  States: new -> created -> starting -> running
  * <-> paused -> stopped (final).  Handlers decode params once into a
@@ -39,6 +42,7 @@ const char *const state_names[] = {
 	[HV_ST_STARTING] = "starting", [HV_ST_RUNNING] = "running",
 	[HV_ST_PAUSED] = "paused", [HV_ST_STOPPED] = "stopped",
 };
+
 /* ------------------------------------------------------------------ */
 /* Operations in flight                                                */
 
