@@ -521,7 +521,7 @@ userns_spec() {
 	echo from-the-share >"$T/share/data/f"
 	local base=$MOUNTS
 	MOUNTS="$base"',{"destination":"/data","type":"bind","source":"data","options":["rbind","ro"]}'
-	run "$CLIENT" --no-stdin "$S" run c1 "$(userns_spec '["sh","-c","id -u; id -g; awk \"{ print \\$1, \\$2, \\$3 }\" /proc/self/uid_map /proc/self/gid_map; stat -c \"%u:%g\" /bin/busybox; touch /tmp/x; ls /sys/fs/cgroup >/dev/null && echo sys-ok; cat /data/f"]')"
+	run "$CLIENT" --no-stdin "$S" run c1 "$(userns_spec '["sh","-c","id -u; id -g; awk \"{ print \\$1, \\$2, \\$3 }\" /proc/self/uid_map /proc/self/gid_map; stat -c \"%u:%g\" /bin/busybox; touch /tmp/x 2>&1; ls /sys/fs/cgroup >/dev/null && echo sys-ok; cat /data/f"]')"
 	MOUNTS=$base
 	echo "$output"
 	[ "$status" -eq 0 ]
