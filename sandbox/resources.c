@@ -35,7 +35,7 @@ void husk_spec_sizing(const json_t *spec, unsigned *mem_mb, unsigned *vcpus)
 	*mem_mb = 0;
 	*vcpus = 0;
 	if (json_is_integer(mem) && json_integer_value(mem) > 0) {
-		json_int_t mb = (json_integer_value(mem) + (1 << 20) - 1) >> 20;
+		json_int_t mb = (json_integer_value(mem) - 1) / (1 << 20) + 1;
 
 		/* Hot-plugged memory comes in blocks. */
 		mb = (mb + MEM_BLOCK_MB - 1) / MEM_BLOCK_MB * MEM_BLOCK_MB;
@@ -44,7 +44,7 @@ void husk_spec_sizing(const json_t *spec, unsigned *mem_mb, unsigned *vcpus)
 	if (quota > 0) {
 		if (period <= 0)
 			period = 100000;
-		*vcpus = (unsigned)((quota + period - 1) / period);
+		*vcpus = (unsigned)((quota - 1) / period + 1);
 	}
 }
 

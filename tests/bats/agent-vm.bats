@@ -195,6 +195,51 @@ vm_spec() {
 	[[ "$output" == *"spec.linux.sysctl.vm.swappiness: not a namespaced sysctl of this container"* ]]
 }
 
+# Before the power-off below, which ends this file's VM.
+@test "agent-vm: online_cpu_mem reports the guest's CPUs and memory" {
+	run "$IPC" "$VT/agent.sock" online_cpu_mem '{}'
+	echo "$output"
+	[ "$status" -eq 0 ]
+	local cpus kb total
+	cpus=$(jq -r .online_cpus <<<"$output")
+	kb=$(jq -r .mem_online_kb <<<"$output")
+	# The VM has -smp 1 -m 256: nothing hot-plugged to bring online.
+	[ "$cpus" -eq 1 ]
+	[ "$kb" -le 262144 ]
+	# The online blocks hold at least what the kernel manages.
+	run "$CLIENT" --no-stdin "$VT/agent.sock" run cmem \
+		"$(vm_spec '["sh","-c","grep MemTotal /proc/meminfo"]')"
+	[ "$status" -eq 0 ]
+	total=$(awk '{print $2}' <<<"$output")
+	[ "$total" -gt 0 ]
+	[ "$kb" -ge "$total" ]
+	run "$IPC" "$VT/agent.sock" online_cpu_mem '{"cpus": false, "memory": false}'
+	[ "$status" -eq 0 ]
+	[ "$(jq -r .online_cpus <<<"$output")" -eq 1 ]
+	run "$IPC" "$VT/agent.sock" online_cpu_mem '{"cpus": "yes"}'
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"params.cpus: expected"* ]]
+}
+
+# Binary data: husk-ipc speaks JSON, so agent_client sends the seed.
+@test "agent-vm: reseed_random_dev takes a binary seed of 1 to 4096 bytes" {
+	run "$CLIENT" "$VT/agent.sock" seed 64
+	[ "$status" -eq 0 ]
+	[ "$output" = ok ]
+	run "$CLIENT" "$VT/agent.sock" seed 4096
+	[ "$status" -eq 0 ]
+	[ "$output" = ok ]
+	run "$CLIENT" "$VT/agent.sock" seed 0
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"params.data: empty (1 to 4096 bytes)"* ]]
+	run "$CLIENT" "$VT/agent.sock" seed 4097
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"params.data: 4097 bytes is longer than 4096"* ]]
+	run "$IPC" "$VT/agent.sock" reseed_random_dev '{"data": "abc"}'
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"params.data: expected binary data"* ]]
+}
+
 @test "agent-vm: destroy_sandbox with poweroff stops the VM" {
 	"$IPC" "$VT/agent.sock" destroy_sandbox '{"poweroff":true}'
 	local pid

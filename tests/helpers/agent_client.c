@@ -193,6 +193,35 @@ int main(int argc, char **argv)
 		else
 			goto usage;
 	}
+	/* reseed_random_dev takes binary data, which husk-ipc (JSON)
+	 * cannot send: N bytes of a counter; prints ok or the error. */
+	if (argc - i == 3 && strcmp(argv[i + 1], "seed") == 0) {
+		long n = strtol(argv[i + 2], NULL, 10);
+		msgpack_packer *pk;
+		char *buf;
+
+		if (n < 0 || n > 1 << 20)
+			goto usage;
+		if (ipc_client_connect(&cl, argv[i], "husk-ipc", "husk-agent",
+				       5000, &e) < 0)
+			die("connect", e);
+		buf = malloc((size_t)n + 1);
+		if (!buf)
+			return 200;
+		for (long k = 0; k < n; k++)
+			buf[k] = (char)(k * 131 + 7);
+		pk = ipc_client_begin(&cl, "reseed_random_dev");
+		msgpack_pack_map(pk, 1);
+		ipc_pack_kv_bin(pk, "data", buf, (size_t)n);
+		free(buf);
+		if (ipc_client_call(&cl, 10000, NULL, 0, &resp, &e) < 0) {
+			printf("%s\n", e->msg);
+			return 1;
+		}
+		ipc_msg_free(&resp);
+		printf("ok\n");
+		return 0;
+	}
 	if (argc - i < 4)
 		goto usage;
 	if (ipc_client_connect(&cl, argv[i], "husk-ipc", "husk-agent", 5000,
@@ -275,6 +304,6 @@ int main(int argc, char **argv)
 	return status;
 usage:
 	fprintf(stderr, "usage: agent_client [--sandbox JSON] [--detach] [--winsize R,C] [--no-stdin]\n"
-		"                    SOCKET run CID SPEC-JSON | SOCKET exec CID EXEC-ID PROCESS-JSON\n");
+		"                    SOCKET run CID SPEC-JSON | SOCKET exec CID EXEC-ID PROCESS-JSON | SOCKET seed N\n");
 	return 100;
 }
