@@ -195,11 +195,16 @@ setup() {
 		*) echo "unexpected mount $m"; false ;;
 		esac
 	done
-	# Read-only, and nothing of the host's /run, /home, /root or the
-	# state directory (under $VMDIR) is there.
+	# Read-only, and nothing of the host's /run, /home, /root, /tmp or
+	# /var is mounted there, nor anything of the state directory (under
+	# $VMDIR) from anywhere.  (The kernel's own source may be under
+	# /tmp: a clone of the tree there builds it there.)
 	run awk '$5 == "/" { print $6 }' "/proc/$qpid/mountinfo"
 	[[ "$output" == ro,* ]]
-	run grep -E " (/run|/home|/root|/tmp|/var)[ /]|$VMDIR" "/proc/$qpid/mountinfo"
+	run awk '{ print $5 }' "/proc/$qpid/mountinfo"
+	run grep -E "^(/run|/home|/root|/tmp|/var)(/|$)" <<<"$output"
+	[ "$status" -ne 0 ]
+	run grep -F "$VMDIR" "/proc/$qpid/mountinfo"
 	[ "$status" -ne 0 ]
 	# The kernel and initrd are bound where the command line says.
 	grep -q ' /boot/vmlinux ro,nosuid,nodev,noexec' "/proc/$qpid/mountinfo"
