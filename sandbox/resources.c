@@ -85,9 +85,8 @@ int husk_config_annotations(struct husk_config *cfg, const json_t *spec,
 						  "annotation %s: '%s' is not "
 						  "q35 or microvm", key,
 						  s ? s : "?");
-			/* Static strings: cfg's copy is never freed. */
-			cfg->machine_type = strcmp(s, "q35") ? "microvm" :
-							       "q35";
+			free(cfg->machine_type);
+			cfg->machine_type = husk_xstrdup(s);
 			continue;
 		}
 		for (size_t i = 0; i < HUSK_ARRAY_SIZE(overrides); i++) {

@@ -287,8 +287,8 @@ watch_hwm() {
 }
 
 @test "shim: --console-socket hands a pty master over, as runc does" {
-	# The size is set before the input is relayed: read first.
-	px_ctr c1 'read line; stty size; echo "got $line"; exit 3' true
+	# The size the receiver sets on the master: polled for, bounded.
+	px_ctr c1 'read line; i=0; while [ "$(stty size 2>/dev/null)" != "33 77" ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done; stty size; echo "got $line"; exit 3' true
 	mkfifo "$T/fifo"
 	exec 9<>"$T/fifo"
 	"$B/tests/helpers/shim_recvtty" "$T/console.sock" >"$T/tty.out" 2>"$T/tty.err" <"$T/fifo" &

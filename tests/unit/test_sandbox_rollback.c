@@ -93,6 +93,13 @@ static int fake_main(const char *component, const char *sock)
 /* ---------------------------------------------------------- fixture */
 
 static char self[PATH_MAX];
+
+/* A string of the configuration, owned by it (husk_config_free). */
+static void setstr(char **field, const char *value)
+{
+	free(*field);
+	*field = husk_xstrdup(value);
+}
 /* The share is a mount: made in a namespace of our own, so that a
  * failing test leaves nothing on the host (root only, as husk). */
 static bool have_ns;
@@ -137,12 +144,12 @@ static int setup(void **state)
 	if (husk_store_open(&f->s, f->root, NULL) < 0)
 		return -1;
 	husk_config_defaults(&f->cfg);
-	f->cfg.hypervisor_path = self;
-	f->cfg.proxy_path = self;
-	f->cfg.shim_path = "/bin/false";
-	f->cfg.proxy_user = "root";
+	setstr(&f->cfg.hypervisor_path, self);
+	setstr(&f->cfg.proxy_path, self);
+	setstr(&f->cfg.shim_path, "/bin/false");
+	setstr(&f->cfg.proxy_user, "root");
 	f->cfg.host_network = true;
-	f->cfg.network_model = "none";
+	setstr(&f->cfg.network_model, "none");
 	f->cfg.netmon_enable = false;
 	f->cfg.agent_timeout = 10;
 	husk_log_set_level(HUSK_LOG_ERROR);
@@ -162,6 +169,7 @@ static int teardown(void **state)
 			;
 	husk_store_close(&f->s);
 	husk_rmtree_at(AT_FDCWD, f->dir, NULL);
+	husk_config_free(&f->cfg);
 	free(f);
 	return 0;
 }
@@ -250,7 +258,7 @@ static void test_driver_missing(void **state)
 {
 	struct fix *f = *state;
 
-	f->cfg.hypervisor_path = "/nonexistent/husk-hypervisor";
+	setstr(&f->cfg.hypervisor_path, "/nonexistent/husk-hypervisor");
 	create_fails(f, "start the hypervisor driver");
 }
 
@@ -258,7 +266,7 @@ static void test_driver_exits(void **state)
 {
 	struct fix *f = *state;
 
-	f->cfg.hypervisor_path = "/bin/false";
+	setstr(&f->cfg.hypervisor_path, "/bin/false");
 	create_fails(f, "husk-hypervisor exited during start-up");
 }
 
@@ -275,7 +283,7 @@ static void test_proxy_exits(void **state)
 {
 	struct fix *f = *state;
 
-	f->cfg.proxy_path = "/bin/false";
+	setstr(&f->cfg.proxy_path, "/bin/false");
 	create_fails(f, "husk-proxy exited during start-up");
 }
 

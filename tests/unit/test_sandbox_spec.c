@@ -141,6 +141,7 @@ static void test_annotations_allowed(void **state)
 	/* No annotations: nothing changes. */
 	assert_int_equal(annotate(&cfg, "{}", &err), 0);
 	assert_int_equal(cfg.vcpus, 8);
+	husk_config_free(&cfg);
 }
 
 static void test_annotations_refused(void **state)
@@ -191,6 +192,7 @@ static void test_annotations_refused(void **state)
 				 bad[i].msg);
 		assert_int_equal(cfg.vcpus, 1);
 		husk_err_clear(&err);
+		husk_config_free(&cfg);
 	}
 }
 
