@@ -482,3 +482,28 @@ plant_state() {
 	[ "$status" -eq 1 ]
 	[[ "$output" == *"open configuration \`$T/nope.conf\`: No such file or directory"* ]]
 }
+
+@test "runc's flags husk takes and ignores, or refuses: accepted where husk(8) says so" {
+	# Global flags for runc's own machinery: taken, nothing changes.
+	run husk --criu /usr/sbin/criu --rootless false --systemd-cgroup list
+	[ "$status" -eq 0 ]
+	[[ "${lines[0]}" == ID*STATUS* ]]
+	# create's and run's: the error is the bundle's, not the flag's.
+	run husk create --no-pivot --no-new-keyring --bundle "$T/nonexistent" x
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"bundle \`$T/nonexistent\`: No such file or directory"* ]]
+	run husk run --no-subreaper --bundle "$T/nonexistent" x
+	[ "$status" -eq 1 ]
+	[[ "$output" == *"bundle \`$T/nonexistent\`"* ]]
+	# update's resource flags parse (the error is the container's) ...
+	for f in "--blkio-weight 300" "--memory-swap 1000000" \
+		 "--cpu-rt-period 1000 --cpu-rt-runtime 10"; do
+		run husk update $f nosuch
+		[ "$status" -eq 1 ]
+		[[ "$output" == *"container nosuch does not exist"* ]]
+	done
+	# ... and Intel RDT is refused with the reason.
+	run husk update --mem-bw-schema MB:0=70 nosuch
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"Intel RDT is not available in a VM"* ]]
+}
