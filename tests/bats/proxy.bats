@@ -286,7 +286,7 @@ px_hwm_under() {
 
 @test "proxy: a client that does not read its answers is cut off at 8 MiB" {
 	px_hostile_restart fat
-	run "$B/tests/helpers/lazy_client" "$PS" fat 20
+	run "$B/tests/helpers/lazy_client" "$PS" fat 20 300
 	echo "$output"
 	[ "$status" -eq 0 ]
 	[[ "$output" == *"closed by the proxy"* ]]
