@@ -40,6 +40,7 @@
 #include "libhusk/log.h"
 #include "libhusk/util.h"
 #include "libipc/ipc.h"
+#include "libipc/proto_agent.h"
 
 #define WINDOW (256u * 1024u)
 #define CHUNK (64u * 1024u)
@@ -93,7 +94,7 @@ static void send_output(struct fproc *p, int num, const char *data,
 {
 	msgpack_packer *pk;
 
-	if (!host || !(pk = ipc_notify_begin(host, "output")))
+	if (!host || !(pk = ipc_notify_begin(host, AGENT_N_OUTPUT)))
 		return;
 	msgpack_pack_map(pk, 4);
 	ipc_pack_kv_str(pk, "container_id", p->cid);
@@ -404,7 +405,7 @@ static void hostile(struct ipc_conn *c, uint32_t msgid)
 		msgpack_pack_map(pk, 0);
 		ipc_notify_send(c);
 	} else if (strcmp(mode, "request") == 0) {
-		pk = ipc_call_begin(c, "ping");
+		pk = ipc_call_begin(c, AGENT_M_PING);
 		msgpack_pack_map(pk, 0);
 		ipc_call_send(c, 0, NULL, 0, ignore_result, NULL, NULL);
 	} else {
@@ -414,15 +415,16 @@ static void hostile(struct ipc_conn *c, uint32_t msgid)
 
 /* ----------------------------------------------------------- methods */
 
-static void m_handle(struct ipc_conn *c, struct ipc_msg *m, void *arg)
+static int m_handle(struct ipc_conn *c, struct ipc_msg *m,
+		    void *params, void *arg, struct husk_err **err)
 {
-	struct husk_err *err = NULL;
+	struct husk_err *e = NULL;
 	struct pparams q = { 0 };
 	struct fproc *p = NULL;
 	const char *meth = m->method;
 	msgpack_packer *pk;
 
-	if (ipc_decode(m->params, pfields, &q, &err) < 0)
+	if (ipc_decode(m->params, pfields, &q, &e) < 0)
 		goto fail;
 	if (!q.exec_id)
 		q.exec_id = husk_xstrdup("");
@@ -438,7 +440,7 @@ static void m_handle(struct ipc_conn *c, struct ipc_msg *m, void *arg)
 		ipc_reply_send(c);
 		goto out;
 	}
-	if (strcmp(meth, "output_ack") == 0) {
+	if (strcmp(meth, AGENT_N_OUTPUT_ACK) == 0) {
 		if (p && q.stream >= 1 && q.bytes <= p->out[q.stream - 1].unacked) {
 			struct fstream *s = &p->out[q.stream - 1];
 
@@ -450,36 +452,36 @@ static void m_handle(struct ipc_conn *c, struct ipc_msg *m, void *arg)
 		}
 		goto out;
 	}
-	if (strcmp(meth, "ping") == 0) {
+	if (strcmp(meth, AGENT_M_PING) == 0) {
 		if (q.hostile && strcmp(mode, "normal") != 0) {
 			hostile(c, m->msgid);
 			goto out;
 		}
-	} else if (strcmp(meth, "version") == 0) {
+	} else if (strcmp(meth, AGENT_M_VERSION) == 0) {
 		pk = ipc_reply_begin(c, m->msgid);
 		msgpack_pack_map(pk, 2);
 		ipc_pack_kv_str(pk, "agent_version", "fake");
 		ipc_pack_kv_int(pk, "protocol", 1);
 		ipc_reply_send(c);
 		goto out;
-	} else if (strcmp(meth, "create_sandbox") == 0 ||
-		   strcmp(meth, "destroy_sandbox") == 0) {
-	} else if (strcmp(meth, "create_container") == 0 ||
-		   strcmp(meth, "exec_process") == 0) {
+	} else if (strcmp(meth, AGENT_M_CREATE_SANDBOX) == 0 ||
+		   strcmp(meth, AGENT_M_DESTROY_SANDBOX) == 0) {
+	} else if (strcmp(meth, AGENT_M_CREATE_CONTAINER) == 0 ||
+		   strcmp(meth, AGENT_M_EXEC_PROCESS) == 0) {
 		bool exec = meth[0] == 'e';
 		const msgpack_object *proc = exec ? q.process :
 			(q.spec ? ipc_map_get(q.spec, "process") : NULL);
 
 		if (!q.container_id || p || !proc) {
-			husk_error(&err, HUSK_E_INVALID, "bad %s", meth);
+			husk_error(&e, HUSK_E_INVALID, "bad %s", meth);
 			goto fail;
 		}
 		p = proc_new(q.container_id, q.exec_id, proc);
 		if (!p->argv) {
-			husk_error(&err, HUSK_E_INVALID, "process.args");
+			husk_error(&e, HUSK_E_INVALID, "process.args");
 			goto fail;
 		}
-		if (exec && spawn(p, &err) < 0)
+		if (exec && spawn(p, &e) < 0)
 			goto fail;
 		pk = ipc_reply_begin(c, m->msgid);
 		msgpack_pack_map(pk, 1);
@@ -487,19 +489,19 @@ static void m_handle(struct ipc_conn *c, struct ipc_msg *m, void *arg)
 		ipc_reply_send(c);
 		goto out;
 	} else if (!p) {
-		husk_error(&err, HUSK_E_NOT_FOUND, "no process %s/%s",
+		husk_error(&e, HUSK_E_NOT_FOUND, "no process %s/%s",
 			   q.container_id ? q.container_id : "?", q.exec_id);
 		goto fail;
-	} else if (strcmp(meth, "start_container") == 0) {
-		if (p->pid || spawn(p, &err) < 0) {
-			husk_error(&err, HUSK_E_STATE, "started");
+	} else if (strcmp(meth, AGENT_M_START_CONTAINER) == 0) {
+		if (p->pid || spawn(p, &e) < 0) {
+			husk_error(&e, HUSK_E_STATE, "started");
 			goto fail;
 		}
-	} else if (strcmp(meth, "remove_container") == 0) {
-	} else if (strcmp(meth, "signal_process") == 0) {
+	} else if (strcmp(meth, AGENT_M_REMOVE_CONTAINER) == 0) {
+	} else if (strcmp(meth, AGENT_M_SIGNAL_PROCESS) == 0) {
 		if (p->pid > 0 && !p->exited)
 			kill(p->pid, (int)q.signal);
-	} else if (strcmp(meth, "wait_process") == 0) {
+	} else if (strcmp(meth, AGENT_M_WAIT_PROCESS) == 0) {
 		struct waiter *w = husk_xcalloc(1, sizeof(*w));
 
 		w->c = c;
@@ -509,10 +511,10 @@ static void m_handle(struct ipc_conn *c, struct ipc_msg *m, void *arg)
 		p->waiters = w;
 		maybe_done(p);
 		goto out;
-	} else if (strcmp(meth, "write_stdin") == 0) {
+	} else if (strcmp(meth, AGENT_M_WRITE_STDIN) == 0) {
 		if (p->in_fd < 0 || husk_write_all(p->in_fd, q.data.p,
 						   q.data.len) < 0) {
-			husk_error(&err, HUSK_E_STATE, "stdin closed");
+			husk_error(&e, HUSK_E_STATE, "stdin closed");
 			goto fail;
 		}
 		pk = ipc_reply_begin(c, m->msgid);
@@ -520,19 +522,19 @@ static void m_handle(struct ipc_conn *c, struct ipc_msg *m, void *arg)
 		ipc_pack_kv_uint(pk, "len", q.data.len);
 		ipc_reply_send(c);
 		goto out;
-	} else if (strcmp(meth, "close_stdin") == 0) {
+	} else if (strcmp(meth, AGENT_M_CLOSE_STDIN) == 0) {
 		if (p->pty >= 0)
 			husk_write_all(p->pty, "\004", 1);
 		else if (p->in_fd >= 0)
 			close(p->in_fd);
 		p->in_fd = -1;
-	} else if (strcmp(meth, "tty_winresize") == 0) {
+	} else if (strcmp(meth, AGENT_M_TTY_WINRESIZE) == 0) {
 		struct winsize ws = { .ws_row = q.rows, .ws_col = q.cols };
 
 		if (p->pty >= 0)
 			ioctl(p->pty, TIOCSWINSZ, &ws);
 	} else {
-		husk_error(&err, HUSK_E_UNKNOWN_METHOD, "unknown method %s",
+		husk_error(&e, HUSK_E_UNKNOWN_METHOD, "unknown method %s",
 			   meth);
 		goto fail;
 	}
@@ -540,16 +542,17 @@ static void m_handle(struct ipc_conn *c, struct ipc_msg *m, void *arg)
 	goto out;
 fail:
 	if (m->type == IPC_REQUEST)
-		ipc_reply_err(c, m->msgid, err);
-	husk_err_free(err);
+		ipc_reply_err(c, m->msgid, e);
+	husk_err_free(e);
 out:
 	ipc_decode_free(pfields, &q);
+	return 0;
 }
 
 static const struct ipc_method methods[] = {
-	{ "output_ack", IPC_M_NOTIFY, m_handle },
-	{ "*", IPC_M_REQUEST, m_handle },
-	{ NULL, 0, NULL },
+	IPC_METHOD(AGENT_N_OUTPUT_ACK, IPC_M_NOTIFY, m_handle),
+	IPC_METHOD("*", IPC_M_REQUEST, m_handle),
+	IPC_METHOD_END,
 };
 
 static void on_accept(struct ipc_server *s, struct ipc_conn *c, void *arg)
