@@ -401,7 +401,7 @@ static void hostile(struct ipc_conn *c, uint32_t msgid)
 		send_output(&fake, 1, "", 0);
 		send_output(&fake, 1, "boo", 3);
 	} else if (strcmp(mode, "bad-notify") == 0) {
-		pk = ipc_notify_begin(c, "output_ack");
+		pk = ipc_notify_begin(c, AGENT_N_OUTPUT_ACK);
 		msgpack_pack_map(pk, 0);
 		ipc_notify_send(c);
 	} else if (strcmp(mode, "request") == 0) {
