@@ -1,8 +1,11 @@
 /*
- * Private glue between the conn*.c files and server.c: not part of libipc's API.
+ * Private glue between the conn*.c files and server.c: not part of
+ * libipc's API.
  */
 #ifndef HUSK_IPC_CONN_INT_H
 #define HUSK_IPC_CONN_INT_H
+
+#include <ev.h>
 
 #include "ipc.h"
 
@@ -24,9 +27,6 @@ int ipc_fds_skip(const struct ipc_framer *f, const char *data, size_t n);
 /* ------------------------------------------------------------------ */
 /* The connection, shared by conn.c, conn_wq.c, conn_call.c and        */
 /* conn_dispatch.c                                                     */
-
-#include <ev.h>
-
 
 #define WQ_HIGH_DEFAULT (1u << 20)
 #define WQ_LOW_DEFAULT (256u << 10)

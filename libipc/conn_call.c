@@ -3,20 +3,13 @@
  * msgid (with timeouts), notifications, and the hello every connection
  * starts with.
  */
-#include <errno.h>
-#include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/uio.h>
-#include <sys/un.h>
-#include <unistd.h>
 
 #include "../libhusk/cleanup.h"
 #include "../libhusk/log.h"
-#include "../libhusk/util.h"
 #include "conn-int.h"
 #include "ipc.h"
 

@@ -3,19 +3,12 @@
  * requests and notifications through the connection's method rows.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/uio.h>
-#include <sys/un.h>
-#include <unistd.h>
 
 #include "../libhusk/cleanup.h"
 #include "../libhusk/log.h"
-#include "../libhusk/util.h"
 #include "conn-int.h"
 #include "ipc.h"
 
