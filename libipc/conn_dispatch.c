@@ -122,8 +122,8 @@ static void method_failed(struct ipc_conn *c, struct ipc_msg *m,
 /*
  * Run a method row: decode the params into a zeroed struct of the row's
  * size (or a copy of its defaults), run the handler, send the error it
- * returns, free the struct.  Bad params never reach the handler.  A once-only method counts as
- * called when its handler ran.
+ * returns, free the struct.  Bad params never reach the handler.  A
+ * once-only method counts as called when its handler ran.
  */
 static void call_method(struct ipc_conn *c, const struct ipc_method *me,
 			struct ipc_msg *m, size_t idx)
