@@ -203,8 +203,8 @@ int main(int argc, char **argv)
 
 		if (n < 0 || n > 1 << 20)
 			goto usage;
-		if (ipc_client_connect(&cl, argv[i], "husk-ipc", "husk-agent",
-				       5000, &e) < 0)
+		if (ipc_client_connect(&cl, argv[i], "husk-ipc",
+				       AGENT_COMPONENT, 5000, &e) < 0)
 			die("connect", e);
 		buf = malloc((size_t)n + 1);
 		if (!buf)
@@ -225,7 +225,7 @@ int main(int argc, char **argv)
 	}
 	if (argc - i < 4)
 		goto usage;
-	if (ipc_client_connect(&cl, argv[i], "husk-ipc", "husk-agent", 5000,
+	if (ipc_client_connect(&cl, argv[i], "husk-ipc", AGENT_COMPONENT, 5000,
 			       &e) < 0)
 		die("connect", e);
 	cid = argv[i + 2];

@@ -616,7 +616,7 @@ int main(int argc, char **argv)
 
 	struct ipc_server_opts o = {
 		.conn = {
-			.component = "husk-agent",
+			.component = AGENT_COMPONENT,
 			.methods = methods,
 			.max_frame = 8u << 20,
 			.on_ready = on_ready,
