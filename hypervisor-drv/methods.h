@@ -14,7 +14,11 @@
 #include "libipc/ipc.h"
 #include "libipc/proto_hv.h"
 
-/* create (and start, when nothing was created yet) */
+#define HV_HANDLER(fn) \
+	int fn(struct ipc_conn *c, struct ipc_msg *m, void *params, \
+	       void *arg, struct husk_err **err)
+
+/* create.c: create (and start, when nothing was created yet) */
 struct create_params {
 	char *kernel, *initrd, *kernel_params, *machine, *accel;
 	char *shared_dir, *agent_socket, *console_log;
@@ -24,27 +28,37 @@ struct create_params {
 };
 extern const struct ipc_field hv_create_fields[];
 extern const struct create_params hv_create_defaults;
+HV_HANDLER(hv_m_create);
+HV_HANDLER(hv_m_start);
 
-/* stop */
+/* methods.c: the VM's life after start */
 struct stop_params {
 	uint32_t timeout_ms;
 	bool force;
 };
+HV_HANDLER(hv_m_stop);
+HV_HANDLER(hv_m_pause);
+HV_HANDLER(hv_m_resume);
+HV_HANDLER(hv_m_status);
+HV_HANDLER(hv_m_subscribe);
 
-/* hotplug_vcpu, unplug_vcpu */
+/* hotplug.c: vCPUs */
 struct count_params {
 	uint32_t count;
 };
 extern const struct ipc_field hv_count_fields[];
 extern const struct count_params hv_count_defaults;
+HV_HANDLER(hv_m_hotplug_vcpu);
+HV_HANDLER(hv_m_unplug_vcpu);
 
-/* hotplug_memory */
+/* hotplug.c: memory (unplug_memory takes dev_params) */
 struct mem_params {
 	uint32_t size_mb;
 };
 extern const struct ipc_field hv_mem_fields[];
+HV_HANDLER(hv_m_hotplug_memory);
 
-/* hotplug_block, hotplug_net, unplug_* */
+/* hotplug.c: block and net devices, and unplugging */
 struct dev_params {
 	char *id, *path, *mac;
 	bool readonly;
@@ -54,36 +68,17 @@ struct dev_params {
 extern const struct ipc_field hv_block_fields[];
 extern const struct ipc_field hv_net_hp_fields[];
 extern const struct ipc_field hv_id_fields[];
+HV_HANDLER(hv_m_hotplug_block);
+HV_HANDLER(hv_m_hotplug_net);
+HV_HANDLER(hv_m_unplug_memory);
+HV_HANDLER(hv_m_unplug_block);
+HV_HANDLER(hv_m_unplug_net);
 
-/* net_attach, net_detach */
+/* net.c: links mirrored into the VM (husk-netmon) */
 struct name_params {
 	char *name;
 };
 extern const struct ipc_field hv_name_fields[];
-
-#define HV_HANDLER(fn) \
-	int fn(struct ipc_conn *c, struct ipc_msg *m, void *params, \
-	       void *arg, struct husk_err **err)
-
-/* methods.c: the VM's life after start */
-HV_HANDLER(hv_m_stop);
-HV_HANDLER(hv_m_pause);
-HV_HANDLER(hv_m_resume);
-HV_HANDLER(hv_m_status);
-HV_HANDLER(hv_m_subscribe);
-/* create.c */
-HV_HANDLER(hv_m_create);
-HV_HANDLER(hv_m_start);
-/* hotplug.c */
-HV_HANDLER(hv_m_hotplug_vcpu);
-HV_HANDLER(hv_m_unplug_vcpu);
-HV_HANDLER(hv_m_hotplug_memory);
-HV_HANDLER(hv_m_unplug_memory);
-HV_HANDLER(hv_m_hotplug_block);
-HV_HANDLER(hv_m_unplug_block);
-HV_HANDLER(hv_m_hotplug_net);
-HV_HANDLER(hv_m_unplug_net);
-/* net.c */
 HV_HANDLER(hv_m_net_attach);
 HV_HANDLER(hv_m_net_detach);
 HV_HANDLER(hv_m_net_list);

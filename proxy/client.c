@@ -310,46 +310,38 @@ static const struct ipc_field sub_fields[] = {
 	{ NULL },
 };
 
-/* subscribe, unsubscribe: the ids checked; no exec_id is the init's. */
-static int sub_check(const struct sub_params *s, const char **eid,
+typedef int sub_fn(struct pstreams *t, void *sub, const char *cid,
+		   const char *eid, struct husk_err **err);
+
+/* subscribe, unsubscribe: the ids checked (no exec_id is the init's),
+ * then fn. */
+static int sub_apply(struct ipc_conn *c, struct ipc_msg *m,
+		     const struct sub_params *s, sub_fn *fn,
 		     struct husk_err **err)
 {
-	*eid = s->exec_id ? s->exec_id : "";
+	const char *eid = s->exec_id ? s->exec_id : "";
+
 	if (husk_id_validate(s->container_id, "params.container_id",
 			     err) < 0 ||
-	    ((*eid)[0] && husk_id_validate(*eid, "params.exec_id", err) < 0))
+	    (eid[0] && husk_id_validate(eid, "params.exec_id", err) < 0) ||
+	    fn(&proxy->streams, client_of(c), s->container_id, eid, err) < 0)
 		return -1;
+	log_debug("%s: %s/%s, pid %d", m->method, s->container_id, eid,
+		  (int)client_of(c)->pid);
+	ipc_reply_ok(c, m->msgid);
 	return 0;
 }
 
 static int proxy_m_subscribe(struct ipc_conn *c, struct ipc_msg *m,
 			     void *params, void *arg, struct husk_err **err)
 {
-	const struct sub_params *s = params;
-	const char *eid;
-
-	if (sub_check(s, &eid, err) < 0 ||
-	    pstreams_subscribe(&proxy->streams, client_of(c),
-			       s->container_id, eid, err) < 0)
-		return -1;
-	log_debug("proxy_m_subscribe: pid %d", (int)client_of(c)->pid);
-	ipc_reply_ok(c, m->msgid);
-	return 0;
+	return sub_apply(c, m, params, pstreams_subscribe, err);
 }
 
 static int proxy_m_unsubscribe(struct ipc_conn *c, struct ipc_msg *m,
 			       void *params, void *arg, struct husk_err **err)
 {
-	const struct sub_params *s = params;
-	const char *eid;
-
-	if (sub_check(s, &eid, err) < 0 ||
-	    pstreams_unsubscribe(&proxy->streams, client_of(c),
-				 s->container_id, eid, err) < 0)
-		return -1;
-	log_debug("proxy_m_unsubscribe: pid %d", (int)client_of(c)->pid);
-	ipc_reply_ok(c, m->msgid);
-	return 0;
+	return sub_apply(c, m, params, pstreams_unsubscribe, err);
 }
 
 /* Its row has no params table: pstreams_client_ack decodes (a fuzz
