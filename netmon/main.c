@@ -34,8 +34,6 @@
 
 #define NM_COMPONENT "husk-netmon"
 #include "libhusk/version.h"
-#include "libipc/proto_agent.h"
-#include "libipc/proto_hv.h"
 #define NM_VERSION HUSK_VERSION
 #define NM_COALESCE 0.1         /* seconds of quiet before a sync */
 #define NM_HV_TIMEOUT 60000     /* a hot-plug under a loaded TCG host */
@@ -108,7 +106,7 @@ static int configure(const json_t *link, struct husk_err **err)
 	for (;;) {
 		struct timespec ts = { 0, 100 * 1000000L };
 
-		rc = call(&nm.px, AGENT_M_UPDATE_INTERFACE,
+		rc = call(&nm.px, "update_interface",
 			  json_pack("{s:O}", "interface", ifc),
 			  NM_AGENT_TIMEOUT, NULL, err);
 		if (rc == 0 || (*err)->code != HUSK_E_NOT_FOUND ||
@@ -125,7 +123,7 @@ static void detach(const char *name)
 {
 	struct husk_err *e = NULL;
 
-	if (call(&nm.hv, HV_M_NET_DETACH, json_pack("{s:s}", "name", name),
+	if (call(&nm.hv, "net_detach", json_pack("{s:s}", "name", name),
 		 NM_HV_TIMEOUT, NULL, &e) < 0 && e->code != HUSK_E_NOT_FOUND)
 		log_warnx("detach: %s: %s", name, e->msg);
 	else
@@ -141,7 +139,7 @@ static void attach(json_t *link, json_t *attached)
 	struct husk_err *e = NULL;
 	json_t *res = NULL;
 
-	if (call(&nm.hv, HV_M_NET_ATTACH, json_pack("{s:s}", "name", name),
+	if (call(&nm.hv, "net_attach", json_pack("{s:s}", "name", name),
 		 NM_HV_TIMEOUT, &res, &e) < 0) {
 		log_warnx("attach: %s: %s", name, e->msg);
 		husk_err_free(e);
@@ -176,9 +174,8 @@ static void sync_routes(json_t *attached)
 		json_decref(routes);
 		return;
 	}
-	if (call(&nm.px, AGENT_M_UPDATE_ROUTES,
-		 json_pack("{s:O}", "routes", routes), NM_AGENT_TIMEOUT, NULL,
-		 &e) < 0) {
+	if (call(&nm.px, "update_routes", json_pack("{s:O}", "routes", routes),
+		 NM_AGENT_TIMEOUT, NULL, &e) < 0) {
 		log_warnx("sync_routes: update_routes: %s", e->msg);
 		husk_err_free(e);
 		json_decref(routes);
@@ -200,7 +197,7 @@ static void sync_all(bool first)
 	void *tmp;
 	size_t i;
 
-	if (call(&nm.hv, HV_M_NET_LIST, NULL, NM_HV_TIMEOUT, &res, &e) < 0) {
+	if (call(&nm.hv, "net_list", NULL, NM_HV_TIMEOUT, &res, &e) < 0) {
 		log_warnx("sync_all: net_list: %s", e->msg);
 		husk_err_free(e);
 		return;
