@@ -14,7 +14,7 @@
 
 #include "libipc/ipc.h"
 
-#define AGENT_COMPONENT "husk-agent"
+#include "libipc/proto_agent.h"  /* AGENT_COMPONENT */
 /* Where the virtio-fs share is mounted in the guest. */
 #define AGENT_SHARED_DIR "/run/husk/shared"
 /* Bytes of output a stream may have in flight before the host acks. */
@@ -39,15 +39,7 @@ struct agent {
 	struct agent_core *core;
 };
 
-/* Method handlers provided by net.c and guest.c; arg is struct agent. */
-void agent_m_get_guest_details(struct ipc_conn *c, struct ipc_msg *m, void *arg);
-void agent_m_online_cpu_mem(struct ipc_conn *c, struct ipc_msg *m, void *arg);
-void agent_m_reseed_random_dev(struct ipc_conn *c, struct ipc_msg *m, void *arg);
-void agent_m_set_guest_datetime(struct ipc_conn *c, struct ipc_msg *m, void *arg);
-void agent_m_copy_file(struct ipc_conn *c, struct ipc_msg *m, void *arg);
-void agent_m_update_interface(struct ipc_conn *c, struct ipc_msg *m, void *arg);
-void agent_m_update_routes(struct ipc_conn *c, struct ipc_msg *m, void *arg);
-void agent_m_list_interfaces(struct ipc_conn *c, struct ipc_msg *m, void *arg);
-void agent_m_list_routes(struct ipc_conn *c, struct ipc_msg *m, void *arg);
+/* The method handlers (of net.c, guest.c and the core) are declared
+ * in agent/methods.h. */
 
 #endif

@@ -1,9 +1,9 @@
 /*
- * The sandbox and its containers: the method handlers of
- * docs/agent-protocol.md ("Sandbox", "Containers", exec and signals),
- * the container records, and the dispatch of reaped children to them.
+ * Containers: the container methods of docs/agent-protocol.md
+ * ("Containers"), the container records, and the dispatch of reaped
+ * children to them.  The sandbox's methods are in sandbox.c, exec and
+ * signals in exec.c.
  */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
@@ -23,101 +23,7 @@
 #include "agent/core.h"
 #include "agent/oci_seccomp.h"
 
-/* Everything the container methods take; each handler's table says
- * which members it reads. */
-struct params {
-	char *sandbox_id;
-	char *hostname;
-	char **dns;
-	bool shared_pid_ns;
-	bool poweroff;
-	char *container_id;
-	char *exec_id;
-	const msgpack_object *spec;
-	const msgpack_object *process;
-	const msgpack_object *resources;
-	bool force;
-	bool all;
-	int64_t signal;
-};
-
-#define P(m) offsetof(struct params, m)
-#define F_CID { "container_id", IPC_F_STR, IPC_REQUIRED, P(container_id), 0, HUSK_ID_MAX }
-#define F_EID { "exec_id", IPC_F_STR, IPC_REQUIRED, P(exec_id), 0, HUSK_ID_MAX }
-#define F_END { NULL, 0, 0, 0, 0, 0 }
-
-static const struct ipc_field f_sandbox[] = {
-	{ "sandbox_id", IPC_F_STR, IPC_REQUIRED, P(sandbox_id), 0, HUSK_ID_MAX },
-	{ "hostname", IPC_F_STR, IPC_NULLABLE, P(hostname), 0, 64 },
-	{ "dns", IPC_F_STRV, IPC_NULLABLE, P(dns), 64, 16 },
-	{ "shared_pid_ns", IPC_F_BOOL, IPC_NULLABLE, P(shared_pid_ns), 0, 0 },
-	F_END,
-};
-static const struct ipc_field f_destroy[] = {
-	{ "poweroff", IPC_F_BOOL, IPC_NULLABLE, P(poweroff), 0, 0 },
-	F_END,
-};
-static const struct ipc_field f_create[] = {
-	F_CID,
-	{ "spec", IPC_F_MAP, IPC_REQUIRED, P(spec), 0, 1024 },
-	F_END,
-};
-static const struct ipc_field f_cid[] = { F_CID, F_END };
-static const struct ipc_field f_remove[] = {
-	F_CID,
-	{ "force", IPC_F_BOOL, IPC_NULLABLE, P(force), 0, 0 },
-	F_END,
-};
-static const struct ipc_field f_update[] = {
-	F_CID,
-	{ "resources", IPC_F_MAP, IPC_REQUIRED, P(resources), 0, 1024 },
-	F_END,
-};
-static const struct ipc_field f_proc[] = { F_CID, F_EID, F_END };
-static const struct ipc_field f_exec[] = {
-	F_CID, F_EID,
-	{ "process", IPC_F_MAP, IPC_REQUIRED, P(process), 0, 1024 },
-	F_END,
-};
-static const struct ipc_field f_signal[] = {
-	F_CID, F_EID,
-	/* 0 checks that the process is there, as kill(2)'s does. */
-	{ "signal", IPC_F_INT64, IPC_REQUIRED, P(signal), 0, 64 },
-	{ "all", IPC_F_BOOL, IPC_NULLABLE, P(all), 0, 0 },
-	F_END,
-};
-
-/* Decode params; on failure answer and return -1. */
-static int decode(struct ipc_conn *c, struct ipc_msg *m,
-		  const struct ipc_field *f, struct params *p)
-{
-	struct husk_err *err = NULL;
-
-	memset(p, 0, sizeof(*p));
-	if (ipc_decode(m->params, f, p, &err) < 0) {
-		ipc_reply_err(c, m->msgid, err);
-		husk_err_free(err);
-		return -1;
-	}
-	return 0;
-}
-
-static void reply_err(struct ipc_conn *c, uint32_t msgid,
-		      struct husk_err *err)
-{
-	ipc_reply_err(c, msgid, err);
-	husk_err_free(err);
-}
-
-/* A request answered once a child has reported (spawn_done_fn). */
-struct rpc_wait {
-	struct agent *a;
-	struct ipc_conn *c;     /* referenced */
-	uint32_t msgid;
-	char *what;             /* "create container c1": errors start so */
-};
-
-static struct rpc_wait *rpc_wait_new(struct agent *a, struct ipc_conn *c,
+struct rpc_wait *rpc_wait_new(struct agent *a, struct ipc_conn *c,
 				     const struct ipc_msg *m, char *what)
 {
 	struct rpc_wait *w = husk_xcalloc(1, sizeof(*w));
@@ -130,14 +36,14 @@ static struct rpc_wait *rpc_wait_new(struct agent *a, struct ipc_conn *c,
 	return w;
 }
 
-static void rpc_wait_free(struct rpc_wait *w)
+void rpc_wait_free(struct rpc_wait *w)
 {
 	ipc_conn_unref(w->c);
 	free(w->what);
 	free(w);
 }
 
-static void rpc_wait_fail(struct rpc_wait *w, const struct husk_err *e)
+void rpc_wait_fail(struct rpc_wait *w, const struct husk_err *e)
 {
 	struct husk_err *e2 = NULL;
 
@@ -145,10 +51,11 @@ static void rpc_wait_fail(struct rpc_wait *w, const struct husk_err *e)
 		return;
 	husk_error(&e2, e ? e->code : HUSK_E_INTERNAL, "%s: %s", w->what,
 		   e && e->msg ? e->msg : "failed");
-	reply_err(w->c, w->msgid, e2);
+	ipc_reply_err(w->c, w->msgid, e2);
+	husk_err_free(e2);
 }
 
-static void rpc_wait_pid(struct rpc_wait *w, pid_t pid)
+void rpc_wait_pid(struct rpc_wait *w, pid_t pid)
 {
 	msgpack_packer *pk;
 
@@ -176,44 +83,36 @@ struct proc *ct_proc(struct container *ct, const char *exec_id)
 	return NULL;
 }
 
-/* The container named by params, answering the error when there is
- * none. */
-static struct container *lookup(struct agent *a, struct ipc_conn *c,
-				struct ipc_msg *m, const struct params *p)
+struct container *ct_lookup(struct agent *a, const struct ct_params *p,
+			    struct husk_err **err)
 {
 	struct container *ct;
 
 	if (!a->core->sandbox) {
-		ipc_reply_error(c, m->msgid, HUSK_E_STATE,
-				"no sandbox: call create_sandbox first");
+		husk_error(err, HUSK_E_STATE,
+			   "no sandbox: call create_sandbox first");
 		return NULL;
 	}
 	ct = ct_find(a, p->container_id);
 	if (!ct)
-		ipc_reply_error(c, m->msgid, HUSK_E_NOT_FOUND,
-				"container %s: no such container",
-				p->container_id);
+		husk_error(err, HUSK_E_NOT_FOUND,
+			   "container %s: no such container", p->container_id);
 	return ct;
 }
 
-struct proc *ct_lookup_proc(struct agent *a, struct ipc_conn *c,
-			    struct ipc_msg *m)
+struct proc *ct_lookup_proc(struct agent *a, const struct ct_params *p,
+			    struct husk_err **err)
 {
-	struct params p;
-	struct container *ct;
-	struct proc *pr = NULL;
+	struct container *ct = ct_lookup(a, p, err);
+	struct proc *pr;
 
-	if (decode(c, m, f_proc, &p) < 0)
+	if (!ct)
 		return NULL;
-	ct = lookup(a, c, m, &p);
-	if (ct) {
-		pr = ct_proc(ct, p.exec_id);
-		if (!pr)
-			ipc_reply_error(c, m->msgid, HUSK_E_NOT_FOUND,
-					"process %s/%s: no such process",
-					ct->id, p.exec_id);
-	}
-	ipc_decode_free(f_proc, &p);
+	pr = ct_proc(ct, p->exec_id);
+	if (!pr)
+		husk_error(err, HUSK_E_NOT_FOUND,
+			   "process %s/%s: no such process", ct->id,
+			   p->exec_id);
 	return pr;
 }
 
@@ -251,7 +150,7 @@ static void reap_now(struct agent *a)
 		ct_reaped(a, pid, st);
 }
 
-static bool ct_alive(struct container *ct)
+bool ct_alive(struct container *ct)
 {
 	for (struct proc *p = ct->procs; p; p = p->next)
 		if (p->pid > 0 && !p->exited)
@@ -259,7 +158,7 @@ static bool ct_alive(struct container *ct)
 	return false;
 }
 
-static void ct_kill_all(struct container *ct, int sig)
+void ct_kill_all(struct container *ct, int sig)
 {
 	pid_t *pids = NULL;
 	size_t n = 0;
@@ -311,7 +210,7 @@ static int ct_stop(struct agent *a, struct container *ct,
 	}
 }
 
-static void ct_free(struct agent *a, struct container *ct)
+void ct_free(struct agent *a, struct container *ct)
 {
 	struct agent_core *core = a->core;
 	struct container **pp;
@@ -337,8 +236,8 @@ static void ct_free(struct agent *a, struct container *ct)
 	free(ct);
 }
 
-static int remove_ct(struct agent *a, struct container *ct, bool force,
-		     struct husk_err **err)
+int ct_remove(struct agent *a, struct container *ct, bool force,
+	      struct husk_err **err)
 {
 	if (ct_alive(ct)) {
 		if (!force)
@@ -356,185 +255,6 @@ static int remove_ct(struct agent *a, struct container *ct, bool force,
 	}
 	ct_free(a, ct);
 	return 0;
-}
-
-/* ------------------------------------------------------------------ */
-/* sandbox                                                             */
-
-static char *run_dir(struct agent *a)
-{
-	return a->host_mode ?
-	       husk_xasprintf("%s/.husk-agent-sandbox", a->shared_dir) :
-	       husk_xstrdup("/run/husk/sandbox");
-}
-
-static int write_resolv(struct agent *a, char **dns, struct husk_err **err)
-{
-	cleanup_free char *dir = run_dir(a), *text = husk_xstrdup("");
-	unsigned char buf[16];
-	int fd;
-
-	for (int i = 0; dns[i]; i++) {
-		char *t;
-
-		if (inet_pton(AF_INET, dns[i], buf) != 1 &&
-		    inet_pton(AF_INET6, dns[i], buf) != 1)
-			return husk_error(err, HUSK_E_INVALID,
-					  "params.dns[%d]: \"%s\" is not an IP address",
-					  i, dns[i]);
-		t = husk_xasprintf("%snameserver %s\n", text, dns[i]);
-		free(text);
-		text = t;
-	}
-	if (husk_mkdir_p(dir, 0755, err) < 0)
-		return -1;
-	fd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return husk_error_sys(err, errno, "open %s", dir);
-	if (husk_write_atomic(fd, "resolv.conf", text, strlen(text), 0644,
-			      err) < 0) {
-		close(fd);
-		return -1;
-	}
-	close(fd);
-	a->core->resolv_conf = husk_xasprintf("%s/resolv.conf", dir);
-	return 0;
-}
-
-void ct_m_create_sandbox(struct ipc_conn *c, struct ipc_msg *m, void *arg)
-{
-	struct agent *a = arg;
-	struct agent_core *core = a->core;
-	struct husk_err *err = NULL;
-	struct params p;
-
-	if (decode(c, m, f_sandbox, &p) < 0)
-		return;
-	if (core->sandbox) {
-		ipc_reply_error(c, m->msgid, HUSK_E_EXISTS,
-				"sandbox %s already exists", core->sandbox_id);
-		goto out;
-	}
-	if (husk_id_validate(p.sandbox_id, "params.sandbox_id", &err) < 0)
-		goto fail;
-	if (p.hostname && p.hostname[0] && !a->host_mode &&
-	    sethostname(p.hostname, strlen(p.hostname)) < 0) {
-		husk_error_sys(&err, errno, "sethostname %s", p.hostname);
-		goto fail;
-	}
-	if (p.dns && p.dns[0] && write_resolv(a, p.dns, &err) < 0)
-		goto fail;
-	core->sandbox = true;
-	core->sandbox_id = husk_steal_ptr(p.sandbox_id);
-	core->shared_pid_ns = p.shared_pid_ns;
-	log_info("%s: sandbox %s", __func__, core->sandbox_id);
-	ipc_reply_ok(c, m->msgid);
-	goto out;
-fail:
-	reply_err(c, m->msgid, err);
-out:
-	ipc_decode_free(f_sandbox, &p);
-}
-
-static void poweroff_cb(struct ev_loop *loop, ev_timer *w, int revents)
-{
-	struct agent *a = w->data;
-	struct ipc_conn *c = agent_conn(a);
-
-	/* Power off once the reply has left, or after a second anyway. */
-	if (c && ipc_conn_queued(c) > 0 && w->repeat < 1.0) {
-		w->repeat += 0.01;
-		ev_timer_again(loop, w);
-		return;
-	}
-	init_poweroff();
-}
-
-/* Seconds the containers get between SIGTERM and the power-off: well
- * inside the driver's default stop timeout (5 s). */
-#define POWERDOWN_GRACE_MS 3000
-
-static void powerdown_cb(struct ev_loop *loop, ev_timer *w, int revents)
-{
-	struct agent *a = w->data;
-	struct agent_core *core = a->core;
-	bool alive = false;
-
-	for (struct container *ct = core->containers; ct; ct = ct->next)
-		alive |= ct_alive(ct);
-	if (alive && husk_now_ms() < core->powerdown_deadline)
-		return;
-	ev_timer_stop(loop, w);
-	while (core->containers) {
-		struct husk_err *err = NULL;
-
-		if (remove_ct(a, core->containers, true, &err) < 0) {
-			log_warnx("%s: %s", __func__, err->msg);
-			husk_err_free(err);
-			break;
-		}
-	}
-	log_info("%s: powering off", __func__);
-	init_poweroff();
-}
-
-void ct_powerdown(struct agent *a)
-{
-	struct agent_core *core = a->core;
-	int n = 0;
-
-	if (core->powerdown_deadline)
-		return;         /* pressed again: already going */
-	core->powerdown_deadline = husk_now_ms() + POWERDOWN_GRACE_MS;
-	for (struct container *ct = core->containers; ct; ct = ct->next) {
-		if (ct->state == CT_PAUSED) {
-			cg_freeze(ct->cg, false, NULL);
-			ct->state = CT_RUNNING;
-		}
-		ct_kill_all(ct, SIGTERM);
-		n++;
-	}
-	log_info("%s: SIGTERM to %d container(s), power-off in %d ms at "
-		 "most", __func__, n, n ? POWERDOWN_GRACE_MS : 0);
-	ev_timer_init(&core->powerdown_w, powerdown_cb, 0., 0.05);
-	core->powerdown_w.data = a;
-	ev_timer_again(core->loop, &core->powerdown_w);
-}
-
-void ct_m_destroy_sandbox(struct ipc_conn *c, struct ipc_msg *m, void *arg)
-{
-	struct agent *a = arg;
-	struct agent_core *core = a->core;
-	struct husk_err *err = NULL;
-	struct params p;
-
-	if (decode(c, m, f_destroy, &p) < 0)
-		return;
-	while (core->containers) {
-		if (remove_ct(a, core->containers, true, &err) < 0) {
-			reply_err(c, m->msgid, err);
-			return;
-		}
-	}
-	if (core->resolv_conf) {
-		unlink(core->resolv_conf);
-		free(core->resolv_conf);
-		core->resolv_conf = NULL;
-	}
-	if (core->sandbox_pidns_fd >= 0)
-		close(core->sandbox_pidns_fd);
-	core->sandbox_pidns_fd = -1;
-	free(core->sandbox_id);
-	core->sandbox_id = NULL;
-	core->sandbox = false;
-	core->shared_pid_ns = false;
-	ipc_reply_ok(c, m->msgid);
-	if (p.poweroff && !a->host_mode) {
-		log_info("%s: powering off", __func__);
-		ev_timer_init(&core->poweroff_w, poweroff_cb, 0., 0.01);
-		core->poweroff_w.data = a;
-		ev_timer_again(core->loop, &core->poweroff_w);
-	}
 }
 
 /* ------------------------------------------------------------------ */
@@ -689,29 +409,25 @@ out:
 	return r;
 }
 
-void ct_m_create_container(struct ipc_conn *c, struct ipc_msg *m, void *arg)
+int agent_m_create_container(struct ipc_conn *c, struct ipc_msg *m,
+			     void *params, void *arg, struct husk_err **err)
 {
+	const struct ct_params *p = params;
 	struct agent *a = arg;
-	struct husk_err *err = NULL;
 	struct rpc_wait *w;
-	struct params p;
 
-	if (decode(c, m, f_create, &p) < 0)
-		return;
-	if (!a->core->sandbox) {
-		ipc_reply_error(c, m->msgid, HUSK_E_STATE,
-				"no sandbox: call create_sandbox first");
-		goto out;
-	}
+	if (!a->core->sandbox)
+		return husk_error(err, HUSK_E_STATE,
+				  "no sandbox: call create_sandbox first");
 	w = rpc_wait_new(a, c, m, husk_xasprintf("create container %s",
-						 p.container_id));
-	if (create_ct(a, p.container_id, p.spec, w, &err) < 0) {
-		rpc_wait_fail(w, err);
-		husk_err_free(err);
+						 p->container_id));
+	if (create_ct(a, p->container_id, p->spec, w, err) < 0) {
+		rpc_wait_fail(w, *err);
+		husk_err_free(*err);
+		*err = NULL;
 		rpc_wait_free(w);
 	}
-out:
-	ipc_decode_free(f_create, &p);
+	return 0;
 }
 
 /* The init's execve went through (r 0), or not. */
@@ -745,104 +461,85 @@ static bool start_done(struct proc *p, int r, const struct husk_err *e,
 	return true;
 }
 
-void ct_m_start_container(struct ipc_conn *c, struct ipc_msg *m, void *arg)
+int agent_m_start_container(struct ipc_conn *c, struct ipc_msg *m,
+			    void *params, void *arg, struct husk_err **err)
 {
-	struct husk_err *err = NULL;
-	struct container *ct;
-	struct params p;
+	struct container *ct = ct_lookup(arg, params, err);
+	struct rpc_wait *w;
 
-	if (decode(c, m, f_cid, &p) < 0)
-		return;
-	ct = lookup(arg, c, m, &p);
 	if (!ct)
-		goto out;
-	if (ct->state != CT_CREATED) {
-		ipc_reply_error(c, m->msgid, HUSK_E_STATE,
-				"container %s is not in the created state",
-				ct->id);
-	} else {
-		struct rpc_wait *w = rpc_wait_new(arg, c, m, husk_xasprintf(
-			"start container %s", ct->id));
-
-		if (spawn_start(ct->init, start_done, w, &err) < 0) {
-			rpc_wait_fail(w, err);
-			husk_err_free(err);
-			rpc_wait_free(w);
-		}
+		return -1;
+	if (ct->state != CT_CREATED)
+		return husk_error(err, HUSK_E_STATE,
+				  "container %s is not in the created state",
+				  ct->id);
+	w = rpc_wait_new(arg, c, m, husk_xasprintf("start container %s",
+						   ct->id));
+	if (spawn_start(ct->init, start_done, w, err) < 0) {
+		rpc_wait_fail(w, *err);
+		husk_err_free(*err);
+		*err = NULL;
+		rpc_wait_free(w);
 	}
-out:
-	ipc_decode_free(f_cid, &p);
+	return 0;
 }
 
-void ct_m_remove_container(struct ipc_conn *c, struct ipc_msg *m, void *arg)
+int agent_m_remove_container(struct ipc_conn *c, struct ipc_msg *m,
+			     void *params, void *arg, struct husk_err **err)
 {
-	struct husk_err *err = NULL;
-	struct container *ct;
-	struct params p;
+	const struct ct_params *p = params;
+	struct container *ct = ct_lookup(arg, p, err);
 
-	if (decode(c, m, f_remove, &p) < 0)
-		return;
-	ct = lookup(arg, c, m, &p);
-	if (ct && remove_ct(arg, ct, p.force, &err) < 0)
-		reply_err(c, m->msgid, err);
-	else if (ct)
-		ipc_reply_ok(c, m->msgid);
-	ipc_decode_free(f_remove, &p);
+	if (!ct || ct_remove(arg, ct, p->force, err) < 0)
+		return -1;
+	ipc_reply_ok(c, m->msgid);
+	return 0;
 }
 
-static void pause_resume(struct ipc_conn *c, struct ipc_msg *m, void *arg,
-			 bool pause)
+static int pause_resume(struct ipc_conn *c, struct ipc_msg *m,
+			const struct ct_params *p, struct agent *a,
+			bool pause, struct husk_err **err)
 {
-	struct husk_err *err = NULL;
-	struct container *ct;
-	struct params p;
+	struct container *ct = ct_lookup(a, p, err);
 
-	if (decode(c, m, f_cid, &p) < 0)
-		return;
-	ct = lookup(arg, c, m, &p);
 	if (!ct)
-		goto out;
-	if (ct->state != (pause ? CT_RUNNING : CT_PAUSED)) {
-		ipc_reply_error(c, m->msgid, HUSK_E_STATE,
-				"container %s is not %s", ct->id,
-				pause ? "running" : "paused");
-	} else if (cg_freeze(ct->cg, pause, &err) < 0) {
-		reply_err(c, m->msgid, err);
-	} else {
-		ct->state = pause ? CT_PAUSED : CT_RUNNING;
-		ipc_reply_ok(c, m->msgid);
-	}
-out:
-	ipc_decode_free(f_cid, &p);
+		return -1;
+	if (ct->state != (pause ? CT_RUNNING : CT_PAUSED))
+		return husk_error(err, HUSK_E_STATE, "container %s is not %s",
+				  ct->id, pause ? "running" : "paused");
+	if (cg_freeze(ct->cg, pause, err) < 0)
+		return -1;
+	ct->state = pause ? CT_PAUSED : CT_RUNNING;
+	ipc_reply_ok(c, m->msgid);
+	return 0;
 }
 
-void ct_m_pause_container(struct ipc_conn *c, struct ipc_msg *m, void *arg)
+int agent_m_pause_container(struct ipc_conn *c, struct ipc_msg *m,
+			    void *params, void *arg, struct husk_err **err)
 {
-	pause_resume(c, m, arg, true);
+	return pause_resume(c, m, params, arg, true, err);
 }
 
-void ct_m_resume_container(struct ipc_conn *c, struct ipc_msg *m, void *arg)
+int agent_m_resume_container(struct ipc_conn *c, struct ipc_msg *m,
+			     void *params, void *arg, struct husk_err **err)
 {
-	pause_resume(c, m, arg, false);
+	return pause_resume(c, m, params, arg, false, err);
 }
 
-void ct_m_update_container(struct ipc_conn *c, struct ipc_msg *m, void *arg)
+int agent_m_update_container(struct ipc_conn *c, struct ipc_msg *m,
+			     void *params, void *arg, struct husk_err **err)
 {
-	struct husk_err *err = NULL;
+	const struct ct_params *p = params;
+	struct container *ct = ct_lookup(arg, p, err);
 	struct cg_resources r;
-	struct container *ct;
-	struct params p;
+	int rc = -1;
 
-	if (decode(c, m, f_update, &p) < 0)
-		return;
-	ct = lookup(arg, c, m, &p);
 	if (!ct)
-		goto out;
+		return -1;
 	cg_resources_init(&r);
-	if (cg_resources_decode(p.resources, &r, &err) < 0) {
-		husk_error_wrap(&err, "params.resources");
-		reply_err(c, m->msgid, err);
-		goto done;
+	if (cg_resources_decode(p->resources, &r, err) < 0) {
+		husk_error_wrap(err, "params.resources");
+		goto out;
 	}
 	/* Device rules are the container's from its spec (with its
 	 * linux.devices, which an update does not carry); runc's update
@@ -852,15 +549,13 @@ void ct_m_update_container(struct ipc_conn *c, struct ipc_msg *m, void *arg)
 			 "as created; not applied", ct->id);
 		r.ndevice_rules = 0;
 	}
-	if (cg_update(ct->cg, &r, &err) < 0) {
-		reply_err(c, m->msgid, err);
-	} else {
-		ipc_reply_ok(c, m->msgid);
-	}
-done:
-	cg_resources_free(&r);
+	if (cg_update(ct->cg, &r, err) < 0)
+		goto out;
+	ipc_reply_ok(c, m->msgid);
+	rc = 0;
 out:
-	ipc_decode_free(f_update, &p);
+	cg_resources_free(&r);
+	return rc;
 }
 
 /* Pack into a scratch buffer first, so that a failure half-way still
@@ -878,181 +573,45 @@ static void reply_packed(struct ipc_conn *c, uint32_t msgid,
 	ipc_reply_send(c);
 }
 
-void ct_m_stats_container(struct ipc_conn *c, struct ipc_msg *m, void *arg)
+int agent_m_stats_container(struct ipc_conn *c, struct ipc_msg *m,
+			    void *params, void *arg, struct husk_err **err)
 {
-	struct husk_err *err = NULL;
-	struct container *ct;
+	struct container *ct = ct_lookup(arg, params, err);
 	msgpack_sbuffer sb;
 	msgpack_packer pk;
-	struct params p;
+	int rc = -1;
 
-	if (decode(c, m, f_cid, &p) < 0)
-		return;
-	ct = lookup(arg, c, m, &p);
-	if (ct) {
-		msgpack_sbuffer_init(&sb);
-		msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-		if (cg_stats_pack(ct->cg, &pk, &err) < 0)
-			reply_err(c, m->msgid, err);
-		else
-			reply_packed(c, m->msgid, NULL, &sb);
-		msgpack_sbuffer_destroy(&sb);
+	if (!ct)
+		return -1;
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	if (cg_stats_pack(ct->cg, &pk, err) == 0) {
+		reply_packed(c, m->msgid, NULL, &sb);
+		rc = 0;
 	}
-	ipc_decode_free(f_cid, &p);
+	msgpack_sbuffer_destroy(&sb);
+	return rc;
 }
 
-void ct_m_list_processes(struct ipc_conn *c, struct ipc_msg *m, void *arg)
+int agent_m_list_processes(struct ipc_conn *c, struct ipc_msg *m,
+			   void *params, void *arg, struct husk_err **err)
 {
-	struct husk_err *err = NULL;
-	struct container *ct;
+	struct container *ct = ct_lookup(arg, params, err);
+	cleanup_free pid_t *pids = NULL;
 	msgpack_sbuffer sb;
 	msgpack_packer pk;
-	struct params p;
-	pid_t *pids = NULL;
 	size_t n = 0;
+	int rc = 0;
 
-	if (decode(c, m, f_cid, &p) < 0)
-		return;
-	ct = lookup(arg, c, m, &p);
-	if (ct && cg_pids(ct->cg, &pids, &n, &err) < 0) {
-		reply_err(c, m->msgid, err);
-	} else if (ct) {
-		msgpack_sbuffer_init(&sb);
-		msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-		if (procinfo_pack(&pk, pids, n) < 0)
-			ipc_reply_error(c, m->msgid, HUSK_E_SYSTEM,
-					"read the processes of %s", ct->id);
-		else
-			reply_packed(c, m->msgid, "processes", &sb);
-		msgpack_sbuffer_destroy(&sb);
-	}
-	free(pids);
-	ipc_decode_free(f_cid, &p);
-}
-
-/* The exec's execve went through (r 0), or not (the record stays until
- * its child is reaped, and goes with remove_container). */
-static bool exec_done(struct proc *p, int r, const struct husk_err *e,
-		      bool cancelled, void *arg)
-{
-	struct rpc_wait *w = arg;
-
-	if (p->err_fd >= 0)
-		close(p->err_fd);
-	p->err_fd = -1;
-	if (cancelled || r < 0) {
-		rpc_wait_fail(w, e);
-	} else if (r != 0) {
-		struct husk_err *e2 = NULL;
-
-		husk_error(&e2, HUSK_E_INTERNAL, "process %d reported ready",
-			   (int)p->pid);
-		rpc_wait_fail(w, e2);
-		husk_err_free(e2);
-		kill(p->pid, SIGKILL);
-	} else {
-		rpc_wait_pid(w, p->pid);
-	}
-	rpc_wait_free(w);
-	return true;
-}
-
-void ct_m_exec_process(struct ipc_conn *c, struct ipc_msg *m, void *arg)
-{
-	struct husk_err *err = NULL;
-	struct spec_process sproc;
-	struct spawn sp = { 0 };
-	struct container *ct;
-	struct rpc_wait *w;
-	struct proc *pr;
-	struct params p;
-
-	if (decode(c, m, f_exec, &p) < 0)
-		return;
-	ct = lookup(arg, c, m, &p);
-	if (!ct)
-		goto out;
-	if (!p.exec_id[0] ||
-	    husk_id_validate(p.exec_id, "params.exec_id", &err) < 0) {
-		if (!err)
-			husk_error(&err, HUSK_E_INVALID,
-				   "params.exec_id: empty (\"\" is the init)");
-		reply_err(c, m->msgid, err);
-		goto out;
-	}
-	if (ct_proc(ct, p.exec_id)) {
-		ipc_reply_error(c, m->msgid, HUSK_E_EXISTS,
-				"process %s/%s already exists", ct->id,
-				p.exec_id);
-		goto out;
-	}
-	/* A created container's namespaces and root are built (its init
-	 * waits before execve): runc execs into it too. */
-	if (ct->state != CT_RUNNING && ct->state != CT_CREATED) {
-		ipc_reply_error(c, m->msgid, HUSK_E_STATE,
-				"container %s is %s", ct->id,
-				ct->state == CT_PAUSED ? "paused" :
-				"not running");
-		goto out;
-	}
-	if (spec_process_decode(p.process, "params.process", &sproc,
-				&err) < 0) {
-		reply_err(c, m->msgid, err);
-		goto out;
-	}
-	proc_log_notes(ct->id, sproc.notes);
-	pr = proc_new(ct, p.exec_id);
-	sp.ct = ct;
-	sp.proc = &sproc;
-	sp.filter = ct->filter;
-	sp.p = pr;
-	pr->next = ct->init->next;
-	ct->init->next = pr;
-	w = rpc_wait_new(arg, c, m, husk_xasprintf("exec in %s", ct->id));
-	if (spawn_exec(arg, &sp, exec_done, w, &err) < 0) {
-		rpc_wait_fail(w, err);
-		husk_err_free(err);
-		rpc_wait_free(w);
-		/* Keep the record until its child is reaped: it is gone
-		 * with remove_container like any exec. */
-		if (pr->pid <= 0) {
-			ct->init->next = pr->next;
-			proc_free(pr);
-		}
-	}
-	spec_process_free(&sproc);
-out:
-	ipc_decode_free(f_exec, &p);
-}
-
-void ct_m_signal_process(struct ipc_conn *c, struct ipc_msg *m, void *arg)
-{
-	struct container *ct;
-	struct proc *pr = NULL;
-	struct params p;
-
-	if (decode(c, m, f_signal, &p) < 0)
-		return;
-	ct = lookup(arg, c, m, &p);
-	if (!ct)
-		goto out;
-	pr = ct_proc(ct, p.exec_id);
-	if (!pr) {
-		ipc_reply_error(c, m->msgid, HUSK_E_NOT_FOUND,
-				"process %s/%s: no such process", ct->id,
-				p.exec_id);
-	} else if (p.all) {
-		ct_kill_all(ct, (int)p.signal);
-		ipc_reply_ok(c, m->msgid);
-	} else if (pr->exited || pr->pid <= 0) {
-		ipc_reply_error(c, m->msgid, HUSK_E_STATE,
-				"process %s/%s has exited", ct->id, p.exec_id);
-	} else if (kill(pr->pid, (int)p.signal) < 0) {
-		ipc_reply_error(c, m->msgid, HUSK_E_SYSTEM, "kill %d: %s",
-				(int)pr->pid, strerror(errno));
-	} else {
-		ipc_reply_ok(c, m->msgid);
-	}
-out:
-	ipc_decode_free(f_signal, &p);
+	if (!ct || cg_pids(ct->cg, &pids, &n, err) < 0)
+		return -1;
+	msgpack_sbuffer_init(&sb);
+	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+	if (procinfo_pack(&pk, pids, n) < 0)
+		rc = husk_error(err, HUSK_E_SYSTEM,
+				"read the processes of %s", ct->id);
+	else
+		reply_packed(c, m->msgid, "processes", &sb);
+	msgpack_sbuffer_destroy(&sb);
+	return rc;
 }

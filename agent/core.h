@@ -16,6 +16,7 @@
 #include <seccomp.h>
 
 #include "agent/agent.h"
+#include "agent/methods.h"
 #include "agent/spec.h"
 
 #include "libhusk/version.h"
@@ -115,7 +116,6 @@ struct child_msg {
 
 /* main.c */
 struct ipc_conn *agent_conn(struct agent *a);
-extern const struct ipc_method agent_methods[];
 
 /* init.c: PID 1 duties in the guest. */
 int init_guest(struct agent *a, bool *debug, struct husk_err **err);
@@ -131,24 +131,39 @@ int init_power_button(struct agent *a, struct ev_loop *loop,
 void ct_reaped(struct agent *a, pid_t pid, int wstatus);
 struct container *ct_find(struct agent *a, const char *id);
 struct proc *ct_proc(struct container *ct, const char *exec_id);
-void ct_m_create_sandbox(struct ipc_conn *c, struct ipc_msg *m, void *arg);
-void ct_m_destroy_sandbox(struct ipc_conn *c, struct ipc_msg *m, void *arg);
-/* The power button: SIGTERM to every container, a grace, then power off. */
+/* The container (and process) named by params' container_id (and
+ * exec_id), or NULL with *err: no sandbox (state), or not found. */
+struct container *ct_lookup(struct agent *a, const struct ct_params *p,
+			    struct husk_err **err);
+struct proc *ct_lookup_proc(struct agent *a, const struct ct_params *p,
+			    struct husk_err **err);
+bool ct_alive(struct container *ct);
+void ct_kill_all(struct container *ct, int sig);
+void ct_free(struct agent *a, struct container *ct);
+/* SIGKILL every process (refused without force while any is alive),
+ * wait for them, free the container. */
+int ct_remove(struct agent *a, struct container *ct, bool force,
+	      struct husk_err **err);
+
+/* A request answered once a child has reported (spawn_done_fn). */
+struct rpc_wait {
+	struct agent *a;
+	struct ipc_conn *c;     /* referenced */
+	uint32_t msgid;
+	char *what;             /* "create container c1": errors start so */
+};
+/* Takes what (malloc'ed). */
+struct rpc_wait *rpc_wait_new(struct agent *a, struct ipc_conn *c,
+			      const struct ipc_msg *m, char *what);
+void rpc_wait_free(struct rpc_wait *w);
+/* Answer the error, prefixed with what. */
+void rpc_wait_fail(struct rpc_wait *w, const struct husk_err *e);
+/* Answer {pid}. */
+void rpc_wait_pid(struct rpc_wait *w, pid_t pid);
+
+/* sandbox.c: the power button: SIGTERM to every container, a grace,
+ * then power off. */
 void ct_powerdown(struct agent *a);
-void ct_m_create_container(struct ipc_conn *c, struct ipc_msg *m, void *arg);
-void ct_m_start_container(struct ipc_conn *c, struct ipc_msg *m, void *arg);
-void ct_m_remove_container(struct ipc_conn *c, struct ipc_msg *m, void *arg);
-void ct_m_pause_container(struct ipc_conn *c, struct ipc_msg *m, void *arg);
-void ct_m_resume_container(struct ipc_conn *c, struct ipc_msg *m, void *arg);
-void ct_m_update_container(struct ipc_conn *c, struct ipc_msg *m, void *arg);
-void ct_m_stats_container(struct ipc_conn *c, struct ipc_msg *m, void *arg);
-void ct_m_list_processes(struct ipc_conn *c, struct ipc_msg *m, void *arg);
-void ct_m_exec_process(struct ipc_conn *c, struct ipc_msg *m, void *arg);
-void ct_m_signal_process(struct ipc_conn *c, struct ipc_msg *m, void *arg);
-/* Find the container and process named by params (container_id,
- * exec_id); replies with the error itself and returns NULL. */
-struct proc *ct_lookup_proc(struct agent *a, struct ipc_conn *c,
-			    struct ipc_msg *m);
 
 /* spawn.c: clone a container's init or an exec'd process. */
 struct spawn {
@@ -214,10 +229,5 @@ void proc_free(struct proc *p);
 bool proc_done(const struct proc *p);
 /* A new host connection: fresh windows, pending EOFs go out. */
 void stream_conn_changed(struct agent *a);
-void st_m_output_ack(struct ipc_conn *c, struct ipc_msg *m, void *arg);
-void st_m_write_stdin(struct ipc_conn *c, struct ipc_msg *m, void *arg);
-void st_m_close_stdin(struct ipc_conn *c, struct ipc_msg *m, void *arg);
-void st_m_wait_process(struct ipc_conn *c, struct ipc_msg *m, void *arg);
-void st_m_tty_winresize(struct ipc_conn *c, struct ipc_msg *m, void *arg);
 
 #endif

@@ -26,6 +26,7 @@
 #include "agent/agent.h"
 #include "agent/cgroup.h"
 #include "agent/guest.h"
+#include "agent/methods.h"
 
 #include "libhusk/version.h"
 
@@ -106,8 +107,8 @@ static uint64_t online_cpus(void)
 	return n > 0 ? (uint64_t)n : 0;
 }
 
-void agent_m_get_guest_details(struct ipc_conn *c, struct ipc_msg *m,
-			       void *arg)
+int agent_m_get_guest_details(struct ipc_conn *c, struct ipc_msg *m,
+			      void *params, void *arg, struct husk_err **err)
 {
 	struct agent *a = arg;
 	struct utsname u;
@@ -126,6 +127,7 @@ void agent_m_get_guest_details(struct ipc_conn *c, struct ipc_msg *m,
 	ipc_pack_kv_str(pk, "cgroup", cg_version());
 	ipc_pack_kv_bool(pk, "host_mode", a->host_mode);
 	ipc_reply_send(c);
+	return 0;
 }
 
 /* ------------------------------------------------------------------ */
@@ -170,65 +172,57 @@ static int online_all(const char *dir, const char *prefix, const char *file,
 	return rc;
 }
 
-void agent_m_online_cpu_mem(struct ipc_conn *c, struct ipc_msg *m, void *arg)
+int agent_m_online_cpu_mem(struct ipc_conn *c, struct ipc_msg *m,
+			   void *params, void *arg, struct husk_err **err)
 {
+	const struct guest_online_params *p = params;
 	struct agent *a = arg;
-	struct {
-		bool cpus, memory;
-	} p = { true, true };
-	static const struct ipc_field fields[] = {
-		{ "cpus", IPC_F_BOOL, IPC_NULLABLE, offsetof(typeof(p), cpus), 0, 0 },
-		{ "memory", IPC_F_BOOL, IPC_NULLABLE, offsetof(typeof(p), memory), 0, 0 },
-		{ NULL, 0, 0, 0, 0, 0 },
-	};
-	cleanup_err struct husk_err *e = NULL;
 	msgpack_packer *pk;
 	int rc = 0;
 
-	if (ipc_decode(m->params, fields, &p, &e) < 0) {
-		ipc_reply_err(c, m->msgid, e);
-		return;
-	}
-	if (a->host_mode) {
-		ipc_reply_error(c, m->msgid, HUSK_E_NOT_IMPLEMENTED,
-				"online_cpu_mem: not in host mode (it would change the host)");
-		return;
-	}
-	if (p.cpus && online_all(SYS_CPU, "cpu", "online", "0", "1", NULL, &e) < 0)
+	if (a->host_mode)
+		return husk_error(err, HUSK_E_NOT_IMPLEMENTED,
+				  "online_cpu_mem: not in host mode (it would change the host)");
+	if (p->cpus && online_all(SYS_CPU, "cpu", "online", "0", "1", NULL,
+				  err) < 0)
 		rc = -1;
-	if (p.memory && online_all(SYS_MEM, "memory", "state", "offline",
-				   "online_movable", "online", &e) < 0)
+	if (p->memory && online_all(SYS_MEM, "memory", "state", "offline",
+				    "online_movable", "online", err) < 0)
 		rc = -1;
-	if (rc < 0) {
-		ipc_reply_err(c, m->msgid, e);
-		return;
-	}
+	if (rc < 0)
+		return -1;
 	pk = ipc_reply_begin(c, m->msgid);
 	msgpack_pack_map(pk, 2);
 	ipc_pack_kv_uint(pk, "online_cpus", online_cpus());
 	ipc_pack_kv_uint(pk, "mem_online_kb", mem_online_kb());
 	ipc_reply_send(c);
+	return 0;
 }
 
 /* ------------------------------------------------------------------ */
 /* reseed_random_dev, set_guest_datetime                               */
 
-int guest_seed_decode(const msgpack_object *params, struct ipc_bin *data,
-		      struct husk_err **err)
-{
-	static const struct ipc_field fields[] = {
-		{ "data", IPC_F_BIN, IPC_REQUIRED, 0, 0, GUEST_SEED_MAX },
-		{ NULL, 0, 0, 0, 0, 0 },
-	};
+const struct ipc_field guest_seed_fields[] = {
+	{ "data", IPC_F_BIN, IPC_REQUIRED, 0, 0, GUEST_SEED_MAX },
+	{ NULL, 0, 0, 0, 0, 0 },
+};
 
-	memset(data, 0, sizeof(*data));
-	if (ipc_decode(params, fields, data, err) < 0)
-		return -1;
+int guest_seed_check(const struct ipc_bin *data, struct husk_err **err)
+{
 	if (data->len == 0)
 		return husk_error(err, HUSK_E_INVALID,
 				  "params.data: empty (1 to %u bytes)",
 				  GUEST_SEED_MAX);
 	return 0;
+}
+
+int guest_seed_decode(const msgpack_object *params, struct ipc_bin *data,
+		      struct husk_err **err)
+{
+	memset(data, 0, sizeof(*data));
+	if (ipc_decode(params, guest_seed_fields, data, err) < 0)
+		return -1;
+	return guest_seed_check(data, err);
 }
 
 /* Credits the bytes to the kernel's pool (the guest starts with little
@@ -257,68 +251,57 @@ static int seed(bool host_mode, const struct ipc_bin *d,
 	return 0;
 }
 
-void agent_m_reseed_random_dev(struct ipc_conn *c, struct ipc_msg *m,
-			       void *arg)
+int agent_m_reseed_random_dev(struct ipc_conn *c, struct ipc_msg *m,
+			      void *params, void *arg, struct husk_err **err)
 {
+	const struct ipc_bin *data = params;
 	struct agent *a = arg;
-	cleanup_err struct husk_err *e = NULL;
-	struct ipc_bin data;
 
-	if (guest_seed_decode(m->params, &data, &e) < 0 ||
-	    seed(a->host_mode, &data, &e) < 0) {
-		ipc_reply_err(c, m->msgid, e);
-		return;
-	}
+	if (guest_seed_check(data, err) < 0 ||
+	    seed(a->host_mode, data, err) < 0)
+		return -1;
 	ipc_reply_ok(c, m->msgid);
+	return 0;
 }
+
+const struct ipc_field guest_time_fields[] = {
+	{ "sec", IPC_F_INT64, IPC_REQUIRED,
+	  offsetof(struct guest_time, sec), 0, INT64_MAX / 2 },
+	{ "usec", IPC_F_INT64, 0, offsetof(struct guest_time, usec),
+	  0, 999999 },
+	{ NULL, 0, 0, 0, 0, 0 },
+};
 
 int guest_time_decode(const msgpack_object *params, struct guest_time *t,
 		      struct husk_err **err)
 {
-	static const struct ipc_field fields[] = {
-		{ "sec", IPC_F_INT64, IPC_REQUIRED,
-		  offsetof(struct guest_time, sec), 0, INT64_MAX / 2 },
-		{ "usec", IPC_F_INT64, 0, offsetof(struct guest_time, usec),
-		  0, 999999 },
-		{ NULL, 0, 0, 0, 0, 0 },
-	};
-
 	t->sec = 0;
 	t->usec = 0;
-	return ipc_decode(params, fields, t, err);
+	return ipc_decode(params, guest_time_fields, t, err);
 }
 
-void agent_m_set_guest_datetime(struct ipc_conn *c, struct ipc_msg *m,
-				void *arg)
+int agent_m_set_guest_datetime(struct ipc_conn *c, struct ipc_msg *m,
+			       void *params, void *arg, struct husk_err **err)
 {
+	const struct guest_time *t = params;
 	struct agent *a = arg;
-	cleanup_err struct husk_err *e = NULL;
-	struct guest_time t;
 	struct timespec ts;
 
-	if (guest_time_decode(m->params, &t, &e) < 0) {
-		ipc_reply_err(c, m->msgid, e);
-		return;
-	}
-	if (a->host_mode) {
-		ipc_reply_error(c, m->msgid, HUSK_E_NOT_IMPLEMENTED,
-				"set_guest_datetime: not in host mode (it would change the host's clock)");
-		return;
-	}
-	ts.tv_sec = (time_t)t.sec;
-	ts.tv_nsec = (long)t.usec * 1000;
-	if (clock_settime(CLOCK_REALTIME, &ts) < 0) {
-		husk_error_sys(&e, errno, "clock_settime");
-		ipc_reply_err(c, m->msgid, e);
-		return;
-	}
+	if (a->host_mode)
+		return husk_error(err, HUSK_E_NOT_IMPLEMENTED,
+				  "set_guest_datetime: not in host mode (it would change the host's clock)");
+	ts.tv_sec = (time_t)t->sec;
+	ts.tv_nsec = (long)t->usec * 1000;
+	if (clock_settime(CLOCK_REALTIME, &ts) < 0)
+		return husk_error_sys(err, errno, "clock_settime");
 	ipc_reply_ok(c, m->msgid);
+	return 0;
 }
 
 /* ------------------------------------------------------------------ */
 /* copy_file                                                           */
 
-static const struct ipc_field copy_fields[] = {
+const struct ipc_field guest_copy_fields[] = {
 	{ "path", IPC_F_STR, IPC_REQUIRED, offsetof(struct guest_copy, path),
 	  0, 4096 },
 	{ "data", IPC_F_BIN, IPC_REQUIRED, offsetof(struct guest_copy, data),
@@ -338,20 +321,27 @@ static const struct ipc_field copy_fields[] = {
 
 void guest_copy_free(struct guest_copy *c)
 {
-	ipc_decode_free(copy_fields, c);
+	ipc_decode_free(guest_copy_fields, c);
+}
+
+const struct guest_copy guest_copy_defaults = { .mode = 0644 };
+
+int guest_copy_check(const struct guest_copy *c, struct husk_err **err)
+{
+	if (c->offset + c->data.len > c->file_size)
+		return husk_error(err, HUSK_E_INVALID,
+				  "params.offset: %" PRIu64 " + %u bytes is past file_size %" PRIu64,
+				  c->offset, c->data.len, c->file_size);
+	return 0;
 }
 
 int guest_copy_decode(const msgpack_object *params, struct guest_copy *c,
 		      struct husk_err **err)
 {
-	memset(c, 0, sizeof(*c));
-	c->mode = 0644;
-	if (ipc_decode(params, copy_fields, c, err) < 0)
+	*c = guest_copy_defaults;
+	if (ipc_decode(params, guest_copy_fields, c, err) < 0)
 		return -1;
-	if (c->offset + c->data.len > c->file_size) {
-		husk_error(err, HUSK_E_INVALID,
-			   "params.offset: %" PRIu64 " + %u bytes is past file_size %" PRIu64,
-			   c->offset, c->data.len, c->file_size);
+	if (guest_copy_check(c, err) < 0) {
 		guest_copy_free(c);
 		return -1;
 	}
@@ -495,22 +485,15 @@ int guest_copy_write(char *const *roots, const struct guest_copy *c,
 	return 0;
 }
 
-void agent_m_copy_file(struct ipc_conn *c, struct ipc_msg *m, void *arg)
+int agent_m_copy_file(struct ipc_conn *c, struct ipc_msg *m, void *params,
+		      void *arg, struct husk_err **err)
 {
+	const struct guest_copy *cp = params;
 	struct agent *a = arg;
-	cleanup_err struct husk_err *e = NULL;
-	struct guest_copy cp;
-	int rc;
 
-	if (guest_copy_decode(m->params, &cp, &e) < 0) {
-		ipc_reply_err(c, m->msgid, e);
-		return;
-	}
-	rc = guest_copy_write(a->copy_roots, &cp, &e);
-	guest_copy_free(&cp);
-	if (rc < 0) {
-		ipc_reply_err(c, m->msgid, e);
-		return;
-	}
+	if (guest_copy_check(cp, err) < 0 ||
+	    guest_copy_write(a->copy_roots, cp, err) < 0)
+		return -1;
 	ipc_reply_ok(c, m->msgid);
+	return 0;
 }

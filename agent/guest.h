@@ -26,6 +26,11 @@ struct guest_copy {
 	uint64_t file_size;
 };
 
+/* copy_file's params: the row's table and defaults, then the check of
+ * what one field cannot say alone.  guest_copy_decode does all three. */
+extern const struct ipc_field guest_copy_fields[];
+extern const struct guest_copy guest_copy_defaults;
+int guest_copy_check(const struct guest_copy *c, struct husk_err **err);
 int guest_copy_decode(const msgpack_object *params, struct guest_copy *c,
 		      struct husk_err **err);
 void guest_copy_free(struct guest_copy *c);
@@ -39,9 +44,12 @@ struct guest_time {
 	int64_t usec;
 };
 
+extern const struct ipc_field guest_time_fields[];
 int guest_time_decode(const msgpack_object *params, struct guest_time *t,
 		      struct husk_err **err);
 /* data: 1..GUEST_SEED_MAX bytes (points into the message). */
+extern const struct ipc_field guest_seed_fields[];
+int guest_seed_check(const struct ipc_bin *data, struct husk_err **err);
 int guest_seed_decode(const msgpack_object *params, struct ipc_bin *data,
 		      struct husk_err **err);
 

@@ -1,7 +1,7 @@
 /*
  * husk-agent: the container engine inside the VM (PID 1), or on a host
- * for tests with --channel.  Set-up, the host channel, the method
- * table, then the loop.
+ * for tests with --channel.  Set-up, the host channel, then the loop;
+ * the method table is agent/methods.c.
  *
  * The agent does not confine itself (no seccomp, no capability cut): it
  * is the guest's init and builds containers, which needs every
@@ -37,55 +37,6 @@ struct ipc_conn *agent_conn(struct agent *a)
 
 	return c && !ipc_conn_closed(c) ? c : NULL;
 }
-
-static void m_ping(struct ipc_conn *c, struct ipc_msg *m, void *arg)
-{
-	ipc_reply_ok(c, m->msgid);
-}
-
-static void m_version(struct ipc_conn *c, struct ipc_msg *m, void *arg)
-{
-	msgpack_packer *pk = ipc_reply_begin(c, m->msgid);
-
-	msgpack_pack_map(pk, 2);
-	ipc_pack_kv_str(pk, "agent_version", AGENT_VERSION);
-	ipc_pack_kv_int(pk, "protocol", IPC_PROTOCOL_VERSION);
-	ipc_reply_send(c);
-}
-
-#define REQ IPC_M_REQUEST
-/* Every method of docs/agent-protocol.md; the host is the only peer. */
-const struct ipc_method agent_methods[] = {
-	{ "ping", REQ, m_ping },
-	{ "version", REQ, m_version },
-	{ "get_guest_details", REQ, agent_m_get_guest_details },
-	{ "online_cpu_mem", REQ, agent_m_online_cpu_mem },
-	{ "reseed_random_dev", REQ, agent_m_reseed_random_dev },
-	{ "set_guest_datetime", REQ, agent_m_set_guest_datetime },
-	{ "copy_file", REQ, agent_m_copy_file },
-	{ "create_sandbox", REQ, ct_m_create_sandbox },
-	{ "destroy_sandbox", REQ, ct_m_destroy_sandbox },
-	{ "create_container", REQ, ct_m_create_container },
-	{ "start_container", REQ, ct_m_start_container },
-	{ "remove_container", REQ, ct_m_remove_container },
-	{ "pause_container", REQ, ct_m_pause_container },
-	{ "resume_container", REQ, ct_m_resume_container },
-	{ "update_container", REQ, ct_m_update_container },
-	{ "stats_container", REQ, ct_m_stats_container },
-	{ "list_processes", REQ, ct_m_list_processes },
-	{ "exec_process", REQ, ct_m_exec_process },
-	{ "signal_process", REQ, ct_m_signal_process },
-	{ "wait_process", REQ, st_m_wait_process },
-	{ "write_stdin", REQ, st_m_write_stdin },
-	{ "close_stdin", REQ, st_m_close_stdin },
-	{ "tty_winresize", REQ, st_m_tty_winresize },
-	{ "output_ack", IPC_M_NOTIFY, st_m_output_ack },
-	{ "update_interface", REQ, agent_m_update_interface },
-	{ "update_routes", REQ, agent_m_update_routes },
-	{ "list_interfaces", REQ, agent_m_list_interfaces },
-	{ "list_routes", REQ, agent_m_list_routes },
-	{ NULL, 0, NULL },
-};
 
 /* ------------------------------------------------------------------ */
 /* the host channel                                                    */

@@ -2,7 +2,8 @@
  * Networking in the guest: update_interface, update_routes,
  * list_interfaces and list_routes over rtnetlink with libnl-route-3.
  * The host names interfaces by MAC (the guest kernel picks the names);
- * see docs/agent.md, "Networking in the guest".
+ * see docs/agent.md, "Networking in the guest".  Their params are
+ * decoded by net_params.c.
  */
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -23,282 +24,8 @@
 #include "libhusk/util.h"
 #include "libipc/ipc.h"
 #include "agent/agent.h"
+#include "agent/methods.h"
 #include "agent/net.h"
-
-/* ------------------------------------------------------------------ */
-/* Params                                                              */
-
-int net_mac_parse(const char *s, unsigned char mac[6])
-{
-	for (int i = 0; i < 6; i++) {
-		if (!isxdigit((unsigned char)s[0]) ||
-		    !isxdigit((unsigned char)s[1]))
-			return -1;
-		mac[i] = (unsigned char)strtoul((char[]){ s[0], s[1], 0 },
-						NULL, 16);
-		s += 2;
-		if (i < 5 && *s++ != ':')
-			return -1;
-	}
-	return *s ? -1 : 0;
-}
-
-int net_addr_parse(const char *s, struct net_addr *a)
-{
-	memset(a, 0, sizeof(*a));
-	if (inet_pton(AF_INET, s, a->bytes) == 1) {
-		a->family = AF_INET;
-		a->prefix_len = 32;
-		return 0;
-	}
-	if (inet_pton(AF_INET6, s, a->bytes) == 1) {
-		a->family = AF_INET6;
-		a->prefix_len = 128;
-		return 0;
-	}
-	return -1;
-}
-
-int net_ifname_check(const char *name, const char *what,
-		     struct husk_err **err)
-{
-	size_t n = strlen(name);
-
-	if (n == 0 || n >= IFNAMSIZ)
-		return husk_error(err, HUSK_E_INVALID,
-				  "%s: expected 1 to %d bytes", what,
-				  IFNAMSIZ - 1);
-	if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
-		return husk_error(err, HUSK_E_INVALID, "%s: \"%s\" is not a name",
-				  what, name);
-	for (const char *p = name; *p; p++)
-		if (*p == '/' || *p == ':' || isspace((unsigned char)*p) ||
-		    !isprint((unsigned char)*p))
-			return husk_error(err, HUSK_E_INVALID,
-					  "%s: \"%s\" has a character interface names cannot hold",
-					  what, name);
-	return 0;
-}
-
-static unsigned addr_bytes(int family)
-{
-	return family == AF_INET ? 4 : 16;
-}
-
-static int decode_addr_str(const msgpack_object *o, const char *what,
-			   struct net_addr *a, struct husk_err **err)
-{
-	cleanup_free char *s = NULL;
-
-	if (ipc_obj_str(o, what, INET6_ADDRSTRLEN, &s, err) < 0)
-		return -1;
-	if (net_addr_parse(s, a) < 0)
-		return husk_error(err, HUSK_E_INVALID,
-				  "%s: \"%s\" is not an IPv4 or IPv6 address",
-				  what, s);
-	return 0;
-}
-
-/* The value of key in map, or NULL when absent or nil. */
-static const msgpack_object *get(const msgpack_object *map, const char *key)
-{
-	const msgpack_object *v = ipc_map_get(map, key);
-
-	return v && v->type != MSGPACK_OBJECT_NIL ? v : NULL;
-}
-
-static int decode_iface_addr(const msgpack_object *o, const char *what,
-			     struct net_addr *a, struct husk_err **err)
-{
-	char w[96];
-	uint64_t plen;
-
-	if (ipc_obj_map(o, what, 8, err) < 0)
-		return -1;
-	snprintf(w, sizeof(w), "%s.address", what);
-	if (decode_addr_str(ipc_map_get(o, "address"), w, a, err) < 0)
-		return -1;
-	snprintf(w, sizeof(w), "%s.prefix_len", what);
-	if (ipc_obj_uint(ipc_map_get(o, "prefix_len"), w, a->prefix_len,
-			 &plen, err) < 0)
-		return -1;
-	a->prefix_len = (unsigned)plen;
-	return 0;
-}
-
-void net_iface_free(struct net_iface *i)
-{
-	free(i->addrs);
-	i->addrs = NULL;
-	i->naddrs = 0;
-}
-
-int net_iface_decode(const msgpack_object *params, struct net_iface *out,
-		     struct husk_err **err)
-{
-	const msgpack_object *o = ipc_map_get(params, "interface"), *v;
-	cleanup_free char *name = NULL, *mac = NULL;
-	char w[64];
-	uint64_t mtu = 0;
-	int n;
-
-	memset(out, 0, sizeof(*out));
-	out->up = true;
-	if (ipc_obj_map(o, "interface", 16, err) < 0)
-		return -1;
-	if (ipc_obj_str(ipc_map_get(o, "name"), "interface.name", 64, &name,
-			err) < 0 ||
-	    net_ifname_check(name, "interface.name", err) < 0)
-		return -1;
-	snprintf(out->name, sizeof(out->name), "%s", name);
-	if (ipc_obj_str(ipc_map_get(o, "mac"), "interface.mac", 32, &mac,
-			err) < 0)
-		return -1;
-	if (net_mac_parse(mac, out->mac) < 0)
-		return husk_error(err, HUSK_E_INVALID,
-				  "interface.mac: \"%s\" is not a MAC address such as 02:00:00:00:00:01",
-				  mac);
-	if ((v = get(o, "mtu"))) {
-		if (ipc_obj_uint(v, "interface.mtu", 65535, &mtu, err) < 0)
-			return -1;
-		if (mtu != 0 && mtu < 68)
-			return husk_error(err, HUSK_E_INVALID,
-					  "interface.mtu: %u is below 68",
-					  (unsigned)mtu);
-		out->mtu = (uint32_t)mtu;
-	}
-	if ((v = get(o, "up")) && ipc_obj_bool(v, "interface.up", &out->up,
-					       err) < 0)
-		return -1;
-	if (!(v = get(o, "addresses")))
-		return 0;
-	n = ipc_obj_array(v, "interface.addresses", NET_MAX_ADDRS, err);
-	if (n < 0)
-		return -1;
-	out->addrs = husk_xcalloc((size_t)n + 1, sizeof(*out->addrs));
-	for (int i = 0; i < n; i++) {
-		snprintf(w, sizeof(w), "interface.addresses[%d]", i);
-		if (decode_iface_addr(&v->via.array.ptr[i], w, &out->addrs[i],
-				      err) < 0) {
-			net_iface_free(out);
-			return -1;
-		}
-		out->naddrs++;
-	}
-	return 0;
-}
-
-/* "10.0.0.0/8", "fd00::/64", "10.0.0.1" (a host route), "" or
- * "default". */
-static int decode_dest(const msgpack_object *o, const char *what,
-		       struct net_route *r, struct husk_err **err)
-{
-	cleanup_free char *s = NULL;
-	char *slash;
-	long long plen;
-
-	if (ipc_obj_str(o, what, INET6_ADDRSTRLEN + 4, &s, err) < 0)
-		return -1;
-	if (!*s || strcmp(s, "default") == 0) {
-		r->is_default = true;
-		return 0;
-	}
-	slash = strchr(s, '/');
-	if (slash)
-		*slash = '\0';
-	if (net_addr_parse(s, &r->dest) < 0)
-		return husk_error(err, HUSK_E_INVALID,
-				  "%s: \"%s\" is not an address", what, s);
-	if (slash) {
-		if (husk_parse_int(slash + 1, 0, r->dest.prefix_len, &plen) < 0)
-			return husk_error(err, HUSK_E_INVALID,
-					  "%s: bad prefix length \"%s\"", what,
-					  slash + 1);
-		r->dest.prefix_len = (unsigned)plen;
-	}
-	if (r->dest.prefix_len == 0)
-		r->is_default = true;
-	return 0;
-}
-
-static int decode_route(const msgpack_object *o, const char *what,
-			struct net_route *r, struct husk_err **err)
-{
-	cleanup_free char *dev = NULL;
-	const msgpack_object *v;
-	char w[96];
-	uint64_t scope;
-
-	memset(r, 0, sizeof(*r));
-	r->scope = -1;
-	if (ipc_obj_map(o, what, 16, err) < 0)
-		return -1;
-	snprintf(w, sizeof(w), "%s.dest", what);
-	if (decode_dest(ipc_map_get(o, "dest"), w, r, err) < 0)
-		return -1;
-	if ((v = get(o, "gateway")) && !(v->type == MSGPACK_OBJECT_STR &&
-					 v->via.str.size == 0)) {
-		snprintf(w, sizeof(w), "%s.gateway", what);
-		if (decode_addr_str(v, w, &r->gw, err) < 0)
-			return -1;
-		r->has_gw = true;
-	}
-	snprintf(w, sizeof(w), "%s.device", what);
-	if (ipc_obj_str(ipc_map_get(o, "device"), w, 64, &dev, err) < 0 ||
-	    net_ifname_check(dev, w, err) < 0)
-		return -1;
-	snprintf(r->device, sizeof(r->device), "%s", dev);
-	if ((v = get(o, "source")) && !(v->type == MSGPACK_OBJECT_STR &&
-					v->via.str.size == 0)) {
-		snprintf(w, sizeof(w), "%s.source", what);
-		if (decode_addr_str(v, w, &r->src, err) < 0)
-			return -1;
-		r->has_src = true;
-	}
-	if ((v = get(o, "scope"))) {
-		snprintf(w, sizeof(w), "%s.scope", what);
-		if (ipc_obj_uint(v, w, 255, &scope, err) < 0)
-			return -1;
-		r->scope = (int)scope;
-	}
-	/* One family for the whole route. */
-	r->family = r->dest.family ? r->dest.family :
-		    r->has_gw ? r->gw.family :
-		    r->has_src ? r->src.family : AF_INET;
-	if ((r->has_gw && r->gw.family != r->family) ||
-	    (r->has_src && r->src.family != r->family))
-		return husk_error(err, HUSK_E_INVALID,
-				  "%s: dest, gateway and source mix IPv4 and IPv6",
-				  what);
-	if (r->is_default && !r->has_gw && r->scope < 0)
-		log_debug("decode_route: %s: default route without gateway",
-			  what);
-	return 0;
-}
-
-int net_routes_decode(const msgpack_object *params, struct net_route **out,
-		      size_t *nout, struct husk_err **err)
-{
-	const msgpack_object *o = ipc_map_get(params, "routes");
-	struct net_route *v;
-	char w[64];
-	int n;
-
-	n = ipc_obj_array(o, "routes", NET_MAX_ROUTES, err);
-	if (n < 0)
-		return -1;
-	v = husk_xcalloc((size_t)n + 1, sizeof(*v));
-	for (int i = 0; i < n; i++) {
-		snprintf(w, sizeof(w), "routes[%d]", i);
-		if (decode_route(&o->via.array.ptr[i], w, &v[i], err) < 0) {
-			free(v);
-			return -1;
-		}
-	}
-	*out = v;
-	*nout = (size_t)n;
-	return 0;
-}
 
 /* ------------------------------------------------------------------ */
 /* Netlink                                                             */
@@ -391,7 +118,7 @@ static struct nl_sock *nl_open(struct husk_err **err)
 static struct nl_addr *addr_build(const struct net_addr *a)
 {
 	struct nl_addr *n = nl_addr_build(a->family, a->bytes,
-					  addr_bytes(a->family));
+					  net_addr_bytes(a->family));
 
 	if (n)
 		nl_addr_set_prefixlen(n, a->prefix_len);
@@ -404,7 +131,7 @@ static void pack_nladdr(msgpack_packer *pk, struct nl_addr *a, bool prefix)
 	int fam = a ? nl_addr_get_family(a) : 0;
 
 	if (a && (fam == AF_INET || fam == AF_INET6) &&
-	    nl_addr_get_len(a) == addr_bytes(fam) &&
+	    nl_addr_get_len(a) == net_addr_bytes(fam) &&
 	    inet_ntop(fam, nl_addr_get_binary_addr(a), buf, sizeof(buf)) &&
 	    prefix)
 		snprintf(buf + strlen(buf), sizeof(buf) - strlen(buf), "/%u",
@@ -490,13 +217,13 @@ static bool addr_wanted(const struct net_iface *w, struct rtnl_addr *a)
 	struct nl_addr *l = rtnl_addr_get_local(a);
 	int fam = rtnl_addr_get_family(a);
 
-	if (!l || nl_addr_get_len(l) != addr_bytes(fam))
+	if (!l || nl_addr_get_len(l) != net_addr_bytes(fam))
 		return false;
 	for (size_t i = 0; i < w->naddrs; i++)
 		if (w->addrs[i].family == fam &&
 		    (int)w->addrs[i].prefix_len == rtnl_addr_get_prefixlen(a) &&
 		    memcmp(w->addrs[i].bytes, nl_addr_get_binary_addr(l),
-			   addr_bytes(fam)) == 0)
+			   net_addr_bytes(fam)) == 0)
 			return true;
 	return false;
 }
@@ -768,15 +495,14 @@ static void pack_route(msgpack_packer *pk, struct rtnl_route *r,
 /* Handlers                                                            */
 
 /* In host mode these would rewire the host's network. */
-static bool net_refused(struct agent *a, struct ipc_conn *c,
-			struct ipc_msg *m)
+static int net_refused(struct agent *a, struct ipc_msg *m,
+		       struct husk_err **err)
 {
 	if (!a->host_mode || a->net_ok)
-		return false;
-	ipc_reply_error(c, m->msgid, HUSK_E_PERMISSION,
-			"%s: refused in host mode (it would change the host's network; run the agent in its own network namespace with net_ok)",
-			m->method);
-	return true;
+		return 0;
+	return husk_error(err, HUSK_E_PERMISSION,
+			  "%s: refused in host mode (it would change the host's network; run the agent in its own network namespace with net_ok)",
+			  m->method);
 }
 
 /* list_interfaces' result: {interfaces: [...]} */
@@ -825,101 +551,83 @@ static int snapshot(struct nl_sock *sk, struct nl_cache **links,
 	return 0;
 }
 
-void agent_m_update_interface(struct ipc_conn *c, struct ipc_msg *m,
-			      void *arg)
+int agent_m_update_interface(struct ipc_conn *c, struct ipc_msg *m,
+			     void *params, void *arg, struct husk_err **err)
 {
-	cleanup_err struct husk_err *e = NULL;
 	cleanup_sock struct nl_sock *sk = NULL;
 	cleanup_cache struct nl_cache *links = NULL, *addrs = NULL;
 	struct net_iface w;
 	struct rtnl_link *l;
 	msgpack_packer *pk;
-	int idx = 0;
+	int idx = 0, rc;
 
-	if (net_refused(arg, c, m))
-		return;
-	if (net_iface_decode(m->params, &w, &e) < 0) {
-		ipc_reply_err(c, m->msgid, e);
-		return;
-	}
-	if (!(sk = nl_open(&e)) || iface_apply(sk, &w, &idx, &e) < 0 ||
-	    snapshot(sk, &links, &addrs, NULL, &e) < 0) {
-		net_iface_free(&w);
-		ipc_reply_err(c, m->msgid, e);
-		return;
-	}
+	if (net_refused(arg, m, err) < 0 ||
+	    net_iface_decode(m->params, &w, err) < 0)
+		return -1;
+	rc = !(sk = nl_open(err)) || iface_apply(sk, &w, &idx, err) < 0 ||
+	     snapshot(sk, &links, &addrs, NULL, err) < 0 ? -1 : 0;
 	net_iface_free(&w);
+	if (rc < 0)
+		return -1;
 	l = rtnl_link_get(links, idx);
-	if (!l) {
-		ipc_reply_error(c, m->msgid, HUSK_E_NOT_FOUND,
-				"interface: gone while being configured");
-		return;
-	}
+	if (!l)
+		return husk_error(err, HUSK_E_NOT_FOUND,
+				  "interface: gone while being configured");
 	pk = ipc_reply_begin(c, m->msgid);
 	msgpack_pack_map(pk, 1);
 	ipc_pack_key(pk, "interface");
 	pack_iface(pk, l, addrs);
 	rtnl_link_put(l);
 	ipc_reply_send(c);
+	return 0;
 }
 
-void agent_m_list_interfaces(struct ipc_conn *c, struct ipc_msg *m, void *arg)
+int agent_m_list_interfaces(struct ipc_conn *c, struct ipc_msg *m,
+			    void *params, void *arg, struct husk_err **err)
 {
-	cleanup_err struct husk_err *e = NULL;
 	cleanup_sock struct nl_sock *sk = NULL;
 	cleanup_cache struct nl_cache *links = NULL, *addrs = NULL;
 
-	if (net_refused(arg, c, m))
-		return;
-	if (!(sk = nl_open(&e)) || snapshot(sk, &links, &addrs, NULL, &e) < 0) {
-		ipc_reply_err(c, m->msgid, e);
-		return;
-	}
+	if (net_refused(arg, m, err) < 0 || !(sk = nl_open(err)) ||
+	    snapshot(sk, &links, &addrs, NULL, err) < 0)
+		return -1;
 	pack_interfaces(ipc_reply_begin(c, m->msgid), links, addrs);
 	ipc_reply_send(c);
+	return 0;
 }
 
-static void reply_routes(struct ipc_conn *c, struct ipc_msg *m,
-			 struct nl_sock *sk)
+static int reply_routes(struct ipc_conn *c, struct ipc_msg *m,
+			struct nl_sock *sk, struct husk_err **err)
 {
-	cleanup_err struct husk_err *e = NULL;
 	cleanup_cache struct nl_cache *links = NULL, *routes = NULL;
 
-	if (snapshot(sk, &links, NULL, &routes, &e) < 0) {
-		ipc_reply_err(c, m->msgid, e);
-		return;
-	}
+	if (snapshot(sk, &links, NULL, &routes, err) < 0)
+		return -1;
 	pack_routes(ipc_reply_begin(c, m->msgid), routes, links);
 	ipc_reply_send(c);
+	return 0;
 }
 
-void agent_m_update_routes(struct ipc_conn *c, struct ipc_msg *m, void *arg)
+int agent_m_update_routes(struct ipc_conn *c, struct ipc_msg *m,
+			  void *params, void *arg, struct husk_err **err)
 {
-	cleanup_err struct husk_err *e = NULL;
 	cleanup_sock struct nl_sock *sk = NULL;
 	cleanup_free struct net_route *v = NULL;
 	size_t n = 0;
 
-	if (net_refused(arg, c, m))
-		return;
-	if (net_routes_decode(m->params, &v, &n, &e) < 0 ||
-	    !(sk = nl_open(&e)) || routes_apply(sk, v, n, &e) < 0) {
-		ipc_reply_err(c, m->msgid, e);
-		return;
-	}
-	reply_routes(c, m, sk);
+	if (net_refused(arg, m, err) < 0 ||
+	    net_routes_decode(m->params, &v, &n, err) < 0 ||
+	    !(sk = nl_open(err)) || routes_apply(sk, v, n, err) < 0)
+		return -1;
+	return reply_routes(c, m, sk, err);
 }
 
-void agent_m_list_routes(struct ipc_conn *c, struct ipc_msg *m, void *arg)
+int agent_m_list_routes(struct ipc_conn *c, struct ipc_msg *m, void *params,
+			void *arg, struct husk_err **err)
 {
-	cleanup_err struct husk_err *e = NULL;
 	cleanup_sock struct nl_sock *sk = NULL;
 
-	if (net_refused(arg, c, m))
-		return;
-	if (!(sk = nl_open(&e))) {
-		ipc_reply_err(c, m->msgid, e);
-		return;
-	}
-	reply_routes(c, m, sk);
+	if (net_refused(arg, m, err) < 0 || !(sk = nl_open(err)))
+		return -1;
+	return reply_routes(c, m, sk, err);
 }

@@ -49,6 +49,8 @@ int net_mac_parse(const char *s, unsigned char mac[6]);
 /* An IPv4 or IPv6 address (inet_pton); prefix_len set to the full
  * length. */
 int net_addr_parse(const char *s, struct net_addr *a);
+/* Bytes of an address of family (AF_INET: 4, else 16). */
+unsigned net_addr_bytes(int family);
 /* 1..15 bytes, no '/', ':' or white space, not "." or "..". */
 int net_ifname_check(const char *name, const char *what,
 		     struct husk_err **err);

@@ -309,29 +309,21 @@ void proc_free(struct proc *p)
 /* ------------------------------------------------------------------ */
 /* handlers                                                            */
 
-struct proc_params {
-	char *container_id;
-	char *exec_id;
-	uint64_t value;         /* bytes, rows */
-	uint64_t value2;        /* cols */
-	int64_t stream;
-	struct ipc_bin data;
-};
-
-void st_m_wait_process(struct ipc_conn *c, struct ipc_msg *m, void *arg)
+int agent_m_wait_process(struct ipc_conn *c, struct ipc_msg *m, void *params,
+			 void *arg, struct husk_err **err)
 {
-	struct proc *p = ct_lookup_proc(arg, c, m);
+	struct proc *p = ct_lookup_proc(arg, params, err);
 	struct pending *w;
 
 	if (!p)
-		return;
+		return -1;
 	if (proc_done(p)) {
 		msgpack_packer *pk = ipc_reply_begin(c, m->msgid);
 
 		msgpack_pack_map(pk, 1);
 		ipc_pack_kv_int(pk, "status", p->status);
 		ipc_reply_send(c);
-		return;
+		return 0;
 	}
 	w = husk_xcalloc(1, sizeof(*w));
 	w->c = c;
@@ -339,6 +331,7 @@ void st_m_wait_process(struct ipc_conn *c, struct ipc_msg *m, void *arg)
 	ipc_conn_ref(c);
 	w->next = p->waiters;
 	p->waiters = w;
+	return 0;
 }
 
 static void stdin_pump(struct proc *p)
@@ -391,111 +384,96 @@ static void stdin_io_cb(struct ev_loop *loop, ev_io *w, int revents)
 	stdin_pump(w->data);
 }
 
-static const struct ipc_field write_stdin_fields[] = {
-	{ "data", IPC_F_BIN, IPC_REQUIRED, offsetof(struct proc_params, data),
-	  0, AGENT_STDIN_MAX },
-	{ NULL, 0, 0, 0, 0, 0 },
-};
-
-void st_m_write_stdin(struct ipc_conn *c, struct ipc_msg *m, void *arg)
+int agent_m_write_stdin(struct ipc_conn *c, struct ipc_msg *m, void *params,
+			void *arg, struct husk_err **err)
 {
-	struct proc_params pp = { 0 };
-	struct husk_err *err = NULL;
-	struct proc *p = ct_lookup_proc(arg, c, m);
+	const struct ct_params *pp = params;
+	struct proc *p = ct_lookup_proc(arg, pp, err);
 	struct pending *w, **tail;
 
 	if (!p)
-		return;
-	if (ipc_decode(m->params, write_stdin_fields, &pp, &err) < 0) {
-		ipc_reply_err(c, m->msgid, err);
-		husk_err_free(err);
-		return;
-	}
-	if (p->stdin_fd < 0 || p->stdin_closing) {
-		ipc_reply_error(c, m->msgid, HUSK_E_STATE,
-				"%s/%s: stdin is closed", p->ct->id, p->exec_id);
-		return;
-	}
+		return -1;
+	if (p->stdin_fd < 0 || p->stdin_closing)
+		return husk_error(err, HUSK_E_STATE, "%s/%s: stdin is closed",
+				  p->ct->id, p->exec_id);
 	w = husk_xcalloc(1, sizeof(*w));
 	w->c = c;
 	w->msgid = m->msgid;
-	w->len = pp.data.len;
+	w->len = pp->data.len;
 	w->data = husk_xmalloc(w->len ? w->len : 1);
-	memcpy(w->data, pp.data.p, w->len);
+	memcpy(w->data, pp->data.p, w->len);
 	ipc_conn_ref(c);
 	for (tail = &p->writes; *tail; tail = &(*tail)->next)
 		;
 	*tail = w;
 	if (!ev_is_active(&p->stdin_w))
 		stdin_pump(p);
+	return 0;
 }
 
-void st_m_close_stdin(struct ipc_conn *c, struct ipc_msg *m, void *arg)
+int agent_m_close_stdin(struct ipc_conn *c, struct ipc_msg *m, void *params,
+			void *arg, struct husk_err **err)
 {
-	struct proc *p = ct_lookup_proc(arg, c, m);
+	struct proc *p = ct_lookup_proc(arg, params, err);
 
 	if (!p)
-		return;
+		return -1;
 	if (p->stdin_fd >= 0 && !p->stdin_closing) {
 		p->stdin_closing = true;
 		if (!ev_is_active(&p->stdin_w))
 			stdin_pump(p);
 	}
 	ipc_reply_ok(c, m->msgid);
+	return 0;
 }
 
-static const struct ipc_field winsize_fields[] = {
-	{ "rows", IPC_F_UINT64, IPC_REQUIRED,
-	  offsetof(struct proc_params, value), 0, 65535 },
-	{ "cols", IPC_F_UINT64, IPC_REQUIRED,
-	  offsetof(struct proc_params, value2), 0, 65535 },
-	{ NULL, 0, 0, 0, 0, 0 },
-};
-
-void st_m_tty_winresize(struct ipc_conn *c, struct ipc_msg *m, void *arg)
+int agent_m_tty_winresize(struct ipc_conn *c, struct ipc_msg *m,
+			  void *params, void *arg, struct husk_err **err)
 {
-	struct proc_params pp = { 0 };
-	struct husk_err *err = NULL;
-	struct proc *p = ct_lookup_proc(arg, c, m);
+	const struct ct_params *pp = params;
+	struct proc *p = ct_lookup_proc(arg, pp, err);
 	struct winsize ws = { 0 };
 
 	if (!p)
-		return;
-	if (ipc_decode(m->params, winsize_fields, &pp, &err) < 0) {
-		ipc_reply_err(c, m->msgid, err);
-		husk_err_free(err);
-		return;
-	}
-	if (!p->tty || p->out[0].fd < 0) {
-		ipc_reply_error(c, m->msgid, HUSK_E_STATE,
-				"%s/%s: no terminal", p->ct->id, p->exec_id);
-		return;
-	}
-	ws.ws_row = (unsigned short)pp.value;
-	ws.ws_col = (unsigned short)pp.value2;
-	if (ioctl(p->out[0].fd, TIOCSWINSZ, &ws) < 0) {
-		ipc_reply_error(c, m->msgid, HUSK_E_SYSTEM, "TIOCSWINSZ: %s",
-				strerror(errno));
-		return;
-	}
+		return -1;
+	if (!p->tty || p->out[0].fd < 0)
+		return husk_error(err, HUSK_E_STATE, "%s/%s: no terminal",
+				  p->ct->id, p->exec_id);
+	ws.ws_row = (unsigned short)pp->rows;
+	ws.ws_col = (unsigned short)pp->cols;
+	if (ioctl(p->out[0].fd, TIOCSWINSZ, &ws) < 0)
+		return husk_error(err, HUSK_E_SYSTEM, "TIOCSWINSZ: %s",
+				  strerror(errno));
 	ipc_reply_ok(c, m->msgid);
+	return 0;
 }
+
+/* The flow-control ack (a notification): its row has no params table,
+ * because a bad one is the host breaking the protocol, which drops the
+ * connection. */
+struct ack_params {
+	char *container_id;
+	char *exec_id;
+	int64_t stream;
+	uint64_t bytes;
+};
 
 static const struct ipc_field ack_fields[] = {
 	{ "container_id", IPC_F_STR, IPC_REQUIRED,
-	  offsetof(struct proc_params, container_id), 0, HUSK_ID_MAX },
+	  offsetof(struct ack_params, container_id), 0, HUSK_ID_MAX },
 	{ "exec_id", IPC_F_STR, IPC_REQUIRED,
-	  offsetof(struct proc_params, exec_id), 0, HUSK_ID_MAX },
+	  offsetof(struct ack_params, exec_id), 0, HUSK_ID_MAX },
 	{ "stream", IPC_F_INT64, IPC_REQUIRED,
-	  offsetof(struct proc_params, stream), 1, 2 },
+	  offsetof(struct ack_params, stream), 1, 2 },
 	{ "bytes", IPC_F_UINT64, IPC_REQUIRED,
-	  offsetof(struct proc_params, value), 0, UINT32_MAX },
+	  offsetof(struct ack_params, bytes), 0, UINT32_MAX },
 	{ NULL, 0, 0, 0, 0, 0 },
 };
 
-void st_m_output_ack(struct ipc_conn *c, struct ipc_msg *m, void *arg)
+int agent_m_output_ack(struct ipc_conn *c, struct ipc_msg *m, void *params,
+		       void *arg, struct husk_err **errp)
 {
-	struct proc_params pp = { 0 };
+	struct ack_params pp = { 0 };
 	struct husk_err *err = NULL;
 	struct container *ct;
 	struct proc *p;
@@ -505,27 +483,28 @@ void st_m_output_ack(struct ipc_conn *c, struct ipc_msg *m, void *arg)
 		log_warnx("%s: %s", __func__, err->msg);
 		husk_err_free(err);
 		ipc_conn_close(c, NULL);
-		return;
+		return 0;
 	}
 	ct = ct_find(arg, pp.container_id);
 	p = ct ? ct_proc(ct, pp.exec_id) : NULL;
 	/* An ack for a process already removed is a harmless race. */
 	if (p && c == agent_conn(arg)) {
 		s = &p->out[pp.stream - 1];
-		if (pp.value > s->inflight) {
+		if (pp.bytes > s->inflight) {
 			struct husk_err *e = NULL;
 
 			husk_error(&e, HUSK_E_PROTOCOL,
 				   "output_ack of %llu bytes beyond the %llu sent",
-				   (unsigned long long)pp.value,
+				   (unsigned long long)pp.bytes,
 				   (unsigned long long)s->inflight);
 			log_warnx("%s: %s", __func__, e->msg);
 			ipc_conn_close(c, e);
 			husk_err_free(e);
 		} else {
-			s->inflight -= pp.value;
+			s->inflight -= pp.bytes;
 			stream_update(s);
 		}
 	}
 	ipc_decode_free(ack_fields, &pp);
+	return 0;
 }

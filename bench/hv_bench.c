@@ -23,6 +23,8 @@
 
 #include "hypervisor-drv/qemu.c"
 #include "libipc/ipc.h"
+#include "libipc/proto_agent.h"
+#include "libipc/proto_hv.h"
 
 static char build[PATH_MAX], guest[PATH_MAX + 8], initrd[PATH_MAX + 32], tmp[64];
 static bool agent;
@@ -46,7 +48,7 @@ static int wait_guest(const char *sock)
 		if (ipc_client_connect(&cl, sock, "husk-ipc", NULL, 60000,
 				       &e) < 0)
 			goto fail;
-		msgpack_pack_map(ipc_client_begin(&cl, "ping"), 0);
+		msgpack_pack_map(ipc_client_begin(&cl, AGENT_M_PING), 0);
 		rc = ipc_client_call(&cl, 60000, NULL, 0, &resp, &e);
 		if (rc == 0)
 			ipc_msg_free(&resp);
@@ -186,7 +188,7 @@ static double driver(int machine, long *pss)
 	unlink(params);
 	t0 = now();
 	{
-		msgpack_packer *pk = ipc_client_begin(&cl, "start");
+		msgpack_packer *pk = ipc_client_begin(&cl, HV_M_START);
 		char *k = husk_xasprintf("%s/vmlinux", guest);
 
 		msgpack_pack_map(pk, 5);
@@ -268,7 +270,7 @@ static int memory_cycle(int runs, double *plug, double *unplug)
 	if (ipc_client_connect(&cl, sock, "hv_bench", NULL, 5000, &e) < 0)
 		goto out;
 	{
-		msgpack_packer *pk = ipc_client_begin(&cl, "start");
+		msgpack_packer *pk = ipc_client_begin(&cl, HV_M_START);
 		char *k = husk_xasprintf("%s/vmlinux", guest);
 
 		msgpack_pack_map(pk, 6);

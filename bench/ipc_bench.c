@@ -83,7 +83,8 @@ static double lat_pct(struct lat *l, double p)
 
 static uint64_t stream_bytes;
 
-static void h_echo(struct ipc_conn *c, struct ipc_msg *m, void *arg)
+static int h_echo(struct ipc_conn *c, struct ipc_msg *m,
+		  void *params, void *arg, struct husk_err **err)
 {
 	const msgpack_object *d = ipc_map_get(m->params, "data");
 	msgpack_packer *pk = ipc_reply_begin(c, m->msgid);
@@ -92,17 +93,21 @@ static void h_echo(struct ipc_conn *c, struct ipc_msg *m, void *arg)
 	ipc_pack_kv_bin(pk, "data", d ? d->via.bin.ptr : "",
 			d && d->type == MSGPACK_OBJECT_BIN ? d->via.bin.size : 0);
 	ipc_reply_send(c);
+	return 0;
 }
 
-static void h_chunk(struct ipc_conn *c, struct ipc_msg *m, void *arg)
+static int h_chunk(struct ipc_conn *c, struct ipc_msg *m,
+		   void *params, void *arg, struct husk_err **err)
 {
 	const msgpack_object *d = ipc_map_get(m->params, "data");
 
 	if (d && d->type == MSGPACK_OBJECT_BIN)
 		stream_bytes += d->via.bin.size;
+	return 0;
 }
 
-static void h_done(struct ipc_conn *c, struct ipc_msg *m, void *arg)
+static int h_done(struct ipc_conn *c, struct ipc_msg *m,
+		  void *params, void *arg, struct husk_err **err)
 {
 	msgpack_packer *pk = ipc_reply_begin(c, m->msgid);
 
@@ -110,13 +115,14 @@ static void h_done(struct ipc_conn *c, struct ipc_msg *m, void *arg)
 	ipc_pack_kv_uint(pk, "bytes", stream_bytes);
 	ipc_reply_send(c);
 	stream_bytes = 0;
+	return 0;
 }
 
 static const struct ipc_method methods[] = {
-	{ "echo", IPC_M_REQUEST, h_echo },
-	{ "chunk", IPC_M_NOTIFY, h_chunk },
-	{ "done", IPC_M_REQUEST, h_done },
-	{ NULL, 0, NULL },
+	IPC_METHOD("echo", IPC_M_REQUEST, h_echo),
+	IPC_METHOD("chunk", IPC_M_NOTIFY, h_chunk),
+	IPC_METHOD("done", IPC_M_REQUEST, h_done),
+	IPC_METHOD_END,
 };
 
 static pid_t start_server(const char *path)

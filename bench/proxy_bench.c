@@ -12,6 +12,7 @@
 
 #include "libhusk/util.h"
 #include "libipc/ipc.h"
+#include "libipc/proto_agent.h"
 
 static int cmp_u64(const void *a, const void *b)
 {
@@ -40,7 +41,7 @@ int main(int argc, char **argv)
 	t = calloc(n, sizeof(*t));
 	for (long long i = 0; i < n; i++) {
 		uint64_t t0 = husk_now_ns();
-		msgpack_packer *pk = ipc_client_begin(&cl, "ping");
+		msgpack_packer *pk = ipc_client_begin(&cl, AGENT_M_PING);
 
 		msgpack_pack_map(pk, 0);
 		if (ipc_client_call(&cl, 5000, NULL, 0, &resp, &err) < 0) {

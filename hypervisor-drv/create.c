@@ -24,21 +24,14 @@
 #include "libhusk/util.h"
 #include "libipc/ipc.h"
 
+#include "methods.h"
 #include "state.h"
 
 /* ------------------------------------------------------------------ */
 /* create                                                              */
 
-struct create_params {
-	char *kernel, *initrd, *kernel_params, *machine, *accel;
-	char *shared_dir, *agent_socket, *console_log;
-	uint32_t vcpus, max_vcpus, memory_mb, max_memory_mb, memory_slots;
-	uint32_t pci_ports, console_log_max_kb;
-	const msgpack_object *nets;
-};
-
 #define CP(f) offsetof(struct create_params, f)
-static const struct ipc_field create_fields[] = {
+const struct ipc_field hv_create_fields[] = {
 	{ "kernel", IPC_F_STR, IPC_REQUIRED, CP(kernel), 0, 4096 },
 	{ "initrd", IPC_F_STR, IPC_NULLABLE, CP(initrd), 0, 4096 },
 	{ "kernel_params", IPC_F_STR, IPC_NULLABLE, CP(kernel_params), 0, 2048 },
@@ -57,6 +50,11 @@ static const struct ipc_field create_fields[] = {
 	{ "pci_ports", IPC_F_UINT32, 0, CP(pci_ports), 0, HV_MAX_PORTS },
 	{ "nets", IPC_F_ARRAY, IPC_NULLABLE, CP(nets), 0, HV_MAX_NETS },
 	{ NULL },
+};
+
+const struct create_params hv_create_defaults = {
+	.vcpus = 1, .memory_mb = 256, .pci_ports = 4,
+	.console_log_max_kb = HV_CONSOLE_MAX_KB,
 };
 
 int valid_dev_id(const char *id, const char *what,
@@ -318,24 +316,16 @@ static int config_from_params(struct create_params *p, struct ipc_msg *m,
 	return 0;
 }
 
-static int do_create(struct ipc_msg *m, struct husk_err **err)
+static int do_create(struct create_params *p, struct ipc_msg *m,
+		     struct husk_err **err)
 {
-	struct create_params p = {
-		.vcpus = 1, .memory_mb = 256, .pci_ports = 4,
-		.console_log_max_kb = HV_CONSOLE_MAX_KB,
-	};
 	struct hv_config c = { 0 };
-	int rc;
 
 	if (hv.state != HV_ST_NEW)
 		return husk_error(err, HUSK_E_STATE, "create: the VM is %s%s%s",
 				  state_names[hv.state],
 				  hv.exit_reason[0] ? ": " : "", hv.exit_reason);
-	if (ipc_decode(m->params, create_fields, &p, err) < 0)
-		return -1;
-	rc = config_from_params(&p, m, &c, err);
-	ipc_decode_free(create_fields, &p);
-	if (rc < 0) {
+	if (config_from_params(p, m, &c, err) < 0) {
 		hv_config_free(&c);
 		return -1;
 	}
@@ -369,40 +359,42 @@ static void reply_created(struct ipc_conn *c, uint32_t msgid)
 	ipc_reply_send(c);
 }
 
-void hv_dispatch_create(struct ipc_conn *c, struct ipc_msg *m, void *a)
+int hv_m_create(struct ipc_conn *c, struct ipc_msg *m, void *params,
+		void *arg, struct husk_err **err)
 {
-	struct husk_err *e = NULL;
-
-	if (do_create(m, &e) < 0) {
-		ipc_reply_err(c, m->msgid, e);
-		husk_err_free(e);
-		return;
-	}
+	if (do_create(params, m, err) < 0)
+		return -1;
 	reply_created(c, m->msgid);
+	return 0;
 }
 
-/* start: with create's params when nothing was created yet. */
-void hv_dispatch_start(struct ipc_conn *c, struct ipc_msg *m, void *a)
+/*
+ * start: with create's params when nothing was created yet.  Its row
+ * has no params table: they are decoded only then (a start of a
+ * created VM takes none).
+ */
+int hv_m_start(struct ipc_conn *c, struct ipc_msg *m, void *params,
+	       void *arg, struct husk_err **err)
 {
-	struct husk_err *e = NULL;
+	if (hv.state == HV_ST_NEW && m->params->via.map.size > 0) {
+		struct create_params p = hv_create_defaults;
+		int rc;
 
-	if (hv.state == HV_ST_NEW && m->params->via.map.size > 0 &&
-	    do_create(m, &e) < 0)
-		goto fail;
-	if (hv.state != HV_ST_CREATED) {
-		husk_error(&e, HUSK_E_STATE, "start: the VM is %s%s",
-			   state_names[hv.state], hv.state == HV_ST_NEW ?
-			   " (create it first)" : "");
-		goto fail;
+		if (ipc_decode(m->params, hv_create_fields, &p, err) < 0)
+			return -1;
+		rc = do_create(&p, m, err);
+		ipc_decode_free(hv_create_fields, &p);
+		if (rc < 0)
+			return -1;
 	}
-	if (start_vm(&e) < 0) {
-		/* Nothing ran; the config stays for another try. */
-		goto fail;
-	}
+	if (hv.state != HV_ST_CREATED)
+		return husk_error(err, HUSK_E_STATE, "start: the VM is %s%s",
+				  state_names[hv.state],
+				  hv.state == HV_ST_NEW ?
+				  " (create it first)" : "");
+	/* Failing, nothing ran; the config stays for another try. */
+	if (start_vm(err) < 0)
+		return -1;
 	hv.start_op = op_new(c, m);
-	return;
-fail:
-	ipc_reply_err(c, m->msgid, e);
-	husk_err_free(e);
+	return 0;
 }
-

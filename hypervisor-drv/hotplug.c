@@ -25,6 +25,7 @@
 #include "libhusk/util.h"
 #include "libipc/ipc.h"
 
+#include "methods.h"
 #include "state.h"
 
 /* ------------------------------------------------------------------ */
@@ -60,22 +61,12 @@ static int hotplug_ready(const char *method, struct husk_err **err)
 	return 0;
 }
 
-static void reply_fail(struct ipc_conn *c, struct ipc_msg *m,
-		       struct husk_err *e)
-{
-	ipc_reply_err(c, m->msgid, e);
-	husk_err_free(e);
-}
-
-struct count_params {
-	uint32_t count;
-};
-
-static const struct ipc_field count_fields[] = {
+const struct ipc_field hv_count_fields[] = {
 	{ "count", IPC_F_UINT32, 0, offsetof(struct count_params, count), 0,
 	  HV_MAX_VCPUS },
 	{ NULL },
 };
+const struct count_params hv_count_defaults = { .count = 1 };
 
 static void reply_vcpus(struct op *op)
 {
@@ -172,25 +163,23 @@ static void cpus_listed(struct qmp *q, json_t *ret, const struct husk_err *e,
 	cpu_next(op);
 }
 
-void hv_dispatch_hotplug_vcpu(struct ipc_conn *c, struct ipc_msg *m,
-				     void *a)
+int hv_m_hotplug_vcpu(struct ipc_conn *c, struct ipc_msg *m, void *params,
+		      void *arg, struct husk_err **err)
 {
-	struct count_params p = { .count = 1 };
-	struct husk_err *e = NULL;
+	const struct count_params *p = params;
 	struct op *op;
 
-	if (ipc_decode(m->params, count_fields, &p, &e) < 0 ||
-	    hotplug_ready("hotplug_vcpu", &e) < 0)
-		return reply_fail(c, m, e);
-	if (p.count == 0 || hv.vcpus + p.count > hv.cfg.max_vcpus) {
-		husk_error(&e, HUSK_E_INVALID, "params.count: %u more vCPUs "
-			   "would make %u, max_vcpus is %u", p.count,
-			   hv.vcpus + p.count, hv.cfg.max_vcpus);
-		return reply_fail(c, m, e);
-	}
+	if (hotplug_ready("hotplug_vcpu", err) < 0)
+		return -1;
+	if (p->count == 0 || hv.vcpus + p->count > hv.cfg.max_vcpus)
+		return husk_error(err, HUSK_E_INVALID, "params.count: %u more "
+				  "vCPUs would make %u, max_vcpus is %u",
+				  p->count, hv.vcpus + p->count,
+				  hv.cfg.max_vcpus);
 	op = op_new(c, m);
-	op->want = p.count;
+	op->want = p->count;
 	call(op, "query-hotpluggable-cpus", NULL, -1, cpus_listed);
+	return 0;
 }
 
 static void unplug_cpu_next(struct op *op);
@@ -312,50 +301,42 @@ static void unplug_cpu_next(struct op *op)
 		    "left to remove");
 }
 
-void hv_dispatch_unplug_vcpu(struct ipc_conn *c, struct ipc_msg *m,
-				    void *a)
+int hv_m_unplug_vcpu(struct ipc_conn *c, struct ipc_msg *m, void *params,
+		     void *arg, struct husk_err **err)
 {
-	struct count_params p = { .count = 1 };
-	struct husk_err *e = NULL;
+	const struct count_params *p = params;
 	struct op *op;
 	uint32_t n = 0;
 
-	if (ipc_decode(m->params, count_fields, &p, &e) < 0 ||
-	    hotplug_ready("unplug_vcpu", &e) < 0)
-		return reply_fail(c, m, e);
+	if (hotplug_ready("unplug_vcpu", err) < 0)
+		return -1;
 	/* Seen here with QEMU 7.2: the eject of a TCG vCPU succeeds, but
 	 * its address space stays registered, and the next change to the
 	 * memory map (any device_add, a pc-dimm or a vCPU) frees it again
 	 * and QEMU aborts ("double free or corruption"), taking the
 	 * sandbox with it.  Later QEMUs destroy a removed vCPU's address
 	 * spaces. */
-	if (hv.cfg.accel != HV_ACCEL_KVM) {
-		ipc_reply_error(c, m->msgid, HUSK_E_NOT_IMPLEMENTED,
-				"unplug_vcpu: not under TCG (QEMU 7.2 keeps a "
-				"removed TCG vCPU's address space and aborts at "
-				"the next device_add)");
-		return;
-	}
+	if (hv.cfg.accel != HV_ACCEL_KVM)
+		return husk_error(err, HUSK_E_NOT_IMPLEMENTED,
+				  "unplug_vcpu: not under TCG (QEMU 7.2 keeps a "
+				  "removed TCG vCPU's address space and aborts "
+				  "at the next device_add)");
 	for (int i = 0; i < HV_MAX_DEVICES; i++)
 		n += hv.dev[i].used && hv.dev[i].kind == HV_DEV_CPU &&
 		     !hv.dev[i].removing;
-	if (p.count == 0 || p.count > n) {
-		husk_error(&e, HUSK_E_INVALID, "params.count: %u, but %u "
-			   "hot-plugged vCPUs can be removed", p.count, n);
-		return reply_fail(c, m, e);
-	}
+	if (p->count == 0 || p->count > n)
+		return husk_error(err, HUSK_E_INVALID, "params.count: %u, but "
+				  "%u hot-plugged vCPUs can be removed",
+				  p->count, n);
 	op = op_new(c, m);
-	op->want = p.count;
+	op->want = p->count;
 	unplug_cpu_next(op);
+	return 0;
 }
 
 /* Memory: a backend object, then a pc-dimm on it. */
 
-struct mem_params {
-	uint32_t size_mb;
-};
-
-static const struct ipc_field mem_fields[] = {
+const struct ipc_field hv_mem_fields[] = {
 	{ "size_mb", IPC_F_UINT32, IPC_REQUIRED,
 	  offsetof(struct mem_params, size_mb), 0, 1u << 22 },
 	{ NULL },
@@ -394,38 +375,34 @@ static void membackend_added(struct qmp *q, json_t *ret,
 	     -1, dimm_added);
 }
 
-void hv_dispatch_hotplug_memory(struct ipc_conn *c, struct ipc_msg *m,
-				       void *a)
+int hv_m_hotplug_memory(struct ipc_conn *c, struct ipc_msg *m, void *params,
+			void *arg, struct husk_err **err)
 {
-	struct mem_params p = { 0 };
-	struct husk_err *e = NULL;
+	const struct mem_params *p = params;
 	char id[16], name[32];
 	struct op *op;
 	int dev;
 
-	if (ipc_decode(m->params, mem_fields, &p, &e) < 0 ||
-	    hotplug_ready("hotplug_memory", &e) < 0)
-		return reply_fail(c, m, e);
-	if (p.size_mb == 0 || p.size_mb % HV_MEM_BLOCK_MB)
-		husk_error(&e, HUSK_E_INVALID, "params.size_mb: %u is not a "
-			   "positive multiple of %u", p.size_mb,
-			   HV_MEM_BLOCK_MB);
-	else if (hv.memory_mb + p.size_mb > hv.cfg.max_memory_mb)
-		husk_error(&e, HUSK_E_INVALID, "params.size_mb: %u more MiB "
-			   "would make %u, max_memory_mb is %u", p.size_mb,
-			   hv.memory_mb + p.size_mb, hv.cfg.max_memory_mb);
-	else if (hv.dimms >= hv.cfg.memory_slots)
-		husk_error(&e, HUSK_E_INVALID, "params.size_mb: all %u memory "
-			   "slots are used", hv.cfg.memory_slots);
-	if (e)
-		return reply_fail(c, m, e);
+	if (hotplug_ready("hotplug_memory", err) < 0)
+		return -1;
+	if (p->size_mb == 0 || p->size_mb % HV_MEM_BLOCK_MB)
+		return husk_error(err, HUSK_E_INVALID, "params.size_mb: %u "
+				  "is not a positive multiple of %u",
+				  p->size_mb, HV_MEM_BLOCK_MB);
+	if (hv.memory_mb + p->size_mb > hv.cfg.max_memory_mb)
+		return husk_error(err, HUSK_E_INVALID, "params.size_mb: %u "
+				  "more MiB would make %u, max_memory_mb is %u",
+				  p->size_mb, hv.memory_mb + p->size_mb,
+				  hv.cfg.max_memory_mb);
+	if (hv.dimms >= hv.cfg.memory_slots)
+		return husk_error(err, HUSK_E_INVALID, "params.size_mb: all "
+				  "%u memory slots are used",
+				  hv.cfg.memory_slots);
 	snprintf(id, sizeof(id), "dimm%u", hv.next_dev++);
 	dev = dev_new(HV_DEV_MEM, id);
-	if (dev < 0) {
-		ipc_reply_error(c, m->msgid, HUSK_E_TOO_LARGE, "too many devices");
-		return;
-	}
-	hv.dev[dev].size_mb = p.size_mb;
+	if (dev < 0)
+		return husk_error(err, HUSK_E_TOO_LARGE, "too many devices");
+	hv.dev[dev].size_mb = p->size_mb;
 	op = op_new(c, m);
 	op->dev = dev;
 	snprintf(name, sizeof(name), "mem-%s", id);
@@ -433,37 +410,31 @@ void hv_dispatch_hotplug_memory(struct ipc_conn *c, struct ipc_msg *m,
 	call(op, "object-add",
 	     json_pack("{s:s, s:s, s:I, s:b}", "qom-type", hv.cfg.shared_dir ?
 		       "memory-backend-memfd" : "memory-backend-ram",
-		       "id", name, "size", (json_int_t)p.size_mb << 20,
+		       "id", name, "size", (json_int_t)p->size_mb << 20,
 		       "share", hv.cfg.shared_dir != NULL),
 	     -1, membackend_added);
+	return 0;
 }
 
 /* Block and net devices: a backend, then a virtio device on a spare
  * pcie-root-port; a failed device_add takes the backend away again. */
 
-struct dev_params {
-	char *id, *path, *mac;
-	bool readonly;
-	uint32_t mtu;
-	uint32_t timeout_ms;    /* unplug: for the guest to let go */
-};
-
 #define DP(f) offsetof(struct dev_params, f)
-static const struct ipc_field block_fields[] = {
+const struct ipc_field hv_block_fields[] = {
 	{ "id", IPC_F_STR, IPC_REQUIRED, DP(id), 0, HV_DEV_ID_MAX },
 	{ "path", IPC_F_STR, IPC_REQUIRED, DP(path), 0, 4096 },
 	{ "readonly", IPC_F_BOOL, 0, DP(readonly) },
 	{ NULL },
 };
 
-static const struct ipc_field net_hp_fields[] = {
+const struct ipc_field hv_net_hp_fields[] = {
 	{ "id", IPC_F_STR, IPC_REQUIRED, DP(id), 0, HV_DEV_ID_MAX },
 	{ "mac", IPC_F_STR, IPC_REQUIRED, DP(mac), 0, 17 },
 	{ "mtu", IPC_F_UINT32, 0, DP(mtu), 0, 65535 },
 	{ NULL },
 };
 
-static const struct ipc_field id_fields[] = {
+const struct ipc_field hv_id_fields[] = {
 	{ "id", IPC_F_STR, IPC_REQUIRED, DP(id), 0, HV_DEV_ID_MAX },
 	{ "timeout_ms", IPC_F_UINT32, 0, DP(timeout_ms), 0, 600000 },
 	{ NULL },
@@ -602,105 +573,92 @@ static void fd_added(struct qmp *q, json_t *ret, const struct husk_err *e,
  * host paths) and hands it over with add-fd; its access mode is the
  * one QEMU asks the fd set for.
  */
-void hv_dispatch_hotplug_block(struct ipc_conn *c, struct ipc_msg *m,
-				      void *a)
+int hv_m_hotplug_block(struct ipc_conn *c, struct ipc_msg *m, void *params,
+		       void *arg, struct husk_err **err)
 {
-	struct dev_params p = { 0 };
-	struct husk_err *e = NULL;
+	struct dev_params *p = params;
 	cleanup_close int fd = -1;
 	struct stat st;
 	struct op *op;
 	int dev;
 
-	if (ipc_decode(m->params, block_fields, &p, &e) < 0)
-		return reply_fail(c, m, e);
-	if (p.path[0] != '/')
-		husk_error(&e, HUSK_E_INVALID, "params.path: %s is not an "
-			   "absolute path", p.path);
-	else if ((fd = open(p.path, (p.readonly ? O_RDONLY : O_RDWR) |
-			    O_NOCTTY | O_CLOEXEC)) < 0)
-		husk_error(&e, HUSK_E_INVALID, "params.path: open %s: %s",
-			   p.path, strerror(errno));
-	else if (fstat(fd, &st) < 0 ||
-		 !(S_ISREG(st.st_mode) || S_ISBLK(st.st_mode)))
-		husk_error(&e, HUSK_E_INVALID, "params.path: %s is not a "
-			   "file or block device", p.path);
-	dev = e ? -1 : hotplug_dev_prepare("hotplug_block", HV_DEV_BLOCK,
-					   p.id, &e);
-	if (dev < 0) {
-		ipc_decode_free(block_fields, &p);
-		return reply_fail(c, m, e);
-	}
-	hv.dev[dev].path = husk_steal_ptr(p.path);
+	if (p->path[0] != '/')
+		return husk_error(err, HUSK_E_INVALID, "params.path: %s is not "
+				  "an absolute path", p->path);
+	fd = open(p->path, (p->readonly ? O_RDONLY : O_RDWR) | O_NOCTTY |
+		  O_CLOEXEC);
+	if (fd < 0)
+		return husk_error(err, HUSK_E_INVALID, "params.path: open %s: "
+				  "%s", p->path, strerror(errno));
+	if (fstat(fd, &st) < 0 ||
+	    !(S_ISREG(st.st_mode) || S_ISBLK(st.st_mode)))
+		return husk_error(err, HUSK_E_INVALID, "params.path: %s is not "
+				  "a file or block device", p->path);
+	dev = hotplug_dev_prepare("hotplug_block", HV_DEV_BLOCK, p->id, err);
+	if (dev < 0)
+		return -1;
+	hv.dev[dev].path = husk_steal_ptr(p->path);
 	op = op_new(c, m);
 	op->dev = dev;
-	op->readonly = p.readonly;
+	op->readonly = p->readonly;
 	op->blkdev = S_ISBLK(st.st_mode);
 	op->fd = husk_steal_fd(fd);
 	call(op, "add-fd", json_pack("{s:i}", "fdset-id", ++hv.next_fdset),
 	     op->fd, fd_added);
-	ipc_decode_free(block_fields, &p);
+	return 0;
 }
 
-void hv_dispatch_hotplug_net(struct ipc_conn *c, struct ipc_msg *m,
-				    void *a)
+int hv_m_hotplug_net(struct ipc_conn *c, struct ipc_msg *m, void *params,
+		     void *arg, struct husk_err **err)
 {
-	struct dev_params p = { 0 };
-	struct husk_err *e = NULL;
+	const struct dev_params *p = params;
 	char fdname[HV_DEV_ID_MAX + 16];
-	struct op *op;
-	int dev = -1;
-
-	if (ipc_decode(m->params, net_hp_fields, &p, &e) < 0)
-		return reply_fail(c, m, e);
-	if (m->nfds != 1)
-		husk_error(&e, HUSK_E_INVALID, "hotplug_net: one tap descriptor "
-			   "must come with the request (%d did)", m->nfds);
-	else if (valid_mac(p.mac, "params.mac", &e) == 0)
-		dev = hotplug_dev_prepare("hotplug_net", HV_DEV_NET, p.id, &e);
-	if (dev < 0) {
-		ipc_decode_free(net_hp_fields, &p);
-		return reply_fail(c, m, e);
-	}
-	snprintf(hv.dev[dev].mac, sizeof(hv.dev[dev].mac), "%s", p.mac);
-	hv.dev[dev].size_mb = p.mtu;
-	op = op_new(c, m);
-	op->dev = dev;
-	op->fd = ipc_msg_take_fd(m, 0);
-	snprintf(fdname, sizeof(fdname), "fd-%s", p.id);
-	/* getfd takes the tap over QMP's socket (SCM_RIGHTS). */
-	call(op, "getfd", json_pack("{s:s}", "fdname", fdname), op->fd,
-	     fd_given);
-	ipc_decode_free(net_hp_fields, &p);
-}
-
-static void unplug_dev(struct ipc_conn *c, struct ipc_msg *m,
-		       const char *method, int kind)
-{
-	struct dev_params p = { 0 };
-	struct husk_err *e = NULL;
 	struct op *op;
 	int dev;
 
-	if (ipc_decode(m->params, id_fields, &p, &e) < 0 ||
-	    hotplug_ready(method, &e) < 0)
-		return reply_fail(c, m, e);
-	dev = dev_find(p.id);
-	if (dev < 0 || hv.dev[dev].kind != kind)
-		husk_error(&e, HUSK_E_NOT_FOUND, "params.id: no %s device '%s'",
-			   kind_name(kind), p.id);
-	else if (hv.dev[dev].removing)
-		husk_error(&e, HUSK_E_STATE, "params.id: '%s' is being removed",
-			   p.id);
-	else if (p.timeout_ms && p.timeout_ms < 100)
-		husk_error(&e, HUSK_E_INVALID, "params.timeout_ms: %u is below "
-			   "100", p.timeout_ms);
-	ipc_decode_free(id_fields, &p);
-	if (e)
-		return reply_fail(c, m, e);
+	if (m->nfds != 1)
+		return husk_error(err, HUSK_E_INVALID, "hotplug_net: one tap "
+				  "descriptor must come with the request (%d "
+				  "did)", m->nfds);
+	if (valid_mac(p->mac, "params.mac", err) < 0)
+		return -1;
+	dev = hotplug_dev_prepare("hotplug_net", HV_DEV_NET, p->id, err);
+	if (dev < 0)
+		return -1;
+	snprintf(hv.dev[dev].mac, sizeof(hv.dev[dev].mac), "%s", p->mac);
+	hv.dev[dev].size_mb = p->mtu;
 	op = op_new(c, m);
-	if (p.timeout_ms)
-		op->timeout = p.timeout_ms / 1000.;
+	op->dev = dev;
+	op->fd = ipc_msg_take_fd(m, 0);
+	snprintf(fdname, sizeof(fdname), "fd-%s", p->id);
+	/* getfd takes the tap over QMP's socket (SCM_RIGHTS). */
+	call(op, "getfd", json_pack("{s:s}", "fdname", fdname), op->fd,
+	     fd_given);
+	return 0;
+}
+
+static int unplug_dev(struct ipc_conn *c, struct ipc_msg *m,
+		      const struct dev_params *p, const char *method,
+		      int kind, struct husk_err **err)
+{
+	struct op *op;
+	int dev;
+
+	if (hotplug_ready(method, err) < 0)
+		return -1;
+	dev = dev_find(p->id);
+	if (dev < 0 || hv.dev[dev].kind != kind)
+		return husk_error(err, HUSK_E_NOT_FOUND, "params.id: no %s "
+				  "device '%s'", kind_name(kind), p->id);
+	if (hv.dev[dev].removing)
+		return husk_error(err, HUSK_E_STATE, "params.id: '%s' is being "
+				  "removed", p->id);
+	if (p->timeout_ms && p->timeout_ms < 100)
+		return husk_error(err, HUSK_E_INVALID, "params.timeout_ms: %u "
+				  "is below 100", p->timeout_ms);
+	op = op_new(c, m);
+	if (p->timeout_ms)
+		op->timeout = p->timeout_ms / 1000.;
 	if (kind == HV_DEV_MEM && !hv.dev[dev].taken) {
 		hv.dev[dev].removing = true;
 		op->dev = dev;
@@ -710,30 +668,31 @@ static void unplug_dev(struct ipc_conn *c, struct ipc_msg *m,
 		ev_timer_start(hv.loop, &op->timer);
 		op->next = hv.untaken;
 		hv.untaken = op;
-		return;
+		return 0;
 	}
 	unplug_start(op, dev);
+	return 0;
 }
 
-void hv_dispatch_unplug_memory(struct ipc_conn *c, struct ipc_msg *m,
-				      void *a)
+int hv_m_unplug_memory(struct ipc_conn *c, struct ipc_msg *m, void *params,
+		       void *arg, struct husk_err **err)
 {
 	/* The guest gives the DIMM up only if it can offline every block
 	 * of it: hot-plugged memory is onlined movable for that
 	 * (memhp_default_state in the kernel command line). */
-	unplug_dev(c, m, "unplug_memory", HV_DEV_MEM);
+	return unplug_dev(c, m, params, "unplug_memory", HV_DEV_MEM, err);
 }
 
-void hv_dispatch_unplug_block(struct ipc_conn *c, struct ipc_msg *m,
-				     void *a)
+int hv_m_unplug_block(struct ipc_conn *c, struct ipc_msg *m, void *params,
+		      void *arg, struct husk_err **err)
 {
-	unplug_dev(c, m, "unplug_block", HV_DEV_BLOCK);
+	return unplug_dev(c, m, params, "unplug_block", HV_DEV_BLOCK, err);
 }
 
-void hv_dispatch_unplug_net(struct ipc_conn *c, struct ipc_msg *m,
-				   void *a)
+int hv_m_unplug_net(struct ipc_conn *c, struct ipc_msg *m, void *params,
+		    void *arg, struct husk_err **err)
 {
-	unplug_dev(c, m, "unplug_net", HV_DEV_NET);
+	return unplug_dev(c, m, params, "unplug_net", HV_DEV_NET, err);
 }
 
 /* For net.c: the same chains without an RPC request behind them;

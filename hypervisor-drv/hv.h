@@ -28,7 +28,7 @@
 
 #include "libhusk/err.h"
 
-#define HV_COMPONENT "husk-hypervisor"
+#include "libipc/proto_hv.h"    /* HV_COMPONENT */
 #include "libhusk/version.h"
 #define HV_VERSION HUSK_VERSION
 
@@ -194,9 +194,6 @@ struct ipc_msg;
 void hv_net_init(struct ev_loop *loop);
 /* The VM is gone: filters and taps go too. */
 void hv_net_vm_gone(void);
-void hv_dispatch_net_attach(struct ipc_conn *c, struct ipc_msg *m, void *a);
-void hv_dispatch_net_detach(struct ipc_conn *c, struct ipc_msg *m, void *a);
-void hv_dispatch_net_list(struct ipc_conn *c, struct ipc_msg *m, void *a);
 
 /* jail.c */
 struct hv_jail {

@@ -33,6 +33,7 @@
 #include "libhusk/util.h"
 #include "libipc/ipc.h"
 
+#include "methods.h"
 #include "state.h"
 
 struct hv_vm hv;
@@ -171,7 +172,7 @@ void emit(const char *event, const char *k1, const char *v1,
 
 		if (!c || ipc_conn_closed(c))
 			continue;
-		pk = ipc_notify_begin(c, "event");
+		pk = ipc_notify_begin(c, HV_N_EVENT);
 		msgpack_pack_map(pk, 1 + (k1 != NULL) + (k2 != NULL));
 		ipc_pack_kv_str(pk, "event", event);
 		if (k1)
@@ -238,29 +239,20 @@ static void on_stop_timer(struct ev_loop *loop, ev_timer *w, int revents)
 	stop_next();
 }
 
-struct stop_params {
-	uint32_t timeout_ms;
-	bool force;
-};
-
 static const struct ipc_field stop_fields[] = {
 	{ "timeout_ms", IPC_F_UINT32, 0, offsetof(struct stop_params,
 						  timeout_ms), 0, 600000 },
 	{ "force", IPC_F_BOOL, 0, offsetof(struct stop_params, force) },
 	{ NULL },
 };
+static const struct stop_params stop_defaults = { .timeout_ms = 5000 };
 
-static void hv_dispatch_stop(struct ipc_conn *c, struct ipc_msg *m, void *a)
+int hv_m_stop(struct ipc_conn *c, struct ipc_msg *m, void *params, void *arg,
+	      struct husk_err **err)
 {
-	struct stop_params p = { .timeout_ms = 5000 };
-	struct husk_err *e = NULL;
+	const struct stop_params *p = params;
 	struct op *op;
 
-	if (ipc_decode(m->params, stop_fields, &p, &e) < 0) {
-		ipc_reply_err(c, m->msgid, e);
-		husk_err_free(e);
-		return;
-	}
 	if (hv.qemu_pid <= 0) {
 		msgpack_packer *pk = ipc_reply_begin(c, m->msgid);
 
@@ -270,23 +262,24 @@ static void hv_dispatch_stop(struct ipc_conn *c, struct ipc_msg *m, void *a)
 		ipc_pack_kv_str(pk, "exit_reason", hv.exit_reason[0] ?
 				hv.exit_reason : "never started");
 		ipc_reply_send(c);
-		return;
+		return 0;
 	}
 	op = op_new(c, m);
 	op->next = hv.stop_ops;
 	hv.stop_ops = op;
-	if (p.force) {
+	if (p->force) {
 		hv.stopping = true;
 		hv.stop_stage = 2;
 		stop_next();
-		return;
+		return 0;
 	}
 	if (hv.stopping)
-		return;         /* a stop is under way: answer with it */
+		return 0;       /* a stop is under way: answer with it */
 	hv.stopping = true;
 	hv.stop_stage = 0;
-	hv.stop_timer.repeat = p.timeout_ms / 1000.;
+	hv.stop_timer.repeat = p->timeout_ms / 1000.;
 	stop_next();
+	return 0;
 }
 
 static void pause_done(struct qmp *q, json_t *ret, const struct husk_err *e,
@@ -304,16 +297,15 @@ static void pause_done(struct qmp *q, json_t *ret, const struct husk_err *e,
 	op_ok(op);
 }
 
-static void pause_resume(struct ipc_conn *c, struct ipc_msg *m, bool pause)
+static int pause_resume(struct ipc_conn *c, struct ipc_msg *m, bool pause,
+			struct husk_err **err)
 {
 	struct op *op;
 
-	if (hv.state != HV_ST_RUNNING && hv.state != HV_ST_PAUSED) {
-		ipc_reply_error(c, m->msgid, HUSK_E_STATE, "%s: the VM is %s",
-				pause ? "pause" : "resume",
-				state_names[hv.state]);
-		return;
-	}
+	if (hv.state != HV_ST_RUNNING && hv.state != HV_ST_PAUSED)
+		return husk_error(err, HUSK_E_STATE, "%s: the VM is %s",
+				  pause ? "pause" : "resume",
+				  state_names[hv.state]);
 	op = op_new(c, m);
 	op->want = pause;
 	if (qmp_call(hv.qmp, pause ? "stop" : "cont", NULL, -1, HV_QMP_TIMEOUT,
@@ -324,16 +316,19 @@ static void pause_resume(struct ipc_conn *c, struct ipc_msg *m, bool pause)
 		op_fail(op, e);
 		husk_err_free(e);
 	}
+	return 0;
 }
 
-static void hv_dispatch_pause(struct ipc_conn *c, struct ipc_msg *m, void *a)
+int hv_m_pause(struct ipc_conn *c, struct ipc_msg *m, void *params,
+	       void *arg, struct husk_err **err)
 {
-	pause_resume(c, m, true);
+	return pause_resume(c, m, true, err);
 }
 
-static void hv_dispatch_resume(struct ipc_conn *c, struct ipc_msg *m, void *a)
+int hv_m_resume(struct ipc_conn *c, struct ipc_msg *m, void *params,
+		void *arg, struct husk_err **err)
 {
-	pause_resume(c, m, false);
+	return pause_resume(c, m, false, err);
 }
 
 static void pack_devices(msgpack_packer *pk)
@@ -370,7 +365,8 @@ static void pack_devices(msgpack_packer *pk)
 	}
 }
 
-static void hv_dispatch_status(struct ipc_conn *c, struct ipc_msg *m, void *a)
+int hv_m_status(struct ipc_conn *c, struct ipc_msg *m, void *params,
+		void *arg, struct husk_err **err)
 {
 	msgpack_packer *pk = ipc_reply_begin(c, m->msgid);
 	bool cfg = hv.state != HV_ST_NEW && hv.cfg.kernel;
@@ -403,50 +399,67 @@ static void hv_dispatch_status(struct ipc_conn *c, struct ipc_msg *m, void *a)
 	ipc_pack_key(pk, "devices");
 	pack_devices(pk);
 	ipc_reply_send(c);
+	return 0;
 }
 
-static void hv_dispatch_subscribe(struct ipc_conn *c, struct ipc_msg *m,
-				  void *a)
+/* Once per connection (IPC_M_ONCE): a connection is one subscriber. */
+int hv_m_subscribe(struct ipc_conn *c, struct ipc_msg *m, void *params,
+		   void *arg, struct husk_err **err)
 {
 	for (int i = 0; i < HV_MAX_SUBS; i++) {
-		if (hv.subs[i] == c)
-			break;
 		if (hv.subs[i])
 			continue;
 		ipc_conn_ref(c);
 		hv.subs[i] = c;
-		log_debug("hv_dispatch_subscribe: subscribed (pid %d)",
+		log_debug("hv_m_subscribe: subscribed (pid %d)",
 			  (int)ipc_conn_peer_pid(c));
 		ipc_reply_ok(c, m->msgid);
-		return;
+		return 0;
 	}
-	ipc_reply_error(c, m->msgid, HUSK_E_STATE, "subscribe: %s",
-			"already subscribed, or too many subscribers");
+	return husk_error(err, HUSK_E_STATE, "subscribe: %s",
+			  "too many subscribers");
 }
 
 /* ------------------------------------------------------------------ */
 /* The table                                                           */
 
+#define REQ IPC_M_REQUEST
+
 static const struct ipc_method method_table[] = {
-	{ "create", IPC_M_REQUEST, hv_dispatch_create },
-	{ "start", IPC_M_REQUEST, hv_dispatch_start },
-	{ "stop", IPC_M_REQUEST, hv_dispatch_stop },
-	{ "pause", IPC_M_REQUEST, hv_dispatch_pause },
-	{ "resume", IPC_M_REQUEST, hv_dispatch_resume },
-	{ "status", IPC_M_REQUEST, hv_dispatch_status },
-	{ "subscribe", IPC_M_REQUEST, hv_dispatch_subscribe },
-	{ "hotplug_vcpu", IPC_M_REQUEST, hv_dispatch_hotplug_vcpu },
-	{ "unplug_vcpu", IPC_M_REQUEST, hv_dispatch_unplug_vcpu },
-	{ "hotplug_memory", IPC_M_REQUEST, hv_dispatch_hotplug_memory },
-	{ "unplug_memory", IPC_M_REQUEST, hv_dispatch_unplug_memory },
-	{ "hotplug_block", IPC_M_REQUEST, hv_dispatch_hotplug_block },
-	{ "unplug_block", IPC_M_REQUEST, hv_dispatch_unplug_block },
-	{ "hotplug_net", IPC_M_REQUEST, hv_dispatch_hotplug_net },
-	{ "unplug_net", IPC_M_REQUEST, hv_dispatch_unplug_net },
-	{ "net_attach", IPC_M_REQUEST, hv_dispatch_net_attach },
-	{ "net_detach", IPC_M_REQUEST, hv_dispatch_net_detach },
-	{ "net_list", IPC_M_REQUEST, hv_dispatch_net_list },
-	{ NULL },
+	/* VM life: create once per driver (its state says so: a second
+	 * create, from any connection, answers `state`). */
+	IPC_METHOD_D(HV_M_CREATE, REQ, hv_create_fields, hv_create_defaults,
+		     hv_m_create),
+	IPC_METHOD(HV_M_START, REQ, hv_m_start),
+	IPC_METHOD_D(HV_M_STOP, REQ, stop_fields, stop_defaults, hv_m_stop),
+	IPC_METHOD(HV_M_PAUSE, REQ, hv_m_pause),
+	IPC_METHOD(HV_M_RESUME, REQ, hv_m_resume),
+	IPC_METHOD(HV_M_STATUS, REQ, hv_m_status),
+	IPC_METHOD(HV_M_SUBSCRIBE, REQ | IPC_M_ONCE, hv_m_subscribe),
+	/* Hot-plug */
+	IPC_METHOD_D(HV_M_HOTPLUG_VCPU, REQ, hv_count_fields,
+		     hv_count_defaults, hv_m_hotplug_vcpu),
+	IPC_METHOD_D(HV_M_UNPLUG_VCPU, REQ, hv_count_fields,
+		     hv_count_defaults, hv_m_unplug_vcpu),
+	IPC_METHOD_P(HV_M_HOTPLUG_MEMORY, REQ, hv_mem_fields,
+		     struct mem_params, hv_m_hotplug_memory),
+	IPC_METHOD_P(HV_M_UNPLUG_MEMORY, REQ, hv_id_fields,
+		     struct dev_params, hv_m_unplug_memory),
+	IPC_METHOD_P(HV_M_HOTPLUG_BLOCK, REQ, hv_block_fields,
+		     struct dev_params, hv_m_hotplug_block),
+	IPC_METHOD_P(HV_M_UNPLUG_BLOCK, REQ, hv_id_fields,
+		     struct dev_params, hv_m_unplug_block),
+	IPC_METHOD_P(HV_M_HOTPLUG_NET, REQ, hv_net_hp_fields,
+		     struct dev_params, hv_m_hotplug_net),
+	IPC_METHOD_P(HV_M_UNPLUG_NET, REQ, hv_id_fields,
+		     struct dev_params, hv_m_unplug_net),
+	/* Network links (husk-netmon) */
+	IPC_METHOD_P(HV_M_NET_ATTACH, REQ, hv_name_fields,
+		     struct name_params, hv_m_net_attach),
+	IPC_METHOD_P(HV_M_NET_DETACH, REQ, hv_name_fields,
+		     struct name_params, hv_m_net_detach),
+	IPC_METHOD(HV_M_NET_LIST, REQ, hv_m_net_list),
+	IPC_METHOD_END,
 };
 
 const struct ipc_method *const hv_methods = method_table;

@@ -23,6 +23,7 @@
 #include <netlink/route/link.h>
 
 #include "hv.h"
+#include "methods.h"
 #include "libhusk/cleanup.h"
 #include "libhusk/log.h"
 #include "libhusk/nettc.h"
@@ -234,21 +235,11 @@ static void attach_done(void *arg, const struct husk_err *e)
 	l->c = NULL;
 }
 
-struct name_params {
-	char *name;
-};
-
-static const struct ipc_field name_fields[] = {
+const struct ipc_field hv_name_fields[] = {
 	{ "name", IPC_F_STR, IPC_REQUIRED, offsetof(struct name_params, name),
 	  1, IFNAMSIZ - 1 },
 	{ NULL },
 };
-
-static void fail(struct ipc_conn *c, struct ipc_msg *m, struct husk_err *e)
-{
-	ipc_reply_err(c, m->msgid, e);
-	husk_err_free(e);
-}
 
 /* Which links can be mirrored: Ethernet-like ones other than husk's
  * taps (veth, macvlan, ...; not lo, tunnels or the like). */
@@ -265,54 +256,51 @@ static int link_eligible(struct rtnl_link *rl, const char *name,
 	return 0;
 }
 
-void hv_dispatch_net_attach(struct ipc_conn *c, struct ipc_msg *m, void *a)
+int hv_m_net_attach(struct ipc_conn *c, struct ipc_msg *m, void *params,
+		    void *arg, struct husk_err **err)
 {
-	struct name_params p = { 0 };
-	struct husk_err *e = NULL;
+	const struct name_params *p = params;
 	struct rtnl_link *rl = NULL;
 	struct hv_link *l = NULL;
 	int rc, fd;
-
-	if (ipc_decode(m->params, name_fields, &p, &e) < 0)
-		return fail(c, m, e);
 	if (!net.sk) {
-		husk_error(&e, HUSK_E_UNAVAILABLE, "net_attach: no rtnetlink "
+		husk_error(err, HUSK_E_UNAVAILABLE, "net_attach: no rtnetlink "
 			   "socket (see the driver's log)");
 		goto out;
 	}
-	if (hv_hotplug_check("net_attach", &e) < 0)
+	if (hv_hotplug_check("net_attach", err) < 0)
 		goto out;
-	if (link_find(p.name)) {
-		husk_error(&e, HUSK_E_EXISTS, "params.name: %s is attached "
-			   "already", p.name);
+	if (link_find(p->name)) {
+		husk_error(err, HUSK_E_EXISTS, "params.name: %s is attached "
+			   "already", p->name);
 		goto out;
 	}
-	rc = rtnl_link_get_kernel(net.sk, 0, p.name, &rl);
+	rc = rtnl_link_get_kernel(net.sk, 0, p->name, &rl);
 	if (rc < 0) {
-		husk_error(&e, HUSK_E_NOT_FOUND, "params.name: no link %s in "
-			   "the sandbox's network namespace (%s)", p.name,
+		husk_error(err, HUSK_E_NOT_FOUND, "params.name: no link %s in "
+			   "the sandbox's network namespace (%s)", p->name,
 			   nl_geterror(rc));
 		goto out;
 	}
-	if (link_eligible(rl, p.name, &e) < 0)
+	if (link_eligible(rl, p->name, err) < 0)
 		goto out;
 	for (int i = 0; i < HV_MAX_LINKS && !l; i++)
 		if (net.links[i].state == L_FREE)
 			l = &net.links[i];
 	if (!l) {
-		husk_error(&e, HUSK_E_TOO_LARGE, "net_attach: %d links are "
+		husk_error(err, HUSK_E_TOO_LARGE, "net_attach: %d links are "
 			   "attached already", HV_MAX_LINKS);
 		goto out;
 	}
 	l->state = L_ATTACHING;
-	snprintf(l->name, sizeof(l->name), "%s", p.name);
+	snprintf(l->name, sizeof(l->name), "%s", p->name);
 	l->ifindex = rtnl_link_get_ifindex(rl);
 	l->mtu = rtnl_link_get_mtu(rl);
 	mac_str(rl, l->mac);
-	fd = tap_open(l, &e);
+	fd = tap_open(l, err);
 	if (fd < 0 || husk_tc_redirect(net.sk, l->ifindex, l->tap_ifindex,
-				       &e) < 0 ||
-	    husk_tc_redirect(net.sk, l->tap_ifindex, l->ifindex, &e) < 0) {
+				       err) < 0 ||
+	    husk_tc_redirect(net.sk, l->tap_ifindex, l->ifindex, err) < 0) {
 		if (fd >= 0)
 			close(fd);
 		link_undo(l);
@@ -324,19 +312,17 @@ void hv_dispatch_net_attach(struct ipc_conn *c, struct ipc_msg *m, void *a)
 	l->msgid = m->msgid;
 	/* The device id is the tap's name: net_detach finds it by that. */
 	if (hv_hotplug_net(l->tap, l->mac, l->mtu, fd, attach_done, l,
-			   &e) < 0) {
+			   err) < 0) {
 		link_undo(l);
 		link_release(l);
 		goto out;
 	}
-	ipc_decode_free(name_fields, &p);
 	rtnl_link_put(rl);
-	return;
+	return 0;
 out:
 	if (rl)
 		rtnl_link_put(rl);
-	ipc_decode_free(name_fields, &p);
-	fail(c, m, e);
+	return -1;
 }
 
 static void detach_done(void *arg, const struct husk_err *e)
@@ -353,22 +339,18 @@ static void detach_done(void *arg, const struct husk_err *e)
 	link_release(l);
 }
 
-void hv_dispatch_net_detach(struct ipc_conn *c, struct ipc_msg *m, void *a)
+int hv_m_net_detach(struct ipc_conn *c, struct ipc_msg *m, void *params,
+		    void *arg, struct husk_err **err)
 {
-	struct name_params p = { 0 };
+	const struct name_params *p = params;
 	struct husk_err *e = NULL;
-	struct hv_link *l;
+	struct hv_link *l = link_find(p->name);
 
-	if (ipc_decode(m->params, name_fields, &p, &e) < 0)
-		return fail(c, m, e);
-	l = link_find(p.name);
-	ipc_decode_free(name_fields, &p);
-	if (!l || l->state != L_ATTACHED) {
-		husk_error(&e, l ? HUSK_E_STATE : HUSK_E_NOT_FOUND,
-			   "params.name: %s is not attached%s", l ? l->name :
-			   "the link", l ? " (being changed)" : "");
-		return fail(c, m, e);
-	}
+	if (!l || l->state != L_ATTACHED)
+		return husk_error(err, l ? HUSK_E_STATE : HUSK_E_NOT_FOUND,
+				  "params.name: %s is not attached%s",
+				  l ? l->name : "the link",
+				  l ? " (being changed)" : "");
 	l->state = L_DETACHING;
 	ipc_conn_ref(c);
 	l->c = c;
@@ -378,11 +360,13 @@ void hv_dispatch_net_detach(struct ipc_conn *c, struct ipc_msg *m, void *a)
 		detach_done(l, e);
 		husk_err_free(e);
 	}
+	return 0;
 }
 
 /* [{name, mac, mtu, up, running, addresses, tap?}] of every link but
  * lo and husk's taps. */
-void hv_dispatch_net_list(struct ipc_conn *c, struct ipc_msg *m, void *a)
+int hv_m_net_list(struct ipc_conn *c, struct ipc_msg *m, void *params,
+		  void *arg, struct husk_err **err)
 {
 	struct nl_cache *links = NULL, *addrs = NULL;
 	struct nl_object *o;
@@ -390,20 +374,17 @@ void hv_dispatch_net_list(struct ipc_conn *c, struct ipc_msg *m, void *a)
 	uint32_t n = 0;
 	int rc;
 
-	if (!net.sk) {
-		ipc_reply_error(c, m->msgid, HUSK_E_UNAVAILABLE, "net_list: no "
-				"rtnetlink socket");
-		return;
-	}
+	if (!net.sk)
+		return husk_error(err, HUSK_E_UNAVAILABLE, "net_list: no "
+				  "rtnetlink socket");
 	rc = rtnl_link_alloc_cache(net.sk, AF_UNSPEC, &links);
 	if (rc >= 0)
 		rc = rtnl_addr_alloc_cache(net.sk, &addrs);
 	if (rc < 0) {
 		if (links)
 			nl_cache_free(links);
-		ipc_reply_error(c, m->msgid, HUSK_E_SYSTEM, "net_list: %s",
-				nl_geterror(rc));
-		return;
+		return husk_error(err, HUSK_E_SYSTEM, "net_list: %s",
+				  nl_geterror(rc));
 	}
 	for (o = nl_cache_get_first(links); o; o = nl_cache_get_next(o)) {
 		struct rtnl_link *l = (struct rtnl_link *)o;
@@ -442,6 +423,7 @@ void hv_dispatch_net_list(struct ipc_conn *c, struct ipc_msg *m, void *a)
 	ipc_reply_send(c);
 	nl_cache_free(addrs);
 	nl_cache_free(links);
+	return 0;
 }
 
 void hv_net_vm_gone(void)

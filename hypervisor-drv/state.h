@@ -100,30 +100,11 @@ void on_untaken_timeout(struct ev_loop *loop, ev_timer *w,
 void started(struct qmp *q, void *arg);
 int start_vm(struct husk_err **err);
 
-/* create.c: create and start */
+/* create.c: create and start (their handlers: methods.h) */
 int valid_dev_id(const char *id, const char *what,
 			struct husk_err **err);
 int valid_mac(const char *mac, const char *what, struct husk_err **err);
-void hv_dispatch_create(struct ipc_conn *c, struct ipc_msg *m, void *a);
-void hv_dispatch_start(struct ipc_conn *c, struct ipc_msg *m, void *a);
-
 /* hotplug.c: devices plugged into a running VM */
-void hv_dispatch_hotplug_vcpu(struct ipc_conn *c, struct ipc_msg *m,
-				     void *a);
 void unplug_start(struct op *op, int dev);
-void hv_dispatch_unplug_vcpu(struct ipc_conn *c, struct ipc_msg *m,
-				    void *a);
-void hv_dispatch_hotplug_memory(struct ipc_conn *c, struct ipc_msg *m,
-				       void *a);
-void hv_dispatch_hotplug_block(struct ipc_conn *c, struct ipc_msg *m,
-				      void *a);
-void hv_dispatch_hotplug_net(struct ipc_conn *c, struct ipc_msg *m,
-				    void *a);
-void hv_dispatch_unplug_memory(struct ipc_conn *c, struct ipc_msg *m,
-				      void *a);
-void hv_dispatch_unplug_block(struct ipc_conn *c, struct ipc_msg *m,
-				     void *a);
-void hv_dispatch_unplug_net(struct ipc_conn *c, struct ipc_msg *m,
-				   void *a);
 
 #endif

@@ -12,9 +12,10 @@
  * carrying {version, component}; the answer carries the server's.
  *
  * Bytes from a peer are decoded once, at the edge: ipc_msg_parse()
- * checks the shape, and handlers decode params into C structs with
- * ipc_decode() or the ipc_obj_*() getters, which check types, lengths
- * and ranges and name the offending field in the error.
+ * checks the shape, and a method row's params table (struct ipc_method,
+ * ipc_decode()) fills the handler's C struct before the handler runs,
+ * checking types, lengths and ranges and naming the offending field in
+ * the error.
  */
 #ifndef HUSK_IPC_H
 #define HUSK_IPC_H
@@ -284,22 +285,54 @@ struct ipc_conn;
 struct ipc_server;
 
 /*
- * A method handler.  For a request it must answer exactly once, now or
- * later (keep m->msgid and hold a reference with ipc_conn_ref()):
- * ipc_reply_begin()+ipc_reply_send(), or ipc_reply_error().
+ * A method handler.  params is the row's struct, decoded from m->params
+ * into zeroed memory before the call (NULL when the row has no params
+ * table) and freed by libipc when the handler returns: a handler that
+ * answers later copies what it keeps (or takes a string and sets its
+ * member to NULL).
+ *
+ * For a request the handler answers exactly once: now
+ * (ipc_reply_begin()+ipc_reply_send(), ipc_reply_ok(), ...) or later
+ * (keep m->msgid and hold a reference with ipc_conn_ref()), and returns
+ * 0; or it returns -1 with *err set and libipc sends *err as the error
+ * reply.  For a notification, a -1 is logged.
  */
-typedef void (*ipc_handler)(struct ipc_conn *c, struct ipc_msg *m,
-			    void *arg);
+typedef int (*ipc_handler)(struct ipc_conn *c, struct ipc_msg *m,
+			   void *params, void *arg, struct husk_err **err);
 
 #define IPC_M_REQUEST 1u  /* legal as a request */
 #define IPC_M_NOTIFY  2u  /* legal as a notification */
-#define IPC_M_ONCE    4u  /* at most once per connection */
+#define IPC_M_ONCE    4u  /* at most once per connection (a second call
+			   * gets HUSK_E_STATE "'name' may be sent only
+			   * once"); it counts once its handler has run */
 
+/*
+ * One row of a peer's method table: who may call what, how, with which
+ * params.  Bad params (wrong type, out of range, missing, given twice)
+ * get a HUSK_E_INVALID reply naming the field, and the handler does not
+ * run.  Build rows with IPC_METHOD() or IPC_METHOD_P().
+ */
 struct ipc_method {
-	const char *name;       /* "*" matches any method not listed */
-	unsigned flags;
+	const char *name;               /* "*" matches any method not listed */
+	unsigned flags;                 /* IPC_M_* */
+	const struct ipc_field *params; /* NULL: none decoded (the handler
+					 * may read m->params itself) */
+	size_t size;                    /* of the struct params fills */
+	/* NULL: the struct starts zeroed; else it starts as a copy of
+	 * *defaults (size bytes; no STR or STRV member set), and absent
+	 * optional params keep those values. */
+	const void *defaults;
 	ipc_handler fn;
 };
+
+#define IPC_METHOD(name, flags, fn) { (name), (flags), NULL, 0, NULL, (fn) }
+/* fields fill a zeroed struct of type `type`. */
+#define IPC_METHOD_P(name, flags, fields, type, fn) \
+	{ (name), (flags), (fields), sizeof(type), NULL, (fn) }
+/* fields fill a copy of dflt (a const struct holding the defaults). */
+#define IPC_METHOD_D(name, flags, fields, dflt, fn) \
+	{ (name), (flags), (fields), sizeof(dflt), &(dflt), (fn) }
+#define IPC_METHOD_END { NULL, 0, NULL, 0, NULL, NULL }
 
 enum ipc_role {
 	IPC_ROLE_CLIENT = 0,    /* sends the hello */

@@ -22,16 +22,18 @@
 #include "libhusk/log.h"
 #include "proxy.h"
 
-static void agent_dispatch_notify(struct ipc_conn *c, struct ipc_msg *m,
-				  void *arg);
+static int proxy_m_output(struct ipc_conn *c, struct ipc_msg *m,
+			  void *params, void *arg, struct husk_err **err);
 
-/* proxy_dispatch_agent: what the agent may send on its own. */
+/* What the agent may send on its own.  Its output is decoded by
+ * pstreams_agent_msg (a fuzz target's entry), not by a table: a bad one
+ * cuts the agent's connection. */
 static const struct ipc_method agent_methods[] = {
-	{ "output", IPC_M_NOTIFY, agent_dispatch_notify },
+	IPC_METHOD(AGENT_N_OUTPUT, IPC_M_NOTIFY, proxy_m_output),
 	/* Anything else (output_ack, requests, unknown names) is refused
-	 * by agent_dispatch_notify, which names it in the log. */
-	{ "*", IPC_M_NOTIFY | IPC_M_REQUEST, agent_dispatch_notify },
-	{ NULL, 0, NULL },
+	 * by pstreams_agent_msg, which names it in the log. */
+	IPC_METHOD("*", IPC_M_NOTIFY | IPC_M_REQUEST, proxy_m_output),
+	IPC_METHOD_END,
 };
 
 /* A guest that resets its channel over and over must not fill the log:
@@ -59,18 +61,19 @@ void proxy_agent_cut(struct proxy *p, const struct husk_err *why)
 	ipc_conn_close(p->agent, why);
 }
 
-static void agent_dispatch_notify(struct ipc_conn *c, struct ipc_msg *m,
-				  void *arg)
+static int proxy_m_output(struct ipc_conn *c, struct ipc_msg *m,
+			  void *params, void *arg, struct husk_err **errp)
 {
 	struct husk_err *err = NULL;
 
 	if (proxy->agent != c)
-		return;
+		return 0;
 	if (pstreams_agent_msg(&proxy->streams, m, &err) < 0) {
 		husk_error_wrap(&err, "agent broke the protocol");
 		proxy_agent_cut(proxy, err);
 		husk_err_free(err);
 	}
+	return 0;
 }
 
 static void agent_on_queue(struct ipc_conn *c, bool above, void *arg)

@@ -36,7 +36,7 @@ static void ops_deliver(void *sub, const struct pproc *p, int stream,
 			const char *data, uint32_t len, void *arg)
 {
 	struct pclient *cl = sub;
-	msgpack_packer *pk = ipc_notify_begin(cl->conn, "output");
+	msgpack_packer *pk = ipc_notify_begin(cl->conn, AGENT_N_OUTPUT);
 
 	if (!pk)
 		return;
@@ -56,7 +56,7 @@ static void ops_ack(const struct pproc *p, int stream, uint64_t n,
 
 	if (!px->agent || !px->agent_ready)
 		return;
-	pk = ipc_notify_begin(px->agent, "output_ack");
+	pk = ipc_notify_begin(px->agent, AGENT_N_OUTPUT_ACK);
 	if (!pk)
 		return;
 	msgpack_pack_map(pk, 4);
@@ -227,14 +227,14 @@ static void call_classify(struct proxy *p, struct pcall *call,
 			  const struct ipc_msg *m)
 {
 	struct husk_err *err = NULL;
-	bool create = strcmp(m->method, "create_container") == 0;
-	bool exec = strcmp(m->method, "exec_process") == 0;
+	bool create = strcmp(m->method, AGENT_M_CREATE_CONTAINER) == 0;
+	bool exec = strcmp(m->method, AGENT_M_EXEC_PROCESS) == 0;
 
-	if (strcmp(m->method, "destroy_sandbox") == 0) {
+	if (strcmp(m->method, AGENT_M_DESTROY_SANDBOX) == 0) {
 		call->kind = PCALL_DESTROY_SANDBOX;
 		return;
 	}
-	if (!create && !exec && strcmp(m->method, "remove_container") != 0)
+	if (!create && !exec && strcmp(m->method, AGENT_M_REMOVE_CONTAINER) != 0)
 		return;
 	call->cid = param_id(m, "container_id");
 	if (!call->cid)
@@ -251,30 +251,26 @@ static void call_classify(struct proxy *p, struct pcall *call,
 	}
 }
 
-static void client_forward(struct ipc_conn *c, struct ipc_msg *m, void *arg)
+/* "*": every agent method is forwarded, its answer relayed back. */
+static int proxy_m_forward(struct ipc_conn *c, struct ipc_msg *m,
+			   void *params, void *arg, struct husk_err **err)
 {
 	struct proxy *p = proxy;
 	struct pclient *cl = client_of(c);
 	struct pcall *call;
 	msgpack_packer *pk;
 
-	if (!p->agent || !p->agent_ready) {
-		ipc_reply_error(c, m->msgid, HUSK_E_UNAVAILABLE,
-				"agent not connected: %s", p->agent_reason);
-		return;
-	}
-	if (strcmp(m->method, "output") == 0 ||
-	    strcmp(m->method, "output_ack") == 0) {
-		ipc_reply_error(c, m->msgid, HUSK_E_INVALID,
-				"%s is a notification", m->method);
-		return;
-	}
+	if (!p->agent || !p->agent_ready)
+		return husk_error(err, HUSK_E_UNAVAILABLE,
+				  "agent not connected: %s", p->agent_reason);
+	if (strcmp(m->method, AGENT_N_OUTPUT) == 0 ||
+	    strcmp(m->method, AGENT_N_OUTPUT_ACK) == 0)
+		return husk_error(err, HUSK_E_INVALID, "%s is a notification",
+				  m->method);
 	if (cl->ncalls >= PROXY_CLIENT_CALLS_MAX ||
-	    p->ncalls >= PROXY_CALLS_MAX) {
-		ipc_reply_error(c, m->msgid, HUSK_E_UNAVAILABLE,
-				"too many calls in flight");
-		return;
-	}
+	    p->ncalls >= PROXY_CALLS_MAX)
+		return husk_error(err, HUSK_E_UNAVAILABLE,
+				  "too many calls in flight");
 	call = husk_xcalloc(1, sizeof(*call));
 	call->client = cl;
 	call->client_msgid = m->msgid;
@@ -284,12 +280,11 @@ static void client_forward(struct ipc_conn *c, struct ipc_msg *m, void *arg)
 		msgpack_pack_object(pk, *m->params);
 	if (!pk || ipc_call_send(p->agent, 0., NULL, 0, call_done, call,
 				 &call->agent_msgid) < 0) {
-		ipc_reply_error(c, m->msgid, HUSK_E_UNAVAILABLE,
-				"cannot forward %s to the agent", m->method);
 		free(call->cid);
 		free(call->eid);
 		free(call);
-		return;
+		return husk_error(err, HUSK_E_UNAVAILABLE,
+				  "cannot forward %s to the agent", m->method);
 	}
 	call->next = p->calls;
 	if (p->calls)
@@ -297,6 +292,7 @@ static void client_forward(struct ipc_conn *c, struct ipc_msg *m, void *arg)
 	p->calls = call;
 	p->ncalls++;
 	cl->ncalls++;
+	return 0;
 }
 
 /* ------------------------------------------------- proxy methods */
@@ -314,54 +310,44 @@ static const struct ipc_field sub_fields[] = {
 	{ NULL },
 };
 
-static int sub_decode(const struct ipc_msg *m, struct sub_params *s,
-		      struct husk_err **err)
+typedef int sub_fn(struct pstreams *t, void *sub, const char *cid,
+		   const char *eid, struct husk_err **err);
+
+/* subscribe, unsubscribe: the ids checked (no exec_id is the init's),
+ * then fn. */
+static int sub_apply(struct ipc_conn *c, struct ipc_msg *m,
+		     const struct sub_params *s, sub_fn *fn,
+		     struct husk_err **err)
 {
-	memset(s, 0, sizeof(*s));
-	if (ipc_decode(m->params, sub_fields, s, err) < 0)
-		return -1;
-	if (!s->exec_id)
-		s->exec_id = husk_xstrdup("");
+	const char *eid = s->exec_id ? s->exec_id : "";
+
 	if (husk_id_validate(s->container_id, "params.container_id",
 			     err) < 0 ||
-	    (s->exec_id[0] &&
-	     husk_id_validate(s->exec_id, "params.exec_id", err) < 0)) {
-		ipc_decode_free(sub_fields, s);
+	    (eid[0] && husk_id_validate(eid, "params.exec_id", err) < 0) ||
+	    fn(&proxy->streams, client_of(c), s->container_id, eid, err) < 0)
 		return -1;
-	}
+	log_debug("%s: %s/%s, pid %d", m->method, s->container_id, eid,
+		  (int)client_of(c)->pid);
+	ipc_reply_ok(c, m->msgid);
 	return 0;
 }
 
-static void client_subscribe(struct ipc_conn *c, struct ipc_msg *m,
-			     void *arg)
+static int proxy_m_subscribe(struct ipc_conn *c, struct ipc_msg *m,
+			     void *params, void *arg, struct husk_err **err)
 {
-	struct husk_err *err = NULL;
-	struct sub_params s;
-	bool on = strcmp(m->method, "subscribe") == 0;
-	int r;
-
-	if (sub_decode(m, &s, &err) < 0)
-		goto fail;
-	if (on)
-		r = pstreams_subscribe(&proxy->streams, client_of(c),
-				       s.container_id, s.exec_id, &err);
-	else
-		r = pstreams_unsubscribe(&proxy->streams, client_of(c),
-					 s.container_id, s.exec_id, &err);
-	ipc_decode_free(sub_fields, &s);
-	if (r < 0)
-		goto fail;
-	log_debug("client_subscribe: %s pid %d", on ? "subscribed" :
-		  "unsubscribed", (int)client_of(c)->pid);
-	ipc_reply_ok(c, m->msgid);
-	return;
-fail:
-	ipc_reply_err(c, m->msgid, err);
-	husk_err_free(err);
+	return sub_apply(c, m, params, pstreams_subscribe, err);
 }
 
-static void client_output_ack(struct ipc_conn *c, struct ipc_msg *m,
-			      void *arg)
+static int proxy_m_unsubscribe(struct ipc_conn *c, struct ipc_msg *m,
+			       void *params, void *arg, struct husk_err **err)
+{
+	return sub_apply(c, m, params, pstreams_unsubscribe, err);
+}
+
+/* Its row has no params table: pstreams_client_ack decodes (a fuzz
+ * target's entry), and a bad ack is only logged. */
+static int proxy_m_output_ack(struct ipc_conn *c, struct ipc_msg *m,
+			      void *params, void *arg, struct husk_err **errp)
 {
 	struct husk_err *err = NULL;
 
@@ -369,10 +355,11 @@ static void client_output_ack(struct ipc_conn *c, struct ipc_msg *m,
 				&err) < 0) {
 		/* A client acknowledging what it never got is confused, not
 		 * dangerous: say so and keep it. */
-		log_warnx("client_output_ack: pid %d: %s",
+		log_warnx("proxy_m_output_ack: pid %d: %s",
 			  (int)client_of(c)->pid, err->msg);
 		husk_err_free(err);
 	}
+	return 0;
 }
 
 static size_t clients_queued(const struct proxy *p)
@@ -395,13 +382,14 @@ static size_t orphans(const struct proxy *p)
 	return n;
 }
 
-static void client_status(struct ipc_conn *c, struct ipc_msg *m, void *arg)
+static int proxy_m_status(struct ipc_conn *c, struct ipc_msg *m, void *params,
+			  void *arg, struct husk_err **err)
 {
 	struct proxy *p = proxy;
 	msgpack_packer *pk = ipc_reply_begin(c, m->msgid);
 
 	if (!pk)
-		return;
+		return 0;
 	msgpack_pack_map(pk, 16);
 	ipc_pack_kv_bool(pk, "agent_connected", p->agent_ready);
 	ipc_pack_kv_str(pk, "agent", p->agent_path);
@@ -424,16 +412,19 @@ static void client_status(struct ipc_conn *c, struct ipc_msg *m, void *arg)
 	ipc_pack_kv_uint(pk, "reconnect_delay_ms",
 			 (uint64_t)(p->retry_delay * 1000 + 0.5));
 	ipc_reply_send(c);
+	return 0;
 }
 
-/* proxy_dispatch_client */
+/* What a client may call: the proxy's own methods, else the agent's. */
 static const struct ipc_method client_methods[] = {
-	{ "proxy_status", IPC_M_REQUEST, client_status },
-	{ "subscribe", IPC_M_REQUEST, client_subscribe },
-	{ "unsubscribe", IPC_M_REQUEST, client_subscribe },
-	{ "output_ack", IPC_M_NOTIFY, client_output_ack },
-	{ "*", IPC_M_REQUEST, client_forward },
-	{ NULL, 0, NULL },
+	IPC_METHOD(PROXY_M_STATUS, IPC_M_REQUEST, proxy_m_status),
+	IPC_METHOD_P(PROXY_M_SUBSCRIBE, IPC_M_REQUEST, sub_fields,
+		     struct sub_params, proxy_m_subscribe),
+	IPC_METHOD_P(PROXY_M_UNSUBSCRIBE, IPC_M_REQUEST, sub_fields,
+		     struct sub_params, proxy_m_unsubscribe),
+	IPC_METHOD(AGENT_N_OUTPUT_ACK, IPC_M_NOTIFY, proxy_m_output_ack),
+	IPC_METHOD("*", IPC_M_REQUEST, proxy_m_forward),
+	IPC_METHOD_END,
 };
 
 /* -------------------------------------------------- connections */

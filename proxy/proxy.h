@@ -17,9 +17,10 @@
 #include <sys/types.h>
 
 #include "libipc/ipc.h"
+#include "libipc/proto_agent.h"
+#include "libipc/proto_proxy.h"
 
-#define PROXY_COMPONENT "husk-proxy"
-#define PROXY_AGENT_COMPONENT "husk-agent"
+#define PROXY_AGENT_COMPONENT AGENT_COMPONENT
 
 /* The agent's per-stream window (docs/agent-protocol.md). */
 #define PROXY_WINDOW (256u * 1024u)

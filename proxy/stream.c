@@ -527,7 +527,7 @@ size_t pstreams_count_sub(const struct pstreams *t, void *sub)
 int pstreams_agent_msg(struct pstreams *t, const struct ipc_msg *m,
 		       struct husk_err **err)
 {
-	if (m->type == IPC_NOTIFY && strcmp(m->method, "output") == 0)
+	if (m->type == IPC_NOTIFY && strcmp(m->method, AGENT_N_OUTPUT) == 0)
 		return pstreams_output(t, m->params, err);
 	return husk_error(err, HUSK_E_PROTOCOL, "unexpected %s %s",
 			  m->type == IPC_REQUEST ? "request" : "notification",

@@ -20,6 +20,8 @@
 #include "libhusk/log.h"
 #include "libhusk/util.h"
 #include "sandbox.h"
+#include "libipc/proto_agent.h"
+#include "libipc/proto_proxy.h"
 
 /* CRI annotations that put a container into an existing sandbox. */
 static const struct {
@@ -241,7 +243,7 @@ static int agent_call(const char *root, const char *sid, const char *method,
 		json_decref(params);
 		return -1;
 	}
-	rc = husk_rpc_call(p.proxy_sock, "husk-proxy", method, params,
+	rc = husk_rpc_call(p.proxy_sock, PROXY_COMPONENT, method, params,
 			   timeout_ms, res, NULL, 0, err);
 	json_decref(params);
 	husk_sandbox_paths_free(&p);
@@ -374,8 +376,8 @@ int husk_ct_create(struct husk_store *st, const struct husk_config *cfg,
 
 	gspec = husk_guest_spec(b.spec, id);
 	params = json_pack("{s:s, s:O}", "container_id", id, "spec", gspec);
-	if (agent_call(st->root, sid, "create_container", params, 60000, NULL,
-		       err) < 0)
+	if (agent_call(st->root, sid, AGENT_M_CREATE_CONTAINER, params, 60000,
+		       NULL, err) < 0)
 		goto fail;
 
 	c.shim.pid = husk_shim_start(cfg, st->root, sid, id, "", terminal,
@@ -477,7 +479,7 @@ int husk_ct_start(struct husk_store *st, const struct husk_config *cfg,
 				  "created", c->id, husk_status_name(live));
 	if (start_hooks(cfg, c, err) < 0)
 		return -1;
-	if (agent_call(st->root, c->sandbox_id, "start_container",
+	if (agent_call(st->root, c->sandbox_id, AGENT_M_START_CONTAINER,
 		       json_pack("{s:s}", "container_id", c->id), 60000, NULL,
 		       err) < 0)
 		return -1;
@@ -590,7 +592,8 @@ static int ct_destroy(struct husk_store *st, const struct husk_config *cfg,
 	if (!c->is_sandbox) {
 		cleanup_err struct husk_err *e2 = NULL;
 
-		if (agent_call(st->root, c->sandbox_id, "remove_container",
+		if (agent_call(st->root, c->sandbox_id,
+			       AGENT_M_REMOVE_CONTAINER,
 			       json_pack("{s:s, s:b}", "container_id", c->id,
 					 "force", 1), 10000, NULL, &e2) < 0)
 			log_debug("husk_ct_destroy: %s", e2->msg);

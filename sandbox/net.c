@@ -30,6 +30,8 @@
 #include "libhusk/nettc.h"
 #include "libhusk/util.h"
 #include "sandbox.h"
+#include "libipc/proto_agent.h"
+#include "libipc/proto_hv.h"
 
 #define HV_NET_TIMEOUT 60000    /* a hot-plug under a loaded TCG host */
 #define AGENT_NET_TIMEOUT 30000
@@ -346,7 +348,7 @@ static int hv_call(const char *root, const char *sid, const char *method,
 		json_decref(params);
 		return -1;
 	}
-	rc = husk_rpc_call(p.hv_sock, "husk-hypervisor", method, params,
+	rc = husk_rpc_call(p.hv_sock, HV_COMPONENT, method, params,
 			   HV_NET_TIMEOUT, res, NULL, 0, err);
 	json_decref(params);
 	husk_sandbox_paths_free(&p);
@@ -360,7 +362,7 @@ static int attached_names(const char *root, const char *sid, json_t **out,
 	json_t *res = NULL, *l;
 	size_t i;
 
-	if (hv_call(root, sid, "net_list", NULL, &res, err) < 0)
+	if (hv_call(root, sid, HV_M_NET_LIST, NULL, &res, err) < 0)
 		return -1;
 	*out = json_array();
 	json_array_foreach(json_object_get(res, "links"), i, l)
@@ -389,7 +391,7 @@ int husk_net_sync_routes(const char *root, const char *sid,
 	json_decref(names);
 	if (rc < 0)
 		return -1;
-	return husk_agent_call(root, sid, "update_routes",
+	return husk_agent_call(root, sid, AGENT_M_UPDATE_ROUTES,
 			       json_pack("{s:o}", "routes", routes),
 			       AGENT_NET_TIMEOUT, NULL, err);
 }
@@ -409,7 +411,7 @@ static int update_interface(const char *root, const char *sid,
 		struct husk_err *e = NULL;
 		struct timespec ts = { 0, 100 * 1000000L };
 
-		if (husk_agent_call(root, sid, "update_interface",
+		if (husk_agent_call(root, sid, AGENT_M_UPDATE_INTERFACE,
 				    json_pack("{s:O}", "interface", ifc),
 				    AGENT_NET_TIMEOUT, out, &e) == 0)
 			return 0;
@@ -433,8 +435,8 @@ int husk_net_add_iface(const char *root, const char *sid,
 	if (!name)
 		return husk_error(err, HUSK_E_INVALID, "interface: \"name\" "
 				  "(a string) is missing");
-	if (hv_call(root, sid, "net_attach", json_pack("{s:s}", "name", name),
-		    &res, err) < 0)
+	if (hv_call(root, sid, HV_M_NET_ATTACH,
+		    json_pack("{s:s}", "name", name), &res, err) < 0)
 		return husk_error_wrap(err, "attach %s", name);
 	ifc = json_pack("{s:s, s:O, s:O, s:O, s:b}", "name", name,
 			"mac", json_object_get(res, "mac"),
@@ -450,7 +452,7 @@ int husk_net_add_iface(const char *root, const char *sid,
 		cleanup_err struct husk_err *e2 = NULL;
 
 		husk_error_wrap(err, "interface %s in the guest", name);
-		if (hv_call(root, sid, "net_detach",
+		if (hv_call(root, sid, HV_M_NET_DETACH,
 			    json_pack("{s:s}", "name", name), NULL, &e2) < 0)
 			log_warnx("husk_net_add_iface: undo: %s", e2->msg);
 		json_decref(ifc);
@@ -468,8 +470,8 @@ int husk_net_del_iface(const char *root, const char *sid, const char *name,
 		       struct husk_err **err)
 {
 	/* The guest's NIC goes with the device; nothing to ask the agent. */
-	if (hv_call(root, sid, "net_detach", json_pack("{s:s}", "name", name),
-		    NULL, err) < 0)
+	if (hv_call(root, sid, HV_M_NET_DETACH,
+		    json_pack("{s:s}", "name", name), NULL, err) < 0)
 		return husk_error_wrap(err, "detach %s", name);
 	return 0;
 }
@@ -522,7 +524,7 @@ int husk_net_setup(struct husk_entry *e, const struct husk_config *cfg,
 		log_info("sandbox %s: network_model none: loopback only", sid);
 		return 0;
 	}
-	if (hv_call(root, sid, "net_list", NULL, &res, err) < 0)
+	if (hv_call(root, sid, HV_M_NET_LIST, NULL, &res, err) < 0)
 		return husk_error_wrap(err, "the sandbox's links");
 	json_array_foreach(json_object_get(res, "links"), i, l) {
 		json_t *iface = NULL;

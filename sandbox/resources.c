@@ -20,6 +20,9 @@
 #include "libhusk/log.h"
 #include "libhusk/util.h"
 #include "sandbox.h"
+#include "libipc/proto_agent.h"
+#include "libipc/proto_hv.h"
+#include "libipc/proto_proxy.h"
 
 #define MEM_BLOCK_MB 128
 
@@ -154,8 +157,9 @@ int husk_sandbox_grow(const char *root, const char *sid, unsigned mem_mb,
 		return 0;
 	if (husk_sandbox_paths(root, sid, &p, err) < 0)
 		return -1;
-	if (husk_rpc_call(p.proxy_sock, "husk-proxy", "get_guest_details",
-			  NULL, 10000, &before, NULL, 0, err) < 0) {
+	if (husk_rpc_call(p.proxy_sock, PROXY_COMPONENT,
+			  AGENT_M_GET_GUEST_DETAILS, NULL, 10000, &before,
+			  NULL, 0, err) < 0) {
 		husk_sandbox_paths_free(&p);
 		return -1;
 	}
@@ -175,7 +179,7 @@ int husk_sandbox_grow(const char *root, const char *sid, unsigned mem_mb,
 	if (vcpus) {
 		json_t *params = json_pack("{s:i}", "count", vcpus);
 
-		rc = husk_rpc_call(p.hv_sock, "husk-hypervisor", "hotplug_vcpu",
+		rc = husk_rpc_call(p.hv_sock, HV_COMPONENT, HV_M_HOTPLUG_VCPU,
 				   params, 30000, NULL, NULL, 0, err);
 		if (rc == 0 && vcpus_added)
 			*vcpus_added = vcpus;
@@ -185,8 +189,8 @@ int husk_sandbox_grow(const char *root, const char *sid, unsigned mem_mb,
 		json_t *params = json_pack("{s:i}", "size_mb", mem_mb);
 		json_t *r = NULL, *id;
 
-		rc = husk_rpc_call(p.hv_sock, "husk-hypervisor",
-				   "hotplug_memory", params, 30000, &r, NULL,
+		rc = husk_rpc_call(p.hv_sock, HV_COMPONENT,
+				   HV_M_HOTPLUG_MEMORY, params, 30000, &r, NULL,
 				   0, err);
 		id = json_object_get(r, "id");
 		if (rc == 0 && dimms && json_is_string(id))
@@ -203,8 +207,9 @@ int husk_sandbox_grow(const char *root, const char *sid, unsigned mem_mb,
 	while (rc == 0) {
 		json_t *r = NULL;
 
-		rc = husk_rpc_call(p.proxy_sock, "husk-proxy", "online_cpu_mem",
-				   NULL, 30000, &r, NULL, 0, err);
+		rc = husk_rpc_call(p.proxy_sock, PROXY_COMPONENT,
+				   AGENT_M_ONLINE_CPU_MEM, NULL, 30000, &r,
+				   NULL, 0, err);
 		if (rc == 0 &&
 		    json_integer_value(json_object_get(r, "online_cpus")) >=
 		    want_cpus &&
@@ -248,7 +253,7 @@ static unsigned unplug_dimms(const char *hv_sock, const char *sid,
 		if (!id || size <= 0 || (json_int_t)(want_mb - freed) < size)
 			continue;
 		params = json_pack("{s:s}", "id", id);
-		if (husk_rpc_call(hv_sock, "husk-hypervisor", "unplug_memory",
+		if (husk_rpc_call(hv_sock, HV_COMPONENT, HV_M_UNPLUG_MEMORY,
 				  params, 40000, NULL, NULL, 0, &err) < 0) {
 			log_warnx("shrink sandbox %s: DIMM %s stays: %s", sid,
 				  id, err->msg);
@@ -269,7 +274,7 @@ static bool unplug_vcpus(const char *hv_sock, const char *sid, unsigned n)
 	struct husk_err *err = NULL;
 	bool ok = true;
 
-	if (husk_rpc_call(hv_sock, "husk-hypervisor", "unplug_vcpu", params,
+	if (husk_rpc_call(hv_sock, HV_COMPONENT, HV_M_UNPLUG_VCPU, params,
 			  40000, NULL, NULL, 0, &err) < 0) {
 		log_info("sandbox %s: %u vCPU(s) stay: %s", sid, n, err->msg);
 		husk_err_free(err);

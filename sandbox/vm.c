@@ -21,6 +21,9 @@
 #include "libhusk/log.h"
 #include "libhusk/util.h"
 #include "sandbox.h"
+#include "libipc/proto_agent.h"
+#include "libipc/proto_hv.h"
+#include "libipc/proto_proxy.h"
 
 int husk_sandbox_paths(const char *root, const char *sid,
 		       struct husk_sbx_paths *p, struct husk_err **err)
@@ -147,20 +150,20 @@ static int start_hypervisor(const struct husk_config *cfg,
 	husk_proc_ref(pid, &s->hv);
 	if (husk_sandbox_write(e, s, err) < 0)
 		return -1;
-	if (wait_ready("husk-hypervisor", pid, p->hv_sock, "husk-hypervisor",
-		       "status", 10, p->hv_log, err) < 0)
+	if (wait_ready(HV_COMPONENT, pid, p->hv_sock, HV_COMPONENT,
+		       HV_M_STATUS, 10, p->hv_log, err) < 0)
 		return -1;
 	params = hv_create_params(cfg, p);
-	rc = husk_rpc_call(p->hv_sock, "husk-hypervisor", "create", params,
+	rc = husk_rpc_call(p->hv_sock, HV_COMPONENT, HV_M_CREATE, params,
 			   30000, NULL, NULL, 0, err);
 	json_decref(params);
 	if (rc < 0)
 		return -1;
-	if (husk_rpc_call(p->hv_sock, "husk-hypervisor", "start", NULL,
+	if (husk_rpc_call(p->hv_sock, HV_COMPONENT, HV_M_START, NULL,
 			  60000, &res, NULL, 0, err) < 0)
 		return -1;
 	json_decref(res);
-	if (husk_rpc_call(p->hv_sock, "husk-hypervisor", "status", NULL,
+	if (husk_rpc_call(p->hv_sock, HV_COMPONENT, HV_M_STATUS, NULL,
 			  10000, &res, NULL, 0, err) < 0)
 		return -1;
 	free(s->accel);
@@ -258,8 +261,8 @@ static int start_proxy(const struct husk_config *cfg,
 		return -1;
 	/* ping through the proxy reaches the agent: this is the wait for
 	 * the guest to boot. */
-	if (wait_ready("husk-proxy", pid, p->proxy_sock, "husk-proxy",
-		       "ping", cfg->agent_timeout, p->proxy_log, err) < 0)
+	if (wait_ready(PROXY_COMPONENT, pid, p->proxy_sock, PROXY_COMPONENT,
+		       AGENT_M_PING, cfg->agent_timeout, p->proxy_log, err) < 0)
 		return husk_error_wrap(err, "waiting for the guest agent (the "
 				       "guest's console is in %s)",
 				       p->console_log);
@@ -293,8 +296,9 @@ int husk_sandbox_start(struct husk_entry *e, const struct husk_config *cfg,
 		goto out;
 	params = json_pack("{s:s, s:s}", "sandbox_id", sid, "hostname",
 			   hostname ? hostname : sid);
-	rc = husk_rpc_call(p.proxy_sock, "husk-proxy", "create_sandbox",
-			   params, 30000, NULL, NULL, 0, err);
+	rc = husk_rpc_call(p.proxy_sock, PROXY_COMPONENT,
+			   AGENT_M_CREATE_SANDBOX, params, 30000, NULL, NULL,
+			   0, err);
 	json_decref(params);
 	if (rc == 0)
 		rc = husk_net_setup(e, cfg, root, sid, s, err);
@@ -315,9 +319,9 @@ int husk_sandbox_stop(const char *root, const struct husk_sandbox *s,
 		cleanup_err struct husk_err *e = NULL;
 		json_t *params = json_pack("{s:b}", "poweroff", 1);
 
-		if (husk_rpc_call(p.proxy_sock, "husk-proxy",
-				  "destroy_sandbox", params, 10000, NULL, NULL,
-				  0, &e) < 0)
+		if (husk_rpc_call(p.proxy_sock, PROXY_COMPONENT,
+				  AGENT_M_DESTROY_SANDBOX, params, 10000, NULL,
+				  NULL, 0, &e) < 0)
 			log_debug("husk_sandbox_stop: %s", e->msg);
 		json_decref(params);
 	}
@@ -326,7 +330,7 @@ int husk_sandbox_stop(const char *root, const struct husk_sandbox *s,
 		json_t *params = json_pack("{s:i}", "timeout_ms",
 					   force ? 0 : 3000);
 
-		if (husk_rpc_call(p.hv_sock, "husk-hypervisor", "stop", params,
+		if (husk_rpc_call(p.hv_sock, HV_COMPONENT, HV_M_STOP, params,
 				  10000, NULL, NULL, 0, &e) < 0)
 			log_debug("husk_sandbox_stop: %s", e->msg);
 		json_decref(params);

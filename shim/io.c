@@ -40,7 +40,7 @@ static bool peer_lost(struct shim *s, struct ipc_msg *resp,
 
 static void oq_ack(struct shim *s, struct oqueue *q, uint64_t n)
 {
-	msgpack_packer *pk = ipc_notify_begin(s->conn, "output_ack");
+	msgpack_packer *pk = ipc_notify_begin(s->conn, AGENT_N_OUTPUT_ACK);
 
 	if (!pk)
 		return;
@@ -106,7 +106,10 @@ static void oq_write_cb(struct ev_loop *loop, ev_io *w, int revents)
 	}
 }
 
-static void on_output(struct ipc_conn *c, struct ipc_msg *m, void *arg)
+/* Its row has no params table: shim_decode_output (a fuzz target's
+ * entry) decodes, and a bad output from the proxy ends the shim. */
+static int shim_m_output(struct ipc_conn *c, struct ipc_msg *m, void *params,
+			 void *arg, struct husk_err **errp)
 {
 	struct shim *s = shim;
 	struct husk_err *err = NULL;
@@ -148,6 +151,7 @@ static void on_output(struct ipc_conn *c, struct ipc_msg *m, void *arg)
 	ev_io_start(s->loop, &q->w);
 out:
 	shim_output_free(&o);
+	return 0;
 }
 
 void shim_check_done(struct shim *s)
@@ -193,7 +197,7 @@ static void stdin_eof(struct shim *s)
 
 	ev_io_stop(s->loop, &s->in_w);
 	s->in_closed = true;
-	pk = ipc_call_begin(s->conn, "close_stdin");
+	pk = ipc_call_begin(s->conn, AGENT_M_CLOSE_STDIN);
 	if (!pk)
 		return;
 	pack_ids(s, pk, 0);
@@ -215,7 +219,7 @@ static void stdin_cb(struct ev_loop *loop, ev_io *w, int revents)
 		stdin_eof(s);
 		return;
 	}
-	pk = ipc_call_begin(s->conn, "write_stdin");
+	pk = ipc_call_begin(s->conn, AGENT_M_WRITE_STDIN);
 	if (!pk)
 		return;
 	pack_ids(s, pk, 1);
@@ -266,7 +270,7 @@ void shim_send_winsize(struct shim *s)
 		return;
 	s->rows = rows;
 	s->cols = cols;
-	pk = ipc_call_begin(s->conn, "tty_winresize");
+	pk = ipc_call_begin(s->conn, AGENT_M_TTY_WINRESIZE);
 	if (!pk)
 		return;
 	pack_ids(s, pk, 2);
@@ -286,7 +290,7 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 		return;
 	}
 	log_debug("signal_cb: forwarding signal %d", w->signum);
-	pk = ipc_call_begin(s->conn, "signal_process");
+	pk = ipc_call_begin(s->conn, AGENT_M_SIGNAL_PROCESS);
 	if (!pk)
 		return;
 	pack_ids(s, pk, 1);
@@ -355,7 +359,7 @@ static void subscribe_done(struct ipc_conn *c, struct ipc_msg *resp,
 	}
 	s->subscribed = true;
 	shim_ready(s);
-	pk = ipc_call_begin(s->conn, "wait_process");
+	pk = ipc_call_begin(s->conn, AGENT_M_WAIT_PROCESS);
 	pack_ids(s, pk, 0);
 	ipc_call_send(s->conn, 0., NULL, 0, wait_done, NULL, NULL);
 	shim_send_winsize(s);
@@ -369,7 +373,7 @@ static void subscribe_done(struct ipc_conn *c, struct ipc_msg *resp,
 static void proxy_on_ready(struct ipc_conn *c, void *arg)
 {
 	struct shim *s = shim;
-	msgpack_packer *pk = ipc_call_begin(c, "subscribe");
+	msgpack_packer *pk = ipc_call_begin(c, PROXY_M_SUBSCRIBE);
 
 	pack_ids(s, pk, 0);
 	ipc_call_send(c, 0., NULL, 0, subscribe_done, NULL, NULL);
@@ -383,10 +387,10 @@ static void proxy_on_close(struct ipc_conn *c, const struct husk_err *why,
 		  why ? why->msg : "connection closed");
 }
 
-/* shim_dispatch_proxy */
+/* What the proxy sends the shim on its own. */
 static const struct ipc_method proxy_methods[] = {
-	{ "output", IPC_M_NOTIFY, on_output },
-	{ NULL, 0, NULL },
+	IPC_METHOD(AGENT_N_OUTPUT, IPC_M_NOTIFY, shim_m_output),
+	IPC_METHOD_END,
 };
 
 int shim_connect(struct shim *s, struct husk_err **err)

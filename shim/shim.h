@@ -16,9 +16,11 @@
 #include <termios.h>
 
 #include "libipc/ipc.h"
+#include "libipc/proto_agent.h"
+#include "libipc/proto_proxy.h"
 
 #define SHIM_COMPONENT "husk-shim"
-#define SHIM_PROXY_COMPONENT "husk-proxy"
+#define SHIM_PROXY_COMPONENT PROXY_COMPONENT
 /* The agent's per-stream window; the proxy never has more than this in
  * flight to us per stream, so anything beyond twice it is a bug. */
 #define SHIM_WINDOW (256u * 1024u)

@@ -19,6 +19,7 @@
 #include "husk.h"
 #include "libhusk/cleanup.h"
 #include "libhusk/util.h"
+#include "libipc/proto_agent.h"
 
 struct exec_args {
 	const char *process_file, *pid_file, *console, *cwd, *user;
@@ -299,7 +300,7 @@ static int check_pid_file(const char *path, struct husk_err **err)
 static void undo_exec(struct husk_ctx *ctx, const struct husk_container *c,
 		      const char *eid, pid_t shim)
 {
-	husk_agent_call(ctx->root, c->sandbox_id, "signal_process",
+	husk_agent_call(ctx->root, c->sandbox_id, AGENT_M_SIGNAL_PROCESS,
 			json_pack("{s:s, s:s, s:i}", "container_id", c->id,
 				  "exec_id", eid, "signal", SIGKILL),
 			10000, NULL, NULL);
@@ -364,7 +365,7 @@ int cmd_exec(struct husk_ctx *ctx, int argc, char **argv,
 	snprintf(eid, sizeof(eid), "exec-%02x%02x%02x%02x%02x%02x%02x%02x",
 		 rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], rnd[6],
 		 rnd[7]);
-	if (husk_agent_call(ctx->root, c.sandbox_id, "exec_process",
+	if (husk_agent_call(ctx->root, c.sandbox_id, AGENT_M_EXEC_PROCESS,
 			    json_pack("{s:s, s:s, s:O}", "container_id", c.id,
 				      "exec_id", eid, "process", proc), 60000,
 			    NULL, err) < 0)

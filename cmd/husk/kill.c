@@ -10,6 +10,7 @@
 #include "husk.h"
 #include "libhusk/log.h"
 #include "libhusk/util.h"
+#include "libipc/proto_agent.h"
 
 int cmd_kill(struct husk_ctx *ctx, int argc, char **argv,
 	     struct husk_err **err)
@@ -60,7 +61,8 @@ int cmd_kill(struct husk_ctx *ctx, int argc, char **argv,
 		 * lives exactly as long as the process does. */
 		rc = 0;
 	else
-		rc = husk_agent_call(ctx->root, c.sandbox_id, "signal_process",
+		rc = husk_agent_call(ctx->root, c.sandbox_id,
+				     AGENT_M_SIGNAL_PROCESS,
 				     json_pack("{s:s, s:s, s:i, s:b}",
 					       "container_id", c.id,
 					       "exec_id", "", "signal", sig,

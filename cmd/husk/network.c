@@ -9,6 +9,7 @@
 
 #include "husk.h"
 #include "libhusk/cleanup.h"
+#include "libipc/proto_agent.h"
 
 static json_t *read_json_arg(const char *path, struct husk_err **err)
 {
@@ -96,10 +97,10 @@ int cmd_network(struct husk_ctx *ctx, int argc, char **argv,
 		if (rc == 0)
 			out = json_incref(in);
 	} else if (!strcmp(verb, "list-ifaces")) {
-		rc = husk_agent_call(ctx->root, sid, "list_interfaces", NULL,
-				     30000, &out, err);
+		rc = husk_agent_call(ctx->root, sid, AGENT_M_LIST_INTERFACES,
+				     NULL, 30000, &out, err);
 	} else if (!strcmp(verb, "list-routes")) {
-		rc = husk_agent_call(ctx->root, sid, "list_routes", NULL,
+		rc = husk_agent_call(ctx->root, sid, AGENT_M_LIST_ROUTES, NULL,
 				     30000, &out, err);
 	} else if (!strcmp(verb, "update-routes")) {
 		if (!(in = read_json_arg(argc == 4 ? argv[3] : NULL, err)))
@@ -109,7 +110,7 @@ int cmd_network(struct husk_ctx *ctx, int argc, char **argv,
 				   "array of routes is expected");
 			goto out;
 		}
-		rc = husk_agent_call(ctx->root, sid, "update_routes",
+		rc = husk_agent_call(ctx->root, sid, AGENT_M_UPDATE_ROUTES,
 				     json_pack("{s:O}", "routes", in), 30000,
 				     &out, err);
 	} else {

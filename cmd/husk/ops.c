@@ -11,6 +11,7 @@
 #include "libhusk/cleanup.h"
 #include "libhusk/log.h"
 #include "libhusk/util.h"
+#include "libipc/proto_agent.h"
 
 /* Open a container that must be in one of the states in mask. */
 static int open_live(struct husk_ctx *ctx, const char *id, unsigned mask,
@@ -64,7 +65,8 @@ static int pause_resume(struct husk_ctx *ctx, int argc, char **argv,
 		      HUSK_LOCK_EXCL, &e, &c, err) < 0)
 		return -1;
 	rc = husk_agent_call(ctx->root, c.sandbox_id,
-			     pause ? "pause_container" : "resume_container",
+			     pause ? AGENT_M_PAUSE_CONTAINER :
+			     AGENT_M_RESUME_CONTAINER,
 			     json_pack("{s:s}", "container_id", c.id), 30000,
 			     NULL, err);
 	if (rc == 0) {
@@ -220,7 +222,7 @@ int cmd_update(struct husk_ctx *ctx, int argc, char **argv,
 		rc = -1;
 	if (rc == 0)
 		rc = husk_agent_call(ctx->root, c.sandbox_id,
-				     "update_container",
+				     AGENT_M_UPDATE_CONTAINER,
 				     json_pack("{s:s, s:O}", "container_id",
 					       c.id, "resources", res),
 				     30000, NULL, err);
@@ -264,7 +266,7 @@ static int print_stats(struct husk_ctx *ctx, const struct husk_container *c,
 	cleanup_free char *text = NULL;
 	json_t *res = NULL, *ev;
 
-	if (husk_agent_call(ctx->root, c->sandbox_id, "stats_container",
+	if (husk_agent_call(ctx->root, c->sandbox_id, AGENT_M_STATS_CONTAINER,
 			    json_pack("{s:s}", "container_id", c->id), 10000,
 			    &res, err) < 0)
 		return -1;

@@ -18,6 +18,7 @@
 #include "husk.h"
 #include "libhusk/cleanup.h"
 #include "libhusk/util.h"
+#include "libipc/proto_agent.h"
 
 enum col_kind {
 	K_PID, K_PPID, K_UID, K_USER, K_GID, K_GROUP, K_STAT, K_TTY, K_TIME,
@@ -578,7 +579,8 @@ int cmd_ps(struct husk_ctx *ctx, int argc, char **argv,
 	/* A stopped container has no processes: an empty list, as runc. */
 	if (live == HUSK_ST_STOPPED)
 		res = json_pack("{s:[]}", "processes");
-	else if (husk_agent_call(ctx->root, c.sandbox_id, "list_processes",
+	else if (husk_agent_call(ctx->root, c.sandbox_id,
+				 AGENT_M_LIST_PROCESSES,
 				 json_pack("{s:s}", "container_id", c.id),
 				 10000, &res, err) < 0)
 		res = NULL;

@@ -26,6 +26,7 @@
 #include <jansson.h>
 
 #include "libipc/ipc.h"
+#include "libipc/proto_agent.h"
 
 static struct ipc_client cl;
 static const char *cid, *eid = "";
@@ -94,7 +95,7 @@ static void on_notify(struct ipc_msg *m)
 	uint64_t stream;
 	msgpack_packer *pk;
 
-	if (strcmp(m->method, "output") != 0)
+	if (strcmp(m->method, AGENT_N_OUTPUT) != 0)
 		return;
 	o = ipc_map_get(m->params, "container_id");
 	if (!o || o->type != MSGPACK_OBJECT_STR || o->via.str.size != strlen(cid) ||
@@ -115,7 +116,7 @@ static void on_notify(struct ipc_msg *m)
 	}
 	if (write(stream == 2 ? 2 : 1, p, len) != (ssize_t)len)
 		exit(200);
-	pk = ipc_client_begin(&cl, "output_ack");
+	pk = ipc_client_begin(&cl, AGENT_N_OUTPUT_ACK);
 	msgpack_pack_map(pk, 4);
 	ipc_pack_kv_str(pk, "container_id", cid);
 	ipc_pack_kv_str(pk, "exec_id", eid);
@@ -153,12 +154,12 @@ static void send_stdin(bool *open_in)
 		char *j = ids_json(NULL);
 
 		*open_in = false;
-		call("close_stdin", j, &resp, -1);
+		call(AGENT_M_CLOSE_STDIN, j, &resp, -1);
 		ipc_msg_free(&resp);
 		free(j);
 		return;
 	}
-	pk = ipc_client_begin(&cl, "write_stdin");
+	pk = ipc_client_begin(&cl, AGENT_M_WRITE_STDIN);
 	msgpack_pack_map(pk, 3);
 	ipc_pack_kv_str(pk, "container_id", cid);
 	ipc_pack_kv_str(pk, "exec_id", eid);
@@ -202,15 +203,15 @@ int main(int argc, char **argv)
 
 		if (n < 0 || n > 1 << 20)
 			goto usage;
-		if (ipc_client_connect(&cl, argv[i], "husk-ipc", "husk-agent",
-				       5000, &e) < 0)
+		if (ipc_client_connect(&cl, argv[i], "husk-ipc",
+				       AGENT_COMPONENT, 5000, &e) < 0)
 			die("connect", e);
 		buf = malloc((size_t)n + 1);
 		if (!buf)
 			return 200;
 		for (long k = 0; k < n; k++)
 			buf[k] = (char)(k * 131 + 7);
-		pk = ipc_client_begin(&cl, "reseed_random_dev");
+		pk = ipc_client_begin(&cl, AGENT_M_RESEED_RANDOM_DEV);
 		msgpack_pack_map(pk, 1);
 		ipc_pack_kv_bin(pk, "data", buf, (size_t)n);
 		free(buf);
@@ -224,21 +225,22 @@ int main(int argc, char **argv)
 	}
 	if (argc - i < 4)
 		goto usage;
-	if (ipc_client_connect(&cl, argv[i], "husk-ipc", "husk-agent", 5000,
+	if (ipc_client_connect(&cl, argv[i], "husk-ipc", AGENT_COMPONENT, 5000,
 			       &e) < 0)
 		die("connect", e);
 	cid = argv[i + 2];
 	if (strcmp(argv[i + 1], "run") == 0) {
-		if (call("create_sandbox", sandbox, &resp, HUSK_E_EXISTS) == 0)
+		if (call(AGENT_M_CREATE_SANDBOX, sandbox, &resp,
+			 HUSK_E_EXISTS) == 0)
 			ipc_msg_free(&resp);
 		if (asprintf(&j, "{\"container_id\":\"%s\",\"spec\":%s}", cid,
 			     argv[i + 3]) < 0)
 			return 200;
-		call("create_container", j, &resp, -1);
+		call(AGENT_M_CREATE_CONTAINER, j, &resp, -1);
 		ipc_msg_free(&resp);
 		free(j);
 		j = ids_json(NULL);
-		call("start_container", j, &resp, -1);
+		call(AGENT_M_START_CONTAINER, j, &resp, -1);
 		ipc_msg_free(&resp);
 		free(j);
 	} else if (strcmp(argv[i + 1], "exec") == 0 && argc - i >= 5) {
@@ -246,7 +248,7 @@ int main(int argc, char **argv)
 		if (asprintf(&j, "{\"container_id\":\"%s\",\"exec_id\":\"%s\",\"process\":%s}",
 			     cid, eid, argv[i + 4]) < 0)
 			return 200;
-		call("exec_process", j, &resp, -1);
+		call(AGENT_M_EXEC_PROCESS, j, &resp, -1);
 		ipc_msg_free(&resp);
 		free(j);
 	} else {
@@ -259,7 +261,7 @@ int main(int argc, char **argv)
 			goto usage;
 		snprintf(extra, sizeof(extra), "\"rows\":%u,\"cols\":%u", r, c);
 		j = ids_json(extra);
-		call("tty_winresize", j, &resp, -1);
+		call(AGENT_M_TTY_WINRESIZE, j, &resp, -1);
 		ipc_msg_free(&resp);
 		free(j);
 	}
@@ -267,7 +269,7 @@ int main(int argc, char **argv)
 		return 0;
 	if (!open_in) {
 		j = ids_json(NULL);
-		call("close_stdin", j, &resp, -1);
+		call(AGENT_M_CLOSE_STDIN, j, &resp, -1);
 		ipc_msg_free(&resp);
 		free(j);
 	}
@@ -288,7 +290,7 @@ int main(int argc, char **argv)
 			send_stdin(&open_in);
 	}
 	j = ids_json(NULL);
-	call("wait_process", j, &resp, -1);
+	call(AGENT_M_WAIT_PROCESS, j, &resp, -1);
 	free(j);
 	status = 255;
 	{

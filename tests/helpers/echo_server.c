@@ -27,21 +27,26 @@ struct sleeper {
 	int64_t ms;
 };
 
-static void echo(struct ipc_conn *c, struct ipc_msg *m, void *arg)
+static int echo(struct ipc_conn *c, struct ipc_msg *m,
+		void *params, void *arg, struct husk_err **err)
 {
 	msgpack_packer *pk = ipc_reply_begin(c, m->msgid);
 
 	msgpack_pack_object(pk, *m->params);
 	ipc_reply_send(c);
+	return 0;
 }
 
-static void fail(struct ipc_conn *c, struct ipc_msg *m, void *arg)
+static int fail(struct ipc_conn *c, struct ipc_msg *m,
+		void *params, void *arg, struct husk_err **err)
 {
 	ipc_reply_error(c, m->msgid, HUSK_E_NOT_FOUND,
 			"no such thing as %s", "a free lunch");
+	return 0;
 }
 
-static void notify_me(struct ipc_conn *c, struct ipc_msg *m, void *arg)
+static int notify_me(struct ipc_conn *c, struct ipc_msg *m,
+		     void *params, void *arg, struct husk_err **err)
 {
 	ipc_reply_ok(c, m->msgid);
 	for (int i = 1; i <= 3; i++) {
@@ -51,6 +56,7 @@ static void notify_me(struct ipc_conn *c, struct ipc_msg *m, void *arg)
 		ipc_pack_kv_int(pk, "n", i);
 		ipc_notify_send(c);
 	}
+	return 0;
 }
 
 static void sleep_done(struct ev_loop *loop, ev_timer *t, int revents)
@@ -68,39 +74,41 @@ static void sleep_done(struct ev_loop *loop, ev_timer *t, int revents)
 	free(s);
 }
 
-static void do_sleep(struct ipc_conn *c, struct ipc_msg *m, void *arg)
-{
-	struct ev_loop *loop = arg;
-	struct husk_err *err = NULL;
-	struct sleeper *s;
-	struct {
-		int64_t ms;
-	} p = { 0 };
-	static const struct ipc_field fields[] = {
-		{ "ms", IPC_F_INT64, IPC_REQUIRED, 0, 0, 600000 },
-		{ NULL, 0, 0, 0, 0, 0 },
-	};
+struct sleep_params {
+	int64_t ms;
+};
 
-	if (ipc_decode(m->params, fields, &p, &err) < 0) {
-		ipc_reply_err(c, m->msgid, err);
-		husk_err_free(err);
-		return;
-	}
+static const struct ipc_field sleep_fields[] = {
+	{ "ms", IPC_F_INT64, IPC_REQUIRED, 0, 0, 600000 },
+	{ NULL, 0, 0, 0, 0, 0 },
+};
+
+static int do_sleep(struct ipc_conn *c, struct ipc_msg *m,
+		    void *params, void *arg, struct husk_err **err)
+{
+	const struct sleep_params *p = params;
+	struct ev_loop *loop = arg;
+	struct sleeper *s;
+
 	s = husk_xcalloc(1, sizeof(*s));
 	s->c = c;
 	s->msgid = m->msgid;
-	s->ms = p.ms;
+	s->ms = p->ms;
 	ipc_conn_ref(c);
-	ev_timer_init(&s->t, sleep_done, (double)p.ms / 1000.0, 0);
+	ev_timer_init(&s->t, sleep_done, (double)p->ms / 1000.0, 0);
 	ev_timer_start(loop, &s->t);
+	return 0;
 }
 
-static void hang_up(struct ipc_conn *c, struct ipc_msg *m, void *arg)
+static int hang_up(struct ipc_conn *c, struct ipc_msg *m,
+		   void *params, void *arg, struct husk_err **err)
 {
 	ipc_conn_close(c, NULL);
+	return 0;
 }
 
-static void note(struct ipc_conn *c, struct ipc_msg *m, void *arg)
+static int note(struct ipc_conn *c, struct ipc_msg *m,
+		void *params, void *arg, struct husk_err **err)
 {
 	json_t *j = ipc_json_from_obj(m->params);
 	char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
@@ -108,6 +116,7 @@ static void note(struct ipc_conn *c, struct ipc_msg *m, void *arg)
 	fprintf(stderr, "note %s\n", s ? s : "?");
 	free(s);
 	json_decref(j);
+	return 0;
 }
 
 static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
@@ -119,13 +128,14 @@ int main(int argc, char **argv)
 {
 	struct ev_loop *loop = ev_default_loop(0);
 	struct ipc_method methods[] = {
-		{ "echo", IPC_M_REQUEST, echo },
-		{ "fail", IPC_M_REQUEST, fail },
-		{ "notify_me", IPC_M_REQUEST, notify_me },
-		{ "sleep", IPC_M_REQUEST, do_sleep },
-		{ "hang_up", IPC_M_REQUEST | IPC_M_NOTIFY, hang_up },
-		{ "note", IPC_M_NOTIFY, note },
-		{ NULL, 0, NULL },
+		IPC_METHOD("echo", IPC_M_REQUEST, echo),
+		IPC_METHOD("fail", IPC_M_REQUEST, fail),
+		IPC_METHOD("notify_me", IPC_M_REQUEST, notify_me),
+		IPC_METHOD_P("sleep", IPC_M_REQUEST, sleep_fields,
+			     struct sleep_params, do_sleep),
+		IPC_METHOD("hang_up", IPC_M_REQUEST | IPC_M_NOTIFY, hang_up),
+		IPC_METHOD("note", IPC_M_NOTIFY, note),
+		IPC_METHOD_END,
 	};
 	struct ipc_server_opts o = {
 		.conn = {

@@ -40,6 +40,7 @@
 #include "libhusk/log.h"
 #include "libhusk/util.h"
 #include "libipc/ipc.h"
+#include "libipc/proto_agent.h"
 
 #define WINDOW (256u * 1024u)
 #define CHUNK (64u * 1024u)
@@ -93,7 +94,7 @@ static void send_output(struct fproc *p, int num, const char *data,
 {
 	msgpack_packer *pk;
 
-	if (!host || !(pk = ipc_notify_begin(host, "output")))
+	if (!host || !(pk = ipc_notify_begin(host, AGENT_N_OUTPUT)))
 		return;
 	msgpack_pack_map(pk, 4);
 	ipc_pack_kv_str(pk, "container_id", p->cid);
@@ -400,11 +401,11 @@ static void hostile(struct ipc_conn *c, uint32_t msgid)
 		send_output(&fake, 1, "", 0);
 		send_output(&fake, 1, "boo", 3);
 	} else if (strcmp(mode, "bad-notify") == 0) {
-		pk = ipc_notify_begin(c, "output_ack");
+		pk = ipc_notify_begin(c, AGENT_N_OUTPUT_ACK);
 		msgpack_pack_map(pk, 0);
 		ipc_notify_send(c);
 	} else if (strcmp(mode, "request") == 0) {
-		pk = ipc_call_begin(c, "ping");
+		pk = ipc_call_begin(c, AGENT_M_PING);
 		msgpack_pack_map(pk, 0);
 		ipc_call_send(c, 0, NULL, 0, ignore_result, NULL, NULL);
 	} else {
@@ -414,142 +415,233 @@ static void hostile(struct ipc_conn *c, uint32_t msgid)
 
 /* ----------------------------------------------------------- methods */
 
-static void m_handle(struct ipc_conn *c, struct ipc_msg *m, void *arg)
+#define HANDLER(fn) \
+	static int fn(struct ipc_conn *c, struct ipc_msg *m, void *params, \
+		      void *arg, struct husk_err **err)
+
+static const char *eid_of(const struct pparams *q)
 {
-	struct husk_err *err = NULL;
-	struct pparams q = { 0 };
-	struct fproc *p = NULL;
-	const char *meth = m->method;
-	msgpack_packer *pk;
-
-	if (ipc_decode(m->params, pfields, &q, &err) < 0)
-		goto fail;
-	if (!q.exec_id)
-		q.exec_id = husk_xstrdup("");
-	if (q.container_id)
-		p = find(q.container_id, q.exec_id);
-
-	if (strcmp(meth, "fat") == 0 && strcmp(mode, "fat") == 0) {
-		static char fat[900u << 10];
-
-		pk = ipc_reply_begin(c, m->msgid);
-		msgpack_pack_map(pk, 1);
-		ipc_pack_kv_bin(pk, "data", fat, sizeof(fat));
-		ipc_reply_send(c);
-		goto out;
-	}
-	if (strcmp(meth, "output_ack") == 0) {
-		if (p && q.stream >= 1 && q.bytes <= p->out[q.stream - 1].unacked) {
-			struct fstream *s = &p->out[q.stream - 1];
-
-			s->unacked -= q.bytes;
-			if (!s->eof && s->unacked < WINDOW)
-				ev_io_start(loop, &s->w);
-		} else {
-			fprintf(stderr, "fake_agent: bad output_ack\n");
-		}
-		goto out;
-	}
-	if (strcmp(meth, "ping") == 0) {
-		if (q.hostile && strcmp(mode, "normal") != 0) {
-			hostile(c, m->msgid);
-			goto out;
-		}
-	} else if (strcmp(meth, "version") == 0) {
-		pk = ipc_reply_begin(c, m->msgid);
-		msgpack_pack_map(pk, 2);
-		ipc_pack_kv_str(pk, "agent_version", "fake");
-		ipc_pack_kv_int(pk, "protocol", 1);
-		ipc_reply_send(c);
-		goto out;
-	} else if (strcmp(meth, "create_sandbox") == 0 ||
-		   strcmp(meth, "destroy_sandbox") == 0) {
-	} else if (strcmp(meth, "create_container") == 0 ||
-		   strcmp(meth, "exec_process") == 0) {
-		bool exec = meth[0] == 'e';
-		const msgpack_object *proc = exec ? q.process :
-			(q.spec ? ipc_map_get(q.spec, "process") : NULL);
-
-		if (!q.container_id || p || !proc) {
-			husk_error(&err, HUSK_E_INVALID, "bad %s", meth);
-			goto fail;
-		}
-		p = proc_new(q.container_id, q.exec_id, proc);
-		if (!p->argv) {
-			husk_error(&err, HUSK_E_INVALID, "process.args");
-			goto fail;
-		}
-		if (exec && spawn(p, &err) < 0)
-			goto fail;
-		pk = ipc_reply_begin(c, m->msgid);
-		msgpack_pack_map(pk, 1);
-		ipc_pack_kv_int(pk, "pid", exec ? p->pid : 1);
-		ipc_reply_send(c);
-		goto out;
-	} else if (!p) {
-		husk_error(&err, HUSK_E_NOT_FOUND, "no process %s/%s",
-			   q.container_id ? q.container_id : "?", q.exec_id);
-		goto fail;
-	} else if (strcmp(meth, "start_container") == 0) {
-		if (p->pid || spawn(p, &err) < 0) {
-			husk_error(&err, HUSK_E_STATE, "started");
-			goto fail;
-		}
-	} else if (strcmp(meth, "remove_container") == 0) {
-	} else if (strcmp(meth, "signal_process") == 0) {
-		if (p->pid > 0 && !p->exited)
-			kill(p->pid, (int)q.signal);
-	} else if (strcmp(meth, "wait_process") == 0) {
-		struct waiter *w = husk_xcalloc(1, sizeof(*w));
-
-		w->c = c;
-		w->msgid = m->msgid;
-		ipc_conn_ref(c);
-		w->next = p->waiters;
-		p->waiters = w;
-		maybe_done(p);
-		goto out;
-	} else if (strcmp(meth, "write_stdin") == 0) {
-		if (p->in_fd < 0 || husk_write_all(p->in_fd, q.data.p,
-						   q.data.len) < 0) {
-			husk_error(&err, HUSK_E_STATE, "stdin closed");
-			goto fail;
-		}
-		pk = ipc_reply_begin(c, m->msgid);
-		msgpack_pack_map(pk, 1);
-		ipc_pack_kv_uint(pk, "len", q.data.len);
-		ipc_reply_send(c);
-		goto out;
-	} else if (strcmp(meth, "close_stdin") == 0) {
-		if (p->pty >= 0)
-			husk_write_all(p->pty, "\004", 1);
-		else if (p->in_fd >= 0)
-			close(p->in_fd);
-		p->in_fd = -1;
-	} else if (strcmp(meth, "tty_winresize") == 0) {
-		struct winsize ws = { .ws_row = q.rows, .ws_col = q.cols };
-
-		if (p->pty >= 0)
-			ioctl(p->pty, TIOCSWINSZ, &ws);
-	} else {
-		husk_error(&err, HUSK_E_UNKNOWN_METHOD, "unknown method %s",
-			   meth);
-		goto fail;
-	}
-	ipc_reply_ok(c, m->msgid);
-	goto out;
-fail:
-	if (m->type == IPC_REQUEST)
-		ipc_reply_err(c, m->msgid, err);
-	husk_err_free(err);
-out:
-	ipc_decode_free(pfields, &q);
+	return q->exec_id ? q->exec_id : "";
 }
 
+/* The process params name, or NULL with the error. */
+static struct fproc *proc_of(const struct pparams *q, struct husk_err **err)
+{
+	struct fproc *p = q->container_id ? find(q->container_id, eid_of(q)) :
+			  NULL;
+
+	if (!p)
+		husk_error(err, HUSK_E_NOT_FOUND, "no process %s/%s",
+			   q->container_id ? q->container_id : "?",
+			   eid_of(q));
+	return p;
+}
+
+static int reply_ok(struct ipc_conn *c, struct ipc_msg *m)
+{
+	ipc_reply_ok(c, m->msgid);
+	return 0;
+}
+
+HANDLER(fake_m_output_ack)
+{
+	const struct pparams *q = params;
+	struct fproc *p = q->container_id ?
+			  find(q->container_id, eid_of(q)) : NULL;
+
+	if (p && q->stream >= 1 && q->bytes <= p->out[q->stream - 1].unacked) {
+		struct fstream *s = &p->out[q->stream - 1];
+
+		s->unacked -= q->bytes;
+		if (!s->eof && s->unacked < WINDOW)
+			ev_io_start(loop, &s->w);
+	} else {
+		fprintf(stderr, "fake_agent: bad output_ack\n");
+	}
+	return 0;
+}
+
+HANDLER(fake_m_ping)
+{
+	const struct pparams *q = params;
+
+	if (q->hostile && strcmp(mode, "normal") != 0) {
+		hostile(c, m->msgid);
+		return 0;
+	}
+	return reply_ok(c, m);
+}
+
+HANDLER(fake_m_version)
+{
+	msgpack_packer *pk = ipc_reply_begin(c, m->msgid);
+
+	msgpack_pack_map(pk, 2);
+	ipc_pack_kv_str(pk, "agent_version", "fake");
+	ipc_pack_kv_int(pk, "protocol", 1);
+	ipc_reply_send(c);
+	return 0;
+}
+
+HANDLER(fake_m_sandbox)
+{
+	return reply_ok(c, m);
+}
+
+/* create_container and exec_process */
+HANDLER(fake_m_create)
+{
+	const struct pparams *q = params;
+	bool exec = strcmp(m->method, AGENT_M_EXEC_PROCESS) == 0;
+	const msgpack_object *proc = exec ? q->process :
+		(q->spec ? ipc_map_get(q->spec, "process") : NULL);
+	msgpack_packer *pk;
+	struct fproc *p;
+
+	if (!q->container_id || find(q->container_id, eid_of(q)) || !proc)
+		return husk_error(err, HUSK_E_INVALID, "bad %s", m->method);
+	p = proc_new(q->container_id, eid_of(q), proc);
+	if (!p->argv)
+		return husk_error(err, HUSK_E_INVALID, "process.args");
+	if (exec && spawn(p, err) < 0)
+		return -1;
+	pk = ipc_reply_begin(c, m->msgid);
+	msgpack_pack_map(pk, 1);
+	ipc_pack_kv_int(pk, "pid", exec ? p->pid : 1);
+	ipc_reply_send(c);
+	return 0;
+}
+
+HANDLER(fake_m_start_container)
+{
+	struct fproc *p = proc_of(params, err);
+
+	if (!p)
+		return -1;
+	if (p->pid || spawn(p, err) < 0) {
+		husk_err_free(*err);
+		*err = NULL;
+		return husk_error(err, HUSK_E_STATE, "started");
+	}
+	return reply_ok(c, m);
+}
+
+HANDLER(fake_m_remove_container)
+{
+	return proc_of(params, err) ? reply_ok(c, m) : -1;
+}
+
+HANDLER(fake_m_signal_process)
+{
+	const struct pparams *q = params;
+	struct fproc *p = proc_of(q, err);
+
+	if (!p)
+		return -1;
+	if (p->pid > 0 && !p->exited)
+		kill(p->pid, (int)q->signal);
+	return reply_ok(c, m);
+}
+
+HANDLER(fake_m_wait_process)
+{
+	struct fproc *p = proc_of(params, err);
+	struct waiter *w;
+
+	if (!p)
+		return -1;
+	w = husk_xcalloc(1, sizeof(*w));
+	w->c = c;
+	w->msgid = m->msgid;
+	ipc_conn_ref(c);
+	w->next = p->waiters;
+	p->waiters = w;
+	maybe_done(p);
+	return 0;
+}
+
+HANDLER(fake_m_write_stdin)
+{
+	const struct pparams *q = params;
+	struct fproc *p = proc_of(q, err);
+	msgpack_packer *pk;
+
+	if (!p)
+		return -1;
+	if (p->in_fd < 0 ||
+	    husk_write_all(p->in_fd, q->data.p, q->data.len) < 0)
+		return husk_error(err, HUSK_E_STATE, "stdin closed");
+	pk = ipc_reply_begin(c, m->msgid);
+	msgpack_pack_map(pk, 1);
+	ipc_pack_kv_uint(pk, "len", q->data.len);
+	ipc_reply_send(c);
+	return 0;
+}
+
+HANDLER(fake_m_close_stdin)
+{
+	struct fproc *p = proc_of(params, err);
+
+	if (!p)
+		return -1;
+	if (p->pty >= 0)
+		husk_write_all(p->pty, "\004", 1);
+	else if (p->in_fd >= 0)
+		close(p->in_fd);
+	p->in_fd = -1;
+	return reply_ok(c, m);
+}
+
+HANDLER(fake_m_tty_winresize)
+{
+	const struct pparams *q = params;
+	struct fproc *p = proc_of(q, err);
+	struct winsize ws = { .ws_row = q->rows, .ws_col = q->cols };
+
+	if (!p)
+		return -1;
+	if (p->pty >= 0)
+		ioctl(p->pty, TIOCSWINSZ, &ws);
+	return reply_ok(c, m);
+}
+
+/* "*": in mode fat every other request gets 900 KiB. */
+HANDLER(fake_m_other)
+{
+	static char fat[900u << 10];
+	msgpack_packer *pk;
+
+	if (strcmp(m->method, "fat") != 0 || strcmp(mode, "fat") != 0)
+		return husk_error(err, HUSK_E_UNKNOWN_METHOD,
+				  "unknown method %s", m->method);
+	pk = ipc_reply_begin(c, m->msgid);
+	msgpack_pack_map(pk, 1);
+	ipc_pack_kv_bin(pk, "data", fat, sizeof(fat));
+	ipc_reply_send(c);
+	return 0;
+}
+
+#define REQ IPC_M_REQUEST
+#define ROW(name, flags, fn) \
+	IPC_METHOD_P(name, flags, pfields, struct pparams, fn)
+
 static const struct ipc_method methods[] = {
-	{ "output_ack", IPC_M_NOTIFY, m_handle },
-	{ "*", IPC_M_REQUEST, m_handle },
-	{ NULL, 0, NULL },
+	ROW(AGENT_N_OUTPUT_ACK, IPC_M_NOTIFY, fake_m_output_ack),
+	ROW(AGENT_M_PING, REQ, fake_m_ping),
+	ROW(AGENT_M_VERSION, REQ, fake_m_version),
+	ROW(AGENT_M_CREATE_SANDBOX, REQ, fake_m_sandbox),
+	ROW(AGENT_M_DESTROY_SANDBOX, REQ, fake_m_sandbox),
+	ROW(AGENT_M_CREATE_CONTAINER, REQ, fake_m_create),
+	ROW(AGENT_M_EXEC_PROCESS, REQ, fake_m_create),
+	ROW(AGENT_M_START_CONTAINER, REQ, fake_m_start_container),
+	ROW(AGENT_M_REMOVE_CONTAINER, REQ, fake_m_remove_container),
+	ROW(AGENT_M_SIGNAL_PROCESS, REQ, fake_m_signal_process),
+	ROW(AGENT_M_WAIT_PROCESS, REQ, fake_m_wait_process),
+	ROW(AGENT_M_WRITE_STDIN, REQ, fake_m_write_stdin),
+	ROW(AGENT_M_CLOSE_STDIN, REQ, fake_m_close_stdin),
+	ROW(AGENT_M_TTY_WINRESIZE, REQ, fake_m_tty_winresize),
+	ROW("*", REQ, fake_m_other),
+	IPC_METHOD_END,
 };
 
 static void on_accept(struct ipc_server *s, struct ipc_conn *c, void *arg)
@@ -613,7 +705,7 @@ int main(int argc, char **argv)
 
 	struct ipc_server_opts o = {
 		.conn = {
-			.component = "husk-agent",
+			.component = AGENT_COMPONENT,
 			.methods = methods,
 			.max_frame = 8u << 20,
 			.on_ready = on_ready,

@@ -22,6 +22,7 @@
 #include <linux/if_tun.h>
 
 #include "libipc/ipc.h"
+#include "libipc/proto_hv.h"
 
 static int open_tap(const char *netns, const char *name)
 {
@@ -72,7 +73,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "hv_tapfd: %s\n", e->msg);
 		return 111;
 	}
-	pk = ipc_client_begin(&cl, "hotplug_net");
+	pk = ipc_client_begin(&cl, HV_M_HOTPLUG_NET);
 	msgpack_pack_map(pk, argc == 7 ? 3 : 2);
 	ipc_pack_kv_str(pk, "id", argv[4]);
 	ipc_pack_kv_str(pk, "mac", argv[5]);

@@ -16,6 +16,7 @@
 #include <sys/wait.h>
 
 #include "agent/net.c"
+#include "agent/net_params.c"
 #include "tests/unit/agent_testlib.h"
 
 static int setup(void **state)

@@ -44,17 +44,22 @@ static void reply_n(struct ipc_conn *c, uint32_t id, int64_t n)
 	ipc_reply_send(c);
 }
 
-static void h_echo(struct ipc_conn *c, struct ipc_msg *m, void *arg)
+static int h_echo(struct ipc_conn *c, struct ipc_msg *m,
+		  void *params, void *arg, struct husk_err **err)
 {
 	reply_n(c, m->msgid, param_n(m->params));
+	return 0;
 }
 
-static void h_hold(struct ipc_conn *c, struct ipc_msg *m, void *arg)
+static int h_hold(struct ipc_conn *c, struct ipc_msg *m,
+		  void *params, void *arg, struct husk_err **err)
 {
+	return 0;
 }
 
 /* n notifications, then the answer. */
-static void h_burst(struct ipc_conn *c, struct ipc_msg *m, void *arg)
+static int h_burst(struct ipc_conn *c, struct ipc_msg *m,
+		   void *params, void *arg, struct husk_err **err)
 {
 	int64_t n = param_n(m->params);
 
@@ -66,39 +71,46 @@ static void h_burst(struct ipc_conn *c, struct ipc_msg *m, void *arg)
 		ipc_notify_send(c);
 	}
 	ipc_reply_ok(c, m->msgid);
+	return 0;
 }
 
-static void h_note(struct ipc_conn *c, struct ipc_msg *m, void *arg)
+static int h_note(struct ipc_conn *c, struct ipc_msg *m,
+		  void *params, void *arg, struct husk_err **err)
 {
 	notes += (int)param_n(m->params);
+	return 0;
 }
 
-static void h_count(struct ipc_conn *c, struct ipc_msg *m, void *arg)
+static int h_count(struct ipc_conn *c, struct ipc_msg *m,
+		   void *params, void *arg, struct husk_err **err)
 {
 	reply_n(c, m->msgid, notes);
+	return 0;
 }
 
-static void h_pipe(struct ipc_conn *c, struct ipc_msg *m, void *arg)
+static int h_pipe(struct ipc_conn *c, struct ipc_msg *m,
+		  void *params, void *arg, struct husk_err **err)
 {
 	int fd = ipc_msg_take_fd(m, 0);
 
 	if (fd < 0) {
 		ipc_reply_error(c, m->msgid, HUSK_E_INVALID, "no fd");
-		return;
+		return 0;
 	}
 	husk_write_all(fd, "piped", 5);
 	close(fd);
 	ipc_reply_ok(c, m->msgid);
+	return 0;
 }
 
 static const struct ipc_method methods[] = {
-	{ "echo", IPC_M_REQUEST, h_echo },
-	{ "hold", IPC_M_REQUEST, h_hold },
-	{ "burst", IPC_M_REQUEST, h_burst },
-	{ "note", IPC_M_NOTIFY, h_note },
-	{ "count", IPC_M_REQUEST, h_count },
-	{ "pipe", IPC_M_REQUEST, h_pipe },
-	{ NULL, 0, NULL },
+	IPC_METHOD("echo", IPC_M_REQUEST, h_echo),
+	IPC_METHOD("hold", IPC_M_REQUEST, h_hold),
+	IPC_METHOD("burst", IPC_M_REQUEST, h_burst),
+	IPC_METHOD("note", IPC_M_NOTIFY, h_note),
+	IPC_METHOD("count", IPC_M_REQUEST, h_count),
+	IPC_METHOD("pipe", IPC_M_REQUEST, h_pipe),
+	IPC_METHOD_END,
 };
 
 static void serve(const char *path)

@@ -60,44 +60,56 @@ static void reply_n(struct ipc_conn *c, uint32_t id, int64_t n)
 
 /* ---------------------------------------------------- server methods */
 
-static void h_echo(struct ipc_conn *c, struct ipc_msg *m, void *arg)
+static int h_echo(struct ipc_conn *c, struct ipc_msg *m,
+		  void *params, void *arg, struct husk_err **err)
 {
 	reply_n(c, m->msgid, param_n(m->params));
+	return 0;
 }
 
-static void h_hold(struct ipc_conn *c, struct ipc_msg *m, void *arg)
+static int h_hold(struct ipc_conn *c, struct ipc_msg *m,
+		  void *params, void *arg, struct husk_err **err)
 {
 	struct fx *f = arg;
 
 	f->held[f->nheld++] = m->msgid;
+	return 0;
 }
 
-static void h_note(struct ipc_conn *c, struct ipc_msg *m, void *arg)
+static int h_note(struct ipc_conn *c, struct ipc_msg *m,
+		  void *params, void *arg, struct husk_err **err)
 {
 	struct fx *f = arg;
 
 	f->notes++;
 	f->note_n = param_n(m->params);
+	return 0;
 }
 
-static void h_blob(struct ipc_conn *c, struct ipc_msg *m, void *arg)
+static int h_blob(struct ipc_conn *c, struct ipc_msg *m,
+		  void *params, void *arg, struct husk_err **err)
 {
 	struct fx *f = arg;
 
 	f->blobs++;
+	return 0;
 }
 
-static void h_ok(struct ipc_conn *c, struct ipc_msg *m, void *arg)
+static int h_ok(struct ipc_conn *c, struct ipc_msg *m,
+		void *params, void *arg, struct husk_err **err)
 {
 	ipc_reply_ok(c, m->msgid);
+	return 0;
 }
 
-static void h_bye(struct ipc_conn *c, struct ipc_msg *m, void *arg)
+static int h_bye(struct ipc_conn *c, struct ipc_msg *m,
+		 void *params, void *arg, struct husk_err **err)
 {
 	ipc_conn_close(c, NULL);
 	/* Still safe to look at: the dispatcher holds a reference. */
 	assert_true(ipc_conn_closed(c));
 	assert_int_equal(ipc_reply_ok(c, m->msgid), -1);
+	return 0;
 }
 
 static void later_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -108,7 +120,8 @@ static void later_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	ipc_conn_unref(f->later_conn);
 }
 
-static void h_later(struct ipc_conn *c, struct ipc_msg *m, void *arg)
+static int h_later(struct ipc_conn *c, struct ipc_msg *m,
+		   void *params, void *arg, struct husk_err **err)
 {
 	struct fx *f = arg;
 
@@ -118,33 +131,36 @@ static void h_later(struct ipc_conn *c, struct ipc_msg *m, void *arg)
 	ev_timer_init(&f->later, later_cb, 0.01, 0.);
 	f->later.data = f;
 	ev_timer_start(f->loop, &f->later);
+	return 0;
 }
 
 /* Write through the descriptor that came with the request. */
-static void h_pipe(struct ipc_conn *c, struct ipc_msg *m, void *arg)
+static int h_pipe(struct ipc_conn *c, struct ipc_msg *m,
+		  void *params, void *arg, struct husk_err **err)
 {
 	int fd = ipc_msg_take_fd(m, 0);
 
 	if (fd < 0) {
 		ipc_reply_error(c, m->msgid, HUSK_E_INVALID, "no fd");
-		return;
+		return 0;
 	}
 	assert_int_equal(husk_write_all(fd, "through", 7), 0);
 	close(fd);
 	ipc_reply_ok(c, m->msgid);
+	return 0;
 }
 
 static const struct ipc_method srv_methods[] = {
-	{ "echo", IPC_M_REQUEST, h_echo },
-	{ "hold", IPC_M_REQUEST, h_hold },
-	{ "note", IPC_M_NOTIFY, h_note },
-	{ "blob", IPC_M_NOTIFY, h_blob },
-	{ "reqonly", IPC_M_REQUEST, h_ok },
-	{ "once", IPC_M_REQUEST | IPC_M_ONCE, h_ok },
-	{ "bye", IPC_M_REQUEST, h_bye },
-	{ "later", IPC_M_REQUEST, h_later },
-	{ "pipe", IPC_M_REQUEST, h_pipe },
-	{ NULL, 0, NULL },
+	IPC_METHOD("echo", IPC_M_REQUEST, h_echo),
+	IPC_METHOD("hold", IPC_M_REQUEST, h_hold),
+	IPC_METHOD("note", IPC_M_NOTIFY, h_note),
+	IPC_METHOD("blob", IPC_M_NOTIFY, h_blob),
+	IPC_METHOD("reqonly", IPC_M_REQUEST, h_ok),
+	IPC_METHOD("once", IPC_M_REQUEST | IPC_M_ONCE, h_ok),
+	IPC_METHOD("bye", IPC_M_REQUEST, h_bye),
+	IPC_METHOD("later", IPC_M_REQUEST, h_later),
+	IPC_METHOD("pipe", IPC_M_REQUEST, h_pipe),
+	IPC_METHOD_END,
 };
 
 /* ------------------------------------------------------- callbacks */

@@ -34,7 +34,8 @@
 /* The method the fake answers with an error (HUSK_FAKE_FAIL). */
 static const char *fake_fail;
 
-static void fake_answer(struct ipc_conn *c, struct ipc_msg *m, void *arg)
+static int fake_answer(struct ipc_conn *c, struct ipc_msg *m,
+		       void *params, void *arg, struct husk_err **err)
 {
 	const char *method = m->method;
 
@@ -42,7 +43,7 @@ static void fake_answer(struct ipc_conn *c, struct ipc_msg *m, void *arg)
 	if (fake_fail && !strcmp(fake_fail, method)) {
 		ipc_reply_error(c, m->msgid, HUSK_E_INTERNAL,
 				"fake: %s fails", method);
-		return;
+		return 0;
 	}
 	if (!strcmp(method, "status")) {
 		msgpack_packer *pk = ipc_reply_begin(c, m->msgid);
@@ -50,9 +51,10 @@ static void fake_answer(struct ipc_conn *c, struct ipc_msg *m, void *arg)
 		msgpack_pack_map(pk, 1);
 		ipc_pack_kv_str(pk, "accel", "tcg");
 		ipc_reply_send(c);
-		return;
+		return 0;
 	}
 	ipc_reply_ok(c, m->msgid);
+	return 0;
 }
 
 static void fake_signal(struct ev_loop *loop, ev_signal *w, int revents)
@@ -66,8 +68,8 @@ static int fake_main(const char *component, const char *sock)
 {
 	/* Every method is answered: "ok", or the error asked for. */
 	static const struct ipc_method methods[] = {
-		{ "*", IPC_M_REQUEST, fake_answer },
-		{ NULL, 0, NULL },
+		IPC_METHOD("*", IPC_M_REQUEST, fake_answer),
+		IPC_METHOD_END,
 	};
 	struct ev_loop *loop = ev_default_loop(0);
 	struct ipc_server_opts o = { .conn = { .component = component,
