@@ -307,14 +307,18 @@ int husk_daemon_main(struct husk_daemon *d, int argc, char **argv)
 				  "loop");
 	stop_signals(d);
 
-	if (d->open && d->open(d, &err) < 0)
+	rc = d->open ? d->open(d, &err) : 0;
+	if (rc < 0)
 		husk_daemon_fatal_err(err);
-	if (!(d->flags & HUSK_DAEMON_CONFINE_LATER))
-		husk_daemon_confine(d);
-	if (d->run && d->run(d, &err) < 0)
-		husk_daemon_fatal_err(err);
-
-	ev_run(d->loop, 0);
+	if (rc != HUSK_DAEMON_DONE) {
+		if (!(d->flags & HUSK_DAEMON_CONFINE_LATER))
+			husk_daemon_confine(d);
+		rc = d->run ? d->run(d, &err) : 0;
+		if (rc < 0)
+			husk_daemon_fatal_err(err);
+	}
+	if (rc != HUSK_DAEMON_DONE)
+		ev_run(d->loop, 0);
 
 	if (d->close)
 		d->close(d);

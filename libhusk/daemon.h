@@ -60,6 +60,7 @@ enum {
 enum {
 	HUSK_DAEMON_HELP = 1,
 	HUSK_DAEMON_VERSION = 2,
+	HUSK_DAEMON_DONE = 3,           /* from open or run: no loop */
 };
 
 struct husk_daemon {
@@ -82,7 +83,10 @@ struct husk_daemon {
 	 * a usage error.  May set flags and call husk_daemon_set_tag(). */
 	int (*check)(struct husk_daemon *d, struct husk_err **err);
 	/* The steps; -1 with err exits with husk_err_exit_code(err).
-	 * confine NULL: the program does not confine itself (say why). */
+	 * open or run returning HUSK_DAEMON_DONE ends the life there
+	 * (no loop; close runs, the exit code is exit_code): a one-shot
+	 * subcommand.  confine NULL: the program does not confine itself
+	 * (say why where the struct is filled). */
 	int (*open)(struct husk_daemon *d, struct husk_err **err);
 	int (*confine)(struct husk_daemon *d, struct husk_err **err);
 	int (*run)(struct husk_daemon *d, struct husk_err **err);
