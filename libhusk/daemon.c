@@ -42,6 +42,8 @@ static const struct option common_opts[] = {
 
 /* The running daemon, for husk_daemon_fatal() from any callback. */
 static struct husk_daemon *running;
+/* The program named its tag itself (husk_daemon_set_tag). */
+static bool tag_set;
 
 static bool takes(const struct husk_daemon *d, int key)
 {
@@ -197,6 +199,7 @@ void husk_daemon_set_tag(struct husk_daemon *d, const char *fmt, ...)
 	vsnprintf(tag, sizeof(tag), fmt, ap);
 	va_end(ap);
 	husk_log_set_tag(tag);
+	tag_set = true;
 }
 
 static void __attribute__((noreturn))
@@ -272,6 +275,8 @@ int husk_daemon_main(struct husk_daemon *d, int argc, char **argv)
 	int rc;
 
 	running = d;
+	tag_set = false;
+	husk_log_init(d->tag, d->log_level, HUSK_LOG_TEXT);
 	rc = husk_daemon_parse(d, argc, argv, &err);
 	if (rc == HUSK_DAEMON_HELP) {
 		husk_daemon_usage(d, stdout);
@@ -288,8 +293,9 @@ int husk_daemon_main(struct husk_daemon *d, int argc, char **argv)
 		return HUSK_EXIT_USAGE;
 	}
 
-	husk_log_init(d->tag, d->log_level, d->log_format);
-	if (d->sandbox)
+	husk_log_set_level(d->log_level);
+	husk_log_set_format(d->log_format);
+	if (d->sandbox && !tag_set)
 		husk_daemon_set_tag(d, "%s/%s", d->tag, d->sandbox);
 	if (d->log_path && husk_log_open(d->log_path) < 0)
 		husk_daemon_fatal(HUSK_EXIT_SYSTEM, "open log `%s`: %s",
