@@ -304,6 +304,7 @@ static int start_vm_mode(struct husk_err **err)
 static int agent_open(struct husk_daemon *d, struct husk_err **err)
 {
 	static char *copy_roots[] = { "/run/husk", NULL };
+	const char *dir;
 
 	if (!agent.host_mode) {
 		if (init_guest(&agent, &debug, err) < 0)
@@ -320,9 +321,10 @@ static int agent_open(struct husk_daemon *d, struct husk_err **err)
 		/* Orphans of our containers come back to us to be reaped. */
 		prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
 	}
-	agent.shared_dir = realpath(agent.shared_dir, NULL);
+	dir = agent.shared_dir;
+	agent.shared_dir = realpath(dir, NULL);
 	if (!agent.shared_dir)
-		return husk_error_sys(err, errno, "shared dir");
+		return husk_error_sys(err, errno, "shared dir `%s`", dir);
 	agent.copy_roots = copy_roots;
 	fill_std_fds();
 	core.cap_last = read_cap_last();
