@@ -127,6 +127,22 @@ static int common_option(struct husk_daemon *d, int key, const char *arg,
 	return husk_error(err, HUSK_E_INVALID, "unknown option");
 }
 
+/* getopt's '?': an unknown long option (optopt 0), a value given to
+ * one that takes none, or an unknown letter. */
+static int unknown(const char *arg, struct husk_err **err)
+{
+	const char *eq = strchr(arg, '=');
+
+	if (optopt == 0)
+		return husk_error(err, HUSK_E_INVALID, "unknown option `%s`",
+				  arg);
+	if (eq && arg[0] == '-')
+		return husk_error(err, HUSK_E_INVALID, "`%.*s` takes no value",
+				  (int)(eq - arg), arg);
+	return husk_error(err, HUSK_E_INVALID, "unknown option `-%c`",
+			  optopt);
+}
+
 int husk_daemon_parse(struct husk_daemon *d, int argc, char **argv,
 		      struct husk_err **err)
 {
@@ -163,9 +179,7 @@ int husk_daemon_parse(struct husk_daemon *d, int argc, char **argv,
 					argv[optind - 1]);
 			break;
 		case '?':
-			rc = husk_error(err, HUSK_E_INVALID,
-					"unknown option `%s`",
-					argv[optind - 1]);
+			rc = unknown(argv[optind - 1], err);
 			break;
 		default:
 			if (key >= OPT_LOG && key <= OPT_VERSION)
