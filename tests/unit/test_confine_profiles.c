@@ -24,6 +24,7 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include "libhusk/daemon.h"
 
 #include "proxy/confine.c"
 #include "shim/confine.c"
