@@ -3,7 +3,7 @@
  * only program that starts, stops or reconfigures the VM
  * (docs/hypervisor.md).
  *
- *   main.c      options, set-up, the loop, leftovers of a dead driver
+ *   main.c      leftovers of a dead driver; options, open, run (daemon.h)
  *   methods.c   the RPC method table, requests in flight, devices,
  *               events to subscribers; stop, pause, status
  *   life.c      QEMU's life: starting it (and virtiofsd), QMP, its exit
