@@ -6,6 +6,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -289,6 +290,108 @@ static void test_fatal_exit_code(void **state)
 	assert_int_equal(WEXITSTATUS(status), HUSK_EXIT_SYSTEM);
 }
 
+/* ------------------------------------------------------------------ */
+/* The life: the order of the steps, the confinement point, the loop   */
+
+static char steps[64];
+
+static void step(char c)
+{
+	size_t n = strlen(steps);
+
+	if (n + 1 < sizeof(steps))
+		steps[n] = c;
+}
+
+static int l_open(struct husk_daemon *d, struct husk_err **err)
+{
+	step('o');
+	return 0;
+}
+
+static int l_confine(struct husk_daemon *d, struct husk_err **err)
+{
+	step('c');
+	return 0;
+}
+
+/* Confines late when asked, then ends the loop with SIGTERM. */
+static int l_run(struct husk_daemon *d, struct husk_err **err)
+{
+	step('r');
+	if (d->flags & HUSK_DAEMON_CONFINE_LATER) {
+		husk_daemon_confine(d);
+		husk_daemon_confine(d);         /* once only */
+	}
+	if (d->exit_code == 7)
+		return HUSK_DAEMON_DONE;
+	raise(SIGTERM);
+	return 0;
+}
+
+static void l_stop(struct husk_daemon *d, int signum)
+{
+	step(signum == SIGTERM ? 's' : '?');
+}
+
+static void l_close(struct husk_daemon *d)
+{
+	step('x');
+}
+
+/* husk_daemon_main in a child; its steps and exit status. */
+static int life(unsigned flags, int exit_code, char *out, size_t cap)
+{
+	int p[2], status;
+	ssize_t n;
+	pid_t pid;
+
+	assert_int_equal(pipe(p), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct husk_daemon d = {
+			.name = "husk-life", .tag = "life", .version = "0",
+			.open = l_open, .confine = l_confine, .run = l_run,
+			.stop = l_stop, .close = l_close, .flags = flags,
+			.log_level = HUSK_LOG_ERROR, .exit_code = exit_code,
+		};
+		char *argv[] = { "husk-life", NULL };
+		int rc;
+
+		close(p[0]);
+		rc = husk_daemon_main(&d, 1, argv);
+		if (write(p[1], steps, strlen(steps)) < 0)
+			_exit(98);
+		_exit(rc);
+	}
+	close(p[1]);
+	n = read(p[0], out, cap - 1);
+	out[n > 0 ? n : 0] = '\0';
+	close(p[0]);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	return WEXITSTATUS(status);
+}
+
+static void test_life(void **state)
+{
+	char got[64];
+
+	(void)state;
+	/* open, confine right after it, run, the loop until SIGTERM (stop
+	 * first), close; the exit code is exit_code */
+	assert_int_equal(life(0, 0, got, sizeof(got)), 0);
+	assert_string_equal(got, "ocrsx");
+	/* the program names the moment, and it happens once */
+	assert_int_equal(life(HUSK_DAEMON_CONFINE_LATER, 0, got,
+			      sizeof(got)), 0);
+	assert_string_equal(got, "orcsx");
+	/* a one-shot: no loop, close, exit_code */
+	assert_int_equal(life(0, 7, got, sizeof(got)), 7);
+	assert_string_equal(got, "ocrx");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -301,6 +404,7 @@ int main(void)
 		cmocka_unit_test(test_operands_and_long_only),
 		cmocka_unit_test(test_usage_text),
 		cmocka_unit_test(test_fatal_exit_code),
+		cmocka_unit_test(test_life),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
