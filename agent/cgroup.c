@@ -38,11 +38,7 @@ static const char *const v2_ctrls[] = {
 	"cpu", "memory", "pids", "cpuset", "io", "hugetlb",
 };
 
-static struct {
-	int version;                    /* 0 until cg_init, then 1 or 2 */
-	char *v2_base;                  /* v2: the hierarchy's root */
-	char *v1_base[CG_NCTRL];        /* v1: our own cgroup per controller */
-} cgs;
+struct cg_hier cgs;
 
 /* ------------------------------------------------------------------ */
 /* Files                                                               */
@@ -163,7 +159,7 @@ char *cg_read_text(const char *dir, const char *file)
 /* Hierarchy                                                           */
 
 /* Our own cgroup in the v1 hierarchy of ctrl, from /proc/self/cgroup. */
-static char *self_path(const char *text, const char *ctrl)
+char *self_path(const char *text, const char *ctrl)
 {
 	size_t cl = strlen(ctrl);
 
@@ -199,7 +195,7 @@ static void cg_reset(void)
 	memset(&cgs, 0, sizeof(cgs));
 }
 
-static int cg_init_at(const char *mnt, struct husk_err **err)
+int cg_init_at(const char *mnt, struct husk_err **err)
 {
 	cleanup_free char *self = NULL;
 	struct statfs sfs;
@@ -256,7 +252,7 @@ const char *cg_version(void)
 }
 
 /* "husk/<sandbox>/<container>": plain components, nothing that climbs. */
-static int cg_name_check(const char *name, struct husk_err **err)
+int cg_name_check(const char *name, struct husk_err **err)
 {
 	const char *p = name;
 
@@ -455,7 +451,7 @@ static void sleep_ms(long ms)
 		;
 }
 
-static bool frozen_is(const struct cg *cg, bool frozen)
+bool frozen_is(const struct cg *cg, bool frozen)
 {
 	char buf[256];
 
@@ -668,7 +664,7 @@ int cg_stats_pack(struct cg *cg, msgpack_packer *pk, struct husk_err **err)
 /* rmdir dir/name and then its parents up to (not including) base, while
  * they are empty.  The leaf gets a second of EBUSY retries: the last
  * processes may still be exiting. */
-static int cg_rmdirs(const char *dir, size_t baselen, struct husk_err **err)
+int cg_rmdirs(const char *dir, size_t baselen, struct husk_err **err)
 {
 	char path[PATH_MAX];
 	char *slash;

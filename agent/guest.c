@@ -59,7 +59,7 @@ static uint64_t mem_block_size(void)
 	return strtoull(buf, NULL, 16);
 }
 
-static uint64_t mem_total_kb(void)
+uint64_t guest_mem_total_kb(void)
 {
 	cleanup_free char *text = NULL;
 	const char *p;
@@ -78,14 +78,14 @@ static bool is_block_dir(const char *name)
 }
 
 /* Memory blocks online, in KiB; /proc/meminfo where there are none. */
-static uint64_t mem_online_kb(void)
+uint64_t guest_mem_online_kb(void)
 {
 	cleanup_closedir DIR *d = opendir(SYS_MEM);
 	uint64_t bs = mem_block_size(), n = 0;
 	struct dirent *de;
 
 	if (!d || !bs)
-		return mem_total_kb();
+		return guest_mem_total_kb();
 	while ((de = readdir(d))) {
 		char path[300], buf[16];
 
@@ -96,10 +96,10 @@ static uint64_t mem_online_kb(void)
 		    strcmp(buf, "1") == 0)
 			n++;
 	}
-	return n ? n * bs / 1024 : mem_total_kb();
+	return n ? n * bs / 1024 : guest_mem_total_kb();
 }
 
-static uint64_t online_cpus(void)
+uint64_t guest_online_cpus(void)
 {
 	long n = sysconf(_SC_NPROCESSORS_ONLN);
 
@@ -120,9 +120,9 @@ void agent_m_get_guest_details(struct ipc_conn *c, struct ipc_msg *m,
 	ipc_pack_kv_str(pk, "kernel", u.release);
 	ipc_pack_kv_str(pk, "agent_version", HUSK_VERSION);
 	ipc_pack_kv_uint(pk, "mem_block_size", mem_block_size());
-	ipc_pack_kv_uint(pk, "online_cpus", online_cpus());
-	ipc_pack_kv_uint(pk, "mem_total_kb", mem_total_kb());
-	ipc_pack_kv_uint(pk, "mem_online_kb", mem_online_kb());
+	ipc_pack_kv_uint(pk, "online_cpus", guest_online_cpus());
+	ipc_pack_kv_uint(pk, "mem_total_kb", guest_mem_total_kb());
+	ipc_pack_kv_uint(pk, "mem_online_kb", guest_mem_online_kb());
 	ipc_pack_kv_str(pk, "cgroup", cg_version());
 	ipc_pack_kv_bool(pk, "host_mode", a->host_mode);
 	ipc_reply_send(c);
@@ -205,8 +205,8 @@ void agent_m_online_cpu_mem(struct ipc_conn *c, struct ipc_msg *m, void *arg)
 	}
 	pk = ipc_reply_begin(c, m->msgid);
 	msgpack_pack_map(pk, 2);
-	ipc_pack_kv_uint(pk, "online_cpus", online_cpus());
-	ipc_pack_kv_uint(pk, "mem_online_kb", mem_online_kb());
+	ipc_pack_kv_uint(pk, "online_cpus", guest_online_cpus());
+	ipc_pack_kv_uint(pk, "mem_online_kb", guest_mem_online_kb());
 	ipc_reply_send(c);
 }
 
@@ -233,8 +233,8 @@ int guest_seed_decode(const msgpack_object *params, struct ipc_bin *data,
 
 /* Credits the bytes to the kernel's pool (the guest starts with little
  * entropy); on a host only mixes them in, crediting nothing. */
-static int seed(bool host_mode, const struct ipc_bin *d,
-		struct husk_err **err)
+int guest_seed(bool host_mode, const struct ipc_bin *d,
+	       struct husk_err **err)
 {
 	cleanup_close int fd = -1;
 	cleanup_free struct rand_pool_info *info = NULL;
@@ -265,7 +265,7 @@ void agent_m_reseed_random_dev(struct ipc_conn *c, struct ipc_msg *m,
 	struct ipc_bin data;
 
 	if (guest_seed_decode(m->params, &data, &e) < 0 ||
-	    seed(a->host_mode, &data, &e) < 0) {
+	    guest_seed(a->host_mode, &data, &e) < 0) {
 		ipc_reply_err(c, m->msgid, e);
 		return;
 	}

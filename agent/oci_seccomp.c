@@ -18,30 +18,9 @@
 
 #define SC_MAX_RULES 4096
 #define SC_MAX_NAMES 512
-#define SC_MAX_ARGS 6
-#define SC_MAX_ARCHES 32
 #define SC_MAX_FLAGS 16
 #define SC_NAME_MAX 64
 #define SC_ERRNO_MAX 4095       /* the kernel's MAX_ERRNO */
-
-struct sc_rule {
-	uint32_t action;
-	size_t nsys;
-	int *nrs;                       /* resolved syscall numbers */
-	char **names;                   /* the same, for errors */
-	unsigned nargs;
-	struct scmp_arg_cmp args[SC_MAX_ARGS];
-	size_t index;                   /* in syscalls[], for errors */
-};
-
-struct oci_seccomp {
-	uint32_t def_action;
-	size_t narches;
-	uint32_t arches[SC_MAX_ARCHES];
-	bool log, tsync, spec_allow;
-	size_t nrules;
-	struct sc_rule *rules;
-};
 
 static const struct {
 	const char *oci;

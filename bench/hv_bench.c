@@ -21,7 +21,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "hypervisor-drv/qemu.c"
+#include "hypervisor-drv/hv.h"
 #include "libipc/ipc.h"
 
 static char build[PATH_MAX], guest[PATH_MAX + 8], initrd[PATH_MAX + 32], tmp[64];

@@ -2,9 +2,8 @@
  * agent/cgroup.c and agent/procinfo.c: OCI linux.resources decoding,
  * and (as root with a writable /sys/fs/cgroup) a real cgroup's life.
  *
- * The Makefile links a unit test from its own .c and the libraries
- * only; the agent's sources are not a library, so the files under test
- * are included here (which also lets the tests reach their statics).
+ * Linked with build/lib/libagent.a (agent/program.mk); the steps it
+ * reaches inside cgroup.c are declared in agent/cgroup_int.h.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,16 +11,19 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/vfs.h>
 #include <sys/wait.h>
 #include <time.h>
 
-#include "agent/cgroup.c"
-#include "agent/cgroup_res.c"
-#include "agent/cgroup_limits.c"
-#include "agent/cgroup_dev.c"
-#include "agent/procinfo.c"
+#include <linux/bpf.h>
+#include <linux/magic.h>
+
+#include "libhusk/cleanup.h"
+#include "agent/cgroup_int.h"
+#include "agent/core.h"
 #include "tests/unit/agent_testlib.h"
 
 static int setup(void **state)
