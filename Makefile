@@ -99,7 +99,8 @@ $(LIBSB): $(call obj,$(LIBSB_SRC))
 libs: $(LIBS)
 
 # ------------------------------------------------------------ programs
-# $(call program,NAME,FOLDER), from FOLDER/program.mk: FOLDER's .c files
+# $(call program,NAME,FOLDER[,LIBS]), from FOLDER/program.mk (LIBS: the
+# libraries it links, all of them by default): FOLDER's .c files
 # but main.c make the archive $(call proglib,FOLDER) (agent:
 # build/lib/libagent.a, cmd/husk: build/lib/libcmd-husk.a), which the
 # program links after its main.o.  Unit tests and fuzz targets link the
@@ -117,7 +118,7 @@ $(call proglib,$(2)): $(call obj,$(call progsrc,$(2)))
 $(call fuzzlib,$(2)): $(patsubst %.c,build/fuzz/obj/%.o,$(call progsrc,$(2)))
 	@mkdir -p $$(dir $$@)
 	$(Q)rm -f $$@ && ar rcs $$@ $$^
-$(B)/bin/$(1): $(call obj,$(2)/main.c) $(if $(call progsrc,$(2)),$(call proglib,$(2))) $(LIBS)
+$(B)/bin/$(1): $(call obj,$(2)/main.c) $(if $(call progsrc,$(2)),$(call proglib,$(2))) $(or $(3),$(LIBS))
 	@mkdir -p $$(dir $$@)
 	@echo "  LD      $$@"
 	$(Q)$$(CC) $$(LDFLAGS) -o $$@ $$(filter %.o %.a,$$^) $$(LDLIBS)

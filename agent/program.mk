@@ -1,7 +1,7 @@
 # husk-agent: dynamic for host-mode tests, and a static copy that the
 # guest image takes as its /init (guest/guest.mk picks up
 # $(B)/bin/husk-agent-static when it exists).
-$(eval $(call program,husk-agent,agent))
+$(eval $(call program,husk-agent,agent,$(LIBIPC) $(LIBHUSK)))
 
 # Static libraries of what PKG_LIBS names; glibc static is fine because
 # the agent makes no NSS calls (no getpwnam: numeric ids only).
@@ -9,7 +9,7 @@ AGENT_STATIC_LIBS := -lmsgpackc -lseccomp -lcap-ng -lnl-route-3 -lnl-3 \
 	-ljansson -linih -lev -lm -lpthread
 
 $(B)/bin/husk-agent-static: $(call obj,agent/main.c) $(call proglib,agent) \
-		$(LIBS)
+		$(LIBIPC) $(LIBHUSK)
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
 	$(Q)$(CC) -static -Wl,-z,relro,-z,now -Wl,-z,noexecstack -o $@ \

@@ -1,5 +1,5 @@
 # husk-hypervisor: the per-sandbox hypervisor driver (docs/hypervisor.md).
-$(eval $(call program,husk-hypervisor,hypervisor-drv))
+$(eval $(call program,husk-hypervisor,hypervisor-drv,$(LIBIPC) $(LIBHUSK)))
 
 $(B)/tests/test_qmp $(B)/tests/test_jail $(B)/tests/test_confine_profiles: \
 	$(call proglib,hypervisor-drv)

@@ -27,10 +27,10 @@
 
 #include "libhusk/confine.h"
 #include "libhusk/log.h"
+#include "libhusk/netroutes.h"
 #include "libhusk/util.h"
 #include "libipc/ipc.h"
 #include "netmon/netmon.h"
-#include "sandbox/sandbox.h"
 
 #define NM_COMPONENT "husk-netmon"
 #include "libhusk/version.h"

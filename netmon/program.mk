@@ -1,5 +1,5 @@
 # husk-netmon: one per sandbox when [netmon] enable (docs/network.md).
-$(eval $(call program,husk-netmon,netmon))
+$(eval $(call program,husk-netmon,netmon,$(LIBIPC) $(LIBHUSK)))
 
 $(B)/tests/test_netmon $(B)/tests/test_confine_profiles: \
 	$(call proglib,netmon)

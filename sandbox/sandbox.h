@@ -322,13 +322,8 @@ int husk_net_add_iface(const char *root, const char *sid,
 		       struct husk_err **err);
 int husk_net_del_iface(const char *root, const char *sid, const char *name,
 		       struct husk_err **err);
-/* The namespace's routes as update_routes takes them: main table,
- * unicast, not the kernel's link routes, only through devices named in
- * devices (a JSON array of names; NULL: any but lo and taps). */
-struct nl_sock;
-int husk_net_routes(struct nl_sock *sk, const json_t *devices, json_t **out,
-		    struct husk_err **err);
-/* husk_net_routes for the sandbox, sent to the agent. */
+/* husk_net_routes (libhusk/netroutes.h) for the sandbox, sent to the
+ * agent. */
 int husk_net_sync_routes(const char *root, const char *sid,
 			 const char *netns, struct husk_err **err);
 
