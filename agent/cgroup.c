@@ -24,6 +24,7 @@
 
 #include "libhusk/cleanup.h"
 #include "libhusk/log.h"
+#include "libhusk/proc.h"
 #include "libhusk/util.h"
 #include "libipc/ipc.h"
 #include "agent/cgroup_int.h"
@@ -47,17 +48,12 @@ int cg_read_small(const char *dir, const char *file, char *buf,
 		  size_t size)
 {
 	char path[PATH_MAX];
-	cleanup_close int fd = -1;
 	ssize_t n;
 
 	snprintf(path, sizeof(path), "%s/%s", dir, file);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	n = husk_read_all(fd, buf, size - 1);
+	n = husk_read_small(AT_FDCWD, path, buf, size);
 	if (n < 0)
 		return -1;
-	buf[n] = '\0';
 	while (n > 0 && buf[n - 1] == '\n')
 		buf[--n] = '\0';
 	return (int)n;

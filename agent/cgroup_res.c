@@ -87,12 +87,6 @@ static void key_text(const msgpack_object *k, char *buf, size_t size)
 	buf[n] = '\0';
 }
 
-static bool key_is(const msgpack_object *k, const char *s)
-{
-	return k->type == MSGPACK_OBJECT_STR && strlen(s) == k->via.str.size &&
-	       memcmp(k->via.str.ptr, s, k->via.str.size) == 0;
-}
-
 /* Remember that `what` was not applied, for the log at apply time. */
 static void note(struct cg_resources *r, const char *what, const char *why)
 {
@@ -189,36 +183,37 @@ static int decode_memory(const msgpack_object *m, struct cg_resources *r,
 		snprintf(what, sizeof(what), "linux.resources.memory.%s", key);
 		if (v->type == MSGPACK_OBJECT_NIL)
 			continue;
-		if (key_is(k, "limit")) {
+		if (ipc_str_is(k, "limit")) {
 			if (decode_limit(v, what, &r->memory_limit, err) < 0)
 				return -1;
-		} else if (key_is(k, "reservation")) {
+		} else if (ipc_str_is(k, "reservation")) {
 			if (decode_limit(v, what, &r->memory_reservation,
 					 err) < 0)
 				return -1;
-		} else if (key_is(k, "swap")) {
+		} else if (ipc_str_is(k, "swap")) {
 			if (decode_limit(v, what, &r->memory_swap, err) < 0)
 				return -1;
-		} else if (key_is(k, "kernel") || key_is(k, "kernelTCP")) {
+		} else if (ipc_str_is(k, "kernel") ||
+			   ipc_str_is(k, "kernelTCP")) {
 			/* Deprecated by the kernel and the runtime spec;
 			 * accepted and ignored, as runc does. */
 			if (ipc_obj_int(v, what, INT64_MIN, INT64_MAX,
 					&ignored, err) < 0)
 				return -1;
-		} else if (key_is(k, "useHierarchy")) {
+		} else if (ipc_str_is(k, "useHierarchy")) {
 			/* Always on in the kernels husk supports. */
 			if (ipc_obj_bool(v, what, &b, err) < 0)
 				return -1;
-		} else if (key_is(k, "swappiness")) {
+		} else if (ipc_str_is(k, "swappiness")) {
 			if (decode_u64_or_unset(v, what, 100,
 						&r->memory_swappiness,
 						err) < 0)
 				return -1;
-		} else if (key_is(k, "disableOOMKiller")) {
+		} else if (ipc_str_is(k, "disableOOMKiller")) {
 			if (ipc_obj_bool(v, what, &b, err) < 0)
 				return -1;
 			r->memory_oom_kill_disable = b ? 1 : CG_UNSET;
-		} else if (key_is(k, "checkBeforeUpdate")) {
+		} else if (ipc_str_is(k, "checkBeforeUpdate")) {
 			if (ipc_obj_bool(v, what, &b, err) < 0)
 				return -1;
 			r->memory_check_before_update = b;
@@ -246,7 +241,7 @@ static int decode_cpu(const msgpack_object *m, struct cg_resources *r,
 		snprintf(what, sizeof(what), "linux.resources.cpu.%s", key);
 		if (v->type == MSGPACK_OBJECT_NIL)
 			continue;
-		if (key_is(k, "shares")) {
+		if (ipc_str_is(k, "shares")) {
 			if (ipc_obj_uint(v, what, 262144, &u, err) < 0)
 				return -1;
 			if (u == 1)
@@ -254,7 +249,7 @@ static int decode_cpu(const msgpack_object *m, struct cg_resources *r,
 						  "%s: 1 is out of range [2, 262144]",
 						  what);
 			r->cpu_shares = u ? (int64_t)u : CG_UNSET;
-		} else if (key_is(k, "quota")) {
+		} else if (ipc_str_is(k, "quota")) {
 			if (ipc_obj_int(v, what, -1, INT64_MAX / 1000, &s,
 					err) < 0)
 				return -1;
@@ -263,7 +258,7 @@ static int decode_cpu(const msgpack_object *m, struct cg_resources *r,
 						  "%s: %" PRId64 " is below the kernel's minimum of 1000 microseconds",
 						  what, s);
 			r->cpu_quota = s ? s : CG_UNSET;
-		} else if (key_is(k, "period")) {
+		} else if (ipc_str_is(k, "period")) {
 			if (ipc_obj_uint(v, what, 1000000, &u, err) < 0)
 				return -1;
 			if (u > 0 && u < 1000)
@@ -271,26 +266,26 @@ static int decode_cpu(const msgpack_object *m, struct cg_resources *r,
 						  "%s: %" PRIu64 " is out of range [1000, 1000000]",
 						  what, u);
 			r->cpu_period = u ? (int64_t)u : CG_UNSET;
-		} else if (key_is(k, "cpus")) {
+		} else if (ipc_str_is(k, "cpus")) {
 			if (decode_cpuset(v, what, &r->cpuset_cpus, err) < 0)
 				return -1;
-		} else if (key_is(k, "mems")) {
+		} else if (ipc_str_is(k, "mems")) {
 			if (decode_cpuset(v, what, &r->cpuset_mems, err) < 0)
 				return -1;
-		} else if (key_is(k, "realtimeRuntime")) {
+		} else if (ipc_str_is(k, "realtimeRuntime")) {
 			if (ipc_obj_int(v, what, -1, INT64_MAX, &s, err) < 0)
 				return -1;
 			r->cpu_rt_runtime = s ? s : CG_UNSET;
-		} else if (key_is(k, "realtimePeriod")) {
+		} else if (ipc_str_is(k, "realtimePeriod")) {
 			if (ipc_obj_uint(v, what, INT64_MAX, &u, err) < 0)
 				return -1;
 			r->cpu_rt_period = u ? (int64_t)u : CG_UNSET;
-		} else if (key_is(k, "burst")) {
+		} else if (ipc_str_is(k, "burst")) {
 			/* 0 is a real value here: no burst. */
 			if (ipc_obj_uint(v, what, INT64_MAX, &u, err) < 0)
 				return -1;
 			r->cpu_burst = (int64_t)u;
-		} else if (key_is(k, "idle")) {
+		} else if (ipc_str_is(k, "idle")) {
 			if (ipc_obj_int(v, what, 0, 1, &s, err) < 0)
 				return -1;
 			r->cpu_idle = s;
@@ -317,7 +312,7 @@ static int decode_pids(const msgpack_object *m, struct cg_resources *r,
 		snprintf(what, sizeof(what), "linux.resources.pids.%s", key);
 		if (v->type == MSGPACK_OBJECT_NIL)
 			continue;
-		if (!key_is(k, "limit")) {
+		if (!ipc_str_is(k, "limit")) {
 			unknown_key(r, what);
 			continue;
 		}
@@ -419,18 +414,18 @@ static int decode_blkio(const msgpack_object *m, struct cg_resources *r,
 		snprintf(what, sizeof(what), "linux.resources.blockIO.%s", key);
 		if (v->type == MSGPACK_OBJECT_NIL)
 			continue;
-		if (key_is(k, "weight")) {
+		if (ipc_str_is(k, "weight")) {
 			if (decode_weight(v, what, &r->blkio_weight, err) < 0)
 				return -1;
 			continue;
 		}
-		if (key_is(k, "leafWeight")) {
+		if (ipc_str_is(k, "leafWeight")) {
 			if (decode_weight(v, what, &r->blkio_leaf_weight,
 					  err) < 0)
 				return -1;
 			continue;
 		}
-		if (key_is(k, "weightDevice")) {
+		if (ipc_str_is(k, "weightDevice")) {
 			free(r->weight_devs);
 			r->weight_devs = NULL;
 			r->nweight_devs = 0;
@@ -440,7 +435,7 @@ static int decode_blkio(const msgpack_object *m, struct cg_resources *r,
 			continue;
 		}
 		for (int t = 0; t < CG_NTHROTTLE; t++) {
-			if (!key_is(k, thr[t]))
+			if (!ipc_str_is(k, thr[t]))
 				continue;
 			known = true;
 			free(r->throttle[t]);
@@ -531,13 +526,13 @@ static int decode_network(const msgpack_object *m, struct cg_resources *r,
 		snprintf(what, sizeof(what), "linux.resources.network.%s", key);
 		if (v->type == MSGPACK_OBJECT_NIL)
 			continue;
-		if (key_is(k, "classID")) {
+		if (ipc_str_is(k, "classID")) {
 			if (ipc_obj_uint(v, what, UINT32_MAX, &u, err) < 0)
 				return -1;
 			r->net_classid = (int64_t)u;
 			continue;
 		}
-		if (!key_is(k, "priorities")) {
+		if (!ipc_str_is(k, "priorities")) {
 			unknown_key(r, what);
 			continue;
 		}
@@ -682,7 +677,7 @@ int cg_resources_decode(const msgpack_object *o, struct cg_resources *r,
 		key_text(k, key, sizeof(key));
 		snprintf(what, sizeof(what), "linux.resources.%s", key);
 		for (size_t j = 0; j < HUSK_ARRAY_SIZE(once); j++)
-			if (key_is(k, once[j])) {
+			if (ipc_str_is(k, once[j])) {
 				if (seen & (1u << j)) {
 					husk_error(err, HUSK_E_INVALID,
 						   "%s: given twice", what);
@@ -692,23 +687,23 @@ int cg_resources_decode(const msgpack_object *o, struct cg_resources *r,
 			}
 		if (v->type == MSGPACK_OBJECT_NIL)
 			continue;
-		if (key_is(k, "memory"))
+		if (ipc_str_is(k, "memory"))
 			rc = decode_memory(v, r, err);
-		else if (key_is(k, "cpu"))
+		else if (ipc_str_is(k, "cpu"))
 			rc = decode_cpu(v, r, err);
-		else if (key_is(k, "pids"))
+		else if (ipc_str_is(k, "pids"))
 			rc = decode_pids(v, r, err);
-		else if (key_is(k, "devices"))
+		else if (ipc_str_is(k, "devices"))
 			rc = cg_devrules_decode(v, r, err);
-		else if (key_is(k, "blockIO"))
+		else if (ipc_str_is(k, "blockIO"))
 			rc = decode_blkio(v, r, err);
-		else if (key_is(k, "hugepageLimits"))
+		else if (ipc_str_is(k, "hugepageLimits"))
 			rc = decode_hugepages(v, r, err);
-		else if (key_is(k, "network"))
+		else if (ipc_str_is(k, "network"))
 			rc = decode_network(v, r, err);
-		else if (key_is(k, "rdma"))
+		else if (ipc_str_is(k, "rdma"))
 			rc = decode_rdma(v, r, err);
-		else if (key_is(k, "unified"))
+		else if (ipc_str_is(k, "unified"))
 			rc = decode_unified(v, r, err);
 		else
 			unknown_key(r, what);

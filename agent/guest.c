@@ -21,6 +21,7 @@
 
 #include "libhusk/cleanup.h"
 #include "libhusk/log.h"
+#include "libhusk/proc.h"
 #include "libhusk/util.h"
 #include "libipc/ipc.h"
 #include "agent/agent.h"
@@ -37,15 +38,8 @@
 
 static int read_line(const char *path, char *buf, size_t size)
 {
-	cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC);
-	ssize_t n;
-
-	if (fd < 0)
+	if (husk_read_small(AT_FDCWD, path, buf, size) < 0)
 		return -1;
-	n = husk_read_all(fd, buf, size - 1);
-	if (n < 0)
-		return -1;
-	buf[n] = '\0';
 	buf[strcspn(buf, "\n")] = '\0';
 	return 0;
 }

@@ -195,9 +195,7 @@ void spec_note_unknown(const msgpack_object *map,
 		if (k->type != MSGPACK_OBJECT_STR)
 			continue;
 		for (j = 0; known[j]; j++)
-			if (strlen(known[j]) == k->via.str.size &&
-			    memcmp(known[j], k->via.str.ptr,
-				   k->via.str.size) == 0)
+			if (ipc_str_is(k, known[j]))
 				break;
 		if (known[j])
 			continue;

@@ -20,6 +20,7 @@
 #include "libhusk/cleanup.h"
 #include "libhusk/confine.h"
 #include "libhusk/log.h"
+#include "libhusk/proc.h"
 #include "libhusk/util.h"
 #include "libipc/ipc.h"
 
@@ -46,8 +47,8 @@ int hv_state_write(pid_t qemu, pid_t vfs)
 	int n, rc;
 
 	n = snprintf(buf, sizeof(buf), "qemu %d %llu\nvirtiofsd %d %llu\n",
-		     (int)qemu, qemu > 0 ? hv_proc_starttime(qemu) : 0ULL,
-		     (int)vfs, vfs > 0 ? hv_proc_starttime(vfs) : 0ULL);
+		     (int)qemu, qemu > 0 ? husk_proc_starttime(qemu) : 0ULL,
+		     (int)vfs, vfs > 0 ? husk_proc_starttime(vfs) : 0ULL);
 	rc = husk_write_atomic(AT_FDCWD, path, buf, (size_t)n, 0600, &e);
 	if (rc < 0) {
 		log_warnx("hv_state_write: %s", e->msg);
@@ -87,7 +88,7 @@ static void leftovers(void)
 		off += used;
 		if (pid <= 0)
 			continue;
-		if (hv_proc_starttime(pid) == start) {
+		if (husk_proc_starttime(pid) == start) {
 			log_warnx("leftovers: killing %s %d of a previous "
 				  "driver", name, pid);
 			kill(pid, SIGKILL);

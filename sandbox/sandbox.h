@@ -192,10 +192,9 @@ int husk_live_status(const struct husk_container *c);
 
 /* ------------------------------------------------------------ helpers */
 
-#define HUSK_SPAWN_MAX_FDS 16
 /* fork+exec a helper detached from our session: stdin /dev/null,
  * stdout and stderr to log (appended), every other descriptor closed
- * except keep_fds.  Returns the pid. */
+ * except keep_fds (libhusk/spawn.h).  Returns the pid. */
 pid_t husk_spawn(char *const argv[], const char *log, const int *keep_fds,
 		 int nkeep, struct husk_err **err);
 /* SIGTERM, wait up to ms, then SIGKILL; only if p is still that process. */
