@@ -205,7 +205,7 @@ int cg_init_at(const char *mnt, struct husk_err **err)
 		 * "no internal processes" rule does not apply. */
 		cgs.version = 2;
 		cgs.v2_base = husk_xstrdup(mnt);
-		log_debug("cg_init: cgroup v2 at %s", mnt);
+		log_debug("cgroup v2 at %s", mnt);
 		return 0;
 	}
 	if (husk_read_file(AT_FDCWD, "/proc/self/cgroup", 1u << 20, &self,
@@ -217,7 +217,7 @@ int cg_init_at(const char *mnt, struct husk_err **err)
 
 		snprintf(dir, sizeof(dir), "%s/%s", mnt, cg_v1_names[i]);
 		if (statfs(dir, &sfs) < 0 || sfs.f_type != CGROUP_SUPER_MAGIC) {
-			log_debug("cg_init: no v1 %s controller", cg_v1_names[i]);
+			log_debug("no v1 %s controller", cg_v1_names[i]);
 			continue;
 		}
 		/* Below our own cgroup: a host agent stays inside the limits
@@ -303,7 +303,7 @@ static void v2_enable(const char *dir)
 		snprintf(word, sizeof(word), "+%s", c);
 		if (cg_write(dir, "cgroup.subtree_control", word, "cgroup",
 			     &e) < 0)
-			log_debug("v2_enable: %s", e->msg);
+			log_debug("%s", e->msg);
 	}
 }
 

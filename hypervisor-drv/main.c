@@ -51,7 +51,7 @@ int hv_state_write(pid_t qemu, pid_t vfs)
 		     (int)vfs, vfs > 0 ? husk_proc_starttime(vfs) : 0ULL);
 	rc = husk_write_atomic(AT_FDCWD, path, buf, (size_t)n, 0600, &e);
 	if (rc < 0) {
-		log_warnx("hv_state_write: %s", e->msg);
+		log_warnx("%s", e->msg);
 		husk_err_free(e);
 	}
 	return rc;
@@ -62,7 +62,7 @@ void hv_state_clear(void)
 	cleanup_free char *path = husk_xasprintf("%s/" STATE_FILE, state_dir);
 
 	if (unlink(path) < 0 && errno != ENOENT)
-		log_warn("hv_state_clear: unlink %s", path);
+		log_warn("unlink %s", path);
 }
 
 /*
@@ -89,7 +89,7 @@ static void leftovers(void)
 		if (pid <= 0)
 			continue;
 		if (husk_proc_starttime(pid) == start) {
-			log_warnx("leftovers: killing %s %d of a previous "
+			log_warnx("killing %s %d of a previous "
 				  "driver", name, pid);
 			kill(pid, SIGKILL);
 			snprintf(why, sizeof(why), "a previous driver died; "
@@ -100,7 +100,7 @@ static void leftovers(void)
 		}
 	}
 	if (why[0]) {
-		log_warnx("leftovers: %s", why);
+		log_warnx("%s", why);
 		hv_set_gone(why);
 	}
 	unlink(path);
@@ -126,7 +126,7 @@ static int parse_uids(const char *s, struct hv_opts *o)
 
 static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 {
-	log_info("on_signal: %s: stopping", strsignal(w->signum));
+	log_info("%s: stopping", strsignal(w->signum));
 	hv_shutdown();
 	ev_break(loop, EVBREAK_ALL);
 }
@@ -135,7 +135,7 @@ static void on_close(struct ipc_conn *c, const struct husk_err *why,
 		     void *arg)
 {
 	if (why)
-		log_debug("on_close: %s", why->msg);
+		log_debug("%s", why->msg);
 	hv_conn_closed(c);
 }
 
@@ -234,10 +234,10 @@ int main(int argc, char **argv)
 	tag = husk_xasprintf("hypervisor/%s", o.sandbox);
 	husk_log_init(tag, level, format);
 	if (logfile && husk_log_open(logfile) < 0)
-		fatal("main: open log %s", logfile);
+		fatal("open log %s", logfile);
 
 	if (husk_mkdir_p(o.state_dir, 0700, &e) < 0)
-		fatalx("main: %s", e->msg);
+		fatalx("%s", e->msg);
 	state_dir = husk_xstrdup(o.state_dir);
 	if (!socket)
 		socket = husk_xasprintf("%s/hypervisor.sock", o.state_dir);
@@ -256,13 +256,13 @@ int main(int argc, char **argv)
 	so.conn.trusted = true;
 	srv = ipc_server_new(loop, socket, &so, &e);
 	if (!srv)
-		fatalx("main: %s", e->msg);
+		fatalx("%s", e->msg);
 
 	ev_signal_init(&sigterm, on_signal, SIGTERM);
 	ev_signal_init(&sigint, on_signal, SIGINT);
 	ev_signal_start(loop, &sigterm);
 	ev_signal_start(loop, &sigint);
-	log_info("main: serving %s (state %s)", socket, o.state_dir);
+	log_info("serving %s (state %s)", socket, o.state_dir);
 
 	ev_run(loop, 0);
 

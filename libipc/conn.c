@@ -123,10 +123,10 @@ static void conn_violation(struct ipc_conn *c, const struct husk_err *e)
 	unsigned held = 0;
 
 	if (c->o.trusted)
-		log_warnx("conn_violation: bug: peer %s (pid %d) broke the "
+		log_warnx("bug: peer %s (pid %d) broke the "
 			  "protocol: %s", peer_name(c), (int)c->peer_pid, msg);
 	else if (ipc_ratelimit(&rl, ev_now(c->loop), &held))
-		log_warnx("conn_violation: peer %s (pid %d): %s; disconnecting"
+		log_warnx("peer %s (pid %d): %s; disconnecting"
 			  "%s", peer_name(c), (int)c->peer_pid, msg,
 			  held ? " (earlier lines like this suppressed)" : "");
 	ipc_conn_close(c, e);
@@ -500,7 +500,7 @@ static int send_out(struct ipc_conn *c, const int *fds, int nfds)
 	struct husk_err *e = NULL;
 
 	if (ipc_buf_finish(&c->out, c->o.max_frame_send, &e) < 0) {
-		log_warnx("ipc_conn_send: %s", e->msg);
+		log_warnx("%s", e->msg);
 		husk_err_free(e);
 		return -1;
 	}
@@ -698,7 +698,7 @@ static void server_hello(struct ipc_conn *c, struct ipc_msg *m)
 
 	if (ipc_hello_parse(m->params, c->component, c->expect, peer,
 			    &e) < 0) {
-		log_warnx("ipc_conn_hello: peer pid %d: %s", (int)c->peer_pid,
+		log_warnx("peer pid %d: %s", (int)c->peer_pid,
 			  e->msg);
 		ipc_reply_err(c, m->msgid, e);
 		close_after_flush_why(c, e);
@@ -722,7 +722,7 @@ static void hello_done(struct ipc_conn *c, struct ipc_msg *resp,
 	if (c->closed)
 		return;
 	if (err) {
-		log_warnx("ipc_conn_hello: %s refused us: %s", c->path ?
+		log_warnx("%s refused us: %s", c->path ?
 			  c->path : "peer", err->msg);
 		ipc_conn_close(c, err);
 		return;
@@ -760,7 +760,7 @@ static void hello_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	else
 		husk_error(&e, HUSK_E_TIMEOUT, "no hello within %gs",
 			   c->hello_timer.repeat);
-	log_warnx("ipc_conn_hello: pid %d: %s", (int)c->peer_pid, e->msg);
+	log_warnx("pid %d: %s", (int)c->peer_pid, e->msg);
 	ipc_conn_close(c, e);
 }
 
@@ -773,14 +773,14 @@ static void handle_response(struct ipc_conn *c, struct ipc_msg *m)
 
 	if (!p) {
 		if (recent_has(c, m->msgid)) {
-			log_debug("ipc_conn_dispatch: late answer to %u dropped",
+			log_debug("late answer to %u dropped",
 				  m->msgid);
 			return;
 		}
 		husk_error(&e, HUSK_E_PROTOCOL,
 			   "response to unknown msgid %u", m->msgid);
 		if (c->o.trusted)
-			log_warnx("ipc_conn_dispatch: bug: peer %s: %s",
+			log_warnx("bug: peer %s: %s",
 				  peer_name(c), e->msg);
 		else
 			conn_violation(c, e);
@@ -824,7 +824,7 @@ static void refuse(struct ipc_conn *c, struct ipc_msg *m, int code,
 	if (m->type == IPC_REQUEST)
 		ipc_reply_error(c, m->msgid, code, "%s", why);
 	else
-		log_warnx("ipc_conn_dispatch: peer %s: notification dropped: %s",
+		log_warnx("peer %s: notification dropped: %s",
 			  peer_name(c), why);
 }
 
@@ -838,7 +838,7 @@ static void dispatch_before_hello(struct ipc_conn *c, struct ipc_msg *m)
 		return;
 	}
 	husk_error(&e, HUSK_E_NO_HELLO, "'%s' before the hello", m->method);
-	log_warnx("ipc_conn_dispatch: peer pid %d: %s; disconnecting",
+	log_warnx("peer pid %d: %s; disconnecting",
 		  (int)c->peer_pid, e->msg);
 	if (m->type == IPC_REQUEST)
 		ipc_reply_err(c, m->msgid, e);
@@ -862,7 +862,7 @@ static void dispatch(struct ipc_conn *c, struct ipc_msg *m)
 	if (strcmp(m->method, "hello") == 0) {
 		if (c->o.rehello && c->o.role == IPC_ROLE_SERVER &&
 		    m->type == IPC_REQUEST) {
-			log_info("ipc_conn_dispatch: peer %s says hello again: "
+			log_info("peer %s says hello again: "
 				 "a new peer on the same channel",
 				 peer_name(c));
 			server_hello(c, m);
@@ -877,7 +877,7 @@ static void dispatch(struct ipc_conn *c, struct ipc_msg *m)
 			ipc_reply_error(c, m->msgid, HUSK_E_UNKNOWN_METHOD,
 					"unknown method '%s'", m->method);
 		else
-			log_debug("ipc_conn_dispatch: peer %s: unknown "
+			log_debug("peer %s: unknown "
 				  "notification '%s' dropped", peer_name(c),
 				  m->method);
 		return;
@@ -977,7 +977,7 @@ static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
 			break;
 		}
 		if (trunc)
-			log_warnx("ipc_conn_read: peer %s sent more than %d "
+			log_warnx("peer %s sent more than %d "
 				  "descriptors; extra ones closed",
 				  peer_name(c), IPC_MAX_FDS);
 		if (n == 0) {
@@ -1312,7 +1312,7 @@ void ipc_conn_unref(struct ipc_conn *c)
 	if (--c->refs > 0)
 		return;
 	if (!c->closed)
-		fatalx("ipc_conn_unref: last reference dropped on an open "
+		fatalx("last reference dropped on an open "
 		       "connection");
 	conn_free(c);
 }

@@ -75,7 +75,7 @@ static int call(struct ipc_client *cl, const char *method, json_t *params,
 		return -1;
 	if (ipc_client_call(cl, timeout_ms, NULL, 0, &resp, err) < 0) {
 		if ((*err)->code == HUSK_E_UNAVAILABLE && cl->fd < 0)
-			fatalx("call: %s: %s: connection lost", cl->peer,
+			fatalx("%s: %s: connection lost", cl->peer,
 			       method);
 		return -1;
 	}
@@ -125,9 +125,9 @@ static void detach(const char *name)
 
 	if (call(&nm.hv, "net_detach", json_pack("{s:s}", "name", name),
 		 NM_HV_TIMEOUT, NULL, &e) < 0 && e->code != HUSK_E_NOT_FOUND)
-		log_warnx("detach: %s: %s", name, e->msg);
+		log_warnx("%s: %s", name, e->msg);
 	else
-		log_info("detach: %s is gone from the namespace: detached",
+		log_info("%s is gone from the namespace: detached",
 			 name);
 	husk_err_free(e);
 	json_object_del(nm.known, name);
@@ -141,18 +141,18 @@ static void attach(json_t *link, json_t *attached)
 
 	if (call(&nm.hv, "net_attach", json_pack("{s:s}", "name", name),
 		 NM_HV_TIMEOUT, &res, &e) < 0) {
-		log_warnx("attach: %s: %s", name, e->msg);
+		log_warnx("%s: %s", name, e->msg);
 		husk_err_free(e);
 		return;
 	}
 	if (configure(res, &e) < 0) {
-		log_warnx("attach: %s: in the guest: %s", name, e->msg);
+		log_warnx("%s: in the guest: %s", name, e->msg);
 		husk_err_free(e);
 		json_decref(res);
 		detach(name);
 		return;
 	}
-	log_info("attach: %s (%s) mirrored through %s", name,
+	log_info("%s (%s) mirrored through %s", name,
 		 json_string_value(json_object_get(res, "mac")),
 		 json_string_value(json_object_get(res, "tap")));
 	json_object_set_new(nm.known, name, iface_state(res));
@@ -166,7 +166,7 @@ static void sync_routes(json_t *attached)
 	json_t *routes = NULL;
 
 	if (husk_net_routes(nm.dumps, attached, &routes, &e) < 0) {
-		log_warnx("sync_routes: %s", e->msg);
+		log_warnx("%s", e->msg);
 		husk_err_free(e);
 		return;
 	}
@@ -176,12 +176,12 @@ static void sync_routes(json_t *attached)
 	}
 	if (call(&nm.px, "update_routes", json_pack("{s:O}", "routes", routes),
 		 NM_AGENT_TIMEOUT, NULL, &e) < 0) {
-		log_warnx("sync_routes: update_routes: %s", e->msg);
+		log_warnx("update_routes: %s", e->msg);
 		husk_err_free(e);
 		json_decref(routes);
 		return;
 	}
-	log_info("sync_routes: %zu route(s) given to the guest",
+	log_info("%zu route(s) given to the guest",
 		 json_array_size(routes));
 	json_decref(nm.routes);
 	nm.routes = routes;
@@ -198,7 +198,7 @@ static void sync_all(bool first)
 	size_t i;
 
 	if (call(&nm.hv, "net_list", NULL, NM_HV_TIMEOUT, &res, &e) < 0) {
-		log_warnx("sync_all: net_list: %s", e->msg);
+		log_warnx("net_list: %s", e->msg);
 		husk_err_free(e);
 		return;
 	}
@@ -230,12 +230,12 @@ static void sync_all(bool first)
 		 * attached: that is the baseline. */
 		if ((have || !first) && !(have && json_equal(have, want))) {
 			if (configure(l, &e) < 0) {
-				log_warnx("sync_all: %s: %s", name, e->msg);
+				log_warnx("%s: %s", name, e->msg);
 				husk_err_clear(&e);
 				json_decref(want);
 				continue;
 			}
-			log_info("sync_all: %s reconfigured in the guest",
+			log_info("%s reconfigured in the guest",
 				 name);
 		}
 		json_object_set_new(nm.known, name, want);
@@ -254,7 +254,7 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
 	unsigned what = nm.pending;
 
 	nm.pending = 0;
-	log_debug("on_timer: sync (%s%s%s)", what & NM_LINK ? "links " : "",
+	log_debug("sync (%s%s%s)", what & NM_LINK ? "links " : "",
 		  what & NM_ADDR ? "addresses " : "",
 		  what & NM_ROUTE ? "routes" : "");
 	sync_all(false);
@@ -276,12 +276,12 @@ static void on_netlink(struct ev_loop *loop, ev_io *w, int revents)
 				continue;
 			if (errno == ENOBUFS) {
 				/* Notifications were lost: look at it all. */
-				log_warnx("on_netlink: overrun, full sync");
+				log_warnx("overrun, full sync");
 				what |= NM_ALL;
 				continue;
 			}
 			if (errno != EAGAIN)
-				log_warn("on_netlink: recv");
+				log_warn("recv");
 			break;
 		}
 		if (n == 0)
@@ -301,7 +301,7 @@ static void on_netlink(struct ev_loop *loop, ev_io *w, int revents)
 
 static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
 {
-	log_info("on_signal: %s: stopping", strsignal(w->signum));
+	log_info("%s: stopping", strsignal(w->signum));
 	ev_break(loop, EVBREAK_ALL);
 }
 
@@ -370,12 +370,12 @@ int main(int argc, char **argv)
 
 	/* Everything netmon will use is opened before confinement. */
 	if (nm_nl_open(&nm.events, &nm.dumps, &e) < 0)
-		fatalx("main: %s", e->msg);
+		fatalx("%s", e->msg);
 	if (ipc_client_connect(&nm.hv, hv_path, NM_COMPONENT,
 			       "husk-hypervisor", 10000, &e) < 0 ||
 	    ipc_client_connect(&nm.px, px_path, NM_COMPONENT, "husk-proxy",
 			       10000, &e) < 0)
-		fatalx("main: %s", e->msg);
+		fatalx("%s", e->msg);
 	nm.loop = ev_default_loop(EVFLAG_AUTO);
 	nm.known = json_object();
 	ev_io_init(&nm.nl_w, on_netlink, nl_socket_get_fd(nm.events), EV_READ);
@@ -387,11 +387,11 @@ int main(int argc, char **argv)
 	ev_signal_start(nm.loop, &sigint);
 	if (nm_confine(no_seccomp, husk_seccomp_debug_env(),
 		       &e) < 0)
-		fatalx("main: %s", e->msg);
+		fatalx("%s", e->msg);
 
 	/* The starting state: anything the runtime did not attach. */
 	sync_all(true);
-	log_info("main: watching the namespace of sandbox %s", sandbox);
+	log_info("watching the namespace of sandbox %s", sandbox);
 	ev_run(nm.loop, 0);
 
 	ipc_client_close(&nm.hv);

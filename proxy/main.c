@@ -119,7 +119,7 @@ static void parse_args(struct proxy *p, struct options *o, int argc,
 
 static void shutdown_cb(struct ev_loop *loop, ev_signal *w, int revents)
 {
-	log_info("shutdown_cb: signal %d, leaving", w->signum);
+	log_info("signal %d, leaving", w->signum);
 	proxy->shutting_down = true;
 	ev_break(loop, EVBREAK_ALL);
 }
@@ -151,7 +151,7 @@ int main(int argc, char **argv)
 
 	px.loop = ev_default_loop(EVFLAG_AUTO | EVFLAG_SIGNALFD);
 	if (!px.loop)
-		fatalx("main: cannot create the event loop");
+		fatalx("cannot create the event loop");
 	pstreams_init(&px.streams, &proxy_stream_ops, &px);
 	proxy_agent_init(&px);
 	if (proxy_server_start(&px, &err) < 0)
@@ -168,7 +168,7 @@ int main(int argc, char **argv)
 		struct husk_err *e2 = NULL;
 
 		if (ipc_sockaddr(&sa, px.agent_path, &e2) < 0) {
-			log_warnx("main: %s", e2->msg);
+			log_warnx("%s", e2->msg);
 			husk_err_free(e2);
 		}
 	}
@@ -183,7 +183,7 @@ int main(int argc, char **argv)
 	ev_signal_start(px.loop, &sigint);
 	ev_signal_start(px.loop, &sighup);
 
-	log_info("main: serving %s, agent at %s", px.socket_path,
+	log_info("serving %s, agent at %s", px.socket_path,
 		 px.agent_path);
 	proxy_agent_start(&px);
 	ev_run(px.loop, 0);
@@ -196,7 +196,7 @@ int main(int argc, char **argv)
 	return 0;
 fail:
 	if (o.log)
-		log_warnx("main: %s", err->msg);
+		log_warnx("%s", err->msg);
 	fprintf(stderr, "husk-proxy: %s\n", err->msg);
 	return husk_err_exit_code(err);
 }

@@ -400,7 +400,7 @@ fail:
 
 		husk_entry_close(&se);
 		if (husk_ct_destroy(st, cfg, &e, &c, true, &e2) < 0)
-			log_warnx("husk_ct_create: clean-up after failure: %s",
+			log_warnx("clean-up after failure: %s",
 				  e2->msg);
 	}
 out:
@@ -568,7 +568,7 @@ static int ct_destroy(struct husk_store *st, const struct husk_config *cfg,
 		if (agent_call(st->root, c->sandbox_id, "remove_container",
 			       json_pack("{s:s, s:b}", "container_id", c->id,
 					 "force", 1), 10000, NULL, &e2) < 0)
-			log_debug("husk_ct_destroy: %s", e2->msg);
+			log_debug("%s", e2->msg);
 	}
 	husk_proc_stop(&c->shim, force ? 500 : 2000);
 	if (!c->is_sandbox && !vm_going)

@@ -68,7 +68,7 @@ void husk_netns_leave(int saved)
 	if (saved < 0)
 		return;
 	if (setns(saved, CLONE_NEWNET) < 0)
-		fatal("husk_netns_leave: back to our network namespace");
+		fatal("back to our network namespace");
 	close(saved);
 }
 
@@ -363,7 +363,7 @@ int husk_net_add_iface(const char *root, const char *sid,
 		husk_error_wrap(err, "interface %s in the guest", name);
 		if (hv_call(root, sid, "net_detach",
 			    json_pack("{s:s}", "name", name), NULL, &e2) < 0)
-			log_warnx("husk_net_add_iface: undo: %s", e2->msg);
+			log_warnx("undo: %s", e2->msg);
 		json_decref(ifc);
 		json_decref(res);
 		return -1;
@@ -472,19 +472,19 @@ void husk_net_release(const struct husk_sandbox *s)
 	if (sk) {
 		n = husk_net_scrub(sk, &e);
 		if (n > 0)
-			log_info("husk_net_release: %d tap(s) or filter(s) a "
+			log_info("%d tap(s) or filter(s) a "
 				 "dead driver left removed", n);
 		else if (n < 0)
-			log_warnx("husk_net_release: %s", e->msg);
+			log_warnx("%s", e->msg);
 		nl_socket_free(sk);
 	} else if (!s->netns_created) {
-		log_warnx("husk_net_release: %s", e->msg);
+		log_warnx("%s", e->msg);
 	}
 	if (s->netns_created) {
 		if (umount2(s->netns, MNT_DETACH) < 0 && errno != EINVAL &&
 		    errno != ENOENT)
-			log_warn("husk_net_release: umount %s", s->netns);
+			log_warn("umount %s", s->netns);
 		if (unlink(s->netns) < 0 && errno != ENOENT)
-			log_warn("husk_net_release: unlink %s", s->netns);
+			log_warn("unlink %s", s->netns);
 	}
 }

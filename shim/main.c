@@ -49,7 +49,7 @@ void shim_fail(struct shim *s, int code, const char *fmt, ...)
 	va_end(ap);
 	shim_tty_restore(s);
 	if (husk_log_get_fd() != 2)
-		log_warnx("shim_fail: %s", msg);
+		log_warnx("%s", msg);
 	/* Whoever started us and waits for the ready line gets the reason
 	 * instead (our stderr may be a log nobody reads). */
 	if (s->ready_fd >= 0) {
