@@ -2,8 +2,9 @@
  * OCI runtime spec decoding: the host's config.json, carried as
  * MessagePack, turned into struct spec once, with every type, bound and
  * unsupported feature checked here (the process object in
- * spec_process.c, the linux object in spec_linux.c).  Errors name the field with its full path
- * ("spec.process.rlimits[2].type: unknown rlimit ...").
+ * spec_process.c, the linux object in spec_linux.c).  Errors name the
+ * field with its full path ("spec.process.rlimits[2].type: unknown
+ * rlimit ...").
  * This is a fuzz target (tests/fuzz/fuzz_spec.c): nothing here runs a
  * system call.
  */
