@@ -99,20 +99,34 @@ $(LIBSB): $(call obj,$(LIBSB_SRC))
 libs: $(LIBS)
 
 # ------------------------------------------------------------ programs
-# $(call program,NAME,FOLDER): every .c in FOLDER, linked with the libs.
+# $(call program,NAME,FOLDER[,LIBS]), from FOLDER/program.mk (LIBS: the
+# libraries it links, all of them by default): FOLDER's .c files
+# but main.c make the archive $(call proglib,FOLDER) (agent:
+# build/lib/libagent.a, cmd/husk: build/lib/libcmd-husk.a), which the
+# program links after its main.o.  Unit tests and fuzz targets link the
+# same code: a program.mk names the tests that take its archive
+# ($(B)/tests/test_x: $(call proglib,FOLDER)) and the fuzz targets that
+# take its instrumented copy (build/fuzz/fuzz_x: $(call fuzzlib,FOLDER)).
 PROGRAMS :=
+proglib = $(B)/lib/lib$(subst /,-,$(1)).a
+fuzzlib = build/fuzz/lib/lib$(subst /,-,$(1)).a
+progsrc = $(filter-out $(1)/main.c,$(sort $(wildcard $(1)/*.c)))
 define program
-$(B)/bin/$(1): $(call obj,$(sort $(wildcard $(2)/*.c))) $(LIBS)
+$(call proglib,$(2)): $(call obj,$(call progsrc,$(2)))
+	@mkdir -p $$(dir $$@)
+	$(Q)rm -f $$@ && ar rcs $$@ $$^
+$(call fuzzlib,$(2)): $(patsubst %.c,build/fuzz/obj/%.o,$(call progsrc,$(2)))
+	@mkdir -p $$(dir $$@)
+	$(Q)rm -f $$@ && ar rcs $$@ $$^
+$(B)/bin/$(1): $(call obj,$(2)/main.c) $(if $(call progsrc,$(2)),$(call proglib,$(2))) $(or $(3),$(LIBS))
 	@mkdir -p $$(dir $$@)
 	@echo "  LD      $$@"
 	$(Q)$$(CC) $$(LDFLAGS) -o $$@ $$(filter %.o %.a,$$^) $$(LDLIBS)
 PROGRAMS += $(B)/bin/$(1)
 endef
 
-$(eval $(call program,husk-ipc,cmd/husk-ipc))
-$(eval $(call program,husk,cmd/husk))
-# Programs built by later work register here when their folder exists.
-$(foreach p,$(wildcard */program.mk cmd/*/program.mk),$(eval include $(p)))
+# Every program, cmd/ included, registers in its folder's program.mk.
+$(foreach p,$(sort $(wildcard */program.mk cmd/*/program.mk)),$(eval include $(p)))
 
 programs: $(PROGRAMS)
 
@@ -124,10 +138,12 @@ UNIT_BINS := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
 HELP_SRC  := $(sort $(wildcard tests/helpers/*.c))
 HELP_BINS := $(patsubst tests/helpers/%.c,$(B)/tests/helpers/%,$(HELP_SRC))
 
+# A test links the program archives its program.mk names, then the libs.
 $(B)/tests/%: $(B)/obj/tests/unit/%.o $(LIBS)
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
-	$(Q)$(CC) $(LDFLAGS) -o $@ $(filter %.o %.a,$^) $(LDLIBS) \
+	$(Q)$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) \
+		$(filter-out $(LIBS),$(filter %.a,$^)) $(LIBS) $(LDLIBS) \
 		$(shell pkg-config --libs cmocka)
 $(B)/tests/helpers/%: $(B)/obj/tests/helpers/%.o $(LIBS)
 	@mkdir -p $(dir $@)
@@ -173,10 +189,11 @@ asan:
 	    UBSAN_OPTIONS=print_stacktrace=1 tests/run
 
 # ---------------------------------------------------------------- fuzz
+# Each target links libipc and libhusk and the program archives its
+# program.mk names, all instrumented (build/fuzz/lib).
 FUZZ_SRC  := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BINS := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRC))
-FUZZ_LIBSRC := $(LIBHUSK_SRC) $(LIBIPC_SRC) $(FUZZ_EXTRA_SRC)
-FUZZ_OBJS := $(patsubst %.c,build/fuzz/obj/%.o,$(FUZZ_LIBSRC))
+FUZZ_LIBS := $(call fuzzlib,libipc) $(call fuzzlib,libhusk)
 FUZZ_CFLAGS := -D_GNU_SOURCE -I. $(PKG_CFLAGS) -std=gnu11 -g -O1 -MMD -MP
 # make fuzz-run [FUZZ_TIME=s] [FUZZ_RUNS=n] [FUZZ_TARGETS="fuzz_msg ..."]:
 # every target (or those) one after the other, then a table of
@@ -185,20 +202,27 @@ FUZZ_TIME ?=
 FUZZ_RUNS ?=
 FUZZ_TARGETS ?=
 
-# The library sources once, instrumented; each target links them.
+# Sources once, instrumented; archives of them as for the programs.
 build/fuzz/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	@echo "  FUZZCC  $<"
 	$(Q)clang $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link,address,undefined \
 	    -c -o $@ $<
+$(call fuzzlib,libipc): $(patsubst %.c,build/fuzz/obj/%.o,$(LIBIPC_SRC))
+	@mkdir -p $(dir $@)
+	$(Q)rm -f $@ && ar rcs $@ $^
+$(call fuzzlib,libhusk): $(patsubst %.c,build/fuzz/obj/%.o,$(LIBHUSK_SRC))
+	@mkdir -p $(dir $@)
+	$(Q)rm -f $@ && ar rcs $@ $^
 
-$(FUZZ_BINS): build/fuzz/%: tests/fuzz/%.c $(FUZZ_OBJS)
+$(FUZZ_BINS): build/fuzz/%: tests/fuzz/%.c $(FUZZ_LIBS)
 	@mkdir -p $(dir $@)
 	@echo "  FUZZ    $@"
 	$(Q)clang $(FUZZ_CFLAGS) -fsanitize=fuzzer,address,undefined \
-	    -o $@ $^ $(LDLIBS)
+	    -o $@ $< $(filter-out $(FUZZ_LIBS),$(filter %.a,$^)) \
+	    $(FUZZ_LIBS) $(LDLIBS)
 
--include $(FUZZ_OBJS:.o=.d) $(FUZZ_BINS:=.d)
+-include $(shell find build/fuzz/obj -name '*.d' 2>/dev/null) $(FUZZ_BINS:=.d)
 
 fuzz: deps $(FUZZ_BINS)
 
@@ -225,7 +249,10 @@ BENCH_BINS := $(patsubst bench/%.c,$(B)/bench/%,$(BENCH_SRC))
 $(B)/bench/%: $(B)/obj/bench/%.o $(LIBS)
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
-	$(Q)$(CC) $(LDFLAGS) -o $@ $(filter %.o %.a,$^) $(LDLIBS)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $(filter %.o,$^) \
+		$(filter-out $(LIBS),$(filter %.a,$^)) $(LIBS) $(LDLIBS)
+# hv_bench times the driver's own command line.
+$(B)/bench/hv_bench: $(call proglib,hypervisor-drv)
 
 bench: deps all $(BENCH_BINS)
 	$(Q)BUILD=$(B) bench/run

@@ -24,6 +24,7 @@
 
 #include "libhusk/cleanup.h"
 #include "libhusk/log.h"
+#include "libhusk/proc.h"
 #include "libhusk/util.h"
 #include "libipc/ipc.h"
 #include "agent/cgroup_int.h"
@@ -38,11 +39,7 @@ static const char *const v2_ctrls[] = {
 	"cpu", "memory", "pids", "cpuset", "io", "hugetlb",
 };
 
-static struct {
-	int version;                    /* 0 until cg_init, then 1 or 2 */
-	char *v2_base;                  /* v2: the hierarchy's root */
-	char *v1_base[CG_NCTRL];        /* v1: our own cgroup per controller */
-} cgs;
+struct cg_hier cgs;
 
 /* ------------------------------------------------------------------ */
 /* Files                                                               */
@@ -51,17 +48,12 @@ int cg_read_small(const char *dir, const char *file, char *buf,
 		  size_t size)
 {
 	char path[PATH_MAX];
-	cleanup_close int fd = -1;
 	ssize_t n;
 
 	snprintf(path, sizeof(path), "%s/%s", dir, file);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	n = husk_read_all(fd, buf, size - 1);
+	n = husk_read_small(AT_FDCWD, path, buf, size);
 	if (n < 0)
 		return -1;
-	buf[n] = '\0';
 	while (n > 0 && buf[n - 1] == '\n')
 		buf[--n] = '\0';
 	return (int)n;
@@ -163,7 +155,7 @@ char *cg_read_text(const char *dir, const char *file)
 /* Hierarchy                                                           */
 
 /* Our own cgroup in the v1 hierarchy of ctrl, from /proc/self/cgroup. */
-static char *self_path(const char *text, const char *ctrl)
+char *self_path(const char *text, const char *ctrl)
 {
 	size_t cl = strlen(ctrl);
 
@@ -199,7 +191,7 @@ static void cg_reset(void)
 	memset(&cgs, 0, sizeof(cgs));
 }
 
-static int cg_init_at(const char *mnt, struct husk_err **err)
+int cg_init_at(const char *mnt, struct husk_err **err)
 {
 	cleanup_free char *self = NULL;
 	struct statfs sfs;
@@ -213,7 +205,7 @@ static int cg_init_at(const char *mnt, struct husk_err **err)
 		 * "no internal processes" rule does not apply. */
 		cgs.version = 2;
 		cgs.v2_base = husk_xstrdup(mnt);
-		log_debug("cg_init: cgroup v2 at %s", mnt);
+		log_debug("cgroup v2 at %s", mnt);
 		return 0;
 	}
 	if (husk_read_file(AT_FDCWD, "/proc/self/cgroup", 1u << 20, &self,
@@ -225,7 +217,7 @@ static int cg_init_at(const char *mnt, struct husk_err **err)
 
 		snprintf(dir, sizeof(dir), "%s/%s", mnt, cg_v1_names[i]);
 		if (statfs(dir, &sfs) < 0 || sfs.f_type != CGROUP_SUPER_MAGIC) {
-			log_debug("cg_init: no v1 %s controller", cg_v1_names[i]);
+			log_debug("no v1 %s controller", cg_v1_names[i]);
 			continue;
 		}
 		/* Below our own cgroup: a host agent stays inside the limits
@@ -256,7 +248,7 @@ const char *cg_version(void)
 }
 
 /* "husk/<sandbox>/<container>": plain components, nothing that climbs. */
-static int cg_name_check(const char *name, struct husk_err **err)
+int cg_name_check(const char *name, struct husk_err **err)
 {
 	const char *p = name;
 
@@ -311,7 +303,7 @@ static void v2_enable(const char *dir)
 		snprintf(word, sizeof(word), "+%s", c);
 		if (cg_write(dir, "cgroup.subtree_control", word, "cgroup",
 			     &e) < 0)
-			log_debug("v2_enable: %s", e->msg);
+			log_debug("%s", e->msg);
 	}
 }
 
@@ -455,7 +447,7 @@ static void sleep_ms(long ms)
 		;
 }
 
-static bool frozen_is(const struct cg *cg, bool frozen)
+bool frozen_is(const struct cg *cg, bool frozen)
 {
 	char buf[256];
 
@@ -668,7 +660,7 @@ int cg_stats_pack(struct cg *cg, msgpack_packer *pk, struct husk_err **err)
 /* rmdir dir/name and then its parents up to (not including) base, while
  * they are empty.  The leaf gets a second of EBUSY retries: the last
  * processes may still be exiting. */
-static int cg_rmdirs(const char *dir, size_t baselen, struct husk_err **err)
+int cg_rmdirs(const char *dir, size_t baselen, struct husk_err **err)
 {
 	char path[PATH_MAX];
 	char *slash;

@@ -66,4 +66,21 @@ uint64_t cg_keyed_value(const char *text, const char *key);
 uint64_t cg_read_u64(const char *dir, const char *file);
 char *cg_read_text(const char *dir, const char *file);
 
+/* cgroup.c's state and steps, reached by tests/unit/test_agent_cgroup.c. */
+struct cg_hier {
+	int version;                    /* 0 until cg_init, then 1 or 2 */
+	char *v2_base;                  /* v2: the hierarchy's root */
+	char *v1_base[CG_NCTRL];        /* v1: our own cgroup per controller */
+};
+extern struct cg_hier cgs;
+/* Our own cgroup in the v1 hierarchy of ctrl, from /proc/self/cgroup
+ * (text). */
+char *self_path(const char *text, const char *ctrl);
+/* cg_init with the hierarchy mounted at mnt. */
+int cg_init_at(const char *mnt, struct husk_err **err);
+int cg_name_check(const char *name, struct husk_err **err);
+bool frozen_is(const struct cg *cg, bool frozen);
+/* rmdir dir and its parents while empty, down to baselen bytes of it. */
+int cg_rmdirs(const char *dir, size_t baselen, struct husk_err **err);
+
 #endif

@@ -87,12 +87,6 @@ static void key_text(const msgpack_object *k, char *buf, size_t size)
 	buf[n] = '\0';
 }
 
-static bool key_is(const msgpack_object *k, const char *s)
-{
-	return k->type == MSGPACK_OBJECT_STR && strlen(s) == k->via.str.size &&
-	       memcmp(k->via.str.ptr, s, k->via.str.size) == 0;
-}
-
 /* Remember that `what` was not applied, for the log at apply time. */
 static void note(struct cg_resources *r, const char *what, const char *why)
 {
@@ -172,159 +166,160 @@ static int decode_u64_or_unset(const msgpack_object *o, const char *what,
 	return 0;
 }
 
-static int decode_memory(const msgpack_object *m, struct cg_resources *r,
-			 struct husk_err **err)
-{
-	char what[128], key[64];
+/*
+ * Every non-nil member of the map m at linux.resources.<name> (at most
+ * maxn of them) through fn, with its path for errors.
+ */
+typedef int member_fn(const msgpack_object *k, const msgpack_object *v,
+		      const char *what, struct cg_resources *r,
+		      struct husk_err **err);
 
-	if (ipc_obj_map(m, "linux.resources.memory", 64, err) < 0)
-		return -1;
-	for (uint32_t i = 0; i < m->via.map.size; i++) {
-		const msgpack_object *k = &m->via.map.ptr[i].key;
-		const msgpack_object *v = &m->via.map.ptr[i].val;
-		int64_t ignored;
-		bool b;
-
-		key_text(k, key, sizeof(key));
-		snprintf(what, sizeof(what), "linux.resources.memory.%s", key);
-		if (v->type == MSGPACK_OBJECT_NIL)
-			continue;
-		if (key_is(k, "limit")) {
-			if (decode_limit(v, what, &r->memory_limit, err) < 0)
-				return -1;
-		} else if (key_is(k, "reservation")) {
-			if (decode_limit(v, what, &r->memory_reservation,
-					 err) < 0)
-				return -1;
-		} else if (key_is(k, "swap")) {
-			if (decode_limit(v, what, &r->memory_swap, err) < 0)
-				return -1;
-		} else if (key_is(k, "kernel") || key_is(k, "kernelTCP")) {
-			/* Deprecated by the kernel and the runtime spec;
-			 * accepted and ignored, as runc does. */
-			if (ipc_obj_int(v, what, INT64_MIN, INT64_MAX,
-					&ignored, err) < 0)
-				return -1;
-		} else if (key_is(k, "useHierarchy")) {
-			/* Always on in the kernels husk supports. */
-			if (ipc_obj_bool(v, what, &b, err) < 0)
-				return -1;
-		} else if (key_is(k, "swappiness")) {
-			if (decode_u64_or_unset(v, what, 100,
-						&r->memory_swappiness,
-						err) < 0)
-				return -1;
-		} else if (key_is(k, "disableOOMKiller")) {
-			if (ipc_obj_bool(v, what, &b, err) < 0)
-				return -1;
-			r->memory_oom_kill_disable = b ? 1 : CG_UNSET;
-		} else if (key_is(k, "checkBeforeUpdate")) {
-			if (ipc_obj_bool(v, what, &b, err) < 0)
-				return -1;
-			r->memory_check_before_update = b;
-		} else {
-			unknown_key(r, what);
-		}
-	}
-	return 0;
-}
-
-static int decode_cpu(const msgpack_object *m, struct cg_resources *r,
-		      struct husk_err **err)
-{
-	char what[128], key[64];
-
-	if (ipc_obj_map(m, "linux.resources.cpu", 64, err) < 0)
-		return -1;
-	for (uint32_t i = 0; i < m->via.map.size; i++) {
-		const msgpack_object *k = &m->via.map.ptr[i].key;
-		const msgpack_object *v = &m->via.map.ptr[i].val;
-		uint64_t u;
-		int64_t s;
-
-		key_text(k, key, sizeof(key));
-		snprintf(what, sizeof(what), "linux.resources.cpu.%s", key);
-		if (v->type == MSGPACK_OBJECT_NIL)
-			continue;
-		if (key_is(k, "shares")) {
-			if (ipc_obj_uint(v, what, 262144, &u, err) < 0)
-				return -1;
-			if (u == 1)
-				return husk_error(err, HUSK_E_INVALID,
-						  "%s: 1 is out of range [2, 262144]",
-						  what);
-			r->cpu_shares = u ? (int64_t)u : CG_UNSET;
-		} else if (key_is(k, "quota")) {
-			if (ipc_obj_int(v, what, -1, INT64_MAX / 1000, &s,
-					err) < 0)
-				return -1;
-			if (s > 0 && s < 1000)
-				return husk_error(err, HUSK_E_INVALID,
-						  "%s: %" PRId64 " is below the kernel's minimum of 1000 microseconds",
-						  what, s);
-			r->cpu_quota = s ? s : CG_UNSET;
-		} else if (key_is(k, "period")) {
-			if (ipc_obj_uint(v, what, 1000000, &u, err) < 0)
-				return -1;
-			if (u > 0 && u < 1000)
-				return husk_error(err, HUSK_E_INVALID,
-						  "%s: %" PRIu64 " is out of range [1000, 1000000]",
-						  what, u);
-			r->cpu_period = u ? (int64_t)u : CG_UNSET;
-		} else if (key_is(k, "cpus")) {
-			if (decode_cpuset(v, what, &r->cpuset_cpus, err) < 0)
-				return -1;
-		} else if (key_is(k, "mems")) {
-			if (decode_cpuset(v, what, &r->cpuset_mems, err) < 0)
-				return -1;
-		} else if (key_is(k, "realtimeRuntime")) {
-			if (ipc_obj_int(v, what, -1, INT64_MAX, &s, err) < 0)
-				return -1;
-			r->cpu_rt_runtime = s ? s : CG_UNSET;
-		} else if (key_is(k, "realtimePeriod")) {
-			if (ipc_obj_uint(v, what, INT64_MAX, &u, err) < 0)
-				return -1;
-			r->cpu_rt_period = u ? (int64_t)u : CG_UNSET;
-		} else if (key_is(k, "burst")) {
-			/* 0 is a real value here: no burst. */
-			if (ipc_obj_uint(v, what, INT64_MAX, &u, err) < 0)
-				return -1;
-			r->cpu_burst = (int64_t)u;
-		} else if (key_is(k, "idle")) {
-			if (ipc_obj_int(v, what, 0, 1, &s, err) < 0)
-				return -1;
-			r->cpu_idle = s;
-		} else {
-			unknown_key(r, what);
-		}
-	}
-	return 0;
-}
-
-static int decode_pids(const msgpack_object *m, struct cg_resources *r,
+static int each_member(const msgpack_object *m, const char *name,
+		       uint32_t maxn, struct cg_resources *r, member_fn *fn,
 		       struct husk_err **err)
 {
 	char what[128], key[64];
 
-	if (ipc_obj_map(m, "linux.resources.pids", 16, err) < 0)
+	snprintf(what, sizeof(what), "linux.resources.%s", name);
+	if (ipc_obj_map(m, what, maxn, err) < 0)
 		return -1;
 	for (uint32_t i = 0; i < m->via.map.size; i++) {
 		const msgpack_object *k = &m->via.map.ptr[i].key;
 		const msgpack_object *v = &m->via.map.ptr[i].val;
-		int64_t s;
 
 		key_text(k, key, sizeof(key));
-		snprintf(what, sizeof(what), "linux.resources.pids.%s", key);
-		if (v->type == MSGPACK_OBJECT_NIL)
-			continue;
-		if (!key_is(k, "limit")) {
-			unknown_key(r, what);
-			continue;
-		}
-		if (ipc_obj_int(v, what, INT64_MIN, INT64_MAX, &s, err) < 0)
+		snprintf(what, sizeof(what), "linux.resources.%s.%s", name,
+			 key);
+		if (v->type != MSGPACK_OBJECT_NIL && fn(k, v, what, r, err) < 0)
 			return -1;
-		r->pids_limit = s == 0 ? CG_UNSET : s < 0 ? -1 : s;
 	}
+	return 0;
+}
+
+/* One member of linux.resources.memory (what: its path). */
+static int memory_member(const msgpack_object *k, const msgpack_object *v,
+			 const char *what, struct cg_resources *r,
+			 struct husk_err **err)
+{
+	int64_t ignored;
+	bool b;
+
+	if (ipc_str_is(k, "limit")) {
+		if (decode_limit(v, what, &r->memory_limit, err) < 0)
+			return -1;
+	} else if (ipc_str_is(k, "reservation")) {
+		if (decode_limit(v, what, &r->memory_reservation,
+				 err) < 0)
+			return -1;
+	} else if (ipc_str_is(k, "swap")) {
+		if (decode_limit(v, what, &r->memory_swap, err) < 0)
+			return -1;
+	} else if (ipc_str_is(k, "kernel") ||
+		   ipc_str_is(k, "kernelTCP")) {
+		/* Deprecated by the kernel and the runtime spec;
+		 * accepted and ignored, as runc does. */
+		if (ipc_obj_int(v, what, INT64_MIN, INT64_MAX,
+				&ignored, err) < 0)
+			return -1;
+	} else if (ipc_str_is(k, "useHierarchy")) {
+		/* Always on in the kernels husk supports. */
+		if (ipc_obj_bool(v, what, &b, err) < 0)
+			return -1;
+	} else if (ipc_str_is(k, "swappiness")) {
+		if (decode_u64_or_unset(v, what, 100,
+					&r->memory_swappiness,
+					err) < 0)
+			return -1;
+	} else if (ipc_str_is(k, "disableOOMKiller")) {
+		if (ipc_obj_bool(v, what, &b, err) < 0)
+			return -1;
+		r->memory_oom_kill_disable = b ? 1 : CG_UNSET;
+	} else if (ipc_str_is(k, "checkBeforeUpdate")) {
+		if (ipc_obj_bool(v, what, &b, err) < 0)
+			return -1;
+		r->memory_check_before_update = b;
+	} else {
+		unknown_key(r, what);
+	}
+	return 0;
+}
+
+/* One member of linux.resources.cpu (what: its path). */
+static int cpu_member(const msgpack_object *k, const msgpack_object *v,
+		      const char *what, struct cg_resources *r,
+		      struct husk_err **err)
+{
+	uint64_t u;
+	int64_t s;
+
+	if (ipc_str_is(k, "shares")) {
+		if (ipc_obj_uint(v, what, 262144, &u, err) < 0)
+			return -1;
+		if (u == 1)
+			return husk_error(err, HUSK_E_INVALID,
+					  "%s: 1 is out of range [2, 262144]",
+					  what);
+		r->cpu_shares = u ? (int64_t)u : CG_UNSET;
+	} else if (ipc_str_is(k, "quota")) {
+		if (ipc_obj_int(v, what, -1, INT64_MAX / 1000, &s,
+				err) < 0)
+			return -1;
+		if (s > 0 && s < 1000)
+			return husk_error(err, HUSK_E_INVALID,
+					  "%s: %" PRId64 " is below the kernel's minimum of 1000 microseconds",
+					  what, s);
+		r->cpu_quota = s ? s : CG_UNSET;
+	} else if (ipc_str_is(k, "period")) {
+		if (ipc_obj_uint(v, what, 1000000, &u, err) < 0)
+			return -1;
+		if (u > 0 && u < 1000)
+			return husk_error(err, HUSK_E_INVALID,
+					  "%s: %" PRIu64 " is out of range [1000, 1000000]",
+					  what, u);
+		r->cpu_period = u ? (int64_t)u : CG_UNSET;
+	} else if (ipc_str_is(k, "cpus")) {
+		if (decode_cpuset(v, what, &r->cpuset_cpus, err) < 0)
+			return -1;
+	} else if (ipc_str_is(k, "mems")) {
+		if (decode_cpuset(v, what, &r->cpuset_mems, err) < 0)
+			return -1;
+	} else if (ipc_str_is(k, "realtimeRuntime")) {
+		if (ipc_obj_int(v, what, -1, INT64_MAX, &s, err) < 0)
+			return -1;
+		r->cpu_rt_runtime = s ? s : CG_UNSET;
+	} else if (ipc_str_is(k, "realtimePeriod")) {
+		if (ipc_obj_uint(v, what, INT64_MAX, &u, err) < 0)
+			return -1;
+		r->cpu_rt_period = u ? (int64_t)u : CG_UNSET;
+	} else if (ipc_str_is(k, "burst")) {
+		/* 0 is a real value here: no burst. */
+		if (ipc_obj_uint(v, what, INT64_MAX, &u, err) < 0)
+			return -1;
+		r->cpu_burst = (int64_t)u;
+	} else if (ipc_str_is(k, "idle")) {
+		if (ipc_obj_int(v, what, 0, 1, &s, err) < 0)
+			return -1;
+		r->cpu_idle = s;
+	} else {
+		unknown_key(r, what);
+	}
+	return 0;
+}
+
+/* One member of linux.resources.pids (what: its path). */
+static int pids_member(const msgpack_object *k, const msgpack_object *v,
+		       const char *what, struct cg_resources *r,
+		       struct husk_err **err)
+{
+	int64_t s;
+
+	if (!ipc_str_is(k, "limit")) {
+		unknown_key(r, what);
+		return 0;
+	}
+	if (ipc_obj_int(v, what, INT64_MIN, INT64_MAX, &s, err) < 0)
+		return -1;
+	r->pids_limit = s == 0 ? CG_UNSET : s < 0 ? -1 : s;
 	return 0;
 }
 
@@ -399,60 +394,50 @@ static int decode_blkdevs(const msgpack_object *a, const char *what,
 	return 0;
 }
 
-static int decode_blkio(const msgpack_object *m, struct cg_resources *r,
+/* One member of linux.resources.blockIO (what: its path). */
+static int blkio_member(const msgpack_object *k, const msgpack_object *v,
+			const char *what, struct cg_resources *r,
 			struct husk_err **err)
 {
 	static const char *const thr[CG_NTHROTTLE] = {
 		"throttleReadBpsDevice", "throttleWriteBpsDevice",
 		"throttleReadIOPSDevice", "throttleWriteIOPSDevice",
 	};
-	char what[128], key[64];
+	bool known = false;
 
-	if (ipc_obj_map(m, "linux.resources.blockIO", 16, err) < 0)
-		return -1;
-	for (uint32_t i = 0; i < m->via.map.size; i++) {
-		const msgpack_object *k = &m->via.map.ptr[i].key;
-		const msgpack_object *v = &m->via.map.ptr[i].val;
-		bool known = false;
-
-		key_text(k, key, sizeof(key));
-		snprintf(what, sizeof(what), "linux.resources.blockIO.%s", key);
-		if (v->type == MSGPACK_OBJECT_NIL)
-			continue;
-		if (key_is(k, "weight")) {
-			if (decode_weight(v, what, &r->blkio_weight, err) < 0)
-				return -1;
-			continue;
-		}
-		if (key_is(k, "leafWeight")) {
-			if (decode_weight(v, what, &r->blkio_leaf_weight,
-					  err) < 0)
-				return -1;
-			continue;
-		}
-		if (key_is(k, "weightDevice")) {
-			free(r->weight_devs);
-			r->weight_devs = NULL;
-			r->nweight_devs = 0;
-			if (decode_blkdevs(v, what, true, &r->weight_devs,
-					   &r->nweight_devs, err) < 0)
-				return -1;
-			continue;
-		}
-		for (int t = 0; t < CG_NTHROTTLE; t++) {
-			if (!key_is(k, thr[t]))
-				continue;
-			known = true;
-			free(r->throttle[t]);
-			r->throttle[t] = NULL;
-			r->nthrottle[t] = 0;
-			if (decode_blkdevs(v, what, false, &r->throttle[t],
-					   &r->nthrottle[t], err) < 0)
-				return -1;
-		}
-		if (!known)
-			unknown_key(r, what);
+	if (ipc_str_is(k, "weight")) {
+		if (decode_weight(v, what, &r->blkio_weight, err) < 0)
+			return -1;
+		return 0;
 	}
+	if (ipc_str_is(k, "leafWeight")) {
+		if (decode_weight(v, what, &r->blkio_leaf_weight,
+				  err) < 0)
+			return -1;
+		return 0;
+	}
+	if (ipc_str_is(k, "weightDevice")) {
+		free(r->weight_devs);
+		r->weight_devs = NULL;
+		r->nweight_devs = 0;
+		if (decode_blkdevs(v, what, true, &r->weight_devs,
+				   &r->nweight_devs, err) < 0)
+			return -1;
+		return 0;
+	}
+	for (int t = 0; t < CG_NTHROTTLE; t++) {
+		if (!ipc_str_is(k, thr[t]))
+			continue;
+		known = true;
+		free(r->throttle[t]);
+		r->throttle[t] = NULL;
+		r->nthrottle[t] = 0;
+		if (decode_blkdevs(v, what, false, &r->throttle[t],
+				   &r->nthrottle[t], err) < 0)
+			return -1;
+	}
+	if (!known)
+		unknown_key(r, what);
 	return 0;
 }
 
@@ -513,61 +498,51 @@ static bool ifname_ok(const char *s)
 	return true;
 }
 
-static int decode_network(const msgpack_object *m, struct cg_resources *r,
+/* One member of linux.resources.network (what: its path). */
+static int network_member(const msgpack_object *k, const msgpack_object *v,
+			  const char *what, struct cg_resources *r,
 			  struct husk_err **err)
 {
 	const msgpack_object *a;
-	char what[128], key[64];
 	uint64_t u;
+	int n;
 
-	if (ipc_obj_map(m, "linux.resources.network", 8, err) < 0)
-		return -1;
-	for (uint32_t i = 0; i < m->via.map.size; i++) {
-		const msgpack_object *k = &m->via.map.ptr[i].key;
-		const msgpack_object *v = &m->via.map.ptr[i].val;
-		int n;
-
-		key_text(k, key, sizeof(key));
-		snprintf(what, sizeof(what), "linux.resources.network.%s", key);
-		if (v->type == MSGPACK_OBJECT_NIL)
-			continue;
-		if (key_is(k, "classID")) {
-			if (ipc_obj_uint(v, what, UINT32_MAX, &u, err) < 0)
-				return -1;
-			r->net_classid = (int64_t)u;
-			continue;
-		}
-		if (!key_is(k, "priorities")) {
-			unknown_key(r, what);
-			continue;
-		}
-		a = v;
-		n = ipc_obj_array(a, what, 256, err);
-		if (n < 0)
+	if (ipc_str_is(k, "classID")) {
+		if (ipc_obj_uint(v, what, UINT32_MAX, &u, err) < 0)
 			return -1;
-		r->net_prios = husk_xcalloc((size_t)n + 1,
-					    sizeof(*r->net_prios));
-		for (int j = 0; j < n; j++) {
-			const msgpack_object *p = &a->via.array.ptr[j];
-			struct cg_named *np = &r->net_prios[r->nnet_prios];
-			char w[160];
+		r->net_classid = (int64_t)u;
+		return 0;
+	}
+	if (!ipc_str_is(k, "priorities")) {
+		unknown_key(r, what);
+		return 0;
+	}
+	a = v;
+	n = ipc_obj_array(a, what, 256, err);
+	if (n < 0)
+		return -1;
+	r->net_prios = husk_xcalloc((size_t)n + 1,
+				    sizeof(*r->net_prios));
+	for (int j = 0; j < n; j++) {
+		const msgpack_object *p = &a->via.array.ptr[j];
+		struct cg_named *np = &r->net_prios[r->nnet_prios];
+		char w[160];
 
-			snprintf(w, sizeof(w), "%s[%d]", what, j);
-			if (ipc_obj_map(p, w, 8, err) < 0)
-				return -1;
-			snprintf(w, sizeof(w), "%s[%d].name", what, j);
-			if (ipc_obj_str(ipc_map_get(p, "name"), w, 64,
-					&np->name, err) < 0)
-				return -1;
-			r->nnet_prios++;
-			if (!ifname_ok(np->name))
-				return husk_error(err, HUSK_E_INVALID,
-						  "%s: bad interface name", w);
-			snprintf(w, sizeof(w), "%s[%d].priority", what, j);
-			if (ipc_obj_uint(ipc_map_get(p, "priority"), w,
-					 UINT32_MAX, &np->value, err) < 0)
-				return -1;
-		}
+		snprintf(w, sizeof(w), "%s[%d]", what, j);
+		if (ipc_obj_map(p, w, 8, err) < 0)
+			return -1;
+		snprintf(w, sizeof(w), "%s[%d].name", what, j);
+		if (ipc_obj_str(ipc_map_get(p, "name"), w, 64,
+				&np->name, err) < 0)
+			return -1;
+		r->nnet_prios++;
+		if (!ifname_ok(np->name))
+			return husk_error(err, HUSK_E_INVALID,
+					  "%s: bad interface name", w);
+		snprintf(w, sizeof(w), "%s[%d].priority", what, j);
+		if (ipc_obj_uint(ipc_map_get(p, "priority"), w,
+				 UINT32_MAX, &np->value, err) < 0)
+			return -1;
 	}
 	return 0;
 }
@@ -682,7 +657,7 @@ int cg_resources_decode(const msgpack_object *o, struct cg_resources *r,
 		key_text(k, key, sizeof(key));
 		snprintf(what, sizeof(what), "linux.resources.%s", key);
 		for (size_t j = 0; j < HUSK_ARRAY_SIZE(once); j++)
-			if (key_is(k, once[j])) {
+			if (ipc_str_is(k, once[j])) {
 				if (seen & (1u << j)) {
 					husk_error(err, HUSK_E_INVALID,
 						   "%s: given twice", what);
@@ -692,23 +667,26 @@ int cg_resources_decode(const msgpack_object *o, struct cg_resources *r,
 			}
 		if (v->type == MSGPACK_OBJECT_NIL)
 			continue;
-		if (key_is(k, "memory"))
-			rc = decode_memory(v, r, err);
-		else if (key_is(k, "cpu"))
-			rc = decode_cpu(v, r, err);
-		else if (key_is(k, "pids"))
-			rc = decode_pids(v, r, err);
-		else if (key_is(k, "devices"))
+		if (ipc_str_is(k, "memory"))
+			rc = each_member(v, "memory", 64, r, memory_member,
+					 err);
+		else if (ipc_str_is(k, "cpu"))
+			rc = each_member(v, "cpu", 64, r, cpu_member, err);
+		else if (ipc_str_is(k, "pids"))
+			rc = each_member(v, "pids", 16, r, pids_member, err);
+		else if (ipc_str_is(k, "devices"))
 			rc = cg_devrules_decode(v, r, err);
-		else if (key_is(k, "blockIO"))
-			rc = decode_blkio(v, r, err);
-		else if (key_is(k, "hugepageLimits"))
+		else if (ipc_str_is(k, "blockIO"))
+			rc = each_member(v, "blockIO", 16, r, blkio_member,
+					 err);
+		else if (ipc_str_is(k, "hugepageLimits"))
 			rc = decode_hugepages(v, r, err);
-		else if (key_is(k, "network"))
-			rc = decode_network(v, r, err);
-		else if (key_is(k, "rdma"))
+		else if (ipc_str_is(k, "network"))
+			rc = each_member(v, "network", 8, r, network_member,
+					 err);
+		else if (ipc_str_is(k, "rdma"))
 			rc = decode_rdma(v, r, err);
-		else if (key_is(k, "unified"))
+		else if (ipc_str_is(k, "unified"))
 			rc = decode_unified(v, r, err);
 		else
 			unknown_key(r, what);

@@ -21,6 +21,7 @@
 
 #include "libhusk/cleanup.h"
 #include "libhusk/log.h"
+#include "libhusk/proc.h"
 #include "libhusk/util.h"
 #include "libipc/ipc.h"
 #include "agent/agent.h"
@@ -38,15 +39,8 @@
 
 static int read_line(const char *path, char *buf, size_t size)
 {
-	cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC);
-	ssize_t n;
-
-	if (fd < 0)
+	if (husk_read_small(AT_FDCWD, path, buf, size) < 0)
 		return -1;
-	n = husk_read_all(fd, buf, size - 1);
-	if (n < 0)
-		return -1;
-	buf[n] = '\0';
 	buf[strcspn(buf, "\n")] = '\0';
 	return 0;
 }
@@ -60,7 +54,7 @@ static uint64_t mem_block_size(void)
 	return strtoull(buf, NULL, 16);
 }
 
-static uint64_t mem_total_kb(void)
+uint64_t guest_mem_total_kb(void)
 {
 	cleanup_free char *text = NULL;
 	const char *p;
@@ -79,14 +73,14 @@ static bool is_block_dir(const char *name)
 }
 
 /* Memory blocks online, in KiB; /proc/meminfo where there are none. */
-static uint64_t mem_online_kb(void)
+uint64_t guest_mem_online_kb(void)
 {
 	cleanup_closedir DIR *d = opendir(SYS_MEM);
 	uint64_t bs = mem_block_size(), n = 0;
 	struct dirent *de;
 
 	if (!d || !bs)
-		return mem_total_kb();
+		return guest_mem_total_kb();
 	while ((de = readdir(d))) {
 		char path[300], buf[16];
 
@@ -97,10 +91,10 @@ static uint64_t mem_online_kb(void)
 		    strcmp(buf, "1") == 0)
 			n++;
 	}
-	return n ? n * bs / 1024 : mem_total_kb();
+	return n ? n * bs / 1024 : guest_mem_total_kb();
 }
 
-static uint64_t online_cpus(void)
+uint64_t guest_online_cpus(void)
 {
 	long n = sysconf(_SC_NPROCESSORS_ONLN);
 
@@ -121,9 +115,9 @@ int agent_m_get_guest_details(struct ipc_conn *c, struct ipc_msg *m,
 	ipc_pack_kv_str(pk, "kernel", u.release);
 	ipc_pack_kv_str(pk, "agent_version", HUSK_VERSION);
 	ipc_pack_kv_uint(pk, "mem_block_size", mem_block_size());
-	ipc_pack_kv_uint(pk, "online_cpus", online_cpus());
-	ipc_pack_kv_uint(pk, "mem_total_kb", mem_total_kb());
-	ipc_pack_kv_uint(pk, "mem_online_kb", mem_online_kb());
+	ipc_pack_kv_uint(pk, "online_cpus", guest_online_cpus());
+	ipc_pack_kv_uint(pk, "mem_total_kb", guest_mem_total_kb());
+	ipc_pack_kv_uint(pk, "mem_online_kb", guest_mem_online_kb());
 	ipc_pack_kv_str(pk, "cgroup", cg_version());
 	ipc_pack_kv_bool(pk, "host_mode", a->host_mode);
 	ipc_reply_send(c);
@@ -193,8 +187,8 @@ int agent_m_online_cpu_mem(struct ipc_conn *c, struct ipc_msg *m,
 		return -1;
 	pk = ipc_reply_begin(c, m->msgid);
 	msgpack_pack_map(pk, 2);
-	ipc_pack_kv_uint(pk, "online_cpus", online_cpus());
-	ipc_pack_kv_uint(pk, "mem_online_kb", mem_online_kb());
+	ipc_pack_kv_uint(pk, "online_cpus", guest_online_cpus());
+	ipc_pack_kv_uint(pk, "mem_online_kb", guest_mem_online_kb());
 	ipc_reply_send(c);
 	return 0;
 }
@@ -227,8 +221,8 @@ int guest_seed_decode(const msgpack_object *params, struct ipc_bin *data,
 
 /* Credits the bytes to the kernel's pool (the guest starts with little
  * entropy); on a host only mixes them in, crediting nothing. */
-static int seed(bool host_mode, const struct ipc_bin *d,
-		struct husk_err **err)
+int guest_seed(bool host_mode, const struct ipc_bin *d,
+	       struct husk_err **err)
 {
 	cleanup_close int fd = -1;
 	cleanup_free struct rand_pool_info *info = NULL;
@@ -258,7 +252,7 @@ int agent_m_reseed_random_dev(struct ipc_conn *c, struct ipc_msg *m,
 	struct agent *a = arg;
 
 	if (guest_seed_check(data, err) < 0 ||
-	    seed(a->host_mode, data, err) < 0)
+	    guest_seed(a->host_mode, data, err) < 0)
 		return -1;
 	ipc_reply_ok(c, m->msgid);
 	return 0;

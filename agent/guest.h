@@ -52,5 +52,13 @@ extern const struct ipc_field guest_seed_fields[];
 int guest_seed_check(const struct ipc_bin *data, struct husk_err **err);
 int guest_seed_decode(const msgpack_object *params, struct ipc_bin *data,
 		      struct husk_err **err);
+/* Credit the bytes to the kernel's entropy pool (host_mode: only mix
+ * them in). */
+int guest_seed(bool host_mode, const struct ipc_bin *d,
+	       struct husk_err **err);
+/* What the guest has: memory (KiB, all and online) and online vCPUs. */
+uint64_t guest_mem_total_kb(void);
+uint64_t guest_mem_online_kb(void);
+uint64_t guest_online_cpus(void);
 
 #endif

@@ -97,7 +97,7 @@ static void nladdr_putp(struct nl_addr **a)
 #define cleanup_nlobj __attribute__((cleanup(nlobj_putp)))
 #define cleanup_nladdr __attribute__((cleanup(nladdr_putp)))
 
-static struct nl_sock *nl_open(struct husk_err **err)
+struct nl_sock *nl_open(struct husk_err **err)
 {
 	struct nl_sock *sk = nl_socket_alloc();
 	int rc;
@@ -302,8 +302,8 @@ static int iface_addrs(struct nl_sock *sk, int idx, const struct net_iface *w,
 	return 0;
 }
 
-static int iface_apply(struct nl_sock *sk, const struct net_iface *w,
-		       int *ifindex, struct husk_err **err)
+int iface_apply(struct nl_sock *sk, const struct net_iface *w,
+		int *ifindex, struct husk_err **err)
 {
 	cleanup_cache struct nl_cache *links = NULL;
 	cleanup_nlobj struct rtnl_link *link = NULL, *other = NULL,
@@ -420,8 +420,8 @@ static int route_add(struct nl_sock *sk, const struct net_route *nr,
 	return 0;
 }
 
-static int routes_apply(struct nl_sock *sk, const struct net_route *v,
-			size_t n, struct husk_err **err)
+int routes_apply(struct nl_sock *sk, const struct net_route *v,
+		 size_t n, struct husk_err **err)
 {
 	cleanup_cache struct nl_cache *links = NULL, *routes = NULL;
 	cleanup_free int *idx = husk_xcalloc(n + 1, sizeof(*idx));
@@ -506,8 +506,8 @@ static int net_refused(struct agent *a, struct ipc_msg *m,
 }
 
 /* list_interfaces' result: {interfaces: [...]} */
-static void pack_interfaces(msgpack_packer *pk, struct nl_cache *links,
-			    struct nl_cache *addrs)
+void pack_interfaces(msgpack_packer *pk, struct nl_cache *links,
+		     struct nl_cache *addrs)
 {
 	msgpack_pack_map(pk, 1);
 	ipc_pack_key(pk, "interfaces");
@@ -519,8 +519,8 @@ static void pack_interfaces(msgpack_packer *pk, struct nl_cache *links,
 
 /* list_routes' and update_routes' result: {routes: [...]}, the routes
  * route_listed keeps. */
-static void pack_routes(msgpack_packer *pk, struct nl_cache *routes,
-			struct nl_cache *links)
+void pack_routes(msgpack_packer *pk, struct nl_cache *routes,
+		 struct nl_cache *links)
 {
 	uint32_t n = 0;
 
@@ -536,9 +536,9 @@ static void pack_routes(msgpack_packer *pk, struct nl_cache *routes,
 			pack_route(pk, (struct rtnl_route *)o, links);
 }
 
-static int snapshot(struct nl_sock *sk, struct nl_cache **links,
-		    struct nl_cache **addrs, struct nl_cache **routes,
-		    struct husk_err **err)
+int snapshot(struct nl_sock *sk, struct nl_cache **links,
+	     struct nl_cache **addrs, struct nl_cache **routes,
+	     struct husk_err **err)
 {
 	int rc = rtnl_link_alloc_cache(sk, AF_UNSPEC, links);
 

@@ -63,4 +63,27 @@ void net_iface_free(struct net_iface *i);
 int net_routes_decode(const msgpack_object *params, struct net_route **out,
 		      size_t *n, struct husk_err **err);
 
+/* The netlink side the handlers are built from (net.c; declared here
+ * for tests/unit/test_agent_net.c). */
+struct nl_sock;
+struct nl_cache;
+/* A connected rtnetlink socket of the agent's namespace. */
+struct nl_sock *nl_open(struct husk_err **err);
+/* Apply one interface (ifindex: the link's index); its addresses are
+ * made the given ones. */
+int iface_apply(struct nl_sock *sk, const struct net_iface *w,
+		int *ifindex, struct husk_err **err);
+/* Make the main table's routes the given ones. */
+int routes_apply(struct nl_sock *sk, const struct net_route *v,
+		 size_t n, struct husk_err **err);
+/* list_interfaces' and list_routes' results. */
+void pack_interfaces(msgpack_packer *pk, struct nl_cache *links,
+		     struct nl_cache *addrs);
+void pack_routes(msgpack_packer *pk, struct nl_cache *routes,
+		 struct nl_cache *links);
+/* The namespace's links, addresses and routes (NULL: not wanted). */
+int snapshot(struct nl_sock *sk, struct nl_cache **links,
+	     struct nl_cache **addrs, struct nl_cache **routes,
+	     struct husk_err **err);
+
 #endif

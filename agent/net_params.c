@@ -260,7 +260,7 @@ static int decode_route(const msgpack_object *o, const char *what,
 				  "%s: dest, gateway and source mix IPv4 and IPv6",
 				  what);
 	if (r->is_default && !r->has_gw && r->scope < 0)
-		log_debug("decode_route: %s: default route without gateway",
+		log_debug("%s: default route without gateway",
 			  what);
 	return 0;
 }

@@ -18,30 +18,9 @@
 
 #define SC_MAX_RULES 4096
 #define SC_MAX_NAMES 512
-#define SC_MAX_ARGS 6
-#define SC_MAX_ARCHES 32
 #define SC_MAX_FLAGS 16
 #define SC_NAME_MAX 64
 #define SC_ERRNO_MAX 4095       /* the kernel's MAX_ERRNO */
-
-struct sc_rule {
-	uint32_t action;
-	size_t nsys;
-	int *nrs;                       /* resolved syscall numbers */
-	char **names;                   /* the same, for errors */
-	unsigned nargs;
-	struct scmp_arg_cmp args[SC_MAX_ARGS];
-	size_t index;                   /* in syscalls[], for errors */
-};
-
-struct oci_seccomp {
-	uint32_t def_action;
-	size_t narches;
-	uint32_t arches[SC_MAX_ARCHES];
-	bool log, tsync, spec_allow;
-	size_t nrules;
-	struct sc_rule *rules;
-};
 
 static const struct {
 	const char *oci;
@@ -88,17 +67,6 @@ static const struct {
 	{ "SCMP_CMP_MASKED_EQ", SCMP_CMP_MASKED_EQ },
 };
 
-static bool sc_key_is(const msgpack_object *k, const char *s)
-{
-	return k->type == MSGPACK_OBJECT_STR && strlen(s) == k->via.str.size &&
-	       memcmp(k->via.str.ptr, s, k->via.str.size) == 0;
-}
-
-static bool str_is(const msgpack_object *o, const char *s)
-{
-	return sc_key_is(o, s);
-}
-
 /* A key for an error message: printable ASCII, bounded. */
 static void sc_key_text(const msgpack_object *k, char *buf, size_t size)
 {
@@ -138,11 +106,11 @@ static int decode_action(const msgpack_object *o, const char *what,
 	if (has_errno &&
 	    ipc_obj_uint(errno_obj, ewhat, SC_ERRNO_MAX, &e, err) < 0)
 		return -1;
-	if (str_is(o, "SCMP_ACT_ERRNO")) {
+	if (ipc_str_is(o, "SCMP_ACT_ERRNO")) {
 		*out = SCMP_ACT_ERRNO((uint32_t)e);
 		return 0;
 	}
-	if (str_is(o, "SCMP_ACT_TRACE")) {
+	if (ipc_str_is(o, "SCMP_ACT_TRACE")) {
 		*out = SCMP_ACT_TRACE((uint32_t)e);
 		return 0;
 	}
@@ -150,17 +118,18 @@ static int decode_action(const msgpack_object *o, const char *what,
 		return husk_error(err, HUSK_E_INVALID,
 				  "%s: only SCMP_ACT_ERRNO and SCMP_ACT_TRACE take an errno",
 				  ewhat);
-	if (str_is(o, "SCMP_ACT_KILL") || str_is(o, "SCMP_ACT_KILL_THREAD"))
+	if (ipc_str_is(o, "SCMP_ACT_KILL") ||
+	    ipc_str_is(o, "SCMP_ACT_KILL_THREAD"))
 		*out = SCMP_ACT_KILL_THREAD;
-	else if (str_is(o, "SCMP_ACT_KILL_PROCESS"))
+	else if (ipc_str_is(o, "SCMP_ACT_KILL_PROCESS"))
 		*out = SCMP_ACT_KILL_PROCESS;
-	else if (str_is(o, "SCMP_ACT_TRAP"))
+	else if (ipc_str_is(o, "SCMP_ACT_TRAP"))
 		*out = SCMP_ACT_TRAP;
-	else if (str_is(o, "SCMP_ACT_ALLOW"))
+	else if (ipc_str_is(o, "SCMP_ACT_ALLOW"))
 		*out = SCMP_ACT_ALLOW;
-	else if (str_is(o, "SCMP_ACT_LOG"))
+	else if (ipc_str_is(o, "SCMP_ACT_LOG"))
 		*out = SCMP_ACT_LOG;
-	else if (str_is(o, "SCMP_ACT_NOTIFY"))
+	else if (ipc_str_is(o, "SCMP_ACT_NOTIFY"))
 		return husk_error(err, HUSK_E_INVALID,
 				  "%s: SCMP_ACT_NOTIFY is not supported by husk-agent",
 				  what);
@@ -190,7 +159,7 @@ static int decode_arches(const msgpack_object *o, struct oci_seccomp *s,
 		if (a->type != MSGPACK_OBJECT_STR)
 			return ipc_obj_str(a, what, 0, NULL, err);
 		for (size_t j = 0; j < HUSK_ARRAY_SIZE(arch_map) && !found; j++)
-			if (str_is(a, arch_map[j].oci)) {
+			if (ipc_str_is(a, arch_map[j].oci)) {
 				s->arches[s->narches++] = arch_map[j].token;
 				found = true;
 			}
@@ -218,11 +187,11 @@ static int decode_flags(const msgpack_object *o, struct oci_seccomp *s,
 		snprintf(what, sizeof(what), "linux.seccomp.flags[%d]", i);
 		if (f->type != MSGPACK_OBJECT_STR)
 			return ipc_obj_str(f, what, 0, NULL, err);
-		if (str_is(f, "SECCOMP_FILTER_FLAG_LOG"))
+		if (ipc_str_is(f, "SECCOMP_FILTER_FLAG_LOG"))
 			s->log = true;
-		else if (str_is(f, "SECCOMP_FILTER_FLAG_TSYNC"))
+		else if (ipc_str_is(f, "SECCOMP_FILTER_FLAG_TSYNC"))
 			s->tsync = true;
-		else if (str_is(f, "SECCOMP_FILTER_FLAG_SPEC_ALLOW"))
+		else if (ipc_str_is(f, "SECCOMP_FILTER_FLAG_SPEC_ALLOW"))
 			s->spec_allow = true;
 		else {
 			/* NEW_LISTENER, TSYNC_ESRCH, WAIT_KILLABLE_RECV: the
@@ -250,8 +219,10 @@ static int decode_arg(const msgpack_object *o, const char *what,
 	for (uint32_t i = 0; i < o->via.map.size; i++) {
 		const msgpack_object *k = &o->via.map.ptr[i].key;
 		const msgpack_object **slot =
-			sc_key_is(k, "index") ? &index : sc_key_is(k, "value") ? &value :
-			sc_key_is(k, "valueTwo") ? &two : sc_key_is(k, "op") ? &op : NULL;
+			ipc_str_is(k, "index") ? &index :
+			ipc_str_is(k, "value") ? &value :
+			ipc_str_is(k, "valueTwo") ? &two :
+			ipc_str_is(k, "op") ? &op : NULL;
 
 		sc_key_text(k, key, sizeof(key));
 		snprintf(w, sizeof(w), "%s.%s", what, key);
@@ -276,7 +247,7 @@ static int decode_arg(const msgpack_object *o, const char *what,
 	if (!op || op->type != MSGPACK_OBJECT_STR)
 		return ipc_obj_str(op, w, 0, NULL, err);
 	for (size_t j = 0; j < HUSK_ARRAY_SIZE(op_map) && !found; j++)
-		if (str_is(op, op_map[j].oci)) {
+		if (ipc_str_is(op, op_map[j].oci)) {
 			a->op = op_map[j].op;
 			found = true;
 		}
@@ -318,13 +289,14 @@ static int decode_rule(const msgpack_object *o, size_t index,
 		const msgpack_object *k = &o->via.map.ptr[i].key;
 		const msgpack_object *v = &o->via.map.ptr[i].val;
 		const msgpack_object **slot =
-			sc_key_is(k, "names") ? &names : sc_key_is(k, "action") ? &action :
-			sc_key_is(k, "errnoRet") ? &eret : sc_key_is(k, "args") ? &args :
-			NULL;
+			ipc_str_is(k, "names") ? &names :
+			ipc_str_is(k, "action") ? &action :
+			ipc_str_is(k, "errnoRet") ? &eret :
+			ipc_str_is(k, "args") ? &args : NULL;
 
 		sc_key_text(k, key, sizeof(key));
 		snprintf(w, sizeof(w), "%s.%s", what, key);
-		if (sc_key_is(k, "comment"))
+		if (ipc_str_is(k, "comment"))
 			continue;
 		if (!slot)
 			return sc_refuse(w, err);
@@ -416,19 +388,19 @@ int oci_seccomp_decode(const msgpack_object *o, struct oci_seccomp **out,
 		const msgpack_object *k = &o->via.map.ptr[i].key;
 		const msgpack_object *v = &o->via.map.ptr[i].val;
 		const msgpack_object **slot =
-			sc_key_is(k, "defaultAction") ? &def :
-			sc_key_is(k, "defaultErrnoRet") ? &deferr :
-			sc_key_is(k, "architectures") ? &arches :
-			sc_key_is(k, "flags") ? &flags :
-			sc_key_is(k, "syscalls") ? &syscalls : NULL;
+			ipc_str_is(k, "defaultAction") ? &def :
+			ipc_str_is(k, "defaultErrnoRet") ? &deferr :
+			ipc_str_is(k, "architectures") ? &arches :
+			ipc_str_is(k, "flags") ? &flags :
+			ipc_str_is(k, "syscalls") ? &syscalls : NULL;
 
 		sc_key_text(k, key, sizeof(key));
 		snprintf(w, sizeof(w), "linux.seccomp.%s", key);
 		if (!slot) {
 			/* listenerPath and listenerMetadata belong to the
 			 * notify API; empty ones say nothing. */
-			if ((sc_key_is(k, "listenerPath") ||
-			     sc_key_is(k, "listenerMetadata")) &&
+			if ((ipc_str_is(k, "listenerPath") ||
+			     ipc_str_is(k, "listenerMetadata")) &&
 			    (v->type == MSGPACK_OBJECT_NIL ||
 			     (v->type == MSGPACK_OBJECT_STR && !v->via.str.size)))
 				continue;

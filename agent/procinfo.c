@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "libhusk/cleanup.h"
+#include "libhusk/proc.h"
 #include "libhusk/util.h"
 #include "libipc/ipc.h"
 #include "agent/cgroup.h"
@@ -46,29 +47,16 @@ static uint64_t boot_time(void)
 
 static int proc_read(pid_t pid, uint64_t btime, struct procrec *p)
 {
-	char path[64], buf[4096];
+	char path[64], buf[4096], *comm;
 	cleanup_free char *status = NULL;
-	char *rp;
-	const char *q;
-	cleanup_close int fd = -1;
-	ssize_t n;
+	const char *f;
 
 	memset(p, 0, sizeof(*p));
 	p->pid = pid;
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
+	f = husk_proc_stat(pid, buf, sizeof(buf), &comm);
+	if (!f)
 		return -1;
-	n = husk_read_all(fd, buf, sizeof(buf) - 1);
-	if (n <= 0)
-		return -1;
-	buf[n] = '\0';
-	/* comm may hold spaces and ')': it ends at the last ')'. */
-	rp = strrchr(buf, ')');
-	q = strchr(buf, '(');
-	if (!rp || !q || q > rp)
-		return -1;
-	snprintf(p->comm, sizeof(p->comm), "%.*s", (int)(rp - q - 1), q + 1);
+	snprintf(p->comm, sizeof(p->comm), "%s", comm);
 	{
 		unsigned long long ut = 0, stt = 0, start = 0, vsz = 0;
 		long hz = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
@@ -76,14 +64,14 @@ static int proc_read(pid_t pid, uint64_t btime, struct procrec *p)
 		char st;
 		int ppid, tty = 0;
 
-		if (sscanf(rp + 1, " %c %d", &st, &ppid) != 2)
+		if (sscanf(f, "%c %d", &st, &ppid) != 2)
 			return -1;
 		p->state[0] = st;
 		p->ppid = ppid;
 		/* Fields 7 (tty_nr), 14-15 (utime, stime), 22-24 (starttime,
 		 * vsize, rss) of proc(5); older kernels' short lines leave
 		 * them 0. */
-		if (sscanf(rp + 1, " %*c %*d %*d %*d %d %*d %*u %*u %*u %*u "
+		if (sscanf(f, "%*c %*d %*d %*d %d %*d %*u %*u %*u %*u "
 			   "%*u %llu %llu %*d %*d %*d %*d %*d %*d %llu %llu "
 			   "%ld", &tty, &ut, &stt, &start, &vsz, &rss) == 6 &&
 		    hz > 0) {

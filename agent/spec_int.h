@@ -1,6 +1,6 @@
 /*
- * What spec.c (the whole config.json, mounts, linux) and
- * spec_process.c (the process object) share: typed getters for
+ * What spec.c (the whole config.json, mounts), spec_linux.c (the linux
+ * object) and spec_process.c (the process object) share: typed getters for
  * optional members, field paths for errors, and notes for fields that
  * are accepted but not applied.  Not an interface: the agent uses
  * spec.h.
@@ -51,5 +51,9 @@ void spec_note_nonempty(const msgpack_object *map, const char *key,
 void spec_note_unknown(const msgpack_object *map,
 		       const char *const *known, const char *parent,
 		       char ***notes);
+
+/* spec_linux.c: the linux object into s. */
+int spec_decode_linux(const msgpack_object *root, struct spec *s,
+		      struct husk_err **err);
 
 #endif

@@ -7,8 +7,8 @@
  *   hv_bench [runs]          (BUILD names the build directory)
  *
  * Uses build/guest/initrd.img when its init is husk-agent, else the
- * test init (then "answering" is its READY on the channel).  Includes
- * the driver's qemu.c for the command line and the spawn helper.
+ * test init (then "answering" is its READY on the channel).  Linked
+ * with the driver's archive for the command line and the spawn helper.
  */
 #include <fcntl.h>
 #include <limits.h>
@@ -16,12 +16,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "hypervisor-drv/qemu.c"
+#include "hypervisor-drv/hv.h"
+#include "libhusk/util.h"
 #include "libipc/ipc.h"
 #include "libipc/proto_agent.h"
 #include "libipc/proto_hv.h"

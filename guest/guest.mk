@@ -42,12 +42,14 @@ $(GUEST_B)/vmlinuz $(GUEST_B)/vmlinux $(GUEST_B)/kver $(GUEST_B)/kroot: \
 	$(GUEST_KSTAMP)
 	@test -f $@ || { echo "$@ missing: make guest-clean guest" >&2; exit 1; }
 
-$(GUEST_B)/testinit: guest/testinit.c
+# The stand-in inits share guest/initlib.c (modules, the port).
+$(GUEST_B)/testinit: guest/testinit.c guest/initlib.c guest/initlib.h
 	@mkdir -p $(dir $@)
 	@echo "  CC      $@"
-	$(Q)$(GUEST_CC) -static $(GUEST_CFLAGS) -o $@ $<
+	$(Q)$(GUEST_CC) -static $(GUEST_CFLAGS) -o $@ $(filter %.c,$^)
 
-$(GUEST_B)/hostile: guest/hostile.c guest/hostile_mp.c guest/hostile.h
+$(GUEST_B)/hostile: guest/hostile.c guest/hostile_mp.c guest/hostile.h \
+	guest/initlib.c guest/initlib.h
 	@mkdir -p $(dir $@)
 	@echo "  CC      $@"
 	$(Q)$(GUEST_CC) -static $(GUEST_CFLAGS) -o $@ $(filter %.c,$^)

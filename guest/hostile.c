@@ -84,25 +84,12 @@ say(const char *fmt, ...)
 		return;
 }
 
-static void
-sleep_ms(long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
 /* ------------------------------------------------------------------ */
 /* Boot: what PID 1 must do before there is a port                     */
 
 static void
 boot(void)
 {
-	char path[256];
-	FILE *f;
-	int fd;
-
 	mkdir("/dev", 0755);
 	mkdir("/proc", 0755);
 	mkdir("/sys", 0755);
@@ -110,24 +97,7 @@ boot(void)
 	mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
 	mount("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
 	console = open("/dev/console", O_WRONLY | O_NOCTTY | O_CLOEXEC);
-	f = fopen("/lib/modules/load-order", "re");
-	if (f == NULL) {
-		say("hostile: /lib/modules/load-order: %s\n", strerror(errno));
-		return;
-	}
-	while (fgets(path, sizeof(path), f) != NULL) {
-		path[strcspn(path, "\n")] = '\0';
-		if (path[0] == '\0')
-			continue;
-		fd = open(path, O_RDONLY | O_CLOEXEC);
-		if (fd < 0)
-			continue;
-		if (syscall(SYS_finit_module, fd, "", 0) < 0 && errno != EEXIST)
-			say("hostile: finit_module %s: %s\n", path,
-			    strerror(errno));
-		close(fd);
-	}
-	fclose(f);
+	load_modules("hostile");
 }
 
 /* The port appears some time after virtio_console loads, and may fail
@@ -135,42 +105,16 @@ boot(void)
 static int
 open_port(long timeout_ms)
 {
-	char path[300], name[64];
-	struct dirent *de;
 	long waited;
-	ssize_t n;
-	DIR *d;
 	int fd;
 
 	for (waited = 0; waited <= timeout_ms; waited += 10) {
-		d = opendir("/sys/class/virtio-ports");
-		while (d != NULL && (de = readdir(d)) != NULL) {
-			if (de->d_name[0] == '.')
-				continue;
-			snprintf(path, sizeof(path),
-				 "/sys/class/virtio-ports/%s/name", de->d_name);
-			fd = open(path, O_RDONLY | O_CLOEXEC);
-			if (fd < 0)
-				continue;
-			n = read(fd, name, sizeof(name) - 1);
-			close(fd);
-			if (n <= 0)
-				continue;
-			name[n] = '\0';
-			name[strcspn(name, "\n")] = '\0';
-			if (strcmp(name, PORT_NAME) != 0)
-				continue;
-			snprintf(port_dev, sizeof(port_dev), "/dev/%s",
-				 de->d_name);
+		if (find_port_dev(PORT_NAME, port_dev, sizeof(port_dev)) == 0) {
 			fd = open(port_dev, O_RDWR | O_NONBLOCK | O_NOCTTY |
 				  O_CLOEXEC);
-			if (fd >= 0) {
-				closedir(d);
+			if (fd >= 0)
 				return fd;
-			}
 		}
-		if (d != NULL)
-			closedir(d);
 		sleep_ms(10);
 	}
 	return -1;

@@ -5,7 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+#include "initlib.h"
 
 /* MessagePack out: a growing buffer (out of memory ends the program). */
 struct buf {

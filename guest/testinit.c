@@ -36,6 +36,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "initlib.h"
+
 #define PORT_NAME "agent.channel.0"
 
 static int console = -1;
@@ -49,7 +51,7 @@ uptime(void)
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-static void __attribute__((format(printf, 1, 2)))
+void
 say(const char *fmt, ...)
 {
 	char buf[512];
@@ -67,15 +69,6 @@ say(const char *fmt, ...)
 		return;
 }
 
-static void
-sleep_ms(long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
 static void __attribute__((noreturn))
 poweroff(void)
 {
@@ -86,35 +79,6 @@ poweroff(void)
 		pause();
 }
 
-static void
-load_modules(void)
-{
-	char path[256];
-	FILE *f;
-	int fd;
-
-	f = fopen("/lib/modules/load-order", "re");
-	if (f == NULL) {
-		say("testinit: /lib/modules/load-order: %s\n", strerror(errno));
-		return;
-	}
-	while (fgets(path, sizeof(path), f) != NULL) {
-		path[strcspn(path, "\n")] = '\0';
-		if (path[0] == '\0')
-			continue;
-		fd = open(path, O_RDONLY | O_CLOEXEC);
-		if (fd < 0) {
-			say("testinit: open %s: %s\n", path, strerror(errno));
-			continue;
-		}
-		if (syscall(SYS_finit_module, fd, "", 0) < 0 && errno != EEXIST)
-			say("testinit: finit_module %s: %s\n", path,
-			    strerror(errno));
-		close(fd);
-	}
-	fclose(f);
-}
-
 /*
  * The port shows up some time after virtio_console is loaded: the
  * host announces its ports over the control queue, asynchronously.
@@ -122,37 +86,11 @@ load_modules(void)
 static int
 find_port(char *dev, size_t devlen, long timeout_ms)
 {
-	char path[300], name[64];
-	struct dirent *de;
 	long waited;
-	ssize_t n;
-	DIR *d;
-	int fd;
 
 	for (waited = 0; waited <= timeout_ms; waited += 5) {
-		d = opendir("/sys/class/virtio-ports");
-		while (d != NULL && (de = readdir(d)) != NULL) {
-			if (de->d_name[0] == '.')
-				continue;
-			snprintf(path, sizeof(path),
-			    "/sys/class/virtio-ports/%s/name", de->d_name);
-			fd = open(path, O_RDONLY | O_CLOEXEC);
-			if (fd < 0)
-				continue;
-			n = read(fd, name, sizeof(name) - 1);
-			close(fd);
-			if (n <= 0)
-				continue;
-			name[n] = '\0';
-			name[strcspn(name, "\n")] = '\0';
-			if (strcmp(name, PORT_NAME) == 0) {
-				snprintf(dev, devlen, "/dev/%s", de->d_name);
-				closedir(d);
-				return 0;
-			}
-		}
-		if (d != NULL)
-			closedir(d);
+		if (find_port_dev(PORT_NAME, dev, devlen) == 0)
+			return 0;
 		sleep_ms(5);
 	}
 	return -1;
@@ -299,7 +237,7 @@ main(void)
 	mount("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
 	console = open("/dev/console", O_WRONLY | O_NOCTTY | O_CLOEXEC);
 
-	load_modules();
+	load_modules("testinit");
 	t_mods = uptime();
 
 	if (cmdline_get("husk.testflood", arg, sizeof(arg)) != NULL)

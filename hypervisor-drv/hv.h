@@ -151,9 +151,6 @@ typedef int hv_setup_fn(void *arg);
  * errno fails the spawn. */
 pid_t hv_spawn(char *const argv[], const int *fds, int nfds, int logfd,
 	       hv_setup_fn *setup, void *arg, struct husk_err **err);
-/* Start time of pid in clock ticks since boot (/proc/pid/stat field
- * 22); 0 when pid is gone. */
-unsigned long long hv_proc_starttime(pid_t pid);
 
 /* methods.c */
 struct ipc_method;

@@ -92,7 +92,7 @@ static void qemu_gone(int status)
 			 "QEMU exited with status %d", WEXITSTATUS(status));
 	clean = WIFEXITED(status) && WEXITSTATUS(status) == 0 &&
 		hv.shutdown_reason[0] && !hv.panicked;
-	log_info("qemu_gone: pid %d: %s", (int)hv.qemu_pid, hv.exit_reason);
+	log_info("pid %d: %s", (int)hv.qemu_pid, hv.exit_reason);
 	hv.qemu_pid = 0;
 	hv.state = HV_ST_STOPPED;
 	ev_timer_stop(hv.loop, &hv.stop_timer);
@@ -151,14 +151,14 @@ void on_child(struct ev_loop *loop, ev_child *w, int revents)
 	if (w->rpid == hv.qemu_pid) {
 		qemu_gone(w->rstatus);
 	} else if (w->rpid == hv.vfs_pid) {
-		log_info("on_child: virtiofsd %d left (status 0x%x)",
+		log_info("virtiofsd %d left (status 0x%x)",
 			 (int)hv.vfs_pid, w->rstatus);
 		hv.vfs_pid = 0;
 		ev_timer_stop(loop, &hv.vfs_kill);
 		hv_state_write(hv.qemu_pid, 0);
 		/* After a SHUTDOWN it often leaves before QEMU is reaped. */
 		if (hv.qemu_pid > 0 && !hv.shutdown_reason[0] && !hv.stopping)
-			log_warnx("on_child: virtiofsd died under a running VM");
+			log_warnx("virtiofsd died under a running VM");
 		if (hv.qemu_pid <= 0)
 			hv_state_clear();
 	}
@@ -362,7 +362,7 @@ static void qmp_closed(struct qmp *q, const struct husk_err *why, void *arg)
 	 * it; anything else means QEMU broke the protocol: it is no longer
 	 * under control, so it goes. */
 	if (why && why->code != HUSK_E_UNAVAILABLE && hv.qemu_pid > 0) {
-		log_warnx("qmp_closed: %s: killing QEMU", why->msg);
+		log_warnx("%s: killing QEMU", why->msg);
 		kill(hv.qemu_pid, SIGKILL);
 	}
 }
@@ -374,7 +374,7 @@ void started(struct qmp *q, void *arg)
 
 	hv.start_op = NULL;
 	hv.state = HV_ST_RUNNING;
-	log_info("started: QEMU %d ready in %llu ms (%s)", (int)hv.qemu_pid,
+	log_info("QEMU %d ready in %llu ms (%s)", (int)hv.qemu_pid,
 		 (unsigned long long)(husk_now_ms() - hv.start_ms),
 		 hv.cfg.accel == HV_ACCEL_KVM ? "kvm" : "tcg");
 	/* The driver's confinement point: nothing is forked from here on
@@ -448,7 +448,7 @@ static int start_virtiofsd(const struct hv_paths *p, struct husk_err **err)
 		hv.vfs_pid = 0;
 		return -1;
 	}
-	log_info("start_virtiofsd: pid %d sharing %s", (int)hv.vfs_pid,
+	log_info("pid %d sharing %s", (int)hv.vfs_pid,
 		 hv.cfg.shared_dir);
 	return 0;
 }
@@ -483,7 +483,7 @@ int start_vm(struct husk_err **err)
 					   err);
 		if (hv.uid_lock < 0)
 			return husk_error_wrap(err, "start: QEMU's uid");
-		log_info("start_vm: QEMU runs as uid %u",
+		log_info("QEMU runs as uid %u",
 			 (unsigned)hv.qemu_uid);
 	}
 	jail.uid = hv.qemu_uid;
@@ -528,7 +528,7 @@ int start_vm(struct husk_err **err)
 	argv = hv_qemu_argv(&hv.cfg, &p);
 	if (husk_log_get_level() >= HUSK_LOG_DEBUG)
 		for (char **a = argv; *a; a++)
-			log_debug("start_vm: argv %s", *a);
+			log_debug("argv %s", *a);
 	hv.start_ms = husk_now_ms();
 	hv.qemu_pid = hv_spawn(argv, fds, nfds, logfd, hv_jail_enter, &jail,
 			       err);
@@ -554,7 +554,7 @@ int start_vm(struct husk_err **err)
 	hv.vcpus = hv.cfg.vcpus;
 	hv.memory_mb = hv.cfg.memory_mb;
 	hv_state_write(hv.qemu_pid, hv.vfs_pid);
-	log_info("start_vm: QEMU pid %d", (int)hv.qemu_pid);
+	log_info("QEMU pid %d", (int)hv.qemu_pid);
 	return 0;
 fail: {
 	int open_fds[] = { logfd, sp[0], sp[1], agent_fd, vfs_fd, con_fd };

@@ -21,6 +21,7 @@
 #include "libhusk/cleanup.h"
 #include "libhusk/daemon.h"
 #include "libhusk/log.h"
+#include "libhusk/proc.h"
 #include "libhusk/util.h"
 #include "libipc/ipc.h"
 
@@ -39,11 +40,11 @@ int hv_state_write(pid_t qemu, pid_t vfs)
 	int n, rc;
 
 	n = snprintf(buf, sizeof(buf), "qemu %d %llu\nvirtiofsd %d %llu\n",
-		     (int)qemu, qemu > 0 ? hv_proc_starttime(qemu) : 0ULL,
-		     (int)vfs, vfs > 0 ? hv_proc_starttime(vfs) : 0ULL);
+		     (int)qemu, qemu > 0 ? husk_proc_starttime(qemu) : 0ULL,
+		     (int)vfs, vfs > 0 ? husk_proc_starttime(vfs) : 0ULL);
 	rc = husk_write_atomic(AT_FDCWD, path, buf, (size_t)n, 0600, &e);
 	if (rc < 0) {
-		log_warnx("hv_state_write: %s", e->msg);
+		log_warnx("%s", e->msg);
 		husk_err_free(e);
 	}
 	return rc;
@@ -54,7 +55,7 @@ void hv_state_clear(void)
 	cleanup_free char *path = husk_xasprintf("%s/" STATE_FILE, state_dir);
 
 	if (unlink(path) < 0 && errno != ENOENT)
-		log_warn("hv_state_clear: unlink %s", path);
+		log_warn("unlink %s", path);
 }
 
 /*
@@ -80,8 +81,8 @@ static void leftovers(void)
 		off += used;
 		if (pid <= 0)
 			continue;
-		if (hv_proc_starttime(pid) == start) {
-			log_warnx("leftovers: killing %s %d of a previous "
+		if (husk_proc_starttime(pid) == start) {
+			log_warnx("killing %s %d of a previous "
 				  "driver", name, pid);
 			kill(pid, SIGKILL);
 			snprintf(why, sizeof(why), "a previous driver died; "
@@ -92,7 +93,7 @@ static void leftovers(void)
 		}
 	}
 	if (why[0]) {
-		log_warnx("leftovers: %s", why);
+		log_warnx("%s", why);
 		hv_set_gone(why);
 	}
 	unlink(path);
@@ -173,7 +174,7 @@ static void on_close(struct ipc_conn *c, const struct husk_err *why,
 		     void *arg)
 {
 	if (why)
-		log_debug("on_close: %s", why->msg);
+		log_debug("%s", why->msg);
 	hv_conn_closed(c);
 }
 
@@ -201,7 +202,7 @@ static int hv_open(struct husk_daemon *d, struct husk_err **err)
 
 static int hv_run(struct husk_daemon *d, struct husk_err **err)
 {
-	log_info("hv_run: serving %s (state %s)", socket_path, opts.state_dir);
+	log_info("serving %s (state %s)", socket_path, opts.state_dir);
 	return 0;
 }
 

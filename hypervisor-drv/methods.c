@@ -181,7 +181,7 @@ void emit(const char *event, const char *k1, const char *v1,
 			ipc_pack_kv_str(pk, k2, v2);
 		ipc_notify_send(c);
 	}
-	log_info("hv_event: %s%s%s%s%s", event, k1 ? " " : "", k1 ? v1 : "",
+	log_info("%s%s%s%s%s", event, k1 ? " " : "", k1 ? v1 : "",
 		 k2 ? " " : "", k2 ? v2 : "");
 }
 
@@ -224,7 +224,7 @@ static void stop_next(void)
 		hv.stop_stage++;
 		/* fall through */
 	default:
-		log_warnx("stop_next: QEMU %d did not stop: SIGKILL",
+		log_warnx("QEMU %d did not stop: SIGKILL",
 			  (int)hv.qemu_pid);
 		kill(hv.qemu_pid, SIGKILL);
 		return;
@@ -411,7 +411,7 @@ int hv_m_subscribe(struct ipc_conn *c, struct ipc_msg *m, void *params,
 			continue;
 		ipc_conn_ref(c);
 		hv.subs[i] = c;
-		log_debug("hv_m_subscribe: subscribed (pid %d)",
+		log_debug("subscribed (pid %d)",
 			  (int)ipc_conn_peer_pid(c));
 		ipc_reply_ok(c, m->msgid);
 		return 0;
@@ -497,7 +497,7 @@ void hv_shutdown(void)
 
 	hv_net_vm_gone();
 	if (hv.qemu_pid > 0) {
-		log_info("hv_shutdown: killing QEMU %d", (int)hv.qemu_pid);
+		log_info("killing QEMU %d", (int)hv.qemu_pid);
 		kill(hv.qemu_pid, SIGKILL);
 		if (waitpid(hv.qemu_pid, &status, 0) == hv.qemu_pid)
 			hv.qemu_pid = 0;

@@ -62,7 +62,7 @@ void hv_net_init(struct ev_loop *loop)
 		husk_daemon_fatal(HUSK_EXIT_SYSTEM, "hv_net_init: no memory");
 	rc = nl_connect(net.sk, NETLINK_ROUTE);
 	if (rc < 0) {
-		log_warnx("hv_net_init: rtnetlink: %s (no networking)",
+		log_warnx("rtnetlink: %s (no networking)",
 			  nl_geterror(rc));
 		nl_socket_free(net.sk);
 		net.sk = NULL;
@@ -217,7 +217,7 @@ static void attach_done(void *arg, const struct husk_err *e)
 	msgpack_packer *pk;
 
 	if (e) {
-		log_warnx("net_attach: %s: %s", l->name, e->msg);
+		log_warnx("%s: %s", l->name, e->msg);
 		link_undo(l);
 		if (!ipc_conn_closed(l->c))
 			ipc_reply_err(l->c, l->msgid, e);
@@ -225,7 +225,7 @@ static void attach_done(void *arg, const struct husk_err *e)
 		return;
 	}
 	l->state = L_ATTACHED;
-	log_info("net_attach: %s (%s, mtu %u) through %s", l->name, l->mac,
+	log_info("%s (%s, mtu %u) through %s", l->name, l->mac,
 		 l->mtu, l->tap);
 	if (!ipc_conn_closed(l->c)) {
 		pk = ipc_reply_begin(l->c, l->msgid);
@@ -331,10 +331,10 @@ static void detach_done(void *arg, const struct husk_err *e)
 	struct hv_link *l = arg;
 
 	if (e)
-		log_warnx("net_detach: %s: unplug: %s (tap and filters go "
+		log_warnx("%s: unplug: %s (tap and filters go "
 			  "anyway)", l->name, e->msg);
 	link_undo(l);
-	log_info("net_detach: %s (%s) gone", l->name, l->tap);
+	log_info("%s (%s) gone", l->name, l->tap);
 	if (l->c && !ipc_conn_closed(l->c))
 		ipc_reply_ok(l->c, l->msgid);
 	link_release(l);
@@ -437,7 +437,7 @@ void hv_net_vm_gone(void)
 		if (l->state != L_ATTACHED)
 			continue;
 		link_undo(l);
-		log_info("hv_net_vm_gone: %s: %s and its filters removed",
+		log_info("%s: %s and its filters removed",
 			 l->name, l->tap);
 		link_release(l);
 	}

@@ -1,5 +1,6 @@
 # husk-hypervisor: the per-sandbox hypervisor driver (docs/hypervisor.md).
-$(eval $(call program,husk-hypervisor,hypervisor-drv))
+$(eval $(call program,husk-hypervisor,hypervisor-drv,$(LIBIPC) $(LIBHUSK)))
 
-# The fuzz target includes hypervisor-drv/qmp.c itself (it needs the
-# static parsing helpers); nothing to add to FUZZ_EXTRA_SRC.
+$(B)/tests/test_qmp $(B)/tests/test_jail $(B)/tests/test_confine_profiles: \
+	$(call proglib,hypervisor-drv)
+build/fuzz/fuzz_qmp: $(call fuzzlib,hypervisor-drv)

@@ -15,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <linux/close_range.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/sysinfo.h>
@@ -23,6 +22,7 @@
 
 #include "hv.h"
 #include "libhusk/cleanup.h"
+#include "libhusk/spawn.h"
 #include "libhusk/util.h"
 
 /* ------------------------------------------------------------------ */
@@ -136,32 +136,6 @@ uint64_t hv_host_mem_mb(void)
 	if (sysinfo(&si) < 0)
 		return 0;
 	return (uint64_t)si.totalram * si.mem_unit >> 20;
-}
-
-unsigned long long hv_proc_starttime(pid_t pid)
-{
-	char path[64], buf[1024], *p;
-	unsigned long long start = 0;
-	cleanup_close int fd = -1;
-	ssize_t n;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	n = read(fd, buf, sizeof(buf) - 1);
-	if (n <= 0)
-		return 0;
-	buf[n] = '\0';
-	/* comm may hold spaces and parentheses: fields follow the last ')'. */
-	p = strrchr(buf, ')');
-	if (!p)
-		return 0;
-	/* state is field 3; starttime is field 22. */
-	if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u "
-		   "%*u %*u %*d %*d %*d %*d %*d %*d %llu", &start) != 1)
-		return 0;
-	return start;
 }
 
 /* ------------------------------------------------------------------ */
@@ -358,101 +332,30 @@ char **hv_virtiofsd_argv(const struct hv_config *c, const struct hv_paths *p,
 /* ------------------------------------------------------------------ */
 /* Children                                                            */
 
-/* In the child: put fds[i] at 3 + i, close the rest. */
-static int child_fds(const int *fds, int nfds)
-{
-	int high[16];
-
-	if (nfds > 16)
-		return -1;
-	/* Two passes so that a target number never clobbers a source. */
-	for (int i = 0; i < nfds; i++) {
-		high[i] = fcntl(fds[i], F_DUPFD, 64);
-		if (high[i] < 0)
-			return -1;
-	}
-	for (int i = 0; i < nfds; i++) {
-		if (dup2(high[i], 3 + i) < 0)
-			return -1;
-		close(high[i]);
-	}
-	/* Close-on-exec rather than closed: the exec-error pipe must
-	 * live until execv. */
-	if (syscall(SYS_close_range, 3 + nfds, ~0U, CLOSE_RANGE_CLOEXEC) < 0)
-		for (int fd = 3 + nfds; fd < 4096; fd++)
-			fcntl(fd, F_SETFD, FD_CLOEXEC);
-	return 0;
-}
-
 /*
- * Fork and exec.  The child is tied to the driver by PDEATHSIG, so a
- * dead driver leaves no VM behind; the getppid() check covers a driver
- * that died between fork() and prctl() (setup sets both again when it
- * changes the child's uid, which clears the signal).  A failure of
- * setup or exec comes back on a close-on-exec pipe as a step and an
- * errno.
+ * The child is tied to the driver by PDEATHSIG, so a dead driver leaves
+ * no VM behind; setup sets it again when it changes the child's uid,
+ * which clears the signal.  The child is reaped by the caller's child
+ * watcher, also when this fails.
  */
 pid_t hv_spawn(char *const argv[], const int *fds, int nfds, int logfd,
 	       hv_setup_fn *setup, void *arg, struct husk_err **err)
 {
-	pid_t parent = getpid(), pid;
-	int pfd[2], child_err[2] = { 0, 0 };     /* in setup?, errno */
-	ssize_t n;
-
-	if (pipe2(pfd, O_CLOEXEC) < 0)
-		return husk_error_sys(err, errno, "pipe");
-	pid = fork();
-	if (pid < 0) {
-		close(pfd[0]);
-		close(pfd[1]);
-		return husk_error_sys(err, errno, "fork for %s", argv[0]);
-	}
-	if (pid == 0) {
-		sigset_t all;
-		int null, e;
-
-		close(pfd[0]);
-		/* libev blocks the signals it watches; QEMU must not
-		 * inherit that, nor our handlers. */
-		sigemptyset(&all);
-		sigprocmask(SIG_SETMASK, &all, NULL);
-		for (int sig = 1; sig < NSIG; sig++)
-			signal(sig, SIG_DFL);
-		if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 ||
-		    getppid() != parent)
-			_exit(127);
+	struct husk_exec x = {
+		.argv = argv,
+		.in_fd = -1,
 		/* Out of the driver's terminal process group: a ^C in the
 		 * foreground reaches the driver, which stops the VM. */
-		setsid();
-		null = open("/dev/null", O_RDONLY | O_CLOEXEC);
-		if (null >= 0)
-			dup2(null, 0);
-		if (logfd >= 0) {
-			dup2(logfd, 1);
-			dup2(logfd, 2);
-		}
-		/* The pipe must not sit where child_fds puts fds. */
-		e = fcntl(pfd[1], F_DUPFD_CLOEXEC, 64);
-		if (e >= 0 && child_fds(fds, nfds) == 0) {
-			if (setup && setup(arg) < 0)
-				child_err[0] = 1;
-			else
-				execv(argv[0], argv);
-		}
-		child_err[1] = errno;
-		if (e >= 0 && write(e, child_err, sizeof(child_err)) < 0)
-			_exit(127);
-		_exit(127);
-	}
-	close(pfd[1]);
-	do
-		n = read(pfd[0], child_err, sizeof(child_err));
-	while (n < 0 && errno == EINTR);
-	close(pfd[0]);
-	/* The child is reaped by the caller's child watcher. */
-	if (n == sizeof(child_err))
-		return husk_error_sys(err, child_err[1], "%s %s", child_err[0] ?
-				      "confine the child for" : "exec",
-				      argv[0]);
-	return pid;
+		.new_session = true,
+		.out_fd = logfd >= 0 ? logfd : HUSK_FD_INHERIT,
+		.fds = fds,
+		.nfds = nfds,
+		.fds_from_3 = true,
+		.die_with_parent = true,
+		.setup = setup,
+		.arg = arg,
+		.setup_what = "confine the child for",
+	};
+
+	return husk_fork_exec(&x, err);
 }

@@ -262,7 +262,7 @@ static void on_stop(struct ev_loop *loop, ev_signal *w, int revents)
 {
 	struct husk_daemon *d = w->data;
 
-	log_info("on_stop: %s: stopping", strsignal(w->signum));
+	log_info("%s: stopping", strsignal(w->signum));
 	if (d->stop)
 		d->stop(d, w->signum);
 	ev_break(loop, EVBREAK_ALL);

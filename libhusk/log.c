@@ -218,69 +218,40 @@ void husk_log(int level, const char *fmt, ...)
 	va_end(ap);
 }
 
-static void vlog_errno(int level, int errnum, const char *fmt, va_list ap)
+/* func, then the message, then strerror(errnum) when errnum. */
+static void vlog_fn(int level, int errnum, const char *func, const char *fmt,
+		    va_list ap)
 {
 	char buf[4096];
 
+	if (level > lg.level || lg.fd < 0)
+		return;
 	vsnprintf(buf, sizeof(buf), fmt, ap);
-	husk_log(level, "%s: %s", buf, strerror(errnum));
+	if (errnum)
+		husk_log(level, "%s: %s: %s", func, buf, strerror(errnum));
+	else
+		husk_log(level, "%s: %s", func, buf);
 }
 
-void log_warn(const char *fmt, ...)
+void husk_log_fn(int level, int with_errno, const char *func,
+		 const char *fmt, ...)
 {
 	int saved = errno;
 	va_list ap;
 
 	va_start(ap, fmt);
-	vlog_errno(HUSK_LOG_WARN, saved, fmt, ap);
+	vlog_fn(level, with_errno ? saved : 0, func, fmt, ap);
 	va_end(ap);
 	errno = saved;
 }
 
-void log_warnx(const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	husk_vlog(HUSK_LOG_WARN, fmt, ap);
-	va_end(ap);
-}
-
-void log_info(const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	husk_vlog(HUSK_LOG_INFO, fmt, ap);
-	va_end(ap);
-}
-
-void log_debug(const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	husk_vlog(HUSK_LOG_DEBUG, fmt, ap);
-	va_end(ap);
-}
-
-void fatal(const char *fmt, ...)
+void husk_fatal_fn(int with_errno, const char *func, const char *fmt, ...)
 {
 	int saved = errno;
 	va_list ap;
 
 	va_start(ap, fmt);
-	vlog_errno(HUSK_LOG_ERROR, saved, fmt, ap);
-	va_end(ap);
-	exit(HUSK_EXIT_SYSTEM);
-}
-
-void fatalx(const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	husk_vlog(HUSK_LOG_ERROR, fmt, ap);
+	vlog_fn(HUSK_LOG_ERROR, with_errno ? saved : 0, func, fmt, ap);
 	va_end(ap);
 	exit(HUSK_EXIT_SYSTEM);
 }

@@ -1,7 +1,8 @@
 /*
  * Logging for daemons, vmd style: log_warn() appends strerror(errno),
  * log_warnx() does not; fatal()/fatalx() log and exit(HUSK_EXIT_SYSTEM).
- * Messages start with the function's name by convention.  Every line
+ * Messages start with the calling function's name, which the
+ * macros add.  Every line
  * carries the process tag ("proxy/<sandbox>").  Output is runc's: text
  * lines in logrus' shape, with the tag and pid as extra fields,
  *   time="2026-11-22T13:00:00.000000Z" level=info msg="..." tag=husk pid=1
@@ -52,13 +53,21 @@ void husk_vlog(int level, const char *fmt, va_list ap)
 void husk_log(int level, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
-void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-void log_warnx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-void fatal(const char *fmt, ...)
-	__attribute__((format(printf, 1, 2), noreturn));
-void fatalx(const char *fmt, ...)
-	__attribute__((format(printf, 1, 2), noreturn));
+/*
+ * The daemons' log calls: the message is "function: " and the format's
+ * text, the function being the caller's (__func__), so a message never
+ * names the wrong one.  log_warn and fatal add ": strerror(errno)".
+ */
+void husk_log_fn(int level, int with_errno, const char *func,
+		 const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+void husk_fatal_fn(int with_errno, const char *func, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4), noreturn));
+
+#define log_warn(...) husk_log_fn(HUSK_LOG_WARN, 1, __func__, __VA_ARGS__)
+#define log_warnx(...) husk_log_fn(HUSK_LOG_WARN, 0, __func__, __VA_ARGS__)
+#define log_info(...) husk_log_fn(HUSK_LOG_INFO, 0, __func__, __VA_ARGS__)
+#define log_debug(...) husk_log_fn(HUSK_LOG_DEBUG, 0, __func__, __VA_ARGS__)
+#define fatal(...) husk_fatal_fn(1, __func__, __VA_ARGS__)
+#define fatalx(...) husk_fatal_fn(0, __func__, __VA_ARGS__)
 
 #endif

@@ -115,7 +115,7 @@ int husk_tc_unredirect(struct nl_sock *sk, int ifindex)
 		}
 		rc = rtnl_cls_delete(sk, c, 0);
 		if (rc < 0 && rc != -NLE_OBJ_NOTFOUND)
-			log_warnx("husk_tc_unredirect: link %d: %s", ifindex,
+			log_warnx("link %d: %s", ifindex,
 				  nl_geterror(rc));
 		else
 			n++;
@@ -144,7 +144,7 @@ int husk_link_delete(struct nl_sock *sk, const char *name)
 	rc = rtnl_link_delete(sk, l);
 	rtnl_link_put(l);
 	if (rc < 0 && rc != -NLE_OBJ_NOTFOUND && rc != -NLE_NODEV) {
-		log_warnx("husk_link_delete: %s: %s", name, nl_geterror(rc));
+		log_warnx("%s: %s", name, nl_geterror(rc));
 		return -1;
 	}
 	return 0;

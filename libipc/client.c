@@ -134,7 +134,7 @@ static int client_frame(void *arg, const char *data, uint32_t len)
 	if (m->type == IPC_RESPONSE && !st->want_any) {
 		/* Only one call is ever in flight: this answers one that
 		 * timed out earlier. */
-		log_debug("ipc_client: late answer to %u dropped", m->msgid);
+		log_debug("late answer to %u dropped", m->msgid);
 		ipc_msg_free(m);
 		close_fds(fds, nfds);
 		return 0;

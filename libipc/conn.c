@@ -43,10 +43,10 @@ void conn_violation(struct ipc_conn *c, const struct husk_err *e)
 	unsigned held = 0;
 
 	if (c->o.trusted)
-		log_warnx("conn_violation: bug: peer %s (pid %d) broke the "
+		log_warnx("bug: peer %s (pid %d) broke the "
 			  "protocol: %s", conn_peer_name(c), (int)c->peer_pid, msg);
 	else if (ipc_ratelimit(&rl, ev_now(c->loop), &held))
-		log_warnx("conn_violation: peer %s (pid %d): %s; disconnecting"
+		log_warnx("peer %s (pid %d): %s; disconnecting"
 			  "%s", conn_peer_name(c), (int)c->peer_pid, msg,
 			  held ? " (earlier lines like this suppressed)" : "");
 	ipc_conn_close(c, e);
@@ -201,7 +201,7 @@ static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
 			break;
 		}
 		if (trunc)
-			log_warnx("ipc_conn_read: peer %s sent more than %d "
+			log_warnx("peer %s sent more than %d "
 				  "descriptors; extra ones closed",
 				  conn_peer_name(c), IPC_MAX_FDS);
 		if (n == 0) {
@@ -535,9 +535,13 @@ void ipc_conn_unref(struct ipc_conn *c)
 {
 	if (--c->refs > 0)
 		return;
-	if (!c->closed)
-		fatalx("ipc_conn_unref: last reference dropped on an open "
-		       "connection");
+	if (!c->closed) {
+		/* A bug in the caller, not an error to report: a library
+		 * does not exit, it stops here for the core dump. */
+		log_warnx("bug: last reference dropped on an open "
+			  "connection");
+		abort();
+	}
 	conn_free(c);
 }
 

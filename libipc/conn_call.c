@@ -201,7 +201,7 @@ void conn_server_hello(struct ipc_conn *c, struct ipc_msg *m)
 
 	if (ipc_hello_parse(m->params, c->component, c->expect, peer,
 			    &e) < 0) {
-		log_warnx("ipc_conn_hello: peer pid %d: %s", (int)c->peer_pid,
+		log_warnx("peer pid %d: %s", (int)c->peer_pid,
 			  e->msg);
 		ipc_reply_err(c, m->msgid, e);
 		conn_close_after_flush_why(c, e);
@@ -225,7 +225,7 @@ static void hello_done(struct ipc_conn *c, struct ipc_msg *resp,
 	if (c->closed)
 		return;
 	if (err) {
-		log_warnx("ipc_conn_hello: %s refused us: %s", c->path ?
+		log_warnx("%s refused us: %s", c->path ?
 			  c->path : "peer", err->msg);
 		ipc_conn_close(c, err);
 		return;
@@ -263,7 +263,7 @@ void conn_hello_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	else
 		husk_error(&e, HUSK_E_TIMEOUT, "no hello within %gs",
 			   c->hello_timer.repeat);
-	log_warnx("ipc_conn_hello: pid %d: %s", (int)c->peer_pid, e->msg);
+	log_warnx("pid %d: %s", (int)c->peer_pid, e->msg);
 	ipc_conn_close(c, e);
 }
 

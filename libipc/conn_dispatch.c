@@ -21,14 +21,14 @@ static void handle_response(struct ipc_conn *c, struct ipc_msg *m)
 
 	if (!p) {
 		if (conn_recent_has(c, m->msgid)) {
-			log_debug("ipc_conn_dispatch: late answer to %u dropped",
+			log_debug("late answer to %u dropped",
 				  m->msgid);
 			return;
 		}
 		husk_error(&e, HUSK_E_PROTOCOL,
 			   "response to unknown msgid %u", m->msgid);
 		if (c->o.trusted)
-			log_warnx("ipc_conn_dispatch: bug: peer %s: %s",
+			log_warnx("bug: peer %s: %s",
 				  conn_peer_name(c), e->msg);
 		else
 			conn_violation(c, e);
@@ -81,7 +81,7 @@ static void refuse(struct ipc_conn *c, struct ipc_msg *m, int code,
 	if (m->type == IPC_REQUEST)
 		ipc_reply_error(c, m->msgid, code, "%s", why);
 	else
-		log_warnx("ipc_conn_dispatch: peer %s: notification dropped: %s",
+		log_warnx("peer %s: notification dropped: %s",
 			  conn_peer_name(c), why);
 }
 
@@ -95,7 +95,7 @@ static void dispatch_before_hello(struct ipc_conn *c, struct ipc_msg *m)
 		return;
 	}
 	husk_error(&e, HUSK_E_NO_HELLO, "'%s' before the hello", m->method);
-	log_warnx("ipc_conn_dispatch: peer pid %d: %s; disconnecting",
+	log_warnx("peer pid %d: %s; disconnecting",
 		  (int)c->peer_pid, e->msg);
 	if (m->type == IPC_REQUEST)
 		ipc_reply_err(c, m->msgid, e);
@@ -113,7 +113,7 @@ static void method_failed(struct ipc_conn *c, struct ipc_msg *m,
 	if (m->type == IPC_REQUEST)
 		ipc_reply_err(c, m->msgid, e);
 	else
-		log_warnx("ipc_conn_dispatch: %speer %s: notification '%s' "
+		log_warnx("%speer %s: notification '%s' "
 			  "%s: %s", c->o.trusted ? "bug: " : "",
 			  conn_peer_name(c), m->method, stage,
 			  e && e->msg ? e->msg : "failed");
@@ -179,7 +179,7 @@ void conn_dispatch(struct ipc_conn *c, struct ipc_msg *m)
 	if (strcmp(m->method, "hello") == 0) {
 		if (c->o.rehello && c->o.role == IPC_ROLE_SERVER &&
 		    m->type == IPC_REQUEST) {
-			log_info("ipc_conn_dispatch: peer %s says hello again: "
+			log_info("peer %s says hello again: "
 				 "a new peer on the same channel",
 				 conn_peer_name(c));
 			/* A new peer may call its once-only methods again. */
@@ -196,7 +196,7 @@ void conn_dispatch(struct ipc_conn *c, struct ipc_msg *m)
 			ipc_reply_error(c, m->msgid, HUSK_E_UNKNOWN_METHOD,
 					"unknown method '%s'", m->method);
 		else
-			log_debug("ipc_conn_dispatch: peer %s: unknown "
+			log_debug("peer %s: unknown "
 				  "notification '%s' dropped", conn_peer_name(c),
 				  m->method);
 		return;

@@ -309,7 +309,7 @@ int conn_send_out(struct ipc_conn *c, const int *fds, int nfds)
 	struct husk_err *e = NULL;
 
 	if (ipc_buf_finish(&c->out, c->o.max_frame_send, &e) < 0) {
-		log_warnx("ipc_conn_send: %s", e->msg);
+		log_warnx("%s", e->msg);
 		husk_err_free(e);
 		return -1;
 	}

@@ -171,6 +171,8 @@ void ipc_pack_key(msgpack_packer *pk, const char *k);
 /* ------------------------------------------------------------------ */
 /* Params: typed getters and table-driven decoding                    */
 
+/* o is the string s (a map key, an enum value)? */
+bool ipc_str_is(const msgpack_object *o, const char *s);
 /* The value for key in a map, or NULL.  (Duplicate keys are refused by
  * ipc_decode; ipc_map_get returns the first.) */
 const msgpack_object *ipc_map_get(const msgpack_object *map,

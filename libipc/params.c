@@ -41,20 +41,22 @@ const char *ipc_type_name(const msgpack_object *o)
 	}
 }
 
+bool ipc_str_is(const msgpack_object *o, const char *s)
+{
+	size_t n = strlen(s);
+
+	return o && o->type == MSGPACK_OBJECT_STR && o->via.str.size == n &&
+	       (n == 0 || memcmp(o->via.str.ptr, s, n) == 0);
+}
+
 const msgpack_object *ipc_map_get(const msgpack_object *map,
 				  const char *key)
 {
-	size_t klen = strlen(key);
-
 	if (!map || map->type != MSGPACK_OBJECT_MAP)
 		return NULL;
-	for (uint32_t i = 0; i < map->via.map.size; i++) {
-		const msgpack_object *k = &map->via.map.ptr[i].key;
-
-		if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == klen &&
-		    (klen == 0 || memcmp(k->via.str.ptr, key, klen) == 0))
+	for (uint32_t i = 0; i < map->via.map.size; i++)
+		if (ipc_str_is(&map->via.map.ptr[i].key, key))
 			return &map->via.map.ptr[i].val;
-	}
 	return NULL;
 }
 

@@ -45,7 +45,7 @@ static void accept_pause(struct ipc_server *s, int e)
 	if (ev_is_active(&s->pause))
 		return;
 	if (ipc_ratelimit(&s->rl, ev_now(s->loop), &held))
-		log_warnx("ipc_server_accept: %s: %s; accepting paused for "
+		log_warnx("%s: %s; accepting paused for "
 			  "%.1f s (%zu connections)%s",
 			  s->path ? s->path : "socket", strerror(e),
 			  IPC_ACCEPT_PAUSE, s->nconns,
@@ -85,18 +85,18 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 			    errno == ENOBUFS || errno == ENOMEM)
 				accept_pause(s, errno);
 			else if (errno != EAGAIN && errno != EWOULDBLOCK)
-				log_warn("ipc_server_accept: %s",
+				log_warn("%s",
 					 s->path ? s->path : "accept");
 			return;
 		}
 		if (ipc_peer_cred(fd, &pid, &uid, NULL, &e) < 0) {
-			log_warnx("ipc_server_accept: %s", e->msg);
+			log_warnx("%s", e->msg);
 			husk_err_free(e);
 			close(fd);
 			continue;
 		}
 		if (!ipc_uid_allowed(uid, s->allowed, s->o.nallowed)) {
-			log_warnx("ipc_server_accept: refusing pid %d uid %u on "
+			log_warnx("refusing pid %d uid %u on "
 				  "%s: uid not allowed", (int)pid,
 				  (unsigned)uid, s->path ? s->path : "socket");
 			close(fd);
@@ -104,7 +104,7 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
 		}
 		c = ipc_conn_new(loop, fd, &s->o.conn, &e);
 		if (!c) {
-			log_warnx("ipc_server_accept: %s", e->msg);
+			log_warnx("%s", e->msg);
 			husk_err_free(e);
 			continue;
 		}

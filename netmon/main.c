@@ -25,10 +25,12 @@
 
 #include "libhusk/daemon.h"
 #include "libhusk/log.h"
+#include "libhusk/netroutes.h"
 #include "libhusk/util.h"
 #include "libipc/ipc.h"
+#include "libipc/proto_agent.h"
+#include "libipc/proto_hv.h"
 #include "netmon/netmon.h"
-#include "sandbox/sandbox.h"
 
 #define NM_COMPONENT "husk-netmon"
 #include "libhusk/version.h"
@@ -98,7 +100,7 @@ static int configure(const json_t *link, struct husk_err **err)
 	for (;;) {
 		struct timespec ts = { 0, 100 * 1000000L };
 
-		rc = call(&nm.px, "update_interface",
+		rc = call(&nm.px, AGENT_M_UPDATE_INTERFACE,
 			  json_pack("{s:O}", "interface", ifc),
 			  NM_AGENT_TIMEOUT, NULL, err);
 		if (rc == 0 || (*err)->code != HUSK_E_NOT_FOUND ||
@@ -115,11 +117,11 @@ static void detach(const char *name)
 {
 	struct husk_err *e = NULL;
 
-	if (call(&nm.hv, "net_detach", json_pack("{s:s}", "name", name),
+	if (call(&nm.hv, HV_M_NET_DETACH, json_pack("{s:s}", "name", name),
 		 NM_HV_TIMEOUT, NULL, &e) < 0 && e->code != HUSK_E_NOT_FOUND)
-		log_warnx("detach: %s: %s", name, e->msg);
+		log_warnx("%s: %s", name, e->msg);
 	else
-		log_info("detach: %s is gone from the namespace: detached",
+		log_info("%s is gone from the namespace: detached",
 			 name);
 	husk_err_free(e);
 	json_object_del(nm.known, name);
@@ -131,20 +133,20 @@ static void attach(json_t *link, json_t *attached)
 	struct husk_err *e = NULL;
 	json_t *res = NULL;
 
-	if (call(&nm.hv, "net_attach", json_pack("{s:s}", "name", name),
+	if (call(&nm.hv, HV_M_NET_ATTACH, json_pack("{s:s}", "name", name),
 		 NM_HV_TIMEOUT, &res, &e) < 0) {
-		log_warnx("attach: %s: %s", name, e->msg);
+		log_warnx("%s: %s", name, e->msg);
 		husk_err_free(e);
 		return;
 	}
 	if (configure(res, &e) < 0) {
-		log_warnx("attach: %s: in the guest: %s", name, e->msg);
+		log_warnx("%s: in the guest: %s", name, e->msg);
 		husk_err_free(e);
 		json_decref(res);
 		detach(name);
 		return;
 	}
-	log_info("attach: %s (%s) mirrored through %s", name,
+	log_info("%s (%s) mirrored through %s", name,
 		 json_string_value(json_object_get(res, "mac")),
 		 json_string_value(json_object_get(res, "tap")));
 	json_object_set_new(nm.known, name, iface_state(res));
@@ -158,7 +160,7 @@ static void sync_routes(json_t *attached)
 	json_t *routes = NULL;
 
 	if (husk_net_routes(nm.dumps, attached, &routes, &e) < 0) {
-		log_warnx("sync_routes: %s", e->msg);
+		log_warnx("%s", e->msg);
 		husk_err_free(e);
 		return;
 	}
@@ -166,14 +168,14 @@ static void sync_routes(json_t *attached)
 		json_decref(routes);
 		return;
 	}
-	if (call(&nm.px, "update_routes", json_pack("{s:O}", "routes", routes),
+	if (call(&nm.px, AGENT_M_UPDATE_ROUTES, json_pack("{s:O}", "routes", routes),
 		 NM_AGENT_TIMEOUT, NULL, &e) < 0) {
-		log_warnx("sync_routes: update_routes: %s", e->msg);
+		log_warnx("update_routes: %s", e->msg);
 		husk_err_free(e);
 		json_decref(routes);
 		return;
 	}
-	log_info("sync_routes: %zu route(s) given to the guest",
+	log_info("%zu route(s) given to the guest",
 		 json_array_size(routes));
 	json_decref(nm.routes);
 	nm.routes = routes;
@@ -189,8 +191,8 @@ static void sync_all(bool first)
 	void *tmp;
 	size_t i;
 
-	if (call(&nm.hv, "net_list", NULL, NM_HV_TIMEOUT, &res, &e) < 0) {
-		log_warnx("sync_all: net_list: %s", e->msg);
+	if (call(&nm.hv, HV_M_NET_LIST, NULL, NM_HV_TIMEOUT, &res, &e) < 0) {
+		log_warnx("net_list: %s", e->msg);
 		husk_err_free(e);
 		return;
 	}
@@ -222,12 +224,12 @@ static void sync_all(bool first)
 		 * attached: that is the baseline. */
 		if ((have || !first) && !(have && json_equal(have, want))) {
 			if (configure(l, &e) < 0) {
-				log_warnx("sync_all: %s: %s", name, e->msg);
+				log_warnx("%s: %s", name, e->msg);
 				husk_err_clear(&e);
 				json_decref(want);
 				continue;
 			}
-			log_info("sync_all: %s reconfigured in the guest",
+			log_info("%s reconfigured in the guest",
 				 name);
 		}
 		json_object_set_new(nm.known, name, want);
@@ -246,7 +248,7 @@ static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
 	unsigned what = nm.pending;
 
 	nm.pending = 0;
-	log_debug("on_timer: sync (%s%s%s)", what & NM_LINK ? "links " : "",
+	log_debug("sync (%s%s%s)", what & NM_LINK ? "links " : "",
 		  what & NM_ADDR ? "addresses " : "",
 		  what & NM_ROUTE ? "routes" : "");
 	sync_all(false);
@@ -268,12 +270,12 @@ static void on_netlink(struct ev_loop *loop, ev_io *w, int revents)
 				continue;
 			if (errno == ENOBUFS) {
 				/* Notifications were lost: look at it all. */
-				log_warnx("on_netlink: overrun, full sync");
+				log_warnx("overrun, full sync");
 				what |= NM_ALL;
 				continue;
 			}
 			if (errno != EAGAIN)
-				log_warn("on_netlink: recv");
+				log_warn("recv");
 			break;
 		}
 		if (n == 0)
@@ -345,7 +347,7 @@ static int nm_run(struct husk_daemon *d, struct husk_err **err)
 {
 	/* The starting state: anything the runtime did not attach. */
 	sync_all(true);
-	log_info("nm_run: watching the namespace of sandbox %s", d->sandbox);
+	log_info("watching the namespace of sandbox %s", d->sandbox);
 	return 0;
 }
 

@@ -56,7 +56,7 @@ void proxy_agent_cut(struct proxy *p, const struct husk_err *why)
 	if (!p->agent)
 		return;
 	if (agent_log_ok(p, &note))
-		log_warnx("proxy_agent_cut: cutting the agent off: %s%s",
+		log_warnx("cutting the agent off: %s%s",
 			  why->msg, note);
 	ipc_conn_close(p->agent, why);
 }
@@ -94,7 +94,7 @@ static void agent_on_ready(struct ipc_conn *c, void *arg)
 	p->ready_at = ev_now(p->loop);
 	p->connects++;
 	if (agent_log_ok(p, &note))
-		log_info("agent_on_ready: connected to %s (%s)%s",
+		log_info("connected to %s (%s)%s",
 			 p->agent_path, ipc_conn_peer_component(c), note);
 }
 
@@ -126,10 +126,10 @@ static void agent_on_close(struct ipc_conn *c, const struct husk_err *why,
 	snprintf(p->agent_reason, sizeof(p->agent_reason), "%s",
 		 why ? why->msg : "end of file");
 	if (was_ready && agent_log_ok(p, &note))
-		log_warnx("agent_on_close: agent connection closed: %s%s",
+		log_warnx("agent connection closed: %s%s",
 			  p->agent_reason, note);
 	else if (!was_ready)
-		log_debug("agent_on_close: connecting to %s failed: %s",
+		log_debug("connecting to %s failed: %s",
 			  p->agent_path, p->agent_reason);
 	p->agent = NULL;
 	p->agent_ready = false;
@@ -215,7 +215,7 @@ void proxy_agent_start(struct proxy *p)
 	if (fd < 0 || !c) {
 		snprintf(p->agent_reason, sizeof(p->agent_reason), "%s",
 			 err->msg);
-		log_debug("proxy_agent_start: %s", err->msg);
+		log_debug("%s", err->msg);
 		husk_err_free(err);
 		schedule_retry(p);
 		return;
@@ -234,12 +234,12 @@ void proxy_agent_hold_path(struct proxy *p)
 	int fd = open(p->agent_path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
 
 	if (fd < 0) {
-		log_debug("proxy_agent_hold_path: %s: %s (reached by path)",
+		log_debug("%s: %s (reached by path)",
 			  p->agent_path, strerror(errno));
 		return;
 	}
 	if (fstat(fd, &st) < 0 || !S_ISSOCK(st.st_mode)) {
-		log_warnx("proxy_agent_hold_path: %s is not a socket",
+		log_warnx("%s is not a socket",
 			  p->agent_path);
 		close(fd);
 		return;

@@ -125,7 +125,7 @@ static void client_check_queue(struct proxy *p, struct pclient *cl)
 	} else {
 		return;
 	}
-	log_warnx("client_check_queue: client pid %d cut off: %s",
+	log_warnx("client pid %d cut off: %s",
 		  (int)cl->pid, why->msg);
 	ipc_conn_close(cl->conn, why);
 	husk_err_free(why);
@@ -179,7 +179,7 @@ static void call_done(struct ipc_conn *c, struct ipc_msg *resp,
 		/* May close the client, which unties its calls. */
 		client_check_queue(p, call->client);
 	} else {
-		log_debug("call_done: answer %u for a client that left "
+		log_debug("answer %u for a client that left "
 			  "dropped", call->agent_msgid);
 	}
 	call_free(p, call);
@@ -246,7 +246,7 @@ static void call_classify(struct proxy *p, struct pcall *call,
 	call->eid = exec ? param_id(m, "exec_id") : husk_xstrdup("");
 	if (call->eid && pstreams_register(&p->streams, call->cid, call->eid,
 					   &err) < 0) {
-		log_warnx("call_classify: %s", err->msg);
+		log_warnx("%s", err->msg);
 		husk_err_free(err);
 	}
 }
@@ -355,7 +355,7 @@ static int proxy_m_output_ack(struct ipc_conn *c, struct ipc_msg *m,
 				&err) < 0) {
 		/* A client acknowledging what it never got is confused, not
 		 * dangerous: say so and keep it. */
-		log_warnx("proxy_m_output_ack: pid %d: %s",
+		log_warnx("pid %d: %s",
 			  (int)client_of(c)->pid, err->msg);
 		husk_err_free(err);
 	}
@@ -455,7 +455,7 @@ static void client_on_accept(struct ipc_server *s, struct ipc_conn *c,
 	p->clients = cl;
 	p->nclients++;
 	ipc_conn_set_arg(c, cl);
-	log_debug("client_on_accept: pid %d", (int)cl->pid);
+	log_debug("pid %d", (int)cl->pid);
 	if (p->agent_paused_clients)
 		client_apply_pause(p, cl);
 }
@@ -479,7 +479,7 @@ static void client_on_close(struct ipc_conn *c, const struct husk_err *why,
 	if (!cl)
 		return;
 	if (why)
-		log_info("client_on_close: pid %d: %s", (int)cl->pid,
+		log_info("pid %d: %s", (int)cl->pid,
 			 why->msg);
 	pstreams_drop_sub(&p->streams, cl);
 	for (struct pcall *call = p->calls; call; call = call->next)

@@ -108,7 +108,7 @@ static int px_open(struct husk_daemon *d, struct husk_err **err)
 		struct husk_err *e2 = NULL;
 
 		if (ipc_sockaddr(&sa, px.agent_path, &e2) < 0) {
-			log_warnx("px_open: %s", e2->msg);
+			log_warnx("%s", e2->msg);
 			husk_err_free(e2);
 		}
 	}
@@ -117,7 +117,7 @@ static int px_open(struct husk_daemon *d, struct husk_err **err)
 
 static int px_run(struct husk_daemon *d, struct husk_err **err)
 {
-	log_info("px_run: serving %s, agent at %s", px.socket_path,
+	log_info("serving %s, agent at %s", px.socket_path,
 		 px.agent_path);
 	proxy_agent_start(&px);
 	return 0;

@@ -1,7 +1,6 @@
 # husk-proxy: one per sandbox (docs/proxy.md).
-$(eval $(call program,husk-proxy,proxy))
+$(eval $(call program,husk-proxy,proxy,$(LIBIPC) $(LIBHUSK)))
 
-# The stream table has no I/O: its unit test and the fuzz target link it
-# alone.
-$(B)/tests/test_proxy_stream: $(B)/obj/proxy/stream.o
-build/fuzz/fuzz_proxy: proxy/stream.c
+$(B)/tests/test_confine_profiles: \
+	$(call proglib,proxy)
+build/fuzz/fuzz_proxy: $(call fuzzlib,proxy)

@@ -189,7 +189,7 @@ int husk_hooks_run(const json_t *hooks, const char *kind,
 		char name[64];
 
 		snprintf(name, sizeof(name), "hook %s[%zu]", kind, i);
-		log_debug("husk_hooks_run: %s", name);
+		log_debug("%s", name);
 		if (warn_only) {
 			cleanup_err struct husk_err *e = NULL;
 

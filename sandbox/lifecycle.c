@@ -18,6 +18,7 @@
 
 #include "libhusk/cleanup.h"
 #include "libhusk/log.h"
+#include "libhusk/spawn.h"
 #include "libhusk/util.h"
 #include "sandbox.h"
 #include "libipc/proto_agent.h"
@@ -140,7 +141,15 @@ static pid_t spawn_shim(const struct husk_config *cfg, const char *proxy,
 			struct husk_err **err)
 {
 	char *argv[18], readyarg[16];
-	int n = 0, pipefd[2], ready[2], e = 0;
+	struct husk_exec x = {
+		.argv = argv,
+		/* The caller's stdio, and the ready pipe. */
+		.in_fd = HUSK_FD_INHERIT,
+		.out_fd = HUSK_FD_INHERIT,
+		.nfds = 1,
+		.reap_on_error = true,
+	};
+	int n = 0, ready[2];
 	ssize_t r;
 	pid_t pid;
 
@@ -167,46 +176,12 @@ static pid_t spawn_shim(const struct husk_config *cfg, const char *proxy,
 	argv[n++] = "--ready-fd";
 	argv[n++] = readyarg;
 	argv[n] = NULL;
-	if (pipe2(pipefd, O_CLOEXEC) < 0) {
-		e = errno;
-		close(ready[0]);
-		close(ready[1]);
-		return husk_error_sys(err, e, "pipe");
-	}
-	pid = fork();
-	if (pid < 0) {
-		e = errno;
-		close(ready[0]); close(ready[1]);
-		close(pipefd[0]); close(pipefd[1]);
-		return husk_error_sys(err, e, "fork the shim");
-	}
-	if (pid == 0) {
-		sigset_t none;
-
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
-		for (int s = 1; s < NSIG; s++)
-			signal(s, SIG_DFL);
-		for (int fd = 3; fd < 1024; fd++)
-			if (fd != pipefd[1] && fd != ready[1])
-				close(fd);
-		fcntl(ready[1], F_SETFD, 0);
-		execv(argv[0], argv);
-		e = errno;
-		if (write(pipefd[1], &e, sizeof(e)) < 0)
-			_exit(127);
-		_exit(127);
-	}
-	close(pipefd[1]);
+	x.fds = &ready[1];
+	pid = husk_fork_exec(&x, err);
 	close(ready[1]);
-	do {
-		r = read(pipefd[0], &e, sizeof(e));
-	} while (r < 0 && errno == EINTR);
-	close(pipefd[0]);
-	if (r == sizeof(e)) {
+	if (pid < 0) {
 		close(ready[0]);
-		waitpid(pid, NULL, 0);
-		return husk_error_sys(err, e, "exec the shim `%s`", argv[0]);
+		return -1;
 	}
 	r = shim_wait_ready(pid, ready[0], err);
 	close(ready[0]);
@@ -427,7 +402,7 @@ fail:
 
 		husk_entry_close(&se);
 		if (husk_ct_destroy(st, cfg, &e, &c, true, &e2) < 0)
-			log_warnx("husk_ct_create: clean-up after failure: %s",
+			log_warnx("clean-up after failure: %s",
 				  e2->msg);
 	}
 out:
@@ -596,7 +571,7 @@ static int ct_destroy(struct husk_store *st, const struct husk_config *cfg,
 			       AGENT_M_REMOVE_CONTAINER,
 			       json_pack("{s:s, s:b}", "container_id", c->id,
 					 "force", 1), 10000, NULL, &e2) < 0)
-			log_debug("husk_ct_destroy: %s", e2->msg);
+			log_debug("%s", e2->msg);
 	}
 	husk_proc_stop(&c->shim, force ? 500 : 2000);
 	if (!c->is_sandbox && !vm_going)

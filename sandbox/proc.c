@@ -15,113 +15,39 @@
 #include <unistd.h>
 
 #include "libhusk/cleanup.h"
+#include "libhusk/spawn.h"
 #include "libhusk/util.h"
 #include "sandbox.h"
 
-static bool kept(int fd, const int *keep, int n)
-{
-	for (int i = 0; i < n; i++)
-		if (keep[i] == fd)
-			return true;
-	return false;
-}
-
-/* In the child: close every descriptor above 2 but the kept ones. */
-static void close_others(const int *keep, int nkeep)
-{
-	DIR *d = opendir("/proc/self/fd");
-	struct dirent *de;
-	int dfd;
-
-	if (!d) {
-		for (int fd = 3; fd < 1024; fd++)
-			if (!kept(fd, keep, nkeep))
-				close(fd);
-		return;
-	}
-	dfd = dirfd(d);
-	while ((de = readdir(d))) {
-		int fd = atoi(de->d_name);
-
-		if (de->d_name[0] == '.' || fd <= 2 || fd == dfd ||
-		    kept(fd, keep, nkeep))
-			continue;
-		close(fd);
-	}
-	closedir(d);
-}
-
 /*
- * fork + exec: the child gets its own session (a terminal's signals for
- * the caller must not reach the sandbox's helpers), /dev/null as stdin,
- * the log as stdout and stderr, and only the descriptors asked for.
- * An exec failure comes back through a close-on-exec pipe.
+ * The child gets its own session (a terminal's signals for the caller
+ * must not reach the sandbox's helpers), /dev/null as stdin, the log as
+ * stdout and stderr, and only the descriptors asked for.
  */
 pid_t husk_spawn(char *const argv[], const char *log, const int *keep_fds,
 		 int nkeep, struct husk_err **err)
 {
-	int pipefd[2], child_errno = 0;
-	sigset_t all;
-	ssize_t n;
+	struct husk_exec x = {
+		.argv = argv,
+		.in_fd = -1,
+		.out_fd = -1,
+		.fds = keep_fds,
+		.nfds = nkeep,
+		.new_session = true,
+		.reap_on_error = true,
+	};
 	pid_t pid;
 
-	if (pipe2(pipefd, O_CLOEXEC) < 0)
-		return husk_error_sys(err, errno, "pipe");
-	pid = fork();
-	if (pid < 0) {
-		close(pipefd[0]);
-		close(pipefd[1]);
-		return husk_error_sys(err, errno, "fork for `%s`", argv[0]);
+	if (log) {
+		x.out_fd = open(log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
+				0600);
+		if (x.out_fd < 0)
+			return husk_error_sys(err, errno, "open the log `%s`",
+					      log);
 	}
-	if (pid == 0) {
-		int fd;
-
-		sigemptyset(&all);
-		sigprocmask(SIG_SETMASK, &all, NULL);
-		for (int s = 1; s < NSIG; s++)
-			signal(s, SIG_DFL);
-		setsid();
-		fd = open("/dev/null", O_RDONLY);
-		if (fd >= 0 && fd != 0) {
-			dup2(fd, 0);
-			close(fd);
-		}
-		fd = open(log ? log : "/dev/null",
-			  O_WRONLY | O_APPEND | O_CREAT, 0600);
-		if (fd >= 0) {
-			dup2(fd, 1);
-			dup2(fd, 2);
-			if (fd > 2)
-				close(fd);
-		}
-		for (int i = 0; i < nkeep; i++)
-			fcntl(keep_fds[i], F_SETFD, 0);
-		{
-			int keep[HUSK_SPAWN_MAX_FDS + 1];
-
-			if (nkeep > HUSK_SPAWN_MAX_FDS)
-				nkeep = HUSK_SPAWN_MAX_FDS;
-			if (nkeep > 0)
-				memcpy(keep, keep_fds,
-				       sizeof(int) * (size_t)nkeep);
-			keep[nkeep] = pipefd[1];
-			close_others(keep, nkeep + 1);
-		}
-		execv(argv[0], argv);
-		child_errno = errno;
-		if (write(pipefd[1], &child_errno, sizeof(child_errno)) < 0)
-			_exit(127);
-		_exit(127);
-	}
-	close(pipefd[1]);
-	do {
-		n = read(pipefd[0], &child_errno, sizeof(child_errno));
-	} while (n < 0 && errno == EINTR);
-	close(pipefd[0]);
-	if (n == sizeof(child_errno)) {
-		waitpid(pid, NULL, 0);
-		return husk_error_sys(err, child_errno, "exec `%s`", argv[0]);
-	}
+	pid = husk_fork_exec(&x, err);
+	if (x.out_fd >= 0)
+		close(x.out_fd);
 	return pid;
 }
 

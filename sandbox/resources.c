@@ -428,7 +428,7 @@ static void cpuset_inherit(const char *dir)
 		 * rename). */
 		fd = open(to, O_WRONLY | O_CLOEXEC);
 		if (fd < 0 || husk_write_all(fd, val, len) < 0)
-			log_warn("cpuset_inherit: %s", to);
+			log_warn("%s", to);
 		if (fd >= 0)
 			close(fd);
 		free(val);
@@ -451,7 +451,7 @@ static int mkdir_each(const char *h, const char *dir, json_t *made)
 			if (strstr(h, "cpuset"))
 				cpuset_inherit(p);
 		} else if (errno != EEXIST) {
-			log_warn("husk_cgroup_enter: mkdir %s", p);
+			log_warn("mkdir %s", p);
 			return -1;
 		}
 		if (c)
@@ -492,7 +492,7 @@ int husk_cgroup_enter(const char *path, pid_t pid, json_t *made,
 			continue;
 		fd = open(procs, O_WRONLY | O_CLOEXEC);
 		if (fd < 0 || write(fd, buf, (size_t)n) < 0)
-			log_warn("husk_cgroup_enter: %s", procs);
+			log_warn("%s", procs);
 		if (fd >= 0)
 			close(fd);
 	}
@@ -508,7 +508,7 @@ void husk_cgroup_remove(const json_t *made)
 		const char *dir = json_string_value(json_array_get(made, i));
 
 		if (dir && rmdir(dir) < 0 && errno != ENOENT)
-			log_debug("husk_cgroup_remove: %s: %s", dir,
+			log_debug("%s: %s", dir,
 				  strerror(errno));
 	}
 }

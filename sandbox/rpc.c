@@ -37,7 +37,7 @@ int husk_rpc_call(const char *sock, const char *expect, const char *method,
 	ipc_client_close(&cl);
 	if (rc < 0)
 		return husk_error_wrap(err, "%s %s", expect, method);
-	log_debug("husk_rpc_call: %s %s done", expect, method);
+	log_debug("%s %s done", expect, method);
 	if (result)
 		*result = ipc_json_from_obj(resp.result);
 	ipc_msg_free(&resp);

@@ -192,10 +192,9 @@ int husk_live_status(const struct husk_container *c);
 
 /* ------------------------------------------------------------ helpers */
 
-#define HUSK_SPAWN_MAX_FDS 16
 /* fork+exec a helper detached from our session: stdin /dev/null,
  * stdout and stderr to log (appended), every other descriptor closed
- * except keep_fds.  Returns the pid. */
+ * except keep_fds (libhusk/spawn.h).  Returns the pid. */
 pid_t husk_spawn(char *const argv[], const char *log, const int *keep_fds,
 		 int nkeep, struct husk_err **err);
 /* SIGTERM, wait up to ms, then SIGKILL; only if p is still that process. */
@@ -325,13 +324,8 @@ int husk_net_add_iface(const char *root, const char *sid,
 		       struct husk_err **err);
 int husk_net_del_iface(const char *root, const char *sid, const char *name,
 		       struct husk_err **err);
-/* The namespace's routes as update_routes takes them: main table,
- * unicast, not the kernel's link routes, only through devices named in
- * devices (a JSON array of names; NULL: any but lo and taps). */
-struct nl_sock;
-int husk_net_routes(struct nl_sock *sk, const json_t *devices, json_t **out,
-		    struct husk_err **err);
-/* husk_net_routes for the sandbox, sent to the agent. */
+/* husk_net_routes (libhusk/netroutes.h) for the sandbox, sent to the
+ * agent. */
 int husk_net_sync_routes(const char *root, const char *sid,
 			 const char *netns, struct husk_err **err);
 

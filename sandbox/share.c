@@ -367,12 +367,12 @@ static void unshare_in(int top, const char *top_path, const char *cid)
 		     O_CLOEXEC);
 	if (dir < 0) {
 		if (errno != ENOENT)
-			log_warn("husk_unshare_container: open %s/%s",
+			log_warn("open %s/%s",
 				 top_path, cid);
 		return;
 	}
 	if (husk_umount_at(dir, "rootfs", &e) < 0) {
-		log_warnx("husk_unshare_container: %s/%s: %s", top_path, cid,
+		log_warnx("%s/%s: %s", top_path, cid,
 			  e->msg);
 		husk_err_clear(&e);
 	}
@@ -388,14 +388,14 @@ static void unshare_in(int top, const char *top_path, const char *cid)
 			if (de->d_name[0] == '.')
 				continue;
 			if (husk_umount_at(mdir, de->d_name, &e) < 0) {
-				log_warnx("husk_unshare_container: %s/%s: %s",
+				log_warnx("%s/%s: %s",
 					  top_path, cid, e->msg);
 				husk_err_clear(&e);
 			}
 		}
 	}
 	if (husk_rmtree_at(top, cid, &e) < 0)
-		log_warnx("husk_unshare_container: %s", e->msg);
+		log_warnx("%s", e->msg);
 }
 
 void husk_unshare_container(const struct husk_sbx_paths *p, const char *cid)

@@ -13,6 +13,7 @@
 
 #include "libhusk/cleanup.h"
 #include "libhusk/log.h"
+#include "libhusk/proc.h"
 #include "libhusk/util.h"
 #include "sandbox.h"
 
@@ -45,45 +46,9 @@ static int status_parse(const char *s)
 
 int husk_proc_ref(pid_t pid, struct husk_proc_ref *out)
 {
-	char path[64], buf[1024], *p;
-	cleanup_fclose FILE *f = NULL;
-	unsigned long long start = 0;
-	int field;
-
 	out->pid = pid;
-	out->start = 0;
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	f = fopen(path, "re");
-	if (!f || !fgets(buf, sizeof(buf), f))
-		return -1;
-	/* comm may hold spaces and parentheses: fields restart after the
-	 * last ')'.  starttime is field 22; after ") " comes field 3. */
-	p = strrchr(buf, ')');
-	if (!p)
-		return -1;
-	p += 2;
-	for (field = 3; field < 22 && p; field++) {
-		p = strchr(p, ' ');
-		if (p)
-			p++;
-	}
-	if (!p || sscanf(p, "%llu", &start) != 1)
-		return -1;
-	out->start = start;
-	return 0;
-}
-
-static char proc_state(pid_t pid)
-{
-	char path[64], buf[512], *p;
-	cleanup_fclose FILE *f = NULL;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	f = fopen(path, "re");
-	if (!f || !fgets(buf, sizeof(buf), f))
-		return 0;
-	p = strrchr(buf, ')');
-	return p && p[1] == ' ' ? p[2] : 0;
+	out->start = husk_proc_starttime(pid);
+	return out->start ? 0 : -1;
 }
 
 bool husk_proc_alive(const struct husk_proc_ref *p)
@@ -100,7 +65,7 @@ bool husk_proc_alive(const struct husk_proc_ref *p)
 		return false;
 	if (now.start != p->start)
 		return false;
-	st = proc_state(p->pid);
+	st = husk_proc_state(p->pid);
 	return st && st != 'Z' && st != 'X';
 }
 

@@ -323,7 +323,7 @@ int husk_sandbox_stop(const char *root, const struct husk_sandbox *s,
 		if (husk_rpc_call(p.proxy_sock, PROXY_COMPONENT,
 				  AGENT_M_DESTROY_SANDBOX, params, 10000, NULL,
 				  NULL, 0, &e) < 0)
-			log_debug("husk_sandbox_stop: %s", e->msg);
+			log_debug("%s", e->msg);
 		json_decref(params);
 	}
 	if (husk_proc_alive(&s->hv)) {
@@ -333,7 +333,7 @@ int husk_sandbox_stop(const char *root, const struct husk_sandbox *s,
 
 		if (husk_rpc_call(p.hv_sock, HV_COMPONENT, HV_M_STOP, params,
 				  10000, NULL, NULL, 0, &e) < 0)
-			log_debug("husk_sandbox_stop: %s", e->msg);
+			log_debug("%s", e->msg);
 		json_decref(params);
 	}
 	/* The driver's children (QEMU, virtiofsd) die with it. */

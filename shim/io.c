@@ -78,7 +78,7 @@ static void oq_write_cb(struct ev_loop *loop, ev_io *w, int revents)
 			 * on, as a process writing to a closed pipe would
 			 * lose it, but keep acknowledging so it is not
 			 * stalled. */
-			log_debug("oq_write_cb: stream %d: %s", q->num,
+			log_debug("stream %d: %s", q->num,
 				  strerror(errno));
 			q->broken = true;
 			continue;
@@ -121,7 +121,7 @@ static int shim_m_output(struct ipc_conn *c, struct ipc_msg *m, void *params,
 		shim_fail(s, HUSK_EXIT_PEER, "bad output from the proxy: %s",
 			  err->msg);
 	if (strcmp(o.container_id, s->cid) || strcmp(o.exec_id, s->eid)) {
-		log_warnx("on_output: output for %s/%s ignored",
+		log_warnx("output for %s/%s ignored",
 			  o.container_id, o.exec_id);
 		goto out;
 	}
@@ -176,7 +176,7 @@ static void stdin_done(struct ipc_conn *c, struct ipc_msg *resp,
 		if (peer_lost(s, resp, err, "write_stdin"))
 			return;
 		/* The process closed its stdin or exited: stop relaying. */
-		log_debug("stdin_done: %s", err->msg);
+		log_debug("%s", err->msg);
 		s->in_closed = true;
 		return;
 	}
@@ -188,7 +188,7 @@ static void close_stdin_done(struct ipc_conn *c, struct ipc_msg *resp,
 			     const struct husk_err *err, void *arg)
 {
 	if (err && !peer_lost(shim, resp, err, "close_stdin"))
-		log_debug("close_stdin_done: %s", err->msg);
+		log_debug("%s", err->msg);
 }
 
 static void stdin_eof(struct shim *s)
@@ -248,7 +248,7 @@ static void wait_done(struct ipc_conn *c, struct ipc_msg *resp,
 	if (shim_decode_status(resp->result, &s->status, &e) < 0)
 		shim_fail(s, HUSK_EXIT_PEER, "%s", e->msg);
 	s->have_status = true;
-	log_debug("wait_done: status %d", s->status);
+	log_debug("status %d", s->status);
 	shim_check_done(s);
 }
 
@@ -289,7 +289,7 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 		shim_send_winsize(s);
 		return;
 	}
-	log_debug("signal_cb: forwarding signal %d", w->signum);
+	log_debug("forwarding signal %d", w->signum);
 	pk = ipc_call_begin(s->conn, AGENT_M_SIGNAL_PROCESS);
 	if (!pk)
 		return;
@@ -340,7 +340,7 @@ void shim_ready(struct shim *s)
 	if (s->ready_fd < 0)
 		return;
 	if (write(s->ready_fd, "ok\n", 3) < 0)
-		log_debug("shim_ready: %s", strerror(errno));
+		log_debug("%s", strerror(errno));
 	close(s->ready_fd);
 	s->ready_fd = -1;
 }

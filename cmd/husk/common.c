@@ -1,4 +1,6 @@
-/* What several verbs share: finding a container and parsing signals. */
+/* What several verbs share: finding a container, parsing signals and
+ * options. */
+#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,4 +76,45 @@ int husk_bad_option(struct husk_err **err, const char *verb,
 {
 	return husk_usage_error(err, "%s: unknown option or missing value "
 				"'%s' (see husk help %s)", verb, opt, verb);
+}
+
+/* A verb's spec made a getopt table once: a verb parses its arguments
+ * once, so the last spec is all there is to keep. */
+int husk_getopt(int argc, char **argv, const char *spec)
+{
+	static const char *built;
+	static char names[1024];
+	static struct option opts[HUSK_OPTS_MAX + 1];
+
+	if (built != spec) {
+		char *entry, *save = NULL;
+		int n = 0, id = 0;
+
+		if (strlen(spec) >= sizeof(names))
+			abort();
+		strcpy(names, spec);
+		for (entry = strtok_r(names, " ", &save); entry;
+		     entry = strtok_r(NULL, " ", &save)) {
+			size_t len = strlen(entry);
+			bool value = entry[len - 1] == '=';
+			char *next;
+
+			if (value)
+				entry[len - 1] = '\0';
+			id++;
+			for (char *name = entry; name; name = next) {
+				next = strchr(name, '|');
+				if (next)
+					*next++ = '\0';
+				if (n == HUSK_OPTS_MAX)
+					abort();
+				opts[n++] = (struct option){
+					name, value ? required_argument :
+					no_argument, NULL, id };
+			}
+		}
+		opts[n] = (struct option){ NULL, 0, NULL, 0 };
+		built = spec;
+	}
+	return getopt_long_only(argc, argv, "+", opts, NULL);
 }

@@ -160,39 +160,17 @@ static int parse_exec(int argc, char **argv, struct exec_args *a,
 	enum { O_PROC = 1, O_PID, O_CONS, O_CWD, O_USER, O_ENV, O_TTY, O_DET,
 	       O_CAP, O_NNP, O_GID, O_AA, O_LABEL, O_FDS, O_CGROUP, O_PAUSED,
 	       O_HELP };
-	static const struct option opts[] = {
-		{ "process", required_argument, NULL, O_PROC },
-		{ "p", required_argument, NULL, O_PROC },
-		{ "pid-file", required_argument, NULL, O_PID },
-		{ "console-socket", required_argument, NULL, O_CONS },
-		{ "cwd", required_argument, NULL, O_CWD },
-		{ "user", required_argument, NULL, O_USER },
-		{ "u", required_argument, NULL, O_USER },
-		{ "env", required_argument, NULL, O_ENV },
-		{ "e", required_argument, NULL, O_ENV },
-		{ "tty", no_argument, NULL, O_TTY },
-		{ "t", no_argument, NULL, O_TTY },
-		{ "detach", no_argument, NULL, O_DET },
-		{ "d", no_argument, NULL, O_DET },
-		{ "cap", required_argument, NULL, O_CAP },
-		{ "c", required_argument, NULL, O_CAP },
-		{ "no-new-privs", no_argument, NULL, O_NNP },
-		{ "additional-gids", required_argument, NULL, O_GID },
-		{ "g", required_argument, NULL, O_GID },
-		{ "apparmor", required_argument, NULL, O_AA },
-		{ "process-label", required_argument, NULL, O_LABEL },
-		{ "preserve-fds", required_argument, NULL, O_FDS },
-		{ "cgroup", required_argument, NULL, O_CGROUP },
-		{ "ignore-paused", no_argument, NULL, O_PAUSED },
-		{ "help", no_argument, NULL, O_HELP },
-		{ NULL, 0, NULL, 0 },
-	};
+	static const char opts[] =
+		"process|p= pid-file= console-socket= cwd= user|u= env|e= "
+		"tty|t detach|d cap|c= no-new-privs additional-gids|g= "
+		"apparmor= process-label= preserve-fds= cgroup= "
+		"ignore-paused help";
 	long long n;
 	int ch;
 
 	optind = 1;
 	opterr = 0;
-	while ((ch = getopt_long_only(argc, argv, "+", opts, NULL)) != -1) {
+	while ((ch = husk_getopt(argc, argv, opts)) != -1) {
 		switch (ch) {
 		case O_PROC: a->process_file = optarg; break;
 		case O_PID: a->pid_file = optarg; break;

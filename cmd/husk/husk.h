@@ -61,6 +61,16 @@ int husk_open_container(struct husk_ctx *ctx, const char *id, int lock,
 int husk_parse_signal(const char *s, struct husk_err **err);
 int husk_bad_option(struct husk_err **err, const char *verb,
 		    const char *opt);
+/*
+ * getopt_long_only over a verb's options written as one spec: entries
+ * separated by spaces, an entry's names (runc's) by '|', '=' after an
+ * entry that takes a value: "process|p= tty|t help".  Returns the
+ * entry's place in spec, from 1 (an enum in the same order names
+ * them), '?' for an unknown option or a missing value, -1 after the
+ * last option; optarg as getopt's.  The caller sets optind = 1 first.
+ */
+#define HUSK_OPTS_MAX 48
+int husk_getopt(int argc, char **argv, const char *spec);
 
 /* spec.c: runc's default config.json. */
 json_t *husk_default_spec(void);

@@ -116,26 +116,11 @@ int cmd_update(struct husk_ctx *ctx, int argc, char **argv,
 	enum { O_RES = 1, O_MEM, O_SWAP, O_RESV, O_QUOTA, O_PERIOD, O_SHARES,
 	       O_CPUS, O_MEMS, O_PIDS, O_BLKIO, O_RT_PERIOD, O_RT_RUNTIME,
 	       O_RDT, O_HELP };
-	static const struct option opts[] = {
-		{ "resources", required_argument, NULL, O_RES },
-		{ "r", required_argument, NULL, O_RES },
-		{ "memory", required_argument, NULL, O_MEM },
-		{ "memory-swap", required_argument, NULL, O_SWAP },
-		{ "memory-reservation", required_argument, NULL, O_RESV },
-		{ "cpu-quota", required_argument, NULL, O_QUOTA },
-		{ "cpu-period", required_argument, NULL, O_PERIOD },
-		{ "cpu-share", required_argument, NULL, O_SHARES },
-		{ "cpuset-cpus", required_argument, NULL, O_CPUS },
-		{ "cpuset-mems", required_argument, NULL, O_MEMS },
-		{ "pids-limit", required_argument, NULL, O_PIDS },
-		{ "blkio-weight", required_argument, NULL, O_BLKIO },
-		{ "cpu-rt-period", required_argument, NULL, O_RT_PERIOD },
-		{ "cpu-rt-runtime", required_argument, NULL, O_RT_RUNTIME },
-		{ "l3-cache-schema", required_argument, NULL, O_RDT },
-		{ "mem-bw-schema", required_argument, NULL, O_RDT },
-		{ "help", no_argument, NULL, O_HELP },
-		{ NULL, 0, NULL, 0 },
-	};
+	static const char opts[] =
+		"resources|r= memory= memory-swap= memory-reservation= "
+		"cpu-quota= cpu-period= cpu-share= cpuset-cpus= cpuset-mems= "
+		"pids-limit= blkio-weight= cpu-rt-period= cpu-rt-runtime= "
+		"l3-cache-schema|mem-bw-schema= help";
 	json_t *res = json_object();
 	struct husk_entry e;
 	struct husk_container c;
@@ -145,7 +130,7 @@ int cmd_update(struct husk_ctx *ctx, int argc, char **argv,
 	optind = 1;
 	opterr = 0;
 	while (rc == 0 &&
-	       (ch = getopt_long_only(argc, argv, "+", opts, NULL)) != -1) {
+	       (ch = husk_getopt(argc, argv, opts)) != -1) {
 		switch (ch) {
 		case O_RES: file = optarg; break;
 		case O_MEM: rc = set_num(res, "memory", "limit", optarg, true,

@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "husk.h"
+#include "ps.h"
 #include "libhusk/cleanup.h"
 #include "libhusk/util.h"
 #include "libipc/proto_agent.h"
@@ -26,12 +27,14 @@ enum col_kind {
 	K_ARGS,
 };
 
-static const struct keyword {
+struct keyword {
 	const char *names;      /* space-separated aliases */
 	enum col_kind kind;
 	const char *header;
 	bool right;
-} keywords[] = {
+};
+
+static const struct keyword keywords[] = {
 	{ "pid tgid", K_PID, "PID", true },
 	{ "ppid", K_PPID, "PPID", true },
 	{ "uid euid", K_UID, "UID", true },
@@ -54,21 +57,6 @@ static const struct keyword {
 	{ "args cmd command", K_ARGS, "COMMAND", false },
 };
 
-#define MAX_COLS 32
-
-struct col {
-	const struct keyword *kw;
-	char *header;
-};
-
-struct layout {
-	struct col cols[MAX_COLS];
-	size_t n;
-	bool bsd;               /* BSD options seen: BSD TIME */
-	bool full;              /* -f */
-	bool user;              /* u */
-	bool custom;            /* -o */
-};
 
 static const struct keyword *keyword_find(const char *name, size_t len)
 {
@@ -156,8 +144,8 @@ static int unsupported(char opt, bool dash, struct husk_err **err)
 }
 
 /* procps' three styles: -ef (UNIX), aux (BSD), --format (GNU). */
-static int parse_ps_args(int argc, char **argv, struct layout *l,
-			 struct husk_err **err)
+int parse_ps_args(int argc, char **argv, struct layout *l,
+		  struct husk_err **err)
 {
 	for (int i = 0; i < argc; i++) {
 		const char *a = argv[i];
@@ -220,7 +208,7 @@ static int parse_ps_args(int argc, char **argv, struct layout *l,
 	return 0;
 }
 
-static int default_layout(struct layout *l, struct husk_err **err)
+int default_layout(struct layout *l, struct husk_err **err)
 {
 	const char *fmt;
 
@@ -251,7 +239,7 @@ static int default_layout(struct layout *l, struct husk_err **err)
  * Guest text made inert: C0 and C1 controls, DEL and bytes that are
  * not UTF-8 become \xNN (\n, \t and \r by name); valid UTF-8 stays.
  */
-static void put_escaped(FILE *out, const char *s)
+void put_escaped(FILE *out, const char *s)
 {
 	const unsigned char *p = (const unsigned char *)s;
 
@@ -294,7 +282,7 @@ static void put_escaped(FILE *out, const char *s)
 
 /* The proxy hands bytes that are not UTF-8 over as {"base64": ...}:
  * decoded, so that put_escaped shows them (a NUL as the text \x00). */
-static char *guest_text(const json_t *v)
+char *guest_text(const json_t *v)
 {
 	static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnop"
 				  "qrstuvwxyz0123456789+/";
@@ -335,7 +323,7 @@ static long long jint(const json_t *p, const char *k)
 	return json_integer_value(json_object_get(p, k));
 }
 
-static char *fmt_tty(long long nr)
+char *fmt_tty(long long nr)
 {
 	unsigned major = (unsigned)(nr >> 8) & 0xfff;
 	unsigned minor = ((unsigned)nr & 0xff) |
@@ -354,7 +342,7 @@ static char *fmt_tty(long long nr)
 	return husk_xasprintf("%u:%u", major, minor);
 }
 
-static char *fmt_time(long long ms, bool bsd)
+char *fmt_time(long long ms, bool bsd)
 {
 	long long s = ms > 0 ? ms / 1000 : 0;
 
@@ -368,7 +356,7 @@ static char *fmt_time(long long ms, bool bsd)
 }
 
 /* procps' ELAPSED: [[DD-]hh:]mm:ss. */
-static char *fmt_etime(long long ms)
+char *fmt_etime(long long ms)
 {
 	long long s = ms / 1000;
 
@@ -382,7 +370,7 @@ static char *fmt_etime(long long ms)
 }
 
 /* procps' STIME: the time today, else the day this year, else the year. */
-static char *fmt_stime(long long start, time_t now)
+char *fmt_stime(long long start, time_t now)
 {
 	time_t t = (time_t)start;
 	struct tm tm, tn;

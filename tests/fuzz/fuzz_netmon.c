@@ -1,14 +1,14 @@
 /*
  * rtnetlink datagrams as husk-netmon reads them (nm_classify).  The
  * kernel is the only sender, but the walk must hold for any bytes.
- * Includes netmon/nl.c, which is not a library.
+ * Linked with netmon's instrumented archive (netmon/program.mk).
  */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "netmon/nl.c"
+#include "netmon/netmon.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -1,12 +1,12 @@
 /*
  * QMP bytes from QEMU (which emulates devices the guest drives): the
- * bounded line splitter and the message parser.  Includes the driver's
- * qmp.c, which is not a library.
+ * bounded line splitter and the message parser, linked from the
+ * driver's instrumented archive (hypervisor-drv/program.mk).
  */
 #include <stddef.h>
 #include <stdint.h>
 
-#include "hypervisor-drv/qmp.c"
+#include "hypervisor-drv/qmp.h"
 
 static int on_fuzz_line(void *arg, const char *line, size_t len)
 {

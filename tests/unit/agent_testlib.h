@@ -40,6 +40,19 @@ static inline void at_free(struct at *t)
 	free(t);
 }
 
+/* cmocka setup and teardown: a struct at as the state. */
+static inline int at_setup(void **state)
+{
+	*state = at_new();
+	return 0;
+}
+
+static inline int at_teardown(void **state)
+{
+	at_free(*state);
+	return 0;
+}
+
 /* Unpack what t->pk packed since the last call. */
 static inline const msgpack_object *at_obj(struct at *t)
 {

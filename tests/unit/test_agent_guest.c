@@ -2,8 +2,7 @@
  * agent/guest.c: params of the guest methods and copy_file's writes,
  * which must stay below the copy roots and never follow a symlink.
  *
- * The agent's sources are not a library: the files under test are
- * included (the Makefile links a unit test from its own .c only).
+ * Linked with build/lib/libagent.a (agent/program.mk).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,12 +10,12 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <fcntl.h>
 #include <sys/stat.h>
 
-#include "agent/cgroup.c"
-#include "agent/cgroup_limits.c"
-#include "agent/cgroup_dev.c"
-#include "agent/guest.c"
+#include "libhusk/cleanup.h"
+#include "libhusk/util.h"
+#include "agent/guest.h"
 #include "tests/unit/agent_testlib.h"
 
 struct gt {
@@ -250,15 +249,15 @@ static void test_time_seed(void **state)
 	ipc_pack_kv_bin(&t->pk, "data", "seed", 4);
 	assert_int_equal(guest_seed_decode(at_obj(t), &b, &t->err), 0);
 	if (access("/dev/urandom", W_OK) == 0)
-		assert_int_equal(seed(true, &b, &t->err), 0);
+		assert_int_equal(guest_seed(true, &b, &t->err), 0);
 }
 
 static void test_machine(void **state)
 {
 	(void)state;
-	assert_true(mem_total_kb() > 0);
-	assert_true(mem_online_kb() > 0);
-	assert_true(online_cpus() > 0);
+	assert_true(guest_mem_total_kb() > 0);
+	assert_true(guest_mem_online_kb() > 0);
+	assert_true(guest_online_cpus() > 0);
 }
 
 int main(void)

@@ -2,9 +2,8 @@
  * agent/net.c: params of the network methods, and (as root) the netlink
  * side in a network namespace the test makes for itself.
  *
- * The agent's sources are not a library: the file under test is
- * included (the Makefile links a unit test from its own .c only), which
- * also reaches the static functions the handlers are built from.
+ * Linked with build/lib/libagent.a (agent/program.mk); the steps the
+ * handlers are built from are declared in agent/net.h.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,8 +14,11 @@
 #include <sched.h>
 #include <sys/wait.h>
 
-#include "agent/net.c"
-#include "agent/net_params.c"
+#include <netlink/netlink.h>
+#include <netlink/cache.h>
+
+#include "libhusk/cleanup.h"
+#include "agent/net.h"
 #include "tests/unit/agent_testlib.h"
 
 static int setup(void **state)

@@ -2,8 +2,7 @@
  * agent/oci_seccomp.c: decoding OCI linux.seccomp, building the filter,
  * and what a process that loads it sees.
  *
- * The agent's sources are not a library: the file under test is
- * included (the Makefile links a unit test from its own .c only).
+ * Linked with build/lib/libagent.a (agent/program.mk).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +10,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/personality.h>
@@ -19,8 +19,9 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 
-#include "agent/oci_seccomp.c"
+#include "libhusk/cleanup.h"
 #include "tests/unit/agent_testlib.h"
+#include "agent/oci_seccomp.h"
 
 static int setup(void **state)
 {

@@ -14,12 +14,9 @@
 #include <stdio.h>
 #include <sys/mount.h>
 
-#include "agent/spec.c"
-#include "agent/spec_process.c"
-#include "agent/cgroup_res.c"
-#include "agent/cgroup_dev.c"
-#include "agent/oci_seccomp.c"
+#include "libhusk/cleanup.h"
 #include "tests/unit/agent_testlib.h"
+#include "agent/spec_int.h"
 
 static int setup(void **state)
 {

@@ -1,12 +1,18 @@
 /* cmd/husk/ps.c: ps options to columns, and guest text made inert.
- * The file is included (its functions are static); the CLI's own
- * helpers it calls are stubbed below. */
+ * Linked with build/lib/libcmd-husk.a (cmd/husk/program.mk); the CLI
+ * helpers ps.c calls are stubbed below, which keeps the rest out. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include "cmd/husk/ps.c"
+#include <stdio.h>
+#include <string.h>
+
+#include "libhusk/cleanup.h"
+#include "libhusk/util.h"
+#include "cmd/husk/husk.h"
+#include "cmd/husk/ps.h"
 
 int husk_usage_error(struct husk_err **err, const char *fmt, ...)
 {

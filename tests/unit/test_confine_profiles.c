@@ -6,7 +6,7 @@
  * the child with SIGSYS.  (confine.bats does the same for the shared
  * code with a probe; the bats files see each program run confined.)
  *
- * The confine.c files are included: the programs are not libraries.
+ * Linked with the four programs' archives (their program.mk).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -26,10 +26,10 @@
 #include <unistd.h>
 #include "libhusk/daemon.h"
 
-#include "proxy/confine.c"
-#include "shim/confine.c"
-#include "netmon/confine.c"
-#include "hypervisor-drv/confine.c"
+#include "proxy/proxy.h"
+#include "shim/shim.h"
+#include "netmon/netmon.h"
+#include "hypervisor-drv/hv.h"
 
 enum prog { P_PROXY, P_SHIM, P_NETMON, P_HV };
 

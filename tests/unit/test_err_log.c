@@ -131,7 +131,7 @@ static void emit_levels(void)
 
 static void emit_json(void)
 {
-	log_info("main: started \"quoted\"\n\tand a control \x01 char");
+	log_info("started \"quoted\"\n\tand a control \x01 char");
 }
 
 static void emit_warn_errno(void)
@@ -161,7 +161,8 @@ static void test_json_shape(void **state)
 	/* Controls are escaped before the JSON encoding, so that a reader
 	 * that decodes the line gets inert text too. */
 	assert_string_equal(json_string_value(json_object_get(j, "msg")),
-			    "main: started \"quoted\"\\x0a\tand a control "
+			    "emit_json: started \"quoted\"\\x0a\tand a "
+			    "control "
 			    "\\x01 char");
 	assert_string_equal(json_string_value(json_object_get(j, "tag")),
 			    "proxy/sb1");
@@ -177,7 +178,8 @@ static void test_json_shape(void **state)
 	j = json_loads(out, 0, &jerr);
 	assert_non_null(j);
 	assert_string_equal(json_string_value(json_object_get(j, "msg")),
-			    "open /x: No such file or directory");
+			    "emit_warn_errno: open /x: No such file or "
+			    "directory");
 	assert_non_null(json_string_value(json_object_get(j, "level")));
 	json_decref(j);
 	husk_log_init("husk", HUSK_LOG_INFO, HUSK_LOG_TEXT);
@@ -206,11 +208,13 @@ static void test_levels(void **state)
 	/* runc's (logrus') text shape: time, level, msg, then our fields. */
 	assert_int_equal(strncmp(out, "time=\"", 6), 0);
 	assert_non_null(strstr(out, "Z\" level=error msg=e1 tag=t pid="));
-	assert_non_null(strstr(out, " level=warning msg=w1 tag=t pid="));
+	/* The macros put the calling function first. */
+	assert_non_null(strstr(out, " level=warning msg=\"emit_levels: w1\" "
+			       "tag=t pid="));
 	out = capture(emit_json);
 	/* The message is made inert first (\xNN), then quoted as logrus
 	 * does: a reader that unquotes it still gets inert text. */
-	assert_non_null(strstr(out, " level=info msg=\"main: started "
+	assert_non_null(strstr(out, " level=info msg=\"emit_json: started "
 			       "\\\"quoted\\\"\\\\x0a\\tand a control "
 			       "\\\\x01 char\" tag=t pid="));
 	assert_int_equal(count_lines(out), 1);
@@ -253,7 +257,8 @@ static void test_text_escaped(void **state)
 	assert_null(strchr(out, '\x1b'));
 	assert_null(strchr(out, '\x07'));
 	assert_null(strstr(out, "\xc2\x9b"));
-	assert_non_null(strstr(out, "msg=\"peer said: ok\\\\x0d\\\\x0a"
+	assert_non_null(strstr(out, "msg=\"emit_hostile: peer said: "
+			       "ok\\\\x0d\\\\x0a"
 			       "2026-01-01 husk[1]: error: forged\\\\x1b[2J"
 			       "\\\\x1b]0;title\\\\x07\\\\xc2\\\\x9b1A\" "
 			       "tag=t pid="));

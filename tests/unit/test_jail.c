@@ -10,7 +10,10 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "hypervisor-drv/jail.c"
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "hypervisor-drv/hv.h"
 
 static char dir[64];
 

@@ -1,6 +1,6 @@
 /*
  * husk-netmon: rtnetlink notification -> which kind of sync it asks
- * for (nm_classify).  netmon/nl.c is included (not a library).
+ * for (nm_classify).  Linked with build/lib/libnetmon.a.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,7 +8,15 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "netmon/nl.c"
+#include <errno.h>
+#include <string.h>
+
+#include <linux/if.h>
+#include <linux/if_addr.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+
+#include "netmon/netmon.h"
 
 struct msgbuf {
 	char b[1024];

@@ -3,9 +3,7 @@
  * QEMU are untrusted), the command builder, and the QEMU command line
  * built from a config.
  *
- * The Makefile links a unit test from its own .c and the libraries
- * only; the driver's sources are not a library, so the files under test
- * are included here (which also lets the tests reach their statics).
+ * Linked with build/lib/libhypervisor-drv.a (hypervisor-drv/program.mk).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,8 +11,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "hypervisor-drv/qmp.c"
-#include "hypervisor-drv/qemu.c"
+#include "hypervisor-drv/hv.h"
+#include "hypervisor-drv/qmp.h"
 
 /* ------------------------------------------------------------------ */
 /* Lines                                                               */

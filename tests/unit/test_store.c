@@ -17,37 +17,17 @@
 
 #include "libhusk/store.h"
 #include "libhusk/util.h"
-
-struct fix {
-	char dir[64];
-	char root[96];
-	struct husk_store s;
-};
+#include "tests/unit/store_testlib.h"
 
 static int setup(void **state)
 {
-	struct fix *f = husk_xcalloc(1, sizeof(*f));
-	struct husk_err *err = NULL;
-
-	snprintf(f->dir, sizeof(f->dir), "/tmp/husk-test-store.XXXXXX");
-	if (!mkdtemp(f->dir))
-		return -1;
-	/* the root is created by husk_store_open, parents included */
-	snprintf(f->root, sizeof(f->root), "%s/run/husk", f->dir);
-	if (husk_store_open(&f->s, f->root, &err) < 0)
-		return -1;
-	*state = f;
-	return 0;
+	/* The root is created by husk_store_open, parents included. */
+	return store_setup(state, "store", "run/husk");
 }
 
 static int teardown(void **state)
 {
-	struct fix *f = *state;
-
-	husk_store_close(&f->s);
-	husk_rmtree_at(AT_FDCWD, f->dir, NULL);
-	free(f);
-	return 0;
+	return store_teardown(state);
 }
 
 static void test_open_mode(void **state)

@@ -1,0 +1,47 @@
+/*
+ * fork and exec with the child's failure reported back: the one way
+ * husk starts a helper process (the runtime's helpers and shims, the
+ * driver's QEMU and virtiofsd).  A close-on-exec pipe carries the step
+ * that failed and its errno from the child, so that a missing binary or
+ * a refused setup is an error of the call, not a child that exits 127.
+ */
+#ifndef HUSK_SPAWN_H
+#define HUSK_SPAWN_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "err.h"
+
+/* in_fd/out_fd: leave the caller's descriptor as it is. */
+#define HUSK_FD_INHERIT (-2)
+#define HUSK_SPAWN_MAX_FDS 16
+
+struct husk_exec {
+	char *const *argv;              /* argv[0] is the path executed */
+	int in_fd;                      /* stdin: -1 is /dev/null */
+	int out_fd;                     /* stdout and stderr: -1 is /dev/null */
+	/* Descriptors the child keeps (at most HUSK_SPAWN_MAX_FDS), at
+	 * their own numbers, or at 3, 4, ... with fds_from_3; no other
+	 * descriptor above 2 survives the exec. */
+	const int *fds;
+	int nfds;
+	bool fds_from_3;
+	bool new_session;               /* setsid: a terminal's ^C stays ours */
+	/* SIGKILL when the caller dies (and when it died before the
+	 * child could ask). */
+	bool die_with_parent;
+	/* Run in the child last before exec; -1 with errno fails the
+	 * call, the error saying setup_what ("confine the child for"). */
+	int (*setup)(void *arg);
+	void *arg;
+	const char *setup_what;
+	/* On failure, wait for the child (else the caller's child
+	 * watcher reaps it). */
+	bool reap_on_error;
+};
+
+/* Returns the child's pid, or -1 with err ("exec `argv[0]`: ..."). */
+pid_t husk_fork_exec(const struct husk_exec *x, struct husk_err **err);
+
+#endif
