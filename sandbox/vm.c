@@ -83,7 +83,9 @@ static int wait_ready(const char *what, pid_t pid, const char *sock,
 					  what, timeout_s,
 					  e && e->msg ? e->msg : "?", log);
 		{
-			struct timespec ts = { 0, 20 * 1000000L };
+			/* Until the driver binds its socket (tens of ms):
+			 * a failed connect costs next to nothing. */
+			struct timespec ts = { 0, 5 * 1000000L };
 
 			nanosleep(&ts, NULL);
 		}
