@@ -417,6 +417,10 @@ int husk_sandbox_stop(const char *root, const struct husk_sandbox *s,
 	if (husk_sandbox_paths(root, s->id, &p, err) < 0)
 		return -1;
 	husk_proc_stop(&s->netmon, 1000);
+	/* Forced, the proxy has nothing left to do: it leaves while the
+	 * driver stops QEMU (husk_proc_stop below waits for it). */
+	if (force && husk_proc_alive(&s->proxy))
+		kill(s->proxy.pid, SIGTERM);
 	if (!force && husk_proc_alive(&s->proxy)) {
 		cleanup_err struct husk_err *e = NULL;
 		json_t *params = json_pack("{s:b}", "poweroff", 1);
