@@ -35,8 +35,13 @@ kernels() {
 		echo "$k $PWD/$B/guest/$k/vmlinux $PWD/$B/guest/$k/initrd.img"
 		n=$((n + 1))
 	done
-	[ "$n" -gt 0 ] || [ ! -f "$B/guest/initrd.img" ] ||
-		echo "build $PWD/$B/guest/vmlinux $PWD/$B/guest/initrd.img"
+	[ "$n" -gt 0 ] || [ ! -f "$B/guest/initrd.img" ] || {
+		k=default
+		grep -q -- -cloud- "$B/guest/kver" 2>/dev/null && k=debian
+		echo "$k $PWD/$B/guest/vmlinux $PWD/$B/guest/initrd.img"
+	}
+	[ "$n" -eq 2 ] || echo "(make guest-debian guest-husk: both kernels" \
+		"side by side)" >&2
 }
 mapfile -t KERNELS < <(kernels)
 [ "${#KERNELS[@]}" -gt 0 ] ||
