@@ -257,7 +257,14 @@ char **hv_qemu_argv(const struct hv_config *c, const struct hv_paths *p)
 		strv_addf(&s, "guest=%s", name);
 	}
 	add_machine(&s, c, p);
-	strv_add2(&s, "-accel", c->accel == HV_ACCEL_KVM ? "kvm" : "tcg");
+	/* TCG's translation cache is 1 GiB by default and grows with what
+	 * the guest runs; a small guest fits in far less, and every MiB of
+	 * it is QEMU memory (docs/hypervisor.md, "Memory"). */
+	if (c->accel == HV_ACCEL_KVM)
+		strv_add2(&s, "-accel", "kvm");
+	else
+		strv_add(&s, "-accel"), strv_addf(&s, "tcg,tb-size=%u",
+						  HV_TCG_TB_MB);
 	/* max: every feature TCG emulates (rdrand for the guest's RNG);
 	 * host under KVM. */
 	strv_add2(&s, "-cpu", c->accel == HV_ACCEL_KVM ? "host" : "max");
