@@ -227,7 +227,8 @@ $(B)/bench/%: $(B)/obj/bench/%.o $(LIBS)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $(filter %.o %.a,$^) $(LDLIBS)
 
-bench: deps all $(BENCH_BINS)
+# Both guest kernels: bench/husk.sh compares them (built once, cached).
+bench: deps all guest-husk guest-debian $(BENCH_BINS)
 	$(Q)BUILD=$(B) bench/run
 
 # --------------------------------------------------------------- guest
