@@ -54,9 +54,11 @@ guest-debian: $(addprefix $(GUEST_B)/debian/,$(GUEST_FILES_debian)) \
 
 # ---------------------------------------------------------------- kernels
 # husk's: built once per cache key (guest/build-kernel: fragment,
-# patches, source version, compiler), else copied from the cache.
+# patches, source version, compiler), else copied from the cache.  A
+# missing tarball is build-kernel's to report (it names the package).
 $(GUEST_B)/husk/kernel.stamp: guest/build-kernel guest/kernel.config \
-		$(wildcard guest/kernel-patches/*.patch) $(HUSK_KERNEL_SRC)
+		$(wildcard guest/kernel-patches/*.patch) \
+		$(wildcard $(HUSK_KERNEL_SRC))
 	@mkdir -p $(dir $@)
 	@echo "  KERNEL  $(GUEST_B)/husk/vmlinux"
 	$(Q)HUSK_KERNEL_SRC=$(HUSK_KERNEL_SRC) guest/build-kernel \

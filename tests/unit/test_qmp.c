@@ -263,7 +263,7 @@ static void argv_q35(void **state)
 	assert_true(has_arg(argv, "-no-reboot"));
 	assert_true(has_pair(argv, "-machine", "q35"));
 	/* TCG's translation cache sized for a small guest. */
-	assert_true(has_pair(argv, "-accel", "tcg,tb-size=64"));
+	assert_true(has_pair(argv, "-accel", "tcg,tb-size=24"));
 	assert_true(has_pair(argv, "-cpu", "max"));
 	assert_true(has_pair(argv, "-smp", "1,maxcpus=2"));
 	assert_true(has_pair(argv, "-m", "256M,slots=4,maxmem=512M"));
