@@ -254,7 +254,8 @@ $(B)/bench/%: $(B)/obj/bench/%.o $(LIBS)
 # hv_bench times the driver's own command line.
 $(B)/bench/hv_bench: $(call proglib,hypervisor-drv)
 
-bench: deps all $(BENCH_BINS)
+# Both guest kernels: bench/husk.sh compares them (built once, cached).
+bench: deps all guest-husk guest-debian $(BENCH_BINS)
 	$(Q)BUILD=$(B) bench/run
 
 # --------------------------------------------------------------- guest

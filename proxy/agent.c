@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -20,6 +21,7 @@
 #include <unistd.h>
 
 #include "libhusk/log.h"
+#include "libhusk/util.h"
 #include "proxy.h"
 
 static int proxy_m_output(struct ipc_conn *c, struct ipc_msg *m,
@@ -84,6 +86,39 @@ static void agent_on_queue(struct ipc_conn *c, bool above, void *arg)
 		proxy_clients_pause(proxy, above);
 }
 
+/*
+ * HUSK_PROXY_READY_FD: a pipe husk gave us; "ok" goes on it once the
+ * agent first answers, so that husk waits on that event instead of
+ * polling ping (sandbox/vm.c).  Our death closes it: husk sees EOF.
+ */
+static int ready_fd = -1;
+
+static void ready_fd_take(void)
+{
+	const char *v = getenv("HUSK_PROXY_READY_FD");
+	long long fd;
+
+	if (!v)
+		return;
+	if (husk_parse_int(v, 3, 65535, &fd) < 0 ||
+	    fcntl((int)fd, F_SETFD, FD_CLOEXEC) < 0)
+		log_warnx("ready_fd_take: HUSK_PROXY_READY_FD=%s is not an "
+			  "open descriptor above 2: ignored", v);
+	else
+		ready_fd = (int)fd;
+	unsetenv("HUSK_PROXY_READY_FD");
+}
+
+static void ready_fd_say(void)
+{
+	if (ready_fd < 0)
+		return;
+	if (write(ready_fd, "ok\n", 3) < 0)
+		log_debug("ready_fd_say: %s", strerror(errno));
+	close(ready_fd);
+	ready_fd = -1;
+}
+
 static void agent_on_ready(struct ipc_conn *c, void *arg)
 {
 	struct proxy *p = proxy;
@@ -96,6 +131,7 @@ static void agent_on_ready(struct ipc_conn *c, void *arg)
 	if (agent_log_ok(p, &note))
 		log_info("connected to %s (%s)%s",
 			 p->agent_path, ipc_conn_peer_component(c), note);
+	ready_fd_say();
 }
 
 static void schedule_retry(struct proxy *p)
@@ -250,6 +286,7 @@ void proxy_agent_hold_path(struct proxy *p)
 void proxy_agent_init(struct proxy *p)
 {
 	p->agent_fd = -1;
+	ready_fd_take();
 	p->log_rl.interval = PROXY_LOG_INTERVAL;
 	p->log_rl.burst = PROXY_LOG_BURST;
 	p->retry_delay = PROXY_RETRY_MIN;

@@ -259,7 +259,7 @@ int husk_ct_create(struct husk_store *st, const struct husk_config *cfg,
 	struct husk_config lcfg = *cfg;
 	unsigned grow_mb = 0, grow_cpus = 0;
 	bool terminal, own;
-	int rc = -1;
+	int rc = -1, ready = -1;
 
 	if (husk_id_validate(id, "container id", err) < 0)
 		return -1;
@@ -315,10 +315,8 @@ int husk_ct_create(struct husk_store *st, const struct husk_config *cfg,
 		if (husk_net_prepare(&e, cfg, st->root, sid, b.spec, &sb,
 				     err) < 0)
 			goto fail;
-		if (husk_sandbox_start(&e, &lcfg, st->root, sid,
-				       json_string_value(json_object_get(
-					       b.spec, "hostname")),
-				       &sb, err) < 0)
+		if (husk_sandbox_launch(&e, &lcfg, st->root, sid, &sb, &ready,
+					err) < 0)
 			goto fail;
 	} else {
 		if (husk_store_get(st, sid, HUSK_LOCK_EXCL, &se, err) < 0) {
@@ -347,6 +345,13 @@ int husk_ct_create(struct husk_store *st, const struct husk_config *cfg,
 		goto fail;
 	}
 	if (husk_container_write(&e, &c, err) < 0)
+		goto fail;
+	/* The container's files are in the share before the guest has
+	 * booted: only now does the start wait for the agent. */
+	if (own && husk_sandbox_ready(&e, &lcfg, st->root, sid,
+				      json_string_value(json_object_get(
+					      b.spec, "hostname")),
+				      &sb, ready, err) < 0)
 		goto fail;
 
 	gspec = husk_guest_spec(b.spec, id);
@@ -406,6 +411,8 @@ fail:
 				  e2->msg);
 	}
 out:
+	if (ready >= 0)
+		close(ready);
 	json_decref(gspec);
 	husk_sandbox_paths_free(&p);
 	husk_sandbox_free(&sb);

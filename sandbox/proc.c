@@ -4,11 +4,13 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -71,6 +73,27 @@ static void reap(pid_t pid)
 
 static bool wait_gone(const struct husk_proc_ref *p, unsigned ms)
 {
+	/* Woken by its exit (a pidfd), not by a timer; the identity is
+	 * checked once the descriptor holds the pid. */
+	int fd = (int)syscall(SYS_pidfd_open, p->pid, 0);
+
+	if (fd >= 0) {
+		struct pollfd pf = { fd, POLLIN, 0 };
+		uint64_t deadline = husk_now_ms() + ms;
+
+		while (husk_proc_alive(p)) {
+			uint64_t now = husk_now_ms();
+
+			if (now >= deadline ||
+			    (poll(&pf, 1, (int)(deadline - now)) < 0 &&
+			     errno != EINTR))
+				break;
+			reap(p->pid);
+		}
+		close(fd);
+		reap(p->pid);
+		return !husk_proc_alive(p);
+	}
 	for (unsigned t = 0; t < ms; t += 10) {
 		reap(p->pid);
 		if (!husk_proc_alive(p))

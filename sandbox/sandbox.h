@@ -223,6 +223,19 @@ int husk_sandbox_start(struct husk_entry *e, const struct husk_config *cfg,
 		       const char *root, const char *sid,
 		       const char *hostname, struct husk_sandbox *s,
 		       struct husk_err **err);
+/* husk_sandbox_start in two halves, so that the caller prepares the
+ * container's host side while the guest boots: launch starts the
+ * driver, QEMU and the proxy (*ready: the proxy's ready pipe, to
+ * close), ready waits for the agent on it and creates the sandbox in
+ * the guest and its network. */
+int husk_sandbox_launch(struct husk_entry *e, const struct husk_config *cfg,
+			const char *root, const char *sid,
+			struct husk_sandbox *s, int *ready,
+			struct husk_err **err);
+int husk_sandbox_ready(struct husk_entry *e, const struct husk_config *cfg,
+		       const char *root, const char *sid,
+		       const char *hostname, struct husk_sandbox *s,
+		       int ready, struct husk_err **err);
 /* Stop the VM and helpers, whatever state they are in, and unmount the
  * share.  force skips the polite steps. */
 int husk_sandbox_stop(const char *root, const struct husk_sandbox *s,

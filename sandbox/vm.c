@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -85,7 +86,9 @@ static int wait_ready(const char *what, pid_t pid, const char *sock,
 					  what, timeout_s,
 					  e && e->msg ? e->msg : "?", log);
 		{
-			struct timespec ts = { 0, 20 * 1000000L };
+			/* Until the driver binds its socket (tens of ms):
+			 * a failed connect costs next to nothing. */
+			struct timespec ts = { 0, 5 * 1000000L };
 
 			nanosleep(&ts, NULL);
 		}
@@ -220,17 +223,24 @@ int husk_proxy_ids(const char *spec, bool *set, uid_t *uid, gid_t *gid,
 	return 0;
 }
 
+/*
+ * The proxy, started as soon as the driver has QEMU running: it
+ * connects to the agent channel while the guest boots.  It says "ok"
+ * on the pipe it gets (HUSK_PROXY_READY_FD, proxy/agent.c) once the
+ * agent first answers; *ready is our end.
+ */
 static int start_proxy(const struct husk_config *cfg,
 		       const struct husk_sbx_paths *p, const char *sid,
 		       struct husk_sandbox *s, struct husk_entry *e,
-		       struct husk_err **err)
+		       int *ready, struct husk_err **err)
 {
 	cleanup_free char *agent = husk_xasprintf("unix:%s", p->agent_sock);
-	char uid_s[16], gid_s[16];
+	char uid_s[16], gid_s[16], fd_s[16];
 	char *argv[] = { cfg->proxy_path, "--agent", agent, "--socket",
 			 p->proxy_sock, "--sandbox", (char *)sid,
 			 "--log-level", cfg->debug ? "debug" : "info",
 			 NULL, NULL, NULL, NULL, NULL };
+	int pfd[2];
 	bool set;
 	uid_t uid;
 	gid_t gid;
@@ -254,31 +264,94 @@ static int start_proxy(const struct husk_config *cfg,
 		argv[11] = "--gid";
 		argv[12] = gid_s;
 	}
-	pid = husk_spawn(argv, p->proxy_log, NULL, 0, err);
-	if (pid < 0)
+	if (pipe2(pfd, O_CLOEXEC) < 0)
+		return husk_error_sys(err, errno, "pipe");
+	snprintf(fd_s, sizeof(fd_s), "%d", pfd[1]);
+	/* The CLI is one thread: the variable lives for this spawn only. */
+	setenv("HUSK_PROXY_READY_FD", fd_s, 1);
+	pid = husk_spawn(argv, p->proxy_log, &pfd[1], 1, err);
+	unsetenv("HUSK_PROXY_READY_FD");
+	close(pfd[1]);
+	if (pid < 0) {
+		close(pfd[0]);
 		return husk_error_wrap(err, "start the proxy");
+	}
+	*ready = pfd[0];
 	husk_proc_ref(pid, &s->proxy);
-	if (husk_sandbox_write(e, s, err) < 0)
-		return -1;
-	/* ping through the proxy reaches the agent: this is the wait for
-	 * the guest to boot. */
-	if (wait_ready(PROXY_COMPONENT, pid, p->proxy_sock, PROXY_COMPONENT,
-		       AGENT_M_PING, cfg->agent_timeout, p->proxy_log, err) < 0)
-		return husk_error_wrap(err, "waiting for the guest agent (the "
-				       "guest's console is in %s)",
-				       p->console_log);
-	return 0;
+	return husk_sandbox_write(e, s, err);
 }
 
-int husk_sandbox_start(struct husk_entry *e, const struct husk_config *cfg,
-		       const char *root, const char *sid,
-		       const char *hostname, struct husk_sandbox *s,
-		       struct husk_err **err)
+/*
+ * The wait for the guest to boot: the proxy's "ok" once the agent
+ * answered it, or EOF when the proxy died.  No polling: the guest
+ * under TCG needs the CPU more than we do.
+ */
+static int wait_agent(const struct husk_config *cfg,
+		      const struct husk_sbx_paths *p,
+		      const struct husk_sandbox *s, int fd,
+		      struct husk_err **err)
+{
+	uint64_t deadline = husk_now_ms() + (uint64_t)cfg->agent_timeout *
+					    1000;
+	char buf[8];
+	size_t have = 0;
+	int status;
+
+	for (;;) {
+		struct pollfd pf = { fd, POLLIN, 0 };
+		uint64_t now = husk_now_ms();
+		ssize_t n;
+		int r;
+
+		if (now >= deadline)
+			return husk_error(err, HUSK_E_TIMEOUT, "waiting for "
+					  "the guest agent: no answer within "
+					  "%u s (the guest's console is in %s, "
+					  "the proxy's log in %s)",
+					  cfg->agent_timeout, p->console_log,
+					  p->proxy_log);
+		r = poll(&pf, 1, (int)(deadline - now));
+		if (r < 0 && errno != EINTR)
+			return husk_error_sys(err, errno, "poll the proxy");
+		if (r <= 0)
+			continue;
+		n = read(fd, buf + have, sizeof(buf) - have);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n > 0 && (have += (size_t)n) < 3)
+			continue;
+		break;
+	}
+	if (have >= 3 && !memcmp(buf, "ok\n", 3))
+		return 0;
+	/* EOF: the proxy is gone, or leaving (an error path: a short
+	 * bounded wait for its status). */
+	for (int i = 0; i < 100; i++) {
+		struct timespec ts = { 0, 10 * 1000000L };
+
+		if (waitpid(s->proxy.pid, &status, WNOHANG) == s->proxy.pid)
+			break;
+		status = -1;
+		nanosleep(&ts, NULL);
+	}
+	if (status != -1)
+		return husk_error(err, HUSK_E_UNAVAILABLE, "husk-proxy exited "
+				  "during start-up (status %d): see %s",
+				  WIFEXITED(status) ? WEXITSTATUS(status) :
+				  128 + WTERMSIG(status), p->proxy_log);
+	return husk_error(err, HUSK_E_UNAVAILABLE, "husk-proxy closed its "
+			  "ready pipe without a word: see %s", p->proxy_log);
+}
+
+int husk_sandbox_launch(struct husk_entry *e, const struct husk_config *cfg,
+			const char *root, const char *sid,
+			struct husk_sandbox *s, int *ready,
+			struct husk_err **err)
 {
 	struct husk_sbx_paths p;
-	json_t *params;
 	int rc = -1;
 
+	*ready = -1;
 	if (cfg->factory_template)
 		return husk_error(err, HUSK_E_NOT_IMPLEMENTED, "[factory] "
 				  "template = true: VM templates are not "
@@ -293,7 +366,24 @@ int husk_sandbox_start(struct husk_entry *e, const struct husk_config *cfg,
 		goto out;
 	if (start_hypervisor(cfg, &p, sid, s, e, err) < 0)
 		goto out;
-	if (start_proxy(cfg, &p, sid, s, e, err) < 0)
+	rc = start_proxy(cfg, &p, sid, s, e, ready, err);
+out:
+	husk_sandbox_paths_free(&p);
+	return rc;
+}
+
+int husk_sandbox_ready(struct husk_entry *e, const struct husk_config *cfg,
+		       const char *root, const char *sid,
+		       const char *hostname, struct husk_sandbox *s,
+		       int ready, struct husk_err **err)
+{
+	struct husk_sbx_paths p;
+	json_t *params;
+	int rc = -1;
+
+	if (husk_sandbox_paths(root, sid, &p, err) < 0)
+		return -1;
+	if (wait_agent(cfg, &p, s, ready, err) < 0)
 		goto out;
 	params = json_pack("{s:s, s:s}", "sandbox_id", sid, "hostname",
 			   hostname ? hostname : sid);
@@ -308,6 +398,22 @@ out:
 	return rc;
 }
 
+int husk_sandbox_start(struct husk_entry *e, const struct husk_config *cfg,
+		       const char *root, const char *sid,
+		       const char *hostname, struct husk_sandbox *s,
+		       struct husk_err **err)
+{
+	int ready, rc;
+
+	rc = husk_sandbox_launch(e, cfg, root, sid, s, &ready, err);
+	if (rc == 0)
+		rc = husk_sandbox_ready(e, cfg, root, sid, hostname, s, ready,
+					err);
+	if (ready >= 0)
+		close(ready);
+	return rc;
+}
+
 int husk_sandbox_stop(const char *root, const struct husk_sandbox *s,
 		      bool force, struct husk_err **err)
 {
@@ -316,6 +422,10 @@ int husk_sandbox_stop(const char *root, const struct husk_sandbox *s,
 	if (husk_sandbox_paths(root, s->id, &p, err) < 0)
 		return -1;
 	husk_proc_stop(&s->netmon, 1000);
+	/* Forced, the proxy has nothing left to do: it leaves while the
+	 * driver stops QEMU (husk_proc_stop below waits for it). */
+	if (force && husk_proc_alive(&s->proxy))
+		kill(s->proxy.pid, SIGTERM);
 	if (!force && husk_proc_alive(&s->proxy)) {
 		cleanup_err struct husk_err *e = NULL;
 		json_t *params = json_pack("{s:b}", "poweroff", 1);

@@ -87,6 +87,10 @@ static int fake_main(const char *component, const char *sock)
 	}
 	ev_signal_init(&term, fake_signal, SIGTERM);
 	ev_signal_start(loop, &term);
+	/* The proxy's word that the agent answered (sandbox/vm.c). */
+	if (getenv("HUSK_PROXY_READY_FD") &&
+	    write(atoi(getenv("HUSK_PROXY_READY_FD")), "ok\n", 3) < 0)
+		return 1;
 	ev_run(loop, 0);
 	ipc_server_free(s);
 	return 0;
