@@ -1,0 +1,314 @@
+#!/usr/bin/env bats
+# containerd (Debian's 1.6) with husk's own shim v2: runtime
+# io.containerd.husk.v2, containerd-shim-husk-v2 on containerd's PATH.
+# A private containerd started here (own root, state, addresses, no
+# CRI), a busybox root file system given with --rootfs, no registry.
+# Each test boots one VM (two containers of one pod share it), and
+# leaves nothing behind.
+
+load lib/shimv2.sh
+
+bats_require_minimum_version 1.5.0
+
+setup_file() {
+	shimv2_skip_unless_ready
+	shimv2_setup
+	shimv2_start_containerd
+	# Each test's containers have their own rootfs.
+	cp -a "$EN/rootfs" "$EN/rootfs.pristine"
+}
+
+teardown_file() {
+	events_stop
+	engines_teardown
+	[ -n "${EN:-}" ] && rm -rf "$EN"
+	true
+}
+
+setup() {
+	local d
+	for d in a b; do
+		rm -rf "$EN/rootfs-$d"
+		cp -a "$EN/rootfs.pristine" "$EN/rootfs-$d"
+	done
+}
+
+teardown() {
+	[ -n "${BATS_TEST_COMPLETED:-}" ] || shimv2_show_logs
+	events_stop
+	[ ! -d "$EN/cri" ] || (EN=$EN/cri; engines_teardown)
+	# A failed test's tasks must not fail the next one.
+	if [ -f "$EN/containerd.pid" ] && [ -S "$EN/ctd.sock" ]; then
+		local id
+		for id in $(ctrc task ls -q 2>/dev/null); do
+			ctrc task kill -s SIGKILL "$id" >/dev/null 2>&1 || true
+			timeout 60 $(ctr_cmd) task delete --force "$id" >/dev/null 2>&1 || true
+		done
+		for id in $(ctrc container ls -q 2>/dev/null); do
+			ctrc container rm "$id" >/dev/null 2>&1 || true
+		done
+	fi
+}
+
+@test "ctr run --rm: output from the VM, the exit code, ConfigPath's husk.conf" {
+	# --runtime-config-path: ctr puts runtimeoptions.v1.Options
+	# {ConfigPath} in Create's options, as the CRI plugin does.
+	printf '[hypervisor]\nmemory_mb = 384\n' >"$EN/husk-384.conf"
+	run --separate-stderr timeout 300 $(ctr_cmd) run --rm \
+		--runtime "$SHIMV2_RUNTIME" \
+		--runtime-config-path "$EN/husk-384.conf" \
+		--rootfs "$EN/rootfs-a" r1 \
+		sh -c 'uname -r; grep MemTotal /proc/meminfo; echo to-stderr >&2; exit 3'
+	echo "$output / $stderr"
+	[ "$status" -eq 3 ]
+	[ -n "${lines[0]}" ]
+	[ "${lines[0]}" != "$(uname -r)" ]
+	[[ "$stderr" == *to-stderr* ]]
+	# 384 MiB, not the default 256: the guest sees more than 256 MiB
+	# could give it.
+	mem=$(awk '/^MemTotal:/ { print $2 }' <<<"$output")
+	[ -n "$mem" ]
+	[ "$mem" -gt 270000 ]
+	run ctrc container ls -q
+	[ -z "$output" ]
+	shimv2_assert_gone r1
+}
+
+@test "a detached task: exec (-t or not), ps, pause, resume, metrics, kill, delete, and its events in order" {
+	events_start
+	run timeout 300 $(ctr_cmd) run -d --runtime "$SHIMV2_RUNTIME" \
+		--rootfs "$EN/rootfs-a" d1 \
+		sh -c 'trap "echo got-USR1 >/tmp/usr1" USR1; while true; do sleep 1; done'
+	echo "$output"
+	[ "$status" -eq 0 ]
+	wait_task d1 RUNNING
+
+	run timeout 120 $(ctr_cmd) task exec --exec-id e1 d1 \
+		sh -c 'echo in-exec; uname -r; exit 6'
+	echo "$output"
+	[ "$status" -eq 6 ]
+	[[ "$output" == *in-exec* ]]
+	[[ "$output" != *"$(uname -r)"* ]]
+	run timeout 120 script -qec "$(ctr_cmd) task exec -t --exec-id e2 d1 sh -c 'test -t 0 && echo exec-tty; exit 5'" /dev/null
+	echo "$output"
+	[ "$status" -eq 5 ]
+	[[ "$output" == *exec-tty* ]]
+
+	# ps: the processes in the VM, one row each.
+	run ctrc task ps d1
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ "${lines[0]%% *}" = PID ]
+	[ "$(awk 'NR > 1 && $1 ~ /^[0-9]+$/' <<<"$output" | wc -l)" -ge 1 ]
+
+	run ctrc task pause d1
+	[ "$status" -eq 0 ]
+	wait_task d1 PAUSED
+	run ctrc task resume d1
+	[ "$status" -eq 0 ]
+	wait_task d1 RUNNING
+
+	# metrics: the agent's cgroup statistics in containerd's type.
+	run ctrc task metrics d1
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *METRIC*VALUE* ]]
+	[[ "$output" == *memory.usage* ]]
+	pids=$(awk '$1 == "pids.current" { print $2 }' <<<"$output")
+	[ -n "$pids" ]
+	[ "$pids" -ge 1 ]
+
+	# A trapped signal reaches the process and leaves it running.
+	run ctrc task kill -s SIGUSR1 d1
+	[ "$status" -eq 0 ]
+	out=
+	for i in $(seq 1 100); do
+		out=$(timeout 120 $(ctr_cmd) task exec --exec-id "e3-$i" d1 \
+			cat /tmp/usr1 2>/dev/null) && break
+		sleep 0.2
+	done
+	[ "$out" = got-USR1 ]
+	wait_task d1 RUNNING
+
+	run ctrc task kill -s SIGKILL d1
+	[ "$status" -eq 0 ]
+	wait_task d1 STOPPED
+	run timeout 120 $(ctr_cmd) task delete d1
+	echo "$output"
+	[ "$status" -eq 0 ]
+	run ctrc container rm d1
+	[ "$status" -eq 0 ]
+	shimv2_assert_gone d1
+
+	# The shim's events, forwarded to containerd, in the order they
+	# happened; each exec's three, and one exit per process.
+	wait_for -t 30 grep -q '/tasks/delete.*"container_id":"d1"' "$EN/events"
+	events_stop
+	topics=$(task_topics d1 | tr '\n' ' ')
+	echo "topics: $topics"
+	re='^create:d1 start:d1 exec-added:e1 exec-started:e1 exit:e1 '
+	re+='exec-added:e2 exec-started:e2 exit:e2 paused:d1 resumed:d1 '
+	re+='(exec-added:(e3-[0-9]+) exec-started:e3-[0-9]+ exit:e3-[0-9]+ )+'
+	re+='exit:d1 delete:d1 $'
+	[[ "$topics" =~ $re ]]
+	# d1's own exit carries SIGKILL's status.
+	grep -q '/tasks/exit {"container_id":"d1","id":"d1".*"exit_status":137' "$EN/events"
+}
+
+@test "two containers with the CRI annotations share one shim and one VM" {
+	run timeout 300 $(ctr_cmd) run -d --runtime "$SHIMV2_RUNTIME" \
+		--annotation io.kubernetes.cri.container-type=sandbox \
+		--annotation io.kubernetes.cri.sandbox-id=p1 \
+		--rootfs "$EN/rootfs-a" p1 sh -c 'while true; do sleep 1; done'
+	echo "$output"
+	[ "$status" -eq 0 ]
+	wait_task p1 RUNNING
+	run timeout 300 $(ctr_cmd) run -d --runtime "$SHIMV2_RUNTIME" \
+		--annotation io.kubernetes.cri.container-type=container \
+		--annotation io.kubernetes.cri.sandbox-id=p1 \
+		--rootfs "$EN/rootfs-b" c1 sh -c 'while true; do sleep 1; done'
+	echo "$output"
+	[ "$status" -eq 0 ]
+	wait_task c1 RUNNING
+
+	# One shim: both bundles name the same address, one process
+	# listens on it, and only one shim daemon is running.
+	[ -s "$(bundle_of p1)/address" ]
+	[ "$(cat "$(bundle_of p1)/address")" = "$(cat "$(bundle_of c1)/address")" ]
+	shim=$(shim_pid_of p1)
+	[ -n "$shim" ]
+	[ "$(pgrep -f "containerd-shim-husk-v2 .*$EN/" | wc -l)" -eq 1 ]
+	# One VM: one QEMU, and both containers see the same kernel boot.
+	[ "$(pgrep -f "qemu-system.*$EN/" | wc -l)" -eq 1 ]
+	run timeout 120 $(ctr_cmd) task exec --exec-id b1 p1 cat /proc/sys/kernel/random/boot_id
+	[ "$status" -eq 0 ]
+	boot_p1=$output
+	run timeout 120 $(ctr_cmd) task exec --exec-id b2 c1 cat /proc/sys/kernel/random/boot_id
+	[ "$status" -eq 0 ]
+	[ -n "$boot_p1" ]
+	[ "$output" = "$boot_p1" ]
+	# Two containers, not one: each has its own root file system.
+	run timeout 120 $(ctr_cmd) task exec --exec-id w1 c1 touch /only-in-c1
+	[ "$status" -eq 0 ]
+	run timeout 120 $(ctr_cmd) task exec --exec-id w2 p1 test -e /only-in-c1
+	[ "$status" -ne 0 ]
+
+	# The container goes, the pod stays.
+	run ctrc task kill -s SIGKILL c1
+	[ "$status" -eq 0 ]
+	wait_task c1 STOPPED
+	run timeout 120 $(ctr_cmd) task delete c1
+	[ "$status" -eq 0 ]
+	run ctrc container rm c1
+	[ "$status" -eq 0 ]
+	[ "$(task_status p1)" = RUNNING ]
+	kill -0 "$shim"
+	[ "$(pgrep -f "qemu-system.*$EN/" | wc -l)" -eq 1 ]
+	run timeout 120 $(ctr_cmd) task exec --exec-id b3 p1 true
+	[ "$status" -eq 0 ]
+
+	# Then the pod: the shim exits once no task is left.
+	run ctrc task kill -s SIGKILL p1
+	[ "$status" -eq 0 ]
+	wait_task p1 STOPPED
+	run timeout 120 $(ctr_cmd) task delete p1
+	[ "$status" -eq 0 ]
+	run ctrc container rm p1
+	[ "$status" -eq 0 ]
+	wait_for -t 60 proc_gone "$shim"
+	shimv2_assert_gone p1
+	shimv2_assert_gone c1
+}
+
+@test "kill -9 of the shim: containerd's cleanup leaves no process, mount or state" {
+	run timeout 300 $(ctr_cmd) run -d --runtime "$SHIMV2_RUNTIME" \
+		--rootfs "$EN/rootfs-a" k1 sh -c 'while true; do sleep 1; done'
+	echo "$output"
+	[ "$status" -eq 0 ]
+	wait_task k1 RUNNING
+	shim=$(shim_pid_of k1)
+	[ -n "$shim" ]
+	qemu=$(pgrep -f "qemu-system.*$EN/")
+	[ -n "$qemu" ]
+	kill -9 "$shim"
+	wait_for -t 30 proc_gone "$shim"
+	# containerd sees its shim gone and runs `containerd-shim-husk-v2
+	# delete` in the bundle: the task ends (stopped or removed).
+	for _ in $(seq 1 600); do
+		st=$(task_status k1)
+		[ "$st" = RUNNING ] || break
+		sleep 0.1
+	done
+	[ "$st" != RUNNING ]
+	timeout 120 $(ctr_cmd) task delete --force k1 || true
+	wait_task_gone k1 120
+	run ctrc container rm k1
+	[ "$status" -eq 0 ]
+	for p in $qemu; do
+		wait_for -t 60 proc_gone "$p"
+	done
+	shimv2_assert_gone k1
+}
+
+@test "containerd restarted on the same root finds the shim by its address file and the task still works" {
+	run timeout 300 $(ctr_cmd) run -d --runtime "$SHIMV2_RUNTIME" \
+		--rootfs "$EN/rootfs-a" s1 sh -c 'while true; do sleep 1; done'
+	echo "$output"
+	[ "$status" -eq 0 ]
+	wait_task s1 RUNNING
+	shim=$(shim_pid_of s1)
+	[ -n "$shim" ]
+
+	engines_stop_containerd
+	# The shim and its VM outlive containerd.
+	kill -0 "$shim"
+	[ -n "$(pgrep -f "qemu-system.*$EN/")" ]
+	shimv2_start_containerd
+	wait_task s1 RUNNING
+	[ "$(shim_pid_of s1)" = "$shim" ]
+	run timeout 120 $(ctr_cmd) task exec --exec-id x1 s1 sh -c 'echo still-here; exit 4'
+	echo "$output"
+	[ "$status" -eq 4 ]
+	[[ "$output" == *still-here* ]]
+
+	run ctrc task kill -s SIGKILL s1
+	[ "$status" -eq 0 ]
+	wait_task s1 STOPPED
+	run timeout 120 $(ctr_cmd) task delete s1
+	[ "$status" -eq 0 ]
+	run ctrc container rm s1
+	[ "$status" -eq 0 ]
+	wait_for -t 60 proc_gone "$shim"
+	shimv2_assert_gone s1
+}
+
+@test "containerd's CRI plugin loads with a husk runtime handler whose options name a husk.conf" {
+	# A containerd of its own, CRI on, beside the test's.
+	local EN=$EN/cri
+	mkdir -p "$EN/cni-conf" "$EN/cni-bin"
+	printf '{"cniVersion": "0.4.0", "name": "husk-test", "plugins": [{"type": "loopback"}]}\n' \
+		>"$EN/cni-conf/10-husk-test.conflist"
+	printf '[hypervisor]\nmemory_mb = 512\n' >"$EN/husk-512.conf"
+	ENGINES_CTD_TOML=$(shimv2_cri_toml "$EN/husk-512.conf")
+	shimv2_start_containerd cri
+	wait_for -t 60 grep -q "containerd successfully booted" "$EN/containerd.log"
+	run ctrc plugins ls
+	echo "$output"
+	[ "$status" -eq 0 ]
+	grep -E '^io\.containerd\.grpc\.v1 +cri +[^ ]+ +ok *$' <<<"$output"
+	# The handler as the plugin took it: its type and its options.
+	grep -q "husk:{Type:io.containerd.husk.v2 .*Options:map\[ConfigPath:$EN/husk-512.conf\]" \
+		"$EN/containerd.log"
+	run grep -E 'level=(error|fatal)' "$EN/containerd.log"
+	echo "$output"
+	[ "$status" -eq 1 ]
+	engines_stop_containerd
+	engines_assert_clean
+}
+
+@test "nothing left once containerd stops" {
+	engines_stop_containerd
+	engines_assert_clean
+	[ -z "$(ls -A "$EN/husk-root")" ]
+	[ -z "$(ls -A "$EN/ctd-state/io.containerd.runtime.v2.task/husk-test" 2>/dev/null)" ]
+}
