@@ -36,9 +36,14 @@ setup() {
 teardown() {
 	[ -n "${BATS_TEST_COMPLETED:-}" ] || shimv2_show_logs
 	events_stop
+	rm -f "$EN/events"
 	[ ! -d "$EN/cri" ] || (EN=$EN/cri; engines_teardown)
-	# A failed test's tasks must not fail the next one.
-	if [ -f "$EN/containerd.pid" ] && [ -S "$EN/ctd.sock" ]; then
+	# A failed test's tasks must not fail the next one: containerd up
+	# again if the test stopped it, and it removes them.
+	if ! kill -0 "$(cat "$EN/containerd.pid" 2>/dev/null)" 2>/dev/null; then
+		shimv2_start_containerd || true
+	fi
+	if [ -S "$EN/ctd.sock" ]; then
 		local id
 		for id in $(ctrc task ls -q 2>/dev/null); do
 			ctrc task kill -s SIGKILL "$id" >/dev/null 2>&1 || true
@@ -58,7 +63,7 @@ teardown() {
 		--runtime "$SHIMV2_RUNTIME" \
 		--runtime-config-path "$EN/husk-384.conf" \
 		--rootfs "$EN/rootfs-a" r1 \
-		sh -c 'uname -r; grep MemTotal /proc/meminfo; echo to-stderr >&2; exit 3'
+		/bin/sh -c 'uname -r; grep MemTotal /proc/meminfo; echo to-stderr >&2; exit 3'
 	echo "$output / $stderr"
 	[ "$status" -eq 3 ]
 	[ -n "${lines[0]}" ]
@@ -78,18 +83,18 @@ teardown() {
 	events_start
 	run timeout 300 $(ctr_cmd) run -d --runtime "$SHIMV2_RUNTIME" \
 		--rootfs "$EN/rootfs-a" d1 \
-		sh -c 'trap "echo got-USR1 >/tmp/usr1" USR1; while true; do sleep 1; done'
+		/bin/sh -c 'trap "echo got-USR1 >/tmp/usr1" USR1; while true; do sleep 1; done'
 	echo "$output"
 	[ "$status" -eq 0 ]
 	wait_task d1 RUNNING
 
 	run timeout 120 $(ctr_cmd) task exec --exec-id e1 d1 \
-		sh -c 'echo in-exec; uname -r; exit 6'
+		/bin/sh -c 'echo in-exec; uname -r; exit 6'
 	echo "$output"
 	[ "$status" -eq 6 ]
 	[[ "$output" == *in-exec* ]]
 	[[ "$output" != *"$(uname -r)"* ]]
-	run timeout 120 script -qec "$(ctr_cmd) task exec -t --exec-id e2 d1 sh -c 'test -t 0 && echo exec-tty; exit 5'" /dev/null
+	run timeout 120 script -qec "$(ctr_cmd) task exec -t --exec-id e2 d1 /bin/sh -c 'test -t 0 && echo exec-tty; exit 5'" /dev/null
 	echo "$output"
 	[ "$status" -eq 5 ]
 	[[ "$output" == *exec-tty* ]]
@@ -124,7 +129,7 @@ teardown() {
 	out=
 	for i in $(seq 1 100); do
 		out=$(timeout 120 $(ctr_cmd) task exec --exec-id "e3-$i" d1 \
-			cat /tmp/usr1 2>/dev/null) && break
+			/bin/cat /tmp/usr1 2>/dev/null) && break
 		sleep 0.2
 	done
 	[ "$out" = got-USR1 ]
@@ -159,14 +164,14 @@ teardown() {
 	run timeout 300 $(ctr_cmd) run -d --runtime "$SHIMV2_RUNTIME" \
 		--annotation io.kubernetes.cri.container-type=sandbox \
 		--annotation io.kubernetes.cri.sandbox-id=p1 \
-		--rootfs "$EN/rootfs-a" p1 sh -c 'while true; do sleep 1; done'
+		--rootfs "$EN/rootfs-a" p1 /bin/sh -c 'while true; do sleep 1; done'
 	echo "$output"
 	[ "$status" -eq 0 ]
 	wait_task p1 RUNNING
 	run timeout 300 $(ctr_cmd) run -d --runtime "$SHIMV2_RUNTIME" \
 		--annotation io.kubernetes.cri.container-type=container \
 		--annotation io.kubernetes.cri.sandbox-id=p1 \
-		--rootfs "$EN/rootfs-b" c1 sh -c 'while true; do sleep 1; done'
+		--rootfs "$EN/rootfs-b" c1 /bin/sh -c 'while true; do sleep 1; done'
 	echo "$output"
 	[ "$status" -eq 0 ]
 	wait_task c1 RUNNING
@@ -180,17 +185,17 @@ teardown() {
 	[ "$(pgrep -f "containerd-shim-husk-v2 .*$EN/" | wc -l)" -eq 1 ]
 	# One VM: one QEMU, and both containers see the same kernel boot.
 	[ "$(pgrep -f "qemu-system.*$EN/" | wc -l)" -eq 1 ]
-	run timeout 120 $(ctr_cmd) task exec --exec-id b1 p1 cat /proc/sys/kernel/random/boot_id
+	run timeout 120 $(ctr_cmd) task exec --exec-id b1 p1 /bin/cat /proc/sys/kernel/random/boot_id
 	[ "$status" -eq 0 ]
 	boot_p1=$output
-	run timeout 120 $(ctr_cmd) task exec --exec-id b2 c1 cat /proc/sys/kernel/random/boot_id
+	run timeout 120 $(ctr_cmd) task exec --exec-id b2 c1 /bin/cat /proc/sys/kernel/random/boot_id
 	[ "$status" -eq 0 ]
 	[ -n "$boot_p1" ]
 	[ "$output" = "$boot_p1" ]
 	# Two containers, not one: each has its own root file system.
-	run timeout 120 $(ctr_cmd) task exec --exec-id w1 c1 touch /only-in-c1
+	run timeout 120 $(ctr_cmd) task exec --exec-id w1 c1 /bin/touch /only-in-c1
 	[ "$status" -eq 0 ]
-	run timeout 120 $(ctr_cmd) task exec --exec-id w2 p1 test -e /only-in-c1
+	run timeout 120 $(ctr_cmd) task exec --exec-id w2 p1 /bin/test -e /only-in-c1
 	[ "$status" -ne 0 ]
 
 	# The container goes, the pod stays.
@@ -204,7 +209,7 @@ teardown() {
 	[ "$(task_status p1)" = RUNNING ]
 	kill -0 "$shim"
 	[ "$(pgrep -f "qemu-system.*$EN/" | wc -l)" -eq 1 ]
-	run timeout 120 $(ctr_cmd) task exec --exec-id b3 p1 true
+	run timeout 120 $(ctr_cmd) task exec --exec-id b3 p1 /bin/true
 	[ "$status" -eq 0 ]
 
 	# Then the pod: the shim exits once no task is left.
@@ -222,7 +227,7 @@ teardown() {
 
 @test "kill -9 of the shim: containerd's cleanup leaves no process, mount or state" {
 	run timeout 300 $(ctr_cmd) run -d --runtime "$SHIMV2_RUNTIME" \
-		--rootfs "$EN/rootfs-a" k1 sh -c 'while true; do sleep 1; done'
+		--rootfs "$EN/rootfs-a" k1 /bin/sh -c 'while true; do sleep 1; done'
 	echo "$output"
 	[ "$status" -eq 0 ]
 	wait_task k1 RUNNING
@@ -252,7 +257,7 @@ teardown() {
 
 @test "containerd restarted on the same root finds the shim by its address file and the task still works" {
 	run timeout 300 $(ctr_cmd) run -d --runtime "$SHIMV2_RUNTIME" \
-		--rootfs "$EN/rootfs-a" s1 sh -c 'while true; do sleep 1; done'
+		--rootfs "$EN/rootfs-a" s1 /bin/sh -c 'while true; do sleep 1; done'
 	echo "$output"
 	[ "$status" -eq 0 ]
 	wait_task s1 RUNNING
@@ -266,7 +271,7 @@ teardown() {
 	shimv2_start_containerd
 	wait_task s1 RUNNING
 	[ "$(shim_pid_of s1)" = "$shim" ]
-	run timeout 120 $(ctr_cmd) task exec --exec-id x1 s1 sh -c 'echo still-here; exit 4'
+	run timeout 120 $(ctr_cmd) task exec --exec-id x1 s1 /bin/sh -c 'echo still-here; exit 4'
 	echo "$output"
 	[ "$status" -eq 4 ]
 	[[ "$output" == *still-here* ]]
