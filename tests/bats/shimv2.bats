@@ -79,6 +79,30 @@ teardown() {
 	shimv2_assert_gone r1
 }
 
+@test "a ConfigPath that does not exist or does not parse fails the task's creation, naming what was wrong" {
+	run --separate-stderr timeout 300 $(ctr_cmd) run --rm \
+		--runtime "$SHIMV2_RUNTIME" \
+		--runtime-config-path "$EN/no-such.conf" \
+		--rootfs "$EN/rootfs-a" n1 /bin/true
+	echo "$output / $stderr"
+	[ "$status" -ne 0 ]
+	[[ "$stderr" == *"$EN/no-such.conf"* ]]
+	printf '[hypervisor]\nmemory_mb = lots\n' >"$EN/bad.conf"
+	run --separate-stderr timeout 300 $(ctr_cmd) run --rm \
+		--runtime "$SHIMV2_RUNTIME" \
+		--runtime-config-path "$EN/bad.conf" \
+		--rootfs "$EN/rootfs-a" n2 /bin/true
+	echo "$output / $stderr"
+	[ "$status" -ne 0 ]
+	[[ "$stderr" == *bad.conf*memory_mb* ]]
+	for id in n1 n2; do
+		timeout 60 $(ctr_cmd) task delete --force "$id" 2>/dev/null || true
+		ctrc container rm "$id" 2>/dev/null || true
+	done
+	shimv2_assert_gone n1
+	shimv2_assert_gone n2
+}
+
 @test "a detached task: exec (-t or not), ps, pause, resume, metrics, kill, delete, and its events in order" {
 	events_start
 	run timeout 300 $(ctr_cmd) run -d --runtime "$SHIMV2_RUNTIME" \
