@@ -158,12 +158,18 @@ static int sv_run(struct husk_daemon *d, struct husk_err **err)
 static void sv_close(struct husk_daemon *d)
 {
 	struct sv *s = d->arg;
+	char *sock;
 
 	if (action != ACT_SERVE)
 		return;
 	/* Whatever is left (a stop signal, containerd gone) goes with us:
 	 * no VM outlives its daemon. */
 	sv_destroy_all(s);
+	/* Our socket: `start` named it after our id. */
+	if (sv_sock_path(s->address, s->ns, s->id, &sock, NULL) == 0) {
+		unlink(sock);
+		free(sock);
+	}
 	if (s->store_open)
 		husk_store_close(&s->store);
 }
