@@ -268,6 +268,39 @@ fail:
 
 static void tty_flush(struct sv *s, struct sv_proc *p);
 
+static void drain_end(struct ev_loop *loop, struct sv_proc *p)
+{
+	void (*done)(struct sv_proc *) = p->io.drained;
+
+	if (!done)
+		return;
+	p->io.drained = NULL;
+	ev_timer_stop(loop, &p->io.w_drain);
+	done(p);
+}
+
+static void drain_timeout(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct sv_proc *p = w->data;
+
+	(void)revents;
+	log_warnx("%s: the terminal's output did not end within 2 s of the "
+		  "exit", p->task->id);
+	drain_end(loop, p);
+}
+
+bool sv_io_draining(struct sv *s, struct sv_proc *p,
+		    void (*done)(struct sv_proc *p))
+{
+	if (!p->terminal || !p->io.out_on)
+		return false;
+	p->io.drained = done;
+	ev_timer_init(&p->io.w_drain, drain_timeout, 2., 0.);
+	p->io.w_drain.data = p;
+	ev_timer_start(s->loop, &p->io.w_drain);
+	return true;
+}
+
 static void master_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct sv_proc *p = w->data;
@@ -281,9 +314,10 @@ static void master_cb(struct ev_loop *loop, ev_io *w, int revents)
 		if (n < 0 && (errno == EAGAIN || errno == EINTR))
 			return;
 		if (n <= 0) {
-			/* EIO: every slave is closed. */
+			/* EIO: every slave is closed and all read. */
 			ev_io_stop(loop, w);
 			io->out_on = false;
+			drain_end(loop, p);
 			return;
 		}
 		io->blen = (size_t)n;
@@ -413,6 +447,9 @@ void sv_io_close(struct sv *s, struct sv_proc *p)
 		ev_io_stop(s->loop, &io->w_out);
 	if (ev_is_active(&io->w_in))
 		ev_io_stop(s->loop, &io->w_in);
+	if (ev_is_active(&io->w_drain))
+		ev_timer_stop(s->loop, &io->w_drain);
+	io->drained = NULL;
 	tty_flush(s, p);
 	for (int i = 0; i < 3; i++) {
 		if (io->fds[i] >= 0 && (i == 0 || io->fds[i] != io->fds[i - 1]))

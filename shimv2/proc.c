@@ -41,13 +41,22 @@ static void answer_waiters(struct sv_proc *p)
 	}
 }
 
-/* The process is gone: its status, the exit event (after its start
- * event: a process that never started gets none), its waiters. */
-static void proc_exited(struct sv *s, struct sv_proc *p, uint32_t status)
+/* The exit told: the event (a process that never started, an exec
+ * whose Start failed, gets none), its waiters. */
+static void proc_told(struct sv_proc *p)
 {
-	bool published_start = p->status == SV_RUNNING ||
-			       p->status == SV_PAUSED;
+	sv_io_close(sv, p);
+	if (p->pid > 0)
+		sv_event_exit(sv, p);
+	p->status = SV_STOPPED;
+	answer_waiters(p);
+}
 
+/* The process is gone: its status now; told once what its terminal
+ * still holds reached containerd's fifo. */
+static void proc_exited(struct sv *s, struct sv_proc *p, uint32_t status,
+			bool drain)
+{
 	if (p->exited)
 		return;
 	p->exited = true;
@@ -55,13 +64,9 @@ static void proc_exited(struct sv *s, struct sv_proc *p, uint32_t status)
 	sv_now(&p->exited_at);
 	if (ev_is_active(&p->child))
 		ev_child_stop(s->loop, &p->child);
-	/* What the terminal still holds reaches containerd's fifo before
-	 * the exit does. */
-	sv_io_close(s, p);
-	if (published_start || p->pid > 0)
-		sv_event_exit(s, p);
-	p->status = SV_STOPPED;
-	answer_waiters(p);
+	if (drain && sv_io_draining(s, p, proc_told))
+		return;
+	proc_told(p);
 }
 
 static void child_cb(struct ev_loop *loop, ev_child *w, int revents)
@@ -78,7 +83,7 @@ static void child_cb(struct ev_loop *loop, ev_child *w, int revents)
 		return;
 	log_info("%s%s%s exited with %u", p->task->id,
 		 p->exec_id[0] ? "/" : "", p->exec_id, status);
-	proc_exited(sv, p, status);
+	proc_exited(sv, p, status, true);
 }
 
 void sv_proc_watch(struct sv *s, struct sv_proc *p)
@@ -98,6 +103,12 @@ void sv_proc_kill(struct sv_proc *p)
 {
 	int st;
 
+	if (p->io.drained) {
+		/* Exited, its terminal still draining: told now. */
+		p->io.drained = NULL;
+		proc_told(p);
+		return;
+	}
 	if (p->exited || p->pid <= 0) {
 		if (!p->exited && p->pid <= 0) {
 			p->exited = true;
@@ -111,9 +122,9 @@ void sv_proc_kill(struct sv_proc *p)
 	kill(p->pid, SIGKILL);
 	if (waitpid(p->pid, &st, 0) == p->pid)
 		proc_exited(sv, p, WIFEXITED(st) ? (uint32_t)WEXITSTATUS(st) :
-			    128u + (uint32_t)WTERMSIG(st));
+			    128u + (uint32_t)WTERMSIG(st), false);
 	else
-		proc_exited(sv, p, 128 + SIGKILL);
+		proc_exited(sv, p, 128 + SIGKILL, false);
 }
 
 void sv_proc_free(struct sv_proc *p)

@@ -68,6 +68,11 @@ struct sv_io {
 	char *buf;              /* master -> tout, pending */
 	size_t blen, boff;
 	bool in_on, out_on;
+	/* The process exited: its terminal's output still comes (a pty
+	 * hands on data asynchronously); the exit is told once the master
+	 * ends (EIO) or the timer fires. */
+	ev_timer w_drain;
+	void (*drained)(struct sv_proc *p);
 };
 
 struct sv_task;
@@ -187,6 +192,10 @@ int sv_io_open(struct sv *s, struct sv_proc *p, struct husk_err **err);
 void sv_io_started(struct sv *s, struct sv_proc *p);
 void sv_io_close_stdin(struct sv_proc *p);
 void sv_io_close(struct sv *s, struct sv_proc *p);
+/* After the process exited: true if its terminal output still flows;
+ * then done(p) is called once it has ended. */
+bool sv_io_draining(struct sv *s, struct sv_proc *p,
+		    void (*done)(struct sv_proc *p));
 int sv_io_resize(struct sv_proc *p, unsigned w, unsigned h,
 		 struct husk_err **err);
 
