@@ -8,6 +8,7 @@
 #include <stddef.h>
 
 #include "libhusk/confine.h"
+#include "libhusk/daemon.h"
 #include "netmon/netmon.h"
 
 static const char *const nm_syscalls[] = {
@@ -40,11 +41,11 @@ static const struct husk_profile nm_profile = {
 	.rlimits = NULL,
 };
 
-int nm_confine(bool no_seccomp, bool debug, struct husk_err **err)
+int nm_confine(struct husk_daemon *d, struct husk_err **err)
 {
 	struct husk_confine_opts o = {
-		.seccomp_debug = debug,
-		.no_seccomp = no_seccomp,
+		.seccomp_debug = d->seccomp_debug,
+		.no_seccomp = d->no_seccomp,
 	};
 
 	return husk_confine(&nm_profile, &o, err);

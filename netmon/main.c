@@ -11,8 +11,6 @@
  * the agent: netmon itself holds no capability.
  */
 #include <errno.h>
-#include <getopt.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,7 +23,7 @@
 #include <netlink/netlink.h>
 #include <netlink/socket.h>
 
-#include "libhusk/confine.h"
+#include "libhusk/daemon.h"
 #include "libhusk/log.h"
 #include "libhusk/util.h"
 #include "libipc/ipc.h"
@@ -39,12 +37,6 @@
 #define NM_HV_TIMEOUT 60000     /* a hot-plug under a loaded TCG host */
 #define NM_AGENT_TIMEOUT 30000
 #define NM_NIC_WAIT 30000       /* the guest seeing a hot-plugged NIC */
-
-static const char usage[] =
-	"usage: husk-netmon --hv-socket PATH --proxy-socket PATH "
-	"[--sandbox ID]\n"
-	"                   [--log-level LEVEL] [--log-format text|json] "
-	"[--no-seccomp]\n";
 
 static struct {
 	struct ev_loop *loop;
@@ -75,8 +67,8 @@ static int call(struct ipc_client *cl, const char *method, json_t *params,
 		return -1;
 	if (ipc_client_call(cl, timeout_ms, NULL, 0, &resp, err) < 0) {
 		if ((*err)->code == HUSK_E_UNAVAILABLE && cl->fd < 0)
-			fatalx("call: %s: %s: connection lost", cl->peer,
-			       method);
+			husk_daemon_fatal(HUSK_EXIT_PEER, "call: %s: %s: "
+					  "connection lost", cl->peer, method);
 		return -1;
 	}
 	if (res)
@@ -299,107 +291,91 @@ static void on_netlink(struct ev_loop *loop, ev_io *w, int revents)
 	ev_timer_start(loop, &nm.timer);
 }
 
-static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
+/* ------------------------------------------------------------------ */
+/* Options                                                             */
+
+static const char *hv_path, *px_path;
+
+static const struct option nm_options[] = {
+	{ "hv-socket", required_argument, NULL, 'H' },
+	{ "proxy-socket", required_argument, NULL, 'P' },
+	{ NULL, 0, NULL, 0 },
+};
+
+static int nm_option(struct husk_daemon *d, int key, const char *arg,
+		     struct husk_err **err)
 {
-	log_info("on_signal: %s: stopping", strsignal(w->signum));
-	ev_break(loop, EVBREAK_ALL);
+	if (key == 'H')
+		hv_path = arg;
+	else
+		px_path = arg;
+	return 0;
 }
 
-int main(int argc, char **argv)
+static int nm_check(struct husk_daemon *d, struct husk_err **err)
 {
-	static const struct option longopts[] = {
-		{ "hv-socket", required_argument, NULL, 'H' },
-		{ "proxy-socket", required_argument, NULL, 'P' },
-		{ "sandbox", required_argument, NULL, 'i' },
-		{ "log-level", required_argument, NULL, 'L' },
-		{ "log-format", required_argument, NULL, 'F' },
-		{ "no-seccomp", no_argument, NULL, 'S' },
-		{ "help", no_argument, NULL, 'h' },
-		{ "version", no_argument, NULL, 'V' },
-		{ NULL, 0, NULL, 0 },
-	};
-	const char *hv_path = NULL, *px_path = NULL, *sandbox = "sandbox";
-	int level = HUSK_LOG_INFO, format = HUSK_LOG_TEXT, opt;
-	bool no_seccomp = false;
-	struct husk_err *e = NULL;
-	ev_signal sigterm, sigint;
-	char *tag;
+	if (!hv_path || !px_path)
+		return husk_error(err, HUSK_E_INVALID, "--hv-socket and "
+				  "--proxy-socket are required");
+	return 0;
+}
 
-	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-		switch (opt) {
-		case 'H': hv_path = optarg; break;
-		case 'P': px_path = optarg; break;
-		case 'i': sandbox = optarg; break;
-		case 'S': no_seccomp = true; break;
-		case 'L':
-			level = husk_log_level_parse(optarg);
-			if (level < 0) {
-				fputs(usage, stderr);
-				return HUSK_EXIT_USAGE;
-			}
-			break;
-		case 'F':
-			format = husk_log_format_parse(optarg);
-			if (format < 0) {
-				fputs(usage, stderr);
-				return HUSK_EXIT_USAGE;
-			}
-			break;
-		case 'h':
-			fputs(usage, stdout);
-			return HUSK_EXIT_OK;
-		case 'V':
-			printf("husk-netmon %s\n", NM_VERSION);
-			return HUSK_EXIT_OK;
-		default:
-			fputs(usage, stderr);
-			return HUSK_EXIT_USAGE;
-		}
-	}
-	if (optind != argc || !hv_path || !px_path) {
-		fputs(usage, stderr);
-		return HUSK_EXIT_USAGE;
-	}
-	if (husk_id_validate(sandbox, "sandbox id", &e) < 0) {
-		fprintf(stderr, "husk-netmon: %s\n", e->msg);
-		return HUSK_EXIT_USAGE;
-	}
-	tag = husk_xasprintf("netmon/%s", sandbox);
-	husk_log_init(tag, level, format);
-	signal(SIGPIPE, SIG_IGN);
+/* ------------------------------------------------------------------ */
+/* Open, (confine: confine.c), run                                     */
 
-	/* Everything netmon will use is opened before confinement. */
-	if (nm_nl_open(&nm.events, &nm.dumps, &e) < 0)
-		fatalx("main: %s", e->msg);
+/* Everything netmon will use is opened before confinement. */
+static int nm_open(struct husk_daemon *d, struct husk_err **err)
+{
+	nm.loop = d->loop;
+	if (nm_nl_open(&nm.events, &nm.dumps, err) < 0)
+		return -1;
 	if (ipc_client_connect(&nm.hv, hv_path, NM_COMPONENT,
-			       "husk-hypervisor", 10000, &e) < 0 ||
+			       "husk-hypervisor", 10000, err) < 0 ||
 	    ipc_client_connect(&nm.px, px_path, NM_COMPONENT, "husk-proxy",
-			       10000, &e) < 0)
-		fatalx("main: %s", e->msg);
-	nm.loop = ev_default_loop(EVFLAG_AUTO);
+			       10000, err) < 0)
+		return -1;
 	nm.known = json_object();
 	ev_io_init(&nm.nl_w, on_netlink, nl_socket_get_fd(nm.events), EV_READ);
 	ev_io_start(nm.loop, &nm.nl_w);
 	ev_timer_init(&nm.timer, on_timer, NM_COALESCE, 0.);
-	ev_signal_init(&sigterm, on_signal, SIGTERM);
-	ev_signal_init(&sigint, on_signal, SIGINT);
-	ev_signal_start(nm.loop, &sigterm);
-	ev_signal_start(nm.loop, &sigint);
-	if (nm_confine(no_seccomp, husk_seccomp_debug_env(),
-		       &e) < 0)
-		fatalx("main: %s", e->msg);
+	return 0;
+}
 
+static int nm_run(struct husk_daemon *d, struct husk_err **err)
+{
 	/* The starting state: anything the runtime did not attach. */
 	sync_all(true);
-	log_info("main: watching the namespace of sandbox %s", sandbox);
-	ev_run(nm.loop, 0);
+	log_info("nm_run: watching the namespace of sandbox %s", d->sandbox);
+	return 0;
+}
 
+static void nm_close(struct husk_daemon *d)
+{
 	ipc_client_close(&nm.hv);
 	ipc_client_close(&nm.px);
 	nl_socket_free(nm.events);
 	nl_socket_free(nm.dumps);
 	json_decref(nm.known);
 	json_decref(nm.routes);
-	free(tag);
-	return HUSK_EXIT_OK;
+}
+
+static struct husk_daemon netmon = {
+	.name = "husk-netmon",
+	.tag = "netmon",
+	.version = NM_VERSION,
+	.usage = "--hv-socket PATH --proxy-socket PATH",
+	.options = nm_options,
+	.option = nm_option,
+	.check = nm_check,
+	.open = nm_open,
+	.confine = nm_confine,
+	.run = nm_run,
+	.close = nm_close,
+	.log_level = HUSK_LOG_INFO,
+	.sandbox = "sandbox",
+};
+
+int main(int argc, char **argv)
+{
+	return husk_daemon_main(&netmon, argc, argv);
 }

@@ -2,7 +2,8 @@
  * husk-netmon: watches the sandbox's network namespace and gets the VM
  * in step with it (docs/network.md).
  *
- *   main.c      options, set-up, the loop, the sync with driver and agent
+ *   main.c      the sync with driver and agent; options, open, run
+ *               (libhusk/daemon.h)
  *   nl.c        rtnetlink notifications: which kind of change they are
  *   confine.c   the profile: no capabilities, seccomp
  */
@@ -33,7 +34,8 @@ struct nl_sock;
 int nm_nl_open(struct nl_sock **events, struct nl_sock **dumps,
 	       struct husk_err **err);
 
-/* confine.c */
-int nm_confine(bool no_seccomp, bool debug, struct husk_err **err);
+/* confine.c: the program's confinement point, after nm_open */
+struct husk_daemon;
+int nm_confine(struct husk_daemon *d, struct husk_err **err);
 
 #endif

@@ -134,8 +134,8 @@ static int shim_wait_ready(pid_t pid, int fd, struct husk_err **err)
  */
 static pid_t spawn_shim(const struct husk_config *cfg, const char *proxy,
 			const char *cid, const char *eid, bool terminal,
-			const char *console, const char *log,
-			struct husk_err **err)
+			const char *console, const int *stdio,
+			const char *log, struct husk_err **err)
 {
 	char *argv[18], readyarg[16];
 	int n = 0, pipefd[2], ready[2], e = 0;
@@ -185,6 +185,12 @@ static pid_t spawn_shim(const struct husk_config *cfg, const char *proxy,
 		sigprocmask(SIG_SETMASK, &none, NULL);
 		for (int s = 1; s < NSIG; s++)
 			signal(s, SIG_DFL);
+		/* The caller's choice of stdio (a containerd shim's fifos or
+		 * pipes); they are above 2, the caller's own stdio being
+		 * open. */
+		for (int i = 0; stdio && i < 3; i++)
+			if (stdio[i] >= 0 && dup2(stdio[i], i) < 0)
+				_exit(127);
 		for (int fd = 3; fd < 1024; fd++)
 			if (fd != pipefd[1] && fd != ready[1])
 				close(fd);
@@ -216,6 +222,15 @@ pid_t husk_shim_start(const struct husk_config *cfg, const char *root,
 		      bool terminal, const char *console,
 		      struct husk_err **err)
 {
+	return husk_shim_start_io(cfg, root, sid, cid, eid, terminal, console,
+				  NULL, err);
+}
+
+pid_t husk_shim_start_io(const struct husk_config *cfg, const char *root,
+			 const char *sid, const char *cid, const char *eid,
+			 bool terminal, const char *console, const int *stdio,
+			 struct husk_err **err)
+{
 	struct husk_sbx_paths p;
 	cleanup_free char *log = NULL;
 	pid_t pid;
@@ -224,8 +239,8 @@ pid_t husk_shim_start(const struct husk_config *cfg, const char *root,
 		return -1;
 	log = husk_xasprintf("%s/shim-%s%s%s.log", p.dir, cid,
 			     eid && *eid ? "-" : "", eid ? eid : "");
-	pid = spawn_shim(cfg, p.proxy_sock, cid, eid, terminal, console, log,
-			 err);
+	pid = spawn_shim(cfg, p.proxy_sock, cid, eid, terminal, console, stdio,
+			 log, err);
 	husk_sandbox_paths_free(&p);
 	return pid;
 }
@@ -378,8 +393,8 @@ int husk_ct_create(struct husk_store *st, const struct husk_config *cfg,
 		       err) < 0)
 		goto fail;
 
-	c.shim.pid = husk_shim_start(cfg, st->root, sid, id, "", terminal,
-				     o->console_socket, err);
+	c.shim.pid = husk_shim_start_io(cfg, st->root, sid, id, "", terminal,
+					o->console_socket, o->stdio, err);
 	if (c.shim.pid < 0) {
 		c.shim.pid = 0;
 		goto fail;
