@@ -7,7 +7,7 @@
 #   the runc v2 shim with runc;
 # - the PSS of the shim process while it serves an idle pod (one
 #   container that sleeps), husk's shim v2 next to the runc v2 shim
-#   serving the same container with husk.
+#   serving the same container with husk; and of the whole pod.
 set -u
 export BUILD=${BUILD:-build}
 export HUSK_SRC=$PWD
@@ -89,21 +89,28 @@ idle_pss() {	# way id -> "pss-kB pid", or nothing
 	wait_task "$2" RUNNING 120 2>>"$EN/last.$1" || return 1
 	pid=$(shim_pid_of "$2")
 	[ -n "$pid" ] && pss=$(pss_kb "$pid")
+	# Every process of the pod: all that name $EN/ but containerd.
+	local p v all=0
+	for p in $(en_procs); do
+		v=$(pss_kb "$p")
+		all=$((all + ${v:-0}))
+	done
 	ctrc task kill -s SIGKILL "$2" >/dev/null 2>&1
 	wait_task "$2" STOPPED 120 2>/dev/null
 	timeout 120 "$CTR_BIN" -a "$EN/ctd.sock" -n "$SHIMV2_NS" task delete \
 		"$2" >/dev/null 2>&1
 	ctrc container rm "$2" >/dev/null 2>&1
 	[ -n "${pss:-}" ] || return 1
-	echo "$pss"
+	echo "$pss $all"
 }
-printf '%-46s %8s\n' "shim serving an idle pod (one container)" "PSS KiB"
+printf '%-46s %8s %10s\n' "an idle pod (one container), PSS in KiB" "shim" "whole pod"
 for w in husk-shimv2 runc-shim+husk; do
 	n=$((n + 1))
 	if p=$(idle_pss "$w" "idle$n"); then
-		printf '%-46s %8s\n' "$w" "$p"
+		printf '%-46s %8s %10s\n' "$w" $p
 	else
 		printf '%-46s %8s\n' "$w" "failed: $(tail -n 1 "$EN/last.$w" 2>/dev/null)"
 	fi
 done
-echo "(the shim process alone: husk's helpers and QEMU are not counted)"
+echo "(shim: the shim process alone; whole pod: the shim, husk's helpers,"
+echo " QEMU and virtiofsd)"

@@ -103,14 +103,26 @@ teardown() {
 	shimv2_assert_gone n2
 }
 
-@test "a detached task: exec (-t or not), ps, pause, resume, metrics, kill, delete, and its events in order" {
+@test "a detached task: binary:// logger, exec (-t or not), ps, pause, resume, metrics, update, kill, delete, and its events in order" {
 	events_start
+	# containerd's binary:// logger: the process's stdout on fd 3, its
+	# stderr on fd 4, fd 5 closed once it is ready.
+	cat >"$EN/logger" <<-EOF
+	#!/bin/sh
+	exec 5>&-
+	cat <&3 >"$EN/binlog.out" &
+	cat <&4 >"$EN/binlog.err" &
+	wait
+	EOF
+	chmod 0755 "$EN/logger"
 	run timeout 300 $(ctr_cmd) run -d --runtime "$SHIMV2_RUNTIME" \
-		--rootfs "$EN/rootfs-a" d1 \
-		/bin/sh -c 'trap "echo got-USR1 >/tmp/usr1" USR1; while true; do sleep 1; done'
+		--log-uri "binary://$EN/logger" --rootfs "$EN/rootfs-a" d1 \
+		/bin/sh -c 'echo d1-out; echo d1-err >&2; trap "echo got-USR1 >/tmp/usr1" USR1; while true; do sleep 1; done'
 	echo "$output"
 	[ "$status" -eq 0 ]
 	wait_task d1 RUNNING
+	wait_for -t 60 grep -q d1-out "$EN/binlog.out"
+	wait_for -t 60 grep -q d1-err "$EN/binlog.err"
 
 	run timeout 120 $(ctr_cmd) task exec --exec-id e1 d1 \
 		/bin/sh -c 'echo in-exec; uname -r; exit 6'
@@ -147,6 +159,18 @@ teardown() {
 	[ -n "$pids" ]
 	[ "$pids" -ge 1 ]
 
+	# update: a larger memory limit grows the VM first (hot-plug), as
+	# `husk update` does.
+	mem0=$(timeout 120 $(ctr_cmd) task exec --exec-id m1 d1 /bin/grep MemTotal /proc/meminfo | awk '{ print $2 }')
+	[ -n "$mem0" ]
+	run timeout 300 $(ctr_cmd) task update --memory-limit 402653184 d1
+	echo "$output"
+	[ "$status" -eq 0 ]
+	mem1=$(timeout 120 $(ctr_cmd) task exec --exec-id m2 d1 /bin/grep MemTotal /proc/meminfo | awk '{ print $2 }')
+	echo "MemTotal $mem0 kB, then $mem1 kB"
+	[ -n "$mem1" ]
+	[ "$mem1" -gt "$mem0" ]
+
 	# A trapped signal reaches the process and leaves it running.
 	run ctrc task kill -s SIGUSR1 d1
 	[ "$status" -eq 0 ]
@@ -177,6 +201,8 @@ teardown() {
 	echo "topics: $topics"
 	re='^create:d1 start:d1 exec-added:e1 exec-started:e1 exit:e1 '
 	re+='exec-added:e2 exec-started:e2 exit:e2 paused:d1 resumed:d1 '
+	re+='exec-added:m1 exec-started:m1 exit:m1 '
+	re+='exec-added:m2 exec-started:m2 exit:m2 '
 	re+='(exec-added:(e3-[0-9]+) exec-started:e3-[0-9]+ exit:e3-[0-9]+ )+'
 	re+='exit:d1 delete:d1 $'
 	[[ "$topics" =~ $re ]]
@@ -333,6 +359,40 @@ teardown() {
 	[ "$status" -eq 1 ]
 	engines_stop_containerd
 	engines_assert_clean
+}
+
+@test "ctr run --rm -t: a terminal in the VM, sized by ResizePty" {
+	run timeout 300 script -qec "stty rows 33 cols 101; $(ctr_cmd) run --rm -t --runtime $SHIMV2_RUNTIME --rootfs $EN/rootfs-a t1 /bin/sh -c 'test -t 0 && echo is-a-tty; stty size; exit 4'" /dev/null
+	echo "$output"
+	[ "$status" -eq 4 ]
+	[[ "$output" == *is-a-tty* ]]
+	[[ "$output" == *"33 101"* ]]
+	shimv2_assert_gone t1
+}
+
+@test "QEMU killed under the shim: the task exits, told by its event, and delete leaves nothing" {
+	events_start
+	run timeout 300 $(ctr_cmd) run -d --runtime "$SHIMV2_RUNTIME" \
+		--log-uri "file://$EN/q1.log" --rootfs "$EN/rootfs-a" q1 \
+		/bin/sh -c 'echo q1-says-hello; while true; do sleep 1; done'
+	echo "$output"
+	[ "$status" -eq 0 ]
+	wait_task q1 RUNNING
+	wait_for -t 60 grep -q q1-says-hello "$EN/q1.log"
+	shim=$(shim_pid_of q1)
+	[ -n "$shim" ]
+	qemu=$(pgrep -f "qemu-system.*$EN/")
+	[ "$(wc -w <<<"$qemu")" -eq 1 ]
+	kill -9 $qemu
+	wait_task q1 STOPPED 120
+	wait_for -t 60 grep -q '/tasks/exit {"container_id":"q1","id":"q1"' "$EN/events"
+	[ "$(grep -c '/tasks/exit {"container_id":"q1","id":"q1"' "$EN/events")" -eq 1 ]
+	run timeout 120 $(ctr_cmd) task delete q1
+	[ "$status" -eq 0 ]
+	run ctrc container rm q1
+	[ "$status" -eq 0 ]
+	wait_for -t 60 proc_gone "$shim"
+	shimv2_assert_gone q1
 }
 
 @test "nothing left once containerd stops" {
