@@ -103,7 +103,7 @@ teardown() {
 	shimv2_assert_gone n2
 }
 
-@test "a detached task: binary:// logger, exec (-t or not), ps, pause, resume, metrics, update, kill, delete, and its events in order" {
+@test "a detached task: binary:// logger, exec (-t or not), ps, pause, resume, metrics, no checkpoint, kill, delete, and its events in order" {
 	events_start
 	# containerd's binary:// logger: the process's stdout on fd 3, its
 	# stderr on fd 4, fd 5 closed once it is ready.
@@ -159,17 +159,15 @@ teardown() {
 	[ -n "$pids" ]
 	[ "$pids" -ge 1 ]
 
-	# update: a larger memory limit grows the VM first (hot-plug), as
-	# `husk update` does.
-	mem0=$(timeout 120 $(ctr_cmd) task exec --exec-id m1 d1 /bin/grep MemTotal /proc/meminfo | awk '{ print $2 }')
-	[ -n "$mem0" ]
-	run timeout 300 $(ctr_cmd) task update --memory-limit 402653184 d1
+	# checkpoint: not supported, and said so (Unimplemented, which
+	# containerd says as "not implemented").  ctr pauses the task around
+	# it: two more paused and resumed events.
+	run timeout 120 $(ctr_cmd) task checkpoint d1
 	echo "$output"
-	[ "$status" -eq 0 ]
-	mem1=$(timeout 120 $(ctr_cmd) task exec --exec-id m2 d1 /bin/grep MemTotal /proc/meminfo | awk '{ print $2 }')
-	echo "MemTotal $mem0 kB, then $mem1 kB"
-	[ -n "$mem1" ]
-	[ "$mem1" -gt "$mem0" ]
+	[ "$status" -ne 0 ]
+	[[ "$output" == *husk* ]]
+	[[ "$output" == *"not implemented"* ]]
+	wait_task d1 RUNNING
 
 	# A trapped signal reaches the process and leaves it running.
 	run ctrc task kill -s SIGUSR1 d1
@@ -201,8 +199,7 @@ teardown() {
 	echo "topics: $topics"
 	re='^create:d1 start:d1 exec-added:e1 exec-started:e1 exit:e1 '
 	re+='exec-added:e2 exec-started:e2 exit:e2 paused:d1 resumed:d1 '
-	re+='exec-added:m1 exec-started:m1 exit:m1 '
-	re+='exec-added:m2 exec-started:m2 exit:m2 '
+	re+='paused:d1 resumed:d1 '
 	re+='(exec-added:(e3-[0-9]+) exec-started:e3-[0-9]+ exit:e3-[0-9]+ )+'
 	re+='exit:d1 delete:d1 $'
 	[[ "$topics" =~ $re ]]
