@@ -103,7 +103,7 @@ teardown() {
 	shimv2_assert_gone n2
 }
 
-@test "a detached task: binary:// logger, exec (-t or not), ps, pause, resume, metrics, no checkpoint, kill, delete, and its events in order" {
+@test "a detached task: binary:// logger, exec (-t or not, stdin to its end), ps, pause, resume, metrics, no checkpoint, kill, delete, and its events in order" {
 	events_start
 	# containerd's binary:// logger: the process's stdout on fd 3, its
 	# stderr on fd 4, fd 5 closed once it is ready.
@@ -134,6 +134,12 @@ teardown() {
 	echo "$output"
 	[ "$status" -eq 5 ]
 	[[ "$output" == *exec-tty* ]]
+
+	# stdin from a pipe: cat ends when it ends (CloseIO).
+	run timeout 120 bash -c "printf 'piped-in\n' | $(ctr_cmd) task exec --exec-id e4 d1 /bin/cat"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ "$output" = piped-in ]
 
 	# ps: the processes in the VM, one row each.
 	run ctrc task ps d1
@@ -198,7 +204,8 @@ teardown() {
 	topics=$(task_topics d1 | tr '\n' ' ')
 	echo "topics: $topics"
 	re='^create:d1 start:d1 exec-added:e1 exec-started:e1 exit:e1 '
-	re+='exec-added:e2 exec-started:e2 exit:e2 paused:d1 resumed:d1 '
+	re+='exec-added:e2 exec-started:e2 exit:e2 '
+	re+='exec-added:e4 exec-started:e4 exit:e4 paused:d1 resumed:d1 '
 	re+='paused:d1 resumed:d1 '
 	re+='(exec-added:(e3-[0-9]+) exec-started:e3-[0-9]+ exit:e3-[0-9]+ )+'
 	re+='exit:d1 delete:d1 $'
