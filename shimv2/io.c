@@ -16,6 +16,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pty.h>
 #include <signal.h>
 #include <stdio.h>
@@ -33,6 +34,7 @@
 #include "shimv2.h"
 
 #define TTY_CHUNK 16384
+#define LOGGER_READY_MS 10000
 
 static void set_block(int fd, bool nonblock)
 {
@@ -155,9 +157,26 @@ static int start_logger(struct sv *s, struct sv_proc *p, const char *uri,
 	}
 	close(ready[1]);
 	ready[1] = -1;
-	/* Ready: fd 5 closed (or a byte); a logger that dies says so too. */
-	while (read(ready[0], &b, 1) < 0 && errno == EINTR)
-		;
+	/* Ready: fd 5 closed (or a byte); a logger that dies says so too.
+	 * Bounded: the loop waits meanwhile. */
+	for (;;) {
+		struct pollfd pf = { ready[0], POLLIN, 0 };
+		int r = poll(&pf, 1, LOGGER_READY_MS);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r == 0) {
+			kill(pid, SIGKILL);
+			waitpid(pid, NULL, 0);
+			husk_error(err, HUSK_E_TIMEOUT, "the logger %s did not "
+				   "close descriptor 5 (ready) within %d s",
+				   path, LOGGER_READY_MS / 1000);
+			goto out;
+		}
+		while (read(ready[0], &b, 1) < 0 && errno == EINTR)
+			;
+		break;
+	}
 	if (waitpid(pid, NULL, WNOHANG) == pid) {
 		husk_error(err, HUSK_E_UNAVAILABLE, "the logger %s exited "
 			   "before it was ready", path);

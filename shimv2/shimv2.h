@@ -36,6 +36,8 @@
 /* The daemons' sockets: <dir>/<hash>.sock, well under sun_path. */
 #define SV_SOCK_DIR "/run/husk-shimv2-s"
 #define SV_SOCK_MAX 106
+/* The daemon's pid, in the bundle. */
+#define SV_PID_FILE "shim.pid"
 
 /* containerd's task status (api/types/task/task.proto). */
 enum sv_status {
