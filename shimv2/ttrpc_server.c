@@ -166,11 +166,19 @@ static void call_free(struct ttrpc_call *call)
 static void call_answer(struct ttrpc_call *call, int code, const char *msg,
 			const void *payload, size_t n)
 {
-	if (call->conn)
-		conn_send(call->conn, call->stream, code, msg, payload, n);
-	else
+	struct ttrpc_conn *c = call->conn;
+
+	/* Out of the connection's list first: a write failure closes the
+	 * connection, which must not report this call as orphaned. */
+	if (c) {
+		c->refs++;
+		call_unlink(call);
+		conn_send(c, call->stream, code, msg, payload, n);
+		conn_unref(c);
+	} else {
 		log_debug("ttrpc: answer to stream %u dropped: its "
 			  "connection has gone", call->stream);
+	}
 	call_free(call);
 }
 
@@ -446,7 +454,6 @@ static void conn_close(struct ttrpc_conn *c)
 	if (c->next)
 		c->next->prev = c->prev;
 	s->nconns--;
-	c->refs++;
 	/* Calls still in flight stay with their handlers; those who
 	 * asked are told, and may answer (into nothing) or drop. */
 	while (c->calls) {
@@ -460,6 +467,8 @@ static void conn_close(struct ttrpc_conn *c)
 	}
 	if (s->on_close)
 		s->on_close(s, s->on_close_arg);
+	/* The server's own reference: the memory goes now, or when the
+	 * read callback that closed it returns. */
 	conn_unref(c);
 }
 
