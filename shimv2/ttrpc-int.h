@@ -29,6 +29,9 @@ int ttrpc_wq_push(struct ttrpc_wq *q, uint32_t stream, uint8_t type,
 int ttrpc_wq_flush(struct ttrpc_wq *q, int fd, struct husk_err **err);
 void ttrpc_wq_free(struct ttrpc_wq *q);
 
+/* O_NONBLOCK on fd (the loop must never block on one socket). */
+int ttrpc_set_nonblock(int fd, struct husk_err **err);
+
 /* A frame has begun but not ended. */
 bool ttrpc_reader_partial(const struct ttrpc_reader *r);
 

@@ -4,6 +4,7 @@
  * event loop (the fuzz target links this file alone).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -235,6 +236,16 @@ int ttrpc_response_decode(const uint8_t *p, size_t n, Ttrpc__Response **out,
 }
 
 /* -------------------------------------------------------- write queue */
+
+int ttrpc_set_nonblock(int fd, struct husk_err **err)
+{
+	int fl = fcntl(fd, F_GETFL);
+
+	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+		return husk_error_sys(err, errno, "fcntl O_NONBLOCK on fd %d",
+				      fd);
+	return 0;
+}
 
 int ttrpc_wq_push(struct ttrpc_wq *q, uint32_t stream, uint8_t type,
 		  const ProtobufCMessage *m, struct husk_err **err)

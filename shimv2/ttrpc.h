@@ -150,7 +150,8 @@ size_t ttrpc_server_nconns(const struct ttrpc_server *s);
 void ttrpc_server_on_conn_close(struct ttrpc_server *s,
 				void (*cb)(struct ttrpc_server *, void *),
 				void *arg);
-/* Closes the listener and every connection; calls not yet answered
+/* Not from inside a handler (answer Shutdown, then free from the loop).
+ * Closes the listener and every connection; calls not yet answered
  * stay with their handlers, which answer (into nothing) or drop them
  * with ttrpc_call_drop(). */
 void ttrpc_server_free(struct ttrpc_server *s);

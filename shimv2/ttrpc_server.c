@@ -475,8 +475,13 @@ static void conn_close(struct ttrpc_conn *c)
 struct ttrpc_conn *ttrpc_server_add_fd(struct ttrpc_server *s, int fd,
 				       struct husk_err **err)
 {
-	struct ttrpc_conn *c = calloc(1, sizeof(*c));
+	struct ttrpc_conn *c;
 
+	if (ttrpc_set_nonblock(fd, err) < 0) {
+		close(fd);
+		return NULL;
+	}
+	c = calloc(1, sizeof(*c));
 	if (!c) {
 		close(fd);
 		husk_error_sys(err, errno, "ttrpc connection");
@@ -538,6 +543,10 @@ int ttrpc_server_listen_fd(struct ttrpc_server *s, int fd,
 		close(fd);
 		return husk_error(err, HUSK_E_EXISTS,
 				  "ttrpc server already listens");
+	}
+	if (ttrpc_set_nonblock(fd, err) < 0) {
+		close(fd);
+		return -1;
 	}
 	s->listen_fd = fd;
 	ev_io_init(&s->accept_w, accept_cb, fd, EV_READ);
