@@ -9,6 +9,9 @@
 /* Bounds on what a Request may carry besides its payload. */
 #define TTRPC_NAME_MAX	256
 #define TTRPC_META_MAX	64
+/* Fields of a message at any depth, and its nesting (see pb_walk). */
+#define TTRPC_MAX_FIELDS	65536
+#define TTRPC_MAX_DEPTH		32
 
 /* Frames waiting to be written, in order. */
 struct ttrpc_wbuf {

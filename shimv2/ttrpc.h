@@ -109,6 +109,14 @@ int ttrpc_request_decode(const uint8_t *p, size_t n, Ttrpc__Request **out,
 			 struct husk_err **err);
 int ttrpc_response_decode(const uint8_t *p, size_t n, Ttrpc__Response **out,
 			  struct husk_err **err);
+/*
+ * Decode n bytes as a d message, after a walk of the wire that refuses
+ * malformed input and more than 65536 fields at any depth (protobuf-c
+ * would allocate a struct for each).  Free *out with
+ * protobuf_c_message_free_unpacked(*out, NULL).
+ */
+int ttrpc_decode(const ProtobufCMessageDescriptor *d, const uint8_t *p,
+		 size_t n, ProtobufCMessage **out, struct husk_err **err);
 
 /* ------------------------------------------------------------- server */
 

@@ -342,21 +342,17 @@ static void dispatch(struct ttrpc_conn *c, uint32_t stream,
 	}
 	call->stream = stream;
 	call->req = req;
-	if (m->in) {
-		call->msg = protobuf_c_message_unpack(m->in, NULL,
-						      req->payload.len,
-						      req->payload.data);
-		if (!call->msg) {
-			char msg[2 * TTRPC_NAME_MAX + 64];
+	if (m->in && ttrpc_decode(m->in, req->payload.data, req->payload.len,
+				  &call->msg, &err) < 0) {
+		char msg[2 * TTRPC_NAME_MAX + 256];
 
-			snprintf(msg, sizeof(msg), "%s/%s: the request is not "
-				 "a valid %s", req->service, req->method,
-				 m->in->name);
-			call_free(call);
-			conn_send(c, stream, TTRPC_INVALID_ARGUMENT, msg,
-				  NULL, 0);
-			return;
-		}
+		snprintf(msg, sizeof(msg), "%s/%s: %s", req->service,
+			 req->method, err->msg);
+		call_free(call);
+		conn_send(c, stream, err->code == HUSK_E_TOO_LARGE ?
+			  TTRPC_RESOURCE_EXHAUSTED : TTRPC_INVALID_ARGUMENT,
+			  msg, NULL, 0);
+		return;
 	}
 	call->conn = c;
 	c->refs++;

@@ -3,8 +3,8 @@
  * first byte says how many chunk sizes follow, those bytes are the read
  * sizes (cycled), and the rest is the stream, fed into the frame reader.
  * A request frame goes to ttrpc_request_decode and its payload to the
- * decoder of every message the shim's methods take (and the events
- * service's ForwardRequest); a response frame to ttrpc_response_decode
+ * decoder of every message the shim's methods take (ttrpc_decode, as the
+ * server does, and the events service's ForwardRequest); a response frame to ttrpc_response_decode
  * (the events client) and its payload to Empty.  A reader error ends
  * the stream, as it ends the connection.
  */
@@ -42,11 +42,16 @@ static const ProtobufCMessageDescriptor *const payloads[] = {
 static void decode_payload(const uint8_t *p, size_t n)
 {
 	for (size_t i = 0; i < sizeof(payloads) / sizeof(payloads[0]); i++) {
-		ProtobufCMessage *m = protobuf_c_message_unpack(payloads[i],
-								NULL, n, p);
+		struct husk_err *err = NULL;
+		ProtobufCMessage *m;
 
-		if (m)
-			protobuf_c_message_free_unpacked(m, NULL);
+		if (ttrpc_decode(payloads[i], p, n, &m, &err) < 0) {
+			if (m || !err)
+				abort();
+			husk_err_free(err);
+			continue;
+		}
+		protobuf_c_message_free_unpacked(m, NULL);
 	}
 }
 

@@ -249,7 +249,62 @@ static void test_request_decode(void **state)
 
 	assert_int_equal(ttrpc_request_decode(junk, sizeof(junk), &req, &err),
 			 -1);
-	assert_non_null(strstr(err->msg, "not a valid ttrpc.Request"));
+	assert_int_equal(err->code, HUSK_E_PROTOCOL);
+	assert_non_null(strstr(err->msg, "ttrpc request"));
+}
+
+/* 4 MiB of empty submessages would be 2 million structs: refused
+ * before protobuf-c allocates any; a few thousand are fine. */
+static void test_decode_field_bound(void **state)
+{
+	size_t n = 4u << 20;
+	cleanup_free uint8_t *b = malloc(n);
+	ProtobufCMessage *m;
+	cleanup_err struct husk_err *err = NULL;
+
+	assert_non_null(b);
+	for (size_t i = 0; i < n; i += 2) {
+		b[i] = 0x1a;	/* field 3 (rootfs), length-delimited */
+		b[i + 1] = 0;
+	}
+	assert_int_equal(ttrpc_decode(&task__create_task_request__descriptor,
+				      b, n, &m, &err), -1);
+	assert_null(m);
+	assert_int_equal(err->code, HUSK_E_TOO_LARGE);
+	husk_err_clear(&err);
+	/* Unknown fields count too. */
+	for (size_t i = 0; i < n; i += 2)
+		b[i] = 0x78;	/* field 15, varint */
+	assert_int_equal(ttrpc_decode(&task__start_request__descriptor,
+				      b, n, &m, &err), -1);
+	assert_int_equal(err->code, HUSK_E_TOO_LARGE);
+	husk_err_clear(&err);
+	/* Metadata pairs in the ttrpc.Request itself. */
+	for (size_t i = 0; i < n; i += 2)
+		b[i] = 0x2a;	/* field 5 (metadata) */
+	assert_int_equal(ttrpc_request_decode(b, n, (Ttrpc__Request **)&m,
+					      &err), -1);
+	assert_int_equal(err->code, HUSK_E_TOO_LARGE);
+	husk_err_clear(&err);
+
+	for (size_t i = 0; i < 2 * 4000; i += 2)
+		b[i] = 0x1a;
+	assert_int_equal(ttrpc_decode(&task__create_task_request__descriptor,
+				      b, 2 * 4000, &m, NULL), 0);
+	assert_int_equal(((Task__CreateTaskRequest *)m)->n_rootfs, 4000);
+	protobuf_c_message_free_unpacked(m, NULL);
+
+	/* Truncated and group wire types. */
+	static const uint8_t trunc[] = { 0x0a, 0x05, 'a' };
+	static const uint8_t group[] = { 0x0b, 0x0c };
+
+	assert_int_equal(ttrpc_decode(&task__start_request__descriptor, trunc,
+				      sizeof(trunc), &m, &err), -1);
+	assert_int_equal(err->code, HUSK_E_PROTOCOL);
+	husk_err_clear(&err);
+	assert_int_equal(ttrpc_decode(&task__start_request__descriptor, group,
+				      sizeof(group), &m, &err), -1);
+	assert_int_equal(err->code, HUSK_E_PROTOCOL);
 }
 
 /* ------------------------------------------------------------ server */
@@ -856,6 +911,7 @@ int main(void)
 		cmocka_unit_test(test_reader_oversized),
 		cmocka_unit_test(test_reader_callback_stops),
 		cmocka_unit_test(test_request_decode),
+		cmocka_unit_test(test_decode_field_bound),
 		cmocka_unit_test(test_any_and_codes),
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 		T(test_server_unimplemented),
