@@ -196,7 +196,7 @@ $(FUZZ_BINS): build/fuzz/%: tests/fuzz/%.c $(FUZZ_OBJS)
 	@mkdir -p $(dir $@)
 	@echo "  FUZZ    $@"
 	$(Q)clang $(FUZZ_CFLAGS) -fsanitize=fuzzer,address,undefined \
-	    -o $@ $^ $(LDLIBS)
+	    -o $@ $(filter %.c %.o,$^) $(LDLIBS)
 
 -include $(FUZZ_OBJS:.o=.d) $(FUZZ_BINS:=.d)
 

@@ -4,9 +4,8 @@
  *   - a path: a fifo containerd (or ctr) reads or writes.  Opened
  *     without blocking on a peer that never comes: stdout and stderr
  *     write-only if a reader is there, else read-write; stdin read-only
- *     with a writer of ours kept open until CloseIO, so that it does not
- *     end before containerd's writer came (or after it came and went
- *     only when CloseIO says so);
+ *     (it ends when containerd's writer has come and gone, or at
+ *     CloseIO);
  *   - binary:///path?k=v: a logger started with stdout's pipe at fd 3,
  *     stderr's at fd 4 and fd 5 to close once it is ready;
  *   - file:///path: appended to;
@@ -17,6 +16,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pty.h>
 #include <signal.h>
 #include <stdio.h>
@@ -34,6 +34,7 @@
 #include "shimv2.h"
 
 #define TTY_CHUNK 16384
+#define LOGGER_READY_MS 10000
 
 static void set_block(int fd, bool nonblock)
 {
@@ -58,14 +59,18 @@ static int open_out_fifo(const char *path, struct husk_err **err)
 	return fd;
 }
 
-static int open_in_fifo(const char *path, int *keep, struct husk_err **err)
+/*
+ * Read-only without blocking, and no writer of ours: poll(2) reports a
+ * fifo neither readable nor hung up until a writer has come, so the
+ * husk-shim (or our terminal copy) waits for containerd's writer and
+ * sees the end of the input only once that writer has gone.
+ */
+static int open_in_fifo(const char *path, struct husk_err **err)
 {
 	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
 
 	if (fd < 0)
 		return husk_error_sys(err, errno, "open the input `%s`", path);
-	*keep = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
-	set_block(fd, false);
 	return fd;
 }
 
@@ -152,9 +157,26 @@ static int start_logger(struct sv *s, struct sv_proc *p, const char *uri,
 	}
 	close(ready[1]);
 	ready[1] = -1;
-	/* Ready: fd 5 closed (or a byte); a logger that dies says so too. */
-	while (read(ready[0], &b, 1) < 0 && errno == EINTR)
-		;
+	/* Ready: fd 5 closed (or a byte); a logger that dies says so too.
+	 * Bounded: the loop waits meanwhile. */
+	for (;;) {
+		struct pollfd pf = { ready[0], POLLIN, 0 };
+		int r = poll(&pf, 1, LOGGER_READY_MS);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r == 0) {
+			kill(pid, SIGKILL);
+			waitpid(pid, NULL, 0);
+			husk_error(err, HUSK_E_TIMEOUT, "the logger %s did not "
+				   "close descriptor 5 (ready) within %d s",
+				   path, LOGGER_READY_MS / 1000);
+			goto out;
+		}
+		while (read(ready[0], &b, 1) < 0 && errno == EINTR)
+			;
+		break;
+	}
 	if (waitpid(pid, NULL, WNOHANG) == pid) {
 		husk_error(err, HUSK_E_UNAVAILABLE, "the logger %s exited "
 			   "before it was ready", path);
@@ -223,8 +245,7 @@ int sv_io_open(struct sv *s, struct sv_proc *p, struct husk_err **err)
 		if (open_pty(p, err) < 0)
 			return -1;
 		if (p->stdin_path) {
-			p->io.tin = open_in_fifo(p->stdin_path,
-						 &p->io.stdin_keep, err);
+			p->io.tin = open_in_fifo(p->stdin_path, err);
 			if (p->io.tin < 0)
 				goto fail;
 			set_block(p->io.tin, true);
@@ -238,8 +259,7 @@ int sv_io_open(struct sv *s, struct sv_proc *p, struct husk_err **err)
 		return 0;
 	}
 	if (p->stdin_path) {
-		p->io.fds[0] = open_in_fifo(p->stdin_path, &p->io.stdin_keep,
-					    err);
+		p->io.fds[0] = open_in_fifo(p->stdin_path, err);
 		if (p->io.fds[0] < 0)
 			goto fail;
 	}
@@ -267,6 +287,7 @@ fail:
 /* ---------------------------------------------------- the terminal */
 
 static void tty_flush(struct sv *s, struct sv_proc *p);
+static void tty_eof(struct sv_proc *p);
 
 static void drain_end(struct ev_loop *loop, struct sv_proc *p)
 {
@@ -361,14 +382,8 @@ static void stdin_cb(struct ev_loop *loop, ev_io *w, int revents)
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
 	if (n <= 0) {
-		/* containerd's writer and ours are gone: the terminal's
-		 * end of file. */
-		static const char eof = 4;
-
-		ev_io_stop(loop, w);
-		io->in_on = false;
-		if (io->master >= 0 && write(io->master, &eof, 1) < 0)
-			log_debug("stdin_cb: ^D: %s", strerror(errno));
+		/* containerd's writer came and went. */
+		tty_eof(p);
 		return;
 	}
 	/* The master takes a little at a time: blocking there for a
@@ -407,12 +422,25 @@ void sv_io_started(struct sv *s, struct sv_proc *p)
 	}
 }
 
-void sv_io_close_stdin(struct sv_proc *p)
+static void tty_eof(struct sv_proc *p)
 {
-	if (p->io.stdin_keep >= 0) {
-		close(p->io.stdin_keep);
-		p->io.stdin_keep = -1;
-	}
+	static const char eof = 4;
+
+	if (ev_is_active(&p->io.w_in))
+		ev_io_stop(sv->loop, &p->io.w_in);
+	p->io.in_on = false;
+	if (p->io.master >= 0 && write(p->io.master, &eof, 1) < 0)
+		log_debug("tty_eof: ^D: %s", strerror(errno));
+}
+
+bool sv_io_close_stdin(struct sv_proc *p)
+{
+	if (!p->terminal)
+		return false;
+	/* The terminal's end of file, as the agent's close_stdin does. */
+	if (p->io.in_on)
+		tty_eof(p);
+	return true;
 }
 
 /* What the master still holds, written out (the process has exited:
@@ -456,7 +484,6 @@ void sv_io_close(struct sv *s, struct sv_proc *p)
 			close(io->fds[i]);
 		io->fds[i] = -1;
 	}
-	sv_io_close_stdin(p);
 	if (io->master >= 0) close(io->master);
 	if (io->tin >= 0) close(io->tin);
 	if (io->tout >= 0) close(io->tout);

@@ -36,6 +36,8 @@
 /* The daemons' sockets: <dir>/<hash>.sock, well under sun_path. */
 #define SV_SOCK_DIR "/run/husk-shimv2-s"
 #define SV_SOCK_MAX 106
+/* The daemon's pid, in the bundle. */
+#define SV_PID_FILE "shim.pid"
 
 /* containerd's task status (api/types/task/task.proto). */
 enum sv_status {
@@ -58,7 +60,6 @@ struct sv_waiter {
  * keeps of it. */
 struct sv_io {
 	int fds[3];             /* the husk-shim's stdin, stdout, stderr */
-	int stdin_keep;         /* a writer on the stdin fifo, until CloseIO */
 	pid_t logger;           /* binary:// logger, 0 none */
 	/* Terminal: the daemon holds the pty's master and copies between
 	 * it and containerd's fifos. */
@@ -190,7 +191,9 @@ void sv_now(struct timespec *ts);
 int sv_io_open(struct sv *s, struct sv_proc *p, struct husk_err **err);
 /* After the husk-shim started: close our copies of its fds. */
 void sv_io_started(struct sv *s, struct sv_proc *p);
-void sv_io_close_stdin(struct sv_proc *p);
+/* CloseIO for a terminal (^D); false if not one (the agent's
+ * close_stdin then). */
+bool sv_io_close_stdin(struct sv_proc *p);
 void sv_io_close(struct sv *s, struct sv_proc *p);
 /* After the process exited: true if its terminal output still flows;
  * then done(p) is called once it has ended. */

@@ -135,7 +135,8 @@ static int bundle_pod(const char *id, char **sid, struct husk_err **err)
 
 /* The daemon: this program again, with no action, detached from our
  * session and stdio, the listening socket at 3. */
-static int spawn_daemon(struct sv *s, int lfd, struct husk_err **err)
+static int spawn_daemon(struct sv *s, int lfd, pid_t *out,
+			struct husk_err **err)
 {
 	char *argv[12];
 	int n = 0, null;
@@ -178,13 +179,16 @@ static int spawn_daemon(struct sv *s, int lfd, struct husk_err **err)
 		_exit(127);
 	}
 	close(null);
+	*out = pid;
 	return 0;
 }
 
 int sv_cmd_start(struct sv *s, int argc, char **argv, struct husk_err **err)
 {
 	cleanup_free char *sid = NULL, *path = NULL, *addr = NULL;
-	int lfd;
+	char buf[32];
+	pid_t pid = 0;
+	int lfd, n;
 
 	(void)argc;
 	(void)argv;
@@ -211,18 +215,58 @@ int sv_cmd_start(struct sv *s, int argc, char **argv, struct husk_err **err)
 		lfd = listen_unix(path, err);
 		if (lfd < 0)
 			return -1;
-		if (spawn_daemon(s, lfd, err) < 0) {
+		if (spawn_daemon(s, lfd, &pid, err) < 0) {
 			close(lfd);
 			unlink(path);
 			return -1;
 		}
 		close(lfd);
+		/* For `delete`, should containerd give up on it. */
+		n = snprintf(buf, sizeof(buf), "%d", (int)pid);
+		if (husk_write_atomic(AT_FDCWD, SV_PID_FILE, buf, (size_t)n,
+				      0644, err) < 0)
+			return husk_error_wrap(err, "the bundle's %s",
+					       SV_PID_FILE);
 	}
 	if (write_address(addr, err) < 0)
 		return -1;
 	printf("%s", addr);
 	fflush(stdout);
 	return 0;
+}
+
+/*
+ * containerd calls `delete` when it lost the daemon, which may still be
+ * there (its connection closed while a call hung): the pid `start`
+ * wrote goes, if it is still this program serving this id.
+ */
+static void kill_daemon(struct sv *s)
+{
+	cleanup_free char *text = NULL, *cmd = NULL, *idarg = NULL;
+	char path[64];
+	size_t len = 0;
+	long long v;
+	struct husk_proc_ref ref;
+
+	if (husk_read_file(AT_FDCWD, SV_PID_FILE, 32, &text, &len, NULL) < 0)
+		return;
+	text[strcspn(text, "\n")] = '\0';
+	if (husk_parse_int(text, 2, INT32_MAX, &v) < 0)
+		return;
+	snprintf(path, sizeof(path), "/proc/%lld/cmdline", v);
+	if (husk_read_file(AT_FDCWD, path, 8192, &cmd, &len, NULL) < 0)
+		return;
+	for (size_t i = 0; i + 1 < len; i++)
+		if (cmd[i] == '\0')
+			cmd[i] = ' ';
+	idarg = husk_xasprintf(" -id %s ", s->id);
+	if (strncmp(cmd, SV_NAME " ", strlen(SV_NAME) + 1) ||
+	    !strstr(cmd, idarg) ||
+	    husk_proc_ref((pid_t)v, &ref) < 0)
+		return;
+	log_warnx("delete %s: its daemon %lld is still there: stopped", s->id,
+		  v);
+	husk_proc_stop(&ref, 2000);
 }
 
 /*
@@ -248,6 +292,7 @@ int sv_cmd_delete(struct sv *s, struct husk_err **err)
 
 	if (s->bundle && chdir(s->bundle) < 0)
 		return husk_error_sys(err, errno, "-bundle `%s`", s->bundle);
+	kill_daemon(s);
 	husk_config_defaults(&cfg);
 	if (husk_config_load(&cfg, cpath && *cpath ? cpath :
 			     SV_DEFAULT_CONFIG, false, err) < 0)

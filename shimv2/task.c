@@ -491,8 +491,12 @@ int sv_close_io(struct sv *s, const char *id, const char *eid,
 
 	if (!p)
 		return -1;
-	sv_io_close_stdin(p);
-	return 0;
+	if (p->exited || p->pid <= 0 || sv_io_close_stdin(p))
+		return 0;
+	return husk_agent_call(s->root, p->task->sandbox_id, "close_stdin",
+			       json_pack("{s:s, s:s}", "container_id",
+					 p->task->id, "exec_id", p->exec_id),
+			       10000, NULL, err);
 }
 
 int sv_wait(struct sv *s, const char *id, const char *eid,

@@ -9,6 +9,9 @@
 /* Bounds on what a Request may carry besides its payload. */
 #define TTRPC_NAME_MAX	256
 #define TTRPC_META_MAX	64
+/* Fields of a message at any depth, and its nesting (see pb_walk). */
+#define TTRPC_MAX_FIELDS	65536
+#define TTRPC_MAX_DEPTH		32
 
 /* Frames waiting to be written, in order. */
 struct ttrpc_wbuf {
@@ -28,6 +31,9 @@ int ttrpc_wq_push(struct ttrpc_wq *q, uint32_t stream, uint8_t type,
 /* Write what the socket takes now; -1 when the socket failed. */
 int ttrpc_wq_flush(struct ttrpc_wq *q, int fd, struct husk_err **err);
 void ttrpc_wq_free(struct ttrpc_wq *q);
+
+/* O_NONBLOCK on fd (the loop must never block on one socket). */
+int ttrpc_set_nonblock(int fd, struct husk_err **err);
 
 /* A frame has begun but not ended. */
 bool ttrpc_reader_partial(const struct ttrpc_reader *r);

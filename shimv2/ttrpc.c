@@ -4,6 +4,7 @@
  * event loop (the fuzz target links this file alone).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -164,6 +165,118 @@ bool ttrpc_reader_partial(const struct ttrpc_reader *r)
 
 /* ----------------------------------------------------------- decoders */
 
+static int get_varint(const uint8_t *p, size_t n, size_t *off, uint64_t *v)
+{
+	*v = 0;
+	for (unsigned shift = 0; shift < 64; shift += 7) {
+		if (*off >= n)
+			return -1;
+		uint8_t b = p[(*off)++];
+
+		*v |= (uint64_t)(b & 0x7f) << shift;
+		if (!(b & 0x80))
+			return 0;
+	}
+	return -1;
+}
+
+/*
+ * protobuf-c allocates a struct for every submessage and keeps every
+ * unknown field: 4 MiB of two-byte empty submessages would become
+ * hundreds of MB.  So the wire is walked first, against the message's
+ * descriptor, and refused past TTRPC_MAX_FIELDS fields at any depth.
+ */
+static int pb_walk(const ProtobufCMessageDescriptor *d, const uint8_t *p,
+		   size_t n, unsigned depth, size_t *count,
+		   struct husk_err **err)
+{
+	size_t off = 0;
+
+	if (depth > TTRPC_MAX_DEPTH)
+		return husk_error(err, HUSK_E_PROTOCOL, "%s nested over %d "
+				  "deep", d->name, TTRPC_MAX_DEPTH);
+	while (off < n) {
+		const ProtobufCFieldDescriptor *f;
+		uint64_t tag, len;
+
+		if (get_varint(p, n, &off, &tag) < 0)
+			return husk_error(err, HUSK_E_PROTOCOL,
+					  "%s: truncated tag", d->name);
+		if (tag >> 3 == 0 || tag >> 3 > UINT32_MAX)
+			return husk_error(err, HUSK_E_PROTOCOL,
+					  "%s: field number %llu", d->name,
+					  (unsigned long long)(tag >> 3));
+		f = protobuf_c_message_descriptor_get_field(d, tag >> 3);
+		if (++*count > TTRPC_MAX_FIELDS)
+			return husk_error(err, HUSK_E_TOO_LARGE,
+					  "%s: over %d fields", d->name,
+					  TTRPC_MAX_FIELDS);
+		switch (tag & 7) {
+		case 0:
+			if (get_varint(p, n, &off, &len) < 0)
+				return husk_error(err, HUSK_E_PROTOCOL,
+						  "%s: truncated varint",
+						  d->name);
+			break;
+		case 1:
+		case 5: {
+			size_t w = (tag & 7) == 1 ? 8 : 4;
+
+			if (n - off < w)
+				return husk_error(err, HUSK_E_PROTOCOL,
+						  "%s: truncated fixed field",
+						  d->name);
+			off += w;
+			break;
+		}
+		case 2:
+			if (get_varint(p, n, &off, &len) < 0 || len > n - off)
+				return husk_error(err, HUSK_E_PROTOCOL,
+						  "%s: field %llu overruns the "
+						  "message", d->name,
+						  (unsigned long long)(tag >> 3));
+			if (f && f->type == PROTOBUF_C_TYPE_MESSAGE) {
+				if (pb_walk(f->descriptor, p + off, len,
+					    depth + 1, count, err) < 0)
+					return -1;
+			} else if (f && f->type != PROTOBUF_C_TYPE_STRING &&
+				   f->type != PROTOBUF_C_TYPE_BYTES) {
+				/* Packed scalars: up to one per byte. */
+				*count += len;
+				if (*count > TTRPC_MAX_FIELDS)
+					return husk_error(err,
+						HUSK_E_TOO_LARGE, "%s: over %d "
+						"fields", d->name,
+						TTRPC_MAX_FIELDS);
+			}
+			off += len;
+			break;
+		default:
+			return husk_error(err, HUSK_E_PROTOCOL, "%s: wire type "
+					  "%u", d->name, (unsigned)(tag & 7));
+		}
+	}
+	return 0;
+}
+
+int ttrpc_decode(const ProtobufCMessageDescriptor *d, const uint8_t *p,
+		 size_t n, ProtobufCMessage **out, struct husk_err **err)
+{
+	size_t count = 0;
+
+	*out = NULL;
+	if (n > TTRPC_MAX_MSG)
+		return husk_error(err, HUSK_E_TOO_LARGE, "%s of %zu bytes",
+				  d->name, n);
+	if (pb_walk(d, p, n, 0, &count, err) < 0)
+		return -1;
+	*out = protobuf_c_message_unpack(d, NULL, n, p);
+	if (!*out)
+		return husk_error(err, HUSK_E_PROTOCOL, "%zu bytes are not a "
+				  "valid %s", n, d->name);
+	return 0;
+}
+
 /* Service and method names index the method table and go into log
  * lines: printable ASCII, bounded. */
 static int check_name(const char *s, const char *what, struct husk_err **err)
@@ -192,14 +305,9 @@ int ttrpc_request_decode(const uint8_t *p, size_t n, Ttrpc__Request **out,
 	Ttrpc__Request *req;
 
 	*out = NULL;
-	if (n > TTRPC_MAX_MSG)
-		return husk_error(err, HUSK_E_TOO_LARGE,
-				  "ttrpc request of %zu bytes", n);
-	req = ttrpc__request__unpack(NULL, n, p);
-	if (!req)
-		return husk_error(err, HUSK_E_PROTOCOL,
-				  "ttrpc request of %zu bytes is not a "
-				  "valid ttrpc.Request", n);
+	if (ttrpc_decode(&ttrpc__request__descriptor, p, n,
+			 (ProtobufCMessage **)&req, err) < 0)
+		return husk_error_wrap(err, "ttrpc request");
 	if (check_name(req->service, "service", err) < 0 ||
 	    check_name(req->method, "method", err) < 0) {
 		ttrpc__request__free_unpacked(req, NULL);
@@ -222,19 +330,24 @@ int ttrpc_response_decode(const uint8_t *p, size_t n, Ttrpc__Response **out,
 	Ttrpc__Response *resp;
 
 	*out = NULL;
-	if (n > TTRPC_MAX_MSG)
-		return husk_error(err, HUSK_E_TOO_LARGE,
-				  "ttrpc response of %zu bytes", n);
-	resp = ttrpc__response__unpack(NULL, n, p);
-	if (!resp)
-		return husk_error(err, HUSK_E_PROTOCOL,
-				  "ttrpc response of %zu bytes is not a "
-				  "valid ttrpc.Response", n);
+	if (ttrpc_decode(&ttrpc__response__descriptor, p, n,
+			 (ProtobufCMessage **)&resp, err) < 0)
+		return husk_error_wrap(err, "ttrpc response");
 	*out = resp;
 	return 0;
 }
 
 /* -------------------------------------------------------- write queue */
+
+int ttrpc_set_nonblock(int fd, struct husk_err **err)
+{
+	int fl = fcntl(fd, F_GETFL);
+
+	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+		return husk_error_sys(err, errno, "fcntl O_NONBLOCK on fd %d",
+				      fd);
+	return 0;
+}
 
 int ttrpc_wq_push(struct ttrpc_wq *q, uint32_t stream, uint8_t type,
 		  const ProtobufCMessage *m, struct husk_err **err)
@@ -390,12 +503,11 @@ int ttrpc_any_unpack(const Gpb__Any *any, const char *type_url,
 		return husk_error(err, HUSK_E_INVALID,
 				  "an Any of type \"%.128s\" where %s was "
 				  "expected", any->type_url, type_url);
-	*out = protobuf_c_message_unpack(d, NULL, any->value.len,
-					 any->value.data);
-	if (!*out)
-		return husk_error(err, HUSK_E_INVALID,
-				  "%s of %zu bytes does not decode", type_url,
-				  any->value.len);
+	if (ttrpc_decode(d, any->value.data, any->value.len, out, err) < 0) {
+		if (err && *err)
+			(*err)->code = HUSK_E_INVALID;
+		return husk_error_wrap(err, "%s", type_url);
+	}
 	return 0;
 }
 

@@ -109,6 +109,14 @@ int ttrpc_request_decode(const uint8_t *p, size_t n, Ttrpc__Request **out,
 			 struct husk_err **err);
 int ttrpc_response_decode(const uint8_t *p, size_t n, Ttrpc__Response **out,
 			  struct husk_err **err);
+/*
+ * Decode n bytes as a d message, after a walk of the wire that refuses
+ * malformed input and more than 65536 fields at any depth (protobuf-c
+ * would allocate a struct for each).  Free *out with
+ * protobuf_c_message_free_unpacked(*out, NULL).
+ */
+int ttrpc_decode(const ProtobufCMessageDescriptor *d, const uint8_t *p,
+		 size_t n, ProtobufCMessage **out, struct husk_err **err);
 
 /* ------------------------------------------------------------- server */
 
@@ -150,7 +158,8 @@ size_t ttrpc_server_nconns(const struct ttrpc_server *s);
 void ttrpc_server_on_conn_close(struct ttrpc_server *s,
 				void (*cb)(struct ttrpc_server *, void *),
 				void *arg);
-/* Closes the listener and every connection; calls not yet answered
+/* Not from inside a handler (answer Shutdown, then free from the loop).
+ * Closes the listener and every connection; calls not yet answered
  * stay with their handlers, which answer (into nothing) or drop them
  * with ttrpc_call_drop(). */
 void ttrpc_server_free(struct ttrpc_server *s);

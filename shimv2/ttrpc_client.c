@@ -167,8 +167,13 @@ static void client_write_cb(struct ev_loop *loop, ev_io *w, int revents)
 struct ttrpc_client *ttrpc_client_new(struct ev_loop *loop, int fd,
 				      struct husk_err **err)
 {
-	struct ttrpc_client *c = calloc(1, sizeof(*c));
+	struct ttrpc_client *c;
 
+	if (ttrpc_set_nonblock(fd, err) < 0) {
+		close(fd);
+		return NULL;
+	}
+	c = calloc(1, sizeof(*c));
 	if (!c) {
 		close(fd);
 		husk_error_sys(err, errno, "ttrpc client");

@@ -166,11 +166,19 @@ static void call_free(struct ttrpc_call *call)
 static void call_answer(struct ttrpc_call *call, int code, const char *msg,
 			const void *payload, size_t n)
 {
-	if (call->conn)
-		conn_send(call->conn, call->stream, code, msg, payload, n);
-	else
+	struct ttrpc_conn *c = call->conn;
+
+	/* Out of the connection's list first: a write failure closes the
+	 * connection, which must not report this call as orphaned. */
+	if (c) {
+		c->refs++;
+		call_unlink(call);
+		conn_send(c, call->stream, code, msg, payload, n);
+		conn_unref(c);
+	} else {
 		log_debug("ttrpc: answer to stream %u dropped: its "
 			  "connection has gone", call->stream);
+	}
 	call_free(call);
 }
 
@@ -334,21 +342,17 @@ static void dispatch(struct ttrpc_conn *c, uint32_t stream,
 	}
 	call->stream = stream;
 	call->req = req;
-	if (m->in) {
-		call->msg = protobuf_c_message_unpack(m->in, NULL,
-						      req->payload.len,
-						      req->payload.data);
-		if (!call->msg) {
-			char msg[2 * TTRPC_NAME_MAX + 64];
+	if (m->in && ttrpc_decode(m->in, req->payload.data, req->payload.len,
+				  &call->msg, &err) < 0) {
+		char msg[2 * TTRPC_NAME_MAX + 256];
 
-			snprintf(msg, sizeof(msg), "%s/%s: the request is not "
-				 "a valid %s", req->service, req->method,
-				 m->in->name);
-			call_free(call);
-			conn_send(c, stream, TTRPC_INVALID_ARGUMENT, msg,
-				  NULL, 0);
-			return;
-		}
+		snprintf(msg, sizeof(msg), "%s/%s: %s", req->service,
+			 req->method, err->msg);
+		call_free(call);
+		conn_send(c, stream, err->code == HUSK_E_TOO_LARGE ?
+			  TTRPC_RESOURCE_EXHAUSTED : TTRPC_INVALID_ARGUMENT,
+			  msg, NULL, 0);
+		return;
 	}
 	call->conn = c;
 	c->refs++;
@@ -446,7 +450,6 @@ static void conn_close(struct ttrpc_conn *c)
 	if (c->next)
 		c->next->prev = c->prev;
 	s->nconns--;
-	c->refs++;
 	/* Calls still in flight stay with their handlers; those who
 	 * asked are told, and may answer (into nothing) or drop. */
 	while (c->calls) {
@@ -460,14 +463,21 @@ static void conn_close(struct ttrpc_conn *c)
 	}
 	if (s->on_close)
 		s->on_close(s, s->on_close_arg);
+	/* The server's own reference: the memory goes now, or when the
+	 * read callback that closed it returns. */
 	conn_unref(c);
 }
 
 struct ttrpc_conn *ttrpc_server_add_fd(struct ttrpc_server *s, int fd,
 				       struct husk_err **err)
 {
-	struct ttrpc_conn *c = calloc(1, sizeof(*c));
+	struct ttrpc_conn *c;
 
+	if (ttrpc_set_nonblock(fd, err) < 0) {
+		close(fd);
+		return NULL;
+	}
+	c = calloc(1, sizeof(*c));
 	if (!c) {
 		close(fd);
 		husk_error_sys(err, errno, "ttrpc connection");
@@ -529,6 +539,10 @@ int ttrpc_server_listen_fd(struct ttrpc_server *s, int fd,
 		close(fd);
 		return husk_error(err, HUSK_E_EXISTS,
 				  "ttrpc server already listens");
+	}
+	if (ttrpc_set_nonblock(fd, err) < 0) {
+		close(fd);
+		return -1;
 	}
 	s->listen_fd = fd;
 	ev_io_init(&s->accept_w, accept_cb, fd, EV_READ);

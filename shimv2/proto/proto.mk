@@ -39,3 +39,8 @@ $(B)/tests/test_ttrpc: LDLIBS += $(PROTOBUF_C_LIBS)
 build/fuzz/fuzz_ttrpc: shimv2/ttrpc.c $(PROTO_C) | $(PROTO_H)
 build/fuzz/fuzz_ttrpc: FUZZ_CFLAGS += -I$(PROTO_GEN) $(PROTOBUF_C_CFLAGS)
 build/fuzz/fuzz_ttrpc: LDLIBS += $(PROTOBUF_C_LIBS)
+
+# Both ends of the protocol against containerd's programs (ttrpc.bats).
+$(call obj,tests/helpers/ttrpc_peer.c): | $(PROTO_H)
+$(B)/tests/helpers/ttrpc_peer: $(TTRPC_OBJS)
+$(B)/tests/helpers/ttrpc_peer: LDLIBS += $(PROTOBUF_C_LIBS)
