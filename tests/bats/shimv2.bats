@@ -121,6 +121,8 @@ teardown() {
 	echo "$output"
 	[ "$status" -eq 0 ]
 	wait_task d1 RUNNING
+	sock=$(shim_sock_of d1)
+	[ -S "$sock" ]
 	wait_for -t 60 grep -q d1-out "$EN/binlog.out"
 	wait_for -t 60 grep -q d1-err "$EN/binlog.err"
 
@@ -196,6 +198,7 @@ teardown() {
 	run ctrc container rm d1
 	[ "$status" -eq 0 ]
 	shimv2_assert_gone d1
+	wait_for -t 30 test ! -e "$sock"
 
 	# The shim's events, forwarded to containerd, in the order they
 	# happened; each exec's three, and one exit per process.
@@ -236,6 +239,7 @@ teardown() {
 	[ "$(cat "$(bundle_of p1)/address")" = "$(cat "$(bundle_of c1)/address")" ]
 	shim=$(shim_pid_of p1)
 	[ -n "$shim" ]
+	sock=$(shim_sock_of p1)
 	[ "$(pgrep -f "containerd-shim-husk-v2 .*$EN/" | wc -l)" -eq 1 ]
 	# One VM: one QEMU, and both containers see the same kernel boot.
 	[ "$(pgrep -f "qemu-system.*$EN/" | wc -l)" -eq 1 ]
@@ -277,6 +281,7 @@ teardown() {
 	wait_for -t 60 proc_gone "$shim"
 	shimv2_assert_gone p1
 	shimv2_assert_gone c1
+	wait_for -t 30 test ! -e "$sock"
 }
 
 @test "kill -9 of the shim: containerd's cleanup leaves no process, mount or state" {
@@ -287,6 +292,7 @@ teardown() {
 	wait_task k1 RUNNING
 	shim=$(shim_pid_of k1)
 	[ -n "$shim" ]
+	sock=$(shim_sock_of k1)
 	qemu=$(pgrep -f "qemu-system.*$EN/")
 	[ -n "$qemu" ]
 	kill -9 "$shim"
@@ -307,6 +313,8 @@ teardown() {
 		wait_for -t 60 proc_gone "$p"
 	done
 	shimv2_assert_gone k1
+	# The dead shim's socket too (the shim's `delete` removes it).
+	wait_for -t 30 test ! -e "$sock"
 }
 
 @test "containerd restarted on the same root finds the shim by its address file and the task still works" {
@@ -317,6 +325,7 @@ teardown() {
 	wait_task s1 RUNNING
 	shim=$(shim_pid_of s1)
 	[ -n "$shim" ]
+	sock=$(shim_sock_of s1)
 
 	engines_stop_containerd
 	# The shim and its VM outlive containerd.
@@ -339,6 +348,7 @@ teardown() {
 	[ "$status" -eq 0 ]
 	wait_for -t 60 proc_gone "$shim"
 	shimv2_assert_gone s1
+	wait_for -t 30 test ! -e "$sock"
 }
 
 @test "containerd's CRI plugin loads with a husk runtime handler whose options name a husk.conf" {
@@ -385,18 +395,26 @@ teardown() {
 	wait_for -t 60 grep -q q1-says-hello "$EN/q1.log"
 	shim=$(shim_pid_of q1)
 	[ -n "$shim" ]
+	sock=$(shim_sock_of q1)
 	qemu=$(pgrep -f "qemu-system.*$EN/")
 	[ "$(wc -w <<<"$qemu")" -eq 1 ]
 	kill -9 $qemu
 	wait_task q1 STOPPED 120
 	wait_for -t 60 grep -q '/tasks/exit {"container_id":"q1","id":"q1"' "$EN/events"
 	[ "$(grep -c '/tasks/exit {"container_id":"q1","id":"q1"' "$EN/events")" -eq 1 ]
+	# A status that says it failed (JSON leaves a 0 out).
+	st=$(grep '/tasks/exit {"container_id":"q1","id":"q1"' "$EN/events" |
+		sed -n 's/.*"exit_status":\([0-9]*\).*/\1/p')
+	echo "exit status when the VM died: $st"
+	[ -n "$st" ]
+	[ "$st" -ne 0 ]
 	run timeout 120 $(ctr_cmd) task delete q1
 	[ "$status" -eq 0 ]
 	run ctrc container rm q1
 	[ "$status" -eq 0 ]
 	wait_for -t 60 proc_gone "$shim"
 	shimv2_assert_gone q1
+	wait_for -t 30 test ! -e "$sock"
 }
 
 @test "nothing left once containerd stops" {

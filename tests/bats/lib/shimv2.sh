@@ -19,6 +19,7 @@
 #   task_status ID             RUNNING, PAUSED, STOPPED... or nothing
 #   wait_task ID STATUS        poll until the task has STATUS (bounded)
 #   bundle_of ID               containerd's bundle (state) dir of task ID
+#   shim_sock_of ID            the socket the bundle's address names
 #   shim_pid_of ID             the shim daemon serving task ID (the one
 #                              listening on the bundle's address)
 #   en_procs                   pids naming $EN/ that are not containerd
@@ -120,6 +121,12 @@ wait_task_gone() {
 
 bundle_of() {
 	echo "$EN/ctd-state/io.containerd.runtime.v2.task/$SHIMV2_NS/$1"
+}
+
+shim_sock_of() {
+	local addr
+	addr=$(cat "$(bundle_of "$1")/address" 2>/dev/null) || return 1
+	echo "${addr#unix://}"
 }
 
 # The process that listens on the socket the bundle's address names.
