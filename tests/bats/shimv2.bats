@@ -182,10 +182,13 @@ teardown() {
 	[ "$status" -eq 0 ]
 	out=
 	for i in $(seq 1 100); do
+		# The trap's file may be there yet empty: poll its content.
 		out=$(timeout 120 $(ctr_cmd) task exec --exec-id "e3-$i" d1 \
-			/bin/cat /tmp/usr1 2>/dev/null) && break
+			/bin/cat /tmp/usr1 2>/dev/null) || true
+		[ "$out" = got-USR1 ] && break
 		sleep 0.2
 	done
+	echo "last exec said: '$out'"
 	[ "$out" = got-USR1 ]
 	wait_task d1 RUNNING
 
