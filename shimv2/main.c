@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "libhusk/daemon.h"
@@ -113,6 +114,8 @@ static void open_log_fifo(struct husk_daemon *d)
 static int sv_open(struct husk_daemon *d, struct husk_err **err)
 {
 	struct sv *s = d->arg;
+	int listening = 0;
+	socklen_t len = sizeof(listening);
 
 	s->loop = d->loop;
 	if (action == ACT_START) {
@@ -126,7 +129,8 @@ static int sv_open(struct husk_daemon *d, struct husk_err **err)
 	}
 	/* The daemon: `start` left the listening socket at 3 and /dev/null
 	 * on our stdio. */
-	if (fcntl(3, F_GETFD) < 0)
+	if (getsockopt(3, SOL_SOCKET, SO_ACCEPTCONN, &listening,
+		       &len) < 0 || !listening)
 		return husk_error(err, HUSK_E_INVALID, "no listening socket at "
 				  "descriptor 3: the daemon is started by "
 				  "`%s start`", SV_NAME);
