@@ -1,7 +1,7 @@
 /*
  * husk-agent: the container engine inside the VM (PID 1), or on a host
- * for tests with --channel.  Set-up, the host channel, the method
- * table, then the loop.
+ * for tests with --channel.  The method table, the host channel, then
+ * options, open, run on libhusk/daemon.h.
  *
  * The agent does not confine itself (no seccomp, no capability cut): it
  * is the guest's init and builds containers, which needs every
@@ -9,7 +9,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -20,6 +19,7 @@
 #include <unistd.h>
 
 #include "libhusk/cleanup.h"
+#include "libhusk/daemon.h"
 #include "libhusk/log.h"
 #include "libhusk/util.h"
 #include "agent/cgroup.h"
@@ -183,26 +183,72 @@ retry:
 	ev_timer_start(loop, w);
 }
 
-/* Host mode: SIGTERM and SIGINT end the loop, so that an operator (or
- * a sanitizer's leak check) sees a clean exit. */
-static void stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
-{
-	log_info("%s: signal %d, stopping", __func__, w->signum);
-	ev_break(loop, EVBREAK_ALL);
-}
-
 static void child_cb(struct ev_loop *loop, ev_child *w, int revents)
 {
 	ct_reaped(w->data, w->rpid, w->rstatus);
 }
 
 /* ------------------------------------------------------------------ */
-/* set-up                                                              */
+/* Options                                                             */
 
-static const char usage[] =
-	"usage: husk-agent [--channel unix:PATH] [--shared-dir DIR]\n"
-	"                  [--log-level error|warn|info|debug]\n"
-	"                  [--cgroup-root NAME] [--net] [--help] [--version]\n";
+#define XSTR(x) STR(x)
+#define STR(x) #x
+
+static char *channel;
+static bool debug;
+
+static const struct option agent_options[] = {
+	{ "channel", required_argument, NULL, 'c' },
+	{ "shared-dir", required_argument, NULL, 's' },
+	{ "cgroup-root", required_argument, NULL, 'g' },
+	{ "net", no_argument, NULL, 'n' },
+	{ NULL, 0, NULL, 0 },
+};
+
+static int agent_option(struct husk_daemon *d, int key, const char *arg,
+			struct husk_err **err)
+{
+	switch (key) {
+	case 'c':
+		if (strncmp(arg, "unix:", 5) != 0 || !arg[5])
+			return husk_error(err, HUSK_E_INVALID, "--channel "
+					  "`%s`: expected unix:PATH", arg);
+		channel = (char *)arg + 5;
+		break;
+	case 's':
+		agent.shared_dir = (char *)arg;
+		break;
+	case 'g':
+		if (!arg[0] || arg[0] == '/' || strstr(arg, ".."))
+			return husk_error(err, HUSK_E_INVALID, "--cgroup-root "
+					  "`%s`: a relative name without ..",
+					  arg);
+		core.cgroup_root = (char *)arg;
+		break;
+	case 'n':
+		agent.net_ok = true;
+		break;
+	}
+	return 0;
+}
+
+static int agent_check(struct husk_daemon *d, struct husk_err **err)
+{
+	agent.host_mode = channel != NULL;
+	if (!agent.host_mode && getpid() != 1)
+		return husk_error(err, HUSK_E_INVALID, "without --channel it "
+				  "must run as PID 1 in the guest");
+	if (agent.host_mode && !agent.shared_dir)
+		return husk_error(err, HUSK_E_INVALID, "--channel needs "
+				  "--shared-dir");
+	/* PID 1 takes no stop signal: the host stops the VM. */
+	if (!agent.host_mode)
+		d->flags |= HUSK_DAEMON_OWN_SIGNALS;
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Open, run (no confinement: see the top of this file)               */
 
 /* PID 1 may start without 0, 1 and 2: fill them so that the pipes
  * handed to containers never land there. */
@@ -231,81 +277,16 @@ static int read_cap_last(void)
 	return (int)v;
 }
 
-static int parse_args(int argc, char **argv, char **channel, int *level)
-{
-	static const struct option opts[] = {
-		{ "channel", required_argument, NULL, 'c' },
-		{ "shared-dir", required_argument, NULL, 's' },
-		{ "log-level", required_argument, NULL, 'l' },
-		{ "cgroup-root", required_argument, NULL, 'g' },
-		{ "net", no_argument, NULL, 'n' },
-		{ "help", no_argument, NULL, 'h' },
-		{ "version", no_argument, NULL, 'V' },
-		{ NULL, 0, NULL, 0 },
-	};
-	int ch;
-
-	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		switch (ch) {
-		case 'c':
-			if (strncmp(optarg, "unix:", 5) != 0 || !optarg[5]) {
-				fprintf(stderr, "husk-agent: --channel takes unix:PATH\n");
-				return -1;
-			}
-			*channel = optarg + 5;
-			break;
-		case 's':
-			agent.shared_dir = optarg;
-			break;
-		case 'l':
-			*level = husk_log_level_parse(optarg);
-			if (*level < 0) {
-				fprintf(stderr, "husk-agent: bad --log-level %s\n",
-					optarg);
-				return -1;
-			}
-			break;
-		case 'g':
-			if (!optarg[0] || optarg[0] == '/' ||
-			    strstr(optarg, "..")) {
-				fprintf(stderr, "husk-agent: bad --cgroup-root %s\n",
-					optarg);
-				return -1;
-			}
-			core.cgroup_root = optarg;
-			break;
-		case 'n':
-			agent.net_ok = true;
-			break;
-		case 'h':
-			fputs(usage, stdout);
-			exit(HUSK_EXIT_OK);
-		case 'V':
-			printf("husk-agent %s (protocol %d)\n", AGENT_VERSION,
-			       IPC_PROTOCOL_VERSION);
-			exit(HUSK_EXIT_OK);
-		default:
-			return -1;
-		}
-	}
-	if (optind != argc) {
-		fprintf(stderr, "husk-agent: unexpected argument %s\n",
-			argv[optind]);
-		return -1;
-	}
-	return 0;
-}
-
-static int start_host_mode(const char *channel, struct husk_err **err)
+static int start_host_mode(const char *path, struct husk_err **err)
 {
 	struct ipc_server_opts so;
 
 	memset(&so, 0, sizeof(so));
 	conn_opts(&so.conn, &agent);
-	core.server = ipc_server_new(core.loop, channel, &so, err);
+	core.server = ipc_server_new(core.loop, path, &so, err);
 	if (!core.server)
 		return -1;
-	log_info("%s: listening on %s, shared dir %s", __func__, channel,
+	log_info("%s: listening on %s, shared dir %s", __func__, path,
 		 agent.shared_dir);
 	return 0;
 }
@@ -320,86 +301,100 @@ static int start_vm_mode(struct husk_err **err)
 	return 0;
 }
 
-int main(int argc, char **argv)
+static int agent_open(struct husk_daemon *d, struct husk_err **err)
 {
 	static char *copy_roots[] = { "/run/husk", NULL };
-	struct husk_err *err = NULL;
-	char *channel = NULL;
-	int level = HUSK_LOG_INFO;
-	bool debug = false;
+	const char *dir;
 
-	agent.core = &core;
-	core.cgroup_root = "husk";
-	core.sandbox_pidns_fd = -1;
-	core.port_fd = -1;
-	if (parse_args(argc, argv, &channel, &level) < 0) {
-		fputs(usage, stderr);
-		return HUSK_EXIT_USAGE;
-	}
-	agent.host_mode = channel != NULL;
-	husk_log_init("agent", level, HUSK_LOG_TEXT);
 	if (!agent.host_mode) {
-		if (getpid() != 1) {
-			fprintf(stderr, "husk-agent: without --channel it must run as PID 1 in the guest\n");
-			return HUSK_EXIT_USAGE;
-		}
-		if (init_guest(&agent, &debug, &err) < 0)
-			goto fatal;
-		if (debug && level < HUSK_LOG_DEBUG)
+		if (init_guest(&agent, &debug, err) < 0)
+			return -1;
+		if (debug && husk_log_get_level() < HUSK_LOG_DEBUG)
 			husk_log_set_level(HUSK_LOG_DEBUG);
+		/* init_guest logs to the console; --log still wins. */
+		if (d->log_path && husk_log_open(d->log_path) < 0)
+			return husk_error(err, HUSK_E_SYSTEM, "open log `%s`: "
+					  "%s", d->log_path, strerror(errno));
 		if (!agent.shared_dir)
 			agent.shared_dir = AGENT_SHARED_DIR;
 	} else {
-		if (!agent.shared_dir) {
-			fprintf(stderr, "husk-agent: --channel needs --shared-dir\n");
-			return HUSK_EXIT_USAGE;
-		}
 		/* Orphans of our containers come back to us to be reaped. */
 		prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
 	}
-	agent.shared_dir = realpath(agent.shared_dir, NULL);
-	if (!agent.shared_dir) {
-		husk_error_sys(&err, errno, "shared dir");
-		goto fatal;
-	}
+	dir = agent.shared_dir;
+	agent.shared_dir = realpath(dir, NULL);
+	if (!agent.shared_dir)
+		return husk_error_sys(err, errno, "shared dir `%s`", dir);
 	agent.copy_roots = copy_roots;
 	fill_std_fds();
-	signal(SIGPIPE, SIG_IGN);
 	core.cap_last = read_cap_last();
 	core.self_pidns_fd = open("/proc/self/ns/pid", O_RDONLY | O_CLOEXEC);
-	if (core.self_pidns_fd < 0) {
-		husk_error_sys(&err, errno, "open /proc/self/ns/pid");
-		goto fatal;
-	}
-	if (cg_init(&err) < 0)
-		goto fatal;
-	core.loop = EV_DEFAULT;
+	if (core.self_pidns_fd < 0)
+		return husk_error_sys(err, errno, "open /proc/self/ns/pid");
+	if (cg_init(err) < 0)
+		return -1;
+	core.loop = d->loop;
 	ev_child_init(&core.child_w, child_cb, 0, 0);
 	core.child_w.data = &agent;
 	ev_child_start(core.loop, &core.child_w);
 	ev_timer_init(&core.reopen_w, reopen_port, REOPEN_SECONDS, 0.);
 	core.reopen_w.data = &agent;
-	if ((agent.host_mode ? start_host_mode(channel, &err) :
-	     start_vm_mode(&err)) < 0)
-		goto fatal;
-	if (!agent.host_mode)
-		init_power_button(&agent, core.loop, ct_powerdown);
-	if (agent.host_mode) {
-		static ev_signal term_w, int_w;
+	return 0;
+}
 
-		ev_signal_init(&term_w, stop_cb, SIGTERM);
-		ev_signal_init(&int_w, stop_cb, SIGINT);
-		ev_signal_start(core.loop, &term_w);
-		ev_signal_start(core.loop, &int_w);
-	}
-	ev_run(core.loop, 0);
+static int agent_run(struct husk_daemon *d, struct husk_err **err)
+{
+	if (agent.host_mode)
+		return start_host_mode(channel, err);
+	if (start_vm_mode(err) < 0)
+		return -1;
+	init_power_button(&agent, core.loop, ct_powerdown);
+	return 0;
+}
+
+static void agent_close(struct husk_daemon *d)
+{
 	if (core.server)
 		ipc_server_free(core.server);
 	free(agent.shared_dir);
-	return HUSK_EXIT_OK;
-fatal:
-	log_warnx("husk-agent: %s", err ? err->msg : "failed");
-	if (!agent.host_mode)
-		init_poweroff();
-	return husk_err_exit_code(err);
+}
+
+/* PID 1 may not exit: the VM powers off instead. */
+static void agent_on_fatal(struct husk_daemon *d, int code, const char *msg)
+{
+	if (agent.host_mode)
+		return;
+	fprintf(stderr, "husk-agent: %s\n", msg);
+	init_poweroff();
+}
+
+static struct husk_daemon agent_daemon = {
+	.name = "husk-agent",
+	.tag = "agent",
+	.version = AGENT_VERSION " (protocol " XSTR(IPC_PROTOCOL_VERSION) ")",
+	.usage = "[--channel unix:PATH] [--shared-dir DIR]\n"
+		 "[--cgroup-root NAME] [--net]",
+	.options = agent_options,
+	.option = agent_option,
+	.check = agent_check,
+	.open = agent_open,
+	/* No confinement: the agent is the guest's init and builds
+	 * containers with every privilege the guest has; the VM is its
+	 * boundary (docs/agent.md). */
+	.confine = NULL,
+	.run = agent_run,
+	.close = agent_close,
+	.on_fatal = agent_on_fatal,
+	.flags = HUSK_DAEMON_NO_SANDBOX_OPT | HUSK_DAEMON_NO_SECCOMP_OPT,
+	.log_level = HUSK_LOG_INFO,
+	.arg = &agent,
+};
+
+int main(int argc, char **argv)
+{
+	agent.core = &core;
+	core.cgroup_root = "husk";
+	core.sandbox_pidns_fd = -1;
+	core.port_fd = -1;
+	return husk_daemon_main(&agent_daemon, argc, argv);
 }

@@ -41,6 +41,7 @@
 #include <unistd.h>
 
 #include "libhusk/cleanup.h"
+#include "libhusk/daemon.h"
 #include "libhusk/log.h"
 #include "libhusk/util.h"
 #include "agent/cgroup.h"
@@ -444,7 +445,8 @@ static int spawn_common(struct agent *a, struct spawn *sp, int flags,
 		_exit(127);
 	}
 	if (pidns_fd >= 0 && setns(core->self_pidns_fd, CLONE_NEWPID) < 0)
-		fatal("%s: back to our pid namespace", __func__);
+		husk_daemon_fatal(HUSK_EXIT_SYSTEM, "%s: back to our pid "
+				  "namespace: %s", __func__, strerror(errno));
 	if (pid < 0) {
 		husk_error_sys(err, errno, "clone");
 		goto fail;

@@ -13,6 +13,7 @@
 
 #include "hv.h"
 #include "libhusk/confine.h"
+#include "libhusk/daemon.h"
 
 static const char *const hv_syscalls[] = {
 	/* signal QEMU and virtiofsd (stop, kill, leftovers) */
@@ -75,11 +76,13 @@ static const struct husk_profile hv_profile = {
 	.rlimits = NULL,
 };
 
-int hv_confine(bool no_seccomp, bool debug, struct husk_err **err)
+/* The driver's confinement point (HUSK_DAEMON_CONFINE_LATER): life.c's
+ * started() asks for it through husk_daemon_confine(). */
+int hv_confine(struct husk_daemon *d, struct husk_err **err)
 {
 	struct husk_confine_opts o = {
-		.seccomp_debug = debug,
-		.no_seccomp = no_seccomp,
+		.seccomp_debug = d->seccomp_debug,
+		.no_seccomp = d->no_seccomp,
 	};
 
 	return husk_confine(&hv_profile, &o, err);

@@ -3,7 +3,7 @@
  * only program that starts, stops or reconfigures the VM
  * (docs/hypervisor.md).
  *
- *   main.c      options, set-up, the loop, leftovers of a dead driver
+ *   main.c      leftovers of a dead driver; options, open, run (daemon.h)
  *   methods.c   the RPC method table, requests in flight, devices,
  *               events to subscribers; stop, pause, status
  *   life.c      QEMU's life: starting it (and virtiofsd), QMP, its exit
@@ -163,8 +163,6 @@ struct hv_opts {
 	const char *state_dir;
 	const char *qemu;
 	const char *virtiofsd;
-	bool no_seccomp;
-	bool seccomp_debug;
 	uint32_t qemu_uid_base, qemu_uid_count;
 	const char *uid_lock_dir;       /* per-uid lock files, root-only */
 	const char *kvm_group;          /* NULL: /dev/kvm's own */
@@ -233,7 +231,10 @@ void hv_sink_drain(struct hv_sink *s);
 void hv_sink_free(struct hv_sink *s);
 uint64_t hv_sink_bytes(const struct hv_sink *s);
 
-/* confine.c */
-int hv_confine(bool no_seccomp, bool debug, struct husk_err **err);
+/* confine.c: the confinement point, once QEMU runs */
+struct husk_daemon;
+int hv_confine(struct husk_daemon *d, struct husk_err **err);
+/* main.c: the driver as a daemon (libhusk/daemon.h) */
+extern struct husk_daemon hv_daemon;
 
 #endif

@@ -21,6 +21,7 @@
 #include "hv.h"
 #include "qmp.h"
 #include "libhusk/cleanup.h"
+#include "libhusk/daemon.h"
 #include "libhusk/log.h"
 #include "libhusk/util.h"
 #include "libipc/ipc.h"
@@ -368,7 +369,6 @@ static void qmp_closed(struct qmp *q, const struct husk_err *why, void *arg)
 
 void started(struct qmp *q, void *arg)
 {
-	struct husk_err *e = NULL;
 	struct op *op = hv.start_op;
 	msgpack_packer *pk;
 
@@ -377,11 +377,9 @@ void started(struct qmp *q, void *arg)
 	log_info("started: QEMU %d ready in %llu ms (%s)", (int)hv.qemu_pid,
 		 (unsigned long long)(husk_now_ms() - hv.start_ms),
 		 hv.cfg.accel == HV_ACCEL_KVM ? "kvm" : "tcg");
-	if (!hv.confined) {
-		if (hv_confine(hv.o.no_seccomp, hv.o.seccomp_debug, &e) < 0)
-			fatalx("started: %s", e->msg);
-		hv.confined = true;
-	}
+	/* The driver's confinement point: nothing is forked from here on
+	 * (a second start finds it done). */
+	husk_daemon_confine(&hv_daemon);
 	if (!op)
 		return;
 	if (!ipc_conn_closed(op->c)) {

@@ -1,14 +1,15 @@
 /*
- * husk-hypervisor: set-up, then the loop (husk-hypervisor(8)).
+ * husk-hypervisor: the state file, then options, open, run on
+ * libhusk/daemon.h (husk-hypervisor(8)).
  *
- * Set-up: options, log, the state directory, leftovers of a driver that
- * died (their pids are in the state file), the RPC socket.  The driver
- * confines itself once QEMU runs (life.c: started()), because until
- * then it must still fork and exec.
+ * Open: the state directory, leftovers of a driver that died (their
+ * pids are in the state file), the RPC socket.  The driver's
+ * confinement point comes later, once QEMU answers on QMP (life.c:
+ * started() calls husk_daemon_confine()), because until then it must
+ * still fork and exec QEMU and virtiofsd.
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,20 +19,12 @@
 
 #include "hv.h"
 #include "libhusk/cleanup.h"
-#include "libhusk/confine.h"
+#include "libhusk/daemon.h"
 #include "libhusk/log.h"
 #include "libhusk/util.h"
 #include "libipc/ipc.h"
 
 #define STATE_FILE "hypervisor.state"
-
-static const char usage[] =
-"usage: husk-hypervisor --state-dir DIR [--socket PATH] [--sandbox ID]\n"
-"                       [--log FILE] [--log-level LEVEL] [--log-format FMT]\n"
-"                       [--qemu PATH] [--virtiofsd PATH] [--foreground]\n"
-"                       [--qemu-uids BASE:COUNT] [--uid-lock-dir DIR]\n"
-"                       [--kvm-group GROUP] [--no-seccomp]\n"
-"       husk-hypervisor --help | --version\n";
 
 static char *state_dir;
 
@@ -106,7 +99,28 @@ static void leftovers(void)
 }
 
 /* ------------------------------------------------------------------ */
-/* Signals and connections                                             */
+/* Options                                                             */
+
+static struct hv_opts opts = {
+	.qemu = "/usr/bin/qemu-system-x86_64",
+	.virtiofsd = "/usr/lib/qemu/virtiofsd",
+	.qemu_uid_base = HV_QEMU_UID_BASE,
+	.qemu_uid_count = HV_QEMU_UID_COUNT,
+	.uid_lock_dir = HV_UID_LOCK_DIR,
+};
+static const char *socket_path;
+static struct ipc_server *srv;
+
+static const struct option hv_options[] = {
+	{ "socket", required_argument, NULL, 's' },
+	{ "state-dir", required_argument, NULL, 'd' },
+	{ "qemu", required_argument, NULL, 'q' },
+	{ "virtiofsd", required_argument, NULL, 'v' },
+	{ "qemu-uids", required_argument, NULL, 'U' },
+	{ "uid-lock-dir", required_argument, NULL, 'K' },
+	{ "kvm-group", required_argument, NULL, 'G' },
+	{ NULL, 0, NULL, 0 },
+};
 
 /* BASE:COUNT of QEMU's uids. */
 static int parse_uids(const char *s, struct hv_opts *o)
@@ -123,12 +137,37 @@ static int parse_uids(const char *s, struct hv_opts *o)
 	return 0;
 }
 
-static void on_signal(struct ev_loop *loop, ev_signal *w, int revents)
+static int hv_option(struct husk_daemon *d, int key, const char *arg,
+		     struct husk_err **err)
 {
-	log_info("on_signal: %s: stopping", strsignal(w->signum));
-	hv_shutdown();
-	ev_break(loop, EVBREAK_ALL);
+	switch (key) {
+	case 's': socket_path = arg; break;
+	case 'd': opts.state_dir = arg; break;
+	case 'q': opts.qemu = arg; break;
+	case 'v': opts.virtiofsd = arg; break;
+	case 'K': opts.uid_lock_dir = arg; break;
+	case 'G': opts.kvm_group = arg; break;
+	case 'U':
+		if (parse_uids(arg, &opts) < 0)
+			return husk_error(err, HUSK_E_INVALID, "--qemu-uids "
+					  "`%s`: BASE:COUNT, BASE >= 1, COUNT "
+					  ">= 1, below 2^32 - 1", arg);
+		break;
+	}
+	return 0;
 }
+
+static int hv_check(struct husk_daemon *d, struct husk_err **err)
+{
+	if (!opts.state_dir)
+		return husk_error(err, HUSK_E_INVALID, "--state-dir is "
+				  "required");
+	opts.sandbox = d->sandbox;
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Open, run (confine: confine.c, called from life.c: started())      */
 
 static void on_close(struct ipc_conn *c, const struct husk_err *why,
 		     void *arg)
@@ -138,114 +177,17 @@ static void on_close(struct ipc_conn *c, const struct husk_err *why,
 	hv_conn_closed(c);
 }
 
-int main(int argc, char **argv)
+static int hv_open(struct husk_daemon *d, struct husk_err **err)
 {
-	static const struct option longopts[] = {
-		{ "socket", required_argument, NULL, 's' },
-		{ "sandbox", required_argument, NULL, 'i' },
-		{ "state-dir", required_argument, NULL, 'd' },
-		{ "log", required_argument, NULL, 'l' },
-		{ "log-level", required_argument, NULL, 'L' },
-		{ "log-format", required_argument, NULL, 'F' },
-		{ "qemu", required_argument, NULL, 'q' },
-		{ "virtiofsd", required_argument, NULL, 'v' },
-		{ "foreground", no_argument, NULL, 'f' },
-		{ "no-seccomp", no_argument, NULL, 'S' },
-		{ "qemu-uids", required_argument, NULL, 'U' },
-		{ "uid-lock-dir", required_argument, NULL, 'K' },
-		{ "kvm-group", required_argument, NULL, 'G' },
-		{ "help", no_argument, NULL, 'h' },
-		{ "version", no_argument, NULL, 'V' },
-		{ NULL, 0, NULL, 0 },
-	};
-	struct hv_opts o = {
-		.sandbox = "vm",
-		.qemu = "/usr/bin/qemu-system-x86_64",
-		.virtiofsd = "/usr/lib/qemu/virtiofsd",
-		.qemu_uid_base = HV_QEMU_UID_BASE,
-		.qemu_uid_count = HV_QEMU_UID_COUNT,
-		.uid_lock_dir = HV_UID_LOCK_DIR,
-	};
-	const char *socket = NULL, *logfile = NULL;
-	int level = HUSK_LOG_INFO, format = HUSK_LOG_TEXT, opt;
 	struct ipc_server_opts so = { 0 };
-	struct husk_err *e = NULL;
-	struct ipc_server *srv;
-	struct ev_loop *loop;
-	ev_signal sigterm, sigint;
-	char *tag;
 
-	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-		switch (opt) {
-		case 's': socket = optarg; break;
-		case 'i': o.sandbox = optarg; break;
-		case 'd': o.state_dir = optarg; break;
-		case 'l': logfile = optarg; break;
-		case 'q': o.qemu = optarg; break;
-		case 'v': o.virtiofsd = optarg; break;
-		case 'f': break;
-		case 'S': o.no_seccomp = true; break;
-		case 'K': o.uid_lock_dir = optarg; break;
-		case 'G': o.kvm_group = optarg; break;
-		case 'U':
-			if (parse_uids(optarg, &o) < 0) {
-				fprintf(stderr, "husk-hypervisor: bad "
-					"--qemu-uids %s: BASE:COUNT, BASE >= 1, "
-					"COUNT >= 1, below 2^32 - 1\n", optarg);
-				return HUSK_EXIT_USAGE;
-			}
-			break;
-		case 'L':
-			level = husk_log_level_parse(optarg);
-			if (level < 0) {
-				fprintf(stderr, "husk-hypervisor: bad "
-					"--log-level %s\n", optarg);
-				return HUSK_EXIT_USAGE;
-			}
-			break;
-		case 'F':
-			format = husk_log_format_parse(optarg);
-			if (format < 0) {
-				fprintf(stderr, "husk-hypervisor: bad "
-					"--log-format %s\n", optarg);
-				return HUSK_EXIT_USAGE;
-			}
-			break;
-		case 'h':
-			fputs(usage, stdout);
-			return HUSK_EXIT_OK;
-		case 'V':
-			printf("husk-hypervisor %s\n", HV_VERSION);
-			return HUSK_EXIT_OK;
-		default:
-			fputs(usage, stderr);
-			return HUSK_EXIT_USAGE;
-		}
-	}
-	if (optind != argc || !o.state_dir) {
-		fputs(usage, stderr);
-		return HUSK_EXIT_USAGE;
-	}
-	if (husk_id_validate(o.sandbox, "sandbox id", &e) < 0) {
-		fprintf(stderr, "husk-hypervisor: %s\n", e->msg);
-		return HUSK_EXIT_USAGE;
-	}
-	tag = husk_xasprintf("hypervisor/%s", o.sandbox);
-	husk_log_init(tag, level, format);
-	if (logfile && husk_log_open(logfile) < 0)
-		fatal("main: open log %s", logfile);
-
-	if (husk_mkdir_p(o.state_dir, 0700, &e) < 0)
-		fatalx("main: %s", e->msg);
-	state_dir = husk_xstrdup(o.state_dir);
-	if (!socket)
-		socket = husk_xasprintf("%s/hypervisor.sock", o.state_dir);
-	if (husk_seccomp_debug_env())
-		o.seccomp_debug = true;
-
-	signal(SIGPIPE, SIG_IGN);
-	loop = ev_default_loop(EVFLAG_AUTO);
-	hv_init(loop, &o);
+	if (husk_mkdir_p(opts.state_dir, 0700, err) < 0)
+		return -1;
+	state_dir = husk_xstrdup(opts.state_dir);
+	if (!socket_path)
+		socket_path = husk_xasprintf("%s/hypervisor.sock",
+					     opts.state_dir);
+	hv_init(d->loop, &opts);
 	leftovers();
 
 	so.conn.component = HV_COMPONENT;
@@ -253,18 +195,49 @@ int main(int argc, char **argv)
 	so.conn.on_close = on_close;
 	/* The runtime and operators with the debug client: siblings. */
 	so.conn.trusted = true;
-	srv = ipc_server_new(loop, socket, &so, &e);
-	if (!srv)
-		fatalx("main: %s", e->msg);
+	srv = ipc_server_new(d->loop, socket_path, &so, err);
+	return srv ? 0 : -1;
+}
 
-	ev_signal_init(&sigterm, on_signal, SIGTERM);
-	ev_signal_init(&sigint, on_signal, SIGINT);
-	ev_signal_start(loop, &sigterm);
-	ev_signal_start(loop, &sigint);
-	log_info("main: serving %s (state %s)", socket, o.state_dir);
+static int hv_run(struct husk_daemon *d, struct husk_err **err)
+{
+	log_info("hv_run: serving %s (state %s)", socket_path, opts.state_dir);
+	return 0;
+}
 
-	ev_run(loop, 0);
+static void hv_stop(struct husk_daemon *d, int signum)
+{
+	hv_shutdown();
+}
 
+static void hv_close(struct husk_daemon *d)
+{
 	ipc_server_free(srv);
-	return HUSK_EXIT_OK;
+}
+
+struct husk_daemon hv_daemon = {
+	.name = "husk-hypervisor",
+	.tag = "hypervisor",
+	.version = HV_VERSION,
+	.usage = "--state-dir DIR [--socket PATH]\n"
+		 "[--qemu PATH] [--virtiofsd PATH]\n"
+		 "[--qemu-uids BASE:COUNT] [--uid-lock-dir DIR]\n"
+		 "[--kvm-group GROUP]",
+	.options = hv_options,
+	.option = hv_option,
+	.check = hv_check,
+	.open = hv_open,
+	.confine = hv_confine,
+	.run = hv_run,
+	.stop = hv_stop,
+	.close = hv_close,
+	/* Until QEMU runs the driver still forks and execs it. */
+	.flags = HUSK_DAEMON_CONFINE_LATER,
+	.log_level = HUSK_LOG_INFO,
+	.sandbox = "vm",
+};
+
+int main(int argc, char **argv)
+{
+	return husk_daemon_main(&hv_daemon, argc, argv);
 }

@@ -24,6 +24,7 @@
 
 #include "hv.h"
 #include "libhusk/cleanup.h"
+#include "libhusk/daemon.h"
 #include "libhusk/log.h"
 #include "libhusk/nettc.h"
 #include "libhusk/util.h"
@@ -57,7 +58,7 @@ void hv_net_init(struct ev_loop *loop)
 
 	net.sk = nl_socket_alloc();
 	if (!net.sk)
-		fatalx("hv_net_init: no memory");
+		husk_daemon_fatal(HUSK_EXIT_SYSTEM, "hv_net_init: no memory");
 	rc = nl_connect(net.sk, NETLINK_ROUTE);
 	if (rc < 0) {
 		log_warnx("hv_net_init: rtnetlink: %s (no networking)",

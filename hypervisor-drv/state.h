@@ -65,7 +65,6 @@ struct hv_vm {
 	ev_child child;
 	ev_timer vfs_kill;
 	struct ipc_conn *subs[HV_MAX_SUBS];
-	bool confined;
 	int uid_lock;                   /* QEMU's uid lease (jail.c) */
 	struct hv_sink *con, *qemu_out, *vfs_out;       /* console.c */
 	uid_t qemu_uid;

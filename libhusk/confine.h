@@ -1,8 +1,14 @@
 /*
  * Confinement, applied in the same order by every long-lived program
- * once it has opened what it needs (vmd's proc_run order):
+ * once it has opened what it needs (vmd's proc_run order), called from
+ * the program's one confinement point (its `confine` step, called
+ * through husk_daemon_confine(), libhusk/daemon.h):
  *
- *   1. chdir (and chroot, if asked)
+ *   1. chdir to `dir` ("/" by default).  No chroot: the programs still
+ *      reach paths after confining (the driver its state directory and
+ *      the files hotplug_block is given, the proxy the agent channel
+ *      through /proc/self/fd); the seccomp list and the dropped
+ *      capabilities are what bound them
  *   2. switch gid/groups/uid when configured, keeping only `caps`
  *   3. cut the capability sets (effective, permitted, inheritable,
  *      bounding, ambient) to `caps` with libcap-ng

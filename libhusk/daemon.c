@@ -42,6 +42,8 @@ static const struct option common_opts[] = {
 
 /* The running daemon, for husk_daemon_fatal() from any callback. */
 static struct husk_daemon *running;
+/* The program named its tag itself (husk_daemon_set_tag). */
+static bool tag_set;
 
 static bool takes(const struct husk_daemon *d, int key)
 {
@@ -125,6 +127,22 @@ static int common_option(struct husk_daemon *d, int key, const char *arg,
 	return husk_error(err, HUSK_E_INVALID, "unknown option");
 }
 
+/* getopt's '?': an unknown long option (optopt 0), a value given to
+ * one that takes none, or an unknown letter. */
+static int unknown(const char *arg, struct husk_err **err)
+{
+	const char *eq = strchr(arg, '=');
+
+	if (optopt == 0)
+		return husk_error(err, HUSK_E_INVALID, "unknown option `%s`",
+				  arg);
+	if (eq && arg[0] == '-')
+		return husk_error(err, HUSK_E_INVALID, "`%.*s` takes no value",
+				  (int)(eq - arg), arg);
+	return husk_error(err, HUSK_E_INVALID, "unknown option `-%c`",
+			  optopt);
+}
+
 int husk_daemon_parse(struct husk_daemon *d, int argc, char **argv,
 		      struct husk_err **err)
 {
@@ -161,9 +179,7 @@ int husk_daemon_parse(struct husk_daemon *d, int argc, char **argv,
 					argv[optind - 1]);
 			break;
 		case '?':
-			rc = husk_error(err, HUSK_E_INVALID,
-					"unknown option `%s`",
-					argv[optind - 1]);
+			rc = unknown(argv[optind - 1], err);
 			break;
 		default:
 			if (key >= OPT_LOG && key <= OPT_VERSION)
@@ -197,6 +213,7 @@ void husk_daemon_set_tag(struct husk_daemon *d, const char *fmt, ...)
 	vsnprintf(tag, sizeof(tag), fmt, ap);
 	va_end(ap);
 	husk_log_set_tag(tag);
+	tag_set = true;
 }
 
 static void __attribute__((noreturn))
@@ -272,6 +289,8 @@ int husk_daemon_main(struct husk_daemon *d, int argc, char **argv)
 	int rc;
 
 	running = d;
+	tag_set = false;
+	husk_log_init(d->tag, d->log_level, HUSK_LOG_TEXT);
 	rc = husk_daemon_parse(d, argc, argv, &err);
 	if (rc == HUSK_DAEMON_HELP) {
 		husk_daemon_usage(d, stdout);
@@ -288,8 +307,9 @@ int husk_daemon_main(struct husk_daemon *d, int argc, char **argv)
 		return HUSK_EXIT_USAGE;
 	}
 
-	husk_log_init(d->tag, d->log_level, d->log_format);
-	if (d->sandbox)
+	husk_log_set_level(d->log_level);
+	husk_log_set_format(d->log_format);
+	if (d->sandbox && !tag_set)
 		husk_daemon_set_tag(d, "%s/%s", d->tag, d->sandbox);
 	if (d->log_path && husk_log_open(d->log_path) < 0)
 		husk_daemon_fatal(HUSK_EXIT_SYSTEM, "open log `%s`: %s",

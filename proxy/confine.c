@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 
 #include "libhusk/confine.h"
+#include "libhusk/daemon.h"
 #include "proxy.h"
 
 static const char *const proxy_syscalls[] = {
@@ -38,9 +39,10 @@ static const struct husk_rlimit_rule proxy_rlimits[] = {
 	{ -1, 0, 0 },
 };
 
-int proxy_confine(struct proxy *p, bool set_ids, uid_t uid, gid_t gid,
-		  bool no_seccomp, struct husk_err **err)
+/* The proxy's confinement point: after px_open (main.c). */
+int proxy_confine(struct husk_daemon *d, struct husk_err **err)
 {
+	const struct proxy *p = d->arg;
 	const struct husk_profile profile = {
 		.name = "husk-proxy",
 		.syscalls = proxy_syscalls,
@@ -50,10 +52,11 @@ int proxy_confine(struct proxy *p, bool set_ids, uid_t uid, gid_t gid,
 		.rlimits = proxy_rlimits,
 	};
 	const struct husk_confine_opts o = {
-		.set_ids = set_ids,
-		.uid = uid,
-		.gid = gid,
-		.no_seccomp = no_seccomp,
+		.set_ids = p->set_ids,
+		.uid = p->uid,
+		.gid = p->gid,
+		.seccomp_debug = d->seccomp_debug,
+		.no_seccomp = d->no_seccomp,
 	};
 
 	return husk_confine(&profile, &o, err);

@@ -3,159 +3,99 @@
  * sandbox's agent.  Set-up, then the loop (docs/proxy.md, husk-proxy(8)).
  */
 #include <errno.h>
-#include <getopt.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "libhusk/daemon.h"
 #include "libhusk/log.h"
 #include "libhusk/util.h"
+#include "libhusk/version.h"
 #include "proxy.h"
 
 struct proxy *proxy;
+static struct proxy px = { .frame_max = IPC_FRAME_MAX_DEFAULT };
 
-static const char usage_text[] =
-	"usage: husk-proxy --agent unix:PATH --socket PATH [--sandbox ID]\n"
-	"                  [--log FILE] [--log-level LEVEL] [--uid UID --gid GID]\n"
-	"                  [--frame-max BYTES] [--no-seccomp]\n";
+/* ------------------------------------------------------------------ */
+/* Options                                                             */
 
-static void __attribute__((noreturn)) usage(const char *why)
-{
-	if (why)
-		fprintf(stderr, "husk-proxy: %s\n", why);
-	fputs(usage_text, stderr);
-	exit(HUSK_EXIT_USAGE);
-}
+static long long opt_uid = -1, opt_gid = -1;
 
-struct options {
-	const char *log;
-	int log_level;
-	bool set_ids;
-	bool no_seccomp;
-	long long uid, gid;
+static const struct option px_options[] = {
+	{ "agent", required_argument, NULL, 'a' },
+	{ "socket", required_argument, NULL, 's' },
+	{ "uid", required_argument, NULL, 'u' },
+	{ "gid", required_argument, NULL, 'g' },
+	{ "frame-max", required_argument, NULL, 'f' },
+	{ NULL, 0, NULL, 0 },
 };
 
-static void parse_args(struct proxy *p, struct options *o, int argc,
-		       char **argv)
+static int px_option(struct husk_daemon *d, int key, const char *arg,
+		     struct husk_err **err)
 {
-	static const struct option longopts[] = {
-		{ "agent", required_argument, NULL, 'a' },
-		{ "socket", required_argument, NULL, 's' },
-		{ "sandbox", required_argument, NULL, 'S' },
-		{ "log", required_argument, NULL, 'l' },
-		{ "log-level", required_argument, NULL, 'L' },
-		{ "uid", required_argument, NULL, 'u' },
-		{ "gid", required_argument, NULL, 'g' },
-		{ "frame-max", required_argument, NULL, 'f' },
-		{ "no-seccomp", no_argument, NULL, 'N' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	struct husk_err *err = NULL;
 	uint64_t size;
-	int ch;
 
-	o->uid = o->gid = -1;
-	o->log_level = HUSK_LOG_INFO;
-	while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-		switch (ch) {
-		case 'a':
-			if (strncmp(optarg, "unix:", 5) != 0 || !optarg[5])
-				usage("--agent: expected unix:PATH");
-			p->agent_path = optarg + 5;
-			break;
-		case 's':
-			p->socket_path = optarg;
-			break;
-		case 'S':
-			if (husk_id_validate(optarg, "--sandbox", &err) < 0)
-				usage(err->msg);
-			p->sandbox = optarg;
-			break;
-		case 'l':
-			o->log = optarg;
-			break;
-		case 'L':
-			o->log_level = husk_log_level_parse(optarg);
-			if (o->log_level < 0)
-				usage("--log-level: error, warn, info or debug");
-			break;
-		case 'u':
-			if (husk_parse_int(optarg, 0, UINT32_MAX - 1, &o->uid))
-				usage("--uid: not a uid");
-			break;
-		case 'g':
-			if (husk_parse_int(optarg, 0, UINT32_MAX - 1, &o->gid))
-				usage("--gid: not a gid");
-			break;
-		case 'f':
-			if (husk_parse_size(optarg, &size) < 0 || size < 4096 ||
-			    size > (256u << 20))
-				usage("--frame-max: 4096 bytes to 256M");
-			p->frame_max = (uint32_t)size;
-			break;
-		case 'N':
-			o->no_seccomp = true;
-			break;
-		case 'h':
-			fputs(usage_text, stdout);
-			exit(0);
-		default:
-			usage(NULL);
-		}
+	switch (key) {
+	case 'a':
+		if (strncmp(arg, "unix:", 5) != 0 || !arg[5])
+			return husk_error(err, HUSK_E_INVALID, "--agent "
+					  "`%s`: expected unix:PATH", arg);
+		px.agent_path = (char *)arg + 5;
+		break;
+	case 's':
+		px.socket_path = (char *)arg;
+		break;
+	case 'u':
+		if (husk_parse_int(arg, 0, UINT32_MAX - 1, &opt_uid))
+			return husk_error(err, HUSK_E_INVALID, "--uid `%s`: "
+					  "not a uid", arg);
+		break;
+	case 'g':
+		if (husk_parse_int(arg, 0, UINT32_MAX - 1, &opt_gid))
+			return husk_error(err, HUSK_E_INVALID, "--gid `%s`: "
+					  "not a gid", arg);
+		break;
+	case 'f':
+		if (husk_parse_size(arg, &size) < 0 || size < 4096 ||
+		    size > (256u << 20))
+			return husk_error(err, HUSK_E_INVALID, "--frame-max "
+					  "`%s`: 4096 bytes to 256M", arg);
+		px.frame_max = (uint32_t)size;
+		break;
 	}
-	if (optind != argc)
-		usage("unexpected argument");
-	if (!p->agent_path || !p->socket_path)
-		usage("--agent and --socket are required");
-	if ((o->uid < 0) != (o->gid < 0))
-		usage("--uid and --gid go together");
-	o->set_ids = o->uid >= 0;
+	return 0;
 }
 
-static void shutdown_cb(struct ev_loop *loop, ev_signal *w, int revents)
+static int px_check(struct husk_daemon *d, struct husk_err **err)
 {
-	log_info("shutdown_cb: signal %d, leaving", w->signum);
-	proxy->shutting_down = true;
-	ev_break(loop, EVBREAK_ALL);
+	if (!px.agent_path || !px.socket_path)
+		return husk_error(err, HUSK_E_INVALID, "--agent and --socket "
+				  "are required");
+	if ((opt_uid < 0) != (opt_gid < 0))
+		return husk_error(err, HUSK_E_INVALID, "--uid and --gid go "
+				  "together");
+	px.set_ids = opt_uid >= 0;
+	px.uid = (uid_t)opt_uid;
+	px.gid = (gid_t)opt_gid;
+	px.sandbox = (char *)d->sandbox;
+	return 0;
 }
 
-int main(int argc, char **argv)
+/* ------------------------------------------------------------------ */
+/* Open, (confine: confine.c), run                                     */
+
+static int px_open(struct husk_daemon *d, struct husk_err **err)
 {
-	static struct proxy px = { .frame_max = IPC_FRAME_MAX_DEFAULT };
-	struct options o = { 0 };
-	struct husk_err *err = NULL;
-	ev_signal sigterm, sigint, sighup;
-	char *tag;
-
-	proxy = &px;
-	parse_args(&px, &o, argc, argv);
-	tag = husk_xasprintf("proxy/%s", px.sandbox ? px.sandbox : "-");
-	husk_log_init(tag, o.log_level, HUSK_LOG_TEXT);
-	if (o.log && husk_log_open(o.log) < 0) {
-		fprintf(stderr, "husk-proxy: open `%s`: %s\n", o.log,
-			strerror(errno));
-		return HUSK_EXIT_SYSTEM;
-	}
-	signal(SIGPIPE, SIG_IGN);
-	/* strftime reads /etc/localtime once; do it before the filter. */
-	tzset();
-
 	/* Clients: root (the runtime) and whoever the proxy runs as. */
 	px.allowed[0] = 0;
-	px.allowed[1] = o.set_ids ? (uid_t)o.uid : geteuid();
-
-	px.loop = ev_default_loop(EVFLAG_AUTO | EVFLAG_SIGNALFD);
-	if (!px.loop)
-		fatalx("main: cannot create the event loop");
+	px.allowed[1] = px.set_ids ? px.uid : geteuid();
+	px.loop = d->loop;
 	pstreams_init(&px.streams, &proxy_stream_ops, &px);
 	proxy_agent_init(&px);
-	if (proxy_server_start(&px, &err) < 0)
-		goto fail;
+	if (proxy_server_start(&px, err) < 0)
+		return -1;
 
 	/* The channel socket is held by an O_PATH descriptor (reached
 	 * through /proc/self/fd, whatever the length of its path and the
@@ -168,35 +108,55 @@ int main(int argc, char **argv)
 		struct husk_err *e2 = NULL;
 
 		if (ipc_sockaddr(&sa, px.agent_path, &e2) < 0) {
-			log_warnx("main: %s", e2->msg);
+			log_warnx("px_open: %s", e2->msg);
 			husk_err_free(e2);
 		}
 	}
-	if (proxy_confine(&px, o.set_ids, (uid_t)o.uid, (gid_t)o.gid,
-			  o.no_seccomp, &err) < 0)
-		goto fail;
+	return 0;
+}
 
-	ev_signal_init(&sigterm, shutdown_cb, SIGTERM);
-	ev_signal_init(&sigint, shutdown_cb, SIGINT);
-	ev_signal_init(&sighup, shutdown_cb, SIGHUP);
-	ev_signal_start(px.loop, &sigterm);
-	ev_signal_start(px.loop, &sigint);
-	ev_signal_start(px.loop, &sighup);
-
-	log_info("main: serving %s, agent at %s", px.socket_path,
+static int px_run(struct husk_daemon *d, struct husk_err **err)
+{
+	log_info("px_run: serving %s, agent at %s", px.socket_path,
 		 px.agent_path);
 	proxy_agent_start(&px);
-	ev_run(px.loop, 0);
+	return 0;
+}
 
+static void px_stop(struct husk_daemon *d, int signum)
+{
+	px.shutting_down = true;
+}
+
+static void px_close(struct husk_daemon *d)
+{
 	px.shutting_down = true;
 	proxy_agent_stop(&px);
 	ipc_server_free(px.server);
 	pstreams_free(&px.streams);
-	free(tag);
-	return 0;
-fail:
-	if (o.log)
-		log_warnx("main: %s", err->msg);
-	fprintf(stderr, "husk-proxy: %s\n", err->msg);
-	return husk_err_exit_code(err);
+}
+
+static struct husk_daemon proxy_daemon = {
+	.name = "husk-proxy",
+	.tag = "proxy",
+	.version = HUSK_VERSION,
+	.usage = "--agent unix:PATH --socket PATH [--uid UID --gid GID]\n"
+		 "[--frame-max BYTES]",
+	.options = px_options,
+	.option = px_option,
+	.check = px_check,
+	.open = px_open,
+	.confine = proxy_confine,
+	.run = px_run,
+	.stop = px_stop,
+	.close = px_close,
+	.flags = HUSK_DAEMON_SIGHUP_STOPS | HUSK_DAEMON_SIGNALFD,
+	.log_level = HUSK_LOG_INFO,
+	.arg = &px,
+};
+
+int main(int argc, char **argv)
+{
+	proxy = &px;
+	return husk_daemon_main(&proxy_daemon, argc, argv);
 }

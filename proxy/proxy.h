@@ -2,7 +2,7 @@
  * husk-proxy: the one host process connected to a sandbox's agent,
  * multiplexing it among many clients (docs/proxy.md).
  *
- *   main.c     options, set-up, the loop
+ *   main.c     options, open, run on libhusk/daemon.h
  *   agent.c    the agent connection: connect, reconnect, what it may send
  *   client.c   clients: forwarding with rewritten ids, proxy methods
  *   stream.c   output streams: buffering, subscribers, windows (no I/O)
@@ -185,6 +185,9 @@ struct proxy {
 	char *sandbox;
 	uint32_t frame_max;
 	uid_t allowed[2];
+	bool set_ids;                /* --uid/--gid: run as them, confined */
+	uid_t uid;
+	gid_t gid;
 
 	struct ipc_server *server;
 	struct ipc_conn *agent;      /* NULL when not connected */
@@ -254,7 +257,7 @@ void proxy_calls_fail(struct proxy *p, struct ipc_conn *c,
 void proxy_clients_pause(struct proxy *p, bool pause);
 
 /* confine.c */
-int proxy_confine(struct proxy *p, bool set_ids, uid_t uid, gid_t gid,
-		  bool no_seccomp, struct husk_err **err);
+struct husk_daemon;
+int proxy_confine(struct husk_daemon *d, struct husk_err **err);
 
 #endif

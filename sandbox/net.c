@@ -62,13 +62,17 @@ int husk_netns_enter(const char *path, int *saved, struct husk_err **err)
 	return 0;
 }
 
-void husk_netns_leave(int saved)
+int husk_netns_leave(int saved, struct husk_err **err)
 {
+	int rc = 0;
+
 	if (saved < 0)
-		return;
+		return 0;
 	if (setns(saved, CLONE_NEWNET) < 0)
-		fatal("husk_netns_leave: back to our network namespace");
+		rc = husk_error(err, HUSK_E_SYSTEM, "back to our network "
+				"namespace: %s", strerror(errno));
 	close(saved);
+	return rc;
 }
 
 static bool same_ns(const struct stat *a, const char *path)
@@ -150,7 +154,8 @@ static int netns_create(const char *path, struct husk_err **err)
 		else
 			rc = lo_up(err);
 	}
-	husk_netns_leave(saved);
+	if (husk_netns_leave(saved, err) < 0)
+		rc = -1;
 	if (rc < 0) {
 		umount2(path, MNT_DETACH);
 		unlink(path);
@@ -326,7 +331,10 @@ static struct nl_sock *netns_socket(const char *path, struct husk_err **err)
 		return NULL;
 	sk = nl_socket_alloc();
 	rc = sk ? nl_connect(sk, NETLINK_ROUTE) : -NLE_NOMEM;
-	husk_netns_leave(saved);
+	if (husk_netns_leave(saved, err) < 0) {
+		nl_socket_free(sk);
+		return NULL;
+	}
 	if (rc < 0) {
 		nl_socket_free(sk);
 		husk_error(err, HUSK_E_SYSTEM, "rtnetlink: %s",
@@ -480,7 +488,7 @@ static int start_netmon(struct husk_entry *e, const struct husk_config *cfg,
 {
 	struct husk_sbx_paths p;
 	cleanup_free char *log = NULL;
-	int saved, rc = -1;
+	int saved, left, rc = -1;
 	pid_t pid;
 
 	if (husk_sandbox_paths(root, sid, &p, err) < 0)
@@ -495,14 +503,17 @@ static int start_netmon(struct husk_entry *e, const struct husk_config *cfg,
 		if (husk_netns_enter(s->netns, &saved, err) < 0)
 			goto out;
 		pid = husk_spawn(argv, log, NULL, 0, err);
-		husk_netns_leave(saved);
+		left = husk_netns_leave(saved, err);
 	}
 	if (pid < 0) {
 		husk_error_wrap(err, "start husk-netmon");
 		goto out;
 	}
 	husk_proc_ref(pid, &s->netmon);
+	/* Recorded even when we could not get back: the rollback stops it. */
 	rc = husk_sandbox_write(e, s, err);
+	if (left < 0)
+		rc = -1;
 out:
 	husk_sandbox_paths_free(&p);
 	return rc;

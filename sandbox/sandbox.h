@@ -325,7 +325,10 @@ int husk_net_prepare(struct husk_entry *e, const struct husk_config *cfg,
 /* Enter the namespace at path; *saved gets the caller's (-1 if path is
  * NULL), for husk_netns_leave. */
 int husk_netns_enter(const char *path, int *saved, struct husk_err **err);
-void husk_netns_leave(int saved);
+/* Back to the saved namespace (and close it).  -1 with err (kept if
+ * already set) when that fails: the caller is still in the other
+ * namespace and must stop what it was doing. */
+int husk_netns_leave(int saved, struct husk_err **err);
 /* Does path name the host's network namespace (init's) or the caller's
  * own?  False when it cannot be looked at. */
 bool husk_netns_is_host(const char *path);

@@ -134,18 +134,19 @@ static int start_hypervisor(const struct husk_config *cfg,
 			 cfg->kvm_group, NULL };
 	json_t *params, *res = NULL;
 	pid_t pid;
-	int rc, saved;
+	int rc, saved, left;
 
 	/* The driver, QEMU and virtiofsd live in the sandbox's network
 	 * namespace, where the driver makes its taps (docs/network.md). */
 	if (husk_netns_enter(s->netns, &saved, err) < 0)
 		return -1;
 	pid = husk_spawn(argv, p->hv_log, NULL, 0, err);
-	husk_netns_leave(saved);
+	left = husk_netns_leave(saved, err);
 	if (pid < 0)
 		return husk_error_wrap(err, "start the hypervisor driver");
 	husk_proc_ref(pid, &s->hv);
-	if (husk_sandbox_write(e, s, err) < 0)
+	/* Recorded even when we could not get back: the rollback stops it. */
+	if (husk_sandbox_write(e, s, err) < 0 || left < 0)
 		return -1;
 	if (wait_ready("husk-hypervisor", pid, p->hv_sock, "husk-hypervisor",
 		       "status", 10, p->hv_log, err) < 0)

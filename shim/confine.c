@@ -7,6 +7,7 @@
 #include <termios.h>
 
 #include "libhusk/confine.h"
+#include "libhusk/daemon.h"
 #include "shim.h"
 
 static const char *const shim_syscalls[] = {
@@ -33,7 +34,8 @@ static const struct husk_rlimit_rule shim_rlimits[] = {
 	{ -1, 0, 0 },
 };
 
-int shim_confine(struct shim *s, struct husk_err **err)
+/* The shim's confinement point: after sh_open (main.c). */
+int shim_confine(struct husk_daemon *d, struct husk_err **err)
 {
 	const struct husk_profile profile = {
 		.name = "husk-shim",
@@ -42,7 +44,10 @@ int shim_confine(struct shim *s, struct husk_err **err)
 		.caps = NULL,
 		.rlimits = shim_rlimits,
 	};
-	const struct husk_confine_opts o = { .no_seccomp = s->no_seccomp };
+	const struct husk_confine_opts o = {
+		.seccomp_debug = d->seccomp_debug,
+		.no_seccomp = d->no_seccomp,
+	};
 
 	return husk_confine(&profile, &o, err);
 }

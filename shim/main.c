@@ -4,33 +4,23 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "libhusk/daemon.h"
 #include "libhusk/log.h"
 #include "libhusk/util.h"
+#include "libhusk/version.h"
 #include "shim.h"
 
 struct shim *shim;
+static struct shim sh = { .eid = "", .ready_fd = -1 };
 
-static const char usage_text[] =
-	"usage: husk-shim --proxy PATH --container ID [--exec-id EID]\n"
-	"                 [--terminal] [--console-socket PATH]\n"
-	"                 [--log FILE] [--log-level LEVEL] [--ready-fd FD]\n"
-	"                 [--no-seccomp]\n";
-
-static void __attribute__((noreturn)) usage(const char *why)
-{
-	if (why)
-		fprintf(stderr, "husk-shim: %s\n", why);
-	fputs(usage_text, stderr);
-	exit(HUSK_EXIT_USAGE);
-}
+/* ------------------------------------------------------------------ */
+/* Leaving                                                             */
 
 void shim_exit(struct shim *s, int code)
 {
@@ -39,6 +29,7 @@ void shim_exit(struct shim *s, int code)
 	exit(code);
 }
 
+/* husk_daemon_fatal for the shim's callbacks. */
 void shim_fail(struct shim *s, int code, const char *fmt, ...)
 {
 	char msg[1024];
@@ -47,22 +38,35 @@ void shim_fail(struct shim *s, int code, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	shim_tty_restore(s);
-	if (husk_log_get_fd() != 2)
-		log_warnx("shim_fail: %s", msg);
-	/* Whoever started us and waits for the ready line gets the reason
-	 * instead (our stderr may be a log nobody reads). */
-	if (s->ready_fd >= 0) {
-		dprintf(s->ready_fd, "%s\n", msg);
-		close(s->ready_fd);
-		s->ready_fd = -1;
-	}
-	if (!s->detached_stdio)
-		fprintf(stderr, "husk-shim: %s\n", msg);
-	shim_exit(s, code);
+	husk_daemon_fatal(code, "%s", msg);
 }
 
-static int ready_fd_parse(const char *arg)
+static void sh_on_fatal(struct husk_daemon *d, int code, const char *msg)
+{
+	shim_tty_restore(&sh);
+	/* Whoever started us and waits for the ready line gets the reason
+	 * instead (our stderr may be a log nobody reads). */
+	if (sh.ready_fd >= 0) {
+		dprintf(sh.ready_fd, "%s\n", msg);
+		close(sh.ready_fd);
+		sh.ready_fd = -1;
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* Options                                                             */
+
+static const struct option sh_options[] = {
+	{ "proxy", required_argument, NULL, 'p' },
+	{ "container", required_argument, NULL, 'c' },
+	{ "exec-id", required_argument, NULL, 'e' },
+	{ "terminal", no_argument, NULL, 't' },
+	{ "console-socket", required_argument, NULL, 'C' },
+	{ "ready-fd", required_argument, NULL, 'R' },
+	{ NULL, 0, NULL, 0 },
+};
+
+static int ready_fd_parse(const char *arg, struct husk_err **err)
 {
 	char *end;
 	long v;
@@ -71,10 +75,57 @@ static int ready_fd_parse(const char *arg)
 	v = strtol(arg, &end, 10);
 	if (errno || *end || end == arg || v < 3 || v > 1023 ||
 	    fcntl((int)v, F_GETFD) < 0)
-		usage("--ready-fd: an open descriptor above 2");
+		return husk_error(err, HUSK_E_INVALID, "--ready-fd `%s`: an "
+				  "open descriptor above 2", arg);
 	fcntl((int)v, F_SETFD, FD_CLOEXEC);
-	return (int)v;
+	sh.ready_fd = (int)v;
+	return 0;
 }
+
+static int sh_option(struct husk_daemon *d, int key, const char *arg,
+		     struct husk_err **err)
+{
+	switch (key) {
+	case 'p':
+		sh.proxy_path = arg;
+		break;
+	case 'c':
+		if (husk_id_validate(arg, "--container", err) < 0)
+			return -1;
+		sh.cid = arg;
+		break;
+	case 'e':
+		if (husk_id_validate(arg, "--exec-id", err) < 0)
+			return -1;
+		sh.eid = arg;
+		break;
+	case 't':
+		sh.terminal = true;
+		break;
+	case 'C':
+		sh.console_socket = arg;
+		break;
+	case 'R':
+		return ready_fd_parse(arg, err);
+	}
+	return 0;
+}
+
+static int sh_check(struct husk_daemon *d, struct husk_err **err)
+{
+	if (!sh.proxy_path || !sh.cid)
+		return husk_error(err, HUSK_E_INVALID, "--proxy and "
+				  "--container are required");
+	if (sh.console_socket && !sh.terminal)
+		return husk_error(err, HUSK_E_INVALID, "--console-socket "
+				  "needs --terminal");
+	husk_daemon_set_tag(d, "shim/%s%s%s", sh.cid, sh.eid[0] ? "/" : "",
+			    sh.eid);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Open, (confine: confine.c), run                                     */
 
 /*
  * With --console-socket the process's terminal is the pty we hand over:
@@ -83,139 +134,69 @@ static int ready_fd_parse(const char *arg)
  * us as long as the container lives.  Our stdin becomes /dev/null, our
  * stdout and stderr the log (or /dev/null).
  */
-static void drop_stdio(struct shim *s)
+static int drop_stdio(struct husk_daemon *d, struct husk_err **err)
 {
 	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
 	int out = husk_log_get_fd() > 2 ? husk_log_get_fd() : null;
 
 	if (null < 0 || dup2(null, 0) < 0 || dup2(out, 1) < 0 ||
-	    dup2(out, 2) < 0) {
-		fprintf(stderr, "husk-shim: put /dev/null on stdio: %s\n",
-			strerror(errno));
-		exit(HUSK_EXIT_SYSTEM);
-	}
+	    dup2(out, 2) < 0)
+		return husk_error(err, HUSK_E_SYSTEM, "put /dev/null on "
+				  "stdio: %s", strerror(errno));
 	if (null > 2)
 		close(null);
-	s->detached_stdio = true;
+	d->quiet_stderr = true;
+	return 0;
 }
 
-struct options {
-	const char *log;
-	int log_level;
-};
-
-static void parse_args(struct shim *s, struct options *o, int argc,
-		       char **argv)
+static int sh_open(struct husk_daemon *d, struct husk_err **err)
 {
-	static const struct option longopts[] = {
-		{ "proxy", required_argument, NULL, 'p' },
-		{ "container", required_argument, NULL, 'c' },
-		{ "exec-id", required_argument, NULL, 'e' },
-		{ "terminal", no_argument, NULL, 't' },
-		{ "console-socket", required_argument, NULL, 'C' },
-		{ "log", required_argument, NULL, 'l' },
-		{ "log-level", required_argument, NULL, 'L' },
-		{ "ready-fd", required_argument, NULL, 'R' },
-		{ "no-seccomp", no_argument, NULL, 'N' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	struct husk_err *err = NULL;
-	int ch;
-
-	o->log_level = HUSK_LOG_WARN;
-	s->eid = "";
-	s->ready_fd = -1;
-	while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-		switch (ch) {
-		case 'p':
-			s->proxy_path = optarg;
-			break;
-		case 'c':
-			if (husk_id_validate(optarg, "--container", &err) < 0)
-				usage(err->msg);
-			s->cid = optarg;
-			break;
-		case 'e':
-			if (husk_id_validate(optarg, "--exec-id", &err) < 0)
-				usage(err->msg);
-			s->eid = optarg;
-			break;
-		case 't':
-			s->terminal = true;
-			break;
-		case 'C':
-			s->console_socket = optarg;
-			break;
-		case 'l':
-			o->log = optarg;
-			break;
-		case 'L':
-			o->log_level = husk_log_level_parse(optarg);
-			if (o->log_level < 0)
-				usage("--log-level: error, warn, info or debug");
-			break;
-		case 'R':
-			s->ready_fd = ready_fd_parse(optarg);
-			break;
-		case 'N':
-			s->no_seccomp = true;
-			break;
-		case 'h':
-			fputs(usage_text, stdout);
-			exit(0);
-		default:
-			usage(NULL);
-		}
-	}
-	if (optind != argc)
-		usage("unexpected argument");
-	if (!s->proxy_path || !s->cid)
-		usage("--proxy and --container are required");
-	if (s->console_socket && !s->terminal)
-		usage("--console-socket needs --terminal");
-}
-
-int main(int argc, char **argv)
-{
-	static struct shim sh;
-	struct options o = { 0 };
-	struct husk_err *err = NULL;
-	static char tag[HUSK_ID_MAX * 2 + 8];
-
-	shim = &sh;
-	parse_args(&sh, &o, argc, argv);
-	snprintf(tag, sizeof(tag), "shim/%s%s%s", sh.cid,
-		 sh.eid[0] ? "/" : "", sh.eid);
-	husk_log_init(tag, o.log_level, HUSK_LOG_TEXT);
-	if (o.log && husk_log_open(o.log) < 0) {
-		fprintf(stderr, "husk-shim: open `%s`: %s\n", o.log,
-			strerror(errno));
-		return HUSK_EXIT_SYSTEM;
-	}
-	tzset();
-	if (sh.console_socket)
-		drop_stdio(&sh);
-
-	sh.loop = ev_default_loop(EVFLAG_AUTO | EVFLAG_SIGNALFD);
-	if (!sh.loop) {
-		fprintf(stderr, "husk-shim: cannot create the event loop\n");
-		return HUSK_EXIT_SYSTEM;
-	}
+	if (sh.console_socket && drop_stdio(d, err) < 0)
+		return -1;
+	sh.loop = d->loop;
 	/* Signals first: one that arrives while we connect is forwarded
 	 * once the loop runs, not lost. */
 	shim_signals_start(&sh);
-	if (shim_tty_setup(&sh, &err) < 0)
-		shim_fail(&sh, husk_err_exit_code(err), "%s", err->msg);
-	if (shim_connect(&sh, &err) < 0)
-		shim_fail(&sh, err->code == HUSK_E_UNAVAILABLE ||
-			       err->code == HUSK_E_NOT_FOUND ?
-			       HUSK_EXIT_PEER : husk_err_exit_code(err),
-			  "lost the proxy: %s", err->msg);
-	if (shim_confine(&sh, &err) < 0)
-		shim_fail(&sh, husk_err_exit_code(err), "%s", err->msg);
+	if (shim_tty_setup(&sh, err) < 0)
+		return -1;
+	if (shim_connect(&sh, err) < 0) {
+		if ((*err)->code == HUSK_E_UNAVAILABLE ||
+		    (*err)->code == HUSK_E_NOT_FOUND)
+			husk_daemon_fatal(HUSK_EXIT_PEER, "lost the proxy: %s",
+					  (*err)->msg);
+		return husk_error_wrap(err, "lost the proxy");
+	}
+	return 0;
+}
 
-	ev_run(sh.loop, 0);
-	/* The loop only ends through shim_exit. */
-	shim_fail(&sh, HUSK_EXIT_SYSTEM, "event loop ended");
+/* The loop only ends through shim_exit. */
+static void sh_close(struct husk_daemon *d)
+{
+	husk_daemon_fatal(HUSK_EXIT_SYSTEM, "event loop ended");
+}
+
+static struct husk_daemon shim_daemon = {
+	.name = "husk-shim",
+	.tag = "shim",
+	.version = HUSK_VERSION,
+	.usage = "--proxy PATH --container ID [--exec-id EID]\n"
+		 "[--terminal] [--console-socket PATH] [--ready-fd FD]",
+	.options = sh_options,
+	.option = sh_option,
+	.check = sh_check,
+	.open = sh_open,
+	.confine = shim_confine,
+	.close = sh_close,
+	.on_fatal = sh_on_fatal,
+	/* Signals are the process's: the shim forwards them (io.c). */
+	.flags = HUSK_DAEMON_OWN_SIGNALS | HUSK_DAEMON_SIGNALFD |
+		 HUSK_DAEMON_NO_SANDBOX_OPT,
+	.log_level = HUSK_LOG_WARN,
+	.arg = &sh,
+};
+
+int main(int argc, char **argv)
+{
+	shim = &sh;
+	return husk_daemon_main(&shim_daemon, argc, argv);
 }

@@ -2,7 +2,7 @@
  * husk-shim: stands in for one container process on the host
  * (docs/shim.md).
  *
- *   main.c     options, set-up, confinement, the loop, leaving
+ *   main.c     options, open, leaving (on libhusk/daemon.h)
  *   io.c       the proxy connection: subscribe, wait, stdin, output, signals
  *   tty.c      raw mode, window size, the --console-socket pty
  *   decode.c   what the shim reads from the proxy (guest data), decoded
@@ -52,11 +52,9 @@ struct shim {
 	const char *cid, *eid;
 	bool terminal;
 	const char *console_socket;
-	bool no_seccomp;        /* debugging only */
 	/* --ready-fd: "ok" once subscribed, else why we failed, then
 	 * closed; -1 when not asked for or already told. */
 	int ready_fd;
-	bool detached_stdio;    /* console mode: our stdio is not the caller's */
 
 	struct ipc_conn *conn;
 	bool subscribed;
@@ -115,12 +113,14 @@ bool shim_tty_size(struct shim *s, unsigned short *rows,
 		   unsigned short *cols);
 void shim_tty_start(struct shim *s);
 
-/* main.c */
+/* main.c: shim_exit leaves with the process's status; shim_fail is
+ * husk_daemon_fatal (libhusk/daemon.h) */
 void shim_exit(struct shim *s, int code) __attribute__((noreturn));
 void shim_fail(struct shim *s, int code, const char *fmt, ...)
 	__attribute__((noreturn, format(printf, 3, 4)));
 
-/* confine.c */
-int shim_confine(struct shim *s, struct husk_err **err);
+/* confine.c: the confinement point, after open */
+struct husk_daemon;
+int shim_confine(struct husk_daemon *d, struct husk_err **err);
 
 #endif

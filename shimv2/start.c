@@ -235,10 +235,67 @@ int sv_cmd_start(struct sv *s, int argc, char **argv, struct husk_err **err)
 	return 0;
 }
 
+/* What the daemon at the bundle's address says of the task: 1 it has
+ * it, 0 it does not (deleted), -1 no answer within 3 s. */
+struct ask {
+	int answer;
+};
+
+static void asked(void *arg, int code, const char *msg, const uint8_t *p,
+		  size_t n)
+{
+	struct ask *a = arg;
+
+	(void)msg;
+	(void)p;
+	(void)n;
+	a->answer = code == TTRPC_OK ? 1 : code == TTRPC_NOT_FOUND ? 0 : -1;
+	ev_break(EV_DEFAULT, EVBREAK_ALL);
+}
+
+static void ask_timeout(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	(void)w;
+	(void)revents;
+	ev_break(loop, EVBREAK_ALL);
+}
+
+static int daemon_has_task(struct sv *s)
+{
+	cleanup_free char *addr = NULL;
+	struct ev_loop *loop = EV_DEFAULT;
+	Task__StateRequest req = TASK__STATE_REQUEST__INIT;
+	struct ttrpc_client *c;
+	struct ask a = { -1 };
+	ev_timer t;
+	size_t len;
+
+	if (husk_read_file(AT_FDCWD, "address", 4096, &addr, &len, NULL) < 0)
+		return -1;
+	addr[strcspn(addr, "\n")] = '\0';
+	c = ttrpc_client_connect(loop, addr, NULL);
+	if (!c)
+		return -1;
+	req.id = (char *)s->id;
+	req.exec_id = "";
+	if (ttrpc_client_call(c, "containerd.task.v2.Task", "State",
+			      &req.base, 3000000000LL, asked, &a, NULL) == 0) {
+		ev_timer_init(&t, ask_timeout, 3., 0.);
+		ev_timer_start(loop, &t);
+		ev_run(loop, 0);
+		ev_timer_stop(loop, &t);
+	}
+	ttrpc_client_free(c);
+	return a.answer;
+}
+
 /*
- * containerd calls `delete` when it lost the daemon, which may still be
- * there (its connection closed while a call hung): the pid `start`
- * wrote goes, if it is still this program serving this id.
+ * containerd calls `delete` whenever it closes its connection to a
+ * daemon: after a Delete (the daemon goes on for the pod's other
+ * tasks, or is leaving), and when it lost the daemon (killed, or a call
+ * it gave up on).  The pid `start` wrote goes only in the last case: the
+ * daemon does not answer, or it still holds the task containerd gave
+ * up on; and only if it is still this program serving this id.
  */
 static void kill_daemon(struct sv *s)
 {
@@ -249,6 +306,8 @@ static void kill_daemon(struct sv *s)
 	struct husk_proc_ref ref;
 
 	if (husk_read_file(AT_FDCWD, SV_PID_FILE, 32, &text, &len, NULL) < 0)
+		return;
+	if (daemon_has_task(s) == 0)
 		return;
 	text[strcspn(text, "\n")] = '\0';
 	if (husk_parse_int(text, 2, INT32_MAX, &v) < 0)

@@ -350,11 +350,20 @@ int sv_delete(struct sv *s, const char *id, const char *eid, uint32_t *pid,
 	if (p->status != SV_CREATED && !p->exited)
 		return husk_error(err, HUSK_E_STATE, "task %s is running: "
 				  "kill it first", id);
+	/* The pod's own container takes its members with it (CRI deletes
+	 * them first; ctr may not): their processes end here, each with its
+	 * exit, while their husk-shims are still ours to reap. */
+	if (!strcmp(t->sandbox_id, id))
+		for (struct sv_task *m = s->tasks; m; m = m->next) {
+			if (m == t || strcmp(m->sandbox_id, id))
+				continue;
+			for (struct sv_proc *x = m->execs; x; x = x->next)
+				sv_proc_kill(x);
+			sv_proc_kill(&m->init);
+		}
 	if (ct_open(s, id, HUSK_LOCK_EXCL, &e, &c, NULL) == 0) {
 		cleanup_err struct husk_err *e2 = NULL;
 
-		/* Members first (the pod's own container takes them with
-		 * it otherwise). */
 		if (husk_ct_destroy(&s->store, &t->cfg, &e, &c, true,
 				    &e2) < 0)
 			log_warnx("delete %s: %s", id, e2->msg);

@@ -207,6 +207,12 @@ sv() {
 
 	run ctrc task kill -s SIGKILL u1
 	[ "$status" -eq 0 ]
+	for _ in $(seq 1 300); do
+		ctrc task ls | grep -q 'u1 .*STOPPED' && break
+		sleep 0.1
+	done
+	run ctrc task ls
+	[[ "$output" == *u1*STOPPED* ]]
 	run timeout 60 "$CTR_BIN" -a "$EN/ctd.sock" -n husk-test task delete u1
 	[ "$status" -eq 0 ]
 	ctrc container rm u1
@@ -217,5 +223,6 @@ sv() {
 	[ ! -e "$sock" ]
 	run ls -A "$HUSK_ROOT"
 	[ -z "$output" ]
+	engines_teardown
 	engines_assert_clean
 }

@@ -24,6 +24,7 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include "libhusk/daemon.h"
 
 #include "proxy/confine.c"
 #include "shim/confine.c"
@@ -36,27 +37,23 @@ enum prog { P_PROXY, P_SHIM, P_NETMON, P_HV };
  * codes name the step that went wrong; reaching the end is a bug too. */
 static int child(enum prog prog, int okfd)
 {
+	struct proxy p = { 0 };
+	struct husk_daemon d = { .arg = &p };
 	struct husk_err *err = NULL;
 	int fd, rc = -1;
 
 	switch (prog) {
-	case P_PROXY: {
-		struct proxy p = { 0 };
-
-		rc = proxy_confine(&p, false, 0, 0, false, &err);
+	case P_PROXY:
+		rc = proxy_confine(&d, &err);
 		break;
-	}
-	case P_SHIM: {
-		struct shim s = { 0 };
-
-		rc = shim_confine(&s, &err);
+	case P_SHIM:
+		rc = shim_confine(&d, &err);
 		break;
-	}
 	case P_NETMON:
-		rc = nm_confine(false, false, &err);
+		rc = nm_confine(&d, &err);
 		break;
 	case P_HV:
-		rc = hv_confine(false, false, &err);
+		rc = hv_confine(&d, &err);
 		break;
 	}
 	if (rc < 0)
