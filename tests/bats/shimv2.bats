@@ -354,14 +354,15 @@ teardown() {
 	wait_for -t 30 test ! -e "$sock"
 }
 
-@test "containerd's CRI plugin loads with a husk runtime handler whose options name a husk.conf" {
+@test "containerd's CRI plugin loads with two husk runtime handlers whose options name their husk.conf" {
 	# A containerd of its own, CRI on, beside the test's.
 	local EN=$EN/cri
 	mkdir -p "$EN/cni-conf" "$EN/cni-bin"
 	printf '{"cniVersion": "0.4.0", "name": "husk-test", "plugins": [{"type": "loopback"}]}\n' \
 		>"$EN/cni-conf/10-husk-test.conflist"
+	printf '# defaults\n' >"$EN/husk.conf"
 	printf '[hypervisor]\nmemory_mb = 512\n' >"$EN/husk-512.conf"
-	ENGINES_CTD_TOML=$(shimv2_cri_toml "$EN/husk-512.conf")
+	ENGINES_CTD_TOML=$(shimv2_cri_toml "$EN/husk.conf" "$EN/husk-512.conf")
 	shimv2_start_containerd cri
 	wait_for -t 60 grep -q "containerd successfully booted" "$EN/containerd.log"
 	run ctrc plugins ls
@@ -369,7 +370,11 @@ teardown() {
 	[ "$status" -eq 0 ]
 	grep -E '^io\.containerd\.grpc\.v1 +cri +[^ ]+ +ok *$' <<<"$output"
 	# The handler as the plugin took it: its type and its options.
-	grep -q "husk:{Type:io.containerd.husk.v2 .*Options:map\[ConfigPath:$EN/husk-512.conf\]" \
+	grep -q "husk:{Type:io.containerd.husk.v2 .*Options:map\[ConfigPath:$EN/husk.conf\]" \
+		"$EN/containerd.log"
+	grep -q "husk-big:{Type:io.containerd.husk.v2 .*Options:map\[ConfigPath:$EN/husk-512.conf\]" \
+		"$EN/containerd.log"
+	grep -q 'husk:{Type:io.containerd.husk.v2 .*PodAnnotations:\[io.husk.config.\*\]' \
 		"$EN/containerd.log"
 	run grep -E 'level=(error|fatal)' "$EN/containerd.log"
 	echo "$output"

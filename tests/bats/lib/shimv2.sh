@@ -10,9 +10,10 @@
 #                              $EN/husk-root in containerd's environment
 #                              (HUSK_CONFIG, HUSK_ROOT: shims inherit it)
 #   shimv2_start_containerd [cri]
-#   shimv2_cri_toml CONF       the CRI plugin's part of containerd's
-#                              config: runtime handler "husk" with
-#                              ConfigPath CONF, runc the default, CNI
+#   shimv2_cri_toml CONF BIG   the CRI plugin's part of containerd's
+#                              config: runtime handlers "husk" and
+#                              "husk-big" with ConfigPath CONF and BIG
+#                              (docs/containerd.md), runc the default, CNI
 #                              confs in $EN/cni-conf (docs/containerd.md)
 #   ctr_cmd                    ctr's full command line, for timeout/script
 #   shim_run ARGS              `ctr run` with the husk runtime
@@ -84,6 +85,10 @@ shimv2_cri_toml() {
 	      pod_annotations = ["io.husk.config.*"]
 	      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.husk.options]
 	        ConfigPath = "$1"
+	    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.husk-big]
+	      runtime_type = "io.containerd.husk.v2"
+	      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.husk-big.options]
+	        ConfigPath = "$2"
 	EOF
 }
 
