@@ -27,6 +27,7 @@ teardown_file() {
 
 setup() {
 	local d
+	socks_snapshot
 	for d in a b; do
 		rm -rf "$EN/rootfs-$d"
 		cp -a "$EN/rootfs.pristine" "$EN/rootfs-$d"

@@ -26,7 +26,9 @@
 #   en_procs                   pids naming $EN/ that are not containerd
 #                              nor a `ctr events` of ours
 #   shimv2_assert_gone ID      nothing left of task ID: process, mount,
-#                              bundle, husk state
+#                              bundle, husk state, and no shim socket
+#                              left dead since socks_snapshot
+#   socks_snapshot             note the shims' sockets there now
 #   events_start / events_stop / task_topics ID
 #                              `ctr events` to $EN/events; the /tasks/
 #                              topics of container ID in order, each as
@@ -158,6 +160,29 @@ _no_en_procs() {
 	[ -z "$(en_procs)" ]
 }
 
+SHIMV2_SOCK_DIR=${SHIMV2_SOCK_DIR:-/run/husk-shimv2-s}
+
+socks_snapshot() {
+	ls -A "$SHIMV2_SOCK_DIR" 2>/dev/null >"$EN/socks.before" || true
+}
+
+# Sockets that appeared since socks_snapshot and that nobody listens on
+# (another user's live shim is not ours to judge).
+_dead_new_socks() {
+	local f listening
+	[ -d "$SHIMV2_SOCK_DIR" ] || return 0
+	listening=$(ss -xlH 2>/dev/null | awk '{ print $5 }')
+	for f in $(ls -A "$SHIMV2_SOCK_DIR"); do
+		grep -qxF "$f" "$EN/socks.before" 2>/dev/null && continue
+		grep -qxF "$SHIMV2_SOCK_DIR/$f" <<<"$listening" && continue
+		echo "$SHIMV2_SOCK_DIR/$f"
+	done
+}
+
+_no_dead_new_socks() {
+	[ -z "$(_dead_new_socks)" ]
+}
+
 # Nothing left of task ID: no process naming $EN/ but containerd, no
 # mount under $EN/, no bundle, no husk state named ID.
 shimv2_assert_gone() {
@@ -176,6 +201,11 @@ shimv2_assert_gone() {
 	if [ -e "$(bundle_of "$id")" ]; then
 		echo "containerd's bundle of $id left behind:" >&2
 		find "$(bundle_of "$id")" >&2
+		return 1
+	fi
+	if ! wait_for -t 30 _no_dead_new_socks; then
+		echo "shim sockets left with no shim:" >&2
+		_dead_new_socks >&2
 		return 1
 	fi
 	left=$(find "$EN/husk-root" -mindepth 1 -name "*$id*" 2>/dev/null)
