@@ -460,7 +460,7 @@ static Ttrpc__Response *raw_response(struct fx *f, uint32_t *stream)
 	raw_read(f, hdr, sizeof(hdr));
 	ttrpc_hdr_get(&h, hdr);
 	assert_int_equal(h.type, TTRPC_TYPE_RESPONSE);
-	assert_true(h.len < 65536);
+	assert_true(h.len <= TTRPC_MAX_MSG);
 	p = malloc(h.len + 1);
 	raw_read(f, p, h.len);
 	assert_int_equal(ttrpc_response_decode(p, h.len, &resp, NULL), 0);
@@ -599,6 +599,115 @@ static void test_server_bad_frames(void **state)
 	assert_int_equal(stream, 7);
 	assert_int_equal(status_of(r), 0);
 	ttrpc__response__free_unpacked(r, NULL);
+}
+
+static int held_many;
+
+static void h_hold_many(struct ttrpc_call *call, const ProtobufCMessage *m,
+			void *arg)
+{
+	struct ttrpc_call **held = arg;
+
+	held[held_many++] = call;
+}
+
+static void test_server_inflight_bound(void **state)
+{
+	static const struct ttrpc_method hold[] = {
+		{ SVC, "Wait", NULL, h_hold_many },
+	};
+	struct ttrpc_call **held = calloc(TTRPC_MAX_INFLIGHT + 1,
+						 sizeof(*held));
+	struct ttrpc_server *s;
+	Ttrpc__Response *r;
+	uint32_t stream;
+	int sv[2];
+	struct fx f = { 0 };
+
+	assert_non_null(held);
+	f.loop = ev_loop_new(EVFLAG_AUTO);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0,
+				    sv), 0);
+	s = ttrpc_server_new(f.loop, hold, 1, held);
+	assert_non_null(ttrpc_server_add_fd(s, sv[0], NULL));
+	f.raw = sv[1];
+	held_many = 0;
+	for (int i = 0; i <= TTRPC_MAX_INFLIGHT; i++) {
+		raw_call(&f, 2 * i + 1, "Wait", NULL);
+		ev_run(f.loop, EVRUN_NOWAIT);
+	}
+	/* The one call over the bound is answered at once. */
+	r = raw_response(&f, &stream);
+	assert_int_equal(stream, 2 * TTRPC_MAX_INFLIGHT + 1);
+	assert_int_equal(status_of(r), TTRPC_RESOURCE_EXHAUSTED);
+	ttrpc__response__free_unpacked(r, NULL);
+	assert_int_equal(held_many, TTRPC_MAX_INFLIGHT);
+	/* Answering one makes room for one more. */
+	ttrpc_reply(held[0], NULL);
+	r = raw_response(&f, &stream);
+	assert_int_equal(stream, 1);
+	ttrpc__response__free_unpacked(r, NULL);
+	raw_call(&f, 2 * TTRPC_MAX_INFLIGHT + 3, "Wait", NULL);
+	tl_run_until(f.loop, &held_many, TTRPC_MAX_INFLIGHT + 1);
+	ttrpc_server_free(s);
+	for (int i = 1; i < held_many; i++)
+		ttrpc_reply(held[i], NULL);	/* into nothing */
+	close(f.raw);
+	ev_loop_destroy(f.loop);
+	free(held);
+}
+
+/* A peer that sends calls without reading the answers: reading stops
+ * past 1 MiB of answers queued and resumes as it reads; answers piled
+ * up past 16 MiB by late replies close the connection. */
+static uint8_t mib[1 << 20];
+
+static void h_mib(struct ttrpc_call *call, const ProtobufCMessage *m,
+		  void *arg)
+{
+	ttrpc_reply_bytes(call, mib, sizeof(mib) - 64);
+}
+
+static void test_server_write_queue(void **state)
+{
+	static const struct ttrpc_method big[] = {
+		{ SVC, "Big", NULL, h_mib },
+		{ SVC, "Wait", NULL, h_hold_many },
+	};
+	struct ttrpc_call *held[24];
+	struct ttrpc_server *s;
+	int sv[2];
+	struct fx f = { 0 };
+
+	f.loop = ev_loop_new(EVFLAG_AUTO);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0,
+				    sv), 0);
+	s = ttrpc_server_new(f.loop, big, 2, held);
+	ttrpc_server_on_conn_close(s, conn_closed_cb, &f);
+	assert_non_null(ttrpc_server_add_fd(s, sv[0], NULL));
+	f.raw = sv[1];
+	for (int i = 0; i < 20; i++)
+		raw_call(&f, 2 * i + 1, "Big", NULL);
+	for (int i = 0; i < 20; i++) {
+		uint32_t stream;
+		Ttrpc__Response *r = raw_response(&f, &stream);
+
+		assert_int_equal(stream, 2 * i + 1);
+		assert_int_equal(r->payload.len, sizeof(mib) - 64);
+		ttrpc__response__free_unpacked(r, NULL);
+	}
+	assert_int_equal(f.conn_closed, 0);
+
+	held_many = 0;
+	for (int i = 0; i < 20; i++)
+		raw_call(&f, 101 + 2 * i, "Wait", NULL);
+	tl_run_until(f.loop, &held_many, 20);
+	for (int i = 0; i < 20; i++)
+		ttrpc_reply_bytes(held[i], mib, sizeof(mib) - 64);
+	assert_int_equal(f.conn_closed, 1);
+	ttrpc_server_free(s);
+	close(f.raw);
+	ev_loop_destroy(f.loop);
 }
 
 static void test_server_oversized_closes(void **state)
@@ -918,6 +1027,8 @@ int main(void)
 		T(test_server_out_of_order),
 		T(test_server_bad_frames),
 		T(test_server_oversized_closes),
+		cmocka_unit_test(test_server_inflight_bound),
+		cmocka_unit_test(test_server_write_queue),
 		T(test_server_orphaned_call),
 		T(test_client_round_trip),
 		T(test_client_server_goes),
