@@ -27,7 +27,8 @@
 struct ev_loop;
 
 #define TTRPC_HDR_LEN		10
-#define TTRPC_MAX_MSG		(4u << 20)	/* payload, as containerd's */
+/* Payload, as containerd's. */
+#define TTRPC_MAX_MSG		(4u << 20)
 #define TTRPC_TYPE_REQUEST	1
 #define TTRPC_TYPE_RESPONSE	2
 /* Answers queued on one connection beyond which reading stops until

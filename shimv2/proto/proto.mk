@@ -30,10 +30,11 @@ $(B)/obj/gen/%.o: $(PROTO_GEN)/%.c | $(PROTO_H)
 	$(Q)$(CC) $(CPPFLAGS) $(filter-out -Werror,$(CFLAGS)) -c -o $@ $<
 
 # Every file that includes a generated header waits for all of them.
-$(call obj,$(wildcard shimv2/*.c) tests/unit/test_ttrpc.c): | $(PROTO_H)
+TTRPC_TESTS := test_ttrpc test_ttrpc_client
+$(call obj,$(wildcard shimv2/*.c) $(TTRPC_TESTS:%=tests/unit/%.c)): | $(PROTO_H)
 
-$(B)/tests/test_ttrpc: $(TTRPC_OBJS)
-$(B)/tests/test_ttrpc: LDLIBS += $(PROTOBUF_C_LIBS)
+$(TTRPC_TESTS:%=$(B)/tests/%): $(TTRPC_OBJS)
+$(TTRPC_TESTS:%=$(B)/tests/%): LDLIBS += $(PROTOBUF_C_LIBS)
 
 # The decoders of socket bytes, fuzzed with the generated code.
 build/fuzz/fuzz_ttrpc: shimv2/ttrpc.c $(PROTO_C) | $(PROTO_H)

@@ -3,10 +3,11 @@
  * first byte says how many chunk sizes follow, those bytes are the read
  * sizes (cycled), and the rest is the stream, fed into the frame reader.
  * A request frame goes to ttrpc_request_decode and its payload to the
- * decoder of every message the shim's methods take (ttrpc_decode, as the
- * server does, and the events service's ForwardRequest); a response frame to ttrpc_response_decode
- * (the events client).  A reader error ends the stream, as it ends the
- * connection; a pause feeds the rest again, as the server does.
+ * decoder of every message the shim's methods take (ttrpc_decode, as
+ * the server does, and the events service's ForwardRequest); a response
+ * frame to ttrpc_response_decode (the events client).  A reader error
+ * ends the stream, as it ends the connection; a pause feeds the rest
+ * again, as the server does.
  */
 #include <stdint.h>
 #include <stdlib.h>
