@@ -209,6 +209,40 @@ static void test_events_retry_in_order(void **state)
 	rmdir(dir);
 }
 
+/* An event published from a handler that held the loop longer than
+ * the call timeout (Create booting a VM) is not taken for an
+ * unanswered call: the bound starts when the call is sent. */
+static void test_events_after_long_handler(void **state)
+{
+	struct fx *f = *state;
+	char dir[] = "/tmp/test_ttrpc.XXXXXX", path[128];
+	struct ttrpc_server *ctd;
+	struct events_pub *p;
+	Events__TaskCreate c = EVENTS__TASK_CREATE__INIT;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/ttrpc.sock", dir);
+	ctd = ttrpc_server_new(f->loop, ev_methods, 1, f);
+	ttrpc_server_on_conn_close(ctd, conn_closed_cb, f);
+	assert_int_equal(ttrpc_server_listen_fd(ctd, listen_at(path), NULL),
+			 0);
+	p = events_pub_new(f->loop, path, "husk-test", 0, NULL);
+	events_set_call_timeout(p, 0.2);
+	ev_run(f->loop, EVRUN_NOWAIT);
+	/* The loop held past the bound, as a long handler holds it. */
+	usleep(300 * 1000);
+	c.container_id = "c1";
+	assert_int_equal(events_publish(p, &c.base, NULL), 0);
+	tl_run_until(f->loop, &f->forwarded, 1);
+	assert_string_equal(f->topics[0], "/tasks/create");
+	/* Delivered on its first connection: none was given up. */
+	assert_int_equal(f->conn_closed, 0);
+	events_pub_free(p);
+	ttrpc_server_free(ctd);
+	unlink(path);
+	rmdir(dir);
+}
+
 static void test_events_queue_bound(void **state)
 {
 	struct fx *f = *state;
@@ -276,6 +310,7 @@ int main(void)
 		T(test_client_round_trip),
 		T(test_client_server_goes),
 		T(test_events_retry_in_order),
+		T(test_events_after_long_handler),
 		T(test_events_queue_bound),
 #undef T
 	};
