@@ -1,6 +1,7 @@
 /*
- * husk-shim: one per container process.  Set-up, then the loop; it
- * leaves with the process's exit status (docs/shim.md, husk-shim(8)).
+ * husk-shim: one per container process.  Options, open (confine.c),
+ * then the loop on libhusk/daemon.h; it leaves with the process's exit
+ * status (docs/shim.md, husk-shim(8)).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -18,40 +19,6 @@
 
 struct shim *shim;
 static struct shim sh = { .eid = "", .ready_fd = -1 };
-
-/* ------------------------------------------------------------------ */
-/* Leaving                                                             */
-
-void shim_exit(struct shim *s, int code)
-{
-	s->leaving = true;
-	shim_tty_restore(s);
-	exit(code);
-}
-
-/* husk_daemon_fatal for the shim's callbacks. */
-void shim_fail(struct shim *s, int code, const char *fmt, ...)
-{
-	char msg[1024];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	husk_daemon_fatal(code, "%s", msg);
-}
-
-static void sh_on_fatal(struct husk_daemon *d, int code, const char *msg)
-{
-	shim_tty_restore(&sh);
-	/* Whoever started us and waits for the ready line gets the reason
-	 * instead (our stderr may be a log nobody reads). */
-	if (sh.ready_fd >= 0) {
-		dprintf(sh.ready_fd, "%s\n", msg);
-		close(sh.ready_fd);
-		sh.ready_fd = -1;
-	}
-}
 
 /* ------------------------------------------------------------------ */
 /* Options                                                             */
@@ -125,7 +92,7 @@ static int sh_check(struct husk_daemon *d, struct husk_err **err)
 }
 
 /* ------------------------------------------------------------------ */
-/* Open, (confine: confine.c), run                                     */
+/* Open (confine: confine.c); the shim has no run step: open starts it  */
 
 /*
  * With --console-socket the process's terminal is the pty we hand over:
@@ -167,6 +134,40 @@ static int sh_open(struct husk_daemon *d, struct husk_err **err)
 		return husk_error_wrap(err, "lost the proxy");
 	}
 	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Leaving                                                             */
+
+void shim_exit(struct shim *s, int code)
+{
+	s->leaving = true;
+	shim_tty_restore(s);
+	exit(code);
+}
+
+/* husk_daemon_fatal for the shim's callbacks. */
+void shim_fail(struct shim *s, int code, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	husk_daemon_fatal(code, "%s", msg);
+}
+
+static void sh_on_fatal(struct husk_daemon *d, int code, const char *msg)
+{
+	shim_tty_restore(&sh);
+	/* Whoever started us and waits for the ready line gets the reason
+	 * instead (our stderr may be a log nobody reads). */
+	if (sh.ready_fd >= 0) {
+		dprintf(sh.ready_fd, "%s\n", msg);
+		close(sh.ready_fd);
+		sh.ready_fd = -1;
+	}
 }
 
 /* The loop only ends through shim_exit. */

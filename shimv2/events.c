@@ -17,9 +17,6 @@
 #include "shimv2/events.h"
 #include "shimv2/ttrpc.h"
 
-/* A Forward that gets no answer in this time is retried on a new
- * connection (containerd hung or restarted without closing). */
-#define EVENTS_CALL_TIMEOUT_S	10.0
 
 struct event {
 	struct event *next;
@@ -43,6 +40,7 @@ struct events_pub {
 	unsigned backoff_ms;
 	bool failing;		/* the last attempt failed: log less */
 	bool closing;
+	double call_timeout_s;
 	ev_timer retry;
 	ev_timer call_timeout;
 	ev_timer drain_w;
@@ -132,6 +130,10 @@ static void schedule_retry(struct events_pub *p)
 {
 	if (ev_is_active(&p->retry))
 		return;
+	/* Events are published from handlers that may have held the loop
+	 * for long (a VM boot): timers start from now, not from when the
+	 * loop last woke. */
+	ev_now_update(p->loop);
 	ev_timer_set(&p->retry, p->backoff_ms / 1000.0, 0.);
 	ev_timer_start(p->loop, &p->retry);
 	p->backoff_ms *= 2;
@@ -225,7 +227,8 @@ static void kick(struct events_pub *p)
 		return;
 	}
 	p->inflight = true;
-	ev_timer_set(&p->call_timeout, EVENTS_CALL_TIMEOUT_S, 0.);
+	ev_now_update(p->loop);
+	ev_timer_set(&p->call_timeout, p->call_timeout_s, 0.);
 	ev_timer_start(p->loop, &p->call_timeout);
 }
 
@@ -240,7 +243,7 @@ static void call_timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	struct ttrpc_client *c = p->client;
 
 	log_warnx("events: containerd did not answer Forward in %.0f s; "
-		  "reconnecting", EVENTS_CALL_TIMEOUT_S);
+		  "reconnecting", p->call_timeout_s);
 	/* Freeing the client ends the call with Unavailable, which
 	 * schedules the retry. */
 	p->client = NULL;
@@ -273,6 +276,7 @@ struct events_pub *events_pub_new(struct ev_loop *loop, const char *address,
 	p->loop = loop;
 	p->max = max ? max : EVENTS_QUEUE_MAX;
 	p->backoff_ms = EVENTS_RETRY_MIN_MS;
+	p->call_timeout_s = EVENTS_CALL_TIMEOUT_S;
 	ev_timer_init(&p->retry, retry_cb, 0., 0.);
 	ev_timer_init(&p->call_timeout, call_timeout_cb, 0., 0.);
 	ev_timer_init(&p->drain_w, drain_cb, 0., 0.);
@@ -365,6 +369,11 @@ size_t events_pending(const struct events_pub *p)
 size_t events_dropped(const struct events_pub *p)
 {
 	return p->dropped;
+}
+
+void events_set_call_timeout(struct events_pub *p, double secs)
+{
+	p->call_timeout_s = secs > 0 ? secs : EVENTS_CALL_TIMEOUT_S;
 }
 
 void events_on_drained(struct events_pub *p,

@@ -24,6 +24,9 @@ struct events_pub;
 #define EVENTS_QUEUE_MAX	1024
 #define EVENTS_RETRY_MIN_MS	50
 #define EVENTS_RETRY_MAX_MS	2000
+/* A Forward unanswered this long is retried on a new connection
+ * (containerd hung, or restarted without closing). */
+#define EVENTS_CALL_TIMEOUT_S	10.0
 
 #define EVENTS_SERVICE	"containerd.services.events.ttrpc.v1.Events"
 #define EVENTS_METHOD	"Forward"
@@ -66,5 +69,7 @@ void events_on_drained(struct events_pub *p,
 		       void (*cb)(struct events_pub *, void *), void *arg);
 /* Events given up: queue full, refused by containerd, or freed unsent. */
 size_t events_dropped(const struct events_pub *p);
+/* Another bound than EVENTS_CALL_TIMEOUT_S (tests); 0: the default. */
+void events_set_call_timeout(struct events_pub *p, double secs);
 
 #endif

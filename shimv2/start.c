@@ -260,26 +260,19 @@ static void ask_timeout(struct ev_loop *loop, ev_timer *w, int revents)
 	ev_break(loop, EVBREAK_ALL);
 }
 
-static int daemon_has_task(struct sv *s)
+/* One call to the daemon at addr, answered within 3 s or not at all. */
+static int ask_daemon(const char *addr, const char *method,
+		      const ProtobufCMessage *req)
 {
-	cleanup_free char *addr = NULL;
 	struct ev_loop *loop = EV_DEFAULT;
-	Task__StateRequest req = TASK__STATE_REQUEST__INIT;
-	struct ttrpc_client *c;
+	struct ttrpc_client *c = ttrpc_client_connect(loop, addr, NULL);
 	struct ask a = { -1 };
 	ev_timer t;
-	size_t len;
 
-	if (husk_read_file(AT_FDCWD, "address", 4096, &addr, &len, NULL) < 0)
-		return -1;
-	addr[strcspn(addr, "\n")] = '\0';
-	c = ttrpc_client_connect(loop, addr, NULL);
 	if (!c)
 		return -1;
-	req.id = (char *)s->id;
-	req.exec_id = "";
-	if (ttrpc_client_call(c, "containerd.task.v2.Task", "State",
-			      &req.base, 3000000000LL, asked, &a, NULL) == 0) {
+	if (ttrpc_client_call(c, "containerd.task.v2.Task", method, req,
+			      3000000000LL, asked, &a, NULL) == 0) {
 		ev_timer_init(&t, ask_timeout, 3., 0.);
 		ev_timer_start(loop, &t);
 		ev_run(loop, 0);
@@ -287,6 +280,31 @@ static int daemon_has_task(struct sv *s)
 	}
 	ttrpc_client_free(c);
 	return a.answer;
+}
+
+/* The daemon has the task (1), has it not (0: it was deleted, or never
+ * created; the daemon is then asked to shut down, which it does once
+ * no task is left, as after containerd's own Shutdown), or does not
+ * answer (-1). */
+static int daemon_has_task(struct sv *s)
+{
+	cleanup_free char *addr = NULL;
+	Task__StateRequest req = TASK__STATE_REQUEST__INIT;
+	Task__ShutdownRequest sd = TASK__SHUTDOWN_REQUEST__INIT;
+	size_t len;
+	int rc;
+
+	if (husk_read_file(AT_FDCWD, "address", 4096, &addr, &len, NULL) < 0)
+		return -1;
+	addr[strcspn(addr, "\n")] = '\0';
+	req.id = (char *)s->id;
+	req.exec_id = "";
+	rc = ask_daemon(addr, "State", &req.base);
+	if (rc == 0) {
+		sd.id = (char *)s->id;
+		ask_daemon(addr, "Shutdown", &sd.base);
+	}
+	return rc;
 }
 
 /*

@@ -97,7 +97,27 @@ void ttrpc_reader_free(struct ttrpc_reader *r)
 int ttrpc_reader_feed(struct ttrpc_reader *r, const void *data, size_t n,
 		      ttrpc_frame_cb cb, void *arg, struct husk_err **err)
 {
-	const uint8_t *p = data;
+	size_t used;
+	int rc;
+
+	while (n > 0) {
+		rc = ttrpc_reader_feed_some(r, data, n, cb, arg, &used, err);
+		if (rc < 0)
+			return -1;
+		data = (const uint8_t *)data + used;
+		n -= used;
+	}
+	return 0;
+}
+
+int ttrpc_reader_feed_some(struct ttrpc_reader *r, const void *data,
+			   size_t n, ttrpc_frame_cb cb, void *arg,
+			   size_t *used, struct husk_err **err)
+{
+	const uint8_t *start = data, *p = data;
+	int rc;
+
+	*used = 0;
 
 	while (n > 0) {
 		if (r->hdr_got < TTRPC_HDR_LEN) {
@@ -125,8 +145,13 @@ int ttrpc_reader_feed(struct ttrpc_reader *r, const void *data, size_t n,
 				p += r->h.len;
 				n -= r->h.len;
 				r->hdr_got = 0;
-				if (cb(arg, &r->h, payload, err) < 0)
+				rc = cb(arg, &r->h, payload, err);
+				if (rc < 0)
 					return -1;
+				if (rc > 0) {
+					*used = p - start;
+					return 1;
+				}
 				continue;
 			}
 			r->buf = malloc(r->h.len);
@@ -146,7 +171,6 @@ int ttrpc_reader_feed(struct ttrpc_reader *r, const void *data, size_t n,
 			break;
 
 		uint8_t *payload = husk_steal_ptr(r->buf);
-		int rc;
 
 		r->hdr_got = 0;
 		r->got = 0;
@@ -154,7 +178,12 @@ int ttrpc_reader_feed(struct ttrpc_reader *r, const void *data, size_t n,
 		free(payload);
 		if (rc < 0)
 			return -1;
+		if (rc > 0) {
+			*used = p - start;
+			return 1;
+		}
 	}
+	*used = p - start;
 	return 0;
 }
 

@@ -27,7 +27,8 @@
 struct ev_loop;
 
 #define TTRPC_HDR_LEN		10
-#define TTRPC_MAX_MSG		(4u << 20)	/* payload, as containerd's */
+/* Payload, as containerd's. */
+#define TTRPC_MAX_MSG		(4u << 20)
 #define TTRPC_TYPE_REQUEST	1
 #define TTRPC_TYPE_RESPONSE	2
 /* Answers queued on one connection beyond which reading stops until
@@ -89,7 +90,8 @@ struct ttrpc_reader {
 };
 
 /* One whole frame; payload is valid during the call only.  Return <0
- * (with *err set) to stop: ttrpc_reader_feed then returns -1. */
+ * (with *err set) to stop: the feed then returns -1; >0 to pause (only
+ * ttrpc_reader_feed_some stops there; ttrpc_reader_feed goes on). */
 typedef int (*ttrpc_frame_cb)(void *arg, const struct ttrpc_hdr *h,
 			      const uint8_t *payload, struct husk_err **err);
 
@@ -99,6 +101,11 @@ void ttrpc_reader_free(struct ttrpc_reader *r);
  * for a length over TTRPC_MAX_MSG) when the stream cannot go on. */
 int ttrpc_reader_feed(struct ttrpc_reader *r, const void *data, size_t n,
 		      ttrpc_frame_cb cb, void *arg, struct husk_err **err);
+/* The same, but returns 1 with *used < n when cb paused: the bytes
+ * from data + *used on are to be fed again later. */
+int ttrpc_reader_feed_some(struct ttrpc_reader *r, const void *data,
+			   size_t n, ttrpc_frame_cb cb, void *arg,
+			   size_t *used, struct husk_err **err);
 
 /*
  * Decoders of what arrives on the socket (the fuzz targets).  A Request

@@ -47,6 +47,10 @@ struct ttrpc_conn {
 	uint32_t last_stream;
 	int refs;
 	bool closed;
+	/* Bytes read but not fed: reading paused after a frame because
+	 * the answers queued passed TTRPC_WQ_SOFT. */
+	uint8_t *rest;
+	size_t rest_off, rest_len;
 };
 
 struct ttrpc_call {
@@ -67,6 +71,7 @@ static void conn_unref(struct ttrpc_conn *c)
 		return;
 	ttrpc_reader_free(&c->rd);
 	ttrpc_wq_free(&c->wq);
+	free(c->rest);
 	free(c);
 }
 
@@ -86,7 +91,7 @@ static void conn_flush(struct ttrpc_conn *c)
 		ev_io_stop(loop, &c->wio);
 	/* A peer that sends requests without reading the answers is
 	 * slowed down, not buffered without end. */
-	if (c->wq.bytes > TTRPC_WQ_SOFT)
+	if (c->wq.bytes > TTRPC_WQ_SOFT || c->rest)
 		ev_io_stop(loop, &c->rio);
 	else
 		ev_io_start(loop, &c->rio);
@@ -392,13 +397,60 @@ static int on_frame(void *arg, const struct ttrpc_hdr *h,
 	}
 	c->last_stream = h->stream;
 	dispatch(c, h->stream, payload, h->len);
-	return 0;
+	/* Pause after this frame while the answers are not taken. */
+	return !c->closed && c->wq.bytes > TTRPC_WQ_SOFT ? 1 : 0;
+}
+
+/* Feed bytes; keep what follows a pause in c->rest.  Called with a
+ * reference held. */
+static void conn_feed(struct ttrpc_conn *c, const uint8_t *p, size_t n)
+{
+	cleanup_err struct husk_err *err = NULL;
+	size_t used;
+	int rc;
+
+	rc = ttrpc_reader_feed_some(&c->rd, p, n, on_frame, c, &used, &err);
+	if (c->closed)
+		return;
+	if (rc < 0) {
+		log_warnx("ttrpc: %s: closing the connection", err->msg);
+		conn_close(c);
+		return;
+	}
+	if (rc > 0 && used < n) {
+		uint8_t *rest = malloc(n - used);
+
+		if (!rest) {
+			log_warnx("ttrpc: out of memory: closing the "
+				  "connection");
+			conn_close(c);
+			return;
+		}
+		memcpy(rest, p + used, n - used);
+		c->rest = rest;
+		c->rest_off = 0;
+		c->rest_len = n - used;
+		ev_io_stop(c->srv->loop, &c->rio);
+	}
+}
+
+/* The answers were taken: go on with the bytes held back. */
+static void conn_resume(struct ttrpc_conn *c)
+{
+	uint8_t *rest = husk_steal_ptr(c->rest);
+	size_t off = c->rest_off, len = c->rest_len;
+
+	c->refs++;
+	conn_feed(c, rest + off, len - off);
+	free(rest);
+	if (!c->closed && !c->rest && c->wq.bytes <= TTRPC_WQ_SOFT)
+		ev_io_start(c->srv->loop, &c->rio);
+	conn_unref(c);
 }
 
 static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct ttrpc_conn *c = w->data;
-	cleanup_err struct husk_err *err = NULL;
 	uint8_t buf[65536];
 	ssize_t n;
 
@@ -417,17 +469,17 @@ static void conn_read_cb(struct ev_loop *loop, ev_io *w, int revents)
 		return;
 	}
 	c->refs++;
-	if (ttrpc_reader_feed(&c->rd, buf, n, on_frame, c, &err) < 0 &&
-	    !c->closed) {
-		log_warnx("ttrpc: %s: closing the connection", err->msg);
-		conn_close(c);
-	}
+	conn_feed(c, buf, n);
 	conn_unref(c);
 }
 
 static void conn_write_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
-	conn_flush(w->data);
+	struct ttrpc_conn *c = w->data;
+
+	conn_flush(c);
+	if (!c->closed && c->rest && c->wq.bytes <= TTRPC_WQ_SOFT)
+		conn_resume(c);
 }
 
 /* --------------------------------------------------------- lifecycle */

@@ -30,15 +30,21 @@ $(B)/obj/gen/%.o: $(PROTO_GEN)/%.c | $(PROTO_H)
 	$(Q)$(CC) $(CPPFLAGS) $(filter-out -Werror,$(CFLAGS)) -c -o $@ $<
 
 # Every file that includes a generated header waits for all of them.
-$(call obj,$(wildcard shimv2/*.c) tests/unit/test_ttrpc.c): | $(PROTO_H)
+TTRPC_TESTS := test_ttrpc test_ttrpc_client
+$(call obj,$(wildcard shimv2/*.c) $(TTRPC_TESTS:%=tests/unit/%.c)): | $(PROTO_H)
 
-$(B)/tests/test_ttrpc: $(TTRPC_OBJS)
-$(B)/tests/test_ttrpc: LDLIBS += $(PROTOBUF_C_LIBS)
+$(TTRPC_TESTS:%=$(B)/tests/%): $(TTRPC_OBJS)
+$(TTRPC_TESTS:%=$(B)/tests/%): LDLIBS += $(PROTOBUF_C_LIBS)
 
 # The decoders of socket bytes, fuzzed with the generated code.
 build/fuzz/fuzz_ttrpc: shimv2/ttrpc.c $(PROTO_C) | $(PROTO_H)
-build/fuzz/fuzz_ttrpc: FUZZ_CFLAGS += -I$(PROTO_GEN) $(PROTOBUF_C_CFLAGS)
-build/fuzz/fuzz_ttrpc: LDLIBS += $(PROTOBUF_C_LIBS)
+# The server's dispatch, pauses and late answers over a socketpair.
+build/fuzz/fuzz_ttrpc_server: shimv2/ttrpc.c shimv2/ttrpc_server.c \
+	$(PROTO_C) | $(PROTO_H)
+build/fuzz/fuzz_ttrpc build/fuzz/fuzz_ttrpc_server: \
+	FUZZ_CFLAGS += -I$(PROTO_GEN) $(PROTOBUF_C_CFLAGS)
+build/fuzz/fuzz_ttrpc build/fuzz/fuzz_ttrpc_server: \
+	LDLIBS += $(PROTOBUF_C_LIBS)
 
 # Both ends of the protocol against containerd's programs (ttrpc.bats).
 $(call obj,tests/helpers/ttrpc_peer.c): | $(PROTO_H)

@@ -153,7 +153,7 @@ sv() {
 	[[ "$hex" == 1089011a* ]]
 }
 
-@test "shimv2 delete: stops a daemon containerd lost and removes its socket" {
+@test "shimv2 delete: a daemon without the task is asked to shut down, and leaves" {
 	run sv -namespace ns -id lost1 -address "$ADDR" start
 	[ "$status" -eq 0 ]
 	sock=${output#unix://}
@@ -161,6 +161,25 @@ sv() {
 	kill -0 "$pid"
 	run sv -namespace ns -id lost1 -address "$ADDR" -bundle "$T/b" delete
 	[ "$status" -eq 0 ]
+	for _ in $(seq 1 100); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	run kill -0 "$pid"
+	[ "$status" -ne 0 ]
+	[ ! -e "$sock" ]
+}
+
+@test "shimv2 delete: a daemon that does not answer is stopped, its socket removed" {
+	run sv -namespace ns -id hung1 -address "$ADDR" start
+	[ "$status" -eq 0 ]
+	sock=${output#unix://}
+	pid=$(cat "$T/b/shim.pid")
+	kill -STOP "$pid"
+	run --separate-stderr sv -namespace ns -id hung1 -address "$ADDR" -bundle "$T/b" delete
+	[ "$status" -eq 0 ]
+	echo "$stderr"
+	[[ "$stderr" == *"its daemon $pid is still there: stopped"* ]]
 	for _ in $(seq 1 100); do
 		kill -0 "$pid" 2>/dev/null || break
 		sleep 0.1

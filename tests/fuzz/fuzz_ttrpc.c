@@ -3,10 +3,11 @@
  * first byte says how many chunk sizes follow, those bytes are the read
  * sizes (cycled), and the rest is the stream, fed into the frame reader.
  * A request frame goes to ttrpc_request_decode and its payload to the
- * decoder of every message the shim's methods take (ttrpc_decode, as the
- * server does, and the events service's ForwardRequest); a response frame to ttrpc_response_decode
- * (the events client) and its payload to Empty.  A reader error ends
- * the stream, as it ends the connection.
+ * decoder of every message the shim's methods take (ttrpc_decode, as
+ * the server does, and the events service's ForwardRequest); a response
+ * frame to ttrpc_response_decode (the events client).  A reader error
+ * ends the stream, as it ends the connection; a pause feeds the rest
+ * again, as the server does.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -89,10 +90,11 @@ static int on_frame(void *arg, const struct ttrpc_hdr *h,
 			(void)ttrpc_code_name(resp->status->code);
 		ttrpc__response__free_unpacked(resp, NULL);
 	}
-	/* Now and then refuse, to walk the callback-failure path. */
+	/* Now and then refuse, to walk the callback-failure path, or
+	 * pause, as the server does when its answers are not taken. */
 	if (*frames % 11 == 0)
 		return husk_error(err, HUSK_E_PROTOCOL, "refused");
-	return 0;
+	return *frames % 5 == 0 ? 1 : 0;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -122,15 +124,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			n = 1;
 		if (n > size)
 			n = size;
-		if (ttrpc_reader_feed(&r, data, n, on_frame, &frames,
-				      &err) < 0) {
+		size_t used;
+		int rc = ttrpc_reader_feed_some(&r, data, n, on_frame,
+						&frames, &used, &err);
+
+		if (rc < 0) {
 			husk_err_free(err);
 			break;
 		}
+		if (used > n || (rc == 0 && used != n) ||
+		    (rc > 0 && used == 0))
+			abort();
 		if (r.buf && r.h.len > TTRPC_MAX_MSG)
 			abort();
-		data += n;
-		size -= n;
+		/* After a pause the rest is fed again. */
+		data += used;
+		size -= used;
 	}
 	ttrpc_reader_free(&r);
 	return 0;

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-# Write the seed corpus of fuzz_ttrpc (run from the top of the tree; the
-# output is committed): ttrpc frames holding hand-encoded protobuf, with
-# the chunk-size prefix of tests/fuzz/fuzz_ttrpc.c.
+# Write the seed corpora of fuzz_ttrpc and fuzz_ttrpc_server (run from
+# the top of the tree; the output is committed): ttrpc frames holding
+# hand-encoded protobuf, for fuzz_ttrpc behind the chunk-size prefix of
+# tests/fuzz/fuzz_ttrpc.c.
 import os
 import struct
 
@@ -82,4 +83,32 @@ seeds = {
 os.makedirs("tests/fuzz/corpus/fuzz_ttrpc", exist_ok=True)
 for name, d in seeds.items():
     with open("tests/fuzz/corpus/fuzz_ttrpc/" + name, "wb") as f:
+        f.write(d)
+
+# fuzz_ttrpc_server: the raw stream a peer writes to the server.
+calls = [
+    request(T, "Start", ld(1, "c1")),
+    request(T, "Wait", ld(1, "c1")),
+    request(T, "Wait", ld(1, "c1") + ld(2, "e1")),
+    request(T, "Kill", kill + ld(2, "e9")),
+    request(T, "Wait", ld(1, "c2")),
+    request(T, "Big", b"x" * 300),
+    request(T, "Big", b""),
+    request(T, "Start", ld(1, "c1")),
+    request(T, "Nope"),
+    request("no.Such", "Start"),
+]
+srv = b"".join(frame(2 * i + 1, 1, r) for i, r in enumerate(calls))
+sseeds = {
+    "calls": srv,
+    "even_and_reused": frame(2, 1, calls[0]) + frame(5, 1, calls[0]) + frame(5, 1, calls[0]) + frame(3, 1, calls[0]),
+    "bad_type": frame(1, 9, b"abc") + frame(1, 2, b"") + srv,
+    "junk_request": frame(1, 1, b"\x0a\x64ab") + frame(3, 1, request(T, "Start", b"\x0a\x64")),
+    "big_many": b"".join(frame(2 * i + 1, 1, request(T, "Big", b"")) for i in range(12)),
+    "oversize": srv[:40] + struct.pack(">IIBB", 0x00400001, 99, 1, 0),
+    "truncated": srv[:-3],
+}
+os.makedirs("tests/fuzz/corpus/fuzz_ttrpc_server", exist_ok=True)
+for name, d in sseeds.items():
+    with open("tests/fuzz/corpus/fuzz_ttrpc_server/" + name, "wb") as f:
         f.write(d)
