@@ -426,6 +426,25 @@ teardown() {
 	wait_for -t 30 test ! -e "$sock"
 }
 
+@test "an OOM kill in the VM: /tasks/oom, and the exit" {
+	# Seen 2026-12-02: the OOM kill happens (exit 137) but no
+	# /tasks/oom comes: the agent reports no OOM kill to the host yet.
+	# Remove this line once it does; the assertions below stand.
+	skip "husk's agent does not report OOM kills yet: no /tasks/oom (issue #14)"
+	events_start
+	run timeout 300 $(ctr_cmd) run --rm --runtime "$SHIMV2_RUNTIME" \
+		--memory-limit 33554432 --rootfs "$EN/rootfs-a" o1 \
+		/bin/dd if=/dev/zero of=/dev/null bs=96M count=1
+	echo "$output"
+	[ "$status" -eq 137 ]
+	wait_for -t 30 grep -q '/tasks/delete.*"container_id":"o1"' "$EN/events"
+	topics=$(task_topics o1 | tr '\n' ' ')
+	echo "topics: $topics"
+	re='^create:o1 start:o1 (oom:o1 exit:o1|exit:o1 oom:o1) delete:o1 $'
+	[[ "$topics" =~ $re ]]
+	shimv2_assert_gone o1
+}
+
 @test "nothing left once containerd stops" {
 	engines_stop_containerd
 	engines_assert_clean
