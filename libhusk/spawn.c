@@ -103,8 +103,14 @@ static void child(const struct husk_exec *x, pid_t parent, int *step)
 		_exit(127);
 	if (x->new_session)
 		setsid();
-	if (stdio_to(x->in_fd, 0, 0) < 0 || stdio_to(x->out_fd, 1, 2) < 0)
+	if (x->stdio) {
+		for (int i = 0; i < 3; i++)
+			if (x->stdio[i] >= 0 && dup2(x->stdio[i], i) < 0)
+				return;
+	} else if (stdio_to(x->in_fd, 0, 0) < 0 ||
+		   stdio_to(x->out_fd, 1, 2) < 0) {
 		return;
+	}
 	if (x->fds_from_3) {
 		if (fds_from_3(x->fds, x->nfds) < 0)
 			return;

@@ -21,6 +21,9 @@ struct husk_exec {
 	char *const *argv;              /* argv[0] is the path executed */
 	int in_fd;                      /* stdin: -1 is /dev/null */
 	int out_fd;                     /* stdout and stderr: -1 is /dev/null */
+	/* When set, instead of in_fd and out_fd: the child's 0, 1 and 2
+	 * (each above 2, or -1 to leave the caller's). */
+	const int *stdio;
 	/* Descriptors the child keeps (at most HUSK_SPAWN_MAX_FDS), at
 	 * their own numbers, or at 3, 4, ... with fds_from_3; no other
 	 * descriptor above 2 survives the exec. */

@@ -102,7 +102,7 @@ static void ready_fd_take(void)
 		return;
 	if (husk_parse_int(v, 3, 65535, &fd) < 0 ||
 	    fcntl((int)fd, F_SETFD, FD_CLOEXEC) < 0)
-		log_warnx("ready_fd_take: HUSK_PROXY_READY_FD=%s is not an "
+		log_warnx("HUSK_PROXY_READY_FD=%s is not an "
 			  "open descriptor above 2: ignored", v);
 	else
 		ready_fd = (int)fd;
@@ -114,7 +114,7 @@ static void ready_fd_say(void)
 	if (ready_fd < 0)
 		return;
 	if (write(ready_fd, "ok\n", 3) < 0)
-		log_debug("ready_fd_say: %s", strerror(errno));
+		log_debug("%s", strerror(errno));
 	close(ready_fd);
 	ready_fd = -1;
 }

@@ -137,8 +137,8 @@ static int shim_wait_ready(pid_t pid, int fd, struct husk_err **err)
  */
 static pid_t spawn_shim(const struct husk_config *cfg, const char *proxy,
 			const char *cid, const char *eid, bool terminal,
-			const char *console, const char *log,
-			struct husk_err **err)
+			const char *console, const int *stdio,
+			const char *log, struct husk_err **err)
 {
 	char *argv[18], readyarg[16];
 	struct husk_exec x = {
@@ -146,6 +146,7 @@ static pid_t spawn_shim(const struct husk_config *cfg, const char *proxy,
 		/* The caller's stdio, and the ready pipe. */
 		.in_fd = HUSK_FD_INHERIT,
 		.out_fd = HUSK_FD_INHERIT,
+		.stdio = stdio,
 		.nfds = 1,
 		.reap_on_error = true,
 	};
@@ -193,6 +194,15 @@ pid_t husk_shim_start(const struct husk_config *cfg, const char *root,
 		      bool terminal, const char *console,
 		      struct husk_err **err)
 {
+	return husk_shim_start_io(cfg, root, sid, cid, eid, terminal, console,
+				  NULL, err);
+}
+
+pid_t husk_shim_start_io(const struct husk_config *cfg, const char *root,
+			 const char *sid, const char *cid, const char *eid,
+			 bool terminal, const char *console, const int *stdio,
+			 struct husk_err **err)
+{
 	struct husk_sbx_paths p;
 	cleanup_free char *log = NULL;
 	pid_t pid;
@@ -201,8 +211,8 @@ pid_t husk_shim_start(const struct husk_config *cfg, const char *root,
 		return -1;
 	log = husk_xasprintf("%s/shim-%s%s%s.log", p.dir, cid,
 			     eid && *eid ? "-" : "", eid ? eid : "");
-	pid = spawn_shim(cfg, p.proxy_sock, cid, eid, terminal, console, log,
-			 err);
+	pid = spawn_shim(cfg, p.proxy_sock, cid, eid, terminal, console, stdio,
+			 log, err);
 	husk_sandbox_paths_free(&p);
 	return pid;
 }
@@ -360,8 +370,8 @@ int husk_ct_create(struct husk_store *st, const struct husk_config *cfg,
 		       NULL, err) < 0)
 		goto fail;
 
-	c.shim.pid = husk_shim_start(cfg, st->root, sid, id, "", terminal,
-				     o->console_socket, err);
+	c.shim.pid = husk_shim_start_io(cfg, st->root, sid, id, "", terminal,
+					o->console_socket, o->stdio, err);
 	if (c.shim.pid < 0) {
 		c.shim.pid = 0;
 		goto fail;

@@ -272,6 +272,8 @@ struct husk_create_opts {
 	const char *pid_file;
 	const char *console_socket;
 	bool detach;            /* no terminal of ours to hand the shim */
+	/* The shim's stdin, stdout, stderr (-1: ours); NULL: all ours. */
+	const int *stdio;
 	pid_t *shim_pid;        /* out, may be NULL */
 };
 
@@ -295,6 +297,28 @@ pid_t husk_shim_start(const struct husk_config *cfg, const char *root,
 		      const char *sid, const char *cid, const char *eid,
 		      bool terminal, const char *console,
 		      struct husk_err **err);
+/* The same with the shim's stdin, stdout and stderr given (-1 or NULL:
+ * ours), e.g. a containerd shim's fifos. */
+pid_t husk_shim_start_io(const struct husk_config *cfg, const char *root,
+			 const char *sid, const char *cid, const char *eid,
+			 bool terminal, const char *console, const int *stdio,
+			 struct husk_err **err);
+/* Start process eid (an OCI process object) in a created or running
+ * container and its shim; if the shim cannot start, the process is
+ * killed again.  Returns the shim's pid. */
+pid_t husk_ct_exec(const struct husk_config *cfg, const char *root,
+		   const struct husk_container *c, const char *eid,
+		   const json_t *process, const char *console,
+		   const int *stdio, struct husk_err **err);
+/* pause_container or resume_container, and the status recorded. */
+int husk_ct_pause(const char *root, struct husk_entry *e,
+		  struct husk_container *c, bool pause, struct husk_err **err);
+/* New linux.resources for a live container: the VM grows first, the
+ * agent applies them, the VM shrinks after (husk_ct_resize); c's record
+ * is written to e. */
+int husk_ct_update(const char *root, struct husk_entry *e,
+		   struct husk_container *c, const json_t *resources,
+		   struct husk_err **err);
 /* A call to the guest agent through the sandbox's proxy (params are
  * consumed). */
 int husk_agent_call(const char *root, const char *sid, const char *method,

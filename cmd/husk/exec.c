@@ -312,7 +312,7 @@ int cmd_exec(struct husk_ctx *ctx, int argc, char **argv,
 	char eid[32];
 	pid_t shim = -1;
 	bool started = false;
-	int rc, status, live;
+	int rc, status;
 
 	ctx->fail_exit = HUSK_EXIT_EXEC;
 	rc = parse_exec(argc, argv, &a, err);
@@ -325,14 +325,6 @@ int cmd_exec(struct husk_ctx *ctx, int argc, char **argv,
 		goto out;
 	if (husk_open_container(ctx, a.id, HUSK_LOCK_SHARED, &e, &c, err) < 0)
 		goto out;
-	/* A created container's namespaces exist already: runc execs into
-	 * it, and so does husk. */
-	live = husk_live_status(&c);
-	if (live != HUSK_ST_RUNNING && live != HUSK_ST_CREATED) {
-		husk_error(err, HUSK_E_STATE, "container %s is %s, not "
-			   "created or running", c.id, husk_status_name(live));
-		goto out;
-	}
 	proc = build_process(&a, &c, err);
 	if (!proc)
 		goto out;
@@ -343,17 +335,11 @@ int cmd_exec(struct husk_ctx *ctx, int argc, char **argv,
 	snprintf(eid, sizeof(eid), "exec-%02x%02x%02x%02x%02x%02x%02x%02x",
 		 rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], rnd[6],
 		 rnd[7]);
-	if (husk_agent_call(ctx->root, c.sandbox_id, AGENT_M_EXEC_PROCESS,
-			    json_pack("{s:s, s:s, s:O}", "container_id", c.id,
-				      "exec_id", eid, "process", proc), 60000,
-			    NULL, err) < 0)
-		goto out;
-	started = true;
-	shim = husk_shim_start(&ctx->cfg, ctx->root, c.sandbox_id, c.id, eid,
-			       json_is_true(json_object_get(proc, "terminal")),
-			       a.console, err);
+	shim = husk_ct_exec(&ctx->cfg, ctx->root, &c, eid, proc, a.console,
+			    NULL, err);
 	if (shim < 0)
 		goto out;
+	started = true;
 	if (a.pid_file) {
 		char buf[32];
 		int n = snprintf(buf, sizeof(buf), "%d", (int)shim);

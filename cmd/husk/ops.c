@@ -64,15 +64,7 @@ static int pause_resume(struct husk_ctx *ctx, int argc, char **argv,
 					    HUSK_ST_PAUSED),
 		      HUSK_LOCK_EXCL, &e, &c, err) < 0)
 		return -1;
-	rc = husk_agent_call(ctx->root, c.sandbox_id,
-			     pause ? AGENT_M_PAUSE_CONTAINER :
-			     AGENT_M_RESUME_CONTAINER,
-			     json_pack("{s:s}", "container_id", c.id), 30000,
-			     NULL, err);
-	if (rc == 0) {
-		c.status = pause ? HUSK_ST_PAUSED : HUSK_ST_RUNNING;
-		rc = husk_container_write(&e, &c, err);
-	}
+	rc = husk_ct_pause(ctx->root, &e, &c, pause, err);
 	husk_container_free(&c);
 	husk_entry_close(&e);
 	return rc;
@@ -200,19 +192,7 @@ int cmd_update(struct husk_ctx *ctx, int argc, char **argv,
 		json_decref(res);
 		return -1;
 	}
-	/* Kata's way: the VM grows before a larger limit applies, and
-	 * gives back hot-plugged memory after a smaller one did. */
-	rc = husk_ct_resize(ctx->root, &c, res, false, err);
-	if (husk_container_write(&e, &c, rc < 0 ? NULL : err) < 0)
-		rc = -1;
-	if (rc == 0)
-		rc = husk_agent_call(ctx->root, c.sandbox_id,
-				     AGENT_M_UPDATE_CONTAINER,
-				     json_pack("{s:s, s:O}", "container_id",
-					       c.id, "resources", res),
-				     30000, NULL, err);
-	if (rc == 0 && husk_ct_resize(ctx->root, &c, res, true, err) == 0)
-		rc = husk_container_write(&e, &c, err);
+	rc = husk_ct_update(ctx->root, &e, &c, res, err);
 	json_decref(res);
 	husk_container_free(&c);
 	husk_entry_close(&e);

@@ -76,7 +76,9 @@ CTR() {
 	run ctrc task kill -s SIGUSR1 d1
 	[ "$status" -eq 0 ]
 	for _ in $(seq 1 100); do
-		out=$(timeout 60 $(CTR) task exec --exec-id e3 d1 cat /tmp/usr1 2>/dev/null) && break
+		# The trap's file may be there yet empty: poll its content.
+		out=$(timeout 60 $(CTR) task exec --exec-id e3 d1 cat /tmp/usr1 2>/dev/null) || true
+		[ "$out" = got-USR1 ] && break
 		sleep 0.2
 	done
 	[ "$out" = got-USR1 ]

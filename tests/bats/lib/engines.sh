@@ -8,7 +8,15 @@
 #   engines_setup                        $EN: a private directory with
 #                                        the husk wrapper and a busybox
 #                                        rootfs ($EN/rootfs)
-#   engines_start_containerd             containerd on $EN/ctd.sock
+#   engines_start_containerd [cri]       containerd on $EN/ctd.sock (its
+#                                        CRI plugin only with "cri"; more
+#                                        TOML in $ENGINES_CTD_TOML, dirs
+#                                        put first on its PATH in
+#                                        $ENGINES_CTD_PATH); again after
+#                                        engines_stop_containerd: the same
+#                                        root and state
+#   engines_stop_containerd              containerd down (SIGTERM), shims
+#                                        left running
 #   engines_start_dockerd                dockerd on $EN/docker.sock, its
 #                                        runtime "husk" the wrapper
 #   engines_import_image NAME            `docker import` of $EN/rootfs
@@ -80,11 +88,13 @@ _engines_wait_sock() {
 }
 
 engines_start_containerd() {
+	local disabled='disabled_plugins = ["io.containerd.grpc.v1.cri"]'
+	[ "${1:-}" = cri ] && disabled=
 	cat >"$EN/containerd.toml" <<-EOF
 	version = 2
 	root = "$EN/ctd-root"
 	state = "$EN/ctd-state"
-	disabled_plugins = ["io.containerd.grpc.v1.cri"]
+	$disabled
 	[grpc]
 	  address = "$EN/ctd.sock"
 	[ttrpc]
@@ -93,13 +103,21 @@ engines_start_containerd() {
 	  address = "$EN/ctd-debug.sock"
 	[metrics]
 	  address = ""
+	${ENGINES_CTD_TOML:-}
 	EOF
-	# setsid: a terminal test's signals are not the daemon's.
-	setsid "$CONTAINERD_BIN" --config "$EN/containerd.toml" \
-		</dev/null >"$EN/containerd.log" 2>&1 &
+	# setsid: a terminal test's signals are not the daemon's.  The log
+	# is appended to: a restart keeps what the first daemon said.
+	PATH="${ENGINES_CTD_PATH:+$ENGINES_CTD_PATH:}$PATH" \
+		setsid "$CONTAINERD_BIN" --config "$EN/containerd.toml" \
+		</dev/null >>"$EN/containerd.log" 2>&1 &
 	echo $! >"$EN/containerd.pid"
 	_engines_wait_sock "$EN/ctd.sock" "$(cat "$EN/containerd.pid")" \
 		"$EN/containerd.log"
+}
+
+engines_stop_containerd() {
+	_engines_kill_pidfile "$EN/containerd.pid"
+	rm -f "$EN/containerd.pid"
 }
 
 engines_start_dockerd() {
@@ -142,7 +160,8 @@ engines_import_image() {
 # husk's state roots the engines used: dockerd's runtime root and ours.
 _engines_husk_roots() {
 	local r
-	for r in "$EN"/dexec/runtime-*/* "$EN"/runc-root/*; do
+	for r in "$EN"/dexec/runtime-*/* "$EN"/runc-root/* "$EN"/husk-root \
+		"$EN"/husk-root/*; do
 		[ -d "$r" ] && echo "$r"
 	done
 }
@@ -180,6 +199,11 @@ engines_teardown() {
 		done
 	fi
 	_engines_kill_pidfile "$EN/containerd.pid"
+	# containerd-shim-husk-v2 daemons that outlived it (shimv2.bats):
+	# down before the sandboxes they hold are deleted.
+	for m in $(pgrep -f "containerd-shim-husk-v2 .*$EN/" 2>/dev/null); do
+		kill -9 "$m" 2>/dev/null || true
+	done
 	# Whatever the engines left of husk's containers.
 	for r in $(_engines_husk_roots); do
 		for id in $("$(_engines_build)/bin/husk" --root "$r" list --quiet 2>/dev/null); do

@@ -1,0 +1,89 @@
+/*
+ * What a running container's callers share beyond create, start and
+ * destroy: exec, pause and resume, update.  Used by the CLI verbs and
+ * by containerd-shim-husk-v2's Task service.
+ */
+#include <signal.h>
+#include <sys/wait.h>
+#include <time.h>
+
+#include "libhusk/log.h"
+#include "libipc/proto_agent.h"
+#include "sandbox.h"
+
+/* The exec started in the guest but its shim did not: it goes. */
+static void undo_exec(const char *root, const struct husk_container *c,
+		      const char *eid)
+{
+	husk_agent_call(root, c->sandbox_id, AGENT_M_SIGNAL_PROCESS,
+			json_pack("{s:s, s:s, s:i}", "container_id", c->id,
+				  "exec_id", eid, "signal", SIGKILL),
+			10000, NULL, NULL);
+}
+
+pid_t husk_ct_exec(const struct husk_config *cfg, const char *root,
+		   const struct husk_container *c, const char *eid,
+		   const json_t *process, const char *console,
+		   const int *stdio, struct husk_err **err)
+{
+	int live = husk_live_status(c);
+	pid_t shim;
+
+	/* A created container's namespaces exist already: runc execs into
+	 * it, and so does husk. */
+	if (live != HUSK_ST_RUNNING && live != HUSK_ST_CREATED)
+		return husk_error(err, HUSK_E_STATE, "container %s is %s, not "
+				  "created or running", c->id,
+				  husk_status_name(live));
+	if (husk_agent_call(root, c->sandbox_id, AGENT_M_EXEC_PROCESS,
+			    json_pack("{s:s, s:s, s:O}", "container_id", c->id,
+				      "exec_id", eid, "process", process),
+			    60000, NULL, err) < 0)
+		return -1;
+	shim = husk_shim_start_io(cfg, root, c->sandbox_id, c->id, eid,
+				  json_is_true(json_object_get(process,
+							       "terminal")),
+				  console, stdio, err);
+	if (shim < 0)
+		undo_exec(root, c, eid);
+	return shim;
+}
+
+int husk_ct_pause(const char *root, struct husk_entry *e,
+		  struct husk_container *c, bool pause, struct husk_err **err)
+{
+	int want = pause ? HUSK_ST_RUNNING : HUSK_ST_PAUSED;
+	int live = husk_live_status(c);
+
+	if (live != want)
+		return husk_error(err, HUSK_E_STATE, "container %s is %s",
+				  c->id, husk_status_name(live));
+	if (husk_agent_call(root, c->sandbox_id,
+			    pause ? AGENT_M_PAUSE_CONTAINER : AGENT_M_RESUME_CONTAINER,
+			    json_pack("{s:s}", "container_id", c->id), 30000,
+			    NULL, err) < 0)
+		return -1;
+	c->status = pause ? HUSK_ST_PAUSED : HUSK_ST_RUNNING;
+	return husk_container_write(e, c, err);
+}
+
+int husk_ct_update(const char *root, struct husk_entry *e,
+		   struct husk_container *c, const json_t *res,
+		   struct husk_err **err)
+{
+	int rc;
+
+	/* Kata's way: the VM grows before a larger limit applies, and
+	 * gives back hot-plugged memory after a smaller one did. */
+	rc = husk_ct_resize(root, c, res, false, err);
+	if (husk_container_write(e, c, rc < 0 ? NULL : err) < 0)
+		rc = -1;
+	if (rc == 0)
+		rc = husk_agent_call(root, c->sandbox_id, AGENT_M_UPDATE_CONTAINER,
+				     json_pack("{s:s, s:O}", "container_id",
+					       c->id, "resources", res),
+				     30000, NULL, err);
+	if (rc == 0 && husk_ct_resize(root, c, res, true, err) == 0)
+		rc = husk_container_write(e, c, err);
+	return rc;
+}

@@ -1,0 +1,227 @@
+/*
+ * containerd-shim-husk-v2: containerd's shim v2 for husk
+ * (docs/shimv2.md, containerd-shim-husk-v2(8)).  One daemon per pod
+ * holds the pod's VM through the sandbox library and answers
+ * containerd's Task service over ttrpc.
+ *
+ *   main.c     options; `start`, `delete` and the daemon
+ *   start.c    `start` (socket, address file, the daemon started) and
+ *              `delete` (clean-up after a dead daemon)
+ *   task.c     the Task service's logic on the sandbox library
+ *   proc.c     processes: husk-shim children, exits, waiters
+ *   io.c       stdio: fifos, binary:// loggers, file://, terminals
+ *   rootfs.c   the rootfs mounts containerd gives in Create
+ *   service.c  the ttrpc glue: protobuf in and out, events
+ *   confine.c  the confinement profile
+ */
+#ifndef HUSK_SHIMV2_H
+#define HUSK_SHIMV2_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include <ev.h>
+#include <jansson.h>
+
+#include "libhusk/err.h"
+#include "libhusk/store.h"
+#include "sandbox/sandbox.h"
+
+#define SV_NAME "containerd-shim-husk-v2"
+#define SV_DEFAULT_CONFIG "/etc/husk/husk.conf"
+/* State root when HUSK_ROOT is not in the environment. */
+#define SV_DEFAULT_ROOT "/run/husk-shimv2"
+/* The daemons' sockets: <dir>/<hash>.sock, well under sun_path. */
+#define SV_SOCK_DIR "/run/husk-shimv2-s"
+#define SV_SOCK_MAX 106
+/* The daemon's pid, in the bundle. */
+#define SV_PID_FILE "shim.pid"
+
+/* containerd's task status (api/types/task/task.proto). */
+enum sv_status {
+	SV_UNKNOWN = 0,
+	SV_CREATED = 1,
+	SV_RUNNING = 2,
+	SV_STOPPED = 3,
+	SV_PAUSED = 4,
+};
+
+struct sv_proc;
+/* Someone waiting for a process's exit (a Wait call). */
+struct sv_waiter {
+	struct sv_waiter *next;
+	void (*done)(void *arg, const struct sv_proc *p);
+	void *arg;
+};
+
+/* One process's stdio as its husk-shim gets it, and what the daemon
+ * keeps of it. */
+struct sv_io {
+	int fds[3];             /* the husk-shim's stdin, stdout, stderr */
+	pid_t logger;           /* binary:// logger, 0 none */
+	/* Terminal: the daemon holds the pty's master and copies between
+	 * it and containerd's fifos. */
+	int master;
+	int tin, tout;          /* fifo to read from, fifo to write to */
+	ev_io w_in, w_out;
+	char *buf;              /* master -> tout, pending */
+	size_t blen, boff;
+	bool in_on, out_on;
+	/* The process exited: its terminal's output still comes (a pty
+	 * hands on data asynchronously); the exit is told once the master
+	 * ends (EIO) or the timer fires. */
+	ev_timer w_drain;
+	void (*drained)(struct sv_proc *p);
+};
+
+struct sv_task;
+struct sv_proc {
+	struct sv_proc *next;
+	struct sv_task *task;
+	char *exec_id;          /* "" for the task's init */
+	json_t *process;        /* an exec's OCI process until it starts */
+	bool terminal;
+	char *stdin_path, *stdout_path, *stderr_path;
+	pid_t pid;              /* its husk-shim, 0 before start */
+	int status;             /* enum sv_status */
+	bool exited;
+	uint32_t exit_status;
+	struct timespec exited_at;
+	ev_child child;
+	struct sv_io io;
+	struct sv_waiter *waiters;
+};
+
+struct sv_task {
+	struct sv_task *next;
+	char *id, *bundle;
+	char *sandbox_id;
+	struct husk_config cfg;
+	bool cfg_loaded;
+	char *rootfs;           /* mounted by us, NULL if not */
+	struct sv_proc init;
+	struct sv_proc *execs;
+};
+
+struct sv {
+	struct ev_loop *loop;
+	const char *ns, *id, *address, *ttrpc_address, *publish_binary;
+	const char *bundle;
+	char *root;             /* husk's state root */
+	struct husk_store store;
+	bool store_open;
+	struct sv_task *tasks;
+	bool shutdown;          /* asked; leave once no task is left */
+	bool debug;
+};
+
+extern struct sv *sv;
+
+/* start.c */
+char *sv_root(const char *ns);
+int sv_sock_path(const char *address, const char *ns, const char *id,
+		 char **out, struct husk_err **err);
+int sv_cmd_start(struct sv *s, int argc, char **argv, struct husk_err **err);
+int sv_cmd_delete(struct sv *s, struct husk_err **err);
+
+/* What Create and Exec are given. */
+struct sv_create {
+	const char *id, *bundle;
+	bool terminal;
+	const char *stdin, *stdout, *stderr;
+	const char *config_path;        /* runtime options' ConfigPath */
+	size_t nmounts;
+	const struct sv_mount {
+		const char *type, *source, *target;
+		const char *const *options;
+		size_t noptions;
+	} *mounts;
+};
+
+/* task.c: the Task service.  Every call returns -1 with err set (its
+ * code says which gRPC status the glue answers). */
+int sv_create(struct sv *s, const struct sv_create *c, uint32_t *pid,
+	      struct husk_err **err);
+int sv_start(struct sv *s, const char *id, const char *eid, uint32_t *pid,
+	     struct husk_err **err);
+int sv_delete(struct sv *s, const char *id, const char *eid, uint32_t *pid,
+	      uint32_t *status, struct timespec *at, struct husk_err **err);
+int sv_exec(struct sv *s, const char *id, const char *eid, bool terminal,
+	    const char *in, const char *out, const char *errp,
+	    const char *spec_json, size_t spec_len, struct husk_err **err);
+int sv_kill(struct sv *s, const char *id, const char *eid, uint32_t sig,
+	    bool all, struct husk_err **err);
+int sv_pause(struct sv *s, const char *id, bool pause,
+	     struct husk_err **err);
+int sv_update(struct sv *s, const char *id, const char *res_json,
+	      size_t len, struct husk_err **err);
+/* The agent's stats of the container (its stats_container map). */
+int sv_stats(struct sv *s, const char *id, json_t **stats,
+	     struct husk_err **err);
+/* The guest's processes of the container: pids. */
+int sv_pids(struct sv *s, const char *id, uint32_t **pids, size_t *n,
+	    struct husk_err **err);
+int sv_resize(struct sv *s, const char *id, const char *eid, uint32_t w,
+	      uint32_t h, struct husk_err **err);
+int sv_close_io(struct sv *s, const char *id, const char *eid,
+		struct husk_err **err);
+struct sv_proc *sv_find(struct sv *s, const char *id, const char *eid,
+			struct husk_err **err);
+/* Add a waiter; answered at once if the process has exited. */
+int sv_wait(struct sv *s, const char *id, const char *eid,
+	    struct sv_waiter *w, struct husk_err **err);
+/* Shutdown: true if the daemon may leave now (no task left). */
+bool sv_shutdown(struct sv *s, bool now);
+/* Every task's processes killed, their sandboxes destroyed (leaving). */
+void sv_destroy_all(struct sv *s);
+
+/* proc.c */
+void sv_proc_init(struct sv_proc *p, struct sv_task *t, const char *eid);
+void sv_proc_free(struct sv_proc *p);
+/* Watch the husk-shim that stands for p (pid set). */
+void sv_proc_watch(struct sv *s, struct sv_proc *p);
+/* Kill the husk-shim (the VM is gone or going). */
+void sv_proc_kill(struct sv_proc *p);
+void sv_now(struct timespec *ts);
+
+/* io.c: open what containerd gives (paths, fifo, binary://, file://)
+ * into io->fds; for a terminal a pty whose slave the husk-shim gets. */
+int sv_io_open(struct sv *s, struct sv_proc *p, struct husk_err **err);
+/* After the husk-shim started: close our copies of its fds. */
+void sv_io_started(struct sv *s, struct sv_proc *p);
+/* CloseIO for a terminal (^D); false if not one (the agent's
+ * close_stdin then). */
+bool sv_io_close_stdin(struct sv_proc *p);
+void sv_io_close(struct sv *s, struct sv_proc *p);
+/* After the process exited: true if its terminal output still flows;
+ * then done(p) is called once it has ended. */
+bool sv_io_draining(struct sv *s, struct sv_proc *p,
+		    void (*done)(struct sv_proc *p));
+int sv_io_resize(struct sv_proc *p, unsigned w, unsigned h,
+		 struct husk_err **err);
+
+/* rootfs.c */
+int sv_rootfs_mount(const struct sv_create *c, char **mounted,
+		    struct husk_err **err);
+void sv_rootfs_unmount(const char *path);
+
+/* events, through service.c: the topic's message built from p. */
+void sv_event_create(struct sv *s, const struct sv_task *t, uint32_t pid);
+void sv_event_start(struct sv *s, const struct sv_proc *p);
+void sv_event_exit(struct sv *s, const struct sv_proc *p);
+void sv_event_delete(struct sv *s, const struct sv_proc *p);
+void sv_event_exec_added(struct sv *s, const struct sv_proc *p);
+void sv_event_exec_started(struct sv *s, const struct sv_proc *p);
+void sv_event_paused(struct sv *s, const struct sv_task *t, bool paused);
+
+/* service.c: serve on the listening socket fd; returns when leaving. */
+int sv_serve(struct sv *s, int lfd, struct husk_err **err);
+/* The daemon leaves (after the current call is answered). */
+void sv_leave(struct sv *s);
+
+/* confine.c */
+int sv_confine(struct sv *s, struct husk_err **err);
+
+#endif

@@ -1,0 +1,453 @@
+#!/usr/bin/env bats
+# containerd (Debian's 1.6) with husk's own shim v2: runtime
+# io.containerd.husk.v2, containerd-shim-husk-v2 on containerd's PATH.
+# A private containerd started here (own root, state, addresses, no
+# CRI), a busybox root file system given with --rootfs, no registry.
+# Each test boots one VM (two containers of one pod share it), and
+# leaves nothing behind.
+
+load lib/shimv2.sh
+
+bats_require_minimum_version 1.5.0
+
+setup_file() {
+	shimv2_skip_unless_ready
+	shimv2_setup
+	shimv2_start_containerd
+	# Each test's containers have their own rootfs.
+	cp -a "$EN/rootfs" "$EN/rootfs.pristine"
+}
+
+teardown_file() {
+	events_stop
+	engines_teardown
+	[ -n "${EN:-}" ] && rm -rf "$EN"
+	true
+}
+
+setup() {
+	local d
+	socks_snapshot
+	for d in a b; do
+		rm -rf "$EN/rootfs-$d"
+		cp -a "$EN/rootfs.pristine" "$EN/rootfs-$d"
+	done
+}
+
+teardown() {
+	[ -n "${BATS_TEST_COMPLETED:-}" ] || shimv2_show_logs
+	events_stop
+	rm -f "$EN/events"
+	[ ! -d "$EN/cri" ] || (EN=$EN/cri; engines_teardown)
+	# A failed test's tasks must not fail the next one: containerd up
+	# again if the test stopped it, and it removes them.
+	if ! kill -0 "$(cat "$EN/containerd.pid" 2>/dev/null)" 2>/dev/null; then
+		shimv2_start_containerd || true
+	fi
+	if [ -S "$EN/ctd.sock" ]; then
+		local id
+		for id in $(ctrc task ls -q 2>/dev/null); do
+			ctrc task kill -s SIGKILL "$id" >/dev/null 2>&1 || true
+			timeout 60 $(ctr_cmd) task delete --force "$id" >/dev/null 2>&1 || true
+		done
+		for id in $(ctrc container ls -q 2>/dev/null); do
+			ctrc container rm "$id" >/dev/null 2>&1 || true
+		done
+	fi
+}
+
+@test "ctr run --rm: output from the VM, the exit code, ConfigPath's husk.conf" {
+	# --runtime-config-path: ctr puts runtimeoptions.v1.Options
+	# {ConfigPath} in Create's options, as the CRI plugin does.
+	printf '[hypervisor]\nmemory_mb = 384\n' >"$EN/husk-384.conf"
+	run --separate-stderr timeout 300 $(ctr_cmd) run --rm \
+		--runtime "$SHIMV2_RUNTIME" \
+		--runtime-config-path "$EN/husk-384.conf" \
+		--rootfs "$EN/rootfs-a" r1 \
+		/bin/sh -c 'uname -r; grep MemTotal /proc/meminfo; echo to-stderr >&2; exit 3'
+	echo "$output / $stderr"
+	[ "$status" -eq 3 ]
+	[ -n "${lines[0]}" ]
+	[ "${lines[0]}" != "$(uname -r)" ]
+	[[ "$stderr" == *to-stderr* ]]
+	# 384 MiB, not the default 256: the guest sees more than 256 MiB
+	# could give it.
+	mem=$(awk '/^MemTotal:/ { print $2 }' <<<"$output")
+	[ -n "$mem" ]
+	[ "$mem" -gt 270000 ]
+	run ctrc container ls -q
+	[ -z "$output" ]
+	shimv2_assert_gone r1
+}
+
+@test "a ConfigPath that does not exist or does not parse fails the task's creation, naming what was wrong" {
+	run --separate-stderr timeout 300 $(ctr_cmd) run --rm \
+		--runtime "$SHIMV2_RUNTIME" \
+		--runtime-config-path "$EN/no-such.conf" \
+		--rootfs "$EN/rootfs-a" n1 /bin/true
+	echo "$output / $stderr"
+	[ "$status" -ne 0 ]
+	[[ "$stderr" == *"$EN/no-such.conf"* ]]
+	printf '[hypervisor]\nmemory_mb = lots\n' >"$EN/bad.conf"
+	run --separate-stderr timeout 300 $(ctr_cmd) run --rm \
+		--runtime "$SHIMV2_RUNTIME" \
+		--runtime-config-path "$EN/bad.conf" \
+		--rootfs "$EN/rootfs-a" n2 /bin/true
+	echo "$output / $stderr"
+	[ "$status" -ne 0 ]
+	[[ "$stderr" == *bad.conf*memory_mb* ]]
+	for id in n1 n2; do
+		timeout 60 $(ctr_cmd) task delete --force "$id" 2>/dev/null || true
+		ctrc container rm "$id" 2>/dev/null || true
+	done
+	shimv2_assert_gone n1
+	shimv2_assert_gone n2
+}
+
+@test "a detached task: binary:// logger, exec (-t or not, stdin to its end), ps, pause, resume, metrics, no checkpoint, kill, delete, and its events in order" {
+	events_start
+	# containerd's binary:// logger: the process's stdout on fd 3, its
+	# stderr on fd 4, fd 5 closed once it is ready.
+	cat >"$EN/logger" <<-EOF
+	#!/bin/sh
+	exec 5>&-
+	cat <&3 >"$EN/binlog.out" &
+	cat <&4 >"$EN/binlog.err" &
+	wait
+	EOF
+	chmod 0755 "$EN/logger"
+	run timeout 300 $(ctr_cmd) run -d --runtime "$SHIMV2_RUNTIME" \
+		--log-uri "binary://$EN/logger" --rootfs "$EN/rootfs-a" d1 \
+		/bin/sh -c 'echo d1-out; echo d1-err >&2; trap "echo got-USR1 >/tmp/usr1" USR1; while true; do sleep 1; done'
+	echo "$output"
+	[ "$status" -eq 0 ]
+	wait_task d1 RUNNING
+	sock=$(shim_sock_of d1)
+	[ -S "$sock" ]
+	wait_for -t 60 grep -q d1-out "$EN/binlog.out"
+	wait_for -t 60 grep -q d1-err "$EN/binlog.err"
+
+	run timeout 120 $(ctr_cmd) task exec --exec-id e1 d1 \
+		/bin/sh -c 'echo in-exec; uname -r; exit 6'
+	echo "$output"
+	[ "$status" -eq 6 ]
+	[[ "$output" == *in-exec* ]]
+	[[ "$output" != *"$(uname -r)"* ]]
+	run timeout 120 script -qec "$(ctr_cmd) task exec -t --exec-id e2 d1 /bin/sh -c 'test -t 0 && echo exec-tty; exit 5'" /dev/null
+	echo "$output"
+	[ "$status" -eq 5 ]
+	[[ "$output" == *exec-tty* ]]
+
+	# stdin from a pipe: cat ends when it ends (CloseIO).
+	run timeout 120 bash -c "printf 'piped-in\n' | $(ctr_cmd) task exec --exec-id e4 d1 /bin/cat"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ "$output" = piped-in ]
+
+	# ps: the processes in the VM, one row each.
+	run ctrc task ps d1
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ "${lines[0]%% *}" = PID ]
+	[ "$(awk 'NR > 1 && $1 ~ /^[0-9]+$/' <<<"$output" | wc -l)" -ge 1 ]
+
+	run ctrc task pause d1
+	[ "$status" -eq 0 ]
+	wait_task d1 PAUSED
+	run ctrc task resume d1
+	[ "$status" -eq 0 ]
+	wait_task d1 RUNNING
+
+	# metrics: the agent's cgroup statistics in containerd's type.
+	run ctrc task metrics d1
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *METRIC*VALUE* ]]
+	[[ "$output" == *memory.usage* ]]
+	pids=$(awk '$1 == "pids.current" { print $2 }' <<<"$output")
+	[ -n "$pids" ]
+	[ "$pids" -ge 1 ]
+
+	# checkpoint: not supported, and said so (Unimplemented, which
+	# containerd says as "not implemented").  ctr pauses the task around
+	# it: two more paused and resumed events.
+	run timeout 120 $(ctr_cmd) task checkpoint d1
+	echo "$output"
+	[ "$status" -ne 0 ]
+	[[ "$output" == *husk* ]]
+	[[ "$output" == *"not implemented"* ]]
+	wait_task d1 RUNNING
+
+	# A trapped signal reaches the process and leaves it running.
+	run ctrc task kill -s SIGUSR1 d1
+	[ "$status" -eq 0 ]
+	out=
+	for i in $(seq 1 100); do
+		# The trap's file may be there yet empty: poll its content.
+		out=$(timeout 120 $(ctr_cmd) task exec --exec-id "e3-$i" d1 \
+			/bin/cat /tmp/usr1 2>/dev/null) || true
+		[ "$out" = got-USR1 ] && break
+		sleep 0.2
+	done
+	echo "last exec said: '$out'"
+	[ "$out" = got-USR1 ]
+	wait_task d1 RUNNING
+
+	run ctrc task kill -s SIGKILL d1
+	[ "$status" -eq 0 ]
+	wait_task d1 STOPPED
+	run timeout 120 $(ctr_cmd) task delete d1
+	echo "$output"
+	[ "$status" -eq 0 ]
+	run ctrc container rm d1
+	[ "$status" -eq 0 ]
+	shimv2_assert_gone d1
+	wait_for -t 30 test ! -e "$sock"
+
+	# The shim's events, forwarded to containerd, in the order they
+	# happened; each exec's three, and one exit per process.
+	wait_for -t 30 grep -q '/tasks/delete.*"container_id":"d1"' "$EN/events"
+	events_stop
+	topics=$(task_topics d1 | tr '\n' ' ')
+	echo "topics: $topics"
+	re='^create:d1 start:d1 exec-added:e1 exec-started:e1 exit:e1 '
+	re+='exec-added:e2 exec-started:e2 exit:e2 '
+	re+='exec-added:e4 exec-started:e4 exit:e4 paused:d1 resumed:d1 '
+	re+='paused:d1 resumed:d1 '
+	re+='(exec-added:(e3-[0-9]+) exec-started:e3-[0-9]+ exit:e3-[0-9]+ )+'
+	re+='exit:d1 delete:d1 $'
+	[[ "$topics" =~ $re ]]
+	# d1's own exit carries SIGKILL's status.
+	grep -q '/tasks/exit {"container_id":"d1","id":"d1".*"exit_status":137' "$EN/events"
+}
+
+@test "two containers with the CRI annotations share one shim and one VM" {
+	run timeout 300 $(ctr_cmd) run -d --runtime "$SHIMV2_RUNTIME" \
+		--annotation io.kubernetes.cri.container-type=sandbox \
+		--annotation io.kubernetes.cri.sandbox-id=p1 \
+		--rootfs "$EN/rootfs-a" p1 /bin/sh -c 'while true; do sleep 1; done'
+	echo "$output"
+	[ "$status" -eq 0 ]
+	wait_task p1 RUNNING
+	run timeout 300 $(ctr_cmd) run -d --runtime "$SHIMV2_RUNTIME" \
+		--annotation io.kubernetes.cri.container-type=container \
+		--annotation io.kubernetes.cri.sandbox-id=p1 \
+		--rootfs "$EN/rootfs-b" c1 /bin/sh -c 'while true; do sleep 1; done'
+	echo "$output"
+	[ "$status" -eq 0 ]
+	wait_task c1 RUNNING
+
+	# One shim: both bundles name the same address, one process
+	# listens on it, and only one shim daemon is running.
+	[ -s "$(bundle_of p1)/address" ]
+	[ "$(cat "$(bundle_of p1)/address")" = "$(cat "$(bundle_of c1)/address")" ]
+	shim=$(shim_pid_of p1)
+	[ -n "$shim" ]
+	sock=$(shim_sock_of p1)
+	[ "$(pgrep -f "containerd-shim-husk-v2 .*$EN/" | wc -l)" -eq 1 ]
+	# One VM: one QEMU, and both containers see the same kernel boot.
+	[ "$(pgrep -f "qemu-system.*$EN/" | wc -l)" -eq 1 ]
+	run timeout 120 $(ctr_cmd) task exec --exec-id b1 p1 /bin/cat /proc/sys/kernel/random/boot_id
+	[ "$status" -eq 0 ]
+	boot_p1=$output
+	run timeout 120 $(ctr_cmd) task exec --exec-id b2 c1 /bin/cat /proc/sys/kernel/random/boot_id
+	[ "$status" -eq 0 ]
+	[ -n "$boot_p1" ]
+	[ "$output" = "$boot_p1" ]
+	# Two containers, not one: each has its own root file system.
+	run timeout 120 $(ctr_cmd) task exec --exec-id w1 c1 /bin/touch /only-in-c1
+	[ "$status" -eq 0 ]
+	run timeout 120 $(ctr_cmd) task exec --exec-id w2 p1 /bin/test -e /only-in-c1
+	[ "$status" -ne 0 ]
+
+	# The container goes, the pod stays.
+	run ctrc task kill -s SIGKILL c1
+	[ "$status" -eq 0 ]
+	wait_task c1 STOPPED
+	run timeout 120 $(ctr_cmd) task delete c1
+	[ "$status" -eq 0 ]
+	run ctrc container rm c1
+	[ "$status" -eq 0 ]
+	[ "$(task_status p1)" = RUNNING ]
+	kill -0 "$shim"
+	[ "$(pgrep -f "qemu-system.*$EN/" | wc -l)" -eq 1 ]
+	run timeout 120 $(ctr_cmd) task exec --exec-id b3 p1 /bin/true
+	[ "$status" -eq 0 ]
+
+	# Then the pod: the shim exits once no task is left.
+	run ctrc task kill -s SIGKILL p1
+	[ "$status" -eq 0 ]
+	wait_task p1 STOPPED
+	run timeout 120 $(ctr_cmd) task delete p1
+	[ "$status" -eq 0 ]
+	run ctrc container rm p1
+	[ "$status" -eq 0 ]
+	wait_for -t 60 proc_gone "$shim"
+	shimv2_assert_gone p1
+	shimv2_assert_gone c1
+	wait_for -t 30 test ! -e "$sock"
+}
+
+@test "kill -9 of the shim: containerd's cleanup leaves no process, mount or state" {
+	run timeout 300 $(ctr_cmd) run -d --runtime "$SHIMV2_RUNTIME" \
+		--rootfs "$EN/rootfs-a" k1 /bin/sh -c 'while true; do sleep 1; done'
+	echo "$output"
+	[ "$status" -eq 0 ]
+	wait_task k1 RUNNING
+	shim=$(shim_pid_of k1)
+	[ -n "$shim" ]
+	sock=$(shim_sock_of k1)
+	qemu=$(pgrep -f "qemu-system.*$EN/")
+	[ -n "$qemu" ]
+	kill -9 "$shim"
+	wait_for -t 30 proc_gone "$shim"
+	# containerd sees its shim gone and runs `containerd-shim-husk-v2
+	# delete` in the bundle: the task ends (stopped or removed).
+	for _ in $(seq 1 600); do
+		st=$(task_status k1)
+		[ "$st" = RUNNING ] || break
+		sleep 0.1
+	done
+	[ "$st" != RUNNING ]
+	timeout 120 $(ctr_cmd) task delete --force k1 || true
+	wait_task_gone k1 120
+	run ctrc container rm k1
+	[ "$status" -eq 0 ]
+	for p in $qemu; do
+		wait_for -t 60 proc_gone "$p"
+	done
+	shimv2_assert_gone k1
+	# The dead shim's socket too (the shim's `delete` removes it).
+	wait_for -t 30 test ! -e "$sock"
+}
+
+@test "containerd restarted on the same root finds the shim by its address file and the task still works" {
+	run timeout 300 $(ctr_cmd) run -d --runtime "$SHIMV2_RUNTIME" \
+		--rootfs "$EN/rootfs-a" s1 /bin/sh -c 'while true; do sleep 1; done'
+	echo "$output"
+	[ "$status" -eq 0 ]
+	wait_task s1 RUNNING
+	shim=$(shim_pid_of s1)
+	[ -n "$shim" ]
+	sock=$(shim_sock_of s1)
+
+	engines_stop_containerd
+	# The shim and its VM outlive containerd.
+	kill -0 "$shim"
+	[ -n "$(pgrep -f "qemu-system.*$EN/")" ]
+	shimv2_start_containerd
+	wait_task s1 RUNNING
+	[ "$(shim_pid_of s1)" = "$shim" ]
+	run timeout 120 $(ctr_cmd) task exec --exec-id x1 s1 /bin/sh -c 'echo still-here; exit 4'
+	echo "$output"
+	[ "$status" -eq 4 ]
+	[[ "$output" == *still-here* ]]
+
+	run ctrc task kill -s SIGKILL s1
+	[ "$status" -eq 0 ]
+	wait_task s1 STOPPED
+	run timeout 120 $(ctr_cmd) task delete s1
+	[ "$status" -eq 0 ]
+	run ctrc container rm s1
+	[ "$status" -eq 0 ]
+	wait_for -t 60 proc_gone "$shim"
+	shimv2_assert_gone s1
+	wait_for -t 30 test ! -e "$sock"
+}
+
+@test "containerd's CRI plugin loads with two husk runtime handlers whose options name their husk.conf" {
+	# A containerd of its own, CRI on, beside the test's.
+	local EN=$EN/cri
+	mkdir -p "$EN/cni-conf" "$EN/cni-bin"
+	printf '{"cniVersion": "0.4.0", "name": "husk-test", "plugins": [{"type": "loopback"}]}\n' \
+		>"$EN/cni-conf/10-husk-test.conflist"
+	printf '# defaults\n' >"$EN/husk.conf"
+	printf '[hypervisor]\nmemory_mb = 512\n' >"$EN/husk-512.conf"
+	ENGINES_CTD_TOML=$(shimv2_cri_toml "$EN/husk.conf" "$EN/husk-512.conf")
+	shimv2_start_containerd cri
+	wait_for -t 60 grep -q "containerd successfully booted" "$EN/containerd.log"
+	run ctrc plugins ls
+	echo "$output"
+	[ "$status" -eq 0 ]
+	grep -E '^io\.containerd\.grpc\.v1 +cri +[^ ]+ +ok *$' <<<"$output"
+	# The handler as the plugin took it: its type and its options.
+	grep -q "husk:{Type:io.containerd.husk.v2 .*Options:map\[ConfigPath:$EN/husk.conf\]" \
+		"$EN/containerd.log"
+	grep -q "husk-big:{Type:io.containerd.husk.v2 .*Options:map\[ConfigPath:$EN/husk-512.conf\]" \
+		"$EN/containerd.log"
+	grep -q 'husk:{Type:io.containerd.husk.v2 .*PodAnnotations:\[io.husk.config.\*\]' \
+		"$EN/containerd.log"
+	run grep -E 'level=(error|fatal)' "$EN/containerd.log"
+	echo "$output"
+	[ "$status" -eq 1 ]
+	engines_stop_containerd
+	engines_assert_clean
+}
+
+@test "ctr run --rm -t: a terminal in the VM, sized by ResizePty" {
+	run timeout 300 script -qec "stty rows 33 cols 101; $(ctr_cmd) run --rm -t --runtime $SHIMV2_RUNTIME --rootfs $EN/rootfs-a t1 /bin/sh -c 'test -t 0 && echo is-a-tty; stty size; exit 4'" /dev/null
+	echo "$output"
+	[ "$status" -eq 4 ]
+	[[ "$output" == *is-a-tty* ]]
+	[[ "$output" == *"33 101"* ]]
+	shimv2_assert_gone t1
+}
+
+@test "QEMU killed under the shim: the task exits, told by its event, and delete leaves nothing" {
+	events_start
+	run timeout 300 $(ctr_cmd) run -d --runtime "$SHIMV2_RUNTIME" \
+		--log-uri "file://$EN/q1.log" --rootfs "$EN/rootfs-a" q1 \
+		/bin/sh -c 'echo q1-says-hello; while true; do sleep 1; done'
+	echo "$output"
+	[ "$status" -eq 0 ]
+	wait_task q1 RUNNING
+	wait_for -t 60 grep -q q1-says-hello "$EN/q1.log"
+	shim=$(shim_pid_of q1)
+	[ -n "$shim" ]
+	sock=$(shim_sock_of q1)
+	qemu=$(pgrep -f "qemu-system.*$EN/")
+	[ "$(wc -w <<<"$qemu")" -eq 1 ]
+	kill -9 $qemu
+	wait_task q1 STOPPED 120
+	wait_for -t 60 grep -q '/tasks/exit {"container_id":"q1","id":"q1"' "$EN/events"
+	[ "$(grep -c '/tasks/exit {"container_id":"q1","id":"q1"' "$EN/events")" -eq 1 ]
+	# A status that says it failed (JSON leaves a 0 out).
+	st=$(grep '/tasks/exit {"container_id":"q1","id":"q1"' "$EN/events" |
+		sed -n 's/.*"exit_status":\([0-9]*\).*/\1/p')
+	echo "exit status when the VM died: $st"
+	[ -n "$st" ]
+	[ "$st" -ne 0 ]
+	run timeout 120 $(ctr_cmd) task delete q1
+	[ "$status" -eq 0 ]
+	run ctrc container rm q1
+	[ "$status" -eq 0 ]
+	wait_for -t 60 proc_gone "$shim"
+	shimv2_assert_gone q1
+	wait_for -t 30 test ! -e "$sock"
+}
+
+@test "an OOM kill in the VM: /tasks/oom, and the exit" {
+	# Seen 2026-12-02: the OOM kill happens (exit 137) but no
+	# /tasks/oom comes: the agent reports no OOM kill to the host yet.
+	# Remove this line once it does; the assertions below stand.
+	skip "husk's agent does not report OOM kills yet: no /tasks/oom (issue #14)"
+	events_start
+	run timeout 300 $(ctr_cmd) run --rm --runtime "$SHIMV2_RUNTIME" \
+		--memory-limit 33554432 --rootfs "$EN/rootfs-a" o1 \
+		/bin/dd if=/dev/zero of=/dev/null bs=96M count=1
+	echo "$output"
+	[ "$status" -eq 137 ]
+	wait_for -t 30 grep -q '/tasks/delete.*"container_id":"o1"' "$EN/events"
+	topics=$(task_topics o1 | tr '\n' ' ')
+	echo "topics: $topics"
+	re='^create:o1 start:o1 (oom:o1 exit:o1|exit:o1 oom:o1) delete:o1 $'
+	[[ "$topics" =~ $re ]]
+	shimv2_assert_gone o1
+}
+
+@test "nothing left once containerd stops" {
+	engines_stop_containerd
+	engines_assert_clean
+	[ -z "$(ls -A "$EN/husk-root")" ]
+	[ -z "$(ls -A "$EN/ctd-state/io.containerd.runtime.v2.task/husk-test" 2>/dev/null)" ]
+}
