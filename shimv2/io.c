@@ -318,6 +318,8 @@ bool sv_io_draining(struct sv *s, struct sv_proc *p,
 	p->io.drained = done;
 	ev_timer_init(&p->io.w_drain, drain_timeout, 2., 0.);
 	p->io.w_drain.data = p;
+	/* After a blocking call into sandbox/ the loop's clock is old. */
+	ev_now_update(s->loop);
 	ev_timer_start(s->loop, &p->io.w_drain);
 	return true;
 }

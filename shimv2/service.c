@@ -514,6 +514,7 @@ void sv_leave(struct sv *s)
 {
 	/* The last events go out first, for at most 5 s. */
 	ev_timer_init(&leave_timer, leave_now, 5., 0.);
+	ev_now_update(s->loop);         /* a blocking call may precede */
 	ev_timer_start(s->loop, &leave_timer);
 	if (pub)
 		events_on_drained(pub, drained, s);
