@@ -219,8 +219,8 @@ $(FUZZ_BINS): build/fuzz/%: tests/fuzz/%.c $(FUZZ_LIBS)
 	@mkdir -p $(dir $@)
 	@echo "  FUZZ    $@"
 	$(Q)clang $(FUZZ_CFLAGS) -fsanitize=fuzzer,address,undefined \
-	    -o $@ $< $(filter-out $(FUZZ_LIBS),$(filter %.a,$^)) \
-	    $(FUZZ_LIBS) $(LDLIBS)
+	    -o $@ $< $(filter-out $<,$(filter %.c %.o,$^)) \
+	    $(filter-out $(FUZZ_LIBS),$(filter %.a,$^)) $(FUZZ_LIBS) $(LDLIBS)
 
 -include $(shell find build/fuzz/obj -name '*.d' 2>/dev/null) $(FUZZ_BINS:=.d)
 
