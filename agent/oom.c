@@ -139,7 +139,8 @@ void oom_check(struct container *ct)
 static void on_inotify(struct ev_loop *loop, ev_io *io, int revents)
 {
 	struct agent *a = io->data;
-	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+	char buf[4096]
+		__attribute__((aligned(__alignof__(struct inotify_event))));
 	ssize_t n;
 
 	while ((n = read(io->fd, buf, sizeof(buf))) > 0) {
