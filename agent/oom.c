@@ -148,11 +148,13 @@ static void on_inotify(struct ev_loop *loop, ev_io *io, int revents)
 			const struct inotify_event *ev = (void *)p;
 
 			p += sizeof(*ev) + ev->len;
-			if (!(ev->mask & IN_MODIFY))
+			/* A full queue lost events: read every count. */
+			if (!(ev->mask & (IN_MODIFY | IN_Q_OVERFLOW)))
 				continue;
 			for (struct container *ct = a->core->containers; ct;
 			     ct = ct->next)
-				if (ct->oom && ct->oom->wd == ev->wd)
+				if (ct->oom && (ct->oom->wd == ev->wd ||
+						(ev->mask & IN_Q_OVERFLOW)))
 					oom_read(ct->oom, 0);
 		}
 	}

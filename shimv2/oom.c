@@ -111,6 +111,13 @@ static void on_answer(struct ipc_conn *c, struct ipc_msg *resp,
 			log_debug("task %s: %s", o->t->id, err->msg);
 			return;
 		}
+		/* An agent that cannot (an older one, no memory
+		 * controller) will not later. */
+		if (err->code == HUSK_E_UNKNOWN_METHOD ||
+		    err->code == HUSK_E_NOT_IMPLEMENTED) {
+			oom_log(o, "no OOM events", err->msg);
+			return;
+		}
 		/* A closing connection: on_close reconnects. */
 		if (ipc_conn_closed(c))
 			return;

@@ -23,7 +23,7 @@
 #include "shimv2/shimv2.h"
 #include "tests/unit/ipc_testlib.h"
 
-enum { FLOOD, GARBAGE, HOLD };
+enum { FLOOD, GARBAGE, HOLD, CANNOT };
 
 static int mode, calls, waiting, max_waiting, events;
 static struct ipc_conn *held;
@@ -52,6 +52,9 @@ static int fake_wait_oom(struct ipc_conn *c, struct ipc_msg *m,
 		held_id = m->msgid;
 		return 0;
 	}
+	if (mode == CANNOT)
+		return husk_error(err, HUSK_E_NOT_IMPLEMENTED, "container c1: "
+				  "OOM kills are not watched");
 	pk = ipc_reply_begin(c, m->msgid);
 	msgpack_pack_map(pk, 1);
 	if (mode == FLOOD)
@@ -137,6 +140,19 @@ static void test_garbage(void **state)
 	assert_int_equal(events, 0);
 }
 
+/* An agent that cannot watch is not asked again. */
+static void test_cannot(void **state)
+{
+	struct st *x = *state;
+
+	mode = CANNOT;
+	sv_oom_start(&x->s, &x->t);
+	tl_run_until(x->loop, &calls, 1);
+	tl_run_for(x->loop, 1.5);
+	assert_int_equal(calls, 1);
+	assert_int_equal(events, 0);
+}
+
 static void answer_held(uint64_t kills)
 {
 	msgpack_packer *pk = ipc_reply_begin(held, held_id);
@@ -174,6 +190,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_flood, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_garbage, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cannot, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_long_poll, setup,
 						teardown),
 	};
