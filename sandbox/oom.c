@@ -5,8 +5,10 @@
  * kill they had not seen.  The answer comes from the guest: it is
  * decoded here, once, and what it can make a caller report is bounded.
  */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "libhusk/log.h"
 #include "libhusk/util.h"
@@ -115,14 +117,34 @@ int husk_oom_watch_open(const char *root, const char *sid, const char *cid,
 	return 0;
 }
 
+static void sleep_ms(uint64_t ms)
+{
+	struct timespec ts = { (time_t)(ms / 1000),
+			       (long)(ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
 int husk_oom_watch_wait(struct husk_oom_watch *w, int timeout_ms,
 			unsigned *news, struct husk_err **err)
 {
-	uint64_t kills, dropped;
+	uint64_t kills, dropped, now;
 
 	*news = 0;
 	if (timeout_ms < 1)
 		timeout_ms = 1;
+	now = husk_now_ms();
+	if (now < w->last_ms + HUSK_OOM_MIN_GAP_MS) {
+		uint64_t gap = w->last_ms + HUSK_OOM_MIN_GAP_MS - now;
+
+		sleep_ms(gap < (uint64_t)timeout_ms ? gap :
+			 (uint64_t)timeout_ms);
+		if (gap >= (uint64_t)timeout_ms)
+			return 0;
+		timeout_ms -= (int)gap;
+	}
+	w->last_ms = husk_now_ms();
 	if (oom_call(w, true, timeout_ms, &kills, err) < 0)
 		return -1;
 	*news = husk_oom_news(&w->seen, kills, &dropped);

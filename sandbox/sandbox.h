@@ -332,6 +332,9 @@ int husk_agent_call(const char *root, const char *sid, const char *method,
 /* The most OOM events one wait_oom answer may make a caller report: a
  * guest that says its count jumped by millions gets this many. */
 #define HUSK_OOM_BURST 16u
+/* The least time between two wait_oom calls of one watch: a guest that
+ * answers at once makes at most HUSK_OOM_BURST events a second. */
+#define HUSK_OOM_MIN_GAP_MS 1000
 /* How much longer than the agent's own timeout a caller waits. */
 #define HUSK_OOM_CALL_SLACK_MS 10000
 
@@ -351,6 +354,7 @@ struct husk_oom_watch {
 	struct ipc_client *cl;
 	char *cid;
 	uint64_t seen;
+	uint64_t last_ms;       /* when the last call went */
 };
 int husk_oom_watch_open(const char *root, const char *sid, const char *cid,
 			int timeout_ms, struct husk_oom_watch *w,

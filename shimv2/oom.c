@@ -26,7 +26,7 @@
 
 /* Seconds between two calls, at least; after failures the wait
  * doubles from SV_OOM_RETRY_MIN to SV_OOM_RETRY_MAX. */
-#define SV_OOM_MIN_GAP 1.0
+#define SV_OOM_MIN_GAP (HUSK_OOM_MIN_GAP_MS / 1000.)
 #define SV_OOM_RETRY_MIN 0.5
 #define SV_OOM_RETRY_MAX 10.0
 /* The blocking read at the init's exit. */
