@@ -248,9 +248,15 @@ void sv_oom_final(struct sv *s, struct sv_task *t)
 		return;
 	if (husk_oom_watch_open(s->root, t->sandbox_id, t->id,
 				SV_OOM_FINAL_MS, &w, &err) < 0) {
-		if (err->code != HUSK_E_NOT_FOUND)
+		bool gone = err->code == HUSK_E_NOT_FOUND;
+
+		/* Slow or unreachable: the waiting call may still tell,
+		 * after the exit, until the task is deleted. */
+		if (!gone)
 			oom_log(o, "wait_oom at the exit", err->msg);
 		husk_err_free(err);
+		if (!gone)
+			return;
 	} else {
 		publish(o, w.seen);
 		husk_oom_watch_close(&w);

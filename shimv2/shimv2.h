@@ -209,7 +209,8 @@ int sv_io_resize(struct sv_proc *p, unsigned w, unsigned h,
 struct sv_oom;
 void sv_oom_start(struct sv *s, struct sv_task *t);
 /* The init exited: the kills not yet told, before its exit event (a
- * blocking call, 2 s at most); then the watch stops. */
+ * blocking call, 2 s at most); then the watch stops (if that call
+ * failed, it goes on until the task is deleted). */
 void sv_oom_final(struct sv *s, struct sv_task *t);
 void sv_oom_stop(struct sv *s, struct sv_task *t);
 
