@@ -126,6 +126,21 @@ int cg_freeze(struct cg *cg, bool frozen, struct husk_err **err);
 int cg_pids(struct cg *cg, pid_t **pids, size_t *n, struct husk_err **err);
 /* Pack the stats map of docs/agent-protocol.md (stats_container). */
 int cg_stats_pack(struct cg *cg, msgpack_packer *pk, struct husk_err **err);
+/* cgroup_oom.c: OOM kills, as the kernel counts them.  The memory
+ * controller's directory (NULL: none). */
+const char *cg_memory_dir(const struct cg *cg);
+/* The cgroup's OOM kill count (v2 memory.events, v1 memory.oom_control
+ * `oom_kill`): 0, 1 when the file has no such line (a v1 kernel before
+ * 4.13: count the notifications instead), -1 when unreadable. */
+int cg_oom_kills(const struct cg *cg, uint64_t *n);
+/* v2: the memory.events file to watch with inotify; -1 on v1. */
+int cg_oom_events_path(const struct cg *cg, char *buf, size_t size);
+/* v1: an eventfd (non-blocking, cloexec) that the kernel signals when
+ * the cgroup runs out of memory (cgroup.event_control). */
+int cg_oom_eventfd(const struct cg *cg, struct husk_err **err);
+/* The value of `key N` in a flat keyed file's text; false if absent. */
+bool cg_keyed_find(const char *text, const char *key, uint64_t *v);
+
 /* Remove the (empty) cgroup and free cg (and its device program). */
 int cg_destroy(struct cg *cg, struct husk_err **err);
 

@@ -133,6 +133,8 @@ void ct_reaped(struct agent *a, pid_t pid, int wstatus)
 				continue;
 			if (p == ct->init)
 				ct->state = CT_STOPPED;
+			/* A kill is counted before the exit it caused. */
+			oom_check(ct);
 			proc_exited(p, status_of(wstatus));
 			return;
 		}
@@ -226,6 +228,8 @@ void ct_free(struct agent *a, struct container *ct)
 		ct->procs = p->next;
 		proc_free(p);
 	}
+	/* Before the cgroup goes: v1 signals the eventfd at its removal. */
+	oom_watch_stop(ct);
 	if (ct->cg && cg_destroy(ct->cg, &err) < 0) {
 		log_warnx("%s: %s", __func__, err->msg);
 		husk_err_free(err);
@@ -369,6 +373,7 @@ static int create_ct(struct agent *a, const char *id,
 	struct container *ct;
 	struct spawn sp = { 0 };
 	cleanup_free char *cgname = NULL;
+	cleanup_err struct husk_err *oerr = NULL;
 	int r = -1;
 
 	if (husk_id_validate(id, "params.container_id", err) < 0)
@@ -386,6 +391,9 @@ static int create_ct(struct agent *a, const char *id,
 	if (cg_create(cgname, s->has_resources ? &s->res : NULL, &ct->cg,
 		      err) < 0)
 		goto fail;
+	if (oom_watch_start(a, ct, &oerr) < 0)
+		log_warnx("container %s: OOM kills not watched: %s", id,
+			  oerr->msg);
 	if (s->seccomp &&
 	    oci_seccomp_build(s->seccomp, &ct->filter, err) < 0)
 		goto fail;

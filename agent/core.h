@@ -78,6 +78,7 @@ struct container {
 	bool joined_pidns;      /* in the sandbox's pid namespace */
 	long personality;       /* linux.personality, or -1 */
 	struct cg *cg;
+	struct oom_watch *oom;          /* NULL: OOM kills not watched */
 	scmp_filter_ctx filter;         /* seccomp, for the init and execs */
 	struct proc *init;
 	struct proc *procs;     /* init first, then execs */
@@ -105,6 +106,10 @@ struct agent_core {
 	int sandbox_pidns_fd;           /* first container's, or -1 */
 	char *resolv_conf;              /* NULL when no dns was given */
 	struct container *containers;
+	/* oom.c: one inotify instance for every container's
+	 * memory.events (v2), made at the first container. */
+	bool oom_inotify;
+	ev_io oom_inotify_w;
 };
 
 /* A message from the child to the agent over the error pipe. */
@@ -160,6 +165,19 @@ void rpc_wait_free(struct rpc_wait *w);
 void rpc_wait_fail(struct rpc_wait *w, const struct husk_err *e);
 /* Answer {pid}. */
 void rpc_wait_pid(struct rpc_wait *w, pid_t pid);
+
+/* oom.c: count the container's OOM kills from now on (its cgroup
+ * made); -1 with err when the cgroup cannot say (no memory
+ * controller): the container works without. */
+struct oom_watch;
+int oom_watch_start(struct agent *a, struct container *ct,
+		    struct husk_err **err);
+/* Read the count now: a process of ct was reaped, and the kill that
+ * ended it is counted (and its waiters answered) before its exit. */
+void oom_check(struct container *ct);
+/* The container goes: waiting wait_oom calls fail with not-found. */
+void oom_watch_stop(struct container *ct);
+uint64_t oom_kills(const struct container *ct);
 
 /* sandbox.c: the power button: SIGTERM to every container, a grace,
  * then power off. */

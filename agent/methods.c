@@ -125,6 +125,8 @@ const struct ipc_method agent_methods[] = {
 	CT(AGENT_M_UPDATE_CONTAINER, f_update, agent_m_update_container),
 	CT(AGENT_M_STATS_CONTAINER, f_cid, agent_m_stats_container),
 	CT(AGENT_M_LIST_PROCESSES, f_cid, agent_m_list_processes),
+	IPC_METHOD_D(AGENT_M_WAIT_OOM, REQ, oom_wait_fields,
+		     oom_wait_defaults, agent_m_wait_oom),
 	/* Processes */
 	CT(AGENT_M_EXEC_PROCESS, f_exec, agent_m_exec_process),
 	CT(AGENT_M_SIGNAL_PROCESS, f_signal, agent_m_signal_process),

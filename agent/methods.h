@@ -41,6 +41,19 @@ struct guest_online_params {
 	bool cpus, memory;
 };
 
+/* wait_oom (oom.c): seen UINT64_MAX (absent) answers at once. */
+struct oom_params {
+	char *container_id;
+	uint64_t seen;
+	uint64_t timeout_ms;            /* 0: no limit */
+};
+/* wait_oom calls one container may have waiting, and their longest
+ * timeout (a day). */
+#define AGENT_OOM_WAITERS_MAX 64u
+#define AGENT_OOM_TIMEOUT_MAX 86400000u
+extern const struct ipc_field oom_wait_fields[];
+extern const struct oom_params oom_wait_defaults;
+
 #define AGENT_HANDLER(fn) \
 	int fn(struct ipc_conn *c, struct ipc_msg *m, void *params, \
 	       void *arg, struct husk_err **err)
@@ -66,6 +79,8 @@ AGENT_HANDLER(agent_m_resume_container);
 AGENT_HANDLER(agent_m_update_container);
 AGENT_HANDLER(agent_m_stats_container);
 AGENT_HANDLER(agent_m_list_processes);
+/* oom.c */
+AGENT_HANDLER(agent_m_wait_oom);
 /* exec.c */
 AGENT_HANDLER(agent_m_exec_process);
 AGENT_HANDLER(agent_m_signal_process);

@@ -463,6 +463,20 @@ absurd_result(struct buf *b, void *arg)
 	put_uint(b, 7);
 }
 
+/* OOM kills: a count that jumps by 2^40 at every call, answered at
+ * once. */
+static void
+oom_result(struct buf *b, void *arg)
+{
+	static uint64_t kills;
+
+	(void)arg;
+	kills += 1ull << 40;
+	put_hdr(b, 0x80, 1);
+	put_str(b, "oom_kills");
+	put_uint(b, kills);
+}
+
 static char boot_attack[64];
 static uint64_t boot_count;
 static int hellos;
@@ -493,6 +507,8 @@ handle_request(uint32_t msgid, const char *m, size_t mlen, struct rd *params)
 		reply(msgid, pid_result, NULL);
 	} else if (IS("wait_process")) {
 		/* never answered: the process runs for ever */
+	} else if (IS("wait_oom")) {
+		reply(msgid, oom_result, NULL);
 	} else if (IS("hostile")) {
 		uint32_t n = rd_count(params, 0x80, 0xde);
 

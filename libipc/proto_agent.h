@@ -30,6 +30,7 @@
 #define AGENT_M_UPDATE_CONTAINER "update_container"
 #define AGENT_M_STATS_CONTAINER "stats_container"
 #define AGENT_M_LIST_PROCESSES "list_processes"
+#define AGENT_M_WAIT_OOM "wait_oom"
 /* Processes */
 #define AGENT_M_EXEC_PROCESS "exec_process"
 #define AGENT_M_SIGNAL_PROCESS "signal_process"

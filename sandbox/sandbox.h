@@ -13,6 +13,7 @@
 #define HUSK_SANDBOX_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <sys/types.h>
 
@@ -324,6 +325,43 @@ int husk_ct_update(const char *root, struct husk_entry *e,
 int husk_agent_call(const char *root, const char *sid, const char *method,
 		    json_t *params, int timeout_ms, json_t **res,
 		    struct husk_err **err);
+
+/* --------------------------------------------------------- OOM kills */
+/* sandbox/oom.c; the agent's wait_oom (docs/agent-protocol.md) */
+
+/* The most OOM events one wait_oom answer may make a caller report: a
+ * guest that says its count jumped by millions gets this many. */
+#define HUSK_OOM_BURST 16u
+/* The least time between two wait_oom calls of one watch: a guest that
+ * answers at once makes at most HUSK_OOM_BURST events a second. */
+#define HUSK_OOM_MIN_GAP_MS 1000
+/* How much longer than the agent's own timeout a caller waits. */
+#define HUSK_OOM_CALL_SLACK_MS 10000
+
+/* wait_oom's result {oom_kills: uint}, from the guest. */
+struct msgpack_object;
+int husk_oom_decode(const struct msgpack_object *result, uint64_t *kills,
+		    struct husk_err **err);
+/* Kills between *seen and kills to report, at most HUSK_OOM_BURST
+ * (*dropped: the rest); *seen becomes kills (a smaller count is taken
+ * as the new base, with nothing to report). */
+unsigned husk_oom_news(uint64_t *seen, uint64_t kills, uint64_t *dropped);
+
+/* A blocking watch of one container's OOM kills (husk events): one
+ * connection to the sandbox's proxy; open takes the count now, each
+ * wait says how many kills came since (at most HUSK_OOM_BURST). */
+struct husk_oom_watch {
+	struct ipc_client *cl;
+	char *cid;
+	uint64_t seen;
+	uint64_t last_ms;       /* when the last call went */
+};
+int husk_oom_watch_open(const char *root, const char *sid, const char *cid,
+			int timeout_ms, struct husk_oom_watch *w,
+			struct husk_err **err);
+int husk_oom_watch_wait(struct husk_oom_watch *w, int timeout_ms,
+			unsigned *news, struct husk_err **err);
+void husk_oom_watch_close(struct husk_oom_watch *w);
 
 /* ----------------------------------------------------------- network */
 /* sandbox/net.c; docs/network.md */

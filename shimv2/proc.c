@@ -64,6 +64,9 @@ static void proc_exited(struct sv *s, struct sv_proc *p, uint32_t status,
 	sv_now(&p->exited_at);
 	if (ev_is_active(&p->child))
 		ev_child_stop(s->loop, &p->child);
+	/* An OOM kill that ended the task is told before its exit. */
+	if (drain && p == &p->task->init)
+		sv_oom_final(s, p->task);
 	if (drain && sv_io_draining(s, p, proc_told))
 		return;
 	proc_told(p);

@@ -12,3 +12,7 @@ $(call obj,tests/helpers/shimv2_call.c): | $(PROTO_H)
 $(B)/tests/helpers/shimv2_call: $(TTRPC_OBJS)
 # (the archives again after the protocol objects, which use them)
 $(B)/tests/helpers/shimv2_call: LDLIBS := $(LIBS) $(LDLIBS) $(PROTOBUF_C_LIBS)
+
+# /tasks/oom against a fake proxy (oom.c alone: the test has its own
+# sv_event_oom).
+$(B)/tests/test_shimv2_oom: $(call proglib,shimv2)

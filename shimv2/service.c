@@ -62,6 +62,15 @@ void sv_event_create(struct sv *s, const struct sv_task *t, uint32_t pid)
 	publish(&e.base);
 }
 
+void sv_event_oom(struct sv *s, const struct sv_task *t)
+{
+	Events__TaskOOM e = EVENTS__TASK_OOM__INIT;
+
+	(void)s;
+	e.container_id = t->id;
+	publish(&e.base);
+}
+
 void sv_event_start(struct sv *s, const struct sv_proc *p)
 {
 	Events__TaskStart e = EVENTS__TASK_START__INIT;

@@ -10,6 +10,7 @@
  *   task.c     the Task service's logic on the sandbox library
  *   proc.c     processes: husk-shim children, exits, waiters
  *   io.c       stdio: fifos, binary:// loggers, file://, terminals
+ *   oom.c      OOM kills in the guest: /tasks/oom
  *   rootfs.c   the rootfs mounts containerd gives in Create
  *   service.c  the ttrpc glue: protobuf in and out, events
  *   confine.c  the confinement profile
@@ -103,6 +104,7 @@ struct sv_task {
 	char *rootfs;           /* mounted by us, NULL if not */
 	struct sv_proc init;
 	struct sv_proc *execs;
+	struct sv_oom *oom;     /* OOM kills watched (oom.c), or NULL */
 };
 
 struct sv {
@@ -202,6 +204,16 @@ bool sv_io_draining(struct sv *s, struct sv_proc *p,
 int sv_io_resize(struct sv_proc *p, unsigned w, unsigned h,
 		 struct husk_err **err);
 
+/* oom.c: /tasks/oom for each OOM kill of the task's container, from
+ * its start on. */
+struct sv_oom;
+void sv_oom_start(struct sv *s, struct sv_task *t);
+/* The init exited: the kills not yet told, before its exit event (a
+ * blocking call, 2 s at most); then the watch stops (if that call
+ * failed, it goes on until the task is deleted). */
+void sv_oom_final(struct sv *s, struct sv_task *t);
+void sv_oom_stop(struct sv *s, struct sv_task *t);
+
 /* rootfs.c */
 int sv_rootfs_mount(const struct sv_create *c, char **mounted,
 		    struct husk_err **err);
@@ -215,6 +227,7 @@ void sv_event_delete(struct sv *s, const struct sv_proc *p);
 void sv_event_exec_added(struct sv *s, const struct sv_proc *p);
 void sv_event_exec_started(struct sv *s, const struct sv_proc *p);
 void sv_event_paused(struct sv *s, const struct sv_task *t, bool paused);
+void sv_event_oom(struct sv *s, const struct sv_task *t);
 
 /* service.c: serve on the listening socket fd; returns when leaving. */
 int sv_serve(struct sv *s, int lfd, struct husk_err **err);

@@ -60,6 +60,7 @@ static int ct_open(struct sv *s, const char *id, int lock,
 
 static void task_free(struct sv_task *t)
 {
+	sv_oom_stop(sv, t);
 	while (t->execs) {
 		struct sv_proc *p = t->execs;
 
@@ -239,6 +240,7 @@ int sv_start(struct sv *s, const char *id, const char *eid, uint32_t *pid,
 	p->status = SV_RUNNING;
 	*pid = (uint32_t)p->pid;
 	sv_event_start(s, p);
+	sv_oom_start(s, p->task);
 	return 0;
 }
 

@@ -266,6 +266,33 @@ static int current_status(struct husk_ctx *ctx, const char *id,
 	return live;
 }
 
+static bool gone(struct husk_ctx *ctx, const char *id)
+{
+	cleanup_err struct husk_err *e = NULL;
+
+	return current_status(ctx, id, &e) == EV_GONE;
+}
+
+/* Wait up to ms for OOM kills; an event line for each, as runc's. */
+static int wait_oom(struct husk_oom_watch *ow, int ms, struct husk_err **err)
+{
+	unsigned news;
+
+	if (husk_oom_watch_wait(ow, ms, &news, err) < 0)
+		return -1;
+	for (unsigned i = 0; i < news; i++) {
+		cleanup_free char *text = NULL;
+		json_t *ev = json_pack("{s:s, s:s}", "type", "oom", "id",
+				       ow->cid);
+
+		text = json_dumps(ev, JSON_COMPACT | JSON_PRESERVE_ORDER);
+		json_decref(ev);
+		printf("%s\n", text ? text : "{}");
+	}
+	fflush(stdout);
+	return 0;
+}
+
 int cmd_events(struct husk_ctx *ctx, int argc, char **argv,
 	       struct husk_err **err)
 {
@@ -277,7 +304,8 @@ int cmd_events(struct husk_ctx *ctx, int argc, char **argv,
 	};
 	struct husk_entry e;
 	struct husk_container c;
-	bool stats = false;
+	struct husk_oom_watch ow;
+	bool stats = false, oom;
 	double interval = 5;
 	int ch, rc = 0, live;
 
@@ -326,10 +354,18 @@ int cmd_events(struct husk_ctx *ctx, int argc, char **argv,
 		return rc;
 	}
 	/*
-	 * A stats event per interval until the container is deleted.  A
-	 * failed read is logged and the stream goes on, as runc's does;
-	 * the state is looked at often so that a delete ends it soon.
+	 * A stats event per interval until the container is deleted, and
+	 * an oom event for each OOM kill as it comes (the agent's wait_oom
+	 * long poll is also the wait between ticks).  A failed read is
+	 * logged and the stream goes on, as runc's does; the state is
+	 * looked at often so that a delete ends it soon.
 	 */
+	oom = husk_oom_watch_open(ctx->root, c.sandbox_id, c.id, 10000, &ow,
+				  err) == 0;
+	if (!oom) {
+		log_warnx("events %s: no oom events: %s", c.id, (*err)->msg);
+		husk_err_clear(err);
+	}
 	for (live = HUSK_ST_RUNNING; live != EV_GONE;) {
 		uint64_t next = husk_now_ms() + (uint64_t)(interval * 1000);
 
@@ -338,12 +374,29 @@ int cmd_events(struct husk_ctx *ctx, int argc, char **argv,
 			husk_err_clear(err);
 		}
 		do {
-			struct timespec ts = { 0, 200 * 1000 * 1000 };
 			uint64_t now = husk_now_ms();
+			uint64_t left = next > now ? next - now : 0;
 
-			if (next - now < 200)
-				ts.tv_nsec = (long)(next - now) * 1000000;
-			nanosleep(&ts, NULL);
+			if (oom && wait_oom(&ow, left < 1000 ? (int)left : 1000,
+					    err) < 0) {
+				/* The container or its sandbox went (the
+				 * state says which); else it is worth a
+				 * line. */
+				if ((*err)->code != HUSK_E_NOT_FOUND &&
+				    !gone(ctx, c.id))
+					log_warnx("events %s: no more oom "
+						  "events: %s", c.id,
+						  (*err)->msg);
+				husk_err_clear(err);
+				husk_oom_watch_close(&ow);
+				oom = false;
+			} else if (!oom) {
+				struct timespec ts = { 0, 200 * 1000 * 1000 };
+
+				if (left < 200)
+					ts.tv_nsec = (long)left * 1000000;
+				nanosleep(&ts, NULL);
+			}
 			live = current_status(ctx, c.id, err);
 			if (live < 0) {
 				rc = -1;
@@ -353,6 +406,8 @@ int cmd_events(struct husk_ctx *ctx, int argc, char **argv,
 		if (rc < 0)
 			break;
 	}
+	if (oom)
+		husk_oom_watch_close(&ow);
 	husk_container_free(&c);
 	return rc;
 }

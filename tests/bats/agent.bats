@@ -241,6 +241,40 @@ run_sh() { "$CLIENT" --no-stdin "$S" run "${CID:-c1}" "$(sh_spec "$1")"; }
 	[ "$(cat $(cgdir memory c1)/memory.limit_in_bytes)" = 67108864 ]
 }
 
+@test "agent: wait_oom counts a container's OOM kills, answering a long poll" {
+	# 16 MiB of memory and no swap: awk doubling a string is OOM-killed
+	# once the test is waiting (one host connection at a time: the
+	# container starts it by itself).
+	LINUX=',"resources":{"memory":{"limit":16777216,"swap":16777216}}'
+	"$CLIENT" --detach "$S" run c1 "$(sh_spec 'while [ ! -e /go ]; do sleep 0.1; done; awk "BEGIN { s = 1; while (1) s = s s }"; echo "awk: $?" >/done; sleep 100')"
+	run ipc wait_oom '{"container_id":"c1"}'
+	echo "$output"
+	[ "$output" = '{"oom_kills":0}' ]
+	ipc wait_oom '{"container_id":"c1","seen":0}' >"$T/waited" &
+	waiter=$!
+	wait_for grep -q 'waiting for more than 0 OOM kills' "$T/agent.log"
+	touch "$T/share/rootfs/go"
+	wait "$waiter"
+	cat "$T/waited"
+	[ "$(cat "$T/waited")" = '{"oom_kills":1}' ]
+	wait_for test -e "$T/share/rootfs/done"
+	[ "$(cat "$T/share/rootfs/done")" = "awk: 137" ]
+	grep -q 'container c1: OOM kill (1 so far)' "$T/agent.log"
+	# Nothing new: the timeout answers with the same count.
+	run ipc wait_oom '{"container_id":"c1","seen":1,"timeout_ms":100}'
+	[ "$output" = '{"oom_kills":1}' ]
+	# The container's removal ends a waiting call (on the connection
+	# that removes it: a new one would replace the waiter's).
+	run ipc remove_container '{"container_id":"c1","force":true}'
+	[ "$status" -eq 0 ]
+	run ipc wait_oom '{"container_id":"c1"}'
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"c1: no such container"* ]]
+	run ipc wait_oom '{"container_id":"c2","timeout_ms":86400001}'
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"timeout_ms"* ]]
+}
+
 @test "agent: two containers share the sandbox's pid namespace" {
 	"$CLIENT" --sandbox '{"sandbox_id":"sb","shared_pid_ns":true}' --detach \
 		"$S" run c1 "$(spec '["sleep","100"]')"

@@ -221,6 +221,32 @@ assert_disk_bounded() {
 	assert_good_unaffected
 }
 
+# Lines of $1 that are oom events, at least $2 of them.
+oom_lines_at_least() {
+	[ "$(grep -c '"type":"oom"' "$1")" -ge "$2" ]
+}
+
+@test "hostile-vm: OOM counts jumping by 2^40 at once: husk events prints 16 an answer, an answer a second" {
+	start=$SECONDS
+	"$HUSK_BIN" --root "$ROOT" events --interval 1s hx \
+		>"$BATS_TEST_TMPDIR/ev" 2>"$BATS_TEST_TMPDIR/ev.err" &
+	ev=$!
+	wait_for -t 120 oom_lines_at_least "$BATS_TEST_TMPDIR/ev" 48
+	kill "$ev"
+	wait "$ev" || true
+	elapsed=$((SECONDS - start))
+	n=$(grep -c '"type":"oom"' "$BATS_TEST_TMPDIR/ev")
+	echo "$n oom lines in ${elapsed}s"
+	# Whole answers only, each cut to HUSK_OOM_BURST, one a second
+	# (HUSK_OOM_MIN_GAP_MS) after the first.
+	[ $((n % 16)) -eq 0 ]
+	[ "$n" -le $((16 * (elapsed + 2))) ]
+	grep -q 'OOM kills not reported (more than 16 in one answer)' \
+		"$BATS_TEST_TMPDIR/ev.err"
+	grep -q '^{"type":"oom","id":"hx"}$' "$BATS_TEST_TMPDIR/ev"
+	assert_good_unaffected
+}
+
 @test "hostile-vm: 1-byte outputs for 10000 made-up processes: cut off at 64" {
 	run hx hostile '{"attack":"output-flood","count":10000}'
 	[ "$status" -eq 0 ]

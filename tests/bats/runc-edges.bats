@@ -18,6 +18,10 @@ setup_file() {
 	set_annotations "$B" '{"io.kubernetes.cri.container-type": "sandbox"}'
 	# --no-new-privs must be able to make a difference.
 	sed -i 's/"noNewPrivileges": true/"noNewPrivileges": false/' "$B/config.json"
+	# 32 MiB, so that the events test can run it out of memory (the
+	# VM boots with it: no hot-plug).
+	jq '.linux.resources.memory.limit = 33554432' "$B/config.json" \
+		>"$B/config.json.new" && mv "$B/config.json.new" "$B/config.json"
 	make_bundle "$M" sleep 100000
 	set_annotations "$M" '{"io.kubernetes.cri.container-type": "container", "io.kubernetes.cri.sandbox-id": "edges"}'
 	# Created, not started: the first test execs into it.
@@ -312,7 +316,7 @@ poll() {
 	[ "$status" -eq 0 ]
 }
 
-@test "events: a stats line per interval in runc's shape, --stats once, the end at delete" {
+@test "events: a stats line per interval in runc's shape, an oom line per OOM kill, --stats once, the end at delete" {
 	started
 	run husk events --stats edges
 	[ "$status" -eq 0 ]
@@ -325,6 +329,16 @@ poll() {
 	ev=$!
 	poll eval '[ "$(wc -l < "$BATS_TEST_TMPDIR/ev")" -ge 3 ]'
 	head -n 3 "$BATS_TEST_TMPDIR/ev" | jq -e -s 'all(.[]; .type == "stats" and .id == "edges")'
+	[ "$(grep -c '"type":"oom"' "$BATS_TEST_TMPDIR/ev")" -eq 0 ]
+	# dd's 96 MiB buffer in a 32 MiB container: the guest's OOM killer.
+	run husk exec edges dd if=/dev/zero of=/dev/null bs=96M count=1
+	echo "$output"
+	[ "$status" -eq 137 ]
+	poll grep -q '^{"type":"oom","id":"edges"}$' "$BATS_TEST_TMPDIR/ev"
+	# Stats go on after it, and one kill is one line.
+	n=$(wc -l < "$BATS_TEST_TMPDIR/ev")
+	poll eval '[ "$(wc -l < "$BATS_TEST_TMPDIR/ev")" -ge $((n + 2)) ]'
+	[ "$(grep -c '"type":"oom"' "$BATS_TEST_TMPDIR/ev")" -eq 1 ]
 	run husk delete --force edges
 	[ "$status" -eq 0 ]
 	poll exited "$ev"

@@ -1,0 +1,287 @@
+/*
+ * /tasks/oom: each task's OOM kills in the guest.  A connection of our
+ * own to the pod's proxy keeps one wait_oom call waiting per task (the
+ * agent answers when the container's count passes what we have seen);
+ * each answer publishes one event per new kill, and the call goes out
+ * again.  The count is read once more, blocking and bounded, when the
+ * task's init exits, before its exit event: the agent counts a kill
+ * before it tells the exit the kill caused, so an OOM that ends the
+ * task comes before /tasks/exit.
+ *
+ * The answers come from the guest: decoded once (husk_oom_decode), at
+ * most HUSK_OOM_BURST events per answer and one call per
+ * SV_OOM_MIN_GAP, so a guest that answers at once with ever larger
+ * counts makes at most 16 events a second per task; log lines about
+ * it are rate-limited.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "libhusk/log.h"
+#include "libhusk/util.h"
+#include "libipc/ipc.h"
+#include "libipc/proto_agent.h"
+#include "libipc/proto_proxy.h"
+#include "shimv2.h"
+
+/* Seconds between two calls, at least; after failures the wait
+ * doubles from SV_OOM_RETRY_MIN to SV_OOM_RETRY_MAX. */
+#define SV_OOM_MIN_GAP (HUSK_OOM_MIN_GAP_MS / 1000.)
+#define SV_OOM_RETRY_MIN 0.5
+#define SV_OOM_RETRY_MAX 10.0
+/* The blocking read at the init's exit. */
+#define SV_OOM_FINAL_MS 2000
+
+struct sv_oom {
+	struct sv *s;
+	struct sv_task *t;
+	char *proxy_sock;
+	struct ipc_conn *conn;
+	bool ready;                     /* the hello went through */
+	bool calling;                   /* a wait_oom is waiting */
+	uint32_t msgid;
+	uint64_t seen;
+	ev_timer timer;                 /* the next call or connection */
+	double delay;                   /* 0, or the wait after a failure */
+	double last_call;
+	struct ipc_ratelimit rl;
+};
+
+static void oom_connect(struct sv_oom *o);
+
+static void oom_log(struct sv_oom *o, const char *what, const char *msg)
+{
+	unsigned suppressed = 0;
+	char safe[256];
+
+	if (!ipc_ratelimit(&o->rl, ev_now(o->s->loop), &suppressed))
+		return;
+	husk_escape_buf(msg, strlen(msg), safe, sizeof(safe));
+	log_warnx("task %s: %s: %s%s", o->t->id, what, safe,
+		  suppressed ? " (earlier lines like this suppressed)" : "");
+}
+
+static void publish(struct sv_oom *o, uint64_t kills)
+{
+	uint64_t dropped;
+	unsigned n = husk_oom_news(&o->seen, kills, &dropped);
+
+	if (n)
+		log_info("task %s: %u OOM kill%s in the guest", o->t->id, n,
+			 n > 1 ? "s" : "");
+	for (unsigned i = 0; i < n; i++)
+		sv_event_oom(o->s, o->t);
+	if (dropped) {
+		char msg[96];
+
+		snprintf(msg, sizeof(msg), "%llu more not published (at "
+			 "most %u an answer)", (unsigned long long)dropped,
+			 HUSK_OOM_BURST);
+		oom_log(o, "OOM kills", msg);
+	}
+}
+
+static void schedule(struct sv_oom *o, double after)
+{
+	ev_timer_stop(o->s->loop, &o->timer);
+	ev_timer_set(&o->timer, after > 0 ? after : 0., 0.);
+	ev_timer_start(o->s->loop, &o->timer);
+}
+
+static void failed(struct sv_oom *o)
+{
+	o->delay = o->delay ? o->delay * 2 : SV_OOM_RETRY_MIN;
+	if (o->delay > SV_OOM_RETRY_MAX)
+		o->delay = SV_OOM_RETRY_MAX;
+	schedule(o, o->delay);
+}
+
+static void on_answer(struct ipc_conn *c, struct ipc_msg *resp,
+		      const struct husk_err *err, void *arg)
+{
+	struct sv_oom *o = arg;
+	struct husk_err *e = NULL;
+	uint64_t kills;
+
+	o->calling = false;
+	if (err) {
+		/* The container went (Delete is on its way): nothing more
+		 * to watch. */
+		if (err->code == HUSK_E_NOT_FOUND) {
+			log_debug("task %s: %s", o->t->id, err->msg);
+			return;
+		}
+		/* An agent that cannot (an older one, no memory
+		 * controller) will not later. */
+		if (err->code == HUSK_E_UNKNOWN_METHOD ||
+		    err->code == HUSK_E_NOT_IMPLEMENTED) {
+			oom_log(o, "no OOM events", err->msg);
+			return;
+		}
+		/* A closing connection: on_close reconnects. */
+		if (ipc_conn_closed(c))
+			return;
+		oom_log(o, "wait_oom", err->msg);
+		failed(o);
+		return;
+	}
+	if (husk_oom_decode(resp->result, &kills, &e) < 0) {
+		oom_log(o, "wait_oom", e->msg);
+		husk_err_free(e);
+		failed(o);
+		return;
+	}
+	o->delay = 0;
+	publish(o, kills);
+	schedule(o, o->last_call + SV_OOM_MIN_GAP - ev_now(o->s->loop));
+}
+
+static void oom_call(struct sv_oom *o)
+{
+	msgpack_packer *pk;
+
+	if (!o->conn || !o->ready || o->calling)
+		return;
+	pk = ipc_call_begin(o->conn, AGENT_M_WAIT_OOM);
+	msgpack_pack_map(pk, 2);
+	ipc_pack_kv_str(pk, "container_id", o->t->id);
+	ipc_pack_kv_uint(pk, "seen", o->seen);
+	if (ipc_call_send(o->conn, 0., NULL, 0, on_answer, o,
+			  &o->msgid) < 0) {
+		failed(o);
+		return;
+	}
+	o->calling = true;
+	o->last_call = ev_now(o->s->loop);
+}
+
+static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct sv_oom *o = w->data;
+
+	if (!o->conn)
+		oom_connect(o);
+	else
+		oom_call(o);
+}
+
+static void on_ready(struct ipc_conn *c, void *arg)
+{
+	struct sv_oom *o = arg;
+
+	if (!o)
+		return;
+	o->ready = true;
+	oom_call(o);
+}
+
+static void on_close(struct ipc_conn *c, const struct husk_err *why,
+		     void *arg)
+{
+	struct sv_oom *o = arg;
+
+	if (!o)
+		return;
+	o->conn = NULL;
+	o->ready = o->calling = false;
+	if (why)
+		oom_log(o, "the proxy", why->msg);
+	failed(o);
+}
+
+static void oom_connect(struct sv_oom *o)
+{
+	struct ipc_conn_opts opts = {
+		.role = IPC_ROLE_CLIENT,
+		.component = SV_NAME,
+		.expect_peer = PROXY_COMPONENT,
+		.on_ready = on_ready,
+		.on_close = on_close,
+		/* it relays the guest's answers */
+		.trusted = false,
+		.arg = o,
+	};
+	struct husk_err *err = NULL;
+
+	o->conn = ipc_conn_connect(o->s->loop, o->proxy_sock, 10., &opts,
+				   &err);
+	if (!o->conn) {
+		oom_log(o, "connect to the proxy", err->msg);
+		husk_err_free(err);
+		failed(o);
+	}
+}
+
+void sv_oom_start(struct sv *s, struct sv_task *t)
+{
+	struct husk_sbx_paths p;
+	struct husk_err *err = NULL;
+	struct sv_oom *o;
+
+	if (t->oom)
+		return;
+	if (husk_sandbox_paths(s->root, t->sandbox_id, &p, &err) < 0) {
+		log_warnx("task %s: no OOM events: %s", t->id, err->msg);
+		husk_err_free(err);
+		return;
+	}
+	o = husk_xcalloc(1, sizeof(*o));
+	o->s = s;
+	o->t = t;
+	o->proxy_sock = husk_xstrdup(p.proxy_sock);
+	husk_sandbox_paths_free(&p);
+	o->rl.interval = 60.;
+	o->rl.burst = 5;
+	ev_timer_init(&o->timer, on_timer, 0., 0.);
+	o->timer.data = o;
+	t->oom = o;
+	oom_connect(o);
+}
+
+void sv_oom_final(struct sv *s, struct sv_task *t)
+{
+	struct sv_oom *o = t->oom;
+	struct husk_oom_watch w;
+	struct husk_err *err = NULL;
+
+	if (!o)
+		return;
+	if (husk_oom_watch_open(s->root, t->sandbox_id, t->id,
+				SV_OOM_FINAL_MS, &w, &err) < 0) {
+		bool gone = err->code == HUSK_E_NOT_FOUND;
+
+		/* Slow or unreachable: the waiting call may still tell,
+		 * after the exit, until the task is deleted. */
+		if (!gone)
+			oom_log(o, "wait_oom at the exit", err->msg);
+		husk_err_free(err);
+		if (!gone)
+			return;
+	} else {
+		publish(o, w.seen);
+		husk_oom_watch_close(&w);
+	}
+	sv_oom_stop(s, t);
+}
+
+void sv_oom_stop(struct sv *s, struct sv_task *t)
+{
+	struct sv_oom *o = t->oom;
+
+	if (!o)
+		return;
+	ev_timer_stop(s->loop, &o->timer);
+	if (o->conn) {
+		struct ipc_conn *c = o->conn;
+
+		/* on_close must not reconnect: forget it first. */
+		ipc_conn_set_arg(c, NULL);
+		o->conn = NULL;
+		if (o->calling)
+			ipc_call_cancel(c, o->msgid);
+		ipc_conn_close(c, NULL);
+	}
+	free(o->proxy_sock);
+	free(o);
+	t->oom = NULL;
+}
