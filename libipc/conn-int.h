@@ -37,7 +37,7 @@ int ipc_fds_skip(const struct ipc_framer *f, const char *data, size_t n);
 /* A connection reads into a buffer of its own, of this size (larger
  * while a larger frame comes in), and frames are dispatched where they
  * lie: several 64 KiB output frames a read, no copy. */
-#define READ_BUF (256u << 10)
+#define READ_BUF (128u << 10)
 #define READS_PER_WAKEUP 8
 #define WRITE_IOV 64
 #define SPARE_MAX 8             /* queue buffers kept for reuse */

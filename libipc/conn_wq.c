@@ -238,11 +238,38 @@ static struct wq_item *wq_item_new(struct ipc_conn *c, const char *data,
 	return it;
 }
 
+/* A write failed: reported by closing from the write watcher, never
+ * from the sender, so that callers are not surprised by on_close. */
+static int wq_fail(struct ipc_conn *c)
+{
+	c->werr = errno;
+	ev_io_start(c->loop, &c->wio);
+	ev_feed_event(c->loop, &c->wio, EV_WRITE);
+	return -1;
+}
+
+static void wq_append(struct ipc_conn *c, struct wq_item *it)
+{
+	if (c->wq_tail)
+		c->wq_tail->next = it;
+	else
+		c->wq_head = it;
+	c->wq_tail = it;
+	it->cost = it->cap + IPC_WQ_ITEM_COST;
+	c->queued += it->cost;
+	c->nqueued++;
+	if (!c->connecting)
+		ev_io_start(c->loop, &c->wio);
+	if (!c->above && c->queued > c->o.wq_high) {
+		c->above = true;
+		if (c->o.on_queue)
+			c->o.on_queue(c, true, c->o.arg);
+	}
+}
+
 /*
  * Send a framed message: straight to the socket when nothing is queued
- * (the common case allocates nothing), the rest into the queue.  Write
- * errors are reported by closing from the write watcher, never from
- * here, so that callers are not surprised by on_close.
+ * (the common case allocates nothing), the rest into the queue.
  */
 int conn_queue(struct ipc_conn *c, const char *data, size_t len,
 		      const int *fds, int nfds, bool from_out)
@@ -265,12 +292,8 @@ int conn_queue(struct ipc_conn *c, const char *data, size_t len,
 		} while (n < 0 && errno == EINTR);
 		if (n == (ssize_t)len)
 			return 0;
-		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-			c->werr = errno;
-			ev_io_start(c->loop, &c->wio);
-			ev_feed_event(c->loop, &c->wio, EV_WRITE);
-			return -1;
-		}
+		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+			return wq_fail(c);
 		if (n > 0) {
 			data += n;
 			len -= (size_t)n;
@@ -280,21 +303,69 @@ int conn_queue(struct ipc_conn *c, const char *data, size_t len,
 	it = wq_item_new(c, data, len, fds, nfds, from_out);
 	if (!it)
 		return -1;
-	if (c->wq_tail)
-		c->wq_tail->next = it;
-	else
-		c->wq_head = it;
-	c->wq_tail = it;
-	it->cost = it->cap + IPC_WQ_ITEM_COST;
-	c->queued += it->cost;
-	c->nqueued++;
-	if (!c->connecting)
-		ev_io_start(c->loop, &c->wio);
-	if (!c->above && c->queued > c->o.wq_high) {
-		c->above = true;
-		if (c->o.on_queue)
-			c->o.on_queue(c, true, c->o.arg);
+	wq_append(c, it);
+	return 0;
+}
+
+/*
+ * A frame whose payload lies elsewhere (a message received, relayed as
+ * it is): the header and the payload go out in one writev, and only
+ * what the socket does not take is copied into the queue.
+ */
+int ipc_conn_send_payload(struct ipc_conn *c, const char *payload,
+			  size_t len)
+{
+	unsigned char hdr[IPC_FRAME_HDR] = {
+		(unsigned char)(len >> 24), (unsigned char)(len >> 16),
+		(unsigned char)(len >> 8), (unsigned char)len,
+	};
+	size_t total = IPC_FRAME_HDR + len, sent = 0, rest;
+	struct wq_item *it;
+
+	if (c->closed || c->flushing || c->werr || len == 0 ||
+	    len > c->o.max_frame_send)
+		return -1;
+	if (!c->wq_head && !c->connecting) {
+		struct iovec iov[2] = {
+			{ hdr, sizeof(hdr) }, { (void *)payload, len },
+		};
+		ssize_t n;
+
+		do {
+			n = write_iov(c, iov, 2);
+		} while (n < 0 && errno == EINTR);
+		if (n == (ssize_t)total)
+			return 0;
+		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+			return wq_fail(c);
+		if (n > 0)
+			sent = (size_t)n;
 	}
+	rest = total - sent;
+	it = wq_item_get(c, rest);
+	if (!it)
+		return -1;
+	if (it->cap < rest) {
+		char *d = realloc(it->data, rest);
+
+		if (!d) {
+			conn_wq_item_free(it);
+			return -1;
+		}
+		it->data = d;
+		it->cap = rest;
+	}
+	it->next = NULL;
+	it->len = rest;
+	it->off = 0;
+	it->nfds = 0;
+	if (sent < IPC_FRAME_HDR) {
+		memcpy(it->data, hdr + sent, IPC_FRAME_HDR - sent);
+		memcpy(it->data + IPC_FRAME_HDR - sent, payload, len);
+	} else {
+		memcpy(it->data, payload + (sent - IPC_FRAME_HDR), rest);
+	}
+	wq_append(c, it);
 	return 0;
 }
 

@@ -466,6 +466,11 @@ int ipc_notify_send(struct ipc_conn *c);
 /* Queue an already framed message (header included). */
 int ipc_conn_send_frame(struct ipc_conn *c, const char *data, size_t len,
 			const int *fds, int nfds);
+/* Send payload[0..len) as one frame (its header added), without
+ * packing it anew: a received message relayed as it is (ipc_msg.raw).
+ * -1 when closed or over the peer's frame limit. */
+int ipc_conn_send_payload(struct ipc_conn *c, const char *payload,
+			  size_t len);
 
 /* Servers. */
 struct ipc_server_opts {

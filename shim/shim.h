@@ -25,6 +25,10 @@
  * flight to us per stream, so anything beyond twice it is a bug. */
 #define SHIM_WINDOW (256u * 1024u)
 #define SHIM_QUEUE_MAX (2 * SHIM_WINDOW)
+/* Written output is acknowledged in batches of this much, or after
+ * SHIM_ACK_DELAY seconds (io.c, oq_written). */
+#define SHIM_ACK_BATCH (SHIM_WINDOW / 2)
+#define SHIM_ACK_DELAY 0.005
 /* write_stdin takes at most 1 MiB; reading 64 KiB keeps latency low. */
 #define SHIM_STDIN_CHUNK (64u * 1024u)
 
@@ -43,6 +47,7 @@ struct oqueue {
 	ev_io w;
 	struct ochunk *head, *tail;
 	uint64_t queued;
+	uint64_t unacked;       /* written, not acknowledged yet */
 	bool eof;               /* end received */
 	bool broken;            /* our reader went away: discard */
 	bool done;              /* end received and everything written */
@@ -68,6 +73,7 @@ struct shim {
 	bool in_closed;
 
 	struct oqueue out[2];
+	ev_timer ack_timer;     /* acks below a batch */
 
 	/* the terminal we put in raw mode, and the one we read sizes from */
 	int raw_fd;
