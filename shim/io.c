@@ -209,7 +209,7 @@ static void stdin_done(struct ipc_conn *c, struct ipc_msg *resp,
 {
 	struct shim *s = shim;
 
-	s->in_busy = false;
+	s->in_flight--;
 	if (err) {
 		if (peer_lost(s, resp, err, "write_stdin"))
 			return;
@@ -218,7 +218,7 @@ static void stdin_done(struct ipc_conn *c, struct ipc_msg *resp,
 		s->in_closed = true;
 		return;
 	}
-	if (!s->in_closed)
+	if (!s->in_closed && s->in_flight < SHIM_STDIN_INFLIGHT)
 		ev_io_start(s->loop, &s->in_w);
 }
 
@@ -262,11 +262,11 @@ static void stdin_cb(struct ev_loop *loop, ev_io *w, int revents)
 		return;
 	pack_ids(s, pk, 1);
 	ipc_pack_kv_bin(pk, "data", buf, n);
-	if (ipc_call_send(s->conn, 0., NULL, 0, stdin_done, NULL, NULL) == 0) {
-		/* one write in flight: the agent's answer paces us */
-		s->in_busy = true;
+	/* A few writes in flight, answered in order once written: the
+	 * agent's answers pace us without a round trip per chunk. */
+	if (ipc_call_send(s->conn, 0., NULL, 0, stdin_done, NULL, NULL) == 0 &&
+	    ++s->in_flight >= SHIM_STDIN_INFLIGHT)
 		ev_io_stop(loop, w);
-	}
 }
 
 /* --------------------------------------------------- wait, signals */

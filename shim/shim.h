@@ -31,6 +31,9 @@
 #define SHIM_ACK_DELAY 0.005
 /* write_stdin takes at most 1 MiB; reading 64 KiB keeps latency low. */
 #define SHIM_STDIN_CHUNK (64u * 1024u)
+/* write_stdin calls in flight at once (the agent holds at most this
+ * many chunks of ours). */
+#define SHIM_STDIN_INFLIGHT 4
 
 struct ochunk {
 	struct ochunk *next;
@@ -69,7 +72,7 @@ struct shim {
 	/* stdin relay */
 	int in_fd;
 	ev_io in_w;
-	bool in_busy;           /* a write_stdin in flight */
+	int in_flight;          /* write_stdin calls not answered yet */
 	bool in_closed;
 
 	struct oqueue out[2];
