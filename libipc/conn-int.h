@@ -88,6 +88,9 @@ struct ipc_conn {
 	char *rbuf;             /* frames read, not yet dispatched */
 	size_t rcap, rstart, rend;
 	size_t rneed;           /* bytes the frame at rstart takes in all */
+	/* The objects of the message being dispatched (cleared after each,
+	 * which keeps only its first chunk). */
+	msgpack_zone *zone;
 	int rx_fds[IPC_MAX_FDS];
 	int rx_nfds;
 	int rx_skip;            /* frames to complete before rx_fds' frame */

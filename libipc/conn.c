@@ -134,8 +134,17 @@ static int frame_cb(void *arg, const char *data, uint32_t len)
 	struct husk_err *e = NULL;
 	struct ipc_msg m;
 
+	if (!c->zone)
+		c->zone = msgpack_zone_new(MSGPACK_ZONE_CHUNK_SIZE);
+	if (!c->zone) {
+		husk_error_sys(&e, ENOMEM, "message of %u bytes", len);
+		ipc_conn_close(c, e);
+		husk_err_free(e);
+		return -1;
+	}
 	/* The frame lies in c->rbuf, unchanged until dispatched. */
-	if (ipc_msg_parse_ref(&m, data, len, &e) < 0) {
+	if (ipc_msg_parse_zone(&m, data, len, c->zone, &e) < 0) {
+		msgpack_zone_clear(c->zone);
 		conn_violation(c, e);
 		husk_err_free(e);
 		return -1;
@@ -152,6 +161,7 @@ static int frame_cb(void *arg, const char *data, uint32_t len)
 	}
 	conn_dispatch(c, &m);
 	ipc_msg_free(&m);
+	msgpack_zone_clear(c->zone);
 	return c->closed || c->flushing ? -1 : 0;
 }
 
@@ -398,6 +408,8 @@ static void conn_free(struct ipc_conn *c)
 		conn_wq_item_free(it);
 	}
 	free(c->rbuf);
+	if (c->zone)
+		msgpack_zone_free(c->zone);
 	ipc_buf_destroy(&c->out);
 	husk_err_free(c->flush_why);
 	free(c->once_used);

@@ -143,6 +143,11 @@ int ipc_msg_parse(struct ipc_msg *m, const char *data, size_t len,
  * must stay unchanged until ipc_msg_free() (a frame dispatched at once). */
 int ipc_msg_parse_ref(struct ipc_msg *m, const char *data, size_t len,
 		      struct husk_err **err);
+/* ipc_msg_parse_ref with the objects allocated in zone, which the
+ * caller clears (msgpack_zone_clear) after ipc_msg_free(): a reader that
+ * dispatches message after message allocates nothing for them. */
+int ipc_msg_parse_zone(struct ipc_msg *m, const char *data, size_t len,
+		       msgpack_zone *zone, struct husk_err **err);
 /* Closes fds not taken with ipc_msg_take_fd(). */
 void ipc_msg_free(struct ipc_msg *m);
 /* Take ownership of descriptor i (-1 if there is none). */

@@ -185,11 +185,21 @@ static int msg_shape(struct ipc_msg *m, struct husk_err **err)
  * lives (a connection's frame, dispatched and freed at once).
  */
 static int msg_unpack(struct ipc_msg *m, const char *data, size_t len,
-		      bool copy, struct husk_err **err)
+		      bool copy, msgpack_zone *zone, struct husk_err **err)
 {
 	msgpack_unpack_return r;
 	char *buf = (char *)data;
+	size_t off = 0;
 
+	if (zone) {
+		/* m->un.zone stays NULL: the zone is the caller's. */
+		r = msgpack_unpack(buf, len, &off, zone, &m->un.data);
+		m->raw = buf;
+		m->raw_len = (uint32_t)len;
+		if (r == MSGPACK_UNPACK_EXTRA_BYTES)
+			r = MSGPACK_UNPACK_PARSE_ERROR;
+		goto done;
+	}
 	if (copy) {
 		buf = malloc(len);
 		if (!buf)
@@ -221,12 +231,12 @@ done:
 }
 
 static int msg_parse(struct ipc_msg *m, const char *data, size_t len,
-		     bool copy, struct husk_err **err)
+		     bool copy, msgpack_zone *zone, struct husk_err **err)
 {
 	msg_init(m);
 	if (ipc_msgpack_check(data, len, err) < 0)
 		return -1;
-	if (msg_unpack(m, data, len, copy, err) < 0 ||
+	if (msg_unpack(m, data, len, copy, zone, err) < 0 ||
 	    msg_shape(m, err) < 0) {
 		ipc_msg_free(m);
 		msg_init(m);
@@ -238,13 +248,19 @@ static int msg_parse(struct ipc_msg *m, const char *data, size_t len,
 int ipc_msg_parse(struct ipc_msg *m, const char *data, size_t len,
 		  struct husk_err **err)
 {
-	return msg_parse(m, data, len, true, err);
+	return msg_parse(m, data, len, true, NULL, err);
 }
 
 int ipc_msg_parse_ref(struct ipc_msg *m, const char *data, size_t len,
 		      struct husk_err **err)
 {
-	return msg_parse(m, data, len, false, err);
+	return msg_parse(m, data, len, false, NULL, err);
+}
+
+int ipc_msg_parse_zone(struct ipc_msg *m, const char *data, size_t len,
+		       msgpack_zone *zone, struct husk_err **err)
+{
+	return msg_parse(m, data, len, false, zone, err);
 }
 
 size_t ipc_utf8_cut(const char *s, size_t len, size_t max)
