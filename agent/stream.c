@@ -90,8 +90,10 @@ static int send_output(struct stream *s, const void *data, size_t len)
 	ipc_pack_kv_str(pk, "container_id", s->p->ct->id);
 	ipc_pack_kv_str(pk, "exec_id", s->p->exec_id);
 	ipc_pack_kv_uint(pk, "stream", (uint64_t)s->no);
-	ipc_pack_kv_bin(pk, "data", data, len);
-	return ipc_notify_send(c);
+	/* The data goes from the read buffer, not copied into the message. */
+	ipc_pack_key(pk, "data");
+	msgpack_pack_bin(pk, len);
+	return ipc_notify_send_tail(c, data, len);
 }
 
 /* Close the read side; the EOF goes out now or when a host is back. */

@@ -308,38 +308,29 @@ int conn_queue(struct ipc_conn *c, const char *data, size_t len,
 }
 
 /*
- * A frame whose payload lies elsewhere (a message received, relayed as
- * it is): the header and the payload go out in one writev, and only
- * what the socket does not take is copied into the queue.
+ * Send a frame made of iov[0..n) (header included): in one writev when
+ * nothing waits, and only what the socket does not take is copied into
+ * the queue.
  */
-int ipc_conn_send_payload(struct ipc_conn *c, const char *payload,
-			  size_t len)
+static int conn_queue_iov(struct ipc_conn *c, struct iovec *iov, int n)
 {
-	unsigned char hdr[IPC_FRAME_HDR] = {
-		(unsigned char)(len >> 24), (unsigned char)(len >> 16),
-		(unsigned char)(len >> 8), (unsigned char)len,
-	};
-	size_t total = IPC_FRAME_HDR + len, sent = 0, rest;
+	size_t total = 0, sent = 0, rest, at = 0;
 	struct wq_item *it;
 
-	if (c->closed || c->flushing || c->werr || len == 0 ||
-	    len > c->o.max_frame_send)
-		return -1;
+	for (int i = 0; i < n; i++)
+		total += iov[i].iov_len;
 	if (!c->wq_head && !c->connecting) {
-		struct iovec iov[2] = {
-			{ hdr, sizeof(hdr) }, { (void *)payload, len },
-		};
-		ssize_t n;
+		ssize_t w;
 
 		do {
-			n = write_iov(c, iov, 2);
-		} while (n < 0 && errno == EINTR);
-		if (n == (ssize_t)total)
+			w = write_iov(c, iov, n);
+		} while (w < 0 && errno == EINTR);
+		if (w == (ssize_t)total)
 			return 0;
-		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+		if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
 			return wq_fail(c);
-		if (n > 0)
-			sent = (size_t)n;
+		if (w > 0)
+			sent = (size_t)w;
 	}
 	rest = total - sent;
 	it = wq_item_get(c, rest);
@@ -359,14 +350,70 @@ int ipc_conn_send_payload(struct ipc_conn *c, const char *payload,
 	it->len = rest;
 	it->off = 0;
 	it->nfds = 0;
-	if (sent < IPC_FRAME_HDR) {
-		memcpy(it->data, hdr + sent, IPC_FRAME_HDR - sent);
-		memcpy(it->data + IPC_FRAME_HDR - sent, payload, len);
-	} else {
-		memcpy(it->data, payload + (sent - IPC_FRAME_HDR), rest);
+	for (int i = 0; i < n; i++) {
+		const char *p = iov[i].iov_base;
+		size_t len = iov[i].iov_len;
+
+		if (sent >= len) {
+			sent -= len;
+			continue;
+		}
+		memcpy(it->data + at, p + sent, len - sent);
+		at += len - sent;
+		sent = 0;
 	}
 	wq_append(c, it);
 	return 0;
+}
+
+static void be32_put(unsigned char *h, size_t len)
+{
+	h[0] = (unsigned char)(len >> 24);
+	h[1] = (unsigned char)(len >> 16);
+	h[2] = (unsigned char)(len >> 8);
+	h[3] = (unsigned char)len;
+}
+
+/* A frame whose payload lies elsewhere (a message received, relayed as
+ * it is). */
+int ipc_conn_send_payload(struct ipc_conn *c, const char *payload,
+			  size_t len)
+{
+	unsigned char hdr[IPC_FRAME_HDR];
+	struct iovec iov[2] = {
+		{ hdr, sizeof(hdr) }, { (void *)payload, len },
+	};
+
+	if (c->closed || c->flushing || c->werr || len == 0 ||
+	    len > c->o.max_frame_send)
+		return -1;
+	be32_put(hdr, len);
+	return conn_queue_iov(c, iov, 2);
+}
+
+/* The message in c->out ends with the len bytes at tail (a bin whose
+ * header is packed): they go from where they are. */
+int ipc_notify_send_tail(struct ipc_conn *c, const void *tail, size_t len)
+{
+	msgpack_sbuffer *sb = &c->out.sb;
+	struct iovec iov[2];
+	size_t total;
+
+	if (c->closed || c->flushing || c->werr || !sb->data ||
+	    sb->size < IPC_FRAME_HDR)
+		return -1;
+	total = sb->size - IPC_FRAME_HDR + len;
+	if (total > c->o.max_frame_send) {
+		log_warnx("message of %zu bytes is over the frame limit of %u",
+			  total, c->o.max_frame_send);
+		return -1;
+	}
+	be32_put((unsigned char *)sb->data, total);
+	iov[0].iov_base = sb->data;
+	iov[0].iov_len = sb->size;
+	iov[1].iov_base = (void *)tail;
+	iov[1].iov_len = len;
+	return conn_queue_iov(c, iov, len ? 2 : 1);
 }
 
 int ipc_conn_send_frame(struct ipc_conn *c, const char *data, size_t len,

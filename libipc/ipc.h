@@ -467,6 +467,11 @@ void ipc_call_cancel(struct ipc_conn *c, uint32_t msgid);
 /* Notifications. */
 msgpack_packer *ipc_notify_begin(struct ipc_conn *c, const char *method);
 int ipc_notify_send(struct ipc_conn *c);
+/* ipc_notify_send for a message whose last len bytes are at tail and
+ * not packed (the caller packed a bin's header, msgpack_pack_bin, as the
+ * last thing): they are written from tail, not copied into the buffer
+ * (only what the socket does not take is queued). */
+int ipc_notify_send_tail(struct ipc_conn *c, const void *tail, size_t len);
 
 /* Queue an already framed message (header included). */
 int ipc_conn_send_frame(struct ipc_conn *c, const char *data, size_t len,
