@@ -47,14 +47,14 @@ want=$((MB << 20))
 husk_rates=() raw_rates=()
 for ((i = 0; i < RUNS; i++)); do
 	mkfifo "$d/chan"
-	"$RATE" <"$d/chan" >"$d/raw.rate" &
+	# the channel carries READY and a newline first
+	"$RATE" $((want + 6)) <"$d/chan" >"$d/raw.rate" &
 	r=$!
 	guest/boot-test --initrd "$G/initrd-testinit.img" \
 		--append "husk.teststream=$MB" --out "$d/chan" --timeout 300 \
 		>"$d/boot.log" 2>&1 || cat "$d/boot.log" >&2
 	wait "$r"
 	rm -f "$d/chan"
-	# the channel carried READY and a newline first
 	raw_rates+=("$(rate_of "$want" <"$d/raw.rate")")
 	(cd "$d/bundle" && "$HUSK" "${conf[@]}" run "v$i" </dev/null |
 		"$RATE" >"$d/husk.rate")

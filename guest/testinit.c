@@ -189,6 +189,8 @@ stream(int fd, const char *mb)
 			say("testinit: stream: %s\n", strerror(errno));
 			return;
 		}
+	/* What the port still holds is lost if we power off now. */
+	sleep_ms(500);
 }
 
 static void
