@@ -54,25 +54,27 @@ static void oq_ack(struct shim *s, struct oqueue *q)
 	q->unacked = 0;
 }
 
-static void ack_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+static void ack_prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 {
 	oq_ack(shim, &shim->out[0]);
 	oq_ack(shim, &shim->out[1]);
+	ev_prepare_stop(loop, w);
 }
 
 /*
- * n more bytes written out.  Acks go in batches: one per output message
- * costs the proxy and the agent a message each for nothing, while the
- * window (SHIM_WINDOW) stays open as long as less than all of it waits
- * for an ack.  What stays below a batch goes after SHIM_ACK_DELAY.
+ * n more bytes written out.  Acks go in batches: what is written in one
+ * turn of the loop (the messages one read brought) is acknowledged
+ * once, before the loop waits again (an ev_prepare), or as soon as
+ * SHIM_ACK_BATCH is reached.  Never later: the agent may be waiting
+ * for that ack (the bytes still in the channel count in its window).
  */
 static void oq_written(struct shim *s, struct oqueue *q, size_t n)
 {
 	q->unacked += n;
 	if (q->unacked >= SHIM_ACK_BATCH)
 		oq_ack(s, q);
-	else if (!ev_is_active(&s->ack_timer))
-		ev_timer_start(s->loop, &s->ack_timer);
+	else if (!ev_is_active(&s->ack_prep))
+		ev_prepare_start(s->loop, &s->ack_prep);
 }
 
 /* Write what the fd takes of p[0..n): the bytes taken, 0 when it is
@@ -452,7 +454,7 @@ int shim_connect(struct shim *s, struct husk_err **err)
 	if (!s->conn)
 		return -1;
 	ev_io_init(&s->in_w, stdin_cb, s->in_fd, EV_READ);
-	ev_timer_init(&s->ack_timer, ack_timer_cb, SHIM_ACK_DELAY, 0.);
+	ev_prepare_init(&s->ack_prep, ack_prepare_cb);
 	for (int i = 0; i < 2; i++) {
 		ev_io_init(&s->out[i].w, oq_write_cb, s->out[i].fd, EV_WRITE);
 		s->out[i].w.data = &s->out[i];

@@ -25,10 +25,9 @@
  * flight to us per stream, so anything beyond twice it is a bug. */
 #define SHIM_WINDOW (256u * 1024u)
 #define SHIM_QUEUE_MAX (2 * SHIM_WINDOW)
-/* Written output is acknowledged in batches of this much, or after
- * SHIM_ACK_DELAY seconds (io.c, oq_written). */
+/* Written output is acknowledged once a loop turn, or as soon as this
+ * much is written (io.c, oq_written). */
 #define SHIM_ACK_BATCH (SHIM_WINDOW / 2)
-#define SHIM_ACK_DELAY 0.005
 /* write_stdin takes at most 1 MiB; reading 64 KiB keeps latency low. */
 #define SHIM_STDIN_CHUNK (64u * 1024u)
 /* write_stdin calls in flight at once (the agent holds at most this
@@ -76,7 +75,7 @@ struct shim {
 	bool in_closed;
 
 	struct oqueue out[2];
-	ev_timer ack_timer;     /* acks below a batch */
+	ev_prepare ack_prep;    /* acks before the loop waits */
 
 	/* the terminal we put in raw mode, and the one we read sizes from */
 	int raw_fd;
