@@ -121,11 +121,6 @@ static int stdio_make(const struct spec_process *p, struct stdio *io,
 		} else {
 			io->child[i] = fds[1];
 			*(i == 1 ? &io->parent_out : &io->parent_err) = fds[0];
-			/* A window's worth: the process writes on while the
-			 * agent is busy, and the agent takes it in fewer
-			 * wake-ups (pages are used only as it fills). */
-			if (fcntl(fds[0], F_SETPIPE_SZ, AGENT_OUTPUT_WINDOW) < 0)
-				log_debug("F_SETPIPE_SZ: %s", strerror(errno));
 		}
 	}
 	return 0;
