@@ -30,10 +30,6 @@ struct fx {
 	int notes;
 	int64_t note_n;
 	int blobs;
-	/* "sum": bytes and a checksum of the data, at the server and back
-	 * at the client (relayed as it came) */
-	int sums[2];
-	uint64_t sum_bytes[2], sum_hash[2];
 	uint32_t held[8];
 	int nheld;
 	int above, below;
@@ -99,36 +95,6 @@ static int h_blob(struct ipc_conn *c, struct ipc_msg *m,
 	return 0;
 }
 
-static uint64_t hash_bytes(uint64_t h, const unsigned char *p, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ p[i]) * 0x100000001b3ull;
-	return h;
-}
-
-/* The server counts what came and relays the message back unchanged
- * (ipc_msg.raw, ipc_conn_send_payload); the client counts it again. */
-static int h_sum(struct ipc_conn *c, struct ipc_msg *m,
-		 void *params, void *arg, struct husk_err **err)
-{
-	struct fx *f = arg;
-	const msgpack_object *d = ipc_map_get(m->params, "data");
-	int end = c == f->srv ? 0 : 1;
-
-	assert_non_null(d);
-	assert_int_equal(d->type, MSGPACK_OBJECT_BIN);
-	f->sums[end]++;
-	f->sum_bytes[end] += d->via.bin.size;
-	f->sum_hash[end] = hash_bytes(f->sum_hash[end] ? f->sum_hash[end] :
-				      0xcbf29ce484222325ull,
-				      (const unsigned char *)d->via.bin.ptr,
-				      d->via.bin.size);
-	if (end == 0)
-		assert_int_equal(ipc_conn_send_payload(c, m->raw, m->raw_len),
-				 0);
-	return 0;
-}
-
 static int h_ok(struct ipc_conn *c, struct ipc_msg *m,
 		void *params, void *arg, struct husk_err **err)
 {
@@ -189,7 +155,6 @@ static const struct ipc_method srv_methods[] = {
 	IPC_METHOD("hold", IPC_M_REQUEST, h_hold),
 	IPC_METHOD("note", IPC_M_NOTIFY, h_note),
 	IPC_METHOD("blob", IPC_M_NOTIFY, h_blob),
-	IPC_METHOD("sum", IPC_M_NOTIFY, h_sum),
 	IPC_METHOD("reqonly", IPC_M_REQUEST, h_ok),
 	IPC_METHOD("once", IPC_M_REQUEST | IPC_M_ONCE, h_ok),
 	IPC_METHOD("bye", IPC_M_REQUEST, h_bye),
@@ -681,59 +646,6 @@ static void test_frame_limits_per_direction(void **state)
 	assert_int_equal(f->closed, 0);
 }
 
-/*
- * Frames of every size in one stream, larger than the read buffer too,
- * packed whole or sent from where the data lies (ipc_notify_send_tail),
- * relayed back as they came: every byte arrives, in order, both ways.
- */
-static void test_stream_sizes(void **state)
-{
-	static const size_t sizes[] = { 1, 65536, 300000, 7, 131077, 4096 };
-	static const struct ipc_method cli_methods[] = {
-		IPC_METHOD("sum", IPC_M_NOTIFY, h_sum),
-		IPC_METHOD_END,
-	};
-	struct fx *f = *state;
-	struct ipc_conn_opts co = opts(f, IPC_ROLE_CLIENT);
-	struct ipc_conn_opts so = opts(f, IPC_ROLE_SERVER);
-	uint64_t bytes = 0, hash = 0xcbf29ce484222325ull;
-	unsigned char *data = malloc(300000);
-	const int count = 60;
-
-	assert_non_null(data);
-	co.methods = cli_methods;
-	co.max_frame = so.max_frame = 1u << 20;
-	make_pair(f, &co, &so, true);
-	for (int i = 0; i < count; i++) {
-		size_t n = sizes[i % 6];
-		msgpack_packer *pk;
-
-		for (size_t j = 0; j < n; j++)
-			data[j] = (unsigned char)(i * 31 + j * 7);
-		bytes += n;
-		hash = hash_bytes(hash, data, n);
-		pk = ipc_notify_begin(f->cli, "sum");
-		msgpack_pack_map(pk, 1);
-		if (i % 2) {
-			ipc_pack_kv_bin(pk, "data", data, n);
-			assert_int_equal(ipc_notify_send(f->cli), 0);
-		} else {
-			ipc_pack_key(pk, "data");
-			msgpack_pack_bin(pk, n);
-			assert_int_equal(ipc_notify_send_tail(f->cli, data, n),
-					 0);
-		}
-	}
-	free(data);
-	tl_run_until(f->loop, &f->sums[1], count);
-	for (int end = 0; end < 2; end++) {
-		assert_int_equal(f->sums[end], count);
-		assert_true(f->sum_bytes[end] == bytes);
-		assert_true(f->sum_hash[end] == hash);
-	}
-	assert_int_equal(f->closed, 0);
-}
-
 static void test_pause_read(void **state)
 {
 	struct fx *f = *state;
@@ -865,7 +777,6 @@ int main(void)
 		T(test_pending_fail_on_close),
 		T(test_watermarks),
 		T(test_pause_read),
-		T(test_stream_sizes),
 		T(test_watermarks_count_messages),
 		T(test_frame_limits_per_direction),
 		T(test_oversized_frame),
