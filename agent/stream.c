@@ -90,8 +90,10 @@ static int send_output(struct stream *s, const void *data, size_t len)
 	ipc_pack_kv_str(pk, "container_id", s->p->ct->id);
 	ipc_pack_kv_str(pk, "exec_id", s->p->exec_id);
 	ipc_pack_kv_uint(pk, "stream", (uint64_t)s->no);
-	ipc_pack_kv_bin(pk, "data", data, len);
-	return ipc_notify_send(c);
+	/* The data goes from the read buffer, not copied into the message. */
+	ipc_pack_key(pk, "data");
+	msgpack_pack_bin(pk, len);
+	return ipc_notify_send_tail(c, data, len);
 }
 
 /* Close the read side; the EOF goes out now or when a host is back. */
@@ -106,29 +108,41 @@ static void stream_close(struct stream *s)
 		s->eof_sent = true;
 }
 
+/* Messages sent per wake-up of a stream while its window has room: a
+ * full pipe is taken in one turn of the loop, not one a turn. */
+#define READS_PER_WAKEUP 4
+
 static void stream_io_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct stream *s = w->data;
 	static char buf[AGENT_OUTPUT_CHUNK];
-	size_t room = AGENT_OUTPUT_WINDOW - s->inflight;
-	ssize_t n;
 
-	if (room > sizeof(buf))
-		room = sizeof(buf);
-	n = read(s->fd, buf, room);
-	if (n < 0 && (errno == EAGAIN || errno == EINTR))
-		return;
-	if (n <= 0) {
-		/* EIO: the terminal's last slave is closed. */
-		stream_close(s);
-		proc_check_done(s->p);
-		return;
-	}
-	if (send_output(s, buf, (size_t)n) < 0) {
-		log_warnx("%s: output of %s/%s lost (no host)", __func__,
-			  s->p->ct->id, s->p->exec_id);
-	} else {
+	for (int i = 0; i < READS_PER_WAKEUP &&
+	     s->inflight < AGENT_OUTPUT_WINDOW; i++) {
+		size_t room = AGENT_OUTPUT_WINDOW - s->inflight;
+		ssize_t n;
+
+		if (room > sizeof(buf))
+			room = sizeof(buf);
+		n = read(s->fd, buf, room);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			break;
+		if (n <= 0) {
+			/* EIO: the terminal's last slave is closed. */
+			stream_close(s);
+			proc_check_done(s->p);
+			return;
+		}
+		if (send_output(s, buf, (size_t)n) < 0) {
+			log_warnx("%s: output of %s/%s lost (no host)",
+				  __func__, s->p->ct->id, s->p->exec_id);
+			break;
+		}
 		s->inflight += (uint64_t)n;
+		if ((size_t)n < room)
+			break;
 	}
 	stream_update(s);
 }

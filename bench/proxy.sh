@@ -31,6 +31,9 @@ cleanup() {
 	wait 2>/dev/null
 	umount -R "$tmp/share" 2>/dev/null
 	rm -rf "$tmp"
+	# the host-mode agent's cgroups (empty once its processes ended)
+	find /sys/fs/cgroup -maxdepth 2 -type d -name "husk-bpx-$$" \
+		-exec find {} -depth -type d -delete \; 2>/dev/null
 }
 trap cleanup EXIT
 

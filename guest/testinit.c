@@ -8,6 +8,10 @@
  * agent.channel.0; write "READY\n" to it; print HUSK-TESTINIT-READY on
  * the console; power off.
  *
+ * With husk.teststream=MB it writes MB MiB of zeros to the channel
+ * after READY, 64 KiB a write: what the port carries without husk
+ * (bench/vmio.sh times it on the host).
+ *
  * With husk.testfs=PATH on the kernel command line it first mounts the
  * virtio-fs share tagged "husk" on /mnt and, after READY, writes
  * "FILE " and the contents of /mnt/PATH to the channel, so the host can
@@ -175,6 +179,21 @@ flood(const char *kb)
 }
 
 static void
+stream(int fd, const char *mb)
+{
+	static char buf[64 * 1024];
+	long n = strtol(mb, NULL, 10);
+
+	for (long i = 0; i < n * 16; i++)
+		if (write_all(fd, buf, sizeof(buf)) < 0) {
+			say("testinit: stream: %s\n", strerror(errno));
+			return;
+		}
+	/* What the port still holds is lost if we power off now. */
+	sleep_ms(500);
+}
+
+static void
 suid_try(const char *what, int rc)
 {
 	say("SUID %s: %s\n", what, rc < 0 ? strerror(errno) : "done");
@@ -278,6 +297,8 @@ main(void)
 	if (flen >= 0 && (write_all(fd, "FILE ", 5) < 0 ||
 	    write_all(fd, file, flen) < 0))
 		say("testinit: write %s: %s\n", dev, strerror(errno));
+	if (cmdline_get("husk.teststream", arg, sizeof(arg)) != NULL)
+		stream(fd, arg);
 	close(fd);
 
 	say("HUSK-TESTINIT-READY\n");

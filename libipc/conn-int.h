@@ -34,7 +34,10 @@ int ipc_fds_skip(const struct ipc_framer *f, const char *data, size_t n);
 #define FLUSH_TIMEOUT 5.0       /* a peer that never reads our last words */
 #define CONNECT_RETRY 0.02
 #define RECENT_MAX 64           /* timed-out ids whose late answer we drop */
-#define READ_CHUNK (64u << 10)
+/* A connection reads into a buffer of its own, of this size (larger
+ * while a larger frame comes in), and frames are dispatched where they
+ * lie: several 64 KiB output frames a read, no copy. */
+#define READ_BUF (128u << 10)
 #define READS_PER_WAKEUP 8
 #define WRITE_IOV 64
 #define SPARE_MAX 8             /* queue buffers kept for reuse */
@@ -82,7 +85,12 @@ struct ipc_conn {
 	struct husk_err *flush_why;
 	char *path;
 
-	struct ipc_framer fr;
+	char *rbuf;             /* frames read, not yet dispatched */
+	size_t rcap, rstart, rend;
+	size_t rneed;           /* bytes the frame at rstart takes in all */
+	/* The objects of the message being dispatched (cleared after each,
+	 * which keeps only its first chunk). */
+	msgpack_zone *zone;
 	int rx_fds[IPC_MAX_FDS];
 	int rx_nfds;
 	int rx_skip;            /* frames to complete before rx_fds' frame */

@@ -134,7 +134,17 @@ static int frame_cb(void *arg, const char *data, uint32_t len)
 	struct husk_err *e = NULL;
 	struct ipc_msg m;
 
-	if (ipc_msg_parse(&m, data, len, &e) < 0) {
+	if (!c->zone)
+		c->zone = msgpack_zone_new(MSGPACK_ZONE_CHUNK_SIZE);
+	if (!c->zone) {
+		husk_error_sys(&e, ENOMEM, "message of %u bytes", len);
+		ipc_conn_close(c, e);
+		husk_err_free(e);
+		return -1;
+	}
+	/* The frame lies in c->rbuf, unchanged until dispatched. */
+	if (ipc_msg_parse_zone(&m, data, len, c->zone, &e) < 0) {
+		msgpack_zone_clear(c->zone);
 		conn_violation(c, e);
 		husk_err_free(e);
 		return -1;
@@ -151,6 +161,7 @@ static int frame_cb(void *arg, const char *data, uint32_t len)
 	}
 	conn_dispatch(c, &m);
 	ipc_msg_free(&m);
+	msgpack_zone_clear(c->zone);
 	return c->closed || c->flushing ? -1 : 0;
 }
 
@@ -158,7 +169,7 @@ static void conn_eof(struct ipc_conn *c)
 {
 	cleanup_err struct husk_err *e = NULL;
 
-	if (ipc_framer_partial(&c->fr)) {
+	if (c->rend > c->rstart) {
 		husk_error(&e, HUSK_E_PROTOCOL,
 			   "connection closed in the middle of a frame");
 		conn_violation(c, e);
@@ -167,25 +178,91 @@ static void conn_eof(struct ipc_conn *c)
 	ipc_conn_close(c, NULL);
 }
 
+/*
+ * Make room to read: the partial frame at rstart moves to the front when
+ * the whole of it would not fit where it is, and the buffer grows for a
+ * frame larger than READ_BUF (and shrinks back once it is dispatched).
+ */
+static int rbuf_prepare(struct ipc_conn *c, struct husk_err **err)
+{
+	size_t have = c->rend - c->rstart;
+	size_t cap = c->rneed > READ_BUF ? c->rneed : READ_BUF;
+
+	if (have == 0)
+		c->rstart = c->rend = 0;
+	if (c->rstart > 0 && c->rstart + c->rneed > c->rcap) {
+		memmove(c->rbuf, c->rbuf + c->rstart, have);
+		c->rstart = 0;
+		c->rend = have;
+	}
+	if (!c->rbuf || cap > c->rcap || (have == 0 && cap < c->rcap)) {
+		char *b = realloc(c->rbuf, cap);
+
+		if (!b)
+			return husk_error_sys(err, ENOMEM, "frame of %zu bytes",
+					      c->rneed);
+		c->rbuf = b;
+		c->rcap = cap;
+	}
+	return 0;
+}
+
+/* Descriptors came with the n bytes just read at rend: which frame do
+ * they go with?  (What lies before them is one partial frame.) */
+static int rbuf_fds_skip(const struct ipc_conn *c, size_t n)
+{
+	const unsigned char *p = (unsigned char *)c->rbuf + c->rstart;
+	size_t have = c->rend - c->rstart;
+	struct ipc_framer f = { 0 };
+
+	f.hdr_have = have < IPC_FRAME_HDR ? (unsigned)have : IPC_FRAME_HDR;
+	memcpy(f.hdr, p, f.hdr_have);
+	if (have >= IPC_FRAME_HDR) {
+		f.len = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
+			(uint32_t)p[2] << 8 | p[3];
+		f.have = (uint32_t)(have - IPC_FRAME_HDR);
+	}
+	return ipc_fds_skip(&f, c->rbuf + c->rend, n);
+}
+
+/* Dispatch the whole frames read. */
+static int rbuf_dispatch(struct ipc_conn *c, struct husk_err **err)
+{
+	ssize_t used = ipc_frames_split(c->rbuf + c->rstart,
+					c->rend - c->rstart, c->o.max_frame,
+					frame_cb, c, &c->rneed, err);
+
+	if (used < 0)
+		return -1;
+	c->rstart += (size_t)used;
+	return 0;
+}
+
 static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct ipc_conn *c = w->data;
-	char buf[READ_CHUNK];
 
 	ipc_conn_ref(c);
 	for (int i = 0; i < READS_PER_WAKEUP; i++) {
 		cleanup_err struct husk_err *e = NULL;
 		bool trunc = false;
 		int had = c->rx_nfds;
+		size_t room;
 		ssize_t n;
 
 		if (c->closed || c->paused || c->flushing)
 			break;
+		if (rbuf_prepare(c, &e) < 0) {
+			ipc_conn_close(c, e);
+			break;
+		}
+		room = c->rcap - c->rend;
 		if (c->is_sock)
-			n = ipc_recv_fds(c->fd, buf, sizeof(buf), c->rx_fds,
-					 &c->rx_nfds, IPC_MAX_FDS, &trunc);
+			n = ipc_recv_fds(c->fd, c->rbuf + c->rend, room,
+					 c->rx_fds, &c->rx_nfds, IPC_MAX_FDS,
+					 &trunc);
 		else
-			n = read(c->fd, buf, sizeof(buf));
+			n = read(c->fd, c->rbuf + c->rend, room);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -209,14 +286,14 @@ static void read_cb(struct ev_loop *loop, ev_io *w, int revents)
 			break;
 		}
 		if (had == 0 && c->rx_nfds > 0)
-			c->rx_skip = ipc_fds_skip(&c->fr, buf, (size_t)n);
-		if (ipc_framer_feed(&c->fr, buf, (size_t)n, frame_cb, c,
-				    &e) < 0) {
+			c->rx_skip = rbuf_fds_skip(c, (size_t)n);
+		c->rend += (size_t)n;
+		if (rbuf_dispatch(c, &e) < 0) {
 			if (!c->closed && !c->flushing)
 				conn_violation(c, e);
 			break;
 		}
-		if ((size_t)n < sizeof(buf))
+		if ((size_t)n < room)
 			break;
 	}
 	ipc_conn_unref(c);
@@ -310,7 +387,7 @@ static struct ipc_conn *conn_alloc(struct ev_loop *loop,
 		while (o->methods[nm].name)
 			nm++;
 	c->once_used = husk_xcalloc(nm + 1, 1);
-	ipc_framer_init(&c->fr, c->o.max_frame);
+	c->rneed = IPC_FRAME_HDR;
 	ipc_buf_init(&c->out);
 	ev_io_init(&c->rio, read_cb, -1, EV_READ);
 	ev_io_init(&c->wio, conn_write_cb, -1, EV_WRITE);
@@ -330,7 +407,9 @@ static void conn_free(struct ipc_conn *c)
 		c->spare = it->next;
 		conn_wq_item_free(it);
 	}
-	ipc_framer_free(&c->fr);
+	free(c->rbuf);
+	if (c->zone)
+		msgpack_zone_free(c->zone);
 	ipc_buf_destroy(&c->out);
 	husk_err_free(c->flush_why);
 	free(c->once_used);

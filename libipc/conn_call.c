@@ -68,9 +68,13 @@ int ipc_reply_ok(struct ipc_conn *c, uint32_t msgid)
 
 msgpack_packer *ipc_call_begin(struct ipc_conn *c, const char *method)
 {
+	size_t n = strnlen(method, IPC_METHOD_MAX);
+
 	ipc_buf_reset(&c->out);
 	c->out_msgid = conn_next_msgid(c);
-	snprintf(c->out_method, sizeof(c->out_method), "%s", method);
+
+	memcpy(c->out_method, method, n);
+	c->out_method[n] = '\0';
 	return ipc_pack_request(&c->out, c->out_msgid, method);
 }
 

@@ -238,11 +238,38 @@ static struct wq_item *wq_item_new(struct ipc_conn *c, const char *data,
 	return it;
 }
 
+/* A write failed: reported by closing from the write watcher, never
+ * from the sender, so that callers are not surprised by on_close. */
+static int wq_fail(struct ipc_conn *c)
+{
+	c->werr = errno;
+	ev_io_start(c->loop, &c->wio);
+	ev_feed_event(c->loop, &c->wio, EV_WRITE);
+	return -1;
+}
+
+static void wq_append(struct ipc_conn *c, struct wq_item *it)
+{
+	if (c->wq_tail)
+		c->wq_tail->next = it;
+	else
+		c->wq_head = it;
+	c->wq_tail = it;
+	it->cost = it->cap + IPC_WQ_ITEM_COST;
+	c->queued += it->cost;
+	c->nqueued++;
+	if (!c->connecting)
+		ev_io_start(c->loop, &c->wio);
+	if (!c->above && c->queued > c->o.wq_high) {
+		c->above = true;
+		if (c->o.on_queue)
+			c->o.on_queue(c, true, c->o.arg);
+	}
+}
+
 /*
  * Send a framed message: straight to the socket when nothing is queued
- * (the common case allocates nothing), the rest into the queue.  Write
- * errors are reported by closing from the write watcher, never from
- * here, so that callers are not surprised by on_close.
+ * (the common case allocates nothing), the rest into the queue.
  */
 int conn_queue(struct ipc_conn *c, const char *data, size_t len,
 		      const int *fds, int nfds, bool from_out)
@@ -265,12 +292,8 @@ int conn_queue(struct ipc_conn *c, const char *data, size_t len,
 		} while (n < 0 && errno == EINTR);
 		if (n == (ssize_t)len)
 			return 0;
-		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-			c->werr = errno;
-			ev_io_start(c->loop, &c->wio);
-			ev_feed_event(c->loop, &c->wio, EV_WRITE);
-			return -1;
-		}
+		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+			return wq_fail(c);
 		if (n > 0) {
 			data += n;
 			len -= (size_t)n;
@@ -280,22 +303,117 @@ int conn_queue(struct ipc_conn *c, const char *data, size_t len,
 	it = wq_item_new(c, data, len, fds, nfds, from_out);
 	if (!it)
 		return -1;
-	if (c->wq_tail)
-		c->wq_tail->next = it;
-	else
-		c->wq_head = it;
-	c->wq_tail = it;
-	it->cost = it->cap + IPC_WQ_ITEM_COST;
-	c->queued += it->cost;
-	c->nqueued++;
-	if (!c->connecting)
-		ev_io_start(c->loop, &c->wio);
-	if (!c->above && c->queued > c->o.wq_high) {
-		c->above = true;
-		if (c->o.on_queue)
-			c->o.on_queue(c, true, c->o.arg);
-	}
+	wq_append(c, it);
 	return 0;
+}
+
+/*
+ * Send a frame made of iov[0..n) (header included): in one writev when
+ * nothing waits, and only what the socket does not take is copied into
+ * the queue.
+ */
+static int conn_queue_iov(struct ipc_conn *c, struct iovec *iov, int n)
+{
+	size_t total = 0, sent = 0, rest, at = 0;
+	struct wq_item *it;
+
+	for (int i = 0; i < n; i++)
+		total += iov[i].iov_len;
+	if (!c->wq_head && !c->connecting) {
+		ssize_t w;
+
+		do {
+			w = write_iov(c, iov, n);
+		} while (w < 0 && errno == EINTR);
+		if (w == (ssize_t)total)
+			return 0;
+		if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+			return wq_fail(c);
+		if (w > 0)
+			sent = (size_t)w;
+	}
+	rest = total - sent;
+	it = wq_item_get(c, rest);
+	if (!it)
+		return -1;
+	if (it->cap < rest) {
+		char *d = realloc(it->data, rest);
+
+		if (!d) {
+			conn_wq_item_free(it);
+			return -1;
+		}
+		it->data = d;
+		it->cap = rest;
+	}
+	it->next = NULL;
+	it->len = rest;
+	it->off = 0;
+	it->nfds = 0;
+	for (int i = 0; i < n; i++) {
+		const char *p = iov[i].iov_base;
+		size_t len = iov[i].iov_len;
+
+		if (sent >= len) {
+			sent -= len;
+			continue;
+		}
+		memcpy(it->data + at, p + sent, len - sent);
+		at += len - sent;
+		sent = 0;
+	}
+	wq_append(c, it);
+	return 0;
+}
+
+static void be32_put(unsigned char *h, size_t len)
+{
+	h[0] = (unsigned char)(len >> 24);
+	h[1] = (unsigned char)(len >> 16);
+	h[2] = (unsigned char)(len >> 8);
+	h[3] = (unsigned char)len;
+}
+
+/* A frame whose payload lies elsewhere (a message received, relayed as
+ * it is). */
+int ipc_conn_send_payload(struct ipc_conn *c, const char *payload,
+			  size_t len)
+{
+	unsigned char hdr[IPC_FRAME_HDR];
+	struct iovec iov[2] = {
+		{ hdr, sizeof(hdr) }, { (void *)payload, len },
+	};
+
+	if (c->closed || c->flushing || c->werr || len == 0 ||
+	    len > c->o.max_frame_send)
+		return -1;
+	be32_put(hdr, len);
+	return conn_queue_iov(c, iov, 2);
+}
+
+/* The message in c->out ends with the len bytes at tail (a bin whose
+ * header is packed): they go from where they are. */
+int ipc_notify_send_tail(struct ipc_conn *c, const void *tail, size_t len)
+{
+	msgpack_sbuffer *sb = &c->out.sb;
+	struct iovec iov[2];
+	size_t total;
+
+	if (c->closed || c->flushing || c->werr || !sb->data ||
+	    sb->size < IPC_FRAME_HDR)
+		return -1;
+	total = sb->size - IPC_FRAME_HDR + len;
+	if (total > c->o.max_frame_send) {
+		log_warnx("message of %zu bytes is over the frame limit of %u",
+			  total, c->o.max_frame_send);
+		return -1;
+	}
+	be32_put((unsigned char *)sb->data, total);
+	iov[0].iov_base = sb->data;
+	iov[0].iov_len = sb->size;
+	iov[1].iov_base = (void *)tail;
+	iov[1].iov_len = len;
+	return conn_queue_iov(c, iov, len ? 2 : 1);
 }
 
 int ipc_conn_send_frame(struct ipc_conn *c, const char *data, size_t len,

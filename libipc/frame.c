@@ -126,3 +126,35 @@ int ipc_framer_feed(struct ipc_framer *f, const void *data, size_t n,
 	}
 	return 0;
 }
+
+ssize_t ipc_frames_split(const char *buf, size_t n, uint32_t max,
+			 ipc_frame_cb cb, void *arg, size_t *need,
+			 struct husk_err **err)
+{
+	size_t pos = 0;
+
+	for (;;) {
+		uint32_t len;
+		int ret;
+
+		if (n - pos < IPC_FRAME_HDR) {
+			*need = IPC_FRAME_HDR;
+			return (ssize_t)pos;
+		}
+		len = be32((const uint8_t *)buf + pos);
+		if (len == 0)
+			return husk_error(err, HUSK_E_PROTOCOL, "empty frame");
+		if (len > max)
+			return husk_error(err, HUSK_E_TOO_LARGE,
+					  "frame of %u bytes is over the limit "
+					  "of %u", len, max);
+		if (n - pos - IPC_FRAME_HDR < len) {
+			*need = IPC_FRAME_HDR + (size_t)len;
+			return (ssize_t)pos;
+		}
+		ret = cb(arg, buf + pos + IPC_FRAME_HDR, len);
+		if (ret < 0)
+			return ret;
+		pos += IPC_FRAME_HDR + (size_t)len;
+	}
+}

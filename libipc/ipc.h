@@ -85,6 +85,17 @@ int ipc_framer_feed(struct ipc_framer *f, const void *data, size_t n,
 		    ipc_frame_cb cb, void *arg, struct husk_err **err);
 /* True while a frame is partly read (to report truncation at EOF). */
 bool ipc_framer_partial(const struct ipc_framer *f);
+/*
+ * The whole frames at the start of buf[0..n), each given to cb where it
+ * lies (no copy): a reader that keeps its own buffer.  Returns the bytes
+ * they took; the rest is the start of a frame that needs *need bytes in
+ * all (header included; IPC_FRAME_HDR while its header is incomplete).
+ * A header announcing zero or more than max bytes fails (as
+ * ipc_framer_feed); a negative return of cb stops and is returned.
+ */
+ssize_t ipc_frames_split(const char *buf, size_t n, uint32_t max,
+			 ipc_frame_cb cb, void *arg, size_t *need,
+			 struct husk_err **err);
 
 /* ------------------------------------------------------------------ */
 /* Messages                                                            */
@@ -112,6 +123,10 @@ struct ipc_msg {
 	const msgpack_object *result;   /* response */
 	int fds[IPC_MAX_FDS];           /* descriptors that came with it */
 	int nfds;
+	/* The frame's payload it was parsed from (the objects point into
+	 * it), for a relay that forwards it as it is. */
+	const char *raw;
+	uint32_t raw_len;
 	msgpack_unpacked un;            /* owns the objects */
 };
 
@@ -124,6 +139,15 @@ struct ipc_msg {
  */
 int ipc_msg_parse(struct ipc_msg *m, const char *data, size_t len,
 		  struct husk_err **err);
+/* ipc_msg_parse without the copy: the objects point into data, which
+ * must stay unchanged until ipc_msg_free() (a frame dispatched at once). */
+int ipc_msg_parse_ref(struct ipc_msg *m, const char *data, size_t len,
+		      struct husk_err **err);
+/* ipc_msg_parse_ref with the objects allocated in zone, which the
+ * caller clears (msgpack_zone_clear) after ipc_msg_free(): a reader that
+ * dispatches message after message allocates nothing for them. */
+int ipc_msg_parse_zone(struct ipc_msg *m, const char *data, size_t len,
+		       msgpack_zone *zone, struct husk_err **err);
 /* Closes fds not taken with ipc_msg_take_fd(). */
 void ipc_msg_free(struct ipc_msg *m);
 /* Take ownership of descriptor i (-1 if there is none). */
@@ -443,10 +467,20 @@ void ipc_call_cancel(struct ipc_conn *c, uint32_t msgid);
 /* Notifications. */
 msgpack_packer *ipc_notify_begin(struct ipc_conn *c, const char *method);
 int ipc_notify_send(struct ipc_conn *c);
+/* ipc_notify_send for a message whose last len bytes are at tail and
+ * not packed (the caller packed a bin's header, msgpack_pack_bin, as the
+ * last thing): they are written from tail, not copied into the buffer
+ * (only what the socket does not take is queued). */
+int ipc_notify_send_tail(struct ipc_conn *c, const void *tail, size_t len);
 
 /* Queue an already framed message (header included). */
 int ipc_conn_send_frame(struct ipc_conn *c, const char *data, size_t len,
 			const int *fds, int nfds);
+/* Send payload[0..len) as one frame (its header added), without
+ * packing it anew: a received message relayed as it is (ipc_msg.raw).
+ * -1 when closed or over the peer's frame limit. */
+int ipc_conn_send_payload(struct ipc_conn *c, const char *payload,
+			  size_t len);
 
 /* Servers. */
 struct ipc_server_opts {

@@ -40,6 +40,8 @@ void ipc_msg_free(struct ipc_msg *m)
 	m->params = NULL;
 	m->error = NULL;
 	m->result = NULL;
+	m->raw = NULL;
+	m->raw_len = 0;
 }
 
 int ipc_msg_take_fd(struct ipc_msg *m, int i)
@@ -178,27 +180,47 @@ static int msg_shape(struct ipc_msg *m, struct husk_err **err)
 /*
  * msgpack-c's objects point into the buffer they were unpacked from;
  * the message keeps its own copy (freed with its zone) so that it can
- * outlive the frame, e.g. in a client's backlog.
+ * outlive the frame, e.g. in a client's backlog.  Without copy the
+ * objects point into data, which the caller keeps while the message
+ * lives (a connection's frame, dispatched and freed at once).
  */
 static int msg_unpack(struct ipc_msg *m, const char *data, size_t len,
-		      struct husk_err **err)
+		      bool copy, msgpack_zone *zone, struct husk_err **err)
 {
 	msgpack_unpack_return r;
-	char *copy;
+	char *buf = (char *)data;
+	size_t off = 0;
 
-	copy = malloc(len);
+	if (zone) {
+		/* m->un.zone stays NULL: the zone is the caller's. */
+		r = msgpack_unpack(buf, len, &off, zone, &m->un.data);
+		m->raw = buf;
+		m->raw_len = (uint32_t)len;
+		if (r == MSGPACK_UNPACK_EXTRA_BYTES)
+			r = MSGPACK_UNPACK_PARSE_ERROR;
+		goto done;
+	}
+	if (copy) {
+		buf = malloc(len);
+		if (!buf)
+			return husk_error_sys(err, ENOMEM,
+					      "message of %zu bytes", len);
+		memcpy(buf, data, len);
+	}
+	r = msgpack_unpack_next(&m->un, buf, len, NULL);
+	m->raw = buf;
+	m->raw_len = (uint32_t)len;
 	if (!copy)
-		return husk_error_sys(err, ENOMEM, "message of %zu bytes", len);
-	memcpy(copy, data, len);
-	r = msgpack_unpack_next(&m->un, copy, len, NULL);
+		goto done;
 	if (!m->un.zone)
 		m->un.zone = msgpack_zone_new(MSGPACK_ZONE_CHUNK_SIZE);
 	if (!m->un.zone || !msgpack_zone_push_finalizer(m->un.zone, free,
-							 copy)) {
-		free(copy);
+							 buf)) {
+		free(buf);
 		return husk_error_sys(err, ENOMEM, "message of %zu bytes",
 				      len);
 	}
+done:
 	if (r == MSGPACK_UNPACK_NOMEM_ERROR)
 		return husk_error_sys(err, ENOMEM, "message of %zu bytes",
 				      len);
@@ -208,18 +230,37 @@ static int msg_unpack(struct ipc_msg *m, const char *data, size_t len,
 	return 0;
 }
 
-int ipc_msg_parse(struct ipc_msg *m, const char *data, size_t len,
-		  struct husk_err **err)
+static int msg_parse(struct ipc_msg *m, const char *data, size_t len,
+		     bool copy, msgpack_zone *zone, struct husk_err **err)
 {
 	msg_init(m);
 	if (ipc_msgpack_check(data, len, err) < 0)
 		return -1;
-	if (msg_unpack(m, data, len, err) < 0 || msg_shape(m, err) < 0) {
+	if (msg_unpack(m, data, len, copy, zone, err) < 0 ||
+	    msg_shape(m, err) < 0) {
 		ipc_msg_free(m);
 		msg_init(m);
 		return -1;
 	}
 	return 0;
+}
+
+int ipc_msg_parse(struct ipc_msg *m, const char *data, size_t len,
+		  struct husk_err **err)
+{
+	return msg_parse(m, data, len, true, NULL, err);
+}
+
+int ipc_msg_parse_ref(struct ipc_msg *m, const char *data, size_t len,
+		      struct husk_err **err)
+{
+	return msg_parse(m, data, len, false, NULL, err);
+}
+
+int ipc_msg_parse_zone(struct ipc_msg *m, const char *data, size_t len,
+		       msgpack_zone *zone, struct husk_err **err)
+{
+	return msg_parse(m, data, len, false, zone, err);
 }
 
 size_t ipc_utf8_cut(const char *s, size_t len, size_t max)

@@ -67,10 +67,18 @@ static void ops_ack(const struct pproc *p, int stream, uint64_t n,
 	ipc_notify_send(px->agent);
 }
 
+static int ops_relay(void *sub, const char *raw, uint32_t len, void *arg)
+{
+	struct pclient *cl = sub;
+
+	return ipc_conn_send_payload(cl->conn, raw, len);
+}
+
 const struct pstream_ops proxy_stream_ops = {
 	.can_deliver = ops_can_deliver,
 	.deliver = ops_deliver,
 	.ack = ops_ack,
+	.relay = ops_relay,
 };
 
 /* ------------------------------------------------------ forwarding */

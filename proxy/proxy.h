@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "libhusk/util.h"
 #include "libipc/ipc.h"
 #include "libipc/proto_agent.h"
 #include "libipc/proto_proxy.h"
@@ -36,6 +37,12 @@
  */
 #define PROXY_CHUNK_MIN 1024u
 #define PROXY_CHUNK_COST 64u
+/* An output message is relayed as the agent sent it (no repacking of
+ * its data) when nothing of its stream waits before it and it is at
+ * most this much longer than its data: the envelope, the two ids and
+ * the keys take up to 309 bytes, so junk the agent adds costs the
+ * subscriber's queue no more than a repacked message would. */
+#define PROXY_RELAY_SLACK (2u * HUSK_ID_MAX + 64u)
 /* Output held for processes nobody subscribed to, and for every
  * process; beyond either the agent is cut off. */
 #define PROXY_UNSUB_BYTES_MAX (32u << 20)
@@ -111,6 +118,10 @@ struct pstream_ops {
 	/* Acknowledge n bytes of the stream to the agent. */
 	void (*ack)(const struct pproc *p, int stream, uint64_t n,
 		    void *arg);
+	/* Optional: relay the agent's output message as it is (raw, the
+	 * frame's payload) to the subscriber; 0 when it went, else it is
+	 * buffered and delivered later. */
+	int (*relay)(void *sub, const char *raw, uint32_t len, void *arg);
 };
 
 struct pstreams {
@@ -144,10 +155,11 @@ void pstreams_init(struct pstreams *t, const struct pstream_ops *ops,
 void pstreams_free(struct pstreams *t);
 struct pproc *pstreams_find(struct pstreams *t, const char *cid,
 			    const char *eid);
-/* Output from the agent.  -1 with *err when the agent broke a rule
- * (window, caps, stream after its end): the caller cuts it off. */
+/* Output from the agent (raw: the message as received, or NULL).  -1
+ * with *err when the agent broke a rule (window, caps, stream after its
+ * end): the caller cuts it off. */
 int pstreams_output(struct pstreams *t, const msgpack_object *params,
-		    struct husk_err **err);
+		    const char *raw, uint32_t raw_len, struct husk_err **err);
 /* A process the proxy saw created (create_container, exec_process). */
 int pstreams_register(struct pstreams *t, const char *cid, const char *eid,
 		      struct husk_err **err);

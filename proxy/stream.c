@@ -318,8 +318,22 @@ static int check_caps(struct pstreams *t, const struct pproc *p,
 	return 0;
 }
 
+/* Relay the agent's message as it is: the subscriber takes it now and
+ * nothing of the stream waits to go before it. */
+static bool relay(struct pstreams *t, struct pproc *p, struct pout *s,
+		  const char *raw, uint32_t raw_len, uint32_t len)
+{
+	if (!raw || !t->ops->relay || !p->sub || s->head ||
+	    raw_len > (uint64_t)len + PROXY_RELAY_SLACK ||
+	    !t->ops->can_deliver(p->sub, t->arg) ||
+	    t->ops->relay(p->sub, raw, raw_len, t->arg) < 0)
+		return false;
+	s->inflight += len;
+	return true;
+}
+
 int pstreams_output(struct pstreams *t, const msgpack_object *params,
-		    struct husk_err **err)
+		    const char *raw, uint32_t raw_len, struct husk_err **err)
 {
 	struct pout_params o;
 	struct pproc *p;
@@ -356,6 +370,10 @@ int pstreams_output(struct pstreams *t, const msgpack_object *params,
 		goto out;
 	s->agent_unacked += o.data.len;
 	s->total += o.data.len;
+	if (relay(t, p, s, raw, raw_len, o.data.len)) {
+		ret = 0;
+		goto out;
+	}
 	account_out(t, p);
 	buffer(s, o.data.p, o.data.len);
 	account_in(t, p);
@@ -528,7 +546,7 @@ int pstreams_agent_msg(struct pstreams *t, const struct ipc_msg *m,
 		       struct husk_err **err)
 {
 	if (m->type == IPC_NOTIFY && strcmp(m->method, AGENT_N_OUTPUT) == 0)
-		return pstreams_output(t, m->params, err);
+		return pstreams_output(t, m->params, m->raw, m->raw_len, err);
 	return husk_error(err, HUSK_E_PROTOCOL, "unexpected %s %s",
 			  m->type == IPC_REQUEST ? "request" : "notification",
 			  m->method);

@@ -38,54 +38,85 @@ static bool peer_lost(struct shim *s, struct ipc_msg *resp,
 
 /* ---------------------------------------------------------- output */
 
-static void oq_ack(struct shim *s, struct oqueue *q, uint64_t n)
+static void oq_ack(struct shim *s, struct oqueue *q)
 {
-	msgpack_packer *pk = ipc_notify_begin(s->conn, AGENT_N_OUTPUT_ACK);
+	msgpack_packer *pk;
 
+	if (!q->unacked || !s->conn)
+		return;
+	pk = ipc_notify_begin(s->conn, AGENT_N_OUTPUT_ACK);
 	if (!pk)
 		return;
 	pack_ids(s, pk, 2);
 	ipc_pack_kv_uint(pk, "stream", q->num);
-	ipc_pack_kv_uint(pk, "bytes", n);
+	ipc_pack_kv_uint(pk, "bytes", q->unacked);
 	ipc_notify_send(s->conn);
+	q->unacked = 0;
+}
+
+static void ack_prepare_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+	oq_ack(shim, &shim->out[0]);
+	oq_ack(shim, &shim->out[1]);
+	ev_prepare_stop(loop, w);
+}
+
+/*
+ * n more bytes written out.  Acks go in batches: what is written in one
+ * turn of the loop (the messages one read brought) is acknowledged
+ * once, before the loop waits again (an ev_prepare), or as soon as
+ * SHIM_ACK_BATCH is reached.  Never later: the agent may be waiting
+ * for that ack (the bytes still in the channel count in its window).
+ */
+static void oq_written(struct shim *s, struct oqueue *q, size_t n)
+{
+	q->unacked += n;
+	if (q->unacked >= SHIM_ACK_BATCH)
+		oq_ack(s, q);
+	else if (!ev_is_active(&s->ack_prep))
+		ev_prepare_start(s->loop, &s->ack_prep);
+}
+
+/* Write what the fd takes of p[0..n): the bytes taken, 0 when it is
+ * full.  A reader gone (EPIPE, EIO) takes everything from now on: as a
+ * process writing to a closed pipe would lose it, but still
+ * acknowledged so that the process is not stalled. */
+static size_t oq_put(struct oqueue *q, const char *p, size_t n)
+{
+	ssize_t w;
+
+	/* A terminal stays blocking (it is shared with our caller): write
+	 * what poll said fits, a piece at a time. */
+	if (q->is_tty && n > 4096)
+		n = 4096;
+	while (!q->broken) {
+		w = write(q->fd, p, n);
+		if (w >= 0)
+			return (size_t)w;
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN)
+			return 0;
+		log_debug("stream %d: %s", q->num, strerror(errno));
+		q->broken = true;
+	}
+	return n;
 }
 
 static void oq_write_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct shim *s = shim;
 	struct oqueue *q = w->data;
-	uint64_t done = 0;
 	struct ochunk *c;
 
 	while ((c = q->head)) {
-		size_t want = c->len - c->off;
-		ssize_t n;
+		size_t n = oq_put(q, c->data + c->off, c->len - c->off);
 
-		/* A terminal stays blocking (it is shared with our caller):
-		 * write what poll said fits, a piece at a time. */
-		if (q->is_tty && want > 4096)
-			want = 4096;
-		if (q->broken)
-			n = (ssize_t)want;
-		else
-			n = write(q->fd, c->data + c->off, want);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN)
-				break;
-			/* Our reader is gone (EPIPE, EIO): discard from now
-			 * on, as a process writing to a closed pipe would
-			 * lose it, but keep acknowledging so it is not
-			 * stalled. */
-			log_debug("stream %d: %s", q->num,
-				  strerror(errno));
-			q->broken = true;
-			continue;
-		}
+		if (n == 0)
+			break;
 		c->off += n;
-		done += n;
 		q->queued -= n;
+		oq_written(s, q, n);
 		if (c->off == c->len) {
 			q->head = c->next;
 			if (!q->head)
@@ -95,8 +126,6 @@ static void oq_write_cb(struct ev_loop *loop, ev_io *w, int revents)
 		if (q->is_tty)
 			break;
 	}
-	if (done)
-		oq_ack(s, q, done);
 	if (!q->head) {
 		ev_io_stop(loop, &q->w);
 		if (q->eof && !q->done) {
@@ -116,6 +145,7 @@ static int shim_m_output(struct ipc_conn *c, struct ipc_msg *m, void *params,
 	struct shim_output o;
 	struct oqueue *q;
 	struct ochunk *ch;
+	size_t off = 0;
 
 	if (shim_decode_output(m->params, &o, &err) < 0)
 		shim_fail(s, HUSK_EXIT_PEER, "bad output from the proxy: %s",
@@ -137,17 +167,27 @@ static int shim_m_output(struct ipc_conn *c, struct ipc_msg *m, void *params,
 	if (q->queued + o.data.len > SHIM_QUEUE_MAX)
 		shim_fail(s, HUSK_EXIT_PEER, "the proxy overran the output "
 			  "window of stream %u", o.stream);
-	ch = husk_xmalloc(sizeof(*ch) + o.data.len);
+	/* Nothing waits before it: straight from the message to the fd,
+	 * and only what the fd does not take is kept.  (A terminal is
+	 * written when poll says so.) */
+	if (!q->head && !q->is_tty) {
+		off = oq_put(q, o.data.p, o.data.len);
+		if (off)
+			oq_written(s, q, off);
+		if (off == o.data.len)
+			goto out;
+	}
+	ch = husk_xmalloc(sizeof(*ch) + o.data.len - off);
 	ch->next = NULL;
-	ch->len = o.data.len;
+	ch->len = o.data.len - off;
 	ch->off = 0;
-	memcpy(ch->data, o.data.p, o.data.len);
+	memcpy(ch->data, o.data.p + off, ch->len);
 	if (q->tail)
 		q->tail->next = ch;
 	else
 		q->head = ch;
 	q->tail = ch;
-	q->queued += o.data.len;
+	q->queued += ch->len;
 	ev_io_start(s->loop, &q->w);
 out:
 	shim_output_free(&o);
@@ -171,7 +211,7 @@ static void stdin_done(struct ipc_conn *c, struct ipc_msg *resp,
 {
 	struct shim *s = shim;
 
-	s->in_busy = false;
+	s->in_flight--;
 	if (err) {
 		if (peer_lost(s, resp, err, "write_stdin"))
 			return;
@@ -180,7 +220,7 @@ static void stdin_done(struct ipc_conn *c, struct ipc_msg *resp,
 		s->in_closed = true;
 		return;
 	}
-	if (!s->in_closed)
+	if (!s->in_closed && s->in_flight < SHIM_STDIN_INFLIGHT)
 		ev_io_start(s->loop, &s->in_w);
 }
 
@@ -224,11 +264,11 @@ static void stdin_cb(struct ev_loop *loop, ev_io *w, int revents)
 		return;
 	pack_ids(s, pk, 1);
 	ipc_pack_kv_bin(pk, "data", buf, n);
-	if (ipc_call_send(s->conn, 0., NULL, 0, stdin_done, NULL, NULL) == 0) {
-		/* one write in flight: the agent's answer paces us */
-		s->in_busy = true;
+	/* A few writes in flight, answered in order once written: the
+	 * agent's answers pace us without a round trip per chunk. */
+	if (ipc_call_send(s->conn, 0., NULL, 0, stdin_done, NULL, NULL) == 0 &&
+	    ++s->in_flight >= SHIM_STDIN_INFLIGHT)
 		ev_io_stop(loop, w);
-	}
 }
 
 /* --------------------------------------------------- wait, signals */
@@ -414,6 +454,7 @@ int shim_connect(struct shim *s, struct husk_err **err)
 	if (!s->conn)
 		return -1;
 	ev_io_init(&s->in_w, stdin_cb, s->in_fd, EV_READ);
+	ev_prepare_init(&s->ack_prep, ack_prepare_cb);
 	for (int i = 0; i < 2; i++) {
 		ev_io_init(&s->out[i].w, oq_write_cb, s->out[i].fd, EV_WRITE);
 		s->out[i].w.data = &s->out[i];

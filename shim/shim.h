@@ -25,8 +25,14 @@
  * flight to us per stream, so anything beyond twice it is a bug. */
 #define SHIM_WINDOW (256u * 1024u)
 #define SHIM_QUEUE_MAX (2 * SHIM_WINDOW)
+/* Written output is acknowledged once a loop turn, or as soon as this
+ * much is written (io.c, oq_written). */
+#define SHIM_ACK_BATCH (SHIM_WINDOW / 2)
 /* write_stdin takes at most 1 MiB; reading 64 KiB keeps latency low. */
 #define SHIM_STDIN_CHUNK (64u * 1024u)
+/* write_stdin calls in flight at once (the agent holds at most this
+ * many chunks of ours). */
+#define SHIM_STDIN_INFLIGHT 4
 
 struct ochunk {
 	struct ochunk *next;
@@ -43,6 +49,7 @@ struct oqueue {
 	ev_io w;
 	struct ochunk *head, *tail;
 	uint64_t queued;
+	uint64_t unacked;       /* written, not acknowledged yet */
 	bool eof;               /* end received */
 	bool broken;            /* our reader went away: discard */
 	bool done;              /* end received and everything written */
@@ -64,10 +71,11 @@ struct shim {
 	/* stdin relay */
 	int in_fd;
 	ev_io in_w;
-	bool in_busy;           /* a write_stdin in flight */
+	int in_flight;          /* write_stdin calls not answered yet */
 	bool in_closed;
 
 	struct oqueue out[2];
+	ev_prepare ack_prep;    /* acks before the loop waits */
 
 	/* the terminal we put in raw mode, and the one we read sizes from */
 	int raw_fd;

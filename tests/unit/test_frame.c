@@ -271,6 +271,69 @@ static void test_callback_frees(void **state)
 	assert_null(f.buf);
 }
 
+/* ipc_frames_split: every prefix of a stream gives the whole frames in
+ * it, where they lie, and says what the next one needs. */
+static void test_split_prefixes(void **state)
+{
+	char buf[128];
+	size_t n = make_stream(buf);
+
+	for (size_t cut = 0; cut <= n; cut++) {
+		struct husk_err *err = NULL;
+		struct got g = { 0 };
+		size_t need = 0, pos = 0;
+		int whole = 0;
+		ssize_t used;
+
+		/* The frames that end within the prefix. */
+		for (size_t i = 0; i < 4; i++) {
+			size_t end = pos + 4 + strlen(payloads[i]);
+
+			if (end > cut)
+				break;
+			pos = end;
+			whole++;
+		}
+		used = ipc_frames_split(buf, cut, 1024, collect, &g, &need,
+					&err);
+		assert_int_equal(used, (ssize_t)pos);
+		assert_int_equal(g.n, whole);
+		for (int i = 0; i < whole; i++) {
+			assert_int_equal(g.len[i], strlen(payloads[i]));
+			assert_memory_equal(g.data[i], payloads[i], g.len[i]);
+		}
+		if (cut - pos < 4)
+			assert_int_equal(need, 4);
+		else
+			assert_int_equal(need, 4 + strlen(payloads[whole]));
+		assert_true(cut - pos < need);
+	}
+}
+
+static void test_split_bad_headers(void **state)
+{
+	static const char zero[4] = { 0, 0, 0, 0 };
+	static const char big[4] = { 0, 0, 4, 1 };     /* 1025 */
+	struct husk_err *err = NULL;
+	struct got g = { .fail_at = 2 };
+	char buf[128];
+	size_t n = make_stream(buf), need;
+
+	assert_int_equal(ipc_frames_split(zero, 4, 1024, collect, &g, &need,
+					  &err), -1);
+	assert_int_equal(err->code, HUSK_E_PROTOCOL);
+	husk_err_clear(&err);
+	assert_int_equal(ipc_frames_split(big, 4, 1024, collect, &g, &need,
+					  &err), -1);
+	assert_int_equal(err->code, HUSK_E_TOO_LARGE);
+	husk_err_clear(&err);
+	/* the callback's failure stops the split and is returned */
+	assert_int_equal(ipc_frames_split(buf, n, 1024, collect, &g, &need,
+					  &err), -7);
+	assert_int_equal(g.n, 2);
+	assert_null(err);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -283,6 +346,8 @@ int main(void)
 		cmocka_unit_test(test_partial),
 		cmocka_unit_test(test_callback_stops),
 		cmocka_unit_test(test_callback_frees),
+		cmocka_unit_test(test_split_prefixes),
+		cmocka_unit_test(test_split_bad_headers),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
