@@ -157,7 +157,7 @@ static void report_free_pages(void)
 	if (fd < 0)
 		return;
 	if (write(fd, REPORT_ORDER, strlen(REPORT_ORDER)) < 0)
-		log_warn("%s: %s", __func__, REPORT_ORDER_FILE);
+		log_warn("%s", REPORT_ORDER_FILE);
 	close(fd);
 }
 
