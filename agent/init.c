@@ -7,8 +7,8 @@
  *      and every container needs it
  *   3. mount proc, sys, dev, devpts (+ /dev/ptmx), shm, /run and the
  *      cgroup2 hierarchy
- *   4. log to /dev/console; read husk.log= and husk.share= from
- *      /proc/cmdline
+ *   4. log to /dev/console; free page reporting from 128 KiB blocks;
+ *      read husk.log= and husk.share= from /proc/cmdline
  *   5. mount the virtio-fs share at AGENT_SHARED_DIR
  * Then main.c finds the agent port (init_find_port) and serves, and
  * watches the ACPI power button (init_power_button).
@@ -136,6 +136,31 @@ static void read_cmdline(bool *debug, char **share)
 	}
 }
 
+/*
+ * The balloon driver reports free blocks of 2 MiB (pageblock order) and
+ * up; what a guest frees at boot (the initramfs, init sections, the gap
+ * after the kernel's text) and what a container frees comes in smaller
+ * blocks.  From order 5 (128 KiB) up, QEMU gets back about 4.5 MB of an
+ * idle sandbox's 31 MB (measured: orders 0 and 3 get no more, 8 and 9
+ * nothing), in few enough reports.  The driver sets the order when it
+ * registers, during boot; this runs after.  No balloon (Debian's kernel
+ * without the module), no file: nothing to do.
+ */
+#define REPORT_ORDER_FILE "/sys/module/page_reporting/parameters/" \
+			  "page_reporting_order"
+#define REPORT_ORDER "5"
+
+static void report_free_pages(void)
+{
+	int fd = open(REPORT_ORDER_FILE, O_WRONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return;
+	if (write(fd, REPORT_ORDER, strlen(REPORT_ORDER)) < 0)
+		log_warn("%s", REPORT_ORDER_FILE);
+	close(fd);
+}
+
 static void log_to_console(void)
 {
 	int fd = open("/dev/console", O_WRONLY | O_NOCTTY | O_CLOEXEC);
@@ -152,6 +177,7 @@ int init_guest(struct agent *a, bool *debug, struct husk_err **err)
 	    mount_basics(err) < 0)
 		return -1;
 	log_to_console();
+	report_free_pages();
 	read_cmdline(debug, &share);
 	if (husk_mkdir_p(AGENT_SHARED_DIR, 0755, err) < 0)
 		return -1;

@@ -3,9 +3,9 @@
 # are built): the bare boot of the sandbox's VM (QEMU started directly
 # with the driver's command line for husk's configuration, virtiofsd
 # included, to the agent's ping answer) next to `husk run` of `true`
-# with the same kernel, interleaved in one run; runc and crun running
-# the same bundle; then the host memory (PSS) of one idle sandbox per
-# kernel, split by process.
+# with the same kernel, the kernels interleaved run by run; runc and
+# crun running the same bundle; then the host memory (PSS) of one idle
+# sandbox per kernel, split by process.
 #
 #   BENCH_RUNS      runs per row (3)
 #   BENCH_KERNELS   "NAME=VMLINUX,INITRD ..." instead of the build's
@@ -108,10 +108,12 @@ run_one() {	# command... -> seconds, or nothing on failure
 }
 
 declare -A times
-for kl in "${KERNELS[@]}"; do
-	read -r name _ <<<"$kl"
-	mapfile -t args < <(bare_args "$name")
-	for ((i = 0; i < RUNS; i++)); do
+# Kernels interleaved run by run: the machine's load drifts, and the
+# ratios compare kernels as well as runs.
+for ((i = 0; i < RUNS; i++)); do
+	for kl in "${KERNELS[@]}"; do
+		read -r name _ <<<"$kl"
+		mapfile -t args < <(bare_args "$name")
 		t=$("$HVB" boot "${args[@]}" --runs 1) &&
 			times[bare-$name]+="$t "
 		t=$(run_one husk_k "$name" run "$name-$i") &&

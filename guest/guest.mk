@@ -56,13 +56,16 @@ guest-debian: $(addprefix $(GUEST_B)/debian/,$(GUEST_FILES_debian)) \
 # husk's: built once per cache key (guest/build-kernel: fragment,
 # patches, source version, compiler), else copied from the cache.  A
 # missing tarball is build-kernel's to report (it names the package).
+# Then elfgap: QEMU does not load the zeros between .text and .rodata
+# (guest/elfgap.c); the cache keeps the kernel as built.
 $(GUEST_B)/husk/kernel.stamp: guest/build-kernel guest/kernel.config \
 		$(wildcard guest/kernel-patches/*.patch) \
-		$(wildcard $(HUSK_KERNEL_SRC))
+		$(wildcard $(HUSK_KERNEL_SRC)) $(GUEST_B)/elfgap
 	@mkdir -p $(dir $@)
 	@echo "  KERNEL  $(GUEST_B)/husk/vmlinux"
 	$(Q)HUSK_KERNEL_SRC=$(HUSK_KERNEL_SRC) guest/build-kernel \
 	    --out $(GUEST_B)/husk
+	$(Q)$(GUEST_B)/elfgap $(GUEST_B)/husk/vmlinux >/dev/null
 	$(Q)touch $@
 
 # Debian's: download, unpack and vmlinux extraction happen once;
@@ -94,6 +97,11 @@ $(GUEST_B)/hostile: guest/hostile.c guest/hostile_mp.c guest/hostile.h \
 	$(Q)$(GUEST_CC) -static $(GUEST_CFLAGS) -o $@ $(filter %.c,$^)
 
 $(GUEST_B)/bootwait: guest/bootwait.c
+	@mkdir -p $(dir $@)
+	@echo "  CC      $@"
+	$(Q)$(GUEST_CC) $(GUEST_CFLAGS) -o $@ $<
+
+$(GUEST_B)/elfgap: guest/elfgap.c
 	@mkdir -p $(dir $@)
 	@echo "  CC      $@"
 	$(Q)$(GUEST_CC) $(GUEST_CFLAGS) -o $@ $<

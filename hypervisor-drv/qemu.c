@@ -277,6 +277,12 @@ char **hv_qemu_argv(const struct hv_config *c, const struct hv_paths *p)
 		strv_add(&s, "-device");
 		strv_addf(&s, "vhost-user-fs-%s,chardev=vfs,tag=husk", bus);
 	}
+	/* Free page reporting: the guest hands back the pages it frees
+	 * (the agent sets the order it reports from), so a sandbox's
+	 * memory shrinks again after boot and after a container's peak
+	 * (docs/hypervisor.md, "Memory").  Never inflated. */
+	strv_add(&s, "-device");
+	strv_addf(&s, "virtio-balloon-%s,free-page-reporting=on", bus);
 	for (int i = 0; i < c->nnets; i++) {
 		const struct hv_net *n = &c->nets[i];
 

@@ -275,6 +275,9 @@ static void argv_q35(void **state)
 			     "chardev=agent,name=agent.channel.0"));
 	assert_true(has_pair(argv, "-device", "vhost-user-fs-pci,chardev=vfs,"
 			     "tag=husk"));
+	/* Free page reporting gives freed guest pages back. */
+	assert_true(has_pair(argv, "-device", "virtio-balloon-pci,"
+			     "free-page-reporting=on"));
 	/* No taps: virtiofsd's connection comes right after the agent's. */
 	assert_true(has_pair(argv, "-chardev", "socket,id=vfs,fd=5"));
 	assert_true(has_pair(argv, "-device", "pcie-root-port,id=rp1,"
@@ -317,6 +320,8 @@ static void argv_microvm_kvm_nets(void **state)
 	assert_true(has_pair(argv, "-cpu", "host"));
 	assert_true(has_pair(argv, "-m", "256M"));
 	assert_true(has_pair(argv, "-device", "virtio-serial-device,id=vser0"));
+	assert_true(has_pair(argv, "-device", "virtio-balloon-device,"
+			     "free-page-reporting=on"));
 	assert_true(has_pair(argv, "-netdev", "tap,id=net-eth0,fd=5"));
 	assert_true(has_pair(argv, "-device", "virtio-net-device,"
 			     "netdev=net-eth0,id=eth0,mac=02:00:00:00:00:01,"
