@@ -26,9 +26,11 @@ SHIM=$B/bin/husk-shim
 FAKE=$B/tests/helpers/fake_agent
 
 # LeakSanitizer stops the world with clone and ptrace at exit, which no
-# seccomp profile allows (as in confine.bats).
+# seccomp profile allows (as in confine.bats).  ASan's quarantine keeps
+# up to 256 MiB of freed blocks resident, which the memory bounds below
+# would count: 1 MiB of it still catches a use right after a free.
 if [ "${HUSK_ASAN:-}" = 1 ]; then
-	export ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0
+	export ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0:quarantine_size_mb=1:thread_local_quarantine_size_kb=64
 fi
 
 px_agent_kind() {
@@ -98,7 +100,10 @@ px_start_proxy() {
 	px_wait_sock "$PS"
 	# until the agent answers through it
 	for _ in $(seq 200); do
-		"$IPC" -q -t 2 "$PS" ping '{}' 2>/dev/null && return 0
+		if "$IPC" -q -t 2 "$PS" ping '{}' 2>/dev/null; then
+			PROXY_HWM0=$(px_hwm "$PROXY_PID")
+			return 0
+		fi
 		sleep 0.025
 	done
 	return 1
