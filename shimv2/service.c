@@ -534,10 +534,11 @@ static void h_shutdown(struct ttrpc_call *call, const ProtobufCMessage *m,
 {
 	const Task__ShutdownRequest *req = (const void *)m;
 	struct sv *s = arg;
+	bool now = req->now;    /* the reply frees the request */
 
 	ttrpc_reply(call, NULL);
 	/* A pod's daemon stays while any of its tasks does. */
-	if (sv_shutdown(s, req->now)) {
+	if (sv_shutdown(s, now)) {
 		log_info("shutdown: no task left, leaving");
 		s->shutdown = true;
 		sv_leave(s);
