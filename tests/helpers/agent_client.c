@@ -217,9 +217,12 @@ int main(int argc, char **argv)
 		free(buf);
 		if (ipc_client_call(&cl, 10000, NULL, 0, &resp, &e) < 0) {
 			printf("%s\n", e->msg);
+			husk_err_free(e);
+			ipc_client_close(&cl);
 			return 1;
 		}
 		ipc_msg_free(&resp);
+		ipc_client_close(&cl);
 		printf("ok\n");
 		return 0;
 	}
