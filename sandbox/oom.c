@@ -157,7 +157,9 @@ int husk_oom_watch_wait(struct husk_oom_watch *w, int timeout_ms,
 
 void husk_oom_watch_close(struct husk_oom_watch *w)
 {
-	if (w->cl && w->cl->fd >= 0)
+	/* A client the proxy dropped has no descriptor but still its
+	 * buffers. */
+	if (w->cl)
 		ipc_client_close(w->cl);
 	free(w->cl);
 	w->cl = NULL;
