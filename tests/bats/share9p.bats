@@ -242,6 +242,25 @@ qemu_pid() {
 	[ "$(cat "$VICTIM/marker")" = precious ]
 }
 
+@test "virtio-9p: a container that joins the pod reaches QEMU's jail, and leaves it again" {
+	local dir="$BATS_TEST_TMPDIR/c2"
+	make_bundle "$dir" cat /etc/c2marker
+	echo "c2's own" >"$dir/rootfs/etc/c2marker"
+	set_annotations "$dir" '{"io.kubernetes.cri.container-type": "container", "io.kubernetes.cri.sandbox-id": "pod"}'
+	husk_detached create --bundle "$dir" c2
+	qpid=$(qemu_pid)
+	# Bound on the host after QEMU started: propagated into its jail.
+	run awk '$5 == "/share/c2/rootfs" { print $6 }' "/proc/$qpid/mountinfo"
+	[[ "$output" == *nosuid,nodev* ]]
+	husk start c2
+	wait_status c2 stopped
+	husk delete c2
+	# Its binds left QEMU's namespace with it: nothing keeps them busy.
+	run awk '{ print $5 }' "/proc/$qpid/mountinfo"
+	run grep -c '^/share/c2' <<<"$output"
+	[ "$output" = 0 ]
+}
+
 @test "virtio-9p: delete --force leaves no process, mount or state" {
 	qpid=$(qemu_pid)
 	[ "$qpid" -gt 0 ]
