@@ -329,7 +329,6 @@ static int drop_privileges(const struct hv_jail *j)
 	 * I/O workers and the like fit many times over; a runaway QEMU
 	 * cannot take the host's pids. */
 	struct rlimit nproc = { HV_QEMU_NPROC, HV_QEMU_NPROC };
-
 	uint32_t keep = 0;
 
 	for (int cap = 0; prctl(PR_CAPBSET_READ, cap, 0, 0, 0) >= 0; cap++)
