@@ -11,7 +11,8 @@
 # 131072 and 512000 with cache=mmap, and 512000 with cache=none and
 # cache=loose.  Ratios are to virtio-fs in the same run.  Writes are
 # timed to the last write(2): with cache=loose part of them may still
-# sit in the guest's page cache.
+# sit in the guest's page cache.  BENCH_9P_ROWS="0 4 3" runs only those
+# rows, in that order (0 is virtio-fs, the ratios' base).
 set -u
 cd "$(dirname "$0")/.." || exit 111
 B=${BUILD:-build}
@@ -107,9 +108,10 @@ params=("" "husk.9p_msize=8192 husk.9p_cache=mmap"
 	"husk.9p_msize=512000 husk.9p_cache=mmap"
 	"husk.9p_msize=512000 husk.9p_cache=none"
 	"husk.9p_msize=512000 husk.9p_cache=loose")
+rows=(${BENCH_9P_ROWS:-${!names[@]}})
 results=()
-for i in "${!names[@]}"; do
-	results+=("$(row "${names[$i]}" "${fs[$i]}" "${params[$i]}")")
+for i in "${rows[@]}"; do
+	results[$i]=$(row "${names[$i]}" "${fs[$i]}" "${params[$i]}")
 done
 
 printf '%-40s %9s %9s %9s %7s %7s\n' \
@@ -118,8 +120,8 @@ printf '%-40s %9s %9s %9s %7s %7s\n' \
 printf '%-40s %9s %9s %9s %7s %7s\n' \
 	"($MB MiB file; 2000 small files)" "MiB/s" "MiB/s" "files/s" "/vfs" \
 	"/vfs"
-read -r r0 _ k0 <<<"${results[0]}"
-for i in "${!names[@]}"; do
+read -r r0 _ k0 <<<"${results[0]:-- - -}"
+for i in "${rows[@]}"; do
 	read -r r w k <<<"${results[$i]}"
 	awk -v n="${names[$i]}" -v r="$r" -v w="$w" -v k="$k" -v r0="$r0" \
 	    -v k0="$k0" 'BEGIN {
