@@ -87,6 +87,15 @@ qemu_pid() {
 	# Files keep the owners the guest gives them (passthrough).
 	husk exec pod chown 1000:1000 /volrw/out
 	[ "$(stat -c %u:%g "$HV/rw/out")" = 1000:1000 ]
+	# A container user owns what it makes, and can use it (not QEMU's
+	# uid: security_model=none would give them that).
+	mkdir -m 1777 "$HV/rw/tmp"
+	run husk exec --user 1000:1000 pod sh -c 'echo mine >/volrw/tmp/f && chmod 600 /volrw/tmp/f && cat /volrw/tmp/f && echo more >>/volrw/tmp/f'
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ "$output" = mine ]
+	[ "$(stat -c %u:%g:%a "$HV/rw/tmp/f")" = 1000:1000:600 ]
+	[ "$(cat "$HV/rw/tmp/f")" = "$(printf 'mine\nmore')" ]
 	# cache=mmap: what the host writes is what the guest reads next.
 	echo "from the host" >"$HV/rw/in"
 	run husk exec pod cat /volrw/in
