@@ -213,8 +213,8 @@ int init_mount_share(struct husk_err **err)
 				      opts);
 	}
 	share_fs.pending = false;
-	log_info("%s: 9p share %s on %s (%s)", __func__, share_fs.tag,
-		 AGENT_SHARED_DIR, opts);
+	log_info("9p share %s on %s (%s)", share_fs.tag, AGENT_SHARED_DIR,
+		 opts);
 	return 0;
 }
 
