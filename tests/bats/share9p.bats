@@ -157,6 +157,14 @@ qemu_pid() {
 	run awk '{ print $5 }' "/proc/$qpid/mountinfo"
 	run grep -E "^(/run|/home|/root|/tmp|/var)(/|$)" <<<"$output"
 	[ "$status" -ne 0 ]
+	# QEMU could reopen a read-only disk for writing through its
+	# /proc/self/fd: the driver does not offer one.
+	truncate -s 1M "$BATS_TEST_TMPDIR/disk.img"
+	run "$BUILD/bin/husk-ipc" -t 10 "$ROOT/pod/hv.sock" hotplug_block \
+		"{\"id\": \"ro0\", \"path\": \"$BATS_TEST_TMPDIR/disk.img\", \"readonly\": true}"
+	echo "$output"
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"params.readonly: QEMU serves this VM's share over virtio-9p"* ]]
 }
 
 @test "virtio-9p: a read-only volume refuses writes, also through the guest's own mount of the share" {
