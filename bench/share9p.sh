@@ -11,7 +11,9 @@
 # 131072 and 512000 with cache=mmap, and 512000 with cache=none and
 # cache=loose.  Ratios are to virtio-fs in the same run.  Writes are
 # timed to the last write(2): with cache=loose part of them may still
-# sit in the guest's page cache.  BENCH_9P_ROWS="0 4 3" runs only those
+# sit in the guest's page cache.  Then, per transport: `husk run` of
+# `true` (seconds, median of BENCH_RUNS) and the PSS of an idle
+# sandbox's QEMU and virtiofsd 2 s after its start.  BENCH_9P_ROWS="0 4 3" runs only those
 # rows, in that order (0 is virtio-fs, the ratios' base).
 set -u
 cd "$(dirname "$0")/.." || exit 111
@@ -128,4 +130,40 @@ for i in "${rows[@]}"; do
 		rr = (r + 0 > 0 && r0 + 0 > 0) ? sprintf("%.2f", r / r0) : "-"
 		kr = (k + 0 > 0 && k0 + 0 > 0) ? sprintf("%.2f", k / k0) : "-"
 		printf "%-40s %9s %9s %9s %7s %7s\n", n, r, w, k, rr, kr }'
+done
+
+echo
+# Start-up and an idle sandbox's memory, per transport.
+cp "$d/bundle/config.json" "$d/bench.json"
+printf '%-40s %12s %12s %12s %12s\n' "per sandbox, TCG" "run true s" \
+	"QEMU PSS kB" "virtiofsd kB" "total kB"
+for f in virtio-fs virtio-9p; do
+	printf '[hypervisor]\nkernel = "%s"\ninitrd = "%s"\nshared_fs = %s\nmax_vcpus = 1\n' \
+		"$PWD/$G/vmlinux" "$PWD/$G/initrd.img" "$f" >"$d/husk.conf"
+	jq '.process.args = ["true"]' "$d/bench.json" >"$d/bundle/config.json"
+	ts=()
+	for ((i = 0; i < RUNS; i++)); do
+		t0=$(date +%s.%N)
+		(cd "$d/bundle" && "$HUSK" --root "$d/root" --config "$d/husk.conf" \
+			run "t$f$i" </dev/null >/dev/null 2>&1) &&
+			ts+=("$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')")
+		"$HUSK" --root "$d/root" delete --force "t$f$i" >/dev/null 2>&1
+	done
+	t=$(printf '%s\n' "${ts[@]}" | median)
+	jq '.process.args = ["sleep", "100000"]' "$d/bench.json" >"$d/bundle/config.json"
+	q=- v=-
+	if (cd "$d/bundle" && "$HUSK" --root "$d/root" --config "$d/husk.conf" \
+		run -d "idle-$f" </dev/null >/dev/null 2>&1); then
+		sleep 2
+		q=0 v=0
+		for pid in $(pgrep -f "qemu-system.*$d/root/idle-$f/"); do
+			q=$((q + $(awk '/^Pss:/ { print $2 }' "/proc/$pid/smaps_rollup")))
+		done
+		for pid in $(pgrep -f "virtiofsd.*$d/root/idle-$f/"); do
+			v=$((v + $(awk '/^Pss:/ { print $2 }' "/proc/$pid/smaps_rollup")))
+		done
+	fi
+	"$HUSK" --root "$d/root" delete --force "idle-$f" >/dev/null 2>&1
+	printf '%-40s %12s %12s %12s %12s\n' "$f" "${t:--}" "$q" "$v" \
+		"$([ "$q" = - ] && echo - || echo $((q + v)))"
 done
