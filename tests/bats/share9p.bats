@@ -3,9 +3,10 @@
 # share.md, "virtio-9p"): QEMU serves the containers' files itself, from
 # its jail.  One pod VM serves the tests; a privileged container in it
 # (what an escaped container has: guest root, the guest's PID namespace)
-# reaches the agent's own 9p mount and plays the hostile guest.  A
-# second, short-lived sandbox shows the error when the guest cannot
-# mount the share.
+# reaches the agent's own 9p mount and plays the hostile guest.  Two
+# short-lived sandboxes show the error when the guest cannot mount the
+# share (no device with its tag; Debian's kernel, without 9p, when
+# make guest-debian built it).
 
 load lib/husk.sh
 
@@ -304,4 +305,22 @@ qemu_pid() {
 	[[ "$output" == *"CONFIG_9P_FS and CONFIG_NET_9P_VIRTIO"* ]]
 	"$HUSK_BIN" --root "$ROOT" delete --force nomount 2>/dev/null || true
 	assert_gone nomount
+}
+
+@test "virtio-9p: Debian's kernel, which has no 9p, is refused with the reason" {
+	local g="$BUILD/guest/debian"
+	[ -f "$g/vmlinux" ] && [ -f "$g/initrd.img" ] ||
+		skip "no Debian guest kernel (make guest-debian)"
+	printf '[hypervisor]\nshared_fs = virtio-9p\nkernel = "%s"\ninitrd = "%s"\nmax_vcpus = 1\n' \
+		"$g/vmlinux" "$g/initrd.img" >"$BATS_TEST_TMPDIR/husk.conf"
+	make_bundle "$BATS_TEST_TMPDIR/b" true
+	run "$HUSK_BIN" --root "$ROOT" --config "$BATS_TEST_TMPDIR/husk.conf" \
+		run --bundle "$BATS_TEST_TMPDIR/b" debian
+	echo "$output"
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"mount the 9p share husk on /run/husk/shared"* ]]
+	[[ "$output" == *"Debian's, GUEST_KERNEL=debian, has not"* ]]
+	[[ "$output" == *"No such device"* ]]
+	"$HUSK_BIN" --root "$ROOT" delete --force debian 2>/dev/null || true
+	assert_gone debian
 }
