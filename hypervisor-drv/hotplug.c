@@ -408,10 +408,11 @@ int hv_m_hotplug_memory(struct ipc_conn *c, struct ipc_msg *m, void *params,
 	snprintf(name, sizeof(name), "mem-%s", id);
 	/* Shared when virtiofsd must map it, like the boot memory. */
 	call(op, "object-add",
-	     json_pack("{s:s, s:s, s:I, s:b}", "qom-type", hv.cfg.shared_dir ?
+	     json_pack("{s:s, s:s, s:I, s:b}", "qom-type",
+		       hv_uses_virtiofsd(&hv.cfg) ?
 		       "memory-backend-memfd" : "memory-backend-ram",
 		       "id", name, "size", (json_int_t)p->size_mb << 20,
-		       "share", hv.cfg.shared_dir != NULL),
+		       "share", hv_uses_virtiofsd(&hv.cfg)),
 	     -1, membackend_added);
 	return 0;
 }
@@ -585,6 +586,14 @@ int hv_m_hotplug_block(struct ipc_conn *c, struct ipc_msg *m, void *params,
 	if (p->path[0] != '/')
 		return husk_error(err, HUSK_E_INVALID, "params.path: %s is not "
 				  "an absolute path", p->path);
+	/* Serving a 9p share, QEMU keeps CAP_DAC_OVERRIDE and has its
+	 * /proc/self/fd: it could open our read-only descriptor again for
+	 * writing through its magic link. */
+	if (p->readonly && hv_uses_9p(&hv.cfg))
+		return husk_error(err, HUSK_E_INVALID, "params.readonly: QEMU "
+				  "serves this VM's share over virtio-9p and "
+				  "could reopen a read-only disk for writing; "
+				  "not offered (virtio-fs sandboxes have it)");
 	fd = open(p->path, (p->readonly ? O_RDONLY : O_RDWR) | O_NOCTTY |
 		  O_CLOEXEC);
 	if (fd < 0)

@@ -36,6 +36,7 @@ struct husk_config {
 	char *machine_type;
 	char *accel;                    /* auto|kvm|tcg */
 	char *kernel_params;
+	char *shared_fs;                /* virtio-fs|virtio-9p */
 	unsigned vcpus, max_vcpus;
 	unsigned memory_mb, max_memory_mb, memory_slots;
 	bool console_log;
