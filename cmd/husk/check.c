@@ -119,8 +119,8 @@ int cmd_check(struct husk_ctx *ctx, int argc, char **argv,
 		line(&v, 2, "privileges", "husk needs root (mounts, taps, "
 		     "namespaces)");
 	if (c->factory_template)
-		line(&v, 2, "factory", "[factory] template is not "
-		     "implemented yet");
+		line(&v, 0, "factory", "VM templates at %s",
+		     c->factory_template_path);
 	if (v.failed) {
 		printf("verdict: husk cannot run on this host (%d problem%s)\n",
 		       v.failed, v.failed == 1 ? "" : "s");
