@@ -127,6 +127,9 @@ int init_guest(struct agent *a, bool *debug, struct husk_err **err);
 /* Returns the port's descriptor (non-blocking, cloexec). */
 int init_find_port(const char *name, char **path, struct husk_err **err);
 void init_poweroff(void) __attribute__((noreturn));
+/* A virtio-9p share waiting since boot is mounted now (create_sandbox);
+ * nothing to do otherwise. */
+int init_mount_share(struct husk_err **err);
 /* Watch the ACPI power button(s); `pressed` runs on a press.  Returns
  * how many were found (0: none, the host's stop then kills). */
 int init_power_button(struct agent *a, struct ev_loop *loop,

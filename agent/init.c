@@ -8,8 +8,9 @@
  *   3. mount proc, sys, dev, devpts (+ /dev/ptmx), shm, /run and the
  *      cgroup2 hierarchy
  *   4. log to /dev/console; free page reporting from 128 KiB blocks;
- *      read husk.log= and husk.share= from /proc/cmdline
- *   5. mount the virtio-fs share at AGENT_SHARED_DIR
+ *      read husk.log=, husk.share= and husk.share_fs= from /proc/cmdline
+ *   5. mount the virtio-fs share at AGENT_SHARED_DIR; a virtio-9p share
+ *      waits for create_sandbox (init_mount_share)
  * Then main.c finds the agent port (init_find_port) and serves, and
  * watches the ACPI power button (init_power_button).
  */
@@ -116,7 +117,49 @@ static int mount_basics(struct husk_err **err)
 	return 0;
 }
 
-/* husk.log=debug and husk.share=TAG from the kernel command line. */
+/*
+ * A virtio-9p share is mounted at the first create_sandbox, not at
+ * boot: QEMU refuses to save the state of a VM whose guest has the 9p
+ * export attached, and a template VM is saved before any sandbox.
+ * msize and cache were measured (docs/share.md, "virtio-9p"); the
+ * kernel command line may change them (husk.9p_msize=, husk.9p_cache=)
+ * to measure again.
+ */
+#define SHARE_9P_MSIZE 512000   /* the virtio transport's largest here */
+#define SHARE_9P_CACHE "mmap"
+
+static struct {
+	bool is_9p;
+	bool pending;           /* 9p, not mounted yet */
+	char tag[64];
+	unsigned msize;
+	char cache[16];
+} share_fs = { .msize = SHARE_9P_MSIZE, .cache = SHARE_9P_CACHE };
+
+static void share_9p_option(const char *t)
+{
+	static const char *const caches[] = { "none", "loose", "fscache",
+					      "mmap", NULL };
+	long long n;
+
+	if (!strncmp(t, "husk.9p_msize=", 14)) {
+		if (husk_parse_int(t + 14, 4096, 1 << 24, &n) == 0)
+			share_fs.msize = (unsigned)n;
+		else
+			log_warnx("%s: ignored (4096..16777216)", t);
+		return;
+	}
+	for (int i = 0; caches[i]; i++)
+		if (!strcmp(t + 14, caches[i])) {
+			snprintf(share_fs.cache, sizeof(share_fs.cache), "%s",
+				 caches[i]);
+			return;
+		}
+	log_warnx("%s: ignored (none, loose, fscache or mmap)", t);
+}
+
+/* husk.log=debug, husk.share=TAG, husk.share_fs=9p and the 9p options
+ * from the kernel command line. */
 static void read_cmdline(bool *debug, char **share)
 {
 	cleanup_free char *s = NULL;
@@ -132,8 +175,47 @@ static void read_cmdline(bool *debug, char **share)
 		else if (strncmp(t, "husk.share=", 11) == 0 && t[11]) {
 			free(*share);
 			*share = husk_xstrdup(t + 11);
-		}
+		} else if (strcmp(t, "husk.share_fs=9p") == 0)
+			share_fs.is_9p = true;
+		else if (strncmp(t, "husk.9p_msize=", 14) == 0 ||
+			 strncmp(t, "husk.9p_cache=", 14) == 0)
+			share_9p_option(t);
 	}
+}
+
+int init_mount_share(struct husk_err **err)
+{
+	cleanup_free char *opts = NULL;
+
+	if (!share_fs.pending)
+		return 0;
+	opts = husk_xasprintf("trans=virtio,version=9p2000.L,msize=%u,"
+			      "cache=%s", share_fs.msize, share_fs.cache);
+	if (mount(share_fs.tag, AGENT_SHARED_DIR, "9p", MS_NOSUID | MS_NODEV,
+		  opts) < 0) {
+		int e = errno;
+
+		/* ENODEV: no 9p file system; ENOENT: no virtio transport
+		 * or no device with that tag. */
+		if (e == ENODEV || e == ENOENT)
+			return husk_error_sys(err, e, "mount the 9p share %s "
+					      "on %s (%s): the guest kernel "
+					      "needs CONFIG_9P_FS and "
+					      "CONFIG_NET_9P_VIRTIO (husk's "
+					      "has them; Debian's, "
+					      "GUEST_KERNEL=debian, has not), "
+					      "and QEMU a virtio-9p device "
+					      "tagged %s", share_fs.tag,
+					      AGENT_SHARED_DIR, opts,
+					      share_fs.tag);
+		return husk_error_sys(err, e, "mount the 9p share %s on %s "
+				      "(%s)", share_fs.tag, AGENT_SHARED_DIR,
+				      opts);
+	}
+	share_fs.pending = false;
+	log_info("%s: 9p share %s on %s (%s)", __func__, share_fs.tag,
+		 AGENT_SHARED_DIR, opts);
+	return 0;
 }
 
 /*
@@ -181,8 +263,11 @@ int init_guest(struct agent *a, bool *debug, struct husk_err **err)
 	read_cmdline(debug, &share);
 	if (husk_mkdir_p(AGENT_SHARED_DIR, 0755, err) < 0)
 		return -1;
-	if (mount(share, AGENT_SHARED_DIR, "virtiofs", MS_NOSUID | MS_NODEV,
-		  NULL) < 0)
+	if (share_fs.is_9p) {
+		snprintf(share_fs.tag, sizeof(share_fs.tag), "%s", share);
+		share_fs.pending = true;
+	} else if (mount(share, AGENT_SHARED_DIR, "virtiofs",
+			 MS_NOSUID | MS_NODEV, NULL) < 0)
 		log_warn("%s: mount virtio-fs %s on %s (no share)", __func__,
 			 share, AGENT_SHARED_DIR);
 	if (sethostname("husk", 4) < 0)

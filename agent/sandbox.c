@@ -75,6 +75,8 @@ int agent_m_create_sandbox(struct ipc_conn *c, struct ipc_msg *m,
 	    sethostname(p->hostname, strlen(p->hostname)) < 0)
 		return husk_error_sys(err, errno, "sethostname %s",
 				      p->hostname);
+	if (!a->host_mode && init_mount_share(err) < 0)
+		return husk_error_wrap(err, "create_sandbox");
 	if (p->dns && p->dns[0] && write_resolv(a, p->dns, err) < 0)
 		return -1;
 	core->sandbox = true;

@@ -38,6 +38,7 @@ const struct ipc_field hv_create_fields[] = {
 	{ "machine", IPC_F_STR, IPC_NULLABLE, CP(machine), 0, 16 },
 	{ "accel", IPC_F_STR, IPC_NULLABLE, CP(accel), 0, 16 },
 	{ "shared_dir", IPC_F_STR, IPC_NULLABLE, CP(shared_dir), 0, 4096 },
+	{ "shared_fs", IPC_F_STR, IPC_NULLABLE, CP(shared_fs), 0, 16 },
 	{ "agent_socket", IPC_F_STR, IPC_REQUIRED, CP(agent_socket), 0, 4096 },
 	{ "console_log", IPC_F_STR, IPC_NULLABLE, CP(console_log), 0, 4096 },
 	{ "console_log_max_kb", IPC_F_UINT32, 0, CP(console_log_max_kb), 0,
@@ -289,6 +290,16 @@ static int config_from_params(struct create_params *p, struct ipc_msg *m,
 					  " %s is not an existing folder",
 					  p->shared_dir);
 	}
+	if (!p->shared_fs || !strcmp(p->shared_fs, "virtio-fs"))
+		c->shared_fs = HV_FS_VIRTIOFS;
+	else if (!strcmp(p->shared_fs, "virtio-9p"))
+		c->shared_fs = HV_FS_9P;
+	else
+		return husk_error(err, HUSK_E_INVALID, "params.shared_fs: '%s' "
+				  "is not virtio-fs or virtio-9p", p->shared_fs);
+	if (c->shared_fs == HV_FS_9P && !p->shared_dir)
+		return husk_error(err, HUSK_E_INVALID, "params.shared_fs: "
+				  "virtio-9p needs a shared_dir to serve");
 	if (valid_socket_path(p->agent_socket, "params.agent_socket", err) < 0)
 		return -1;
 	if (p->console_log &&
@@ -348,10 +359,12 @@ static int do_create(struct create_params *p, struct ipc_msg *m,
 		snprintf(hv.dev[d].mac, sizeof(hv.dev[d].mac), "%s",
 			 c.nets[i].mac);
 	}
-	log_info("create: %s, %s (%s), %u/%u vCPUs, %u/%u MiB",
+	log_info("create: %s, %s (%s), %u/%u vCPUs, %u/%u MiB%s",
 		 c.machine == HV_MACHINE_Q35 ? "q35" : "microvm",
 		 c.accel == HV_ACCEL_KVM ? "kvm" : "tcg", c.accel_reason,
-		 c.vcpus, c.max_vcpus, c.memory_mb, c.max_memory_mb);
+		 c.vcpus, c.max_vcpus, c.memory_mb, c.max_memory_mb,
+		 !c.shared_dir ? ", no share" : c.shared_fs == HV_FS_9P ?
+		 ", share over virtio-9p" : ", share over virtio-fs");
 	return 0;
 }
 

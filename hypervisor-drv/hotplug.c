@@ -408,10 +408,11 @@ int hv_m_hotplug_memory(struct ipc_conn *c, struct ipc_msg *m, void *params,
 	snprintf(name, sizeof(name), "mem-%s", id);
 	/* Shared when virtiofsd must map it, like the boot memory. */
 	call(op, "object-add",
-	     json_pack("{s:s, s:s, s:I, s:b}", "qom-type", hv.cfg.shared_dir ?
+	     json_pack("{s:s, s:s, s:I, s:b}", "qom-type",
+		       hv_uses_virtiofsd(&hv.cfg) ?
 		       "memory-backend-memfd" : "memory-backend-ram",
 		       "id", name, "size", (json_int_t)p->size_mb << 20,
-		       "share", hv.cfg.shared_dir != NULL),
+		       "share", hv_uses_virtiofsd(&hv.cfg)),
 	     -1, membackend_added);
 	return 0;
 }

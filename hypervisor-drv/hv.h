@@ -52,17 +52,21 @@
 #define HV_FD_AGENT 4           /* the agent socket, listening */
 #define HV_FD_TAP0 5            /* then one per tap; then virtiofsd's */
 #define HV_FD_VFS(c) (HV_FD_TAP0 + (c)->nnets)
-/* The console's socketpair end, after virtiofsd's (when shared). */
-#define HV_FD_CON(c) (HV_FD_VFS(c) + ((c)->shared_dir ? 1 : 0))
+/* The console's socketpair end, after virtiofsd's (when there is one). */
+#define HV_FD_CON(c) (HV_FD_VFS(c) + (hv_uses_virtiofsd(c) ? 1 : 0))
 
 /* Where QEMU finds the kernel and initrd inside its jail. */
 #define HV_JAIL_KERNEL "/boot/vmlinux"
 #define HV_JAIL_INITRD "/boot/initrd"
 /* A template's or a clone's RAM file (docs/factory.md). */
 #define HV_JAIL_MEM "/boot/mem"
+/* Where QEMU finds the share it serves over virtio-9p. */
+#define HV_JAIL_SHARE "/share"
 
 enum hv_machine { HV_MACHINE_Q35 = 0, HV_MACHINE_MICROVM = 1 };
 enum hv_accel { HV_ACCEL_AUTO = 0, HV_ACCEL_KVM = 1, HV_ACCEL_TCG = 2 };
+/* How the share reaches the guest (create's shared_fs). */
+enum hv_shared_fs { HV_FS_VIRTIOFS = 0, HV_FS_9P = 1 };
 
 enum hv_state {
 	HV_ST_NEW = 0,          /* nothing configured */
@@ -92,6 +96,7 @@ struct hv_config {
 	int accel;              /* HV_ACCEL_KVM or HV_ACCEL_TCG in use */
 	char accel_reason[256];
 	char *shared_dir;
+	int shared_fs;          /* enum hv_shared_fs, with shared_dir */
 	char *agent_socket;
 	char *console_log;
 	uint32_t console_max_kb;        /* console.log's bound (console.c) */
@@ -109,6 +114,16 @@ struct hv_config {
 	int nnets;
 };
 
+static inline bool hv_uses_virtiofsd(const struct hv_config *c)
+{
+	return c->shared_dir && c->shared_fs == HV_FS_VIRTIOFS;
+}
+
+static inline bool hv_uses_9p(const struct hv_config *c)
+{
+	return c->shared_dir && c->shared_fs == HV_FS_9P;
+}
+
 /* Paths and programs the command lines need. */
 struct hv_paths {
 	const char *qemu;
@@ -116,6 +131,7 @@ struct hv_paths {
 	const char *vfs_socket;         /* virtiofsd's, in the state dir */
 	const char *bios;               /* qboot */
 	const char *kernel, *initrd;    /* as QEMU sees them (its jail) */
+	const char *share;              /* virtio-9p: the share, likewise */
 	const char *name;               /* -name: which sandbox, for ps */
 };
 
@@ -209,6 +225,7 @@ struct hv_jail {
 	const char *qemu;       /* the binary, bound if not under /usr */
 	const char *kernel, *initrd;    /* host paths, bound at HV_JAIL_* */
 	const char *mem;                /* RAM file, bound read-write */
+	const char *share;      /* virtio-9p: served from HV_JAIL_SHARE */
 	pid_t parent;           /* the driver, for the PDEATHSIG race */
 };
 /* Lease a free uid of [base, base + count); returns the lock's
@@ -216,8 +233,9 @@ struct hv_jail {
 int hv_uid_lease(const char *dir, uint32_t base, uint32_t count,
 		 uid_t *uid, struct husk_err **err);
 int hv_kvm_gid(const char *group, gid_t *gid, char *why, size_t n);
-/* hv_spawn setup hooks: QEMU's jail (arg: struct hv_jail), virtiofsd's
- * filter (arg unused). */
+/* hv_spawn setup hooks: QEMU's jail (arg: struct hv_jail; with a share,
+ * QEMU keeps the file capabilities 9p needs and gets the filter
+ * virtiofsd gets), virtiofsd's filter (arg unused). */
 int hv_jail_enter(void *arg);
 int hv_vfs_filter(void *arg);
 

@@ -13,6 +13,14 @@
  * kernel and initrd at fixed paths, /dev/null, /dev/urandom, /dev/kvm
  * under KVM).  Everything else it needs comes as descriptors.
  *
+ * Serving the share over virtio-9p, QEMU reads and writes the guest's
+ * files itself: its jail then holds the share's read-only view at
+ * /share (a slave of the host's, so the binds of containers made later
+ * reach it) and its own /proc/self/fd (9p's local backend changes modes
+ * and xattrs through it, never by path), and it keeps the three
+ * capabilities that serving files as their owners needs, under the
+ * filter virtiofsd gets: no setuid or setgid file, no device node.
+ *
  * virtiofsd must stay root to serve files as their owners; it keeps
  * fewer capabilities (-o modcaps, qemu.c) and gets a filter, stacked
  * under its own, that refuses to make a setuid or setgid file or a
@@ -232,8 +240,36 @@ static bool under(const char *path, const char *dir)
 	return !strncmp(path, dir, n) && path[n] == '/';
 }
 
-/* The tree QEMU sees, built on a tmpfs over j->root, then made /. */
-static int jail_root(const struct hv_jail *j)
+/*
+ * The share for virtio-9p at HV_JAIL_SHARE: the detached copy of the
+ * view taken before the tmpfs hid it.  It stays a slave of the host's
+ * view (so containers' binds made later arrive) and sends nothing back;
+ * nosuid, nodev and noexec on what it holds now (QEMU never runs or
+ * opens a device from there; new binds come nosuid,nodev from the
+ * host).  9p's local backend reaches modes and xattrs through
+ * /proc/self/fd/N: that directory, QEMU's own (its pid survives exec),
+ * is all of /proc it gets.
+ */
+static int jail_share(int tree)
+{
+	struct mount_attr attr = {
+		.attr_set = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV |
+			    MOUNT_ATTR_NOEXEC,
+	};
+
+	if (mount_setattr(tree, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr,
+			  sizeof(attr)) < 0 ||
+	    mkdir(HV_JAIL_SHARE + 1, 0755) < 0 ||
+	    move_mount(tree, "", AT_FDCWD, HV_JAIL_SHARE + 1,
+		       MOVE_MOUNT_F_EMPTY_PATH) < 0)
+		return -1;
+	return bind_ro("/proc/self/fd", "proc/self/fd",
+		       MS_NOSUID | MS_NODEV | MS_NOEXEC, false);
+}
+
+/* The tree QEMU sees, built on a tmpfs over j->root, then made /;
+ * share is the detached copy of the share (virtio-9p) or -1. */
+static int jail_root(const struct hv_jail *j, int share)
 {
 	static const char *const tops[] = {
 		"/usr", "/lib", "/lib64", "/lib32", "/libx32", NULL,
@@ -269,6 +305,8 @@ static int jail_root(const struct hv_jail *j)
 	    bind_ro("/dev/urandom", "dev/urandom", dev, false) < 0 ||
 	    (j->kvm && bind_ro("/dev/kvm", "dev/kvm", dev, false) < 0))
 		return -1;
+	if (share >= 0 && jail_share(share) < 0)
+		return -1;
 	/* pivot_root(".", "."): the old root ends up on top, detached. */
 	if (syscall(SYS_pivot_root, ".", ".") < 0 ||
 	    umount2(".", MNT_DETACH) < 0 || chdir("/") < 0)
@@ -277,7 +315,28 @@ static int jail_root(const struct hv_jail *j)
 		     MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
 }
 
-/* No capability in any set, now or after exec. */
+/*
+ * What QEMU keeps to serve the share over virtio-9p as virtiofsd
+ * serves it (security_model=passthrough): files keep the owners the
+ * guest gives them (chown), whoever owns them (dac_override), with the
+ * modes and times the guest sets (fowner).  Not fsetid (a write or
+ * chown clears setuid bits), mknod, setfcap, setuid or setgid: 9p in
+ * QEMU 7.2 never switches ids.
+ */
+static const int share_caps[] = { CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_FOWNER };
+#define N_SHARE_CAPS (sizeof(share_caps) / sizeof(*share_caps))
+
+static bool share_cap(const struct hv_jail *j, int cap)
+{
+	for (size_t i = 0; j->share && i < N_SHARE_CAPS; i++)
+		if (share_caps[i] == cap)
+			return true;
+	return false;
+}
+
+/* No capability in any set, now or after exec; with a 9p share, the
+ * three above in every set, ambient included, so that they survive
+ * the exec of a program without file capabilities by a non-root uid. */
 static int drop_privileges(const struct hv_jail *j)
 {
 	struct __user_cap_header_struct h = {
@@ -291,20 +350,35 @@ static int drop_privileges(const struct hv_jail *j)
 	 * cannot take the host's pids. */
 	struct rlimit nproc = { HV_QEMU_NPROC, HV_QEMU_NPROC };
 
+	uint32_t keep = 0;
+
 	for (int cap = 0; prctl(PR_CAPBSET_READ, cap, 0, 0, 0) >= 0; cap++)
-		if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0)
+		if (!share_cap(j, cap) &&
+		    prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0)
 			return -1;
 	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 &&
 	    errno != EINVAL)
+		return -1;
+	if (j->share && prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0)
 		return -1;
 	if (setgroups(j->kvm && j->kvm_gid ? 1 : 0, groups) < 0 ||
 	    setresgid(j->gid, j->gid, j->gid) < 0 ||
 	    setresuid(j->uid, j->uid, j->uid) < 0)
 		return -1;
-	/* The uid change emptied the permitted and effective sets;
-	 * inheritable is left to clear. */
+	/* The uid change emptied the effective set, and the permitted one
+	 * unless kept; then exactly the kept ones (none without a
+	 * share), inheritable too, which the ambient set needs. */
+	for (size_t i = 0; j->share && i < N_SHARE_CAPS; i++)
+		keep |= 1u << share_caps[i];
 	memset(d, 0, sizeof(d));
+	d[0].effective = d[0].permitted = d[0].inheritable = keep;
 	if (syscall(SYS_capset, &h, d) < 0)
+		return -1;
+	for (size_t i = 0; j->share && i < N_SHARE_CAPS; i++)
+		if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE,
+			  share_caps[i], 0, 0) < 0)
+			return -1;
+	if (j->share && prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) < 0)
 		return -1;
 	if (setrlimit(RLIMIT_CORE, &core) < 0 ||
 	    setrlimit(RLIMIT_NPROC, &nproc) < 0)
@@ -315,17 +389,36 @@ static int drop_privileges(const struct hv_jail *j)
 int hv_jail_enter(void *arg)
 {
 	const struct hv_jail *j = arg;
+	int share = -1;
 
 	if (unshare(CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS |
 		    CLONE_NEWNET) < 0)
 		return -1;
-	if (jail_root(j) < 0 || drop_privileges(j) < 0)
+	if (j->share) {
+		/* Slaves first, so that the copy of the share taken now
+		 * keeps receiving the host's binds; the tmpfs then hides
+		 * its path (it lives in the state directory). */
+		if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0)
+			return -1;
+		share = open_tree(AT_FDCWD, j->share, OPEN_TREE_CLONE |
+				  OPEN_TREE_CLOEXEC | AT_RECURSIVE |
+				  AT_SYMLINK_NOFOLLOW);
+		if (share < 0)
+			return -1;
+	}
+	if (jail_root(j, share) < 0 || drop_privileges(j) < 0)
 		return -1;
+	if (share >= 0)
+		close(share);
 	/* The credential change cleared the parent-death signal. */
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
 		return -1;
 	if (getppid() != j->parent)
 		_exit(127);
+	/* Stacked under QEMU's own -sandbox: whatever the guest asks,
+	 * no setuid/setgid file and no device node on the host. */
+	if (j->share && hv_vfs_filter(NULL) < 0)
+		return -1;
 	return 0;
 }
 

@@ -468,7 +468,8 @@ static int start_virtiofsd(const struct hv_paths *p, struct husk_err **err)
 	return 0;
 }
 
-/* virtiofsd first (QEMU connects to it at start-up), then QEMU. */
+/* virtiofsd first (QEMU connects to it at start-up), then QEMU; over
+ * virtio-9p QEMU serves the share itself. */
 int start_vm(struct husk_err **err)
 {
 	struct hv_paths p = {
@@ -477,6 +478,7 @@ int start_vm(struct husk_err **err)
 		.bios = "/usr/share/qemu/qboot.rom",
 		.kernel = HV_JAIL_KERNEL,
 		.initrd = HV_JAIL_INITRD,
+		.share = HV_JAIL_SHARE,
 		.name = hv.vm_name,
 	};
 	struct hv_jail jail = {
@@ -486,6 +488,7 @@ int start_vm(struct husk_err **err)
 		.qemu = hv.o.qemu,
 		.kernel = hv.cfg.kernel, .initrd = hv.cfg.initrd,
 		.mem = hv.cfg.mem_file,
+		.share = hv_uses_9p(&hv.cfg) ? hv.cfg.shared_dir : NULL,
 		.parent = getpid(),
 	};
 	int fds[4 + HV_MAX_NETS], nfds, sp[2] = { -1, -1 }, logfd = -1;
@@ -511,7 +514,7 @@ int start_vm(struct husk_err **err)
 		if (!hv.con)
 			return -1;
 	}
-	if (hv.cfg.shared_dir) {
+	if (hv_uses_virtiofsd(&hv.cfg)) {
 		if (start_virtiofsd(&p, err) < 0)
 			goto fail;
 		/* QEMU's end, connected here: it waits in the backlog
@@ -570,7 +573,11 @@ int start_vm(struct husk_err **err)
 	hv.vcpus = hv.cfg.vcpus;
 	hv.memory_mb = hv.cfg.memory_mb;
 	hv_state_write(hv.qemu_pid, hv.vfs_pid);
-	log_info("QEMU pid %d", (int)hv.qemu_pid);
+	if (hv_uses_9p(&hv.cfg))
+		log_info("QEMU pid %d, sharing %s over virtio-9p",
+			 (int)hv.qemu_pid, hv.cfg.shared_dir);
+	else
+		log_info("QEMU pid %d", (int)hv.qemu_pid);
 	return 0;
 fail: {
 	int open_fds[] = { logfd, sp[0], sp[1], agent_fd, vfs_fd, con_fd };

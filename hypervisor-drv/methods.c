@@ -376,7 +376,7 @@ int hv_m_status(struct ipc_conn *c, struct ipc_msg *m, void *params,
 	/* starting is running to callers: QEMU is there, QMP comes next. */
 	if (hv.state == HV_ST_STARTING)
 		state = "running";
-	msgpack_pack_map(pk, 16);
+	msgpack_pack_map(pk, 17);
 	ipc_pack_kv_str(pk, "state", state);
 	ipc_pack_kv_str(pk, "accel", !cfg ? "" :
 			hv.cfg.accel == HV_ACCEL_KVM ? "kvm" : "tcg");
@@ -385,6 +385,9 @@ int hv_m_status(struct ipc_conn *c, struct ipc_msg *m, void *params,
 			hv.cfg.machine == HV_MACHINE_Q35 ? "q35" : "microvm");
 	ipc_pack_kv_int(pk, "qemu_pid", hv.qemu_pid);
 	ipc_pack_kv_int(pk, "virtiofsd_pid", hv.vfs_pid);
+	ipc_pack_kv_str(pk, "shared_fs", !cfg || !hv.cfg.shared_dir ? "" :
+			hv.cfg.shared_fs == HV_FS_9P ? "virtio-9p" :
+			"virtio-fs");
 	ipc_pack_kv_uint(pk, "qemu_uid", hv.uid_lock >= 0 ? hv.qemu_uid : 0);
 	ipc_pack_kv_uint(pk, "console_bytes", hv_sink_bytes(hv.con));
 	ipc_pack_kv_uint(pk, "uptime_ms", up);

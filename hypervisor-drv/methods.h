@@ -21,7 +21,7 @@
 /* create.c: create (and start, when nothing was created yet) */
 struct create_params {
 	char *kernel, *initrd, *kernel_params, *machine, *accel;
-	char *shared_dir, *agent_socket, *console_log;
+	char *shared_dir, *shared_fs, *agent_socket, *console_log;
 	uint32_t vcpus, max_vcpus, memory_mb, max_memory_mb, memory_slots;
 	uint32_t pci_ports, console_log_max_kb;
 	const msgpack_object *nets;

@@ -1,7 +1,8 @@
 /*
  * The QEMU and virtiofsd command lines, built from a validated
  * hv_config, and starting the two as children that cannot outlive the
- * driver.
+ * driver.  The share goes over virtio-fs (virtiofsd) or, for VMs whose
+ * memory virtiofsd cannot map, over QEMU's own virtio-9p.
  *
  * Boot path (docs/hypervisor.md, measured with make bench): q35 with
  * qboot and the PVH vmlinux keeps PCIe hotplug at about microvm's cost
@@ -165,6 +166,10 @@ char *hv_kernel_cmdline(const struct hv_config *c)
 		strv_add(&s, "memhp_default_state=online_movable");
 	if (c->shared_dir)
 		strv_add(&s, "husk.share=husk");
+	/* The agent mounts a 9p share late (at create_sandbox): a template
+	 * must not have it attached when its state is saved. */
+	if (hv_uses_9p(c))
+		strv_add(&s, "husk.share_fs=9p");
 	if (c->kernel_params && *c->kernel_params)
 		strv_add(&s, c->kernel_params);
 	for (size_t i = 0; i < s.n; i++)
@@ -213,7 +218,7 @@ static void add_memory(struct strv *s, const struct hv_config *c)
 			  "share=%s", c->memory_mb, HV_JAIL_MEM,
 			  c->mem_share ? "on" : "off");
 		strv_add2(s, "-numa", "node,memdev=mem0");
-	} else if (c->shared_dir) {
+	} else if (hv_uses_virtiofsd(c)) {
 		/* vhost-user: virtiofsd maps guest RAM, so it must be a
 		 * shared memfd, which needs a NUMA node to hang from. */
 		strv_add(s, "-object");
@@ -283,12 +288,29 @@ char **hv_qemu_argv(const struct hv_config *c, const struct hv_paths *p)
 	strv_add2(&s, "-device",
 		  "virtserialport,bus=vser0.0,chardev=agent,name=agent.channel.0");
 
-	if (c->shared_dir) {
+	if (hv_uses_virtiofsd(c)) {
 		/* Connected by the driver (any path length). */
 		strv_add(&s, "-chardev");
 		strv_addf(&s, "socket,id=vfs,fd=%d", HV_FD_VFS(c));
 		strv_add(&s, "-device");
 		strv_addf(&s, "vhost-user-fs-%s,chardev=vfs,tag=husk", bus);
+	}
+	if (hv_uses_9p(c)) {
+		cleanup_free char *share = opt_esc(p->share ? p->share :
+						   c->shared_dir);
+
+		/* QEMU serves the share itself, from its jail (jail.c).
+		 * passthrough: files keep the owners and modes the guest
+		 * gives them, as with virtiofsd (QEMU keeps CAP_CHOWN,
+		 * CAP_DAC_OVERRIDE and CAP_FOWNER for it); remap: each host
+		 * mount under the share keeps its own inode numbers apart.
+		 * Not readonly=on: writable volumes sit under the same
+		 * export; the host's read-only binds hold the rest. */
+		strv_add(&s, "-fsdev");
+		strv_addf(&s, "local,id=fs0,path=%s,security_model=passthrough,"
+			  "multidevs=remap", share);
+		strv_add(&s, "-device");
+		strv_addf(&s, "virtio-9p-%s,fsdev=fs0,mount_tag=husk", bus);
 	}
 	/* Free page reporting: the guest hands back the pages it frees
 	 * (the agent sets the order it reports from), so a sandbox's

@@ -51,11 +51,12 @@ int tmpl_check_params(const struct create_params *p, struct husk_err **err)
 	if (!p->memory_file)
 		return 0;
 	/* vhost-user-fs blocks migration, and virtiofsd could not see a
-	 * clone's private pages. */
-	if (p->shared_dir)
-		return husk_error(err, HUSK_E_INVALID, "params.shared_dir: "
+	 * clone's private pages; virtio-9p is QEMU's own. */
+	if (p->shared_dir && (!p->shared_fs ||
+			      strcmp(p->shared_fs, "virtio-9p")))
+		return husk_error(err, HUSK_E_INVALID, "params.shared_fs: "
 				  "virtio-fs cannot be used with memory_file "
-				  "(templates and clones)");
+				  "(templates and clones): virtio-9p can");
 	if (p->memory_file[0] != '/' || stat(p->memory_file, &st) < 0)
 		return husk_error(err, HUSK_E_INVALID, "params.memory_file: %s: "
 				  "%s", p->memory_file, p->memory_file[0] == '/' ?

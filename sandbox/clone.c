@@ -59,14 +59,18 @@ static int tmpfs_up(const struct husk_config *cfg,
 		return husk_error_sys(err, errno, "create `%s`", p->memory);
 	if (mkdir(p->vm, 0700) < 0)
 		return husk_error_sys(err, errno, "mkdir `%s`", p->vm);
+	if (mkdir(p->share, 0755) < 0)
+		return husk_error_sys(err, errno, "mkdir `%s`", p->share);
 	return 0;
 }
 
 static json_t *template_create_params(const struct husk_config *cfg,
 				      const struct husk_tmpl_paths *p)
 {
+	/* The clone's command line must have the same 9p device; the
+	 * guest mounts it only at create_sandbox, after the snapshot. */
 	return json_pack("{s:s, s:s?, s:s, s:i, s:i, s:i, s:i, s:i, s:s, s:s,"
-			 " s:s, s:s, s:s, s:b}",
+			 " s:s, s:s, s:s, s:b, s:s, s:s}",
 			 "kernel", cfg->kernel, "initrd", cfg->initrd,
 			 "kernel_params", cfg->kernel_params,
 			 "vcpus", 1, "max_vcpus", cfg->max_vcpus,
@@ -76,7 +80,8 @@ static json_t *template_create_params(const struct husk_config *cfg,
 			 "machine", cfg->machine_type, "accel", cfg->accel,
 			 "agent_socket", p->agent_sock,
 			 "console_log", p->console_log,
-			 "memory_file", p->memory, "template", 1);
+			 "memory_file", p->memory, "template", 1,
+			 "shared_dir", p->share, "shared_fs", cfg->shared_fs);
 }
 
 static pid_t template_driver(const struct husk_config *cfg,
@@ -218,6 +223,11 @@ static const char *no_template(const struct husk_config *cfg)
 {
 	if (!cfg->kernel || !cfg->kernel[0])
 		return "no [hypervisor] kernel";
+	/* virtiofsd maps guest RAM: it would not see a clone's pages, and
+	 * QEMU refuses to migrate vhost-user-fs. */
+	if (strcmp(cfg->shared_fs, "virtio-9p"))
+		return "[hypervisor] shared_fs is virtio-fs, which cannot "
+		       "serve a clone (virtio-9p can)";
 	return NULL;
 }
 
@@ -331,7 +341,8 @@ int husk_factory_prepare(const struct husk_config *cfg, json_t **manifest,
 /* A clone                                                             */
 
 json_t *husk_clone_params(const struct husk_config *cfg, const json_t *tmpl,
-			  const char *agent_sock, const char *console_log)
+			  const char *agent_sock, const char *console_log,
+			  const char *shared)
 {
 	const json_t *c = json_object_get(tmpl, "config");
 	struct husk_tmpl_paths p;
@@ -353,6 +364,11 @@ json_t *husk_clone_params(const struct husk_config *cfg, const json_t *tmpl,
 		      "accel", json_object_get(c, "accel"),
 		      "agent_socket", agent_sock,
 		      "memory_file", p.memory, "incoming", p.state);
+	/* The template's 9p device, serving this sandbox's share. */
+	if (j)
+		json_object_set_new(j, "shared_dir", json_string(shared));
+	if (j)
+		json_object_set_new(j, "shared_fs", json_string("virtio-9p"));
 	if (j && cfg->console_log) {
 		json_object_set_new(j, "console_log", json_string(console_log));
 		json_object_set_new(j, "console_log_max_kb",

@@ -84,6 +84,7 @@ void husk_config_defaults(struct husk_config *c)
 	c->kernel = guest_path("vmlinux");
 	c->initrd = guest_path("initrd.img");
 	c->machine_type = husk_xstrdup("q35");
+	c->shared_fs = husk_xstrdup("virtio-fs");
 	c->accel = husk_xstrdup("auto");
 	c->kernel_params = husk_xstrdup("");
 	c->vcpus = 1;
@@ -129,6 +130,10 @@ struct key {
 
 static const char *const accel_choices[] = { "auto", "kvm", "tcg", NULL };
 static const char *const machine_choices[] = { "q35", "microvm", NULL };
+/* virtio-9p is for VMs virtio-fs cannot serve: templates and their
+ * clones (docs/share.md, "virtio-9p"). */
+static const char *const shared_fs_choices[] = { "virtio-fs", "virtio-9p",
+						 NULL };
 static const char *const net_choices[] = { "tcfilter", "macvtap", "none",
 					   NULL };
 static const char *const level_choices[] = { "error", "warn", "info",
@@ -145,6 +150,8 @@ static const struct key keys[] = {
 	  machine_choices },
 	{ "hypervisor", "accel", K_STR, O(accel), 0, 0, accel_choices },
 	{ "hypervisor", "kernel_params", K_STR, O(kernel_params), 0, 0, NULL },
+	{ "hypervisor", "shared_fs", K_STR, O(shared_fs), 0, 0,
+	  shared_fs_choices },
 	{ "hypervisor", "vcpus", K_UINT, O(vcpus), 1, 240, NULL },
 	{ "hypervisor", "max_vcpus", K_UINT, O(max_vcpus), 1, 240, NULL },
 	{ "hypervisor", "memory_mb", K_UINT, O(memory_mb), 64, 1u << 20,
@@ -214,6 +221,20 @@ static char *unquote(const char *v)
 	return strdup(v);
 }
 
+static int bad_choice(const struct key *k, struct load_state *st,
+		      const char *v)
+{
+	char list[256] = "";
+	size_t n = 0;
+
+	for (const char *const *ch = k->choices; *ch && n < sizeof(list);
+	     ch++)
+		n += (size_t)snprintf(list + n, sizeof(list) - n, "%s%s",
+				      ch == k->choices ? "" : ", ", *ch);
+	return husk_error(&st->err, HUSK_E_INVALID, "[%s] %s: '%s' is not "
+			  "one of %s", k->section, k->name, v, list);
+}
+
 static int set_key(const struct key *k, struct load_state *st,
 		   const char *value)
 {
@@ -233,10 +254,7 @@ static int set_key(const struct key *k, struct load_state *st,
 				if (!strcmp(*ch, v))
 					break;
 			if (!*ch)
-				return husk_error(&st->err, HUSK_E_INVALID,
-						  "[%s] %s: '%s' is not one of "
-						  "the allowed values",
-						  k->section, k->name, v);
+				return bad_choice(k, st, v);
 		}
 		free(*(char **)base);
 		*(char **)base = husk_steal_ptr(v);

@@ -10,6 +10,8 @@
  *       manifest.json           what made it (husk_factory_want)
  *       memory                  the guest's RAM (0666: QEMU's uid opens it)
  *       state                   device state (save_template)
+ *       share/                  empty: the 9p export the template has
+ *                               and never mounts (a clone's is its own)
  *       vm/                     the template driver's state directory
  *   <template_path>.lock        flock: one maker at a time
  */
@@ -50,13 +52,14 @@ void husk_tmpl_paths(const struct husk_config *cfg, struct husk_tmpl_paths *p)
 	p->hv_log = husk_xasprintf("%s/vm/hypervisor.log", d);
 	p->console_log = husk_xasprintf("%s/vm/console.log", d);
 	p->driver = husk_xasprintf("%s/vm/driver.pid", d);
+	p->share = husk_xasprintf("%s/share", d);
 }
 
 void husk_tmpl_paths_free(struct husk_tmpl_paths *p)
 {
 	char **v[] = { &p->dir, &p->lock, &p->memory, &p->state,
 		       &p->manifest, &p->vm, &p->hv_sock, &p->agent_sock,
-		       &p->hv_log, &p->console_log, &p->driver };
+		       &p->hv_log, &p->console_log, &p->driver, &p->share };
 
 	for (size_t i = 0; i < sizeof(v) / sizeof(*v); i++) {
 		free(*v[i]);
@@ -126,7 +129,7 @@ json_t *husk_factory_want(const struct husk_config *cfg,
 		      "max_vcpus", cfg->max_vcpus,
 		      "max_memory_mb", husk_tmpl_max_memory(cfg),
 		      "memory_slots", cfg->memory_slots,
-		      "share", "none",
+		      "share", cfg->shared_fs,
 		      "vcpus", 1, "memory_mb", cfg->factory_memory_mb);
 	if (!j)
 		husk_error(err, HUSK_E_SYSTEM, "the template's manifest");

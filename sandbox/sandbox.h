@@ -36,6 +36,7 @@ struct husk_config {
 	char *machine_type;
 	char *accel;                    /* auto|kvm|tcg */
 	char *kernel_params;
+	char *shared_fs;                /* virtio-fs|virtio-9p */
 	unsigned vcpus, max_vcpus;
 	unsigned memory_mb, max_memory_mb, memory_slots;
 	bool console_log;
@@ -277,6 +278,7 @@ void husk_unshare_container(const struct husk_sbx_paths *p, const char *cid);
 struct husk_tmpl_paths {
 	char *dir, *lock, *memory, *state, *manifest, *vm;
 	char *hv_sock, *agent_sock, *hv_log, *console_log, *driver;
+	char *share;
 };
 void husk_tmpl_paths(const struct husk_config *cfg, struct husk_tmpl_paths *p);
 void husk_tmpl_paths_free(struct husk_tmpl_paths *p);
@@ -315,7 +317,8 @@ int husk_factory_prepare(const struct husk_config *cfg, json_t **manifest,
 			 int *lock, struct husk_err **err);
 /* create params for a clone of the template tmpl (its manifest). */
 json_t *husk_clone_params(const struct husk_config *cfg, const json_t *tmpl,
-			  const char *agent_sock, const char *console_log);
+			  const char *agent_sock, const char *console_log,
+			  const char *shared);
 /* A clone's first steps once its agent answers: the guest's RNG
  * reseeded from the host's, its clock set, vCPUs and memory plugged up
  * to cfg's size.  Nothing for a cold sandbox. */

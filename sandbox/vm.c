@@ -104,7 +104,7 @@ static json_t *hv_create_params(const struct husk_config *cfg,
 			  (cfg->max_memory_mb - cfg->memory_mb) / 128 * 128;
 
 	json_t *j = json_pack("{s:s, s:s, s:s, s:i, s:i, s:i, s:i, s:i, s:s,"
-			      " s:s, s:s, s:s}",
+			      " s:s, s:s, s:s, s:s}",
 			      "kernel", cfg->kernel, "initrd", cfg->initrd,
 			      "kernel_params", cfg->kernel_params,
 			      "vcpus", cfg->vcpus, "max_vcpus", cfg->max_vcpus,
@@ -113,6 +113,7 @@ static json_t *hv_create_params(const struct husk_config *cfg,
 			      "memory_slots", cfg->memory_slots,
 			      "machine", cfg->machine_type,
 			      "accel", cfg->accel, "shared_dir", p->shared,
+			      "shared_fs", cfg->shared_fs,
 			      "agent_socket", p->agent_sock);
 
 	if (j && cfg->console_log) {
@@ -159,7 +160,7 @@ static int start_hypervisor(const struct husk_config *cfg,
 		return -1;
 	if (tmpl) {
 		params = husk_clone_params(cfg, tmpl, p->agent_sock,
-					   p->console_log);
+					   p->console_log, p->shared);
 		s->clone_vcpus = (unsigned)json_integer_value(
 			json_object_get(tmpl, "vcpus"));
 		s->clone_memory_mb = (unsigned)json_integer_value(

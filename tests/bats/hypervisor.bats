@@ -612,6 +612,8 @@ sys.stdout.write(s.makefile().readline())' "$VMDIR/agent.sock"
 	bad '{"vcpus": 3, "max_vcpus": 2}' "params.max_vcpus"
 	bad '{"machine": "microvm"}' "microvm has no hotplug"
 	bad '{"shared_dir": "/nonexistent"}' "params.shared_dir"
+	bad '{"shared_fs": "nfs"}' "params.shared_fs: 'nfs' is not virtio-fs or virtio-9p"
+	bad '{"shared_fs": "virtio-9p", "shared_dir": null}' "params.shared_fs: virtio-9p needs a shared_dir to serve"
 	bad '{"console_log_max_kb": 2}' "params.console_log_max_kb: 2 is below 4"
 	# QEMU opens the kernel as its own unprivileged user.
 	: >"$d/private"

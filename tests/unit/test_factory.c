@@ -51,6 +51,8 @@ static int setup(void **state)
 	snprintf(f->tdir, sizeof(f->tdir), "%s/template", f->dir);
 	assert_int_equal(mkdir(f->tdir, 0700), 0);
 	husk_config_defaults(&f->cfg);
+	free(f->cfg.shared_fs);
+	f->cfg.shared_fs = husk_xstrdup("virtio-9p");
 	free(f->cfg.kernel);
 	free(f->cfg.initrd);
 	free(f->cfg.qemu_path);
@@ -188,6 +190,12 @@ static void test_config_differs(void **state)
 	f->cfg.factory_memory_mb = 512;
 	assert_int_equal(compare(f, why, sizeof(why)), HUSK_TMPL_DIFFERS);
 	f->cfg.factory_memory_mb = 256;
+	free(f->cfg.shared_fs);
+	f->cfg.shared_fs = husk_xstrdup("virtio-fs");
+	assert_int_equal(compare(f, why, sizeof(why)), HUSK_TMPL_DIFFERS);
+	assert_non_null(strstr(why, "share"));
+	free(f->cfg.shared_fs);
+	f->cfg.shared_fs = husk_xstrdup("virtio-9p");
 	/* Another kernel file is another configuration, not a stale one. */
 	free(f->cfg.kernel);
 	f->cfg.kernel = in(f, "initrd");

@@ -376,6 +376,52 @@ static void virtiofsd_argv(void **state)
 	hv_argv_free(argv);
 }
 
+/* The share over virtio-9p: QEMU serves it from its jail, no
+ * virtiofsd, no shared memory; the console takes virtiofsd's place. */
+static void argv_9p(void **state)
+{
+	struct hv_paths jailed = paths;
+	struct hv_config c;
+	char **argv;
+	char *s;
+
+	test_config(&c);
+	c.shared_dir = "/run/s,b/shared";
+	c.shared_fs = HV_FS_9P;
+	c.console_log = "/run/s,b/console.log";
+	jailed.share = HV_JAIL_SHARE;
+	argv = hv_qemu_argv(&c, &jailed);
+	assert_true(has_pair(argv, "-fsdev", "local,id=fs0,path=/share,"
+			     "security_model=passthrough,multidevs=remap"));
+	assert_true(has_pair(argv, "-device", "virtio-9p-pci,fsdev=fs0,"
+			     "mount_tag=husk"));
+	assert_false(has_pair(argv, "-device", "vhost-user-fs-pci,"
+			      "chardev=vfs,tag=husk"));
+	assert_false(has_pair(argv, "-chardev", "socket,id=vfs,fd=5"));
+	assert_false(has_arg(argv, "-numa"));
+	assert_false(has_pair(argv, "-object", "memory-backend-memfd,id=mem0,"
+			      "size=256M,share=on"));
+	assert_true(has_pair(argv, "-chardev", "socket,id=con,fd=5,"
+			     "server=off"));
+	hv_argv_free(argv);
+	/* Unjailed (a bench's bare QEMU): the host path, commas doubled. */
+	c.machine = HV_MACHINE_MICROVM;
+	argv = hv_qemu_argv(&c, &paths);
+	assert_true(has_pair(argv, "-fsdev", "local,id=fs0,"
+			     "path=/run/s,,b/shared,security_model=passthrough,"
+			     "multidevs=remap"));
+	assert_true(has_pair(argv, "-device", "virtio-9p-device,fsdev=fs0,"
+			     "mount_tag=husk"));
+	hv_argv_free(argv);
+	s = hv_kernel_cmdline(&c);
+	assert_non_null(strstr(s, " husk.share=husk husk.share_fs=9p"));
+	free(s);
+	c.shared_fs = HV_FS_VIRTIOFS;
+	s = hv_kernel_cmdline(&c);
+	assert_null(strstr(s, "husk.share_fs"));
+	free(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -389,6 +435,7 @@ int main(void)
 		cmocka_unit_test(argv_microvm_kvm_nets),
 		cmocka_unit_test(kernel_cmdline),
 		cmocka_unit_test(virtiofsd_argv),
+		cmocka_unit_test(argv_9p),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
