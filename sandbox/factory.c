@@ -144,8 +144,10 @@ static bool same(const json_t *a, const json_t *b)
 /* A value for a message: strings bare, the rest as JSON. */
 static char *show(const json_t *v)
 {
-	if (json_is_string(v))
+	if (json_is_string(v) && json_string_length(v))
 		return husk_xstrdup(json_string_value(v));
+	if (json_is_string(v))
+		return husk_xstrdup("\"\"");
 	if (!v)
 		return husk_xstrdup("(none)");
 	return json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) ?:
