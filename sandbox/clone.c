@@ -124,7 +124,7 @@ static int write_manifest(const struct husk_config *cfg,
 	json_t *m = husk_factory_want(cfg, err);
 	cleanup_free char *txt = NULL;
 	cleanup_close int dfd = -1;
-	char when[32];
+	char when[32], hex[24];
 	time_t now = time(NULL);
 	struct tm tm;
 
@@ -136,6 +136,11 @@ static int write_manifest(const struct husk_config *cfg,
 			    json_integer((json_int_t)cfg->factory_memory_mb
 					 << 20));
 	json_object_set_new(m, "state_bytes", json_integer(state));
+	if (husk_factory_hash(p->state, hex, sizeof(hex)) < 0) {
+		json_decref(m);
+		return husk_error_sys(err, errno, "read `%s`", p->state);
+	}
+	json_object_set_new(m, "state_fnv1a64", json_string(hex));
 	json_object_set_new(m, "created", json_string(when));
 	txt = json_dumps(m, JSON_INDENT(2) | JSON_SORT_KEYS);
 	json_decref(m);

@@ -177,6 +177,29 @@ static int file_size_is(const char *dir, const char *name, json_int_t want,
 	return 0;
 }
 
+/* FNV-1a over a file: a damaged device state is refused before QEMU
+ * reads it (a failed load would fail the sandbox, not rebuild). */
+int husk_factory_hash(const char *path, char *hex, size_t n)
+{
+	cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	uint64_t h = 0xcbf29ce484222325ULL;
+	unsigned char buf[65536];
+	ssize_t r;
+
+	if (fd < 0)
+		return -1;
+	while ((r = read(fd, buf, sizeof(buf))) != 0) {
+		if (r < 0)
+			return -1;
+		for (ssize_t i = 0; i < r; i++) {
+			h ^= buf[i];
+			h *= 0x100000001b3ULL;
+		}
+	}
+	snprintf(hex, n, "%016llx", (unsigned long long)h);
+	return 0;
+}
+
 int husk_factory_compare(const json_t *have, const json_t *want,
 			 const char *dir, char *why, size_t n)
 {
@@ -246,6 +269,19 @@ int husk_factory_compare(const json_t *have, const json_t *want,
 				 json_object_get(have, "state_bytes")),
 			 why, n) < 0)
 		return HUSK_TMPL_STALE;
+	{
+		cleanup_free char *path = husk_xasprintf("%s/state", dir);
+		const char *sum = json_string_value(json_object_get(
+			have, "state_fnv1a64"));
+		char hex[24];
+
+		if (!sum || husk_factory_hash(path, hex, sizeof(hex)) < 0 ||
+		    strcmp(hex, sum)) {
+			snprintf(why, n, "%s: its content is not what the "
+				 "manifest says (damaged)", path);
+			return HUSK_TMPL_STALE;
+		}
+	}
 	return HUSK_TMPL_OK;
 }
 

@@ -299,6 +299,8 @@ int husk_factory_compare(const json_t *have, const json_t *want,
 int husk_factory_check(const struct husk_config *cfg, json_t **have,
 		       json_t **want, char *why, size_t n,
 		       struct husk_err **err);
+/* The state file's checksum, as the manifest keeps it (hex). */
+int husk_factory_hash(const char *path, char *hex, size_t n);
 unsigned husk_tmpl_max_memory(const struct husk_config *cfg);
 /* flock (LOCK_SH/LOCK_EX) of <template_path>.lock: the descriptor. */
 int husk_factory_lock(const struct husk_config *cfg, int op,

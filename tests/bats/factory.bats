@@ -74,6 +74,14 @@ status_field() {
 	run hk factory bogus
 	[ "$status" -eq 100 ]
 	[[ "$output" == *"unknown subcommand"* ]]
+	run hk check
+	[[ "$output" == *"factory"*"VM templates at $TP"* ]]
+	printf '[factory]\ntemplate = true\n' >"$BATS_TEST_TMPDIR/c"
+	run "$HUSK_BIN" --root "$ROOT" --config "$BATS_TEST_TMPDIR/c" check
+	[[ "$output" == *"template needs [hypervisor] shared_fs = virtio-9p"* ]]
+	run "$HUSK_BIN" --root "$ROOT" --config "$BATS_TEST_TMPDIR/c" factory init
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"shared_fs is virtio-fs, which cannot serve a clone"* ]]
 	printf '[factory]\ntemplate_path = rel\n' >"$BATS_TEST_TMPDIR/c"
 	run "$HUSK_BIN" --root "$ROOT" --config "$BATS_TEST_TMPDIR/c" factory status
 	[ "$status" -ne 0 ]
@@ -194,6 +202,10 @@ status_field() {
 	[[ "$output" == *"VM cloned from the template"* ]]
 	[ "$(status_field .template.usable)" = true ]
 	[ "$(status_field .template.state.size)" -gt 10000 ]
+	# The right size, a byte changed: refused too.
+	printf 'x' | dd of="$TP/state" bs=1 seek=1000 conv=notrunc status=none
+	[ "$(status_field .template.usable)" = false ]
+	[[ "$(status_field .template.reason)" == *"state: its content is not what the manifest says (damaged)"* ]]
 	# A template without its memory file: refused by status too.
 	rm "$TP/memory"
 	[ "$(status_field .template.usable)" = false ]

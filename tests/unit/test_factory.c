@@ -43,7 +43,7 @@ static char *in(struct fx *f, const char *name)
 static int setup(void **state)
 {
 	struct fx *f = calloc(1, sizeof(*f));
-	char *p;
+	char *p, hex[24];
 
 	husk_log_set_level(HUSK_LOG_ERROR);
 	snprintf(f->dir, sizeof(f->dir), "/tmp/husk-factory.XXXXXX");
@@ -77,6 +77,8 @@ static int setup(void **state)
 	free(p);
 	p = husk_xasprintf("%s/state", f->tdir);
 	put(p, 5000);
+	assert_int_equal(husk_factory_hash(p, hex, sizeof(hex)), 0);
+	json_object_set_new(f->have, "state_fnv1a64", json_string(hex));
 	free(p);
 	*state = f;
 	return 0;
@@ -133,6 +135,17 @@ static void test_truncated_or_missing(void **state)
 	put(p, 4999);
 	assert_int_equal(compare(f, why, sizeof(why)), HUSK_TMPL_STALE);
 	assert_non_null(strstr(why, "truncated"));
+	/* The right size, a byte changed. */
+	put(p, 5000);
+	{
+		int fd = open(p, O_WRONLY);
+
+		assert_true(fd >= 0);
+		assert_int_equal(pwrite(fd, "x", 1, 100), 1);
+		close(fd);
+	}
+	assert_int_equal(compare(f, why, sizeof(why)), HUSK_TMPL_STALE);
+	assert_non_null(strstr(why, "damaged"));
 	unlink(p);
 	assert_int_equal(compare(f, why, sizeof(why)), HUSK_TMPL_STALE);
 	assert_non_null(strstr(why, "state"));
