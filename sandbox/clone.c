@@ -228,6 +228,10 @@ static const char *no_template(const struct husk_config *cfg)
 {
 	if (!cfg->kernel || !cfg->kernel[0])
 		return "no [hypervisor] kernel";
+	/* A clone is sized by hotplug, which microvm has not. */
+	if (strcmp(cfg->machine_type, "q35"))
+		return "[hypervisor] machine_type is not q35: a clone is "
+		       "sized by hotplug";
 	/* virtiofsd maps guest RAM: it would not see a clone's pages, and
 	 * QEMU refuses to migrate vhost-user-fs. */
 	if (strcmp(cfg->shared_fs, "virtio-9p"))

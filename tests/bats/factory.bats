@@ -154,11 +154,15 @@ status_field() {
 }
 
 @test "factory: a clone whose QEMU is killed leaves nothing after delete --force" {
-	local sb="$BATS_TEST_TMPDIR/sleep" qemu
+	local sb="$BATS_TEST_TMPDIR/sleep" qemu kb
 	make_bundle "$sb" sleep 100000
+	# Sized above the template's 256 MiB: a DIMM plugged in.
+	set_memory_limit "$sb" $((256 << 20))
 	run husk_detached --config "$CONF" run -d --bundle "$sb" c4
 	[ "$status" -eq 0 ]
-	jq -e '.clone.finished == true and .clone.vcpus == 1' "$ROOT/c4/sandbox.json"
+	jq -e '.clone.finished == true and .clone.vcpus == 1 and .clone.memory_mb == 256' "$ROOT/c4/sandbox.json"
+	kb=$(guest_mem_kb c4)
+	[ "$kb" -gt $((400 << 10)) ] || { echo "guest MemTotal $kb kB" >&2; false; }
 	qemu=$(pgrep -f "guest=$ROOT/c4/vm")
 	[ -n "$qemu" ]
 	kill -9 $qemu
