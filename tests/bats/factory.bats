@@ -45,6 +45,7 @@ status_field() {
 	[ "$status" -eq 0 ]
 	[[ "$output" == "template made at $TP" ]]
 	grep -q " $TP rw,nosuid,nodev,noexec.* - tmpfs husk-template " /proc/self/mountinfo
+	[ "$(stat -c %a:%U "$TP")" = 700:root ]
 	[ "$(status_field .template.usable)" = true ]
 	[ "$(status_field .template.manifest.config.share)" = virtio-9p ]
 	[ "$(status_field .template.manifest.files.kernel.path)" = "$(hk env | sed -n 's/^kernel = "\(.*\)"/\1/p')" ]
@@ -165,6 +166,15 @@ status_field() {
 	[ "$kb" -gt $((400 << 10)) ] || { echo "guest MemTotal $kb kB" >&2; false; }
 	qemu=$(pgrep -f "guest=$ROOT/c4/vm")
 	[ -n "$qemu" ]
+	# A clone's QEMU: jailed as any, the RAM file its one writable
+	# bind, private (share=off) on the command line.
+	[ "$(awk '/^Uid:/ { print $2 }' "/proc/$qemu/status")" -ge 2140000000 ]
+	grep -q '^NoNewPrivs:[[:space:]]*1' "/proc/$qemu/status"
+	grep -q ' /boot/mem rw,nosuid,nodev,noexec' "/proc/$qemu/mountinfo"
+	tr '\0' ' ' <"/proc/$qemu/cmdline" | grep -q 'mem-path=/boot/mem,share=off'
+	tr '\0' ' ' <"/proc/$qemu/cmdline" | grep -q -- '-incoming defer'
+	run grep -c free-page-reporting "/proc/$qemu/cmdline"
+	[ "$output" = 0 ]
 	kill -9 $qemu
 	run hk delete --force c4
 	[ "$status" -eq 0 ]
