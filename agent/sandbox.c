@@ -76,7 +76,7 @@ int agent_m_create_sandbox(struct ipc_conn *c, struct ipc_msg *m,
 		return husk_error_sys(err, errno, "sethostname %s",
 				      p->hostname);
 	if (!a->host_mode && init_mount_share(err) < 0)
-		return husk_error_wrap(err, "create_sandbox");
+		return -1;
 	if (p->dns && p->dns[0] && write_resolv(a, p->dns, err) < 0)
 		return -1;
 	core->sandbox = true;

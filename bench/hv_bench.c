@@ -152,7 +152,7 @@ static double bare_boot(const struct hv_config *c)
 		goto out;
 	fds[nfds++] = sp[1];
 	fds[nfds++] = agent_fd;
-	if (c->shared_dir) {
+	if (hv_uses_virtiofsd(c)) {
 		char **vargv = hv_virtiofsd_argv(c, &p, 3);
 		int lfd;
 
