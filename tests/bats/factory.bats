@@ -175,6 +175,12 @@ status_field() {
 	tr '\0' ' ' <"/proc/$qemu/cmdline" | grep -q -- '-incoming defer'
 	run grep -c free-page-reporting "/proc/$qemu/cmdline"
 	[ "$output" = 0 ]
+	# Only a template's driver saves a template.
+	run "${BUILD:-build}/bin/husk-ipc" "$ROOT/c4/hv.sock" save_template \
+		"{\"path\": \"$BATS_TEST_TMPDIR/st\"}"
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"save_template: not a template VM"* ]]
+	[ ! -e "$BATS_TEST_TMPDIR/st" ]
 	kill -9 $qemu
 	run hk delete --force c4
 	[ "$status" -eq 0 ]
