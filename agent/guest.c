@@ -242,6 +242,12 @@ int guest_seed(bool host_mode, const struct ipc_bin *d,
 	memcpy(info->buf, d->p, d->len);
 	if (ioctl(fd, RNDADDENTROPY, info) < 0)
 		return husk_error_sys(err, errno, "RNDADDENTROPY");
+	/* The bytes reach the input pool; the generator behind
+	 * /dev/urandom takes from it only at its next reseed, up to a
+	 * minute away.  A clone of a VM template woke with the template's
+	 * generator (docs/factory.md): it must differ now. */
+	if (ioctl(fd, RNDRESEEDCRNG) < 0)
+		return husk_error_sys(err, errno, "RNDRESEEDCRNG");
 	return 0;
 }
 

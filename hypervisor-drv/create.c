@@ -50,6 +50,9 @@ const struct ipc_field hv_create_fields[] = {
 	{ "memory_slots", IPC_F_UINT32, 0, CP(memory_slots), 0, 32 },
 	{ "pci_ports", IPC_F_UINT32, 0, CP(pci_ports), 0, HV_MAX_PORTS },
 	{ "nets", IPC_F_ARRAY, IPC_NULLABLE, CP(nets), 0, HV_MAX_NETS },
+	{ "memory_file", IPC_F_STR, IPC_NULLABLE, CP(memory_file), 0, 4096 },
+	{ "template", IPC_F_BOOL, 0, CP(template_vm), 0, 0 },
+	{ "incoming", IPC_F_STR, IPC_NULLABLE, CP(incoming), 0, 4096 },
 	{ NULL },
 };
 
@@ -305,6 +308,8 @@ static int config_from_params(struct create_params *p, struct ipc_msg *m,
 	if (p->console_log_max_kb < 4)
 		return husk_error(err, HUSK_E_INVALID, "params.console_log_max_kb:"
 				  " %u is below 4", p->console_log_max_kb);
+	if (tmpl_check_params(p, err) < 0)
+		return -1;
 	if (decode_nets(p->nets, m, c, err) < 0)
 		return -1;
 
@@ -314,6 +319,9 @@ static int config_from_params(struct create_params *p, struct ipc_msg *m,
 	c->shared_dir = husk_steal_ptr(p->shared_dir);
 	c->agent_socket = husk_steal_ptr(p->agent_socket);
 	c->console_log = husk_steal_ptr(p->console_log);
+	c->mem_file = husk_steal_ptr(p->memory_file);
+	c->incoming = husk_steal_ptr(p->incoming);
+	c->mem_share = p->template_vm;
 	c->vcpus = p->vcpus;
 	c->max_vcpus = p->max_vcpus;
 	c->memory_mb = p->memory_mb;

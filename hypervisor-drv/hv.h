@@ -58,6 +58,8 @@
 /* Where QEMU finds the kernel and initrd inside its jail. */
 #define HV_JAIL_KERNEL "/boot/vmlinux"
 #define HV_JAIL_INITRD "/boot/initrd"
+/* A template's or a clone's RAM file (docs/factory.md). */
+#define HV_JAIL_MEM "/boot/mem"
 /* Where QEMU finds the share it serves over virtio-9p. */
 #define HV_JAIL_SHARE "/share"
 
@@ -100,6 +102,12 @@ struct hv_config {
 	uint32_t console_max_kb;        /* console.log's bound (console.c) */
 	uint32_t kvm_gid;               /* KVM: QEMU's group for /dev/kvm */
 	uint32_t pci_ports;     /* spare pcie-root-ports (q35) */
+	/* VM templates (docs/factory.md): RAM in mem_file, mapped shared
+	 * (a template) or private (a clone, which starts from the device
+	 * state in incoming). */
+	char *mem_file;
+	bool mem_share;
+	char *incoming;
 	bool kernel_elf;        /* PVH vmlinux: boots with qboot */
 	uint32_t tsc_khz;       /* microvm: tsc_early_khz, 0 if unknown */
 	struct hv_net nets[HV_MAX_NETS];
@@ -216,6 +224,7 @@ struct hv_jail {
 	const char *root;       /* an existing directory to build / over */
 	const char *qemu;       /* the binary, bound if not under /usr */
 	const char *kernel, *initrd;    /* host paths, bound at HV_JAIL_* */
+	const char *mem;                /* RAM file, bound read-write */
 	const char *share;      /* virtio-9p: served from HV_JAIL_SHARE */
 	pid_t parent;           /* the driver, for the PDEATHSIG race */
 };

@@ -217,6 +217,22 @@ static int bind_ro(const char *src, const char *dst, unsigned long flags,
 		     NULL);
 }
 
+/* A regular file at dst, bound writable (the RAM file). */
+static int bind_rw(const char *src, const char *dst, unsigned long flags)
+{
+	int fd;
+
+	if (mkdir_p_rel(dst) < 0)
+		return -1;
+	fd = open(dst, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -1;
+	close(fd);
+	if (mount(src, dst, NULL, MS_BIND, NULL) < 0)
+		return -1;
+	return mount(NULL, dst, NULL, MS_BIND | MS_REMOUNT | flags, NULL);
+}
+
 static bool under(const char *path, const char *dir)
 {
 	size_t n = strlen(dir);
@@ -280,6 +296,10 @@ static int jail_root(const struct hv_jail *j, int share)
 	if (bind_ro(j->kernel, HV_JAIL_KERNEL + 1, data, false) < 0 ||
 	    (j->initrd && bind_ro(j->initrd, HV_JAIL_INITRD + 1, data,
 				  false) < 0))
+		return -1;
+	/* QEMU 7.2 opens a memory-backend-file read-write even to map
+	 * it private (docs/factory.md, "What clones share"). */
+	if (j->mem && bind_rw(j->mem, HV_JAIL_MEM + 1, data) < 0)
 		return -1;
 	if (bind_ro("/dev/null", "dev/null", dev, false) < 0 ||
 	    bind_ro("/dev/urandom", "dev/urandom", dev, false) < 0 ||

@@ -116,6 +116,7 @@ static void qemu_gone(int status)
 	}
 	husk_error(&e, HUSK_E_UNAVAILABLE, "the VM stopped: %s",
 		   hv.exit_reason);
+	tmpl_vm_gone(e);
 	while (hv.unplugs) {
 		struct op *op = hv.unplugs;
 
@@ -331,6 +332,8 @@ static void qmp_event(struct qmp *q, const char *event, json_t *data,
 	} else if (!strcmp(event, "GUEST_PANICKED")) {
 		hv.panicked = true;
 		emit("panicked", NULL, NULL, NULL, NULL);
+	} else if (!strcmp(event, "MIGRATION")) {
+		tmpl_migration_event(data);
 	} else if (!strcmp(event, "ACPI_DEVICE_OST")) {
 		acpi_ost(data);
 	} else if (!strcmp(event, "DEVICE_DELETED")) {
@@ -370,16 +373,28 @@ static void qmp_closed(struct qmp *q, const struct husk_err *why, void *arg)
 void started(struct qmp *q, void *arg)
 {
 	struct op *op = hv.start_op;
-	msgpack_packer *pk;
 
-	hv.start_op = NULL;
-	hv.state = HV_ST_RUNNING;
 	log_info("QEMU %d ready in %llu ms (%s)", (int)hv.qemu_pid,
 		 (unsigned long long)(husk_now_ms() - hv.start_ms),
 		 hv.cfg.accel == HV_ACCEL_KVM ? "kvm" : "tcg");
 	/* The driver's confinement point: nothing is forked from here on
 	 * (a second start finds it done). */
 	husk_daemon_confine(&hv_daemon);
+	if (hv.cfg.incoming) {
+		/* A clone: start answers once its state is loaded and it
+		 * runs (template.c); it is still starting until then. */
+		tmpl_incoming_start();
+		return;
+	}
+	hv.start_op = NULL;
+	hv.state = HV_ST_RUNNING;
+	start_reply(op);
+}
+
+void start_reply(struct op *op)
+{
+	msgpack_packer *pk;
+
 	if (!op)
 		return;
 	if (!ipc_conn_closed(op->c)) {
@@ -472,6 +487,7 @@ int start_vm(struct husk_err **err)
 		.root = hv.o.state_dir,
 		.qemu = hv.o.qemu,
 		.kernel = hv.cfg.kernel, .initrd = hv.cfg.initrd,
+		.mem = hv.cfg.mem_file,
 		.share = hv_uses_9p(&hv.cfg) ? hv.cfg.shared_dir : NULL,
 		.parent = getpid(),
 	};
@@ -515,7 +531,7 @@ int start_vm(struct husk_err **err)
 		goto fail;
 	}
 	logfd = open_log(&hv.qemu_out, hv.qemu_log, err);
-	if (logfd < 0)
+	if (logfd < 0 || tmpl_open_incoming(err) < 0)
 		goto fail;
 	/* At 3, 4, 5...: QMP, the agent socket, the taps, virtiofsd, the
 	 * console. */

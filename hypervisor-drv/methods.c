@@ -462,6 +462,9 @@ static const struct ipc_method method_table[] = {
 	IPC_METHOD_P(HV_M_NET_DETACH, REQ, hv_name_fields,
 		     struct name_params, hv_m_net_detach),
 	IPC_METHOD(HV_M_NET_LIST, REQ, hv_m_net_list),
+	/* templates (template.c) */
+	IPC_METHOD_P(HV_M_SAVE_TEMPLATE, REQ, hv_save_fields,
+		     struct save_params, hv_m_save_template),
 	IPC_METHOD_END,
 };
 
@@ -475,6 +478,8 @@ void hv_init(struct ev_loop *loop, const struct hv_opts *o)
 	hv.loop = loop;
 	hv.o = *o;
 	hv.uid_lock = -1;
+	hv.incoming_fd = -1;
+	hv.save_fd = -1;
 	hv.vfs_socket = husk_xasprintf("%s/virtiofsd.sock", o->state_dir);
 	hv.qemu_log = husk_xasprintf("%s/qemu.log", o->state_dir);
 	hv.vfs_log = husk_xasprintf("%s/virtiofsd.log", o->state_dir);

@@ -25,6 +25,8 @@ struct create_params {
 	uint32_t vcpus, max_vcpus, memory_mb, max_memory_mb, memory_slots;
 	uint32_t pci_ports, console_log_max_kb;
 	const msgpack_object *nets;
+	char *memory_file, *incoming;   /* templates (template.c) */
+	bool template_vm;
 };
 extern const struct ipc_field hv_create_fields[];
 extern const struct create_params hv_create_defaults;
@@ -41,6 +43,13 @@ HV_HANDLER(hv_m_pause);
 HV_HANDLER(hv_m_resume);
 HV_HANDLER(hv_m_status);
 HV_HANDLER(hv_m_subscribe);
+
+/* template.c: a template's device state saved (docs/factory.md) */
+struct save_params {
+	char *path;
+};
+extern const struct ipc_field hv_save_fields[];
+HV_HANDLER(hv_m_save_template);
 
 /* hotplug.c: vCPUs */
 struct count_params {

@@ -101,6 +101,8 @@ void hv_config_free(struct hv_config *c)
 	free(c->shared_dir);
 	free(c->agent_socket);
 	free(c->console_log);
+	free(c->mem_file);
+	free(c->incoming);
 	for (int i = 0; i < c->nnets; i++)
 		if (c->nets[i].fd >= 0)
 			close(c->nets[i].fd);
@@ -205,7 +207,18 @@ static void add_memory(struct strv *s, const struct hv_config *c)
 					     c->max_memory_mb);
 	else
 		strv_addf(s, "-m"), strv_addf(s, "%uM", c->memory_mb);
-	if (hv_uses_virtiofsd(c)) {
+	if (c->mem_file) {
+		/* A template's RAM is the file (shared: what the guest
+		 * writes lands in it); a clone maps the same file private,
+		 * so its writes are its own and the rest stays the
+		 * template's pages.  Both command lines must agree in
+		 * everything migration compares. */
+		strv_add(s, "-object");
+		strv_addf(s, "memory-backend-file,id=mem0,size=%uM,mem-path=%s,"
+			  "share=%s", c->memory_mb, HV_JAIL_MEM,
+			  c->mem_share ? "on" : "off");
+		strv_add2(s, "-numa", "node,memdev=mem0");
+	} else if (hv_uses_virtiofsd(c)) {
 		/* vhost-user: virtiofsd maps guest RAM, so it must be a
 		 * shared memfd, which needs a NUMA node to hang from. */
 		strv_add(s, "-object");
@@ -304,7 +317,15 @@ char **hv_qemu_argv(const struct hv_config *c, const struct hv_paths *p)
 	 * memory shrinks again after boot and after a container's peak
 	 * (docs/hypervisor.md, "Memory").  Never inflated. */
 	strv_add(&s, "-device");
-	strv_addf(&s, "virtio-balloon-%s,free-page-reporting=on", bus);
+	if (c->mem_file)
+		/* QEMU 7.2 gives a reported page back by punching a hole in
+		 * the RAM file, also through a clone's private mapping: the
+		 * template's page would go for every clone.  Templates and
+		 * clones share the device's features, so neither has it. */
+		strv_addf(&s, "virtio-balloon-%s", bus);
+	else
+		strv_addf(&s, "virtio-balloon-%s,free-page-reporting=on",
+			  bus);
 	for (int i = 0; i < c->nnets; i++) {
 		const struct hv_net *n = &c->nets[i];
 
@@ -332,6 +353,9 @@ char **hv_qemu_argv(const struct hv_config *c, const struct hv_paths *p)
 	strv_add(&s, "-chardev");
 	strv_addf(&s, "socket,id=qmp,fd=%d,server=off", HV_FD_QMP);
 	strv_add2(&s, "-mon", "chardev=qmp,mode=control");
+	/* A clone waits for its device state (migrate-incoming). */
+	if (c->incoming)
+		strv_add2(&s, "-incoming", "defer");
 	strv_add2(&s, "-sandbox", "on,obsolete=deny,elevateprivileges=deny,"
 		  "spawn=deny,resourcecontrol=deny");
 	return s.v;

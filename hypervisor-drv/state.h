@@ -69,6 +69,10 @@ struct hv_vm {
 	struct hv_sink *con, *qemu_out, *vfs_out;       /* console.c */
 	uid_t qemu_uid;
 	int next_fdset;                 /* QMP add-fd sets, from 1 */
+	/* template.c */
+	int incoming_fd, save_fd;       /* the state file, until QEMU has it */
+	struct op *save_op;             /* save_template waiting for the end */
+	bool migrating;                 /* a MIGRATION event will end it */
 };
 
 extern struct hv_vm hv;
@@ -97,12 +101,20 @@ void backend_drop(const struct hv_device *d);
 void on_untaken_timeout(struct ev_loop *loop, ev_timer *w,
 			       int revents);
 void started(struct qmp *q, void *arg);
+void start_reply(struct op *op);
 int start_vm(struct husk_err **err);
 
 /* create.c: create and start (their handlers: methods.h) */
 int valid_dev_id(const char *id, const char *what,
 			struct husk_err **err);
 int valid_mac(const char *mac, const char *what, struct husk_err **err);
+/* template.c: templates and clones (docs/factory.md) */
+struct create_params;
+int tmpl_check_params(const struct create_params *p, struct husk_err **err);
+int tmpl_open_incoming(struct husk_err **err);
+void tmpl_incoming_start(void);
+void tmpl_migration_event(json_t *data);
+void tmpl_vm_gone(const struct husk_err *e);
 /* hotplug.c: devices plugged into a running VM */
 void unplug_start(struct op *op, int dev);
 

@@ -30,5 +30,6 @@
 #define HV_M_NET_ATTACH "net_attach"
 #define HV_M_NET_DETACH "net_detach"
 #define HV_M_NET_LIST "net_list"
+#define HV_M_SAVE_TEMPLATE "save_template"
 
 #endif

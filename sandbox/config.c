@@ -114,6 +114,8 @@ void husk_config_defaults(struct husk_config *c)
 	c->debug = false;
 	c->hook_timeout = 30;
 	c->factory_template = false;
+	c->factory_template_path = husk_xstrdup(HUSK_FACTORY_PATH);
+	c->factory_memory_mb = c->memory_mb;
 }
 
 enum ktype { K_STR, K_UINT, K_BOOL };
@@ -184,6 +186,8 @@ static const struct key keys[] = {
 	{ "runtime", "debug", K_BOOL, O(debug), 0, 0, NULL },
 	{ "runtime", "hook_timeout", K_UINT, O(hook_timeout), 1, 3600, NULL },
 	{ "factory", "template", K_BOOL, O(factory_template), 0, 0, NULL },
+	{ "factory", "template_path", K_STR, O(factory_template_path), 0, 0,
+	  NULL },
 };
 #undef O
 
@@ -343,6 +347,15 @@ int husk_config_load(struct husk_config *c, const char *path, bool must,
 				  "%s: [hypervisor] memory_mb (%u) is more "
 				  "than max_memory_mb (%u)", path,
 				  c->memory_mb, c->max_memory_mb);
+	if (c->factory_template_path[0] != '/' ||
+	    !strcmp(c->factory_template_path, "/"))
+		return husk_error(err, HUSK_E_INVALID,
+				  "%s: [factory] template_path: '%s' is not "
+				  "an absolute path below /", path,
+				  c->factory_template_path);
+	/* A template boots with the configured size; a sandbox's own
+	 * limits and annotations change memory_mb later, not this. */
+	c->factory_memory_mb = c->memory_mb;
 	free(c->source);
 	c->source = husk_xstrdup(path);
 	return 0;

@@ -63,7 +63,12 @@ struct husk_config {
 	unsigned hook_timeout;          /* seconds, when a hook has none */
 	/* [factory] */
 	bool factory_template;
+	char *factory_template_path;    /* a tmpfs husk mounts (factory.c) */
+	unsigned factory_memory_mb;     /* [hypervisor] memory_mb as read */
 };
+
+/* [factory] template_path's default (docs/factory.md). */
+#define HUSK_FACTORY_PATH "/run/husk-factory/template"
 
 void husk_config_defaults(struct husk_config *c);
 int husk_config_load(struct husk_config *c, const char *path, bool must,
@@ -159,6 +164,10 @@ struct husk_sandbox {
 	char *netns;                    /* path, or NULL */
 	bool netns_created;
 	struct husk_proc_ref netmon;    /* pid 0: none */
+	/* A clone of the template (clone.c): the size it booted with,
+	 * 0 for a cold boot; finished once reseeded, clocked and sized. */
+	unsigned clone_vcpus, clone_memory_mb;
+	bool clone_finished;
 };
 
 int husk_container_read(struct husk_entry *e, struct husk_container *c,
@@ -262,6 +271,67 @@ int husk_share_container(const struct husk_sbx_paths *p, const char *cid,
 			 const struct husk_bundle *b, json_t *binds,
 			 struct husk_err **err);
 void husk_unshare_container(const struct husk_sbx_paths *p, const char *cid);
+
+/* ----------------------------------------------------------- factory */
+
+/* VM templates (factory.c, clone.c; docs/factory.md). */
+struct husk_tmpl_paths {
+	char *dir, *lock, *memory, *state, *manifest, *vm;
+	char *hv_sock, *agent_sock, *hv_log, *console_log, *driver;
+	char *share;
+};
+void husk_tmpl_paths(const struct husk_config *cfg, struct husk_tmpl_paths *p);
+void husk_tmpl_paths_free(struct husk_tmpl_paths *p);
+enum {
+	HUSK_TMPL_OK = 0,
+	HUSK_TMPL_DIFFERS,      /* made for another configuration: boot cold */
+	HUSK_TMPL_STALE,        /* damaged, or its makers changed: rebuild */
+	HUSK_TMPL_ABSENT,
+};
+/* The manifest a template made for cfg would have (no sizes yet). */
+json_t *husk_factory_want(const struct husk_config *cfg,
+			  struct husk_err **err);
+/* have (a manifest read) against want, and the files in dir: one of
+ * HUSK_TMPL_OK/DIFFERS/STALE, with why filled for the last two. */
+int husk_factory_compare(const json_t *have, const json_t *want,
+			 const char *dir, char *why, size_t n);
+/* The template as it stands: HUSK_TMPL_*, or -1 with *err. */
+int husk_factory_check(const struct husk_config *cfg, json_t **have,
+		       json_t **want, char *why, size_t n,
+		       struct husk_err **err);
+/* The state file's checksum, as the manifest keeps it (hex). */
+int husk_factory_hash(const char *path, char *hex, size_t n);
+unsigned husk_tmpl_max_memory(const struct husk_config *cfg);
+/* flock (LOCK_SH/LOCK_EX) of <template_path>.lock: the descriptor. */
+int husk_factory_lock(const struct husk_config *cfg, int op,
+		      struct husk_err **err);
+/* Remove the template (caller holds the lock): driver, tmpfs, folder. */
+int husk_factory_remove(const struct husk_config *cfg, struct husk_err **err);
+int husk_factory_init(const struct husk_config *cfg, bool *made,
+		      struct husk_err **err);
+int husk_factory_status(const struct husk_config *cfg, json_t **out,
+			struct husk_err **err);
+int husk_factory_destroy(const struct husk_config *cfg, struct husk_err **err);
+/* For a new sandbox: *manifest is the template to clone (made first when
+ * there is none, or a damaged one), NULL to boot cold (logged why);
+ * *lock is held until the clone's QEMU has its files. */
+int husk_factory_prepare(const struct husk_config *cfg, json_t **manifest,
+			 int *lock, struct husk_err **err);
+/* create params for a clone of the template tmpl (its manifest). */
+json_t *husk_clone_params(const struct husk_config *cfg, const json_t *tmpl,
+			  const char *agent_sock, const char *console_log,
+			  const char *shared);
+/* A clone's first steps once its agent answers: the guest's RNG
+ * reseeded from the host's, its clock set, vCPUs and memory plugged up
+ * to cfg's size.  Nothing for a cold sandbox. */
+int husk_clone_finish(struct husk_entry *e, const struct husk_config *cfg,
+		      const char *root, struct husk_sandbox *s,
+		      struct husk_err **err);
+/* wait_ready of vm.c: a helper's socket answers, or it died. */
+int husk_wait_ready(const char *what, pid_t pid, const char *sock,
+		    const char *expect, const char *method,
+		    unsigned timeout_s, const char *log,
+		    struct husk_err **err);
 
 /* One call to a component's socket with JSON params and result. */
 int husk_rpc_call(const char *sock, const char *expect, const char *method,

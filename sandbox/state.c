@@ -424,6 +424,11 @@ int husk_sandbox_write(struct husk_entry *e, const struct husk_sandbox *s,
 				  s->id);
 	if (s->netmon.pid > 0)
 		json_object_set_new(j, "netmon", proc_json(&s->netmon));
+	if (s->clone_memory_mb)
+		json_object_set_new(j, "clone", json_pack(
+			"{s:i, s:i, s:b}", "vcpus", s->clone_vcpus,
+			"memory_mb", s->clone_memory_mb,
+			"finished", s->clone_finished));
 	rc = write_json(e, "sandbox.json", j, err);
 	json_decref(j);
 	return rc;
@@ -489,6 +494,19 @@ int husk_sandbox_read(struct husk_entry *e, struct husk_sandbox *s,
 	s->accel = jstrdup(j, "accel");
 	s->netns = jstrdup(j, "netns");
 	s->netns_created = json_is_true(json_object_get(j, "netns_created"));
+	{
+		json_t *cl = json_object_get(j, "clone");
+		json_int_t v = json_integer_value(json_object_get(cl, "vcpus"));
+		json_int_t m = json_integer_value(json_object_get(cl,
+								  "memory_mb"));
+
+		if (v > 0 && v <= 1024 && m > 0 && m <= (1 << 22)) {
+			s->clone_vcpus = (unsigned)v;
+			s->clone_memory_mb = (unsigned)m;
+			s->clone_finished = json_is_true(json_object_get(
+				cl, "finished"));
+		}
+	}
 	if (sandbox_core(e, j, s, err) < 0) {
 		json_decref(j);
 		husk_sandbox_free(s);

@@ -60,7 +60,7 @@ void husk_sandbox_paths_free(struct husk_sbx_paths *p)
 }
 
 /* Wait for a helper's socket to answer; fail early if it died. */
-static int wait_ready(const char *what, pid_t pid, const char *sock,
+int husk_wait_ready(const char *what, pid_t pid, const char *sock,
 		      const char *expect, const char *method,
 		      unsigned timeout_s, const char *log,
 		      struct husk_err **err)
@@ -128,7 +128,7 @@ static json_t *hv_create_params(const struct husk_config *cfg,
 static int start_hypervisor(const struct husk_config *cfg,
 			    const struct husk_sbx_paths *p, const char *sid,
 			    struct husk_sandbox *s, struct husk_entry *e,
-			    struct husk_err **err)
+			    const json_t *tmpl, struct husk_err **err)
 {
 	cleanup_free char *uids = husk_xasprintf("%u:%u", cfg->qemu_uid_base,
 						 cfg->qemu_uid_count);
@@ -155,10 +155,19 @@ static int start_hypervisor(const struct husk_config *cfg,
 	/* Recorded even when we could not get back: the rollback stops it. */
 	if (husk_sandbox_write(e, s, err) < 0 || left < 0)
 		return -1;
-	if (wait_ready(HV_COMPONENT, pid, p->hv_sock, HV_COMPONENT,
+	if (husk_wait_ready(HV_COMPONENT, pid, p->hv_sock, HV_COMPONENT,
 		       HV_M_STATUS, 10, p->hv_log, err) < 0)
 		return -1;
-	params = hv_create_params(cfg, p);
+	if (tmpl) {
+		params = husk_clone_params(cfg, tmpl, p->agent_sock,
+					   p->console_log, p->shared);
+		s->clone_vcpus = (unsigned)json_integer_value(
+			json_object_get(tmpl, "vcpus"));
+		s->clone_memory_mb = (unsigned)json_integer_value(
+			json_object_get(tmpl, "memory_mb"));
+	} else {
+		params = hv_create_params(cfg, p);
+	}
 	rc = husk_rpc_call(p->hv_sock, HV_COMPONENT, HV_M_CREATE, params,
 			   30000, NULL, NULL, 0, err);
 	json_decref(params);
@@ -175,7 +184,8 @@ static int start_hypervisor(const struct husk_config *cfg,
 	s->accel = husk_xstrdup(json_string_value(json_object_get(res,
 								  "accel")) ?:
 				"?");
-	log_info("sandbox %s: VM started with %s (%s)", sid, s->accel,
+	log_info("sandbox %s: VM %s with %s (%s)", sid,
+		 tmpl ? "cloned from the template" : "started", s->accel,
 		 json_string_value(json_object_get(res, "accel_reason")) ?:
 		 "");
 	json_decref(res);
@@ -350,26 +360,36 @@ int husk_sandbox_launch(struct husk_entry *e, const struct husk_config *cfg,
 			struct husk_err **err)
 {
 	struct husk_sbx_paths p;
-	int rc = -1;
+	json_t *tmpl = NULL;
+	int rc = -1, tlock = -1;
 
 	*ready = -1;
-	if (cfg->factory_template)
-		return husk_error(err, HUSK_E_NOT_IMPLEMENTED, "[factory] "
-				  "template = true: VM templates are not "
-				  "implemented yet");
+	if (cfg->factory_template &&
+	    husk_factory_prepare(cfg, &tmpl, &tlock, err) < 0)
+		return husk_error_wrap(err, "[factory] template");
 	if (husk_sandbox_paths(root, sid, &p, err) < 0)
-		return -1;
+		goto out_tmpl;
 	free(s->id);
 	s->id = husk_xstrdup(sid);
 	if (husk_sandbox_write(e, s, err) < 0)
 		goto out;
 	if (husk_share_setup(cfg, &p, err) < 0)
 		goto out;
-	if (start_hypervisor(cfg, &p, sid, s, e, err) < 0)
+	if (start_hypervisor(cfg, &p, sid, s, e, tmpl, err) < 0)
 		goto out;
+	/* QEMU has mapped the RAM file and read the state: a rebuild of
+	 * the template may go ahead. */
+	if (tlock >= 0) {
+		close(tlock);
+		tlock = -1;
+	}
 	rc = start_proxy(cfg, &p, sid, s, e, ready, err);
 out:
 	husk_sandbox_paths_free(&p);
+out_tmpl:
+	if (tlock >= 0)
+		close(tlock);
+	json_decref(tmpl);
 	return rc;
 }
 
@@ -384,7 +404,8 @@ int husk_sandbox_ready(struct husk_entry *e, const struct husk_config *cfg,
 
 	if (husk_sandbox_paths(root, sid, &p, err) < 0)
 		return -1;
-	if (wait_agent(cfg, &p, s, ready, err) < 0)
+	if (wait_agent(cfg, &p, s, ready, err) < 0 ||
+	    husk_clone_finish(e, cfg, root, s, err) < 0)
 		goto out;
 	params = json_pack("{s:s, s:s}", "sandbox_id", sid, "hostname",
 			   hostname ? hostname : sid);

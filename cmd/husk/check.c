@@ -118,9 +118,13 @@ int cmd_check(struct husk_ctx *ctx, int argc, char **argv,
 	if (geteuid() != 0)
 		line(&v, 2, "privileges", "husk needs root (mounts, taps, "
 		     "namespaces)");
-	if (c->factory_template)
-		line(&v, 2, "factory", "[factory] template is not "
-		     "implemented yet");
+	if (c->factory_template && strcmp(c->shared_fs, "virtio-9p"))
+		line(&v, 1, "factory", "[factory] template needs [hypervisor] "
+		     "shared_fs = virtio-9p: with %s every sandbox boots cold",
+		     c->shared_fs);
+	else if (c->factory_template)
+		line(&v, 0, "factory", "VM templates at %s",
+		     c->factory_template_path);
 	if (v.failed) {
 		printf("verdict: husk cannot run on this host (%d problem%s)\n",
 		       v.failed, v.failed == 1 ? "" : "s");

@@ -94,6 +94,7 @@ int cmd_version(struct husk_ctx *, int, char **, struct husk_err **);
 int cmd_check(struct husk_ctx *, int, char **, struct husk_err **);
 int cmd_env(struct husk_ctx *, int, char **, struct husk_err **);
 int cmd_network(struct husk_ctx *, int, char **, struct husk_err **);
+int cmd_factory(struct husk_ctx *, int, char **, struct husk_err **);
 int cmd_help(struct husk_ctx *, int, char **, struct husk_err **);
 int cmd_refused(struct husk_ctx *, int, char **, struct husk_err **);
 

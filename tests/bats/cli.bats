@@ -229,7 +229,11 @@ write_spec() {
 
 	printf '[factory]\ntemplate = true\n' > "$T/husk.conf"
 	run husk --config "$T/husk.conf" check
-	[[ "$output" == *"not implemented"* ]]
+	[[ "$output" == *"[factory] template needs [hypervisor] shared_fs = virtio-9p"* ]]
+	printf '[factory]\ntemplate_path = "relative"\n' > "$T/husk.conf"
+	run husk --config "$T/husk.conf" env
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"[factory] template_path: 'relative' is not an absolute path"* ]]
 }
 
 @test "check names the accelerator and why" {

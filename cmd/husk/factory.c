@@ -1,0 +1,85 @@
+/*
+ * husk factory init|status|destroy: the VM factory by hand
+ * (docs/factory.md).  init makes the VM template the configuration
+ * describes ([factory] template_path), status prints what is there as
+ * JSON, destroy removes it all.  Each sub-verb is a row below; the
+ * work is the sandbox library's, which sandboxes use too.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "husk.h"
+#include "libhusk/cleanup.h"
+#include "libhusk/log.h"
+
+static int factory_print(const json_t *j, struct husk_err **err)
+{
+	cleanup_free char *text = json_dumps(j, JSON_INDENT(2) |
+					      JSON_PRESERVE_ORDER);
+
+	if (!text)
+		return husk_error(err, HUSK_E_INTERNAL, "encode JSON");
+	printf("%s\n", text);
+	return 0;
+}
+
+static int factory_init(struct husk_ctx *ctx, struct husk_err **err)
+{
+	const struct husk_config *c = &ctx->cfg;
+	bool made;
+
+	if (!c->factory_template)
+		return husk_error(err, HUSK_E_INVALID, "factory init: [factory] "
+				  "template is false in %s: nothing to make",
+				  c->source ? c->source : "the built-in "
+				  "defaults");
+	if (husk_factory_init(c, &made, err) < 0)
+		return -1;
+	printf("template %s at %s\n", made ? "made" : "present",
+	       c->factory_template_path);
+	return 0;
+}
+
+static int factory_status(struct husk_ctx *ctx, struct husk_err **err)
+{
+	json_t *j = NULL;
+	int rc;
+
+	if (husk_factory_status(&ctx->cfg, &j, err) < 0)
+		return -1;
+	rc = factory_print(j, err);
+	json_decref(j);
+	return rc;
+}
+
+static int factory_destroy(struct husk_ctx *ctx, struct husk_err **err)
+{
+	return husk_factory_destroy(&ctx->cfg, err);
+}
+
+static const struct factory_verb {
+	const char *name;
+	int (*fn)(struct husk_ctx *ctx, struct husk_err **err);
+} verbs[] = {
+	{ "init", factory_init },
+	{ "status", factory_status },
+	{ "destroy", factory_destroy },
+};
+
+int cmd_factory(struct husk_ctx *ctx, int argc, char **argv,
+		struct husk_err **err)
+{
+	if (argc == 2 && (!strcmp(argv[1], "--help") ||
+			  !strcmp(argv[1], "-h"))) {
+		husk_cmd_usage(husk_cmd_find("factory"), stdout);
+		return 0;
+	}
+	if (argc != 2)
+		return husk_usage_error(err, "factory needs one of init, status, "
+					"destroy (see husk help factory)");
+	for (size_t i = 0; i < sizeof(verbs) / sizeof(*verbs); i++)
+		if (!strcmp(argv[1], verbs[i].name))
+			return verbs[i].fn(ctx, err);
+	return husk_usage_error(err, "factory: unknown subcommand `%s` (init, "
+				"status, destroy)", argv[1]);
+}
