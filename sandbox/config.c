@@ -113,6 +113,7 @@ void husk_config_defaults(struct husk_config *c)
 	c->debug = false;
 	c->hook_timeout = 30;
 	c->factory_template = false;
+	c->factory_cache = 0;
 }
 
 enum ktype { K_STR, K_UINT, K_BOOL };
@@ -177,6 +178,7 @@ static const struct key keys[] = {
 	{ "runtime", "debug", K_BOOL, O(debug), 0, 0, NULL },
 	{ "runtime", "hook_timeout", K_UINT, O(hook_timeout), 1, 3600, NULL },
 	{ "factory", "template", K_BOOL, O(factory_template), 0, 0, NULL },
+	{ "factory", "cache", K_UINT, O(factory_cache), 0, HUSK_CACHE_MAX, NULL },
 };
 #undef O
 

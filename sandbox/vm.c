@@ -29,8 +29,17 @@
 int husk_sandbox_paths(const char *root, const char *sid,
 		       struct husk_sbx_paths *p, struct husk_err **err)
 {
+	struct stat st;
+
 	memset(p, 0, sizeof(*p));
-	p->dir = husk_xasprintf("%s/%s", root, sid);
+	p->dir = husk_xasprintf("%s/%s/" HUSK_VM_SUBDIR, root, sid);
+	/* A VM from the cache brought its own directory (sandbox/cache.c):
+	 * every path of the VM is below it.  <root>/<sid> is root's and
+	 * 0700, and nothing the guest writes is on this path. */
+	if (lstat(p->dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
+		free(p->dir);
+		p->dir = husk_xasprintf("%s/%s", root, sid);
+	}
 	if (husk_sock_path(p->dir, "hv.sock", &p->hv_sock, err) < 0 ||
 	    husk_sock_path(p->dir, "proxy.sock", &p->proxy_sock, err) < 0 ||
 	    husk_sock_path(p->dir, "agent.sock", &p->agent_sock, err) < 0) {
@@ -383,7 +392,8 @@ int husk_sandbox_ready(struct husk_entry *e, const struct husk_config *cfg,
 
 	if (husk_sandbox_paths(root, sid, &p, err) < 0)
 		return -1;
-	if (wait_agent(cfg, &p, s, ready, err) < 0)
+	/* ready -1: a VM from the cache, whose agent answered there. */
+	if (ready >= 0 && wait_agent(cfg, &p, s, ready, err) < 0)
 		goto out;
 	params = json_pack("{s:s, s:s}", "sandbox_id", sid, "hostname",
 			   hostname ? hostname : sid);
@@ -394,6 +404,20 @@ int husk_sandbox_ready(struct husk_entry *e, const struct husk_config *cfg,
 	if (rc == 0)
 		rc = husk_net_setup(e, cfg, root, sid, s, err);
 out:
+	husk_sandbox_paths_free(&p);
+	return rc;
+}
+
+int husk_sandbox_wait_agent(const struct husk_config *cfg, const char *root,
+			    const char *sid, const struct husk_sandbox *s,
+			    int ready, struct husk_err **err)
+{
+	struct husk_sbx_paths p;
+	int rc;
+
+	if (husk_sandbox_paths(root, sid, &p, err) < 0)
+		return -1;
+	rc = wait_agent(cfg, &p, s, ready, err);
 	husk_sandbox_paths_free(&p);
 	return rc;
 }

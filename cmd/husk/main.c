@@ -48,6 +48,8 @@ static const struct husk_cmd commands[] = {
 	{ "network", cmd_network,
 	  "add-iface|del-iface|list-ifaces|update-routes|list-routes ID "
 	  "[FILE]", "the sandbox's interfaces and routes, as JSON" },
+	{ "factory", cmd_factory, "init|status|destroy",
+	  "the VM factory: VMs booted ahead ([factory] in husk.conf)" },
 	{ "help", cmd_help, "[COMMAND]", "show help" },
 	{ "checkpoint", cmd_refused, "ID", "refused: see husk(8)" },
 	{ "restore", cmd_refused, "ID", "refused: see husk(8)" },
