@@ -42,9 +42,15 @@ ready_names() {
 	husk factory status | jq -r '[.cache.vms[] | select(.state == "ready") | .name] | sort | join(" ")'
 }
 
+# No process started in the cache's directory (by a function: a
+# `bash -c` would find itself).
+no_procs_in() {
+	! pgrep -f "$1" >/dev/null
+}
+
 # No process, mount or file of the cache is left.
 assert_cache_gone() {
-	wait_for -t 30 bash -c "! pgrep -f '$FDIR' >/dev/null"
+	wait_for -t 30 no_procs_in "$FDIR"
 	if grep -F " $FDIR" /proc/self/mountinfo; then
 		echo "mounts of the cache left behind" >&2
 		return 1
@@ -76,7 +82,7 @@ assert_cache_gone() {
 	# Its socket speaks to the debug client like the others'.
 	run "${BUILD:-build}/bin/husk-ipc" -e husk-cache "$FDIR/cache.sock" cache_status
 	[ "$status" -eq 0 ]
-	[[ "$output" == *'"cache": 2'* ]]
+	[ "$(echo "$output" | jq .cache)" -eq 2 ]
 	run "${BUILD:-build}/bin/husk-ipc" "$FDIR/cache.sock" take '{}'
 	[ "$status" -ne 0 ]
 	[[ "$output" == *"fingerprint"* ]]
@@ -121,12 +127,18 @@ assert_cache_gone() {
 	[ "$status" -eq 0 ]
 	wait_status c2 stopped
 	# QEMU dies under it: delete --force still leaves nothing.
-	hv=$(jq -r .hv.pid "$ROOT/c2/sandbox.json")
+	hv=$(jq -r .hypervisor.pid "$ROOT/c2/sandbox.json")
+	proxy=$(jq -r .proxy.pid "$ROOT/c2/sandbox.json")
 	qemu=$(pgrep -P "$hv" -f qemu-system)
 	kill -9 "$qemu"
 	run husk delete --force c2
 	[ "$status" -eq 0 ]
 	assert_gone c2
+	# Its helpers' command lines name the cache's directory, where
+	# they started: assert_gone cannot see them by the sandbox's.
+	wait_for -t 30 proc_gone "$hv"
+	wait_for -t 30 proc_gone "$proxy"
+	wait_for -t 30 proc_gone "$qemu"
 }
 
 @test "factory cache: a sandbox whose VM would differ boots cold, saying why" {
@@ -149,7 +161,7 @@ assert_cache_gone() {
 	kill -9 "$pid"
 	# The booter sees its end and stops the VMs nobody took.
 	wait_for -t 60 proc_gone "$booter"
-	wait_for -t 30 bash -c "! pgrep -f '$FDIR/vm-' >/dev/null"
+	wait_for -t 30 no_procs_in "$FDIR/vm-"
 	run husk factory status
 	[ "$status" -ne 0 ]
 	[[ "$output" == *"the cache daemon does not answer"* ]]
