@@ -285,6 +285,14 @@ int husk_cache_vm_stop(const char *fdir, const char *name,
 		       struct husk_err **err);
 /* Every cached VM below fdir stopped and removed; returns how many. */
 int husk_cache_sweep(const char *fdir, struct husk_err **err);
+/* husk factory init, status, destroy: start husk-cache for the store at
+ * root and wait until it answers (a dead one's leftovers removed
+ * first); its cache_status answer; the daemon, its VMs and its
+ * directory gone, whether it was alive or not. */
+int husk_cache_init(const struct husk_config *cfg, const char *root,
+		    struct husk_err **err);
+int husk_cache_status(const char *root, json_t **out, struct husk_err **err);
+int husk_cache_destroy(const char *root, struct husk_err **err);
 
 /* The spec as the guest gets it (docs/agent-protocol.md). */
 json_t *husk_guest_spec(const json_t *spec, const char *cid);
