@@ -3,4 +3,5 @@
 # the very code a sandbox boots with.
 $(eval $(call program,husk-cache,cache))
 
-$(B)/tests/test_cache_pool: $(call proglib,cache)
+$(B)/tests/test_cache_pool $(B)/tests/test_confine_profiles: \
+	$(call proglib,cache)
