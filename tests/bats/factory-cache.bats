@@ -48,9 +48,20 @@ no_procs_in() {
 	! pgrep -f "$1" >/dev/null
 }
 
-# No process, mount or file of the cache is left.
+# No process, mount or file of the cache is left: none started in its
+# directory, or, given the names of the VMs it kept, none of those (the
+# helpers of a VM a sandbox took were started there too) and no
+# husk-cache.
 assert_cache_gone() {
-	wait_for -t 30 no_procs_in "$FDIR"
+	local vm
+	if [ $# -eq 0 ]; then
+		wait_for -t 30 no_procs_in "$FDIR"
+	else
+		wait_for -t 30 no_procs_in "husk-cache --root $ROOT "
+		for vm in "$@"; do
+			wait_for -t 30 no_procs_in "$FDIR/$vm/"
+		done
+	fi
 	if grep -F " $FDIR" /proc/self/mountinfo; then
 		echo "mounts of the cache left behind" >&2
 		return 1
@@ -172,14 +183,33 @@ assert_cache_gone() {
 	assert_gone c4
 }
 
-@test "factory cache: destroy, with VMs booted and booting, leaves nothing" {
+@test "factory cache: destroy, with VMs booted and booting, leaves nothing but the sandboxes' own" {
+	b="$BATS_TEST_TMPDIR/b"
+	make_bundle "$b" sleep 100000
 	# init over a dead daemon's leftovers
 	run husk factory init
 	[ "$status" -eq 0 ]
 	wait_for -t 300 ready_count 1
+	run husk_detached run --detach --bundle "$b" c5
+	[ "$status" -eq 0 ]
+	wait_status c5 running
+	[ -d "$ROOT/c5/factory-vm" ]
+	wait_for -t 300 ready_count 1
+	kept=$(husk factory status | jq -r '.cache.vms[].name')
+	[ -n "$kept" ]
 	run husk factory destroy
 	[ "$status" -eq 0 ]
-	assert_cache_gone
+	# shellcheck disable=SC2086
+	assert_cache_gone $kept
+	# The VM a sandbox took is the sandbox's: it outlives the cache.
+	run husk exec c5 echo still-here
+	[ "$status" -eq 0 ]
+	[ "$output" = still-here ]
+	hv=$(jq -r .hypervisor.pid "$ROOT/c5/sandbox.json")
+	run husk delete --force c5
+	[ "$status" -eq 0 ]
+	assert_gone c5
+	wait_for -t 30 proc_gone "$hv"
 	run husk factory destroy
 	[ "$status" -eq 0 ]
 	# And a sandbox after it boots cold.
