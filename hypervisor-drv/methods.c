@@ -459,6 +459,7 @@ static const struct ipc_method method_table[] = {
 	IPC_METHOD_P(HV_M_NET_DETACH, REQ, hv_name_fields,
 		     struct name_params, hv_m_net_detach),
 	IPC_METHOD(HV_M_NET_LIST, REQ, hv_m_net_list),
+	IPC_METHOD(HV_M_NET_NAMESPACE, REQ, hv_m_net_namespace),
 	IPC_METHOD_END,
 };
 

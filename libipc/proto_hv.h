@@ -30,5 +30,9 @@
 #define HV_M_NET_ATTACH "net_attach"
 #define HV_M_NET_DETACH "net_detach"
 #define HV_M_NET_LIST "net_list"
+/* The links to mirror are in the namespace of the rtnetlink socket
+ * that comes with it (a VM husk-cache booted in a namespace of its own,
+ * taken by a sandbox whose namespace was made elsewhere). */
+#define HV_M_NET_NAMESPACE "net_namespace"
 
 #endif

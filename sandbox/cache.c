@@ -50,28 +50,25 @@ char *husk_cache_fingerprint(const struct husk_config *c)
 			      c->agent_timeout);
 }
 
-/* A cached VM lives in a network namespace husk made for it: it can
- * serve a sandbox that asks for a new one (no path), not one that names
- * its own (CNI's) or uses the host's.  NULL: it can. */
-static const char *netns_misfit(const json_t *spec)
+/* The spec's network namespace: *path the one it names, NULL when it
+ * asks for a new one.  False when it has none (the host's). */
+static bool spec_netns(const json_t *spec, const char **path)
 {
 	json_t *nss = json_object_get(json_object_get(spec, "linux"),
 				      "namespaces"), *ns;
-	const char *path;
 	size_t i;
 
+	*path = NULL;
 	json_array_foreach(nss, i, ns) {
 		if (strcmp(json_string_value(json_object_get(ns, "type")) ?:
 			   "", "network"))
 			continue;
-		path = json_string_value(json_object_get(ns, "path"));
-		if (path && *path)
-			return "config.json names a network namespace (a "
-			       "cached VM has one of its own)";
-		return NULL;
+		*path = json_string_value(json_object_get(ns, "path"));
+		if (*path && !**path)
+			*path = NULL;
+		return true;
 	}
-	return "config.json has no network namespace (a cached VM has one "
-	       "of its own)";
+	return false;
 }
 
 static int ref_decode(const json_t *j, struct husk_proc_ref *r)
@@ -104,6 +101,8 @@ static int take_decode(const json_t *res, char **name,
 	return 0;
 }
 
+/* Back to a sandbox that boots cold: husk_net_prepare sets its
+ * namespace again. */
 static void forget_vm(struct husk_sandbox *s)
 {
 	memset(&s->hv, 0, sizeof(s->hv));
@@ -122,13 +121,32 @@ int husk_cache_take(struct husk_entry *e, const struct husk_config *cfg,
 	cleanup_free char *fp = NULL, *name = NULL, *src = NULL;
 	cleanup_err struct husk_err *te = NULL;
 	struct husk_proc_ref hv, proxy;
-	const char *why, *accel = NULL;
+	const char *why, *accel = NULL, *given = NULL;
 	json_t *params, *res = NULL;
 	int rc;
 
 	if (!cfg->factory_cache)
 		return 0;
-	if ((why = netns_misfit(spec))) {
+	/*
+	 * A cached VM's driver lives in the namespace the cache made.  A
+	 * sandbox that asks for a new one adopts that one; one that names
+	 * its own (CNI's) has the driver make its taps there
+	 * (husk_net_adopt); the host's cannot be served.
+	 */
+	why = NULL;
+	if (!spec_netns(spec, &given))
+		why = "config.json has no network namespace (the host's)";
+	else if (given && cfg->netmon_enable)
+		why = "husk-netmon would watch the cached VM's namespace, not "
+		      "the one config.json names";
+	if (!why && given) {
+		/* The checks a cold sandbox makes, with their errors. */
+		if (husk_net_prepare(e, cfg, root, sid, spec, s, err) < 0)
+			return -1;
+		if (!s->netns)
+			why = "config.json names the host's network namespace";
+	}
+	if (why) {
 		log_info("sandbox %s: boots cold, not from the VM cache: %s",
 			 sid, why);
 		return 0;
@@ -146,6 +164,7 @@ int husk_cache_take(struct husk_entry *e, const struct husk_config *cfg,
 		log_warnx("sandbox %s: boots cold: the VM cache (%s): %s", sid,
 			  sock, te->msg);
 		json_decref(res);
+		forget_vm(s);
 		return 0;
 	}
 	src = husk_xasprintf("%s/%s", fdir, name);
@@ -158,9 +177,12 @@ int husk_cache_take(struct husk_entry *e, const struct husk_config *cfg,
 	free(s->accel);
 	s->accel = husk_xstrdup(accel);
 	json_decref(res);
-	free(s->netns);
-	s->netns = husk_xasprintf("%s/%s/" HUSK_VM_SUBDIR "/netns", root, sid);
-	s->netns_created = true;
+	if (!given) {
+		free(s->netns);
+		s->netns = husk_xasprintf("%s/%s/" HUSK_VM_SUBDIR "/netns",
+					  root, sid);
+		s->netns_created = true;
+	}
 	if (husk_sandbox_write(e, s, err) < 0)
 		return -1;
 	if (renameat(AT_FDCWD, src, e->dirfd, HUSK_VM_SUBDIR) < 0) {
@@ -186,6 +208,10 @@ int husk_cache_take(struct husk_entry *e, const struct husk_config *cfg,
 		unlinkat(e->dirfd, old, 0);
 		unlinkat(e->dirfd, lock, 0);
 	}
+	/* Its taps in the namespace the sandbox was given. */
+	if (given && husk_net_adopt(root, sid, s->netns, err) < 0)
+		return husk_error_wrap(err, "sandbox %s: the cached VM %s",
+				       sid, name);
 	log_info("sandbox %s: VM %s from the cache (%s)", sid, name, s->accel);
 	return 1;
 }

@@ -446,9 +446,13 @@ void husk_net_release(const struct husk_sandbox *s);
 /* One link: net_attach, then update_interface with over's fields
  * (addresses, mtu) on top of the link's.  *iface gets the interface as
  * given to the guest. */
-int husk_net_add_iface(const char *root, const char *sid,
+int husk_net_add_iface(const char *root, const char *sid, const char *netns,
 		       const json_t *over, json_t **iface,
 		       struct husk_err **err);
+/* The driver's links from now on those of the namespace at netns (it
+ * lives in another one: a VM from the cache; docs/factory-cache.md). */
+int husk_net_adopt(const char *root, const char *sid, const char *netns,
+		   struct husk_err **err);
 int husk_net_del_iface(const char *root, const char *sid, const char *name,
 		       struct husk_err **err);
 /* husk_net_routes (libhusk/netroutes.h) for the sandbox, sent to the

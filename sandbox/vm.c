@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -438,6 +439,29 @@ int husk_sandbox_start(struct husk_entry *e, const struct husk_config *cfg,
 	return rc;
 }
 
+/*
+ * A VM from the cache came with a network namespace the cache made for
+ * it (<dir>/netns); a sandbox whose own namespace was made elsewhere
+ * recorded that one instead, so this one goes here (a bind mount of
+ * nsfs: unmounted, then unlinked).
+ */
+static void vm_netns_release(const struct husk_sbx_paths *p,
+			     const struct husk_sandbox *s)
+{
+	size_t n = strlen(p->dir), m = strlen("/" HUSK_VM_SUBDIR);
+	cleanup_free char *ns = NULL;
+
+	if (n < m || strcmp(p->dir + n - m, "/" HUSK_VM_SUBDIR))
+		return;
+	ns = husk_xasprintf("%s/netns", p->dir);
+	if (s->netns && !strcmp(s->netns, ns))
+		return;         /* the sandbox's own: husk_net_release's */
+	if (umount2(ns, MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT)
+		log_warn("umount %s", ns);
+	if (unlink(ns) < 0 && errno != ENOENT)
+		log_warn("unlink %s", ns);
+}
+
 int husk_sandbox_stop(const char *root, const struct husk_sandbox *s,
 		      bool force, struct husk_err **err)
 {
@@ -474,6 +498,7 @@ int husk_sandbox_stop(const char *root, const struct husk_sandbox *s,
 	husk_proc_stop(&s->proxy, 1000);
 	husk_proc_stop(&s->hv, 3000);
 	husk_net_release(s);
+	vm_netns_release(&p, s);
 	husk_share_teardown(&p);
 	husk_sandbox_paths_free(&p);
 	return 0;

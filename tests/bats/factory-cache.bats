@@ -13,6 +13,7 @@ bats_require_minimum_version 1.5.0
 
 setup_file() {
 	export ROOT=$(mktemp -d /tmp/husk-cache.XXXXXX)/root
+	export NS=hkcache$$ PEER=hkcpeer$$
 	export FDIR="$ROOT/.factory"
 	export B="$BATS_FILE_TMPDIR/bundle"
 	export HUSK_CONFIG="$BATS_FILE_TMPDIR/husk.conf"
@@ -25,6 +26,8 @@ teardown_file() {
 		"$HUSK_BIN" --root "$ROOT" delete --force "$id" || true
 	done
 	"$HUSK_BIN" --root "$ROOT" factory destroy || true
+	ip netns del "$NS" 2>/dev/null || true
+	ip netns del "$PEER" 2>/dev/null || true
 	rm -rf "$(dirname "$ROOT")"
 }
 
@@ -40,6 +43,12 @@ ready_count() {
 # Names of the ready VMs, sorted, one line.
 ready_names() {
 	husk factory status | jq -r '[.cache.vms[] | select(.state == "ready") | .name] | sort | join(" ")'
+}
+
+# The oldest ready VM's name (names grow: vm-1, vm-2, ...).
+oldest_ready() {
+	husk factory status | jq -r '.cache.vms[] | select(.state == "ready") | .name' |
+		sort -V | head -n 1
 }
 
 # No process started in the cache's directory (by a function: a
@@ -125,6 +134,7 @@ assert_cache_gone() {
 @test "factory cache: a sandbox from the cache lives and dies as a cold one" {
 	b="$BATS_TEST_TMPDIR/b"
 	make_bundle "$b" sleep 100000
+	vm=$(oldest_ready)
 	run husk_detached run --detach --bundle "$b" c2
 	[ "$status" -eq 0 ]
 	wait_status c2 running
@@ -133,7 +143,7 @@ assert_cache_gone() {
 	[ "$output" = in-c2 ]
 	# Its VM's directory is the sandbox's now.
 	[ -S "$ROOT/c2/factory-vm/proxy.sock" ]
-	[ ! -e "$FDIR/vm-2" ]
+	[ ! -e "$FDIR/$vm" ]
 	run husk kill c2 KILL
 	[ "$status" -eq 0 ]
 	wait_status c2 stopped
@@ -152,18 +162,63 @@ assert_cache_gone() {
 	wait_for -t 30 proc_gone "$qemu"
 }
 
+@test "factory cache: a sandbox given a network namespace takes a VM; its links are mirrored there" {
+	b="$BATS_TEST_TMPDIR/b"
+	make_bundle "$b" sleep 100000
+	# The namespace CNI would have made: a veth to a peer namespace.
+	ip netns add "$NS"
+	ip netns add "$PEER"
+	ip link add name "eth0$$" netns "$NS" type veth peer name hp0 netns "$PEER"
+	ip -n "$NS" link set "eth0$$" name eth0
+	ip -n "$NS" addr add 10.211.0.2/24 dev eth0
+	ip -n "$PEER" addr add 10.211.0.1/24 dev hp0
+	ip -n "$PEER" link set hp0 up
+	ip -n "$NS" link set eth0 up
+	jq --arg p "/run/netns/$NS" '(.linux.namespaces[] | select(.type == "network")).path = $p
+	    | .process.capabilities |= (with_entries(.value += ["CAP_NET_RAW"]) | del(.ambient))' \
+		"$b/config.json" >"$b/config.json.new"
+	mv "$b/config.json.new" "$b/config.json"
+	wait_for -t 300 ready_count 2
+	vm=$(oldest_ready)
+	run husk_detached --debug run --detach --bundle "$b" c6
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"sandbox c6: VM $vm from the cache"* ]]
+	wait_status c6 running
+	[ "$(jq -r .netns "$ROOT/c6/sandbox.json")" = "/run/netns/$NS" ]
+	# The tap is in the sandbox's namespace, and the guest reaches the
+	# peer through it.
+	run ip -n "$NS" -o link show
+	[[ "$output" == *_husk* ]]
+	run husk exec c6 ip -4 addr show eth0
+	[ "$status" -eq 0 ]
+	[[ "$output" == *10.211.0.2/24* ]]
+	run husk exec c6 ping -c 2 -W 5 10.211.0.1
+	[ "$status" -eq 0 ]
+	run husk delete --force c6
+	[ "$status" -eq 0 ]
+	assert_gone c6
+	# The namespace is the caller's: it stays, without husk's taps.
+	run ip -n "$NS" -o link show
+	[ "$status" -eq 0 ]
+	[[ "$output" == *eth0* ]]
+	[[ "$output" != *_husk* ]]
+	ip netns del "$NS"
+	ip netns del "$PEER"
+}
+
 @test "factory cache: a sandbox whose VM would differ boots cold, saying why" {
 	b="$BATS_TEST_TMPDIR/b"
 	make_bundle "$b" echo cold
 	set_memory_limit "$b" 134217728
 	wait_for -t 300 ready_count 2
+	names=$(ready_names)
 	run --separate-stderr husk run --bundle "$b" c3
 	[ "$status" -eq 0 ]
 	[ "$output" = cold ]
 	[[ "$stderr" == *"sandbox c3: boots cold"*"another configuration"* ]]
 	assert_gone c3
 	# Nothing was taken.
-	[ "$(ready_names)" = "vm-3 vm-4" ]
+	[ "$(ready_names)" = "$names" ]
 }
 
 @test "factory cache: a killed daemon is noticed; sandboxes boot cold meanwhile" {
