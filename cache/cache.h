@@ -46,10 +46,15 @@ struct cache_pool {
 	unsigned serial;                /* names are never reused */
 	unsigned failures;              /* boots failed in a row */
 	uint64_t retry_at_ms;           /* no boot before then */
+	uint64_t quiet_until_ms;        /* nor before then (after a take) */
 };
 
 #define CACHE_RETRY_MIN_MS 1000
 #define CACHE_RETRY_MAX_MS 60000
+/* After a take, the replacement waits this long: a boot started at once
+ * takes the CPU from the sandbox's own start (its guest builds the
+ * container), which is what the cache is there to make fast. */
+#define CACHE_REFILL_DELAY_MS 1500
 
 void cache_pool_init(struct cache_pool *p, unsigned size);
 /* The slot to boot next (marked BOOTING, named), or NULL: full, one
@@ -64,6 +69,9 @@ struct cache_vm *cache_pool_booted(struct cache_pool *p, const char *name,
 struct cache_vm *cache_pool_oldest_ready(struct cache_pool *p);
 /* The slot is given away or dropped: free again. */
 void cache_pool_release(struct cache_pool *p, struct cache_vm *vm);
+/* A VM was given away at now: no boot for CACHE_REFILL_DELAY_MS. */
+void cache_pool_taken(struct cache_pool *p, struct cache_vm *vm,
+		      uint64_t now);
 unsigned cache_pool_count(const struct cache_pool *p, int state);
 const char *cache_vm_state_name(int state);
 

@@ -160,7 +160,7 @@ int cache_m_take(struct ipc_conn *c, struct ipc_msg *m, void *params,
 	ipc_pack_kv_str(pk, "accel", vm->accel);
 	ipc_reply_send(c);
 	log_info("%s: taken (pid %d)", vm->name, (int)ipc_conn_peer_pid(c));
-	cache_pool_release(&cache.pool, vm);
+	cache_pool_taken(&cache.pool, vm, husk_now_ms());
 	cache_kick();
 	return 0;
 }

@@ -1,7 +1,8 @@
 /*
  * The pool of cached VMs as a state machine: FREE -> BOOTING (one at a
  * time) -> READY -> FREE when taken or found dead; a failed boot goes
- * back to FREE and holds the next one off for a delay that doubles.
+ * back to FREE and holds the next one off for a delay that doubles; a
+ * take holds the replacement off while the sandbox starts.
  */
 #include <stdio.h>
 #include <string.h>
@@ -36,8 +37,9 @@ struct cache_vm *cache_pool_next_boot(struct cache_pool *p, uint64_t now,
 			vm = &p->vms[i];
 	if (!vm)
 		return NULL;
-	if (now < p->retry_at_ms) {
-		*wake_ms = p->retry_at_ms;
+	if (now < p->retry_at_ms || now < p->quiet_until_ms) {
+		*wake_ms = p->retry_at_ms > p->quiet_until_ms ?
+			   p->retry_at_ms : p->quiet_until_ms;
 		return NULL;
 	}
 	memset(vm, 0, sizeof(*vm));
@@ -98,6 +100,13 @@ void cache_pool_release(struct cache_pool *p, struct cache_vm *vm)
 {
 	(void)p;
 	memset(vm, 0, sizeof(*vm));
+}
+
+void cache_pool_taken(struct cache_pool *p, struct cache_vm *vm,
+		      uint64_t now)
+{
+	cache_pool_release(p, vm);
+	p->quiet_until_ms = now + CACHE_REFILL_DELAY_MS;
 }
 
 const char *cache_vm_state_name(int state)

@@ -65,6 +65,36 @@ static void test_take_oldest_and_refill(void **state)
 	assert_null(cache_pool_oldest_ready(&p));
 }
 
+static void test_take_holds_the_refill(void **state)
+{
+	struct cache_pool p;
+	struct cache_vm *vm;
+	uint64_t wake;
+
+	(void)state;
+	cache_pool_init(&p, 2);
+	cache_pool_next_boot(&p, 0, &wake);
+	cache_pool_booted(&p, "vm-1", true, 10);
+	cache_pool_next_boot(&p, 10, &wake);
+	cache_pool_booted(&p, "vm-2", true, 20);
+	/* The replacement waits while the sandbox starts ... */
+	cache_pool_taken(&p, cache_pool_oldest_ready(&p), 100);
+	assert_null(cache_pool_next_boot(&p, 100, &wake));
+	assert_true(wake == 100 + CACHE_REFILL_DELAY_MS);
+	/* ... a take meanwhile pushes it further ... */
+	cache_pool_taken(&p, cache_pool_oldest_ready(&p), 200);
+	assert_null(cache_pool_next_boot(&p, 100 + CACHE_REFILL_DELAY_MS,
+					 &wake));
+	assert_true(wake == 200 + CACHE_REFILL_DELAY_MS);
+	/* ... then boots, one at a time. */
+	vm = cache_pool_next_boot(&p, 200 + CACHE_REFILL_DELAY_MS, &wake);
+	assert_non_null(vm);
+	assert_string_equal(vm->name, "vm-3");
+	assert_null(cache_pool_next_boot(&p, 200 + CACHE_REFILL_DELAY_MS,
+					 &wake));
+	assert_true(wake == 0);
+}
+
 static void test_failures_back_off(void **state)
 {
 	struct cache_pool p;
@@ -159,6 +189,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_fills_one_at_a_time),
 		cmocka_unit_test(test_take_oldest_and_refill),
+		cmocka_unit_test(test_take_holds_the_refill),
 		cmocka_unit_test(test_failures_back_off),
 		cmocka_unit_test(test_answers_for_strangers),
 		cmocka_unit_test(test_fingerprint),
