@@ -97,7 +97,7 @@ static void __attribute__((noreturn))
 booter_main(const struct husk_config *cfg, const char *fdir, int fd)
 {
 	struct live l = { .n = 0 };
-	sigset_t none;
+	sigset_t none, stops;
 
 	/* Signals as a plain process: the server's loop is not ours. */
 	signal(SIGTERM, SIG_DFL);
@@ -106,6 +106,13 @@ booter_main(const struct husk_config *cfg, const char *fdir, int fd)
 	signal(SIGCHLD, SIG_DFL);
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
+	/* Held off while a command runs: a boot killed between starting a
+	 * helper and recording it would leave that helper to nobody
+	 * (`husk factory destroy` waits for the boot instead). */
+	sigemptyset(&stops);
+	sigaddset(&stops, SIGTERM);
+	sigaddset(&stops, SIGINT);
+	sigaddset(&stops, SIGHUP);
 	log_info("booter: pid %d", (int)getpid());
 	for (;;) {
 		struct pollfd pf = { fd, POLLIN, 0 };
@@ -130,6 +137,7 @@ booter_main(const struct husk_config *cfg, const char *fdir, int fd)
 		memset(&a, 0, sizeof(a));
 		a.op = c.op;
 		memcpy(a.name, c.name, sizeof(a.name));
+		sigprocmask(SIG_BLOCK, &stops, NULL);
 		switch (c.op) {
 		case CACHE_OP_BOOT:
 			boot(cfg, fdir, &l, c.name, &a);
@@ -139,17 +147,20 @@ booter_main(const struct husk_config *cfg, const char *fdir, int fd)
 			break;
 		case CACHE_OP_FORGET:
 			live_del(&l, c.name);
-			continue;
+			break;
 		default:
 			log_warnx("booter: unknown command %u: ignored",
 				  (unsigned)c.op);
-			continue;
+			break;
 		}
-		if (send(fd, &a, sizeof(a), MSG_NOSIGNAL) < 0 &&
+		if ((c.op == CACHE_OP_BOOT || c.op == CACHE_OP_STOP) &&
+		    send(fd, &a, sizeof(a), MSG_NOSIGNAL) < 0 &&
 		    errno != EPIPE)
 			log_warn("booter: answer the server");
+		sigprocmask(SIG_UNBLOCK, &stops, NULL);
 	}
 	/* The server is gone: nobody will hand these out. */
+	sigprocmask(SIG_BLOCK, &stops, NULL);
 	for (unsigned i = 0; i < l.n; i++) {
 		cleanup_err struct husk_err *e = NULL;
 

@@ -59,10 +59,13 @@ static int write_record(struct husk_err **err)
 
 	husk_proc_ref(getpid(), &me);
 	husk_proc_ref(cache.booter_pid, &b);
-	j = json_pack("{s:{s:i, s:I}, s:{s:i, s:I}, s:i}",
+	/* agent_timeout bounds a boot: how long destroy waits for one
+	 * that runs to end. */
+	j = json_pack("{s:{s:i, s:I}, s:{s:i, s:I}, s:i, s:i}",
 		      "server", "pid", (int)me.pid, "start",
 		      (json_int_t)me.start, "booter", "pid", (int)b.pid,
-		      "start", (json_int_t)b.start, "cache", cache.pool.size);
+		      "start", (json_int_t)b.start, "cache", cache.pool.size,
+		      "agent_timeout", cache.cfg.agent_timeout);
 	text = json_dumps(j, JSON_COMPACT);
 	json_decref(j);
 	return husk_write_atomic(AT_FDCWD, cache.record, text, strlen(text),

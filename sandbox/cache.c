@@ -332,9 +332,10 @@ int husk_cache_sweep(const char *fdir, struct husk_err **err)
 /* husk factory init|status|destroy's part (cmd/husk/factory.c)        */
 
 /* The daemon's pids from <root>/.factory/cache.json (zeros: none). */
-static void read_record(const char *fdir, struct husk_proc_ref *server,
-			struct husk_proc_ref *booter)
+static unsigned read_record(const char *fdir, struct husk_proc_ref *server,
+			    struct husk_proc_ref *booter)
 {
+	json_int_t t;
 	cleanup_free char *path = husk_xasprintf("%s/" HUSK_CACHE_RECORD,
 						 fdir);
 	json_t *j = json_load_file(path, 0, NULL);
@@ -355,7 +356,10 @@ static void read_record(const char *fdir, struct husk_proc_ref *server,
 		booter->start = (unsigned long long)json_integer_value(
 			json_object_get(b, "start"));
 	}
+	t = json_integer_value(json_object_get(j, "agent_timeout"));
 	json_decref(j);
+	/* The boot's bound, [agent] timeout (1-3600 s; 60 by default). */
+	return t >= 1 && t <= 3600 ? (unsigned)t : 60;
 }
 
 static bool dir_exists(const char *path)
@@ -371,15 +375,18 @@ int husk_cache_destroy(const char *root, struct husk_err **err)
 {
 	cleanup_free char *fdir = husk_xasprintf("%s/" HUSK_FACTORY_DIR, root);
 	struct husk_proc_ref server, booter;
+	unsigned boot_s;
 	int n;
 
 	if (!dir_exists(fdir))
 		return 0;
-	read_record(fdir, &server, &booter);
+	boot_s = read_record(fdir, &server, &booter);
 	husk_proc_stop(&server, 5000);
-	/* Mid-boot it would finish the boot first: what it started is in
-	 * the VM's record, which the sweep reads. */
-	husk_proc_stop(&booter, 5000);
+	/* Mid-boot it finishes the boot first (it holds SIGTERM off while
+	 * a command runs, cache/booter.c), so that everything it started
+	 * is in the VM's record, which the sweep reads.  A boot ends
+	 * within [agent] timeout. */
+	husk_proc_stop(&booter, (boot_s + 10) * 1000);
 	n = husk_cache_sweep(fdir, err);
 	if (n < 0)
 		return -1;
