@@ -101,6 +101,36 @@ static int take_decode(const json_t *res, char **name,
 	return 0;
 }
 
+/* The cached VM's own record, as the booter wrote it (root's, below
+ * the 0700 factory directory), which must name the helpers the daemon
+ * answered with. */
+static int vm_record(const char *fdir, const char *name,
+		     const struct husk_proc_ref *hv,
+		     const struct husk_proc_ref *proxy, struct husk_sandbox *vs,
+		     struct husk_err **err)
+{
+	struct husk_store st;
+	struct husk_entry e;
+	int rc = -1;
+
+	memset(vs, 0, sizeof(*vs));
+	if (husk_store_open(&st, fdir, err) < 0)
+		return -1;
+	if (husk_store_get(&st, name, HUSK_LOCK_SHARED, &e, err) == 0) {
+		rc = husk_sandbox_read(&e, vs, err);
+		husk_entry_close(&e);
+	}
+	husk_store_close(&st);
+	if (rc == 0 && (vs->hv.pid != hv->pid || vs->hv.start != hv->start ||
+			vs->proxy.pid != proxy->pid ||
+			vs->proxy.start != proxy->start)) {
+		husk_sandbox_free(vs);
+		return husk_error(err, HUSK_E_STATE, "its record names other "
+				  "helpers than the daemon's answer");
+	}
+	return rc;
+}
+
 /* Back to a sandbox that boots cold: husk_net_prepare sets its
  * namespace again. */
 static void forget_vm(struct husk_sandbox *s)
@@ -118,9 +148,10 @@ int husk_cache_take(struct husk_entry *e, const struct husk_config *cfg,
 {
 	cleanup_free char *fdir = husk_xasprintf("%s/" HUSK_FACTORY_DIR, root);
 	cleanup_free char *sock = husk_xasprintf("%s/" HUSK_CACHE_SOCK, fdir);
-	cleanup_free char *fp = NULL, *name = NULL, *src = NULL;
+	cleanup_free char *fp = NULL, *name = NULL, *src = NULL, *acc = NULL;
 	cleanup_err struct husk_err *te = NULL;
 	struct husk_proc_ref hv, proxy;
+	struct husk_sandbox vs;
 	const char *why, *accel = NULL, *given = NULL;
 	json_t *params, *res = NULL;
 	int rc;
@@ -167,16 +198,30 @@ int husk_cache_take(struct husk_entry *e, const struct husk_config *cfg,
 		forget_vm(s);
 		return 0;
 	}
+	acc = husk_xstrdup(accel);      /* accel is res's */
+	json_decref(res);
 	src = husk_xasprintf("%s/%s", fdir, name);
+	if (vm_record(fdir, name, &hv, &proxy, &vs, &te) < 0) {
+		cleanup_err struct husk_err *se = NULL;
+
+		/* Ours now (the daemon forgot it): stopped where it is. */
+		if (husk_cache_vm_stop(fdir, name, &se) < 0)
+			log_warnx("%s", se->msg);
+		log_warnx("sandbox %s: boots cold: the cached VM %s: %s", sid,
+			  name, te->msg);
+		forget_vm(s);
+		return 0;
+	}
 	/* Recorded before the move: whatever fails next, delete --force
-	 * finds the helpers. */
+	 * finds the helpers.  What else the VM's record says of it comes
+	 * with it (a clone's boot size, once templates are in). */
 	free(s->id);
 	s->id = husk_xstrdup(sid);
 	s->hv = hv;
 	s->proxy = proxy;
 	free(s->accel);
-	s->accel = husk_xstrdup(accel);
-	json_decref(res);
+	s->accel = husk_xstrdup(vs.accel ? vs.accel : acc);
+	husk_sandbox_free(&vs);
 	if (!given) {
 		free(s->netns);
 		s->netns = husk_xasprintf("%s/%s/" HUSK_VM_SUBDIR "/netns",
