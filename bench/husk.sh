@@ -5,7 +5,9 @@
 # included, to the agent's ping answer) next to `husk run` of `true`
 # with the same kernel, the kernels interleaved run by run; runc and
 # crun running the same bundle; then the host memory (PSS) of one idle
-# sandbox per kernel, split by process.
+# sandbox per kernel, split by process.  `husk run true` from the VM
+# cache (husk-cache, [factory] cache = 1) with the last kernel, each run
+# once a VM is ready, against runc.
 #
 #   BENCH_RUNS      runs per row (3)
 #   BENCH_KERNELS   "NAME=VMLINUX,INITRD ..." instead of the build's
@@ -56,7 +58,8 @@ fi
 source tests/bats/lib/rootfs.sh
 d=$(mktemp -d /tmp/husk-bench.XXXXXX)
 trap 'for id in $("$HUSK" --root "$d/root" list -q 2>/dev/null); do
-	"$HUSK" --root "$d/root" delete --force "$id"; done; rm -rf "$d"' EXIT
+	"$HUSK" --root "$d/root" delete --force "$id"; done
+	"$HUSK" --root "$d/croot" factory destroy 2>/dev/null; rm -rf "$d"' EXIT
 mkdir -p "$d/bundle"
 make_rootfs "$d/bundle/rootfs"
 "$HUSK" spec --bundle "$d/bundle"
@@ -126,6 +129,27 @@ for ((i = 0; i < RUNS; i++)); do
 		t=$(run_one $rt --root "$d/$rt" run "n$i") && times[$rt]+="$t "
 	done
 done
+# From the cache: one VM kept, each run taking it once it is ready (the
+# replacement boots between runs, not during one).
+read -r cname _ <<<"${KERNELS[-1]}"
+{ cat "$d/$cname.conf"; printf '[factory]\ncache = 1\n'; } >"$d/cache.conf"
+husk_c() { HUSK_CONFIG=$d/cache.conf "$HUSK" --root "$d/croot" "$@"; }
+cache_ready() {
+	local i
+	for i in $(seq 1 600); do
+		husk_c factory status 2>/dev/null | grep -q '"ready": 1' &&
+			return 0
+		sleep 0.1
+	done
+	return 1
+}
+if husk_c factory init >/dev/null 2>&1; then
+	for ((i = 0; i < RUNS; i++)); do
+		cache_ready || break
+		t=$(run_one husk_c run "c$i") && times[cache]+="$t "
+	done
+	husk_c factory destroy >/dev/null 2>&1
+fi
 med() { printf '%s\n' ${times[$1]:-} | median; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a > 0 && b > 0) printf "%.2f", a / b }'; }
 row() { printf '%-50s %8s %8s\n' "$@"; }
@@ -148,6 +172,9 @@ for rt in crun runc; do
 	fi
 	row "$rt run true (namespaces only)" "$(med $rt)" ""
 done
+c=$(med cache)
+row "[$cname] husk run true from the VM cache" "${c:-failed}" \
+	"$(ratio "$c" "$(med runc)") of runc"
 echo "(ratio: a bare boot over the first kernel's, husk run over the bare"
 echo " boot of the same kernel; bare = QEMU with the driver's command line"
 echo " for husk's configuration and virtiofsd, without the driver, proxy,"

@@ -28,13 +28,16 @@
 #define STATE_FILE "hypervisor.state"
 
 static char *state_dir;
+/* The state directory as opened at start: a VM booted ahead by
+ * husk-cache has its directory renamed into the sandbox that takes it
+ * (docs/factory-cache.md), and the state file follows it this way. */
+static int state_dirfd = -1;
 
 /* ------------------------------------------------------------------ */
 /* The state file: pids and start times of QEMU and virtiofsd          */
 
 int hv_state_write(pid_t qemu, pid_t vfs)
 {
-	cleanup_free char *path = husk_xasprintf("%s/" STATE_FILE, state_dir);
 	struct husk_err *e = NULL;
 	char buf[128];
 	int n, rc;
@@ -42,7 +45,8 @@ int hv_state_write(pid_t qemu, pid_t vfs)
 	n = snprintf(buf, sizeof(buf), "qemu %d %llu\nvirtiofsd %d %llu\n",
 		     (int)qemu, qemu > 0 ? husk_proc_starttime(qemu) : 0ULL,
 		     (int)vfs, vfs > 0 ? husk_proc_starttime(vfs) : 0ULL);
-	rc = husk_write_atomic(AT_FDCWD, path, buf, (size_t)n, 0600, &e);
+	rc = husk_write_atomic(state_dirfd, STATE_FILE, buf, (size_t)n, 0600,
+			       &e);
 	if (rc < 0) {
 		log_warnx("%s", e->msg);
 		husk_err_free(e);
@@ -52,10 +56,8 @@ int hv_state_write(pid_t qemu, pid_t vfs)
 
 void hv_state_clear(void)
 {
-	cleanup_free char *path = husk_xasprintf("%s/" STATE_FILE, state_dir);
-
-	if (unlink(path) < 0 && errno != ENOENT)
-		log_warn("unlink %s", path);
+	if (unlinkat(state_dirfd, STATE_FILE, 0) < 0 && errno != ENOENT)
+		log_warn("unlink %s/%s", state_dir, STATE_FILE);
 }
 
 /*
@@ -185,6 +187,9 @@ static int hv_open(struct husk_daemon *d, struct husk_err **err)
 	if (husk_mkdir_p(opts.state_dir, 0700, err) < 0)
 		return -1;
 	state_dir = husk_xstrdup(opts.state_dir);
+	state_dirfd = open(state_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (state_dirfd < 0)
+		return husk_error_sys(err, errno, "open `%s`", state_dir);
 	if (!socket_path)
 		socket_path = husk_xasprintf("%s/hypervisor.sock",
 					     opts.state_dir);

@@ -465,6 +465,7 @@ static const struct ipc_method method_table[] = {
 	/* templates (template.c) */
 	IPC_METHOD_P(HV_M_SAVE_TEMPLATE, REQ, hv_save_fields,
 		     struct save_params, hv_m_save_template),
+	IPC_METHOD(HV_M_NET_NAMESPACE, REQ, hv_m_net_namespace),
 	IPC_METHOD_END,
 };
 

@@ -91,6 +91,7 @@ extern const struct ipc_field hv_name_fields[];
 HV_HANDLER(hv_m_net_attach);
 HV_HANDLER(hv_m_net_detach);
 HV_HANDLER(hv_m_net_list);
+HV_HANDLER(hv_m_net_namespace);
 
 #undef HV_HANDLER
 

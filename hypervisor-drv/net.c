@@ -171,17 +171,20 @@ static void pack_link(msgpack_packer *pk, const struct hv_link *l)
 	ipc_pack_kv_str(pk, "tap", l->tap);
 }
 
-/* A tap, up with the link's MTU; returns its descriptor. */
-static int tap_open(struct hv_link *l, struct husk_err **err)
+/* A tap, up with the link's MTU; returns its descriptor.  tun: a
+ * /dev/net/tun the caller opened in the links' namespace (a tap is made
+ * in the namespace /dev/net/tun was opened in), taken; -1: ours. */
+static int tap_open(struct hv_link *l, int tun, struct husk_err **err)
 {
 	struct rtnl_link *tl = NULL, *chg = NULL;
 	struct ifreq ifr = { 0 };
-	cleanup_close int fd = -1;
+	cleanup_close int fd = tun;
 	int rc;
 
 	snprintf(l->tap, sizeof(l->tap), "tap%u%s", net.next_tap++,
 		 HUSK_TAP_SUFFIX);
-	fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
 	if (fd < 0)
 		return husk_error_sys(err, errno, "open /dev/net/tun");
 	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", l->tap);
@@ -263,7 +266,14 @@ int hv_m_net_attach(struct ipc_conn *c, struct ipc_msg *m, void *params,
 	const struct name_params *p = params;
 	struct rtnl_link *rl = NULL;
 	struct hv_link *l = NULL;
-	int rc, fd;
+	int rc, fd, tun = -1;
+
+	if (m->nfds > 1)
+		return husk_error(err, HUSK_E_INVALID, "net_attach: at most "
+				  "one descriptor, a /dev/net/tun (%d came)",
+				  m->nfds);
+	if (m->nfds == 1)
+		tun = ipc_msg_take_fd(m, 0);
 	if (!net.sk) {
 		husk_error(err, HUSK_E_UNAVAILABLE, "net_attach: no rtnetlink "
 			   "socket (see the driver's log)");
@@ -298,7 +308,8 @@ int hv_m_net_attach(struct ipc_conn *c, struct ipc_msg *m, void *params,
 	l->ifindex = rtnl_link_get_ifindex(rl);
 	l->mtu = rtnl_link_get_mtu(rl);
 	mac_str(rl, l->mac);
-	fd = tap_open(l, err);
+	fd = tap_open(l, tun, err);
+	tun = -1;
 	if (fd < 0 || husk_tc_redirect(net.sk, l->ifindex, l->tap_ifindex,
 				       err) < 0 ||
 	    husk_tc_redirect(net.sk, l->tap_ifindex, l->ifindex, err) < 0) {
@@ -323,7 +334,54 @@ int hv_m_net_attach(struct ipc_conn *c, struct ipc_msg *m, void *params,
 out:
 	if (rl)
 		rtnl_link_put(rl);
+	if (tun >= 0)
+		close(tun);
 	return -1;
+}
+
+/*
+ * The links to mirror live in another namespace than ours: a VM booted
+ * ahead by husk-cache, in a namespace of its own, then taken by a
+ * sandbox whose namespace was made elsewhere (CNI's;
+ * docs/factory-cache.md).  The rtnetlink socket that comes with the
+ * request, opened there, replaces ours; each net_attach then brings a
+ * /dev/net/tun opened there, so that its tap is made there too.
+ */
+int hv_m_net_namespace(struct ipc_conn *c, struct ipc_msg *m, void *params,
+		       void *arg, struct husk_err **err)
+{
+	struct nl_sock *sk;
+	int fd, rc;
+
+	if (m->nfds != 1)
+		return husk_error(err, HUSK_E_INVALID, "net_namespace: one "
+				  "rtnetlink socket must come with the request "
+				  "(%d did)", m->nfds);
+	for (int i = 0; i < HV_MAX_LINKS; i++)
+		if (net.links[i].state != L_FREE)
+			return husk_error(err, HUSK_E_STATE, "net_namespace: "
+					  "%s is attached", net.links[i].name);
+	fd = ipc_msg_take_fd(m, 0);
+	sk = nl_socket_alloc();
+	if (!sk) {
+		close(fd);
+		return husk_error(err, HUSK_E_SYSTEM, "net_namespace: no "
+				  "memory");
+	}
+	rc = nl_socket_set_fd(sk, NETLINK_ROUTE, fd);
+	if (rc < 0) {
+		nl_socket_free(sk);
+		close(fd);
+		return husk_error(err, HUSK_E_INVALID, "net_namespace: not an "
+				  "rtnetlink socket: %s", nl_geterror(rc));
+	}
+	if (net.sk)
+		nl_socket_free(net.sk);
+	net.sk = sk;
+	log_info("links from now on in the namespace of the socket given "
+		 "(pid %d)", (int)ipc_conn_peer_pid(c));
+	ipc_reply_ok(c, m->msgid);
+	return 0;
 }
 
 static void detach_done(void *arg, const struct husk_err *e)

@@ -31,5 +31,9 @@
 #define HV_M_NET_DETACH "net_detach"
 #define HV_M_NET_LIST "net_list"
 #define HV_M_SAVE_TEMPLATE "save_template"
+/* The links to mirror are in the namespace of the rtnetlink socket
+ * that comes with it (a VM husk-cache booted in a namespace of its own,
+ * taken by a sandbox whose namespace was made elsewhere). */
+#define HV_M_NET_NAMESPACE "net_namespace"
 
 #endif

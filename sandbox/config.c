@@ -116,6 +116,7 @@ void husk_config_defaults(struct husk_config *c)
 	c->factory_template = false;
 	c->factory_template_path = husk_xstrdup(HUSK_FACTORY_PATH);
 	c->factory_memory_mb = c->memory_mb;
+	c->factory_cache = 0;
 }
 
 enum ktype { K_STR, K_UINT, K_BOOL };
@@ -188,6 +189,7 @@ static const struct key keys[] = {
 	{ "factory", "template", K_BOOL, O(factory_template), 0, 0, NULL },
 	{ "factory", "template_path", K_STR, O(factory_template_path), 0, 0,
 	  NULL },
+	{ "factory", "cache", K_UINT, O(factory_cache), 0, HUSK_CACHE_MAX, NULL },
 };
 #undef O
 

@@ -322,10 +322,18 @@ int husk_ct_create(struct husk_store *st, const struct husk_config *cfg,
 		goto fail;
 
 	if (own) {
-		if (husk_net_prepare(&e, cfg, st->root, sid, b.spec, &sb,
+		/* A VM booted ahead (docs/factory-cache.md), or our own. */
+		int cached = husk_cache_take(&e, &lcfg, st->root, sid, b.spec,
+					     &sb, err);
+
+		if (cached < 0)
+			goto fail;
+		if (!cached &&
+		    husk_net_prepare(&e, cfg, st->root, sid, b.spec, &sb,
 				     err) < 0)
 			goto fail;
-		if (husk_sandbox_launch(&e, &lcfg, st->root, sid, &sb, &ready,
+		if (!cached &&
+		    husk_sandbox_launch(&e, &lcfg, st->root, sid, &sb, &ready,
 					err) < 0)
 			goto fail;
 	} else {

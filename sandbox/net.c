@@ -257,8 +257,11 @@ static struct nl_sock *netns_socket(const char *path, struct husk_err **err)
 	return sk;
 }
 
-static int hv_call(const char *root, const char *sid, const char *method,
-		   json_t *params, json_t **res, struct husk_err **err)
+/* A call to the sandbox's driver (params consumed), with a descriptor
+ * when fd >= 0. */
+static int hv_call_fd(const char *root, const char *sid, const char *method,
+		      json_t *params, int fd, json_t **res,
+		      struct husk_err **err)
 {
 	struct husk_sbx_paths p;
 	int rc;
@@ -268,9 +271,30 @@ static int hv_call(const char *root, const char *sid, const char *method,
 		return -1;
 	}
 	rc = husk_rpc_call(p.hv_sock, HV_COMPONENT, method, params,
-			   HV_NET_TIMEOUT, res, NULL, 0, err);
+			   HV_NET_TIMEOUT, res, fd >= 0 ? &fd : NULL,
+			   fd >= 0 ? 1 : 0, err);
 	json_decref(params);
 	husk_sandbox_paths_free(&p);
+	return rc;
+}
+
+static int hv_call(const char *root, const char *sid, const char *method,
+		   json_t *params, json_t **res, struct husk_err **err)
+{
+	return hv_call_fd(root, sid, method, params, -1, res, err);
+}
+
+int husk_net_adopt(const char *root, const char *sid, const char *netns,
+		   struct husk_err **err)
+{
+	struct nl_sock *sk = netns_socket(netns, err);
+	int rc;
+
+	if (!sk)
+		return husk_error_wrap(err, "the sandbox's network namespace");
+	rc = hv_call_fd(root, sid, HV_M_NET_NAMESPACE, NULL,
+			nl_socket_get_fd(sk), NULL, err);
+	nl_socket_free(sk);
 	return rc;
 }
 
@@ -344,18 +368,42 @@ static int update_interface(const char *root, const char *sid,
 	}
 }
 
-int husk_net_add_iface(const char *root, const char *sid,
+/* /dev/net/tun opened in the namespace at path: a tap made through it
+ * is made there, wherever the driver that makes it lives. */
+static int tun_in(const char *path, struct husk_err **err)
+{
+	int saved, fd, e;
+
+	if (husk_netns_enter(path, &saved, err) < 0)
+		return -1;
+	fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+	e = errno;
+	if (husk_netns_leave(saved, err) < 0) {
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	if (fd < 0)
+		return husk_error_sys(err, e, "open /dev/net/tun in `%s`",
+				      path);
+	return fd;
+}
+
+int husk_net_add_iface(const char *root, const char *sid, const char *netns,
 		       const json_t *over, json_t **iface,
 		       struct husk_err **err)
 {
 	const char *name = json_string_value(json_object_get(over, "name"));
 	json_t *res = NULL, *ifc, *v, *out = NULL;
+	cleanup_close int tun = -1;
 
 	if (!name)
 		return husk_error(err, HUSK_E_INVALID, "interface: \"name\" "
 				  "(a string) is missing");
-	if (hv_call(root, sid, HV_M_NET_ATTACH,
-		    json_pack("{s:s}", "name", name), &res, err) < 0)
+	if (netns && (tun = tun_in(netns, err)) < 0)
+		return husk_error_wrap(err, "attach %s", name);
+	if (hv_call_fd(root, sid, HV_M_NET_ATTACH,
+		       json_pack("{s:s}", "name", name), tun, &res, err) < 0)
 		return husk_error_wrap(err, "attach %s", name);
 	ifc = json_pack("{s:s, s:O, s:O, s:O, s:b}", "name", name,
 			"mac", json_object_get(res, "mac"),
@@ -454,7 +502,8 @@ int husk_net_setup(struct husk_entry *e, const struct husk_config *cfg,
 		if (!json_is_true(json_object_get(l, "ethernet")) ||
 		    json_object_get(l, "tap"))
 			continue;
-		if (husk_net_add_iface(root, sid, l, &iface, err) < 0) {
+		if (husk_net_add_iface(root, sid, s->netns, l, &iface,
+				       err) < 0) {
 			json_decref(res);
 			return -1;
 		}

@@ -65,6 +65,7 @@ struct husk_config {
 	bool factory_template;
 	char *factory_template_path;    /* a tmpfs husk mounts (factory.c) */
 	unsigned factory_memory_mb;     /* [hypervisor] memory_mb as read */
+	unsigned factory_cache;          /* VMs husk-cache keeps booted */
 };
 
 /* [factory] template_path's default (docs/factory.md). */
@@ -80,6 +81,8 @@ const char *husk_exe_dir(void);
 /* The user `make install` creates for the proxy; [proxy] user "" means
  * this one when it exists. */
 #define HUSK_PROXY_USER "husk-proxy"
+/* [factory] cache's bound. */
+#define HUSK_CACHE_MAX 16
 /* The ids [proxy] user names; *set is false for root. */
 int husk_proxy_ids(const char *spec, bool *set, uid_t *uid, gid_t *gid,
 		   struct husk_err **err);
@@ -247,10 +250,59 @@ int husk_sandbox_ready(struct husk_entry *e, const struct husk_config *cfg,
 		       const char *root, const char *sid,
 		       const char *hostname, struct husk_sandbox *s,
 		       int ready, struct husk_err **err);
+/* The wait for the guest's agent on the proxy's ready pipe (the first
+ * half of husk_sandbox_ready; husk-cache boots VMs ahead with it). */
+int husk_sandbox_wait_agent(const struct husk_config *cfg, const char *root,
+			    const char *sid, const struct husk_sandbox *s,
+			    int ready, struct husk_err **err);
 /* Stop the VM and helpers, whatever state they are in, and unmount the
  * share.  force skips the polite steps. */
 int husk_sandbox_stop(const char *root, const struct husk_sandbox *s,
 		      bool force, struct husk_err **err);
+
+/* ------------------------------------------------------- VM cache */
+/* sandbox/cache.c; docs/factory-cache.md */
+
+/* A sandbox's VM lives in <root>/<sid>/HUSK_VM_SUBDIR when it came from
+ * the cache (the cached VM's directory renamed there), else in
+ * <root>/<sid> itself; husk_sandbox_paths says which. */
+#define HUSK_VM_SUBDIR "factory-vm"
+/* The cache's directory below a root: its socket, its record and the
+ * cached VMs, each a store entry (ids cannot start with '.'). */
+#define HUSK_FACTORY_DIR ".factory"
+#define HUSK_CACHE_SOCK "cache.sock"
+#define HUSK_CACHE_RECORD "cache.json"
+
+/* What a VM booted ahead must share with the sandbox that takes it: the
+ * configuration that reaches the driver, QEMU and the guest. */
+char *husk_cache_fingerprint(const struct husk_config *cfg);
+/* For a new sandbox: take a VM from the cache when [factory] cache is
+ * set and the spec can use one (a network namespace husk makes).
+ * 1: adopted (s records its helpers and network namespace; the agent
+ * has answered, so husk_sandbox_ready takes ready -1); 0: boot cold
+ * (logged why); -1 with err: a failure after the VM was ours (s
+ * records what to stop). */
+int husk_cache_take(struct husk_entry *e, const struct husk_config *cfg,
+		    const char *root, const char *sid, const json_t *spec,
+		    struct husk_sandbox *s, struct husk_err **err);
+/* Boot one VM ahead as entry `name` of the store below the factory
+ * directory fdir (husk-cache's booter); s gets its helpers. */
+int husk_cache_boot(const struct husk_config *cfg, const char *fdir,
+		    const char *name, struct husk_sandbox *s,
+		    struct husk_err **err);
+/* Stop a cached VM and remove its directory (a missing one is fine). */
+int husk_cache_vm_stop(const char *fdir, const char *name,
+		       struct husk_err **err);
+/* Every cached VM below fdir stopped and removed; returns how many. */
+int husk_cache_sweep(const char *fdir, struct husk_err **err);
+/* husk factory init, status, destroy: start husk-cache for the store at
+ * root and wait until it answers (a dead one's leftovers removed
+ * first); its cache_status answer; the daemon, its VMs and its
+ * directory gone, whether it was alive or not. */
+int husk_cache_init(const struct husk_config *cfg, const char *root,
+		    struct husk_err **err);
+int husk_cache_status(const char *root, json_t **out, struct husk_err **err);
+int husk_cache_destroy(const char *root, struct husk_err **err);
 
 /* The spec as the guest gets it (docs/agent-protocol.md). */
 json_t *husk_guest_spec(const json_t *spec, const char *cid);
@@ -465,9 +517,13 @@ void husk_net_release(const struct husk_sandbox *s);
 /* One link: net_attach, then update_interface with over's fields
  * (addresses, mtu) on top of the link's.  *iface gets the interface as
  * given to the guest. */
-int husk_net_add_iface(const char *root, const char *sid,
+int husk_net_add_iface(const char *root, const char *sid, const char *netns,
 		       const json_t *over, json_t **iface,
 		       struct husk_err **err);
+/* The driver's links from now on those of the namespace at netns (it
+ * lives in another one: a VM from the cache; docs/factory-cache.md). */
+int husk_net_adopt(const char *root, const char *sid, const char *netns,
+		   struct husk_err **err);
 int husk_net_del_iface(const char *root, const char *sid, const char *name,
 		       struct husk_err **err);
 /* husk_net_routes (libhusk/netroutes.h) for the sandbox, sent to the

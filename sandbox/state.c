@@ -163,12 +163,15 @@ int husk_state_netns_check(const char *root, const char *sid,
 	static const char *const places[] = { "/var/run/netns",
 					      "/run/netns", "/proc", NULL };
 	cleanup_free char *own = husk_xasprintf("%s/%s/netns", root, sid);
+	cleanup_free char *cached = husk_xasprintf("%s/%s/" HUSK_VM_SUBDIR
+						   "/netns", root, sid);
 	cleanup_free char *shown = husk_escape(path, strlen(path));
 
 	/* One husk made is unmounted and unlinked by delete: only ever its
 	 * own file in the sandbox's directory. */
 	if (created) {
-		if (strcmp(path, own))
+		/* or the one a VM from the cache brought (sandbox/cache.c) */
+		if (strcmp(path, own) && strcmp(path, cached))
 			return husk_error(err, HUSK_E_INVALID, "network "
 					  "namespace `%s` husk made is not "
 					  "`%s`", shown, own);

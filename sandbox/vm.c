@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -29,8 +30,17 @@
 int husk_sandbox_paths(const char *root, const char *sid,
 		       struct husk_sbx_paths *p, struct husk_err **err)
 {
+	struct stat st;
+
 	memset(p, 0, sizeof(*p));
-	p->dir = husk_xasprintf("%s/%s", root, sid);
+	p->dir = husk_xasprintf("%s/%s/" HUSK_VM_SUBDIR, root, sid);
+	/* A VM from the cache brought its own directory (sandbox/cache.c):
+	 * every path of the VM is below it.  <root>/<sid> is root's and
+	 * 0700, and nothing the guest writes is on this path. */
+	if (lstat(p->dir, &st) < 0 || !S_ISDIR(st.st_mode)) {
+		free(p->dir);
+		p->dir = husk_xasprintf("%s/%s", root, sid);
+	}
 	if (husk_sock_path(p->dir, "hv.sock", &p->hv_sock, err) < 0 ||
 	    husk_sock_path(p->dir, "proxy.sock", &p->proxy_sock, err) < 0 ||
 	    husk_sock_path(p->dir, "agent.sock", &p->agent_sock, err) < 0) {
@@ -404,7 +414,9 @@ int husk_sandbox_ready(struct husk_entry *e, const struct husk_config *cfg,
 
 	if (husk_sandbox_paths(root, sid, &p, err) < 0)
 		return -1;
-	if (wait_agent(cfg, &p, s, ready, err) < 0 ||
+	/* ready -1: a VM from the cache, whose agent answered there (a
+	 * clone among them is reseeded, clocked and sized here, at take). */
+	if ((ready >= 0 && wait_agent(cfg, &p, s, ready, err) < 0) ||
 	    husk_clone_finish(e, cfg, root, s, err) < 0)
 		goto out;
 	params = json_pack("{s:s, s:s}", "sandbox_id", sid, "hostname",
@@ -416,6 +428,20 @@ int husk_sandbox_ready(struct husk_entry *e, const struct husk_config *cfg,
 	if (rc == 0)
 		rc = husk_net_setup(e, cfg, root, sid, s, err);
 out:
+	husk_sandbox_paths_free(&p);
+	return rc;
+}
+
+int husk_sandbox_wait_agent(const struct husk_config *cfg, const char *root,
+			    const char *sid, const struct husk_sandbox *s,
+			    int ready, struct husk_err **err)
+{
+	struct husk_sbx_paths p;
+	int rc;
+
+	if (husk_sandbox_paths(root, sid, &p, err) < 0)
+		return -1;
+	rc = wait_agent(cfg, &p, s, ready, err);
 	husk_sandbox_paths_free(&p);
 	return rc;
 }
@@ -434,6 +460,29 @@ int husk_sandbox_start(struct husk_entry *e, const struct husk_config *cfg,
 	if (ready >= 0)
 		close(ready);
 	return rc;
+}
+
+/*
+ * A VM from the cache came with a network namespace the cache made for
+ * it (<dir>/netns); a sandbox whose own namespace was made elsewhere
+ * recorded that one instead, so this one goes here (a bind mount of
+ * nsfs: unmounted, then unlinked).
+ */
+static void vm_netns_release(const struct husk_sbx_paths *p,
+			     const struct husk_sandbox *s)
+{
+	size_t n = strlen(p->dir), m = strlen("/" HUSK_VM_SUBDIR);
+	cleanup_free char *ns = NULL;
+
+	if (n < m || strcmp(p->dir + n - m, "/" HUSK_VM_SUBDIR))
+		return;
+	ns = husk_xasprintf("%s/netns", p->dir);
+	if (s->netns && !strcmp(s->netns, ns))
+		return;         /* the sandbox's own: husk_net_release's */
+	if (umount2(ns, MNT_DETACH) < 0 && errno != EINVAL && errno != ENOENT)
+		log_warn("umount %s", ns);
+	if (unlink(ns) < 0 && errno != ENOENT)
+		log_warn("unlink %s", ns);
 }
 
 int husk_sandbox_stop(const char *root, const struct husk_sandbox *s,
@@ -472,6 +521,7 @@ int husk_sandbox_stop(const char *root, const struct husk_sandbox *s,
 	husk_proc_stop(&s->proxy, 1000);
 	husk_proc_stop(&s->hv, 3000);
 	husk_net_release(s);
+	vm_netns_release(&p, s);
 	husk_share_teardown(&p);
 	husk_sandbox_paths_free(&p);
 	return 0;

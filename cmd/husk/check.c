@@ -13,6 +13,8 @@
 #include "husk.h"
 
 #include "libhusk/accel.h"
+#include "libhusk/cleanup.h"
+#include "libhusk/util.h"
 
 struct verdict {
 	int failed;
@@ -125,6 +127,26 @@ int cmd_check(struct husk_ctx *ctx, int argc, char **argv,
 	else if (c->factory_template)
 		line(&v, 0, "factory", "VM templates at %s",
 		     c->factory_template_path);
+	if (c->factory_cache) {
+		cleanup_free char *exe = husk_xasprintf("%s/husk-cache",
+							husk_exe_dir());
+		json_t *st = NULL;
+		struct husk_err *e = NULL;
+
+		need_exec(&v, "cache", exe);
+		/* Not a failure: sandboxes boot cold without it. */
+		if (husk_cache_status(ctx->root, &st, &e) < 0)
+			line(&v, 1, "cache", "[factory] cache = %u, but "
+			     "husk-cache does not answer (husk factory "
+			     "init): sandboxes boot cold", c->factory_cache);
+		else
+			line(&v, 0, "cache", "husk-cache: %lld of %u VMs "
+			     "ready", (long long)json_integer_value(
+				     json_object_get(st, "ready")),
+			     c->factory_cache);
+		husk_err_free(e);
+		json_decref(st);
+	}
 	if (v.failed) {
 		printf("verdict: husk cannot run on this host (%d problem%s)\n",
 		       v.failed, v.failed == 1 ? "" : "s");

@@ -1,9 +1,11 @@
 /*
  * husk factory init|status|destroy: the VM factory by hand
  * (docs/factory.md).  init makes the VM template the configuration
- * describes ([factory] template_path), status prints what is there as
- * JSON, destroy removes it all.  Each sub-verb is a row below; the
- * work is the sandbox library's, which sandboxes use too.
+ * describes ([factory] template_path) and starts husk-cache when
+ * [factory] cache > 0, status prints both as JSON, destroy removes it
+ * all (the cache first: its VMs may be clones of the template).  Each
+ * sub-verb is a row below; the work is the sandbox library's
+ * (sandbox/factory.c, sandbox/cache.c), which sandboxes use too.
  */
 #include <stdio.h>
 #include <string.h>
@@ -28,25 +30,39 @@ static int factory_init(struct husk_ctx *ctx, struct husk_err **err)
 	const struct husk_config *c = &ctx->cfg;
 	bool made;
 
-	if (!c->factory_template)
+	if (!c->factory_template && !c->factory_cache)
 		return husk_error(err, HUSK_E_INVALID, "factory init: [factory] "
-				  "template is false in %s: nothing to make",
-				  c->source ? c->source : "the built-in "
-				  "defaults");
-	if (husk_factory_init(c, &made, err) < 0)
+				  "template is false and cache is 0 in %s: "
+				  "nothing to make", c->source ? c->source :
+				  "the built-in defaults");
+	if (c->factory_template) {
+		if (husk_factory_init(c, &made, err) < 0)
+			return -1;
+		printf("template %s at %s\n", made ? "made" : "present",
+		       c->factory_template_path);
+	}
+	if (!c->factory_cache)
+		return 0;
+	/* The cache's directory is below the root: the store's. */
+	if (husk_ctx_store(ctx, err) < 0)
 		return -1;
-	printf("template %s at %s\n", made ? "made" : "present",
-	       c->factory_template_path);
-	return 0;
+	return husk_cache_init(c, ctx->root, err);
 }
 
 static int factory_status(struct husk_ctx *ctx, struct husk_err **err)
 {
-	json_t *j = NULL;
+	json_t *cache = NULL, *j = NULL;
 	int rc;
 
 	if (husk_factory_status(&ctx->cfg, &j, err) < 0)
 		return -1;
+	/* A cache that should answer and does not is a failure. */
+	if (ctx->cfg.factory_cache &&
+	    husk_cache_status(ctx->root, &cache, err) < 0) {
+		json_decref(j);
+		return -1;
+	}
+	json_object_set_new(j, "cache", cache ? cache : json_null());
 	rc = factory_print(j, err);
 	json_decref(j);
 	return rc;
@@ -54,6 +70,8 @@ static int factory_status(struct husk_ctx *ctx, struct husk_err **err)
 
 static int factory_destroy(struct husk_ctx *ctx, struct husk_err **err)
 {
+	if (husk_cache_destroy(ctx->root, err) < 0)
+		return -1;
 	return husk_factory_destroy(&ctx->cfg, err);
 }
 

@@ -78,6 +78,7 @@ json_t *husk_default_spec(void);
 /* The verbs. */
 int cmd_create(struct husk_ctx *, int, char **, struct husk_err **);
 int cmd_start(struct husk_ctx *, int, char **, struct husk_err **);
+int cmd_factory(struct husk_ctx *, int, char **, struct husk_err **);
 int cmd_run(struct husk_ctx *, int, char **, struct husk_err **);
 int cmd_state(struct husk_ctx *, int, char **, struct husk_err **);
 int cmd_kill(struct husk_ctx *, int, char **, struct husk_err **);

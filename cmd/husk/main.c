@@ -49,7 +49,7 @@ static const struct husk_cmd commands[] = {
 	  "add-iface|del-iface|list-ifaces|update-routes|list-routes ID "
 	  "[FILE]", "the sandbox's interfaces and routes, as JSON" },
 	{ "factory", cmd_factory, "init|status|destroy",
-	  "make, show or remove the VM template (docs/factory.md)" },
+	  "the VM factory: a template VM, VMs booted ahead (docs/factory.md)" },
 	{ "help", cmd_help, "[COMMAND]", "show help" },
 	{ "checkpoint", cmd_refused, "ID", "refused: see husk(8)" },
 	{ "restore", cmd_refused, "ID", "refused: see husk(8)" },

@@ -81,7 +81,8 @@ int cmd_network(struct husk_ctx *ctx, int argc, char **argv,
 				   "interface object is expected");
 			goto out;
 		}
-		rc = husk_net_add_iface(ctx->root, sid, in, &out, err);
+		rc = husk_net_add_iface(ctx->root, sid, sb.netns, in, &out,
+					err);
 	} else if (!strcmp(verb, "del-iface")) {
 		const char *name;
 

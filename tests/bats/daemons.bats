@@ -1,5 +1,5 @@
 #!/usr/bin/env bats
-# The five daemons on libhusk/daemon.c: the common options (--help,
+# The daemons on libhusk/daemon.c: the common options (--help,
 # --version, --log, --log-format, --log-level), usage errors (100) and a
 # fatal set-up error each (the code of docs/exit-codes.md and a message
 # that names what was wrong, on stderr and in the log).  None of them
@@ -9,7 +9,7 @@ setup() {
 	HUSK_SRC=${HUSK_SRC:-$(cd "$BATS_TEST_DIRNAME/../.." && pwd)}
 	BUILD=$(cd "$HUSK_SRC" && cd "${BUILD:-build}" && pwd)
 	B=$BUILD/bin
-	for p in hypervisor proxy shim netmon agent; do
+	for p in hypervisor proxy shim netmon agent cache; do
 		[ -x "$B/husk-$p" ] || skip "no $B/husk-$p (make all)"
 	done
 	T=$(mktemp -d /tmp/husk-daemons.XXXXXX)
@@ -28,11 +28,12 @@ required() {
 	shim) echo "--proxy $T/proxy.sock --container c1" ;;
 	netmon) echo "--hv-socket $T/hv.sock --proxy-socket $T/proxy.sock" ;;
 	agent) echo "--channel unix:$T/agent.sock --shared-dir $T/share" ;;
+	cache) echo "--root $T/root" ;;
 	esac
 }
 
 @test "daemons: --version prints the name and version, exit 0" {
-	for p in hypervisor proxy shim netmon agent; do
+	for p in hypervisor proxy shim netmon agent cache; do
 		run "$B/husk-$p" --version
 		[ "$status" -eq 0 ]
 		[[ "$output" =~ ^husk-$p\ [0-9]+\.[0-9]+\.[0-9]+ ]]
@@ -42,7 +43,7 @@ required() {
 }
 
 @test "daemons: --help prints the usage with the common options on stdout, exit 0" {
-	for p in hypervisor proxy shim netmon agent; do
+	for p in hypervisor proxy shim netmon agent cache; do
 		run "$B/husk-$p" --help
 		[ "$status" -eq 0 ]
 		[[ "${lines[0]}" == "usage: husk-$p "* ]]
@@ -65,7 +66,7 @@ required() {
 }
 
 @test "daemons: an unknown option or an operand exits 100 naming it" {
-	for p in hypervisor proxy shim netmon agent; do
+	for p in hypervisor proxy shim netmon agent cache; do
 		run "$B/husk-$p" --bogus
 		[ "$status" -eq 100 ]
 		[[ "${lines[0]}" == "husk-$p: unknown option \`--bogus\`" ]]
@@ -87,7 +88,7 @@ required() {
 }
 
 @test "daemons: bad --log-level, --log-format and --sandbox values exit 100 naming them" {
-	for p in hypervisor proxy shim netmon agent; do
+	for p in hypervisor proxy shim netmon agent cache; do
 		# shellcheck disable=SC2046
 		run "$B/husk-$p" $(required "$p") --log-level loud
 		[ "$status" -eq 100 ]
@@ -121,10 +122,16 @@ required() {
 	run "$B/husk-agent" --channel "unix:$T/a.sock"
 	[ "$status" -eq 100 ]
 	[ "${lines[0]}" = "husk-agent: --channel needs --shared-dir" ]
+	run "$B/husk-cache"
+	[ "$status" -eq 100 ]
+	[ "${lines[0]}" = "husk-cache: --root is required" ]
+	run "$B/husk-cache" --root relative/root
+	[ "$status" -eq 100 ]
+	[ "${lines[0]}" = "husk-cache: --root \`relative/root\`: not an absolute path" ]
 }
 
 @test "daemons: --log to a directory that is not there: 111, naming the file" {
-	for p in hypervisor proxy shim netmon agent; do
+	for p in hypervisor proxy shim netmon agent cache; do
 		# shellcheck disable=SC2046
 		run "$B/husk-$p" $(required "$p") --log "$T/none/$p.log"
 		[ "$status" -eq 111 ]
@@ -166,6 +173,11 @@ fatal_setup() {
 		fatal_setup agent "$fmt" 1 \
 			"shared dir \`$T/share\`: No such file or directory" \
 			--channel "unix:$T/agent.sock" --shared-dir "$T/share"
+		# a configuration that keeps no VM: nothing to do
+		printf '[factory]\ncache = 0\n' >"$T/husk.conf"
+		fatal_setup cache "$fmt" 1 \
+			"[factory] cache is 0 in $T/husk.conf: no VM to keep" \
+			--root "$T/root" --config "$T/husk.conf"
 	done
 }
 

@@ -637,6 +637,10 @@ sys.stdout.write(s.makefile().readline())' "$VMDIR/agent.sock"
 		bad '{"accel": "kvm"}' "kvm cannot work on this host: no vmx/svm"
 	fi
 	[ "$(status_field "$s" state)" = new ]
+	# Another namespace's links only with its rtnetlink socket.
+	run "$IPC" -t 10 "$s" net_namespace
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"one rtnetlink socket must come with the request (0 did)"* ]]
 	run "$IPC" -t 10 "$s" create "$(vm_params "$d")"
 	echo "$output"
 	[ "$status" -eq 0 ]

@@ -443,6 +443,38 @@ teardown() {
 	shimv2_assert_gone o1
 }
 
+@test "a task's pod takes its VM from the VM cache (husk-cache), and leaves nothing" {
+	# The shim's configuration is the cache's: the same VM.
+	{ cat "$HUSK_CONFIG"; printf '[factory]\ncache = 1\n'; } >"$EN/cache.conf"
+	hk() { HUSK_CONFIG=$EN/cache.conf "${BUILD:-build}/bin/husk" --root "$HUSK_ROOT" "$@"; }
+	run hk factory init
+	[ "$status" -eq 0 ]
+	wait_for -t 300 bash -c "'${BUILD:-build}/bin/husk' --root '$HUSK_ROOT' factory status 2>/dev/null | grep -q '\"ready\": 1'"
+	run timeout 300 $(ctr_cmd) run -d --runtime "$SHIMV2_RUNTIME" \
+		--runtime-config-path "$EN/cache.conf" \
+		--rootfs "$EN/rootfs-a" k1 /bin/sleep 100000
+	echo "$output"
+	[ "$status" -eq 0 ]
+	wait_task k1 RUNNING
+	# Its VM is the one the cache booted, moved into the pod's state.
+	[ -d "$HUSK_ROOT/k1/factory-vm" ]
+	run timeout 120 $(ctr_cmd) task exec --exec-id e1 k1 /bin/echo in-k1
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ "$output" = in-k1 ]
+	run ctrc task kill -s SIGKILL k1
+	[ "$status" -eq 0 ]
+	wait_task k1 STOPPED
+	run timeout 120 $(ctr_cmd) task delete k1
+	[ "$status" -eq 0 ]
+	run ctrc container rm k1
+	[ "$status" -eq 0 ]
+	run hk factory destroy
+	[ "$status" -eq 0 ]
+	shimv2_assert_gone k1
+	[ ! -e "$HUSK_ROOT/.factory" ]
+}
+
 @test "nothing left once containerd stops" {
 	engines_stop_containerd
 	engines_assert_clean

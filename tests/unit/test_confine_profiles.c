@@ -1,12 +1,12 @@
 /*
  * Each program's own confinement profile (proxy, shim, netmon, the
- * hypervisor driver), applied in a child as the program applies it:
+ * hypervisor driver, husk-cache's server), applied in a child as the program applies it:
  * what the program needs after confining still works (or fails with
  * the errno its profile gives), and a syscall outside its list kills
  * the child with SIGSYS.  (confine.bats does the same for the shared
  * code with a probe; the bats files see each program run confined.)
  *
- * Linked with the four programs' archives (their program.mk).
+ * Linked with the programs' archives (their program.mk).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -30,8 +30,9 @@
 #include "shim/shim.h"
 #include "netmon/netmon.h"
 #include "hypervisor-drv/hv.h"
+#include "cache/cache.h"
 
-enum prog { P_PROXY, P_SHIM, P_NETMON, P_HV };
+enum prog { P_PROXY, P_SHIM, P_NETMON, P_HV, P_CACHE };
 
 /* In the child: confine as prog does, then its job's syscalls.  Exit
  * codes name the step that went wrong; reaching the end is a bug too. */
@@ -54,6 +55,9 @@ static int child(enum prog prog, int okfd)
 		break;
 	case P_HV:
 		rc = hv_confine(&d, &err);
+		break;
+	case P_CACHE:
+		rc = cache_confine(&d, &err);
 		break;
 	}
 	if (rc < 0)
@@ -92,6 +96,18 @@ static int child(enum prog prog, int okfd)
 		if (prctl(PR_SET_NAME, "x") == 0 || errno != EPERM)
 			return 51;
 		break;
+	case P_CACHE: {
+		char buf[64];
+
+		/* a VM's helpers alive or not: /proc read-only */
+		fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+		if (fd < 0 || read(fd, buf, sizeof(buf)) <= 0)
+			return 60;
+		close(fd);
+		if (prctl(PR_SET_NAME, "x") == 0 || errno != EPERM)
+			return 61;
+		break;
+	}
 	}
 	if (write(okfd, "j", 1) != 1)
 		return 12;
@@ -151,6 +167,38 @@ static void test_hypervisor(void **state)
 	run_profile(P_HV);
 }
 
+static void test_cache(void **state)
+{
+	run_profile(P_CACHE);
+}
+
+/* husk-cache's server opens files only to read them: a write kills. */
+static void test_cache_no_write(void **state)
+{
+	int status;
+	pid_t pid;
+
+#if defined(__SANITIZE_ADDRESS__)
+	skip();
+#endif
+	if (geteuid() != 0)
+		skip();
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct husk_daemon d = { 0 };
+		struct husk_err *err = NULL;
+
+		if (cache_confine(&d, &err) < 0)
+			_exit(10);
+		open("/dev/null", O_WRONLY | O_CLOEXEC);
+		_exit(11);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFSIGNALED(status));
+	assert_int_equal(WTERMSIG(status), SIGSYS);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -158,6 +206,8 @@ int main(void)
 		cmocka_unit_test(test_shim),
 		cmocka_unit_test(test_netmon),
 		cmocka_unit_test(test_hypervisor),
+		cmocka_unit_test(test_cache),
+		cmocka_unit_test(test_cache_no_write),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
