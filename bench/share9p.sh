@@ -14,7 +14,9 @@
 # sit in the guest's page cache.  Then, per transport: `husk run` of
 # `true` (seconds, median of BENCH_RUNS) and the PSS of an idle
 # sandbox's QEMU and virtiofsd 2 s after its start.  BENCH_9P_ROWS="0 4 3" runs only those
-# rows, in that order (0 is virtio-fs, the ratios' base).
+# rows, in that order (0 is virtio-fs, the ratios' base).  Row 6 runs
+# the default 9p row in a clone of a VM template (docs/factory.md; its
+# first run makes the template, which is destroyed at the end).
 set -u
 cd "$(dirname "$0")/.." || exit 111
 B=${BUILD:-build}
@@ -31,6 +33,8 @@ source tests/bats/lib/rootfs.sh
 d=$(mktemp -d /tmp/husk-9pbench.XXXXXX)
 trap 'for id in $("$HUSK" --root "$d/root" list -q 2>/dev/null); do
 	"$HUSK" --root "$d/root" delete --force "$id" >/dev/null 2>&1; done
+	[ ! -f "$d/tmpl.conf" ] || "$HUSK" --root "$d/root" --config \
+		"$d/tmpl.conf" factory destroy >/dev/null 2>&1
 	rm -rf "$d"' EXIT
 mkdir -p "$d/bundle" "$d/vol"
 make_rootfs "$d/bundle/rootfs"
@@ -77,13 +81,18 @@ median() {
 	    NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
-# row NAME SHARED_FS KERNEL_PARAMS: "read write walk" (MiB/s, MiB/s,
-# files/s), medians, or "- - -".
+# row NAME SHARED_FS KERNEL_PARAMS [TEMPLATE]: "read write walk"
+# (MiB/s, MiB/s, files/s), medians, or "- - -".  TEMPLATE: the
+# sandbox is a clone of a template (made by the first such row).
 row() {
-	local id=$2$RANDOM out
+	local id=$2$RANDOM out conf=$d/husk.conf
 	printf '[hypervisor]\nkernel = "%s"\ninitrd = "%s"\nshared_fs = %s\nkernel_params = "%s"\nmax_vcpus = 1\n' \
-		"$PWD/$G/vmlinux" "$PWD/$G/initrd.img" "$2" "$3" >"$d/husk.conf"
-	out=$(cd "$d/bundle" && "$HUSK" --root "$d/root" --config "$d/husk.conf" \
+		"$PWD/$G/vmlinux" "$PWD/$G/initrd.img" "$2" "$3" >"$conf"
+	if [ -n "${4:-}" ]; then
+		conf=$d/tmpl.conf
+		{ cat "$d/husk.conf"; printf '[factory]\ntemplate = true\ntemplate_path = %s/t/template\n' "$d"; } >"$conf"
+	fi
+	out=$(cd "$d/bundle" && "$HUSK" --root "$d/root" --config "$conf" \
 		run "$id" </dev/null 2>&1)
 	"$HUSK" --root "$d/root" delete --force "$id" >/dev/null 2>&1
 	if ! grep -q '^RUN ' <<<"$out"; then
@@ -103,17 +112,19 @@ names=("virtio-fs (virtiofsd, cache=auto)"
 	"9p msize=131072 cache=mmap"
 	"9p msize=512000 cache=mmap (default)"
 	"9p msize=512000 cache=none"
-	"9p msize=512000 cache=loose")
-fs=(virtio-fs virtio-9p virtio-9p virtio-9p virtio-9p virtio-9p)
+	"9p msize=512000 cache=loose"
+	"9p (default) in a clone of a template")
+fs=(virtio-fs virtio-9p virtio-9p virtio-9p virtio-9p virtio-9p virtio-9p)
+tmpl=("" "" "" "" "" "" yes)
 params=("" "husk.9p_msize=8192 husk.9p_cache=mmap"
 	"husk.9p_msize=131072 husk.9p_cache=mmap"
 	"husk.9p_msize=512000 husk.9p_cache=mmap"
 	"husk.9p_msize=512000 husk.9p_cache=none"
-	"husk.9p_msize=512000 husk.9p_cache=loose")
+	"husk.9p_msize=512000 husk.9p_cache=loose" "")
 rows=(${BENCH_9P_ROWS:-${!names[@]}})
 results=()
 for i in "${rows[@]}"; do
-	results[$i]=$(row "${names[$i]}" "${fs[$i]}" "${params[$i]}")
+	results[$i]=$(row "${names[$i]}" "${fs[$i]}" "${params[$i]}" "${tmpl[$i]}")
 done
 
 printf '%-40s %9s %9s %9s %7s %7s\n' \

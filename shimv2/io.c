@@ -402,7 +402,12 @@ void sv_io_started(struct sv *s, struct sv_proc *p)
 	struct sv_io *io = &p->io;
 
 	/* The husk-shim has them; ours would hold the pipes and fifos
-	 * open after it is gone. */
+	 * open after it is gone.  But a read end of stdin's fifo, which
+	 * keeps no writer waiting, tells CloseIO when it is empty. */
+	if (!p->terminal && io->fds[0] >= 0) {
+		io->in_peek = io->fds[0];
+		io->fds[0] = -1;
+	}
 	for (int i = 0; i < 3; i++) {
 		if (io->fds[i] >= 0 && (i == 0 || io->fds[i] != io->fds[i - 1]))
 			close(io->fds[i]);
@@ -445,6 +450,63 @@ bool sv_io_close_stdin(struct sv_proc *p)
 	return true;
 }
 
+/*
+ * CloseIO of a process whose stdin the husk-shim relays from a fifo.
+ * The husk-shim closes the process's stdin itself after the last bytes,
+ * on its own connection, once the fifo's writers are gone, which ctr's
+ * and containerd's are before they send CloseIO.  The agent's
+ * close_stdin would come by another connection and could overtake
+ * those bytes: it is sent only once the fifo has stayed empty for
+ * CLOSEIN_QUIET ticks, for a writer that stays (or after CLOSEIN_MAX
+ * ticks with bytes nobody reads).
+ */
+#define CLOSEIN_TICK 0.05
+#define CLOSEIN_QUIET 10
+#define CLOSEIN_MAX 200
+
+static void closein_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct sv_proc *p = w->data;
+	struct sv_io *io = &p->io;
+	void (*close_now)(struct sv_proc *) = io->closein;
+	int n = 0;
+
+	(void)revents;
+	if (ioctl(io->in_peek, FIONREAD, &n) < 0)
+		n = 0;
+	io->closein_ticks++;
+	if (n > 0)
+		io->closein_quiet = 0;
+	else
+		io->closein_quiet++;
+	if (io->closein_quiet < CLOSEIN_QUIET &&
+	    io->closein_ticks < CLOSEIN_MAX)
+		return;
+	ev_timer_stop(loop, w);
+	io->closein = NULL;
+	close(io->in_peek);
+	io->in_peek = -1;
+	if (close_now)
+		close_now(p);
+}
+
+bool sv_io_close_stdin_later(struct sv *s, struct sv_proc *p,
+			     void (*close_now)(struct sv_proc *p))
+{
+	struct sv_io *io = &p->io;
+
+	if (p->terminal || io->in_peek < 0)
+		return false;
+	if (io->closein)
+		return true;            /* a CloseIO before it */
+	io->closein = close_now;
+	io->closein_ticks = io->closein_quiet = 0;
+	ev_timer_init(&io->w_closein, closein_cb, CLOSEIN_TICK, CLOSEIN_TICK);
+	io->w_closein.data = p;
+	ev_timer_start(s->loop, &io->w_closein);
+	return true;
+}
+
 /* What the master still holds, written out (the process has exited:
  * its terminal's last output comes before its exit event). */
 static void tty_flush(struct sv *s, struct sv_proc *p)
@@ -480,6 +542,12 @@ void sv_io_close(struct sv *s, struct sv_proc *p)
 	if (ev_is_active(&io->w_drain))
 		ev_timer_stop(s->loop, &io->w_drain);
 	io->drained = NULL;
+	if (ev_is_active(&io->w_closein))
+		ev_timer_stop(s->loop, &io->w_closein);
+	io->closein = NULL;
+	if (io->in_peek >= 0)
+		close(io->in_peek);
+	io->in_peek = -1;
 	tty_flush(s, p);
 	for (int i = 0; i < 3; i++) {
 		if (io->fds[i] >= 0 && (i == 0 || io->fds[i] != io->fds[i - 1]))

@@ -28,7 +28,7 @@ void sv_proc_init(struct sv_proc *p, struct sv_task *t, const char *eid)
 	p->status = SV_CREATED;
 	for (int i = 0; i < 3; i++)
 		p->io.fds[i] = -1;
-	p->io.master = p->io.tin = p->io.tout = -1;
+	p->io.master = p->io.tin = p->io.tout = p->io.in_peek = -1;
 }
 
 static void answer_waiters(struct sv_proc *p)

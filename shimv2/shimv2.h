@@ -75,6 +75,12 @@ struct sv_io {
 	 * ends (EIO) or the timer fires. */
 	ev_timer w_drain;
 	void (*drained)(struct sv_proc *p);
+	/* CloseIO with stdin a fifo the husk-shim reads: a read end of
+	 * our own to see it empty before the agent is told (io.c). */
+	int in_peek;
+	ev_timer w_closein;
+	unsigned closein_ticks, closein_quiet;
+	void (*closein)(struct sv_proc *p);
 };
 
 struct sv_task;
@@ -196,6 +202,8 @@ void sv_io_started(struct sv *s, struct sv_proc *p);
 /* CloseIO for a terminal (^D); false if not one (the agent's
  * close_stdin then). */
 bool sv_io_close_stdin(struct sv_proc *p);
+bool sv_io_close_stdin_later(struct sv *s, struct sv_proc *p,
+			     void (*close_now)(struct sv_proc *p));
 void sv_io_close(struct sv *s, struct sv_proc *p);
 /* After the process exited: true if its terminal output still flows;
  * then done(p) is called once it has ended. */

@@ -495,6 +495,29 @@ int sv_resize(struct sv *s, const char *id, const char *eid, uint32_t w,
 	return sv_io_resize(p, w, h, err);
 }
 
+static int close_stdin_call(struct sv *s, struct sv_proc *p,
+			    struct husk_err **err)
+{
+	return husk_agent_call(s->root, p->task->sandbox_id, "close_stdin",
+			       json_pack("{s:s, s:s}", "container_id",
+					 p->task->id, "exec_id", p->exec_id),
+			       10000, NULL, err);
+}
+
+/* A deferred CloseIO (io.c): the process may have gone meanwhile. */
+static void close_stdin_now(struct sv_proc *p)
+{
+	struct husk_err *e = NULL;
+
+	if (p->exited || p->pid <= 0)
+		return;
+	if (close_stdin_call(sv, p, &e) < 0) {
+		log_debug("close_stdin %s/%s: %s", p->task->id, p->exec_id,
+			  e->msg);
+		husk_err_free(e);
+	}
+}
+
 int sv_close_io(struct sv *s, const char *id, const char *eid,
 		struct husk_err **err)
 {
@@ -502,12 +525,10 @@ int sv_close_io(struct sv *s, const char *id, const char *eid,
 
 	if (!p)
 		return -1;
-	if (p->exited || p->pid <= 0 || sv_io_close_stdin(p))
+	if (p->exited || p->pid <= 0 || sv_io_close_stdin(p) ||
+	    sv_io_close_stdin_later(s, p, close_stdin_now))
 		return 0;
-	return husk_agent_call(s->root, p->task->sandbox_id, "close_stdin",
-			       json_pack("{s:s, s:s}", "container_id",
-					 p->task->id, "exec_id", p->exec_id),
-			       10000, NULL, err);
+	return close_stdin_call(s, p, err);
 }
 
 int sv_wait(struct sv *s, const char *id, const char *eid,

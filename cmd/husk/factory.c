@@ -56,11 +56,15 @@ static int factory_status(struct husk_ctx *ctx, struct husk_err **err)
 
 	if (husk_factory_status(&ctx->cfg, &j, err) < 0)
 		return -1;
-	/* A cache that should answer and does not is a failure. */
-	if (ctx->cfg.factory_cache &&
-	    husk_cache_status(ctx->root, &cache, err) < 0) {
-		json_decref(j);
-		return -1;
+	/* The root's cache, whatever this configuration says of it (a
+	 * shim's husk.conf may be another file); one that this
+	 * configuration wants and that does not answer is a failure. */
+	if (husk_cache_status(ctx->root, &cache, err) < 0) {
+		if (ctx->cfg.factory_cache) {
+			json_decref(j);
+			return -1;
+		}
+		husk_err_clear(err);
 	}
 	json_object_set_new(j, "cache", cache ? cache : json_null());
 	rc = factory_print(j, err);

@@ -37,6 +37,12 @@ setup() {
 teardown() {
 	[ -n "${BATS_TEST_COMPLETED:-}" ] || shimv2_show_logs
 	events_stop
+	# A failed cache test's daemon and VMs.
+	if [ -f "$EN/cache.conf" ]; then
+		HUSK_CONFIG=$EN/cache.conf "${BUILD:-build}/bin/husk" \
+			--root "$HUSK_ROOT" factory destroy >/dev/null 2>&1 || true
+		rm -f "$EN/cache.conf"
+	fi
 	rm -f "$EN/events"
 	[ ! -d "$EN/cri" ] || (EN=$EN/cri; engines_teardown)
 	# A failed test's tasks must not fail the next one: containerd up
