@@ -93,35 +93,53 @@ static void stop(const char *fdir, struct live *l, const char *name,
 	a->ok = 1;
 }
 
+/* A stop signal: the booter stops its VMs and leaves, as when the
+ * server goes. */
+static volatile sig_atomic_t booter_stop;
+
+static void on_stop(int sig)
+{
+	(void)sig;
+	booter_stop = 1;
+}
+
 static void __attribute__((noreturn))
 booter_main(const struct husk_config *cfg, const char *fdir, int fd)
 {
 	struct live l = { .n = 0 };
+	struct sigaction sa = { .sa_handler = on_stop };
 	sigset_t none, stops;
 
-	/* Signals as a plain process: the server's loop is not ours. */
-	signal(SIGTERM, SIG_DFL);
-	signal(SIGINT, SIG_DFL);
-	signal(SIGHUP, SIG_DFL);
+	/* Signals as a plain process: the server's loop is not ours.  A
+	 * stop signal is taken only while waiting for a command: a boot
+	 * stopped between starting a helper and recording it would leave
+	 * that helper to nobody (`husk factory destroy` waits for the
+	 * boot instead); then the VMs not handed out are stopped. */
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
 	signal(SIGCHLD, SIG_DFL);
 	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
-	/* Held off while a command runs: a boot killed between starting a
-	 * helper and recording it would leave that helper to nobody
-	 * (`husk factory destroy` waits for the boot instead). */
 	sigemptyset(&stops);
 	sigaddset(&stops, SIGTERM);
 	sigaddset(&stops, SIGINT);
 	sigaddset(&stops, SIGHUP);
+	sigprocmask(SIG_SETMASK, &stops, NULL);
 	log_info("booter: pid %d", (int)getpid());
 	for (;;) {
 		struct pollfd pf = { fd, POLLIN, 0 };
+		struct timespec tick = { 1, 0 };
 		struct cache_answer a;
 		struct cache_cmd c;
 		ssize_t n;
 
 		reap();
-		if (poll(&pf, 1, 1000) <= 0)
+		if (booter_stop) {
+			log_info("booter: stopped by a signal");
+			break;
+		}
+		if (ppoll(&pf, 1, &tick, &none) <= 0)
 			continue;
 		n = recv(fd, &c, sizeof(c), 0);
 		if (n < 0 && (errno == EINTR || errno == EAGAIN))
@@ -137,7 +155,6 @@ booter_main(const struct husk_config *cfg, const char *fdir, int fd)
 		memset(&a, 0, sizeof(a));
 		a.op = c.op;
 		memcpy(a.name, c.name, sizeof(a.name));
-		sigprocmask(SIG_BLOCK, &stops, NULL);
 		switch (c.op) {
 		case CACHE_OP_BOOT:
 			boot(cfg, fdir, &l, c.name, &a);
@@ -157,10 +174,9 @@ booter_main(const struct husk_config *cfg, const char *fdir, int fd)
 		    send(fd, &a, sizeof(a), MSG_NOSIGNAL) < 0 &&
 		    errno != EPIPE)
 			log_warn("booter: answer the server");
-		sigprocmask(SIG_UNBLOCK, &stops, NULL);
 	}
-	/* The server is gone: nobody will hand these out. */
-	sigprocmask(SIG_BLOCK, &stops, NULL);
+	/* The server is gone (or we were stopped): nobody will hand these
+	 * out. */
 	for (unsigned i = 0; i < l.n; i++) {
 		cleanup_err struct husk_err *e = NULL;
 

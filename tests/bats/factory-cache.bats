@@ -271,3 +271,18 @@ assert_cache_gone() {
 	run husk factory status
 	[ "$status" -ne 0 ]
 }
+
+@test "factory cache: SIGTERM to both its processes (pkill) stops its VMs, booted or booting" {
+	run husk factory init
+	[ "$status" -eq 0 ]
+	wait_for -t 300 ready_count 1
+	pid=$(server_pid)
+	booter=$(jq -r .booter.pid "$FDIR/cache.json")
+	kill -TERM "$pid" "$booter"
+	wait_for -t 120 proc_gone "$booter"
+	wait_for -t 30 no_procs_in "$FDIR/vm-"
+	grep -q "booter: stopped by a signal\|booter: vm-[0-9]* stopped" "$FDIR/cache.log"
+	run husk factory destroy
+	[ "$status" -eq 0 ]
+	assert_cache_gone
+}
