@@ -9,8 +9,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -370,6 +373,63 @@ static void qmp_closed(struct qmp *q, const struct husk_err *why, void *arg)
 	}
 }
 
+/*
+ * The kernel and the initrd QEMU mapped to load them.  QEMU keeps the
+ * mappings (its ROM images, for a reset), and every page its boot copy
+ * touched stays resident in it: 11-18 MB of page cache in each
+ * sandbox's PSS (docs/guest.md, "Memory").  When QMP answers, the reset
+ * has copied them into guest RAM, so they are paged out of QEMU
+ * (process_madvise MADV_PAGEOUT, which keeps a page another QEMU maps
+ * too); a later reset reads them back from the file.  Best effort: a
+ * kernel without process_madvise leaves them where they are.
+ */
+static void pageout_images(pid_t pid)
+{
+	struct iovec iov[16];
+	char path[64], line[512];
+	size_t bytes = 0;
+	int n = 0, pidfd;
+	long r;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
+	f = fopen(path, "re");
+	if (!f) {
+		log_debug("%s: %s", path, strerror(errno));
+		return;
+	}
+	while (n < 16 && fgets(line, sizeof(line), f)) {
+		unsigned long lo, hi;
+		char *name = strchr(line, '/');
+
+		if (!name || sscanf(line, "%lx-%lx", &lo, &hi) != 2 || hi <= lo)
+			continue;
+		name[strcspn(name, "\n")] = '\0';
+		if (strcmp(name, HV_JAIL_KERNEL) && strcmp(name, HV_JAIL_INITRD))
+			continue;
+		iov[n].iov_base = (void *)lo;
+		iov[n].iov_len = hi - lo;
+		bytes += hi - lo;
+		n++;
+	}
+	fclose(f);
+	if (!n)
+		return;
+	pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	if (pidfd < 0) {
+		log_debug("pidfd_open %d: %s", (int)pid, strerror(errno));
+		return;
+	}
+	r = syscall(SYS_process_madvise, pidfd, iov, (size_t)n, MADV_PAGEOUT,
+		    0u);
+	if (r < 0)
+		log_debug("process_madvise: %s", strerror(errno));
+	else
+		log_debug("kernel and initrd: %d mappings, %zu kB paged out of "
+			  "QEMU", n, bytes >> 10);
+	close(pidfd);
+}
+
 void started(struct qmp *q, void *arg)
 {
 	struct op *op = hv.start_op;
@@ -377,6 +437,8 @@ void started(struct qmp *q, void *arg)
 	log_info("QEMU %d ready in %llu ms (%s)", (int)hv.qemu_pid,
 		 (unsigned long long)(husk_now_ms() - hv.start_ms),
 		 hv.cfg.accel == HV_ACCEL_KVM ? "kvm" : "tcg");
+	if (!hv_daemon.confined)        /* pidfd_open is not allowed then */
+		pageout_images(hv.qemu_pid);
 	/* The driver's confinement point: nothing is forked from here on
 	 * (a second start finds it done). */
 	husk_daemon_confine(&hv_daemon);

@@ -427,6 +427,14 @@ kill_and_delete() {
 	# Neither the host's /run nor the sandbox's state is in its view.
 	run grep -E " /run[ /]|$ROOT" "/proc/$qpid/mountinfo"
 	[ "$status" -ne 0 ]
+	# The kernel it loaded is paged out of it once it runs (10.7 MB
+	# otherwise); a page another QEMU maps too would stay, and no
+	# other sandbox of this file runs now.
+	rss=$(awk '$NF == "/boot/vmlinux" { f = 1; next }
+		   f && $1 == "Rss:" { print $2; exit }' "/proc/$qpid/smaps")
+	echo "vmlinux resident in QEMU: ${rss:-none} kB"
+	[ -n "$rss" ]
+	[ "$rss" -lt 1024 ]
 	run husk delete --force q1
 	[ "$status" -eq 0 ]
 	assert_gone q1

@@ -33,23 +33,7 @@ setup_file() {
 	# 9p mount, reached through PID 1's root.
 	ln -s /proc/1/root/run/husk/shared "$POD/rootfs/mnt2"
 	set_annotations "$POD" '{"io.kubernetes.cri.container-type": "sandbox"}'
-	caps='["CAP_SYS_ADMIN","CAP_SYS_PTRACE","CAP_MKNOD","CAP_FOWNER","CAP_FSETID","CAP_CHOWN","CAP_DAC_OVERRIDE","CAP_SETUID","CAP_SETGID","CAP_KILL"]'
-	jq --argjson c "$caps" --arg rw "$HV/rw" --arg ro "$HV/ro" '
-	    .process.capabilities = {bounding: $c, effective: $c, permitted: $c}
-	    | .linux.namespaces |= map(select(.type != "pid"))
-	    | .process.noNewPrivileges = false
-	    | del(.linux.seccomp) | .root.readonly = false
-	    | .mounts += [{destination: "/volrw", type: "bind", source: $rw,
-			   options: ["rbind", "rw"]},
-			  {destination: "/volro", type: "bind", source: $ro,
-			   options: ["rbind", "ro"]}]' \
-		"$POD/config.json" >"$POD/config.json.new"
-	mv "$POD/config.json.new" "$POD/config.json"
-	"$HUSK_BIN" --root "$ROOT" --config "$CONF" run -d --bundle "$POD" pod \
-		</dev/null >/dev/null 2>"$BATS_FILE_TMPDIR/run.err" || {
-		cat "$BATS_FILE_TMPDIR/run.err" >&2
-		return 1
-	}
+	escaped_pod "$POD" "$HV/rw" "$HV/ro" "$CONF" || return 1
 }
 
 teardown_file() {

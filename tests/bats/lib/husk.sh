@@ -101,3 +101,28 @@ set_cgroups_path() {
 guest_mem_kb() {
 	husk exec "$1" sh -c 'grep MemTotal /proc/meminfo' | awk '{ print $2 }'
 }
+
+# escaped_pod BUNDLE RW RO CONF: run BUNDLE as the pod sandbox "pod"
+# with what a container that escaped has (every file and process
+# capability, the VM's pid namespace, no seccomp, a writable root), RW
+# bound at /volrw and RO read-only at /volro (share-vm.bats,
+# share9p.bats).
+escaped_pod() {
+	local caps='["CAP_SYS_ADMIN","CAP_SYS_PTRACE","CAP_MKNOD","CAP_FOWNER","CAP_FSETID","CAP_CHOWN","CAP_DAC_OVERRIDE","CAP_SETUID","CAP_SETGID","CAP_KILL"]'
+	jq --argjson c "$caps" --arg rw "$2" --arg ro "$3" '
+	    .process.capabilities = {bounding: $c, effective: $c, permitted: $c}
+	    | .linux.namespaces |= map(select(.type != "pid"))
+	    | .process.noNewPrivileges = false
+	    | del(.linux.seccomp) | .root.readonly = false
+	    | .mounts += [{destination: "/volrw", type: "bind", source: $rw,
+			   options: ["rbind", "rw"]},
+			  {destination: "/volro", type: "bind", source: $ro,
+			   options: ["rbind", "ro"]}]' \
+		"$1/config.json" >"$1/config.json.new"
+	mv "$1/config.json.new" "$1/config.json"
+	"$HUSK_BIN" --root "$ROOT" --config "$4" run -d --bundle "$1" pod \
+		</dev/null >/dev/null 2>"$BATS_FILE_TMPDIR/run.err" || {
+		cat "$BATS_FILE_TMPDIR/run.err" >&2
+		return 1
+	}
+}
