@@ -179,11 +179,11 @@ static int mkdir_p_rel(const char *path)
 
 /*
  * Bind host path src (absolute) at dst (relative to the new root, which
- * is the working directory), read-only with flags; a directory or a
+ * is the working directory), remounted with flags; a directory or a
  * file.  A symlink at the top (merged /usr: /lib -> usr/lib) is copied
  * as a symlink.
  */
-static int bind_ro(const char *src, const char *dst, unsigned long flags,
+static int bind_at(const char *src, const char *dst, unsigned long flags,
 		   bool optional)
 {
 	struct stat st;
@@ -213,24 +213,13 @@ static int bind_ro(const char *src, const char *dst, unsigned long flags,
 	}
 	if (mount(src, dst, NULL, MS_BIND, NULL) < 0)
 		return -1;
-	return mount(NULL, dst, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | flags,
-		     NULL);
+	return mount(NULL, dst, NULL, MS_BIND | MS_REMOUNT | flags, NULL);
 }
 
-/* A regular file at dst, bound writable (the RAM file). */
-static int bind_rw(const char *src, const char *dst, unsigned long flags)
+static int bind_ro(const char *src, const char *dst, unsigned long flags,
+		   bool optional)
 {
-	int fd;
-
-	if (mkdir_p_rel(dst) < 0)
-		return -1;
-	fd = open(dst, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-	if (fd < 0)
-		return -1;
-	close(fd);
-	if (mount(src, dst, NULL, MS_BIND, NULL) < 0)
-		return -1;
-	return mount(NULL, dst, NULL, MS_BIND | MS_REMOUNT | flags, NULL);
+	return bind_at(src, dst, flags | MS_RDONLY, optional);
 }
 
 static bool under(const char *path, const char *dir)
@@ -299,7 +288,7 @@ static int jail_root(const struct hv_jail *j, int share)
 		return -1;
 	/* QEMU 7.2 opens a memory-backend-file read-write even to map
 	 * it private (docs/factory.md, "What clones share"). */
-	if (j->mem && bind_rw(j->mem, HV_JAIL_MEM + 1, data) < 0)
+	if (j->mem && bind_at(j->mem, HV_JAIL_MEM + 1, data, false) < 0)
 		return -1;
 	if (bind_ro("/dev/null", "dev/null", dev, false) < 0 ||
 	    bind_ro("/dev/urandom", "dev/urandom", dev, false) < 0 ||

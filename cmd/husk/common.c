@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include "husk.h"
+#include "libhusk/cleanup.h"
 #include "libhusk/util.h"
 
 int husk_open_container(struct husk_ctx *ctx, const char *id, int lock,
@@ -117,4 +118,15 @@ int husk_getopt(int argc, char **argv, const char *spec)
 		built = spec;
 	}
 	return getopt_long_only(argc, argv, "+", opts, NULL);
+}
+
+int husk_print_json(const json_t *j, struct husk_err **err)
+{
+	cleanup_free char *text = json_dumps(j, JSON_INDENT(2) |
+					      JSON_PRESERVE_ORDER);
+
+	if (!text)
+		return husk_error(err, HUSK_E_INTERNAL, "encode JSON");
+	printf("%s\n", text);
+	return 0;
 }

@@ -11,19 +11,7 @@
 #include <string.h>
 
 #include "husk.h"
-#include "libhusk/cleanup.h"
 #include "libhusk/log.h"
-
-static int factory_print(const json_t *j, struct husk_err **err)
-{
-	cleanup_free char *text = json_dumps(j, JSON_INDENT(2) |
-					      JSON_PRESERVE_ORDER);
-
-	if (!text)
-		return husk_error(err, HUSK_E_INTERNAL, "encode JSON");
-	printf("%s\n", text);
-	return 0;
-}
 
 static int factory_init(struct husk_ctx *ctx, struct husk_err **err)
 {
@@ -67,7 +55,7 @@ static int factory_status(struct husk_ctx *ctx, struct husk_err **err)
 		husk_err_clear(err);
 	}
 	json_object_set_new(j, "cache", cache ? cache : json_null());
-	rc = factory_print(j, err);
+	rc = husk_print_json(j, err);
 	json_decref(j);
 	return rc;
 }

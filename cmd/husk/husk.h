@@ -46,6 +46,9 @@ struct husk_cmd {
 	const char *summary;
 };
 
+/* j on stdout, indented, in its keys' order. */
+int husk_print_json(const json_t *j, struct husk_err **err);
+
 /* Usage error (exit 100): sets err with HUSK_E_INVALID and marks it. */
 int husk_usage_error(struct husk_err **err, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));

@@ -8,7 +8,6 @@
 #include <string.h>
 
 #include "husk.h"
-#include "libhusk/cleanup.h"
 #include "libipc/proto_agent.h"
 
 static json_t *read_json_arg(const char *path, struct husk_err **err)
@@ -24,17 +23,6 @@ static json_t *read_json_arg(const char *path, struct husk_err **err)
 		husk_error(err, HUSK_E_INVALID, "%s:%d: %s", path ? path :
 			   "stdin", je.line, je.text);
 	return j;
-}
-
-static int print_json(const json_t *j, struct husk_err **err)
-{
-	cleanup_free char *text = json_dumps(j, JSON_INDENT(2) |
-					      JSON_PRESERVE_ORDER);
-
-	if (!text)
-		return husk_error(err, HUSK_E_INTERNAL, "encode JSON");
-	printf("%s\n", text);
-	return 0;
 }
 
 int cmd_network(struct husk_ctx *ctx, int argc, char **argv,
@@ -120,7 +108,7 @@ int cmd_network(struct husk_ctx *ctx, int argc, char **argv,
 		goto out;
 	}
 	if (rc == 0 && out)
-		rc = print_json(out, err);
+		rc = husk_print_json(out, err);
 out:
 	json_decref(in);
 	json_decref(out);
