@@ -38,6 +38,7 @@
 #define HV_MEM_BLOCK_MB 128     /* hot-plugged memory granularity */
 #define HV_MAX_PORTS 16         /* pcie-root-ports for hotplug */
 #define HV_TCG_TB_MB 24         /* TCG translation cache (-accel tb-size) */
+#define HV_TCG_APIC_HZ 1000000000u /* QEMU's emulated local APIC timer */
 #define HV_DEV_ID_MAX 32        /* bytes of a device id */
 #define HV_CONSOLE_MAX_KB 1024  /* console.log's default bound */
 #define HV_LOG_MAX_KB 1024      /* qemu.log's and virtiofsd.log's */

@@ -157,6 +157,13 @@ char *hv_kernel_cmdline(const struct hv_config *c)
 	/* Without a local APIC timer a second vCPU would never tick. */
 	if (c->max_vcpus == 1)
 		strv_add(&s, "nolapic_timer");
+	/* With one, husk's kernel takes the timer's clock from here
+	 * instead of calibrating it against the PIT for 0.1 s (guest/
+	 * kernel-patches/x86-lapic-timer-hz.patch); QEMU's emulated APIC
+	 * counts at 1 GHz.  Under KVM the TSC deadline timer needs no
+	 * calibration.  Other kernels pass it to init's environment. */
+	else if (c->accel == HV_ACCEL_TCG)
+		strv_addf(&s, "lapic_timer_hz=%u", HV_TCG_APIC_HZ);
 	if (c->machine == HV_MACHINE_MICROVM && c->tsc_khz)
 		strv_addf(&s, "tsc_early_khz=%u", c->tsc_khz);
 	/* Hot-plugged memory online at once, and movable, so that a DIMM

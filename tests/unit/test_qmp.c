@@ -340,8 +340,15 @@ static void kernel_cmdline(void **state)
 	s = hv_kernel_cmdline(&c);
 	assert_non_null(strstr(s, "console=ttyS0 quiet panic=-1 "
 			       "cryptomgr.notests"));
-	/* Two possible vCPUs: the local APIC timer must stay. */
+	/* Two possible vCPUs: the local APIC timer must stay, its clock
+	 * given under TCG (no calibration). */
 	assert_null(strstr(s, "nolapic_timer"));
+	assert_non_null(strstr(s, " lapic_timer_hz=1000000000"));
+	free(s);
+	c.accel = HV_ACCEL_KVM;
+	s = hv_kernel_cmdline(&c);
+	assert_null(strstr(s, "lapic_timer_hz"));
+	c.accel = HV_ACCEL_TCG;
 	assert_non_null(strstr(s, " husk.debug=1"));
 	/* Room for DIMMs: they come online movable, to be unpluggable. */
 	assert_non_null(strstr(s, " memhp_default_state=online_movable"));
@@ -354,6 +361,7 @@ static void kernel_cmdline(void **state)
 	c.shared_dir = "/share";
 	s = hv_kernel_cmdline(&c);
 	assert_non_null(strstr(s, "nolapic_timer"));
+	assert_null(strstr(s, "lapic_timer_hz"));
 	assert_non_null(strstr(s, "husk.share=husk"));
 	free(s);
 }
