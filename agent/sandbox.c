@@ -174,6 +174,11 @@ int agent_m_destroy_sandbox(struct ipc_conn *c, struct ipc_msg *m,
 	core->sandbox_id = NULL;
 	core->sandbox = false;
 	core->shared_pid_ns = false;
+	/* What the containers wrote is on its way to the host before the
+	 * answer: the runtime may then have QEMU quit without waiting for
+	 * the guest to power itself off. */
+	if (p->poweroff && !a->host_mode)
+		sync();
 	ipc_reply_ok(c, m->msgid);
 	if (p->poweroff && !a->host_mode) {
 		log_info("%s: powering off", __func__);

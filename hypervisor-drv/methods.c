@@ -276,7 +276,8 @@ int hv_m_stop(struct ipc_conn *c, struct ipc_msg *m, void *params, void *arg,
 	if (hv.stopping)
 		return 0;       /* a stop is under way: answer with it */
 	hv.stopping = true;
-	hv.stop_stage = 0;
+	/* No time for the guest: no power button, QEMU quits at once. */
+	hv.stop_stage = p->timeout_ms ? 0 : 1;
 	hv.stop_timer.repeat = p->timeout_ms / 1000.;
 	stop_next();
 	return 0;

@@ -492,6 +492,8 @@ int husk_sandbox_stop(const char *root, const struct husk_sandbox *s,
 
 	if (husk_sandbox_paths(root, s->id, &p, err) < 0)
 		return -1;
+	bool synced = false;
+
 	husk_proc_stop(&s->netmon, 1000);
 	/* Forced, the proxy has nothing left to do: it leaves while the
 	 * driver stops QEMU (husk_proc_stop below waits for it). */
@@ -505,12 +507,17 @@ int husk_sandbox_stop(const char *root, const struct husk_sandbox *s,
 				  AGENT_M_DESTROY_SANDBOX, params, 10000, NULL,
 				  NULL, 0, &e) < 0)
 			log_debug("%s", e->msg);
+		else
+			synced = true;
 		json_decref(params);
 	}
 	if (husk_proc_alive(&s->hv)) {
 		cleanup_err struct husk_err *e = NULL;
+		/* The agent answered destroy_sandbox once the guest had
+		 * synced: nothing is left to lose, QEMU may quit at once
+		 * rather than wait for the guest's own power-off. */
 		json_t *params = json_pack("{s:i}", "timeout_ms",
-					   force ? 0 : 3000);
+					   force || synced ? 0 : 3000);
 
 		if (husk_rpc_call(p.hv_sock, HV_COMPONENT, HV_M_STOP, params,
 				  10000, NULL, NULL, 0, &e) < 0)

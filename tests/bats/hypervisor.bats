@@ -520,7 +520,7 @@ sys.stdout.write(s.makefile().readline())' "$VMDIR/agent.sock"
 	poll 50 pid_gone "$vfs"
 }
 
-@test "stop: a running VM is stopped, and the reason reported" {
+@test "stop: a running VM is stopped, and the reason reported; timeout_ms 0 quits at once" {
 	d=$VMDIR/stop
 	start_driver "$d"
 	"$IPC" -t 60 "$d/state/hypervisor.sock" start "$(vm_params "$d")"
@@ -533,10 +533,13 @@ sys.stdout.write(s.makefile().readline())' "$VMDIR/agent.sock"
 	[ "$uid1" != "$uid2" ]
 	qpid2=$(status_field "$d/state/hypervisor.sock" qemu_pid)
 	grep -qE "^Uid:[[:space:]]+$uid2[[:space:]]" "/proc/$qpid2/status"
-	run "$IPC" -t 60 "$d/state/hypervisor.sock" stop '{"timeout_ms": 500}'
+	# timeout_ms 0: no power button, QEMU quits at once.
+	run "$IPC" -t 60 "$d/state/hypervisor.sock" stop '{"timeout_ms": 0}'
 	echo "$output"
 	[ "$status" -eq 0 ]
-	[[ "$(jq -r .exit_reason <<<"$output")" == "shutdown: "* ]]
+	[[ "$(jq -r .exit_reason <<<"$output")" == "shutdown: host-qmp-quit"* ]]
+	run grep -q "power button pressed" "$d/console.log"
+	[ "$status" -ne 0 ]
 	[ "$(status_field "$d/state/hypervisor.sock" state)" = stopped ]
 	run "$IPC" -t 10 "$d/state/hypervisor.sock" start '{}'
 	echo "$output"
