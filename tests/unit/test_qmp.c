@@ -345,9 +345,14 @@ static void kernel_cmdline(void **state)
 	assert_null(strstr(s, "nolapic_timer"));
 	assert_non_null(strstr(s, " lapic_timer_hz=1000000000"));
 	free(s);
+	c.tsc_khz = 2300000;
+	s = hv_kernel_cmdline(&c);
+	assert_non_null(strstr(s, " tsc_early_khz=2300000"));
+	free(s);
 	c.accel = HV_ACCEL_KVM;
 	s = hv_kernel_cmdline(&c);
 	assert_null(strstr(s, "lapic_timer_hz"));
+	assert_null(strstr(s, "tsc_early_khz"));
 	c.accel = HV_ACCEL_TCG;
 	assert_non_null(strstr(s, " husk.debug=1"));
 	/* Room for DIMMs: they come online movable, to be unpluggable. */
