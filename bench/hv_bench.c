@@ -95,7 +95,7 @@ static struct hv_config config(int machine, const char *dir)
 		.pci_ports = machine == HV_MACHINE_Q35 ? 4 : 0,
 	};
 
-	c.tsc_khz = hv_host_tsc_khz();    /* as the driver's create */
+	c.tsc_khz = hv_host_tsc_khz(machine);    /* as the driver's create */
 	return c;
 }
 
@@ -464,7 +464,7 @@ static int boot_main(int argc, char **argv)
 			  HV_MEM_BLOCK_MB * HV_MEM_BLOCK_MB;
 	c.pci_ports = pci_ports >= 0 ? (uint32_t)pci_ports :
 		      c.machine == HV_MACHINE_Q35 ? 4 : 0;
-	c.tsc_khz = hv_host_tsc_khz();    /* as the driver's create */
+	c.tsc_khz = hv_host_tsc_khz(c.machine); /* as the driver's create */
 	c.kernel = husk_xstrdup(kernel);
 	c.initrd = husk_xstrdup(initrd);
 	snprintf(tmp, sizeof(tmp), "/tmp/hv_bench.XXXXXX");

@@ -330,7 +330,7 @@ static int config_from_params(struct create_params *p, struct ipc_msg *m,
 	c->pci_ports = p->pci_ports;
 	c->console_max_kb = p->console_log_max_kb;
 	c->kernel_elf = hv_file_is_elf(c->kernel);
-	c->tsc_khz = hv_host_tsc_khz();
+	c->tsc_khz = hv_host_tsc_khz(c->machine);
 	return 0;
 }
 

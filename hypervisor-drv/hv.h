@@ -164,7 +164,7 @@ void hv_argv_free(char **argv);
 /* The kernel command line the driver uses (malloc'ed). */
 char *hv_kernel_cmdline(const struct hv_config *c);
 bool hv_file_is_elf(const char *path);
-uint32_t hv_host_tsc_khz(void);
+uint32_t hv_host_tsc_khz(int machine);
 uint64_t hv_host_mem_mb(void);
 /*
  * Fork and exec argv with fds[i] at descriptor i + 3 in the child and

@@ -118,14 +118,24 @@ bool hv_file_is_elf(const char *path)
 	       m[1] == 'E' && m[2] == 'L' && m[3] == 'F';
 }
 
-/* TCG's TSC runs at the host's rate; "cpu MHz" is close enough for the
- * guest's early calibration (refined by the guest after a second). */
-uint32_t hv_host_tsc_khz(void)
+/*
+ * TCG's TSC runs at the host's rate; "cpu MHz" is close enough for the
+ * guest's early calibration (refined by the guest after a second).  On
+ * a host that scales its CPUs' frequency (cpufreq), "cpu MHz" is the
+ * current frequency, not the TSC's: q35 then calibrates on its own
+ * (0), microvm, whose calibration may otherwise never end, still takes
+ * it.
+ */
+uint32_t hv_host_tsc_khz(int machine)
 {
-	cleanup_fclose FILE *f = fopen("/proc/cpuinfo", "re");
+	cleanup_fclose FILE *f = NULL;
 	char line[256];
 	double mhz;
 
+	if (machine != HV_MACHINE_MICROVM &&
+	    access("/sys/devices/system/cpu/cpu0/cpufreq", F_OK) == 0)
+		return 0;
+	f = fopen("/proc/cpuinfo", "re");
 	while (f && fgets(line, sizeof(line), f))
 		if (sscanf(line, "cpu MHz : %lf", &mhz) == 1 && mhz > 0)
 			return (uint32_t)(mhz * 1000);
