@@ -439,6 +439,13 @@ int cg_attach(struct cg *cg, pid_t pid, struct husk_err **err)
 	return 0;
 }
 
+int cg_open_dir(const struct cg *cg)
+{
+	if (!cg->v2)
+		return -1;
+	return open(cg->v2, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+}
+
 static void sleep_ms(long ms)
 {
 	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
