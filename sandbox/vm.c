@@ -489,11 +489,10 @@ int husk_sandbox_stop(const char *root, const struct husk_sandbox *s,
 		      bool force, struct husk_err **err)
 {
 	struct husk_sbx_paths p;
+	bool synced = false;
 
 	if (husk_sandbox_paths(root, s->id, &p, err) < 0)
 		return -1;
-	bool synced = false;
-
 	husk_proc_stop(&s->netmon, 1000);
 	/* Forced, the proxy has nothing left to do: it leaves while the
 	 * driver stops QEMU (husk_proc_stop below waits for it). */
