@@ -4,9 +4,10 @@
  * The agent clones the child itself (raw clone(2), fork-like, with the
  * spec's CLONE_NEW* flags), so the child is in its namespaces from its
  * first instruction; on cgroup v2 (the guest) with clone3 and
- * CLONE_INTO_CGROUP, so it is born in its cgroup too.  To join the sandbox's pid namespace (a pod that
- * shares one) the agent setns(CLONE_NEWPID)s its pid_for_children
- * there around the clone and back to its own: no intermediate process.
+ * CLONE_INTO_CGROUP, so it is born in its cgroup too.  To join the
+ * sandbox's pid namespace (a pod that shares one) the agent
+ * setns(CLONE_NEWPID)s its pid_for_children there around the clone and
+ * back to its own: no intermediate process.
  *
  * Two cloexec pipes tie the child to the agent:
  *   sync  agent -> child: '1' once the child is in its cgroup, '2'
