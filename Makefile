@@ -150,7 +150,7 @@ $(B)/tests/helpers/%: $(B)/obj/tests/helpers/%.o $(LIBS)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $(filter %.o %.a,$^) $(LDLIBS)
 
-tests-build: $(UNIT_BINS) $(HELP_BINS)
+tests-build: $(UNIT_BINS) $(HELP_BINS) $(B)/bench/proxy_bench
 
 # make check: everything a fresh clone needs, then every test (bats
 # files linted first), then what guards the decoders: the fuzz targets

@@ -8,6 +8,7 @@
 #
 #   BENCH_PROXY_MB     MiB per transfer (default 512)
 #   BENCH_PROXY_PINGS  pings per latency measure (default 5000)
+#   BENCH_PROXY_POLL_US  the proxy's --poll-us (default: its own, 200)
 set -u
 cd "$(dirname "$0")/.." || exit 111
 BUILD=${BUILD:-build}
@@ -69,7 +70,7 @@ t1=$(now)
 direct_rate=$(rate "$t0" "$t1")
 
 # --- through husk-proxy and husk-shim ---
-"$B/husk-proxy" --agent "unix:$AS" --socket "$PS" --log "$tmp/proxy.log" &
+"$B/husk-proxy" --agent "unix:$AS" --socket "$PS" ${BENCH_PROXY_POLL_US:+--poll-us $BENCH_PROXY_POLL_US} --log "$tmp/proxy.log" &
 PROXY=$!
 pids+=($PROXY)
 for _ in $(seq 200); do "$B/husk-ipc" -q -t 1 "$PS" ping '{}' 2>/dev/null && break; sleep 0.025; done

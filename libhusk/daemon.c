@@ -265,6 +265,7 @@ static void on_stop(struct ev_loop *loop, ev_signal *w, int revents)
 	log_info("%s: stopping", strsignal(w->signum));
 	if (d->stop)
 		d->stop(d, w->signum);
+	d->stopping = true;
 	ev_break(loop, EVBREAK_ALL);
 }
 
@@ -281,6 +282,15 @@ static void stop_signals(struct husk_daemon *d)
 		d->stop_w[i].data = d;
 		ev_signal_start(d->loop, &d->stop_w[i]);
 	}
+}
+
+/* The loop: plain, or polling before it sleeps (poll_ns). */
+static void husk_daemon_loop(struct husk_daemon *d)
+{
+	if (d->poll_ns)
+		log_debug("polling up to %llu us before sleeping",
+			  (unsigned long long)d->poll_ns / 1000);
+	husk_evpoll_run(d->loop, &d->evpoll, d->poll_ns, &d->stopping);
 }
 
 int husk_daemon_main(struct husk_daemon *d, int argc, char **argv)
@@ -338,7 +348,7 @@ int husk_daemon_main(struct husk_daemon *d, int argc, char **argv)
 			husk_daemon_fatal_err(err);
 	}
 	if (rc != HUSK_DAEMON_DONE)
-		ev_run(d->loop, 0);
+		husk_daemon_loop(d);
 
 	if (d->close)
 		d->close(d);

@@ -32,6 +32,7 @@
 #include <ev.h>
 
 #include "err.h"
+#include "evpoll.h"
 
 /* husk_daemon.flags */
 enum {
@@ -102,6 +103,9 @@ struct husk_daemon {
 	int log_level;                  /* HUSK_LOG_*, e.g. HUSK_LOG_INFO */
 	const char *sandbox;            /* --sandbox; NULL: tag alone */
 	void *arg;                      /* the program's state */
+	/* Poll up to this long before the loop sleeps (evpoll.h); 0:
+	 * sleep at once.  An option of the program may change it. */
+	uint64_t poll_ns;
 
 	/* ---- the skeleton's part (read it, do not set it) --------- */
 	const char *log_path;           /* --log, NULL: stderr */
@@ -117,6 +121,8 @@ struct husk_daemon {
 	int exit_code;                  /* returned after the loop; 0 */
 	struct ev_loop *loop;
 	ev_signal stop_w[3];
+	bool stopping;                  /* a stop signal came */
+	struct husk_evpoll evpoll;
 };
 
 /* The whole life: parse, log, signals, loop, open, confine, run, the

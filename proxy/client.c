@@ -398,7 +398,7 @@ static int proxy_m_status(struct ipc_conn *c, struct ipc_msg *m, void *params,
 
 	if (!pk)
 		return 0;
-	msgpack_pack_map(pk, 16);
+	msgpack_pack_map(pk, 19);
 	ipc_pack_kv_bool(pk, "agent_connected", p->agent_ready);
 	ipc_pack_kv_str(pk, "agent", p->agent_path);
 	ipc_pack_kv_str(pk, "sandbox", p->sandbox ? p->sandbox : "");
@@ -419,6 +419,10 @@ static int proxy_m_status(struct ipc_conn *c, struct ipc_msg *m, void *params,
 	ipc_pack_kv_uint(pk, "queued_bytes", clients_queued(p));
 	ipc_pack_kv_uint(pk, "reconnect_delay_ms",
 			 (uint64_t)(p->retry_delay * 1000 + 0.5));
+	ipc_pack_kv_uint(pk, "poll_window_us",
+			 p->evpoll ? p->evpoll->window_ns / 1000 : 0);
+	ipc_pack_kv_uint(pk, "poll_caught", p->evpoll ? p->evpoll->caught : 0);
+	ipc_pack_kv_uint(pk, "poll_missed", p->evpoll ? p->evpoll->missed : 0);
 	ipc_reply_send(c);
 	return 0;
 }

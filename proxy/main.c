@@ -29,6 +29,7 @@ static const struct option px_options[] = {
 	{ "uid", required_argument, NULL, 'u' },
 	{ "gid", required_argument, NULL, 'g' },
 	{ "frame-max", required_argument, NULL, 'f' },
+	{ "poll-us", required_argument, NULL, 'p' },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -36,6 +37,7 @@ static int px_option(struct husk_daemon *d, int key, const char *arg,
 		     struct husk_err **err)
 {
 	uint64_t size;
+	long long us;
 
 	switch (key) {
 	case 'a':
@@ -63,6 +65,13 @@ static int px_option(struct husk_daemon *d, int key, const char *arg,
 			return husk_error(err, HUSK_E_INVALID, "--frame-max "
 					  "`%s`: 4096 bytes to 256M", arg);
 		px.frame_max = (uint32_t)size;
+		break;
+	case 'p':
+		if (husk_parse_int(arg, 0, 10000, &us))
+			return husk_error(err, HUSK_E_INVALID, "--poll-us "
+					  "`%s`: 0 to 10000 microseconds",
+					  arg);
+		d->poll_ns = (uint64_t)us * 1000;
 		break;
 	}
 	return 0;
@@ -92,6 +101,7 @@ static int px_open(struct husk_daemon *d, struct husk_err **err)
 	px.allowed[0] = 0;
 	px.allowed[1] = px.set_ids ? px.uid : geteuid();
 	px.loop = d->loop;
+	px.evpoll = &d->evpoll;
 	pstreams_init(&px.streams, &proxy_stream_ops, &px);
 	proxy_agent_init(&px);
 	if (proxy_server_start(&px, err) < 0)
@@ -141,7 +151,7 @@ static struct husk_daemon proxy_daemon = {
 	.tag = "proxy",
 	.version = HUSK_VERSION,
 	.usage = "--agent unix:PATH --socket PATH [--uid UID --gid GID]\n"
-		 "[--frame-max BYTES]",
+		 "[--frame-max BYTES] [--poll-us MICROSECONDS]",
 	.options = px_options,
 	.option = px_option,
 	.check = px_check,
@@ -153,6 +163,7 @@ static struct husk_daemon proxy_daemon = {
 	.flags = HUSK_DAEMON_SIGHUP_STOPS | HUSK_DAEMON_SIGNALFD,
 	.log_level = HUSK_LOG_INFO,
 	.arg = &px,
+	.poll_ns = HUSK_EVPOLL_MAX_NS,
 };
 
 int main(int argc, char **argv)

@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "libhusk/evpoll.h"
 #include "libhusk/util.h"
 #include "libipc/ipc.h"
 #include "libipc/proto_agent.h"
@@ -220,6 +221,7 @@ struct proxy {
 	size_t ncalls;               /* forwarded calls not yet answered */
 	struct pcall *calls;         /* every forwarded call */
 	bool shutting_down;
+	const struct husk_evpoll *evpoll; /* the loop's polling (daemon) */
 };
 
 /* A call forwarded to the agent. */

@@ -35,7 +35,7 @@
 char *husk_cache_fingerprint(const struct husk_config *c)
 {
 	return husk_xasprintf("%s|%s|%s|%s|%s|%s|%s|%s|%u|%u|%u|%u|%u|%d|%u"
-			      "|%u|%u|%u|%u|%s|%s|%s|%s|%s|%d|%u|%s|%d|%s",
+			      "|%u|%u|%u|%u|%s|%s|%s|%s|%u|%s|%d|%u|%s|%d|%s",
 			      c->hypervisor_path, c->qemu_path,
 			      c->virtiofsd_path, c->kernel, c->initrd,
 			      c->machine_type, c->accel, c->kernel_params,
@@ -45,7 +45,7 @@ char *husk_cache_fingerprint(const struct husk_config *c)
 			      c->share_size_mb, c->share_inodes,
 			      c->qemu_uid_base, c->qemu_uid_count,
 			      c->kvm_group, c->agent_log_level,
-			      c->proxy_path, c->proxy_user,
+			      c->proxy_path, c->proxy_user, c->proxy_poll_us,
 			      c->network_model, (int)c->debug,
 			      c->agent_timeout, c->shared_fs,
 			      (int)c->factory_template,

@@ -106,6 +106,7 @@ void husk_config_defaults(struct husk_config *c)
 	c->agent_log_level = husk_xstrdup("info");
 	c->proxy_path = helper_path("husk-proxy");
 	c->proxy_user = husk_xstrdup("");
+	c->proxy_poll_us = 200;
 	c->shim_path = helper_path("husk-shim");
 	c->netmon_enable = false;
 	c->netmon_path = helper_path("husk-netmon");
@@ -178,6 +179,7 @@ static const struct key keys[] = {
 	  level_choices },
 	{ "proxy", "path", K_STR, O(proxy_path), 0, 0, NULL },
 	{ "proxy", "user", K_STR, O(proxy_user), 0, 0, NULL },
+	{ "proxy", "poll_us", K_UINT, O(proxy_poll_us), 0, 10000, NULL },
 	{ "shim", "path", K_STR, O(shim_path), 0, 0, NULL },
 	{ "netmon", "enable", K_BOOL, O(netmon_enable), 0, 0, NULL },
 	{ "netmon", "path", K_STR, O(netmon_path), 0, 0, NULL },

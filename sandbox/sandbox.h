@@ -51,6 +51,7 @@ struct husk_config {
 	/* [proxy] */
 	char *proxy_path;
 	char *proxy_user;               /* name, "uid:gid", "root" or "" */
+	unsigned proxy_poll_us;         /* --poll-us */
 	/* [shim] */
 	char *shim_path;
 	/* [netmon] */

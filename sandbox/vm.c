@@ -256,10 +256,11 @@ static int start_proxy(const struct husk_config *cfg,
 		       int *ready, struct husk_err **err)
 {
 	cleanup_free char *agent = husk_xasprintf("unix:%s", p->agent_sock);
-	char uid_s[16], gid_s[16], fd_s[16];
+	char uid_s[16], gid_s[16], fd_s[16], poll_s[16];
 	char *argv[] = { cfg->proxy_path, "--agent", agent, "--socket",
 			 p->proxy_sock, "--sandbox", (char *)sid,
 			 "--log-level", cfg->debug ? "debug" : "info",
+			 "--poll-us", poll_s,
 			 NULL, NULL, NULL, NULL, NULL };
 	int pfd[2];
 	bool set;
@@ -267,6 +268,7 @@ static int start_proxy(const struct husk_config *cfg,
 	gid_t gid;
 	pid_t pid;
 
+	snprintf(poll_s, sizeof(poll_s), "%u", cfg->proxy_poll_us);
 	if (husk_proxy_ids(cfg->proxy_user, &set, &uid, &gid, err) < 0)
 		return -1;
 	if (set) {
@@ -280,10 +282,10 @@ static int start_proxy(const struct husk_config *cfg,
 					      "proxy user", p->agent_sock);
 		snprintf(uid_s, sizeof(uid_s), "%u", (unsigned)uid);
 		snprintf(gid_s, sizeof(gid_s), "%u", (unsigned)gid);
-		argv[9] = "--uid";
-		argv[10] = uid_s;
-		argv[11] = "--gid";
-		argv[12] = gid_s;
+		argv[11] = "--uid";
+		argv[12] = uid_s;
+		argv[13] = "--gid";
+		argv[14] = gid_s;
 	}
 	if (pipe2(pfd, O_CLOEXEC) < 0)
 		return husk_error_sys(err, errno, "pipe");

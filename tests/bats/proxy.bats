@@ -329,6 +329,35 @@ px_hwm_under() {
 	[ "$status" -eq 0 ]
 }
 
+# The proxy's CPU time in clock ticks (utime + stime).
+px_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+px_field() { sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p"; }
+
+@test "proxy: polls before sleeping while calls come back to back, not when idle; --poll-us 0 never" {
+	PB=$B/bench/proxy_bench
+	[ -x "$PB" ] || skip "no $PB (make all)"
+	"$PB" "$PS" 2000 >/dev/null
+	st=$(pipc proxy_status)
+	caught=$(px_field poll_caught <<<"$st")
+	missed=$(px_field poll_missed <<<"$st")
+	echo "$st"
+	# 4000 waits for a peer that answers at once: the window opened
+	[ $((caught + missed)) -gt 0 ]
+	# nothing comes: the loop sleeps (a spinning one takes 100 a second)
+	t0=$(px_ticks "$PROXY_PID")
+	sleep 1
+	t1=$(px_ticks "$PROXY_PID")
+	[ $((t1 - t0)) -le 5 ]
+
+	kill "$PROXY_PID"; wait "$PROXY_PID" || true
+	PROXY_ARGS="--poll-us 0" px_start_proxy
+	"$PB" "$PS" 2000 >/dev/null
+	st=$(pipc proxy_status)
+	[ "$(px_field poll_caught <<<"$st")" = 0 ]
+	[ "$(px_field poll_missed <<<"$st")" = 0 ]
+	[ "$(px_field poll_window_us <<<"$st")" = 0 ]
+}
+
 @test "proxy: usage errors exit 100" {
 	run "$PROXY" --socket "$T/x.sock"
 	[ "$status" -eq 100 ]
@@ -337,6 +366,9 @@ px_hwm_under() {
 	[[ "$output" == *"unix:PATH"* ]]
 	run "$PROXY" --agent "unix:$T/a" --socket "$T/x.sock" --uid 5
 	[ "$status" -eq 100 ]
+	run "$PROXY" --agent "unix:$T/a" --socket "$T/x.sock" --poll-us 20000
+	[ "$status" -eq 100 ]
+	[[ "$output" == *"--poll-us \`20000\`: 0 to 10000 microseconds"* ]]
 }
 
 @test "proxy: SIGTERM leaves cleanly and removes the socket" {

@@ -131,10 +131,32 @@ static void shared_fs_printed(void **state)
 	husk_config_free(&c);
 }
 
+/* [proxy] poll_us: husk-proxy's --poll-us, 200 by default, 0 turns
+ * polling off, over 10000 refused with its range. */
+static void proxy_poll_us(void **state)
+{
+	struct husk_config c;
+	cleanup_free char *msg = NULL;
+
+	husk_config_defaults(&c);
+	assert_int_equal(c.proxy_poll_us, 200);
+	husk_config_free(&c);
+	assert_null(load(&c, "[proxy]\npoll_us = 0\n"));
+	assert_int_equal(c.proxy_poll_us, 0);
+	husk_config_free(&c);
+	msg = load(&c, "[proxy]\npoll_us = 20000\n");
+	assert_non_null(msg);
+	assert_non_null(strstr(msg, "[proxy] poll_us"));
+	assert_non_null(strstr(msg, "10000"));
+	husk_config_free(&c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(shared_fs_default, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(proxy_poll_us, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(shared_fs_values, setup,
 						teardown),
