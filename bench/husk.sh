@@ -94,6 +94,7 @@ bare_args() {	# name -> hv_bench boot options for its configuration
 		--memory "$(env_key "$n" memory_mb)" \
 		--max-memory "$(env_key "$n" max_memory_mb)" \
 		--slots "$(env_key "$n" memory_slots)" \
+		--tcg-cache-mb "$(env_key "$n" tcg_cache_mb)" \
 		--params "$(env_key "$n" kernel_params)"
 }
 

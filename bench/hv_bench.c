@@ -444,6 +444,8 @@ static int boot_main(int argc, char **argv)
 			pci_ports = atoi(v);
 		else if (!strcmp(o, "--params"))
 			c.kernel_params = husk_xstrdup(v);
+		else if (!strcmp(o, "--tcg-cache-mb"))
+			c.tcg_cache_mb = atoi(v);
 		else if (!strcmp(o, "--runs"))
 			runs = atoi(v);
 		else {

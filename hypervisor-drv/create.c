@@ -49,6 +49,8 @@ const struct ipc_field hv_create_fields[] = {
 	{ "max_memory_mb", IPC_F_UINT32, 0, CP(max_memory_mb), 0, 1u << 22 },
 	{ "memory_slots", IPC_F_UINT32, 0, CP(memory_slots), 0, 32 },
 	{ "pci_ports", IPC_F_UINT32, 0, CP(pci_ports), 0, HV_MAX_PORTS },
+	{ "tcg_cache_mb", IPC_F_UINT32, 0, CP(tcg_cache_mb), 0,
+	  HV_TCG_TB_MB_MAX },
 	{ "nets", IPC_F_ARRAY, IPC_NULLABLE, CP(nets), 0, HV_MAX_NETS },
 	{ "memory_file", IPC_F_STR, IPC_NULLABLE, CP(memory_file), 0, 4096 },
 	{ "template", IPC_F_BOOL, 0, CP(template_vm), 0, 0 },
@@ -58,6 +60,7 @@ const struct ipc_field hv_create_fields[] = {
 
 const struct create_params hv_create_defaults = {
 	.vcpus = 1, .memory_mb = 256, .pci_ports = 4,
+	.tcg_cache_mb = HV_TCG_TB_MB,
 	.console_log_max_kb = HV_CONSOLE_MAX_KB,
 };
 
@@ -308,6 +311,10 @@ static int config_from_params(struct create_params *p, struct ipc_msg *m,
 	if (p->console_log_max_kb < 4)
 		return husk_error(err, HUSK_E_INVALID, "params.console_log_max_kb:"
 				  " %u is below 4", p->console_log_max_kb);
+	if (p->tcg_cache_mb < HV_TCG_TB_MB_MIN)
+		return husk_error(err, HUSK_E_INVALID, "params.tcg_cache_mb: "
+				  "%u is below %u", p->tcg_cache_mb,
+				  HV_TCG_TB_MB_MIN);
 	if (tmpl_check_params(p, err) < 0)
 		return -1;
 	if (decode_nets(p->nets, m, c, err) < 0)
@@ -329,6 +336,7 @@ static int config_from_params(struct create_params *p, struct ipc_msg *m,
 	c->memory_slots = p->memory_slots;
 	c->pci_ports = p->pci_ports;
 	c->console_max_kb = p->console_log_max_kb;
+	c->tcg_cache_mb = p->tcg_cache_mb;
 	c->kernel_elf = hv_file_is_elf(c->kernel);
 	c->tsc_khz = hv_host_tsc_khz(c->machine);
 	return 0;

@@ -38,6 +38,8 @@
 #define HV_MEM_BLOCK_MB 128     /* hot-plugged memory granularity */
 #define HV_MAX_PORTS 16         /* pcie-root-ports for hotplug */
 #define HV_TCG_TB_MB 24         /* TCG translation cache (-accel tb-size) */
+#define HV_TCG_TB_MB_MIN 8
+#define HV_TCG_TB_MB_MAX 1024
 #define HV_TCG_APIC_HZ 1000000000u /* QEMU's emulated local APIC timer */
 #define HV_DEV_ID_MAX 32        /* bytes of a device id */
 #define HV_CONSOLE_MAX_KB 1024  /* console.log's default bound */
@@ -103,6 +105,7 @@ struct hv_config {
 	uint32_t console_max_kb;        /* console.log's bound (console.c) */
 	uint32_t kvm_gid;               /* KVM: QEMU's group for /dev/kvm */
 	uint32_t pci_ports;     /* spare pcie-root-ports (q35) */
+	uint32_t tcg_cache_mb;  /* TCG: -accel tb-size (0: HV_TCG_TB_MB) */
 	/* VM templates (docs/factory.md): RAM in mem_file, mapped shared
 	 * (a template) or private (a clone, which starts from the device
 	 * state in incoming). */

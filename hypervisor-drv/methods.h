@@ -23,7 +23,7 @@ struct create_params {
 	char *kernel, *initrd, *kernel_params, *machine, *accel;
 	char *shared_dir, *shared_fs, *agent_socket, *console_log;
 	uint32_t vcpus, max_vcpus, memory_mb, max_memory_mb, memory_slots;
-	uint32_t pci_ports, console_log_max_kb;
+	uint32_t pci_ports, console_log_max_kb, tcg_cache_mb;
 	const msgpack_object *nets;
 	char *memory_file, *incoming;   /* templates (template.c) */
 	bool template_vm;

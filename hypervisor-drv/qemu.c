@@ -277,6 +277,8 @@ char **hv_qemu_argv(const struct hv_config *c, const struct hv_paths *p)
 		strv_add2(&s, "-accel", "kvm");
 	else
 		strv_add(&s, "-accel"), strv_addf(&s, "tcg,tb-size=%u",
+						  c->tcg_cache_mb ?
+						  c->tcg_cache_mb :
 						  HV_TCG_TB_MB);
 	/* max: every feature TCG emulates (rdrand for the guest's RNG);
 	 * host under KVM. */

@@ -34,14 +34,15 @@
  * sandbox would have booted. */
 char *husk_cache_fingerprint(const struct husk_config *c)
 {
-	return husk_xasprintf("%s|%s|%s|%s|%s|%s|%s|%s|%u|%u|%u|%u|%u|%d|%u"
-			      "|%u|%u|%u|%u|%s|%s|%s|%s|%u|%s|%d|%u|%s|%d|%s",
+	return husk_xasprintf("%s|%s|%s|%s|%s|%s|%s|%s|%u|%u|%u|%u|%u|%u|%d"
+			      "|%u|%u|%u|%u|%u|%s|%s|%s|%s|%u|%s|%d|%u|%s|%d"
+			      "|%s",
 			      c->hypervisor_path, c->qemu_path,
 			      c->virtiofsd_path, c->kernel, c->initrd,
 			      c->machine_type, c->accel, c->kernel_params,
 			      c->vcpus, c->max_vcpus, c->memory_mb,
 			      c->max_memory_mb, c->memory_slots,
-			      (int)c->console_log, c->console_log_max_kb,
+			      c->tcg_cache_mb, (int)c->console_log, c->console_log_max_kb,
 			      c->share_size_mb, c->share_inodes,
 			      c->qemu_uid_base, c->qemu_uid_count,
 			      c->kvm_group, c->agent_log_level,

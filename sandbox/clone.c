@@ -70,7 +70,7 @@ static json_t *template_create_params(const struct husk_config *cfg,
 	/* The clone's command line must have the same 9p device; the
 	 * guest mounts it only at create_sandbox, after the snapshot. */
 	return json_pack("{s:s, s:s?, s:s, s:i, s:i, s:i, s:i, s:i, s:s, s:s,"
-			 " s:s, s:s, s:s, s:b, s:s, s:s}",
+			 " s:s, s:s, s:s, s:b, s:s, s:s, s:i}",
 			 "kernel", cfg->kernel, "initrd", cfg->initrd,
 			 "kernel_params", cfg->kernel_params,
 			 "vcpus", 1, "max_vcpus", cfg->max_vcpus,
@@ -81,7 +81,8 @@ static json_t *template_create_params(const struct husk_config *cfg,
 			 "agent_socket", p->agent_sock,
 			 "console_log", p->console_log,
 			 "memory_file", p->memory, "template", 1,
-			 "shared_dir", p->share, "shared_fs", cfg->shared_fs);
+			 "shared_dir", p->share, "shared_fs", cfg->shared_fs,
+			 "tcg_cache_mb", cfg->tcg_cache_mb);
 }
 
 static pid_t template_driver(const struct husk_config *cfg,
@@ -378,6 +379,10 @@ json_t *husk_clone_params(const struct husk_config *cfg, const json_t *tmpl,
 		json_object_set_new(j, "shared_dir", json_string(shared));
 	if (j)
 		json_object_set_new(j, "shared_fs", json_string("virtio-9p"));
+	/* TCG's code cache is the clone's own, not in the saved state. */
+	if (j)
+		json_object_set_new(j, "tcg_cache_mb",
+				    json_integer(cfg->tcg_cache_mb));
 	if (j && cfg->console_log) {
 		json_object_set_new(j, "console_log", json_string(console_log));
 		json_object_set_new(j, "console_log_max_kb",

@@ -39,6 +39,7 @@ struct husk_config {
 	char *shared_fs;                /* virtio-fs|virtio-9p */
 	unsigned vcpus, max_vcpus;
 	unsigned memory_mb, max_memory_mb, memory_slots;
+	unsigned tcg_cache_mb;          /* TCG: QEMU's translation cache */
 	bool console_log;
 	unsigned share_size_mb;         /* the share's tmpfs (docs/share.md) */
 	unsigned share_inodes;

@@ -126,6 +126,9 @@ static json_t *hv_create_params(const struct husk_config *cfg,
 			      "shared_fs", cfg->shared_fs,
 			      "agent_socket", p->agent_sock);
 
+	if (j)
+		json_object_set_new(j, "tcg_cache_mb",
+				    json_integer(cfg->tcg_cache_mb));
 	if (j && cfg->console_log) {
 		json_object_set_new(j, "console_log",
 				    json_string(p->console_log));

@@ -618,6 +618,8 @@ sys.stdout.write(s.makefile().readline())' "$VMDIR/agent.sock"
 	bad '{"shared_fs": "nfs"}' "params.shared_fs: 'nfs' is not virtio-fs or virtio-9p"
 	bad '{"shared_fs": "virtio-9p", "shared_dir": null}' "params.shared_fs: virtio-9p needs a shared_dir to serve"
 	bad '{"console_log_max_kb": 2}' "params.console_log_max_kb: 2 is below 4"
+	bad '{"tcg_cache_mb": 4}' "params.tcg_cache_mb: 4 is below 8"
+	bad '{"tcg_cache_mb": 4096}' "params.tcg_cache_mb"
 	# Templates and clones (docs/factory.md).
 	bad '{"template": true}' "params.template: needs memory_file"
 	bad '{"incoming": "/x"}' "params.incoming: needs memory_file"

@@ -131,6 +131,24 @@ static void shared_fs_printed(void **state)
 	husk_config_free(&c);
 }
 
+/* [hypervisor] tcg_cache_mb: 24 by default, 8 to 1024. */
+static void tcg_cache_mb(void **state)
+{
+	struct husk_config c;
+	cleanup_free char *msg = NULL;
+
+	husk_config_defaults(&c);
+	assert_int_equal(c.tcg_cache_mb, 24);
+	husk_config_free(&c);
+	assert_null(load(&c, "[hypervisor]\ntcg_cache_mb = 48\n"));
+	assert_int_equal(c.tcg_cache_mb, 48);
+	husk_config_free(&c);
+	msg = load(&c, "[hypervisor]\ntcg_cache_mb = 4\n");
+	assert_non_null(msg);
+	assert_non_null(strstr(msg, "[hypervisor] tcg_cache_mb"));
+	husk_config_free(&c);
+}
+
 /* [proxy] poll_us: husk-proxy's --poll-us, 200 by default, 0 turns
  * polling off, over 10000 refused with its range. */
 static void proxy_poll_us(void **state)
@@ -157,6 +175,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(shared_fs_default, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(proxy_poll_us, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(tcg_cache_mb, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(shared_fs_values, setup,
 						teardown),

@@ -297,6 +297,11 @@ static void argv_q35(void **state)
 			     "elevateprivileges=deny,spawn=deny,"
 			     "resourcecontrol=deny"));
 	hv_argv_free(argv);
+	/* A configured cache size (create's tcg_cache_mb). */
+	c.tcg_cache_mb = 40;
+	argv = hv_qemu_argv(&c, &paths);
+	assert_true(has_pair(argv, "-accel", "tcg,tb-size=40"));
+	hv_argv_free(argv);
 }
 
 static void argv_microvm_kvm_nets(void **state)
