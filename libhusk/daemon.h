@@ -104,7 +104,10 @@ struct husk_daemon {
 	const char *sandbox;            /* --sandbox; NULL: tag alone */
 	void *arg;                      /* the program's state */
 	/* Poll up to this long before the loop sleeps (evpoll.h); 0:
-	 * sleep at once.  An option of the program may change it. */
+	 * sleep at once.  An option of the program may change it.  Such
+	 * a loop ends on a stop signal or when no watcher is left, not
+	 * on an ev_break of the program's own, and must have no prepare
+	 * or check watcher (each run would count as an event). */
 	uint64_t poll_ns;
 
 	/* ---- the skeleton's part (read it, do not set it) --------- */
