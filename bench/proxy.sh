@@ -4,7 +4,10 @@
 # next to the same bytes read straight off the agent channel socket
 # (tests/helpers/agent_client, one connection, acking as it writes) in
 # the same run; ping latency through the proxy next to straight to the
-# agent; the proxy's and shim's memory (PSS, highest seen in the run).
+# agent, as the scheduler places the processes and again with all of
+# them on one CPU (on a nested VM, which CPU a wake-up lands on costs
+# more than the hop); the proxy's and shim's memory (PSS, highest seen
+# in the run).
 #
 #   BENCH_PROXY_MB     MiB per transfer (default 512)
 #   BENCH_PROXY_PINGS  pings per latency measure (default 5000)
@@ -62,8 +65,22 @@ watch_pss() {
 	echo "$max" >"$2"
 }
 
+# The processes on the first CPU we may use, for a run of the ping
+# that the scheduler's choice of CPU does not decide.
+CPUS=$(taskset -pc $$ 2>/dev/null | sed 's/.*: *//')
+CPU1=${CPUS%%[-,]*}
+pinned_ping() {	# SOCKET PID... -> "min p50 p99 mean", all on CPU1
+	local s=$1 p out
+	shift
+	for p in "$@"; do taskset -pc "$CPU1" "$p" >/dev/null; done
+	out=$(taskset -c "$CPU1" "$PB" "$s" "$PINGS")
+	for p in "$@"; do taskset -pc "$CPUS" "$p" >/dev/null; done
+	echo "$out"
+}
+
 # --- straight to the agent (no proxy connected: it takes one host) ---
 direct_lat=$("$PB" "$AS" "$PINGS")
+direct_pin=$(pinned_ping "$AS" "${pids[0]}")
 t0=$(now)
 direct_bytes=$("$AC" --no-stdin "$AS" run d1 "$(spec "$DD")" | wc -c)
 t1=$(now)
@@ -75,6 +92,7 @@ PROXY=$!
 pids+=($PROXY)
 for _ in $(seq 200); do "$B/husk-ipc" -q -t 1 "$PS" ping '{}' 2>/dev/null && break; sleep 0.025; done
 proxy_lat=$("$PB" "$PS" "$PINGS")
+proxy_pin=$(pinned_ping "$PS" "${pids[0]}" "$PROXY")
 "$B/husk-ipc" -q "$PS" create_container "{\"container_id\":\"p1\",\"spec\":$(spec "$DD")}"
 "$B/husk-shim" --proxy "$PS" --container p1 </dev/null | wc -c >"$tmp/shim.bytes" &
 READER=$!
@@ -99,9 +117,13 @@ want=$((MB << 20))
 [ "$(cat "$tmp/shim.bytes")" = "$want" ] || echo "# proxy: shim gave $(cat "$tmp/shim.bytes") bytes, not $want"
 read -r dmin dp50 dp99 dmean <<<"$direct_lat"
 read -r pmin pp50 pp99 pmean <<<"$proxy_lat"
+read -r _ dq50 dq99 _ <<<"$direct_pin"
+read -r _ pq50 pq99 _ <<<"$proxy_pin"
 printf '%-44s %12s %12s\n' "proxy/shim ($MB MiB, $PINGS pings)" "direct" "via proxy"
 printf '%-44s %12s %12s\n' "stdout throughput (MiB/s)" "$direct_rate" "$shim_rate"
 printf '%-44s %12s %12s\n' "ping latency p50 (us)" "$dp50" "$pp50"
 printf '%-44s %12s %12s\n' "ping latency p99 (us)" "$dp99" "$pp99"
 printf '%-44s %12s %12s\n' "ping latency mean (us)" "$dmean" "$pmean"
+printf '%-44s %12s %12s\n' "ping p50, all on one CPU (us)" "$dq50" "$pq50"
+printf '%-44s %12s %12s\n' "ping p99, all on one CPU (us)" "$dq99" "$pq99"
 printf '%-44s %12s %12s\n' "PSS during the transfer (KiB): proxy, shim" "$(cat "$tmp/proxy.pss")" "$(cat "$tmp/shim.pss")"
