@@ -364,6 +364,57 @@ static int load_filter(const struct husk_profile *p, bool debug,
 	return 0;
 }
 
+#if defined(__SANITIZE_ADDRESS__)
+static bool sanitizer_needs(const char *sc)
+{
+	for (size_t i = 0; sanitizer_syscalls[i]; i++)
+		if (!strcmp(sanitizer_syscalls[i], sc))
+			return true;
+	return false;
+}
+#endif
+
+int husk_seccomp_deny_only(const char *name,
+			   const struct husk_errno_rule *deny,
+			   struct husk_err **err)
+{
+	scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
+	int rc;
+
+	if (!ctx)
+		return husk_error(err, HUSK_E_SYSTEM, "seccomp_init failed");
+	rc = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH,
+			      SCMP_ACT_KILL_PROCESS);
+	for (const struct husk_errno_rule *r = deny; rc == 0 && r->syscall;
+	     r++) {
+		int nr = seccomp_syscall_resolve_name(r->syscall);
+
+		if (nr == __NR_SCMP_ERROR) {
+			log_debug("confine: %s: unknown syscall %s skipped",
+				  name, r->syscall);
+			continue;
+		}
+#if defined(__SANITIZE_ADDRESS__)
+		/* the sanitizer's own report and exit-time check */
+		if (sanitizer_needs(r->syscall))
+			continue;
+#endif
+		rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO((uint16_t)r->errnum),
+				      nr, 0);
+		if (rc == -EEXIST)
+			rc = 0;
+	}
+	if (rc == 0)
+		rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1);
+	if (rc == 0)
+		rc = seccomp_load(ctx);
+	seccomp_release(ctx);
+	if (rc < 0)
+		return husk_error_sys(err, -rc, "seccomp deny-list for %s",
+				      name);
+	return 0;
+}
+
 /* Change gid, groups, uid; permitted capabilities survive (KEEPCAPS)
  * so the next step can choose which of them stay. */
 static int switch_ids(uid_t uid, gid_t gid, struct husk_err **err)

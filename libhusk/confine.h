@@ -121,6 +121,19 @@ int husk_confine(const struct husk_profile *p,
  * syscall both denied and allowed by argument are errors. */
 int husk_profile_check(const struct husk_profile *p, struct husk_err **err);
 
+/*
+ * A deny-list instead of an allow-list, for a program whose children
+ * inherit its filter and run code husk does not write (QEMU, virtiofsd,
+ * OCI hooks, loggers: containerd-shim-husk-v2): every syscall is
+ * allowed but those in `deny`, which fail with their errno; a call
+ * through another ABI (i386, x32) kills the process, as in
+ * husk_confine().  Needs no_new_privs or CAP_SYS_ADMIN.  Names this
+ * libseccomp does not know are skipped; name is for messages.
+ */
+int husk_seccomp_deny_only(const char *name,
+			   const struct husk_errno_rule *deny,
+			   struct husk_err **err);
+
 /* True when HUSK_SECCOMP_DEBUG is exactly "1" in the environment (any
  * other value, empty included, leaves the filter killing). */
 bool husk_seccomp_debug_env(void);

@@ -11,8 +11,10 @@
  * capability those helpers confine themselves from.  What it does set:
  * the capabilities no part of a sandbox uses gone from every set and
  * from the bounding set (so from everything it starts), no_new_privs
- * (nothing it starts gains privileges by exec) and no core dumps (its
- * memory holds the pod's configuration and containerd's requests).
+ * (nothing it starts gains privileges by exec), no core dumps (its
+ * memory holds the pod's configuration and containerd's requests), and
+ * a seccomp deny-list: the syscalls nothing it starts makes, which the
+ * capabilities it keeps would still let through, fail with EPERM.
  */
 #include <errno.h>
 #include <linux/capability.h>
@@ -21,6 +23,7 @@
 #include <cap-ng.h>
 #include <sys/resource.h>
 
+#include "libhusk/confine.h"
 #include "libhusk/log.h"
 #include "shimv2.h"
 
@@ -44,7 +47,30 @@ static const int dropped[] = {
 #endif
 };
 
-int sv_confine(struct sv *s, struct husk_err **err)
+/* Nothing a sandbox does either, and not stopped by the capabilities
+ * dropped: CAP_SYS_ADMIN (kept for mounts and namespaces) opens BPF,
+ * perf, swap and quota; CAP_DAC_READ_SEARCH (virtiofsd's) file handles;
+ * CAP_SYS_PTRACE other processes' memory; keyrings need none.  The
+ * module, kexec and accounting calls are here too, whatever the
+ * capabilities.  QEMU, virtiofsd, the helpers, hooks and loggers run
+ * under this list with their own filters on top. */
+static const struct husk_errno_rule sv_denied[] = {
+	{ "bpf", EPERM }, { "perf_event_open", EPERM },
+	{ "swapon", EPERM }, { "swapoff", EPERM },
+	{ "quotactl", EPERM }, { "quotactl_fd", EPERM },
+	{ "lookup_dcookie", EPERM }, { "fanotify_init", EPERM },
+	{ "open_by_handle_at", EPERM },
+	{ "ptrace", EPERM }, { "process_vm_readv", EPERM },
+	{ "process_vm_writev", EPERM }, { "kcmp", EPERM },
+	{ "keyctl", EPERM }, { "add_key", EPERM }, { "request_key", EPERM },
+	{ "init_module", EPERM }, { "finit_module", EPERM },
+	{ "delete_module", EPERM }, { "kexec_load", EPERM },
+	{ "kexec_file_load", EPERM }, { "acct", EPERM },
+	{ "uselib", EPERM },
+	{ NULL, 0 },
+};
+
+int sv_confine(struct sv *s, bool no_seccomp, struct husk_err **err)
 {
 	struct rlimit core = { 0, 0 };
 
@@ -63,5 +89,9 @@ int sv_confine(struct sv *s, struct husk_err **err)
 		return husk_error_sys(err, errno, "setrlimit RLIMIT_CORE");
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
 		return husk_error_sys(err, errno, "no_new_privs");
-	return 0;
+	if (no_seccomp) {
+		log_warn("--no-seccomp: running without the seccomp deny-list");
+		return 0;
+	}
+	return husk_seccomp_deny_only(SV_NAME, sv_denied, err);
 }

@@ -146,7 +146,7 @@ static int sv_open(struct husk_daemon *d, struct husk_err **err)
 
 static int sv_confine_step(struct husk_daemon *d, struct husk_err **err)
 {
-	return sv_confine(d->arg, err);
+	return sv_confine(d->arg, d->no_seccomp, err);
 }
 
 static int sv_run(struct husk_daemon *d, struct husk_err **err)

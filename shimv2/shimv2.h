@@ -243,6 +243,6 @@ int sv_serve(struct sv *s, int lfd, struct husk_err **err);
 void sv_leave(struct sv *s);
 
 /* confine.c */
-int sv_confine(struct sv *s, struct husk_err **err);
+int sv_confine(struct sv *s, bool no_seccomp, struct husk_err **err);
 
 #endif

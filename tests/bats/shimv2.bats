@@ -116,6 +116,8 @@ teardown() {
 	# stderr on fd 4, fd 5 closed once it is ready.
 	cat >"$EN/logger" <<-EOF
 	#!/bin/sh
+	# what it inherits from the daemon that started it, and the daemon
+	grep -E '^(NoNewPrivs|Seccomp|CapBnd):' /proc/self/status >"$EN/logger.status"
 	exec 5>&-
 	cat <&3 >"$EN/binlog.out" &
 	cat <&4 >"$EN/binlog.err" &
@@ -132,6 +134,19 @@ teardown() {
 	[ -S "$sock" ]
 	wait_for -t 60 grep -q d1-out "$EN/binlog.out"
 	wait_for -t 60 grep -q d1-err "$EN/binlog.err"
+	# The daemon's confinement (docs/confinement.md), and what the
+	# logger it started inherits: no_new_privs, its seccomp deny-list,
+	# a bounding set without CAP_SYS_MODULE (16) or CAP_SYS_BOOT (22).
+	shim=$(shim_pid_of d1)
+	[ -n "$shim" ]
+	grep -E '^(NoNewPrivs|Seccomp|CapBnd):' "/proc/$shim/status" >"$EN/shim.status"
+	for f in "$EN/shim.status" "$EN/logger.status"; do
+		cat "$f"
+		grep -q '^NoNewPrivs:[[:space:]]*1$' "$f"
+		grep -q '^Seccomp:[[:space:]]*2$' "$f"
+		bnd=$(awk '$1 == "CapBnd:" { print $2 }' "$f")
+		[ $(( 0x$bnd & (1 << 16 | 1 << 22) )) -eq 0 ]
+	done
 
 	run timeout 120 $(ctr_cmd) task exec --exec-id e1 d1 \
 		/bin/sh -c 'echo in-exec; uname -r; exit 6'

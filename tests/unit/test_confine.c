@@ -1,6 +1,7 @@
 /* libhusk/confine.c: the checks a profile's tables get before anything
- * is applied, and the debug switch's exact value.  (What the loaded
- * filter does is shown from outside by tests/bats/confine.bats.) */
+ * is applied, the debug switch's exact value, and a deny-list filter
+ * loaded in a child.  (What the allow-list filter does is shown from
+ * outside by tests/bats/confine.bats.) */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -9,7 +10,11 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "libhusk/confine.h"
 #include "libhusk/err.h"
@@ -126,6 +131,49 @@ static void test_debug_env_only_1(void **state)
 	unsetenv("HUSK_SECCOMP_DEBUG");
 }
 
+/* husk_seccomp_deny_only in a child: the listed calls fail with their
+ * errno, the rest run, an unknown name is skipped, and what the child
+ * then starts (here: itself, after fork) inherits the list. */
+static void test_deny_only(void **state)
+{
+	static const struct husk_errno_rule deny[] = {
+		{ "kcmp", EPERM }, { "add_key", EACCES },
+		{ "no_such_syscall", EPERM }, { NULL, 0 },
+	};
+	pid_t pid;
+	int status;
+
+	(void)state;
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		struct husk_err *err = NULL;
+		pid_t me = getpid(), g;
+		int st;
+
+		if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ||
+		    husk_seccomp_deny_only("t", deny, &err) < 0)
+			_exit(10);
+		if (syscall(SYS_kcmp, me, me, 0, 0, 0) != -1 || errno != EPERM)
+			_exit(11);
+		if (syscall(SYS_add_key, "user", "k", "v", 1, 0) != -1 ||
+		    errno != EACCES)
+			_exit(12);
+		if (getppid() <= 0 || syscall(SYS_getpid) != me)
+			_exit(13);
+		g = fork();
+		if (g == 0)
+			_exit(syscall(SYS_kcmp, 1, 1, 0, 0, 0) == -1 &&
+			      errno == EPERM ? 0 : 14);
+		if (g < 0 || waitpid(g, &st, 0) != g || !WIFEXITED(st))
+			_exit(15);
+		_exit(WEXITSTATUS(st));
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -135,6 +183,7 @@ int main(void)
 		cmocka_unit_test(test_mask_without_masked_eq),
 		cmocka_unit_test(test_denied_and_allowed),
 		cmocka_unit_test(test_debug_env_only_1),
+		cmocka_unit_test(test_deny_only),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
