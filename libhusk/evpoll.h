@@ -20,7 +20,9 @@
  *     drops to 0 under `grow`;
  *   - stays as it is when the poll caught the event.
  * A look is one non-blocking turn of the loop; between looks the loop
- * yields the CPU, so a peer on the same CPU runs.  A look that runs a
+ * yields the CPU, so a peer on the same CPU runs.  A yield that took
+ * longer than HUSK_EVPOLL_YIELD_NS gave the CPU to another task, which
+ * wants it: one more look, then the loop sleeps.  A look that runs a
  * prepare or check watcher counts as an event: the loop's program has
  * none of them.
  */
