@@ -115,7 +115,10 @@ wait_not_inside() {
 	run hostns busybox ping -c 2 -W 5 10.201.0.2
 	[ "$status" -eq 0 ]
 	[[ "$output" == *"2 packets received"* ]]
-	husk exec -d c1 sh -c 'nc -l -p 5002 >/tmp/got'
+	# busybox nc half-closes at EOF on its stdin, and the client then
+	# stops sending: a detached exec's stdin ends at once, so under load
+	# the transfer was cut after its first 1 KiB.  Keep it open.
+	husk exec -d c1 sh -c 'sleep 300 | nc -l -p 5002 >/tmp/got'
 	head -c 150000 /dev/urandom >"$BATS_TEST_TMPDIR/blob"
 	# listening: port 5002 (0x138A) in state LISTEN (0A)
 	wait_inside ':138A [0:]* 0A' cat /proc/net/tcp /proc/net/tcp6
