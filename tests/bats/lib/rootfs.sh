@@ -8,6 +8,12 @@
 
 BUSYBOX=${BUSYBOX:-/bin/busybox}
 
+# What tests/run sets, for a file run by hand with bats from the top
+# of the tree.
+: "${BUILD:=build}"
+: "${HUSK_SRC:=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)}"
+export BUILD HUSK_SRC
+
 make_rootfs() {
 	local dir=$1 a
 	mkdir -p "$dir"/bin "$dir"/etc "$dir"/proc "$dir"/sys "$dir"/dev \
