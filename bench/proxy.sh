@@ -105,12 +105,17 @@ for _ in $(seq 200); do
 	"$B/husk-ipc" "$PS" proxy_status | grep -q '"subscriptions":1' && break
 	sleep 0.01
 done
+ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+c0=$(ticks "$PROXY")
 t0=$(now)
 "$B/husk-ipc" -q "$PS" start_container '{"container_id":"p1"}'
 wait "$READER"
 t1=$(now)
+c1=$(ticks "$PROXY")
 wait "$W1" "$W2"
 shim_rate=$(rate "$t0" "$t1")
+proxy_cpu=$(awk -v a="$c0" -v b="$c1" -v hz="$(getconf CLK_TCK)" \
+	'BEGIN { printf "%.2f", (b - a) / hz }')
 
 want=$((MB << 20))
 [ "$direct_bytes" = "$want" ] || echo "# proxy: direct run gave $direct_bytes bytes, not $want"
@@ -127,3 +132,4 @@ printf '%-44s %12s %12s\n' "ping latency mean (us)" "$dmean" "$pmean"
 printf '%-44s %12s %12s\n' "ping p50, all on one CPU (us)" "$dq50" "$pq50"
 printf '%-44s %12s %12s\n' "ping p99, all on one CPU (us)" "$dq99" "$pq99"
 printf '%-44s %12s %12s\n' "PSS during the transfer (KiB): proxy, shim" "$(cat "$tmp/proxy.pss")" "$(cat "$tmp/shim.pss")"
+printf '%-44s %12s %12s\n' "proxy CPU seconds for the transfer" "" "$proxy_cpu"
