@@ -301,46 +301,99 @@ static int allow_list(scmp_filter_ctx ctx, const struct husk_profile *p,
 	return 0;
 }
 
-static int load_filter(const struct husk_profile *p, bool debug,
-		       struct husk_err **err)
+#if defined(__SANITIZE_ADDRESS__)
+static bool sanitizer_needs(const char *sc)
 {
-	scmp_filter_ctx ctx;
+	for (size_t i = 0; sanitizer_syscalls[i]; i++)
+		if (!strcmp(sanitizer_syscalls[i], sc))
+			return true;
+	return false;
+}
+#endif
+
+/* A filter whose default is def.  Only the native architecture is in
+ * it.  A call through another ABI (int 0x80 for i386, the x32 bit on
+ * x86-64, which libseccomp checks too) would be matched against the
+ * wrong syscall numbers: it kills the whole process, debug mode or not
+ * (libseccomp's default kills only the thread). */
+static scmp_filter_ctx filter_new(uint32_t def, struct husk_err **err)
+{
+	scmp_filter_ctx ctx = seccomp_init(def);
 	int rc;
 
-	if (debug && trap_install(p->name, err) < 0)
-		return -1;
-	ctx = seccomp_init(debug ? SCMP_ACT_TRAP : SCMP_ACT_KILL_PROCESS);
-	if (!ctx)
-		return husk_error(err, HUSK_E_SYSTEM, "seccomp_init failed");
-	/* Only the native architecture is in the filter.  A call through
-	 * another ABI (int 0x80 for i386, the x32 bit on x86-64, which
-	 * libseccomp checks too) would be matched against the wrong
-	 * syscall numbers: it kills the whole process, debug mode or not
-	 * (libseccomp's default kills only the thread). */
+	if (!ctx) {
+		husk_error(err, HUSK_E_SYSTEM, "seccomp_init failed");
+		return NULL;
+	}
 	rc = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH,
 			      SCMP_ACT_KILL_PROCESS);
 	if (rc < 0) {
 		seccomp_release(ctx);
-		return husk_error_sys(err, -rc, "seccomp bad-arch action");
+		husk_error_sys(err, -rc, "seccomp bad-arch action");
+		return NULL;
 	}
-	for (const struct husk_errno_rule *r = p->deny; r && r->syscall;
-	     r++) {
+	return ctx;
+}
+
+/* deny's calls fail with their errno; names libseccomp does not know
+ * are skipped.  keep_sanitizer: not the sanitizer's own calls. */
+static int add_denies(scmp_filter_ctx ctx, const char *name,
+		      const struct husk_errno_rule *deny, bool keep_sanitizer,
+		      struct husk_err **err)
+{
+	for (const struct husk_errno_rule *r = deny; r && r->syscall; r++) {
 		int nr = seccomp_syscall_resolve_name(r->syscall);
+		int rc;
 
 		if (nr == __NR_SCMP_ERROR) {
 			log_debug("confine: %s: unknown syscall %s skipped",
-				  p->name, r->syscall);
+				  name, r->syscall);
 			continue;
 		}
+#if defined(__SANITIZE_ADDRESS__)
+		/* the sanitizer's own report and exit-time check */
+		if (keep_sanitizer && sanitizer_needs(r->syscall))
+			continue;
+#else
+		(void)keep_sanitizer;
+#endif
 		rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO((uint16_t)r->errnum),
 				      nr, 0);
-		if (rc < 0 && rc != -EEXIST) {
-			seccomp_release(ctx);
+		if (rc < 0 && rc != -EEXIST)
 			return husk_error_sys(err, -rc, "seccomp deny %s",
 					      r->syscall);
-		}
 	}
-	if (allow_list(ctx, p, husk_syscalls_base, err) < 0 ||
+	return 0;
+}
+
+/* Load ctx, on every thread (threads started before confinement,
+ * libraries' helpers, get the same filter, or the load fails), and
+ * release it. */
+static int filter_load(scmp_filter_ctx ctx, const char *name,
+		       struct husk_err **err)
+{
+	int rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1);
+
+	if (rc == 0)
+		rc = seccomp_load(ctx);
+	seccomp_release(ctx);
+	if (rc < 0)
+		return husk_error_sys(err, -rc, "seccomp_load for %s", name);
+	return 0;
+}
+
+static int load_filter(const struct husk_profile *p, bool debug,
+		       struct husk_err **err)
+{
+	scmp_filter_ctx ctx;
+
+	if (debug && trap_install(p->name, err) < 0)
+		return -1;
+	ctx = filter_new(debug ? SCMP_ACT_TRAP : SCMP_ACT_KILL_PROCESS, err);
+	if (!ctx)
+		return -1;
+	if (add_denies(ctx, p->name, p->deny, false, err) < 0 ||
+	    allow_list(ctx, p, husk_syscalls_base, err) < 0 ||
 	    allow_list(ctx, p, p->syscalls, err) < 0 ||
 	    allow_args(ctx, p, err) < 0) {
 		seccomp_release(ctx);
@@ -352,67 +405,22 @@ static int load_filter(const struct husk_profile *p, bool debug,
 		return -1;
 	}
 #endif
-	/* Threads started before confinement (libraries' helpers) get the
-	 * same filter, or the load fails. */
-	rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1);
-	if (rc == 0)
-		rc = seccomp_load(ctx);
-	seccomp_release(ctx);
-	if (rc < 0)
-		return husk_error_sys(err, -rc, "seccomp_load for %s",
-				      p->name);
-	return 0;
+	return filter_load(ctx, p->name, err);
 }
-
-#if defined(__SANITIZE_ADDRESS__)
-static bool sanitizer_needs(const char *sc)
-{
-	for (size_t i = 0; sanitizer_syscalls[i]; i++)
-		if (!strcmp(sanitizer_syscalls[i], sc))
-			return true;
-	return false;
-}
-#endif
 
 int husk_seccomp_deny_only(const char *name,
 			   const struct husk_errno_rule *deny,
 			   struct husk_err **err)
 {
-	scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
-	int rc;
+	scmp_filter_ctx ctx = filter_new(SCMP_ACT_ALLOW, err);
 
 	if (!ctx)
-		return husk_error(err, HUSK_E_SYSTEM, "seccomp_init failed");
-	rc = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH,
-			      SCMP_ACT_KILL_PROCESS);
-	for (const struct husk_errno_rule *r = deny; rc == 0 && r->syscall;
-	     r++) {
-		int nr = seccomp_syscall_resolve_name(r->syscall);
-
-		if (nr == __NR_SCMP_ERROR) {
-			log_debug("confine: %s: unknown syscall %s skipped",
-				  name, r->syscall);
-			continue;
-		}
-#if defined(__SANITIZE_ADDRESS__)
-		/* the sanitizer's own report and exit-time check */
-		if (sanitizer_needs(r->syscall))
-			continue;
-#endif
-		rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO((uint16_t)r->errnum),
-				      nr, 0);
-		if (rc == -EEXIST)
-			rc = 0;
+		return -1;
+	if (add_denies(ctx, name, deny, true, err) < 0) {
+		seccomp_release(ctx);
+		return -1;
 	}
-	if (rc == 0)
-		rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1);
-	if (rc == 0)
-		rc = seccomp_load(ctx);
-	seccomp_release(ctx);
-	if (rc < 0)
-		return husk_error_sys(err, -rc, "seccomp deny-list for %s",
-				      name);
-	return 0;
+	return filter_load(ctx, name, err);
 }
 
 /* Change gid, groups, uid; permitted capabilities survive (KEEPCAPS)
