@@ -115,8 +115,8 @@ struct cg;
 int cg_create(const char *name, const struct cg_resources *r,
 	      struct cg **out, struct husk_err **err);
 int cg_attach(struct cg *cg, pid_t pid, struct husk_err **err);
-/* v2: the cgroup's directory, open for clone3(CLONE_INTO_CGROUP); -1
- * on v1. */
+/* v2: the cgroup's directory, open (O_CLOEXEC), for clone3's
+ * CLONE_INTO_CGROUP and the device program's attach; -1 on v1. */
 int cg_open_dir(const struct cg *cg);
 /* Write r (cgroup_limits.c).  A setting with no file in this
  * hierarchy, or for a block device the guest does not have, is logged

@@ -269,7 +269,7 @@ int cg_dev_apply(struct cg *cg, const struct cg_devrule *rules, size_t n,
 		return husk_error_sys(err, errno, "%s: load the device program "
 				      "(%zu rules)%s%.200s", what, n,
 				      log[0] ? ": " : "", log);
-	dir = open(cg->v2, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	dir = cg_open_dir(cg);
 	if (dir < 0) {
 		close(prog);
 		return husk_error_sys(err, errno, "%s: open `%s`", what,
