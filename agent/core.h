@@ -90,6 +90,9 @@ struct agent_core {
 	struct ipc_server *server;      /* host mode */
 	char *port_path;                /* VM mode: /dev/vportNpM */
 	int port_fd;                    /* VM mode: open for good */
+	int port_ep;                    /* VM mode: edge-triggered epoll
+					 * of the port, or -1 */
+	ev_io port_w;                   /* VM mode: port_ep readable */
 	ev_timer reopen_w;              /* VM mode: retry the port */
 	ev_child child_w;
 	ev_timer poweroff_w;

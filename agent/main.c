@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -26,7 +27,11 @@
 #include "agent/core.h"
 
 #define PORT_NAME "agent.channel.0"
+/* A host is looked for again this often: every 50 ms when the port's
+ * wake-up cannot be watched, once a second as a safety net when it
+ * can (wait_host). */
 #define REOPEN_SECONDS 0.05
+#define REOPEN_FALLBACK_SECONDS 1.0
 
 static struct agent agent;
 static struct agent_core core;
@@ -41,7 +46,7 @@ struct ipc_conn *agent_conn(struct agent *a)
 /* ------------------------------------------------------------------ */
 /* the host channel                                                    */
 
-static void reopen_port(struct ev_loop *loop, ev_timer *w, int revents);
+static void wait_host(struct agent *a);
 
 static void on_ready(struct ipc_conn *c, void *arg)
 {
@@ -71,10 +76,8 @@ static void on_close(struct ipc_conn *c, const struct husk_err *why,
 		return;
 	a->core->conn = NULL;
 	stream_conn_changed(a);
-	if (!a->host_mode) {
-		ev_timer_set(&a->core->reopen_w, REOPEN_SECONDS, 0.);
-		ev_timer_start(a->core->loop, &a->core->reopen_w);
-	}
+	if (!a->host_mode)
+		wait_host(a);
 }
 
 static void conn_opts(struct ipc_conn_opts *o, struct agent *a)
@@ -100,12 +103,16 @@ static void conn_opts(struct ipc_conn_opts *o, struct agent *a)
  * guest left, and what a host sends meanwhile waits in QEMU until the
  * guest queues new buffers, which may be never.  While no host is
  * connected the port polls POLLHUP and reads EOF, so each connection
- * wraps a dup of the port, and after it ends a timer looks (without
- * spinning on the HUP) for the next host before wrapping it again.
+ * wraps a dup of the port, and the next host is waited for without
+ * spinning on the HUP: the port is in an epoll set of its own,
+ * edge-triggered, and the console driver wakes the port's waiters when
+ * QEMU reports the host's side opened (or closed), so that set turns
+ * readable at once and not on the next tick of a timer.  A timer looks
+ * too, once a second, in case a wake-up was missed; every 50 ms when
+ * the set could not be made.
  */
-static void reopen_port(struct ev_loop *loop, ev_timer *w, int revents)
+static bool try_port(struct agent *a, const char *how)
 {
-	struct agent *a = w->data;
 	struct pollfd pfd = { .fd = a->core->port_fd, .events = POLLIN };
 	struct ipc_conn_opts o;
 	struct husk_err *err = NULL;
@@ -113,25 +120,79 @@ static void reopen_port(struct ev_loop *loop, ev_timer *w, int revents)
 	int fd;
 
 	if (poll(&pfd, 1, 0) < 0 || (pfd.revents & POLLHUP))
-		goto retry;
+		return false;
 	fd = fcntl(a->core->port_fd, F_DUPFD_CLOEXEC, 3);
 	if (fd < 0) {
 		log_warn("%s: dup %s", __func__, a->core->port_path);
-		goto retry;
+		return false;
 	}
 	conn_opts(&o, a);
-	c = ipc_conn_new(loop, fd, &o, &err);
+	c = ipc_conn_new(a->core->loop, fd, &o, &err);
 	if (!c) {
 		log_warnx("%s: %s", __func__, err->msg);
 		husk_err_free(err);
-		goto retry;
+		return false;
 	}
-	log_debug("%s: host present on %s", __func__, a->core->port_path);
+	log_info("%s: host present on %s (%s)", __func__, a->core->port_path,
+		 how);
 	a->core->conn = c;
-	return;
-retry:
-	ev_timer_set(w, REOPEN_SECONDS, 0.);
-	ev_timer_start(loop, w);
+	ev_io_stop(a->core->loop, &a->core->port_w);
+	ev_timer_stop(a->core->loop, &a->core->reopen_w);
+	return true;
+}
+
+static void wait_host(struct agent *a)
+{
+	struct agent_core *core = a->core;
+
+	if (core->port_ep >= 0)
+		ev_io_start(core->loop, &core->port_w);
+	ev_timer_stop(core->loop, &core->reopen_w);
+	ev_timer_set(&core->reopen_w, core->port_ep >= 0 ?
+		     REOPEN_FALLBACK_SECONDS : REOPEN_SECONDS, 0.);
+	ev_timer_start(core->loop, &core->reopen_w);
+}
+
+static void reopen_port(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct agent *a = w->data;
+
+	if (!try_port(a, "found by the timer"))
+		wait_host(a);
+}
+
+static void port_woken(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct agent *a = w->data;
+	struct epoll_event ev[4];
+
+	/* Drain before looking, so that a wake-up after the look is a new
+	 * edge and turns the set readable again. */
+	while (epoll_wait(a->core->port_ep, ev, 4, 0) > 0)
+		;
+	try_port(a, "woken by the port");
+}
+
+/* The port in an edge-triggered set: EPOLLOUT too, as a port whose host
+ * is there but has sent nothing polls only writable. */
+static void port_watch(struct agent_core *core)
+{
+	struct epoll_event ev = {
+		.events = EPOLLIN | EPOLLOUT | EPOLLET,
+	};
+
+	core->port_ep = epoll_create1(EPOLL_CLOEXEC);
+	if (core->port_ep >= 0 &&
+	    epoll_ctl(core->port_ep, EPOLL_CTL_ADD, core->port_fd, &ev) == 0) {
+		ev_io_init(&core->port_w, port_woken, core->port_ep, EV_READ);
+		core->port_w.data = &agent;
+		return;
+	}
+	log_warn("%s: watch %s (looking for a host every %d ms instead)",
+		 __func__, core->port_path, (int)(REOPEN_SECONDS * 1000));
+	if (core->port_ep >= 0)
+		close(core->port_ep);
+	core->port_ep = -1;
 }
 
 static void child_cb(struct ev_loop *loop, ev_child *w, int revents)
@@ -248,7 +309,9 @@ static int start_vm_mode(struct husk_err **err)
 	if (core.port_fd < 0)
 		return -1;
 	log_info("%s: agent channel %s", __func__, core.port_path);
-	reopen_port(core.loop, &core.reopen_w, 0);
+	port_watch(&core);
+	if (!try_port(&agent, "at start"))
+		wait_host(&agent);
 	return 0;
 }
 
@@ -347,5 +410,6 @@ int main(int argc, char **argv)
 	core.cgroup_root = "husk";
 	core.sandbox_pidns_fd = -1;
 	core.port_fd = -1;
+	core.port_ep = -1;
 	return husk_daemon_main(&agent_daemon, argc, argv);
 }

@@ -83,6 +83,25 @@ subscribed() {
 	[ "$(cat "$VT/count")" -eq $((64 << 20)) ]
 }
 
+@test "proxy-vm: a new proxy is taken as soon as it connects: the port wakes the agent" {
+	kill "$(cat "$VT/proxy.pid")"
+	wait "$(cat "$VT/proxy.pid")" 2>/dev/null || true
+	n0=$(grep -c "host present on .*(woken by the port)" "$VT/console.log" || true)
+	"$PROXY" --agent "unix:$VT/agent.sock" --socket "$VT/proxy.sock" \
+		--sandbox vm --log "$VT/proxy2.log" --log-level debug &
+	echo $! >"$VT/proxy.pid"
+	for _ in $(seq 300); do [ -S "$VT/proxy.sock" ] && break; sleep 0.01; done
+	run pipc ping '{}'
+	[ "$status" -eq 0 ] || { show_logs; false; }
+	# Taken on the port's wake-up, not by the once-a-second look.
+	n1=$(grep -c "host present on .*(woken by the port)" "$VT/console.log")
+	[ "$n1" -eq $((n0 + 1)) ] || { show_logs; false; }
+	# The sandbox outlived the first proxy.
+	run pipc create_sandbox '{"sandbox_id":"vm"}'
+	[ "$status" -ne 0 ]
+	[[ "$output" == *exists* ]] || { echo "$output"; false; }
+}
+
 @test "proxy-vm: the VM going away makes a waiting shim exit 112" {
 	pipc -q create_container "{\"container_id\":\"c3\",\"spec\":$(spec 'sleep 1000')}"
 	"$SHIM" --proxy "$VT/proxy.sock" --container c3 </dev/null 2>"$VT/err3" &
