@@ -143,14 +143,14 @@ static bool try_port(struct agent *a, const char *how)
 
 static void wait_host(struct agent *a)
 {
-	struct agent_core *core = a->core;
+	struct agent_core *ac = a->core;
 
-	if (core->port_ep >= 0)
-		ev_io_start(core->loop, &core->port_w);
-	ev_timer_stop(core->loop, &core->reopen_w);
-	ev_timer_set(&core->reopen_w, core->port_ep >= 0 ?
+	if (ac->port_ep >= 0)
+		ev_io_start(ac->loop, &ac->port_w);
+	ev_timer_stop(ac->loop, &ac->reopen_w);
+	ev_timer_set(&ac->reopen_w, ac->port_ep >= 0 ?
 		     REOPEN_FALLBACK_SECONDS : REOPEN_SECONDS, 0.);
-	ev_timer_start(core->loop, &core->reopen_w);
+	ev_timer_start(ac->loop, &ac->reopen_w);
 }
 
 static void reopen_port(struct ev_loop *loop, ev_timer *w, int revents)
@@ -175,24 +175,24 @@ static void port_woken(struct ev_loop *loop, ev_io *w, int revents)
 
 /* The port in an edge-triggered set: EPOLLOUT too, as a port whose host
  * is there but has sent nothing polls only writable. */
-static void port_watch(struct agent_core *core)
+static void port_watch(struct agent_core *ac)
 {
 	struct epoll_event ev = {
 		.events = EPOLLIN | EPOLLOUT | EPOLLET,
 	};
 
-	core->port_ep = epoll_create1(EPOLL_CLOEXEC);
-	if (core->port_ep >= 0 &&
-	    epoll_ctl(core->port_ep, EPOLL_CTL_ADD, core->port_fd, &ev) == 0) {
-		ev_io_init(&core->port_w, port_woken, core->port_ep, EV_READ);
-		core->port_w.data = &agent;
+	ac->port_ep = epoll_create1(EPOLL_CLOEXEC);
+	if (ac->port_ep >= 0 &&
+	    epoll_ctl(ac->port_ep, EPOLL_CTL_ADD, ac->port_fd, &ev) == 0) {
+		ev_io_init(&ac->port_w, port_woken, ac->port_ep, EV_READ);
+		ac->port_w.data = &agent;
 		return;
 	}
 	log_warn("%s: watch %s (looking for a host every %d ms instead)",
-		 __func__, core->port_path, (int)(REOPEN_SECONDS * 1000));
-	if (core->port_ep >= 0)
-		close(core->port_ep);
-	core->port_ep = -1;
+		 __func__, ac->port_path, (int)(REOPEN_SECONDS * 1000));
+	if (ac->port_ep >= 0)
+		close(ac->port_ep);
+	ac->port_ep = -1;
 }
 
 static void child_cb(struct ev_loop *loop, ev_child *w, int revents)

@@ -517,6 +517,45 @@ static int normalize_rel(const char *rel, char **out, struct husk_err **err)
 	return 0;
 }
 
+char *husk_path_clean_abs(const char *path)
+{
+	size_t len = strlen(path);
+	char *out = husk_xmalloc(len + 2);
+	size_t o = 0;
+	const char *p = path;
+
+	/* Components appended one by one after a '/'; ".." takes the last
+	 * one back, and stops at the root as the kernel's lookup does. */
+	while (*p) {
+		const char *q;
+		size_t n;
+
+		while (*p == '/')
+			p++;
+		if (!*p)
+			break;
+		q = strchrnul(p, '/');
+		n = (size_t)(q - p);
+		if (n == 1 && p[0] == '.') {
+			/* nothing */
+		} else if (n == 2 && p[0] == '.' && p[1] == '.') {
+			while (o > 0 && out[o - 1] != '/')
+				o--;
+			if (o > 0)
+				o--;
+		} else {
+			out[o++] = '/';
+			memcpy(out + o, p, n);
+			o += n;
+		}
+		p = q;
+	}
+	if (o == 0)
+		out[o++] = '/';
+	out[o] = '\0';
+	return out;
+}
+
 int husk_path_join(const char *root, const char *rel, char **out,
 		   struct husk_err **err)
 {

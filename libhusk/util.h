@@ -77,6 +77,14 @@ int husk_path_join(const char *root, const char *rel, char **out,
 		   struct husk_err **err);
 
 /*
+ * An absolute path spelled one way, as text (Go's filepath.Clean): no
+ * "." or empty components, ".." taking the previous one back and
+ * stopping at "/", no trailing slash.  Symlinks are not looked at.
+ * Relative input is taken from "/".  Malloc'ed.
+ */
+char *husk_path_clean_abs(const char *path);
+
+/*
  * Open rel below the directory rootfd so that neither "..", absolute
  * symlinks nor magic links can escape it (openat2 RESOLVE_IN_ROOT when
  * the kernel has it, else a component walk with O_NOFOLLOW that refuses

@@ -254,15 +254,23 @@ int main(int argc, char **argv)
 			husk_log_set_level(HUSK_LOG_DEBUG);
 	}
 	/* Helpers run elsewhere and mountinfo speaks in absolute paths:
-	 * the root must be absolute from here on. */
-	if (rc == 0 && ctx.root[0] != '/') {
+	 * the root must be absolute from here on, and spelled one way
+	 * (as runc's filepath.Abs does: "." and ".." resolved as text),
+	 * since the state records paths below it that a later command,
+	 * given the same root spelled another way, checks against its
+	 * own (a network namespace husk made is only ever its own file). */
+	if (rc == 0) {
 		char cwd[PATH_MAX];
+		cleanup_free char *joined = NULL;
 
-		if (!getcwd(cwd, sizeof(cwd)))
+		if (ctx.root[0] == '/')
+			joined = husk_xstrdup(ctx.root);
+		else if (!getcwd(cwd, sizeof(cwd)))
 			rc = husk_error_sys(&err, errno, "getcwd");
 		else
-			ctx.root = abs_root = husk_xasprintf("%s/%s", cwd,
-							     ctx.root);
+			joined = husk_xasprintf("%s/%s", cwd, ctx.root);
+		if (rc == 0)
+			ctx.root = abs_root = husk_path_clean_abs(joined);
 	}
 	if (rc == 0 && optind >= argc) {
 		usage(stderr);

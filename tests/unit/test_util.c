@@ -122,6 +122,33 @@ static void expect_escape(const char *root, const char *rel)
 	husk_err_clear(&err);
 }
 
+static void expect_clean(const char *in, const char *want)
+{
+	cleanup_free char *out = husk_path_clean_abs(in);
+
+	assert_string_equal(out, want);
+}
+
+/* --root spelled any way names one directory (cmd/husk/main.c). */
+static void test_path_clean_abs(void **state)
+{
+	(void)state;
+	expect_clean("/", "/");
+	expect_clean("", "/");
+	expect_clean("/run/husk", "/run/husk");
+	expect_clean("/run/husk/", "/run/husk");
+	expect_clean("//run///husk//", "/run/husk");
+	expect_clean("/run/./husk/.", "/run/husk");
+	expect_clean("/tmp/a/bundle/../root", "/tmp/a/root");
+	expect_clean("/tmp/a/b/../../root/x/..", "/tmp/root");
+	expect_clean("/..", "/");
+	expect_clean("/../../tmp", "/tmp");
+	expect_clean("/a/..", "/");
+	expect_clean("/a/...", "/a/...");
+	expect_clean("/a/..b/.c", "/a/..b/.c");
+	expect_clean("relative/./x", "/relative/x");
+}
+
 static void test_path_join(void **state)
 {
 	(void)state;
@@ -672,6 +699,7 @@ int main(void)
 		cmocka_unit_test(test_parse_size),
 		cmocka_unit_test(test_clock_alloc),
 		cmocka_unit_test(test_io_all),
+		cmocka_unit_test(test_path_clean_abs),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
