@@ -6,7 +6,12 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sched.h>
+#include <stdint.h>
+#include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -14,6 +19,7 @@
 #include <linux/close_range.h>
 
 #include "spawn.h"
+#include "util.h"
 
 static bool kept(int fd, const int *fds, int n)
 {
@@ -87,7 +93,10 @@ static int stdio_to(int fd, int first, int last)
 	return 0;
 }
 
-/* The child's side; returns only on failure, *step saying where. */
+/* The child's side; returns only on failure, *step saying where
+ * (STEP_*). */
+enum { STEP_EXEC, STEP_SETUP, STEP_NETNS, STEP_CWD, STEP_SPAWNER };
+
 static void child(const struct husk_exec *x, pid_t parent, int *step)
 {
 	sigset_t none;
@@ -120,14 +129,58 @@ static void child(const struct husk_exec *x, pid_t parent, int *step)
 				return;
 		others_cloexec(x->fds, x->nfds);
 	}
+	if (x->netns) {
+		int fd;
+
+		*step = STEP_NETNS;
+		fd = open(x->netns, O_RDONLY | O_CLOEXEC);
+		if (fd < 0 || setns(fd, CLONE_NEWNET) < 0)
+			return;
+		close(fd);
+	}
+	if (x->cwd) {
+		*step = STEP_CWD;
+		if (chdir(x->cwd) < 0)
+			return;
+	}
 	if (x->setup) {
-		*step = 1;
+		*step = STEP_SETUP;
 		if (x->setup(x->arg) < 0)
 			return;
-		*step = 0;
 	}
-	execv(x->argv[0], x->argv);
+	*step = STEP_EXEC;
+	if (x->envp)
+		execve(x->argv[0], x->argv, x->envp);
+	else
+		execv(x->argv[0], x->argv);
 }
+
+/* The error of a child that failed at step (errno e). */
+static pid_t child_error(const struct husk_exec *x, int step, int e,
+			 struct husk_err **err)
+{
+	switch (step) {
+	case STEP_SETUP:
+		return husk_error_sys(err, e, "%s `%s`",
+				      x->setup_what ? x->setup_what :
+				      "set up the child for", x->argv[0]);
+	case STEP_NETNS:
+		return husk_error_sys(err, e, "enter the network namespace "
+				      "`%s` for `%s`", x->netns, x->argv[0]);
+	case STEP_CWD:
+		return husk_error_sys(err, e, "change to the directory `%s` "
+				      "for `%s`", x->cwd, x->argv[0]);
+	case STEP_SPAWNER:
+		return husk_error_sys(err, e, "the spawner, for `%s`",
+				      x->argv[0]);
+	default:
+		return husk_error_sys(err, e, "exec `%s`", x->argv[0]);
+	}
+}
+
+static pid_t spawner_call(const struct husk_exec *x, struct husk_err **err);
+static int spawner_fd = -1;
+static pid_t spawner_pid;
 
 pid_t husk_fork_exec(const struct husk_exec *x, struct husk_err **err)
 {
@@ -139,6 +192,8 @@ pid_t husk_fork_exec(const struct husk_exec *x, struct husk_err **err)
 		return husk_error(err, HUSK_E_INVALID, "%s: %d descriptors "
 				  "to pass, at most %d", x->argv[0], x->nfds,
 				  HUSK_SPAWN_MAX_FDS);
+	if (spawner_fd >= 0)
+		return spawner_call(x, err);
 	if (pipe2(pfd, O_CLOEXEC) < 0)
 		return husk_error_sys(err, errno, "pipe");
 	pid = fork();
@@ -172,9 +227,442 @@ pid_t husk_fork_exec(const struct husk_exec *x, struct husk_err **err)
 	if (x->reap_on_error)
 		while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
 			;
-	if (msg[0])
-		return husk_error_sys(err, msg[1], "%s `%s`",
-				      x->setup_what ? x->setup_what :
-				      "set up the child for", x->argv[0]);
-	return husk_error_sys(err, msg[1], "exec `%s`", x->argv[0]);
+	return child_error(x, msg[0], msg[1], err);
+}
+
+/* ------------------------------------------------------------------ */
+/* The spawner (spawn.h)                                               */
+
+#define SPAWN_MAGIC 0x68737031u         /* "hsp1" */
+#define SPAWN_MSG_MAX (128 * 1024)
+/* 0-2, in/out, stdio, the kept ones, the working directory, the
+ * network namespace */
+#define SPAWN_FDS_MAX (HUSK_SPAWN_MAX_FDS + 10)
+#define TARGET_CWD (-1)
+#define TARGET_NETNS (-2)
+
+struct spawn_req {
+	uint32_t magic;
+	int32_t parent;
+	uint8_t new_session, die_with_parent, fds_from_3, has_stdio;
+	uint8_t has_netns, has_cwd, pad[2];
+	int32_t in_fd, out_fd, stdio[3];
+	int32_t nfds, fds[HUSK_SPAWN_MAX_FDS];
+	uint32_t nargv, nenv;
+	/* The descriptors sent with the message, in order: each one's
+	 * number in the caller, or TARGET_*. */
+	int32_t nsent, target[SPAWN_FDS_MAX];
+	/* Then nargv + nenv NUL-terminated strings, the netns path and
+	 * the working directory when they are set. */
+};
+
+struct spawn_rep {
+	int32_t pid;            /* -1: no process */
+	int32_t step;           /* STEP_* of a failure */
+	int32_t errnum;         /* 0: it runs */
+};
+
+struct sbuf {
+	char *p;
+	size_t len;
+	bool full;
+};
+
+static void sbuf_add(struct sbuf *b, const char *s)
+{
+	size_t n = strlen(s) + 1;
+
+	if (b->full || b->len + n > SPAWN_MSG_MAX) {
+		b->full = true;
+		return;
+	}
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+}
+
+static bool target_has(const struct spawn_req *r, int fd)
+{
+	for (int i = 0; i < r->nsent; i++)
+		if (r->target[i] == fd)
+			return true;
+	return false;
+}
+
+/* Sends fd along as the caller's number `fd` (once). */
+static void send_fd(struct spawn_req *r, int *sent, int fd)
+{
+	if (fd < 0 || target_has(r, fd) || r->nsent >= SPAWN_FDS_MAX ||
+	    fcntl(fd, F_GETFD) < 0)
+		return;
+	sent[r->nsent] = fd;
+	r->target[r->nsent++] = fd;
+}
+
+static pid_t spawner_call(const struct husk_exec *x, struct husk_err **err)
+{
+	extern char **environ;
+	char *const *env = x->envp ? x->envp : environ;
+	struct sbuf b = { husk_xmalloc(SPAWN_MSG_MAX), 0, false };
+	struct spawn_req *r = (struct spawn_req *)b.p;
+	int sent[SPAWN_FDS_MAX], cwd = -1, net = -1;
+	char cbuf[CMSG_SPACE(sizeof(int) * SPAWN_FDS_MAX)];
+	struct spawn_rep rep;
+	struct iovec iov;
+	struct msghdr mh;
+	struct cmsghdr *cm;
+	ssize_t n;
+	pid_t pid = -1;
+
+	if (x->setup) {
+		husk_error(err, HUSK_E_INVALID, "`%s`: a setup step cannot "
+			   "go through the spawner", x->argv[0]);
+		goto out;
+	}
+	memset(r, 0, sizeof(*r));
+	b.len = sizeof(*r);
+	r->magic = SPAWN_MAGIC;
+	r->parent = (int32_t)getpid();
+	r->new_session = x->new_session;
+	r->die_with_parent = x->die_with_parent;
+	r->fds_from_3 = x->fds_from_3;
+	r->has_stdio = x->stdio != NULL;
+	r->in_fd = x->in_fd;
+	r->out_fd = x->out_fd;
+	for (int i = 0; i < 3; i++) {
+		r->stdio[i] = x->stdio ? x->stdio[i] : -1;
+		send_fd(r, sent, i);
+		send_fd(r, sent, r->stdio[i]);
+	}
+	send_fd(r, sent, x->in_fd);
+	send_fd(r, sent, x->out_fd);
+	r->nfds = x->nfds;
+	for (int i = 0; i < x->nfds; i++) {
+		r->fds[i] = x->fds[i];
+		send_fd(r, sent, x->fds[i]);
+	}
+	/* Where the caller is now: its working directory and network
+	 * namespace (a helper started inside a sandbox's, as netmon is). */
+	cwd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	net = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+	if (cwd < 0 || net < 0) {
+		husk_error_sys(err, errno, "spawner: open the working "
+			       "directory and the network namespace");
+		goto out;
+	}
+	sent[r->nsent] = cwd;
+	r->target[r->nsent++] = TARGET_CWD;
+	sent[r->nsent] = net;
+	r->target[r->nsent++] = TARGET_NETNS;
+	for (char *const *a = x->argv; *a; a++, r->nargv++)
+		sbuf_add(&b, *a);
+	for (char *const *e = env; e && *e; e++, r->nenv++)
+		sbuf_add(&b, *e);
+	if (x->netns) {
+		r->has_netns = 1;
+		sbuf_add(&b, x->netns);
+	}
+	if (x->cwd) {
+		r->has_cwd = 1;
+		sbuf_add(&b, x->cwd);
+	}
+	if (b.full) {
+		husk_error(err, HUSK_E_TOO_LARGE, "`%s`: arguments and "
+			   "environment over the spawner's %d KiB",
+			   x->argv[0], SPAWN_MSG_MAX / 1024);
+		goto out;
+	}
+	iov.iov_base = b.p;
+	iov.iov_len = b.len;
+	memset(&mh, 0, sizeof(mh));
+	mh.msg_iov = &iov;
+	mh.msg_iovlen = 1;
+	mh.msg_control = cbuf;
+	mh.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)r->nsent);
+	cm = CMSG_FIRSTHDR(&mh);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)r->nsent);
+	memcpy(CMSG_DATA(cm), sent, sizeof(int) * (size_t)r->nsent);
+	do
+		n = sendmsg(spawner_fd, &mh, MSG_NOSIGNAL);
+	while (n < 0 && errno == EINTR);
+	if (n < 0) {
+		husk_error_sys(err, errno, "`%s`: send to the spawner",
+			       x->argv[0]);
+		goto out;
+	}
+	do
+		n = recv(spawner_fd, &rep, sizeof(rep), 0);
+	while (n < 0 && errno == EINTR);
+	if (n != (ssize_t)sizeof(rep)) {
+		husk_error(err, HUSK_E_SYSTEM, "`%s`: the spawner %s",
+			   x->argv[0], n == 0 ? "is gone" :
+			   "answered out of turn");
+		goto out;
+	}
+	if (rep.pid > 0 && !rep.errnum) {
+		pid = rep.pid;
+		goto out;
+	}
+	if (rep.pid > 0 && x->reap_on_error)
+		while (waitpid(rep.pid, NULL, 0) < 0 && errno == EINTR)
+			;
+	child_error(x, rep.step, rep.errnum, err);
+out:
+	if (cwd >= 0)
+		close(cwd);
+	if (net >= 0)
+		close(net);
+	free(b.p);
+	return pid;
+}
+
+/* In the clone: the descriptors at the caller's numbers, its working
+ * directory and namespace, then child(). */
+static void spawned(const struct spawn_req *r, char **argv, char **env,
+		    const char *netns, const char *cwd, int *rfd, int nrfd,
+		    int w)
+{
+	struct husk_exec x = {
+		.argv = argv,
+		.in_fd = r->in_fd,
+		.out_fd = r->out_fd,
+		.stdio = r->has_stdio ? r->stdio : NULL,
+		.fds = r->fds,
+		.nfds = r->nfds,
+		.fds_from_3 = r->fds_from_3,
+		.new_session = r->new_session,
+		.die_with_parent = r->die_with_parent,
+		.envp = env,
+		.netns = netns,
+		.cwd = cwd,
+	};
+	int msg[2] = { STEP_SPAWNER, 0 }, hi = 3, cwdfd = -1, netfd = -1;
+
+	for (int i = 0; i < nrfd; i++)
+		if (r->target[i] >= hi)
+			hi = r->target[i] + 1;
+	/* Every source above every target first, so that placing one
+	 * never clobbers another. */
+	w = fcntl(w, F_DUPFD_CLOEXEC, hi);
+	if (w < 0)
+		_exit(127);
+	for (int i = 0; i < nrfd; i++) {
+		int h = fcntl(rfd[i], F_DUPFD_CLOEXEC, hi);
+
+		if (h < 0)
+			goto fail;
+		close(rfd[i]);
+		rfd[i] = h;
+	}
+	for (int i = 0; i < nrfd; i++) {
+		if (r->target[i] == TARGET_CWD) {
+			cwdfd = rfd[i];
+		} else if (r->target[i] == TARGET_NETNS) {
+			netfd = rfd[i];
+		} else {
+			if (dup2(rfd[i], r->target[i]) < 0)
+				goto fail;
+			close(rfd[i]);
+		}
+	}
+	if (cwdfd < 0 || netfd < 0 || fchdir(cwdfd) < 0)
+		goto fail;
+	{
+		struct stat a, b;
+
+		if (fstat(netfd, &a) < 0)
+			goto fail;
+		if ((stat("/proc/thread-self/ns/net", &b) < 0 ||
+		     a.st_ino != b.st_ino || a.st_dev != b.st_dev) &&
+		    setns(netfd, CLONE_NEWNET) < 0)
+			goto fail;
+	}
+	close(cwdfd);
+	close(netfd);
+	child(&x, r->parent, &msg[0]);
+fail:
+	msg[1] = errno;
+	if (write(w, msg, sizeof(msg)) < 0)
+		_exit(127);
+	_exit(127);
+}
+
+/* One call: the message checked, the process cloned, the answer. */
+static void spawner_one(int sock, char *buf, ssize_t n, int *rfd, int nrfd)
+{
+	const struct spawn_req *r = (const struct spawn_req *)buf;
+	struct spawn_rep rep = { -1, STEP_SPAWNER, EPROTO };
+	char **argv = NULL, **env = NULL;
+	const char *p = buf + sizeof(*r), *end = buf + n, *netns = NULL,
+		   *cwd = NULL;
+	int pfd[2] = { -1, -1 }, msg[2];
+	ssize_t m;
+
+	if (n < (ssize_t)sizeof(*r) || r->magic != SPAWN_MAGIC ||
+	    r->nsent != nrfd || r->nsent > SPAWN_FDS_MAX || r->nfds < 0 ||
+	    r->nfds > HUSK_SPAWN_MAX_FDS || r->nargv < 1 ||
+	    r->nargv > SPAWN_MSG_MAX / 2 || r->nenv > SPAWN_MSG_MAX / 2)
+		goto reply;
+	argv = calloc(r->nargv + 1, sizeof(char *));
+	env = calloc(r->nenv + 1, sizeof(char *));
+	if (!argv || !env) {
+		rep.errnum = ENOMEM;
+		goto reply;
+	}
+	for (uint32_t i = 0; i < r->nargv + r->nenv + r->has_netns +
+			     r->has_cwd; i++) {
+		const char *z = memchr(p, '\0', (size_t)(end - p));
+
+		if (p >= end || !z)
+			goto reply;
+		if (i < r->nargv)
+			argv[i] = (char *)p;
+		else if (i < r->nargv + r->nenv)
+			env[i - r->nargv] = (char *)p;
+		else if (r->has_netns && !netns)
+			netns = p;
+		else
+			cwd = p;
+		p = z + 1;
+	}
+	if (pipe2(pfd, O_CLOEXEC) < 0) {
+		rep.errnum = errno;
+		goto reply;
+	}
+	/* fork-like, but the caller's child: CLONE_PARENT. */
+	rep.pid = (int32_t)syscall(SYS_clone, CLONE_PARENT | SIGCHLD, NULL,
+				   NULL, NULL, NULL);
+	if (rep.pid == 0) {
+		close(sock);
+		close(pfd[0]);
+		spawned(r, argv, env, netns, cwd, rfd, nrfd, pfd[1]);
+	}
+	if (rep.pid < 0) {
+		rep.errnum = errno;
+		goto reply;
+	}
+	close(pfd[1]);
+	pfd[1] = -1;
+	do
+		m = read(pfd[0], msg, sizeof(msg));
+	while (m < 0 && errno == EINTR);
+	if (m == (ssize_t)sizeof(msg)) {
+		rep.step = msg[0];
+		rep.errnum = msg[1] ? msg[1] : EIO;
+	} else {
+		rep.step = STEP_EXEC;
+		rep.errnum = 0;
+	}
+reply:
+	for (int i = 0; i < 2; i++)
+		if (pfd[i] >= 0)
+			close(pfd[i]);
+	for (int i = 0; i < nrfd; i++)
+		close(rfd[i]);
+	free(argv);
+	free(env);
+	while (send(sock, &rep, sizeof(rep), MSG_NOSIGNAL) < 0 &&
+	       errno == EINTR)
+		;
+}
+
+static void spawner_main(int sock, int log_fd, pid_t parent)
+{
+	char cbuf[CMSG_SPACE(sizeof(int) * SPAWN_FDS_MAX)];
+	char *buf = malloc(SPAWN_MSG_MAX);
+	sigset_t none;
+	DIR *d;
+
+	if (!buf || prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 ||
+	    getppid() != parent)
+		_exit(0);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	for (int sig = 1; sig < NSIG; sig++)
+		signal(sig, SIG_DFL);
+	/* Nothing of the caller's but the socket (and the log). */
+	d = opendir("/proc/self/fd");
+	if (d) {
+		struct dirent *de;
+		int own = dirfd(d);
+
+		while ((de = readdir(d))) {
+			int fd = atoi(de->d_name);
+
+			if (de->d_name[0] != '.' && fd > 2 && fd != sock &&
+			    fd != log_fd && fd != own)
+				close(fd);
+		}
+		closedir(d);
+	}
+	for (;;) {
+		struct iovec iov = { buf, SPAWN_MSG_MAX };
+		struct msghdr mh = {
+			.msg_iov = &iov, .msg_iovlen = 1,
+			.msg_control = cbuf, .msg_controllen = sizeof(cbuf),
+		};
+		int rfd[SPAWN_FDS_MAX], nrfd = 0;
+		ssize_t n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			_exit(0);
+		for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm;
+		     cm = CMSG_NXTHDR(&mh, cm)) {
+			size_t k;
+
+			if (cm->cmsg_level != SOL_SOCKET ||
+			    cm->cmsg_type != SCM_RIGHTS)
+				continue;
+			k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+			for (size_t i = 0; i < k; i++) {
+				int fd;
+
+				memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int),
+				       sizeof(int));
+				if (nrfd < SPAWN_FDS_MAX)
+					rfd[nrfd++] = fd;
+				else
+					close(fd);
+			}
+		}
+		if (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC))
+			n = 0;  /* refused as malformed */
+		spawner_one(sock, buf, n, rfd, nrfd);
+	}
+}
+
+int husk_spawner_start(int log_fd, struct husk_err **err)
+{
+	pid_t parent = getpid(), pid;
+	int sv[2];
+
+	if (spawner_fd >= 0)
+		return husk_error(err, HUSK_E_STATE, "a spawner runs already");
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		return husk_error_sys(err, errno, "spawner: socketpair");
+	pid = fork();
+	if (pid < 0) {
+		int e = errno;
+
+		close(sv[0]);
+		close(sv[1]);
+		return husk_error_sys(err, e, "fork the spawner");
+	}
+	if (pid == 0) {
+		close(sv[0]);
+		spawner_main(sv[1], log_fd, parent);
+		_exit(0);
+	}
+	close(sv[1]);
+	spawner_fd = sv[0];
+	spawner_pid = pid;
+	return 0;
+}
+
+pid_t husk_spawner_pid(void)
+{
+	return spawner_pid;
 }

@@ -42,9 +42,35 @@ struct husk_exec {
 	/* On failure, wait for the child (else the caller's child
 	 * watcher reaps it). */
 	bool reap_on_error;
+	/* The environment (NULL: the caller's environ). */
+	char *const *envp;
+	/* Entered in the child before the exec when set: a network
+	 * namespace by path (setns), then a working directory. */
+	const char *netns;
+	const char *cwd;
 };
 
 /* Returns the child's pid, or -1 with err ("exec `argv[0]`: ..."). */
 pid_t husk_fork_exec(const struct husk_exec *x, struct husk_err **err);
+
+/*
+ * A spawner: a child of the caller, forked now, that starts each later
+ * husk_fork_exec's process for it (libhusk/spawn.c).  It clones with
+ * CLONE_PARENT, so the process is still the caller's child (the
+ * caller's waitpid, child watcher and PR_SET_PDEATHSIG work as
+ * before), but it inherits the spawner's confinement, not what the
+ * caller loads after this call: a daemon that must start programs with
+ * their own needs (QEMU, hooks) can then confine itself to its own.
+ * The caller's descriptors named in the call, its stdio, environment,
+ * working directory and network namespace are sent along with each
+ * call (SCM_RIGHTS), so the process starts as the caller's own fork
+ * would.  `setup` callbacks cannot cross: such a call fails.  The
+ * spawner keeps only its socket (and the log's descriptor, log_fd, or
+ * -1), dies with the caller (PR_SET_PDEATHSIG), and leaves when the
+ * caller's end closes.
+ */
+int husk_spawner_start(int log_fd, struct husk_err **err);
+/* Its pid, or 0 when none runs. */
+pid_t husk_spawner_pid(void);
 
 #endif
