@@ -21,6 +21,8 @@
 #include "spawn.h"
 #include "util.h"
 
+extern char **environ;
+
 static bool kept(int fd, const int *fds, int n)
 {
 	for (int i = 0; i < n; i++)
@@ -149,10 +151,8 @@ static void child(const struct husk_exec *x, pid_t parent, int *step)
 			return;
 	}
 	*step = STEP_EXEC;
-	if (x->envp)
-		execve(x->argv[0], x->argv, x->envp);
-	else
-		execv(x->argv[0], x->argv);
+	execve(x->exec_path ? x->exec_path : x->argv[0], x->argv,
+	       x->envp ? x->envp : environ);
 }
 
 /* The error of a child that failed at step (errno e). */
@@ -174,7 +174,8 @@ static pid_t child_error(const struct husk_exec *x, int step, int e,
 		return husk_error_sys(err, e, "the spawner, for `%s`",
 				      x->argv[0]);
 	default:
-		return husk_error_sys(err, e, "exec `%s`", x->argv[0]);
+		return husk_error_sys(err, e, "exec `%s`", x->exec_path ?
+				      x->exec_path : x->argv[0]);
 	}
 }
 
@@ -245,15 +246,15 @@ struct spawn_req {
 	uint32_t magic;
 	int32_t parent;
 	uint8_t new_session, die_with_parent, fds_from_3, has_stdio;
-	uint8_t has_netns, has_cwd, pad[2];
+	uint8_t has_netns, has_cwd, has_exec_path, pad;
 	int32_t in_fd, out_fd, stdio[3];
 	int32_t nfds, fds[HUSK_SPAWN_MAX_FDS];
 	uint32_t nargv, nenv;
 	/* The descriptors sent with the message, in order: each one's
 	 * number in the caller, or TARGET_*. */
 	int32_t nsent, target[SPAWN_FDS_MAX];
-	/* Then nargv + nenv NUL-terminated strings, the netns path and
-	 * the working directory when they are set. */
+	/* Then nargv + nenv NUL-terminated strings, the netns path, the
+	 * working directory and the path executed when they are set. */
 };
 
 struct spawn_rep {
@@ -300,7 +301,6 @@ static void send_fd(struct spawn_req *r, int *sent, int fd)
 
 static pid_t spawner_call(const struct husk_exec *x, struct husk_err **err)
 {
-	extern char **environ;
 	char *const *env = x->envp ? x->envp : environ;
 	struct sbuf b = { husk_xmalloc(SPAWN_MSG_MAX), 0, false };
 	struct spawn_req *r = (struct spawn_req *)b.p;
@@ -365,6 +365,10 @@ static pid_t spawner_call(const struct husk_exec *x, struct husk_err **err)
 		r->has_cwd = 1;
 		sbuf_add(&b, x->cwd);
 	}
+	if (x->exec_path) {
+		r->has_exec_path = 1;
+		sbuf_add(&b, x->exec_path);
+	}
 	if (b.full) {
 		husk_error(err, HUSK_E_TOO_LARGE, "`%s`: arguments and "
 			   "environment over the spawner's %d KiB",
@@ -420,8 +424,7 @@ out:
 /* In the clone: the descriptors at the caller's numbers, its working
  * directory and namespace, then child(). */
 static void spawned(const struct spawn_req *r, char **argv, char **env,
-		    const char *netns, const char *cwd, int *rfd, int nrfd,
-		    int w)
+		    const char **strs, int *rfd, int nrfd, int w)
 {
 	struct husk_exec x = {
 		.argv = argv,
@@ -434,8 +437,9 @@ static void spawned(const struct spawn_req *r, char **argv, char **env,
 		.new_session = r->new_session,
 		.die_with_parent = r->die_with_parent,
 		.envp = env,
-		.netns = netns,
-		.cwd = cwd,
+		.netns = strs[0],
+		.cwd = strs[1],
+		.exec_path = strs[2],
 	};
 	int msg[2] = { STEP_SPAWNER, 0 }, hi = 3, cwdfd = -1, netfd = -1;
 
@@ -494,8 +498,10 @@ static void spawner_one(int sock, char *buf, ssize_t n, int *rfd, int nrfd)
 	const struct spawn_req *r = (const struct spawn_req *)buf;
 	struct spawn_rep rep = { -1, STEP_SPAWNER, EPROTO };
 	char **argv = NULL, **env = NULL;
-	const char *p = buf + sizeof(*r), *end = buf + n, *netns = NULL,
-		   *cwd = NULL;
+	const char *p = buf + sizeof(*r), *end = buf + n;
+	/* netns, cwd, exec_path, in that order when present */
+	const char *strs[3] = { NULL, NULL, NULL };
+	const uint8_t has[3] = { r->has_netns, r->has_cwd, r->has_exec_path };
 	int pfd[2] = { -1, -1 }, msg[2];
 	ssize_t m;
 
@@ -510,20 +516,19 @@ static void spawner_one(int sock, char *buf, ssize_t n, int *rfd, int nrfd)
 		rep.errnum = ENOMEM;
 		goto reply;
 	}
-	for (uint32_t i = 0; i < r->nargv + r->nenv + r->has_netns +
-			     r->has_cwd; i++) {
-		const char *z = memchr(p, '\0', (size_t)(end - p));
+	for (uint32_t i = 0; i < r->nargv + r->nenv + 3; i++) {
+		const char *z;
 
-		if (p >= end || !z)
+		if (i >= r->nargv + r->nenv && !has[i - r->nargv - r->nenv])
+			continue;
+		if (p >= end || !(z = memchr(p, '\0', (size_t)(end - p))))
 			goto reply;
 		if (i < r->nargv)
 			argv[i] = (char *)p;
 		else if (i < r->nargv + r->nenv)
 			env[i - r->nargv] = (char *)p;
-		else if (r->has_netns && !netns)
-			netns = p;
 		else
-			cwd = p;
+			strs[i - r->nargv - r->nenv] = p;
 		p = z + 1;
 	}
 	if (pipe2(pfd, O_CLOEXEC) < 0) {
@@ -536,7 +541,7 @@ static void spawner_one(int sock, char *buf, ssize_t n, int *rfd, int nrfd)
 	if (rep.pid == 0) {
 		close(sock);
 		close(pfd[0]);
-		spawned(r, argv, env, netns, cwd, rfd, nrfd, pfd[1]);
+		spawned(r, argv, env, strs, rfd, nrfd, pfd[1]);
 	}
 	if (rep.pid < 0) {
 		rep.errnum = errno;

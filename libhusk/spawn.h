@@ -44,6 +44,9 @@ struct husk_exec {
 	bool reap_on_error;
 	/* The environment (NULL: the caller's environ). */
 	char *const *envp;
+	/* The file executed when it is not argv[0] (an OCI hook's path,
+	 * whose args[0] may be another name); NULL: argv[0]. */
+	const char *exec_path;
 	/* Entered in the child before the exec when set: a network
 	 * namespace by path (setns), then a working directory. */
 	const char *netns;

@@ -20,6 +20,7 @@
 
 #include "libhusk/cleanup.h"
 #include "libhusk/log.h"
+#include "libhusk/spawn.h"
 #include "libhusk/util.h"
 #include "sandbox.h"
 
@@ -40,38 +41,6 @@ static char **strv_from(const json_t *a, const char *first)
 	return v;
 }
 
-static void child_exec(const json_t *hook, int in, int out,
-		       const char *netns, const char *cwd)
-{
-	cleanup_strv char **args = NULL, **env = NULL;
-	const char *path = json_string_value(json_object_get(hook, "path"));
-	json_t *a = json_object_get(hook, "args");
-
-	dup2(in, 0);
-	dup2(out, 1);
-	dup2(out, 2);
-	if (netns) {
-		int fd = open(netns, O_RDONLY | O_CLOEXEC);
-
-		if (fd < 0 || setns(fd, CLONE_NEWNET) < 0) {
-			dprintf(2, "enter network namespace %s: %s\n", netns,
-				strerror(errno));
-			_exit(126);
-		}
-		close(fd);
-	}
-	if (cwd && chdir(cwd) < 0) {
-		dprintf(2, "change to directory %s: %s\n", cwd,
-			strerror(errno));
-		_exit(126);
-	}
-	args = json_array_size(a) ? strv_from(a, NULL) : strv_from(NULL, path);
-	env = strv_from(json_object_get(hook, "env"), NULL);
-	execve(path, args, env);
-	dprintf(2, "exec %s: %s\n", path, strerror(errno));
-	_exit(127);
-}
-
 static int run_one(const json_t *hook, const char *name, const char *state,
 		   unsigned timeout, const char *netns, const char *cwd,
 		   struct husk_err **err)
@@ -84,6 +53,8 @@ static int run_one(const json_t *hook, const char *name, const char *state,
 	bool eof = false;
 	pid_t pid, w = 0;
 
+	if (!path)
+		return husk_error(err, HUSK_E_INVALID, "%s: no path", name);
 	if (pipe2(in, O_CLOEXEC) < 0)
 		return husk_error_sys(err, errno, "pipe");
 	if (pipe2(out, O_CLOEXEC) < 0) {
@@ -91,15 +62,37 @@ static int run_one(const json_t *hook, const char *name, const char *state,
 		close(in[1]);
 		return husk_error_sys(err, errno, "pipe");
 	}
-	pid = fork();
-	if (pid < 0) {
-		close(in[0]); close(in[1]); close(out[0]); close(out[1]);
-		return husk_error_sys(err, errno, "fork");
+	{
+		/* The state on stdin, stdout and stderr to us; its own args
+		 * and env, in the sandbox's network namespace and the
+		 * kind's directory (libhusk/spawn.h). */
+		cleanup_strv char **args = NULL, **env = NULL;
+		json_t *a = json_object_get(hook, "args");
+		int stdio[3] = { in[0], out[1], out[1] };
+		struct husk_exec x = {
+			.stdio = stdio,
+			.reap_on_error = true,
+			.netns = netns,
+			.cwd = cwd,
+		};
+
+		args = json_array_size(a) ? strv_from(a, NULL) :
+					    strv_from(NULL, path);
+		env = strv_from(json_object_get(hook, "env"), NULL);
+		/* The hook's path is executed; its args[0] is the name
+		 * it sees, as with execve. */
+		x.argv = args;
+		x.envp = env;
+		x.exec_path = path;
+		pid = husk_fork_exec(&x, err);
 	}
-	if (pid == 0)
-		child_exec(hook, in[0], out[1], netns, cwd);
 	close(in[0]);
 	close(out[1]);
+	if (pid < 0) {
+		close(in[1]);
+		close(out[0]);
+		return husk_error_wrap(err, "%s (`%s`)", name, path);
+	}
 	/* A hook that does not read its stdin must not block us. */
 	signal(SIGPIPE, SIG_IGN);
 	fcntl(in[1], F_SETFL, O_NONBLOCK);

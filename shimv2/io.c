@@ -30,6 +30,7 @@
 
 #include "libhusk/cleanup.h"
 #include "libhusk/log.h"
+#include "libhusk/spawn.h"
 #include "libhusk/util.h"
 #include "shimv2.h"
 
@@ -131,29 +132,43 @@ static int start_logger(struct sv *s, struct sv_proc *p, const char *uri,
 		husk_error_sys(err, errno, "pipe");
 		goto out;
 	}
-	pid = fork();
-	if (pid < 0) {
-		husk_error_sys(err, errno, "fork the logger");
-		goto out;
-	}
-	if (pid == 0) {
-		int null = open("/dev/null", O_RDWR);
+	{
+		/* stdin /dev/null, stdout and stderr ours; stdout, stderr
+		 * and the ready pipe at 3, 4 and 5; the container's id and
+		 * namespace in the environment (containerd's contract). */
+		extern char **environ;
+		int fds[3] = { out[0], er[0], ready[1] };
+		size_t ne = 0;
+		char **env;
+		struct husk_exec x = {
+			.argv = argv,
+			.in_fd = -1,
+			.out_fd = HUSK_FD_INHERIT,
+			.fds = fds,
+			.nfds = 3,
+			.fds_from_3 = true,
+			.reap_on_error = true,
+		};
 
-		setenv("CONTAINER_ID", p->task->id, 1);
-		setenv("CONTAINER_NAMESPACE", s->ns, 1);
-		/* Out of the way of 3..5 first. */
-		int a = fcntl(out[0], F_DUPFD, 10), b2 = fcntl(er[0], F_DUPFD,
-							       10);
-		int c = fcntl(ready[1], F_DUPFD, 10);
-
-		if (null < 0 || a < 0 || b2 < 0 || c < 0 ||
-		    dup2(null, 0) < 0 || dup2(a, 3) < 0 || dup2(b2, 4) < 0 ||
-		    dup2(c, 5) < 0)
-			_exit(127);
-		for (int fd = 6; fd < 1024; fd++)
-			close(fd);
-		execv(path, argv);
-		_exit(127);
+		while (environ[ne])
+			ne++;
+		env = husk_xcalloc(ne + 3, sizeof(char *));
+		ne = 0;
+		for (char **e = environ; *e; e++)
+			if (strncmp(*e, "CONTAINER_ID=", 13) &&
+			    strncmp(*e, "CONTAINER_NAMESPACE=", 20))
+				env[ne++] = *e;
+		env[ne] = husk_xasprintf("CONTAINER_ID=%s", p->task->id);
+		env[ne + 1] = husk_xasprintf("CONTAINER_NAMESPACE=%s", s->ns);
+		x.envp = env;
+		pid = husk_fork_exec(&x, err);
+		free(env[ne]);
+		free(env[ne + 1]);
+		free(env);
+		if (pid < 0) {
+			husk_error_wrap(err, "the logger");
+			goto out;
+		}
 	}
 	close(ready[1]);
 	ready[1] = -1;

@@ -39,6 +39,7 @@ add_hooks() {
 	#!/bin/sh
 	cat >"$OUT/$1.state"
 	pwd >"$OUT/$1.cwd"
+	readlink /proc/self/ns/net >"$OUT/$1.netns"
 	case $1 in
 	startContainer) echo from-startContainer >from-hook ;;
 	poststop)
@@ -62,6 +63,13 @@ add_hooks() {
 	[ "$(cat "$out/prestart.cwd")" = "$b" ]
 	[ "$(cat "$out/createRuntime.cwd")" = "$b" ]
 	[ "$(cat "$out/createContainer.cwd")" = "$b/rootfs" ]
+	# prestart and createRuntime in the sandbox's network namespace,
+	# createContainer in the host's
+	sbx="net:[$(stat -L -c %i "$ROOT/hk/netns")]"
+	[ "$(cat "$out/prestart.netns")" = "$sbx" ]
+	[ "$(cat "$out/createRuntime.netns")" = "$sbx" ]
+	[ "$(cat "$out/createContainer.netns")" = "$(readlink /proc/self/ns/net)" ]
+	[ "$sbx" != "$(readlink /proc/self/ns/net)" ]
 	[ ! -e "$out/startContainer.state" ]
 
 	run husk start hk
