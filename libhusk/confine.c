@@ -408,6 +408,16 @@ static int load_filter(const struct husk_profile *p, bool debug,
 	return filter_load(ctx, p->name, err);
 }
 
+int husk_seccomp_allow_only(const struct husk_profile *p, bool debug,
+			    struct husk_err **err)
+{
+	if (husk_profile_check(p, err) < 0)
+		return -1;
+	if (load_filter(p, debug || husk_seccomp_debug_env(), err) < 0)
+		return husk_error_wrap(err, "confine %s", p->name);
+	return 0;
+}
+
 int husk_seccomp_deny_only(const char *name,
 			   const struct husk_errno_rule *deny,
 			   struct husk_err **err)

@@ -130,6 +130,15 @@ int husk_profile_check(const struct husk_profile *p, struct husk_err **err);
  * husk_confine().  Needs no_new_privs or CAP_SYS_ADMIN.  Names this
  * libseccomp does not know are skipped; name is for messages.
  */
+/*
+ * Step 6 alone: the allow-list filter of profile p, checked first (its
+ * syscalls, husk_syscalls_base, allow_args, deny), for a program that
+ * sets its capabilities and ids itself (containerd-shim-husk-v2).
+ * debug as husk_confine_opts.seccomp_debug (or HUSK_SECCOMP_DEBUG=1).
+ */
+int husk_seccomp_allow_only(const struct husk_profile *p, bool debug,
+			    struct husk_err **err);
+
 int husk_seccomp_deny_only(const char *name,
 			   const struct husk_errno_rule *deny,
 			   struct husk_err **err);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <sched.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -572,6 +573,35 @@ reply:
 		;
 }
 
+/* The spawner's command line and name are its own, so that ps and
+ * pgrep -f tell it from the caller it was forked from: the argv area
+ * is overwritten in place (as setproctitle does; the environment after
+ * it is left alone). */
+static void spawner_title(void)
+{
+	extern char *program_invocation_name, *program_invocation_short_name;
+	char area[4096], title[128];
+	char *argv0 = program_invocation_name;
+	ssize_t n;
+	size_t t;
+	int fd;
+
+	prctl(PR_SET_NAME, "husk-spawner", 0, 0, 0);
+	fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	n = read(fd, area, sizeof(area));
+	close(fd);
+	if (n < 2 || !argv0 || memcmp(argv0, area, strlen(argv0) + 1))
+		return;
+	t = (size_t)snprintf(title, sizeof(title), "%s: spawner",
+			     program_invocation_short_name);
+	if (t >= (size_t)n)
+		t = (size_t)n - 1;
+	memset(argv0, 0, (size_t)n);
+	memcpy(argv0, title, t);
+}
+
 static void spawner_main(int sock, int log_fd, pid_t parent)
 {
 	char cbuf[CMSG_SPACE(sizeof(int) * SPAWN_FDS_MAX)];
@@ -586,6 +616,7 @@ static void spawner_main(int sock, int log_fd, pid_t parent)
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	for (int sig = 1; sig < NSIG; sig++)
 		signal(sig, SIG_DFL);
+	spawner_title();
 	/* Nothing of the caller's but the socket (and the log). */
 	d = opendir("/proc/self/fd");
 	if (d) {

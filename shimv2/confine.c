@@ -1,22 +1,29 @@
 /*
- * The daemon's confinement, as far as its job allows
- * (docs/confinement.md, "containerd-shim-husk-v2").  It does what the
- * husk CLI does for every container of a pod, for as long as the pod
- * lives: it starts husk-hypervisor (which starts QEMU and virtiofsd),
- * husk-proxy, husk-netmon, hooks, loggers and a husk-shim per process,
- * mounts the share and the rootfs, enters network namespaces and
- * writes host cgroups.  Children inherit a seccomp filter and lose what
- * the bounding set lacks, so the daemon keeps no syscall filter (QEMU's
- * and virtiofsd's syscalls would have to be in it) and every
- * capability those helpers confine themselves from.  What it does set:
- * the capabilities no part of a sandbox uses gone from every set and
- * from the bounding set (so from everything it starts), no_new_privs
- * (nothing it starts gains privileges by exec), no core dumps (its
- * memory holds the pod's configuration and containerd's requests), and
- * a seccomp deny-list: the syscalls nothing it starts makes, which the
- * capabilities it keeps would still let through, fail with EPERM.
+ * The daemon's confinement (docs/confinement.md,
+ * "containerd-shim-husk-v2").  It does what the husk CLI does for every
+ * container of a pod, for as long as the pod lives: it starts
+ * husk-hypervisor (which starts QEMU and virtiofsd), husk-proxy,
+ * husk-netmon, hooks, loggers and a husk-shim per process, mounts the
+ * share and the rootfs, enters network namespaces and writes host
+ * cgroups.  Two filters, in order:
+ *
+ *   1. a deny-list, which everything it starts inherits (QEMU,
+ *      virtiofsd, hooks and loggers included): the syscalls nothing in
+ *      a sandbox makes, which the capabilities kept would still let
+ *      through, fail with EPERM.  With it: the capabilities no part of
+ *      a sandbox uses gone from every set and from the bounding set,
+ *      no_new_privs, no core dumps (its memory holds the pod's
+ *      configuration and containerd's requests);
+ *   2. then a spawner is forked (libhusk/spawn.h): from here on every
+ *      process the daemon starts is cloned by it, still the daemon's
+ *      child, but under the deny-list only;
+ *   3. then the daemon's own allow-list (sv_syscalls below): what its
+ *      ttrpc server, the proxy's messages, mounts, namespaces, cgroups,
+ *      terminals and the spawner's calls need, and nothing else.
  */
 #include <errno.h>
+#include <grp.h>
+#include <pwd.h>
 #include <linux/capability.h>
 #include <sys/prctl.h>
 
@@ -25,7 +32,11 @@
 
 #include "libhusk/confine.h"
 #include "libhusk/log.h"
+#include "libhusk/spawn.h"
 #include "shimv2.h"
+
+#include <sys/mman.h>
+#include <sys/socket.h>
 
 /* Nothing a sandbox does: loading modules or kernels, the clock, the
  * kernel's log and audit, raw I/O ports, BPF and perf, MAC policy,
@@ -70,9 +81,66 @@ static const struct husk_errno_rule sv_denied[] = {
 	{ NULL, 0 },
 };
 
+/* The daemon's own syscalls, beyond husk_syscalls_base. */
+static const char *const sv_syscalls[] = {
+	/* files: the store, bundles, the share, fifos, logs, cgroups */
+	"openat", "open", "openat2", "close_range", "getdents64", "mkdir",
+	"mkdirat", "rmdir", "unlink", "unlinkat", "rename", "renameat",
+	"renameat2", "symlink", "symlinkat", "readlink", "readlinkat",
+	"link", "linkat", "chmod", "fchmod", "fchmodat", "chown", "fchown",
+	"fchownat", "lchown", "truncate", "ftruncate", "fsync",
+	"fdatasync", "access", "faccessat", "faccessat2", "chdir",
+	"fchdir", "getcwd", "umask", "utimensat", "statfs", "fstatfs",
+	"flock", "mknod", "mknodat", "dup", "dup2", "dup3", "pipe",
+	"pipe2", "fallocate", "copy_file_range", "sendfile", "splice",
+	"getxattr", "lgetxattr", "fgetxattr", "listxattr", "llistxattr",
+	"flistxattr",
+	/* terminals (openpty, window sizes), taps */
+	"ioctl",
+	/* mounts of the share and the rootfs; the sandbox's network
+	 * namespace */
+	"mount", "umount2", "open_tree", "move_mount", "fsopen", "fsconfig",
+	"fsmount", "mount_setattr", "unshare", "setns",
+	/* the processes it starts (through the spawner) and waits for */
+	"kill", "tgkill", "wait4", "waitid", "pidfd_open",
+	"pidfd_send_signal", "prctl", "setsid", "getpgid", "setpgid",
+	"getsid", "prlimit64", "setrlimit", "getrlimit", "getrusage",
+	"sched_getaffinity", "uname", "sysinfo", "times",
+	/* capabilities (libcap-ng) and ids */
+	"capget", "capset", "getgroups", "setgroups", "getresuid",
+	"getresgid",
+	/* ttrpc, the helpers' sockets, netlink for links */
+	"socket", "socketpair", "bind", "listen", "connect", "getsockname",
+	"getpeername", "setsockopt", "sendmmsg", "recvmmsg",
+	/* cgroup and OOM events */
+	"inotify_init1", "inotify_add_watch", "inotify_rm_watch",
+	/* threads libc may start, and their set-up */
+	"set_robust_list", "rseq", "set_tid_address",
+	"alarm", "setitimer", "getitimer", "timer_create", "timer_settime",
+	"timer_delete",
+	NULL,
+};
+
+static const struct husk_arg_rule sv_args[] = {
+	/* ttrpc and the helpers are unix sockets; links are netlink; the
+	 * rest of the network is the helpers' */
+	{ "socket", 0, HUSK_ARG_EQ, AF_UNIX, 0 },
+	{ "socket", 0, HUSK_ARG_EQ, AF_NETLINK, 0 },
+	{ "socket", 0, HUSK_ARG_EQ, AF_INET, 0 },
+	{ "socket", 0, HUSK_ARG_EQ, AF_INET6, 0 },
+	/* no code is mapped once confined */
+	HUSK_ARGS_NO_EXEC_MAPPINGS,
+	{ NULL, 0, 0, 0, 0 },
+};
+
 int sv_confine(struct sv *s, bool no_seccomp, struct husk_err **err)
 {
 	struct rlimit core = { 0, 0 };
+	const struct husk_profile profile = {
+		.name = SV_NAME,
+		.syscalls = sv_syscalls,
+		.allow_args = sv_args,
+	};
 
 	(void)s;
 	if (capng_get_caps_process() < 0)
@@ -90,8 +158,21 @@ int sv_confine(struct sv *s, bool no_seccomp, struct husk_err **err)
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
 		return husk_error_sys(err, errno, "no_new_privs");
 	if (no_seccomp) {
-		log_warn("--no-seccomp: running without the seccomp deny-list");
+		log_warn("--no-seccomp: running without the seccomp filters");
 		return 0;
 	}
-	return husk_seccomp_deny_only(SV_NAME, sv_denied, err);
+	if (husk_seccomp_deny_only(SV_NAME, sv_denied, err) < 0)
+		return -1;
+	/* glibc loads its NSS modules (dlopen: code mapped) on the first
+	 * user lookup that reaches them ([proxy] user): a name no module
+	 * has walks them all, here, before the filter that maps no code. */
+	(void)getpwnam("husk-nss-preload-\x01");
+	(void)getgrnam("husk-nss-preload-\x01");
+	endpwent();
+	endgrent();
+	/* What it starts from now on is cloned by the spawner: under the
+	 * filter above only. */
+	if (husk_spawner_start(husk_log_get_fd(), err) < 0)
+		return -1;
+	return husk_seccomp_allow_only(&profile, false, err);
 }

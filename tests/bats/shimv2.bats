@@ -117,7 +117,7 @@ teardown() {
 	cat >"$EN/logger" <<-EOF
 	#!/bin/sh
 	# what it inherits from the daemon that started it, and the daemon
-	grep -E '^(NoNewPrivs|Seccomp|CapBnd):' /proc/self/status >"$EN/logger.status"
+	grep -E '^(NoNewPrivs|Seccomp|Seccomp_filters|CapBnd|PPid):' /proc/\$\$/status >"$EN/logger.status"
 	exec 5>&-
 	cat <&3 >"$EN/binlog.out" &
 	cat <&4 >"$EN/binlog.err" &
@@ -139,14 +139,26 @@ teardown() {
 	# a bounding set without CAP_SYS_MODULE (16) or CAP_SYS_BOOT (22).
 	shim=$(shim_pid_of d1)
 	[ -n "$shim" ]
-	grep -E '^(NoNewPrivs|Seccomp|CapBnd):' "/proc/$shim/status" >"$EN/shim.status"
-	for f in "$EN/shim.status" "$EN/logger.status"; do
+	grep -E '^(NoNewPrivs|Seccomp|Seccomp_filters|CapBnd):' "/proc/$shim/status" >"$EN/shim.status"
+	# Its spawner (libhusk/spawn.h): a child of its own name, which
+	# clones what the daemon starts.
+	spawner=$(pgrep -P "$shim" -x husk-spawner)
+	[ -n "$spawner" ]
+	grep -E '^(NoNewPrivs|Seccomp|Seccomp_filters|CapBnd):' "/proc/$spawner/status" >"$EN/spawner.status"
+	for f in "$EN/shim.status" "$EN/spawner.status" "$EN/logger.status"; do
 		cat "$f"
 		grep -q '^NoNewPrivs:[[:space:]]*1$' "$f"
 		grep -q '^Seccomp:[[:space:]]*2$' "$f"
 		bnd=$(awk '$1 == "CapBnd:" { print $2 }' "$f")
 		[ $(( 0x$bnd & (1 << 16 | 1 << 22) )) -eq 0 ]
 	done
+	# The daemon has its allow-list on top of the deny-list; the
+	# spawner, and the logger it cloned, only the deny-list; the logger
+	# is still the daemon's child.
+	grep -q '^Seccomp_filters:[[:space:]]*2$' "$EN/shim.status"
+	grep -q '^Seccomp_filters:[[:space:]]*1$' "$EN/spawner.status"
+	grep -q '^Seccomp_filters:[[:space:]]*1$' "$EN/logger.status"
+	grep -q "^PPid:[[:space:]]*$shim$" "$EN/logger.status"
 
 	run timeout 120 $(ctr_cmd) task exec --exec-id e1 d1 \
 		/bin/sh -c 'echo in-exec; uname -r; exit 6'

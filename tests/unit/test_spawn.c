@@ -216,6 +216,33 @@ static void test_spawner(void **state)
 			fail_msg("%s", err->msg);
 		sp = husk_spawner_pid();
 		assert_true(sp > 0);
+		{
+			/* ps and pgrep -f tell it from us */
+			char path[64], buf[256] = "";
+			ssize_t n;
+			int fd;
+
+			snprintf(path, sizeof(path), "/proc/%d/comm", (int)sp);
+			/* its title is set once it runs */
+			for (int i = 0; i < 200; i++) {
+				fd = open(path, O_RDONLY);
+				n = read(fd, buf, sizeof(buf) - 1);
+				close(fd);
+				buf[n > 0 ? n : 0] = '\0';
+				if (!strcmp(buf, "husk-spawner\n"))
+					break;
+				usleep(10000);
+			}
+			assert_string_equal(buf, "husk-spawner\n");
+			snprintf(path, sizeof(path), "/proc/%d/cmdline",
+				 (int)sp);
+			fd = open(path, O_RDONLY);
+			n = read(fd, buf, sizeof(buf) - 1);
+			close(fd);
+			assert_true(n > 0);
+			buf[n] = '\0';
+			assert_non_null(strstr(buf, ": spawner"));
+		}
 		/* A second one is refused. */
 		assert_int_equal(husk_spawner_start(-1, &err), -1);
 		husk_err_free(err);
