@@ -8,6 +8,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <sched.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -248,6 +249,21 @@ static void test_spawner(void **state)
 		husk_err_free(err);
 		err = NULL;
 		checks(true);
+		/* The network namespace we are in now, not the spawner's
+		 * (husk-netmon is started inside the sandbox's). */
+		{
+			char want[64] = "";
+			ssize_t n;
+
+			assert_int_equal(unshare(CLONE_NEWNET), 0);
+			n = readlink("/proc/self/ns/net", want,
+				     sizeof(want) - 1);
+			assert_true(n > 0);
+			want[n] = '\0';
+			out = run_sh("readlink /proc/self/ns/net >&3", true,
+				     NULL, &st, NULL);
+			assert_string_equal(out, want);
+		}
 		/* A filter loaded now stays ours: the spawned process has
 		 * none, and uname works there. */
 		if (husk_seccomp_deny_only("t", deny, &err) < 0)
