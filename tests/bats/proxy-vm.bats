@@ -91,8 +91,13 @@ subscribed() {
 		--sandbox vm --log "$VT/proxy2.log" --log-level debug &
 	echo $! >"$VT/proxy.pid"
 	for _ in $(seq 300); do [ -S "$VT/proxy.sock" ] && break; sleep 0.01; done
+	# The new proxy connects and says hello; the agent answers it.
+	for _ in $(seq 600); do
+		pipc proxy_status 2>/dev/null | grep -q '"agent_connected":true' && break
+		sleep 0.05
+	done
 	run pipc ping '{}'
-	[ "$status" -eq 0 ] || { show_logs; false; }
+	[ "$status" -eq 0 ] || { echo "$output"; show_logs; tail -n 20 "$VT/proxy2.log"; false; }
 	# Taken on the port's wake-up, not by the once-a-second look.
 	n1=$(grep -c "host present on .*(woken by the port)" "$VT/console.log")
 	[ "$n1" -eq $((n0 + 1)) ] || { show_logs; false; }
