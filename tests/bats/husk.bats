@@ -394,9 +394,9 @@ kill_and_delete() {
 	echo "$output"
 	[ "$status" -eq 0 ]
 	[[ "$output" != *"left alone"* ]]
-	! grep " $rt/" /proc/self/mountinfo
+	run ! grep " $rt/" /proc/self/mountinfo
 	[ ! -e "$rt/sp" ]
-	! pgrep -af "$rt/sp/"
+	run ! pgrep -af "$rt/sp/"
 }
 
 @test "a container root makes no setuid file or device node in a writable volume" {
