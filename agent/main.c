@@ -168,7 +168,8 @@ static void port_woken(struct ev_loop *loop, ev_io *w, int revents)
 
 	/* Drain before looking, so that a wake-up after the look is a new
 	 * edge and turns the set readable again. */
-	while (epoll_wait(a->core->port_ep, ev, 4, 0) > 0)
+	for (int i = 0; i < 8 && epoll_wait(a->core->port_ep, ev, 4, 0) > 0;
+	     i++)
 		;
 	try_port(a, "woken by the port");
 }

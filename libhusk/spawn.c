@@ -237,9 +237,9 @@ pid_t husk_fork_exec(const struct husk_exec *x, struct husk_err **err)
 
 #define SPAWN_MAGIC 0x68737031u         /* "hsp1" */
 #define SPAWN_MSG_MAX (128 * 1024)
-/* 0-2, in/out, stdio, the kept ones, the working directory, the
- * network namespace */
-#define SPAWN_FDS_MAX (HUSK_SPAWN_MAX_FDS + 10)
+/* 0-2, stdio, in/out, the kept ones (each at most once), the working
+ * directory, the network namespace */
+#define SPAWN_FDS_MAX (3 + 3 + 2 + HUSK_SPAWN_MAX_FDS + 2)
 #define TARGET_CWD (-1)
 #define TARGET_NETNS (-2)
 
@@ -290,10 +290,11 @@ static bool target_has(const struct spawn_req *r, int fd)
 	return false;
 }
 
-/* Sends fd along as the caller's number `fd` (once). */
+/* Sends fd along as the caller's number `fd` (once); the last two
+ * places are the directory's and the namespace's. */
 static void send_fd(struct spawn_req *r, int *sent, int fd)
 {
-	if (fd < 0 || target_has(r, fd) || r->nsent >= SPAWN_FDS_MAX ||
+	if (fd < 0 || target_has(r, fd) || r->nsent >= SPAWN_FDS_MAX - 2 ||
 	    fcntl(fd, F_GETFD) < 0)
 		return;
 	sent[r->nsent] = fd;
@@ -679,6 +680,13 @@ int husk_spawner_start(int log_fd, struct husk_err **err)
 		return husk_error(err, HUSK_E_STATE, "a spawner runs already");
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
 		return husk_error_sys(err, errno, "spawner: socketpair");
+	/* Room for the largest call (within the host's wmem_max). */
+	for (int i = 0; i < 2; i++) {
+		int sz = 2 * SPAWN_MSG_MAX;
+
+		setsockopt(sv[i], SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
+		setsockopt(sv[i], SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
+	}
 	pid = fork();
 	if (pid < 0) {
 		int e = errno;

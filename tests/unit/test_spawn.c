@@ -271,6 +271,22 @@ static void test_spawner(void **state)
 		out = run_sh("grep '^Seccomp:' /proc/self/status >&3; "
 			     "uname -s >&3", true, NULL, &st, NULL);
 		assert_string_equal(out, "Seccomp:\t0\nLinux");
+		/* Arguments past what one call carries: refused, named. */
+		{
+			size_t big = 200 * 1024;
+			char *huge = malloc(big + 1);
+			char *hargv[] = { "/bin/true", huge, NULL };
+			struct husk_exec h = { .argv = hargv, .in_fd = -1,
+					       .out_fd = -1 };
+
+			memset(huge, 'a', big);
+			huge[big] = '\0';
+			assert_int_equal(husk_fork_exec(&h, &err), -1);
+			assert_non_null(strstr(err->msg, "over the spawner's"));
+			husk_err_free(err);
+			err = NULL;
+			free(huge);
+		}
 		/* setup callbacks do not cross */
 		expect_error(&x, "cannot go through the spawner");
 		/* A spawner gone is an error, not a hang. */
