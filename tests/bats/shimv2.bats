@@ -44,6 +44,7 @@ teardown() {
 		rm -f "$EN/cache.conf"
 	fi
 	rm -f "$EN/events"
+	ip netns del "hksv$$" 2>/dev/null || true
 	[ ! -d "$EN/cri" ] || (EN=$EN/cri; engines_teardown)
 	# A failed test's tasks must not fail the next one: containerd up
 	# again if the test stopped it, and it removes them.
@@ -252,6 +253,56 @@ teardown() {
 	[[ "$topics" =~ $re ]]
 	# d1's own exit carries SIGKILL's status.
 	grep -q '/tasks/exit {"container_id":"d1","id":"d1".*"exit_status":137' "$EN/events"
+}
+
+# The task nt1's links show the address (an exec of its own each time).
+_nt1_has() {
+	_nt1_n=$(( ${_nt1_n:-0} + 1 ))
+	$(ctr_cmd) task exec --exec-id "a$_nt1_n" nt1 ip addr show 2>/dev/null |
+		grep -q "inet $1"
+}
+
+@test "a task in a network namespace: its links in the VM, husk-netmon inside the namespace, started through the spawner" {
+	# The daemon sets the network up under its allow-list (setns,
+	# netlink, taps), and its spawner starts husk-netmon in the
+	# namespace the daemon is in at that moment.
+	local ns=hksv$$ shim netmon
+	ip netns add "$ns"
+	ip -n "$ns" link add sv0 type veth peer name sv1
+	ip -n "$ns" addr add 10.209.0.2/24 dev sv0
+	ip -n "$ns" link set sv1 up
+	ip -n "$ns" link set sv0 up
+	printf '[netmon]\nenable = true\n' >"$EN/husk-netmon.conf"
+	run timeout 300 $(ctr_cmd) run -d --runtime "$SHIMV2_RUNTIME" \
+		--runtime-config-path "$EN/husk-netmon.conf" \
+		--with-ns "network:/run/netns/$ns" --rootfs "$EN/rootfs-a" nt1 \
+		/bin/sh -c 'while true; do sleep 1; done'
+	echo "$output"
+	[ "$status" -eq 0 ]
+	wait_task nt1 RUNNING
+	run timeout 120 $(ctr_cmd) task exec --exec-id a1 nt1 ip addr show
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *"inet 10.209.0.2/24"* ]]
+	shim=$(shim_pid_of nt1)
+	[ -n "$shim" ]
+	netmon=$(pgrep -P "$shim" -x husk-netmon)
+	[ -n "$netmon" ]
+	[ "$(stat -L -c %i "/proc/$netmon/ns/net")" = "$(stat -L -c %i "/run/netns/$ns")" ]
+	grep -q '^Seccomp_filters:[[:space:]]*2$' "/proc/$netmon/status"
+	# a link added later reaches the VM through it
+	ip -n "$ns" link add sv2 type veth peer name sv3
+	ip -n "$ns" addr add 10.210.0.2/24 dev sv2
+	ip -n "$ns" link set sv3 up
+	ip -n "$ns" link set sv2 up
+	wait_for -t 60 _nt1_has 10.210.0.2/24
+	ctrc task kill -s SIGKILL nt1
+	wait_task nt1 STOPPED
+	run timeout 120 $(ctr_cmd) task delete nt1
+	[ "$status" -eq 0 ]
+	ctrc container rm nt1
+	shimv2_assert_gone nt1
+	ip netns del "$ns"
 }
 
 @test "two containers with the CRI annotations share one shim and one VM" {
