@@ -471,61 +471,16 @@ int husk_rmtree_at(int dirfd, const char *name, struct husk_err **err)
 }
 
 /*
- * Resolve rel's components as text: "." dropped, ".." pops, refusing to
- * pop above the start.  Returns a malloc'ed "a/b/c" (maybe "").
+ * in's components as text into out (room for strlen(in) + 1), as
+ * "a/b/c" (maybe ""): empty ones and "." dropped, ".." taking the
+ * previous one back.  A ".." with nothing before it is dropped and
+ * counted in *escapes.
  */
-static int normalize_rel(const char *rel, char **out, struct husk_err **err)
+static void clean_components(const char *in, char *out, unsigned *escapes)
 {
-	size_t n = strlen(rel);
-	char *res = husk_xmalloc(n + 1);
-	size_t rlen = 0;
-	const char *p = rel;
-
-	while (*p) {
-		const char *q;
-		size_t clen;
-
-		while (*p == '/')
-			p++;
-		if (!*p)
-			break;
-		q = strchrnul(p, '/');
-		clen = (size_t)(q - p);
-		if (clen == 1 && p[0] == '.') {
-			/* nothing */
-		} else if (clen == 2 && p[0] == '.' && p[1] == '.') {
-			if (rlen == 0) {
-				free(res);
-				return husk_error(err, HUSK_E_INVALID,
-						  "path `%s` leaves its root",
-						  rel);
-			}
-			while (rlen > 0 && res[rlen - 1] != '/')
-				rlen--;
-			if (rlen > 0)
-				rlen--;
-		} else {
-			if (rlen > 0)
-				res[rlen++] = '/';
-			memcpy(res + rlen, p, clen);
-			rlen += clen;
-		}
-		p = q;
-	}
-	res[rlen] = '\0';
-	*out = res;
-	return 0;
-}
-
-char *husk_path_clean_abs(const char *path)
-{
-	size_t len = strlen(path);
-	char *out = husk_xmalloc(len + 2);
 	size_t o = 0;
-	const char *p = path;
+	const char *p = in;
 
-	/* Components appended one by one after a '/'; ".." takes the last
-	 * one back, and stops at the root as the kernel's lookup does. */
 	while (*p) {
 		const char *q;
 		size_t n;
@@ -539,20 +494,48 @@ char *husk_path_clean_abs(const char *path)
 		if (n == 1 && p[0] == '.') {
 			/* nothing */
 		} else if (n == 2 && p[0] == '.' && p[1] == '.') {
+			if (o == 0)
+				(*escapes)++;
 			while (o > 0 && out[o - 1] != '/')
 				o--;
 			if (o > 0)
 				o--;
 		} else {
-			out[o++] = '/';
+			if (o > 0)
+				out[o++] = '/';
 			memcpy(out + o, p, n);
 			o += n;
 		}
 		p = q;
 	}
-	if (o == 0)
-		out[o++] = '/';
 	out[o] = '\0';
+}
+
+/* rel's components resolved, refusing to go above the start: a
+ * malloc'ed "a/b/c" (maybe ""). */
+static int normalize_rel(const char *rel, char **out, struct husk_err **err)
+{
+	char *res = husk_xmalloc(strlen(rel) + 1);
+	unsigned escapes = 0;
+
+	clean_components(rel, res, &escapes);
+	if (escapes) {
+		free(res);
+		return husk_error(err, HUSK_E_INVALID,
+				  "path `%s` leaves its root", rel);
+	}
+	*out = res;
+	return 0;
+}
+
+char *husk_path_clean_abs(const char *path)
+{
+	char *out = husk_xmalloc(strlen(path) + 2);
+	unsigned escapes = 0;
+
+	/* ".." at the root stays there, as the kernel's lookup does. */
+	out[0] = '/';
+	clean_components(path, out + 1, &escapes);
 	return out;
 }
 
