@@ -122,15 +122,6 @@ int husk_confine(const struct husk_profile *p,
 int husk_profile_check(const struct husk_profile *p, struct husk_err **err);
 
 /*
- * A deny-list instead of an allow-list, for a program whose children
- * inherit its filter and run code husk does not write (QEMU, virtiofsd,
- * OCI hooks, loggers: containerd-shim-husk-v2): every syscall is
- * allowed but those in `deny`, which fail with their errno; a call
- * through another ABI (i386, x32) kills the process, as in
- * husk_confine().  Needs no_new_privs or CAP_SYS_ADMIN.  Names this
- * libseccomp does not know are skipped; name is for messages.
- */
-/*
  * Step 6 alone: the allow-list filter of profile p, checked first (its
  * syscalls, husk_syscalls_base, allow_args, deny), for a program that
  * sets its capabilities and ids itself (containerd-shim-husk-v2).
@@ -139,6 +130,15 @@ int husk_profile_check(const struct husk_profile *p, struct husk_err **err);
 int husk_seccomp_allow_only(const struct husk_profile *p, bool debug,
 			    struct husk_err **err);
 
+/*
+ * A deny-list instead of an allow-list, for a program whose children
+ * inherit its filter and run code husk does not write (QEMU, virtiofsd,
+ * OCI hooks, loggers: containerd-shim-husk-v2): every syscall is
+ * allowed but those in `deny`, which fail with their errno; a call
+ * through another ABI (i386, x32) kills the process, as in
+ * husk_confine().  Needs no_new_privs or CAP_SYS_ADMIN.  Names this
+ * libseccomp does not know are skipped; name is for messages.
+ */
 int husk_seccomp_deny_only(const char *name,
 			   const struct husk_errno_rule *deny,
 			   struct husk_err **err);

@@ -32,9 +32,9 @@ static bool kept(int fd, const int *fds, int n)
 	return false;
 }
 
-/* In the child: every descriptor above 2 but the kept ones becomes
- * close-on-exec (the errno pipe must live until execv). */
-static void others_cloexec(const int *fds, int n)
+/* Every descriptor above 2 but the kept ones becomes close-on-exec
+ * (in a child: the errno pipe must live until execv), or is closed. */
+static void others(const int *fds, int n, bool close_them)
 {
 	DIR *d = opendir("/proc/self/fd");
 	struct dirent *de;
@@ -42,13 +42,19 @@ static void others_cloexec(const int *fds, int n)
 	if (!d) {
 		for (int fd = 3; fd < 4096; fd++)
 			if (!kept(fd, fds, n))
-				fcntl(fd, F_SETFD, FD_CLOEXEC);
+				close_them ? close(fd) :
+					     fcntl(fd, F_SETFD, FD_CLOEXEC);
 		return;
 	}
 	while ((de = readdir(d))) {
 		int fd = atoi(de->d_name);
 
-		if (de->d_name[0] != '.' && fd > 2 && !kept(fd, fds, n))
+		if (de->d_name[0] == '.' || fd <= 2 || fd == dirfd(d) ||
+		    kept(fd, fds, n))
+			continue;
+		if (close_them)
+			close(fd);
+		else
 			fcntl(fd, F_SETFD, FD_CLOEXEC);
 	}
 	closedir(d);
@@ -130,7 +136,7 @@ static void child(const struct husk_exec *x, pid_t parent, int *step)
 		for (int i = 0; i < x->nfds; i++)
 			if (fcntl(x->fds[i], F_SETFD, 0) < 0)
 				return;
-		others_cloexec(x->fds, x->nfds);
+		others(x->fds, x->nfds, false);
 	}
 	if (x->netns) {
 		int fd;
@@ -187,7 +193,7 @@ static pid_t spawner_pid;
 pid_t husk_fork_exec(const struct husk_exec *x, struct husk_err **err)
 {
 	pid_t parent = getpid(), pid;
-	int pfd[2], msg[2] = { 0, 0 };  /* step (1: setup), errno */
+	int pfd[2], msg[2] = { 0, 0 };  /* STEP_*, errno */
 	ssize_t n;
 
 	if (x->nfds > HUSK_SPAWN_MAX_FDS)
@@ -503,7 +509,7 @@ static void spawner_one(int sock, char *buf, ssize_t n, int *rfd, int nrfd)
 	const char *p = buf + sizeof(*r), *end = buf + n;
 	/* netns, cwd, exec_path, in that order when present */
 	const char *strs[3] = { NULL, NULL, NULL };
-	const uint8_t has[3] = { r->has_netns, r->has_cwd, r->has_exec_path };
+	uint8_t has[3];
 	int pfd[2] = { -1, -1 }, msg[2];
 	ssize_t m;
 
@@ -512,6 +518,9 @@ static void spawner_one(int sock, char *buf, ssize_t n, int *rfd, int nrfd)
 	    r->nfds > HUSK_SPAWN_MAX_FDS || r->nargv < 1 ||
 	    r->nargv > SPAWN_MSG_MAX / 2 || r->nenv > SPAWN_MSG_MAX / 2)
 		goto reply;
+	has[0] = r->has_netns;
+	has[1] = r->has_cwd;
+	has[2] = r->has_exec_path;
 	argv = calloc(r->nargv + 1, sizeof(char *));
 	env = calloc(r->nenv + 1, sizeof(char *));
 	if (!argv || !env) {
@@ -587,28 +596,29 @@ static void spawner_title(void)
 	size_t t;
 	int fd;
 
-	prctl(PR_SET_NAME, "husk-spawner", 0, 0, 0);
+	/* The command line first, the name last: once the name shows, so
+	 * does the title. */
 	fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return;
-	n = read(fd, area, sizeof(area));
-	close(fd);
-	if (n < 2 || !argv0 || memcmp(argv0, area, strlen(argv0) + 1))
-		return;
-	t = (size_t)snprintf(title, sizeof(title), "%s: spawner",
-			     program_invocation_short_name);
-	if (t >= (size_t)n)
-		t = (size_t)n - 1;
-	memset(argv0, 0, (size_t)n);
-	memcpy(argv0, title, t);
+	n = fd >= 0 ? read(fd, area, sizeof(area)) : -1;
+	if (fd >= 0)
+		close(fd);
+	if (n >= 2 && argv0 && !memcmp(argv0, area, strlen(argv0) + 1)) {
+		t = (size_t)snprintf(title, sizeof(title), "%s: spawner",
+				     program_invocation_short_name);
+		if (t >= (size_t)n)
+			t = (size_t)n - 1;
+		memset(argv0, 0, (size_t)n);
+		memcpy(argv0, title, t);
+	}
+	prctl(PR_SET_NAME, "husk-spawner", 0, 0, 0);
 }
 
 static void spawner_main(int sock, int log_fd, pid_t parent)
 {
 	char cbuf[CMSG_SPACE(sizeof(int) * SPAWN_FDS_MAX)];
 	char *buf = malloc(SPAWN_MSG_MAX);
+	const int keep[2] = { sock, log_fd };
 	sigset_t none;
-	DIR *d;
 
 	if (!buf || prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 ||
 	    getppid() != parent)
@@ -619,20 +629,7 @@ static void spawner_main(int sock, int log_fd, pid_t parent)
 		signal(sig, SIG_DFL);
 	spawner_title();
 	/* Nothing of the caller's but the socket (and the log). */
-	d = opendir("/proc/self/fd");
-	if (d) {
-		struct dirent *de;
-		int own = dirfd(d);
-
-		while ((de = readdir(d))) {
-			int fd = atoi(de->d_name);
-
-			if (de->d_name[0] != '.' && fd > 2 && fd != sock &&
-			    fd != log_fd && fd != own)
-				close(fd);
-		}
-		closedir(d);
-	}
+	others(keep, log_fd >= 0 ? 2 : 1, true);
 	for (;;) {
 		struct iovec iov = { buf, SPAWN_MSG_MAX };
 		struct msghdr mh = {
