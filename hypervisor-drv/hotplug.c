@@ -519,7 +519,8 @@ static int hotplug_dev_prepare(const char *method, int kind,
 		return -1;
 	if (hv.cfg.machine != HV_MACHINE_Q35)
 		return husk_error(err, HUSK_E_INVALID, "%s: microvm has no "
-				  "PCI hotplug", method);
+				  "PCI hotplug (machine_type q35 has)",
+				  method);
 	if (valid_dev_id(id, "params.id", err) < 0)
 		return -1;
 	port = port_take();

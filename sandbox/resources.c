@@ -143,6 +143,32 @@ static int guest_number(const json_t *details, const char *key,
 			  txt ? txt : "(missing)", (long long)max);
 }
 
+/*
+ * A microvm sandbox cannot grow (no hotplug): a container's limits then
+ * hold in the guest's cgroups only, as they do where Kata runs on a
+ * hypervisor without hotplug.  1 for such a sandbox, 0 for one that
+ * can grow, -1 when the driver cannot be asked.
+ */
+static int no_hotplug(const struct husk_sbx_paths *p, const char *sid,
+		      struct husk_err **err)
+{
+	json_t *st = NULL;
+	const char *m;
+	int none;
+
+	if (husk_rpc_call(p->hv_sock, HV_COMPONENT, HV_M_STATUS, NULL, 10000,
+			  &st, NULL, 0, err) < 0)
+		return husk_error_wrap(err, "grow sandbox %s", sid);
+	m = json_string_value(json_object_get(st, "machine"));
+	none = m && !strcmp(m, "microvm");
+	json_decref(st);
+	if (none)
+		log_info("sandbox %s: microvm has no hotplug; the VM keeps its "
+			 "size and the container's limits hold in the guest",
+			 sid);
+	return none;
+}
+
 int husk_sandbox_grow(const char *root, const char *sid, unsigned mem_mb,
 		      unsigned vcpus, json_t *dimms, unsigned *vcpus_added,
 		      struct husk_err **err)
@@ -157,6 +183,11 @@ int husk_sandbox_grow(const char *root, const char *sid, unsigned mem_mb,
 		return 0;
 	if (husk_sandbox_paths(root, sid, &p, err) < 0)
 		return -1;
+	rc = no_hotplug(&p, sid, err);
+	if (rc != 0) {
+		husk_sandbox_paths_free(&p);
+		return rc < 0 ? -1 : 0;
+	}
 	if (husk_rpc_call(p.proxy_sock, PROXY_COMPONENT,
 			  AGENT_M_GET_GUEST_DETAILS, NULL, 10000, &before,
 			  NULL, 0, err) < 0) {

@@ -112,23 +112,34 @@ static json_t *hv_create_params(const struct husk_config *cfg,
 	 * size must be a whole number of them. */
 	unsigned max_mb = cfg->memory_mb +
 			  (cfg->max_memory_mb - cfg->memory_mb) / 128 * 128;
+	unsigned max_cpus = cfg->max_vcpus, slots = cfg->memory_slots;
+	bool microvm = !strcmp(cfg->machine_type, "microvm");
+	json_t *j;
 
-	json_t *j = json_pack("{s:s, s:s, s:s, s:i, s:i, s:i, s:i, s:i, s:s,"
-			      " s:s, s:s, s:s, s:s}",
-			      "kernel", cfg->kernel, "initrd", cfg->initrd,
-			      "kernel_params", cfg->kernel_params,
-			      "vcpus", cfg->vcpus, "max_vcpus", cfg->max_vcpus,
-			      "memory_mb", cfg->memory_mb,
-			      "max_memory_mb", max_mb,
-			      "memory_slots", cfg->memory_slots,
-			      "machine", cfg->machine_type,
-			      "accel", cfg->accel, "shared_dir", p->shared,
-			      "shared_fs", cfg->shared_fs,
-			      "agent_socket", p->agent_sock);
-
+	/* microvm has no hotplug at all: the VM boots at its final size,
+	 * and the ceilings are that size. */
+	if (microvm) {
+		max_mb = cfg->memory_mb;
+		max_cpus = cfg->vcpus;
+		slots = 0;
+	}
+	j = json_pack("{s:s, s:s, s:s, s:i, s:i, s:i, s:i, s:i, s:s,"
+		      " s:s, s:s, s:s, s:s}",
+		      "kernel", cfg->kernel, "initrd", cfg->initrd,
+		      "kernel_params", cfg->kernel_params,
+		      "vcpus", cfg->vcpus, "max_vcpus", max_cpus,
+		      "memory_mb", cfg->memory_mb,
+		      "max_memory_mb", max_mb,
+		      "memory_slots", slots,
+		      "machine", cfg->machine_type,
+		      "accel", cfg->accel, "shared_dir", p->shared,
+		      "shared_fs", cfg->shared_fs,
+		      "agent_socket", p->agent_sock);
 	if (j)
 		json_object_set_new(j, "tcg_cache_mb",
 				    json_integer(cfg->tcg_cache_mb));
+	if (j && microvm)
+		json_object_set_new(j, "pci_ports", json_integer(0));
 	if (j && cfg->console_log) {
 		json_object_set_new(j, "console_log",
 				    json_string(p->console_log));

@@ -646,3 +646,57 @@ kill_and_delete() {
 	[ "$status" -eq 0 ]
 	assert_gone xo
 }
+
+@test "machine_type = microvm: a container runs at the boot size, a pod member's limits stay in the guest, a link in the namespace is refused naming q35" {
+	conf="$BATS_TEST_TMPDIR/husk.conf"
+	# max_* left at their defaults: microvm boots at its final size.
+	printf '[hypervisor]\nmachine_type = "microvm"\n' >"$conf"
+	s="$BATS_TEST_TMPDIR/s" c="$BATS_TEST_TMPDIR/c"
+	make_bundle "$s" sleep 100000
+	set_annotations "$s" '{"io.kubernetes.cri.container-type": "sandbox"}'
+	make_bundle "$c" sh -c 'echo member; exit 7'
+	set_annotations "$c" '{"io.kubernetes.cri.container-type": "container", "io.kubernetes.cri.sandbox-id": "mpod"}'
+	set_memory_limit "$c" 134217728
+	run husk_detached --config "$conf" run --detach --bundle "$s" mpod
+	echo "$output"
+	[ "$status" -eq 0 ]
+	wait_status mpod running
+	hv() { "${BUILD:-build}/bin/husk-ipc" -t 10 "$ROOT/mpod/hv.sock" status '{}'; }
+	[ "$(hv | jq -r .machine)" = microvm ]
+	mem=$(hv | jq -r .memory_mb)
+	before=$(guest_mem_kb mpod)
+	# The member's 128 MiB limit: no hotplug, the VM keeps its size,
+	# the member runs, its output and exit code come back.
+	run --separate-stderr husk --config "$conf" run --bundle "$c" mapp </dev/null
+	echo "$output $stderr"
+	[ "$status" -eq 7 ]
+	[ "$output" = member ]
+	[ "$(hv | jq -r .memory_mb)" = "$mem" ]
+	[ "$(hv | jq '.devices | length')" -eq 0 ]
+	[ "$(guest_mem_kb mpod)" -eq "$before" ]
+	run husk delete --force mpod
+	[ "$status" -eq 0 ]
+	assert_gone mpod
+	assert_gone mapp
+
+	# A sandbox whose namespace has a link: its tap would need PCI
+	# hotplug.  The error names it, and nothing is left.
+	ns=hkmv$$
+	ip netns add "$ns"
+	ip link add "mv$$" netns "$ns" type veth peer name "mvp$$"
+	ip -n "$ns" link set "mv$$" up
+	n="$BATS_TEST_TMPDIR/n"
+	make_bundle "$n" sleep 100000
+	jq --arg p "/run/netns/$ns" '(.linux.namespaces[] | select(.type == "network")).path = $p' \
+		"$n/config.json" >"$BATS_TEST_TMPDIR/n.json"
+	mv "$BATS_TEST_TMPDIR/n.json" "$n/config.json"
+	run husk_detached --config "$conf" run --detach --bundle "$n" mnet
+	echo "$output"
+	ip link del "mvp$$" 2>/dev/null || true
+	ip netns del "$ns"
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"attach mv$$"*"microvm has no PCI hotplug (machine_type q35 has)"* ]]
+	assert_gone mnet
+	run husk list --quiet
+	[[ "$output" != *mnet* ]]
+}
