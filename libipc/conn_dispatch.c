@@ -74,15 +74,21 @@ static const struct ipc_method *method_find(const struct ipc_conn *c,
 	return any;
 }
 
-/* Refuse m: an error reply for a request, a log line for a notification. */
+/* Refuse m: an error reply for a request, a log line for a notification
+ * (an untrusted peer's through a rate limit: it can send them without
+ * end). */
 static void refuse(struct ipc_conn *c, struct ipc_msg *m, int code,
 		   const char *why)
 {
+	static struct ipc_ratelimit rl = { .interval = 60., .burst = 20 };
+	unsigned held = 0;
+
 	if (m->type == IPC_REQUEST)
 		ipc_reply_error(c, m->msgid, code, "%s", why);
-	else
-		log_warnx("peer %s: notification dropped: %s",
-			  conn_peer_name(c), why);
+	else if (c->o.trusted || ipc_ratelimit(&rl, ev_now(c->loop), &held))
+		log_warnx("peer %s: notification dropped: %s%s",
+			  conn_peer_name(c), why, held ? " (earlier lines "
+			  "like this suppressed)" : "");
 }
 
 static void dispatch_before_hello(struct ipc_conn *c, struct ipc_msg *m)
@@ -185,6 +191,17 @@ void conn_dispatch(struct ipc_conn *c, struct ipc_msg *m)
 			/* A new peer may call its once-only methods again. */
 			memset(c->once_used, 0, conn_nmethods(c) + 1);
 			conn_server_hello(c, m);
+			return;
+		}
+		/* We said hello: a peer that says it back breaks the
+		 * protocol (a guest would get an error reply queued for
+		 * each, read or not). */
+		if (c->o.role == IPC_ROLE_CLIENT) {
+			cleanup_err struct husk_err *e = NULL;
+
+			husk_error(&e, HUSK_E_PROTOCOL, "a hello from the "
+				   "server's side");
+			conn_violation(c, e);
 			return;
 		}
 		refuse(c, m, HUSK_E_STATE, "hello already done");

@@ -31,7 +31,11 @@ static int proxy_m_output(struct ipc_conn *c, struct ipc_msg *m,
  * pstreams_agent_msg (a fuzz target's entry), not by a table: a bad one
  * cuts the agent's connection. */
 static const struct ipc_method agent_methods[] = {
-	IPC_METHOD(AGENT_N_OUTPUT, IPC_M_NOTIFY, proxy_m_output),
+	/* As a request too: pstreams_agent_msg refuses it (a request from
+	 * the guest cuts it off), where libipc would answer it with an
+	 * error, as often as the guest asks. */
+	IPC_METHOD(AGENT_N_OUTPUT, IPC_M_NOTIFY | IPC_M_REQUEST,
+		   proxy_m_output),
 	/* Anything else (output_ack, requests, unknown names) is refused
 	 * by pstreams_agent_msg, which names it in the log. */
 	IPC_METHOD("*", IPC_M_NOTIFY | IPC_M_REQUEST, proxy_m_output),

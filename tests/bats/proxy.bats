@@ -151,6 +151,9 @@ hostile() {
 	pipc -q create_sandbox '{"sandbox_id":"sb"}'
 	pending_wait
 	run pipc ping '{"hostile":true}'
+	# Bounded: a proxy that keeps the agent would leave the wait
+	# pending for ever.
+	wait_for -t 30 test -e "$T/wait.rc" || kill "$WAITER"
 	wait "$WAITER" || true
 	echo "wait: $(cat "$T/wait.out")"
 	grep -q "agent connection closed: .*$2" "$T/wait.out"
@@ -173,6 +176,8 @@ hostile() {
 @test "proxy: hostile agent: output after the end of a stream" { hostile after-eof "after its end"; }
 @test "proxy: hostile agent: output_ack sent to the host" { hostile bad-notify "unexpected notification output_ack"; }
 @test "proxy: hostile agent: a request to the host" { hostile request "agent broke the protocol: unexpected request ping"; }
+@test "proxy: hostile agent: output as a request" { hostile output-request "agent broke the protocol: unexpected request output"; }
+@test "proxy: hostile agent: a hello back to the host" { hostile hello-back "a hello from the server's side"; }
 
 # --- Bounds against a hostile guest (docs/proxy.md, "Bounds") ---------
 

@@ -408,6 +408,18 @@ static void hostile(struct ipc_conn *c, uint32_t msgid)
 		pk = ipc_call_begin(c, AGENT_M_PING);
 		msgpack_pack_map(pk, 0);
 		ipc_call_send(c, 0, NULL, 0, ignore_result, NULL, NULL);
+	} else if (strcmp(mode, "output-request") == 0) {
+		/* output as a request, not a notification: each would get
+		 * an error reply queued to us, read or not */
+		pk = ipc_call_begin(c, AGENT_N_OUTPUT);
+		msgpack_pack_map(pk, 0);
+		ipc_call_send(c, 0, NULL, 0, ignore_result, NULL, NULL);
+	} else if (strcmp(mode, "hello-back") == 0) {
+		/* the host said hello; saying it back, as a notification
+		 * (each was a log line) */
+		pk = ipc_notify_begin(c, "hello");
+		msgpack_pack_map(pk, 0);
+		ipc_notify_send(c);
 	} else {
 		hostile_bounds(c, msgid);
 	}
