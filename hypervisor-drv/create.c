@@ -180,6 +180,7 @@ static int decode_nets(const msgpack_object *arr, struct ipc_msg *m,
 			snprintf(hn->id, sizeof(hn->id), "%s", n.id);
 			snprintf(hn->mac, sizeof(hn->mac), "%s", n.mac);
 			hn->mtu = n.mtu;
+			hn->port = -1;
 			hn->fd = ipc_msg_take_fd(m, (int)n.fd);
 			if (hn->fd < 0)
 				rc = husk_error(err, HUSK_E_INVALID, "%s: "

@@ -740,6 +740,68 @@ int hv_hotplug_net(const char *id, const char *mac, uint32_t mtu, int tapfd,
 	return 0;
 }
 
+bool hv_before_start(void)
+{
+	return hv.state == HV_ST_CREATED;
+}
+
+/*
+ * A link attached between create and start: its tap goes on QEMU's
+ * command line, so the guest finds the NIC at boot, with no hotplug
+ * (microvm has none; under TCG a q35 hotplug costs the guest's ACPI and
+ * PCIe handling).  On q35 the NIC sits on a root port of its own, so
+ * that it can be unplugged later like a hot-plugged one.  Owns tapfd.
+ */
+int hv_coldplug_net(const char *id, const char *mac, uint32_t mtu, int tapfd,
+		    struct husk_err **err)
+{
+	struct hv_net *n;
+	int dev, port = -1;
+
+	if (valid_mac(mac, "mac", err) < 0)
+		goto fail;
+	if (hv.cfg.nnets >= HV_MAX_NETS) {
+		husk_error(err, HUSK_E_TOO_LARGE, "net_attach: %d nets on "
+			   "QEMU's command line already", HV_MAX_NETS);
+		goto fail;
+	}
+	if (valid_dev_id(id, "net_attach", err) < 0)
+		goto fail;
+	if (dev_find(id) >= 0) {
+		husk_error(err, HUSK_E_EXISTS, "net_attach: device '%s' "
+			   "exists", id);
+		goto fail;
+	}
+	if (hv.cfg.machine == HV_MACHINE_Q35) {
+		port = port_take();
+		if (port < 0) {
+			husk_error(err, HUSK_E_INVALID, "net_attach: all %u "
+				   "hotplug ports are used (pci_ports)",
+				   hv.cfg.pci_ports);
+			goto fail;
+		}
+	}
+	dev = dev_new(HV_DEV_NET, id);
+	if (dev < 0) {
+		husk_error(err, HUSK_E_TOO_LARGE, "too many devices");
+		goto fail;
+	}
+	hv.dev[dev].boot = true;
+	hv.dev[dev].port = port;
+	hv.dev[dev].size_mb = mtu;
+	snprintf(hv.dev[dev].mac, sizeof(hv.dev[dev].mac), "%s", mac);
+	n = &hv.cfg.nets[hv.cfg.nnets++];
+	snprintf(n->id, sizeof(n->id), "%s", id);
+	snprintf(n->mac, sizeof(n->mac), "%s", mac);
+	n->mtu = mtu;
+	n->fd = tapfd;
+	n->port = port;
+	return 0;
+fail:
+	close(tapfd);
+	return -1;
+}
+
 int hv_unplug_net(const char *id, hv_done_fn *done, void *arg,
 		  struct husk_err **err)
 {

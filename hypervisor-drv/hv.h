@@ -85,6 +85,7 @@ struct hv_net {
 	char mac[18];
 	uint32_t mtu;           /* 0: the tap's */
 	int fd;                 /* the tap, owned until QEMU starts */
+	int port;               /* q35: its root port, -1 for pcie.0 */
 };
 
 /* What `create` accepted, validated and resolved. */
@@ -210,6 +211,10 @@ typedef void hv_done_fn(void *arg, const struct husk_err *e);
 int hv_hotplug_check(const char *method, struct husk_err **err);
 int hv_hotplug_net(const char *id, const char *mac, uint32_t mtu, int tapfd,
 		   hv_done_fn *done, void *arg, struct husk_err **err);
+/* Created, QEMU not started: a net goes on its command line instead. */
+bool hv_before_start(void);
+int hv_coldplug_net(const char *id, const char *mac, uint32_t mtu, int tapfd,
+		    struct husk_err **err);
 int hv_unplug_net(const char *id, hv_done_fn *done, void *arg,
 		  struct husk_err **err);
 

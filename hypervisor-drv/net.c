@@ -267,6 +267,7 @@ int hv_m_net_attach(struct ipc_conn *c, struct ipc_msg *m, void *params,
 	struct rtnl_link *rl = NULL;
 	struct hv_link *l = NULL;
 	int rc, fd, tun = -1;
+	bool cold;
 
 	if (m->nfds > 1)
 		return husk_error(err, HUSK_E_INVALID, "net_attach: at most "
@@ -279,7 +280,9 @@ int hv_m_net_attach(struct ipc_conn *c, struct ipc_msg *m, void *params,
 			   "socket (see the driver's log)");
 		goto out;
 	}
-	if (hv_hotplug_check("net_attach", err) < 0)
+	/* Before QEMU starts, the tap goes on its command line. */
+	cold = hv_before_start();
+	if (!cold && hv_hotplug_check("net_attach", err) < 0)
 		goto out;
 	if (link_find(p->name)) {
 		husk_error(err, HUSK_E_EXISTS, "params.name: %s is attached "
@@ -322,6 +325,16 @@ int hv_m_net_attach(struct ipc_conn *c, struct ipc_msg *m, void *params,
 	ipc_conn_ref(c);
 	l->c = c;
 	l->msgid = m->msgid;
+	if (cold) {
+		if (hv_coldplug_net(l->tap, l->mac, l->mtu, fd, err) < 0) {
+			link_undo(l);
+			link_release(l);
+			goto out;
+		}
+		attach_done(l, NULL);
+		rtnl_link_put(rl);
+		return 0;
+	}
 	/* The device id is the tap's name: net_detach finds it by that. */
 	if (hv_hotplug_net(l->tap, l->mac, l->mtu, fd, attach_done, l,
 			   err) < 0) {

@@ -164,8 +164,11 @@ char *hv_kernel_cmdline(const struct hv_config *c)
 	strv_add(&s, "console=ttyS0 quiet panic=-1 cryptomgr.notests");
 	strv_add(&s, "tsc=reliable no_timer_check noreplace-smp i8042.noaux");
 	strv_add(&s, "8250.nr_uarts=1 random.trust_cpu=on");
-	/* Without a local APIC timer a second vCPU would never tick. */
-	if (c->max_vcpus == 1)
+	/* Without a local APIC timer a second vCPU would never tick; nor
+	 * would microvm's only one, whose machine has no other timer the
+	 * guest ticks from (a timed sleep, an RCU grace period, never
+	 * ends: renaming a NIC hung the agent). */
+	if (c->max_vcpus == 1 && c->machine == HV_MACHINE_Q35)
 		strv_add(&s, "nolapic_timer");
 	/* With one, husk's kernel takes the timer's clock from here
 	 * instead of calibrating it against the PIT for 0.1 s (guest/
@@ -247,6 +250,26 @@ static void add_memory(struct strv *s, const struct hv_config *c)
 			  c->memory_mb);
 		strv_add2(s, "-numa", "node,memdev=mem0");
 	}
+}
+
+/* A tap as a virtio-net device: net i's tap is at HV_FD_TAP0 + i. */
+static void add_net(struct strv *s, const struct hv_net *n, int i,
+		    const char *bus)
+{
+	char port[32] = "";
+
+	if (n->port >= 0)
+		snprintf(port, sizeof(port), ",bus=rp%d", n->port);
+	strv_add(s, "-netdev");
+	strv_addf(s, "tap,id=net-%s,fd=%d", n->id, HV_FD_TAP0 + i);
+	strv_add(s, "-device");
+	if (n->mtu)
+		strv_addf(s, "virtio-net-%s,netdev=net-%s,id=%s,mac=%s,"
+			  "host_mtu=%u%s", bus, n->id, n->id, n->mac, n->mtu,
+			  port);
+	else
+		strv_addf(s, "virtio-net-%s,netdev=net-%s,id=%s,mac=%s%s",
+			  bus, n->id, n->id, n->mac, port);
 }
 
 char **hv_qemu_argv(const struct hv_config *c, const struct hv_paths *p)
@@ -349,20 +372,11 @@ char **hv_qemu_argv(const struct hv_config *c, const struct hv_paths *p)
 	else
 		strv_addf(&s, "virtio-balloon-%s,free-page-reporting=on",
 			  bus);
-	for (int i = 0; i < c->nnets; i++) {
-		const struct hv_net *n = &c->nets[i];
-
-		strv_add(&s, "-netdev");
-		strv_addf(&s, "tap,id=net-%s,fd=%d", n->id, HV_FD_TAP0 + i);
-		strv_add(&s, "-device");
-		if (n->mtu)
-			strv_addf(&s, "virtio-net-%s,netdev=net-%s,id=%s,"
-				  "mac=%s,host_mtu=%u", bus, n->id, n->id,
-				  n->mac, n->mtu);
-		else
-			strv_addf(&s, "virtio-net-%s,netdev=net-%s,id=%s,"
-				  "mac=%s", bus, n->id, n->id, n->mac);
-	}
+	/* Nets on pcie.0 (or microvm's bus) where they always were; those
+	 * on a root port once the ports are there. */
+	for (int i = 0; i < c->nnets; i++)
+		if (c->nets[i].port < 0)
+			add_net(&s, &c->nets[i], i, bus);
 	if (c->machine == HV_MACHINE_Q35) {
 		for (uint32_t i = 0; i < c->pci_ports; i++) {
 			strv_add(&s, "-device");
@@ -370,6 +384,9 @@ char **hv_qemu_argv(const struct hv_config *c, const struct hv_paths *p)
 				  "chassis=%u", i, i + 1);
 		}
 	}
+	for (int i = 0; i < c->nnets; i++)
+		if (c->nets[i].port >= 0)
+			add_net(&s, &c->nets[i], i, bus);
 
 	/* The monitor is a socketpair made by the driver: no path to race
 	 * for, and QEMU's death is an EOF on our end. */

@@ -480,6 +480,52 @@ out:
 	return rc;
 }
 
+/* The links husk_net_setup mirrors: Ethernet ones, not attached yet
+ * (tapped) unless tapped is true. */
+static bool to_mirror(const json_t *l, bool tapped)
+{
+	return json_is_true(json_object_get(l, "ethernet")) &&
+	       (tapped || !json_object_get(l, "tap"));
+}
+
+int husk_net_coldplug(const struct husk_config *cfg, const char *root,
+		      const char *sid, const struct husk_sandbox *s,
+		      struct husk_err **err)
+{
+	json_t *res = NULL, *l;
+	size_t i;
+	int n = 0, rc = 0;
+
+	if (!s->netns || !strcmp(cfg->network_model, "none"))
+		return 0;
+	if (hv_call(root, sid, HV_M_NET_LIST, NULL, &res, err) < 0)
+		return husk_error_wrap(err, "the sandbox's links");
+	json_array_foreach(json_object_get(res, "links"), i, l) {
+		const char *name = json_string_value(json_object_get(l,
+								      "name"));
+		int tun;
+
+		if (!name || !to_mirror(l, false))
+			continue;
+		tun = tun_in(s->netns, err);
+		if (tun < 0 || hv_call_fd(root, sid, HV_M_NET_ATTACH,
+					  json_pack("{s:s}", "name", name),
+					  tun, NULL, err) < 0) {
+			if (tun >= 0)
+				close(tun);
+			rc = husk_error_wrap(err, "attach %s", name);
+			break;
+		}
+		close(tun);
+		n++;
+	}
+	json_decref(res);
+	if (rc == 0)
+		log_info("sandbox %s: %d interface(s) on QEMU's command line",
+			 sid, n);
+	return rc;
+}
+
 int husk_net_setup(struct husk_entry *e, const struct husk_config *cfg,
 		   const char *root, const char *sid, struct husk_sandbox *s,
 		   struct husk_err **err)
@@ -499,11 +545,36 @@ int husk_net_setup(struct husk_entry *e, const struct husk_config *cfg,
 	json_array_foreach(json_object_get(res, "links"), i, l) {
 		json_t *iface = NULL;
 
-		if (!json_is_true(json_object_get(l, "ethernet")) ||
-		    json_object_get(l, "tap"))
+		if (!to_mirror(l, true))
 			continue;
-		if (husk_net_add_iface(root, sid, s->netns, l, &iface,
-				       err) < 0) {
+		/* Attached at boot (husk_net_coldplug): the guest has the
+		 * NIC, it needs the link's addresses. */
+		if (json_object_get(l, "tap")) {
+			json_t *ifc = json_pack("{s:O, s:O, s:O, s:O, s:b}",
+						"name", json_object_get(l, "name"),
+						"mac", json_object_get(l, "mac"),
+						"mtu", json_object_get(l, "mtu"),
+						"addresses",
+						json_object_get(l, "addresses"),
+						"up", 1);
+			int rc = ifc ? update_interface(root, sid, ifc,
+							&iface, err) :
+				       husk_error(err, HUSK_E_PROTOCOL,
+						  "net_list: a link without "
+						  "its name, mac, mtu or "
+						  "addresses");
+
+			json_decref(ifc);
+			if (rc < 0) {
+				husk_error_wrap(err, "interface %s in the "
+						"guest", json_string_value(
+						json_object_get(l, "name")) ?:
+						"?");
+				json_decref(res);
+				return -1;
+			}
+		} else if (husk_net_add_iface(root, sid, s->netns, l, &iface,
+					      err) < 0) {
 			json_decref(res);
 			return -1;
 		}

@@ -507,7 +507,14 @@ int husk_netns_leave(int saved, struct husk_err **err);
 /* Does path name the host's network namespace (init's) or the caller's
  * own?  False when it cannot be looked at. */
 bool husk_netns_is_host(const char *path);
-/* Every Ethernet link of the sandbox's namespace mirrored into the VM,
+/* Between the driver's create and start: every Ethernet link of the
+ * sandbox's namespace attached, each tap on QEMU's command line (the
+ * guest finds its NICs at boot; microvm has no hotplug). */
+int husk_net_coldplug(const struct husk_config *cfg, const char *root,
+		      const char *sid, const struct husk_sandbox *s,
+		      struct husk_err **err);
+/* Every Ethernet link of the sandbox's namespace mirrored into the VM
+ * (those attached at boot given to the guest, the others hot-plugged),
  * its addresses and the namespace's routes given to the guest; then
  * husk-netmon started when configured. */
 int husk_net_setup(struct husk_entry *e, const struct husk_config *cfg,

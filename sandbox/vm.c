@@ -150,7 +150,8 @@ static json_t *hv_create_params(const struct husk_config *cfg,
 }
 
 static int start_hypervisor(const struct husk_config *cfg,
-			    const struct husk_sbx_paths *p, const char *sid,
+			    const struct husk_sbx_paths *p, const char *root,
+			    const char *sid,
 			    struct husk_sandbox *s, struct husk_entry *e,
 			    const json_t *tmpl, struct husk_err **err)
 {
@@ -196,6 +197,10 @@ static int start_hypervisor(const struct husk_config *cfg,
 			   30000, NULL, NULL, 0, err);
 	json_decref(params);
 	if (rc < 0)
+		return -1;
+	/* A cold boot's links go on QEMU's command line (a clone's are
+	 * hot-plugged: its devices are the template's). */
+	if (!tmpl && husk_net_coldplug(cfg, root, sid, s, err) < 0)
 		return -1;
 	if (husk_rpc_call(p->hv_sock, HV_COMPONENT, HV_M_START, NULL,
 			  60000, &res, NULL, 0, err) < 0)
@@ -401,7 +406,7 @@ int husk_sandbox_launch(struct husk_entry *e, const struct husk_config *cfg,
 		goto out;
 	if (husk_share_setup(cfg, &p, err) < 0)
 		goto out;
-	if (start_hypervisor(cfg, &p, sid, s, e, tmpl, err) < 0)
+	if (start_hypervisor(cfg, &p, root, sid, s, e, tmpl, err) < 0)
 		goto out;
 	/* QEMU has mapped the RAM file and read the state: a rebuild of
 	 * the template may go ahead. */

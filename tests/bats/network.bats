@@ -153,7 +153,18 @@ wait_not_inside() {
 	[[ "$output" == *"tap1_husk"* ]]
 	run tc -n "$NS" filter show dev eth0 ingress
 	[[ "$output" == *"mirred (Egress Redirect to device tap"* ]]
+	# Both links were there at create: their NICs went on QEMU's
+	# command line (on root ports), not hot-plugged.
+	hv_status >"$BATS_TEST_TMPDIR/hv.json"
+	[ "$(jq '[.devices[] | select(.kind == "net" and .hotplugged == false)] | length' "$BATS_TEST_TMPDIR/hv.json")" -eq 2 ]
+	tr '\0' '\n' </proc/"$(jq -r .qemu_pid "$BATS_TEST_TMPDIR/hv.json")"/cmdline >"$BATS_TEST_TMPDIR/qemu.args"
+	grep -q '^virtio-net-pci,netdev=net-tap0_husk,.*,bus=rp[0-9]*$' "$BATS_TEST_TMPDIR/qemu.args"
 }
+
+# The driver's status of c1; the number of its net devices.
+hv_status() { "${BUILD:-build}/bin/husk-ipc" -t 10 "$ROOT/c1/hv.sock" status '{}'; }
+nets_are() { [ "$(hv_status | jq '[.devices[] | select(.kind == "net")] | length')" -eq "$1" ]; }
+taps_are() { [ "$(ip -n "$NS" -o link show | grep -c _husk)" -eq "$1" ]; }
 
 @test "husk-netmon is confined: no_new_privs, seccomp, no capabilities" {
 	pid=$(jq -r .netmon.pid "$ROOT/c1/sandbox.json")
@@ -219,6 +230,12 @@ wait_not_inside() {
 	[ "$status" -ne 0 ]
 	[[ "$output" == *"no link nosuch0"* ]]
 	ip -n "$NS" link del eth3
+	# A NIC that was on QEMU's command line goes like a hot-plugged
+	# one: its link gone, netmon detaches it, the guest loses it.
+	ip -n "$NS" link del eth1
+	wait_not_inside "eth1" ip link
+	wait_for taps_are 1
+	wait_for nets_are 1
 }
 
 @test "delete leaves no tap, tc filter or netmon behind" {

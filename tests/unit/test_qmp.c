@@ -319,6 +319,7 @@ static void argv_microvm_kvm_nets(void **state)
 	snprintf(c.nets[0].id, sizeof(c.nets[0].id), "eth0");
 	snprintf(c.nets[0].mac, sizeof(c.nets[0].mac), "02:00:00:00:00:01");
 	c.nets[0].mtu = 1400;
+	c.nets[0].port = -1;
 	argv = hv_qemu_argv(&c, &paths);
 	assert_true(has_pair(argv, "-machine", "microvm,acpi=on"));
 	assert_true(has_pair(argv, "-accel", "kvm"));
@@ -332,6 +333,45 @@ static void argv_microvm_kvm_nets(void **state)
 			     "netdev=net-eth0,id=eth0,mac=02:00:00:00:00:01,"
 			     "host_mtu=1400"));
 	assert_false(has_arg(argv, "-numa"));
+	hv_argv_free(argv);
+}
+
+/* Index of the argument equal to val, or -1. */
+static int arg_index(char **argv, const char *val)
+{
+	for (int i = 0; argv[i]; i++)
+		if (!strcmp(argv[i], val))
+			return i;
+	return -1;
+}
+
+/* A net attached before start on q35 (net_attach, hv_coldplug_net):
+ * on its root port, which the command line defines first; one given
+ * at create stays on pcie.0. */
+static void argv_q35_net_on_port(void **state)
+{
+	struct hv_config c;
+	char **argv;
+	int port, net;
+
+	test_config(&c);
+	c.pci_ports = 2;
+	c.nnets = 2;
+	snprintf(c.nets[0].id, sizeof(c.nets[0].id), "eth0");
+	snprintf(c.nets[0].mac, sizeof(c.nets[0].mac), "02:00:00:00:00:01");
+	c.nets[0].port = -1;
+	snprintf(c.nets[1].id, sizeof(c.nets[1].id), "tap0_husk");
+	snprintf(c.nets[1].mac, sizeof(c.nets[1].mac), "02:00:00:00:00:02");
+	c.nets[1].port = 1;
+	argv = hv_qemu_argv(&c, &paths);
+	assert_true(has_pair(argv, "-device", "virtio-net-pci,netdev=net-eth0,"
+			     "id=eth0,mac=02:00:00:00:00:01"));
+	assert_true(has_pair(argv, "-netdev", "tap,id=net-tap0_husk,fd=6"));
+	port = arg_index(argv, "pcie-root-port,id=rp1,bus=pcie.0,chassis=2");
+	net = arg_index(argv, "virtio-net-pci,netdev=net-tap0_husk,"
+			"id=tap0_husk,mac=02:00:00:00:00:02,bus=rp1");
+	assert_true(port > 0);
+	assert_true(net > port);
 	hv_argv_free(argv);
 }
 
@@ -373,6 +413,12 @@ static void kernel_cmdline(void **state)
 	assert_non_null(strstr(s, "nolapic_timer"));
 	assert_null(strstr(s, "lapic_timer_hz"));
 	assert_non_null(strstr(s, "husk.share=husk"));
+	free(s);
+	/* microvm keeps its local APIC timer: it has no other tick. */
+	c.machine = HV_MACHINE_MICROVM;
+	s = hv_kernel_cmdline(&c);
+	assert_null(strstr(s, "nolapic_timer"));
+	assert_non_null(strstr(s, "lapic_timer_hz="));
 	free(s);
 }
 
@@ -451,6 +497,7 @@ int main(void)
 		cmocka_unit_test(build_command),
 		cmocka_unit_test(argv_q35),
 		cmocka_unit_test(argv_microvm_kvm_nets),
+		cmocka_unit_test(argv_q35_net_on_port),
 		cmocka_unit_test(kernel_cmdline),
 		cmocka_unit_test(virtiofsd_argv),
 		cmocka_unit_test(argv_9p),
