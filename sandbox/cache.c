@@ -174,6 +174,10 @@ int husk_cache_take(struct husk_entry *e, const struct husk_config *cfg,
 	else if (given && cfg->netmon_enable)
 		why = "husk-netmon would watch the cached VM's namespace, not "
 		      "the one config.json names";
+	else if (given && !strcmp(cfg->machine_type, "microvm"))
+		why = "a cached microvm is running: the links of the "
+		      "namespace config.json names could only be hot-plugged, "
+		      "which microvm cannot";
 	if (!why && given) {
 		/* The checks a cold sandbox makes, with their errors. */
 		if (husk_net_prepare(e, cfg, root, sid, spec, s, err) < 0)
