@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <net/if_arp.h>
 #include <linux/rtnetlink.h>
 #include <netlink/netlink.h>
 #include <netlink/route/addr.h>
@@ -302,6 +303,34 @@ static int iface_addrs(struct nl_sock *sk, int idx, const struct net_iface *w,
 	return 0;
 }
 
+/* A NIC that holds a name another is to take: down, renamed hk<index>
+ * (a name no spec gives: update_interface finds NICs by MAC). */
+static int move_aside(struct nl_sock *sk, struct rtnl_link *l,
+		      struct husk_err **err)
+{
+	cleanup_nlobj struct rtnl_link *down = rtnl_link_alloc(),
+				       *change = rtnl_link_alloc();
+	char name[IFNAMSIZ];
+	int rc;
+
+	if (!down || !change)
+		return husk_error_sys(err, ENOMEM, "interface");
+	snprintf(name, sizeof(name), "hk%d", rtnl_link_get_ifindex(l));
+	/* The kernel renames only links that are down. */
+	rtnl_link_unset_flags(down, IFF_UP);
+	rc = rtnl_link_change(sk, l, down, 0);
+	if (rc == 0) {
+		rtnl_link_set_name(change, name);
+		rc = rtnl_link_change(sk, l, change, 0);
+	}
+	if (rc < 0)
+		return nl_fail(err, rc, "interface: move %s aside as %s",
+			       rtnl_link_get_name(l) ?: "?", name);
+	log_info("interface %s moved aside as %s: its name is wanted",
+		 rtnl_link_get_name(l) ?: "?", name);
+	return 0;
+}
+
 int iface_apply(struct nl_sock *sk, const struct net_iface *w,
 		int *ifindex, struct husk_err **err)
 {
@@ -327,10 +356,21 @@ int iface_apply(struct nl_sock *sk, const struct net_iface *w,
 		return husk_error_sys(err, ENOMEM, "interface");
 	if (!cur || strcmp(cur, w->name) != 0) {
 		other = rtnl_link_get_by_name(links, w->name);
-		if (other)
+		/* NICs present at boot carry the kernel's names (eth0,
+		 * eth1...) until each is given its own: one may hold the
+		 * name another is to take.  Any NIC is moved aside (hkN,
+		 * its index) and renamed again when its turn comes; lo and
+		 * the like are not ours to move. */
+		if (other && rtnl_link_get_arptype(other) == ARPHRD_ETHER &&
+		    rtnl_link_get_ifindex(other) != *ifindex) {
+			rc = move_aside(sk, other, err);
+			if (rc < 0)
+				return rc;
+		} else if (other) {
 			return husk_error(err, HUSK_E_EXISTS,
 					  "interface.name: another interface is called \"%s\"",
 					  w->name);
+		}
 		/* The kernel renames only links that are down. */
 		down = rtnl_link_alloc();
 		if (!down)

@@ -303,6 +303,36 @@ static int net_child(void)
 	husk_err_clear(&t->err);
 	net_iface_free(&w);
 
+	/* NICs at boot with the kernel's names, swapped: the one that
+	 * holds the wanted name is moved aside, then gets its own. */
+	CHECK(system("ip link add eth8 type veth peer name eth9 && "
+		     "ip link set eth8 address 02:00:00:00:00:51 && "
+		     "ip link set eth9 address 02:00:00:00:00:52") == 0,
+	      "ip link add (eth8/eth9)");
+	CHECK(net_iface_decode(at_json(t,
+		"{'interface': {'name': 'eth9', 'mac': '02:00:00:00:00:51'}}"),
+		&w, &t->err) == 0, "decode 3");
+	CHECK(iface_apply(sk, &w, &idx, &t->err) == 0, "swap 1: %s",
+	      t->err->msg);
+	net_iface_free(&w);
+	CHECK(net_iface_decode(at_json(t,
+		"{'interface': {'name': 'eth8', 'mac': '02:00:00:00:00:52'}}"),
+		&w, &t->err) == 0, "decode 4");
+	CHECK(iface_apply(sk, &w, &idx, &t->err) == 0, "swap 2: %s",
+	      t->err->msg);
+	net_iface_free(&w);
+	CHECK(system("ip -o link show eth9 | grep -q 02:00:00:00:00:51 && "
+		     "ip -o link show eth8 | grep -q 02:00:00:00:00:52") == 0,
+	      "names not swapped");
+	/* A name held by what is not a NIC stays refused. */
+	CHECK(net_iface_decode(at_json(t,
+		"{'interface': {'name': 'lo', 'mac': '02:00:00:00:00:51'}}"),
+		&w, &t->err) == 0, "decode 5");
+	CHECK(iface_apply(sk, &w, &idx, &t->err) < 0 &&
+	      t->err->code == HUSK_E_EXISTS, "lo taken");
+	husk_err_clear(&t->err);
+	net_iface_free(&w);
+
 	/* Gateway route listed first: it still goes in after the device
 	 * route that makes its gateway reachable. */
 	CHECK(net_routes_decode(at_json(t,
