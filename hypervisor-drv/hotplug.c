@@ -802,6 +802,26 @@ fail:
 	return -1;
 }
 
+/* Before start: a net taken off the command line again. */
+void hv_coldplug_drop(const char *id)
+{
+	int dev = dev_find(id);
+
+	for (int i = 0; i < hv.cfg.nnets; i++) {
+		if (strcmp(hv.cfg.nets[i].id, id))
+			continue;
+		if (hv.cfg.nets[i].fd >= 0)
+			close(hv.cfg.nets[i].fd);
+		memmove(&hv.cfg.nets[i], &hv.cfg.nets[i + 1],
+			(size_t)(hv.cfg.nnets - i - 1) *
+			sizeof(hv.cfg.nets[0]));
+		hv.cfg.nnets--;
+		break;
+	}
+	if (dev >= 0)
+		dev_release(dev);
+}
+
 int hv_unplug_net(const char *id, hv_done_fn *done, void *arg,
 		  struct husk_err **err)
 {

@@ -215,6 +215,7 @@ int hv_hotplug_net(const char *id, const char *mac, uint32_t mtu, int tapfd,
 bool hv_before_start(void);
 int hv_coldplug_net(const char *id, const char *mac, uint32_t mtu, int tapfd,
 		    struct husk_err **err);
+void hv_coldplug_drop(const char *id);
 int hv_unplug_net(const char *id, hv_done_fn *done, void *arg,
 		  struct husk_err **err);
 

@@ -427,6 +427,12 @@ int hv_m_net_detach(struct ipc_conn *c, struct ipc_msg *m, void *params,
 	ipc_conn_ref(c);
 	l->c = c;
 	l->msgid = m->msgid;
+	/* QEMU not started: off its command line, nothing to unplug. */
+	if (hv_before_start()) {
+		hv_coldplug_drop(l->tap);
+		detach_done(l, NULL);
+		return 0;
+	}
 	if (hv_unplug_net(l->tap, detach_done, l, &e) < 0) {
 		/* No VM to unplug from: the rest still goes. */
 		detach_done(l, e);
