@@ -107,6 +107,7 @@ teardown_file() {
 		[ -f "$d/pid" ] && kill "$(cat "$d/pid")" 2>/dev/null
 	done
 	ip netns del husk-hv-test 2>/dev/null
+	ip netns del husk-hv-cold 2>/dev/null
 	rm -rf "$VMDIR"
 }
 
@@ -650,4 +651,47 @@ sys.stdout.write(s.makefile().readline())' "$VMDIR/agent.sock"
 	echo "$output"
 	[ "$status" -eq 0 ]
 	[ "$(status_field "$s" state)" = created ]
+}
+
+@test "net_attach before start puts the tap on QEMU's command line; net_detach takes it off again" {
+	ns=husk-hv-cold
+	d=$VMDIR/cold
+	s=$d/state/hypervisor.sock
+	ip netns add "$ns"
+	ip -n "$ns" link add cold0 type veth peer name cold1
+	ip -n "$ns" link set cold0 up
+	# A driver in the namespace, created, not started: no VM boots.
+	mkdir -p "$d"
+	chmod 700 "$d"
+	ip netns exec "$ns" "$HV" --state-dir "$d/state" --log "$d/driver.log" \
+		--log-level debug >/dev/null 2>&1 3>&- &
+	echo $! >"$d/pid"
+	poll 50 test -S "$s"
+	run "$IPC" -t 10 "$s" create "$(vm_params "$d")"
+	[ "$status" -eq 0 ]
+	run "$IPC" -t 10 "$s" net_attach '{"name": "cold0"}'
+	echo "$output"
+	[ "$status" -eq 0 ]
+	tap=$(jq -r .tap <<<"$output")
+	[[ "$tap" == *_husk ]]
+	ip -n "$ns" link show "$tap"
+	"$IPC" -t 10 "$s" status '{}' | jq -e --arg t "$tap" \
+		'.devices[] | select(.id == $t and .kind == "net" and .hotplugged == false)'
+	run "$IPC" -t 10 "$s" net_detach '{"name": "cold0"}'
+	echo "$output"
+	[ "$status" -eq 0 ]
+	run "$IPC" -t 10 "$s" status '{}'
+	[ "$(jq '.devices | length' <<<"$output")" -eq 0 ]
+	run ip -n "$ns" -o link show
+	[[ "$output" != *_husk* ]]
+	run tc -n "$ns" filter show dev cold0 ingress
+	[[ "$output" != *mirred* ]]
+	# Attached again and left: the driver's end takes tap and filters.
+	run "$IPC" -t 10 "$s" net_attach '{"name": "cold0"}'
+	[ "$status" -eq 0 ]
+	kill "$(cat "$d/pid")"
+	poll 50 pid_gone "$(cat "$d/pid")"
+	run ip -n "$ns" -o link show
+	[[ "$output" != *_husk* ]]
+	ip netns del "$ns"
 }
