@@ -343,6 +343,21 @@ static int config_from_params(struct create_params *p, struct ipc_msg *m,
 	return 0;
 }
 
+/* A net on QEMU's command line as a device of ours (not hot-plugged);
+ * its index, or -1 when the table is full. */
+static int boot_net_dev(const struct hv_net *n)
+{
+	int d = dev_new(HV_DEV_NET, n->id);
+
+	if (d < 0)
+		return -1;
+	hv.dev[d].boot = true;
+	hv.dev[d].port = n->port;
+	hv.dev[d].size_mb = n->mtu;
+	snprintf(hv.dev[d].mac, sizeof(hv.dev[d].mac), "%s", n->mac);
+	return d;
+}
+
 static int do_create(struct create_params *p, struct ipc_msg *m,
 		     struct husk_err **err)
 {
@@ -360,13 +375,8 @@ static int do_create(struct create_params *p, struct ipc_msg *m,
 		c.pci_ports = 0;
 	hv.cfg = c;
 	hv.state = HV_ST_CREATED;
-	for (int i = 0; i < c.nnets; i++) {
-		int d = dev_new(HV_DEV_NET, c.nets[i].id);
-
-		hv.dev[d].boot = true;
-		snprintf(hv.dev[d].mac, sizeof(hv.dev[d].mac), "%s",
-			 c.nets[i].mac);
-	}
+	for (int i = 0; i < c.nnets; i++)
+		boot_net_dev(&c.nets[i]);
 	log_info("create: %s, %s (%s), %u/%u vCPUs, %u/%u MiB%s",
 		 c.machine == HV_MACHINE_Q35 ? "q35" : "microvm",
 		 c.accel == HV_ACCEL_KVM ? "kvm" : "tcg", c.accel_reason,
@@ -426,4 +436,85 @@ int hv_m_start(struct ipc_conn *c, struct ipc_msg *m, void *params,
 		return -1;
 	hv.start_op = op_new(c, m);
 	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Nets attached between create and start (net.c's net_attach)         */
+
+bool hv_before_start(void)
+{
+	return hv.state == HV_ST_CREATED;
+}
+
+/*
+ * A link attached between create and start: its tap goes on QEMU's
+ * command line, so the guest finds the NIC at boot, with no hotplug
+ * (microvm has none; under TCG a q35 hotplug costs the guest's ACPI and
+ * PCIe handling).  On q35 the NIC sits on a root port of its own, so
+ * that it can be unplugged later like a hot-plugged one.  Owns tapfd.
+ */
+int hv_coldplug_net(const char *id, const char *mac, uint32_t mtu, int tapfd,
+		    struct husk_err **err)
+{
+	struct hv_net *n;
+	int port = -1;
+
+	if (valid_mac(mac, "mac", err) < 0)
+		goto fail;
+	if (hv.cfg.nnets >= HV_MAX_NETS) {
+		husk_error(err, HUSK_E_TOO_LARGE, "net_attach: %d nets on "
+			   "QEMU's command line already", HV_MAX_NETS);
+		goto fail;
+	}
+	if (valid_dev_id(id, "net_attach", err) < 0)
+		goto fail;
+	if (dev_find(id) >= 0) {
+		husk_error(err, HUSK_E_EXISTS, "net_attach: device '%s' "
+			   "exists", id);
+		goto fail;
+	}
+	if (hv.cfg.machine == HV_MACHINE_Q35) {
+		port = port_take();
+		if (port < 0) {
+			husk_error(err, HUSK_E_INVALID, "net_attach: all %u "
+				   "hotplug ports are used (pci_ports)",
+				   hv.cfg.pci_ports);
+			goto fail;
+		}
+	}
+	n = &hv.cfg.nets[hv.cfg.nnets];
+	snprintf(n->id, sizeof(n->id), "%s", id);
+	snprintf(n->mac, sizeof(n->mac), "%s", mac);
+	n->mtu = mtu;
+	n->port = port;
+	if (boot_net_dev(n) < 0) {
+		husk_error(err, HUSK_E_TOO_LARGE, "too many devices");
+		goto fail;
+	}
+	n->fd = tapfd;
+	hv.cfg.nnets++;
+	return 0;
+fail:
+	close(tapfd);
+	return -1;
+}
+
+/* Before start: a net taken off the command line again. */
+void hv_coldplug_drop(const char *id)
+{
+	int dev = dev_find(id);
+
+	for (int i = 0; i < hv.cfg.nnets; i++) {
+		if (strcmp(hv.cfg.nets[i].id, id))
+			continue;
+		if (hv.cfg.nets[i].fd >= 0)
+			close(hv.cfg.nets[i].fd);
+		memmove(&hv.cfg.nets[i], &hv.cfg.nets[i + 1],
+			(size_t)(hv.cfg.nnets - i - 1) *
+			sizeof(hv.cfg.nets[0]));
+		hv.cfg.nnets--;
+		break;
+	}
+	if (dev >= 0)
+		dev_release(dev);
 }

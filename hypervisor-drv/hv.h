@@ -211,13 +211,15 @@ typedef void hv_done_fn(void *arg, const struct husk_err *e);
 int hv_hotplug_check(const char *method, struct husk_err **err);
 int hv_hotplug_net(const char *id, const char *mac, uint32_t mtu, int tapfd,
 		   hv_done_fn *done, void *arg, struct husk_err **err);
-/* Created, QEMU not started: a net goes on its command line instead. */
+int hv_unplug_net(const char *id, hv_done_fn *done, void *arg,
+		  struct husk_err **err);
+
+/* create.c, for net.c: created, QEMU not started, a net goes on its
+ * command line instead of being hot-plugged. */
 bool hv_before_start(void);
 int hv_coldplug_net(const char *id, const char *mac, uint32_t mtu, int tapfd,
 		    struct husk_err **err);
 void hv_coldplug_drop(const char *id);
-int hv_unplug_net(const char *id, hv_done_fn *done, void *arg,
-		  struct husk_err **err);
 
 /* net.c: the sandbox's links mirrored through taps (docs/network.md). */
 struct ipc_msg;
