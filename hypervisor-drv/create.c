@@ -352,6 +352,7 @@ static int boot_net_dev(const struct hv_net *n)
 	if (d < 0)
 		return -1;
 	hv.dev[d].boot = true;
+	hv.dev[d].plugged = true;
 	hv.dev[d].port = n->port;
 	hv.dev[d].size_mb = n->mtu;
 	snprintf(hv.dev[d].mac, sizeof(hv.dev[d].mac), "%s", n->mac);

@@ -93,6 +93,7 @@ static void cpu_added(struct qmp *q, json_t *ret, const struct husk_err *e,
 		op_fail(op, e);
 		return;
 	}
+	hv.dev[op->dev].plugged = true;
 	hv.vcpus++;
 	op->done++;
 	op->dev = -1;
@@ -354,6 +355,7 @@ static void dimm_added(struct qmp *q, json_t *ret, const struct husk_err *e,
 		op_fail(op, e);
 		return;
 	}
+	d->plugged = true;
 	reply_memory(op, d->id, d->size_mb);
 }
 
@@ -448,6 +450,7 @@ static void device_added(struct qmp *q, json_t *ret, const struct husk_err *e,
 	struct hv_device *d = &hv.dev[op->dev];
 
 	if (!e) {
+		d->plugged = true;
 		log_info("hotplug: %s %s on rp%d", kind_name(d->kind), d->id,
 			 d->port);
 		op_ok(op);

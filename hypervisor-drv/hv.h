@@ -154,6 +154,7 @@ struct hv_device {
 	uint32_t size_mb;       /* mem */
 	int port;               /* root port index, -1 for none */
 	bool boot;              /* on the command line, not hot-plugged */
+	bool plugged;           /* in the VM: at boot, or device_add answered */
 	bool removing;          /* device_del sent */
 	bool taken;             /* mem: the guest's _OST said it took it */
 };

@@ -350,6 +350,13 @@ static void qmp_event(struct qmp *q, const char *event, json_t *data,
 		i = dev_find(id);
 		if (i < 0)
 			return;
+		if (!hv.dev[i].plugged) {
+			/* QEMU answers device_add before it can report the
+			 * device gone: only a QEMU that lies says this. */
+			log_warnx("qmp: DEVICE_DELETED for %s, whose plug "
+				  "is not done: ignored", id);
+			return;
+		}
 		emit("device_removed", "device", id, "kind",
 		     kind_name(hv.dev[i].kind));
 		for (struct op *op = hv.unplugs; op; op = op->next)

@@ -653,6 +653,38 @@ sys.stdout.write(s.makefile().readline())' "$VMDIR/agent.sock"
 	[ "$(status_field "$s" state)" = created ]
 }
 
+@test "a QEMU that reports a DIMM gone while the driver adds it leaves the driver's counts true" {
+	# No VM: lying_qemu speaks QMP only, and says DEVICE_DELETED for
+	# the DIMM whose backend the driver is adding.
+	d=$VMDIR/lying
+	s=$d/state/hypervisor.sock
+	mkdir -p "$d"
+	chmod 700 "$d"
+	"$HV" --qemu "$BUILD/tests/helpers/lying_qemu" --state-dir "$d/state" \
+		--log "$d/driver.log" --log-level debug >/dev/null 2>&1 3>&- &
+	echo $! >"$d/pid"
+	poll 50 test -S "$s"
+	run "$IPC" -t 30 "$s" start "$(vm_params "$d" | jq -c 'del(.shared_dir)')"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	run "$IPC" -t 30 "$s" hotplug_memory '{"size_mb": 128}'
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ "$(jq -r .memory_mb <<<"$output")" = 384 ]
+	run "$IPC" -t 10 "$s" status '{}'
+	echo "$output"
+	[ "$(jq -r .memory_mb <<<"$output")" = 384 ]
+	jq -e '.devices | length == 1 and .[0].kind == "memory" and .[0].size_mb == 128' <<<"$output"
+	grep "DEVICE_DELETED for dimm.*ignored" "$d/driver.log"
+	# The count still bounds the next one.
+	run "$IPC" -t 30 "$s" hotplug_memory '{"size_mb": 256}'
+	echo "$output"
+	[ "$status" -ne 0 ]
+	[[ "$output" == *"max_memory_mb is 512"* ]]
+	kill "$(cat "$d/pid")"
+	poll 50 pid_gone "$(cat "$d/pid")"
+}
+
 @test "net_attach before start puts the tap on QEMU's command line; net_detach takes it off again" {
 	ns=husk-hv-cold
 	d=$VMDIR/cold
