@@ -166,8 +166,10 @@ static void sv_close(struct husk_daemon *d)
 
 	if (action != ACT_SERVE)
 		return;
-	/* Whatever is left (a stop signal, containerd gone) goes with us:
-	 * no VM outlives its daemon. */
+	/* Calls to the agent still waiting are given up; whatever is left
+	 * (a stop signal, containerd gone) goes with us: no VM outlives
+	 * its daemon. */
+	sv_agent_close_all(s);
 	sv_destroy_all(s);
 	/* Our socket: `start` named it after our id. */
 	if (sv_sock_path(s->address, s->ns, s->id, &sock, NULL) == 0) {

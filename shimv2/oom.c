@@ -3,10 +3,11 @@
  * own to the pod's proxy keeps one wait_oom call waiting per task (the
  * agent answers when the container's count passes what we have seen);
  * each answer publishes one event per new kill, and the call goes out
- * again.  The count is read once more, blocking and bounded, when the
+ * again.  The count is read once more, bounded, when the
  * task's init exits, before its exit event: the agent counts a kill
  * before it tells the exit the kill caused, so an OOM that ends the
- * task comes before /tasks/exit.
+ * task comes before /tasks/exit.  That read waits in the loop too
+ * (agent.c), at most SV_OOM_FINAL_MS, and the exit is told after it.
  *
  * The answers come from the guest: decoded once (husk_oom_decode), at
  * most HUSK_OOM_BURST events per answer and one call per
@@ -29,7 +30,7 @@
 #define SV_OOM_MIN_GAP (HUSK_OOM_MIN_GAP_MS / 1000.)
 #define SV_OOM_RETRY_MIN 0.5
 #define SV_OOM_RETRY_MAX 10.0
-/* The blocking read at the init's exit. */
+/* The read at the init's exit. */
 #define SV_OOM_FINAL_MS 2000
 
 struct sv_oom {
@@ -45,6 +46,9 @@ struct sv_oom {
 	double delay;                   /* 0, or the wait after a failure */
 	double last_call;
 	struct ipc_ratelimit rl;
+	/* The read at the init's exit, and what comes after it. */
+	struct sv_acall *final;
+	void (*final_then)(struct sv_proc *p);
 };
 
 static void oom_connect(struct sv_oom *o);
@@ -238,30 +242,68 @@ void sv_oom_start(struct sv *s, struct sv_task *t)
 	oom_connect(o);
 }
 
-void sv_oom_final(struct sv *s, struct sv_task *t)
+static void final_done(void *arg, const msgpack_object *result,
+		       const struct husk_err *err)
 {
-	struct sv_oom *o = t->oom;
-	struct husk_oom_watch w;
-	struct husk_err *err = NULL;
+	struct sv_oom *o = arg;
+	struct sv_task *t = o->t;
+	void (*then)(struct sv_proc *) = o->final_then;
+	struct husk_err *e = NULL;
+	uint64_t kills;
 
-	if (!o)
-		return;
-	if (husk_oom_watch_open(s->root, t->sandbox_id, t->id,
-				SV_OOM_FINAL_MS, &w, &err) < 0) {
-		bool gone = err->code == HUSK_E_NOT_FOUND;
-
+	o->final = NULL;
+	o->final_then = NULL;
+	if (err) {
 		/* Slow or unreachable: the waiting call may still tell,
 		 * after the exit, until the task is deleted. */
-		if (!gone)
+		if (err->code == HUSK_E_NOT_FOUND)
+			sv_oom_stop(o->s, t);
+		else
 			oom_log(o, "wait_oom at the exit", err->msg);
-		husk_err_free(err);
-		if (!gone)
-			return;
+	} else if (husk_oom_decode(result, &kills, &e) < 0) {
+		oom_log(o, "wait_oom at the exit", e->msg);
+		husk_err_free(e);
 	} else {
-		publish(o, w.seen);
-		husk_oom_watch_close(&w);
+		publish(o, kills);
+		sv_oom_stop(o->s, t);
 	}
-	sv_oom_stop(s, t);
+	then(&t->init);
+}
+
+bool sv_oom_final(struct sv *s, struct sv_task *t,
+		  void (*then)(struct sv_proc *p))
+{
+	struct sv_oom *o = t->oom;
+	struct husk_err *err = NULL;
+
+	if (!o || o->final)
+		return false;
+	/* Without "seen" the agent answers with the count at once. */
+	o->final_then = then;
+	o->final = sv_agent_call(s, t->sandbox_id, AGENT_M_WAIT_OOM,
+				 json_pack("{s:s}", "container_id", t->id),
+				 SV_OOM_FINAL_MS / 1000., final_done, o, &err);
+	if (!o->final) {
+		o->final_then = NULL;
+		oom_log(o, "wait_oom at the exit", err->msg);
+		husk_err_free(err);
+		return false;
+	}
+	return true;
+}
+
+void sv_oom_final_now(struct sv *s, struct sv_task *t)
+{
+	struct sv_oom *o = t->oom;
+	void (*then)(struct sv_proc *);
+
+	if (!o || !o->final)
+		return;
+	sv_agent_cancel(s, o->final);
+	then = o->final_then;
+	o->final = NULL;
+	o->final_then = NULL;
+	then(&t->init);
 }
 
 void sv_oom_stop(struct sv *s, struct sv_task *t)
@@ -271,6 +313,8 @@ void sv_oom_stop(struct sv *s, struct sv_task *t)
 	if (!o)
 		return;
 	ev_timer_stop(s->loop, &o->timer);
+	if (o->final)
+		sv_agent_cancel(s, o->final);
 	if (o->conn) {
 		struct ipc_conn *c = o->conn;
 

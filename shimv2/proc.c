@@ -52,8 +52,17 @@ static void proc_told(struct sv_proc *p)
 	answer_waiters(p);
 }
 
-/* The process is gone: its status now; told once what its terminal
- * still holds reached containerd's fifo. */
+/* After the OOM kills: told once what its terminal still holds
+ * reached containerd's fifo. */
+static void proc_drain(struct sv_proc *p)
+{
+	if (sv_io_draining(sv, p, proc_told))
+		return;
+	proc_told(p);
+}
+
+/* The process is gone: its status now; told after the task's OOM kills
+ * and its terminal's output. */
 static void proc_exited(struct sv *s, struct sv_proc *p, uint32_t status,
 			bool drain)
 {
@@ -64,12 +73,14 @@ static void proc_exited(struct sv *s, struct sv_proc *p, uint32_t status,
 	sv_now(&p->exited_at);
 	if (ev_is_active(&p->child))
 		ev_child_stop(s->loop, &p->child);
-	/* An OOM kill that ended the task is told before its exit. */
-	if (drain && p == &p->task->init)
-		sv_oom_final(s, p->task);
-	if (drain && sv_io_draining(s, p, proc_told))
+	if (!drain) {
+		proc_told(p);
 		return;
-	proc_told(p);
+	}
+	/* An OOM kill that ended the task is told before its exit. */
+	if (p == &p->task->init && sv_oom_final(s, p->task, proc_drain))
+		return;
+	proc_drain(p);
 }
 
 static void child_cb(struct ev_loop *loop, ev_child *w, int revents)
@@ -106,6 +117,9 @@ void sv_proc_kill(struct sv_proc *p)
 {
 	int st;
 
+	/* Exited, its OOM kills still being read: given up, told now. */
+	if (p == &p->task->init)
+		sv_oom_final_now(sv, p->task);
 	if (p->io.drained) {
 		/* Exited, its terminal still draining: told now. */
 		p->io.drained = NULL;

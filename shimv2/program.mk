@@ -16,3 +16,6 @@ $(B)/tests/helpers/shimv2_call: LDLIBS := $(LIBS) $(LDLIBS) $(PROTOBUF_C_LIBS)
 # /tasks/oom against a fake proxy (oom.c alone: the test has its own
 # sv_event_oom).
 $(B)/tests/test_shimv2_oom: $(call proglib,shimv2)
+
+# agent.c's calls and the exit's OOM read against a fake proxy.
+$(B)/tests/test_shimv2_agent: $(call proglib,shimv2)

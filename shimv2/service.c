@@ -13,6 +13,7 @@
 #include "libhusk/log.h"
 #include "libhusk/util.h"
 #include "libhusk/version.h"
+#include "libipc/ipc.h"
 #include "shimv2.h"
 #include "shimv2/events.h"
 #include "shimv2/proto/events.pb-c.h"
@@ -263,18 +264,21 @@ static void h_state(struct ttrpc_call *call, const ProtobufCMessage *m,
 	ttrpc_reply(call, &r.base);
 }
 
-static void h_pids(struct ttrpc_call *call, const ProtobufCMessage *m,
-		   void *arg)
+static void pids_done(void *arg, const msgpack_object *result,
+		      const struct husk_err *err)
 {
-	const Task__PidsRequest *req = (const void *)m;
+	struct ttrpc_call *call = arg;
 	Task__PidsResponse r = TASK__PIDS_RESPONSE__INIT;
-	struct husk_err *err = NULL;
 	Task__ProcessInfo *infos, **ptrs;
 	uint32_t *pids;
 	size_t n;
 
-	if (sv_pids(arg, req->id, &pids, &n, &err) < 0)
-		return reply_err(call, err);
+	if (err) {
+		log_debug("%s: %s", ttrpc_call_method(call), err->msg);
+		ttrpc_reply_err(call, err);
+		return;
+	}
+	pids = sv_pids_decode(result, &n);
 	infos = husk_xcalloc(n + 1, sizeof(*infos));
 	ptrs = husk_xcalloc(n + 1, sizeof(*ptrs));
 	for (size_t i = 0; i < n; i++) {
@@ -288,6 +292,16 @@ static void h_pids(struct ttrpc_call *call, const ProtobufCMessage *m,
 	free(ptrs);
 	free(infos);
 	free(pids);
+}
+
+static void h_pids(struct ttrpc_call *call, const ProtobufCMessage *m,
+		   void *arg)
+{
+	const Task__PidsRequest *req = (const void *)m;
+	struct husk_err *err = NULL;
+
+	if (sv_pids(arg, req->id, pids_done, call, &err) < 0)
+		return reply_err(call, err);
 }
 
 static void h_pause(struct ttrpc_call *call, const ProtobufCMessage *m,
@@ -322,6 +336,21 @@ static void h_checkpoint(struct ttrpc_call *call, const ProtobufCMessage *m,
 			   "in a VM, which husk cannot checkpoint");
 }
 
+/* The agent's answer to a call whose reply is empty. */
+static void empty_done(void *arg, const msgpack_object *result,
+		       const struct husk_err *err)
+{
+	struct ttrpc_call *call = arg;
+
+	(void)result;
+	if (err) {
+		log_debug("%s: %s", ttrpc_call_method(call), err->msg);
+		ttrpc_reply_err(call, err);
+		return;
+	}
+	ttrpc_reply(call, NULL);
+}
+
 static void h_kill(struct ttrpc_call *call, const ProtobufCMessage *m,
 		   void *arg)
 {
@@ -329,9 +358,8 @@ static void h_kill(struct ttrpc_call *call, const ProtobufCMessage *m,
 	struct husk_err *err = NULL;
 
 	if (sv_kill(arg, req->id, req->exec_id, req->signal, req->all,
-		    &err) < 0)
+		    empty_done, call, &err) < 0)
 		return reply_err(call, err);
-	ttrpc_reply(call, NULL);
 }
 
 static void h_exec(struct ttrpc_call *call, const ProtobufCMessage *m,
@@ -373,9 +401,13 @@ static void h_closeio(struct ttrpc_call *call, const ProtobufCMessage *m,
 	const Task__CloseIORequest *req = (const void *)m;
 	struct husk_err *err = NULL;
 
-	if (req->stdin && sv_close_io(arg, req->id, req->exec_id, &err) < 0)
+	if (!req->stdin) {
+		ttrpc_reply(call, NULL);
+		return;
+	}
+	if (sv_close_io(arg, req->id, req->exec_id, empty_done, call,
+			&err) < 0)
 		return reply_err(call, err);
-	ttrpc_reply(call, NULL);
 }
 
 static void h_update(struct ttrpc_call *call, const ProtobufCMessage *m,
@@ -437,10 +469,10 @@ static void h_wait(struct ttrpc_call *call, const ProtobufCMessage *m,
 	}
 }
 
-static void h_stats(struct ttrpc_call *call, const ProtobufCMessage *m,
-		    void *arg)
+static void stats_done(void *arg, const msgpack_object *result,
+		       const struct husk_err *err)
 {
-	const Task__StatsRequest *req = (const void *)m;
+	struct ttrpc_call *call = arg;
 	Task__StatsResponse r = TASK__STATS_RESPONSE__INIT;
 	Cgroups1__Metrics mt = CGROUPS1__METRICS__INIT;
 	Cgroups1__PidsStat pids = CGROUPS1__PIDS_STAT__INIT;
@@ -453,13 +485,17 @@ static void h_stats(struct ttrpc_call *call, const ProtobufCMessage *m,
 	Cgroups1__BlkIOEntry wr = CGROUPS1__BLK_IOENTRY__INIT;
 	Cgroups1__BlkIOEntry *ios[2] = { &rd, &wr };
 	Gpb__Any any = GPB__ANY__INIT;
-	struct husk_err *err = NULL;
-	json_t *st = NULL;
+	struct husk_err *e = NULL;
+	json_t *st;
 
 #define U(a, b) ((uint64_t)json_integer_value(json_object_get( \
 		 json_object_get(st, a), b)))
-	if (sv_stats(arg, req->id, &st, &err) < 0)
-		return reply_err(call, err);
+	if (err) {
+		log_debug("%s: %s", ttrpc_call_method(call), err->msg);
+		ttrpc_reply_err(call, err);
+		return;
+	}
+	st = ipc_json_from_obj(result);
 	/* What the guest's cgroup knows, nothing made up. */
 	pids.current = U("pids", "current");
 	pids.limit = U("pids", "limit");
@@ -484,11 +520,21 @@ static void h_stats(struct ttrpc_call *call, const ProtobufCMessage *m,
 	mt.blkio = &blk;
 #undef U
 	json_decref(st);
-	if (ttrpc_any_pack(&any, URL_METRICS, &mt.base, &err) < 0)
-		return reply_err(call, err);
+	if (ttrpc_any_pack(&any, URL_METRICS, &mt.base, &e) < 0)
+		return reply_err(call, e);
 	r.stats = &any;
 	ttrpc_reply(call, &r.base);
 	ttrpc_any_clear(&any);
+}
+
+static void h_stats(struct ttrpc_call *call, const ProtobufCMessage *m,
+		    void *arg)
+{
+	const Task__StatsRequest *req = (const void *)m;
+	struct husk_err *err = NULL;
+
+	if (sv_stats(arg, req->id, stats_done, call, &err) < 0)
+		return reply_err(call, err);
 }
 
 static void h_connect(struct ttrpc_call *call, const ProtobufCMessage *m,

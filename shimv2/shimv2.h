@@ -10,6 +10,7 @@
  *   task.c     the Task service's logic on the sandbox library
  *   proc.c     processes: husk-shim children, exits, waiters
  *   io.c       stdio: fifos, binary:// loggers, file://, terminals
+ *   agent.c    calls to the pod's agent, answered in the loop
  *   oom.c      OOM kills in the guest: /tasks/oom
  *   rootfs.c   the rootfs mounts containerd gives in Create
  *   service.c  the ttrpc glue: protobuf in and out, events
@@ -25,6 +26,7 @@
 
 #include <ev.h>
 #include <jansson.h>
+#include <msgpack.h>
 
 #include "libhusk/err.h"
 #include "libhusk/store.h"
@@ -121,6 +123,7 @@ struct sv {
 	struct husk_store store;
 	bool store_open;
 	struct sv_task *tasks;
+	struct sv_agent *agents;        /* agent.c: a connection a sandbox */
 	bool shutdown;          /* asked; leave once no task is left */
 	bool debug;
 };
@@ -159,22 +162,46 @@ int sv_delete(struct sv *s, const char *id, const char *eid, uint32_t *pid,
 int sv_exec(struct sv *s, const char *id, const char *eid, bool terminal,
 	    const char *in, const char *out, const char *errp,
 	    const char *spec_json, size_t spec_len, struct husk_err **err);
+/* A call to the agent: the blocking calls' bound before (seconds). */
+#define SV_AGENT_TIMEOUT 10.0
+
+/* agent.c: one call to the agent of sandbox sid, through its proxy;
+ * cb gets the result (the guest's bytes, to decode) or err, once, from
+ * the loop, unless the call is cancelled.  NULL with err set if no
+ * call could be made. */
+struct sv_acall;
+typedef void (*sv_agent_cb)(void *arg, const msgpack_object *result,
+			    const struct husk_err *err);
+struct sv_acall *sv_agent_call(struct sv *s, const char *sid,
+			       const char *method, json_t *params,
+			       double timeout, sv_agent_cb cb, void *arg,
+			       struct husk_err **err);
+/* cb will not run (a no-op if it has run). */
+void sv_agent_cancel(struct sv *s, struct sv_acall *c);
+/* Leaving: every call fails, every connection closes. */
+void sv_agent_close_all(struct sv *s);
+
+/* The calls that reach the agent answer through cb (as above), the
+ * others return -1 with err set and never call cb. */
 int sv_kill(struct sv *s, const char *id, const char *eid, uint32_t sig,
-	    bool all, struct husk_err **err);
+	    bool all, sv_agent_cb cb, void *arg, struct husk_err **err);
 int sv_pause(struct sv *s, const char *id, bool pause,
 	     struct husk_err **err);
 int sv_update(struct sv *s, const char *id, const char *res_json,
 	      size_t len, struct husk_err **err);
 /* The agent's stats of the container (its stats_container map). */
-int sv_stats(struct sv *s, const char *id, json_t **stats,
+int sv_stats(struct sv *s, const char *id, sv_agent_cb cb, void *arg,
 	     struct husk_err **err);
-/* The guest's processes of the container: pids. */
-int sv_pids(struct sv *s, const char *id, uint32_t **pids, size_t *n,
+/* The guest's processes of the container (list_processes); cb gets a
+ * NULL result at once when the task has exited. */
+int sv_pids(struct sv *s, const char *id, sv_agent_cb cb, void *arg,
 	    struct husk_err **err);
+/* The process's pids from list_processes's result (n 0 for none). */
+uint32_t *sv_pids_decode(const msgpack_object *result, size_t *n);
 int sv_resize(struct sv *s, const char *id, const char *eid, uint32_t w,
 	      uint32_t h, struct husk_err **err);
 int sv_close_io(struct sv *s, const char *id, const char *eid,
-		struct husk_err **err);
+		sv_agent_cb cb, void *arg, struct husk_err **err);
 struct sv_proc *sv_find(struct sv *s, const char *id, const char *eid,
 			struct husk_err **err);
 /* Add a waiter; answered at once if the process has exited. */
@@ -216,10 +243,14 @@ int sv_io_resize(struct sv_proc *p, unsigned w, unsigned h,
  * its start on. */
 struct sv_oom;
 void sv_oom_start(struct sv *s, struct sv_task *t);
-/* The init exited: the kills not yet told, before its exit event (a
- * blocking call, 2 s at most); then the watch stops (if that call
- * failed, it goes on until the task is deleted). */
-void sv_oom_final(struct sv *s, struct sv_task *t);
+/* The init exited: the kills not yet told, before its exit event.
+ * True if then(init) runs once they are (2 s at most, from the loop);
+ * false if there is nothing to read.  Then the watch stops (if the
+ * read failed, it goes on until the task is deleted). */
+bool sv_oom_final(struct sv *s, struct sv_task *t,
+		  void (*then)(struct sv_proc *p));
+/* A final read still waiting is given up: then(init) runs now. */
+void sv_oom_final_now(struct sv *s, struct sv_task *t);
 void sv_oom_stop(struct sv *s, struct sv_task *t);
 
 /* rootfs.c */

@@ -14,6 +14,7 @@
 #include "libhusk/cleanup.h"
 #include "libhusk/log.h"
 #include "libhusk/util.h"
+#include "libipc/ipc.h"
 #include "shimv2.h"
 
 static struct sv_task *task_find(struct sv *s, const char *id,
@@ -293,7 +294,7 @@ int sv_exec(struct sv *s, const char *id, const char *eid, bool terminal,
 }
 
 int sv_kill(struct sv *s, const char *id, const char *eid, uint32_t sig,
-	    bool all, struct husk_err **err)
+	    bool all, sv_agent_cb cb, void *arg, struct husk_err **err)
 {
 	struct sv_proc *p = sv_find(s, id, eid, err);
 
@@ -309,12 +310,13 @@ int sv_kill(struct sv *s, const char *id, const char *eid, uint32_t sig,
 	if (p->pid <= 0)
 		return husk_error(err, HUSK_E_STATE, "process %s/%s is not "
 				  "started", id, eid);
-	return husk_agent_call(s->root, p->task->sandbox_id, "signal_process",
-			       json_pack("{s:s, s:s, s:i, s:b}",
-					 "container_id", id, "exec_id",
-					 p->exec_id, "signal", (int)sig,
-					 "all", all && !*p->exec_id),
-			       10000, NULL, err);
+	if (!sv_agent_call(s, p->task->sandbox_id, "signal_process",
+			   json_pack("{s:s, s:s, s:i, s:b}", "container_id",
+				     id, "exec_id", p->exec_id, "signal",
+				     (int)sig, "all", all && !*p->exec_id),
+			   SV_AGENT_TIMEOUT, cb, arg, err))
+		return -1;
+	return 0;
 }
 
 int sv_delete(struct sv *s, const char *id, const char *eid, uint32_t *pid,
@@ -437,45 +439,55 @@ int sv_update(struct sv *s, const char *id, const char *res_json,
 	return rc;
 }
 
-int sv_stats(struct sv *s, const char *id, json_t **stats,
+int sv_stats(struct sv *s, const char *id, sv_agent_cb cb, void *arg,
 	     struct husk_err **err)
 {
 	struct sv_task *t = task_find(s, id, err);
 
 	if (!t)
 		return -1;
-	return husk_agent_call(s->root, t->sandbox_id, "stats_container",
-			       json_pack("{s:s}", "container_id", id), 10000,
-			       stats, err);
+	if (!sv_agent_call(s, t->sandbox_id, "stats_container",
+			   json_pack("{s:s}", "container_id", id),
+			   SV_AGENT_TIMEOUT, cb, arg, err))
+		return -1;
+	return 0;
 }
 
-int sv_pids(struct sv *s, const char *id, uint32_t **pids, size_t *n,
+int sv_pids(struct sv *s, const char *id, sv_agent_cb cb, void *arg,
 	    struct husk_err **err)
 {
 	struct sv_task *t = task_find(s, id, err);
-	json_t *res = NULL, *procs, *pr;
-	size_t i;
 
 	if (!t)
 		return -1;
-	*pids = NULL;
-	*n = 0;
-	if (t->init.exited)
+	if (t->init.exited) {
+		cb(arg, NULL, NULL);
 		return 0;
-	if (husk_agent_call(s->root, t->sandbox_id, "list_processes",
-			    json_pack("{s:s}", "container_id", id), 10000,
-			    &res, err) < 0)
+	}
+	if (!sv_agent_call(s, t->sandbox_id, "list_processes",
+			   json_pack("{s:s}", "container_id", id),
+			   SV_AGENT_TIMEOUT, cb, arg, err))
 		return -1;
-	procs = json_object_get(res, "processes");
-	*pids = husk_xcalloc(json_array_size(procs) + 1, sizeof(uint32_t));
+	return 0;
+}
+
+uint32_t *sv_pids_decode(const msgpack_object *result, size_t *n)
+{
+	json_t *res = result ? ipc_json_from_obj(result) : NULL;
+	json_t *procs = json_object_get(res, "processes"), *pr;
+	uint32_t *pids;
+	size_t i;
+
+	*n = 0;
+	pids = husk_xcalloc(json_array_size(procs) + 1, sizeof(uint32_t));
 	json_array_foreach(procs, i, pr) {
 		json_int_t v = json_integer_value(json_object_get(pr, "pid"));
 
 		if (v > 0 && v <= INT32_MAX)
-			(*pids)[(*n)++] = (uint32_t)v;
+			pids[(*n)++] = (uint32_t)v;
 	}
 	json_decref(res);
-	return 0;
+	return pids;
 }
 
 int sv_resize(struct sv *s, const char *id, const char *eid, uint32_t w,
@@ -496,39 +508,55 @@ int sv_resize(struct sv *s, const char *id, const char *eid, uint32_t w,
 }
 
 static int close_stdin_call(struct sv *s, struct sv_proc *p,
-			    struct husk_err **err)
+			    sv_agent_cb cb, void *arg, struct husk_err **err)
 {
-	return husk_agent_call(s->root, p->task->sandbox_id, "close_stdin",
-			       json_pack("{s:s, s:s}", "container_id",
-					 p->task->id, "exec_id", p->exec_id),
-			       10000, NULL, err);
+	if (!sv_agent_call(s, p->task->sandbox_id, "close_stdin",
+			   json_pack("{s:s, s:s}", "container_id",
+				     p->task->id, "exec_id", p->exec_id),
+			   SV_AGENT_TIMEOUT, cb, arg, err))
+		return -1;
+	return 0;
+}
+
+static void close_stdin_done(void *arg, const msgpack_object *result,
+			     const struct husk_err *err)
+{
+	char *what = arg;
+
+	(void)result;
+	if (err)
+		log_debug("close_stdin %s: %s", what, err->msg);
+	free(what);
 }
 
 /* A deferred CloseIO (io.c): the process may have gone meanwhile. */
 static void close_stdin_now(struct sv_proc *p)
 {
 	struct husk_err *e = NULL;
+	char *what;
 
 	if (p->exited || p->pid <= 0)
 		return;
-	if (close_stdin_call(sv, p, &e) < 0) {
-		log_debug("close_stdin %s/%s: %s", p->task->id, p->exec_id,
-			  e->msg);
+	what = husk_xasprintf("%s/%s", p->task->id, p->exec_id);
+	if (close_stdin_call(sv, p, close_stdin_done, what, &e) < 0) {
+		close_stdin_done(what, NULL, e);
 		husk_err_free(e);
 	}
 }
 
 int sv_close_io(struct sv *s, const char *id, const char *eid,
-		struct husk_err **err)
+		sv_agent_cb cb, void *arg, struct husk_err **err)
 {
 	struct sv_proc *p = sv_find(s, id, eid, err);
 
 	if (!p)
 		return -1;
 	if (p->exited || p->pid <= 0 || sv_io_close_stdin(p) ||
-	    sv_io_close_stdin_later(s, p, close_stdin_now))
+	    sv_io_close_stdin_later(s, p, close_stdin_now)) {
+		cb(arg, NULL, NULL);
 		return 0;
-	return close_stdin_call(s, p, err);
+	}
+	return close_stdin_call(s, p, cb, arg, err);
 }
 
 int sv_wait(struct sv *s, const char *id, const char *eid,

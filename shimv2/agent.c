@@ -1,0 +1,273 @@
+/*
+ * Calls to the pod's agent, through its proxy, answered in the loop.
+ *
+ * The agent is the guest's: it may answer a call only at its timeout,
+ * or never.  The daemon answers containerd meanwhile (State, Delete,
+ * Kill of another task, Shutdown): a call the guest delays holds only
+ * the containerd call that asked for it.  One connection per sandbox,
+ * opened at the first call and again at the first call after it
+ * closed, carries the calls in the order they were made: a SIGTERM
+ * and the SIGKILL after it reach the agent in that order.
+ *
+ * The answer is the guest's bytes: each caller decodes its own, as
+ * the blocking calls did (ipc_json_from_obj, husk_oom_decode).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "libhusk/log.h"
+#include "libhusk/util.h"
+#include "libipc/ipc.h"
+#include "libipc/proto_proxy.h"
+#include "shimv2.h"
+
+/* One sandbox's connection. */
+struct sv_agent {
+	struct sv_agent *next;
+	struct sv *s;
+	char *sid, *proxy_sock;
+	struct ipc_conn *conn;
+	bool ready;                     /* the hello went through */
+	struct sv_acall *calls;         /* in the order made */
+};
+
+struct sv_acall {
+	struct sv_acall *next;
+	struct sv_agent *a;
+	char *method;
+	json_t *params;
+	double timeout;
+	bool sent;
+	uint32_t msgid;
+	sv_agent_cb cb;
+	void *arg;
+};
+
+static void unlink_call(struct sv_acall *c)
+{
+	for (struct sv_acall **p = &c->a->calls; *p; p = &(*p)->next)
+		if (*p == c) {
+			*p = c->next;
+			return;
+		}
+}
+
+static void call_free(struct sv_acall *c)
+{
+	free(c->method);
+	json_decref(c->params);
+	free(c);
+}
+
+/* Out of the list, then told: the callback may make another call. */
+static void finish(struct sv_acall *c, const msgpack_object *result,
+		   const struct husk_err *err)
+{
+	sv_agent_cb cb = c->cb;
+	void *arg = c->arg;
+
+	unlink_call(c);
+	call_free(c);
+	cb(arg, result, err);
+}
+
+static void on_answer(struct ipc_conn *conn, struct ipc_msg *resp,
+		      const struct husk_err *err, void *arg)
+{
+	struct sv_acall *c = arg;
+
+	(void)conn;
+	finish(c, err ? NULL : resp->result, err);
+}
+
+static void send_call(struct sv_agent *a, struct sv_acall *c)
+{
+	struct husk_err *err = NULL;
+	msgpack_packer *pk = ipc_call_begin(a->conn, c->method);
+
+	if (ipc_json_pack(pk, c->params, &err) < 0 ||
+	    ipc_call_send(a->conn, c->timeout, NULL, 0, on_answer, c,
+			  &c->msgid) < 0) {
+		if (!err)
+			husk_error(&err, HUSK_E_UNAVAILABLE, "%s: the proxy's "
+				   "connection is closed", c->method);
+		finish(c, NULL, err);
+		husk_err_free(err);
+		return;
+	}
+	c->sent = true;
+}
+
+static void send_waiting(struct sv_agent *a)
+{
+	struct sv_acall *c = a->calls;
+
+	/* send_call may finish (and free) the call it is given. */
+	while (c && a->conn && a->ready) {
+		struct sv_acall *next = c->next;
+
+		if (!c->sent)
+			send_call(a, c);
+		c = next;
+	}
+}
+
+static void on_ready(struct ipc_conn *conn, void *arg)
+{
+	struct sv_agent *a = arg;
+
+	(void)conn;
+	if (!a)
+		return;
+	a->ready = true;
+	send_waiting(a);
+}
+
+/* Calls sent on it have had their answer (libipc fails them first);
+ * those waiting for it fail here. */
+static void fail_waiting(struct sv_agent *a, const struct husk_err *why)
+{
+	struct husk_err *e = NULL;
+
+	if (!why) {
+		husk_error(&e, HUSK_E_UNAVAILABLE, "the proxy closed the "
+			   "connection");
+		why = e;
+	}
+	while (a->calls) {
+		struct sv_acall *c = a->calls;
+		struct husk_err *w = NULL;
+
+		husk_error(&w, why->code, "%s: %s", c->method, why->msg);
+		finish(c, NULL, w);
+		husk_err_free(w);
+	}
+	husk_err_free(e);
+}
+
+static void on_close(struct ipc_conn *conn, const struct husk_err *why,
+		     void *arg)
+{
+	struct sv_agent *a = arg;
+
+	(void)conn;
+	if (!a)
+		return;
+	a->conn = NULL;
+	a->ready = false;
+	if (why)
+		log_debug("sandbox %s: the proxy: %s", a->sid, why->msg);
+	fail_waiting(a, why);
+}
+
+static struct sv_agent *agent_get(struct sv *s, const char *sid,
+				  struct husk_err **err)
+{
+	struct husk_sbx_paths p;
+	struct sv_agent *a;
+
+	for (a = s->agents; a; a = a->next)
+		if (!strcmp(a->sid, sid))
+			return a;
+	if (husk_sandbox_paths(s->root, sid, &p, err) < 0)
+		return NULL;
+	a = husk_xcalloc(1, sizeof(*a));
+	a->s = s;
+	a->sid = husk_xstrdup(sid);
+	a->proxy_sock = husk_xstrdup(p.proxy_sock);
+	husk_sandbox_paths_free(&p);
+	a->next = s->agents;
+	s->agents = a;
+	return a;
+}
+
+static int agent_connect(struct sv_agent *a, double timeout,
+			 struct husk_err **err)
+{
+	struct ipc_conn_opts opts = {
+		.role = IPC_ROLE_CLIENT,
+		.component = SV_NAME,
+		.expect_peer = PROXY_COMPONENT,
+		.on_ready = on_ready,
+		.on_close = on_close,
+		/* it relays the guest's answers */
+		.trusted = false,
+		.arg = a,
+	};
+
+	a->conn = ipc_conn_connect(a->s->loop, a->proxy_sock, timeout, &opts,
+				   err);
+	return a->conn ? 0 : -1;
+}
+
+struct sv_acall *sv_agent_call(struct sv *s, const char *sid,
+			       const char *method, json_t *params,
+			       double timeout, sv_agent_cb cb, void *arg,
+			       struct husk_err **err)
+{
+	struct sv_agent *a = agent_get(s, sid, err);
+	struct sv_acall *c, **tail;
+
+	if (!a) {
+		json_decref(params);
+		return NULL;
+	}
+	if (!a->conn && agent_connect(a, timeout, err) < 0) {
+		json_decref(params);
+		return NULL;
+	}
+	c = husk_xcalloc(1, sizeof(*c));
+	c->a = a;
+	c->method = husk_xstrdup(method);
+	c->params = params ? params : json_object();
+	c->timeout = timeout;
+	c->cb = cb;
+	c->arg = arg;
+	for (tail = &a->calls; *tail; tail = &(*tail)->next)
+		;
+	*tail = c;
+	if (a->ready)
+		send_call(a, c);
+	return c;
+}
+
+/* c may have been answered (and freed) already: look for it. */
+void sv_agent_cancel(struct sv *s, struct sv_acall *c)
+{
+	for (struct sv_agent *a = s->agents; a; a = a->next)
+		for (struct sv_acall *x = a->calls; x; x = x->next) {
+			if (x != c)
+				continue;
+			unlink_call(c);
+			if (c->sent && a->conn)
+				ipc_call_cancel(a->conn, c->msgid);
+			call_free(c);
+			return;
+		}
+}
+
+void sv_agent_close_all(struct sv *s)
+{
+	struct husk_err *why = NULL;
+
+	husk_error(&why, HUSK_E_UNAVAILABLE, "the shim is leaving");
+	while (s->agents) {
+		struct sv_agent *a = s->agents;
+
+		s->agents = a->next;
+		if (a->conn) {
+			struct ipc_conn *conn = a->conn;
+
+			/* Its calls fail through on_answer; on_close is
+			 * ours to run. */
+			ipc_conn_set_arg(conn, NULL);
+			a->conn = NULL;
+			ipc_conn_close(conn, why);
+		}
+		fail_waiting(a, why);
+		free(a->sid);
+		free(a->proxy_sock);
+		free(a);
+	}
+	husk_err_free(why);
+}
