@@ -28,7 +28,7 @@
 
 #include "libhusk/err.h"
 
-#include "libipc/proto_hv.h"    /* HV_COMPONENT */
+#include "libipc/proto_hv.h"    /* HV_COMPONENT, HV_TCG_TB_MB */
 #include "libhusk/version.h"
 #define HV_VERSION HUSK_VERSION
 
@@ -37,9 +37,6 @@
 #define HV_MAX_VCPUS 64
 #define HV_MEM_BLOCK_MB 128     /* hot-plugged memory granularity */
 #define HV_MAX_PORTS 16         /* pcie-root-ports for hotplug */
-#define HV_TCG_TB_MB 24         /* TCG translation cache (-accel tb-size) */
-#define HV_TCG_TB_MB_MIN 8
-#define HV_TCG_TB_MB_MAX 1024
 #define HV_TCG_APIC_HZ 1000000000u /* QEMU's emulated local APIC timer */
 #define HV_DEV_ID_MAX 32        /* bytes of a device id */
 #define HV_CONSOLE_MAX_KB 1024  /* console.log's default bound */

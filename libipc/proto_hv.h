@@ -8,6 +8,12 @@
 
 #define HV_COMPONENT "husk-hypervisor"
 
+/* create's tcg_cache_mb (MiB of TCG translation cache, -accel tb-size):
+ * the driver's default when it is not given, and husk.conf's. */
+#define HV_TCG_TB_MB 24
+#define HV_TCG_TB_MB_MIN 8
+#define HV_TCG_TB_MB_MAX 1024
+
 /* VM life */
 #define HV_M_CREATE "create"
 #define HV_M_START "start"

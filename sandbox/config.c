@@ -15,6 +15,7 @@
 #include <ini.h>
 
 #include "sandbox.h"
+#include "libipc/proto_hv.h"
 #include "libhusk/cleanup.h"
 #include "libhusk/util.h"
 
@@ -92,7 +93,7 @@ void husk_config_defaults(struct husk_config *c)
 	c->memory_mb = 256;
 	c->max_memory_mb = 2048;
 	c->memory_slots = 8;
-	c->tcg_cache_mb = 24;
+	c->tcg_cache_mb = HV_TCG_TB_MB;
 	c->console_log = true;
 	/* The share's top holds only directories and mount points: a
 	 * pod of 100 containers with 20 mounts each needs ~2500 inodes
@@ -161,8 +162,8 @@ static const struct key keys[] = {
 	  NULL },
 	{ "hypervisor", "max_memory_mb", K_UINT, O(max_memory_mb), 64,
 	  1u << 22, NULL },
-	{ "hypervisor", "tcg_cache_mb", K_UINT, O(tcg_cache_mb), 8, 1024,
-	  NULL },
+	{ "hypervisor", "tcg_cache_mb", K_UINT, O(tcg_cache_mb),
+	  HV_TCG_TB_MB_MIN, HV_TCG_TB_MB_MAX, NULL },
 	{ "hypervisor", "memory_slots", K_UINT, O(memory_slots), 0, 255,
 	  NULL },
 	{ "hypervisor", "console_log", K_BOOL, O(console_log), 0, 0, NULL },
