@@ -28,7 +28,7 @@ enum cache_vm_state {
 
 struct cache_vm {
 	int state;
-	char name[CACHE_NAME_MAX];      /* "vm-<serial>" */
+	char name[CACHE_NAME_MAX];      /* "<prefix><serial>" */
 	struct husk_proc_ref hv, proxy;
 	char accel[16];
 	uint64_t since_ms;              /* booting since, ready since */
@@ -43,7 +43,11 @@ struct cache_vm {
 struct cache_pool {
 	unsigned size;                  /* [factory] cache */
 	struct cache_vm vms[HUSK_CACHE_MAX];
-	unsigned serial;                /* names are never reused */
+	/* Names are never reused, by this daemon (the serial) nor by the
+	 * next one on the same root (a prefix of its own, "vm-<random>-"):
+	 * a taken VM's helpers still hold the paths they were given. */
+	char prefix[CACHE_NAME_MAX - 11];
+	unsigned serial;
 	unsigned failures;              /* boots failed in a row */
 	uint64_t retry_at_ms;           /* no boot before then */
 	uint64_t quiet_until_ms;        /* nor before then (after a take) */
@@ -56,7 +60,7 @@ struct cache_pool {
  * container), which is what the cache is there to make fast. */
 #define CACHE_REFILL_DELAY_MS 1500
 
-void cache_pool_init(struct cache_pool *p, unsigned size);
+void cache_pool_init(struct cache_pool *p, unsigned size, const char *prefix);
 /* The slot to boot next (marked BOOTING, named), or NULL: full, one
  * already booting, or waiting after a failure (*wake_ms: when to ask
  * again, 0 if nothing to wait for). */

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -75,6 +76,8 @@ static int write_record(struct husk_err **err)
 static int cache_open(struct husk_daemon *d, struct husk_err **err)
 {
 	struct ipc_server_opts so = { 0 };
+	char prefix[CACHE_NAME_MAX - 11];
+	uint32_t epoch;
 
 	cache.loop = d->loop;
 	husk_config_defaults(&cache.cfg);
@@ -85,7 +88,10 @@ static int cache_open(struct husk_daemon *d, struct husk_err **err)
 		return husk_error(err, HUSK_E_INVALID, "[factory] cache is 0 "
 				  "in %s: no VM to keep",
 				  cache.cfg.source ?: "the defaults");
-	cache_pool_init(&cache.pool, cache.cfg.factory_cache);
+	if (getrandom(&epoch, sizeof(epoch), 0) != sizeof(epoch))
+		return husk_error_sys(err, errno, "getrandom");
+	snprintf(prefix, sizeof(prefix), "vm-%08x-", epoch);
+	cache_pool_init(&cache.pool, cache.cfg.factory_cache, prefix);
 	cache.fingerprint = husk_cache_fingerprint(&cache.cfg);
 	cache.fdir = husk_xasprintf("%s/" HUSK_FACTORY_DIR, cache.root);
 	cache.sock = husk_xasprintf("%s/" HUSK_CACHE_SOCK, cache.fdir);

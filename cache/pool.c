@@ -9,9 +9,10 @@
 
 #include "cache/cache.h"
 
-void cache_pool_init(struct cache_pool *p, unsigned size)
+void cache_pool_init(struct cache_pool *p, unsigned size, const char *prefix)
 {
 	memset(p, 0, sizeof(*p));
+	snprintf(p->prefix, sizeof(p->prefix), "%s", prefix);
 	p->size = size > HUSK_CACHE_MAX ? HUSK_CACHE_MAX : size;
 }
 
@@ -44,7 +45,7 @@ struct cache_vm *cache_pool_next_boot(struct cache_pool *p, uint64_t now,
 	}
 	memset(vm, 0, sizeof(*vm));
 	vm->state = CACHE_VM_BOOTING;
-	snprintf(vm->name, sizeof(vm->name), "vm-%u", ++p->serial);
+	snprintf(vm->name, sizeof(vm->name), "%s%u", p->prefix, ++p->serial);
 	vm->since_ms = now;
 	return vm;
 }

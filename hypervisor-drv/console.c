@@ -13,6 +13,11 @@
  * costs no memory and the RPC clients get their turns in between.  A
  * log that cannot be written (a full disk) is dropped with one warning
  * and reading goes on, so the writer never blocks.
+ *
+ * The log is renamed and opened again relative to its directory, held
+ * open from the start: a VM from the cache moves with its directory
+ * into the sandbox that takes it, and its logs follow; the path the
+ * driver was given may name another VM's directory by then.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -34,7 +39,9 @@ struct hv_sink {
 	struct ev_loop *loop;
 	ev_io io;               /* io.fd -1 once closed */
 	int fd;                 /* the log, -1 when it cannot be written */
-	char *path, *old;       /* <log>, <log>.1 */
+	int dirfd;              /* its directory, -1 if it could not open */
+	char *path;             /* <log> as given, for messages */
+	char *name, *old;       /* <log> and <log>.1 in dirfd */
 	uint64_t max, size;     /* bytes: the bound, in the current log */
 	uint64_t total;         /* bytes read in all */
 	bool warned;
@@ -53,8 +60,9 @@ static void log_open(struct hv_sink *s, bool trunc)
 {
 	struct stat st;
 
-	s->fd = open(s->path, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW |
-		     O_CLOEXEC | (trunc ? O_TRUNC : 0), 0600);
+	s->fd = s->dirfd < 0 ? -1 :
+		openat(s->dirfd, s->name, O_WRONLY | O_CREAT | O_APPEND |
+		       O_NOFOLLOW | O_CLOEXEC | (trunc ? O_TRUNC : 0), 0600);
 	s->size = 0;
 	if (s->fd < 0)
 		warn_once(s, "open");
@@ -66,7 +74,8 @@ static void rotate(struct hv_sink *s)
 {
 	if (s->fd >= 0)
 		close(s->fd);
-	if (rename(s->path, s->old) < 0 && errno != ENOENT)
+	if (s->dirfd >= 0 && renameat(s->dirfd, s->name, s->dirfd, s->old) < 0 &&
+	    errno != ENOENT)
 		warn_once(s, "rename");
 	log_open(s, true);
 }
@@ -139,7 +148,19 @@ struct hv_sink *hv_sink_new(struct ev_loop *loop, const char *path,
 	s = husk_xcalloc(1, sizeof(*s));
 	s->loop = loop;
 	s->path = husk_xstrdup(path);
-	s->old = husk_xasprintf("%s.1", path);
+	{
+		cleanup_free char *dir = husk_xstrdup(path);
+		char *slash = strrchr(dir, '/');
+
+		s->name = husk_xstrdup(slash ? slash + 1 : path);
+		if (slash == dir)
+			slash[1] = '\0';
+		else if (slash)
+			*slash = '\0';
+		s->dirfd = open(slash ? dir : ".", O_PATH | O_DIRECTORY |
+				O_CLOEXEC);
+	}
+	s->old = husk_xasprintf("%s.1", s->name);
 	s->max = (uint64_t)max_kb << 10;
 	log_open(s, false);
 	ev_io_init(&s->io, on_read, p[0], EV_READ);
@@ -165,7 +186,10 @@ void hv_sink_free(struct hv_sink *s)
 	}
 	if (s->fd >= 0)
 		close(s->fd);
+	if (s->dirfd >= 0)
+		close(s->dirfd);
 	free(s->path);
+	free(s->name);
 	free(s->old);
 	free(s);
 }

@@ -162,16 +162,33 @@ const char *kind_name(int kind)
 	return "?";
 }
 
-/* Send {event, key: value...} to every subscriber. */
+/* Send {event, key: value...} to every subscriber.  Most events are
+ * QEMU's, as often as it likes: their log lines are rate-limited, and
+ * a subscriber that leaves HV_SUB_QUEUED_MAX bytes unread is cut off. */
 void emit(const char *event, const char *k1, const char *v1,
 		 const char *k2, const char *v2)
 {
+	static struct ipc_ratelimit rl = { .interval = 60.,
+					   .burst = HV_EVENT_LOG_BURST };
+	unsigned suppressed = 0;
+
 	for (int i = 0; i < HV_MAX_SUBS; i++) {
 		struct ipc_conn *c = hv.subs[i];
 		msgpack_packer *pk;
 
 		if (!c || ipc_conn_closed(c))
 			continue;
+		if (ipc_conn_queued(c) > HV_SUB_QUEUED_MAX) {
+			struct husk_err *e = NULL;
+
+			husk_error(&e, HUSK_E_TOO_LARGE, "a subscriber left "
+				   "%u KiB of events unread",
+				   HV_SUB_QUEUED_MAX >> 10);
+			log_warnx("%s: cut off", e->msg);
+			ipc_conn_close(c, e);
+			husk_err_free(e);
+			continue;
+		}
 		pk = ipc_notify_begin(c, HV_N_EVENT);
 		msgpack_pack_map(pk, 1 + (k1 != NULL) + (k2 != NULL));
 		ipc_pack_kv_str(pk, "event", event);
@@ -181,8 +198,10 @@ void emit(const char *event, const char *k1, const char *v1,
 			ipc_pack_kv_str(pk, k2, v2);
 		ipc_notify_send(c);
 	}
-	log_info("%s%s%s%s%s", event, k1 ? " " : "", k1 ? v1 : "",
-		 k2 ? " " : "", k2 ? v2 : "");
+	if (ipc_ratelimit(&rl, ev_now(hv.loop), &suppressed))
+		log_info("%s%s%s%s%s%s", event, k1 ? " " : "", k1 ? v1 : "",
+			 k2 ? " " : "", k2 ? v2 : "", suppressed ?
+			 " (earlier event lines suppressed)" : "");
 }
 
 void hv_conn_closed(struct ipc_conn *c)

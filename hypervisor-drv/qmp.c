@@ -17,6 +17,9 @@
 #include "libhusk/util.h"
 #include "libipc/ipc.h"
 
+/* Debug lines about events, at most this many a minute. */
+#define QMP_EVENT_LOG_BURST 30
+
 /* ------------------------------------------------------------------ */
 /* Lines                                                               */
 
@@ -258,6 +261,7 @@ struct qmp {
 	int64_t next_id;
 	struct qmp_cmd *head, *tail;    /* head is in flight once sent */
 	bool head_sent;
+	struct ipc_ratelimit ev_rl;     /* debug lines about events */
 };
 
 static void qmp_close(struct qmp *q, const struct husk_err *why, bool notify);
@@ -388,8 +392,15 @@ static int on_line(void *arg, const char *line, size_t len)
 			husk_error(&e, HUSK_E_INTERNAL, "qmp: capabilities");
 		send_next(q);
 		break;
-	case QMP_EVENT:
-		log_debug("qmp: event %s", in.event);
+	case QMP_EVENT: {
+		unsigned n = 0;
+
+		/* Some events the guest can cause at will (ACPI _OST). */
+		if (husk_log_get_level() >= HUSK_LOG_DEBUG &&
+		    ipc_ratelimit(&q->ev_rl, ev_now(q->loop), &n))
+			log_debug("qmp: event %s%s", in.event, n ?
+				  " (earlier event lines suppressed)" : "");
+		}
 		if (q->ops->on_event && q->ready)
 			q->ops->on_event(q, in.event, in.data, q->arg);
 		break;
@@ -454,6 +465,8 @@ struct qmp *qmp_new(struct ev_loop *loop, int fd, double timeout,
 	struct qmp *q = husk_xcalloc(1, sizeof(*q));
 
 	q->loop = loop;
+	q->ev_rl.interval = 60.;
+	q->ev_rl.burst = QMP_EVENT_LOG_BURST;
 	q->fd = fd;
 	q->ops = ops;
 	q->arg = arg;

@@ -25,6 +25,11 @@
 #define HV_GREETING_TIMEOUT 30. /* QEMU start under a loaded TCG host */
 #define HV_UNPLUG_TIMEOUT 30.   /* guest acknowledging a device_del */
 #define HV_MAX_SUBS 16
+/* Bytes of events a subscriber may leave unread before it is cut off
+ * (QEMU, which the guest may have taken, decides how many come). */
+#define HV_SUB_QUEUED_MAX (256u << 10)
+/* Log lines QEMU's events cause: at most this many a minute. */
+#define HV_EVENT_LOG_BURST 30
 
 /* An RPC request being answered by a chain of QMP commands. */
 struct op {

@@ -500,7 +500,8 @@ struct ipc_server *ipc_server_new(struct ev_loop *loop, const char *path,
 struct ipc_server *ipc_server_new_fd(struct ev_loop *loop, int listen_fd,
 				     const struct ipc_server_opts *o,
 				     struct husk_err **err);
-/* Close the listener and every connection; unlink the path. */
+/* Close the listener and every connection; unlink the path if it
+ * still names the socket bound there (not one made there since). */
 void ipc_server_free(struct ipc_server *s);
 size_t ipc_server_nconns(const struct ipc_server *s);
 

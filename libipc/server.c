@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../libhusk/log.h"
@@ -22,6 +23,8 @@ struct ipc_server {
 	struct ev_loop *loop;
 	int fd;
 	char *path;             /* unlinked on free; NULL for adopted fds */
+	dev_t dev;              /* the socket file we bound there */
+	ino_t ino;
 	ev_io lio;
 	ev_timer pause;         /* accepting stopped: table full */
 	struct ipc_ratelimit rl;
@@ -178,6 +181,7 @@ struct ipc_server *ipc_server_new(struct ev_loop *loop, const char *path,
 				  struct husk_err **err)
 {
 	struct ipc_server *s;
+	struct stat st;
 	int fd = ipc_listen_path(path, err);
 
 	if (fd < 0)
@@ -188,7 +192,21 @@ struct ipc_server *ipc_server_new(struct ev_loop *loop, const char *path,
 		return NULL;
 	}
 	s->path = husk_xstrdup(path);
+	if (lstat(path, &st) == 0) {
+		s->dev = st.st_dev;
+		s->ino = st.st_ino;
+	}
 	return s;
+}
+
+/* The path names the socket we bound, not another one made there since
+ * (a VM's directory moved, and a new one of the same name made). */
+static bool still_ours(const struct ipc_server *s)
+{
+	struct stat st;
+
+	return s->ino && lstat(s->path, &st) == 0 && S_ISSOCK(st.st_mode) &&
+	       st.st_dev == s->dev && st.st_ino == s->ino;
 }
 
 void ipc_server_free(struct ipc_server *s)
@@ -198,7 +216,7 @@ void ipc_server_free(struct ipc_server *s)
 	ev_io_stop(s->loop, &s->lio);
 	ev_timer_stop(s->loop, &s->pause);
 	close(s->fd);
-	if (s->path)
+	if (s->path && still_ours(s))
 		unlink(s->path);
 	while (s->conns) {
 		struct ipc_conn *c = s->conns->c;

@@ -40,12 +40,19 @@ ready_count() {
 	[ "$(husk factory status 2>/dev/null | jq .cache.ready)" = "$1" ]
 }
 
-# Names of the ready VMs, sorted, one line.
+# Names of the ready VMs, sorted, one line, without the daemon's own
+# prefix (vm-<8 hex digits>-): vm-1 vm-2.
 ready_names() {
-	husk factory status | jq -r '[.cache.vms[] | select(.state == "ready") | .name] | sort | join(" ")'
+	husk factory status | jq -r '[.cache.vms[] | select(.state == "ready") | .name] | sort | join(" ")' |
+		sed -E 's/vm-[0-9a-f]{8}-/vm-/g'
 }
 
-# The oldest ready VM's name (names grow: vm-1, vm-2, ...).
+# A VM name's daemon prefix: vm-<8 hex digits>.
+name_prefix() {
+	echo "${1%-*}"
+}
+
+# The oldest ready VM's name (names grow: vm-P-1, vm-P-2, ...).
 oldest_ready() {
 	husk factory status | jq -r '.cache.vms[] | select(.state == "ready") | .name' |
 		sort -V | head -n 1
@@ -118,13 +125,16 @@ assert_cache_gone() {
 		kill -0 "$hv"
 	done
 	[ "$(ready_names)" = "vm-1 vm-2" ]
+	# One prefix, the daemon's own.
+	[ "$(echo "$output" | jq -r '.cache.vms[].name' | grep -cE '^vm-[0-9a-f]{8}-[12]$')" -eq 2 ]
+	[ "$(echo "$output" | jq -r '.cache.vms[].name' | sed 's/-[0-9]*$//' | sort -u | wc -l)" -eq 1 ]
 }
 
 @test "factory cache: a container runs from the cache, and the cache refills" {
 	run --separate-stderr husk --debug run --bundle "$B" c1
 	[ "$status" -eq 0 ]
 	[ "$output" = hello-from-the-cache ]
-	[[ "$stderr" == *"sandbox c1: VM vm-1 from the cache"* ]]
+	[[ "$stderr" =~ "sandbox c1: VM vm-"[0-9a-f]{8}"-1 from the cache" ]]
 	assert_gone c1
 	# A replacement under a new name, not a VM given twice.
 	wait_for -t 300 ready_count 2
@@ -260,11 +270,22 @@ assert_cache_gone() {
 	run husk exec c5 echo still-here
 	[ "$status" -eq 0 ]
 	[ "$output" = still-here ]
+	# A new daemon on the same root names its VMs apart from the old
+	# one's: c5's helpers, which still hold the paths they were started
+	# with, touch nothing of the new VMs when they go.
+	run husk factory init
+	[ "$status" -eq 0 ]
+	wait_for -t 300 ready_count 1
+	new=$(oldest_ready)
+	[ "$(name_prefix "$new")" != "$(name_prefix "$(head -n 1 <<<"$kept")")" ]
+	[ -S "$FDIR/$new/hv.sock" ]
 	hv=$(jq -r .hypervisor.pid "$ROOT/c5/sandbox.json")
 	run husk delete --force c5
 	[ "$status" -eq 0 ]
 	assert_gone c5
 	wait_for -t 30 proc_gone "$hv"
+	[ -S "$FDIR/$new/hv.sock" ]
+	[ -S "$FDIR/$new/proxy.sock" ]
 	run husk factory destroy
 	[ "$status" -eq 0 ]
 	# And a sandbox after it boots cold.
@@ -281,7 +302,7 @@ assert_cache_gone() {
 	kill -TERM "$pid" "$booter"
 	wait_for -t 120 proc_gone "$booter"
 	wait_for -t 30 no_procs_in "$FDIR/vm-"
-	grep -q "booter: stopped by a signal\|booter: vm-[0-9]* stopped" "$FDIR/cache.log"
+	grep -q "booter: stopped by a signal\|booter: vm-[0-9a-f]*-[0-9]* stopped" "$FDIR/cache.log"
 	run husk factory destroy
 	[ "$status" -eq 0 ]
 	assert_cache_gone

@@ -653,7 +653,7 @@ sys.stdout.write(s.makefile().readline())' "$VMDIR/agent.sock"
 	[ "$(status_field "$s" state)" = created ]
 }
 
-@test "a QEMU that reports a DIMM gone while the driver adds it leaves the driver's counts true" {
+@test "a lying QEMU: a DIMM reported gone while the driver adds it, and an event flood, leave the driver true and small" {
 	# No VM: lying_qemu speaks QMP only, and says DEVICE_DELETED for
 	# the DIMM whose backend the driver is adding.
 	d=$VMDIR/lying
@@ -681,6 +681,26 @@ sys.stdout.write(s.makefile().readline())' "$VMDIR/agent.sock"
 	echo "$output"
 	[ "$status" -ne 0 ]
 	[[ "$output" == *"max_memory_mb is 512"* ]]
+	# 100000 STOP and RESUME events at a pause, and a subscriber that
+	# does not read them: a few log lines, the subscriber cut off, the
+	# driver small and answering.
+	("$IPC" -t 0 --listen "$s" subscribe '{}' |
+		{ head -n 1 >"$d/subscribed"; echo "$BASHPID" >"$d/sleeper"
+		  exec sleep 600; }) >/dev/null 2>&1 3>&- &
+	poll 50 test -s "$d/subscribed"
+	run "$IPC" -t 60 "$s" pause '{}'
+	echo "$output"
+	[ "$status" -eq 0 ]
+	poll 100 grep -q "events unread: cut off" "$d/driver.log"
+	lines=$(grep -c 'emit: \(paused\|resumed\)' "$d/driver.log" || true)
+	echo "event lines: $lines"
+	[ "$lines" -le 40 ]
+	[ "$(status_field "$s" memory_mb)" = 384 ]
+	hwm=$(awk '/^VmHWM/ { print $2 }' "/proc/$(cat "$d/pid")/status")
+	echo "driver VmHWM $hwm kB"
+	[ "$hwm" -lt 32768 ]
+	kill "$(cat "$d/sleeper")"
+	pkill -f -- "--listen $s" || true
 	kill "$(cat "$d/pid")"
 	poll 50 pid_gone "$(cat "$d/pid")"
 }

@@ -4,7 +4,9 @@
  * answers every command with an empty return, and before answering an
  * object-add for a DIMM's backend ("mem-<id>") it reports the DIMM
  * itself deleted: a device the driver is still adding, which no real
- * QEMU reports.  "quit" or the end of the monitor ends it.
+ * QEMU reports.  Asked to "stop" (the driver's pause), it floods first:
+ * FLOOD_PAIRS times STOP then RESUME.  "quit" or the end of the
+ * monitor ends it.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +14,8 @@
 #include <unistd.h>
 
 #include <jansson.h>
+
+#define FLOOD_PAIRS 50000
 
 static void say(json_t *o)
 {
@@ -52,6 +56,12 @@ int main(void)
 				      "device", obj + 4, "path",
 				      "/machine/peripheral/lie", "timestamp",
 				      "seconds", 0, "microseconds", 0));
+		if (!strcmp(name, "stop"))
+			for (int i = 0; i < 2 * FLOOD_PAIRS; i++)
+				say(json_pack("{s:s, s:{s:i, s:i}}", "event",
+					      i % 2 ? "RESUME" : "STOP",
+					      "timestamp", "seconds", 0,
+					      "microseconds", 0));
 		say(id ? json_pack("{s:{}, s:O}", "return", "id", id) :
 		    json_pack("{s:{}}", "return"));
 		if (!strcmp(name, "quit"))

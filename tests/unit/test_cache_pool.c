@@ -20,7 +20,7 @@ static void test_fills_one_at_a_time(void **state)
 	uint64_t wake;
 
 	(void)state;
-	cache_pool_init(&p, 2);
+	cache_pool_init(&p, 2, "vm-");
 	a = cache_pool_next_boot(&p, 100, &wake);
 	assert_non_null(a);
 	assert_string_equal(a->name, "vm-1");
@@ -40,6 +40,18 @@ static void test_fills_one_at_a_time(void **state)
 	assert_int_equal(cache_pool_count(&p, CACHE_VM_READY), 2);
 }
 
+/* The prefix is the daemon's own: the next daemon's names differ. */
+static void test_prefix(void **state)
+{
+	struct cache_pool p;
+	uint64_t wake;
+
+	(void)state;
+	cache_pool_init(&p, 1, "vm-0badcafe-");
+	assert_string_equal(cache_pool_next_boot(&p, 0, &wake)->name,
+			    "vm-0badcafe-1");
+}
+
 static void test_take_oldest_and_refill(void **state)
 {
 	struct cache_pool p;
@@ -47,7 +59,7 @@ static void test_take_oldest_and_refill(void **state)
 	uint64_t wake;
 
 	(void)state;
-	cache_pool_init(&p, 2);
+	cache_pool_init(&p, 2, "vm-");
 	cache_pool_next_boot(&p, 0, &wake);
 	cache_pool_booted(&p, "vm-1", true, 50);
 	cache_pool_next_boot(&p, 50, &wake);
@@ -72,7 +84,7 @@ static void test_take_holds_the_refill(void **state)
 	uint64_t wake;
 
 	(void)state;
-	cache_pool_init(&p, 2);
+	cache_pool_init(&p, 2, "vm-");
 	cache_pool_next_boot(&p, 0, &wake);
 	cache_pool_booted(&p, "vm-1", true, 10);
 	cache_pool_next_boot(&p, 10, &wake);
@@ -102,7 +114,7 @@ static void test_failures_back_off(void **state)
 	uint64_t wake, now = 1000;
 
 	(void)state;
-	cache_pool_init(&p, 1);
+	cache_pool_init(&p, 1, "vm-");
 	vm = cache_pool_next_boot(&p, now, &wake);
 	assert_non_null(cache_pool_booted(&p, vm->name, false, now));
 	assert_int_equal(vm->state, CACHE_VM_FREE);
@@ -137,7 +149,7 @@ static void test_answers_for_strangers(void **state)
 	uint64_t wake;
 
 	(void)state;
-	cache_pool_init(&p, HUSK_CACHE_MAX + 5);
+	cache_pool_init(&p, HUSK_CACHE_MAX + 5, "vm-");
 	assert_int_equal(p.size, HUSK_CACHE_MAX);
 	/* An answer for a VM not booting changes nothing. */
 	assert_null(cache_pool_booted(&p, "vm-9", true, 1));
@@ -188,6 +200,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_fills_one_at_a_time),
+		cmocka_unit_test(test_prefix),
 		cmocka_unit_test(test_take_oldest_and_refill),
 		cmocka_unit_test(test_take_holds_the_refill),
 		cmocka_unit_test(test_failures_back_off),

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 
 #include "ipc_testlib.h"
@@ -376,6 +377,32 @@ static void test_send_recv_fds(void **state)
 	close(sv[1]);
 }
 
+/* The server's directory moved away and a new socket made at its old
+ * path (a cached VM taken, a new one of the same name): freeing the
+ * server leaves the new one alone; its own, still there, goes. */
+static void test_free_spares_a_new_socket(void **state)
+{
+	struct fx *f = *state;
+	char *moved = husk_xasprintf("%s/moved.sock", f->dir);
+	struct ipc_server_opts so = { .conn = copts(f, "other") };
+	struct husk_err *e = NULL;
+	struct ipc_server *other;
+	struct stat st;
+
+	start_server(f, NULL, 0);
+	assert_int_equal(rename(f->path, moved), 0);
+	other = ipc_server_new(f->loop, f->path, &so, &e);
+	assert_non_null(other);
+	ipc_server_free(f->srv);
+	f->srv = NULL;
+	assert_int_equal(lstat(f->path, &st), 0);
+	assert_true(S_ISSOCK(st.st_mode));
+	ipc_server_free(other);
+	assert_int_equal(lstat(f->path, &st), -1);
+	unlink(moved);
+	free(moved);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -392,6 +419,7 @@ int main(void)
 		T(test_long_path),
 		T(test_send_recv_fds),
 		T(test_accept_emfile_pauses),
+		T(test_free_spares_a_new_socket),
 #undef T
 	};
 
