@@ -21,6 +21,10 @@
 #include "libipc/proto_proxy.h"
 #include "shimv2.h"
 
+/* Seconds for the connection and its hello, at most (a call's own
+ * timeout bounds it too). */
+#define SV_AGENT_CONNECT_TIMEOUT 10.
+
 /* One sandbox's connection. */
 struct sv_agent {
 	struct sv_agent *next;
@@ -80,34 +84,35 @@ static void on_answer(struct ipc_conn *conn, struct ipc_msg *resp,
 	finish(c, err ? NULL : resp->result, err);
 }
 
-static void send_call(struct sv_agent *a, struct sv_acall *c)
+/* -1 with err set if it could not go (the call is still listed). */
+static int send_call(struct sv_agent *a, struct sv_acall *c,
+		     struct husk_err **err)
 {
-	struct husk_err *err = NULL;
 	msgpack_packer *pk = ipc_call_begin(a->conn, c->method);
 
-	if (ipc_json_pack(pk, c->params, &err) < 0 ||
-	    ipc_call_send(a->conn, c->timeout, NULL, 0, on_answer, c,
-			  &c->msgid) < 0) {
-		if (!err)
-			husk_error(&err, HUSK_E_UNAVAILABLE, "%s: the proxy's "
-				   "connection is closed", c->method);
-		finish(c, NULL, err);
-		husk_err_free(err);
-		return;
-	}
+	if (ipc_json_pack(pk, c->params, err) < 0)
+		return -1;
+	if (ipc_call_send(a->conn, c->timeout, NULL, 0, on_answer, c,
+			  &c->msgid) < 0)
+		return husk_error(err, HUSK_E_UNAVAILABLE, "%s: the proxy's "
+				  "connection is closed", c->method);
 	c->sent = true;
+	return 0;
 }
 
 static void send_waiting(struct sv_agent *a)
 {
 	struct sv_acall *c = a->calls;
 
-	/* send_call may finish (and free) the call it is given. */
+	/* A call that cannot go is finished (and freed) here. */
 	while (c && a->conn && a->ready) {
 		struct sv_acall *next = c->next;
+		struct husk_err *err = NULL;
 
-		if (!c->sent)
-			send_call(a, c);
+		if (!c->sent && send_call(a, c, &err) < 0) {
+			finish(c, NULL, err);
+			husk_err_free(err);
+		}
 		c = next;
 	}
 }
@@ -195,6 +200,8 @@ static int agent_connect(struct sv_agent *a, double timeout,
 		.arg = a,
 	};
 
+	if (timeout <= 0 || timeout > SV_AGENT_CONNECT_TIMEOUT)
+		timeout = SV_AGENT_CONNECT_TIMEOUT;
 	a->conn = ipc_conn_connect(a->s->loop, a->proxy_sock, timeout, &opts,
 				   err);
 	return a->conn ? 0 : -1;
@@ -226,8 +233,12 @@ struct sv_acall *sv_agent_call(struct sv *s, const char *sid,
 	for (tail = &a->calls; *tail; tail = &(*tail)->next)
 		;
 	*tail = c;
-	if (a->ready)
-		send_call(a, c);
+	/* Never answered from here: the caller keeps c first. */
+	if (a->ready && send_call(a, c, err) < 0) {
+		unlink_call(c);
+		call_free(c);
+		return NULL;
+	}
 	return c;
 }
 

@@ -1,6 +1,6 @@
 /*
- * /tasks/oom: each task's OOM kills in the guest.  A connection of our
- * own to the pod's proxy keeps one wait_oom call waiting per task (the
+ * /tasks/oom: each task's OOM kills in the guest.  The pod's connection
+ * to its proxy (agent.c) keeps one wait_oom call waiting per task (the
  * agent answers when the container's count passes what we have seen);
  * each answer publishes one event per new kill, and the call goes out
  * again.  The count is read once more, bounded, when the
@@ -36,13 +36,9 @@
 struct sv_oom {
 	struct sv *s;
 	struct sv_task *t;
-	char *proxy_sock;
-	struct ipc_conn *conn;
-	bool ready;                     /* the hello went through */
-	bool calling;                   /* a wait_oom is waiting */
-	uint32_t msgid;
+	struct sv_acall *call;          /* the wait_oom waiting, or NULL */
 	uint64_t seen;
-	ev_timer timer;                 /* the next call or connection */
+	ev_timer timer;                 /* the next call */
 	double delay;                   /* 0, or the wait after a failure */
 	double last_call;
 	struct ipc_ratelimit rl;
@@ -50,8 +46,6 @@ struct sv_oom {
 	struct sv_acall *final;
 	void (*final_then)(struct sv_proc *p);
 };
-
-static void oom_connect(struct sv_oom *o);
 
 static void oom_log(struct sv_oom *o, const char *what, const char *msg)
 {
@@ -100,14 +94,14 @@ static void failed(struct sv_oom *o)
 	schedule(o, o->delay);
 }
 
-static void on_answer(struct ipc_conn *c, struct ipc_msg *resp,
-		      const struct husk_err *err, void *arg)
+static void on_answer(void *arg, const msgpack_object *result,
+		      const struct husk_err *err)
 {
 	struct sv_oom *o = arg;
 	struct husk_err *e = NULL;
 	uint64_t kills;
 
-	o->calling = false;
+	o->call = NULL;
 	if (err) {
 		/* The container went (Delete is on its way): nothing more
 		 * to watch. */
@@ -122,14 +116,13 @@ static void on_answer(struct ipc_conn *c, struct ipc_msg *resp,
 			oom_log(o, "no OOM events", err->msg);
 			return;
 		}
-		/* A closing connection: on_close reconnects. */
-		if (ipc_conn_closed(c))
-			return;
+		/* A failed call or a lost connection (the next call makes
+		 * another). */
 		oom_log(o, "wait_oom", err->msg);
 		failed(o);
 		return;
 	}
-	if (husk_oom_decode(resp->result, &kills, &e) < 0) {
+	if (husk_oom_decode(result, &kills, &e) < 0) {
 		oom_log(o, "wait_oom", e->msg);
 		husk_err_free(e);
 		failed(o);
@@ -140,106 +133,47 @@ static void on_answer(struct ipc_conn *c, struct ipc_msg *resp,
 	schedule(o, o->last_call + SV_OOM_MIN_GAP - ev_now(o->s->loop));
 }
 
+/* Waits until the count passes what was seen: no timeout. */
 static void oom_call(struct sv_oom *o)
 {
-	msgpack_packer *pk;
+	struct husk_err *err = NULL;
 
-	if (!o->conn || !o->ready || o->calling)
+	if (o->call)
 		return;
-	pk = ipc_call_begin(o->conn, AGENT_M_WAIT_OOM);
-	msgpack_pack_map(pk, 2);
-	ipc_pack_kv_str(pk, "container_id", o->t->id);
-	ipc_pack_kv_uint(pk, "seen", o->seen);
-	if (ipc_call_send(o->conn, 0., NULL, 0, on_answer, o,
-			  &o->msgid) < 0) {
-		failed(o);
-		return;
-	}
-	o->calling = true;
 	o->last_call = ev_now(o->s->loop);
+	o->call = sv_agent_call(o->s, o->t->sandbox_id, AGENT_M_WAIT_OOM,
+				json_pack("{s:s, s:I}", "container_id",
+					  o->t->id, "seen", (json_int_t)
+					  (o->seen > INT64_MAX ? INT64_MAX :
+					   o->seen)),
+				0., on_answer, o, &err);
+	if (!o->call) {
+		oom_log(o, "wait_oom", err->msg);
+		husk_err_free(err);
+		failed(o);
+	}
 }
 
 static void on_timer(struct ev_loop *loop, ev_timer *w, int revents)
 {
-	struct sv_oom *o = w->data;
-
-	if (!o->conn)
-		oom_connect(o);
-	else
-		oom_call(o);
-}
-
-static void on_ready(struct ipc_conn *c, void *arg)
-{
-	struct sv_oom *o = arg;
-
-	if (!o)
-		return;
-	o->ready = true;
-	oom_call(o);
-}
-
-static void on_close(struct ipc_conn *c, const struct husk_err *why,
-		     void *arg)
-{
-	struct sv_oom *o = arg;
-
-	if (!o)
-		return;
-	o->conn = NULL;
-	o->ready = o->calling = false;
-	if (why)
-		oom_log(o, "the proxy", why->msg);
-	failed(o);
-}
-
-static void oom_connect(struct sv_oom *o)
-{
-	struct ipc_conn_opts opts = {
-		.role = IPC_ROLE_CLIENT,
-		.component = SV_NAME,
-		.expect_peer = PROXY_COMPONENT,
-		.on_ready = on_ready,
-		.on_close = on_close,
-		/* it relays the guest's answers */
-		.trusted = false,
-		.arg = o,
-	};
-	struct husk_err *err = NULL;
-
-	o->conn = ipc_conn_connect(o->s->loop, o->proxy_sock, 10., &opts,
-				   &err);
-	if (!o->conn) {
-		oom_log(o, "connect to the proxy", err->msg);
-		husk_err_free(err);
-		failed(o);
-	}
+	oom_call(w->data);
 }
 
 void sv_oom_start(struct sv *s, struct sv_task *t)
 {
-	struct husk_sbx_paths p;
-	struct husk_err *err = NULL;
 	struct sv_oom *o;
 
 	if (t->oom)
 		return;
-	if (husk_sandbox_paths(s->root, t->sandbox_id, &p, &err) < 0) {
-		log_warnx("task %s: no OOM events: %s", t->id, err->msg);
-		husk_err_free(err);
-		return;
-	}
 	o = husk_xcalloc(1, sizeof(*o));
 	o->s = s;
 	o->t = t;
-	o->proxy_sock = husk_xstrdup(p.proxy_sock);
-	husk_sandbox_paths_free(&p);
 	o->rl.interval = 60.;
 	o->rl.burst = 5;
 	ev_timer_init(&o->timer, on_timer, 0., 0.);
 	o->timer.data = o;
 	t->oom = o;
-	oom_connect(o);
+	oom_call(o);
 }
 
 static void final_done(void *arg, const msgpack_object *result,
@@ -315,17 +249,8 @@ void sv_oom_stop(struct sv *s, struct sv_task *t)
 	ev_timer_stop(s->loop, &o->timer);
 	if (o->final)
 		sv_agent_cancel(s, o->final);
-	if (o->conn) {
-		struct ipc_conn *c = o->conn;
-
-		/* on_close must not reconnect: forget it first. */
-		ipc_conn_set_arg(c, NULL);
-		o->conn = NULL;
-		if (o->calling)
-			ipc_call_cancel(c, o->msgid);
-		ipc_conn_close(c, NULL);
-	}
-	free(o->proxy_sock);
+	if (o->call)
+		sv_agent_cancel(s, o->call);
 	free(o);
 	t->oom = NULL;
 }

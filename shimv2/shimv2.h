@@ -167,8 +167,9 @@ int sv_exec(struct sv *s, const char *id, const char *eid, bool terminal,
 
 /* agent.c: one call to the agent of sandbox sid, through its proxy;
  * cb gets the result (the guest's bytes, to decode) or err, once, from
- * the loop, unless the call is cancelled.  NULL with err set if no
- * call could be made. */
+ * the loop, unless the call is cancelled.  timeout in seconds, 0 for
+ * none (a long poll: the connection's loss still ends it).  NULL with
+ * err set if no call could be made. */
 struct sv_acall;
 typedef void (*sv_agent_cb)(void *arg, const msgpack_object *result,
 			    const struct husk_err *err);

@@ -698,7 +698,8 @@ sys.stdout.write(s.makefile().readline())' "$VMDIR/agent.sock"
 	[ "$(status_field "$s" memory_mb)" = 384 ]
 	hwm=$(awk '/^VmHWM/ { print $2 }' "/proc/$(cat "$d/pid")/status")
 	echo "driver VmHWM $hwm kB"
-	[ "$hwm" -lt 32768 ]
+	# (ASan's quarantine keeps what the flood freed)
+	[ "${HUSK_ASAN:-}" = 1 ] || [ "$hwm" -lt 32768 ]
 	kill "$(cat "$d/sleeper")"
 	pkill -f -- "--listen $s" || true
 	kill "$(cat "$d/pid")"

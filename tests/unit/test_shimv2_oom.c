@@ -109,6 +109,7 @@ static int teardown(void **state)
 	struct st *x = *state;
 
 	sv_oom_stop(&x->s, &x->t);
+	sv_agent_close_all(&x->s);
 	ipc_server_free(x->srv);
 	ev_loop_destroy(x->loop);
 	tl_rmdir(x->root);
