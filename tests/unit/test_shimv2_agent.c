@@ -23,6 +23,7 @@
 #include "libipc/proto_proxy.h"
 #include "shimv2/shimv2.h"
 #include "tests/unit/ipc_testlib.h"
+#include "tests/unit/shimv2_testlib.h"
 
 #define HELD_MAX 8
 
@@ -80,13 +81,6 @@ static void release(int i, uint64_t kills)
 	ipc_reply_send(held_conn[i]);
 }
 
-struct st {
-	struct ev_loop *loop;
-	char *root;
-	struct ipc_server *srv;
-	struct sv s;
-	struct sv_task t;
-};
 
 /* What a callback saw. */
 struct seen {
@@ -112,40 +106,14 @@ static void cb(void *arg, const msgpack_object *result,
 
 static int setup(void **state)
 {
-	struct st *x = calloc(1, sizeof(*x));
-	struct ipc_server_opts so = {
-		.conn = { .component = PROXY_COMPONENT,
-			  .methods = fake_methods, .trusted = true },
-	};
-	char dir[PATH_MAX], sock[PATH_MAX + 16];
-
-	x->loop = ev_loop_new(EVFLAG_AUTO);
-	x->root = tl_tmpdir();
-	snprintf(dir, sizeof(dir), "%s/sb", x->root);
-	assert_int_equal(mkdir(dir, 0700), 0);
-	snprintf(sock, sizeof(sock), "%s/proxy.sock", dir);
-	x->srv = ipc_server_new(x->loop, sock, &so, NULL);
-	assert_non_null(x->srv);
-	x->s.loop = x->loop;
-	x->s.root = x->root;
-	x->t.id = "c1";
-	x->t.sandbox_id = "sb";
 	nheld = norder = events = 0;
-	*state = x;
+	*state = sv_fx_new(fake_methods);
 	return 0;
 }
 
 static int teardown(void **state)
 {
-	struct st *x = *state;
-
-	sv_oom_stop(&x->s, &x->t);
-	sv_agent_close_all(&x->s);
-	ipc_server_free(x->srv);
-	ev_loop_destroy(x->loop);
-	tl_rmdir(x->root);
-	free(x);
-	return 0;
+	return sv_fx_free(state);
 }
 
 static struct sv_acall *call(struct st *x, const char *method, int n,

@@ -22,6 +22,7 @@
 #include "libipc/proto_proxy.h"
 #include "shimv2/shimv2.h"
 #include "tests/unit/ipc_testlib.h"
+#include "tests/unit/shimv2_testlib.h"
 
 enum { FLOOD, GARBAGE, HOLD, CANNOT };
 
@@ -70,51 +71,18 @@ static const struct ipc_method fake_methods[] = {
 	IPC_METHOD_END,
 };
 
-struct st {
-	struct ev_loop *loop;
-	char *root;
-	struct ipc_server *srv;
-	struct sv s;
-	struct sv_task t;
-};
 
 static int setup(void **state)
 {
-	struct st *x = calloc(1, sizeof(*x));
-	struct ipc_server_opts so = {
-		.conn = { .component = PROXY_COMPONENT,
-			  .methods = fake_methods, .trusted = true },
-	};
-	char dir[PATH_MAX], sock[PATH_MAX + 16];
-
-	x->loop = ev_loop_new(EVFLAG_AUTO);
-	x->root = tl_tmpdir();
-	snprintf(dir, sizeof(dir), "%s/sb", x->root);
-	assert_int_equal(mkdir(dir, 0700), 0);
-	snprintf(sock, sizeof(sock), "%s/proxy.sock", dir);
-	x->srv = ipc_server_new(x->loop, sock, &so, NULL);
-	assert_non_null(x->srv);
-	x->s.loop = x->loop;
-	x->s.root = x->root;
-	x->t.id = "c1";
-	x->t.sandbox_id = "sb";
 	calls = waiting = max_waiting = events = 0;
 	held = NULL;
-	*state = x;
+	*state = sv_fx_new(fake_methods);
 	return 0;
 }
 
 static int teardown(void **state)
 {
-	struct st *x = *state;
-
-	sv_oom_stop(&x->s, &x->t);
-	sv_agent_close_all(&x->s);
-	ipc_server_free(x->srv);
-	ev_loop_destroy(x->loop);
-	tl_rmdir(x->root);
-	free(x);
-	return 0;
+	return sv_fx_free(state);
 }
 
 static void test_flood(void **state)
