@@ -33,6 +33,7 @@ struct sv_agent {
 	struct ipc_conn *conn;
 	bool ready;                     /* the hello went through */
 	struct sv_acall *calls;         /* in the order made */
+	unsigned gen;                   /* connections lost so far */
 };
 
 struct sv_acall {
@@ -42,6 +43,7 @@ struct sv_acall {
 	json_t *params;
 	double timeout;
 	bool sent;
+	unsigned gen;                   /* its agent's gen when made */
 	uint32_t msgid;
 	sv_agent_cb cb;
 	void *arg;
@@ -102,18 +104,20 @@ static int send_call(struct sv_agent *a, struct sv_acall *c,
 
 static void send_waiting(struct sv_agent *a)
 {
-	struct sv_acall *c = a->calls;
-
-	/* A call that cannot go is finished (and freed) here. */
-	while (c && a->conn && a->ready) {
-		struct sv_acall *next = c->next;
+	/* From the head again after each: a callback may cancel calls or
+	 * make new ones.  Each turn sends one call or finishes it. */
+	while (a->conn && a->ready) {
+		struct sv_acall *c;
 		struct husk_err *err = NULL;
 
-		if (!c->sent && send_call(a, c, &err) < 0) {
+		for (c = a->calls; c && c->sent; c = c->next)
+			;
+		if (!c)
+			return;
+		if (send_call(a, c, &err) < 0) {
 			finish(c, NULL, err);
 			husk_err_free(err);
 		}
-		c = next;
 	}
 }
 
@@ -129,20 +133,27 @@ static void on_ready(struct ipc_conn *conn, void *arg)
 }
 
 /* Calls sent on it have had their answer (libipc fails them first);
- * those waiting for it fail here. */
+ * those made before now and still waiting fail here.  Calls made by
+ * the callbacks meanwhile (a newer generation) wait for the next
+ * connection. */
 static void fail_waiting(struct sv_agent *a, const struct husk_err *why)
 {
 	struct husk_err *e = NULL;
+	unsigned gen = a->gen++;
 
 	if (!why) {
 		husk_error(&e, HUSK_E_UNAVAILABLE, "the proxy closed the "
 			   "connection");
 		why = e;
 	}
-	while (a->calls) {
-		struct sv_acall *c = a->calls;
+	for (;;) {
+		struct sv_acall *c;
 		struct husk_err *w = NULL;
 
+		for (c = a->calls; c && c->gen > gen; c = c->next)
+			;
+		if (!c)
+			break;
 		husk_error(&w, why->code, "%s: %s", c->method, why->msg);
 		finish(c, NULL, w);
 		husk_err_free(w);
@@ -225,6 +236,7 @@ struct sv_acall *sv_agent_call(struct sv *s, const char *sid,
 	}
 	c = husk_xcalloc(1, sizeof(*c));
 	c->a = a;
+	c->gen = a->gen;
 	c->method = husk_xstrdup(method);
 	c->params = params ? params : json_object();
 	c->timeout = timeout;

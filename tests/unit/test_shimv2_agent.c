@@ -221,6 +221,45 @@ static void test_cancel(void **state)
 	assert_int_equal(a.done, 0);
 }
 
+/* A callback that cancels another call while the connection fails
+ * (the OOM read's answer stops the watch): the cancelled one is not
+ * answered.  Each cancels the other; whichever libipc fails first
+ * runs, the other never does. */
+static struct st *cancel_x;
+static struct sv_acall *victim[2];
+static struct seen seen2[2];
+static void cb_cancels(void *arg, const msgpack_object *result,
+		       const struct husk_err *err)
+{
+	int i = (struct seen *)arg - seen2;
+
+	cb(arg, result, err);
+	sv_agent_cancel(&cancel_x->s, victim[!i]);
+}
+
+static void test_cancel_from_callback(void **state)
+{
+	struct st *x = *state;
+	struct husk_err *err = NULL;
+	int done = 0;
+
+	cancel_x = x;
+	memset(seen2, 0, sizeof(seen2));
+	for (int i = 0; i < 2; i++) {
+		victim[i] = sv_agent_call(&x->s, "sb", "hold", NULL, 10.,
+					  cb_cancels, &seen2[i], &err);
+		assert_non_null(victim[i]);
+	}
+	tl_run_until(x->loop, &nheld, 2);
+	ipc_conn_close(held_conn[0], NULL);     /* the proxy goes */
+	while (!seen2[0].done && !seen2[1].done && done++ < 500)
+		tl_run_for(x->loop, 0.01);
+	tl_run_for(x->loop, 0.1);
+	assert_int_equal(seen2[0].done + seen2[1].done, 1);
+	assert_int_equal(seen2[0].done ? seen2[0].code : seen2[1].code,
+			 HUSK_E_UNAVAILABLE);
+}
+
 /* Leaving: every call fails once, sent or not. */
 static void test_close_all(void **state)
 {
@@ -298,6 +337,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_timeout, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_no_proxy, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cancel_from_callback,
+						setup, teardown),
 		cmocka_unit_test_setup_teardown(test_close_all, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_final_read_in_loop, setup,
