@@ -91,26 +91,20 @@ static void agent_on_queue(struct ipc_conn *c, bool above, void *arg)
 }
 
 /*
- * HUSK_PROXY_READY_FD: a pipe husk gave us; "ok" goes on it once the
- * agent first answers, so that husk waits on that event instead of
- * polling ping (sandbox/vm.c).  Our death closes it: husk sees EOF.
+ * --ready-fd: a pipe husk gave us; "ok" goes on it once the agent first
+ * answers, so that husk waits on that event instead of polling ping
+ * (sandbox/vm.c).  Our death closes it: husk sees EOF.
  */
 static int ready_fd = -1;
 
-static void ready_fd_take(void)
+static void ready_fd_take(int fd)
 {
-	const char *v = getenv("HUSK_PROXY_READY_FD");
-	long long fd;
-
-	if (!v)
+	if (fd < 0)
 		return;
-	if (husk_parse_int(v, 3, 65535, &fd) < 0 ||
-	    fcntl((int)fd, F_SETFD, FD_CLOEXEC) < 0)
-		log_warnx("HUSK_PROXY_READY_FD=%s is not an "
-			  "open descriptor above 2: ignored", v);
+	if (fcntl(fd, F_SETFD, FD_CLOEXEC) < 0)
+		log_warnx("--ready-fd %d: %s: ignored", fd, strerror(errno));
 	else
-		ready_fd = (int)fd;
-	unsetenv("HUSK_PROXY_READY_FD");
+		ready_fd = fd;
 }
 
 static void ready_fd_say(void)
@@ -290,7 +284,7 @@ void proxy_agent_hold_path(struct proxy *p)
 void proxy_agent_init(struct proxy *p)
 {
 	p->agent_fd = -1;
-	ready_fd_take();
+	ready_fd_take(p->ready_fd);
 	p->log_rl.interval = PROXY_LOG_INTERVAL;
 	p->log_rl.burst = PROXY_LOG_BURST;
 	p->retry_delay = PROXY_RETRY_MIN;

@@ -16,7 +16,7 @@
 #include "proxy.h"
 
 struct proxy *proxy;
-static struct proxy px = { .frame_max = IPC_FRAME_MAX_DEFAULT };
+static struct proxy px = { .frame_max = IPC_FRAME_MAX_DEFAULT, .ready_fd = -1 };
 
 /* ------------------------------------------------------------------ */
 /* Options                                                             */
@@ -30,6 +30,7 @@ static const struct option px_options[] = {
 	{ "gid", required_argument, NULL, 'g' },
 	{ "frame-max", required_argument, NULL, 'f' },
 	{ "poll-us", required_argument, NULL, 'p' },
+	{ "ready-fd", required_argument, NULL, 'r' },
 	{ NULL, 0, NULL, 0 },
 };
 
@@ -72,6 +73,12 @@ static int px_option(struct husk_daemon *d, int key, const char *arg,
 					  "`%s`: 0 to 10000 microseconds",
 					  arg);
 		d->poll_ns = (uint64_t)us * 1000;
+		break;
+	case 'r':
+		if (husk_parse_int(arg, 3, 65535, &us))
+			return husk_error(err, HUSK_E_INVALID, "--ready-fd "
+					  "`%s`: a descriptor above 2", arg);
+		px.ready_fd = (int)us;
 		break;
 	}
 	return 0;
@@ -151,7 +158,7 @@ static struct husk_daemon proxy_daemon = {
 	.tag = "proxy",
 	.version = HUSK_VERSION,
 	.usage = "--agent unix:PATH --socket PATH [--uid UID --gid GID]\n"
-		 "[--frame-max BYTES] [--poll-us MICROSECONDS]",
+		 "[--frame-max BYTES] [--poll-us MICROSECONDS] [--ready-fd FD]",
 	.options = px_options,
 	.option = px_option,
 	.check = px_check,

@@ -197,6 +197,7 @@ struct proxy {
 	char *agent_path;
 	char *socket_path;
 	char *sandbox;
+	int ready_fd;                   /* --ready-fd, or -1 */
 	uint32_t frame_max;
 	uid_t allowed[2];
 	bool set_ids;                /* --uid/--gid: run as them, confined */

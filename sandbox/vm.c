@@ -266,7 +266,7 @@ int husk_proxy_ids(const char *spec, bool *set, uid_t *uid, gid_t *gid,
 /*
  * The proxy, started as soon as the driver has QEMU running: it
  * connects to the agent channel while the guest boots.  It says "ok"
- * on the pipe it gets (HUSK_PROXY_READY_FD, proxy/agent.c) once the
+ * on the pipe it gets (--ready-fd, proxy/agent.c) once the
  * agent first answers; *ready is our end.
  */
 static int start_proxy(const struct husk_config *cfg,
@@ -279,7 +279,7 @@ static int start_proxy(const struct husk_config *cfg,
 	char *argv[] = { cfg->proxy_path, "--agent", agent, "--socket",
 			 p->proxy_sock, "--sandbox", (char *)sid,
 			 "--log-level", cfg->debug ? "debug" : "info",
-			 "--poll-us", poll_s,
+			 "--poll-us", poll_s, "--ready-fd", fd_s,
 			 NULL, NULL, NULL, NULL, NULL };
 	int pfd[2];
 	bool set;
@@ -301,18 +301,15 @@ static int start_proxy(const struct husk_config *cfg,
 					      "proxy user", p->agent_sock);
 		snprintf(uid_s, sizeof(uid_s), "%u", (unsigned)uid);
 		snprintf(gid_s, sizeof(gid_s), "%u", (unsigned)gid);
-		argv[11] = "--uid";
-		argv[12] = uid_s;
-		argv[13] = "--gid";
-		argv[14] = gid_s;
+		argv[13] = "--uid";
+		argv[14] = uid_s;
+		argv[15] = "--gid";
+		argv[16] = gid_s;
 	}
 	if (pipe2(pfd, O_CLOEXEC) < 0)
 		return husk_error_sys(err, errno, "pipe");
 	snprintf(fd_s, sizeof(fd_s), "%d", pfd[1]);
-	/* The CLI is one thread: the variable lives for this spawn only. */
-	setenv("HUSK_PROXY_READY_FD", fd_s, 1);
 	pid = husk_spawn(argv, p->proxy_log, &pfd[1], 1, err);
-	unsetenv("HUSK_PROXY_READY_FD");
 	close(pfd[1]);
 	if (pid < 0) {
 		close(pfd[0]);

@@ -363,6 +363,18 @@ px_field() { sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p"; }
 	[ "$(px_field poll_window_us <<<"$st")" = 0 ]
 }
 
+@test "proxy: --ready-fd gets ok once the agent answered, then is closed" {
+	kill "$PROXY_PID"; wait "$PROXY_PID" || true
+	exec 8>"$T/ready"
+	PROXY_ARGS="--ready-fd 8" px_start_proxy
+	exec 8>&-
+	wait_for -t 10 grep -qx ok "$T/ready"
+	# Written once, and the proxy holds it no more.
+	[ "$(wc -l <"$T/ready")" -eq 1 ]
+	run ls -l "/proc/$PROXY_PID/fd"
+	[[ "$output" != *"$T/ready"* ]]
+}
+
 @test "proxy: usage errors exit 100" {
 	run "$PROXY" --socket "$T/x.sock"
 	[ "$status" -eq 100 ]
@@ -374,6 +386,9 @@ px_field() { sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p"; }
 	run "$PROXY" --agent "unix:$T/a" --socket "$T/x.sock" --poll-us 20000
 	[ "$status" -eq 100 ]
 	[[ "$output" == *"--poll-us \`20000\`: 0 to 10000 microseconds"* ]]
+	run "$PROXY" --agent "unix:$T/a" --socket "$T/x.sock" --ready-fd 2
+	[ "$status" -eq 100 ]
+	[[ "$output" == *"--ready-fd \`2\`: a descriptor above 2"* ]]
 }
 
 @test "proxy: SIGTERM leaves cleanly and removes the socket" {

@@ -64,7 +64,7 @@ static void fake_signal(struct ev_loop *loop, ev_signal *w, int revents)
 	ev_break(loop, EVBREAK_ALL);
 }
 
-static int fake_main(const char *component, const char *sock)
+static int fake_main(const char *component, const char *sock, int ready_fd)
 {
 	/* Every method is answered: "ok", or the error asked for. */
 	static const struct ipc_method methods[] = {
@@ -88,8 +88,7 @@ static int fake_main(const char *component, const char *sock)
 	ev_signal_init(&term, fake_signal, SIGTERM);
 	ev_signal_start(loop, &term);
 	/* The proxy's word that the agent answered (sandbox/vm.c). */
-	if (getenv("HUSK_PROXY_READY_FD") &&
-	    write(atoi(getenv("HUSK_PROXY_READY_FD")), "ok\n", 3) < 0)
+	if (ready_fd >= 0 && write(ready_fd, "ok\n", 3) < 0)
 		return 1;
 	ev_run(loop, 0);
 	ipc_server_free(s);
@@ -328,12 +327,16 @@ int main(int argc, char **argv)
 	for (int i = 1; i + 1 < argc; i++)
 		if (!strcmp(argv[i], "--socket")) {
 			bool hv = false;
+			int ready_fd = -1;
 
 			for (int j = 1; j < argc; j++)
 				if (!strcmp(argv[j], "--qemu"))
 					hv = true;
+				else if (!strcmp(argv[j], "--ready-fd") &&
+					 j + 1 < argc)
+					ready_fd = atoi(argv[j + 1]);
 			return fake_main(hv ? "husk-hypervisor" :
-					 "husk-proxy", argv[i + 1]);
+					 "husk-proxy", argv[i + 1], ready_fd);
 		}
 	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
 	if (n <= 0)
