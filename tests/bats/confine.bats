@@ -138,6 +138,14 @@ cap_mask() {
 	asan_skip
 	[ "$(uname -m)" = x86_64 ] || skip "x86-64 only"
 	for arch in i386 x32; do
+		# A kernel without the i386 ABI faults int 0x80 itself
+		# (SIGSEGV): no process can make such a call, nothing to
+		# filter.
+		run "$PROBE" --unconfined --arch "$arch"
+		echo "$arch unconfined: $status"
+		if [ "$arch" = i386 ] && [ "$status" -eq 139 ]; then
+			continue
+		fi
 		run "$PROBE" --arch "$arch"
 		echo "$arch: $status $output"
 		[ "$status" -eq 159 ]

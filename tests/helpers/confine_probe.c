@@ -8,7 +8,10 @@
  *   confine_probe [--caps none|net_admin] [--uid N] [--debug]
  *                 [--forbidden] [--socket unix|inet]
  *                 [--ioctl winsz|sti] [--map data|exec]
- *                 [--arch i386|x32]
+ *                 [--arch i386|x32] [--unconfined]
+ *
+ * --unconfined skips the confinement: what the kernel itself does with
+ * the call (a kernel without the i386 ABI faults int 0x80: SIGSEGV).
  */
 #include <errno.h>
 #include <linux/capability.h>
@@ -58,7 +61,7 @@ static void usage(void)
 	fprintf(stderr, "usage: confine_probe [--caps none|net_admin] "
 			"[--uid N] [--debug] [--forbidden] "
 			"[--socket unix|inet] [--ioctl winsz|sti] "
-			"[--map data|exec] [--arch i386|x32]\n");
+			"[--map data|exec] [--arch i386|x32] [--unconfined]\n");
 	exit(100);
 }
 
@@ -135,7 +138,7 @@ int main(int argc, char **argv)
 	};
 	struct husk_confine_opts o = { 0 };
 	struct husk_err *err = NULL;
-	bool forbidden = false;
+	bool forbidden = false, unconfined = false;
 	const char *sock = NULL, *req = NULL, *map = NULL, *arch = NULL;
 	char line[256];
 	FILE *f;
@@ -167,12 +170,14 @@ int main(int argc, char **argv)
 			map = argv[++i];
 		} else if (!strcmp(argv[i], "--arch") && i + 1 < argc) {
 			arch = argv[++i];
+		} else if (!strcmp(argv[i], "--unconfined")) {
+			unconfined = true;
 		} else {
 			usage();
 		}
 	}
 	husk_log_init("confine_probe", HUSK_LOG_INFO, HUSK_LOG_TEXT);
-	if (husk_confine(&p, &o, &err) < 0) {
+	if (!unconfined && husk_confine(&p, &o, &err) < 0) {
 		fprintf(stderr, "confine_probe: %s\n", err->msg);
 		return husk_err_exit_code(err);
 	}
