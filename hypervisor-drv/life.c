@@ -351,13 +351,11 @@ static void qmp_event(struct qmp *q, const char *event, json_t *data,
 		if (i < 0)
 			return;
 		if (!hv.dev[i].plugged) {
-			static struct ipc_ratelimit rl = {
-				.interval = 60., .burst = HV_EVENT_LOG_BURST };
 			unsigned n = 0;
 
 			/* QEMU answers device_add before it can report the
 			 * device gone: only a QEMU that lies says this. */
-			if (ipc_ratelimit(&rl, ev_now(hv.loop), &n))
+			if (ipc_ratelimit(&hv.event_rl, ev_now(hv.loop), &n))
 				log_warnx("qmp: DEVICE_DELETED for %s, whose "
 					  "plug is not done: ignored%s", id,
 					  n ? " (earlier lines suppressed)" :

@@ -168,8 +168,6 @@ const char *kind_name(int kind)
 void emit(const char *event, const char *k1, const char *v1,
 		 const char *k2, const char *v2)
 {
-	static struct ipc_ratelimit rl = { .interval = 60.,
-					   .burst = HV_EVENT_LOG_BURST };
 	unsigned suppressed = 0;
 
 	for (int i = 0; i < HV_MAX_SUBS; i++) {
@@ -198,7 +196,7 @@ void emit(const char *event, const char *k1, const char *v1,
 			ipc_pack_kv_str(pk, k2, v2);
 		ipc_notify_send(c);
 	}
-	if (ipc_ratelimit(&rl, ev_now(hv.loop), &suppressed))
+	if (ipc_ratelimit(&hv.event_rl, ev_now(hv.loop), &suppressed))
 		log_info("%s%s%s%s%s%s", event, k1 ? " " : "", k1 ? v1 : "",
 			 k2 ? " " : "", k2 ? v2 : "", suppressed ?
 			 " (earlier event lines suppressed)" : "");
@@ -501,6 +499,8 @@ void hv_init(struct ev_loop *loop, const struct hv_opts *o)
 	hv.uid_lock = -1;
 	hv.incoming_fd = -1;
 	hv.save_fd = -1;
+	hv.event_rl.interval = 60.;
+	hv.event_rl.burst = HV_EVENT_LOG_BURST;
 	hv.vfs_socket = husk_xasprintf("%s/virtiofsd.sock", o->state_dir);
 	hv.qemu_log = husk_xasprintf("%s/qemu.log", o->state_dir);
 	hv.vfs_log = husk_xasprintf("%s/virtiofsd.log", o->state_dir);

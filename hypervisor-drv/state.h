@@ -70,6 +70,7 @@ struct hv_vm {
 	ev_child child;
 	ev_timer vfs_kill;
 	struct ipc_conn *subs[HV_MAX_SUBS];
+	struct ipc_ratelimit event_rl;  /* log lines QEMU's events cause */
 	int uid_lock;                   /* QEMU's uid lease (jail.c) */
 	struct hv_sink *con, *qemu_out, *vfs_out;       /* console.c */
 	uid_t qemu_uid;

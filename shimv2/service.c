@@ -145,10 +145,15 @@ void sv_event_paused(struct sv *s, const struct sv_task *t, bool paused)
 
 /* ---------------------------------------------------------- methods */
 
-static void reply_err(struct ttrpc_call *call, struct husk_err *err)
+static void answer_err(struct ttrpc_call *call, const struct husk_err *err)
 {
 	log_debug("%s: %s", ttrpc_call_method(call), err->msg);
 	ttrpc_reply_err(call, err);
+}
+
+static void reply_err(struct ttrpc_call *call, struct husk_err *err)
+{
+	answer_err(call, err);
 	husk_err_free(err);
 }
 
@@ -273,11 +278,8 @@ static void pids_done(void *arg, const msgpack_object *result,
 	uint32_t *pids;
 	size_t n;
 
-	if (err) {
-		log_debug("%s: %s", ttrpc_call_method(call), err->msg);
-		ttrpc_reply_err(call, err);
-		return;
-	}
+	if (err)
+		return answer_err(call, err);
 	pids = sv_pids_decode(result, &n);
 	infos = husk_xcalloc(n + 1, sizeof(*infos));
 	ptrs = husk_xcalloc(n + 1, sizeof(*ptrs));
@@ -343,11 +345,8 @@ static void empty_done(void *arg, const msgpack_object *result,
 	struct ttrpc_call *call = arg;
 
 	(void)result;
-	if (err) {
-		log_debug("%s: %s", ttrpc_call_method(call), err->msg);
-		ttrpc_reply_err(call, err);
-		return;
-	}
+	if (err)
+		return answer_err(call, err);
 	ttrpc_reply(call, NULL);
 }
 
@@ -490,11 +489,8 @@ static void stats_done(void *arg, const msgpack_object *result,
 
 #define U(a, b) ((uint64_t)json_integer_value(json_object_get( \
 		 json_object_get(st, a), b)))
-	if (err) {
-		log_debug("%s: %s", ttrpc_call_method(call), err->msg);
-		ttrpc_reply_err(call, err);
-		return;
-	}
+	if (err)
+		return answer_err(call, err);
 	st = ipc_json_from_obj(result);
 	/* What the guest's cgroup knows, nothing made up. */
 	pids.current = U("pids", "current");

@@ -310,13 +310,11 @@ int sv_kill(struct sv *s, const char *id, const char *eid, uint32_t sig,
 	if (p->pid <= 0)
 		return husk_error(err, HUSK_E_STATE, "process %s/%s is not "
 				  "started", id, eid);
-	if (!sv_agent_call(s, p->task->sandbox_id, "signal_process",
-			   json_pack("{s:s, s:s, s:i, s:b}", "container_id",
+	return sv_agent_call(s, p->task->sandbox_id, "signal_process",
+			     json_pack("{s:s, s:s, s:i, s:b}", "container_id",
 				     id, "exec_id", p->exec_id, "signal",
 				     (int)sig, "all", all && !*p->exec_id),
-			   SV_AGENT_TIMEOUT, cb, arg, err))
-		return -1;
-	return 0;
+			     SV_AGENT_TIMEOUT, cb, arg, err) ? 0 : -1;
 }
 
 int sv_delete(struct sv *s, const char *id, const char *eid, uint32_t *pid,
@@ -446,11 +444,9 @@ int sv_stats(struct sv *s, const char *id, sv_agent_cb cb, void *arg,
 
 	if (!t)
 		return -1;
-	if (!sv_agent_call(s, t->sandbox_id, "stats_container",
-			   json_pack("{s:s}", "container_id", id),
-			   SV_AGENT_TIMEOUT, cb, arg, err))
-		return -1;
-	return 0;
+	return sv_agent_call(s, t->sandbox_id, "stats_container",
+			     json_pack("{s:s}", "container_id", id),
+			     SV_AGENT_TIMEOUT, cb, arg, err) ? 0 : -1;
 }
 
 int sv_pids(struct sv *s, const char *id, sv_agent_cb cb, void *arg,
@@ -464,11 +460,9 @@ int sv_pids(struct sv *s, const char *id, sv_agent_cb cb, void *arg,
 		cb(arg, NULL, NULL);
 		return 0;
 	}
-	if (!sv_agent_call(s, t->sandbox_id, "list_processes",
-			   json_pack("{s:s}", "container_id", id),
-			   SV_AGENT_TIMEOUT, cb, arg, err))
-		return -1;
-	return 0;
+	return sv_agent_call(s, t->sandbox_id, "list_processes",
+			     json_pack("{s:s}", "container_id", id),
+			     SV_AGENT_TIMEOUT, cb, arg, err) ? 0 : -1;
 }
 
 uint32_t *sv_pids_decode(const msgpack_object *result, size_t *n)
@@ -510,12 +504,10 @@ int sv_resize(struct sv *s, const char *id, const char *eid, uint32_t w,
 static int close_stdin_call(struct sv *s, struct sv_proc *p,
 			    sv_agent_cb cb, void *arg, struct husk_err **err)
 {
-	if (!sv_agent_call(s, p->task->sandbox_id, "close_stdin",
-			   json_pack("{s:s, s:s}", "container_id",
+	return sv_agent_call(s, p->task->sandbox_id, "close_stdin",
+			     json_pack("{s:s, s:s}", "container_id",
 				     p->task->id, "exec_id", p->exec_id),
-			   SV_AGENT_TIMEOUT, cb, arg, err))
-		return -1;
-	return 0;
+			     SV_AGENT_TIMEOUT, cb, arg, err) ? 0 : -1;
 }
 
 static void close_stdin_done(void *arg, const msgpack_object *result,
