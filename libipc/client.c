@@ -48,6 +48,9 @@ struct client_state {
 	uint32_t want_id;
 	bool have;
 	struct husk_err *ferr;
+	/* What the last read brought and the framer has not been fed yet:
+	 * rbuf[rpos..rlen). */
+	size_t rpos, rlen;
 	char rbuf[READ_CHUNK];
 };
 
@@ -150,9 +153,45 @@ static int client_frame(void *arg, const char *data, uint32_t len)
 /* Drop the connection after an error that leaves the stream unusable. */
 static void client_break(struct ipc_client *cl)
 {
+	struct client_state *st = state(cl);
+
 	if (cl->fd >= 0)
 		close(cl->fd);
 	cl->fd = -1;
+	if (st)
+		st->rpos = st->rlen = 0;
+}
+
+/*
+ * How much of the unfed input to give the framer next: up to the end
+ * of the frame it is in, so that the frames are parsed one at a time
+ * and what follows the awaited message stays raw in rbuf for the next
+ * wait.  Otherwise one read of many small notifications (64 KiB holds
+ * thousands) would all go to the backlog and overflow its bound, and a
+ * listener that reads as fast as it can would be cut off.
+ */
+static size_t feed_size(const struct ipc_client *cl,
+			const struct client_state *st)
+{
+	const struct ipc_framer *fr = &cl->fr;
+	const uint8_t *p = (const uint8_t *)st->rbuf + st->rpos;
+	size_t left = st->rlen - st->rpos, k = left;
+
+	if (fr->hdr_have == 0 && left >= IPC_FRAME_HDR) {
+		uint64_t len = (uint64_t)p[0] << 24 | (uint64_t)p[1] << 16 |
+			       (uint64_t)p[2] << 8 | p[3];
+
+		/* The whole frame at once: the framer copies nothing. */
+		if (IPC_FRAME_HDR + len < left)
+			k = IPC_FRAME_HDR + (size_t)len;
+	} else if (fr->hdr_have > 0 && fr->hdr_have < IPC_FRAME_HDR) {
+		if (IPC_FRAME_HDR - fr->hdr_have < left)
+			k = IPC_FRAME_HDR - fr->hdr_have;
+	} else if (fr->hdr_have == IPC_FRAME_HDR) {
+		if (fr->len - fr->have < left)
+			k = fr->len - fr->have;
+	}
+	return k;
 }
 
 /* Read until the awaited message is in st->target. */
@@ -169,7 +208,26 @@ static int client_wait(struct ipc_client *cl, int timeout_ms,
 		int wait = -1, r, had = st->rx_nfds;
 		bool trunc = false;
 		ssize_t n;
+		size_t k;
 
+		if (st->rpos < st->rlen && cl->fd >= 0) {
+			k = feed_size(cl, st);
+			st->rpos += k;
+			if (ipc_framer_feed(&cl->fr, buf + st->rpos - k, k,
+					    client_frame, st, err) < 0) {
+				if (st->ferr) {
+					husk_err_clear(err);
+					*err = husk_steal_ptr(st->ferr);
+				}
+				if (st->have) {
+					ipc_msg_free(st->target);
+					st->have = false;
+				}
+				client_break(cl);
+				break;
+			}
+			continue;
+		}
 		if (cl->fd < 0) {
 			husk_error(err, HUSK_E_UNAVAILABLE,
 				   "ipc_client: not connected");
@@ -214,19 +272,8 @@ static int client_wait(struct ipc_client *cl, int timeout_ms,
 		}
 		if (had == 0 && st->rx_nfds > 0)
 			st->rx_skip = ipc_fds_skip(&cl->fr, buf, (size_t)n);
-		if (ipc_framer_feed(&cl->fr, buf, (size_t)n, client_frame, st,
-				    err) < 0) {
-			if (st->ferr) {
-				husk_err_clear(err);
-				*err = husk_steal_ptr(st->ferr);
-			}
-			if (st->have) {
-				ipc_msg_free(st->target);
-				st->have = false;
-			}
-			client_break(cl);
-			break;
-		}
+		st->rpos = 0;
+		st->rlen = (size_t)n;
 	}
 	if (st->have)
 		ret = 0;

@@ -7,6 +7,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/wait.h>
 
 #include "ipc_testlib.h"
@@ -74,6 +75,23 @@ static int h_burst(struct ipc_conn *c, struct ipc_msg *m,
 	return 0;
 }
 
+/* The answer, then n notifications: what a subscription looks like. */
+static int h_stream(struct ipc_conn *c, struct ipc_msg *m,
+		    void *params, void *arg, struct husk_err **err)
+{
+	int64_t n = param_n(m->params);
+
+	ipc_reply_ok(c, m->msgid);
+	for (int64_t i = 0; i < n; i++) {
+		msgpack_packer *pk = ipc_notify_begin(c, "tick");
+
+		msgpack_pack_map(pk, 1);
+		ipc_pack_kv_int(pk, "n", i);
+		ipc_notify_send(c);
+	}
+	return 0;
+}
+
 static int h_note(struct ipc_conn *c, struct ipc_msg *m,
 		  void *params, void *arg, struct husk_err **err)
 {
@@ -107,6 +125,7 @@ static const struct ipc_method methods[] = {
 	IPC_METHOD("echo", IPC_M_REQUEST, h_echo),
 	IPC_METHOD("hold", IPC_M_REQUEST, h_hold),
 	IPC_METHOD("burst", IPC_M_REQUEST, h_burst),
+	IPC_METHOD("stream", IPC_M_REQUEST, h_stream),
 	IPC_METHOD("note", IPC_M_NOTIFY, h_note),
 	IPC_METHOD("count", IPC_M_REQUEST, h_count),
 	IPC_METHOD("pipe", IPC_M_REQUEST, h_pipe),
@@ -259,6 +278,34 @@ static void test_backlog_limit(void **state)
 	husk_err_free(e);
 }
 
+/* A listener that takes notifications one by one as they come is not
+ * flooding itself: one read brings thousands of small frames, and only
+ * those before the message asked for may count against the backlog. */
+static void test_listen_many(void **state)
+{
+	struct fx *f = *state;
+	const int total = 20000;
+	struct ipc_msg m;
+	int avail = 0;
+
+	assert_int_equal(call_n(f, "stream", total, 5000, NULL, NULL), 0);
+	/* Let the server's batched writes fill the socket, so that one
+	 * read takes in more frames than the backlog's bound. */
+	for (int i = 0; i < 500 && avail < (48 << 10); i++) {
+		assert_int_equal(ioctl(f->cl.fd, FIONREAD, &avail), 0);
+		usleep(10000);
+	}
+	for (int i = 0; i < total; i++) {
+		struct husk_err *e = NULL;
+
+		if (ipc_client_next(&f->cl, 5000, &m, &e) < 0)
+			fail_msg("notification %d: %s", i, e->msg);
+		assert_int_equal(m.type, IPC_NOTIFY);
+		assert_int_equal(param_n(m.params), i);
+		ipc_msg_free(&m);
+	}
+}
+
 static void test_notify(void **state)
 {
 	struct fx *f = *state;
@@ -345,6 +392,7 @@ int main(void)
 		T(test_timeout),
 		T(test_backlog),
 		T(test_backlog_limit),
+		T(test_listen_many),
 		T(test_notify),
 		T(test_fd_passing),
 		T(test_server_gone),
