@@ -319,6 +319,7 @@ static void acpi_ost(json_t *data)
 static void qmp_event(struct qmp *q, const char *event, json_t *data,
 		      void *arg)
 {
+	hv.qemu_events++;
 	if (!strcmp(event, "SHUTDOWN")) {
 		json_t *r = json_object_get(data, "reason");
 
@@ -360,6 +361,8 @@ static void qmp_event(struct qmp *q, const char *event, json_t *data,
 					  "plug is not done: ignored%s", id,
 					  n ? " (earlier lines suppressed)" :
 					  "");
+			else
+				hv.event_lines_held++;
 			return;
 		}
 		emit("device_removed", "device", id, "kind",

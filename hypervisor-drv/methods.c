@@ -183,6 +183,7 @@ void emit(const char *event, const char *k1, const char *v1,
 				   "%u KiB of events unread",
 				   HV_SUB_QUEUED_MAX >> 10);
 			log_warnx("%s: cut off", e->msg);
+			hv.subs_cut++;
 			ipc_conn_close(c, e);
 			husk_err_free(e);
 			continue;
@@ -200,6 +201,8 @@ void emit(const char *event, const char *k1, const char *v1,
 		log_info("%s%s%s%s%s%s", event, k1 ? " " : "", k1 ? v1 : "",
 			 k2 ? " " : "", k2 ? v2 : "", suppressed ?
 			 " (earlier event lines suppressed)" : "");
+	else
+		hv.event_lines_held++;
 }
 
 void hv_conn_closed(struct ipc_conn *c)
@@ -394,7 +397,7 @@ int hv_m_status(struct ipc_conn *c, struct ipc_msg *m, void *params,
 	/* starting is running to callers: QEMU is there, QMP comes next. */
 	if (hv.state == HV_ST_STARTING)
 		state = "running";
-	msgpack_pack_map(pk, 17);
+	msgpack_pack_map(pk, 20);
 	ipc_pack_kv_str(pk, "state", state);
 	ipc_pack_kv_str(pk, "accel", !cfg ? "" :
 			hv.cfg.accel == HV_ACCEL_KVM ? "kvm" : "tcg");
@@ -417,6 +420,9 @@ int hv_m_status(struct ipc_conn *c, struct ipc_msg *m, void *params,
 	ipc_pack_kv_uint(pk, "max_memory_mb", hv.cfg.max_memory_mb);
 	ipc_pack_kv_str(pk, "agent_socket", cfg ? hv.cfg.agent_socket : "");
 	ipc_pack_kv_str(pk, "exit_reason", hv.exit_reason);
+	ipc_pack_kv_uint(pk, "qemu_events", hv.qemu_events);
+	ipc_pack_kv_uint(pk, "event_lines_held", hv.event_lines_held);
+	ipc_pack_kv_uint(pk, "subscribers_cut", hv.subs_cut);
 	ipc_pack_key(pk, "devices");
 	pack_devices(pk);
 	ipc_reply_send(c);

@@ -695,7 +695,15 @@ sys.stdout.write(s.makefile().readline())' "$VMDIR/agent.sock"
 	lines=$(grep -c 'emit: \(paused\|resumed\)' "$d/driver.log" || true)
 	echo "event lines: $lines"
 	[ "$lines" -le 40 ]
-	[ "$(status_field "$s" memory_mb)" = 384 ]
+	# status counts what the log held back and whom it cut off
+	run "$IPC" -t 10 "$s" status '{}'
+	[ "$status" -eq 0 ]
+	jq -c '{memory_mb, qemu_events, event_lines_held, subscribers_cut}' \
+		<<<"$output"
+	[ "$(jq -r .memory_mb <<<"$output")" = 384 ]
+	[ "$(jq -r .subscribers_cut <<<"$output")" = 1 ]
+	[ "$(jq -r .qemu_events <<<"$output")" -ge 100001 ]
+	[ "$(jq -r .event_lines_held <<<"$output")" -ge 90000 ]
 	hwm=$(awk '/^VmHWM/ { print $2 }' "/proc/$(cat "$d/pid")/status")
 	echo "driver VmHWM $hwm kB"
 	# (ASan's quarantine keeps what the flood freed)
