@@ -49,8 +49,8 @@ pid_t husk_ct_exec(const struct husk_config *cfg, const char *root,
 	return shim;
 }
 
-int husk_ct_pause(const char *root, struct husk_entry *e,
-		  struct husk_container *c, bool pause, struct husk_err **err)
+int husk_ct_pause_check(const struct husk_container *c, bool pause,
+			struct husk_err **err)
 {
 	int want = pause ? HUSK_ST_RUNNING : HUSK_ST_PAUSED;
 	int live = husk_live_status(c);
@@ -58,13 +58,27 @@ int husk_ct_pause(const char *root, struct husk_entry *e,
 	if (live != want)
 		return husk_error(err, HUSK_E_STATE, "container %s is %s",
 				  c->id, husk_status_name(live));
+	return 0;
+}
+
+int husk_ct_paused(struct husk_entry *e, struct husk_container *c,
+		   bool pause, struct husk_err **err)
+{
+	c->status = pause ? HUSK_ST_PAUSED : HUSK_ST_RUNNING;
+	return husk_container_write(e, c, err);
+}
+
+int husk_ct_pause(const char *root, struct husk_entry *e,
+		  struct husk_container *c, bool pause, struct husk_err **err)
+{
+	if (husk_ct_pause_check(c, pause, err) < 0)
+		return -1;
 	if (husk_agent_call(root, c->sandbox_id,
 			    pause ? AGENT_M_PAUSE_CONTAINER : AGENT_M_RESUME_CONTAINER,
 			    json_pack("{s:s}", "container_id", c->id), 30000,
 			    NULL, err) < 0)
 		return -1;
-	c->status = pause ? HUSK_ST_PAUSED : HUSK_ST_RUNNING;
-	return husk_container_write(e, c, err);
+	return husk_ct_paused(e, c, pause, err);
 }
 
 int husk_ct_update(const char *root, struct husk_entry *e,

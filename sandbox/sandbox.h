@@ -439,6 +439,13 @@ pid_t husk_ct_exec(const struct husk_config *cfg, const char *root,
 /* pause_container or resume_container, and the status recorded. */
 int husk_ct_pause(const char *root, struct husk_entry *e,
 		  struct husk_container *c, bool pause, struct husk_err **err);
+/* Its two halves, for a caller that makes the agent's call itself:
+ * whether c is running (to pause) or paused (to resume), and the new
+ * status recorded in e once the agent did it. */
+int husk_ct_pause_check(const struct husk_container *c, bool pause,
+			struct husk_err **err);
+int husk_ct_paused(struct husk_entry *e, struct husk_container *c,
+		   bool pause, struct husk_err **err);
 /* New linux.resources for a live container: the VM grows first, the
  * agent applies them, the VM shrinks after (husk_ct_resize); c's record
  * is written to e. */

@@ -306,38 +306,6 @@ static void h_pids(struct ttrpc_call *call, const ProtobufCMessage *m,
 		return reply_err(call, err);
 }
 
-static void h_pause(struct ttrpc_call *call, const ProtobufCMessage *m,
-		    void *arg)
-{
-	const Task__PauseRequest *req = (const void *)m;
-	struct husk_err *err = NULL;
-
-	if (sv_pause(arg, req->id, true, &err) < 0)
-		return reply_err(call, err);
-	ttrpc_reply(call, NULL);
-}
-
-static void h_resume(struct ttrpc_call *call, const ProtobufCMessage *m,
-		     void *arg)
-{
-	const Task__ResumeRequest *req = (const void *)m;
-	struct husk_err *err = NULL;
-
-	if (sv_pause(arg, req->id, false, &err) < 0)
-		return reply_err(call, err);
-	ttrpc_reply(call, NULL);
-}
-
-static void h_checkpoint(struct ttrpc_call *call, const ProtobufCMessage *m,
-			 void *arg)
-{
-	(void)m;
-	(void)arg;
-	ttrpc_reply_status(call, TTRPC_UNIMPLEMENTED, "Checkpoint is not "
-			   "supported by husk: a container's processes live "
-			   "in a VM, which husk cannot checkpoint");
-}
-
 /* The agent's answer to a call whose reply is empty. */
 static void empty_done(void *arg, const msgpack_object *result,
 		       const struct husk_err *err)
@@ -348,6 +316,36 @@ static void empty_done(void *arg, const msgpack_object *result,
 	if (err)
 		return answer_err(call, err);
 	ttrpc_reply(call, NULL);
+}
+
+static void h_pause(struct ttrpc_call *call, const ProtobufCMessage *m,
+		    void *arg)
+{
+	const Task__PauseRequest *req = (const void *)m;
+	struct husk_err *err = NULL;
+
+	if (sv_pause(arg, req->id, true, empty_done, call, &err) < 0)
+		return reply_err(call, err);
+}
+
+static void h_resume(struct ttrpc_call *call, const ProtobufCMessage *m,
+		     void *arg)
+{
+	const Task__ResumeRequest *req = (const void *)m;
+	struct husk_err *err = NULL;
+
+	if (sv_pause(arg, req->id, false, empty_done, call, &err) < 0)
+		return reply_err(call, err);
+}
+
+static void h_checkpoint(struct ttrpc_call *call, const ProtobufCMessage *m,
+			 void *arg)
+{
+	(void)m;
+	(void)arg;
+	ttrpc_reply_status(call, TTRPC_UNIMPLEMENTED, "Checkpoint is not "
+			   "supported by husk: a container's processes live "
+			   "in a VM, which husk cannot checkpoint");
 }
 
 static void h_kill(struct ttrpc_call *call, const ProtobufCMessage *m,

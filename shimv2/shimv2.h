@@ -164,6 +164,9 @@ int sv_exec(struct sv *s, const char *id, const char *eid, bool terminal,
 	    const char *spec_json, size_t spec_len, struct husk_err **err);
 /* A call to the agent: the blocking calls' bound before (seconds). */
 #define SV_AGENT_TIMEOUT 10.0
+/* A pause or resume: the guest freezes or thaws the container's
+ * cgroup, as long as `husk pause` waits (husk_ct_pause). */
+#define SV_PAUSE_TIMEOUT 30.0
 
 /* agent.c: one call to the agent of sandbox sid, through its proxy;
  * cb gets the result (the guest's bytes, to decode) or err, once, from
@@ -186,8 +189,8 @@ void sv_agent_close_all(struct sv *s);
  * others return -1 with err set and never call cb. */
 int sv_kill(struct sv *s, const char *id, const char *eid, uint32_t sig,
 	    bool all, sv_agent_cb cb, void *arg, struct husk_err **err);
-int sv_pause(struct sv *s, const char *id, bool pause,
-	     struct husk_err **err);
+int sv_pause(struct sv *s, const char *id, bool pause, sv_agent_cb cb,
+	     void *arg, struct husk_err **err);
 int sv_update(struct sv *s, const char *id, const char *res_json,
 	      size_t len, struct husk_err **err);
 /* The agent's stats of the container (its stats_container map). */

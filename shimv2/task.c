@@ -15,6 +15,7 @@
 #include "libhusk/log.h"
 #include "libhusk/util.h"
 #include "libipc/ipc.h"
+#include "libipc/proto_agent.h"
 #include "shimv2.h"
 
 static struct sv_task *task_find(struct sv *s, const char *id,
@@ -384,26 +385,80 @@ int sv_delete(struct sv *s, const char *id, const char *eid, uint32_t *pid,
 	return 0;
 }
 
-int sv_pause(struct sv *s, const char *id, bool pause,
-	     struct husk_err **err)
+/* A pause or resume the agent is doing. */
+struct pause_call {
+	struct sv *s;
+	char *id;
+	bool pause;
+	sv_agent_cb cb;
+	void *arg;
+};
+
+static void pause_done(void *arg, const msgpack_object *result,
+		       const struct husk_err *aerr)
+{
+	struct pause_call *x = arg;
+	cleanup_err struct husk_err *err = NULL;
+	struct husk_entry e;
+	struct husk_container c;
+	struct sv_task *t;
+
+	if (aerr) {
+		x->cb(x->arg, NULL, aerr);
+		goto out;
+	}
+	/* Answered from the loop: the task may have gone meanwhile. */
+	t = task_find(x->s, x->id, &err);
+	if (t && ct_open(x->s, x->id, HUSK_LOCK_EXCL, &e, &c, &err) == 0) {
+		int rc = husk_ct_paused(&e, &c, x->pause, &err);
+
+		husk_container_free(&c);
+		husk_entry_close(&e);
+		if (rc == 0) {
+			if (!t->init.exited)
+				t->init.status = x->pause ? SV_PAUSED :
+					SV_RUNNING;
+			sv_event_paused(x->s, t, x->pause);
+		}
+	}
+	x->cb(x->arg, err ? NULL : result, err);
+out:
+	free(x->id);
+	free(x);
+}
+
+int sv_pause(struct sv *s, const char *id, bool pause, sv_agent_cb cb,
+	     void *arg, struct husk_err **err)
 {
 	struct sv_task *t = task_find(s, id, err);
 	struct husk_entry e;
 	struct husk_container c;
+	struct pause_call *x;
 	int rc;
 
 	if (!t)
 		return -1;
-	if (ct_open(s, id, HUSK_LOCK_EXCL, &e, &c, err) < 0)
+	if (ct_open(s, id, HUSK_LOCK_SHARED, &e, &c, err) < 0)
 		return -1;
-	rc = husk_ct_pause(s->root, &e, &c, pause, err);
+	rc = husk_ct_pause_check(&c, pause, err);
 	husk_container_free(&c);
 	husk_entry_close(&e);
 	if (rc < 0)
 		return -1;
-	if (!t->init.exited)
-		t->init.status = pause ? SV_PAUSED : SV_RUNNING;
-	sv_event_paused(s, t, pause);
+	x = husk_xcalloc(1, sizeof(*x));
+	x->s = s;
+	x->id = husk_xstrdup(id);
+	x->pause = pause;
+	x->cb = cb;
+	x->arg = arg;
+	if (!sv_agent_call(s, t->sandbox_id, pause ? AGENT_M_PAUSE_CONTAINER :
+			   AGENT_M_RESUME_CONTAINER,
+			   json_pack("{s:s}", "container_id", id),
+			   SV_PAUSE_TIMEOUT, pause_done, x, err)) {
+		free(x->id);
+		free(x);
+		return -1;
+	}
 	return 0;
 }
 
