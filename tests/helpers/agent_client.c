@@ -4,6 +4,7 @@
  *
  *   agent_client [OPTIONS] SOCKET run CID SPEC-JSON
  *   agent_client [OPTIONS] SOCKET exec CID EXEC-ID PROCESS-JSON
+ *   agent_client SOCKET calls METHOD PARAMS-JSON [METHOD PARAMS-JSON...]
  *
  * run: create_sandbox (an existing one is fine), create_container,
  * start_container; exec: exec_process.  Then the process's stdout and
@@ -11,6 +12,10 @@
  * (write_stdin, close_stdin at EOF), and once both streams ended we
  * wait_process and exit with its status.  Agent errors go to stderr
  * and exit 200.
+ *
+ * calls: each call in turn on one connection, its result printed as a
+ * JSON line; the first error ends it (exit 200).  For a test whose
+ * subject is not the host's reconnecting to the port.
  *
  * Options: --sandbox JSON (create_sandbox params, default
  * {"sandbox_id":"sb"}), --detach (exit after the start, 0),
@@ -226,6 +231,27 @@ int main(int argc, char **argv)
 		printf("ok\n");
 		return 0;
 	}
+	if (argc - i >= 4 && (argc - i) % 2 == 0 &&
+	    strcmp(argv[i + 1], "calls") == 0) {
+		if (ipc_client_connect(&cl, argv[i], "husk-ipc",
+				       AGENT_COMPONENT, 5000, &e) < 0)
+			die("connect", e);
+		for (int k = i + 2; k + 1 < argc; k += 2) {
+			json_t *r;
+
+			call(argv[k], argv[k + 1], &resp, 0);
+			r = resp.result ? ipc_json_from_obj(resp.result) :
+				json_null();
+			j = json_dumps(r, JSON_COMPACT | JSON_ENCODE_ANY);
+			printf("%s\n", j ? j : "?");
+			fflush(stdout);
+			free(j);
+			json_decref(r);
+			ipc_msg_free(&resp);
+		}
+		ipc_client_close(&cl);
+		return 0;
+	}
 	if (argc - i < 4)
 		goto usage;
 	if (ipc_client_connect(&cl, argv[i], "husk-ipc", AGENT_COMPONENT, 5000,
@@ -309,6 +335,7 @@ int main(int argc, char **argv)
 	return status;
 usage:
 	fprintf(stderr, "usage: agent_client [--sandbox JSON] [--detach] [--winsize R,C] [--no-stdin]\n"
-		"                    SOCKET run CID SPEC-JSON | SOCKET exec CID EXEC-ID PROCESS-JSON | SOCKET seed N\n");
+		"                    SOCKET run CID SPEC-JSON | SOCKET exec CID EXEC-ID PROCESS-JSON | SOCKET seed N\n"
+		"       agent_client SOCKET calls METHOD PARAMS-JSON [METHOD PARAMS-JSON...]\n");
 	return 100;
 }
