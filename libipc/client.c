@@ -153,13 +153,9 @@ static int client_frame(void *arg, const char *data, uint32_t len)
 /* Drop the connection after an error that leaves the stream unusable. */
 static void client_break(struct ipc_client *cl)
 {
-	struct client_state *st = state(cl);
-
 	if (cl->fd >= 0)
 		close(cl->fd);
 	cl->fd = -1;
-	if (st)
-		st->rpos = st->rlen = 0;
 }
 
 /*
@@ -210,11 +206,14 @@ static int client_wait(struct ipc_client *cl, int timeout_ms,
 		ssize_t n;
 		size_t k;
 
-		if (st->rpos < st->rlen && cl->fd >= 0) {
+		/* Whole frames read before a break are still delivered, as
+		 * the backlog's are. */
+		if (st->rpos < st->rlen) {
 			k = feed_size(cl, st);
 			st->rpos += k;
 			if (ipc_framer_feed(&cl->fr, buf + st->rpos - k, k,
 					    client_frame, st, err) < 0) {
+				st->rpos = st->rlen = 0;
 				if (st->ferr) {
 					husk_err_clear(err);
 					*err = husk_steal_ptr(st->ferr);
