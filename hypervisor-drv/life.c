@@ -361,8 +361,6 @@ static void qmp_event(struct qmp *q, const char *event, json_t *data,
 					  "plug is not done: ignored%s", id,
 					  n ? " (earlier lines suppressed)" :
 					  "");
-			else
-				hv.event_lines_held++;
 			return;
 		}
 		emit("device_removed", "device", id, "kind",

@@ -201,8 +201,6 @@ void emit(const char *event, const char *k1, const char *v1,
 		log_info("%s%s%s%s%s%s", event, k1 ? " " : "", k1 ? v1 : "",
 			 k2 ? " " : "", k2 ? v2 : "", suppressed ?
 			 " (earlier event lines suppressed)" : "");
-	else
-		hv.event_lines_held++;
 }
 
 void hv_conn_closed(struct ipc_conn *c)
@@ -421,7 +419,7 @@ int hv_m_status(struct ipc_conn *c, struct ipc_msg *m, void *params,
 	ipc_pack_kv_str(pk, "agent_socket", cfg ? hv.cfg.agent_socket : "");
 	ipc_pack_kv_str(pk, "exit_reason", hv.exit_reason);
 	ipc_pack_kv_uint(pk, "qemu_events", hv.qemu_events);
-	ipc_pack_kv_uint(pk, "event_lines_held", hv.event_lines_held);
+	ipc_pack_kv_uint(pk, "event_lines_held", hv.event_rl.held);
 	ipc_pack_kv_uint(pk, "subscribers_cut", hv.subs_cut);
 	ipc_pack_key(pk, "devices");
 	pack_devices(pk);

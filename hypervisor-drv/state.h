@@ -71,9 +71,9 @@ struct hv_vm {
 	ev_timer vfs_kill;
 	struct ipc_conn *subs[HV_MAX_SUBS];
 	struct ipc_ratelimit event_rl;  /* log lines QEMU's events cause */
-	/* For status: QEMU's events, the lines about them event_rl held
-	 * back, and the subscribers cut off for not reading. */
-	uint64_t qemu_events, event_lines_held, subs_cut;
+	/* For status: QEMU's events, and the subscribers cut off for not
+	 * reading (event_rl.held: the lines about events held back). */
+	uint64_t qemu_events, subs_cut;
 	int uid_lock;                   /* QEMU's uid lease (jail.c) */
 	struct hv_sink *con, *qemu_out, *vfs_out;       /* console.c */
 	uid_t qemu_uid;

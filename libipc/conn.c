@@ -63,6 +63,7 @@ bool ipc_ratelimit(struct ipc_ratelimit *rl, double now,
 	}
 	if (rl->n >= rl->burst) {
 		rl->dropped++;
+		rl->held++;
 		return false;
 	}
 	rl->n++;

@@ -509,7 +509,8 @@ size_t ipc_server_nconns(const struct ipc_server *s);
  * At most `burst` log lines per `interval` seconds for one kind of
  * event (a hostile peer must not fill the disk through our log).
  * ipc_ratelimit() says whether to log now; when it lets a line through
- * after some were held back, *suppressed says how many.
+ * after some were held back, *suppressed says how many; `held` counts
+ * them all, for a status to report.
  */
 struct ipc_ratelimit {
 	double interval;
@@ -517,6 +518,7 @@ struct ipc_ratelimit {
 	double start;
 	unsigned n;
 	unsigned dropped;
+	uint64_t held;
 };
 
 bool ipc_ratelimit(struct ipc_ratelimit *rl, double now,
