@@ -465,24 +465,25 @@ static int start_hooks(const struct husk_config *cfg,
 	return rc;
 }
 
-int husk_ct_start(struct husk_store *st, const struct husk_config *cfg,
-		  struct husk_entry *e, struct husk_container *c,
-		  struct husk_err **err)
+int husk_ct_start_check(const struct husk_config *cfg,
+			const struct husk_container *c, struct husk_err **err)
 {
-	struct husk_sandbox sb = { 0 };
-	struct husk_entry se = { .dirfd = -1, .lockfd = -1 };
-	json_t *state;
 	int live = husk_live_status(c);
 
 	if (live != HUSK_ST_CREATED)
 		return husk_error(err, HUSK_E_STATE, "container %s is %s, not "
 				  "created", c->id, husk_status_name(live));
-	if (start_hooks(cfg, c, err) < 0)
-		return -1;
-	if (agent_call(st->root, c->sandbox_id, AGENT_M_START_CONTAINER,
-		       json_pack("{s:s}", "container_id", c->id), 60000, NULL,
-		       err) < 0)
-		return -1;
+	return start_hooks(cfg, c, err);
+}
+
+int husk_ct_started(struct husk_store *st, const struct husk_config *cfg,
+		    struct husk_entry *e, struct husk_container *c,
+		    struct husk_err **err)
+{
+	struct husk_sandbox sb = { 0 };
+	struct husk_entry se = { .dirfd = -1, .lockfd = -1 };
+	json_t *state;
+
 	c->status = HUSK_ST_RUNNING;
 	if (husk_container_write(e, c, err) < 0)
 		return -1;
@@ -501,6 +502,19 @@ int husk_ct_start(struct husk_store *st, const struct husk_config *cfg,
 	json_decref(state);
 	husk_sandbox_free(&sb);
 	return 0;
+}
+
+int husk_ct_start(struct husk_store *st, const struct husk_config *cfg,
+		  struct husk_entry *e, struct husk_container *c,
+		  struct husk_err **err)
+{
+	if (husk_ct_start_check(cfg, c, err) < 0)
+		return -1;
+	if (agent_call(st->root, c->sandbox_id, AGENT_M_START_CONTAINER,
+		       json_pack("{s:s}", "container_id", c->id),
+		       HUSK_START_TIMEOUT_MS, NULL, err) < 0)
+		return -1;
+	return husk_ct_started(st, cfg, e, c, err);
 }
 
 /* Containers of the store that live in sandbox sid (other than it). */

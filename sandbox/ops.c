@@ -21,13 +21,9 @@ static void undo_exec(const char *root, const struct husk_container *c,
 			10000, NULL, NULL);
 }
 
-pid_t husk_ct_exec(const struct husk_config *cfg, const char *root,
-		   const struct husk_container *c, const char *eid,
-		   const json_t *process, const char *console,
-		   const int *stdio, struct husk_err **err)
+int husk_ct_exec_check(const struct husk_container *c, struct husk_err **err)
 {
 	int live = husk_live_status(c);
-	pid_t shim;
 
 	/* A created container's namespaces exist already: runc execs into
 	 * it, and so does husk. */
@@ -35,10 +31,22 @@ pid_t husk_ct_exec(const struct husk_config *cfg, const char *root,
 		return husk_error(err, HUSK_E_STATE, "container %s is %s, not "
 				  "created or running", c->id,
 				  husk_status_name(live));
+	return 0;
+}
+
+pid_t husk_ct_exec(const struct husk_config *cfg, const char *root,
+		   const struct husk_container *c, const char *eid,
+		   const json_t *process, const char *console,
+		   const int *stdio, struct husk_err **err)
+{
+	pid_t shim;
+
+	if (husk_ct_exec_check(c, err) < 0)
+		return -1;
 	if (husk_agent_call(root, c->sandbox_id, AGENT_M_EXEC_PROCESS,
 			    json_pack("{s:s, s:s, s:O}", "container_id", c->id,
 				      "exec_id", eid, "process", process),
-			    60000, NULL, err) < 0)
+			    HUSK_START_TIMEOUT_MS, NULL, err) < 0)
 		return -1;
 	shim = husk_shim_start_io(cfg, root, c->sandbox_id, c->id, eid,
 				  json_is_true(json_object_get(process,

@@ -410,9 +410,20 @@ int husk_pod_membership(const json_t *spec, const char *id, char **sid,
 int husk_ct_create(struct husk_store *st, const struct husk_config *cfg,
 		   const char *id, const char *bundle,
 		   const struct husk_create_opts *o, struct husk_err **err);
+/* The agent's bound on start_container and exec_process (ms). */
+#define HUSK_START_TIMEOUT_MS 60000
 int husk_ct_start(struct husk_store *st, const struct husk_config *cfg,
 		  struct husk_entry *e, struct husk_container *c,
 		  struct husk_err **err);
+/* Its two halves, for a caller that makes the agent's start_container
+ * call itself: whether c is created, then its startContainer hooks
+ * (a failing one fails the start); and, once the agent started it, the
+ * status recorded in e (locked exclusively) and the poststart hooks. */
+int husk_ct_start_check(const struct husk_config *cfg,
+			const struct husk_container *c, struct husk_err **err);
+int husk_ct_started(struct husk_store *st, const struct husk_config *cfg,
+		    struct husk_entry *e, struct husk_container *c,
+		    struct husk_err **err);
 /* Remove everything of the container (and, for a sandbox, its members
  * and VM), then its state; e must be locked exclusively. */
 int husk_ct_destroy(struct husk_store *st, const struct husk_config *cfg,
@@ -432,6 +443,8 @@ pid_t husk_shim_start_io(const struct husk_config *cfg, const char *root,
 /* Start process eid (an OCI process object) in a created or running
  * container and its shim; if the shim cannot start, the process is
  * killed again.  Returns the shim's pid. */
+/* Whether an exec may go into c: created or running. */
+int husk_ct_exec_check(const struct husk_container *c, struct husk_err **err);
 pid_t husk_ct_exec(const struct husk_config *cfg, const char *root,
 		   const struct husk_container *c, const char *eid,
 		   const json_t *process, const char *console,

@@ -210,18 +210,25 @@ out:
 	ttrpc_reply(call, &r.base);
 }
 
+static void start_done(void *arg, uint32_t pid, const struct husk_err *err)
+{
+	struct ttrpc_call *call = arg;
+	Task__StartResponse r = TASK__START_RESPONSE__INIT;
+
+	if (err)
+		return answer_err(call, err);
+	r.pid = pid;
+	ttrpc_reply(call, &r.base);
+}
+
 static void h_start(struct ttrpc_call *call, const ProtobufCMessage *m,
 		    void *arg)
 {
 	const Task__StartRequest *req = (const void *)m;
-	Task__StartResponse r = TASK__START_RESPONSE__INIT;
 	struct husk_err *err = NULL;
-	uint32_t pid;
 
-	if (sv_start(arg, req->id, req->exec_id, &pid, &err) < 0)
+	if (sv_start(arg, req->id, req->exec_id, start_done, call, &err) < 0)
 		return reply_err(call, err);
-	r.pid = pid;
-	ttrpc_reply(call, &r.base);
 }
 
 static void h_delete(struct ttrpc_call *call, const ProtobufCMessage *m,

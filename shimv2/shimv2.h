@@ -94,6 +94,7 @@ struct sv_proc {
 	bool terminal;
 	char *stdin_path, *stdout_path, *stderr_path;
 	pid_t pid;              /* its husk-shim, 0 before start */
+	void *starting;         /* its Start, waiting for the agent */
 	int status;             /* enum sv_status */
 	bool exited;
 	uint32_t exit_status;
@@ -155,8 +156,6 @@ struct sv_create {
  * code says which gRPC status the glue answers). */
 int sv_create(struct sv *s, const struct sv_create *c, uint32_t *pid,
 	      struct husk_err **err);
-int sv_start(struct sv *s, const char *id, const char *eid, uint32_t *pid,
-	     struct husk_err **err);
 int sv_delete(struct sv *s, const char *id, const char *eid, uint32_t *pid,
 	      uint32_t *status, struct timespec *at, struct husk_err **err);
 int sv_exec(struct sv *s, const char *id, const char *eid, bool terminal,
@@ -180,6 +179,12 @@ struct sv_acall *sv_agent_call(struct sv *s, const char *sid,
 			       const char *method, json_t *params,
 			       double timeout, sv_agent_cb cb, void *arg,
 			       struct husk_err **err);
+/* Start: the task's init (start_container) or an exec (exec_process,
+ * then its husk-shim); cb gets the pid, or err, once, from the loop. */
+typedef void (*sv_start_cb)(void *arg, uint32_t pid,
+			    const struct husk_err *err);
+int sv_start(struct sv *s, const char *id, const char *eid, sv_start_cb cb,
+	     void *arg, struct husk_err **err);
 /* cb will not run (a no-op if it has run). */
 void sv_agent_cancel(struct sv *s, struct sv_acall *c);
 /* Leaving: every call fails, every connection closes. */

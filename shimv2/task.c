@@ -2,8 +2,10 @@
  * The Task service on the sandbox library, as the husk CLI's verbs
  * drive it (cmd/husk): Create is husk_ct_create with containerd's stdio
  * for the init's husk-shim, Start husk_ct_start, Exec husk_ct_exec,
- * Delete husk_ct_destroy, and so on.  Every call runs to its end in the
- * loop (one at a time); Wait is the one that answers later.
+ * Delete husk_ct_destroy, and so on.  The calls that reach the agent
+ * (Start, Exec's start, Kill, Pause, ...) answer from the loop when it
+ * answers (agent.c); Create, Delete and Update still run to their end
+ * in the loop, one at a time; Wait answers at the exit.
  */
 #include <errno.h>
 #include <signal.h>
@@ -182,67 +184,202 @@ fail:
 	return -1;
 }
 
-static int start_exec(struct sv *s, struct sv_proc *p, struct husk_err **err)
-{
-	struct husk_entry e;
-	struct husk_container c;
-	pid_t shim;
+/* A Start waiting for the agent: start_container for a task's init,
+ * exec_process for an exec, whose husk-shim starts once the process is
+ * there.  Answered from the loop: the process is looked up again by
+ * its ids, and is this Start's only while it still points at it. */
+struct start_call {
+	struct sv *s;
+	char *id, *eid, *sid;
+	sv_start_cb cb;
+	void *arg;
+};
 
-	if (ct_open(s, p->task->id, HUSK_LOCK_SHARED, &e, &c, err) < 0)
-		return -1;
-	if (sv_io_open(s, p, err) < 0) {
-		husk_container_free(&c);
-		husk_entry_close(&e);
-		return -1;
-	}
-	shim = husk_ct_exec(&p->task->cfg, s->root, &c, p->exec_id,
-			    p->process, NULL, p->io.fds, err);
-	husk_container_free(&c);
-	husk_entry_close(&e);
-	if (shim < 0) {
-		sv_io_close(s, p);
-		return -1;
-	}
-	p->pid = shim;
-	sv_io_started(s, p);
-	sv_proc_watch(s, p);
-	return 0;
+static void start_call_free(struct start_call *x)
+{
+	free(x->id);
+	free(x->eid);
+	free(x->sid);
+	free(x);
 }
 
-int sv_start(struct sv *s, const char *id, const char *eid, uint32_t *pid,
-	     struct husk_err **err)
+static struct sv_proc *start_find(struct start_call *x)
 {
-	struct sv_proc *p = sv_find(s, id, eid, err);
+	struct sv_proc *p = sv_find(x->s, x->id, x->eid, NULL);
+
+	if (!p || p->starting != x)
+		return NULL;
+	p->starting = NULL;
+	return p;
+}
+
+static void undo_done(void *arg, const msgpack_object *result,
+		      const struct husk_err *err)
+{
+	char *what = arg;
+
+	(void)result;
+	if (err)
+		log_warnx("exec %s: killing it again: %s", what, err->msg);
+	free(what);
+}
+
+/* The exec started in the guest but not here (its husk-shim did not
+ * start, or containerd deleted it meanwhile): it goes. */
+static void exec_undo(struct start_call *x)
+{
+	struct husk_err *err = NULL;
+	char *what = husk_xasprintf("%s/%s", x->id, x->eid);
+
+	if (!sv_agent_call(x->s, x->sid, AGENT_M_SIGNAL_PROCESS,
+			   json_pack("{s:s, s:s, s:i}", "container_id", x->id,
+				     "exec_id", x->eid, "signal", SIGKILL),
+			   SV_AGENT_TIMEOUT, undo_done, what, &err)) {
+		undo_done(what, NULL, err);
+		husk_err_free(err);
+	}
+}
+
+static void exec_started(void *arg, const msgpack_object *result,
+			 const struct husk_err *aerr)
+{
+	struct start_call *x = arg;
+	cleanup_err struct husk_err *err = NULL;
+	struct sv_proc *p = start_find(x);
+	pid_t shim;
+
+	(void)result;
+	if (aerr) {
+		if (p)
+			sv_io_close(x->s, p);
+		x->cb(x->arg, 0, aerr);
+		goto out;
+	}
+	if (!p) {
+		husk_error(&err, HUSK_E_NOT_FOUND, "exec %s of task %s was "
+			   "deleted while it started", x->eid, x->id);
+		exec_undo(x);
+		goto fail;
+	}
+	shim = husk_shim_start_io(&p->task->cfg, x->s->root, x->sid, x->id,
+				  x->eid, p->terminal, NULL, p->io.fds, &err);
+	if (shim < 0) {
+		sv_io_close(x->s, p);
+		exec_undo(x);
+		goto fail;
+	}
+	p->pid = shim;
+	p->status = SV_RUNNING;
+	sv_io_started(x->s, p);
+	sv_proc_watch(x->s, p);
+	sv_event_exec_started(x->s, p);
+	x->cb(x->arg, (uint32_t)shim, NULL);
+	goto out;
+fail:
+	x->cb(x->arg, 0, err);
+out:
+	start_call_free(x);
+}
+
+static void init_started(void *arg, const msgpack_object *result,
+			 const struct husk_err *aerr)
+{
+	struct start_call *x = arg;
+	cleanup_err struct husk_err *err = NULL;
+	struct sv_proc *p = start_find(x);
 	struct husk_entry e;
 	struct husk_container c;
 	int rc;
 
+	(void)result;
+	if (aerr) {
+		x->cb(x->arg, 0, aerr);
+		goto out;
+	}
+	if (!p) {
+		husk_error(&err, HUSK_E_NOT_FOUND, "task %s was deleted while "
+			   "it started", x->id);
+		goto fail;
+	}
+	if (ct_open(x->s, x->id, HUSK_LOCK_EXCL, &e, &c, &err) < 0)
+		goto fail;
+	rc = husk_ct_started(&x->s->store, &p->task->cfg, &e, &c, &err);
+	husk_container_free(&c);
+	husk_entry_close(&e);
+	if (rc < 0)
+		goto fail;
+	/* Its husk-shim may have exited meanwhile (the VM died): its exit
+	 * was told, and a start after it would not be true. */
+	if (!p->exited) {
+		p->status = SV_RUNNING;
+		sv_event_start(x->s, p);
+		sv_oom_start(x->s, p->task);
+	}
+	x->cb(x->arg, (uint32_t)p->pid, NULL);
+	goto out;
+fail:
+	x->cb(x->arg, 0, err);
+out:
+	start_call_free(x);
+}
+
+int sv_start(struct sv *s, const char *id, const char *eid, sv_start_cb cb,
+	     void *arg, struct husk_err **err)
+{
+	struct sv_proc *p = sv_find(s, id, eid, err);
+	struct husk_entry e;
+	struct husk_container c;
+	struct start_call *x;
+	json_t *params;
+	bool exec;
+	int rc;
+
 	if (!p)
 		return -1;
+	exec = *p->exec_id;
+	if (p->starting)
+		return husk_error(err, HUSK_E_STATE, "process %s%s%s is "
+				  "starting", id, exec ? "/" : "",
+				  p->exec_id);
 	if (p->exited || p->status != SV_CREATED)
 		return husk_error(err, HUSK_E_STATE, "process %s%s%s is %s, "
-				  "not created", id, *p->exec_id ? "/" : "",
+				  "not created", id, exec ? "/" : "",
 				  p->exec_id, p->exited ? "stopped" :
 				  "running");
-	if (*p->exec_id) {
-		if (start_exec(s, p, err) < 0)
-			return -1;
-		p->status = SV_RUNNING;
-		*pid = (uint32_t)p->pid;
-		sv_event_exec_started(s, p);
-		return 0;
-	}
-	if (ct_open(s, id, HUSK_LOCK_EXCL, &e, &c, err) < 0)
+	if (ct_open(s, id, HUSK_LOCK_SHARED, &e, &c, err) < 0)
 		return -1;
-	rc = husk_ct_start(&s->store, &p->task->cfg, &e, &c, err);
+	rc = exec ? husk_ct_exec_check(&c, err) :
+		husk_ct_start_check(&p->task->cfg, &c, err);
 	husk_container_free(&c);
 	husk_entry_close(&e);
 	if (rc < 0)
 		return -1;
-	p->status = SV_RUNNING;
-	*pid = (uint32_t)p->pid;
-	sv_event_start(s, p);
-	sv_oom_start(s, p->task);
+	if (exec) {
+		if (sv_io_open(s, p, err) < 0)
+			return -1;
+		params = json_pack("{s:s, s:s, s:O}", "container_id", id,
+				   "exec_id", p->exec_id, "process",
+				   p->process);
+	} else {
+		params = json_pack("{s:s}", "container_id", id);
+	}
+	x = husk_xcalloc(1, sizeof(*x));
+	x->s = s;
+	x->id = husk_xstrdup(id);
+	x->eid = husk_xstrdup(p->exec_id);
+	x->sid = husk_xstrdup(p->task->sandbox_id);
+	x->cb = cb;
+	x->arg = arg;
+	if (!sv_agent_call(s, p->task->sandbox_id, exec ?
+			   AGENT_M_EXEC_PROCESS : AGENT_M_START_CONTAINER,
+			   params, HUSK_START_TIMEOUT_MS / 1000.0, exec ?
+			   exec_started : init_started, x, err)) {
+		if (exec)
+			sv_io_close(s, p);
+		start_call_free(x);
+		return -1;
+	}
+	p->starting = x;
 	return 0;
 }
 

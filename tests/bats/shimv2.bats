@@ -192,6 +192,26 @@ teardown() {
 	[ "$status" -eq 0 ]
 	wait_task d1 RUNNING
 
+	# Start waits for the agent from the loop (docs/shimv2.md): with
+	# the pod's husk-proxy stopped, an exec's Start waits, and State
+	# still answers meanwhile.  The Start is there once the daemon has
+	# bytes the proxy did not read (a socket's Send-Q).
+	proxy=$(pgrep -f "husk-proxy.*$HUSK_ROOT/d1/" | head -n 1)
+	[ -n "$proxy" ]
+	kill -STOP "$proxy"
+	timeout 180 $(ctr_cmd) task exec --exec-id e5 d1 /bin/echo e5-out \
+		>"$EN/e5.out" 2>&1 3>&- &
+	e5=$!
+	wait_for -t 60 _sendq_of "$shim"
+	run timeout 30 $(ctr_cmd) task ls
+	kill -CONT "$proxy"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *d1*RUNNING* ]]
+	wait "$e5"
+	cat "$EN/e5.out"
+	[ "$(cat "$EN/e5.out")" = e5-out ]
+
 	# metrics: the agent's cgroup statistics in containerd's type.
 	run ctrc task metrics d1
 	echo "$output"
@@ -247,12 +267,20 @@ teardown() {
 	re='^create:d1 start:d1 exec-added:e1 exec-started:e1 exit:e1 '
 	re+='exec-added:e2 exec-started:e2 exit:e2 '
 	re+='exec-added:e4 exec-started:e4 exit:e4 paused:d1 resumed:d1 '
+	re+='exec-added:e5 exec-started:e5 exit:e5 '
 	re+='paused:d1 resumed:d1 '
 	re+='(exec-added:(e3-[0-9]+) exec-started:e3-[0-9]+ exit:e3-[0-9]+ )+'
 	re+='exit:d1 delete:d1 $'
 	[[ "$topics" =~ $re ]]
 	# d1's own exit carries SIGKILL's status.
 	grep -q '/tasks/exit {"container_id":"d1","id":"d1".*"exit_status":137' "$EN/events"
+}
+
+# Whether a connected socket of process $1 holds bytes its peer has
+# not read.
+_sendq_of() {
+	ss -xpnH state established 2>/dev/null |
+		awk -v p="pid=$1," 'index($0, p) && $3 > 0 { f = 1 } END { exit !f }'
 }
 
 # The task nt1's links show the address (an exec of its own each time).
