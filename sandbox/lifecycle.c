@@ -548,22 +548,43 @@ static int members(struct husk_store *st, const char *sid, char ***out,
 	return 0;
 }
 
+/* How ct_destroy goes about it. */
+enum {
+	/* the sandbox's VM goes next: what the container added to it, and
+	 * the container in the guest, are not worth giving back */
+	CT_VM_GOING = 1,
+	/* the caller asked the agent's remove_container itself */
+	CT_AGENT_DONE = 2,
+};
+
 static int ct_destroy(struct husk_store *st, const struct husk_config *cfg,
 		      struct husk_entry *e, struct husk_container *c,
-		      bool force, bool vm_going, struct husk_err **err);
+		      bool force, int how, struct husk_err **err);
 
 int husk_ct_destroy(struct husk_store *st, const struct husk_config *cfg,
 		    struct husk_entry *e, struct husk_container *c, bool force,
 		    struct husk_err **err)
 {
-	return ct_destroy(st, cfg, e, c, force, false, err);
+	return ct_destroy(st, cfg, e, c, force, 0, err);
 }
 
-/* vm_going: the sandbox's VM goes next, so what the container added to
- * it is not worth giving back. */
+json_t *husk_ct_remove_params(const struct husk_container *c)
+{
+	if (c->is_sandbox)
+		return NULL;
+	return json_pack("{s:s, s:b}", "container_id", c->id, "force", 1);
+}
+
+int husk_ct_destroy_host(struct husk_store *st, const struct husk_config *cfg,
+			 struct husk_entry *e, struct husk_container *c,
+			 bool force, struct husk_err **err)
+{
+	return ct_destroy(st, cfg, e, c, force, CT_AGENT_DONE, err);
+}
+
 static int ct_destroy(struct husk_store *st, const struct husk_config *cfg,
 		      struct husk_entry *e, struct husk_container *c,
-		      bool force, bool vm_going, struct husk_err **err)
+		      bool force, int how, struct husk_err **err)
 {
 	struct husk_sbx_paths p = { 0 };
 	struct husk_sandbox sb = { 0 };
@@ -589,7 +610,8 @@ static int ct_destroy(struct husk_store *st, const struct husk_config *cfg,
 					   &e2) < 0)
 				continue;
 			if (husk_container_read(&oe, &oc, &e2) == 0) {
-				ct_destroy(st, cfg, &oe, &oc, true, true, &e2);
+				ct_destroy(st, cfg, &oe, &oc, true,
+					   CT_VM_GOING, &e2);
 				husk_container_free(&oc);
 			} else {
 				husk_entry_remove(&oe, NULL);
@@ -602,18 +624,18 @@ static int ct_destroy(struct husk_store *st, const struct husk_config *cfg,
 		return -1;
 
 	/* The container in the guest, while the guest is there to ask.  The
-	 * sandbox's own container goes with the VM. */
-	if (!c->is_sandbox) {
+	 * sandbox's own container, and its members, go with the VM. */
+	if (!c->is_sandbox && !(how & (CT_VM_GOING | CT_AGENT_DONE))) {
 		cleanup_err struct husk_err *e2 = NULL;
 
 		if (agent_call(st->root, c->sandbox_id,
 			       AGENT_M_REMOVE_CONTAINER,
-			       json_pack("{s:s, s:b}", "container_id", c->id,
-					 "force", 1), 10000, NULL, &e2) < 0)
+			       husk_ct_remove_params(c),
+			       HUSK_REMOVE_TIMEOUT_MS, NULL, &e2) < 0)
 			log_debug("%s", e2->msg);
 	}
 	husk_proc_stop(&c->shim, force ? 500 : 2000);
-	if (!c->is_sandbox && !vm_going)
+	if (!c->is_sandbox && !(how & CT_VM_GOING))
 		husk_sandbox_shrink(st->root, c->sandbox_id, c->dimms,
 				    c->grown_vcpus);
 	husk_cgroup_remove(c->cgroups);

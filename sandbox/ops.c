@@ -89,23 +89,43 @@ int husk_ct_pause(const char *root, struct husk_entry *e,
 	return husk_ct_paused(e, c, pause, err);
 }
 
+int husk_ct_update_grow(const char *root, struct husk_entry *e,
+			struct husk_container *c, const json_t *res,
+			struct husk_err **err)
+{
+	/* Kata's way: the VM grows before a larger limit applies, and
+	 * gives back hot-plugged memory after a smaller one did. */
+	int rc = husk_ct_resize(root, c, res, false, err);
+
+	if (husk_container_write(e, c, rc < 0 ? NULL : err) < 0)
+		rc = -1;
+	return rc;
+}
+
+json_t *husk_ct_update_params(const struct husk_container *c,
+			      const json_t *res)
+{
+	return json_pack("{s:s, s:O}", "container_id", c->id, "resources",
+			 res);
+}
+
+int husk_ct_update_shrink(const char *root, struct husk_entry *e,
+			  struct husk_container *c, const json_t *res,
+			  struct husk_err **err)
+{
+	if (husk_ct_resize(root, c, res, true, err) < 0)
+		return -1;
+	return husk_container_write(e, c, err);
+}
+
 int husk_ct_update(const char *root, struct husk_entry *e,
 		   struct husk_container *c, const json_t *res,
 		   struct husk_err **err)
 {
-	int rc;
-
-	/* Kata's way: the VM grows before a larger limit applies, and
-	 * gives back hot-plugged memory after a smaller one did. */
-	rc = husk_ct_resize(root, c, res, false, err);
-	if (husk_container_write(e, c, rc < 0 ? NULL : err) < 0)
-		rc = -1;
-	if (rc == 0)
-		rc = husk_agent_call(root, c->sandbox_id, AGENT_M_UPDATE_CONTAINER,
-				     json_pack("{s:s, s:O}", "container_id",
-					       c->id, "resources", res),
-				     30000, NULL, err);
-	if (rc == 0 && husk_ct_resize(root, c, res, true, err) == 0)
-		rc = husk_container_write(e, c, err);
-	return rc;
+	if (husk_ct_update_grow(root, e, c, res, err) < 0 ||
+	    husk_agent_call(root, c->sandbox_id, AGENT_M_UPDATE_CONTAINER,
+			    husk_ct_update_params(c, res),
+			    HUSK_UPDATE_TIMEOUT_MS, NULL, err) < 0)
+		return -1;
+	return husk_ct_update_shrink(root, e, c, res, err);
 }

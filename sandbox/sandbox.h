@@ -429,6 +429,15 @@ int husk_ct_started(struct husk_store *st, const struct husk_config *cfg,
 int husk_ct_destroy(struct husk_store *st, const struct husk_config *cfg,
 		    struct husk_entry *e, struct husk_container *c,
 		    bool force, struct husk_err **err);
+/* Its two halves, for a caller that makes the agent's call itself: the
+ * params of remove_container (bounded by HUSK_REMOVE_TIMEOUT_MS), NULL
+ * for a sandbox's own container, which goes with its VM; then all the
+ * rest, on the host. */
+#define HUSK_REMOVE_TIMEOUT_MS 10000
+json_t *husk_ct_remove_params(const struct husk_container *c);
+int husk_ct_destroy_host(struct husk_store *st, const struct husk_config *cfg,
+			 struct husk_entry *e, struct husk_container *c,
+			 bool force, struct husk_err **err);
 /* A shim for process eid ("" for init) of container cid. */
 pid_t husk_shim_start(const struct husk_config *cfg, const char *root,
 		      const char *sid, const char *cid, const char *eid,
@@ -465,6 +474,18 @@ int husk_ct_paused(struct husk_entry *e, struct husk_container *c,
 int husk_ct_update(const char *root, struct husk_entry *e,
 		   struct husk_container *c, const json_t *resources,
 		   struct husk_err **err);
+/* Its three steps, for a caller that makes the agent's call itself:
+ * the VM grown (and c written to e), update_container's params
+ * (bounded by HUSK_UPDATE_TIMEOUT_MS), the VM shrunk (and c written). */
+#define HUSK_UPDATE_TIMEOUT_MS 30000
+int husk_ct_update_grow(const char *root, struct husk_entry *e,
+			struct husk_container *c, const json_t *res,
+			struct husk_err **err);
+json_t *husk_ct_update_params(const struct husk_container *c,
+			      const json_t *res);
+int husk_ct_update_shrink(const char *root, struct husk_entry *e,
+			  struct husk_container *c, const json_t *res,
+			  struct husk_err **err);
 /* A call to the guest agent through the sandbox's proxy (params are
  * consumed). */
 int husk_agent_call(const char *root, const char *sid, const char *method,

@@ -231,21 +231,30 @@ static void h_start(struct ttrpc_call *call, const ProtobufCMessage *m,
 		return reply_err(call, err);
 }
 
+static void delete_done(void *arg, const struct sv_deleted *d,
+			const struct husk_err *err)
+{
+	struct ttrpc_call *call = arg;
+	Task__DeleteResponse r = TASK__DELETE_RESPONSE__INIT;
+	Gpb__Timestamp ts = GPB__TIMESTAMP__INIT;
+
+	if (err)
+		return answer_err(call, err);
+	r.pid = d->pid;
+	r.exit_status = d->status;
+	ttrpc_timestamp_set(&ts, &d->at);
+	r.exited_at = &ts;
+	ttrpc_reply(call, &r.base);
+}
+
 static void h_delete(struct ttrpc_call *call, const ProtobufCMessage *m,
 		     void *arg)
 {
 	const Task__DeleteRequest *req = (const void *)m;
-	Task__DeleteResponse r = TASK__DELETE_RESPONSE__INIT;
-	Gpb__Timestamp ts = GPB__TIMESTAMP__INIT;
 	struct husk_err *err = NULL;
-	struct timespec at;
 
-	if (sv_delete(arg, req->id, req->exec_id, &r.pid, &r.exit_status, &at,
-		      &err) < 0)
+	if (sv_delete(arg, req->id, req->exec_id, delete_done, call, &err) < 0)
 		return reply_err(call, err);
-	ttrpc_timestamp_set(&ts, &at);
-	r.exited_at = &ts;
-	ttrpc_reply(call, &r.base);
 }
 
 static void h_state(struct ttrpc_call *call, const ProtobufCMessage *m,
@@ -429,9 +438,8 @@ static void h_update(struct ttrpc_call *call, const ProtobufCMessage *m,
 		return;
 	}
 	if (sv_update(arg, req->id, (const char *)req->resources->value.data,
-		      req->resources->value.len, &err) < 0)
+		      req->resources->value.len, empty_done, call, &err) < 0)
 		return reply_err(call, err);
-	ttrpc_reply(call, NULL);
 }
 
 struct wait_ctx {

@@ -114,6 +114,8 @@ struct sv_task {
 	struct sv_proc init;
 	struct sv_proc *execs;
 	struct sv_oom *oom;     /* OOM kills watched (oom.c), or NULL */
+	void *deleting;         /* its Delete, waiting for the agent */
+	void *updating;         /* its Update, waiting for the agent */
 };
 
 struct sv {
@@ -156,8 +158,17 @@ struct sv_create {
  * code says which gRPC status the glue answers). */
 int sv_create(struct sv *s, const struct sv_create *c, uint32_t *pid,
 	      struct husk_err **err);
-int sv_delete(struct sv *s, const char *id, const char *eid, uint32_t *pid,
-	      uint32_t *status, struct timespec *at, struct husk_err **err);
+/* Delete: an exec, or a task (a member's container leaves the guest
+ * first, remove_container answered from the loop); cb gets what the
+ * process ended with, or err, once, now or from the loop. */
+struct sv_deleted {
+	uint32_t pid, status;
+	struct timespec at;
+};
+typedef void (*sv_delete_cb)(void *arg, const struct sv_deleted *d,
+			     const struct husk_err *err);
+int sv_delete(struct sv *s, const char *id, const char *eid, sv_delete_cb cb,
+	      void *arg, struct husk_err **err);
 int sv_exec(struct sv *s, const char *id, const char *eid, bool terminal,
 	    const char *in, const char *out, const char *errp,
 	    const char *spec_json, size_t spec_len, struct husk_err **err);
@@ -196,8 +207,11 @@ int sv_kill(struct sv *s, const char *id, const char *eid, uint32_t sig,
 	    bool all, sv_agent_cb cb, void *arg, struct husk_err **err);
 int sv_pause(struct sv *s, const char *id, bool pause, sv_agent_cb cb,
 	     void *arg, struct husk_err **err);
+/* Update: the VM grown first (the driver, then the agent onlining what
+ * it added: still blocking), the agent's update_container answered
+ * from the loop, the VM shrunk after. */
 int sv_update(struct sv *s, const char *id, const char *res_json,
-	      size_t len, struct husk_err **err);
+	      size_t len, sv_agent_cb cb, void *arg, struct husk_err **err);
 /* The agent's stats of the container (its stats_container map). */
 int sv_stats(struct sv *s, const char *id, sv_agent_cb cb, void *arg,
 	     struct husk_err **err);

@@ -455,41 +455,17 @@ int sv_kill(struct sv *s, const char *id, const char *eid, uint32_t sig,
 			     SV_AGENT_TIMEOUT, cb, arg, err) ? 0 : -1;
 }
 
-int sv_delete(struct sv *s, const char *id, const char *eid, uint32_t *pid,
-	      uint32_t *status, struct timespec *at, struct husk_err **err)
+/* The rest of a task's Delete, once the agent removed a member's
+ * container (agent_done) or for the pod's own: husk's container on the
+ * host, the husk-shims, the task. */
+static void delete_task(struct sv *s, struct sv_task *t, bool agent_done,
+			struct sv_deleted *d)
 {
-	struct sv_task *t = task_find(s, id, err);
-	struct sv_proc *p;
+	struct sv_proc *p = &t->init;
 	struct husk_entry e;
 	struct husk_container c;
+	const char *id = t->id;
 
-	if (!t)
-		return -1;
-	if (eid && *eid) {
-		struct sv_proc **pp;
-
-		for (pp = &t->execs; *pp; pp = &(*pp)->next)
-			if (!strcmp((*pp)->exec_id, eid))
-				break;
-		if (!*pp)
-			return husk_error(err, HUSK_E_NOT_FOUND, "process %s "
-					  "of task %s not found", eid, id);
-		p = *pp;
-		if (p->pid > 0 && !p->exited)
-			return husk_error(err, HUSK_E_STATE, "process %s of "
-					  "task %s is running", eid, id);
-		*pid = (uint32_t)p->pid;
-		*status = p->exit_status;
-		*at = p->exited_at;
-		*pp = p->next;
-		sv_proc_free(p);
-		free(p);
-		return 0;
-	}
-	p = &t->init;
-	if (p->status != SV_CREATED && !p->exited)
-		return husk_error(err, HUSK_E_STATE, "task %s is running: "
-				  "kill it first", id);
 	/* The pod's own container takes its members with it (CRI deletes
 	 * them first; ctr may not): their processes end here, each with its
 	 * exit, while their husk-shims are still ours to reap. */
@@ -503,9 +479,13 @@ int sv_delete(struct sv *s, const char *id, const char *eid, uint32_t *pid,
 		}
 	if (ct_open(s, id, HUSK_LOCK_EXCL, &e, &c, NULL) == 0) {
 		cleanup_err struct husk_err *e2 = NULL;
+		int rc = agent_done ?
+			husk_ct_destroy_host(&s->store, &t->cfg, &e, &c, true,
+					     &e2) :
+			husk_ct_destroy(&s->store, &t->cfg, &e, &c, true,
+					&e2);
 
-		if (husk_ct_destroy(&s->store, &t->cfg, &e, &c, true,
-				    &e2) < 0)
+		if (rc < 0)
 			log_warnx("delete %s: %s", id, e2->msg);
 		husk_container_free(&c);
 		husk_entry_close(&e);
@@ -513,12 +493,122 @@ int sv_delete(struct sv *s, const char *id, const char *eid, uint32_t *pid,
 	for (struct sv_proc *x = t->execs; x; x = x->next)
 		sv_proc_kill(x);
 	sv_proc_kill(p);
-	*pid = (uint32_t)p->pid;
-	*status = p->exit_status;
-	*at = p->exited_at;
+	d->pid = (uint32_t)p->pid;
+	d->status = p->exit_status;
+	d->at = p->exited_at;
 	sv_event_delete(s, p);
 	task_unlink(s, t);
 	task_free(t);
+}
+
+/* A member's Delete waiting for the agent's remove_container. */
+struct delete_call {
+	struct sv *s;
+	char *id;
+	sv_delete_cb cb;
+	void *arg;
+};
+
+static void removed(void *arg, const msgpack_object *result,
+		    const struct husk_err *aerr)
+{
+	struct delete_call *x = arg;
+	cleanup_err struct husk_err *err = NULL;
+	struct sv_task *t = task_find(x->s, x->id, &err);
+	struct sv_deleted d;
+
+	(void)result;
+	/* As husk_ct_destroy: the guest's answer does not stop the rest
+	 * (a dead VM cannot answer). */
+	if (aerr)
+		log_debug("delete %s: %s", x->id, aerr->msg);
+	if (t && t->deleting == x) {
+		t->deleting = NULL;
+		delete_task(x->s, t, true, &d);
+		x->cb(x->arg, &d, NULL);
+	} else {
+		/* The pod's own Delete, or the daemon's leaving, took it. */
+		if (t)
+			husk_error(&err, HUSK_E_NOT_FOUND, "task %s went "
+				   "while it was deleted", x->id);
+		x->cb(x->arg, NULL, err);
+	}
+	free(x->id);
+	free(x);
+}
+
+int sv_delete(struct sv *s, const char *id, const char *eid, sv_delete_cb cb,
+	      void *arg, struct husk_err **err)
+{
+	struct sv_task *t = task_find(s, id, err);
+	struct sv_deleted d;
+	struct sv_proc *p;
+	struct husk_entry e;
+	struct husk_container c;
+	struct delete_call *x;
+	json_t *params;
+
+	if (!t)
+		return -1;
+	if (t->deleting)
+		return husk_error(err, HUSK_E_STATE, "task %s is being "
+				  "deleted", id);
+	if (eid && *eid) {
+		struct sv_proc **pp;
+
+		for (pp = &t->execs; *pp; pp = &(*pp)->next)
+			if (!strcmp((*pp)->exec_id, eid))
+				break;
+		if (!*pp)
+			return husk_error(err, HUSK_E_NOT_FOUND, "process %s "
+					  "of task %s not found", eid, id);
+		p = *pp;
+		if (p->pid > 0 && !p->exited)
+			return husk_error(err, HUSK_E_STATE, "process %s of "
+					  "task %s is running", eid, id);
+		d.pid = (uint32_t)p->pid;
+		d.status = p->exit_status;
+		d.at = p->exited_at;
+		*pp = p->next;
+		sv_proc_free(p);
+		free(p);
+		cb(arg, &d, NULL);
+		return 0;
+	}
+	p = &t->init;
+	if (p->status != SV_CREATED && !p->exited)
+		return husk_error(err, HUSK_E_STATE, "task %s is running: "
+				  "kill it first", id);
+	/* A member's container in the guest goes first, answered from the
+	 * loop; the pod's own goes with the VM. */
+	params = NULL;
+	if (ct_open(s, id, HUSK_LOCK_SHARED, &e, &c, NULL) == 0) {
+		params = husk_ct_remove_params(&c);
+		husk_container_free(&c);
+		husk_entry_close(&e);
+	}
+	if (params) {
+		struct husk_err *e2 = NULL;
+
+		x = husk_xcalloc(1, sizeof(*x));
+		x->s = s;
+		x->id = husk_xstrdup(id);
+		x->cb = cb;
+		x->arg = arg;
+		if (sv_agent_call(s, t->sandbox_id, AGENT_M_REMOVE_CONTAINER,
+				  params, HUSK_REMOVE_TIMEOUT_MS / 1000.0,
+				  removed, x, &e2)) {
+			t->deleting = x;
+			return 0;
+		}
+		/* No proxy to ask: the rest goes on without it. */
+		log_debug("delete %s: %s", id, e2->msg);
+		husk_err_free(e2);
+		free(x->id);
+		free(x);
+	}
+	delete_task(s, t, params != NULL, &d);
+	cb(arg, &d, NULL);
 	return 0;
 }
 
@@ -599,18 +689,62 @@ int sv_pause(struct sv *s, const char *id, bool pause, sv_agent_cb cb,
 	return 0;
 }
 
+/* An Update waiting for the agent's update_container: the VM grew
+ * before it, and shrinks after. */
+struct update_call {
+	struct sv *s;
+	char *id;
+	json_t *res;
+	sv_agent_cb cb;
+	void *arg;
+};
+
+static void updated(void *arg, const msgpack_object *result,
+		    const struct husk_err *aerr)
+{
+	struct update_call *x = arg;
+	cleanup_err struct husk_err *err = NULL;
+	struct sv_task *t = task_find(x->s, x->id, &err);
+	struct husk_entry e;
+	struct husk_container c;
+
+	if (t && t->updating == x)
+		t->updating = NULL;
+	if (aerr) {
+		x->cb(x->arg, NULL, aerr);
+		goto out;
+	}
+	/* Deleted meanwhile: nothing is left to shrink. */
+	if (t && ct_open(x->s, x->id, HUSK_LOCK_EXCL, &e, &c, &err) == 0) {
+		husk_ct_update_shrink(x->s->root, &e, &c, x->res, &err);
+		husk_container_free(&c);
+		husk_entry_close(&e);
+	}
+	x->cb(x->arg, err ? NULL : result, err);
+out:
+	json_decref(x->res);
+	free(x->id);
+	free(x);
+}
+
 int sv_update(struct sv *s, const char *id, const char *res_json,
-	      size_t len, struct husk_err **err)
+	      size_t len, sv_agent_cb cb, void *arg, struct husk_err **err)
 {
 	struct sv_task *t = task_find(s, id, err);
 	struct husk_entry e;
 	struct husk_container c;
+	struct update_call *x;
 	json_error_t jerr;
-	json_t *res;
+	json_t *res, *params;
 	int rc;
 
 	if (!t)
 		return -1;
+	/* One at a time: each step sizes the VM from what the last one
+	 * left. */
+	if (t->updating)
+		return husk_error(err, HUSK_E_STATE, "task %s is being "
+				  "updated", id);
 	res = json_loadb(res_json, len, 0, &jerr);
 	if (!res || !json_is_object(res)) {
 		json_decref(res);
@@ -622,11 +756,29 @@ int sv_update(struct sv *s, const char *id, const char *res_json,
 		json_decref(res);
 		return -1;
 	}
-	rc = husk_ct_update(s->root, &e, &c, res, err);
-	json_decref(res);
+	rc = husk_ct_update_grow(s->root, &e, &c, res, err);
+	params = rc < 0 ? NULL : husk_ct_update_params(&c, res);
 	husk_container_free(&c);
 	husk_entry_close(&e);
-	return rc;
+	if (rc < 0) {
+		json_decref(res);
+		return -1;
+	}
+	x = husk_xcalloc(1, sizeof(*x));
+	x->s = s;
+	x->id = husk_xstrdup(id);
+	x->res = res;
+	x->cb = cb;
+	x->arg = arg;
+	if (!sv_agent_call(s, t->sandbox_id, AGENT_M_UPDATE_CONTAINER, params,
+			   HUSK_UPDATE_TIMEOUT_MS / 1000.0, updated, x, err)) {
+		json_decref(res);
+		free(x->id);
+		free(x);
+		return -1;
+	}
+	t->updating = x;
+	return 0;
 }
 
 int sv_stats(struct sv *s, const char *id, sv_agent_cb cb, void *arg,

@@ -6,6 +6,7 @@
 # containerd is tests/bats/shimv2.bats.
 
 load lib/engines.sh
+load lib/wait.sh
 
 bats_require_minimum_version 1.5.0
 
@@ -223,6 +224,21 @@ sv() {
 	[ "$after" -gt $((before + 200000)) ]
 	run grep -c '"sized_mb":256' "$HUSK_ROOT/u1/state.json"
 	[ "$output" = 1 ]
+	# The agent's update_container is answered from the loop: with the
+	# pod's husk-proxy stopped under an Update, State still answers.
+	proxy=$(pgrep -f "husk-proxy.*$HUSK_ROOT/u1/" | head -n 1)
+	[ -n "$proxy" ]
+	kill -STOP "$proxy"
+	"$CALL" "$sock" update u1 '{"cpu":{"shares":512}}' \
+		>"$EN/update.out" 2>&1 3>&- &
+	upd=$!
+	wait_for -t 60 socket_unread "$(cat "$bundle/shim.pid")"
+	run timeout 20 "$CALL" "$sock" state u1
+	kill -CONT "$proxy"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$output" == *status=2* ]]
+	wait "$upd" || { cat "$EN/update.out"; false; }
 
 	run ctrc task kill -s SIGKILL u1
 	[ "$status" -eq 0 ]

@@ -195,14 +195,14 @@ teardown() {
 	# Start waits for the agent from the loop (docs/shimv2.md): with
 	# the pod's husk-proxy stopped, an exec's Start waits, and State
 	# still answers meanwhile.  The Start is there once the daemon has
-	# bytes the proxy did not read (a socket's Send-Q).
+	# bytes the proxy did not read.
 	proxy=$(pgrep -f "husk-proxy.*$HUSK_ROOT/d1/" | head -n 1)
 	[ -n "$proxy" ]
 	kill -STOP "$proxy"
 	timeout 180 $(ctr_cmd) task exec --exec-id e5 d1 /bin/echo e5-out \
 		>"$EN/e5.out" 2>&1 3>&- &
 	e5=$!
-	wait_for -t 60 _sendq_of "$shim"
+	wait_for -t 60 socket_unread "$shim"
 	run timeout 30 $(ctr_cmd) task ls
 	kill -CONT "$proxy"
 	echo "$output"
@@ -274,13 +274,6 @@ teardown() {
 	[[ "$topics" =~ $re ]]
 	# d1's own exit carries SIGKILL's status.
 	grep -q '/tasks/exit {"container_id":"d1","id":"d1".*"exit_status":137' "$EN/events"
-}
-
-# Whether a connected socket of process $1 holds bytes its peer has
-# not read.
-_sendq_of() {
-	ss -xpnH state established 2>/dev/null |
-		awk -v p="pid=$1," 'index($0, p) && $3 > 0 { f = 1 } END { exit !f }'
 }
 
 # The task nt1's links show the address (an exec of its own each time).
@@ -372,12 +365,24 @@ _nt1_has() {
 	run timeout 120 $(ctr_cmd) task exec --exec-id w2 p1 /bin/test -e /only-in-c1
 	[ "$status" -ne 0 ]
 
-	# The container goes, the pod stays.
+	# The container goes, the pod stays.  Its Delete waits for the
+	# agent's remove_container from the loop: with the pod's husk-proxy
+	# stopped meanwhile, State still answers.
 	run ctrc task kill -s SIGKILL c1
 	[ "$status" -eq 0 ]
 	wait_task c1 STOPPED
-	run timeout 120 $(ctr_cmd) task delete c1
+	proxy=$(pgrep -f "husk-proxy.*$HUSK_ROOT/p1/" | head -n 1)
+	[ -n "$proxy" ]
+	kill -STOP "$proxy"
+	timeout 120 $(ctr_cmd) task delete c1 >"$EN/c1.delete" 2>&1 3>&- &
+	del=$!
+	wait_for -t 60 socket_unread "$shim"
+	run timeout 30 $(ctr_cmd) task ls
+	kill -CONT "$proxy"
+	echo "$output"
 	[ "$status" -eq 0 ]
+	[[ "$output" == *p1*RUNNING* ]]
+	wait "$del" || { cat "$EN/c1.delete"; false; }
 	run ctrc container rm c1
 	[ "$status" -eq 0 ]
 	[ "$(task_status p1)" = RUNNING ]

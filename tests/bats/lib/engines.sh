@@ -23,6 +23,10 @@
 #   dk ARGS / ctrc ARGS                  the clients, on our daemons
 #   engines_teardown                     everything down, even half up;
 #                                        then engines_assert_clean
+#   socket_unread PID                    true if a connected socket of
+#                                        PID holds bytes its peer has
+#                                        not read (its Send-Q): a call
+#                                        it made that waits
 
 DOCKER_BIN=${DOCKER_BIN:-/usr/bin/docker}
 DOCKERD_BIN=${DOCKERD_BIN:-/usr/sbin/dockerd}
@@ -144,6 +148,11 @@ dk() {
 
 ctrc() {
 	"$CTR_BIN" -a "$EN/ctd.sock" -n husk-test "$@"
+}
+
+socket_unread() {
+	ss -xpnH state established 2>/dev/null |
+		awk -v p="pid=$1," 'index($0, p) && $3 > 0 { f = 1 } END { exit !f }'
 }
 
 # ctr's runc v2 shim pointed at husk, with a root of our own.
