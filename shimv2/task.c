@@ -184,6 +184,19 @@ fail:
 	return -1;
 }
 
+/* The end of a call nobody waits for: arg says what it was (malloc'd),
+ * and a failure is logged. */
+static void logged_done(void *arg, const msgpack_object *result,
+			const struct husk_err *err)
+{
+	char *what = arg;
+
+	(void)result;
+	if (err)
+		log_info("%s: %s", what, err->msg);
+	free(what);
+}
+
 /* A Start waiting for the agent: start_container for a task's init,
  * exec_process for an exec, whose husk-shim starts once the process is
  * there.  Answered from the loop: the process is looked up again by
@@ -213,29 +226,19 @@ static struct sv_proc *start_find(struct start_call *x)
 	return p;
 }
 
-static void undo_done(void *arg, const msgpack_object *result,
-		      const struct husk_err *err)
-{
-	char *what = arg;
-
-	(void)result;
-	if (err)
-		log_warnx("exec %s: killing it again: %s", what, err->msg);
-	free(what);
-}
-
 /* The exec started in the guest but not here (its husk-shim did not
  * start, or containerd deleted it meanwhile): it goes. */
 static void exec_undo(struct start_call *x)
 {
 	struct husk_err *err = NULL;
-	char *what = husk_xasprintf("%s/%s", x->id, x->eid);
+	char *what = husk_xasprintf("exec %s/%s: killing it again", x->id,
+				    x->eid);
 
 	if (!sv_agent_call(x->s, x->sid, AGENT_M_SIGNAL_PROCESS,
 			   json_pack("{s:s, s:s, s:i}", "container_id", x->id,
 				     "exec_id", x->eid, "signal", SIGKILL),
-			   SV_AGENT_TIMEOUT, undo_done, what, &err)) {
-		undo_done(what, NULL, err);
+			   SV_AGENT_TIMEOUT, logged_done, what, &err)) {
+		logged_done(what, NULL, err);
 		husk_err_free(err);
 	}
 }
@@ -854,17 +857,6 @@ static int close_stdin_call(struct sv *s, struct sv_proc *p,
 			     SV_AGENT_TIMEOUT, cb, arg, err) ? 0 : -1;
 }
 
-static void close_stdin_done(void *arg, const msgpack_object *result,
-			     const struct husk_err *err)
-{
-	char *what = arg;
-
-	(void)result;
-	if (err)
-		log_debug("close_stdin %s: %s", what, err->msg);
-	free(what);
-}
-
 /* A deferred CloseIO (io.c): the process may have gone meanwhile. */
 static void close_stdin_now(struct sv_proc *p)
 {
@@ -873,9 +865,9 @@ static void close_stdin_now(struct sv_proc *p)
 
 	if (p->exited || p->pid <= 0)
 		return;
-	what = husk_xasprintf("%s/%s", p->task->id, p->exec_id);
-	if (close_stdin_call(sv, p, close_stdin_done, what, &e) < 0) {
-		close_stdin_done(what, NULL, e);
+	what = husk_xasprintf("close_stdin %s/%s", p->task->id, p->exec_id);
+	if (close_stdin_call(sv, p, logged_done, what, &e) < 0) {
+		logged_done(what, NULL, e);
 		husk_err_free(e);
 	}
 }

@@ -194,21 +194,12 @@ teardown() {
 
 	# Start waits for the agent from the loop (docs/shimv2.md): with
 	# the pod's husk-proxy stopped, an exec's Start waits, and State
-	# still answers meanwhile.  The Start is there once the daemon has
-	# bytes the proxy did not read.
-	proxy=$(pgrep -f "husk-proxy.*$HUSK_ROOT/d1/" | head -n 1)
-	[ -n "$proxy" ]
-	kill -STOP "$proxy"
-	timeout 180 $(ctr_cmd) task exec --exec-id e5 d1 /bin/echo e5-out \
-		>"$EN/e5.out" 2>&1 3>&- &
-	e5=$!
-	wait_for -t 60 socket_unread "$shim"
-	run timeout 30 $(ctr_cmd) task ls
-	kill -CONT "$proxy"
+	# still answers meanwhile.
+	proxy_stalled_ls d1 "$EN/e5.out" \
+		timeout 180 $(ctr_cmd) task exec --exec-id e5 d1 /bin/echo e5-out
 	echo "$output"
 	[ "$status" -eq 0 ]
 	[[ "$output" == *d1*RUNNING* ]]
-	wait "$e5"
 	cat "$EN/e5.out"
 	[ "$(cat "$EN/e5.out")" = e5-out ]
 
@@ -371,18 +362,11 @@ _nt1_has() {
 	run ctrc task kill -s SIGKILL c1
 	[ "$status" -eq 0 ]
 	wait_task c1 STOPPED
-	proxy=$(pgrep -f "husk-proxy.*$HUSK_ROOT/p1/" | head -n 1)
-	[ -n "$proxy" ]
-	kill -STOP "$proxy"
-	timeout 120 $(ctr_cmd) task delete c1 >"$EN/c1.delete" 2>&1 3>&- &
-	del=$!
-	wait_for -t 60 socket_unread "$shim"
-	run timeout 30 $(ctr_cmd) task ls
-	kill -CONT "$proxy"
+	proxy_stalled_ls p1 "$EN/c1.delete" \
+		timeout 120 $(ctr_cmd) task delete c1
 	echo "$output"
 	[ "$status" -eq 0 ]
 	[[ "$output" == *p1*RUNNING* ]]
-	wait "$del" || { cat "$EN/c1.delete"; false; }
 	run ctrc container rm c1
 	[ "$status" -eq 0 ]
 	[ "$(task_status p1)" = RUNNING ]

@@ -29,6 +29,12 @@
 #                              bundle, husk state, and no shim socket
 #                              left dead since socks_snapshot
 #   socks_snapshot             note the shims' sockets there now
+#   proxy_stalled_ls SID LOG CMD...
+#                              pod SID's husk-proxy stopped, CMD started
+#                              (its output to LOG); once the shim daemon
+#                              has a call waiting on the proxy, `ctr task
+#                              ls` ($output, $status); then the proxy goes
+#                              on and CMD must succeed
 #   events_start / events_stop / task_topics ID
 #                              `ctr events` to $EN/events; the /tasks/
 #                              topics of container ID in order, each as
@@ -272,4 +278,23 @@ shimv2_show_logs() {
 		echo "# $f:"
 		tail -n 20 "$f"
 	done
+}
+
+proxy_stalled_ls() {
+	local sid=$1 log=$2 proxy shim cmd rc=0
+	shift 2
+	shim=$(shim_pid_of "$sid")
+	proxy=$(pgrep -f "husk-proxy.*$HUSK_ROOT/$sid/" | head -n 1)
+	[ -n "$shim" ] && [ -n "$proxy" ] || return 1
+	kill -STOP "$proxy"
+	"$@" >"$log" 2>&1 3>&- &
+	cmd=$!
+	if wait_for -t 60 socket_unread "$shim"; then
+		run timeout 30 $(ctr_cmd) task ls
+	else
+		rc=1
+	fi
+	kill -CONT "$proxy"
+	wait "$cmd" || { cat "$log"; rc=1; }
+	return "$rc"
 }
