@@ -45,6 +45,17 @@ teardown() {
 	fi
 	rm -f "$EN/events"
 	ip netns del "hksv$$" 2>/dev/null || true
+	ip netns del "hkcri$$" 2>/dev/null || true
+	# A failed CRI test's pods, so that CNI takes their namespaces back.
+	if [ -S "$EN/cri/ctd.sock" ]; then
+		(
+			EN=$EN/cri
+			for p in $(cri lsp 2>/dev/null); do
+				cri stopp "$p" >/dev/null 2>&1 || true
+				cri rmp "$p" >/dev/null 2>&1 || true
+			done
+		)
+	fi
 	[ ! -d "$EN/cri" ] || (EN=$EN/cri; engines_teardown)
 	# A failed test's tasks must not fail the next one: containerd up
 	# again if the test stopped it, and it removes them.
@@ -267,6 +278,13 @@ teardown() {
 	grep -q '/tasks/exit {"container_id":"d1","id":"d1".*"exit_status":137' "$EN/events"
 }
 
+# A CRI call to the containerd of $EN (cri_client.py), for pod1 with
+# its logs in $EN/logs.
+cri() {
+	/usr/bin/python3 "${HUSK_SRC:-$BATS_TEST_DIRNAME/../..}/tests/helpers/cri_client.py" \
+		"$EN/ctd.sock" --pod pod1 --logs "$EN/logs" "$@"
+}
+
 # The task nt1's links show the address (an exec of its own each time).
 _nt1_has() {
 	_nt1_n=$(( ${_nt1_n:-0} + 1 ))
@@ -483,6 +501,81 @@ _nt1_has() {
 	[ "$status" -eq 1 ]
 	engines_stop_containerd
 	engines_assert_clean
+}
+
+@test "a pod through containerd's CRI, as kubelet drives it: its sandbox and a container in one VM, exec, logs, the pod's address, stop and removal leave nothing" {
+	# A containerd of its own with CRI on, in a network namespace of
+	# the test's (CNI's bridge goes there), an image made here (no
+	# registry), the calls kubelet makes (tests/helpers/cri_client.py).
+	local EN=$EN/cri ns=hkcri$$ p pod cid netns_before
+	HUSK_SRC=${HUSK_SRC:-$(cd "$BATS_TEST_DIRNAME/../.." && pwd)}
+	mkdir -p "$EN/cni-conf" "$EN/cni-bin" "$EN/logs"
+	for p in loopback bridge host-local; do
+		ln -s "/usr/lib/cni/$p" "$EN/cni-bin/$p"
+	done
+	cat >"$EN/cni-conf/10-husk-cri.conflist" <<-EOF
+	{"cniVersion": "0.4.0", "name": "husk-cri", "plugins": [
+	  {"type": "bridge", "bridge": "hkcri0", "isGateway": false,
+	   "ipMasq": false, "ipam": {"type": "host-local",
+	   "dataDir": "$EN/cni-ipam", "ranges": [[{"subnet": "10.213.77.0/24"}]]}}]}
+	EOF
+	printf '# defaults\n' >"$EN/husk.conf"
+	/usr/bin/python3 "$HUSK_SRC/tests/helpers/oci_image.py" "$EN/../rootfs" \
+		docker.io/library/husk-pause:1 "$EN/image.tar" sleep 2147483647
+	netns_before=$(ip netns list | grep -c '^cni-' || true)
+	ip netns add "$ns"
+	ENGINES_CTD_NETNS=$ns \
+	ENGINES_CTD_TOML=$(shimv2_cri_toml "$EN/husk.conf" "$EN/husk.conf" docker.io/library/husk-pause:1) \
+		shimv2_start_containerd cri
+	wait_for -t 60 grep -q "containerd successfully booted" "$EN/containerd.log"
+	run "$CTR_BIN" -a "$EN/ctd.sock" -n k8s.io images import "$EN/image.tar"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	run cri runp husk
+	echo "$output"
+	[ "$status" -eq 0 ]
+	pod=$output
+	# The pause container is the pod's VM: one QEMU.
+	[ "$(pgrep -f "qemu-system.*$HUSK_ROOT/" | wc -l)" -eq 1 ]
+	run cri create "$pod" c1 docker.io/library/husk-pause:1 \
+		sh -c 'echo cri-out; sleep 1000'
+	echo "$output"
+	[ "$status" -eq 0 ]
+	cid=$output
+	run cri start "$cid"
+	[ "$status" -eq 0 ]
+	run cri status "$cid"
+	[ "$output" = "RUNNING 0 " ]
+	[ "$(pgrep -f "qemu-system.*$HUSK_ROOT/" | wc -l)" -eq 1 ]
+
+	# ExecSync: in the VM's kernel, with the exit code; the pod's CNI
+	# address is in the VM.
+	run cri exec "$cid" sh -c 'uname -r; ip -4 addr show eth0; exit 3'
+	echo "$output"
+	[ "$status" -eq 3 ]
+	[ "${lines[0]}" != "$(uname -r)" ]
+	[[ "$output" == *"inet 10.213.77."* ]]
+	# The container's output in its CRI log.
+	wait_for -t 60 grep -q ' stdout F cri-out$' "$EN/logs/c1.log"
+
+	# StopContainer: sh as PID 1 ignores SIGTERM, so SIGKILL after the
+	# timeout; then the removals.
+	run cri stop "$cid"
+	[ "$status" -eq 0 ]
+	run cri status "$cid"
+	[ "$output" = "EXITED 137 Error" ]
+	run cri rm "$cid"
+	[ "$status" -eq 0 ]
+	run cri stopp "$pod"
+	[ "$status" -eq 0 ]
+	run cri rmp "$pod"
+	[ "$status" -eq 0 ]
+	wait_for -t 60 test -z "$(ls -A "$HUSK_ROOT")"
+	[ "$(pgrep -f "qemu-system.*$HUSK_ROOT/" | wc -l)" -eq 0 ]
+	[ "$(ip netns list | grep -c '^cni-' || true)" -eq "$netns_before" ]
+	engines_stop_containerd
+	engines_assert_clean
+	ip netns del "$ns"
 }
 
 @test "ctr run --rm -t: a terminal in the VM, sized by ResizePty" {

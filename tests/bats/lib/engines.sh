@@ -12,7 +12,10 @@
 #                                        CRI plugin only with "cri"; more
 #                                        TOML in $ENGINES_CTD_TOML, dirs
 #                                        put first on its PATH in
-#                                        $ENGINES_CTD_PATH); again after
+#                                        $ENGINES_CTD_PATH; in network
+#                                        namespace $ENGINES_CTD_NETNS if
+#                                        set, so that CNI's bridges stay
+#                                        there); again after
 #                                        engines_stop_containerd: the same
 #                                        root and state
 #   engines_stop_containerd              containerd down (SIGTERM), shims
@@ -112,7 +115,8 @@ engines_start_containerd() {
 	# setsid: a terminal test's signals are not the daemon's.  The log
 	# is appended to: a restart keeps what the first daemon said.
 	PATH="${ENGINES_CTD_PATH:+$ENGINES_CTD_PATH:}$PATH" \
-		setsid "$CONTAINERD_BIN" --config "$EN/containerd.toml" \
+		setsid ${ENGINES_CTD_NETNS:+nsenter --net=/run/netns/$ENGINES_CTD_NETNS} \
+		"$CONTAINERD_BIN" --config "$EN/containerd.toml" \
 		</dev/null >>"$EN/containerd.log" 2>&1 &
 	echo $! >"$EN/containerd.pid"
 	_engines_wait_sock "$EN/ctd.sock" "$(cat "$EN/containerd.pid")" \

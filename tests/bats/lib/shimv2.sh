@@ -10,9 +10,11 @@
 #                              $EN/husk-root in containerd's environment
 #                              (HUSK_CONFIG, HUSK_ROOT: shims inherit it)
 #   shimv2_start_containerd [cri]
-#   shimv2_cri_toml CONF BIG   the CRI plugin's part of containerd's
+#   shimv2_cri_toml CONF BIG [IMAGE]
+#                              the CRI plugin's part of containerd's
 #                              config: runtime handlers "husk" and
-#                              "husk-big" with ConfigPath CONF and BIG
+#                              "husk-big" with ConfigPath CONF and BIG,
+#                              IMAGE the pods' sandbox image
 #                              (docs/containerd.md), runc the default, CNI
 #                              confs in $EN/cni-conf (docs/containerd.md)
 #   ctr_cmd                    ctr's full command line, for timeout/script
@@ -78,6 +80,7 @@ shimv2_start_containerd() {
 shimv2_cri_toml() {
 	cat <<-EOF
 	[plugins."io.containerd.grpc.v1.cri"]
+	  sandbox_image = "${3:-registry.k8s.io/pause:3.6}"
 	  disable_tcp_service = true
 	  stream_server_address = "127.0.0.1"
 	  stream_server_port = "0"

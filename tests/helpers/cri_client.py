@@ -1,0 +1,196 @@
+#!/usr/bin/python3
+"""Calls to containerd's CRI RuntimeService (runtime.v1), as kubelet
+makes them, for tests/bats/shimv2.bats (Debian has no crictl).
+
+    cri_client.py SOCKET [--pod NAME] [--logs DIR] CALL ARGS...
+
+    version                    runtime name, version, API version
+    runp HANDLER               RunPodSandbox of pod NAME: its id
+    create POD CNAME IMAGE CMD...   CreateContainer: its id (log CNAME.log)
+    start | stop | rm | status CONTAINER
+                               status prints: STATE EXIT-CODE REASON
+    exec CONTAINER CMD...      ExecSync: its stdout and stderr, then exit
+                               with its code
+    stopp | rmp POD            StopPodSandbox, RemovePodSandbox
+    lsp                        ListPodSandbox: the pods' ids
+
+--pod names the pod (default pod1) and --logs its log directory: the
+same for runp and for create, whose request carries the pod's config.
+A failed call prints "cri_client.py CALL: CODE: message", exits 1.
+
+The messages are built here from the fields these calls use (the CRI's
+field numbers); protobuf keeps the others of an answer as unknown.
+"""
+import sys
+
+import grpc
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+FD = descriptor_pb2.FieldDescriptorProto
+STR, BOOL, U32, I32, I64, MSG, BYTES = (
+    FD.TYPE_STRING, FD.TYPE_BOOL, FD.TYPE_UINT32, FD.TYPE_INT32,
+    FD.TYPE_INT64, FD.TYPE_MESSAGE, FD.TYPE_BYTES)
+REP = "repeated"
+
+# message: [(field, number, type[, message type | REP])]
+MESSAGES = {
+    "VersionRequest": [("version", 1, STR)],
+    "VersionResponse": [("version", 1, STR), ("runtime_name", 2, STR),
+                        ("runtime_version", 3, STR),
+                        ("runtime_api_version", 4, STR)],
+    "PodSandboxMetadata": [("name", 1, STR), ("uid", 2, STR),
+                           ("namespace", 3, STR), ("attempt", 4, U32)],
+    "PodSandboxConfig": [("metadata", 1, MSG, "PodSandboxMetadata"),
+                         ("hostname", 2, STR), ("log_directory", 3, STR)],
+    "RunPodSandboxRequest": [("config", 1, MSG, "PodSandboxConfig"),
+                             ("runtime_handler", 2, STR)],
+    "PodSandboxId": [("pod_sandbox_id", 1, STR)],
+    "ListPodSandboxRequest": [],
+    "PodSandbox": [("id", 1, STR)],
+    "ListPodSandboxResponse": [("items", 1, MSG, "PodSandbox")],
+    "Empty": [],
+    "ContainerMetadata": [("name", 1, STR), ("attempt", 2, U32)],
+    "ImageSpec": [("image", 1, STR)],
+    "ContainerConfig": [("metadata", 1, MSG, "ContainerMetadata"),
+                        ("image", 2, MSG, "ImageSpec"),
+                        ("command", 3, STR, REP), ("log_path", 11, STR)],
+    "CreateContainerRequest": [("pod_sandbox_id", 1, STR),
+                               ("config", 2, MSG, "ContainerConfig"),
+                               ("sandbox_config", 3, MSG,
+                                "PodSandboxConfig")],
+    "ContainerId": [("container_id", 1, STR)],
+    "StopContainerRequest": [("container_id", 1, STR),
+                             ("timeout", 2, I64)],
+    "ContainerStatus": [("id", 1, STR), ("state", 3, I32),
+                        ("exit_code", 7, I32), ("reason", 10, STR)],
+    "ContainerStatusResponse": [("status", 1, MSG, "ContainerStatus")],
+    "ExecSyncRequest": [("container_id", 1, STR), ("cmd", 2, STR, REP),
+                        ("timeout", 3, I64)],
+    "ExecSyncResponse": [("stdout", 1, BYTES), ("stderr", 2, BYTES),
+                         ("exit_code", 3, I32)],
+}
+STATES = ["CREATED", "RUNNING", "EXITED", "UNKNOWN"]
+TIMEOUT = 300
+
+
+def build():
+    fd = descriptor_pb2.FileDescriptorProto(
+        name="husk_cri_client.proto", package="huskcri", syntax="proto3")
+    for name, fields in MESSAGES.items():
+        m = fd.message_type.add(name=name)
+        for f in fields:
+            fp = m.field.add(name=f[0], number=f[1], type=f[2],
+                             label=FD.LABEL_OPTIONAL)
+            if len(f) > 3 and f[3] == REP:
+                fp.label = FD.LABEL_REPEATED
+            elif len(f) > 3:
+                fp.type_name = ".huskcri." + f[3]
+                # a list of messages, the only one these calls read
+                if f[0] == "items":
+                    fp.label = FD.LABEL_REPEATED
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(fd)
+    factory = message_factory.MessageFactory(pool)
+    return {n: factory.GetPrototype(pool.FindMessageTypeByName(
+        "huskcri." + n)) for n in MESSAGES}
+
+
+T = build()
+
+
+def call(channel, method, request, answer):
+    stub = channel.unary_unary(
+        "/runtime.v1.RuntimeService/" + method,
+        request_serializer=lambda m: m.SerializeToString(),
+        response_deserializer=T[answer].FromString)
+    return stub(request, timeout=TIMEOUT)
+
+
+def pod_config(name, logs):
+    return T["PodSandboxConfig"](
+        metadata=T["PodSandboxMetadata"](name=name, uid=name + "-uid",
+                                         namespace="husk-test"),
+        hostname=name, log_directory=logs)
+
+
+def run(channel, pod, logs, what, args):
+    if what == "version":
+        r = call(channel, "Version", T["VersionRequest"](version="v1"),
+                 "VersionResponse")
+        print(r.runtime_name, r.runtime_version, r.runtime_api_version)
+    elif what == "runp" and len(args) == 1:
+        r = call(channel, "RunPodSandbox", T["RunPodSandboxRequest"](
+            config=pod_config(pod, logs), runtime_handler=args[0]),
+            "PodSandboxId")
+        print(r.pod_sandbox_id)
+    elif what == "create" and len(args) >= 4:
+        r = call(channel, "CreateContainer", T["CreateContainerRequest"](
+            pod_sandbox_id=args[0],
+            config=T["ContainerConfig"](
+                metadata=T["ContainerMetadata"](name=args[1]),
+                image=T["ImageSpec"](image=args[2]), command=args[3:],
+                log_path=args[1] + ".log"),
+            sandbox_config=pod_config(pod, logs)), "ContainerId")
+        print(r.container_id)
+    elif what in ("start", "rm") and len(args) == 1:
+        call(channel, "StartContainer" if what == "start" else
+             "RemoveContainer", T["ContainerId"](container_id=args[0]),
+             "Empty")
+    elif what == "stop" and len(args) == 1:
+        call(channel, "StopContainer", T["StopContainerRequest"](
+            container_id=args[0], timeout=10), "Empty")
+    elif what == "status" and len(args) == 1:
+        s = call(channel, "ContainerStatus",
+                 T["ContainerId"](container_id=args[0]),
+                 "ContainerStatusResponse").status
+        print(STATES[s.state] if 0 <= s.state < len(STATES) else s.state,
+              s.exit_code, s.reason)
+    elif what == "exec" and len(args) >= 2:
+        r = call(channel, "ExecSync", T["ExecSyncRequest"](
+            container_id=args[0], cmd=args[1:], timeout=120),
+            "ExecSyncResponse")
+        sys.stdout.buffer.write(r.stdout)
+        sys.stdout.flush()
+        sys.stderr.buffer.write(r.stderr)
+        return r.exit_code
+    elif what == "lsp" and not args:
+        for p in call(channel, "ListPodSandbox", T["ListPodSandboxRequest"](),
+                      "ListPodSandboxResponse").items:
+            print(p.id)
+    elif what in ("stopp", "rmp") and len(args) == 1:
+        call(channel, "StopPodSandbox" if what == "stopp" else
+             "RemovePodSandbox", T["PodSandboxId"](pod_sandbox_id=args[0]),
+             "Empty")
+    else:
+        print(__doc__.strip(), file=sys.stderr)
+        return 2
+    return 0
+
+
+def main(argv):
+    if len(argv) < 3:
+        print(__doc__.strip(), file=sys.stderr)
+        return 2
+    sock, rest = argv[1], argv[2:]
+    pod, logs = "pod1", "/var/log/pods/husk-test"
+    while len(rest) > 1 and rest[0] in ("--pod", "--logs"):
+        if rest[0] == "--pod":
+            pod = rest[1]
+        else:
+            logs = rest[1]
+        rest = rest[2:]
+    if not rest:
+        print(__doc__.strip(), file=sys.stderr)
+        return 2
+    with grpc.insecure_channel("unix://" + sock) as channel:
+        try:
+            return run(channel, pod, logs, rest[0], rest[1:])
+        except grpc.RpcError as e:
+            print("cri_client.py %s: %s: %s" % (rest[0], e.code().name,
+                                                e.details()),
+                  file=sys.stderr)
+            return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
