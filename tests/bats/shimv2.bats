@@ -279,10 +279,12 @@ teardown() {
 }
 
 # A CRI call to the containerd of $EN (cri_client.py), for pod1 with
-# its logs in $EN/logs.
+# its logs in $EN/logs and an annotation husk.conf(5) lets a pod set
+# (the handler passes io.husk.config.* on).
 cri() {
 	/usr/bin/python3 "${HUSK_SRC:-$BATS_TEST_DIRNAME/../..}/tests/helpers/cri_client.py" \
-		"$EN/ctd.sock" --pod pod1 --logs "$EN/logs" "$@"
+		"$EN/ctd.sock" --pod pod1 --logs "$EN/logs" \
+		--annotation io.husk.config.hypervisor.memory_mb=384 "$@"
 }
 
 # The task nt1's links show the address (an exec of its own each time).
@@ -503,7 +505,7 @@ _nt1_has() {
 	engines_assert_clean
 }
 
-@test "a pod through containerd's CRI, as kubelet drives it: its sandbox and a container in one VM, exec, logs, the pod's address, stop and removal leave nothing" {
+@test "a pod through containerd's CRI, as kubelet drives it: its sandbox and a container in one VM sized by the pod's annotation, exec, logs, the pod's address, stop and removal leave nothing" {
 	# A containerd of its own with CRI on, in a network namespace of
 	# the test's (CNI's bridge goes there), an image made here (no
 	# registry), the calls kubelet makes (tests/helpers/cri_client.py).
@@ -555,6 +557,11 @@ _nt1_has() {
 	[ "$status" -eq 3 ]
 	[ "${lines[0]}" != "$(uname -r)" ]
 	[[ "$output" == *"inet 10.213.77."* ]]
+	# The pod's annotation sized its VM: 384 MiB, not husk.conf's 256.
+	run cri exec "$cid" awk '/^MemTotal/ { print $2 }' /proc/meminfo
+	echo "MemTotal: $output kB"
+	[ "$status" -eq 0 ]
+	[ "$output" -gt 300000 ]
 	# The container's output in its CRI log.
 	wait_for -t 60 grep -q ' stdout F cri-out$' "$EN/logs/c1.log"
 

@@ -2,7 +2,8 @@
 """Calls to containerd's CRI RuntimeService (runtime.v1), as kubelet
 makes them, for tests/bats/shimv2.bats (Debian has no crictl).
 
-    cri_client.py SOCKET [--pod NAME] [--logs DIR] CALL ARGS...
+    cri_client.py SOCKET [--pod NAME] [--logs DIR] [--annotation K=V]...
+                  CALL ARGS...
 
     version                    runtime name, version, API version
     runp HANDLER               RunPodSandbox of pod NAME: its id
@@ -14,8 +15,9 @@ makes them, for tests/bats/shimv2.bats (Debian has no crictl).
     stopp | rmp POD            StopPodSandbox, RemovePodSandbox
     lsp                        ListPodSandbox: the pods' ids
 
---pod names the pod (default pod1) and --logs its log directory: the
-same for runp and for create, whose request carries the pod's config.
+--pod names the pod (default pod1), --logs its log directory and
+--annotation adds to its annotations: the same for runp and for create,
+whose request carries the pod's config.
 A failed call prints "cri_client.py CALL: CODE: message", exits 1.
 
 The messages are built here from the fields these calls use (the CRI's
@@ -31,6 +33,7 @@ STR, BOOL, U32, I32, I64, MSG, BYTES = (
     FD.TYPE_STRING, FD.TYPE_BOOL, FD.TYPE_UINT32, FD.TYPE_INT32,
     FD.TYPE_INT64, FD.TYPE_MESSAGE, FD.TYPE_BYTES)
 REP = "repeated"
+MAP = "map<string, string>"
 
 # message: [(field, number, type[, message type | REP])]
 MESSAGES = {
@@ -41,7 +44,8 @@ MESSAGES = {
     "PodSandboxMetadata": [("name", 1, STR), ("uid", 2, STR),
                            ("namespace", 3, STR), ("attempt", 4, U32)],
     "PodSandboxConfig": [("metadata", 1, MSG, "PodSandboxMetadata"),
-                         ("hostname", 2, STR), ("log_directory", 3, STR)],
+                         ("hostname", 2, STR), ("log_directory", 3, STR),
+                         ("annotations", 7, MSG, MAP)],
     "RunPodSandboxRequest": [("config", 1, MSG, "PodSandboxConfig"),
                              ("runtime_handler", 2, STR)],
     "PodSandboxId": [("pod_sandbox_id", 1, STR)],
@@ -83,6 +87,18 @@ def build():
                              label=FD.LABEL_OPTIONAL)
             if len(f) > 3 and f[3] == REP:
                 fp.label = FD.LABEL_REPEATED
+            elif len(f) > 3 and f[3] == MAP:
+                # what protoc makes of a map: repeated entries of a
+                # nested type marked map_entry
+                entry = "".join(w.title() for w in f[0].split("_")) + "Entry"
+                e = m.nested_type.add(name=entry)
+                e.options.map_entry = True
+                e.field.add(name="key", number=1, type=STR,
+                            label=FD.LABEL_OPTIONAL)
+                e.field.add(name="value", number=2, type=STR,
+                            label=FD.LABEL_OPTIONAL)
+                fp.label = FD.LABEL_REPEATED
+                fp.type_name = ".huskcri.%s.%s" % (name, entry)
             elif len(f) > 3:
                 fp.type_name = ".huskcri." + f[3]
                 # a list of messages, the only one these calls read
@@ -106,21 +122,24 @@ def call(channel, method, request, answer):
     return stub(request, timeout=TIMEOUT)
 
 
-def pod_config(name, logs):
-    return T["PodSandboxConfig"](
-        metadata=T["PodSandboxMetadata"](name=name, uid=name + "-uid",
+def pod_config(pod):
+    c = T["PodSandboxConfig"](
+        metadata=T["PodSandboxMetadata"](name=pod["name"],
+                                         uid=pod["name"] + "-uid",
                                          namespace="husk-test"),
-        hostname=name, log_directory=logs)
+        hostname=pod["name"], log_directory=pod["logs"])
+    c.annotations.update(pod["annotations"])
+    return c
 
 
-def run(channel, pod, logs, what, args):
+def run(channel, pod, what, args):
     if what == "version":
         r = call(channel, "Version", T["VersionRequest"](version="v1"),
                  "VersionResponse")
         print(r.runtime_name, r.runtime_version, r.runtime_api_version)
     elif what == "runp" and len(args) == 1:
         r = call(channel, "RunPodSandbox", T["RunPodSandboxRequest"](
-            config=pod_config(pod, logs), runtime_handler=args[0]),
+            config=pod_config(pod), runtime_handler=args[0]),
             "PodSandboxId")
         print(r.pod_sandbox_id)
     elif what == "create" and len(args) >= 4:
@@ -130,7 +149,7 @@ def run(channel, pod, logs, what, args):
                 metadata=T["ContainerMetadata"](name=args[1]),
                 image=T["ImageSpec"](image=args[2]), command=args[3:],
                 log_path=args[1] + ".log"),
-            sandbox_config=pod_config(pod, logs)), "ContainerId")
+            sandbox_config=pod_config(pod)), "ContainerId")
         print(r.container_id)
     elif what in ("start", "rm") and len(args) == 1:
         call(channel, "StartContainer" if what == "start" else
@@ -172,19 +191,27 @@ def main(argv):
         print(__doc__.strip(), file=sys.stderr)
         return 2
     sock, rest = argv[1], argv[2:]
-    pod, logs = "pod1", "/var/log/pods/husk-test"
-    while len(rest) > 1 and rest[0] in ("--pod", "--logs"):
+    pod = {"name": "pod1", "logs": "/var/log/pods/husk-test",
+           "annotations": {}}
+    while len(rest) > 1 and rest[0] in ("--pod", "--logs", "--annotation"):
         if rest[0] == "--pod":
-            pod = rest[1]
+            pod["name"] = rest[1]
+        elif rest[0] == "--logs":
+            pod["logs"] = rest[1]
+        elif "=" in rest[1]:
+            k, v = rest[1].split("=", 1)
+            pod["annotations"][k] = v
         else:
-            logs = rest[1]
+            print("cri_client.py: --annotation %s: not KEY=VALUE" % rest[1],
+                  file=sys.stderr)
+            return 2
         rest = rest[2:]
     if not rest:
         print(__doc__.strip(), file=sys.stderr)
         return 2
     with grpc.insecure_channel("unix://" + sock) as channel:
         try:
-            return run(channel, pod, logs, rest[0], rest[1:])
+            return run(channel, pod, rest[0], rest[1:])
         except grpc.RpcError as e:
             print("cri_client.py %s: %s: %s" % (rest[0], e.code().name,
                                                 e.details()),
