@@ -287,6 +287,10 @@ cri() {
 		--annotation io.husk.config.hypervisor.memory_mb=384 "$@"
 }
 
+_cri_exited() {
+	[[ "$(cri status "$1")" == EXITED* ]]
+}
+
 # The task nt1's links show the address (an exec of its own each time).
 _nt1_has() {
 	_nt1_n=$(( ${_nt1_n:-0} + 1 ))
@@ -505,7 +509,7 @@ _nt1_has() {
 	engines_assert_clean
 }
 
-@test "a pod through containerd's CRI, as kubelet drives it: its sandbox and a container in one VM sized by the pod's annotation, exec, logs, the pod's address, stop and removal leave nothing" {
+@test "a pod through containerd's CRI, as kubelet drives it: its sandbox and a container in one VM sized by the pod's annotation, status and stats, exec, logs, the pod's address, stop, a second container, and removal leave nothing" {
 	# A containerd of its own with CRI on, in a network namespace of
 	# the test's (CNI's bridge goes there), an image made here (no
 	# registry), the calls kubelet makes (tests/helpers/cri_client.py).
@@ -549,6 +553,14 @@ _nt1_has() {
 	run cri status "$cid"
 	[ "$output" = "RUNNING 0 " ]
 	[ "$(pgrep -f "qemu-system.*$HUSK_ROOT/" | wc -l)" -eq 1 ]
+	# What kubelet polls: the pod's status (ready, its CNI address, the
+	# handler) and the container's stats, the guest cgroup's (Stats).
+	run cri podstatus "$pod"
+	echo "$output"
+	[[ "$output" =~ ^READY\ 10\.213\.77\.[0-9]+\ husk$ ]]
+	run cri stats "$cid"
+	echo "$output"
+	[[ "$output" =~ ^cpu=[1-9][0-9]*\ memory=[1-9][0-9]*\ working_set=[0-9]+$ ]]
 
 	# ExecSync: in the VM's kernel, with the exit code; the pod's CNI
 	# address is in the VM.
@@ -573,6 +585,21 @@ _nt1_has() {
 	[ "$output" = "EXITED 137 Error" ]
 	run cri rm "$cid"
 	[ "$status" -eq 0 ]
+	# The pod takes a new container (kubelet's restart), whose exit
+	# code is its status.
+	run cri create "$pod" c2 docker.io/library/husk-pause:1 \
+		sh -c 'echo again; exit 7'
+	[ "$status" -eq 0 ]
+	cid=$output
+	run cri start "$cid"
+	[ "$status" -eq 0 ]
+	wait_for -t 60 _cri_exited "$cid"
+	run cri status "$cid"
+	[ "$output" = "EXITED 7 Error" ]
+	wait_for -t 60 grep -q ' stdout F again$' "$EN/logs/c2.log"
+	run cri rm "$cid"
+	[ "$status" -eq 0 ]
+	[ "$(pgrep -f "qemu-system.*$HUSK_ROOT/" | wc -l)" -eq 1 ]
 	run cri stopp "$pod"
 	[ "$status" -eq 0 ]
 	run cri rmp "$pod"

@@ -12,6 +12,9 @@ makes them, for tests/bats/shimv2.bats (Debian has no crictl).
                                status prints: STATE EXIT-CODE REASON
     exec CONTAINER CMD...      ExecSync: its stdout and stderr, then exit
                                with its code
+    stats CONTAINER            ContainerStats: cpu=NS memory=BYTES
+                               working_set=BYTES
+    podstatus POD              PodSandboxStatus: STATE IP HANDLER
     stopp | rmp POD            StopPodSandbox, RemovePodSandbox
     lsp                        ListPodSandbox: the pods' ids
 
@@ -29,9 +32,9 @@ import grpc
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 FD = descriptor_pb2.FieldDescriptorProto
-STR, BOOL, U32, I32, I64, MSG, BYTES = (
+STR, BOOL, U32, I32, I64, U64, MSG, BYTES = (
     FD.TYPE_STRING, FD.TYPE_BOOL, FD.TYPE_UINT32, FD.TYPE_INT32,
-    FD.TYPE_INT64, FD.TYPE_MESSAGE, FD.TYPE_BYTES)
+    FD.TYPE_INT64, FD.TYPE_UINT64, FD.TYPE_MESSAGE, FD.TYPE_BYTES)
 REP = "repeated"
 MAP = "map<string, string>"
 
@@ -50,6 +53,18 @@ MESSAGES = {
                              ("runtime_handler", 2, STR)],
     "PodSandboxId": [("pod_sandbox_id", 1, STR)],
     "ListPodSandboxRequest": [],
+    "PodSandboxNetworkStatus": [("ip", 1, STR)],
+    "PodSandboxStatus": [("id", 1, STR), ("state", 3, I32),
+                         ("network", 5, MSG, "PodSandboxNetworkStatus"),
+                         ("runtime_handler", 9, STR)],
+    "PodSandboxStatusResponse": [("status", 1, MSG, "PodSandboxStatus")],
+    "UInt64Value": [("value", 1, U64)],
+    "CpuUsage": [("usage_core_nano_seconds", 2, MSG, "UInt64Value")],
+    "MemoryUsage": [("working_set_bytes", 2, MSG, "UInt64Value"),
+                    ("usage_bytes", 4, MSG, "UInt64Value")],
+    "ContainerStats": [("cpu", 2, MSG, "CpuUsage"),
+                       ("memory", 3, MSG, "MemoryUsage")],
+    "ContainerStatsResponse": [("stats", 1, MSG, "ContainerStats")],
     "PodSandbox": [("id", 1, STR)],
     "ListPodSandboxResponse": [("items", 1, MSG, "PodSandbox")],
     "Empty": [],
@@ -74,6 +89,7 @@ MESSAGES = {
                          ("exit_code", 3, I32)],
 }
 STATES = ["CREATED", "RUNNING", "EXITED", "UNKNOWN"]
+POD_STATES = ["READY", "NOTREADY"]
 TIMEOUT = 300
 
 
@@ -172,6 +188,19 @@ def run(channel, pod, what, args):
         sys.stdout.flush()
         sys.stderr.buffer.write(r.stderr)
         return r.exit_code
+    elif what == "stats" and len(args) == 1:
+        st = call(channel, "ContainerStats",
+                  T["ContainerId"](container_id=args[0]),
+                  "ContainerStatsResponse").stats
+        print("cpu=%d memory=%d working_set=%d" % (
+            st.cpu.usage_core_nano_seconds.value,
+            st.memory.usage_bytes.value, st.memory.working_set_bytes.value))
+    elif what == "podstatus" and len(args) == 1:
+        st = call(channel, "PodSandboxStatus",
+                  T["PodSandboxId"](pod_sandbox_id=args[0]),
+                  "PodSandboxStatusResponse").status
+        print(POD_STATES[st.state] if 0 <= st.state < len(POD_STATES)
+              else st.state, st.network.ip, st.runtime_handler)
     elif what == "lsp" and not args:
         for p in call(channel, "ListPodSandbox", T["ListPodSandboxRequest"](),
                       "ListPodSandboxResponse").items:
