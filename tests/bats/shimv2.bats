@@ -509,11 +509,11 @@ _nt1_has() {
 	engines_assert_clean
 }
 
-@test "a pod through containerd's CRI, as kubelet drives it: its sandbox and a container in one VM sized by the pod's annotation, status and stats, exec, logs, the pod's address, stop, a second container, and removal leave nothing" {
+@test "a pod through containerd's CRI, as kubelet drives it: its sandbox and a container in one VM sized by the pod's annotation, status and stats, exec, update, logs, the pod's address, a second container, stop and removal leave nothing" {
 	# A containerd of its own with CRI on, in a network namespace of
 	# the test's (CNI's bridge goes there), an image made here (no
 	# registry), the calls kubelet makes (tests/helpers/cri_client.py).
-	local EN=$EN/cri ns=hkcri$$ p pod cid netns_before
+	local EN=$EN/cri ns=hkcri$$ p pod cid cid2 netns_before
 	HUSK_SRC=${HUSK_SRC:-$(cd "$BATS_TEST_DIRNAME/../.." && pwd)}
 	mkdir -p "$EN/cni-conf" "$EN/cni-bin" "$EN/logs"
 	for p in loopback bridge host-local; do
@@ -577,6 +577,33 @@ _nt1_has() {
 	# The container's output in its CRI log.
 	wait_for -t 60 grep -q ' stdout F cri-out$' "$EN/logs/c1.log"
 
+	# UpdateContainerResources: new CPU shares reach the container's
+	# cgroup in the guest (cgroup v2: weight 1 + (512 - 2) * 9999 /
+	# 262142 = 20).  No cgroup namespace on this cgroup v1 host, as
+	# runc: the container sees the guest's whole tree.
+	run cri update "$cid" 512
+	[ "$status" -eq 0 ]
+	run cri exec "$cid" sh -c 'cat "/sys/fs/cgroup$(cut -d: -f3 /proc/self/cgroup)/cpu.weight"'
+	echo "$output"
+	[ "$output" = 20 ]
+
+	# A second container beside it, whose exit code is its status.
+	run cri create "$pod" c2 docker.io/library/husk-pause:1 \
+		sh -c 'echo again; exit 7'
+	[ "$status" -eq 0 ]
+	cid2=$output
+	run cri start "$cid2"
+	[ "$status" -eq 0 ]
+	wait_for -t 60 _cri_exited "$cid2"
+	run cri status "$cid2"
+	[ "$output" = "EXITED 7 Error" ]
+	wait_for -t 60 grep -q ' stdout F again$' "$EN/logs/c2.log"
+	run cri rm "$cid2"
+	[ "$status" -eq 0 ]
+	[ "$(pgrep -f "qemu-system.*$HUSK_ROOT/" | wc -l)" -eq 1 ]
+	run cri status "$cid"
+	[ "$output" = "RUNNING 0 " ]
+
 	# StopContainer: sh as PID 1 ignores SIGTERM, so SIGKILL after the
 	# timeout; then the removals.
 	run cri stop "$cid"
@@ -585,21 +612,6 @@ _nt1_has() {
 	[ "$output" = "EXITED 137 Error" ]
 	run cri rm "$cid"
 	[ "$status" -eq 0 ]
-	# The pod takes a new container (kubelet's restart), whose exit
-	# code is its status.
-	run cri create "$pod" c2 docker.io/library/husk-pause:1 \
-		sh -c 'echo again; exit 7'
-	[ "$status" -eq 0 ]
-	cid=$output
-	run cri start "$cid"
-	[ "$status" -eq 0 ]
-	wait_for -t 60 _cri_exited "$cid"
-	run cri status "$cid"
-	[ "$output" = "EXITED 7 Error" ]
-	wait_for -t 60 grep -q ' stdout F again$' "$EN/logs/c2.log"
-	run cri rm "$cid"
-	[ "$status" -eq 0 ]
-	[ "$(pgrep -f "qemu-system.*$HUSK_ROOT/" | wc -l)" -eq 1 ]
 	run cri stopp "$pod"
 	[ "$status" -eq 0 ]
 	run cri rmp "$pod"

@@ -12,6 +12,7 @@ makes them, for tests/bats/shimv2.bats (Debian has no crictl).
                                status prints: STATE EXIT-CODE REASON
     exec CONTAINER CMD...      ExecSync: its stdout and stderr, then exit
                                with its code
+    update CONTAINER SHARES    UpdateContainerResources: cpu_shares
     stats CONTAINER            ContainerStats: cpu=NS memory=BYTES
                                working_set=BYTES
     podstatus POD              PodSandboxStatus: STATE IP HANDLER
@@ -52,6 +53,10 @@ MESSAGES = {
     "RunPodSandboxRequest": [("config", 1, MSG, "PodSandboxConfig"),
                              ("runtime_handler", 2, STR)],
     "PodSandboxId": [("pod_sandbox_id", 1, STR)],
+    "LinuxContainerResources": [("cpu_shares", 3, I64)],
+    "UpdateContainerResourcesRequest": [
+        ("container_id", 1, STR),
+        ("linux", 2, MSG, "LinuxContainerResources")],
     "ListPodSandboxRequest": [],
     "PodSandboxNetworkStatus": [("ip", 1, STR)],
     "PodSandboxStatus": [("id", 1, STR), ("state", 3, I32),
@@ -188,6 +193,12 @@ def run(channel, pod, what, args):
         sys.stdout.flush()
         sys.stderr.buffer.write(r.stderr)
         return r.exit_code
+    elif what == "update" and len(args) == 2:
+        call(channel, "UpdateContainerResources",
+             T["UpdateContainerResourcesRequest"](
+                 container_id=args[0],
+                 linux=T["LinuxContainerResources"](
+                     cpu_shares=int(args[1]))), "Empty")
     elif what == "stats" and len(args) == 1:
         st = call(channel, "ContainerStats",
                   T["ContainerId"](container_id=args[0]),
