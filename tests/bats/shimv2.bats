@@ -281,8 +281,13 @@ teardown() {
 # A CRI call to the containerd of $EN (cri_client.py), for pod1 with
 # its logs in $EN/logs and an annotation husk.conf(5) lets a pod set
 # (the handler passes io.husk.config.* on).
+# In network namespace $CRI_NETNS when it is there: containerd's, where
+# its streaming server listens.
 cri() {
-	/usr/bin/python3 "${HUSK_SRC:-$BATS_TEST_DIRNAME/../..}/tests/helpers/cri_client.py" \
+	local in=()
+	[ -z "${CRI_NETNS:-}" ] || [ ! -e "/run/netns/$CRI_NETNS" ] ||
+		in=(nsenter "--net=/run/netns/$CRI_NETNS")
+	"${in[@]}" /usr/bin/python3 "${HUSK_SRC:-$BATS_TEST_DIRNAME/../..}/tests/helpers/cri_client.py" \
 		"$EN/ctd.sock" --pod pod1 --logs "$EN/logs" \
 		--annotation io.husk.config.hypervisor.memory_mb=384 "$@"
 }
@@ -509,7 +514,7 @@ _nt1_has() {
 	engines_assert_clean
 }
 
-@test "a pod through containerd's CRI, as kubelet drives it: its sandbox and a container in one VM sized by the pod's annotation, status and stats, exec, update, logs, the pod's address, a second container, stop and removal leave nothing" {
+@test "a pod through containerd's CRI, as kubelet drives it: its sandbox and a container in one VM sized by the pod's annotation, status and stats, exec (also streamed), update, logs, the pod's address, a second container, stop and removal leave nothing" {
 	# A containerd of its own with CRI on, in a network namespace of
 	# the test's (CNI's bridge goes there), an image made here (no
 	# registry), the calls kubelet makes (tests/helpers/cri_client.py).
@@ -530,6 +535,8 @@ _nt1_has() {
 		docker.io/library/husk-pause:1 "$EN/image.tar" sleep 2147483647
 	netns_before=$(ip netns list | grep -c '^cni-' || true)
 	ip netns add "$ns"
+	ip -n "$ns" link set lo up
+	CRI_NETNS=$ns
 	ENGINES_CTD_NETNS=$ns \
 	ENGINES_CTD_TOML=$(shimv2_cri_toml "$EN/husk.conf" "$EN/husk.conf" docker.io/library/husk-pause:1) \
 		shimv2_start_containerd cri
@@ -569,6 +576,12 @@ _nt1_has() {
 	[ "$status" -eq 3 ]
 	[ "${lines[0]}" != "$(uname -r)" ]
 	[[ "$output" == *"inet 10.213.77."* ]]
+	# kubectl exec's way: Exec, then its URL on the CRI's streaming
+	# server (a websocket), the output and the exit code through it.
+	run cri stream "$cid" sh -c 'echo streamed-out; exit 4'
+	echo "$output"
+	[ "$status" -eq 4 ]
+	[ "$output" = streamed-out ]
 	# The pod's annotation sized its VM: 384 MiB, not husk.conf's 256.
 	run cri exec "$cid" awk '/^MemTotal/ { print $2 }' /proc/meminfo
 	echo "MemTotal: $output kB"

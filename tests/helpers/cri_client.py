@@ -12,6 +12,9 @@ makes them, for tests/bats/shimv2.bats (Debian has no crictl).
                                status prints: STATE EXIT-CODE REASON
     exec CONTAINER CMD...      ExecSync: its stdout and stderr, then exit
                                with its code
+    stream CONTAINER CMD...    Exec, then its URL on the CRI's streaming
+                               server as kubectl exec takes it (websocket,
+                               v4.channel.k8s.io): the same
     update CONTAINER SHARES    UpdateContainerResources: cpu_shares
     stats CONTAINER            ContainerStats: cpu=NS memory=BYTES
                                working_set=BYTES
@@ -27,7 +30,13 @@ A failed call prints "cri_client.py CALL: CODE: message", exits 1.
 The messages are built here from the fields these calls use (the CRI's
 field numbers); protobuf keeps the others of an answer as unknown.
 """
+import base64
+import json
+import os
+import socket
+import struct
 import sys
+import urllib.parse
 
 import grpc
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
@@ -92,6 +101,9 @@ MESSAGES = {
                         ("timeout", 3, I64)],
     "ExecSyncResponse": [("stdout", 1, BYTES), ("stderr", 2, BYTES),
                          ("exit_code", 3, I32)],
+    "ExecRequest": [("container_id", 1, STR), ("cmd", 2, STR, REP),
+                    ("stdout", 5, BOOL), ("stderr", 6, BOOL)],
+    "ExecResponse": [("url", 1, STR)],
 }
 STATES = ["CREATED", "RUNNING", "EXITED", "UNKNOWN"]
 POD_STATES = ["READY", "NOTREADY"]
@@ -151,6 +163,63 @@ def pod_config(pod):
         hostname=pod["name"], log_directory=pod["logs"])
     c.annotations.update(pod["annotations"])
     return c
+
+
+def ws_read(f):
+    """One websocket frame from the server (unmasked): opcode, payload."""
+    head = f.read(2)
+    if len(head) < 2:
+        return None, b""
+    n = head[1] & 0x7f
+    if n == 126:
+        n = struct.unpack(">H", f.read(2))[0]
+    elif n == 127:
+        n = struct.unpack(">Q", f.read(8))[0]
+    return head[0] & 0x0f, f.read(n)
+
+
+def stream(url):
+    """What kubectl exec does with the URL: a websocket whose binary
+    messages start with their channel (1 stdout, 2 stderr, 3 the
+    status).  Returns the exit code the status gives."""
+    u = urllib.parse.urlsplit(url)
+    conn = socket.create_connection((u.hostname, u.port), timeout=120)
+    key = base64.b64encode(os.urandom(16)).decode()
+    conn.sendall(("GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\n"
+                  "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
+                  "Sec-WebSocket-Version: 13\r\n"
+                  "Sec-WebSocket-Protocol: v4.channel.k8s.io\r\n\r\n" %
+                  (u.path + ("?" + u.query if u.query else ""), u.netloc,
+                   key)).encode())
+    f = conn.makefile("rb")
+    status = f.readline()
+    if b" 101 " not in status:
+        raise RuntimeError("streaming server: " + status.decode().strip())
+    while f.readline() not in (b"\r\n", b""):
+        pass
+    code = None
+    while True:
+        op, data = ws_read(f)
+        if op is None or op == 8:
+            break
+        if op not in (1, 2) or not data:
+            continue
+        ch, data = data[0], data[1:]
+        if ch == 1:
+            sys.stdout.buffer.write(data)
+            sys.stdout.flush()
+        elif ch == 2:
+            sys.stderr.buffer.write(data)
+        elif ch == 3 and data:
+            st = json.loads(data)
+            code = 0 if st.get("status") == "Success" else 1
+            for c in st.get("details", {}).get("causes", []):
+                if c.get("reason") == "ExitCode":
+                    code = int(c.get("message", "1"))
+    conn.close()
+    if code is None:
+        raise RuntimeError("streaming server: no status")
+    return code
 
 
 def run(channel, pod, what, args):
@@ -216,6 +285,11 @@ def run(channel, pod, what, args):
         for p in call(channel, "ListPodSandbox", T["ListPodSandboxRequest"](),
                       "ListPodSandboxResponse").items:
             print(p.id)
+    elif what == "stream" and len(args) >= 2:
+        r = call(channel, "Exec", T["ExecRequest"](
+            container_id=args[0], cmd=args[1:], stdout=True, stderr=True),
+            "ExecResponse")
+        return stream(r.url)
     elif what in ("stopp", "rmp") and len(args) == 1:
         call(channel, "StopPodSandbox" if what == "stopp" else
              "RemovePodSandbox", T["PodSandboxId"](pod_sandbox_id=args[0]),
@@ -256,6 +330,9 @@ def main(argv):
             print("cri_client.py %s: %s: %s" % (rest[0], e.code().name,
                                                 e.details()),
                   file=sys.stderr)
+            return 1
+        except (OSError, RuntimeError, ValueError) as e:
+            print("cri_client.py %s: %s" % (rest[0], e), file=sys.stderr)
             return 1
 
 
