@@ -582,6 +582,10 @@ _nt1_has() {
 	echo "$output"
 	[ "$status" -eq 4 ]
 	[ "$output" = streamed-out ]
+	run cri stream -t "$cid" sh -c 'test -t 1 && echo on-a-tty'
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ "$(tr -d '\r' <<<"$output")" = on-a-tty ]
 	# The pod's annotation sized its VM: 384 MiB, not husk.conf's 256.
 	run cri exec "$cid" awk '/^MemTotal/ { print $2 }' /proc/meminfo
 	echo "MemTotal: $output kB"

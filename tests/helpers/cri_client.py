@@ -12,9 +12,12 @@ makes them, for tests/bats/shimv2.bats (Debian has no crictl).
                                status prints: STATE EXIT-CODE REASON
     exec CONTAINER CMD...      ExecSync: its stdout and stderr, then exit
                                with its code
-    stream CONTAINER CMD...    Exec, then its URL on the CRI's streaming
-                               server as kubectl exec takes it (websocket,
-                               v4.channel.k8s.io): the same
+    stream [-t] CONTAINER CMD...
+                               Exec (-t: with a terminal and stdin, as
+                               kubectl exec -it), then its URL on
+                               the CRI's streaming server as kubectl exec
+                               takes it (websocket, v4.channel.k8s.io):
+                               the same
     update CONTAINER SHARES    UpdateContainerResources: cpu_shares
     stats CONTAINER            ContainerStats: cpu=NS memory=BYTES
                                working_set=BYTES
@@ -102,7 +105,8 @@ MESSAGES = {
     "ExecSyncResponse": [("stdout", 1, BYTES), ("stderr", 2, BYTES),
                          ("exit_code", 3, I32)],
     "ExecRequest": [("container_id", 1, STR), ("cmd", 2, STR, REP),
-                    ("stdout", 5, BOOL), ("stderr", 6, BOOL)],
+                    ("tty", 3, BOOL), ("stdin", 4, BOOL), ("stdout", 5, BOOL),
+                    ("stderr", 6, BOOL)],
     "ExecResponse": [("url", 1, STR)],
 }
 STATES = ["CREATED", "RUNNING", "EXITED", "UNKNOWN"]
@@ -286,9 +290,16 @@ def run(channel, pod, what, args):
                       "ListPodSandboxResponse").items:
             print(p.id)
     elif what == "stream" and len(args) >= 2:
+        tty = args[0] == "-t"
+        if tty:
+            args = args[1:]
+        # kubectl exec -it: a terminal has no separate stderr, and comes
+        # with stdin (containerd 1.6 ends a terminal's output when its
+        # stdin ends, and a websocket's unrequested stdin ends at once);
+        # stdin stays open, with nothing sent, until the exit.
         r = call(channel, "Exec", T["ExecRequest"](
-            container_id=args[0], cmd=args[1:], stdout=True, stderr=True),
-            "ExecResponse")
+            container_id=args[0], cmd=args[1:], tty=tty, stdin=tty,
+            stdout=True, stderr=not tty), "ExecResponse")
         return stream(r.url)
     elif what in ("stopp", "rmp") and len(args) == 1:
         call(channel, "StopPodSandbox" if what == "stopp" else
