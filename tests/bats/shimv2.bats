@@ -586,6 +586,11 @@ _nt1_has() {
 	echo "$output"
 	[ "$status" -eq 0 ]
 	[ "$(tr -d '\r' <<<"$output")" = on-a-tty ]
+	# Its stdin: a line in, read by the process.
+	run cri stream -i $'a line in\n' "$cid" sh -c 'read x; echo "got $x"'
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[ "$output" = "got a line in" ]
 	# The pod's annotation sized its VM: 384 MiB, not husk.conf's 256.
 	run cri exec "$cid" awk '/^MemTotal/ { print $2 }' /proc/meminfo
 	echo "MemTotal: $output kB"

@@ -12,9 +12,10 @@ makes them, for tests/bats/shimv2.bats (Debian has no crictl).
                                status prints: STATE EXIT-CODE REASON
     exec CONTAINER CMD...      ExecSync: its stdout and stderr, then exit
                                with its code
-    stream [-t] CONTAINER CMD...
+    stream [-t] [-i TEXT] CONTAINER CMD...
                                Exec (-t: with a terminal and stdin, as
-                               kubectl exec -it), then its URL on
+                               kubectl exec -it; -i: TEXT sent on its
+                               stdin, which stays open), then its URL on
                                the CRI's streaming server as kubectl exec
                                takes it (websocket, v4.channel.k8s.io):
                                the same
@@ -182,7 +183,21 @@ def ws_read(f):
     return head[0] & 0x0f, f.read(n)
 
 
-def stream(url):
+def ws_send(conn, data):
+    """One binary websocket frame from the client (masked, RFC 6455)."""
+    mask = os.urandom(4)
+    n = len(data)
+    if n < 126:
+        head = bytes([0x82, 0x80 | n])
+    elif n < 65536:
+        head = bytes([0x82, 0x80 | 126]) + struct.pack(">H", n)
+    else:
+        head = bytes([0x82, 0x80 | 127]) + struct.pack(">Q", n)
+    conn.sendall(head + mask +
+                 bytes(b ^ mask[i % 4] for i, b in enumerate(data)))
+
+
+def stream(url, stdin=None):
     """What kubectl exec does with the URL: a websocket whose binary
     messages start with their channel (1 stdout, 2 stderr, 3 the
     status).  Returns the exit code the status gives."""
@@ -201,6 +216,8 @@ def stream(url):
         raise RuntimeError("streaming server: " + status.decode().strip())
     while f.readline() not in (b"\r\n", b""):
         pass
+    if stdin:
+        ws_send(conn, b"\x00" + stdin.encode())
     code = None
     while True:
         op, data = ws_read(f)
@@ -290,17 +307,21 @@ def run(channel, pod, what, args):
                       "ListPodSandboxResponse").items:
             print(p.id)
     elif what == "stream" and len(args) >= 2:
-        tty = args[0] == "-t"
-        if tty:
-            args = args[1:]
+        tty, text = False, None
+        while len(args) > 2 and args[0] in ("-t", "-i"):
+            if args[0] == "-t":
+                tty, args = True, args[1:]
+            else:
+                text, args = args[1], args[2:]
         # kubectl exec -it: a terminal has no separate stderr, and comes
         # with stdin (containerd 1.6 ends a terminal's output when its
         # stdin ends, and a websocket's unrequested stdin ends at once);
         # stdin stays open, with nothing sent, until the exit.
         r = call(channel, "Exec", T["ExecRequest"](
-            container_id=args[0], cmd=args[1:], tty=tty, stdin=tty,
-            stdout=True, stderr=not tty), "ExecResponse")
-        return stream(r.url)
+            container_id=args[0], cmd=args[1:], tty=tty,
+            stdin=tty or text is not None, stdout=True, stderr=not tty),
+            "ExecResponse")
+        return stream(r.url, text)
     elif what in ("stopp", "rmp") and len(args) == 1:
         call(channel, "StopPodSandbox" if what == "stopp" else
              "RemovePodSandbox", T["PodSandboxId"](pod_sandbox_id=args[0]),
