@@ -8,6 +8,8 @@
  *   start.c    `start` (socket, address file, the daemon started) and
  *              `delete` (clean-up after a dead daemon)
  *   task.c     the Task service's logic on the sandbox library
+ *   pending.c  its calls that wait for the agent with state of their
+ *              own: Start, Delete, Pause and Resume, Update
  *   proc.c     processes: husk-shim children, exits, waiters
  *   io.c       stdio: fifos, binary:// loggers, file://, terminals
  *   agent.c    calls to the pod's agent, answered in the loop
@@ -154,8 +156,8 @@ struct sv_create {
 	} *mounts;
 };
 
-/* task.c: the Task service.  Every call returns -1 with err set (its
- * code says which gRPC status the glue answers). */
+/* task.c and pending.c: the Task service.  Every call returns -1 with
+ * err set (its code says which gRPC status the glue answers). */
 int sv_create(struct sv *s, const struct sv_create *c, uint32_t *pid,
 	      struct husk_err **err);
 /* Delete: an exec, or a task (a member's container leaves the guest
@@ -190,12 +192,6 @@ struct sv_acall *sv_agent_call(struct sv *s, const char *sid,
 			       const char *method, json_t *params,
 			       double timeout, sv_agent_cb cb, void *arg,
 			       struct husk_err **err);
-/* Start: the task's init (start_container) or an exec (exec_process,
- * then its husk-shim); cb gets the pid, or err, once, from the loop. */
-typedef void (*sv_start_cb)(void *arg, uint32_t pid,
-			    const struct husk_err *err);
-int sv_start(struct sv *s, const char *id, const char *eid, sv_start_cb cb,
-	     void *arg, struct husk_err **err);
 /* cb will not run (a no-op if it has run). */
 void sv_agent_cancel(struct sv *s, struct sv_acall *c);
 /* Leaving: every call fails, every connection closes. */
@@ -203,6 +199,13 @@ void sv_agent_close_all(struct sv *s);
 
 /* The calls that reach the agent answer through cb (as above), the
  * others return -1 with err set and never call cb. */
+/* pending.c: Start: the task's init (start_container) or an exec
+ * (exec_process, then its husk-shim); cb gets the pid, or err, once,
+ * from the loop. */
+typedef void (*sv_start_cb)(void *arg, uint32_t pid,
+			    const struct husk_err *err);
+int sv_start(struct sv *s, const char *id, const char *eid, sv_start_cb cb,
+	     void *arg, struct husk_err **err);
 int sv_kill(struct sv *s, const char *id, const char *eid, uint32_t sig,
 	    bool all, sv_agent_cb cb, void *arg, struct husk_err **err);
 int sv_pause(struct sv *s, const char *id, bool pause, sv_agent_cb cb,
@@ -227,6 +230,17 @@ int sv_close_io(struct sv *s, const char *id, const char *eid,
 		sv_agent_cb cb, void *arg, struct husk_err **err);
 struct sv_proc *sv_find(struct sv *s, const char *id, const char *eid,
 			struct husk_err **err);
+/* task.c for pending.c: a task by id; its container's record, locked as
+ * asked; a task out of the list and freed. */
+struct sv_task *sv_task_find(struct sv *s, const char *id,
+			     struct husk_err **err);
+int sv_ct_open(struct sv *s, const char *id, int lock, struct husk_entry *e,
+	       struct husk_container *c, struct husk_err **err);
+void sv_task_drop(struct sv *s, struct sv_task *t);
+/* pending.c: the end of an agent call nobody waits for (arg: what it
+ * was, malloc'd; a failure is logged). */
+void sv_logged_done(void *arg, const msgpack_object *result,
+		    const struct husk_err *err);
 /* Add a waiter; answered at once if the process has exited. */
 int sv_wait(struct sv *s, const char *id, const char *eid,
 	    struct sv_waiter *w, struct husk_err **err);
