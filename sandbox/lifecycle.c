@@ -252,6 +252,71 @@ static int write_pid_file(const char *path, pid_t pid, struct husk_err **err)
 	return 0;
 }
 
+/* How ct_destroy goes about it. */
+enum {
+	/* the sandbox's VM goes next: what the container added to it, and
+	 * the container in the guest, are not worth giving back */
+	CT_VM_GOING = 1,
+	/* the caller asked the agent's remove_container itself */
+	CT_AGENT_DONE = 2,
+};
+
+static int ct_destroy(struct husk_store *st, const struct husk_config *cfg,
+		      struct husk_entry *e, struct husk_container *c,
+		      bool force, int how, struct husk_err **err);
+
+/* The end of a create once the guest has the container: its husk-shim,
+ * the spec's cgroup, the hooks, status created; e locked exclusively.
+ * On failure the caller destroys what there is. */
+static int create_tail(struct husk_store *st, const struct husk_config *cfg,
+		       struct husk_entry *e, struct husk_container *c,
+		       const struct husk_bundle *b,
+		       const struct husk_sandbox *sb, bool terminal,
+		       const struct husk_create_opts *o, struct husk_err **err)
+{
+	json_t *state;
+	int rc;
+
+	c->shim.pid = husk_shim_start_io(cfg, st->root, c->sandbox_id, c->id,
+					 "", terminal, o->console_socket,
+					 o->stdio, err);
+	if (c->shim.pid < 0) {
+		c->shim.pid = 0;
+		return -1;
+	}
+	husk_proc_ref(c->shim.pid, &c->shim);
+	if (o->shim_pid)
+		*o->shim_pid = c->shim.pid;
+	c->cgroups = json_array();
+	if (husk_cgroup_enter(json_string_value(json_object_get(
+			json_object_get(b->spec, "linux"), "cgroupsPath")),
+			      c->shim.pid, c->cgroups, err) < 0)
+		return -1;
+	if (husk_container_write(e, c, err) < 0)
+		return -1;
+	if (o->pid_file && write_pid_file(o->pid_file, c->shim.pid, err) < 0)
+		return -1;
+
+	/* As runc 1.1 runs them: all three see "creating" and the
+	 * container's pid; prestart and createRuntime in the bundle and the
+	 * sandbox's network namespace, createContainer in the root file
+	 * system (the guest's namespaces are out of a host hook's reach). */
+	state = husk_container_oci_state(c, HUSK_ST_CREATING);
+	rc = husk_hooks_run(c->hooks, "prestart", state, cfg->hook_timeout,
+			    sb->netns, b->path, err);
+	if (rc == 0)
+		rc = husk_hooks_run(c->hooks, "createRuntime", state,
+				    cfg->hook_timeout, sb->netns, b->path, err);
+	if (rc == 0)
+		rc = husk_hooks_run(c->hooks, "createContainer", state,
+				    cfg->hook_timeout, NULL, b->rootfs, err);
+	json_decref(state);
+	if (rc < 0)
+		return -1;
+	c->status = HUSK_ST_CREATED;
+	return husk_container_write(e, c, err);
+}
+
 int husk_ct_create(struct husk_store *st, const struct husk_config *cfg,
 		   const char *id, const char *bundle,
 		   const struct husk_create_opts *o, struct husk_err **err)
@@ -263,7 +328,7 @@ int husk_ct_create(struct husk_store *st, const struct husk_config *cfg,
 	struct husk_bundle b = { 0 };
 	struct husk_sbx_paths p = { 0 };
 	cleanup_free char *sid = NULL;
-	json_t *gspec = NULL, *params, *state, *hooks;
+	json_t *gspec = NULL, *params, *hooks;
 	/* A copy whose numbers annotations and limits may change; its
 	 * strings stay the caller's. */
 	struct husk_config lcfg = *cfg;
@@ -374,49 +439,29 @@ int husk_ct_create(struct husk_store *st, const struct husk_config *cfg,
 
 	gspec = husk_guest_spec(b.spec, id);
 	params = json_pack("{s:s, s:O}", "container_id", id, "spec", gspec);
-	if (agent_call(st->root, sid, AGENT_M_CREATE_CONTAINER, params, 60000,
-		       NULL, err) < 0)
-		goto fail;
+	if (!own && o->pending) {
+		/* The caller makes the call and finishes: nothing locked
+		 * meanwhile (husk_ct_create_finish). */
+		struct husk_ct_pending *pc = husk_xcalloc(1, sizeof(*pc));
 
-	c.shim.pid = husk_shim_start_io(cfg, st->root, sid, id, "", terminal,
-					o->console_socket, o->stdio, err);
-	if (c.shim.pid < 0) {
-		c.shim.pid = 0;
-		goto fail;
+		pc->id = husk_xstrdup(id);
+		pc->sid = sid;
+		sid = NULL;
+		pc->b = b;
+		memset(&b, 0, sizeof(b));
+		b.rootfd = -1;
+		pc->terminal = terminal;
+		pc->params = params;
+		*o->pending = pc;
+		rc = 0;
+		goto out;
 	}
-	husk_proc_ref(c.shim.pid, &c.shim);
-	if (o->shim_pid)
-		*o->shim_pid = c.shim.pid;
-	c.cgroups = json_array();
-	if (husk_cgroup_enter(json_string_value(json_object_get(
-			json_object_get(b.spec, "linux"), "cgroupsPath")),
-			      c.shim.pid, c.cgroups, err) < 0)
+	if (agent_call(st->root, sid, AGENT_M_CREATE_CONTAINER, params,
+		       HUSK_CREATE_TIMEOUT_MS, NULL, err) < 0)
 		goto fail;
-	if (husk_container_write(&e, &c, err) < 0)
+	if (create_tail(st, cfg, &e, &c, &b, &sb, terminal, o, err) < 0)
 		goto fail;
-	if (o->pid_file && write_pid_file(o->pid_file, c.shim.pid, err) < 0)
-		goto fail;
-
-	/* As runc 1.1 runs them: all three see "creating" and the
-	 * container's pid; prestart and createRuntime in the bundle and the
-	 * sandbox's network namespace, createContainer in the root file
-	 * system (the guest's namespaces are out of a host hook's reach). */
-	state = husk_container_oci_state(&c, HUSK_ST_CREATING);
-	rc = husk_hooks_run(c.hooks, "prestart", state, cfg->hook_timeout,
-			    sb.netns, b.path, err);
-	if (rc == 0)
-		rc = husk_hooks_run(c.hooks, "createRuntime", state,
-				    cfg->hook_timeout, sb.netns, b.path, err);
-	if (rc == 0)
-		rc = husk_hooks_run(c.hooks, "createContainer", state,
-				    cfg->hook_timeout, NULL, b.rootfs, err);
-	json_decref(state);
-	if (rc < 0)
-		goto fail;
-	c.status = HUSK_ST_CREATED;
-	rc = husk_container_write(&e, &c, err);
-	if (rc < 0)
-		goto fail;
+	rc = 0;
 	goto out;
 fail:
 	rc = -1;
@@ -439,6 +484,80 @@ out:
 	husk_entry_close(&e);
 out_bundle:
 	husk_bundle_free(&b);
+	return rc;
+}
+
+void husk_ct_pending_free(struct husk_ct_pending *pc)
+{
+	if (!pc)
+		return;
+	free(pc->id);
+	free(pc->sid);
+	husk_bundle_free(&pc->b);
+	json_decref(pc->params);
+	free(pc);
+}
+
+int husk_ct_create_finish(struct husk_store *st,
+			  const struct husk_config *cfg,
+			  struct husk_ct_pending *pc,
+			  const struct husk_create_opts *o,
+			  const struct husk_err *agent_err,
+			  struct husk_err **err)
+{
+	struct husk_entry e = { .dirfd = -1, .lockfd = -1 };
+	struct husk_entry se = { .dirfd = -1, .lockfd = -1 };
+	struct husk_container c = { 0 };
+	struct husk_sandbox sb = { 0 };
+	int rc = -1;
+
+	/* Deleted meanwhile (`husk delete --force`, or its pod's delete):
+	 * what the guest made is the caller's to remove. */
+	if (husk_store_get(st, pc->id, HUSK_LOCK_EXCL, &e, NULL) < 0 ||
+	    husk_container_read(&e, &c, NULL) < 0) {
+		pc->orphan = !agent_err;
+		husk_entry_close(&e);
+		return husk_error(err, HUSK_E_NOT_FOUND, "container %s was "
+				  "deleted while the guest created it",
+				  pc->id);
+	}
+	if (c.status != HUSK_ST_CREATING || strcmp(c.sandbox_id, pc->sid)) {
+		pc->orphan = !agent_err;
+		husk_error(err, HUSK_E_STATE, "container %s changed while the "
+			   "guest created it (%s)", pc->id,
+			   husk_status_name(c.status));
+		goto out;
+	}
+	if (agent_err) {
+		husk_error(err, agent_err->code, "%s", agent_err->msg);
+		goto fail;
+	}
+	if (husk_store_get(st, pc->sid, HUSK_LOCK_EXCL, &se, err) < 0) {
+		husk_error_wrap(err, "sandbox %s", pc->sid);
+		goto fail;
+	}
+	if (husk_sandbox_read(&se, &sb, err) < 0 ||
+	    create_tail(st, cfg, &e, &c, &pc->b, &sb, pc->terminal, o,
+			err) < 0)
+		goto fail;
+	rc = 0;
+	goto out;
+fail:
+	{
+		cleanup_err struct husk_err *e2 = NULL;
+
+		husk_entry_close(&se);
+		/* The guest's failure: nothing there to remove (or, at
+		 * its timeout, a guest not answering). */
+		if (ct_destroy(st, cfg, &e, &c, true,
+			       agent_err ? CT_AGENT_DONE : 0, &e2) < 0)
+			log_warnx("clean-up after failure: %s", e2->msg);
+	}
+out:
+	husk_sandbox_free(&sb);
+	husk_container_free(&c);
+	husk_entry_close(&se);
+	husk_entry_close(&e);
 	return rc;
 }
 
@@ -547,19 +666,6 @@ static int members(struct husk_store *st, const char *sid, char ***out,
 	*out = res;
 	return 0;
 }
-
-/* How ct_destroy goes about it. */
-enum {
-	/* the sandbox's VM goes next: what the container added to it, and
-	 * the container in the guest, are not worth giving back */
-	CT_VM_GOING = 1,
-	/* the caller asked the agent's remove_container itself */
-	CT_AGENT_DONE = 2,
-};
-
-static int ct_destroy(struct husk_store *st, const struct husk_config *cfg,
-		      struct husk_entry *e, struct husk_container *c,
-		      bool force, int how, struct husk_err **err);
 
 int husk_ct_destroy(struct husk_store *st, const struct husk_config *cfg,
 		    struct husk_entry *e, struct husk_container *c, bool force,

@@ -401,6 +401,22 @@ struct husk_create_opts {
 	/* The shim's stdin, stdout, stderr (-1: ours); NULL: all ours. */
 	const int *stdio;
 	pid_t *shim_pid;        /* out, may be NULL */
+	/* A pod's member only, and not NULL: husk_ct_create stops before
+	 * the agent's create_container, with nothing locked, and leaves
+	 * the call here for the caller to make (bounded by
+	 * HUSK_CREATE_TIMEOUT_MS) and then husk_ct_create_finish. */
+	struct husk_ct_pending **pending;
+};
+
+/* A member's create between the host's half and the guest's. */
+struct husk_ct_pending {
+	char *id, *sid;
+	struct husk_bundle b;
+	bool terminal;
+	json_t *params;         /* create_container's; the caller takes it */
+	/* set by husk_ct_create_finish: the container was deleted meanwhile
+	 * but the guest has it (remove_container is the caller's) */
+	bool orphan;
 };
 
 /* The sandbox a container belongs to, from the CRI annotations of
@@ -410,6 +426,19 @@ int husk_pod_membership(const json_t *spec, const char *id, char **sid,
 int husk_ct_create(struct husk_store *st, const struct husk_config *cfg,
 		   const char *id, const char *bundle,
 		   const struct husk_create_opts *o, struct husk_err **err);
+/* The agent's bound on create_container (ms). */
+#define HUSK_CREATE_TIMEOUT_MS 60000
+/* The rest of a member's create once the agent answered create_container
+ * (agent_err its failure): the container's record locked again, and
+ * still "creating", its husk-shim, cgroup and hooks as husk_ct_create
+ * does (o the same options); a failure destroys the container. */
+int husk_ct_create_finish(struct husk_store *st,
+			  const struct husk_config *cfg,
+			  struct husk_ct_pending *pc,
+			  const struct husk_create_opts *o,
+			  const struct husk_err *agent_err,
+			  struct husk_err **err);
+void husk_ct_pending_free(struct husk_ct_pending *pc);
 /* The agent's bound on start_container and exec_process (ms). */
 #define HUSK_START_TIMEOUT_MS 60000
 int husk_ct_start(struct husk_store *st, const struct husk_config *cfg,

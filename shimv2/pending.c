@@ -31,6 +31,135 @@ void sv_logged_done(void *arg, const msgpack_object *result,
 	free(what);
 }
 
+/* A pod's member's Create waiting for the guest's create_container:
+ * the host's half done (share, binds, hotplug), nothing locked; its
+ * task joins the list only once the guest made the container and its
+ * husk-shim started (husk_ct_create_finish). */
+struct sv_create_call {
+	struct sv_create_call *next;
+	struct sv *s;
+	struct sv_task *t;
+	struct husk_ct_pending *pc;
+	struct sv_acall *ac;
+	sv_start_cb cb;
+	void *arg;
+};
+
+static void create_unlink(struct sv_create_call *x)
+{
+	for (struct sv_create_call **p = &x->s->creating; *p; p = &(*p)->next)
+		if (*p == x) {
+			*p = x->next;
+			return;
+		}
+}
+
+/* The guest's answer, or err; the call ends here either way. */
+static void create_end(struct sv_create_call *x, const struct husk_err *aerr)
+{
+	struct sv *s = x->s;
+	struct sv_task *t = x->t;
+	struct husk_create_opts o = { 0 };
+	cleanup_err struct husk_err *err = NULL;
+	pid_t shim = 0;
+
+	create_unlink(x);
+	o.detach = !t->init.terminal;
+	o.stdio = t->init.io.fds;
+	o.shim_pid = &shim;
+	if (husk_ct_create_finish(&s->store, &t->cfg, x->pc, &o, aerr,
+				  &err) < 0) {
+		/* Deleted meanwhile but made in the guest: it goes there. */
+		if (x->pc->orphan) {
+			struct husk_err *e2 = NULL;
+			char *what = husk_xasprintf("container %s: removing it "
+						    "from the guest again",
+						    t->id);
+
+			if (!sv_agent_call(s, x->pc->sid,
+					   AGENT_M_REMOVE_CONTAINER,
+					   json_pack("{s:s, s:b}",
+						     "container_id", t->id,
+						     "force", 1),
+					   SV_AGENT_TIMEOUT, sv_logged_done,
+					   what, &e2)) {
+				sv_logged_done(what, NULL, e2);
+				husk_err_free(e2);
+			}
+		}
+		sv_task_free(t);
+		x->cb(x->arg, 0, err);
+	} else {
+		sv_task_created(s, t, shim);
+		x->cb(x->arg, (uint32_t)shim, NULL);
+	}
+	husk_ct_pending_free(x->pc);
+	free(x);
+}
+
+static void created(void *arg, const msgpack_object *result,
+		    const struct husk_err *aerr)
+{
+	(void)result;
+	create_end(arg, aerr);
+}
+
+int sv_create_wait(struct sv *s, struct sv_task *t,
+		   struct husk_ct_pending *pc, sv_start_cb cb, void *arg,
+		   struct husk_err **err)
+{
+	struct sv_create_call *x = husk_xcalloc(1, sizeof(*x));
+	json_t *params = pc->params;
+
+	pc->params = NULL;
+	x->s = s;
+	x->t = t;
+	x->pc = pc;
+	x->cb = cb;
+	x->arg = arg;
+	x->next = s->creating;
+	s->creating = x;
+	x->ac = sv_agent_call(s, pc->sid, AGENT_M_CREATE_CONTAINER, params,
+			      HUSK_CREATE_TIMEOUT_MS / 1000.0, created, x,
+			      err);
+	if (!x->ac) {
+		/* Not sent: the container goes, and the call fails. */
+		struct husk_create_opts none = { 0 };
+		struct husk_err *why = *err, *e2 = NULL;
+
+		create_unlink(x);
+		husk_ct_create_finish(&s->store, &t->cfg, pc, &none, why, &e2);
+		husk_err_free(e2);
+		sv_task_free(t);
+		husk_ct_pending_free(pc);
+		free(x);
+		return -1;
+	}
+	return 0;
+}
+
+bool sv_creating(struct sv *s, const char *id)
+{
+	for (struct sv_create_call *x = s->creating; x; x = x->next)
+		if (!strcmp(x->t->id, id))
+			return true;
+	return false;
+}
+
+void sv_create_abandon(struct sv *s)
+{
+	while (s->creating) {
+		struct sv_create_call *x = s->creating;
+		struct husk_err err = { .code = HUSK_E_UNAVAILABLE,
+					.msg = (char *)"the shim is leaving" };
+
+		sv_agent_cancel(s, x->ac);
+		log_warnx("leaving: task %s, still being created, goes with "
+			  "us", x->t->id);
+		create_end(x, &err);
+	}
+}
+
 /* A Start waiting for the agent: start_container for a task's init,
  * exec_process for an exec, whose husk-shim starts once the process is
  * there.  Answered from the loop: the process is looked up again by

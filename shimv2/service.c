@@ -157,16 +157,25 @@ static void reply_err(struct ttrpc_call *call, struct husk_err *err)
 	husk_err_free(err);
 }
 
+static void create_done(void *arg, uint32_t pid, const struct husk_err *err)
+{
+	struct ttrpc_call *call = arg;
+	Task__CreateTaskResponse r = TASK__CREATE_TASK_RESPONSE__INIT;
+
+	if (err)
+		return answer_err(call, err);
+	r.pid = pid;
+	ttrpc_reply(call, &r.base);
+}
+
 static void h_create(struct ttrpc_call *call, const ProtobufCMessage *m,
 		     void *arg)
 {
 	const Task__CreateTaskRequest *req = (const void *)m;
-	Task__CreateTaskResponse r = TASK__CREATE_TASK_RESPONSE__INIT;
 	Task__RuntimeOptions *opts = NULL;
 	struct sv_mount *mounts = NULL;
 	struct sv_create c = { 0 };
 	struct husk_err *err = NULL;
-	uint32_t pid = 0;
 	int rc = -1;
 
 	if (req->checkpoint && *req->checkpoint) {
@@ -199,15 +208,13 @@ static void h_create(struct ttrpc_call *call, const ProtobufCMessage *m,
 		mounts[i].noptions = req->rootfs[i]->n_options;
 	}
 	c.mounts = mounts;
-	rc = sv_create(arg, &c, &pid, &err);
+	rc = sv_create(arg, &c, create_done, call, &err);
 out:
 	free(mounts);
 	if (opts)
 		protobuf_c_message_free_unpacked(&opts->base, NULL);
 	if (rc < 0)
-		return reply_err(call, err);
-	r.pid = pid;
-	ttrpc_reply(call, &r.base);
+		reply_err(call, err);
 }
 
 static void start_done(void *arg, uint32_t pid, const struct husk_err *err)

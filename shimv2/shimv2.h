@@ -128,6 +128,7 @@ struct sv {
 	struct husk_store store;
 	bool store_open;
 	struct sv_task *tasks;
+	struct sv_create_call *creating;        /* pending.c */
 	struct sv_agent *agents;        /* agent.c: a connection a sandbox */
 	bool shutdown;          /* asked; leave once no task is left */
 	bool debug;
@@ -158,8 +159,6 @@ struct sv_create {
 
 /* task.c and pending.c: the Task service.  Every call returns -1 with
  * err set (its code says which gRPC status the glue answers). */
-int sv_create(struct sv *s, const struct sv_create *c, uint32_t *pid,
-	      struct husk_err **err);
 /* Delete: an exec, or a task (a member's container leaves the guest
  * first, remove_container answered from the loop); cb gets what the
  * process ended with, or err, once, now or from the loop. */
@@ -206,6 +205,11 @@ typedef void (*sv_start_cb)(void *arg, uint32_t pid,
 			    const struct husk_err *err);
 int sv_start(struct sv *s, const char *id, const char *eid, sv_start_cb cb,
 	     void *arg, struct husk_err **err);
+/* Create: cb gets the husk-shim's pid, at once for a pod's own
+ * container or a lone one, from the loop for a pod's member (its
+ * create_container, pending.c). */
+int sv_create(struct sv *s, const struct sv_create *c, sv_start_cb cb,
+	      void *arg, struct husk_err **err);
 int sv_kill(struct sv *s, const char *id, const char *eid, uint32_t sig,
 	    bool all, sv_agent_cb cb, void *arg, struct husk_err **err);
 int sv_pause(struct sv *s, const char *id, bool pause, sv_agent_cb cb,
@@ -237,6 +241,17 @@ struct sv_task *sv_task_find(struct sv *s, const char *id,
 int sv_ct_open(struct sv *s, const char *id, int lock, struct husk_entry *e,
 	       struct husk_container *c, struct husk_err **err);
 void sv_task_drop(struct sv *s, struct sv_task *t);
+void sv_task_free(struct sv_task *t);
+/* A task whose husk-shim started: in the list, watched, told. */
+void sv_task_created(struct sv *s, struct sv_task *t, pid_t shim);
+/* pending.c: a member's Create waiting for the guest (its task not
+ * yet in the list); whether id is one; all given up (leaving). */
+struct husk_ct_pending;
+int sv_create_wait(struct sv *s, struct sv_task *t,
+		   struct husk_ct_pending *pc, sv_start_cb cb, void *arg,
+		   struct husk_err **err);
+bool sv_creating(struct sv *s, const char *id);
+void sv_create_abandon(struct sv *s);
 /* pending.c: the end of an agent call nobody waits for (arg: what it
  * was, malloc'd; a failure is logged). */
 void sv_logged_done(void *arg, const msgpack_object *result,

@@ -60,7 +60,7 @@ int sv_ct_open(struct sv *s, const char *id, int lock, struct husk_entry *e,
 	return 0;
 }
 
-static void task_free(struct sv_task *t)
+void sv_task_free(struct sv_task *t)
 {
 	sv_oom_stop(sv, t);
 	while (t->execs) {
@@ -90,7 +90,7 @@ void sv_task_drop(struct sv *s, struct sv_task *t)
 			*pp = t->next;
 			break;
 		}
-	task_free(t);
+	sv_task_free(t);
 }
 
 /* The husk configuration: Create's ConfigPath (CRI's runtime options),
@@ -118,10 +118,21 @@ static char *dup_or_null(const char *s)
 	return s && *s ? husk_xstrdup(s) : NULL;
 }
 
-int sv_create(struct sv *s, const struct sv_create *c, uint32_t *pid,
-	      struct husk_err **err)
+void sv_task_created(struct sv *s, struct sv_task *t, pid_t shim)
+{
+	t->init.pid = shim;
+	sv_io_started(s, &t->init);
+	sv_proc_watch(s, &t->init);
+	t->next = s->tasks;
+	s->tasks = t;
+	sv_event_create(s, t, (uint32_t)shim);
+}
+
+int sv_create(struct sv *s, const struct sv_create *c, sv_start_cb cb,
+	      void *arg, struct husk_err **err)
 {
 	struct husk_create_opts o = { 0 };
+	struct husk_ct_pending *pc = NULL;
 	struct sv_task *t;
 	pid_t shim = 0;
 	json_error_t jerr;
@@ -134,6 +145,9 @@ int sv_create(struct sv *s, const struct sv_create *c, uint32_t *pid,
 		if (!strcmp(t->id, c->id))
 			return husk_error(err, HUSK_E_EXISTS, "task %s "
 					  "already exists", c->id);
+	if (sv_creating(s, c->id))
+		return husk_error(err, HUSK_E_EXISTS, "task %s is being "
+				  "created", c->id);
 	if (!c->bundle || c->bundle[0] != '/')
 		return husk_error(err, HUSK_E_INVALID, "bundle '%s' is not an "
 				  "absolute path", c->bundle ? c->bundle : "");
@@ -167,19 +181,20 @@ int sv_create(struct sv *s, const struct sv_create *c, uint32_t *pid,
 	o.detach = !c->terminal;
 	o.stdio = t->init.io.fds;
 	o.shim_pid = &shim;
+	/* A pod's member waits for the guest's create_container from the
+	 * loop (pending.c); the pod's own container boots the VM first. */
+	if (strcmp(t->sandbox_id, c->id))
+		o.pending = &pc;
 	if (husk_ct_create(&s->store, &t->cfg, c->id, c->bundle, &o,
 			   err) < 0)
 		goto fail;
-	t->init.pid = shim;
-	sv_io_started(s, &t->init);
-	sv_proc_watch(s, &t->init);
-	t->next = s->tasks;
-	s->tasks = t;
-	*pid = (uint32_t)shim;
-	sv_event_create(s, t, (uint32_t)shim);
+	if (pc)
+		return sv_create_wait(s, t, pc, cb, arg, err);
+	sv_task_created(s, t, shim);
+	cb(arg, (uint32_t)shim, NULL);
 	return 0;
 fail:
-	task_free(t);
+	sv_task_free(t);
 	return -1;
 }
 
@@ -377,12 +392,13 @@ int sv_wait(struct sv *s, const char *id, const char *eid,
 bool sv_shutdown(struct sv *s, bool now)
 {
 	(void)now;
-	return s->tasks == NULL;
+	return s->tasks == NULL && s->creating == NULL;
 }
 
 void sv_destroy_all(struct sv *s)
 {
 	/* Members before their pod's own container. */
+	sv_create_abandon(s);
 	while (s->tasks) {
 		struct sv_task *t = s->tasks, *pick = NULL;
 		struct husk_entry e;

@@ -354,12 +354,17 @@ _nt1_has() {
 	echo "$output"
 	[ "$status" -eq 0 ]
 	wait_task p1 RUNNING
-	run timeout 300 $(ctr_cmd) run -d --runtime "$SHIMV2_RUNTIME" \
+	# The member's Create waits for the agent's create_container from
+	# the loop: with the pod's husk-proxy stopped meanwhile, State
+	# still answers.
+	proxy_stalled_ls p1 "$EN/c1.create" \
+		timeout 300 $(ctr_cmd) run -d --runtime "$SHIMV2_RUNTIME" \
 		--annotation io.kubernetes.cri.container-type=container \
 		--annotation io.kubernetes.cri.sandbox-id=p1 \
 		--rootfs "$EN/rootfs-b" c1 /bin/sh -c 'while true; do sleep 1; done'
 	echo "$output"
 	[ "$status" -eq 0 ]
+	[[ "$output" == *p1*RUNNING* ]]
 	wait_task c1 RUNNING
 
 	# One shim: both bundles name the same address, one process
