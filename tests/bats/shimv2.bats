@@ -519,7 +519,7 @@ _nt1_has() {
 	engines_assert_clean
 }
 
-@test "a pod through containerd's CRI, as kubelet drives it: its sandbox and a container in one VM sized by the pod's annotation, status and stats, exec (also streamed), update, logs, the pod's address, a second container, stop and removal leave nothing" {
+@test "a pod through containerd's CRI, as kubelet drives it: its sandbox and a container in one VM sized by the pod's annotation, status and stats, exec (also streamed), update, logs, the pod's address, a second container attached to with a terminal, stop and removal leave nothing" {
 	# A containerd of its own with CRI on, in a network namespace of
 	# the test's (CNI's bridge goes there), an image made here (no
 	# registry), the calls kubelet makes (tests/helpers/cri_client.py).
@@ -614,17 +614,24 @@ _nt1_has() {
 	echo "$output"
 	[ "$output" = 20 ]
 
-	# A second container beside it, whose exit code is its status.
-	run cri create "$pod" c2 docker.io/library/husk-pause:1 \
-		sh -c 'echo again; exit 7'
+	# A second container beside it, as kubectl run -it makes it: a
+	# terminal and stdin, attached to through the streaming server; a
+	# line typed reaches its process, what it writes comes back, and its
+	# exit code is its status.
+	run cri create -t -i "$pod" c2 docker.io/library/husk-pause:1 \
+		sh -c 'test -t 0 && read x && echo "got $x"; exit 7'
 	[ "$status" -eq 0 ]
 	cid2=$output
 	run cri start "$cid2"
 	[ "$status" -eq 0 ]
+	run cri attach -t -i $'typed in\n' "$cid2"
+	echo "$output"
+	[ "$status" -eq 0 ]
+	[[ "$(tr -d '\r' <<<"$output")" == *"got typed in"* ]]
 	wait_for -t 60 _cri_exited "$cid2"
 	run cri status "$cid2"
 	[ "$output" = "EXITED 7 Error" ]
-	wait_for -t 60 grep -q ' stdout F again$' "$EN/logs/c2.log"
+	wait_for -t 60 grep -q ' stdout F got typed in' "$EN/logs/c2.log"
 	run cri rm "$cid2"
 	[ "$status" -eq 0 ]
 	[ "$(pgrep -f "qemu-system.*$HUSK_ROOT/" | wc -l)" -eq 1 ]

@@ -7,7 +7,11 @@ makes them, for tests/bats/shimv2.bats (Debian has no crictl).
 
     version                    runtime name, version, API version
     runp HANDLER               RunPodSandbox of pod NAME: its id
-    create POD CNAME IMAGE CMD...   CreateContainer: its id (log CNAME.log)
+    create [-t] [-i] POD CNAME IMAGE CMD...
+                               CreateContainer: its id (log CNAME.log);
+                               -i: with stdin, closed when the first
+                               attach ends (stdin_once), -t: a terminal,
+                               as kubectl run -it
     start | stop | rm | status CONTAINER
                                status prints: STATE EXIT-CODE REASON
     exec CONTAINER CMD...      ExecSync: its stdout and stderr, then exit
@@ -19,6 +23,11 @@ makes them, for tests/bats/shimv2.bats (Debian has no crictl).
                                the CRI's streaming server as kubectl exec
                                takes it (websocket, v4.channel.k8s.io):
                                the same
+    attach [-t] [-i TEXT] CONTAINER
+                               Attach to the container's process (-t: its
+                               terminal), as kubectl attach: the same
+                               streaming as stream, TEXT on its stdin;
+                               exits 0 when the process's output ends
     update CONTAINER SHARES    UpdateContainerResources: cpu_shares
     stats CONTAINER            ContainerStats: cpu=NS memory=BYTES
                                working_set=BYTES
@@ -90,7 +99,9 @@ MESSAGES = {
     "ImageSpec": [("image", 1, STR)],
     "ContainerConfig": [("metadata", 1, MSG, "ContainerMetadata"),
                         ("image", 2, MSG, "ImageSpec"),
-                        ("command", 3, STR, REP), ("log_path", 11, STR)],
+                        ("command", 3, STR, REP), ("log_path", 11, STR),
+                        ("stdin", 12, BOOL), ("stdin_once", 13, BOOL),
+                        ("tty", 14, BOOL)],
     "CreateContainerRequest": [("pod_sandbox_id", 1, STR),
                                ("config", 2, MSG, "ContainerConfig"),
                                ("sandbox_config", 3, MSG,
@@ -109,6 +120,10 @@ MESSAGES = {
                     ("tty", 3, BOOL), ("stdin", 4, BOOL), ("stdout", 5, BOOL),
                     ("stderr", 6, BOOL)],
     "ExecResponse": [("url", 1, STR)],
+    "AttachRequest": [("container_id", 1, STR), ("stdin", 2, BOOL),
+                      ("tty", 3, BOOL), ("stdout", 4, BOOL),
+                      ("stderr", 5, BOOL)],
+    "AttachResponse": [("url", 1, STR)],
 }
 STATES = ["CREATED", "RUNNING", "EXITED", "UNKNOWN"]
 POD_STATES = ["READY", "NOTREADY"]
@@ -243,6 +258,15 @@ def stream(url, stdin=None):
     return code
 
 
+def take_flags(args, names):
+    """The leading flags of args among names, and the rest."""
+    flags = set()
+    while args and args[0] in names:
+        flags.add(args[0])
+        args = args[1:]
+    return flags, args
+
+
 def run(channel, pod, what, args):
     if what == "version":
         r = call(channel, "Version", T["VersionRequest"](version="v1"),
@@ -254,12 +278,17 @@ def run(channel, pod, what, args):
             "PodSandboxId")
         print(r.pod_sandbox_id)
     elif what == "create" and len(args) >= 4:
+        flags, args = take_flags(args, ("-t", "-i"))
+        if len(args) < 4:
+            print(__doc__.strip(), file=sys.stderr)
+            return 2
         r = call(channel, "CreateContainer", T["CreateContainerRequest"](
             pod_sandbox_id=args[0],
             config=T["ContainerConfig"](
                 metadata=T["ContainerMetadata"](name=args[1]),
                 image=T["ImageSpec"](image=args[2]), command=args[3:],
-                log_path=args[1] + ".log"),
+                log_path=args[1] + ".log", stdin="-i" in flags,
+                stdin_once="-i" in flags, tty="-t" in flags),
             sandbox_config=pod_config(pod)), "ContainerId")
         print(r.container_id)
     elif what in ("start", "rm") and len(args) == 1:
@@ -321,6 +350,20 @@ def run(channel, pod, what, args):
             container_id=args[0], cmd=args[1:], tty=tty,
             stdin=tty or text is not None, stdout=True, stderr=not tty),
             "ExecResponse")
+        return stream(r.url, text)
+    elif what == "attach" and args:
+        tty, text = False, None
+        while len(args) > 1 and args[0] in ("-t", "-i"):
+            if args[0] == "-t":
+                tty, args = True, args[1:]
+            else:
+                text, args = args[1], args[2:]
+        if len(args) != 1:
+            print(__doc__.strip(), file=sys.stderr)
+            return 2
+        r = call(channel, "Attach", T["AttachRequest"](
+            container_id=args[0], tty=tty, stdin=text is not None,
+            stdout=True, stderr=not tty), "AttachResponse")
         return stream(r.url, text)
     elif what in ("stopp", "rmp") and len(args) == 1:
         call(channel, "StopPodSandbox" if what == "stopp" else
