@@ -138,7 +138,8 @@ static int shim_wait_ready(pid_t pid, int fd, struct husk_err **err)
 static pid_t spawn_shim(const struct husk_config *cfg, const char *proxy,
 			const char *cid, const char *eid, bool terminal,
 			const char *console, const int *stdio,
-			const char *log, struct husk_err **err)
+			const char *netns, const char *log,
+			struct husk_err **err)
 {
 	char *argv[18], readyarg[16];
 	struct husk_exec x = {
@@ -149,6 +150,7 @@ static pid_t spawn_shim(const struct husk_config *cfg, const char *proxy,
 		.stdio = stdio,
 		.nfds = 1,
 		.reap_on_error = true,
+		.netns = netns,
 	};
 	int n = 0, ready[2];
 	ssize_t r;
@@ -198,10 +200,11 @@ pid_t husk_shim_start(const struct husk_config *cfg, const char *root,
 				  NULL, err);
 }
 
-pid_t husk_shim_start_io(const struct husk_config *cfg, const char *root,
-			 const char *sid, const char *cid, const char *eid,
-			 bool terminal, const char *console, const int *stdio,
-			 struct husk_err **err)
+/* A shim in network namespace netns (NULL: ours). */
+static pid_t shim_start(const struct husk_config *cfg, const char *root,
+			const char *sid, const char *cid, const char *eid,
+			bool terminal, const char *console, const int *stdio,
+			const char *netns, struct husk_err **err)
 {
 	struct husk_sbx_paths p;
 	cleanup_free char *log = NULL;
@@ -212,9 +215,18 @@ pid_t husk_shim_start_io(const struct husk_config *cfg, const char *root,
 	log = husk_xasprintf("%s/shim-%s%s%s.log", p.dir, cid,
 			     eid && *eid ? "-" : "", eid ? eid : "");
 	pid = spawn_shim(cfg, p.proxy_sock, cid, eid, terminal, console, stdio,
-			 log, err);
+			 netns, log, err);
 	husk_sandbox_paths_free(&p);
 	return pid;
+}
+
+pid_t husk_shim_start_io(const struct husk_config *cfg, const char *root,
+			 const char *sid, const char *cid, const char *eid,
+			 bool terminal, const char *console, const int *stdio,
+			 struct husk_err **err)
+{
+	return shim_start(cfg, root, sid, cid, eid, terminal, console, stdio,
+			  NULL, err);
 }
 
 static int agent_call(const char *root, const char *sid, const char *method,
@@ -266,20 +278,24 @@ static int ct_destroy(struct husk_store *st, const struct husk_config *cfg,
 		      bool force, int how, struct husk_err **err);
 
 /* The end of a create once the guest has the container: its husk-shim,
- * the spec's cgroup, the hooks, status created; e locked exclusively.
- * On failure the caller destroys what there is. */
+ * the spec's cgroup, the hooks, for the sandbox's own container its
+ * network, status created; e locked exclusively.  On failure the
+ * caller destroys what there is. */
 static int create_tail(struct husk_store *st, const struct husk_config *cfg,
 		       struct husk_entry *e, struct husk_container *c,
-		       const struct husk_bundle *b,
-		       const struct husk_sandbox *sb, bool terminal,
-		       const struct husk_create_opts *o, struct husk_err **err)
+		       const struct husk_bundle *b, struct husk_sandbox *sb,
+		       bool terminal, const struct husk_create_opts *o,
+		       struct husk_err **err)
 {
 	json_t *state;
 	int rc;
 
-	c->shim.pid = husk_shim_start_io(cfg, st->root, c->sandbox_id, c->id,
-					 "", terminal, o->console_socket,
-					 o->stdio, err);
+	/* The container's pid is in the sandbox's network namespace, as a
+	 * runc container's is: a hook that finds the namespace through
+	 * /proc/PID/ns/net (docker's libnetwork-setkey) finds this one. */
+	c->shim.pid = shim_start(cfg, st->root, c->sandbox_id, c->id, "",
+				 terminal, o->console_socket, o->stdio,
+				 sb->netns, err);
 	if (c->shim.pid < 0) {
 		c->shim.pid = 0;
 		return -1;
@@ -307,6 +323,11 @@ static int create_tail(struct husk_store *st, const struct husk_config *cfg,
 	if (rc == 0)
 		rc = husk_hooks_run(c->hooks, "createRuntime", state,
 				    cfg->hook_timeout, sb->netns, b->path, err);
+	/* The sandbox's links go to the VM after those hooks, which may
+	 * have made them (docker's veth): as Kata runs them before it
+	 * scans the namespace. */
+	if (rc == 0 && c->is_sandbox)
+		rc = husk_net_setup(e, cfg, st->root, c->sandbox_id, sb, err);
 	if (rc == 0)
 		rc = husk_hooks_run(c->hooks, "createContainer", state,
 				    cfg->hook_timeout, NULL, b->rootfs, err);
@@ -459,7 +480,7 @@ int husk_ct_create(struct husk_store *st, const struct husk_config *cfg,
 	if (agent_call(st->root, sid, AGENT_M_CREATE_CONTAINER, params,
 		       HUSK_CREATE_TIMEOUT_MS, NULL, err) < 0)
 		goto fail;
-	if (create_tail(st, cfg, &e, &c, &b, &sb, terminal, o, err) < 0)
+	if (create_tail(st, &lcfg, &e, &c, &b, &sb, terminal, o, err) < 0)
 		goto fail;
 	rc = 0;
 	goto out;

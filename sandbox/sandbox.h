@@ -243,7 +243,9 @@ int husk_sandbox_start(struct husk_entry *e, const struct husk_config *cfg,
  * container's host side while the guest boots: launch starts the
  * driver, QEMU and the proxy (*ready: the proxy's ready pipe, to
  * close), ready waits for the agent on it and creates the sandbox in
- * the guest and its network. */
+ * the guest; its network comes after (husk_net_setup: husk_ct_create
+ * runs the prestart and createRuntime hooks, which may add links,
+ * first). */
 int husk_sandbox_launch(struct husk_entry *e, const struct husk_config *cfg,
 			const char *root, const char *sid,
 			struct husk_sandbox *s, int *ready,

@@ -443,8 +443,6 @@ int husk_sandbox_ready(struct husk_entry *e, const struct husk_config *cfg,
 			   AGENT_M_CREATE_SANDBOX, params, 30000, NULL, NULL,
 			   0, err);
 	json_decref(params);
-	if (rc == 0)
-		rc = husk_net_setup(e, cfg, root, sid, s, err);
 out:
 	husk_sandbox_paths_free(&p);
 	return rc;
@@ -475,6 +473,8 @@ int husk_sandbox_start(struct husk_entry *e, const struct husk_config *cfg,
 	if (rc == 0)
 		rc = husk_sandbox_ready(e, cfg, root, sid, hostname, s, ready,
 					err);
+	if (rc == 0)
+		rc = husk_net_setup(e, cfg, root, sid, s, err);
 	if (ready >= 0)
 		close(ready);
 	return rc;

@@ -1,7 +1,9 @@
 #!/usr/bin/env bats
 # docker (Debian's docker.io) with husk as a runtime: a private dockerd
-# and containerd started here, an image made from busybox-static with
-# `docker import`, no registry.  One container (one TCG VM) at a time.
+# and containerd started here, in a network namespace of the test's
+# where dockerd's bridge (docker0, 10.214.5.1/24, no iptables) stays,
+# an image made from busybox-static with `docker import`, no registry.
+# One container (one TCG VM) at a time.
 
 load lib/engines.sh
 
@@ -12,6 +14,9 @@ IMG=husk-busybox:test
 setup_file() {
 	engines_skip_unless_ready docker
 	engines_setup
+	export ENGINES_CTD_NETNS=hkdk$$ ENGINES_DOCKERD_BRIDGE=10.214.5.1/24
+	ip netns add "$ENGINES_CTD_NETNS"
+	ip -n "$ENGINES_CTD_NETNS" link set lo up
 	engines_start_containerd
 	engines_start_dockerd
 	engines_import_image "$IMG"
@@ -19,6 +24,7 @@ setup_file() {
 
 teardown_file() {
 	engines_teardown
+	[ -n "${ENGINES_CTD_NETNS:-}" ] && ip netns del "$ENGINES_CTD_NETNS"
 	[ -n "${EN:-}" ] && rm -rf "$EN"
 	true
 }
@@ -54,6 +60,35 @@ wait_log() {
 	# --rm removed it, and husk has nothing of it either.
 	[ -z "$(dk ps -aq)" ]
 	grep -q " create .*--bundle" "$EN/runtime.calls"
+	for r in $(_engines_husk_roots); do
+		run "$BUILD/bin/husk" --root "$r" list --quiet
+		[ -z "$output" ]
+	done
+}
+
+@test "docker run on docker's bridge network: the address and route docker gave reach the VM, the gateway answers, and the link goes with the container" {
+	# docker's network is made by a prestart hook (libnetwork-setkey)
+	# that finds the container's namespace through its pid: husk's
+	# shim is in the sandbox's, and the link the hook added is mirrored
+	# into the VM after it.
+	run timeout 180 "$DOCKER_BIN" -H "unix://$EN/docker.sock" run --rm \
+		--runtime husk "$IMG" \
+		sh -c 'uname -r; ip -4 addr show eth0; ip route; ping -c 1 -W 10 10.214.5.1'
+	echo "$output"
+	[ "$status" -eq 0 ]
+	# In the VM's kernel.
+	[ "${lines[0]}" != "$(uname -r)" ]
+	[[ "$output" == *"inet 10.214.5."*"/24"* ]]
+	[[ "$output" == *"default via 10.214.5.1 dev eth0"* ]]
+	[[ "$output" == *"1 packets received"* ]]
+	[ -z "$(dk ps -aq)" ]
+	# The host end of docker's veth went with the container's
+	# namespace, which husk made and removed.
+	for _ in $(seq 1 100); do
+		[ -z "$(ip -n "$ENGINES_CTD_NETNS" -o link show master docker0)" ] && break
+		sleep 0.1
+	done
+	[ -z "$(ip -n "$ENGINES_CTD_NETNS" -o link show master docker0)" ]
 	for r in $(_engines_husk_roots); do
 		run "$BUILD/bin/husk" --root "$r" list --quiet
 		[ -z "$output" ]

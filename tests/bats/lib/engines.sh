@@ -21,7 +21,13 @@
 #   engines_stop_containerd              containerd down (SIGTERM), shims
 #                                        left running
 #   engines_start_dockerd                dockerd on $EN/docker.sock, its
-#                                        runtime "husk" the wrapper
+#                                        runtime "husk" the wrapper; no
+#                                        default bridge, but with
+#                                        $ENGINES_DOCKERD_BRIDGE (a CIDR
+#                                        for --bip) docker's bridge
+#                                        network, in network namespace
+#                                        $ENGINES_CTD_NETNS (it must be
+#                                        set then: docker0 stays there)
 #   engines_import_image NAME            `docker import` of $EN/rootfs
 #   dk ARGS / ctrc ARGS                  the clients, on our daemons
 #   engines_teardown                     everything down, even half up;
@@ -129,10 +135,19 @@ engines_stop_containerd() {
 }
 
 engines_start_dockerd() {
-	setsid "$DOCKERD_BIN" --data-root "$EN/docker" --exec-root "$EN/dexec" \
+	local bridge=(--bridge=none)
+	if [ -n "${ENGINES_DOCKERD_BRIDGE:-}" ]; then
+		[ -n "${ENGINES_CTD_NETNS:-}" ] || {
+			echo "ENGINES_DOCKERD_BRIDGE needs ENGINES_CTD_NETNS" >&2
+			return 1
+		}
+		bridge=(--bip "$ENGINES_DOCKERD_BRIDGE")
+	fi
+	setsid ${ENGINES_CTD_NETNS:+nsenter --net=/run/netns/$ENGINES_CTD_NETNS} \
+		"$DOCKERD_BIN" --data-root "$EN/docker" --exec-root "$EN/dexec" \
 		-H "unix://$EN/docker.sock" --pidfile "$EN/dockerd.pid" \
 		--containerd "$EN/ctd.sock" --iptables=false --ip6tables=false \
-		--bridge=none --storage-driver vfs --userland-proxy=false \
+		"${bridge[@]}" --storage-driver vfs --userland-proxy=false \
 		--add-runtime "husk=$HUSK_RUNTIME" \
 		</dev/null >"$EN/dockerd.log" 2>&1 &
 	echo $! >"$EN/dockerd.bgpid"
