@@ -197,29 +197,35 @@ int husk_net_prepare(struct husk_entry *e, const struct husk_config *cfg,
 	}
 	path = json_string_value(json_object_get(net, "path"));
 	if (path && *path) {
+		/* Mirroring the host's links would hand the guest the
+		 * host's traffic, and delete would scrub the host's
+		 * taps: the host's namespace is taken only as "no
+		 * namespace of its own", wherever its file is (docker's
+		 * --network host names <exec-root>/netns/default), and
+		 * its path is not kept. */
+		if (husk_netns_is_host(path)) {
+			cleanup_free char *shown = husk_escape(path,
+							       strlen(path));
+
+			if (!cfg->host_network)
+				return husk_error(err, HUSK_E_INVALID,
+						  "config.json: linux."
+						  "namespaces: `%s` is the "
+						  "host's network namespace "
+						  "(docker's --network host?): "
+						  "set [runtime] host_network "
+						  "= true in husk.conf to "
+						  "allow that", shown);
+			log_info("sandbox %s: `%s` is the host's network "
+				 "namespace; no interface is mirrored", sid,
+				 shown);
+			return 0;
+		}
 		if (husk_state_netns_check(root, sid, path, false, err) < 0)
 			return husk_error_wrap(err, "config.json: linux."
 					       "namespaces: network");
 		if (netns_check(path, err) < 0)
 			return -1;
-		/* Mirroring the host's links would hand the guest the
-		 * host's traffic, and delete would scrub the host's
-		 * taps: the host's namespace is taken only as "no
-		 * namespace of its own". */
-		if (husk_netns_is_host(path)) {
-			if (!cfg->host_network)
-				return husk_error(err, HUSK_E_INVALID,
-						  "config.json: linux."
-						  "namespaces: `%s` is the "
-						  "host's network namespace: "
-						  "set [runtime] host_network "
-						  "= true in husk.conf to "
-						  "allow that", path);
-			log_info("sandbox %s: `%s` is the host's network "
-				 "namespace; no interface is mirrored", sid,
-				 path);
-			return 0;
-		}
 		s->netns = husk_xstrdup(path);
 		s->netns_created = false;
 		return 0;

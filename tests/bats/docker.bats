@@ -95,6 +95,16 @@ wait_log() {
 	done
 }
 
+@test "docker run --network host is refused, naming husk.conf's host_network" {
+	run timeout 60 "$DOCKER_BIN" -H "unix://$EN/docker.sock" run --rm \
+		--runtime husk --network host "$IMG" true
+	echo "$output"
+	[ "$status" -eq 125 ]
+	[[ "$output" == *"is the host's network namespace"* ]]
+	[[ "$output" == *"host_network = true"* ]]
+	[ -z "$(dk ps -aq)" ]
+}
+
 @test "docker run -d, exec with and without -t, logs, top, stop (SIGTERM seen)" {
 	run timeout 180 "$DOCKER_BIN" -H "unix://$EN/docker.sock" run -d \
 		--runtime husk --network none --name d1 "$IMG" \

@@ -334,7 +334,12 @@ taps_are() { [ "$(ip -n "$NS" -o link show | grep -c _husk)" -eq "$1" ]; }
 	# container): then the caller's own stands for the host's.
 	hostns=/proc/1/ns/net
 	stat -L "$hostns" >/dev/null 2>&1 || hostns="/proc/$$/ns/net"
-	for p in "$hostns" /proc/self/ns/net "/proc/$$/ns/net"; do
+	# Or bound elsewhere, as docker's --network host names it
+	# (<exec-root>/netns/default): the host's all the same.
+	bound=$BATS_TEST_TMPDIR/netns-default
+	touch "$bound"
+	mount --bind "$hostns" "$bound"
+	for p in "$hostns" /proc/self/ns/net "/proc/$$/ns/net" "$bound"; do
 		net_bundle "$b" "$p"
 		run husk create --bundle "$b" c6 </dev/null
 		[ "$status" -ne 0 ]
@@ -348,10 +353,11 @@ taps_are() { [ "$(ip -n "$NS" -o link show | grep -c _husk)" -eq "$1" ]; }
 	printf '[runtime]\nhost_network = true\n[netmon]\nenable = true\n' \
 		>"$BATS_TEST_TMPDIR/h.conf"
 	before=$(ip -o link show | grep -c _husk || true)
-	net_bundle "$b" "$hostns"
+	net_bundle "$b" "$bound"
 	"$HUSK_BIN" --root "$ROOT" --config "$BATS_TEST_TMPDIR/h.conf" \
 		create --bundle "$b" c6 </dev/null >"$BATS_TEST_TMPDIR/out" 2>&1 ||
-		{ cat "$BATS_TEST_TMPDIR/out"; false; }
+		{ umount "$bound"; cat "$BATS_TEST_TMPDIR/out"; false; }
+	umount "$bound"
 	[ "$(jq -r .netns "$ROOT/c6/sandbox.json")" = null ]
 	[ "$(jq -r '.netmon.pid // 0' "$ROOT/c6/sandbox.json")" = 0 ]
 	[ "$(ip -o link show | grep -c _husk || true)" -eq "$before" ]
