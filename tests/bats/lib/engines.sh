@@ -27,7 +27,9 @@
 #                                        for --bip) docker's bridge
 #                                        network, in network namespace
 #                                        $ENGINES_CTD_NETNS (it must be
-#                                        set then: docker0 stays there)
+#                                        set then: docker0 stays there);
+#                                        its userland proxy (-p) with
+#                                        ENGINES_DOCKERD_USERLAND_PROXY=true
 #   engines_import_image NAME            `docker import` of $EN/rootfs
 #   dk ARGS / ctrc ARGS                  the clients, on our daemons
 #   engines_teardown                     everything down, even half up;
@@ -147,7 +149,7 @@ engines_start_dockerd() {
 		"$DOCKERD_BIN" --data-root "$EN/docker" --exec-root "$EN/dexec" \
 		-H "unix://$EN/docker.sock" --pidfile "$EN/dockerd.pid" \
 		--containerd "$EN/ctd.sock" --iptables=false --ip6tables=false \
-		"${bridge[@]}" --storage-driver vfs --userland-proxy=false \
+		"${bridge[@]}" --storage-driver vfs --userland-proxy=${ENGINES_DOCKERD_USERLAND_PROXY:-false} \
 		--add-runtime "husk=$HUSK_RUNTIME" \
 		</dev/null >"$EN/dockerd.log" 2>&1 &
 	echo $! >"$EN/dockerd.bgpid"
