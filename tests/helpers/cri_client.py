@@ -267,6 +267,18 @@ def take_flags(args, names):
     return flags, args
 
 
+def stream_flags(args, rest):
+    """-t (a terminal) and -i TEXT (for stdin) before at least rest
+    other arguments: tty, TEXT or None, the others."""
+    tty, text = False, None
+    while len(args) > rest and args[0] in ("-t", "-i"):
+        if args[0] == "-t":
+            tty, args = True, args[1:]
+        else:
+            text, args = args[1], args[2:]
+    return tty, text, args
+
+
 def run(channel, pod, what, args):
     if what == "version":
         r = call(channel, "Version", T["VersionRequest"](version="v1"),
@@ -336,12 +348,7 @@ def run(channel, pod, what, args):
                       "ListPodSandboxResponse").items:
             print(p.id)
     elif what == "stream" and len(args) >= 2:
-        tty, text = False, None
-        while len(args) > 2 and args[0] in ("-t", "-i"):
-            if args[0] == "-t":
-                tty, args = True, args[1:]
-            else:
-                text, args = args[1], args[2:]
+        tty, text, args = stream_flags(args, 2)
         # kubectl exec -it: a terminal has no separate stderr, and comes
         # with stdin (containerd 1.6 ends a terminal's output when its
         # stdin ends, and a websocket's unrequested stdin ends at once);
@@ -352,12 +359,7 @@ def run(channel, pod, what, args):
             "ExecResponse")
         return stream(r.url, text)
     elif what == "attach" and args:
-        tty, text = False, None
-        while len(args) > 1 and args[0] in ("-t", "-i"):
-            if args[0] == "-t":
-                tty, args = True, args[1:]
-            else:
-                text, args = args[1], args[2:]
+        tty, text, args = stream_flags(args, 1)
         if len(args) != 1:
             print(__doc__.strip(), file=sys.stderr)
             return 2
