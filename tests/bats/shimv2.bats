@@ -519,7 +519,7 @@ _nt1_has() {
 	engines_assert_clean
 }
 
-@test "a pod through containerd's CRI, as kubelet drives it: its sandbox and a container in one VM sized by the pod's annotation, status and stats, exec (also streamed), update, logs, the pod's address, a second container attached to with a terminal, stop and removal leave nothing" {
+@test "a pod through containerd's CRI, as kubelet drives it: its sandbox and a container in one VM sized by the pod's annotation, limits that grow it, status and stats, exec (also streamed), update, logs, the pod's address, a second container attached to with a terminal, stop and removal leave nothing" {
 	# A containerd of its own with CRI on, in a network namespace of
 	# the test's (CNI's bridge goes there), an image made here (no
 	# registry), the calls kubelet makes (tests/helpers/cri_client.py).
@@ -555,8 +555,10 @@ _nt1_has() {
 	pod=$output
 	# The pause container is the pod's VM: one QEMU.
 	[ "$(pgrep -f "qemu-system.*$HUSK_ROOT/" | wc -l)" -eq 1 ]
-	run cri create "$pod" c1 docker.io/library/husk-pause:1 \
-		sh -c 'echo cri-out; sleep 1000'
+	# With limits, as kubelet sends a container's resources: the VM
+	# grows by them (a DIMM and a vCPU hot-plugged during Create).
+	run cri create -m 134217728 -c 50000 "$pod" c1 \
+		docker.io/library/husk-pause:1 sh -c 'echo cri-out; sleep 1000'
 	echo "$output"
 	[ "$status" -eq 0 ]
 	cid=$output
@@ -596,11 +598,20 @@ _nt1_has() {
 	echo "$output"
 	[ "$status" -eq 0 ]
 	[ "$output" = "got a line in" ]
-	# The pod's annotation sized its VM: 384 MiB, not husk.conf's 256.
+	# The pod's annotation sized its VM at 384 MiB, not husk.conf's
+	# 256, and c1's limit grew it by 128 (256 + 128 would be about
+	# 372000 kB); c1's quota brought a second vCPU.  Its cgroup in the
+	# guest has the limits.
 	run cri exec "$cid" awk '/^MemTotal/ { print $2 }' /proc/meminfo
 	echo "MemTotal: $output kB"
 	[ "$status" -eq 0 ]
-	[ "$output" -gt 300000 ]
+	[ "$output" -gt 450000 ]
+	run cri exec "$cid" nproc
+	[ "$output" = 2 ]
+	run cri exec "$cid" sh -c 'd=/sys/fs/cgroup$(cut -d: -f3 /proc/self/cgroup); cat $d/memory.max $d/cpu.max'
+	echo "$output"
+	[ "${lines[0]}" = 134217728 ]
+	[ "${lines[1]}" = "50000 100000" ]
 	# The container's output in its CRI log.
 	wait_for -t 60 grep -q ' stdout F cri-out$' "$EN/logs/c1.log"
 

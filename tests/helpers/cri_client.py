@@ -7,11 +7,12 @@ makes them, for tests/bats/shimv2.bats (Debian has no crictl).
 
     version                    runtime name, version, API version
     runp HANDLER               RunPodSandbox of pod NAME: its id
-    create [-t] [-i] POD CNAME IMAGE CMD...
+    create [-t] [-i] [-m BYTES] [-c QUOTA] POD CNAME IMAGE CMD...
                                CreateContainer: its id (log CNAME.log);
                                -i: with stdin, closed when the first
                                attach ends (stdin_once), -t: a terminal,
-                               as kubectl run -it
+                               as kubectl run -it; -m: a memory limit,
+                               -c: a CPU quota (µs per 100000)
     start | stop | rm | status CONTAINER
                                status prints: STATE EXIT-CODE REASON
     exec CONTAINER CMD...      ExecSync: its stdout and stderr, then exit
@@ -75,7 +76,11 @@ MESSAGES = {
     "RunPodSandboxRequest": [("config", 1, MSG, "PodSandboxConfig"),
                              ("runtime_handler", 2, STR)],
     "PodSandboxId": [("pod_sandbox_id", 1, STR)],
-    "LinuxContainerResources": [("cpu_shares", 3, I64)],
+    "LinuxContainerResources": [("cpu_period", 1, I64), ("cpu_quota", 2, I64),
+                                ("cpu_shares", 3, I64),
+                                ("memory_limit_in_bytes", 4, I64)],
+    "LinuxContainerConfig": [("resources", 1, MSG,
+                              "LinuxContainerResources")],
     "UpdateContainerResourcesRequest": [
         ("container_id", 1, STR),
         ("linux", 2, MSG, "LinuxContainerResources")],
@@ -101,7 +106,8 @@ MESSAGES = {
                         ("image", 2, MSG, "ImageSpec"),
                         ("command", 3, STR, REP), ("log_path", 11, STR),
                         ("stdin", 12, BOOL), ("stdin_once", 13, BOOL),
-                        ("tty", 14, BOOL)],
+                        ("tty", 14, BOOL),
+                        ("linux", 15, MSG, "LinuxContainerConfig")],
     "CreateContainerRequest": [("pod_sandbox_id", 1, STR),
                                ("config", 2, MSG, "ContainerConfig"),
                                ("sandbox_config", 3, MSG,
@@ -258,15 +264,6 @@ def stream(url, stdin=None):
     return code
 
 
-def take_flags(args, names):
-    """The leading flags of args among names, and the rest."""
-    flags = set()
-    while args and args[0] in names:
-        flags.add(args[0])
-        args = args[1:]
-    return flags, args
-
-
 def stream_flags(args, rest):
     """-t (a terminal) and -i TEXT (for stdin) before at least rest
     other arguments: tty, TEXT or None, the others."""
@@ -290,17 +287,27 @@ def run(channel, pod, what, args):
             "PodSandboxId")
         print(r.pod_sandbox_id)
     elif what == "create" and len(args) >= 4:
-        flags, args = take_flags(args, ("-t", "-i"))
-        if len(args) < 4:
-            print(__doc__.strip(), file=sys.stderr)
-            return 2
+        flags, limits = set(), {}
+        while len(args) > 4 and args[0] in ("-t", "-i", "-m", "-c"):
+            if args[0] in ("-t", "-i"):
+                flags.add(args[0])
+                args = args[1:]
+            else:
+                limits[args[0]] = int(args[1])
+                args = args[2:]
+        res = T["LinuxContainerResources"]()
+        if "-m" in limits:
+            res.memory_limit_in_bytes = limits["-m"]
+        if "-c" in limits:
+            res.cpu_period, res.cpu_quota = 100000, limits["-c"]
         r = call(channel, "CreateContainer", T["CreateContainerRequest"](
             pod_sandbox_id=args[0],
             config=T["ContainerConfig"](
                 metadata=T["ContainerMetadata"](name=args[1]),
                 image=T["ImageSpec"](image=args[2]), command=args[3:],
                 log_path=args[1] + ".log", stdin="-i" in flags,
-                stdin_once="-i" in flags, tty="-t" in flags),
+                stdin_once="-i" in flags, tty="-t" in flags,
+                linux=T["LinuxContainerConfig"](resources=res)),
             sandbox_config=pod_config(pod)), "ContainerId")
         print(r.container_id)
     elif what in ("start", "rm") and len(args) == 1:
