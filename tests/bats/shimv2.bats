@@ -519,7 +519,7 @@ _nt1_has() {
 	engines_assert_clean
 }
 
-@test "a pod through containerd's CRI, as kubelet drives it: its sandbox and a container in one VM sized by the pod's annotation, limits that grow it, status and stats, exec (also streamed), update, logs, the pod's address, a second container attached to with a terminal, stop and removal leave nothing" {
+@test "a pod through containerd's CRI, as kubelet drives it: its sandbox and a container in one VM sized by the pod's annotation, limits that grow it, volumes, status and stats, exec (also streamed), update, logs, the pod's address, a second container attached to with a terminal, stop and removal leave nothing" {
 	# A containerd of its own with CRI on, in a network namespace of
 	# the test's (CNI's bridge goes there), an image made here (no
 	# registry), the calls kubelet makes (tests/helpers/cri_client.py).
@@ -556,8 +556,15 @@ _nt1_has() {
 	# The pause container is the pod's VM: one QEMU.
 	[ "$(pgrep -f "qemu-system.*$HUSK_ROOT/" | wc -l)" -eq 1 ]
 	# With limits, as kubelet sends a container's resources: the VM
-	# grows by them (a DIMM and a vCPU hot-plugged during Create).
-	run cri create -m 134217728 -c 50000 "$pod" c1 \
+	# grows by them (a DIMM and a vCPU hot-plugged during Create).  And
+	# volumes as kubelet gives them: a directory read-only (a
+	# configMap's) and a file read-write (the termination log).
+	mkdir -p "$EN/vol-cfg"
+	echo cfg-value >"$EN/vol-cfg/key"
+	: >"$EN/termination-log"
+	run cri create -m 134217728 -c 50000 \
+		-v "$EN/vol-cfg:/etc/cfg:ro" \
+		-v "$EN/termination-log:/dev/termination-log" "$pod" c1 \
 		docker.io/library/husk-pause:1 sh -c 'echo cri-out; sleep 1000'
 	echo "$output"
 	[ "$status" -eq 0 ]
@@ -612,6 +619,15 @@ _nt1_has() {
 	echo "$output"
 	[ "${lines[0]}" = 134217728 ]
 	[ "${lines[1]}" = "50000 100000" ]
+	# The volumes: the read-only one read and not written, the file
+	# written through to the host, where kubelet reads it.
+	run cri exec "$cid" sh -c 'cat /etc/cfg/key; touch /etc/cfg/new && echo wrote; echo done-msg >/dev/termination-log'
+	echo "$output"
+	[ "${lines[0]}" = cfg-value ]
+	[[ "$output" == *"Read-only file system"* ]]
+	[[ "$output" != *wrote* ]]
+	[ ! -e "$EN/vol-cfg/new" ]
+	[ "$(cat "$EN/termination-log")" = done-msg ]
 	# The container's output in its CRI log.
 	wait_for -t 60 grep -q ' stdout F cri-out$' "$EN/logs/c1.log"
 

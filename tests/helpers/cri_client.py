@@ -7,12 +7,15 @@ makes them, for tests/bats/shimv2.bats (Debian has no crictl).
 
     version                    runtime name, version, API version
     runp HANDLER               RunPodSandbox of pod NAME: its id
-    create [-t] [-i] [-m BYTES] [-c QUOTA] POD CNAME IMAGE CMD...
+    create [-t] [-i] [-m BYTES] [-c QUOTA] [-v HOST:PATH[:ro]]...
+           POD CNAME IMAGE CMD...
                                CreateContainer: its id (log CNAME.log);
                                -i: with stdin, closed when the first
                                attach ends (stdin_once), -t: a terminal,
                                as kubectl run -it; -m: a memory limit,
-                               -c: a CPU quota (µs per 100000)
+                               -c: a CPU quota (µs per 100000); -v: a
+                               mount of HOST (read-only with :ro), as
+                               kubelet's volumes
     start | stop | rm | status CONTAINER
                                status prints: STATE EXIT-CODE REASON
     exec CONTAINER CMD...      ExecSync: its stdout and stderr, then exit
@@ -81,6 +84,8 @@ MESSAGES = {
                                 ("memory_limit_in_bytes", 4, I64)],
     "LinuxContainerConfig": [("resources", 1, MSG,
                               "LinuxContainerResources")],
+    "Mount": [("container_path", 1, STR), ("host_path", 2, STR),
+              ("readonly", 3, BOOL)],
     "UpdateContainerResourcesRequest": [
         ("container_id", 1, STR),
         ("linux", 2, MSG, "LinuxContainerResources")],
@@ -104,7 +109,8 @@ MESSAGES = {
     "ImageSpec": [("image", 1, STR)],
     "ContainerConfig": [("metadata", 1, MSG, "ContainerMetadata"),
                         ("image", 2, MSG, "ImageSpec"),
-                        ("command", 3, STR, REP), ("log_path", 11, STR),
+                        ("command", 3, STR, REP),
+                        ("mounts", 7, MSG, "Mount"), ("log_path", 11, STR),
                         ("stdin", 12, BOOL), ("stdin_once", 13, BOOL),
                         ("tty", 14, BOOL),
                         ("linux", 15, MSG, "LinuxContainerConfig")],
@@ -160,8 +166,8 @@ def build():
                 fp.type_name = ".huskcri.%s.%s" % (name, entry)
             elif len(f) > 3:
                 fp.type_name = ".huskcri." + f[3]
-                # a list of messages, the only one these calls read
-                if f[0] == "items":
+                # the lists of messages these calls use
+                if f[0] in ("items", "mounts"):
                     fp.label = FD.LABEL_REPEATED
     pool = descriptor_pool.DescriptorPool()
     pool.Add(fd)
@@ -287,14 +293,19 @@ def run(channel, pod, what, args):
             "PodSandboxId")
         print(r.pod_sandbox_id)
     elif what == "create" and len(args) >= 4:
-        flags, limits = set(), {}
-        while len(args) > 4 and args[0] in ("-t", "-i", "-m", "-c"):
+        flags, limits, mounts = set(), {}, []
+        while len(args) > 4 and args[0] in ("-t", "-i", "-m", "-c", "-v"):
             if args[0] in ("-t", "-i"):
                 flags.add(args[0])
                 args = args[1:]
+                continue
+            if args[0] == "-v":
+                v = args[1].split(":")
+                mounts.append(T["Mount"](host_path=v[0], container_path=v[1],
+                                         readonly=v[2:] == ["ro"]))
             else:
                 limits[args[0]] = int(args[1])
-                args = args[2:]
+            args = args[2:]
         res = T["LinuxContainerResources"]()
         if "-m" in limits:
             res.memory_limit_in_bytes = limits["-m"]
@@ -305,7 +316,7 @@ def run(channel, pod, what, args):
             config=T["ContainerConfig"](
                 metadata=T["ContainerMetadata"](name=args[1]),
                 image=T["ImageSpec"](image=args[2]), command=args[3:],
-                log_path=args[1] + ".log", stdin="-i" in flags,
+                mounts=mounts, log_path=args[1] + ".log", stdin="-i" in flags,
                 stdin_once="-i" in flags, tty="-t" in flags,
                 linux=T["LinuxContainerConfig"](resources=res)),
             sandbox_config=pod_config(pod)), "ContainerId")
