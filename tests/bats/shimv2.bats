@@ -519,7 +519,7 @@ _nt1_has() {
 	engines_assert_clean
 }
 
-@test "a pod through containerd's CRI, as kubelet drives it: its sandbox and a container in one VM sized by the pod's annotation, limits that grow it, volumes, status and stats, exec (also streamed), update, logs, the pod's address, a second container attached to with a terminal, stop and removal leave nothing" {
+@test "a pod through containerd's CRI, as kubelet drives it: its sandbox and a container in one VM sized by the pod's annotation, limits that grow it, volumes, status and stats, exec (also streamed, several at once, 3 MB), update, logs, the pod's address, a second container attached to with a terminal, stop and removal leave nothing" {
 	# A containerd of its own with CRI on, in a network namespace of
 	# the test's (CNI's bridge goes there), an image made here (no
 	# registry), the calls kubelet makes (tests/helpers/cri_client.py).
@@ -628,6 +628,20 @@ _nt1_has() {
 	[[ "$output" != *wrote* ]]
 	[ ! -e "$EN/vol-cfg/new" ]
 	[ "$(cat "$EN/termination-log")" = done-msg ]
+	# Probes as kubelet runs them, several ExecSyncs at once, each
+	# with its own output; and one whose output is 3 MB.
+	pids=
+	for i in 1 2 3 4 5 6; do
+		cri exec "$cid" sh -c "sleep 1; echo probe-$i" >"$EN/probe$i" 2>&1 &
+		pids="$pids $!"
+	done
+	for p in $pids; do
+		wait "$p"
+	done
+	for i in 1 2 3 4 5 6; do
+		[ "$(cat "$EN/probe$i")" = "probe-$i" ]
+	done
+	[ "$(cri exec "$cid" sh -c 'head -c 3000000 /dev/zero | tr "\0" a' | wc -c)" -eq 3000000 ]
 	# The container's output in its CRI log.
 	wait_for -t 60 grep -q ' stdout F cri-out$' "$EN/logs/c1.log"
 
