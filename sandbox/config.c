@@ -114,6 +114,7 @@ void husk_config_defaults(struct husk_config *c)
 	c->netmon_path = helper_path("husk-netmon");
 	c->network_model = husk_xstrdup("tcfilter");
 	c->host_network = false;
+	c->sandbox_cgroup_only = false;
 	c->debug = false;
 	c->hook_timeout = 30;
 	c->factory_template = false;
@@ -190,6 +191,8 @@ static const struct key keys[] = {
 	{ "runtime", "network_model", K_STR, O(network_model), 0, 0,
 	  net_choices },
 	{ "runtime", "host_network", K_BOOL, O(host_network), 0, 0, NULL },
+	{ "runtime", "sandbox_cgroup_only", K_BOOL, O(sandbox_cgroup_only), 0,
+	  0, NULL },
 	{ "runtime", "debug", K_BOOL, O(debug), 0, 0, NULL },
 	{ "runtime", "hook_timeout", K_UINT, O(hook_timeout), 1, 3600, NULL },
 	{ "factory", "template", K_BOOL, O(factory_template), 0, 0, NULL },

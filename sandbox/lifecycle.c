@@ -414,6 +414,14 @@ int husk_ct_create(struct husk_store *st, const struct husk_config *cfg,
 
 		if (cached < 0)
 			goto fail;
+		if (cached && lcfg.sandbox_cgroup_only)
+			log_info("sandbox %s: a VM from the cache stays in the "
+				 "cache's cgroup ([runtime] "
+				 "sandbox_cgroup_only)", sid);
+		else if (lcfg.sandbox_cgroup_only)
+			sb.cgroups_path = json_string_value(json_object_get(
+				json_object_get(b.spec, "linux"),
+				"cgroupsPath"));
 		if (!cached &&
 		    husk_net_prepare(&e, cfg, st->root, sid, b.spec, &sb,
 				     err) < 0)

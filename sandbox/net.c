@@ -481,6 +481,8 @@ static int start_netmon(struct husk_entry *e, const struct husk_config *cfg,
 	rc = husk_sandbox_write(e, s, err);
 	if (left < 0)
 		rc = -1;
+	if (rc == 0)
+		rc = husk_sandbox_cgroup_enter(e, s, pid, err);
 out:
 	husk_sandbox_paths_free(&p);
 	return rc;

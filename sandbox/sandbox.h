@@ -61,6 +61,8 @@ struct husk_config {
 	/* [runtime] */
 	char *network_model;            /* tcfilter|macvtap|none */
 	bool host_network;              /* allow a spec without a netns */
+	bool sandbox_cgroup_only;       /* the VM's processes in the
+					 * sandbox container's host cgroup */
 	bool debug;
 	unsigned hook_timeout;          /* seconds, when a hook has none */
 	/* [factory] */
@@ -173,6 +175,12 @@ struct husk_sandbox {
 	 * 0 for a cold boot; finished once reseeded, clocked and sized. */
 	unsigned clone_vcpus, clone_memory_mb;
 	bool clone_finished;
+	/* [runtime] sandbox_cgroup_only: the spec's linux.cgroupsPath the
+	 * driver (so QEMU and virtiofsd), the proxy and netmon go into as
+	 * they start (the caller's string, not kept), and the directories
+	 * made for them, removed once they are gone. */
+	const char *cgroups_path;
+	json_t *cgroups;
 };
 
 int husk_container_read(struct husk_entry *e, struct husk_container *c,
@@ -239,6 +247,10 @@ int husk_sandbox_start(struct husk_entry *e, const struct husk_config *cfg,
 		       const char *root, const char *sid,
 		       const char *hostname, struct husk_sandbox *s,
 		       struct husk_err **err);
+/* [runtime] sandbox_cgroup_only: pid into s->cgroups_path (nothing
+ * without it), the directories made recorded in sandbox.json. */
+int husk_sandbox_cgroup_enter(struct husk_entry *e, struct husk_sandbox *s,
+			      pid_t pid, struct husk_err **err);
 /* husk_sandbox_start in two halves, so that the caller prepares the
  * container's host side while the guest boots: launch starts the
  * driver, QEMU and the proxy (*ready: the proxy's ready pipe, to

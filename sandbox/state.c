@@ -427,6 +427,8 @@ int husk_sandbox_write(struct husk_entry *e, const struct husk_sandbox *s,
 				  s->id);
 	if (s->netmon.pid > 0)
 		json_object_set_new(j, "netmon", proc_json(&s->netmon));
+	if (json_array_size(s->cgroups))
+		json_object_set(j, "cgroups", s->cgroups);
 	if (s->clone_memory_mb)
 		json_object_set_new(j, "clone", json_pack(
 			"{s:i, s:i, s:b}", "vcpus", s->clone_vcpus,
@@ -517,6 +519,8 @@ int husk_sandbox_read(struct husk_entry *e, struct husk_sandbox *s,
 				       e->id);
 	}
 	netns_from(e, s);
+	if (json_is_array(json_object_get(j, "cgroups")))
+		s->cgroups = cgroups_from(e->id, json_object_get(j, "cgroups"));
 	json_decref(j);
 	return 0;
 }
@@ -526,5 +530,6 @@ void husk_sandbox_free(struct husk_sandbox *s)
 	free(s->id);
 	free(s->accel);
 	free(s->netns);
+	json_decref(s->cgroups);
 	memset(s, 0, sizeof(*s));
 }

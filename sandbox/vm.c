@@ -149,6 +149,18 @@ static json_t *hv_create_params(const struct husk_config *cfg,
 	return j;
 }
 
+int husk_sandbox_cgroup_enter(struct husk_entry *e, struct husk_sandbox *s,
+			      pid_t pid, struct husk_err **err)
+{
+	if (!s->cgroups_path)
+		return 0;
+	if (!s->cgroups)
+		s->cgroups = json_array();
+	if (husk_cgroup_enter(s->cgroups_path, pid, s->cgroups, err) < 0)
+		return husk_error_wrap(err, "[runtime] sandbox_cgroup_only");
+	return husk_sandbox_write(e, s, err);
+}
+
 static int start_hypervisor(const struct husk_config *cfg,
 			    const struct husk_sbx_paths *p, const char *root,
 			    const char *sid,
@@ -179,6 +191,9 @@ static int start_hypervisor(const struct husk_config *cfg,
 	husk_proc_ref(pid, &s->hv);
 	/* Recorded even when we could not get back: the rollback stops it. */
 	if (husk_sandbox_write(e, s, err) < 0 || left < 0)
+		return -1;
+	/* Before it starts virtiofsd and QEMU, which stay with it. */
+	if (husk_sandbox_cgroup_enter(e, s, pid, err) < 0)
 		return -1;
 	if (husk_wait_ready(HV_COMPONENT, pid, p->hv_sock, HV_COMPONENT,
 		       HV_M_STATUS, 10, p->hv_log, err) < 0)
@@ -317,7 +332,9 @@ static int start_proxy(const struct husk_config *cfg,
 	}
 	*ready = pfd[0];
 	husk_proc_ref(pid, &s->proxy);
-	return husk_sandbox_write(e, s, err);
+	if (husk_sandbox_write(e, s, err) < 0)
+		return -1;
+	return husk_sandbox_cgroup_enter(e, s, pid, err);
 }
 
 /*
@@ -548,6 +565,8 @@ int husk_sandbox_stop(const char *root, const struct husk_sandbox *s,
 	vm_netns_release(&p, s);
 	husk_share_teardown(&p);
 	husk_sandbox_paths_free(&p);
+	/* Once they are gone: a cgroup with a process left stays. */
+	husk_cgroup_remove(s->cgroups);
 	return 0;
 }
 

@@ -197,6 +197,42 @@ teardown_file() {
 	rm -rf "$d"
 }
 
+@test "[runtime] sandbox_cgroup_only: the driver, QEMU, virtiofsd and the proxy in the spec's host cgroup, the VM's memory charged there, the directories removed with it" {
+	b="$BATS_TEST_TMPDIR/b" conf="$BATS_TEST_TMPDIR/sco.conf"
+	make_bundle "$b" sleep 100000
+	set_cgroups_path "$b" "/husk-test/sco1"
+	printf '[runtime]\nsandbox_cgroup_only = true\n' >"$conf"
+	run husk_detached --config "$conf" run --detach --bundle "$b" sco1
+	echo "$output"
+	[ "$status" -eq 0 ]
+	wait_status sco1 running
+	pids="$(jq -r '.hypervisor.pid, .proxy.pid' "$ROOT/sco1/sandbox.json")
+$(pgrep -f "qemu-system.*$ROOT/sco1/")
+$(pgrep -f "virtiofsd.*$ROOT/sco1/")"
+	[ "$(wc -w <<<"$pids")" -ge 4 ]
+	n=0
+	for h in /sys/fs/cgroup/memory /sys/fs/cgroup/pids /sys/fs/cgroup/cpu; do
+		[ -d "$h" ] || continue
+		n=$((n + 1))
+		for p in $pids; do
+			grep -qx "$p" "$h/husk-test/sco1/cgroup.procs"
+		done
+	done
+	[ "$n" -gt 0 ]
+	# What docker stats reads there is the VM's: its guest RAM and
+	# QEMU's own, tens of MB, not a shim's few hundred KB.
+	if [ -f /sys/fs/cgroup/memory/husk-test/sco1/memory.usage_in_bytes ]; then
+		[ "$(cat /sys/fs/cgroup/memory/husk-test/sco1/memory.usage_in_bytes)" -gt 50000000 ]
+	fi
+	[ "$(jq '.cgroups | length' "$ROOT/sco1/sandbox.json")" -gt 0 ]
+	run husk delete --force sco1
+	[ "$status" -eq 0 ]
+	assert_gone sco1
+	for h in /sys/fs/cgroup/*/; do
+		[ ! -d "$h/husk-test/sco1" ]
+	done
+}
+
 @test "two containers in one sandbox by CRI annotation" {
 	s="$BATS_TEST_TMPDIR/s" c="$BATS_TEST_TMPDIR/c"
 	make_bundle "$s" sleep 100000
