@@ -267,6 +267,43 @@ static void test_sandbox_read(void **state)
 	assert_string_equal(s.netns, "/run/netns/cni-1");
 	husk_sandbox_free(&s);
 
+	/* [runtime] sandbox_cgroup_only's directories: written, read back,
+	 * bad entries dropped as state.json's are. */
+	{
+		struct husk_sandbox w = { 0 };
+
+		w.id = "sb";
+		w.cgroups = json_pack("[s, s]", "/sys/fs/cgroup/memory/a",
+				      "/sys/fs/cgroup/memory/a/b");
+		assert_int_equal(husk_sandbox_write(&e, &w, &err), 0);
+		json_decref(w.cgroups);
+		assert_int_equal(husk_sandbox_read(&e, &s, &err), 0);
+		assert_int_equal(json_array_size(s.cgroups), 2);
+		assert_string_equal(json_string_value(json_array_get(
+			s.cgroups, 1)), "/sys/fs/cgroup/memory/a/b");
+		husk_sandbox_free(&s);
+		snprintf(text, sizeof(text), "{\"id\": \"sb\", "
+			 "\"hypervisor\": {\"pid\": 0, \"start\": 0}, "
+			 "\"proxy\": {\"pid\": 0, \"start\": 0}, "
+			 "\"cgroups\": [\"/etc\", 7, "
+			 "\"/sys/fs/cgroup/../../etc\", "
+			 "\"/sys/fs/cgroup/pids/a\"]}");
+		assert_int_equal(husk_entry_write(&e, "sandbox.json", text,
+						  strlen(text), NULL), 0);
+		assert_int_equal(husk_sandbox_read(&e, &s, &err), 0);
+		assert_int_equal(json_array_size(s.cgroups), 1);
+		assert_string_equal(json_string_value(json_array_get(
+			s.cgroups, 0)), "/sys/fs/cgroup/pids/a");
+		husk_sandbox_free(&s);
+		/* None made: none written. */
+		w.cgroups = json_array();
+		assert_int_equal(husk_sandbox_write(&e, &w, &err), 0);
+		json_decref(w.cgroups);
+		assert_int_equal(husk_sandbox_read(&e, &s, &err), 0);
+		assert_null(s.cgroups);
+		husk_sandbox_free(&s);
+	}
+
 	/* Another sandbox's id, or init as the driver: damaged. */
 	snprintf(text, sizeof(text), SB("other", "null", "false"));
 	assert_int_equal(husk_entry_write(&e, "sandbox.json", text,
