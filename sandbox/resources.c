@@ -532,14 +532,29 @@ int husk_cgroup_enter(const char *path, pid_t pid, json_t *made,
 
 void husk_cgroup_remove(const json_t *made)
 {
+	husk_cgroup_remove_wait(made, 0);
+}
+
+void husk_cgroup_remove_wait(const json_t *made, unsigned ms)
+{
+	uint64_t deadline = husk_now_ms() + ms;
 	size_t i = json_array_size(made);
 
-	/* Deepest last made, first removed; a cgroup still in use stays. */
+	/* Deepest last made, first removed; a cgroup still in use stays
+	 * (EBUSY: tried again until the deadline, while what was stopped
+	 * finishes exiting and is reaped). */
 	while (i-- > 0) {
 		const char *dir = json_string_value(json_array_get(made, i));
 
-		if (dir && rmdir(dir) < 0 && errno != ENOENT)
-			log_debug("%s: %s", dir,
-				  strerror(errno));
+		if (!dir)
+			continue;
+		while (rmdir(dir) < 0 && errno == EBUSY &&
+		       husk_now_ms() < deadline) {
+			struct timespec ts = { 0, 20 * 1000000L };
+
+			nanosleep(&ts, NULL);
+		}
+		if (access(dir, F_OK) == 0)
+			log_debug("%s: %s", dir, strerror(errno));
 	}
 }

@@ -289,7 +289,8 @@ cri() {
 		in=(nsenter "--net=/run/netns/$CRI_NETNS")
 	"${in[@]}" /usr/bin/python3 "${HUSK_SRC:-$BATS_TEST_DIRNAME/../..}/tests/helpers/cri_client.py" \
 		"$EN/ctd.sock" --pod pod1 --logs "$EN/logs" \
-		--annotation io.husk.config.hypervisor.memory_mb=384 "$@"
+		--annotation io.husk.config.hypervisor.memory_mb=384 \
+		--cgroup-parent /husk-test/pod1 "$@"
 }
 
 _cri_exited() {
@@ -519,7 +520,7 @@ _nt1_has() {
 	engines_assert_clean
 }
 
-@test "a pod through containerd's CRI, as kubelet drives it: its sandbox and a container in one VM sized by the pod's annotation, limits that grow it, volumes, status and stats, exec (also streamed, several at once, 3 MB), update, logs, the pod's address, a second container attached to with a terminal, stop and removal leave nothing" {
+@test "a pod through containerd's CRI, as kubelet drives it: its sandbox and a container in one VM sized by the pod's annotation and in the pod's host cgroup, limits that grow it, volumes, status and stats, exec (also streamed, several at once, 3 MB), update, logs, the pod's address, a second container attached to with a terminal, stop and removal leave nothing" {
 	# A containerd of its own with CRI on, in a network namespace of
 	# the test's (CNI's bridge goes there), an image made here (no
 	# registry), the calls kubelet makes (tests/helpers/cri_client.py).
@@ -535,7 +536,9 @@ _nt1_has() {
 	   "ipMasq": false, "ipam": {"type": "host-local",
 	   "dataDir": "$EN/cni-ipam", "ranges": [[{"subnet": "10.213.77.0/24"}]]}}]}
 	EOF
-	printf '# defaults\n' >"$EN/husk.conf"
+	# The VM's processes in the pod sandbox's cgroup (kubelet's pod
+	# cgroup is the parent: cri passes --cgroup-parent).
+	printf '[runtime]\nsandbox_cgroup_only = true\n' >"$EN/husk.conf"
 	/usr/bin/python3 "$HUSK_SRC/tests/helpers/oci_image.py" "$EN/../rootfs" \
 		docker.io/library/husk-pause:1 "$EN/image.tar" sleep 2147483647
 	netns_before=$(ip netns list | grep -c '^cni-' || true)
@@ -553,8 +556,11 @@ _nt1_has() {
 	echo "$output"
 	[ "$status" -eq 0 ]
 	pod=$output
-	# The pause container is the pod's VM: one QEMU.
+	# The pause container is the pod's VM: one QEMU, in the sandbox's
+	# host cgroup below the pod's (sandbox_cgroup_only).
 	[ "$(pgrep -f "qemu-system.*$HUSK_ROOT/" | wc -l)" -eq 1 ]
+	grep -qx "$(pgrep -f "qemu-system.*$HUSK_ROOT/")" \
+		"/sys/fs/cgroup/memory/husk-test/pod1/$pod/cgroup.procs"
 	# With limits, as kubelet sends a container's resources: the VM
 	# grows by them (a DIMM and a vCPU hot-plugged during Create).  And
 	# volumes as kubelet gives them: a directory read-only (a
@@ -694,6 +700,8 @@ _nt1_has() {
 	wait_for -t 60 test -z "$(ls -A "$HUSK_ROOT")"
 	[ "$(pgrep -f "qemu-system.*$HUSK_ROOT/" | wc -l)" -eq 0 ]
 	[ "$(ip netns list | grep -c '^cni-' || true)" -eq "$netns_before" ]
+	# The cgroups husk made for the pod went with it.
+	[ ! -d /sys/fs/cgroup/memory/husk-test/pod1 ]
 	engines_stop_containerd
 	engines_assert_clean
 	ip netns del "$ns"

@@ -3,7 +3,7 @@
 makes them, for tests/bats/shimv2.bats (Debian has no crictl).
 
     cri_client.py SOCKET [--pod NAME] [--logs DIR] [--annotation K=V]...
-                  CALL ARGS...
+                  [--cgroup-parent DIR] CALL ARGS...
 
     version                    runtime name, version, API version
     runp HANDLER               RunPodSandbox of pod NAME: its id
@@ -39,9 +39,10 @@ makes them, for tests/bats/shimv2.bats (Debian has no crictl).
     stopp | rmp POD            StopPodSandbox, RemovePodSandbox
     lsp                        ListPodSandbox: the pods' ids
 
---pod names the pod (default pod1), --logs its log directory and
---annotation adds to its annotations: the same for runp and for create,
-whose request carries the pod's config.
+--pod names the pod (default pod1), --logs its log directory,
+--annotation adds to its annotations and --cgroup-parent sets its
+cgroup parent (as kubelet's pod cgroup): the same for runp and for
+create, whose request carries the pod's config.
 A failed call prints "cri_client.py CALL: CODE: message", exits 1.
 
 The messages are built here from the fields these calls use (the CRI's
@@ -73,9 +74,11 @@ MESSAGES = {
                         ("runtime_api_version", 4, STR)],
     "PodSandboxMetadata": [("name", 1, STR), ("uid", 2, STR),
                            ("namespace", 3, STR), ("attempt", 4, U32)],
+    "LinuxPodSandboxConfig": [("cgroup_parent", 1, STR)],
     "PodSandboxConfig": [("metadata", 1, MSG, "PodSandboxMetadata"),
                          ("hostname", 2, STR), ("log_directory", 3, STR),
-                         ("annotations", 7, MSG, MAP)],
+                         ("annotations", 7, MSG, MAP),
+                         ("linux", 8, MSG, "LinuxPodSandboxConfig")],
     "RunPodSandboxRequest": [("config", 1, MSG, "PodSandboxConfig"),
                              ("runtime_handler", 2, STR)],
     "PodSandboxId": [("pod_sandbox_id", 1, STR)],
@@ -194,6 +197,8 @@ def pod_config(pod):
                                          namespace="husk-test"),
         hostname=pod["name"], log_directory=pod["logs"])
     c.annotations.update(pod["annotations"])
+    if pod["cgroup_parent"]:
+        c.linux.cgroup_parent = pod["cgroup_parent"]
     return c
 
 
@@ -401,10 +406,13 @@ def main(argv):
         return 2
     sock, rest = argv[1], argv[2:]
     pod = {"name": "pod1", "logs": "/var/log/pods/husk-test",
-           "annotations": {}}
-    while len(rest) > 1 and rest[0] in ("--pod", "--logs", "--annotation"):
+           "annotations": {}, "cgroup_parent": ""}
+    while len(rest) > 1 and rest[0] in ("--pod", "--logs", "--annotation",
+                                        "--cgroup-parent"):
         if rest[0] == "--pod":
             pod["name"] = rest[1]
+        elif rest[0] == "--cgroup-parent":
+            pod["cgroup_parent"] = rest[1]
         elif rest[0] == "--logs":
             pod["logs"] = rest[1]
         elif "=" in rest[1]:
