@@ -773,7 +773,7 @@ static int ct_destroy(struct husk_store *st, const struct husk_config *cfg,
 	if (!c->is_sandbox && !(how & CT_VM_GOING))
 		husk_sandbox_shrink(st->root, c->sandbox_id, c->dimms,
 				    c->grown_vcpus);
-	husk_cgroup_remove(c->cgroups);
+	husk_cgroup_remove(c->cgroups, 0);
 	if (have_sb)
 		husk_sandbox_stop(st->root, &sb, force, NULL);
 	husk_unshare_container(&p, c->id);

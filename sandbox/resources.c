@@ -530,12 +530,7 @@ int husk_cgroup_enter(const char *path, pid_t pid, json_t *made,
 	return 0;
 }
 
-void husk_cgroup_remove(const json_t *made)
-{
-	husk_cgroup_remove_wait(made, 0);
-}
-
-void husk_cgroup_remove_wait(const json_t *made, unsigned ms)
+void husk_cgroup_remove(const json_t *made, unsigned ms)
 {
 	uint64_t deadline = husk_now_ms() + ms;
 	size_t i = json_array_size(made);

@@ -655,10 +655,10 @@ int husk_ct_resize(const char *root, struct husk_container *c,
  * hierarchy; directories made are appended to made. */
 int husk_cgroup_enter(const char *path, pid_t pid, json_t *made,
 		      struct husk_err **err);
-void husk_cgroup_remove(const json_t *made);
-/* The same, trying a busy directory again for up to ms (processes just
- * stopped may take a moment to exit and be reaped). */
-void husk_cgroup_remove_wait(const json_t *made, unsigned ms);
+/* The directories made, deepest first; a busy one is tried again for up
+ * to ms (processes just stopped may take a moment to exit and be
+ * reaped). */
+void husk_cgroup_remove(const json_t *made, unsigned ms);
 
 /* ------------------------------------------------------------- hooks */
 

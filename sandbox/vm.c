@@ -567,7 +567,7 @@ int husk_sandbox_stop(const char *root, const struct husk_sandbox *s,
 	husk_sandbox_paths_free(&p);
 	/* Once they are gone: QEMU, killed with the driver, may still be
 	 * exiting (a cgroup with a process left stays). */
-	husk_cgroup_remove_wait(s->cgroups, 3000);
+	husk_cgroup_remove(s->cgroups, 3000);
 	return 0;
 }
 
